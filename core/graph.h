@@ -1,0 +1,96 @@
+/* The graph (tape): nodes are int32 ids into a growable array, appended in topological order
+ * (a node's inputs always have smaller ids), so every traversal is a loop over ids — no
+ * recursion, no node cap, deterministic numbering.
+ *
+ * Errors are sticky: the first failing builder call records a message naming the op, the input
+ * shapes and what was expected; every later builder call returns FG_POISON, so user code checks
+ * fg_graph_status once at the end. */
+#ifndef FG_GRAPH_H
+#define FG_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/shape.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+typedef int32_t fg_node;
+#define FG_NONE ((fg_node)-1)   /* no node; as a gradient, a symbolic zero */
+#define FG_POISON ((fg_node)-2) /* returned by builders once the graph is in error */
+
+typedef struct fg_graph fg_graph;
+
+/* Node flags (bitwise).  The role of a node is its op (input, param, const, compute); these
+ * flags only record where it came from, for dumps and passes. */
+enum { FG_NODE_GRAD = 1u << 0 /* appended by autodiff */ };
+
+/* One node.  Exposed so that passes, the executor and dumps can read it; builders are the only
+ * writers. */
+typedef struct fg_node_rec {
+  uint16_t op;       /* enum fg_op_id */
+  uint8_t dtype;     /* fg_dtype */
+  uint8_t flags;     /* FG_NODE_* */
+  int32_t n_in;
+  int32_t in_off;    /* first input in the graph's edge array */
+  const void *attr;  /* op's typed attributes (attr_size bytes, in the arena) or NULL */
+  const char *name;  /* in the arena, or NULL */
+  fg_tensor *value;  /* constants only: contiguous data owned by the graph */
+  fg_shape shape;
+} fg_node_rec;
+
+fg_graph *fg_graph_new(void); /* NULL when out of memory */
+void fg_graph_free(fg_graph *g);
+
+fg_status fg_graph_status(const fg_graph *g);
+/* The first error's message, "" when none; borrowed, lives as long as the graph. */
+const char *fg_graph_errmsg(const fg_graph *g);
+int32_t fg_graph_node_count(const fg_graph *g);
+
+/* Leaves.  Inputs and parameters are bound by name in a program; parameters are the leaves an
+ * optimiser updates (their values live outside the graph, shared between graphs). */
+fg_node fg_input(fg_graph *g, const char *name, fg_dtype t, fg_shape shape);
+fg_node fg_param(fg_graph *g, const char *name, fg_dtype t, fg_shape shape);
+/* A constant holding a copy of `value`'s elements (any layout). */
+fg_node fg_constant(fg_graph *g, const fg_tensor *value);
+/* A 0-d constant; broadcasting makes it combine with any shape. */
+fg_node fg_scalar(fg_graph *g, double v, fg_dtype t);
+/* Every element equal to v (no data stored: a kernel fills it). */
+fg_node fg_fill(fg_graph *g, double v, fg_dtype t, fg_shape shape);
+fg_node fg_zeros_like(fg_graph *g, fg_node x);
+fg_node fg_ones_like(fg_graph *g, fg_node x);
+/* Counter-based random numbers: element i is a pure function of (seed, run offset, i), so a
+ * value never depends on threads or evaluation order.  The program's rng offset (see
+ * fg_program_set_rng_offset) gives fresh noise per step with no hidden global state. */
+fg_node fg_random_uniform(fg_graph *g, uint64_t seed, double lo, double hi, fg_dtype t,
+                          fg_shape shape);
+fg_node fg_random_normal(fg_graph *g, uint64_t seed, double mean, double std, fg_dtype t,
+                         fg_shape shape);
+
+/* Introspection.  Invalid ids give a zero shape, dtype F32, op 0. */
+const fg_node_rec *fg_graph_node(const fg_graph *g, fg_node n); /* NULL for an invalid id */
+fg_shape fg_node_shape(const fg_graph *g, fg_node n);
+fg_dtype fg_node_dtype(const fg_graph *g, fg_node n);
+int fg_node_op(const fg_graph *g, fg_node n);
+int fg_node_num_inputs(const fg_graph *g, fg_node n);
+fg_node fg_node_input(const fg_graph *g, fg_node n, int i);
+const void *fg_node_attr(const fg_graph *g, fg_node n);
+const char *fg_node_name(const fg_graph *g, fg_node n); /* NULL when unnamed */
+/* Names a node (copied); returns n, or FG_POISON on error. */
+fg_node fg_node_set_name(fg_graph *g, fg_node n, const char *name);
+/* Finds the input or parameter called `name`; FG_NONE when there is none. */
+fg_node fg_graph_find(const fg_graph *g, const char *name);
+bool fg_node_valid(const fg_graph *g, fg_node n);
+
+/* For op builders: appends a node of op `op` after checking its inputs and running the op's
+ * shape rule.  `attr` points at the op's attribute struct (attr_size bytes), which the caller
+ * must have zero-filled (memset) before setting fields, because attributes are hashed and
+ * compared bytewise.  Returns the new id, or FG_POISON with the graph's error set. */
+fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs, const void *attr);
+/* Records a sticky error (if none yet) and returns FG_POISON. */
+fg_node fg_graph_fail(fg_graph *g, fg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets flags on nodes [first, count) — used by autodiff to mark gradient nodes. */
+void fg_graph_mark(fg_graph *g, fg_node first, uint8_t flags);
+
+#endif
