@@ -51,6 +51,7 @@ typedef struct fg_kargs {
   int n_in;
   const void *const *in;
   const fg_shape *in_shape;
+  const fg_dtype *in_dtype; /* kernels are chosen by the output's dtype; cast reads these */
   void *out;
   fg_shape out_shape;
   int ith, nth;

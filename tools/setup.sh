@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages flowgrad builds with (idempotent: quiet and quick when they
+# are present) and configures a build directory.
+#   tools/setup.sh [BUILD_DIR] [meson options...]
+set -euo pipefail
+
+packages=(gcc meson ninja-build pkg-config libffi-dev libgraphviz-dev graphviz libxxhash-dev
+          libcriterion-dev libopenblas-dev libpng-dev zlib1g-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-"$top/build"}
+shift || true
+# Configure from scratch so a stale directory never hides a broken build.
+rm -rf "$build"
+meson setup "$build" "$top" "$@" >/dev/null
+echo "setup: configured $build"
