@@ -259,6 +259,20 @@ fg_node fg_constant(fg_graph *g, const fg_tensor *value) {
   return n;
 }
 
+fg_node fg_constant_take(fg_graph *g, fg_tensor *value) {
+  if (!g || g->status != FG_OK) {
+    fg_tensor_free(value);
+    return FG_POISON;
+  }
+  fg_node n = add_source(g, FG_OP_CONST, value->dtype, value->shape, 0, 0, 0);
+  if (n < 0) {
+    fg_tensor_free(value);
+    return n;
+  }
+  g->nodes[n].value = value;
+  return n;
+}
+
 fg_node fg_scalar(fg_graph *g, double v, fg_dtype t) {
   return fg_fill(g, v, t, fg_shape0());
 }
@@ -285,4 +299,62 @@ fg_node fg_random_uniform(fg_graph *g, uint64_t seed, double lo, double hi, fg_d
 fg_node fg_random_normal(fg_graph *g, uint64_t seed, double mean, double std, fg_dtype t,
                          fg_shape shape) {
   return add_source(g, FG_OP_RANDOM_NORMAL, t, shape, mean, std, seed);
+}
+
+/* ---- rewriting support ---- */
+
+fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const fg_node *inputs) {
+  const fg_node_rec *r = fg_graph_node(src, n);
+  if (!r) return fg_graph_fail(dst, FG_E_INTERNAL, "copy of a node that does not exist (%d)", n);
+  fg_node out;
+  if (r->op == FG_OP_INPUT) out = fg_input(dst, r->name, (fg_dtype)r->dtype, r->shape);
+  else if (r->op == FG_OP_PARAM) out = fg_param(dst, r->name, (fg_dtype)r->dtype, r->shape);
+  else if (r->op == FG_OP_CONST) {
+    fg_tensor *shared;
+    fg_err e;
+    if (fg_tensor_view(&shared, r->value, &e) != FG_OK) return fg_graph_fail(dst, e.status, "%s", e.msg);
+    out = fg_constant_take(dst, shared);
+  } else
+    out = fg_graph_add_node(dst, r->op, r->n_in, inputs, r->attr);
+  if (out < 0) return out;
+  if (r->name && !dst->nodes[out].name) fg_node_set_name(dst, out, r->name);
+  dst->nodes[out].flags |= r->flags;
+  return out;
+}
+
+static fg_status verify_node(const fg_graph *g, fg_node n, fg_err *e) {
+  const fg_node_rec *r = &g->nodes[n];
+  const fg_op_def *def = fg_op_get(r->op);
+  if (!def) return fg_err_set(e, FG_E_INTERNAL, "node %d has unknown op %d", n, r->op);
+  fg_shape shapes[16];
+  fg_dtype dtypes[16];
+  if (r->n_in > 16) return FG_OK; /* wide concat: inputs checked below, rule skipped */
+  for (int k = 0; k < r->n_in; k++) {
+    fg_node in = g->edges[r->in_off + k];
+    if (in < 0 || in >= n)
+      return fg_err_set(e, FG_E_INTERNAL, "node %d ('%s') input %d is %d: not an earlier node", n,
+                        def->name, k, in);
+    shapes[k] = g->nodes[in].shape;
+    dtypes[k] = (fg_dtype)g->nodes[in].dtype;
+  }
+  if (r->op == FG_OP_CONST && !r->value)
+    return fg_err_set(e, FG_E_INTERNAL, "constant node %d has no data", n);
+  fg_infer_args a;
+  memset(&a, 0, sizeof a);
+  a.n_in = r->n_in, a.in_shape = shapes, a.in_dtype = dtypes, a.attr = r->attr;
+  a.out_shape = r->n_in ? shapes[0] : fg_shape0();
+  a.out_dtype = r->n_in ? dtypes[0] : FG_F32;
+  if (def->infer(&a) != FG_OK || !fg_shape_equal(&a.out_shape, &r->shape) || a.out_dtype != r->dtype)
+    return fg_err_set(e, FG_E_INTERNAL, "node %d ('%s'): its shape rule no longer gives its "
+                      "recorded shape and dtype", n, def->name);
+  return FG_OK;
+}
+
+fg_status fg_graph_verify(const fg_graph *g, fg_err *e) {
+  if (!g) return fg_err_set(e, FG_E_MISUSE, "verify: no graph");
+  for (fg_node n = 0; n < g->n_nodes; n++) {
+    fg_status st = verify_node(g, n, e);
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
 }

@@ -90,6 +90,16 @@ fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs, 
 /* Records a sticky error (if none yet) and returns FG_POISON. */
 fg_node fg_graph_fail(fg_graph *g, fg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* For rewriting passes: appends to dst a copy of src's node n (op, attributes, name, flags,
+ * constant data shared, not copied) with the given inputs (ids in dst), re-running the shape
+ * rule, so a rewrite that breaks shapes is caught where it happens. */
+fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const fg_node *inputs);
+/* A constant node that takes over one reference to `value` (no copy). */
+fg_node fg_constant_take(fg_graph *g, fg_tensor *value);
+/* Checks the graph's invariants — inputs precede their node, every shape rule still gives the
+ * recorded shape and dtype, leaves have what they need — and returns FG_E_INTERNAL with a
+ * message naming the first broken node otherwise.  Run between passes in test builds. */
+fg_status fg_graph_verify(const fg_graph *g, fg_err *e);
 /* Sets flags on nodes [first, count) — used by autodiff to mark gradient nodes. */
 void fg_graph_mark(fg_graph *g, fg_node first, uint8_t flags);
 

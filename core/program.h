@@ -9,18 +9,55 @@
 #include <stdint.h>
 
 #include "core/graph.h"
+#include "core/pass.h"
 #include "core/tensor.h"
+#include "core/threadpool.h"
 
 typedef struct fg_program fg_program;
+
+/* Compile and run options; zero-filled means the defaults.  Each switch also has an
+ * environment variable, read when the program is made, so any program can be inspected
+ * without recompiling: FG_THREADS=n, FG_DISABLE_PASSES=cse,fuse, FG_POISON_FREED=1,
+ * FG_VERIFY_PASSES=1, FG_DUMP_PASSES=dir. */
+typedef struct fg_program_opts {
+  int n_threads;            /* 0: FG_THREADS, else the online cores */
+  fg_pool *pool;            /* a pool to share between programs (not owned); overrides n_threads */
+  uint32_t disabled_passes; /* FG_PASS_BIT(CSE) | ... */
+  bool poison_freed;        /* fill each arena range with NaN after its last reader (debug) */
+  bool verify;              /* check the graph's invariants after every pass */
+  const char *dump_dir;     /* write DOT files of the graph before and after every pass */
+} fg_program_opts;
+
+/* What compiling did, for benchmarks, dumps and tests. */
+typedef struct fg_program_stats {
+  int32_t nodes_in;                    /* nodes of the source graph the outputs need */
+  int32_t nodes_after[FG_PASS_COUNT];  /* node count after each graph pass, -1 if not run */
+  int32_t nodes_compiled;              /* nodes of the compiled graph */
+  int32_t n_steps;                     /* kernel launches per run (a fused group is one) */
+  int32_t n_groups, n_fused;           /* fused groups and the nodes inside them */
+  size_t arena_bytes;                  /* planned bytes of intermediate values */
+  size_t naive_bytes;                  /* the same values with one buffer each */
+  int32_t n_in_place;                  /* values written over a dying input */
+  int n_threads;
+  double compile_ms;
+} fg_program_stats;
 
 /* Plans a program computing outs[0..n_out).  Fails when the graph is in error or an output is
  * not a node of it. */
 fg_status fg_program_new(fg_program **out, fg_graph *g, int n_out, const fg_node *outs,
                          fg_err *e);
+fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg_node *outs,
+                              const fg_program_opts *opts, fg_err *e);
+const fg_program_stats *fg_program_get_stats(const fg_program *p);
+/* The compiled graph (after the passes) and its fusion groups (per node: group or -1), for
+ * dumps; borrowed. */
+const fg_graph *fg_program_graph(const fg_program *p);
+const int32_t *fg_program_groups(const fg_program *p);
 void fg_program_free(fg_program *p);
 
 /* Binds the input or parameter `name` to t (dtype and shape must match the node's).  The
- * program keeps a reference to t's buffer; t itself may be freed. */
+ * program keeps a reference to t's buffer; t itself may be freed.  A name the source graph
+ * has but the outputs do not need is accepted and ignored. */
 fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t);
 /* Runs every planned node.  Fails (with fg_program_errmsg) on an unbound input or a kernel
  * error such as an exactly singular matrix.  Allocates only on the first run. */

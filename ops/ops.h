@@ -109,4 +109,68 @@ fg_node fg_matmul(fg_graph *g, fg_node a, fg_node b);
 /* With a or b read transposed (last two axes swapped) without forming the transpose. */
 fg_node fg_matmul_t(fg_graph *g, fg_node a, fg_node b, bool trans_a, bool trans_b);
 
+/* ---- conv (ops/conv.c) ----
+ * conv2d is PyTorch's (a cross-correlation), NCHW: x [N, C, H, W] with w [O, C, KH, KW] gives
+ * y [N, O, Ho, Wo], Ho = (H + 2 ph - dh (KH - 1) - 1) / sh + 1 and likewise Wo, zero-padded by
+ * ph rows above and below (pw columns left and right).  Its two transposes are ops too, and
+ * the three are each other's gradients, so second derivatives are graphs like the first. */
+typedef struct fg_conv2d_opts {
+  int64_t stride[2];   /* (sh, sw), >= 1 */
+  int64_t padding[2];  /* (ph, pw), >= 0 */
+  int64_t dilation[2]; /* (dh, dw), >= 1 */
+} fg_conv2d_opts;
+typedef struct fg_conv2d_attr {
+  fg_conv2d_opts geom;
+  /* conv2d: (0, 0).  conv2d_input_grad: the input's (H, W), which Ho alone does not fix when
+   * the stride is > 1.  conv2d_weight_grad: the kernel's (KH, KW). */
+  int64_t size[2];
+} fg_conv2d_attr;
+/* Stride 1, padding 0, dilation 1 (what opts = NULL means). */
+fg_conv2d_opts fg_conv2d_defaults(void);
+/* bias is [O] or FG_NONE.  A bias is a separate broadcast add of bias reshaped to [1, O, 1, 1]
+ * (the conv op itself stays bilinear; fusion can merge the add). */
+fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv2d_opts *opts);
+/* The transposed convolution (conv2d's gradient with respect to x): dy [N, O, Ho, Wo] and
+ * w [O, C, KH, KW] give [N, C, h, w], where (h, w) is the input size of the conv it inverts. */
+fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
+                             const fg_conv2d_opts *opts);
+/* conv2d's gradient with respect to w: x [N, C, H, W] and dy [N, O, Ho, Wo] give
+ * [O, C, kh, kw]. */
+fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
+                              const fg_conv2d_opts *opts);
+
+/* ---- linear algebra (ops/linalg.c) ----
+ * Matrices are the last two axes; leading axes are a batch (broadcast between a matrix and a
+ * right-hand side as NumPy does).  A factorisation is a node of its own that the ops needing
+ * it take as a non-differentiable input next to the matrix, so gradients flow to the matrix
+ * and one factorisation serves every op of the same matrix.  Exactly singular matrices give
+ * log|det| = -inf and sign 0; solves with them fail at run time with FG_E_NUMERIC. */
+/* Packed LU with partial pivoting, P A = L U: A [..., n, n] -> [..., n, n+1], row i holding
+ * L[i][0..i) (unit diagonal implied), U[i][i..n) and in column n the 0-based LAPACK pivot
+ * (rows i and piv[i] swapped at step i).  Not differentiable.  Returns the existing lu node of
+ * a when the graph has one. */
+fg_node fg_lu(fg_graph *g, fg_node a);
+typedef struct fg_lu_solve_attr { uint32_t transpose; } fg_lu_solve_attr;
+/* A^-1 B (or A^-T B) with lu = fg_lu(g, a): a [..., n, n], b [..., n, k]. */
+fg_node fg_lu_solve(fg_graph *g, fg_node a, fg_node lu, fg_node b, bool transpose);
+fg_node fg_slogdet(fg_graph *g, fg_node a);  /* log|det a| [...], accumulated in float64 */
+fg_node fg_det_sign(fg_graph *g, fg_node a); /* sign of det a: +1, -1 or 0 (not differentiable) */
+fg_node fg_inverse(fg_graph *g, fg_node a);
+fg_node fg_solve(fg_graph *g, fg_node a, fg_node b); /* a^-1 b */
+typedef struct fg_triangular_solve_attr {
+  uint8_t lower, unit_diagonal, transpose, reserved;
+} fg_triangular_solve_attr;
+/* op(t)^-1 b with op(t) = t or t^T: reads only t's lower (or upper) triangle, and not its
+ * diagonal when unit_diagonal (taken as ones). */
+fg_node fg_triangular_solve(fg_graph *g, fg_node t, fg_node b, bool lower, bool unit_diagonal,
+                            bool transpose);
+
+/* ---- squeeze (ops/squeeze.c): 2x2 space-to-depth, composed of reshape and permute ----
+ * [N, C, H, W] -> [N, 4C, H/2, W/2], output channel c*4 + dy*2 + dx taking pixel
+ * (2i + dy, 2j + dx) of channel c (Glow's squeeze2d, PyTorch's pixel_unshuffle(x, 2)).
+ * Odd H or W is a shape error. */
+fg_node fg_squeeze2d(fg_graph *g, fg_node x);
+/* The inverse: [N, 4C, H, W] -> [N, C, 2H, 2W]. */
+fg_node fg_unsqueeze2d(fg_graph *g, fg_node x);
+
 #endif

@@ -7,6 +7,7 @@
  *    the op. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/gradcheck.h"

@@ -1,0 +1,793 @@
+/* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP.
+ *
+ * The three ops are the partial derivatives of one trilinear form,
+ *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
+ * so every VJP is one of the three ops again:
+ *   conv2d(x, w),           cotangent g:  dx = input_grad(g, w),   dw = weight_grad(x, g)
+ *   input_grad(dy, w),      cotangent g:  ddy = conv2d(g, w),      dw = weight_grad(g, dy)
+ *   weight_grad(x, dy),     cotangent g:  dx = input_grad(dy, g),  ddy = conv2d(x, g)
+ * and derivatives of any order stay within them.
+ *
+ * Bias is not an input: fg_conv2d adds bias reshaped to [1, O, 1, 1] as an ordinary broadcast
+ * add, whose gradient autodiff already sums down; keeping the op bilinear is what makes the
+ * identities above close.
+ *
+ * Kernels are im2col + GEMM (the shared fg_gemm: OpenBLAS or the portable kernel).  The column
+ * matrix of one image has a row per (c, p, q) kernel tap, r = (c KH + p) KW + q, and a column per
+ * output pixel s = i Wo + j.  Each kernel's work is split so that no two parts write the same
+ * output and none repeats another's im2col:
+ *   conv2d       y[n][:, s0:s1]  = W . col[n][:, s0:s1]   split over (image, output pixel);
+ *   input_grad   gx[n][c0:c1]    = col2im(W^T[rows of c0:c1] . dy[n])   over (image, channel);
+ *   weight_grad  gw[:, r0:r1]    = sum_n dy[n] . col[n][r0:r1]^T        over kernel taps.
+ * A 1x1 kernel with stride 1 and no padding needs no im2col: col[n] is x[n] itself.  Scratch
+ * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or taps in chunks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/op.h"
+#include "ops/matmul_kernels.h"
+#include "ops/ops.h"
+
+enum { SCRATCH_ELEMS = 1 << 20, DIRECT_MAX_O = 8 };
+#define CONV_OPT_MAX ((int64_t)1 << 31)
+
+typedef struct conv_geom {
+  int64_t n, c, h, w;    /* input */
+  int64_t o, kh, kw;     /* kernel */
+  int64_t ho, wo;        /* output */
+  int64_t sh, sw, ph, pw, dh, dw;
+} conv_geom;
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+fg_conv2d_opts fg_conv2d_defaults(void) {
+  fg_conv2d_opts o;
+  memset(&o, 0, sizeof o);
+  o.stride[0] = o.stride[1] = 1;
+  o.dilation[0] = o.dilation[1] = 1;
+  return o;
+}
+
+/* Output extent along one axis; -1 when the dilated kernel does not fit the padded input. */
+static int64_t out_extent(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  int64_t span, padded;
+  if (__builtin_mul_overflow(d, k - 1, &span) || __builtin_add_overflow(span, 1, &span) ||
+      __builtin_add_overflow(in, 2 * p, &padded) || padded < span)
+    return -1;
+  return (padded - span) / s + 1;
+}
+
+static fg_status check_opts(const fg_conv2d_opts *o, char *why, size_t cap) {
+  for (int i = 0; i < 2; i++) {
+    const char *bad = NULL;
+    if (o->stride[i] < 1 || o->stride[i] > CONV_OPT_MAX) bad = "stride";
+    else if (o->dilation[i] < 1 || o->dilation[i] > CONV_OPT_MAX) bad = "dilation";
+    else if (o->padding[i] < 0 || o->padding[i] > CONV_OPT_MAX) bad = "padding";
+    if (bad) {
+      snprintf(why, cap, "stride and dilation in 1..2^31, padding in 0..2^31; got stride "
+               "(%lld, %lld), padding (%lld, %lld), dilation (%lld, %lld) (bad %s)",
+               (long long)o->stride[0], (long long)o->stride[1], (long long)o->padding[0],
+               (long long)o->padding[1], (long long)o->dilation[0], (long long)o->dilation[1],
+               bad);
+      return FG_E_SHAPE;
+    }
+  }
+  return FG_OK;
+}
+
+/* Validates options, kernel size and fit, and fills ho, wo.  g's sizes must be set. */
+static fg_status geom_finish(conv_geom *g, const fg_conv2d_opts *o, char *why, size_t cap) {
+  fg_status st = check_opts(o, why, cap);
+  if (st != FG_OK) return st;
+  g->sh = o->stride[0], g->sw = o->stride[1];
+  g->ph = o->padding[0], g->pw = o->padding[1];
+  g->dh = o->dilation[0], g->dw = o->dilation[1];
+  if (g->kh < 1 || g->kw < 1) {
+    snprintf(why, cap, "a kernel of at least 1x1, got %lldx%lld", (long long)g->kh,
+             (long long)g->kw);
+    return FG_E_SHAPE;
+  }
+  g->ho = out_extent(g->h, g->kh, g->sh, g->ph, g->dh);
+  g->wo = out_extent(g->w, g->kw, g->sw, g->pw, g->dw);
+  if (g->ho < 0 || g->wo < 0) {
+    snprintf(why, cap, "a kernel %lldx%lld (dilation %lldx%lld) that fits the input %lldx%lld "
+             "padded by (%lld, %lld) on each side",
+             (long long)g->kh, (long long)g->kw, (long long)g->dh, (long long)g->dw,
+             (long long)g->h, (long long)g->w, (long long)g->ph, (long long)g->pw);
+    return FG_E_SHAPE;
+  }
+  return FG_OK;
+}
+
+/* ---- shape rules ---- */
+
+static fg_status check_pair(fg_infer_args *a, const char *n0, const char *n1) {
+  char s0[96], s1[96];
+  if (a->in_dtype[0] != a->in_dtype[1]) {
+    snprintf(a->why, sizeof a->why, "%s and %s of one dtype, got %s and %s", n0, n1,
+             fg_dtype_name(a->in_dtype[0]), fg_dtype_name(a->in_dtype[1]));
+    return FG_E_DTYPE;
+  }
+  if (a->in_shape[0].ndim != 4 || a->in_shape[1].ndim != 4) {
+    snprintf(a->why, sizeof a->why, "4-D %s and %s, got %s and %s", n0, n1,
+             fg_shape_str(&a->in_shape[0], s0, sizeof s0),
+             fg_shape_str(&a->in_shape[1], s1, sizeof s1));
+    return FG_E_SHAPE;
+  }
+  return FG_OK;
+}
+
+static fg_status mismatch(fg_infer_args *a, const char *what, int64_t got, int64_t want) {
+  char s0[96], s1[96];
+  snprintf(a->why, sizeof a->why, "%s: %lld, expected %lld (inputs %s and %s)", what,
+           (long long)got, (long long)want, fg_shape_str(&a->in_shape[0], s0, sizeof s0),
+           fg_shape_str(&a->in_shape[1], s1, sizeof s1));
+  return FG_E_SHAPE;
+}
+
+static fg_status conv2d_infer(fg_infer_args *a) {
+  const fg_conv2d_attr *at = a->attr;
+  fg_status st = check_pair(a, "input x [N, C, H, W]", "weight w [O, C, KH, KW]");
+  if (st != FG_OK) return st;
+  const int64_t *x = a->in_shape[0].d, *w = a->in_shape[1].d;
+  if (x[1] != w[1]) return mismatch(a, "weight's input channels (dim 1)", w[1], x[1]);
+  conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = w[0], .kh = w[2], .kw = w[3]};
+  st = geom_finish(&g, &at->geom, a->why, sizeof a->why);
+  if (st != FG_OK) return st;
+  a->out_shape = fg_shape4(g.n, g.o, g.ho, g.wo);
+  return FG_OK;
+}
+
+static fg_status input_grad_infer(fg_infer_args *a) {
+  const fg_conv2d_attr *at = a->attr;
+  fg_status st = check_pair(a, "dy [N, O, Ho, Wo]", "weight w [O, C, KH, KW]");
+  if (st != FG_OK) return st;
+  const int64_t *dy = a->in_shape[0].d, *w = a->in_shape[1].d;
+  if (dy[1] != w[0]) return mismatch(a, "dy's channels (dim 1) against w's outputs", dy[1], w[0]);
+  conv_geom g = {.n = dy[0], .c = w[1], .h = at->size[0], .w = at->size[1], .o = w[0],
+                 .kh = w[2], .kw = w[3]};
+  if (g.h < 0 || g.w < 0) {
+    snprintf(a->why, sizeof a->why, "an input size (h, w) >= 0, got (%lld, %lld)",
+             (long long)g.h, (long long)g.w);
+    return FG_E_SHAPE;
+  }
+  st = geom_finish(&g, &at->geom, a->why, sizeof a->why);
+  if (st != FG_OK) return st;
+  if (dy[2] != g.ho) return mismatch(a, "dy's height for this input size", dy[2], g.ho);
+  if (dy[3] != g.wo) return mismatch(a, "dy's width for this input size", dy[3], g.wo);
+  a->out_shape = fg_shape4(g.n, g.c, g.h, g.w);
+  return FG_OK;
+}
+
+static fg_status weight_grad_infer(fg_infer_args *a) {
+  const fg_conv2d_attr *at = a->attr;
+  fg_status st = check_pair(a, "input x [N, C, H, W]", "dy [N, O, Ho, Wo]");
+  if (st != FG_OK) return st;
+  const int64_t *x = a->in_shape[0].d, *dy = a->in_shape[1].d;
+  if (x[0] != dy[0]) return mismatch(a, "dy's batch against x's", dy[0], x[0]);
+  conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = dy[1], .kh = at->size[0],
+                 .kw = at->size[1]};
+  st = geom_finish(&g, &at->geom, a->why, sizeof a->why);
+  if (st != FG_OK) return st;
+  if (dy[2] != g.ho) return mismatch(a, "dy's height for this kernel", dy[2], g.ho);
+  if (dy[3] != g.wo) return mismatch(a, "dy's width for this kernel", dy[3], g.wo);
+  a->out_shape = fg_shape4(g.o, g.c, g.kh, g.kw);
+  return FG_OK;
+}
+
+/* ---- im2col / col2im, stamped for float and double ----
+ * Both walk rows [r0, r1) of one image's column matrix over columns [s0, s1), a run of output
+ * pixels that may span several output rows i. */
+#define CONV_LEAVES_DEFINE(T, SUF)                                                            \
+  static void im2col_##SUF(const conv_geom *g, const void *xv, int64_t r0, int64_t r1,        \
+                           int64_t s0, int64_t s1, void *dstv) {                              \
+    const T *x = xv;                                                                          \
+    T *dst = dstv;                                                                            \
+    for (int64_t r = r0; r < r1; r++) {                                                       \
+      int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
+      const T *plane = x + c * g->h * g->w;                                                   \
+      T *row = dst + (r - r0) * (s1 - s0);                                                    \
+      for (int64_t s = s0; s < s1;) {                                                         \
+        int64_t i = s / g->wo, j0 = s % g->wo, j1 = min64(g->wo, j0 + (s1 - s));              \
+        int64_t hh = i * g->sh - g->ph + p * g->dh;                                           \
+        for (int64_t j = j0; j < j1; j++, row++) {                                            \
+          int64_t ww = j * g->sw - g->pw + q * g->dw;                                         \
+          *row = (hh >= 0 && hh < g->h && ww >= 0 && ww < g->w) ? plane[hh * g->w + ww] : 0;  \
+        }                                                                                     \
+        s += j1 - j0;                                                                         \
+      }                                                                                       \
+    }                                                                                         \
+  }                                                                                           \
+                                                                                              \
+  /* gx (one image) += the column rows [r0, r1) of src (every column, row stride ho wo). */   \
+  static void col2im_##SUF(const conv_geom *g, const void *srcv, int64_t r0, int64_t r1,      \
+                           void *gxv) {                                                       \
+    const T *src = srcv;                                                                      \
+    T *gx = gxv;                                                                              \
+    for (int64_t r = r0; r < r1; r++) {                                                       \
+      int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
+      T *plane = gx + c * g->h * g->w;                                                        \
+      const T *row = src + (r - r0) * g->ho * g->wo;                                          \
+      for (int64_t i = 0; i < g->ho; i++) {                                                   \
+        int64_t hh = i * g->sh - g->ph + p * g->dh;                                           \
+        if (hh < 0 || hh >= g->h) continue;                                                   \
+        for (int64_t j = 0; j < g->wo; j++) {                                                 \
+          int64_t ww = j * g->sw - g->pw + q * g->dw;                                         \
+          if (ww >= 0 && ww < g->w) plane[hh * g->w + ww] += row[i * g->wo + j];              \
+        }                                                                                     \
+      }                                                                                       \
+    }                                                                                         \
+  }
+
+CONV_LEAVES_DEFINE(float, f32)
+CONV_LEAVES_DEFINE(double, f64)
+
+/* ---- the direct kernels, stamped for float and double (and for AVX2+FMA where present) ----
+ * Explicit 32-byte vectors (GCC/Clang vector extensions) so that the register blocking is what
+ * is written, not what the vectoriser decides; without AVX they lower to SSE pairs. */
+typedef float vf32 __attribute__((vector_size(32)));
+typedef double vf64 __attribute__((vector_size(32)));
+#define VLOAD(v, p) memcpy(&(v), (p), sizeof(v))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(v))
+
+#define DIRECT_DEFINE(T, V, SUF, ATTR)                                                        \
+  /* out[o][s..s+2VL) = sum_t wt[t ldw + o] src[off[t] + s..], for 4 channels o. */             \
+  ATTR static void rows4_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,    \
+                               int64_t ldw, int64_t s, int64_t len, T *out) {                 \
+    enum { VL = sizeof(V) / sizeof(T) };                                                      \
+    V a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0}; \
+    for (int64_t t = 0; t < taps; t++) {                                                      \
+      const T *xs = src + off[t] + s, *w = wt + t * ldw;                                      \
+      V x0, x1;                                                                               \
+      VLOAD(x0, xs), VLOAD(x1, xs + VL);                                                      \
+      a00 += w[0] * x0, a01 += w[0] * x1, a10 += w[1] * x0, a11 += w[1] * x1;                 \
+      a20 += w[2] * x0, a21 += w[2] * x1, a30 += w[3] * x0, a31 += w[3] * x1;                 \
+    }                                                                                         \
+    VSTORE(out + s, a00), VSTORE(out + s + VL, a01);                                          \
+    VSTORE(out + len + s, a10), VSTORE(out + len + s + VL, a11);                              \
+    VSTORE(out + 2 * len + s, a20), VSTORE(out + 2 * len + s + VL, a21);                      \
+    VSTORE(out + 3 * len + s, a30), VSTORE(out + 3 * len + s + VL, a31);                      \
+  }                                                                                           \
+                                                                                              \
+  ATTR static void rows1_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,    \
+                               int64_t ldw, int64_t s, T *out) {                              \
+    enum { VL = sizeof(V) / sizeof(T) };                                                      \
+    V a0 = {0}, a1 = {0};                                                                     \
+    for (int64_t t = 0; t < taps; t++) {                                                      \
+      V x0, x1;                                                                               \
+      VLOAD(x0, src + off[t] + s), VLOAD(x1, src + off[t] + s + VL);                          \
+      a0 += wt[t * ldw] * x0, a1 += wt[t * ldw] * x1;                                         \
+    }                                                                                         \
+    VSTORE(out + s, a0), VSTORE(out + s + VL, a1);                                            \
+  }                                                                                           \
+                                                                                              \
+  /* out[o][s] = sum_t wt[t ldw + o] src[off[t] + s] for o < ob, s < len (rows of len). */     \
+  ATTR static void direct_rows_##SUF(const void *srcv, const int64_t *off, int64_t taps,       \
+                                     const void *wtv, int64_t ldw, int64_t ob, int64_t len,   \
+                                     void *outv) {                                            \
+    enum { JB = 2 * sizeof(V) / sizeof(T) };                                                  \
+    const T *src = srcv, *wt = wtv;                                                           \
+    T *out = outv;                                                                            \
+    int64_t full = len - len % JB, o = 0;                                                     \
+    for (; o + 4 <= ob; o += 4)                                                               \
+      for (int64_t s = 0; s < full; s += JB)                                                  \
+        rows4_##SUF(src, off, taps, wt + o, ldw, s, len, out + o * len);                      \
+    for (; o < ob; o++)                                                                       \
+      for (int64_t s = 0; s < full; s += JB) rows1_##SUF(src, off, taps, wt + o, ldw, s, out + o * len); \
+    for (o = 0; o < ob; o++)                                                                  \
+      for (int64_t s = full; s < len; s++) {                                                  \
+        T acc = 0;                                                                            \
+        for (int64_t t = 0; t < taps; t++) acc += wt[t * ldw + o] * src[off[t] + s];          \
+        out[o * len + s] = acc;                                                               \
+      }                                                                                       \
+  }                                                                                           \
+                                                                                              \
+  /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for o < nb. */                                 \
+  ATTR static void direct_dots_##SUF(const void *av, const void *bv, int64_t ldb, int64_t nb,  \
+                                     int64_t len, void *accv) {                               \
+    enum { VL = sizeof(V) / sizeof(T), JB = 2 * VL };                                         \
+    const T *a = av, *b = bv;                                                                 \
+    T *acc = accv;                                                                            \
+    int64_t full = len - len % JB;                                                            \
+    for (int64_t o = 0; o < nb; o++) {                                                        \
+      const T *bo = b + o * ldb;                                                              \
+      V s0 = {0}, s1 = {0};                                                                   \
+      for (int64_t s = 0; s < full; s += JB) {                                                \
+        V x0, x1, y0, y1;                                                                     \
+        VLOAD(x0, a + s), VLOAD(x1, a + s + VL), VLOAD(y0, bo + s), VLOAD(y1, bo + s + VL);   \
+        s0 += x0 * y0, s1 += x1 * y1;                                                         \
+      }                                                                                       \
+      s0 += s1;                                                                               \
+      T sum = 0;                                                                              \
+      for (int l = 0; l < VL; l++) sum += s0[l];                                              \
+      for (int64_t s = full; s < len; s++) sum += a[s] * bo[s];                               \
+      acc[o] += sum;                                                                          \
+    }                                                                                         \
+  }
+
+DIRECT_DEFINE(float, vf32, f32, )
+DIRECT_DEFINE(double, vf64, f64, )
+#if defined(__x86_64__) && defined(__GNUC__)
+#define FG_DIRECT_AVX2 1
+DIRECT_DEFINE(float, vf32, f32_avx2, __attribute__((target("avx2,fma"))))
+DIRECT_DEFINE(double, vf64, f64_avx2, __attribute__((target("avx2,fma"))))
+#endif
+
+typedef void (*direct_rows_fn)(const void *, const int64_t *, int64_t, const void *, int64_t,
+                               int64_t, int64_t, void *);
+typedef void (*direct_dots_fn)(const void *, const void *, int64_t, int64_t, int64_t, void *);
+
+static bool cpu_has_avx2_fma(void) {
+#ifdef FG_DIRECT_AVX2
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+typedef void (*im2col_fn)(const conv_geom *, const void *, int64_t, int64_t, int64_t, int64_t,
+                          void *);
+typedef void (*col2im_fn)(const conv_geom *, const void *, int64_t, int64_t, void *);
+
+/* What a kernel driver needs about its dtype. */
+typedef struct conv_ctx {
+  fg_dtype t;
+  size_t es;
+  im2col_fn im2col;
+  col2im_fn col2im;
+  direct_rows_fn direct_rows;
+  direct_dots_fn direct_dots;
+  conv_geom g;
+  int nth;
+  fg_err *err;
+} conv_ctx;
+
+static conv_ctx ctx_make(fg_dtype t, const fg_kargs *k, conv_geom g) {
+  conv_ctx c = {.t = t, .es = fg_dtype_size(t), .g = g, .nth = k->nth, .err = k->err};
+  c.im2col = t == FG_F32 ? im2col_f32 : im2col_f64;
+  c.col2im = t == FG_F32 ? col2im_f32 : col2im_f64;
+  c.direct_rows = t == FG_F32 ? direct_rows_f32 : direct_rows_f64;
+  c.direct_dots = t == FG_F32 ? direct_dots_f32 : direct_dots_f64;
+#ifdef FG_DIRECT_AVX2
+  if (cpu_has_avx2_fma()) {
+    c.direct_rows = t == FG_F32 ? direct_rows_f32_avx2 : direct_rows_f64_avx2;
+    c.direct_dots = t == FG_F32 ? direct_dots_f32_avx2 : direct_dots_f64_avx2;
+  }
+#endif
+  return c;
+}
+
+static bool is_pointwise(const conv_geom *g) {
+  return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+static const void *at_c(const conv_ctx *c, const void *p, int64_t elems) {
+  return (const char *)p + c->es * (size_t)elems;
+}
+static void *at_m(const conv_ctx *c, void *p, int64_t elems) {
+  return (char *)p + c->es * (size_t)elems;
+}
+
+static void *scratch(const conv_ctx *c, int64_t elems) {
+  return malloc(c->es * (size_t)max64(elems, 1));
+}
+
+static fg_status nomem(const conv_ctx *c, const char *op) {
+  return fg_err_set(c->err, FG_E_NOMEM, "%s: no memory for the im2col buffer", op);
+}
+
+static fg_status gemm(const conv_ctx *c, fg_gemm_dims d, const void *a, const void *b, void *out,
+                      const char *op) {
+  fg_status st = fg_gemm(c->t, &d, a, b, out, c->nth);
+  return st == FG_OK ? st : nomem(c, op);
+}
+
+/* ---- the direct path (see the top of the file): stride 1, few output channels ---- */
+
+/* Where the direct path runs instead of im2col + GEMM; the bound is measured (bench_dense). */
+static int64_t direct_max_o(void) {
+  const char *s = getenv("FG_CONV_DIRECT_MAX_O");
+  return s ? atoll(s) : DIRECT_MAX_O;
+}
+static bool direct_fits(const conv_geom *g) {
+  return g->sh == 1 && g->sw == 1 && !is_pointwise(g) && g->o <= direct_max_o();
+}
+
+/* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
+ * hs x ws into hd x wd (a negative top or left crops).  Rows move by memcpy, so no type. */
+static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int64_t ws,
+                       int64_t top, int64_t left, int64_t hd, int64_t wd, void *dst) {
+  memset(dst, 0, es * (size_t)(nch * hd * wd));
+  int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);
+  int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);
+  if (b1 <= b0) return;
+  for (int64_t ch = 0; ch < nch; ch++)
+    for (int64_t a = a0; a < a1; a++)
+      memcpy((char *)dst + es * (size_t)((ch * hd + a) * wd + b0),
+             (const char *)src + es * (size_t)((ch * hs + a - top) * ws + b0 - left),
+             es * (size_t)(b1 - b0));
+}
+
+/* One stride-1 correlation, per image, as the direct kernel runs it: in_ch source planes of
+ * hs x ws padded (by top, left) into hd x wd; out_ch output planes of ho x wo; tap t reads the
+ * padded planes from off[t] on, with weight wt[t out_ch + o] for output channel o. */
+typedef struct direct_spec {
+  int64_t in_ch, hs, ws, top, left, hd, wd;
+  int64_t out_ch, ho, wo, taps;
+  int64_t *off;
+  void *wt;
+} direct_spec;
+
+static void direct_spec_free(direct_spec *d) {
+  free(d->off);
+  free(d->wt);
+}
+
+static fg_status direct_spec_alloc(const conv_ctx *c, direct_spec *d, const char *op) {
+  d->off = malloc(sizeof *d->off * (size_t)max64(d->taps, 1));
+  d->wt = scratch(c, d->taps * d->out_ch);
+  if (d->off && d->wt) return FG_OK;
+  direct_spec_free(d);
+  return nomem(c, op);
+}
+
+/* Work items are (image, block of 4 output channels); each part pads an image once. */
+static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const void *src,
+                                  void *out, int64_t n_img, int ith, int nth, const char *op) {
+  int64_t nob = (d->out_ch + 3) / 4, i0, i1;
+  fg_split_range(n_img * nob, ith, nth, &i0, &i1);
+  if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
+  int64_t len = (d->ho - 1) * d->wd + d->wo, oplane = d->ho * d->wo;
+  void *pad = scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
+  if (!pad || !wide) {
+    free(pad), free(wide);
+    return nomem(c, op);
+  }
+  for (int64_t it = i0, last = -1; it < i1; it++) {
+    int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
+    if (n != last)
+      pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws,
+                 d->top, d->left, d->hd, d->wd, pad);
+    last = n;
+    c->direct_rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
+    for (int64_t o = 0; o < cnt; o++) /* keep the first wo of every wd-wide row */
+      for (int64_t i = 0; i < d->ho; i++)
+        memcpy(at_m(c, out, (n * d->out_ch + o0 + o) * oplane + i * d->wo),
+               at_c(c, wide, o * len + i * d->wd), c->es * (size_t)d->wo);
+  }
+  free(pad), free(wide);
+  return FG_OK;
+}
+
+/* conv2d: taps (c, p, q) of the input padded by (ph, pw); weights W^T. */
+static fg_status conv2d_direct(const conv_ctx *c, const fg_kargs *k) {
+  const conv_geom *g = &c->g;
+  int64_t KK = g->kh * g->kw, R = g->c * KK;
+  direct_spec d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
+                   .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o, .ho = g->ho,
+                   .wo = g->wo, .taps = R};
+  fg_status st = direct_spec_alloc(c, &d, "conv2d");
+  if (st != FG_OK) return st;
+  for (int64_t t = 0; t < R; t++) {
+    int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
+    d.off[t] = (ch * d.hd + p * g->dh) * d.wd + q * g->dw;
+    for (int64_t o = 0; o < g->o; o++)
+      memcpy(at_m(c, d.wt, t * g->o + o), at_c(c, k->in[1], o * R + t), c->es);
+  }
+  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, k->nth, "conv2d");
+  direct_spec_free(&d);
+  return st;
+}
+
+/* input_grad at stride 1 is a correlation of dy, padded by the dilated kernel extent minus the
+ * padding on each side, with the kernel flipped and its channel axes swapped:
+ *   gx[c, h, w] = sum_{o,p,q} w[o, c, KH-1-p, KW-1-q] dyp[o, h + p dh, w + q dw]. */
+static fg_status input_grad_direct(const conv_ctx *c, const fg_kargs *k) {
+  const conv_geom *g = &c->g;
+  int64_t KK = g->kh * g->kw, eh = g->dh * (g->kh - 1), ew = g->dw * (g->kw - 1);
+  direct_spec d = {.in_ch = g->o, .hs = g->ho, .ws = g->wo, .top = eh - g->ph,
+                   .left = ew - g->pw, .hd = g->h + eh, .wd = g->w + ew, .out_ch = g->c,
+                   .ho = g->h, .wo = g->w, .taps = g->o * KK};
+  fg_status st = direct_spec_alloc(c, &d, "conv2d_input_grad");
+  if (st != FG_OK) return st;
+  for (int64_t t = 0; t < d.taps; t++) {
+    int64_t o = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
+    d.off[t] = (o * d.hd + p * g->dh) * d.wd + q * g->dw;
+    for (int64_t ch = 0; ch < g->c; ch++) {
+      int64_t wi = ((o * g->c + ch) * g->kh + (g->kh - 1 - p)) * g->kw + (g->kw - 1 - q);
+      memcpy(at_m(c, d.wt, t * g->c + ch), at_c(c, k->in[1], wi), c->es);
+    }
+  }
+  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, k->nth, "conv2d_input_grad");
+  direct_spec_free(&d);
+  return st;
+}
+
+/* weight_grad over taps [r0, r1): gw[o, t] = sum_n <padded x[n] from tap t's offset, dy[n][o]
+ * widened to the padded row width with zeros>, each a contiguous dot product. */
+static fg_status weight_grad_direct(const conv_ctx *c, const fg_kargs *k, int64_t r0,
+                                    int64_t r1) {
+  const conv_geom *g = &c->g;
+  int64_t KK = g->kh * g->kw, R = g->c * KK, c0 = r0 / KK, c1 = (r1 - 1) / KK + 1;
+  int64_t hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw, len = (g->ho - 1) * wd + g->wo;
+  void *xp = scratch(c, (c1 - c0) * hd * wd), *dyw = scratch(c, g->o * g->ho * wd);
+  void *acc = scratch(c, (r1 - r0) * g->o);
+  fg_status st = xp && dyw && acc ? FG_OK : nomem(c, "conv2d_weight_grad");
+  if (st == FG_OK) memset(acc, 0, c->es * (size_t)((r1 - r0) * g->o));
+  for (int64_t n = 0; st == FG_OK && n < g->n; n++) {
+    pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
+               g->ph, g->pw, hd, wd, xp);
+    pad_planes(c->es, at_c(c, k->in[1], n * g->o * g->ho * g->wo), g->o, g->ho, g->wo, 0, 0,
+               g->ho, wd, dyw);
+    for (int64_t t = r0; t < r1; t++) {
+      int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
+      int64_t off = ((ch - c0) * hd + p * g->dh) * wd + q * g->dw;
+      c->direct_dots(at_c(c, xp, off), dyw, g->ho * wd, g->o, len, at_m(c, acc, (t - r0) * g->o));
+    }
+  }
+  for (int64_t t = r0; st == FG_OK && t < r1; t++)
+    for (int64_t o = 0; o < g->o; o++)
+      memcpy(at_m(c, k->out, o * R + t), at_c(c, acc, (t - r0) * g->o + o), c->es);
+  free(xp), free(dyw), free(acc);
+  return st;
+}
+
+/* ---- conv2d: y[n][:, s0:s1] = W . col[n][:, s0:s1] over (image, output pixel) items ---- */
+
+static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, void *y,
+                             int64_t n, int64_t s0, int64_t s1, void *buf, int64_t chunk) {
+  const conv_geom *g = &c->g;
+  int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw;
+  const void *img = at_c(c, x, n * g->c * g->h * g->w);
+  for (int64_t a = s0; a < s1; a += chunk) {
+    int64_t b = min64(s1, a + chunk);
+    fg_gemm_dims d = {.m = g->o, .n = b - a, .k = R, .lda = R, .ldc = S};
+    const void *col = at_c(c, img, a); /* 1x1: col[n] is the image, ldb = H W = S */
+    d.ldb = S;
+    if (!is_pointwise(g)) {
+      c->im2col(g, img, 0, R, a, b, buf);
+      col = buf, d.ldb = b - a;
+    }
+    fg_status st = gemm(c, d, w, col, at_m(c, y, n * g->o * S + a), "conv2d");
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
+}
+
+static fg_status conv2d_run(const fg_kargs *k, fg_dtype t) {
+  const fg_conv2d_attr *at = k->attr;
+  const int64_t *x = k->in_shape[0].d, *w = k->in_shape[1].d;
+  conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = w[0], .kh = w[2], .kw = w[3],
+                 .ho = k->out_shape.d[2], .wo = k->out_shape.d[3], .sh = at->geom.stride[0],
+                 .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
+                 .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
+  conv_ctx c = ctx_make(t, k, g);
+  if (direct_fits(&g)) return conv2d_direct(&c, k);
+  int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
+  fg_split_range(g.n * S, k->ith, k->nth, &i0, &i1);
+  if (i0 == i1) return FG_OK;
+  /* 1x1 reads x in place: one GEMM per image segment, no chunking needed */
+  int64_t chunk = is_pointwise(&g) ? i1 - i0
+                                   : min64(max64(SCRATCH_ELEMS / max64(R, 1), 64), i1 - i0);
+  void *buf = NULL;
+  if (!is_pointwise(&g) && !(buf = scratch(&c, R * chunk))) return nomem(&c, "conv2d");
+  fg_status st = FG_OK;
+  for (int64_t it = i0; it < i1 && st == FG_OK;) {
+    int64_t n = it / S, s0 = it % S, s1 = min64(S, s0 + (i1 - it));
+    st = fwd_segment(&c, k->in[0], k->in[1], k->out, n, s0, s1, buf, chunk);
+    it += s1 - s0;
+  }
+  free(buf);
+  return st;
+}
+
+/* ---- input_grad: gx[n][c0:c1] = col2im(W^T[taps of c0:c1] . dy[n]) over (image, channel) ---- */
+
+static fg_status igrad_segment(const conv_ctx *c, const void *dy, const void *w, void *gx,
+                               int64_t n, int64_t c0, int64_t c1, void *buf, int64_t chunk) {
+  const conv_geom *g = &c->g;
+  int64_t S = g->ho * g->wo, KK = g->kh * g->kw, HW = g->h * g->w;
+  const void *dyn = at_c(c, dy, n * g->o * S);
+  void *gxn = at_m(c, gx, n * g->c * HW);
+  if (is_pointwise(g)) { /* gx[n][c0:c1] = W[:, c0:c1]^T . dy[n] directly */
+    fg_gemm_dims d = {.ta = true, .m = c1 - c0, .n = S, .k = g->o, .lda = g->c, .ldb = S,
+                      .ldc = HW};
+    return gemm(c, d, at_c(c, w, c0), dyn, at_m(c, gxn, c0 * HW), "conv2d_input_grad");
+  }
+  memset(at_m(c, gxn, c0 * HW), 0, c->es * (size_t)((c1 - c0) * HW));
+  for (int64_t a = c0; a < c1; a += chunk) {
+    int64_t b = min64(c1, a + chunk);
+    fg_gemm_dims d = {.ta = true, .m = (b - a) * KK, .n = S, .k = g->o, .lda = g->c * KK,
+                      .ldb = S, .ldc = S};
+    fg_status st = gemm(c, d, at_c(c, w, a * KK), dyn, buf, "conv2d_input_grad");
+    if (st != FG_OK) return st;
+    c->col2im(g, buf, a * KK, b * KK, gxn);
+  }
+  return FG_OK;
+}
+
+static fg_status input_grad_run(const fg_kargs *k, fg_dtype t) {
+  const fg_conv2d_attr *at = k->attr;
+  const int64_t *dy = k->in_shape[0].d, *w = k->in_shape[1].d;
+  conv_geom g = {.n = dy[0], .c = w[1], .h = at->size[0], .w = at->size[1], .o = w[0],
+                 .kh = w[2], .kw = w[3], .ho = dy[2], .wo = dy[3], .sh = at->geom.stride[0],
+                 .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
+                 .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
+  conv_ctx c = ctx_make(t, k, g);
+  if (direct_fits(&g)) return input_grad_direct(&c, k);
+  int64_t S = g.ho * g.wo, KK = g.kh * g.kw, i0, i1;
+  fg_split_range(g.n * g.c, k->ith, k->nth, &i0, &i1);
+  if (i0 == i1) return FG_OK;
+  int64_t chunk = min64(max64(SCRATCH_ELEMS / max64(KK * S, 1), 1), i1 - i0);
+  void *buf = NULL;
+  if (!is_pointwise(&g) && !(buf = scratch(&c, chunk * KK * S)))
+    return nomem(&c, "conv2d_input_grad");
+  fg_status st = FG_OK;
+  for (int64_t it = i0; it < i1 && st == FG_OK;) {
+    int64_t n = it / g.c, c0 = it % g.c, c1 = min64(g.c, c0 + (i1 - it));
+    st = igrad_segment(&c, k->in[0], k->in[1], k->out, n, c0, c1, buf, chunk);
+    it += c1 - c0;
+  }
+  free(buf);
+  return st;
+}
+
+/* ---- weight_grad: gw[:, r0:r1] = sum_n dy[n] . col[n][r0:r1]^T over kernel taps r ---- */
+
+static fg_status wgrad_taps(const conv_ctx *c, const void *x, const void *dy, void *gw,
+                            int64_t r0, int64_t r1, void *buf) {
+  const conv_geom *g = &c->g;
+  int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw, CHW = g->c * g->h * g->w;
+  for (int64_t n = 0; n < g->n; n++) {
+    const void *img = at_c(c, x, n * CHW), *col = at_c(c, img, r0 * S); /* 1x1: rows of x[n] */
+    if (!is_pointwise(g)) {
+      c->im2col(g, img, r0, r1, 0, S, buf);
+      col = buf;
+    }
+    fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = g->o, .n = r1 - r0, .k = S,
+                      .lda = S, .ldb = S, .ldc = R};
+    fg_status st = gemm(c, d, at_c(c, dy, n * g->o * S), col, at_m(c, gw, r0),
+                        "conv2d_weight_grad");
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
+}
+
+static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
+  const fg_conv2d_attr *at = k->attr;
+  const int64_t *x = k->in_shape[0].d, *dy = k->in_shape[1].d;
+  conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = dy[1], .kh = at->size[0],
+                 .kw = at->size[1], .ho = dy[2], .wo = dy[3], .sh = at->geom.stride[0],
+                 .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
+                 .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
+  conv_ctx c = ctx_make(t, k, g);
+  int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, r0, r1;
+  fg_split_range(R, k->ith, k->nth, &r0, &r1);
+  if (r0 == r1) return FG_OK;
+  if (g.n == 0 || S == 0) { /* an empty sum: this part's columns of gw are zero */
+    for (int64_t o = 0; o < g.o; o++)
+      memset(at_m(&c, k->out, o * R + r0), 0, c.es * (size_t)(r1 - r0));
+    return FG_OK;
+  }
+  if (direct_fits(&g)) return weight_grad_direct(&c, k, r0, r1);
+  int64_t chunk = min64(max64(SCRATCH_ELEMS / S, 1), r1 - r0);
+  void *buf = NULL;
+  if (!is_pointwise(&g) && !(buf = scratch(&c, chunk * S))) return nomem(&c, "conv2d_weight_grad");
+  fg_status st = FG_OK;
+  for (int64_t a = r0; a < r1 && st == FG_OK; a += chunk)
+    st = wgrad_taps(&c, k->in[0], k->in[1], k->out, a, min64(r1, a + chunk), buf);
+  free(buf);
+  return st;
+}
+
+static fg_status conv2d_f32(const fg_kargs *k) { return conv2d_run(k, FG_F32); }
+static fg_status conv2d_f64(const fg_kargs *k) { return conv2d_run(k, FG_F64); }
+static fg_status input_grad_f32(const fg_kargs *k) { return input_grad_run(k, FG_F32); }
+static fg_status input_grad_f64(const fg_kargs *k) { return input_grad_run(k, FG_F64); }
+static fg_status weight_grad_f32(const fg_kargs *k) { return weight_grad_run(k, FG_F32); }
+static fg_status weight_grad_f64(const fg_kargs *k) { return weight_grad_run(k, FG_F64); }
+
+/* ---- builders ---- */
+
+static fg_node add_conv_node(fg_graph *g, int op, fg_node a, fg_node b,
+                             const fg_conv2d_opts *opts, int64_t s0, int64_t s1) {
+  fg_conv2d_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.geom = opts ? *opts : fg_conv2d_defaults();
+  attr.size[0] = s0, attr.size[1] = s1;
+  fg_node in[2] = {a, b};
+  return fg_graph_add_node(g, op, 2, in, &attr);
+}
+
+static fg_node add_bias(fg_graph *g, fg_node y, fg_node bias) {
+  if (bias == FG_NONE || !fg_node_valid(g, y)) return y;
+  if (!fg_node_valid(g, bias)) return fg_graph_fail(g, FG_E_MISUSE, "conv2d: invalid bias node");
+  fg_shape bs = fg_node_shape(g, bias), ys = fg_node_shape(g, y);
+  if (bs.ndim != 1 || bs.d[0] != ys.d[1]) {
+    char s0[96], s1[96];
+    return fg_graph_fail(g, FG_E_SHAPE, "conv2d: bias %s must be [O] for the output %s",
+                         fg_shape_str(&bs, s0, sizeof s0), fg_shape_str(&ys, s1, sizeof s1));
+  }
+  if (fg_node_dtype(g, bias) != fg_node_dtype(g, y))
+    return fg_graph_fail(g, FG_E_DTYPE, "conv2d: bias is %s, the convolution %s",
+                         fg_dtype_name(fg_node_dtype(g, bias)), fg_dtype_name(fg_node_dtype(g, y)));
+  return fg_add(g, y, fg_reshape(g, bias, fg_shape4(1, bs.d[0], 1, 1)));
+}
+
+fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv2d_opts *opts) {
+  return add_bias(g, add_conv_node(g, FG_OP_CONV2D, x, w, opts, 0, 0), bias);
+}
+
+fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
+                             const fg_conv2d_opts *opts) {
+  return add_conv_node(g, FG_OP_CONV2D_INPUT_GRAD, dy, w, opts, h, w_size);
+}
+
+fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
+                              const fg_conv2d_opts *opts) {
+  return add_conv_node(g, FG_OP_CONV2D_WEIGHT_GRAD, x, dy, opts, kh, kw);
+}
+
+/* ---- VJPs: the identities at the top of the file ---- */
+
+static fg_status conv2d_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                            fg_node *gin) {
+  const fg_conv2d_attr *at = fg_node_attr(g, node);
+  fg_node x = fg_node_input(g, node, 0), w = fg_node_input(g, node, 1);
+  fg_shape xs = fg_node_shape(g, x), ws = fg_node_shape(g, w);
+  if (need & 1u) gin[0] = fg_conv2d_input_grad(g, gout, w, xs.d[2], xs.d[3], &at->geom);
+  if (need & 2u) gin[1] = fg_conv2d_weight_grad(g, x, gout, ws.d[2], ws.d[3], &at->geom);
+  return fg_graph_status(g);
+}
+
+static fg_status input_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                                fg_node *gin) {
+  const fg_conv2d_attr *at = fg_node_attr(g, node);
+  fg_node dy = fg_node_input(g, node, 0), w = fg_node_input(g, node, 1);
+  fg_shape ws = fg_node_shape(g, w);
+  if (need & 1u) gin[0] = fg_conv2d(g, gout, w, FG_NONE, &at->geom);
+  if (need & 2u) gin[1] = fg_conv2d_weight_grad(g, gout, dy, ws.d[2], ws.d[3], &at->geom);
+  return fg_graph_status(g);
+}
+
+static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                                 fg_node *gin) {
+  const fg_conv2d_attr *at = fg_node_attr(g, node);
+  fg_node x = fg_node_input(g, node, 0), dy = fg_node_input(g, node, 1);
+  fg_shape xs = fg_node_shape(g, x);
+  if (need & 1u) gin[0] = fg_conv2d_input_grad(g, dy, gout, xs.d[2], xs.d[3], &at->geom);
+  if (need & 2u) gin[1] = fg_conv2d(g, x, gout, FG_NONE, &at->geom);
+  return fg_graph_status(g);
+}
+
+const fg_op_def fg_opdef_conv2d = {
+    .name = "conv2d",
+    .n_in = 2,
+    .attr_size = sizeof(fg_conv2d_attr),
+    .infer = conv2d_infer,
+    .kernel_f32 = conv2d_f32,
+    .kernel_f64 = conv2d_f64,
+    .vjp = conv2d_vjp,
+};
+
+const fg_op_def fg_opdef_conv2d_input_grad = {
+    .name = "conv2d_input_grad",
+    .n_in = 2,
+    .attr_size = sizeof(fg_conv2d_attr),
+    .infer = input_grad_infer,
+    .kernel_f32 = input_grad_f32,
+    .kernel_f64 = input_grad_f64,
+    .vjp = input_grad_vjp,
+};
+
+const fg_op_def fg_opdef_conv2d_weight_grad = {
+    .name = "conv2d_weight_grad",
+    .n_in = 2,
+    .attr_size = sizeof(fg_conv2d_attr),
+    .infer = weight_grad_infer,
+    .kernel_f32 = weight_grad_f32,
+    .kernel_f64 = weight_grad_f64,
+    .vjp = weight_grad_vjp,
+};

@@ -1,0 +1,254 @@
+/* Cases for conv2d and its two transposes (ops/conv.c), against direct seven-deep loops written
+ * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
+ * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
+ * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
+ * empty batch. */
+#include <string.h>
+
+#include "tests/op_cases.h"
+
+typedef struct conv_case {
+  fg_conv2d_opts o;
+  bool bias;
+  int64_t size[2]; /* input_grad: the input's (H, W); weight_grad: the kernel's (KH, KW) */
+} conv_case;
+
+#define OPTS(sh, sw, ph, pw, dh, dw) {{sh, sw}, {ph, pw}, {dh, dw}}
+
+static fg_node build_conv(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d(g, in[0], in[1], c->bias ? in[2] : FG_NONE, &c->o);
+}
+static fg_node build_igrad(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d_input_grad(g, in[0], in[1], c->size[0], c->size[1], &c->o);
+}
+static fg_node build_wgrad(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d_weight_grad(g, in[0], in[1], c->size[0], c->size[1], &c->o);
+}
+
+/* Flat index of [a, b, c, d] in a contiguous 4-D shape. */
+static int64_t at4(const fg_shape *s, int64_t a, int64_t b, int64_t c, int64_t d) {
+  return ((a * s->d[1] + b) * s->d[2] + c) * s->d[3] + d;
+}
+
+/* Calls visit for every (x element, w element, y element) triple the convolution multiplies,
+ * given the shapes of x, w and y: the one definition all three references share. */
+typedef void (*visit_fn)(int64_t xi, int64_t wi, int64_t yi, const double *const *in,
+                         double *out);
+static void each_tap(const conv_case *c, const fg_shape *xs, const fg_shape *ws,
+                     const fg_shape *ys, visit_fn visit, const double *const *in, double *out) {
+  const fg_conv2d_opts *o = &c->o;
+  for (int64_t n = 0; n < xs->d[0]; n++)
+    for (int64_t oc = 0; oc < ws->d[0]; oc++)
+      for (int64_t i = 0; i < ys->d[2]; i++)
+        for (int64_t j = 0; j < ys->d[3]; j++)
+          for (int64_t ch = 0; ch < xs->d[1]; ch++)
+            for (int64_t p = 0; p < ws->d[2]; p++)
+              for (int64_t q = 0; q < ws->d[3]; q++) {
+                int64_t h = i * o->stride[0] - o->padding[0] + p * o->dilation[0];
+                int64_t w = j * o->stride[1] - o->padding[1] + q * o->dilation[1];
+                if (h < 0 || h >= xs->d[2] || w < 0 || w >= xs->d[3]) continue;
+                visit(at4(xs, n, ch, h, w), at4(ws, oc, ch, p, q), at4(ys, n, oc, i, j), in, out);
+              }
+}
+
+static void zero(fg_tensor *t) { memset(fg_tensor_data(t), 0, sizeof(double) * (size_t)fg_tensor_numel(t)); }
+
+/* in = {x, w}: y += x w */
+static void visit_fwd(int64_t xi, int64_t wi, int64_t yi, const double *const *in, double *out) {
+  out[yi] += in[0][xi] * in[1][wi];
+}
+/* in = {dy, w}: gx += dy w */
+static void visit_igrad(int64_t xi, int64_t wi, int64_t yi, const double *const *in,
+                        double *out) {
+  out[xi] += in[0][yi] * in[1][wi];
+}
+/* in = {x, dy}: gw += x dy */
+static void visit_wgrad(int64_t xi, int64_t wi, int64_t yi, const double *const *in,
+                        double *out) {
+  out[wi] += in[0][xi] * in[1][yi];
+}
+
+static void ref_conv(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const conv_case *c = ctx;
+  const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
+  double *y = fg_tensor_data(out);
+  zero(out);
+  each_tap(c, &in[0]->shape, &in[1]->shape, &out->shape, visit_fwd, v, y);
+  if (!c->bias) return;
+  const double *b = fg_tensor_data(in[2]);
+  const fg_shape *ys = &out->shape;
+  for (int64_t n = 0; n < ys->d[0]; n++)
+    for (int64_t oc = 0; oc < ys->d[1]; oc++)
+      for (int64_t i = 0; i < ys->d[2]; i++)
+        for (int64_t j = 0; j < ys->d[3]; j++) y[at4(ys, n, oc, i, j)] += b[oc];
+}
+
+static void ref_igrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
+  zero(out);
+  each_tap(ctx, &out->shape, &in[1]->shape, &in[0]->shape, visit_igrad, v, fg_tensor_data(out));
+}
+
+static void ref_wgrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
+  zero(out);
+  each_tap(ctx, &in[0]->shape, &out->shape, &in[1]->shape, visit_wgrad, v, fg_tensor_data(out));
+}
+
+#define S1(a) {1, {a}}
+#define S4(a, b, c, d) {4, {a, b, c, d}}
+
+/* conv2d */
+static const conv_case c_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, {0, 0}};
+static const conv_case c_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, {0, 0}};
+static const conv_case c_bigpad = {OPTS(1, 1, 3, 2, 1, 1), false, {0, 0}};
+static const conv_case c_dil2 = {OPTS(1, 1, 1, 1, 2, 2), false, {0, 0}};
+static const conv_case c_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, {0, 0}};
+static const conv_case c_plain = {OPTS(1, 1, 0, 0, 1, 1), false, {0, 0}};
+static const conv_case c_1x1_strided = {OPTS(2, 2, 1, 1, 1, 1), false, {0, 0}};
+static const conv_case c_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, {0, 0}};
+static const conv_case c_bias = {OPTS(1, 1, 1, 1, 1, 1), true, {0, 0}};
+static const conv_case c_bias_one = {OPTS(2, 2, 1, 0, 1, 2), true, {0, 0}};
+/* conv2d_input_grad: size = the input (H, W) */
+static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, {5, 4}};
+static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, {6, 5}};
+static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, {4, 5}};
+static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, {3, 4}};
+static const conv_case ig_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, {5, 6}};
+/* conv2d_weight_grad: size = the kernel (KH, KW) */
+static const conv_case wg_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, {3, 3}};
+static const conv_case wg_stride_dil = {OPTS(2, 2, 0, 0, 2, 2), false, {3, 3}};
+static const conv_case wg_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, {1, 1}};
+static const conv_case wg_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, {2, 3}};
+static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, {3, 3}};
+
+#define CONV(label_, x_, w_, ctx_, gg_)                                                        \
+  {.op = "conv2d", .label = label_, .n_in = 2, .in = {x_, w_}, .lo = -1, .hi = 1,             \
+   .build = build_conv, .ctx = ctx_, .reference = ref_conv, .gradgrad = gg_}
+#define CONV_BIAS(label_, x_, w_, b_, ctx_)                                                    \
+  {.op = "conv2d", .label = label_, .n_in = 3, .in = {x_, w_, b_}, .lo = -1, .hi = 1,         \
+   .build = build_conv, .ctx = ctx_, .reference = ref_conv}
+#define IGRAD(label_, dy_, w_, ctx_, gg_)                                                      \
+  {.op = "conv2d_input_grad", .label = label_, .n_in = 2, .in = {dy_, w_}, .lo = -1, .hi = 1, \
+   .build = build_igrad, .ctx = ctx_, .reference = ref_igrad, .gradgrad = gg_}
+#define WGRAD(label_, x_, dy_, ctx_, gg_)                                                      \
+  {.op = "conv2d_weight_grad", .label = label_, .n_in = 2, .in = {x_, dy_}, .lo = -1,         \
+   .hi = 1, .build = build_wgrad, .ctx = ctx_, .reference = ref_wgrad, .gradgrad = gg_}
+
+static const op_case cases[] = {
+    CONV("3x3, padding 1, x [2,2,5,4]", S4(2, 2, 5, 4), S4(3, 2, 3, 3), &c_pad1, true),
+    CONV("stride 2, batch of one", S4(1, 2, 7, 6), S4(2, 2, 3, 3), &c_stride2, false),
+    CONV("padding (3,2) larger than the 2x2 kernel", S4(1, 1, 3, 4), S4(2, 1, 2, 2), &c_bigpad,
+         false),
+    CONV("dilation 2, padding 1", S4(2, 2, 6, 5), S4(2, 2, 3, 3), &c_dil2, true),
+    CONV("non-square image and kernel, stride (1,2), padding (0,1)", S4(2, 1, 4, 7),
+         S4(2, 1, 2, 3), &c_nonsq, false),
+    CONV("1x1 kernel (no im2col)", S4(2, 3, 4, 5), S4(4, 3, 1, 1), &c_plain, true),
+    CONV("1x1 kernel with stride 2 and padding 1", S4(1, 3, 4, 5), S4(2, 3, 1, 1),
+         &c_1x1_strided, false),
+    CONV("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 5, 6), S4(2, 2, 2, 3), &c_mixed,
+         false),
+    CONV("kernel as large as the image", S4(2, 2, 3, 4), S4(2, 2, 3, 4), &c_plain, false),
+    CONV("zero-sized batch", S4(0, 2, 4, 4), S4(3, 2, 3, 3), &c_pad1, false),
+    CONV_BIAS("with bias", S4(2, 2, 5, 4), S4(3, 2, 3, 3), S1(3), &c_bias),
+    CONV_BIAS("with bias, batch of one, stride 2, dilation (1,2)", S4(1, 2, 5, 7), S4(3, 2, 2, 2),
+              S1(3), &c_bias_one),
+    IGRAD("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3), &ig_pad1, true),
+    IGRAD("stride 2 into 6x5 (5x5 gives the same dy)", S4(1, 2, 2, 2), S4(2, 3, 3, 3),
+          &ig_stride2, false),
+    IGRAD("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), &ig_1x1, false),
+    IGRAD("dilation 2, padding 3 > kernel", S4(1, 2, 7, 8), S4(2, 1, 2, 2), &ig_dil_bigpad, true),
+    IGRAD("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 3, 6), S4(2, 2, 2, 3),
+          &ig_mixed, false),
+    WGRAD("3x3, padding 1", S4(2, 2, 5, 4), S4(2, 3, 5, 4), &wg_pad1, true),
+    WGRAD("stride 2, dilation 2, batch of one", S4(1, 2, 7, 6), S4(1, 2, 2, 1), &wg_stride_dil,
+          false),
+    WGRAD("1x1 kernel", S4(2, 3, 4, 5), S4(2, 4, 4, 5), &wg_1x1, true),
+    WGRAD("2x3 kernel, stride (1,2), padding (0,1)", S4(2, 1, 4, 7), S4(2, 2, 3, 4), &wg_nonsq,
+          false),
+    WGRAD("zero-sized batch: zeros", S4(0, 2, 4, 4), S4(0, 3, 4, 4), &wg_empty, false),
+};
+
+/* ---- rejects ---- */
+
+static void conv_of(fg_graph *g, fg_shape x, fg_dtype tx, fg_shape w, fg_dtype tw,
+                    const fg_conv2d_opts *o) {
+  fg_conv2d(g, fg_input(g, "x", tx, x), fg_input(g, "w", tw, w), FG_NONE, o);
+}
+static void bad_channels(fg_graph *g) {
+  conv_of(g, fg_shape4(1, 2, 5, 5), FG_F64, fg_shape4(3, 3, 3, 3), FG_F64, NULL);
+}
+static void bad_kernel_too_large(fg_graph *g) {
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.padding[0] = o.padding[1] = 1;
+  conv_of(g, fg_shape4(1, 1, 3, 3), FG_F64, fg_shape4(1, 1, 6, 6), FG_F64, &o);
+}
+static void bad_dilated_too_large(fg_graph *g) {
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.dilation[1] = 3;
+  conv_of(g, fg_shape4(1, 1, 7, 6), FG_F64, fg_shape4(1, 1, 3, 3), FG_F64, &o);
+}
+static void bad_stride(fg_graph *g) {
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.stride[0] = 0;
+  conv_of(g, fg_shape4(1, 1, 5, 5), FG_F64, fg_shape4(1, 1, 3, 3), FG_F64, &o);
+}
+static void bad_dilation(fg_graph *g) {
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.dilation[1] = 0;
+  conv_of(g, fg_shape4(1, 1, 5, 5), FG_F64, fg_shape4(1, 1, 3, 3), FG_F64, &o);
+}
+static void bad_padding(fg_graph *g) {
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.padding[0] = -1;
+  conv_of(g, fg_shape4(1, 1, 5, 5), FG_F64, fg_shape4(1, 1, 3, 3), FG_F64, &o);
+}
+static void bad_dtypes(fg_graph *g) {
+  conv_of(g, fg_shape4(1, 2, 5, 5), FG_F32, fg_shape4(3, 2, 3, 3), FG_F64, NULL);
+}
+static void bad_rank(fg_graph *g) {
+  conv_of(g, fg_shape3(2, 5, 5), FG_F64, fg_shape4(3, 2, 3, 3), FG_F64, NULL);
+}
+static void bad_bias(fg_graph *g) {
+  fg_node x = fg_input(g, "x", FG_F64, fg_shape4(1, 2, 5, 5));
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3));
+  fg_conv2d(g, x, w, fg_input(g, "b", FG_F64, fg_shape1(2)), NULL);
+}
+static void bad_igrad_size(fg_graph *g) {
+  fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(1, 1, 3, 3));
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(1, 1, 3, 3));
+  fg_conv2d_input_grad(g, dy, w, 4, 4, NULL); /* a 4x4 input gives a 2x2 dy */
+}
+static void bad_wgrad_batch(fg_graph *g) {
+  fg_node x = fg_input(g, "x", FG_F64, fg_shape4(2, 1, 5, 5));
+  fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(3, 1, 3, 3));
+  fg_conv2d_weight_grad(g, x, dy, 3, 3, NULL);
+}
+
+static const op_reject_case rejects[] = {
+    {"conv2d", "x has 2 channels, w expects 3", bad_channels, FG_E_SHAPE, "input channels"},
+    {"conv2d", "6x6 kernel on a 3x3 input padded by 1", bad_kernel_too_large, FG_E_SHAPE,
+     "fits the input"},
+    {"conv2d", "3x3 kernel dilated by 3 is 7 wide on a 6-wide input", bad_dilated_too_large,
+     FG_E_SHAPE, "fits the input"},
+    {"conv2d", "stride 0", bad_stride, FG_E_SHAPE, "bad stride"},
+    {"conv2d", "dilation 0", bad_dilation, FG_E_SHAPE, "bad dilation"},
+    {"conv2d", "padding -1", bad_padding, FG_E_SHAPE, "bad padding"},
+    {"conv2d", "float32 x, float64 w", bad_dtypes, FG_E_DTYPE, "one dtype"},
+    {"conv2d", "3-D input", bad_rank, FG_E_SHAPE, "4-D"},
+    {"conv2d", "bias [2] for 3 output channels", bad_bias, FG_E_SHAPE, "bias"},
+    {"conv2d_input_grad", "dy 3x3 cannot come from a 4x4 input", bad_igrad_size, FG_E_SHAPE,
+     "dy's height"},
+    {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},
+};
+
+const op_case_list op_cases_conv = {
+    .family = "conv",
+    .cases = cases,
+    .n_cases = sizeof cases / sizeof *cases,
+    .rejects = rejects,
+    .n_rejects = sizeof rejects / sizeof *rejects,
+};

@@ -1,0 +1,328 @@
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/threadpool.h"
+
+/* ---- helpers ---- */
+
+typedef struct count_ctx {
+  _Atomic int *runs; /* runs[part] */
+  int n_parts;
+  _Atomic int bad_n_parts; /* calls that saw another n_parts */
+} count_ctx;
+
+static void count_task(void *ctx_, int part, int n_parts) {
+  count_ctx *c = ctx_;
+  if (n_parts != c->n_parts || part < 0 || part >= n_parts) {
+    atomic_fetch_add(&c->bad_n_parts, 1);
+    return;
+  }
+  atomic_fetch_add_explicit(&c->runs[part], 1, memory_order_relaxed);
+}
+
+/* Runs `jobs` jobs of n_parts parts each and checks that every part ran exactly once. */
+static void check_each_part_once(fg_pool *p, int n_parts, int jobs) {
+  _Atomic int runs[1024];
+  cr_assert(n_parts <= 1024);
+  count_ctx c = {.runs = runs, .n_parts = n_parts};
+  atomic_init(&c.bad_n_parts, 0);
+  for (int j = 0; j < jobs; j++) {
+    for (int i = 0; i < n_parts; i++) atomic_init(&runs[i], 0);
+    fg_pool_run(p, count_task, &c, n_parts);
+    cr_assert_eq(atomic_load(&c.bad_n_parts), 0, "a part saw the wrong n_parts");
+    for (int i = 0; i < n_parts; i++)
+      cr_assert_eq(atomic_load(&runs[i]), 1, "pool of %d, %d parts, job %d: part %d ran %d times",
+                   fg_pool_size(p), n_parts, j, i, atomic_load(&runs[i]));
+  }
+}
+
+static fg_pool *new_pool(int n_threads) {
+  fg_pool *p;
+  fg_err e = {0};
+  cr_assert_eq(fg_pool_new(&p, n_threads, &e), FG_OK, "%s", e.msg);
+  return p;
+}
+
+static double cpu_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double wall_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+  while (nanosleep(&t, &t) != 0) {
+  }
+}
+
+/* ---- lifetime ---- */
+
+Test(threadpool, sizes) {
+  int sizes[] = {1, 2, 4};
+  for (int i = 0; i < 3; i++) {
+    fg_pool *p = new_pool(sizes[i]);
+    cr_assert_eq(fg_pool_size(p), sizes[i]);
+    fg_pool_free(p);
+  }
+  fg_pool *p = new_pool(0);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  cr_assert_eq(fg_pool_size(p), cores < 1 ? 1 : (int)cores, "0 means the online cores");
+  fg_pool_free(p);
+  p = new_pool(-3);
+  cr_assert_geq(fg_pool_size(p), 1);
+  fg_pool_free(p);
+  cr_assert_eq(fg_pool_size(NULL), 1);
+  fg_pool_free(NULL);
+}
+
+Test(threadpool, too_many_threads_is_an_error) {
+  fg_pool *p = (fg_pool *)1;
+  fg_err e = {0};
+  cr_assert_eq(fg_pool_new(&p, FG_POOL_MAX_THREADS + 1, &e), FG_E_MISUSE);
+  cr_assert_null(p);
+  cr_assert_eq(e.status, FG_E_MISUSE);
+  cr_assert(strstr(e.msg, "threads"), "message: %s", e.msg);
+}
+
+Test(threadpool, create_and_free_repeatedly) {
+  for (int i = 0; i < 30; i++) {
+    fg_pool *p = new_pool(1 + i % 4);
+    if (i % 3 == 0) check_each_part_once(p, 7, 2);
+    if (i % 5 == 0) sleep_ms(1); /* free with the workers asleep, not only spinning */
+    fg_pool_free(p);
+  }
+}
+
+/* ---- every part exactly once ---- */
+
+Test(threadpool, every_part_runs_once) {
+  int sizes[] = {1, 2, 3, 4};
+  int parts[] = {0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 64, 1000};
+  for (int s = 0; s < 4; s++) {
+    fg_pool *p = new_pool(sizes[s]);
+    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++)
+      check_each_part_once(p, parts[k], 50);
+    fg_pool_free(p);
+  }
+}
+
+Test(threadpool, null_pool_runs_inline) {
+  check_each_part_once(NULL, 0, 1);
+  check_each_part_once(NULL, 1, 3);
+  check_each_part_once(NULL, 9, 3);
+}
+
+Test(threadpool, wakes_sleeping_workers) {
+  fg_pool *p = new_pool(4);
+  for (int j = 0; j < 6; j++) {
+    sleep_ms(2); /* well past the spin: every worker is blocked */
+    check_each_part_once(p, j % 2 ? 2 : 12, 1);
+  }
+  fg_pool_free(p);
+}
+
+/* Parts slower than the spin, so the caller blocks waiting for the workers' last parts. */
+typedef struct slow_ctx {
+  _Atomic int done;
+  int stamp[4];
+} slow_ctx;
+
+static void slow_task(void *ctx_, int part, int n_parts) {
+  (void)n_parts;
+  slow_ctx *c = ctx_;
+  sleep_ms(3);
+  c->stamp[part] = part + 100; /* plain write: visible to the caller after fg_pool_run */
+  atomic_fetch_add(&c->done, 1);
+}
+
+Test(threadpool, caller_waits_for_slow_parts) {
+  fg_pool *p = new_pool(4);
+  for (int j = 0; j < 3; j++) {
+    slow_ctx c = {0};
+    fg_pool_run(p, slow_task, &c, 4);
+    cr_assert_eq(atomic_load(&c.done), 4);
+    for (int i = 0; i < 4; i++) cr_assert_eq(c.stamp[i], i + 100);
+  }
+  fg_pool_free(p);
+}
+
+/* Each of the two parts waits (up to 2 s) to see the other one started: they can only both
+ * see it when two threads run them at once, so this proves the workers take part. */
+typedef struct meet_ctx {
+  _Atomic int started;
+  _Atomic int met;
+} meet_ctx;
+
+static void meet_task(void *ctx_, int part, int n_parts) {
+  (void)part, (void)n_parts;
+  meet_ctx *c = ctx_;
+  atomic_fetch_add(&c->started, 1);
+  double deadline = wall_seconds() + 2.0;
+  while (atomic_load(&c->started) < 2 && wall_seconds() < deadline) {
+  }
+  if (atomic_load(&c->started) == 2) atomic_fetch_add(&c->met, 1);
+}
+
+Test(threadpool, parts_run_concurrently) {
+  fg_pool *p = new_pool(2);
+  for (int j = 0; j < 3; j++) {
+    if (j == 2) sleep_ms(2); /* once more with the worker asleep */
+    meet_ctx c;
+    atomic_init(&c.started, 0);
+    atomic_init(&c.met, 0);
+    fg_pool_run(p, meet_task, &c, 2);
+    cr_assert_eq(atomic_load(&c.met), 2, "job %d: the two parts did not overlap", j);
+  }
+  fg_pool_free(p);
+}
+
+/* ---- results independent of the thread count ---- */
+
+#define N_VALUES 100003
+
+typedef struct sum_ctx {
+  const float *x;
+  float *y;          /* y[i] = f(x[i]): disjoint writes */
+  double *partials;  /* one per part, combined in part order */
+} sum_ctx;
+
+static void sum_task(void *ctx_, int part, int n_parts) {
+  sum_ctx *c = ctx_;
+  int64_t b, e;
+  fg_pool_range(N_VALUES, part, n_parts, &b, &e);
+  double s = 0;
+  for (int64_t i = b; i < e; i++) {
+    c->y[i] = c->x[i] * c->x[i] + 0.5f * c->x[i];
+    s += (double)c->x[i] / (double)(i + 1);
+  }
+  c->partials[part] = s;
+}
+
+static double run_sum(fg_pool *p, const float *x, float *y) {
+  double partials[FG_POOL_MAX_FIXED_PARTS];
+  int n_parts = fg_pool_parts_fixed(N_VALUES, 1000);
+  sum_ctx c = {x, y, partials};
+  fg_pool_run(p, sum_task, &c, n_parts);
+  double total = 0;
+  for (int i = 0; i < n_parts; i++) total += partials[i];
+  return total;
+}
+
+Test(threadpool, results_independent_of_thread_count) {
+  static float x[N_VALUES], y_ref[N_VALUES], y[N_VALUES];
+  uint32_t state = 12345;
+  for (int i = 0; i < N_VALUES; i++) {
+    state = state * 1664525u + 1013904223u;
+    x[i] = (float)(state >> 8) / (float)(1 << 24) - 0.5f;
+  }
+  double ref = run_sum(NULL, x, y_ref);
+  int sizes[] = {1, 2, 3, 4};
+  for (int s = 0; s < 4; s++) {
+    fg_pool *p = new_pool(sizes[s]);
+    for (int rep = 0; rep < 5; rep++) {
+      memset(y, 0, sizeof y);
+      double got = run_sum(p, x, y);
+      cr_assert(memcmp(&got, &ref, sizeof got) == 0, "%d threads: sum %.17g vs %.17g",
+                sizes[s], got, ref);
+      cr_assert(memcmp(y, y_ref, sizeof y) == 0, "%d threads: elementwise output differs",
+                sizes[s]);
+    }
+    fg_pool_free(p);
+  }
+}
+
+/* ---- idle workers sleep ---- */
+
+static void empty_task(void *ctx, int part, int n_parts) {
+  (void)ctx, (void)part, (void)n_parts;
+}
+
+Test(threadpool, idle_workers_do_not_burn_cpu) {
+  fg_pool *p = new_pool(4); /* oversubscribed on small machines: all the more reason */
+  check_each_part_once(p, 16, 3);
+  fg_pool_run(p, empty_task, NULL, 4);
+  double before = cpu_seconds();
+  sleep_ms(200);
+  double used = cpu_seconds() - before;
+  cr_assert_lt(used, 0.030, "idle pool used %.1f ms of CPU in 200 ms", used * 1e3);
+  fg_pool_free(p);
+}
+
+/* ---- stress ---- */
+
+static void add_task(void *ctx, int part, int n_parts) {
+  (void)n_parts;
+  atomic_fetch_add_explicit((_Atomic int64_t *)ctx, part + 1, memory_order_relaxed);
+}
+
+Test(threadpool, many_tiny_jobs, .timeout = 20) {
+  fg_pool *p = new_pool(2);
+  _Atomic int64_t total;
+  atomic_init(&total, 0);
+  int64_t expect = 0;
+  double t0 = wall_seconds();
+  for (int j = 0; j < 20000; j++) {
+    int n_parts = 2 + j % 3;
+    fg_pool_run(p, add_task, &total, n_parts);
+    expect += (int64_t)n_parts * (n_parts + 1) / 2;
+    if (j % 997 == 0) cr_assert_eq(atomic_load(&total), expect, "job %d", j);
+  }
+  double secs = wall_seconds() - t0;
+  cr_assert_eq(atomic_load(&total), expect);
+  cr_assert_lt(secs, 5.0, "20,000 tiny jobs took %.2f s", secs);
+  fg_pool_free(p);
+}
+
+/* ---- splitting helpers ---- */
+
+Test(threadpool, parts_helper) {
+  fg_pool *p4 = new_pool(4), *p1 = new_pool(1);
+  cr_assert_eq(fg_pool_parts(p4, 10, 1000), 1, "tiny ops are not split");
+  cr_assert_eq(fg_pool_parts(p4, 0, 1000), 1);
+  cr_assert_eq(fg_pool_parts(p4, -5, 1000), 1);
+  cr_assert_eq(fg_pool_parts(p4, 2500, 1000), 2, "no part below the minimum");
+  cr_assert_eq(fg_pool_parts(p4, 1 << 30, 1000), 4 * FG_POOL_PARTS_PER_THREAD);
+  cr_assert_eq(fg_pool_parts(p4, 100, 0), 16, "a minimum below 1 counts as 1");
+  cr_assert_eq(fg_pool_parts(p1, 1 << 30, 1), 1);
+  cr_assert_eq(fg_pool_parts(NULL, 1 << 30, 1), 1);
+  cr_assert_eq(fg_pool_parts(p4, INT64_MAX, 1), 16);
+  cr_assert_eq(fg_pool_parts_fixed(INT64_MAX, 1), FG_POOL_MAX_FIXED_PARTS);
+  cr_assert_eq(fg_pool_parts_fixed(5000, 1000), 5);
+  cr_assert_eq(fg_pool_parts_fixed(999, 1000), 1);
+  fg_pool_free(p4);
+  fg_pool_free(p1);
+}
+
+Test(threadpool, range_helper) {
+  int64_t ns[] = {0, 1, 3, 10, 17, 1000003};
+  int parts[] = {1, 2, 3, 7, 16};
+  for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
+    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+      int64_t next = 0, n = ns[a];
+      for (int i = 0; i < parts[k]; i++) {
+        int64_t b, e;
+        fg_pool_range(n, i, parts[k], &b, &e);
+        cr_assert_eq(b, next, "ranges are contiguous");
+        cr_assert_geq(e, b);
+        int64_t len = e - b, q = n / parts[k];
+        cr_assert(len == q || len == q + 1, "balanced: %lld of %lld in %d", (long long)len,
+                  (long long)n, parts[k]);
+        next = e;
+      }
+      cr_assert_eq(next, n, "ranges cover [0, n)");
+    }
+  }
+  int64_t b, e;
+  fg_pool_range(INT64_MAX, 7, 8, &b, &e);
+  cr_assert_eq(e, INT64_MAX, "no overflow on huge n");
+}

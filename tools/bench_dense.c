@@ -1,0 +1,205 @@
+/* bench_dense: GFLOP/s of matmul and conv2d, forward and backward, at the shapes a Glow on
+ * 28x28 images uses (batch 64, float32), run through the public program API, printed next to
+ * cblas_sgemm at 1024^3 measured in the same run, as ratios.
+ *
+ *   meson compile -C build && ./build/tools/bench_dense [reps [label-substring]]
+ *
+ * FLOPs count the direct convolution, 2 N O Ho Wo C KH KW per pass; backward is the input and
+ * the weight gradient (two passes), as autodiff's fg_vjp builds them.  Each figure is the
+ * median of `reps` timed runs (default 15) after one warm-up run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/autodiff.h"
+#include "core/program.h"
+#include "core/rng.h"
+#include "ops/matmul_kernels.h"
+#include "ops/ops.h"
+
+#ifdef FG_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+static int g_reps = 15;
+static const char *g_only; /* run only the rows whose label contains this */
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return t[n / 2];
+}
+
+static void die(const char *what, const char *msg) {
+  fprintf(stderr, "bench_dense: %s: %s\n", what, msg);
+  exit(1);
+}
+
+/* Median seconds of one run of p. */
+static double time_program(fg_program *p) {
+  double t[64];
+  int n = g_reps < 64 ? g_reps : 64;
+  if (fg_program_run(p) != FG_OK) die("run", fg_program_errmsg(p));
+  for (int i = 0; i < n; i++) {
+    double t0 = now();
+    if (fg_program_run(p) != FG_OK) die("run", fg_program_errmsg(p));
+    t[i] = now() - t0;
+  }
+  return median(t, n);
+}
+
+static void bind_random(fg_program *p, const char *name, fg_shape s, double scale, uint64_t seed) {
+  fg_tensor *t;
+  fg_err e;
+  if (fg_tensor_new(&t, FG_F32, &s, &e) != FG_OK) die("tensor", e.msg);
+  for (int64_t i = 0; i < fg_tensor_numel(t); i++)
+    fg_tensor_set(t, i, scale * (2 * fg_rng_uniform(seed, (uint64_t)i) - 1));
+  if (fg_program_bind(p, name, t) != FG_OK) die("bind", fg_program_errmsg(p));
+  fg_tensor_free(t);
+}
+
+/* Builds y = f(a, b) on inputs "a", "b" (and "dy" for the backward graph); returns forward
+ * and backward seconds. */
+typedef fg_node (*build2_fn)(fg_graph *g, fg_node a, fg_node b, const void *ctx);
+
+static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape sb,
+                         double b_scale, double *fwd, double *bwd) {
+  fg_graph *g = fg_graph_new();
+  if (!g) die("graph", "out of memory");
+  fg_node a = fg_input(g, "a", FG_F32, sa), b = fg_input(g, "b", FG_F32, sb);
+  fg_node y = build(g, a, b, ctx);
+  fg_node dy = fg_input(g, "dy", FG_F32, fg_node_shape(g, y));
+  fg_node wrt[2] = {a, b}, grads[2];
+  if (fg_vjp(g, 1, &y, &dy, 2, wrt, grads) != FG_OK) die("vjp", fg_graph_errmsg(g));
+  fg_program *pf, *pb;
+  fg_err e;
+  if (fg_program_new(&pf, g, 1, &y, &e) != FG_OK) die("forward program", e.msg);
+  if (fg_program_new(&pb, g, 2, grads, &e) != FG_OK) die("backward program", e.msg);
+  fg_shape sy = fg_node_shape(g, y);
+  bind_random(pf, "a", sa, 1, 1), bind_random(pf, "b", sb, b_scale, 2);
+  bind_random(pb, "a", sa, 1, 1), bind_random(pb, "b", sb, b_scale, 2);
+  bind_random(pb, "dy", sy, 1, 3);
+  *fwd = time_program(pf);
+  *bwd = time_program(pb);
+  fg_program_free(pf), fg_program_free(pb);
+  fg_graph_free(g);
+}
+
+/* ---- the reference: one sgemm at 1024^3 ---- */
+
+static double sgemm_gflops(bool plain) {
+  enum { N = 1024 };
+  float *a = malloc(sizeof(float) * N * N), *b = malloc(sizeof(float) * N * N);
+  float *c = malloc(sizeof(float) * N * N);
+  if (!a || !b || !c) die("sgemm", "out of memory");
+  for (int i = 0; i < N * N; i++) a[i] = b[i] = (float)(fg_rng_uniform(9, (uint64_t)i) - 0.5);
+  fg_gemm_dims d = {.m = N, .n = N, .k = N, .lda = N, .ldb = N, .ldc = N};
+  double t[64];
+  int n = plain ? 3 : (g_reps < 64 ? g_reps : 64);
+  for (int i = -1; i < n; i++) {
+    double t0 = now();
+#ifdef FG_HAVE_CBLAS
+    if (!plain)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c,
+                  N);
+    else
+#endif
+      if (fg_gemm_plain(FG_F32, &d, a, b, c) != FG_OK) die("sgemm", "out of memory");
+    if (i >= 0) t[i] = now() - t0;
+  }
+  free(a), free(b), free(c);
+  return 2.0 * N * N * N / median(t, n) * 1e-9;
+}
+
+/* ---- the shapes ---- */
+
+typedef struct conv_shape {
+  const char *label;
+  int64_t cin, cout, k, hw;
+  double w_scale; /* 0: the zero-initialised output conv */
+} conv_shape;
+
+static fg_node build_conv(fg_graph *g, fg_node x, fg_node w, const void *ctx) {
+  const conv_shape *s = ctx;
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.padding[0] = o.padding[1] = s->k / 2;
+  return fg_conv2d(g, x, w, FG_NONE, &o);
+}
+
+static fg_node build_matmul(fg_graph *g, fg_node a, fg_node b, const void *ctx) {
+  (void)ctx;
+  return fg_matmul(g, a, b);
+}
+
+static bool wanted(const char *label) { return !g_only || strstr(label, g_only) != NULL; }
+
+static void print_row(const char *label, double flops, double fwd, double bwd, double ref) {
+  double gf = flops / fwd * 1e-9, gb = 2 * flops / bwd * 1e-9, gfb = 3 * flops / (fwd + bwd) * 1e-9;
+  printf("%-36s %8.1f %6.0f%% %8.1f %6.0f%% %8.1f %6.0f%%\n", label, gf, 100 * gf / ref, gb,
+         100 * gb / ref, gfb, 100 * gfb / ref);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) g_reps = atoi(argv[1]) > 0 ? atoi(argv[1]) : g_reps;
+  if (argc > 2) g_only = argv[2];
+  const int64_t batch = 64;
+  const char *coretype = getenv("OPENBLAS_CORETYPE");
+  bool blas = fg_gemm_uses_blas();
+#ifdef FG_HAVE_CBLAS
+  printf("BLAS: %s (%s), %d threads, OPENBLAS_CORETYPE=%s%s\n", openblas_get_config(),
+         openblas_get_corename(), openblas_get_num_threads(), coretype ? coretype : "(unset)",
+         blas ? "" : "; FG_NO_BLAS set: flowgrad uses its portable GEMM");
+#else
+  printf("BLAS: none (portable GEMM), OPENBLAS_CORETYPE=%s\n", coretype ? coretype : "(unset)");
+#endif
+  double ref = sgemm_gflops(!blas);
+  printf("reference: %s at 1024^3: %.1f GFLOP/s; ratios below are against it\n",
+         blas ? "cblas_sgemm" : "portable sgemm", ref);
+  if (blas) printf("portable sgemm at 1024^3: %.1f GFLOP/s\n", sgemm_gflops(true));
+  printf("float32, batch %lld, median of %d runs; f+b = forward and both gradients\n\n",
+         (long long)batch, g_reps);
+  printf("%-36s %8s %7s %8s %7s %8s %7s\n", "op", "fwd GF/s", "ratio", "bwd GF/s", "ratio",
+         "f+b GF/s", "ratio");
+
+  static const conv_shape convs[] = {
+      {"conv 2->128 3x3 @14x14", 2, 128, 3, 14, 1},
+      {"conv 128->128 1x1 @14x14", 128, 128, 1, 14, 1},
+      {"conv 128->4 3x3 @14x14 (zero w)", 128, 4, 3, 14, 0},
+      {"conv 4->256 3x3 @7x7", 4, 256, 3, 7, 1},
+      {"conv 128->128 3x3 @14x14", 128, 128, 3, 14, 1},
+  };
+  for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
+    const conv_shape *s = &convs[i];
+    if (!wanted(s->label)) continue;
+    double fwd, bwd;
+    time_fwd_bwd(build_conv, s, fg_shape4(batch, s->cin, s->hw, s->hw),
+                 fg_shape4(s->cout, s->cin, s->k, s->k), s->w_scale, &fwd, &bwd);
+    double flops = 2.0 * (double)(batch * s->cout * s->hw * s->hw * s->cin * s->k * s->k);
+    print_row(s->label, flops, fwd, bwd, ref);
+  }
+
+  static const int64_t mms[][4] = {{1, 12544, 128, 128}, {batch, 196, 128, 128},
+                                   {1, 1024, 1024, 1024}};
+  static const char *mm_labels[] = {"matmul [12544,128]@[128,128]", "matmul [64,196,128]@[128,128]",
+                                    "matmul [1024,1024]@[1024,1024]"};
+  for (size_t i = 0; i < sizeof mms / sizeof *mms; i++) {
+    const int64_t *m = mms[i];
+    if (!wanted(mm_labels[i])) continue;
+    fg_shape sa = m[0] > 1 ? fg_shape3(m[0], m[1], m[2]) : fg_shape2(m[1], m[2]);
+    double fwd, bwd;
+    time_fwd_bwd(build_matmul, NULL, sa, fg_shape2(m[2], m[3]), 1, &fwd, &bwd);
+    print_row(mm_labels[i], 2.0 * (double)(m[0] * m[1] * m[2] * m[3]), fwd, bwd, ref);
+  }
+  return 0;
+}
