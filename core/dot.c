@@ -285,7 +285,7 @@ static void emit_dot(strbuf *b, const dump *d) {
 /* ---- rendering through Graphviz ---- */
 
 /* Graphviz's error level, error callback and plugin state are process-wide, so one render runs
- * at a time; gv_messages (what Graphviz said during it) is under the lock. */
+ * at a time; gv_messages (what Graphviz said during it) and the context are under the lock. */
 static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER;
 static char gv_messages[400];
 
@@ -317,9 +317,15 @@ static fg_status layout_and_render(GVC_t *gvc, Agraph_t *gr, fg_dot_format fmt, 
   return s;
 }
 
+/* One Graphviz context for the whole process, made on first use and kept.  Freeing a context
+ * and making another breaks Graphviz 2.42: its pango text plugin caches a pointer to a font
+ * name owned by the first context, and reads it (after free) in the next one. */
+static GVC_t *shared_gvc;
+
 static fg_status render_locked(const char *text, fg_dot_format fmt, FILE *f, const char *path,
                                fg_err *e) {
-  GVC_t *gvc = gvContext();
+  if (!shared_gvc) shared_gvc = gvContext();
+  GVC_t *gvc = shared_gvc;
   if (!gvc)
     return fg_err_set(e, FG_E_NOMEM, "graph dump %s: cannot create a Graphviz context", path);
   fg_status s;
@@ -331,7 +337,6 @@ static fg_status render_locked(const char *text, fg_dot_format fmt, FILE *f, con
     s = layout_and_render(gvc, gr, fmt, f, path, e);
     agclose(gr);
   }
-  gvFreeContext(gvc);
   return s;
 }
 

@@ -1,6 +1,7 @@
 /* The executor.  Making a program compiles a copy of the needed part of the graph:
  *   graph passes (core/passes.c) -> fusion groups (core/fuse.c) -> steps in id order ->
  *   memory plan (core/memplan.c) -> one arena and every value's tensor, allocated once.
+ * The steps are then ordered to keep peak live bytes low (core/schedule.c).
  * A run walks the steps; each step's kernel is split into parts that the thread pool spreads
  * over the cores.  The partition never depends on the thread count (fg_pool_parts_fixed), and
  * each part writes its own outputs, so results are bit-identical for any number of threads. */
@@ -15,6 +16,7 @@
 #include "core/fuse.h"
 #include "core/memplan.h"
 #include "core/op.h"
+#include "core/schedule.h"
 
 enum {
   FUSE_TILE = 1024,           /* elements per tile of a fused loop: members' tiles stay in L1/L2 */
@@ -99,7 +101,8 @@ static fg_status copy_needed(fg_program *p, fg_graph *src, int n_out, const fg_n
   return st;
 }
 
-/* Steps: every compute node that is not inside a fused group, in id order; a group's step
+/* Steps: every compute node that is not inside a fused group, in id order (the scheduler may
+ * reorder them); a group's step
  * reads the external inputs of all its members. */
 static fg_status plan_steps(fg_program *p, fg_err *e) {
   int32_t n = fg_graph_node_count(p->g), n_reads = 0;
@@ -135,10 +138,10 @@ static bool is_output(const fg_program *p, fg_node n) {
 
 /* Which nodes live in the arena: computed, not an output (outputs keep their own buffers so
  * that they survive until the next run). */
-static uint8_t *planned_nodes(const fg_program *p, bool memplan) {
+static uint8_t *planned_nodes(const fg_program *p) {
   int32_t n = fg_graph_node_count(p->g);
   uint8_t *planned = calloc((size_t)n + 1, 1);
-  if (!planned || !memplan) return planned;
+  if (!planned) return NULL;
   for (int32_t s = 0; s < p->n_steps; s++)
     if (!is_output(p, p->steps[s].node)) planned[p->steps[s].node] = 1;
   return planned;
@@ -186,9 +189,13 @@ static fg_status plan_poison(fg_program *p, fg_err *e) {
 
 static fg_status plan_memory(fg_program *p, const fg_program_opts *o, fg_err *e) {
   bool memplan = !(o->disabled_passes & FG_PASS_BIT(MEMPLAN));
-  uint8_t *planned = planned_nodes(p, memplan);
+  uint8_t *planned = planned_nodes(p);
   if (!planned) return fg_err_set(e, FG_E_NOMEM, "program: out of memory");
-  fg_status st = fg_memplan_build(p->g, p->n_steps, p->steps, planned, memplan, &p->plan, e);
+  fg_status st = FG_OK;
+  if (!(o->disabled_passes & FG_PASS_BIT(SCHEDULE)))
+    st = fg_schedule_steps(p->g, p->n_steps, p->steps, planned, e);
+  if (!memplan) memset(planned, 0, (size_t)fg_graph_node_count(p->g));
+  if (st == FG_OK) st = fg_memplan_build(p->g, p->n_steps, p->steps, planned, memplan, &p->plan, e);
   free(planned);
   if (st != FG_OK) return st;
   if (!(p->arena = fg_buffer_new(p->plan.arena_bytes)))

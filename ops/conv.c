@@ -263,38 +263,33 @@ typedef double vf64 __attribute__((vector_size(32)));
     VSTORE(out + s, a0), VSTORE(out + s + VL, a1);                                            \
   }                                                                                           \
                                                                                               \
-  /* out[o][s] = sum_t wt[t ldw + o] src[off[t] + s] for o < ob, s < len (rows of len). */     \
+  /* out[o][s] = sum_t wt[t ldw + o] src[off[t] + s] for o < ob, s < len (rows of len), where \
+   * len is a multiple of DIRECT_JB (callers pad the source so the last block reads zeros). */ \
   ATTR static void direct_rows_##SUF(const void *srcv, const int64_t *off, int64_t taps,       \
                                      const void *wtv, int64_t ldw, int64_t ob, int64_t len,   \
                                      void *outv) {                                            \
     enum { JB = 2 * sizeof(V) / sizeof(T) };                                                  \
     const T *src = srcv, *wt = wtv;                                                           \
     T *out = outv;                                                                            \
-    int64_t full = len - len % JB, o = 0;                                                     \
+    int64_t o = 0;                                                                            \
     for (; o + 4 <= ob; o += 4)                                                               \
-      for (int64_t s = 0; s < full; s += JB)                                                  \
+      for (int64_t s = 0; s < len; s += JB)                                                   \
         rows4_##SUF(src, off, taps, wt + o, ldw, s, len, out + o * len);                      \
     for (; o < ob; o++)                                                                       \
-      for (int64_t s = 0; s < full; s += JB) rows1_##SUF(src, off, taps, wt + o, ldw, s, out + o * len); \
-    for (o = 0; o < ob; o++)                                                                  \
-      for (int64_t s = full; s < len; s++) {                                                  \
-        T acc = 0;                                                                            \
-        for (int64_t t = 0; t < taps; t++) acc += wt[t * ldw + o] * src[off[t] + s];          \
-        out[o * len + s] = acc;                                                               \
-      }                                                                                       \
+      for (int64_t s = 0; s < len; s += JB)                                                   \
+        rows1_##SUF(src, off, taps, wt + o, ldw, s, out + o * len);                           \
   }                                                                                           \
                                                                                               \
-  /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for o < nb. */                                 \
+  /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for o < nb; len is a multiple of DIRECT_JB. */ \
   ATTR static void direct_dots_##SUF(const void *av, const void *bv, int64_t ldb, int64_t nb,  \
                                      int64_t len, void *accv) {                               \
     enum { VL = sizeof(V) / sizeof(T), JB = 2 * VL };                                         \
     const T *a = av, *b = bv;                                                                 \
     T *acc = accv;                                                                            \
-    int64_t full = len - len % JB;                                                            \
     for (int64_t o = 0; o < nb; o++) {                                                        \
       const T *bo = b + o * ldb;                                                              \
       V s0 = {0}, s1 = {0};                                                                   \
-      for (int64_t s = 0; s < full; s += JB) {                                                \
+      for (int64_t s = 0; s < len; s += JB) {                                                 \
         V x0, x1, y0, y1;                                                                     \
         VLOAD(x0, a + s), VLOAD(x1, a + s + VL), VLOAD(y0, bo + s), VLOAD(y1, bo + s + VL);   \
         s0 += x0 * y0, s1 += x1 * y1;                                                         \
@@ -302,7 +297,6 @@ typedef double vf64 __attribute__((vector_size(32)));
       s0 += s1;                                                                               \
       T sum = 0;                                                                              \
       for (int l = 0; l < VL; l++) sum += s0[l];                                              \
-      for (int64_t s = full; s < len; s++) sum += a[s] * bo[s];                               \
       acc[o] += sum;                                                                          \
     }                                                                                         \
   }
@@ -420,6 +414,18 @@ typedef struct direct_spec {
   void *wt;
 } direct_spec;
 
+/* The direct kernels work in blocks of two 32-byte vectors: lengths round up to this, and
+ * buffers they read carry this many zeros of slack at the end. */
+static int64_t direct_jb(const conv_ctx *c) { return 64 / (int64_t)c->es; }
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/* Scratch of `elems` elements plus zeroed slack for the direct kernels' last block. */
+static void *direct_scratch(const conv_ctx *c, int64_t elems) {
+  void *p = scratch(c, elems + direct_jb(c));
+  if (p) memset(at_m(c, p, elems), 0, c->es * (size_t)direct_jb(c));
+  return p;
+}
+
 static void direct_spec_free(direct_spec *d) {
   free(d->off);
   free(d->wt);
@@ -439,8 +445,9 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   int64_t nob = (d->out_ch + 3) / 4, i0, i1;
   fg_split_range(n_img * nob, ith, nth, &i0, &i1);
   if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
-  int64_t len = (d->ho - 1) * d->wd + d->wo, oplane = d->ho * d->wo;
-  void *pad = scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
+  /* wide rows: outputs at s = i wd + j, rounded up to whole blocks */
+  int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c)), oplane = d->ho * d->wo;
+  void *pad = direct_scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
   if (!pad || !wide) {
     free(pad), free(wide);
     return nomem(c, op);
@@ -511,20 +518,27 @@ static fg_status weight_grad_direct(const conv_ctx *c, const fg_kargs *k, int64_
                                     int64_t r1) {
   const conv_geom *g = &c->g;
   int64_t KK = g->kh * g->kw, R = g->c * KK, c0 = r0 / KK, c1 = (r1 - 1) / KK + 1;
-  int64_t hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw, len = (g->ho - 1) * wd + g->wo;
-  void *xp = scratch(c, (c1 - c0) * hd * wd), *dyw = scratch(c, g->o * g->ho * wd);
+  int64_t hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw, jb = direct_jb(c);
+  /* dy[n][o] widened to rows of wd lives at dyw + o ld, zero beyond its last row, so a dot
+   * over whole blocks past the last output adds zeros */
+  int64_t len = round_up((g->ho - 1) * wd + g->wo, jb), ld = round_up(g->ho * wd, jb);
+  void *xp = direct_scratch(c, (c1 - c0) * hd * wd), *dyw = scratch(c, g->o * ld);
   void *acc = scratch(c, (r1 - r0) * g->o);
   fg_status st = xp && dyw && acc ? FG_OK : nomem(c, "conv2d_weight_grad");
-  if (st == FG_OK) memset(acc, 0, c->es * (size_t)((r1 - r0) * g->o));
+  if (st == FG_OK) {
+    memset(acc, 0, c->es * (size_t)((r1 - r0) * g->o));
+    memset(dyw, 0, c->es * (size_t)(g->o * ld));
+  }
   for (int64_t n = 0; st == FG_OK && n < g->n; n++) {
     pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
                g->ph, g->pw, hd, wd, xp);
-    pad_planes(c->es, at_c(c, k->in[1], n * g->o * g->ho * g->wo), g->o, g->ho, g->wo, 0, 0,
-               g->ho, wd, dyw);
+    for (int64_t o = 0; o < g->o; o++)
+      pad_planes(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), 1, g->ho, g->wo, 0, 0,
+                 g->ho, wd, at_m(c, dyw, o * ld));
     for (int64_t t = r0; t < r1; t++) {
       int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
       int64_t off = ((ch - c0) * hd + p * g->dh) * wd + q * g->dw;
-      c->direct_dots(at_c(c, xp, off), dyw, g->ho * wd, g->o, len, at_m(c, acc, (t - r0) * g->o));
+      c->direct_dots(at_c(c, xp, off), dyw, ld, g->o, len, at_m(c, acc, (t - r0) * g->o));
     }
   }
   for (int64_t t = r0; st == FG_OK && t < r1; t++)
