@@ -14,7 +14,7 @@
 typedef enum fg_dtype { FG_F32 = 0, FG_F64 = 1, FG_DTYPE_COUNT } fg_dtype;
 
 typedef struct fg_shape {
-  int ndim;
+  int64_t ndim; /* int64 like the sizes: no padding, so shapes hash and compare bytewise */
   int64_t d[FG_MAX_DIMS];
 } fg_shape;
 

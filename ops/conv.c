@@ -12,15 +12,35 @@
  * add, whose gradient autodiff already sums down; keeping the op bilinear is what makes the
  * identities above close.
  *
- * Kernels are im2col + GEMM (the shared fg_gemm: OpenBLAS or the portable kernel).  The column
- * matrix of one image has a row per (c, p, q) kernel tap, r = (c KH + p) KW + q, and a column per
- * output pixel s = i Wo + j.  Each kernel's work is split so that no two parts write the same
- * output and none repeats another's im2col:
+ * Two kernels per op, chosen by shape from measurements (tools/bench_dense, float32, batch 64,
+ * one thread, against cblas_sgemm's rate):
+ *
+ * im2col + GEMM (the shared fg_gemm: OpenBLAS or the portable kernel).  The column matrix of
+ * one image has a row per kernel tap (c, p, q), r = (c KH + p) KW + q, and a column per output
+ * pixel s = i Wo + j.  Work is split so that no two parts write the same output and none
+ * repeats another's im2col:
  *   conv2d       y[n][:, s0:s1]  = W . col[n][:, s0:s1]   split over (image, output pixel);
  *   input_grad   gx[n][c0:c1]    = col2im(W^T[rows of c0:c1] . dy[n])   over (image, channel);
  *   weight_grad  gw[:, r0:r1]    = sum_n dy[n] . col[n][r0:r1]^T        over kernel taps.
  * A 1x1 kernel with stride 1 and no padding needs no im2col: col[n] is x[n] itself.  Scratch
- * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or taps in chunks. */
+ * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or taps in chunks.
+ * With many output channels this runs at 55-90 % of sgemm.  With few (Glow's zero-initialised
+ * output conv has O = 4) one GEMM dimension is O, and writing and packing the column matrix
+ * costs more than the arithmetic: 128->4 3x3 ran at 5-7 %.
+ *
+ * Direct, for stride 1 and O <= DIRECT_MAX_O.  Each image is zero-padded once; with padded row
+ * width wd, tap (c, p, q) of output (i, j) reads padded[c][(i + p dh) wd + j + q dw], so over
+ * the "wide" index s = i wd + j every tap is one contiguous stream, a shift of the same array
+ * (columns j >= Wo are computed and dropped).  A register-blocked kernel (4 output channels x
+ * 2 vectors, AVX2 when the CPU has it) accumulates all taps.  The input gradient at stride 1 is
+ * the same correlation of the padded dy with the flipped, channel-swapped kernel; the weight
+ * gradient is dot products of the same streams.  Work splits over (image, block of 4 output
+ * channels), and over taps for the weight gradient.  128->4 3x3 runs at 50-65 % of sgemm
+ * (f+b), 16->4 at 28x28 at 55-70 %.  Above O = 32 im2col + GEMM is as fast or faster (at 7x7
+ * the dropped columns are 2/9 of the work), so it keeps those shapes.
+ * FG_CONV_PATH=gemm or =direct in the environment (read once) forces one kernel wherever it
+ * applies, so tests run every case through both. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +49,7 @@
 #include "ops/matmul_kernels.h"
 #include "ops/ops.h"
 
-enum { SCRATCH_ELEMS = 1 << 20, DIRECT_MAX_O = 8 };
+enum { SCRATCH_ELEMS = 1 << 20, DIRECT_MAX_O = 32 };
 #define CONV_OPT_MAX ((int64_t)1 << 31)
 
 typedef struct conv_geom {
@@ -226,7 +246,8 @@ CONV_LEAVES_DEFINE(double, f64)
 
 /* ---- the direct kernels, stamped for float and double (and for AVX2+FMA where present) ----
  * Explicit 32-byte vectors (GCC/Clang vector extensions) so that the register blocking is what
- * is written, not what the vectoriser decides; without AVX they lower to SSE pairs. */
+ * is written, not what the vectoriser decides; without AVX they lower to SSE pairs.  (FMA
+ * contraction was measured too: no gain, the loops are bound by loads, not arithmetic.) */
 typedef float vf32 __attribute__((vector_size(32)));
 typedef double vf64 __attribute__((vector_size(32)));
 #define VLOAD(v, p) memcpy(&(v), (p), sizeof(v))
@@ -280,13 +301,28 @@ typedef double vf64 __attribute__((vector_size(32)));
         rows1_##SUF(src, off, taps, wt + o, ldw, s, out + o * len);                           \
   }                                                                                           \
                                                                                               \
+  /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for 4 rows o: a is loaded once for all four. */ \
+  ATTR static void dots4_##SUF(const T *a, const T *b, int64_t ldb, int64_t len, T *acc) {     \
+    enum { VL = sizeof(V) / sizeof(T) };                                                      \
+    V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                 \
+    for (int64_t s = 0; s < len; s += VL) {                                                   \
+      V x, y0, y1, y2, y3;                                                                    \
+      VLOAD(x, a + s), VLOAD(y0, b + s), VLOAD(y1, b + ldb + s);                              \
+      VLOAD(y2, b + 2 * ldb + s), VLOAD(y3, b + 3 * ldb + s);                                 \
+      s0 += x * y0, s1 += x * y1, s2 += x * y2, s3 += x * y3;                                 \
+    }                                                                                         \
+    for (int l = 0; l < VL; l++) acc[0] += s0[l], acc[1] += s1[l], acc[2] += s2[l], acc[3] += s3[l]; \
+  }                                                                                           \
+                                                                                              \
   /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for o < nb; len is a multiple of DIRECT_JB. */ \
   ATTR static void direct_dots_##SUF(const void *av, const void *bv, int64_t ldb, int64_t nb,  \
                                      int64_t len, void *accv) {                               \
     enum { VL = sizeof(V) / sizeof(T), JB = 2 * VL };                                         \
     const T *a = av, *b = bv;                                                                 \
     T *acc = accv;                                                                            \
-    for (int64_t o = 0; o < nb; o++) {                                                        \
+    int64_t o = 0;                                                                            \
+    for (; o + 4 <= nb; o += 4) dots4_##SUF(a, b + o * ldb, ldb, len, acc + o);               \
+    for (; o < nb; o++) {                                                                     \
       const T *bo = b + o * ldb;                                                              \
       V s0 = {0}, s1 = {0};                                                                   \
       for (int64_t s = 0; s < len; s += JB) {                                                 \
@@ -295,9 +331,7 @@ typedef double vf64 __attribute__((vector_size(32)));
         s0 += x0 * y0, s1 += x1 * y1;                                                         \
       }                                                                                       \
       s0 += s1;                                                                               \
-      T sum = 0;                                                                              \
-      for (int l = 0; l < VL; l++) sum += s0[l];                                              \
-      acc[o] += sum;                                                                          \
+      for (int l = 0; l < VL; l++) acc[o] += s0[l];                                           \
     }                                                                                         \
   }
 
@@ -305,17 +339,17 @@ DIRECT_DEFINE(float, vf32, f32, )
 DIRECT_DEFINE(double, vf64, f64, )
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FG_DIRECT_AVX2 1
-DIRECT_DEFINE(float, vf32, f32_avx2, __attribute__((target("avx2,fma"))))
-DIRECT_DEFINE(double, vf64, f64_avx2, __attribute__((target("avx2,fma"))))
+DIRECT_DEFINE(float, vf32, f32_avx2, __attribute__((target("avx2"))))
+DIRECT_DEFINE(double, vf64, f64_avx2, __attribute__((target("avx2"))))
 #endif
 
 typedef void (*direct_rows_fn)(const void *, const int64_t *, int64_t, const void *, int64_t,
                                int64_t, int64_t, void *);
 typedef void (*direct_dots_fn)(const void *, const void *, int64_t, int64_t, int64_t, void *);
 
-static bool cpu_has_avx2_fma(void) {
+static bool cpu_has_avx2(void) {
 #ifdef FG_DIRECT_AVX2
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2");
 #else
   return false;
 #endif
@@ -345,7 +379,7 @@ static conv_ctx ctx_make(fg_dtype t, const fg_kargs *k, conv_geom g) {
   c.direct_rows = t == FG_F32 ? direct_rows_f32 : direct_rows_f64;
   c.direct_dots = t == FG_F32 ? direct_dots_f32 : direct_dots_f64;
 #ifdef FG_DIRECT_AVX2
-  if (cpu_has_avx2_fma()) {
+  if (cpu_has_avx2()) {
     c.direct_rows = t == FG_F32 ? direct_rows_f32_avx2 : direct_rows_f64_avx2;
     c.direct_dots = t == FG_F32 ? direct_dots_f32_avx2 : direct_dots_f64_avx2;
   }
@@ -380,13 +414,28 @@ static fg_status gemm(const conv_ctx *c, fg_gemm_dims d, const void *a, const vo
 
 /* ---- the direct path (see the top of the file): stride 1, few output channels ---- */
 
-/* Where the direct path runs instead of im2col + GEMM; the bound is measured (bench_dense). */
-static int64_t direct_max_o(void) {
-  const char *s = getenv("FG_CONV_DIRECT_MAX_O");
-  return s ? atoll(s) : DIRECT_MAX_O;
+enum { PATH_UNREAD = -1, PATH_AUTO, PATH_GEMM, PATH_DIRECT };
+static atomic_int conv_path = PATH_UNREAD;
+
+static int forced_path(void) {
+  int p = atomic_load(&conv_path);
+  if (p == PATH_UNREAD) {
+    const char *s = getenv("FG_CONV_PATH");
+    p = !s ? PATH_AUTO : strcmp(s, "gemm") == 0 ? PATH_GEMM
+                       : strcmp(s, "direct") == 0 ? PATH_DIRECT : PATH_AUTO;
+    atomic_store(&conv_path, p);
+  }
+  return p;
 }
-static bool direct_fits(const conv_geom *g) {
-  return g->sh == 1 && g->sw == 1 && !is_pointwise(g) && g->o <= direct_max_o();
+
+/* Whether the direct kernel runs instead of im2col + GEMM (see the top of the file). */
+static bool use_direct(const conv_geom *g) {
+  if (g->sh != 1 || g->sw != 1) return false;
+  switch (forced_path()) {
+  case PATH_GEMM: return false;
+  case PATH_DIRECT: return true;
+  default: return !is_pointwise(g) && g->o <= DIRECT_MAX_O;
+  }
 }
 
 /* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
@@ -578,7 +627,7 @@ static fg_status conv2d_run(const fg_kargs *k, fg_dtype t) {
                  .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
                  .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
-  if (direct_fits(&g)) return conv2d_direct(&c, k);
+  if (use_direct(&g)) return conv2d_direct(&c, k);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
   fg_split_range(g.n * S, k->ith, k->nth, &i0, &i1);
   if (i0 == i1) return FG_OK;
@@ -630,7 +679,7 @@ static fg_status input_grad_run(const fg_kargs *k, fg_dtype t) {
                  .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
                  .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
-  if (direct_fits(&g)) return input_grad_direct(&c, k);
+  if (use_direct(&g)) return input_grad_direct(&c, k);
   int64_t S = g.ho * g.wo, KK = g.kh * g.kw, i0, i1;
   fg_split_range(g.n * g.c, k->ith, k->nth, &i0, &i1);
   if (i0 == i1) return FG_OK;
@@ -685,7 +734,7 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
       memset(at_m(&c, k->out, o * R + r0), 0, c.es * (size_t)(r1 - r0));
     return FG_OK;
   }
-  if (direct_fits(&g)) return weight_grad_direct(&c, k, r0, r1);
+  if (use_direct(&g)) return weight_grad_direct(&c, k, r0, r1);
   int64_t chunk = min64(max64(SCRATCH_ELEMS / S, 1), r1 - r0);
   void *buf = NULL;
   if (!is_pointwise(&g) && !(buf = scratch(&c, chunk * S))) return nomem(&c, "conv2d_weight_grad");

@@ -105,7 +105,7 @@ static fg_status expect_square(fg_infer_args *a, int i) {
   const fg_shape *s = &a->in_shape[i];
   if (s->ndim < 2)
     return reject(a, FG_E_SHAPE, "input %d must be a matrix [..., n, n]; it has %d dims", i,
-                  s->ndim);
+                  (int)s->ndim);
   if (last_dim(s, 1) != last_dim(s, 2))
     return reject(a, FG_E_SHAPE, "input %d must be square [..., n, n]; it is %lld x %lld", i,
                   (long long)last_dim(s, 2), (long long)last_dim(s, 1));
@@ -128,7 +128,7 @@ static fg_status infer_solve_output(fg_infer_args *a, int ia, int ib) {
   const fg_shape *A = &a->in_shape[ia], *B = &a->in_shape[ib];
   if (B->ndim < 2)
     return reject(a, FG_E_SHAPE, "the right-hand side (input %d) must be a matrix [..., n, k]; "
-                  "it has %d dims", ib, B->ndim);
+                  "it has %d dims", ib, (int)B->ndim);
   if (last_dim(B, 2) != last_dim(A, 1))
     return reject(a, FG_E_SHAPE, "the right-hand side has %lld rows but the matrix is %lld x %lld",
                   (long long)last_dim(B, 2), (long long)last_dim(A, 1), (long long)last_dim(A, 1));

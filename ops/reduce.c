@@ -44,7 +44,7 @@ static fg_status reduce_infer(fg_infer_args *a) {
   if (extra) {
     snprintf(a->why, sizeof a->why,
              "axes mask 0x%x names axis %d, but the input has %d axes (use FG_ALL_AXES for all)",
-             at->axes, __builtin_ctz(extra), in->ndim);
+             at->axes, __builtin_ctz(extra), (int)in->ndim);
     return FG_E_SHAPE;
   }
   a->out_shape = reduced_shape(in, axes, at->keepdims != 0);

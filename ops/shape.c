@@ -25,7 +25,7 @@ static const char *ints_str(const int64_t *v, int n, char *buf, size_t cap) {
 /* Checks a target shape given as an attribute (reshape, broadcast_to). */
 static fg_status check_target(const fg_shape *s, char *why, size_t cap) {
   if (s->ndim < 0 || s->ndim > FG_MAX_DIMS) {
-    snprintf(why, cap, "target shape has %d dimensions; flowgrad supports 0 to %d", s->ndim,
+    snprintf(why, cap, "target shape has %d dimensions; flowgrad supports 0 to %d", (int)s->ndim,
              FG_MAX_DIMS);
     return FG_E_SHAPE;
   }
@@ -245,7 +245,7 @@ static fg_status permute_infer(fg_infer_args *a) {
     int32_t ax = at->perm[i];
     if (ax < 0 || ax >= in->ndim) {
       snprintf(a->why, sizeof a->why, "permutation %s names axis %d of a %d-d input",
-               perm_str(at->perm, in->ndim, buf, sizeof buf), (int)ax, in->ndim);
+               perm_str(at->perm, in->ndim, buf, sizeof buf), (int)ax, (int)in->ndim);
       return FG_E_SHAPE;
     }
     if (seen[ax]) {
@@ -399,7 +399,7 @@ fg_node fg_slice_axis(fg_graph *g, fg_node x, int axis, int64_t start, int64_t s
   int ax = normalize_axis(g, x, axis);
   if ((ax < 0 || ax >= xs.ndim) && fg_graph_status(g) == FG_OK && fg_node_valid(g, x)) {
     char why[96];
-    snprintf(why, sizeof why, "slice_axis axis %d is not an axis of a %d-d input", axis, xs.ndim);
+    snprintf(why, sizeof why, "slice_axis axis %d is not an axis of a %d-d input", axis, (int)xs.ndim);
     return fail_like_infer(g, "slice", x, why);
   }
   int64_t lo[FG_MAX_DIMS], hi[FG_MAX_DIMS];
@@ -574,7 +574,7 @@ static fg_status concat_infer(fg_infer_args *a) {
   int axis = at->axis;
   if (axis < 0 || axis >= first->ndim) {
     snprintf(a->why, sizeof a->why, "concat axis %d is not an axis of a %d-d input", axis,
-             first->ndim);
+             (int)first->ndim);
     return FG_E_SHAPE;
   }
   char sa[160], sb[160];

@@ -14,7 +14,7 @@ static fg_status infer_source(fg_infer_args *a) {
     return FG_E_DTYPE;
   }
   if (at->shape.ndim < 0 || at->shape.ndim > FG_MAX_DIMS) {
-    snprintf(a->why, sizeof a->why, "%d dimensions; at most %d", at->shape.ndim, FG_MAX_DIMS);
+    snprintf(a->why, sizeof a->why, "%d dimensions; at most %d", (int)at->shape.ndim, FG_MAX_DIMS);
     return FG_E_SHAPE;
   }
   for (int i = 0; i < at->shape.ndim; i++)
