@@ -21,8 +21,8 @@
 enum {
   FUSE_TILE = 1024,           /* elements per tile of a fused loop: members' tiles stay in L1/L2 */
   FUSE_MAX_PARTS = 16,
-  MIN_ELEMENTWISE_PART = 16384, /* below this an elementwise op is not worth splitting */
-  MIN_HEAVY_PART = 64,          /* rows/outputs of matmul, conv, reductions: costly each */
+  MIN_ELEMENTWISE_PART = 32768, /* elements touched: below this a part costs more than it saves */
+  MIN_HEAVY_PART = 8192,        /* matmul, conv, reductions: more work per element touched */
 };
 
 struct fg_program {
@@ -46,6 +46,10 @@ struct fg_program {
   void *scratch;        /* fused tiles: FUSE_MAX_PARTS x max members x FUSE_TILE doubles */
   size_t scratch_part_bytes;
   uint64_t rng_offset;
+  bool profile;
+  double prof_ms[FG_OP_COUNT + 1]; /* per op id; the last slot is fused groups */
+  int64_t prof_calls[FG_OP_COUNT + 1];
+  int64_t prof_runs;
   fg_program_stats stats;
   char errmsg[768];
 };
@@ -81,6 +85,7 @@ static fg_status resolve_opts(const fg_program_opts *in, fg_program_opts *o, fg_
   if (st != FG_OK) return st;
   o->disabled_passes |= env_disabled;
   o->poison_freed = o->poison_freed || env_flag("FG_POISON_FREED");
+  o->profile = o->profile || env_flag("FG_PROFILE");
   o->verify = o->verify || env_flag("FG_VERIFY_PASSES");
   if (!o->dump_dir) o->dump_dir = getenv("FG_DUMP_PASSES");
   if (o->n_threads <= 0 && getenv("FG_THREADS")) o->n_threads = atoi(getenv("FG_THREADS"));
@@ -286,6 +291,7 @@ fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg
   p->src = g;
   p->n_out = n_out;
   p->poison = o.poison_freed;
+  p->profile = o.profile;
   st = compile(p, g, n_out, outs, &o, e);
   if (st != FG_OK) {
     fg_program_free(p);
@@ -396,6 +402,17 @@ static fg_status step_status(fg_program *p, step_job *j, int n_parts) {
   return FG_OK;
 }
 
+/* Kernels split their output among parts, so there are at most as many parts as outputs; the
+ * work of a part is measured in elements touched (its outputs and its share of the inputs),
+ * so a reduction to a few outputs of a large input is still split. */
+static int parts_for(const step_job *j) {
+  int64_t outputs = fg_shape_count(&j->r->shape), touched = outputs;
+  for (int k = 0; k < j->r->n_in; k++) touched += fg_shape_count(&j->shape[k]);
+  bool light = fg_op_get(j->r->op)->flags & FG_OPF_ELEMENTWISE;
+  int parts = fg_pool_parts_fixed(touched, light ? MIN_ELEMENTWISE_PART : MIN_HEAVY_PART);
+  return outputs < parts ? (int)(outputs > 0 ? outputs : 1) : parts;
+}
+
 static fg_status run_node(fg_program *p, fg_node n, step_job *j) {
   j->r = fg_graph_node(p->g, n);
   j->node = n;
@@ -407,8 +424,7 @@ static fg_status run_node(fg_program *p, fg_node n, step_job *j) {
     const fg_tensor *v = p->value[fg_node_input(p->g, n, k)];
     j->in[k] = fg_tensor_data(v), j->shape[k] = v->shape, j->dtype[k] = v->dtype;
   }
-  bool light = fg_op_get(j->r->op)->flags & FG_OPF_ELEMENTWISE;
-  int n_parts = fg_pool_parts_fixed(fg_shape_count(&j->r->shape), light ? MIN_ELEMENTWISE_PART : MIN_HEAVY_PART);
+  int n_parts = parts_for(j);
   for (int i = 0; i < n_parts; i++) j->status[i] = FG_OK, j->err[i].msg[0] = '\0';
   fg_pool_run(p->pool, node_part, j, n_parts);
   return step_status(p, j, n_parts);
@@ -515,9 +531,17 @@ fg_status fg_program_run(fg_program *p) {
   if (job) job->p = p;
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
     fg_node n = p->steps[s].node;
-    st = p->fusion.group_of[n] >= 0 ? run_group(p, n) : run_node(p, n, job);
+    bool fused = p->fusion.group_of[n] >= 0;
+    double t0 = p->profile ? now_ms() : 0;
+    st = fused ? run_group(p, n) : run_node(p, n, job);
+    if (p->profile) {
+      int slot = fused ? FG_OP_COUNT : fg_node_op(p->g, n);
+      p->prof_ms[slot] += now_ms() - t0;
+      p->prof_calls[slot]++;
+    }
     if (p->poison) poison_dead(p, s);
   }
+  p->prof_runs++;
   free(job);
   return st;
 }
@@ -532,3 +556,30 @@ const char *fg_program_errmsg(const fg_program *p) { return p ? p->errmsg : "no 
 const fg_program_stats *fg_program_get_stats(const fg_program *p) { return p ? &p->stats : NULL; }
 const fg_graph *fg_program_graph(const fg_program *p) { return p ? p->g : NULL; }
 const int32_t *fg_program_groups(const fg_program *p) { return p ? p->fusion.group_of : NULL; }
+
+const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
+  if (!buf || !cap) return buf;
+  buf[0] = '\0';
+  if (!p || !p->profile) {
+    snprintf(buf, cap, "profiling is off (fg_program_opts.profile or FG_PROFILE=1)\n");
+    return buf;
+  }
+  double total = 0;
+  for (int i = 0; i <= FG_OP_COUNT; i++) total += p->prof_ms[i];
+  size_t used = (size_t)snprintf(buf, cap, "%-20s %10s %8s %10s %7s\n", "op", "ms/run", "calls", "us/call", "share");
+  bool shown[FG_OP_COUNT + 1] = {0};
+  for (;;) { /* most expensive first */
+    int best = -1;
+    for (int i = 0; i <= FG_OP_COUNT; i++)
+      if (!shown[i] && p->prof_calls[i] && (best < 0 || p->prof_ms[i] > p->prof_ms[best])) best = i;
+    if (best < 0 || used >= cap) break;
+    shown[best] = true;
+    double runs = p->prof_runs ? (double)p->prof_runs : 1;
+    used += (size_t)snprintf(buf + used, cap - used, "%-20s %10.3f %8.0f %10.1f %6.1f%%\n",
+                             best == FG_OP_COUNT ? "fused elementwise" : fg_op_get(best)->name,
+                             p->prof_ms[best] / runs, (double)p->prof_calls[best] / runs,
+                             1e3 * p->prof_ms[best] / (double)p->prof_calls[best],
+                             total > 0 ? 100 * p->prof_ms[best] / total : 0);
+  }
+  return buf;
+}

@@ -26,6 +26,7 @@ typedef struct fg_program_opts {
   bool poison_freed;        /* fill each arena range with NaN after its last reader (debug) */
   bool verify;              /* check the graph's invariants after every pass */
   const char *dump_dir;     /* write DOT files of the graph before and after every pass */
+  bool profile;             /* time every step by op (also FG_PROFILE=1); see fg_program_profile */
 } fg_program_opts;
 
 /* What compiling did, for benchmarks, dumps and tests. */
@@ -68,5 +69,8 @@ int fg_program_num_outputs(const fg_program *p);
 /* Offset mixed into every random op's counter, so each training step draws fresh noise. */
 void fg_program_set_rng_offset(fg_program *p, uint64_t offset);
 const char *fg_program_errmsg(const fg_program *p);
+/* With profiling on: a table of time per op family (fused groups counted as "fused"), summed
+ * over all runs so far, most expensive first, written into buf.  Returns buf. */
+const char *fg_program_profile(const fg_program *p, char *buf, size_t cap);
 
 #endif

@@ -156,6 +156,34 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
 /* NaN wins, as in NumPy and PyTorch: once acc is NaN no comparison replaces it. */
 #define MAX_COMBINE(acc, v) ((acc) = ((v) > (acc) || isnan(v)) ? (v) : (acc))
 
+/* Reducing contiguous runs (the innermost axes reduced, as in a bias gradient or a per-sample
+ * log-det): ROW_LANES independent accumulators break the dependency chain of one running sum
+ * and let the compiler vectorise; they are combined in a fixed order, so the result does not
+ * depend on how the outputs were split among threads. */
+#define ROW_LANES 8
+#define DEFINE_REDUCE_ROWS(op, T, sfx, INIT, COMBINE)                                   \
+  static double op##_rows_##sfx(const T *base, const reduce_plan *p) {                   \
+    double lane[ROW_LANES];                                                              \
+    for (int j = 0; j < ROW_LANES; j++) lane[j] = (INIT);                                \
+    red_cursor c;                                                                        \
+    red_cursor_start(&c);                                                                \
+    do {                                                                                 \
+      const T *v = base + c.off;                                                         \
+      int64_t t = 0;                                                                     \
+      for (; t + ROW_LANES <= p->last_d; t += ROW_LANES)                                 \
+        for (int j = 0; j < ROW_LANES; j++) COMBINE(lane[j], (double)v[t + j]);          \
+      for (; t < p->last_d; t++) COMBINE(lane[t % ROW_LANES], (double)v[t]);             \
+    } while (red_cursor_next(&c, p));                                                    \
+    double acc = lane[0];                                                                \
+    for (int j = 1; j < ROW_LANES; j++) COMBINE(acc, lane[j]);                           \
+    return acc;                                                                          \
+  }
+
+DEFINE_REDUCE_ROWS(sum, float, f32, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_ROWS(sum, double, f64, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_ROWS(max, float, f32, MAX_INIT, MAX_COMBINE)
+DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
+
 /* One body for every (op, type) pair: stamps out op##_##sfx. */
 #define DEFINE_REDUCE_KERNEL(op, T, sfx, INIT, COMBINE)                                 \
   static fg_status op##_##sfx(const fg_kargs *k) {                                       \
@@ -166,6 +194,11 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
     T *out = k->out;                                                                     \
     if (p.empty_input) {                                                                 \
       for (int64_t o = b; o < e; o++) out[o] = (T)(INIT);                                \
+      return FG_OK;                                                                      \
+    }                                                                                    \
+    if (p.inner == 1 && p.last_s == 1) {                                                 \
+      for (int64_t o = b; o < e; o++)                                                    \
+        out[o] = (T)op##_rows_##sfx(in + row_offset(&p, o), &p);                         \
       return FG_OK;                                                                      \
     }                                                                                    \
     double acc[REDUCE_CHUNK];                                                            \

@@ -280,14 +280,23 @@ Test(conv, any_split_into_threads_matches_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* Stride 1 with 6 output and 5 input channels: the direct kernel's 4-channel blocks and its
+ * single-channel remainder, with padding on one axis and dilation on the other. */
+Test(conv, stride_one_split_into_threads_matches_naive_loops) {
+  geom g = {.n = 2, .c = 5, .h = 6, .w = 9, .o = 6, .kh = 2, .kw = 3,
+            .opts = {{1, 1}, {1, 0}, {2, 1}}};
+  check_conv_geometry(&g);
+}
+
 Test(conv, pointwise_split_into_threads_matches_naive_loops) {
   geom g = {.n = 3, .c = 6, .h = 5, .w = 7, .o = 4, .kh = 1, .kw = 1,
             .opts = {{1, 1}, {0, 0}, {1, 1}}};
   check_conv_geometry(&g);
 }
 
-/* 64 channels of 45x45 with a 3x3 kernel: every kernel's scratch (2^20 elements) holds less
- * than one image's column matrix, so each works in chunks. */
+/* 64 channels of 45x45 with a 3x3 kernel: every im2col kernel's scratch (2^20 elements) holds
+ * less than one image's column matrix, so each works in chunks (under FG_CONV_PATH=gemm; by
+ * default this shape takes the direct kernel). */
 Test(conv, chunked_scratch_matches_naive_loops, .timeout = 120) {
   geom g = {.n = 1, .c = 64, .h = 45, .w = 45, .o = 2, .kh = 3, .kw = 3,
             .opts = {{1, 1}, {1, 1}, {1, 1}}};

@@ -157,6 +157,10 @@ static int measure(model *m, int n_out, const fg_node *outs, const fg_program_op
     if (i > 0 && dt < best) best = dt; /* run 0 warms caches */
   }
   r->stats = *fg_program_get_stats(p);
+  if (o->profile || getenv("FG_PROFILE")) {
+    char table[8192];
+    printf("\n%s\n", fg_program_profile(p, table, sizeof table));
+  }
   r->run_ms = best * 1e3;
   for (int i = 0; i < m->n_params; i++) fg_tensor_free(store[i]);
   free(store);
