@@ -21,9 +21,12 @@
  * repeats another's im2col:
  *   conv2d       y[n][:, s0:s1]  = W . col[n][:, s0:s1]   split over (image, output pixel);
  *   input_grad   gx[n][c0:c1]    = col2im(W^T[rows of c0:c1] . dy[n])   over (image, channel);
- *   weight_grad  gw[:, r0:r1]    = sum_n dy[n] . col[n][r0:r1]^T        over kernel taps.
+ *   weight_grad  gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T
+ *                over (output channel, tap) tiles, images side by side so that k = nb Ho Wo.
  * A 1x1 kernel with stride 1 and no padding needs no im2col: col[n] is x[n] itself.  Scratch
- * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or taps in chunks.
+ * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or images in chunks.
+ * The executor hands out up to 64 parts whatever the thread count; each kernel keeps every
+ * part's GEMM big enough to be worth its packing (MIN_PART_*) and leaves the rest empty.
  * With many output channels this runs at 55-90 % of sgemm.  With few (Glow's zero-initialised
  * output conv has O = 4) one GEMM dimension is O, and writing and packing the column matrix
  * costs more than the arithmetic: 128->4 3x3 ran at 5-7 %.
@@ -49,7 +52,15 @@
 #include "ops/matmul_kernels.h"
 #include "ops/ops.h"
 
-enum { SCRATCH_ELEMS = 1 << 20, DIRECT_MAX_O = 32 };
+enum {
+  SCRATCH_ELEMS = 1 << 20, /* per part, for im2col and friends */
+  DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
+  /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
+   * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
+  MIN_PART_PIXELS = 64,       /* conv2d: output pixels (columns of the GEMM) */
+  MIN_PART_TAPS = 64,         /* input_grad: rows of W^T; weight_grad: tile rows and columns */
+  MIN_PART_DIRECT_TAPS = 64,  /* direct weight_grad: taps */
+};
 #define CONV_OPT_MAX ((int64_t)1 << 31)
 
 typedef struct conv_geom {
@@ -198,25 +209,44 @@ static fg_status weight_grad_infer(fg_infer_args *a) {
 }
 
 /* ---- im2col / col2im, stamped for float and double ----
- * Both walk rows [r0, r1) of one image's column matrix over columns [s0, s1), a run of output
- * pixels that may span several output rows i. */
+ * im2col writes rows [r0, r1) of one image's column matrix, columns [s0, s1) (a run of output
+ * pixels that may span several output rows i), at row stride ld; col2im adds whole rows back. */
+/* Output columns j whose input column j sw + off falls inside [0, w): [*lo, *hi). */
+static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *lo,
+                       int64_t *hi) {
+  *lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  *hi = w - 1 - off < 0 ? 0 : (w - 1 - off) / sw + 1;
+  *lo = min64(*lo, wo);
+  *hi = max64(min64(*hi, wo), *lo);
+}
+
 #define CONV_LEAVES_DEFINE(T, SUF)                                                            \
   static void im2col_##SUF(const conv_geom *g, const void *xv, int64_t r0, int64_t r1,        \
-                           int64_t s0, int64_t s1, void *dstv) {                              \
+                           int64_t s0, int64_t s1, void *dstv, int64_t ld) {                  \
     const T *x = xv;                                                                          \
     T *dst = dstv;                                                                            \
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
+      int64_t off = q * g->dw - g->pw, lo, hi;                                                \
+      valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
       const T *plane = x + c * g->h * g->w;                                                   \
-      T *row = dst + (r - r0) * (s1 - s0);                                                    \
-      for (int64_t s = s0; s < s1;) {                                                         \
+      T *row = dst + (r - r0) * ld;                                                           \
+      for (int64_t s = s0; s < s1;) { /* one output row i at a time: [j0, j1) of it */        \
         int64_t i = s / g->wo, j0 = s % g->wo, j1 = min64(g->wo, j0 + (s1 - s));              \
         int64_t hh = i * g->sh - g->ph + p * g->dh;                                           \
-        for (int64_t j = j0; j < j1; j++, row++) {                                            \
-          int64_t ww = j * g->sw - g->pw + q * g->dw;                                         \
-          *row = (hh >= 0 && hh < g->h && ww >= 0 && ww < g->w) ? plane[hh * g->w + ww] : 0;  \
+        int64_t a = max64(j0, lo), b = min64(j1, hi);                                         \
+        if (hh < 0 || hh >= g->h || a >= b) {                                                 \
+          memset(row, 0, sizeof(T) * (size_t)(j1 - j0));                                      \
+        } else {                                                                              \
+          int64_t base = hh * g->w + off; /* + j sw >= 0 for j >= lo */                       \
+          memset(row, 0, sizeof(T) * (size_t)(a - j0));                                       \
+          if (g->sw == 1)                                                                     \
+            memcpy(row + (a - j0), plane + base + a, sizeof(T) * (size_t)(b - a));            \
+          else                                                                                \
+            for (int64_t j = a; j < b; j++) row[j - j0] = plane[base + j * g->sw];            \
+          memset(row + (b - j0), 0, sizeof(T) * (size_t)(j1 - b));                           \
         }                                                                                     \
-        s += j1 - j0;                                                                         \
+        row += j1 - j0, s += j1 - j0;                                                         \
       }                                                                                       \
     }                                                                                         \
   }                                                                                           \
@@ -228,15 +258,16 @@ static fg_status weight_grad_infer(fg_infer_args *a) {
     T *gx = gxv;                                                                              \
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
+      int64_t off = q * g->dw - g->pw, lo, hi;                                                \
+      valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
       T *plane = gx + c * g->h * g->w;                                                        \
       const T *row = src + (r - r0) * g->ho * g->wo;                                          \
       for (int64_t i = 0; i < g->ho; i++) {                                                   \
         int64_t hh = i * g->sh - g->ph + p * g->dh;                                           \
         if (hh < 0 || hh >= g->h) continue;                                                   \
-        for (int64_t j = 0; j < g->wo; j++) {                                                 \
-          int64_t ww = j * g->sw - g->pw + q * g->dw;                                         \
-          if (ww >= 0 && ww < g->w) plane[hh * g->w + ww] += row[i * g->wo + j];              \
-        }                                                                                     \
+        int64_t base = hh * g->w + off;                                                       \
+        const T *sr = row + i * g->wo;                                                        \
+        for (int64_t j = lo; j < hi; j++) plane[base + j * g->sw] += sr[j];                   \
       }                                                                                       \
     }                                                                                         \
   }
@@ -356,7 +387,7 @@ static bool cpu_has_avx2(void) {
 }
 
 typedef void (*im2col_fn)(const conv_geom *, const void *, int64_t, int64_t, int64_t, int64_t,
-                          void *);
+                          void *, int64_t);
 typedef void (*col2im_fn)(const conv_geom *, const void *, int64_t, int64_t, void *);
 
 /* What a kernel driver needs about its dtype. */
@@ -610,7 +641,7 @@ static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, vo
     const void *col = at_c(c, img, a); /* 1x1: col[n] is the image, ldb = H W = S */
     d.ldb = S;
     if (!is_pointwise(g)) {
-      c->im2col(g, img, 0, R, a, b, buf);
+      c->im2col(g, img, 0, R, a, b, buf, b - a);
       col = buf, d.ldb = b - a;
     }
     fg_status st = gemm(c, d, w, col, at_m(c, y, n * g->o * S + a), "conv2d");
@@ -629,7 +660,9 @@ static fg_status conv2d_run(const fg_kargs *k, fg_dtype t) {
   conv_ctx c = ctx_make(t, k, g);
   if (use_direct(&g)) return conv2d_direct(&c, k);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
-  fg_split_range(g.n * S, k->ith, k->nth, &i0, &i1);
+  c.nth = fg_parts_for(g.n * S, MIN_PART_PIXELS, k->nth);
+  if (k->ith >= c.nth) return FG_OK;
+  fg_split_range(g.n * S, k->ith, c.nth, &i0, &i1);
   if (i0 == i1) return FG_OK;
   /* 1x1 reads x in place: one GEMM per image segment, no chunking needed */
   int64_t chunk = is_pointwise(&g) ? i1 - i0
@@ -681,7 +714,10 @@ static fg_status input_grad_run(const fg_kargs *k, fg_dtype t) {
   conv_ctx c = ctx_make(t, k, g);
   if (use_direct(&g)) return input_grad_direct(&c, k);
   int64_t S = g.ho * g.wo, KK = g.kh * g.kw, i0, i1;
-  fg_split_range(g.n * g.c, k->ith, k->nth, &i0, &i1);
+  /* at least MIN_PART_TAPS rows of W^T per GEMM: each packs all of dy[n] */
+  c.nth = fg_parts_for(g.n * g.c, (MIN_PART_TAPS + KK - 1) / KK, k->nth);
+  if (k->ith >= c.nth) return FG_OK;
+  fg_split_range(g.n * g.c, k->ith, c.nth, &i0, &i1);
   if (i0 == i1) return FG_OK;
   int64_t chunk = min64(max64(SCRATCH_ELEMS / max64(KK * S, 1), 1), i1 - i0);
   void *buf = NULL;
@@ -697,25 +733,46 @@ static fg_status input_grad_run(const fg_kargs *k, fg_dtype t) {
   return st;
 }
 
-/* ---- weight_grad: gw[:, r0:r1] = sum_n dy[n] . col[n][r0:r1]^T over kernel taps r ---- */
+/* ---- weight_grad: gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T over tiles ----
+ * Per-image GEMMs would have k = Ho Wo (tiny at 7x7) and re-read the gw tile every image, so
+ * each part lays a chunk of nb images side by side, dy rows and column-matrix rows alike, and
+ * makes one GEMM with k = nb Ho Wo per chunk, accumulating chunks in image order. */
 
-static fg_status wgrad_taps(const conv_ctx *c, const void *x, const void *dy, void *gw,
-                            int64_t r0, int64_t r1, void *buf) {
+static void zero_tile(const conv_ctx *c, void *gw, int64_t o0, int64_t o1, int64_t r0,
+                      int64_t r1, int64_t ld) {
+  for (int64_t o = o0; o < o1; o++) memset(at_m(c, gw, o * ld + r0), 0, c->es * (size_t)(r1 - r0));
+}
+
+static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, void *gw,
+                            int64_t o0, int64_t o1, int64_t r0, int64_t r1) {
   const conv_geom *g = &c->g;
   int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw, CHW = g->c * g->h * g->w;
-  for (int64_t n = 0; n < g->n; n++) {
-    const void *img = at_c(c, x, n * CHW), *col = at_c(c, img, r0 * S); /* 1x1: rows of x[n] */
-    if (!is_pointwise(g)) {
-      c->im2col(g, img, r0, r1, 0, S, buf);
-      col = buf;
-    }
-    fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = g->o, .n = r1 - r0, .k = S,
-                      .lda = S, .ldb = S, .ldc = R};
-    fg_status st = gemm(c, d, at_c(c, dy, n * g->o * S), col, at_m(c, gw, r0),
-                        "conv2d_weight_grad");
-    if (st != FG_OK) return st;
+  int64_t ot = o1 - o0, rt = r1 - r0;
+  if (g->n == 0 || S == 0) { /* an empty sum */
+    zero_tile(c, gw, o0, o1, r0, r1, R);
+    return FG_OK;
   }
-  return FG_OK;
+  int64_t nb = min64(max64(SCRATCH_ELEMS / ((ot + rt) * S), 1), g->n);
+  void *dyc = scratch(c, ot * nb * S), *col = scratch(c, rt * nb * S);
+  fg_status st = dyc && col ? FG_OK : nomem(c, "conv2d_weight_grad");
+  for (int64_t n0 = 0; st == FG_OK && n0 < g->n; n0 += nb) {
+    int64_t n1 = min64(g->n, n0 + nb), ld = (n1 - n0) * S;
+    for (int64_t n = n0; n < n1; n++) {
+      const void *img = at_c(c, x, n * CHW);
+      int64_t at = (n - n0) * S;
+      for (int64_t o = o0; o < o1; o++)
+        memcpy(at_m(c, dyc, (o - o0) * ld + at), at_c(c, dy, (n * g->o + o) * S), c->es * (size_t)S);
+      if (!is_pointwise(g)) c->im2col(g, img, r0, r1, 0, S, at_m(c, col, at), ld);
+      else /* 1x1: the column rows are x[n]'s channel planes */
+        for (int64_t r = r0; r < r1; r++)
+          memcpy(at_m(c, col, (r - r0) * ld + at), at_c(c, img, r * S), c->es * (size_t)S);
+    }
+    fg_gemm_dims d = {.tb = true, .accumulate = n0 > 0, .m = ot, .n = rt, .k = ld, .lda = ld,
+                      .ldb = ld, .ldc = R};
+    st = gemm(c, d, dyc, col, at_m(c, gw, o0 * R + r0), "conv2d_weight_grad");
+  }
+  free(dyc), free(col);
+  return st;
 }
 
 static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
@@ -726,23 +783,24 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
                  .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
                  .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
-  int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, r0, r1;
-  fg_split_range(R, k->ith, k->nth, &r0, &r1);
-  if (r0 == r1) return FG_OK;
-  if (g.n == 0 || S == 0) { /* an empty sum: this part's columns of gw are zero */
-    for (int64_t o = 0; o < g.o; o++)
-      memset(at_m(&c, k->out, o * R + r0), 0, c.es * (size_t)(r1 - r0));
+  int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, r0, r1, o0, o1;
+  if (use_direct(&g)) { /* over taps: each part pads the images' channels its taps read */
+    int parts = fg_parts_for(R, MIN_PART_DIRECT_TAPS, k->nth);
+    if (k->ith >= parts) return FG_OK;
+    fg_split_range(R, k->ith, parts, &r0, &r1);
+    if (r0 == r1) return FG_OK;
+    if (g.n > 0 && S > 0) return weight_grad_direct(&c, k, r0, r1);
+    zero_tile(&c, k->out, 0, g.o, r0, r1, R);
     return FG_OK;
   }
-  if (use_direct(&g)) return weight_grad_direct(&c, k, r0, r1);
-  int64_t chunk = min64(max64(SCRATCH_ELEMS / S, 1), r1 - r0);
-  void *buf = NULL;
-  if (!is_pointwise(&g) && !(buf = scratch(&c, chunk * S))) return nomem(&c, "conv2d_weight_grad");
-  fg_status st = FG_OK;
-  for (int64_t a = r0; a < r1 && st == FG_OK; a += chunk)
-    st = wgrad_taps(&c, k->in[0], k->in[1], k->out, a, min64(r1, a + chunk), buf);
-  free(buf);
-  return st;
+  int pr, pc;
+  fg_tile_grid(g.o, R, MIN_PART_TAPS, MIN_PART_TAPS, k->nth, &pr, &pc);
+  if (k->ith >= pr * pc) return FG_OK;
+  c.nth = pr * pc;
+  fg_split_range(g.o, k->ith / pc, pr, &o0, &o1);
+  fg_split_range(R, k->ith % pc, pc, &r0, &r1);
+  if (o0 == o1 || r0 == r1) return FG_OK;
+  return wgrad_tile(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1);
 }
 
 static fg_status conv2d_f32(const fg_kargs *k) { return conv2d_run(k, FG_F32); }

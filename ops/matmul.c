@@ -7,20 +7,26 @@
  * is written once and stamped for float and double.
  *
  * Threads.  The engine owns parallelism: a kernel gets (ith, nth) and computes only its share.
- * matmul splits the batch*m output rows, so each part makes one BLAS call per batch matrix it
- * touches, covering just its rows; conv splits its own way (ops/conv.c).  OpenBLAS keeps its
- * own pool, and letting both pools run would put nth x (BLAS threads) runnable threads on the
- * cores, which collapses throughput on small or shared machines.  The policy, applied before
- * every BLAS call:
- *   - nth > 1 (the engine is splitting this kernel): OpenBLAS runs 1 thread per call, so the
- *     engine's threads are the only ones computing;
- *   - nth == 1 (the engine gave the whole kernel to one part, e.g. a single-threaded program):
- *     OpenBLAS gets back the thread count it had when flowgrad first called it
- *     (OPENBLAS_NUM_THREADS or the core count), so a lone GEMM still uses the machine.
+ * The executor fixes nth from the output size alone (up to 64 parts, whatever the thread
+ * count, so results are bit-identical for any number of threads), which is finer than a GEMM
+ * likes: each part's GEMM packs its slices of both operands.  So matmul tiles its output
+ * (batch*m rows flattened, times n columns) into at most nth tiles of at least 64 x 64 and
+ * leaves the other parts empty; each part makes one BLAS call per batch matrix its tile
+ * touches.  conv partitions its own way (ops/conv.c), by the same rule.
+ * OpenBLAS keeps its own pool, and letting both pools run would put (engine threads) x (BLAS
+ * threads) runnable threads on the cores, which collapses throughput on small or shared
+ * machines.  The policy, applied before every BLAS call, on the kernel's *effective* part
+ * count (the parts that have work):
+ *   - more than one: OpenBLAS runs 1 thread per call, so the engine's threads are the only
+ *     ones computing;
+ *   - one (a small GEMM, or a single-threaded program): OpenBLAS gets back the thread count it
+ *     had when flowgrad first called it (OPENBLAS_NUM_THREADS or the core count); the executor
+ *     runs one node at a time, so the pool's other threads are idle and a lone GEMM may use
+ *     the cores.  (OpenBLAS itself stays single-threaded below its size threshold.)
  * openblas_set_num_threads is process-wide, so the current setting is tracked in an atomic and
  * changed only on a transition, under a mutex so that the recorded and the real setting never
- * disagree.  The one case this cannot see is an executor running several nth == 1 kernels at
- * once; an executor that does should give GEMM-heavy kernels nth > 1. */
+ * disagree.  An executor that ran several single-part GEMM kernels at once would oversubscribe;
+ * if one ever does, it should tell kernels (a field in fg_kargs) and this policy should read it. */
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -265,6 +271,10 @@ static int64_t batch_offset(int64_t bi, const fg_shape *ob, const int64_t *str) 
   return off;
 }
 
+/* Output tiles of at least MATMUL_MIN_TILE x MATMUL_MIN_TILE: every tile's GEMM packs its
+ * slices of op(A) and op(B), and this keeps that copying under 1/64 of the arithmetic. */
+enum { MATMUL_MIN_TILE = 64 };
+
 static fg_status matmul_run(const fg_kargs *k, fg_dtype t) {
   const fg_matmul_attr *at = k->attr;
   const fg_shape *sa = &k->in_shape[0], *sb = &k->in_shape[1];
@@ -273,20 +283,24 @@ static fg_status matmul_run(const fg_kargs *k, fg_dtype t) {
   fg_shape_broadcast_strides(&ba, &ob, astr);
   fg_shape_broadcast_strides(&bb, &ob, bstr);
   int64_t m = k->out_shape.d[k->out_shape.ndim - 2], n = k->out_shape.d[k->out_shape.ndim - 1];
-  int64_t kk = sa->d[sa->ndim - (at->trans_a ? 2 : 1)];
+  int64_t kk = sa->d[sa->ndim - (at->trans_a ? 2 : 1)], rows_all = fg_shape_count(&ob) * m;
   size_t es = fg_dtype_size(t);
-  int64_t r0, r1;
-  fg_split_range(fg_shape_count(&ob) * m, k->ith, k->nth, &r0, &r1);
+  int pr, pc;
+  fg_tile_grid(rows_all, n, MATMUL_MIN_TILE, MATMUL_MIN_TILE, k->nth, &pr, &pc);
+  if (k->ith >= pr * pc) return FG_OK;
+  int64_t r0, r1, c0, c1; /* rows of all batches flattened, so a tile may span matrices */
+  fg_split_range(rows_all, k->ith / pc, pr, &r0, &r1);
+  fg_split_range(n, k->ith % pc, pc, &c0, &c1);
   for (int64_t r = r0; r < r1;) {
     int64_t bi = r / m, i0 = r % m, rows = min64(m - i0, r1 - r);
     fg_gemm_dims d = {.ta = at->trans_a, .tb = at->trans_b, .accumulate = false,
-                      .m = rows, .n = n, .k = kk,
+                      .m = rows, .n = c1 - c0, .k = kk,
                       .lda = at->trans_a ? m : kk, .ldb = at->trans_b ? kk : n, .ldc = n};
     int64_t aoff = batch_offset(bi, &ob, astr) * m * kk + (at->trans_a ? i0 : i0 * kk);
-    int64_t boff = batch_offset(bi, &ob, bstr) * kk * n;
+    int64_t boff = batch_offset(bi, &ob, bstr) * kk * n + (at->trans_b ? c0 * kk : c0);
     fg_status st = fg_gemm(t, &d, (const char *)k->in[0] + es * (size_t)aoff,
                            (const char *)k->in[1] + es * (size_t)boff,
-                           (char *)k->out + es * (size_t)(bi * m + i0) * (size_t)n, k->nth);
+                           (char *)k->out + es * (size_t)((bi * m + i0) * n + c0), pr * pc);
     if (st != FG_OK) return fg_err_set(k->err, st, "matmul: no memory for the GEMM's buffer");
     r += rows;
   }

@@ -19,8 +19,8 @@ typedef struct fg_gemm_dims {
 } fg_gemm_dims;
 
 /* Uses CBLAS when the library was built with it and FG_NO_BLAS is unset (or "0") in the
- * environment, read once; the portable kernel otherwise.  `nth` is the number of parts the
- * engine split the calling kernel into: it sets the BLAS thread policy.  a, b, c are float or
+ * environment, read once; the portable kernel otherwise.  `nth` is the number of parts of the
+ * calling kernel that have work: it sets the BLAS thread policy (ops/matmul.c).  a, b, c are float or
  * double as t says.  Fails only with FG_E_NOMEM (the portable kernel's packing buffer). */
 fg_status fg_gemm(fg_dtype t, const fg_gemm_dims *d, const void *a, const void *b, void *c,
                   int nth);
@@ -29,5 +29,22 @@ fg_status fg_gemm_plain(fg_dtype t, const fg_gemm_dims *d, const void *a, const 
                         void *c);
 /* True when fg_gemm goes to CBLAS. */
 bool fg_gemm_uses_blas(void);
+
+/* Kernels get nth parts from the executor (up to 64, fixed by the output size, not by the
+ * thread count, so that results never depend on threads).  GEMM-based kernels use only as many
+ * of them as keep each part's GEMM efficient, and leave the rest empty; the partition still
+ * depends only on nth and the shapes.
+ * How many parts for `items` work items when each part should get at least min_items. */
+static inline int fg_parts_for(int64_t items, int64_t min_items, int nth) {
+  int64_t p = min_items > 0 ? items / min_items : items;
+  return p < 1 ? 1 : p < nth ? (int)p : nth;
+}
+/* A grid of *pr x *pc <= nth tiles over an m x n output, each at least min_m x min_n (or the
+ * whole extent): rows are split first, since a row split shares op(B) and copies nothing. */
+static inline void fg_tile_grid(int64_t m, int64_t n, int64_t min_m, int64_t min_n, int nth,
+                                int *pr, int *pc) {
+  *pr = fg_parts_for(m, min_m, nth);
+  *pc = fg_parts_for(n, min_n, nth / *pr);
+}
 
 #endif

@@ -191,25 +191,28 @@ static void check_splits(int op, const void *attr, int n_in, const double *const
 }
 
 Test(matmul, any_split_into_threads_matches_naive_loops) {
-  /* a [2,1,6,5] read transposed is [2,1,5,6]; b [3,7,6] read transposed is [3,6,7]; their
-   * batch dims broadcast to [2,3]. */
-  fg_shape in_shape[2] = {fg_shape4(2, 1, 6, 5), fg_shape3(3, 7, 6)};
-  fg_shape out_shape = fg_shape4(2, 3, 5, 7);
-  double *a = random_doubles(60, 4), *b = random_doubles(126, 5);
-  double *want = calloc(210, sizeof *want);
+  /* a [2,1,20,70] read transposed is [2,1,70,20]; b [3,140,20] read transposed is [3,20,140];
+   * out [2,3,70,140]: 420 rows and 140 columns, enough for 64 x 64 tiles in both directions,
+   * some spanning two matrices. */
+  enum { M = 70, K = 20, N = 140 };
+  fg_shape in_shape[2] = {fg_shape4(2, 1, K, M), fg_shape3(3, N, K)};
+  fg_shape out_shape = fg_shape4(2, 3, M, N);
+  double *a = random_doubles(2 * K * M, 4), *b = random_doubles(3 * N * K, 5);
+  double *want = calloc(6 * M * N, sizeof *want);
   for (int64_t i0 = 0; i0 < 2; i0++)
     for (int64_t i1 = 0; i1 < 3; i1++)
-      for (int64_t i = 0; i < 5; i++)
-        for (int64_t j = 0; j < 7; j++) {
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
           double s = 0;
-          for (int64_t p = 0; p < 6; p++) s += a[i0 * 30 + p * 5 + i] * b[i1 * 42 + j * 6 + p];
-          want[((i0 * 3 + i1) * 5 + i) * 7 + j] = s;
+          for (int64_t p = 0; p < K; p++)
+            s += a[i0 * K * M + p * M + i] * b[i1 * N * K + j * K + p];
+          want[((i0 * 3 + i1) * M + i) * N + j] = s;
         }
   fg_matmul_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.trans_a = attr.trans_b = 1;
   const double *in[2] = {a, b};
-  check_splits(FG_OP_MATMUL, &attr, 2, in, in_shape, out_shape, want, 6);
+  check_splits(FG_OP_MATMUL, &attr, 2, in, in_shape, out_shape, want, K);
   free(a), free(b), free(want);
 }
 
@@ -280,6 +283,14 @@ Test(conv, any_split_into_threads_matches_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* Big enough that the im2col kernels use several parts: 256 output pixels, 32 (image,
+ * channel) items, and 130 x 144 weight-gradient tiles. */
+Test(conv, tiled_split_into_threads_matches_naive_loops) {
+  geom g = {.n = 2, .c = 16, .h = 16, .w = 16, .o = 130, .kh = 3, .kw = 3,
+            .opts = {{2, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g);
+}
+
 /* Stride 1 with 6 output and 5 input channels: the direct kernel's 4-channel blocks and its
  * single-channel remainder, with padding on one axis and dilation on the other. */
 Test(conv, stride_one_split_into_threads_matches_naive_loops) {
@@ -295,10 +306,10 @@ Test(conv, pointwise_split_into_threads_matches_naive_loops) {
 }
 
 /* 64 channels of 45x45 with a 3x3 kernel: every im2col kernel's scratch (2^20 elements) holds
- * less than one image's column matrix, so each works in chunks (under FG_CONV_PATH=gemm; by
- * default this shape takes the direct kernel). */
+ * less than one image's column matrix, so each works in chunks, and the weight gradient sums
+ * chunks of one image (under FG_CONV_PATH=gemm; by default this shape runs direct). */
 Test(conv, chunked_scratch_matches_naive_loops, .timeout = 120) {
-  geom g = {.n = 1, .c = 64, .h = 45, .w = 45, .o = 2, .kh = 3, .kw = 3,
+  geom g = {.n = 2, .c = 64, .h = 45, .w = 45, .o = 2, .kh = 3, .kw = 3,
             .opts = {{1, 1}, {1, 1}, {1, 1}}};
   check_conv_geometry(&g);
 }

@@ -1,0 +1,249 @@
+/* Bijector instances: a registered type's state, or a chain, or an inversion.  Forward and
+ * inverse set the parameter prefix of the bijector being built, and fill in the log-dets a
+ * type leaves out: the inverse one as the negated forward log-det at the inverse point, the
+ * forward one from the exact Jacobian (autodiff + slogdet). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/autodiff.h"
+#include "flows/bijector_internal.h"
+#include "ops/ops.h"
+
+struct fg_bijector {
+  const fg_bijector_type *type; /* NULL for a chain or an inversion */
+  void *state;
+  char *prefix;
+  int n_children;
+  fg_bijector **children; /* chain */
+  fg_bijector *inner;     /* inversion */
+};
+
+static char *str_printf(const char *a, const char *b, const char *c) {
+  size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s%s%s", a, b, c);
+  return s;
+}
+
+fg_bijector *fg__bijector_wrap(const fg_bijector_type *t, void *state) {
+  fg_bijector *b = calloc(1, sizeof *b);
+  if (b) b->prefix = str_printf(t->name, ".", "");
+  if (!b || !b->prefix) {
+    free(b);
+    if (t->destroy) t->destroy(state);
+    return NULL;
+  }
+  b->type = t;
+  b->state = state;
+  return b;
+}
+
+void fg_bijector_free(fg_bijector *b) {
+  if (!b) return;
+  if (b->type && b->type->destroy) b->type->destroy(b->state);
+  for (int i = 0; i < b->n_children; i++) fg_bijector_free(b->children[i]);
+  free(b->children);
+  fg_bijector_free(b->inner);
+  free(b->prefix);
+  free(b);
+}
+
+const fg_bijector_type *fg_bijector_type_of(const fg_bijector *b) { return b ? b->type : NULL; }
+const char *fg_bijector_prefix(const fg_bijector *b) { return b ? b->prefix : ""; }
+int fg_bijector_num_children(const fg_bijector *b) { return b ? b->n_children : 0; }
+fg_bijector *fg_bijector_child(const fg_bijector *b, int i) {
+  return b && i >= 0 && i < b->n_children ? b->children[i] : NULL;
+}
+bool fg_bijector_is_inverted(const fg_bijector *b) { return b && b->inner; }
+
+/* Child i of a chain is named "<chain prefix><i>.<type>." so parameter names say where they
+ * live ("3.actnorm.logs"). */
+static fg_status name_children(fg_bijector *b, fg_err *e) {
+  for (int i = 0; i < b->n_children; i++) {
+    char idx[32];
+    const fg_bijector *ch = b->children[i];
+    const char *kind = ch->type ? ch->type->name : ch->inner ? "invert" : "chain";
+    snprintf(idx, sizeof idx, "%d.", i);
+    char *head = str_printf(b->prefix, idx, "");
+    char *p = head ? str_printf(head, kind, ".") : NULL;
+    free(head);
+    if (!p) return fg_err_set(e, FG_E_NOMEM, "out of memory naming a chain");
+    fg_status st = fg_bijector_set_prefix(b->children[i], p, e);
+    free(p);
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
+}
+
+fg_status fg_bijector_set_prefix(fg_bijector *b, const char *prefix, fg_err *e) {
+  char *p = strdup(prefix ? prefix : "");
+  if (!p) return fg_err_set(e, FG_E_NOMEM, "out of memory for a prefix");
+  free(b->prefix);
+  b->prefix = p;
+  if (b->inner) return fg_bijector_set_prefix(b->inner, p, e);
+  return name_children(b, e);
+}
+
+fg_status fg_bijector_chain(fg_bijector **out, int n, fg_bijector **children, fg_err *e) {
+  *out = NULL;
+  fg_bijector *b = calloc(1, sizeof *b);
+  fg_bijector **kids = malloc(sizeof *kids * ((size_t)n + 1));
+  if (!b || !kids || !(b->prefix = strdup(""))) {
+    free(b), free(kids);
+    for (int i = 0; i < n; i++) fg_bijector_free(children[i]);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory for a chain");
+  }
+  memcpy(kids, children, sizeof *kids * (size_t)n);
+  b->children = kids;
+  b->n_children = n;
+  fg_status st = name_children(b, e);
+  if (st != FG_OK) {
+    fg_bijector_free(b);
+    return st;
+  }
+  *out = b;
+  return FG_OK;
+}
+
+fg_status fg_bijector_invert(fg_bijector **out, fg_bijector *child, fg_err *e) {
+  *out = NULL;
+  fg_bijector *b = calloc(1, sizeof *b);
+  if (!b || !(b->prefix = strdup(child->prefix))) {
+    free(b);
+    fg_bijector_free(child);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory for an inversion");
+  }
+  b->inner = child;
+  *out = b;
+  return FG_OK;
+}
+
+/* ---- log-dets the types leave out ---- */
+
+static fg_node batch_zeros(fg_graph *g, fg_node x) {
+  fg_shape s = fg_node_shape(g, x);
+  return fg_fill(g, 0.0, fg_node_dtype(g, x), fg_shape1(s.ndim ? s.d[0] : 1));
+}
+
+/* One-hot seed for output element i of every sample: [1, event...] broadcast to y's shape. */
+static fg_node one_hot_seed(fg_graph *g, fg_node y, int64_t i) {
+  fg_shape s = fg_node_shape(g, y), one = s;
+  one.d[0] = 1;
+  fg_tensor *t;
+  if (fg_tensor_new(&t, fg_node_dtype(g, y), &one, NULL) != FG_OK)
+    return fg_graph_fail(g, FG_E_NOMEM, "out of memory deriving a log-det");
+  fg_tensor_set(t, i, 1.0);
+  return fg_broadcast_to(g, fg_constant_take(g, t), s);
+}
+
+fg_node fg_jacobian_logdet(fg_graph *g, fg_node x, fg_node y, const char *who) {
+  fg_shape xs = fg_node_shape(g, x), ys = fg_node_shape(g, y);
+  if (fg_graph_status(g) != FG_OK) return FG_POISON;
+  int64_t batch = xs.ndim ? xs.d[0] : 1, dx = fg_shape_count(&xs) / (batch ? batch : 1);
+  int64_t dy = fg_shape_count(&ys) / (batch ? batch : 1);
+  if (dx != dy || xs.ndim < 1 || ys.ndim < 1 || ys.d[0] != batch)
+    return fg_graph_fail(g, FG_E_SHAPE, "%s: cannot derive a log-det: the event changes size "
+                         "(%lld to %lld elements per sample)", who, (long long)dx, (long long)dy);
+  if (dx > FG_DERIVED_LOGDET_MAX_EVENT)
+    return fg_graph_fail(g, FG_E_MISUSE, "%s: no log-det given and the event has %lld elements; "
+                         "the engine derives log-dets only up to %d (declare one)", who,
+                         (long long)dx, FG_DERIVED_LOGDET_MAX_EVENT);
+  fg_node *rows = malloc(sizeof *rows * (size_t)(dx + 1));
+  if (!rows) return fg_graph_fail(g, FG_E_NOMEM, "out of memory deriving a log-det");
+  for (int64_t i = 0; i < dx && fg_graph_status(g) == FG_OK; i++) {
+    fg_node seed = one_hot_seed(g, y, i), gx;
+    if (fg_vjp(g, 1, &y, &seed, 1, &x, &gx) != FG_OK) break;
+    rows[i] = fg_reshape(g, gx, fg_shape3(batch, 1, dx));
+  }
+  fg_node jac = fg_graph_status(g) == FG_OK ? fg_concat(g, (int)dx, rows, 1) : FG_POISON;
+  free(rows);
+  return fg_slogdet(g, jac);
+}
+
+/* ---- building ---- */
+
+static fg_status leaf_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *ld) {
+  fg_graph *g = fg_flow_graph(c);
+  *ld = FG_NONE;
+  fg_status st = b->type->forward(b->state, c, x, y, ld);
+  if (st == FG_OK && fg_graph_status(g) == FG_OK && *ld == FG_NONE) *ld = fg_jacobian_logdet(g, x, *y, b->prefix);
+  return fg_graph_status(g) != FG_OK ? fg_graph_status(g) : st;
+}
+
+static fg_status leaf_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *ld) {
+  fg_graph *g = fg_flow_graph(c);
+  if (!b->type->inverse)
+    return fg_graph_fail(g, FG_E_MISUSE, "%s: type '%s' has no inverse", b->prefix, b->type->name), FG_E_MISUSE;
+  *ld = FG_NONE;
+  fg_status st = b->type->inverse(b->state, c, y, x, ld);
+  if (st == FG_OK && fg_graph_status(g) == FG_OK && *ld == FG_NONE) {
+    fg_node y_again, fwd; /* the negated forward log-det at the inverse point */
+    st = leaf_forward(b, c, *x, &y_again, &fwd);
+    if (st == FG_OK) *ld = fg_neg(g, fwd);
+  }
+  return fg_graph_status(g) != FG_OK ? fg_graph_status(g) : st;
+}
+
+static fg_status with_prefix(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out,
+                             fg_node *ld);
+
+static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out, fg_node *ld) {
+  fg_graph *g = fg_flow_graph(c);
+  fg_node cur = in, total = FG_NONE;
+  for (int k = 0; k < b->n_children; k++) {
+    int i = inverse ? b->n_children - 1 - k : k;
+    fg_node next, part;
+    fg_status st = with_prefix(b->children[i], c, inverse, cur, &next, &part);
+    if (st != FG_OK) return st;
+    total = total == FG_NONE ? part : fg_add(g, total, part);
+    cur = next;
+  }
+  *out = cur;
+  *ld = total == FG_NONE ? batch_zeros(g, in) : total;
+  return fg_graph_status(g);
+}
+
+static fg_status with_prefix(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out,
+                             fg_node *ld) {
+  if (b->inner) return with_prefix(b->inner, c, !inverse, in, out, ld);
+  if (!b->type) return chain_run(b, c, inverse, in, out, ld);
+  char *saved = strdup(fg_flow_ctx_prefix(c));
+  if (!saved) return fg_graph_fail(fg_flow_graph(c), FG_E_NOMEM, "out of memory"), FG_E_NOMEM;
+  fg_status st = fg_flow_ctx_set_prefix(c, b->prefix);
+  if (st == FG_OK) st = inverse ? leaf_inverse(b, c, in, out, ld) : leaf_forward(b, c, in, out, ld);
+  fg_flow_ctx_set_prefix(c, saved);
+  free(saved);
+  return st;
+}
+
+static fg_status check_input(fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *ld) {
+  *y = *ld = FG_POISON;
+  fg_graph *g = fg_flow_graph(c);
+  if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
+  if (!fg_node_valid(g, x)) return fg_graph_fail(g, FG_E_MISUSE, "bijector input is not a node"), FG_E_MISUSE;
+  if (fg_node_shape(g, x).ndim < 1)
+    return fg_graph_fail(g, FG_E_SHAPE, "bijector input must have a batch axis"), FG_E_SHAPE;
+  return FG_OK;
+}
+
+fg_status fg_bijector_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+  fg_status st = check_input(c, x, y, logdet);
+  return st != FG_OK ? st : with_prefix(b, c, false, x, y, logdet);
+}
+
+fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+  fg_status st = check_input(c, y, x, logdet);
+  return st != FG_OK ? st : with_prefix(b, c, true, y, x, logdet);
+}
+
+fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x) {
+  if (!b->type || !b->type->data_init) return fg_graph_status(fg_flow_graph(c));
+  char *saved = strdup(fg_flow_ctx_prefix(c));
+  if (!saved) return fg_graph_fail(fg_flow_graph(c), FG_E_NOMEM, "out of memory"), FG_E_NOMEM;
+  fg_status st = fg_flow_ctx_set_prefix(c, b->prefix);
+  if (st == FG_OK) st = b->type->data_init(b->state, c, x);
+  fg_flow_ctx_set_prefix(c, saved);
+  free(saved);
+  return fg_graph_status(fg_flow_graph(c)) != FG_OK ? fg_graph_status(fg_flow_graph(c)) : st;
+}

@@ -1,0 +1,243 @@
+/* Bijector verification (see check.h).  Everything runs in float64 on one parameter store whose
+ * values are perturbed after the graph has created them. */
+#include "flows/check.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/program.h"
+#include "core/rng.h"
+#include "ops/ops.h"
+
+typedef struct check_env {
+  fg_bijector *b;
+  const fg_bijector_type *t;
+  fg_check_opts o;
+  fg_shape xshape;
+  bool factor_out;
+  fg_params *ps;
+} check_env;
+
+static void note(fg_check_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(fg_check_report *r, const char *fmt, ...) {
+  size_t used = strlen(r->msg);
+  if (used + 1 >= sizeof r->msg) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->msg + used, sizeof r->msg - used, fmt, ap);
+  va_end(ap);
+}
+
+static const char *who(const check_env *env) { return env->t ? env->t->name : "bijector"; }
+
+static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type *t, const fg_check_opts *o) {
+  memset(env, 0, sizeof *env);
+  env->b = b, env->t = t;
+  if (o) env->o = *o;
+  if (env->o.event.ndim == 0 && t) env->o.event = t->check_event;
+  if (env->o.lo == 0 && env->o.hi == 0) {
+    env->o.lo = t && (t->check_lo != 0 || t->check_hi != 0) ? t->check_lo : -2;
+    env->o.hi = t && (t->check_lo != 0 || t->check_hi != 0) ? t->check_hi : 2;
+  }
+  if (env->o.batch <= 0) env->o.batch = 3;
+  if (env->o.tol <= 0) env->o.tol = 1e-6;
+  if (env->o.perturb <= 0) env->o.perturb = 0.1;
+  env->factor_out = t && (t->flags & FG_BIJ_FACTOR_OUT);
+  if (env->o.event.ndim == 0 || env->o.event.ndim >= FG_MAX_DIMS) return FG_E_MISUSE;
+  env->xshape.ndim = env->o.event.ndim + 1;
+  env->xshape.d[0] = env->o.batch;
+  for (int i = 0; i < env->o.event.ndim; i++) env->xshape.d[i + 1] = env->o.event.d[i];
+  env->ps = fg_params_new(env->o.seed + 17);
+  return env->ps ? FG_OK : FG_E_NOMEM;
+}
+
+/* x drawn inside the domain, 5 % away from its edges. */
+static fg_tensor *input_values(const check_env *env, bool edges) {
+  fg_tensor *x;
+  if (fg_tensor_new(&x, FG_F64, &env->xshape, NULL) != FG_OK) return NULL;
+  double lo = env->o.lo, hi = env->o.hi, margin = edges ? 1e-3 : 0.05;
+  for (int64_t i = 0; i < fg_tensor_numel(x); i++) {
+    double u = edges ? (double)(i % 2) : fg_rng_uniform(env->o.seed + 3, (uint64_t)i);
+    fg_tensor_set(x, i, lo + (hi - lo) * (margin + (1 - 2 * margin) * u));
+  }
+  return x;
+}
+
+typedef struct built {
+  fg_graph *g;
+  fg_flow_ctx *c;
+  fg_node outs[5]; /* y, fldj, x again, ildj, Jacobian log-det */
+  int n_out;
+} built;
+
+static fg_status build(check_env *env, built *bt, fg_check_report *r) {
+  fg_err e;
+  memset(bt, 0, sizeof *bt);
+  bt->g = fg_graph_new();
+  fg_flow_ctx_opts co = {.dtype = FG_F64, .seed = env->o.seed};
+  if (!bt->g || fg_flow_ctx_new(&bt->c, bt->g, env->ps, &co, &e) != FG_OK) {
+    note(r, "could not set up: %s\n", bt->g ? e.msg : "out of memory");
+    return FG_E_NOMEM;
+  }
+  fg_node x = fg_input(bt->g, "x", FG_F64, env->xshape), y, fldj, x2, ildj;
+  fg_bijector_forward(env->b, bt->c, x, &y, &fldj);
+  fg_bijector_inverse(env->b, bt->c, y, &x2, &ildj);
+  bt->outs[0] = y, bt->outs[1] = fldj, bt->outs[2] = x2, bt->outs[3] = ildj, bt->n_out = 4;
+  if (!env->factor_out) bt->outs[bt->n_out++] = fg_jacobian_logdet(bt->g, x, y, who(env));
+  if (fg_graph_status(bt->g) != FG_OK) {
+    note(r, "building forward, inverse and Jacobian failed: %s\n", fg_graph_errmsg(bt->g));
+    return fg_graph_status(bt->g);
+  }
+  return FG_OK;
+}
+
+static void built_free(built *bt) {
+  fg_flow_ctx_free(bt->c);
+  fg_graph_free(bt->g);
+}
+
+/* Moves every parameter off its initial value, so identity-at-init layers are really tested. */
+static void perturb(check_env *env) {
+  for (int i = 0; i < fg_params_count(env->ps); i++) {
+    fg_tensor *p = fg_params_tensor(env->ps, i);
+    for (int64_t j = 0; j < fg_tensor_numel(p); j++)
+      fg_tensor_set(p, j, fg_tensor_get(p, j) + env->o.perturb * fg_rng_normal(env->o.seed + 101 + (uint64_t)i, (uint64_t)j));
+  }
+}
+
+static double max_abs_diff(const fg_tensor *a, const fg_tensor *b, double sign) {
+  double worst = 0;
+  for (int64_t i = 0; i < fg_tensor_numel(a); i++) {
+    double d = fabs(fg_tensor_get(a, i) - sign * fg_tensor_get(b, i));
+    if (!(d <= worst)) worst = d; /* NaN wins */
+  }
+  return worst;
+}
+
+static bool all_finite(const fg_tensor *a) {
+  for (int64_t i = 0; i < fg_tensor_numel(a); i++)
+    if (!isfinite(fg_tensor_get(a, i))) return false;
+  return true;
+}
+
+static fg_status run_with(check_env *env, built *bt, const fg_tensor *x, fg_program **out, fg_check_report *r) {
+  fg_err e;
+  fg_program_opts po = {.n_threads = 1};
+  fg_status st = fg_program_new_opts(out, bt->g, bt->n_out, bt->outs, &po, &e);
+  if (st == FG_OK) st = fg_params_bind(env->ps, *out, &e);
+  if (st == FG_OK && fg_program_bind(*out, "x", x) != FG_OK) st = FG_E_MISUSE, snprintf(e.msg, sizeof e.msg, "%s", fg_program_errmsg(*out));
+  if (st == FG_OK && (st = fg_program_run(*out)) != FG_OK) snprintf(e.msg, sizeof e.msg, "%s", fg_program_errmsg(*out));
+  if (st != FG_OK) note(r, "running failed: %s\n", e.msg);
+  return st;
+}
+
+static bool values_check(check_env *env, built *bt, fg_check_report *r) {
+  fg_tensor *x = input_values(env, false);
+  fg_program *p = NULL;
+  bool ok = x && run_with(env, bt, x, &p, r) == FG_OK;
+  if (ok) {
+    r->roundtrip_err = max_abs_diff(fg_program_output(p, 2), x, 1);
+    r->inverse_logdet_err = max_abs_diff(fg_program_output(p, 1), fg_program_output(p, 3), -1);
+    r->logdet_err = env->factor_out ? NAN : max_abs_diff(fg_program_output(p, 1), fg_program_output(p, 4), 1);
+    double tol = env->o.tol;
+    bool rt = r->roundtrip_err <= tol * 10, inv = r->inverse_logdet_err <= tol * 10;
+    bool ld = env->factor_out || r->logdet_err <= tol * 10;
+    note(r, "%s round trip: max |x - f^-1(f(x))| = %.3g\n", rt ? "ok  " : "FAIL", r->roundtrip_err);
+    if (env->factor_out) note(r, "skip log-det vs Jacobian: a factor-out layer changes the dimension\n");
+    else note(r, "%s log-det vs slogdet(autodiff Jacobian): max diff %.3g\n", ld ? "ok  " : "FAIL", r->logdet_err);
+    note(r, "%s forward log-det = -inverse log-det at f(x): max diff %.3g\n", inv ? "ok  " : "FAIL", r->inverse_logdet_err);
+    ok = rt && inv && ld;
+  }
+  fg_program_free(p);
+  fg_tensor_free(x);
+  return ok;
+}
+
+static bool edges_check(check_env *env, built *bt, fg_check_report *r) {
+  fg_tensor *x = input_values(env, true);
+  fg_program *p = NULL;
+  bool ok = x && run_with(env, bt, x, &p, r) == FG_OK;
+  if (ok) ok = all_finite(fg_program_output(p, 0)) && all_finite(fg_program_output(p, 1));
+  r->edges_finite = ok;
+  note(r, "%s finite output and log-det near the domain edges [%g, %g]\n", ok ? "ok  " : "FAIL", env->o.lo, env->o.hi);
+  fg_program_free(p);
+  fg_tensor_free(x);
+  return ok;
+}
+
+/* ---- gradcheck of (y, log-det) with respect to x and every parameter ---- */
+
+static fg_node build_for_gradcheck(fg_graph *g, const fg_node *in, void *ud) {
+  check_env *env = ud;
+  fg_flow_ctx *c;
+  fg_flow_ctx_opts co = {.dtype = FG_F64, .seed = env->o.seed};
+  fg_err e;
+  if (fg_flow_ctx_new(&c, g, env->ps, &co, &e) != FG_OK) return fg_graph_fail(g, e.status, "%s", e.msg);
+  for (int i = 0; i < fg_params_count(env->ps); i++) fg_flow_ctx_override_param(c, fg_params_name(env->ps, i), in[1 + i]);
+  fg_node y, ld;
+  fg_bijector_forward(env->b, c, in[0], &y, &ld);
+  fg_flow_ctx_free(c);
+  fg_shape ys = fg_node_shape(g, y);
+  fg_node parts[2] = {fg_reshape(g, y, fg_shape1(fg_shape_count(&ys))), ld};
+  return fg_concat(g, 2, parts, 0);
+}
+
+static bool grad_check(check_env *env, fg_check_report *r) {
+  int n = fg_params_count(env->ps);
+  fg_tensor **in = calloc((size_t)n + 2, sizeof *in);
+  if (!in) return false;
+  in[0] = input_values(env, false);
+  for (int i = 0; i < n; i++) in[1 + i] = fg_params_tensor(env->ps, i);
+  fg_status st = in[0] ? fg_gradcheck(build_for_gradcheck, env, n + 1, in, NULL, &r->grad) : FG_E_NOMEM;
+  note(r, "%s gradcheck of y and log-det w.r.t. x and %d parameters: %s\n", st == FG_OK ? "ok  " : "FAIL", n, r->grad.msg);
+  fg_tensor_free(in[0]);
+  free(in);
+  return st == FG_OK;
+}
+
+fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_check_opts *o,
+                            fg_check_report *r) {
+  fg_check_report local;
+  if (!r) r = &local;
+  memset(r, 0, sizeof *r);
+  check_env env;
+  fg_status st = resolve(&env, b, t, o);
+  if (st != FG_OK) {
+    note(r, "%s: no event shape to check at (declare check_event)\n", who(&env));
+    fg_params_free(env.ps);
+    return st;
+  }
+  built bt;
+  st = build(&env, &bt, r);
+  bool ok = st == FG_OK;
+  if (ok) {
+    perturb(&env);
+    bool v = values_check(&env, &bt, r), ed = edges_check(&env, &bt, r);
+    bool gr = env.o.skip_gradcheck || grad_check(&env, r);
+    ok = v && ed && gr;
+  }
+  built_free(&bt);
+  fg_params_free(env.ps);
+  r->passed = ok;
+  return ok ? FG_OK : (st != FG_OK ? st : FG_E_NUMERIC);
+}
+
+fg_status fg_bijector_check_type(const fg_bijector_type *t, const fg_check_opts *o, fg_check_report *r) {
+  fg_check_report local;
+  if (!r) r = &local;
+  memset(r, 0, sizeof *r);
+  fg_bijector *b;
+  fg_err e;
+  fg_status st = fg_bijector_new_from_text(&b, t, t->check_args ? t->check_args : "", &e);
+  if (st != FG_OK) {
+    snprintf(r->msg, sizeof r->msg, "%s: constructing from check_args \"%s\" failed: %s\n", t->name,
+             t->check_args ? t->check_args : "", e.msg);
+    return st;
+  }
+  st = fg_bijector_check(b, t, o, r);
+  fg_bijector_free(b);
+  return st;
+}

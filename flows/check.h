@@ -1,0 +1,38 @@
+/* Verifying a bijector, in float64: inverse(forward(x)) = x; the declared log-det against
+ * log|det| of the Jacobian the engine computes by autodiff; forward log-det = -inverse log-det
+ * at f(x); finite outputs near the edges of the input domain; and gradcheck of y and the
+ * log-det with respect to x and every parameter.  Parameters are perturbed randomly first, so
+ * layers that start as the identity (zero-initialised last layers) are checked in earnest. */
+#ifndef FG_CHECK_H
+#define FG_CHECK_H
+
+#include "core/gradcheck.h"
+#include "flows/bijector.h"
+
+typedef struct fg_check_opts {
+  fg_shape event;          /* per-sample shape; ndim 0 means the type's check_event */
+  int batch;               /* default 3 */
+  double lo, hi;           /* input domain; both 0 means the type's check_lo/check_hi */
+  double tol;              /* round trip and log-det tolerance (absolute + relative); 1e-6 */
+  double perturb;          /* std of the random change to every parameter; default 0.1 */
+  bool skip_gradcheck;
+  uint64_t seed;
+} fg_check_opts;
+
+typedef struct fg_check_report {
+  bool passed;
+  double roundtrip_err;      /* max |inverse(forward(x)) - x| */
+  double logdet_err;         /* max |declared log-det - log|det J|| (NaN: not applicable) */
+  double inverse_logdet_err; /* max |fldj(x) + ildj(f(x))| */
+  bool edges_finite;
+  fg_gradcheck_report grad;
+  char msg[2048];            /* one line per check, and what failed */
+} fg_check_report;
+
+/* Checks b (built with its parameters in a fresh store) on random inputs of the event shape. */
+fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_check_opts *o,
+                            fg_check_report *r);
+/* Constructs type t from t->check_args and checks it. */
+fg_status fg_bijector_check_type(const fg_bijector_type *t, const fg_check_opts *o, fg_check_report *r);
+
+#endif

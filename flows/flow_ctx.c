@@ -1,0 +1,154 @@
+/* The context bijectors build their graphs in: the graph, the parameter store, the name prefix
+ * of the bijector being built, the latents of factor-out layers, data-init requests. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "flows/bijector.h"
+#include "ops/ops.h"
+
+typedef struct named_node {
+  char *name;
+  fg_node node;
+} named_node;
+
+typedef struct node_list {
+  named_node *items;
+  int n, cap;
+} node_list;
+
+struct fg_flow_ctx {
+  fg_graph *g;
+  fg_params *ps;
+  fg_flow_ctx_opts o;
+  char *prefix;
+  node_list latents, inits, param_nodes, overrides;
+  uint64_t seed_counter;
+};
+
+static bool list_push(node_list *l, const char *name, fg_node n) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 16;
+    named_node *items = realloc(l->items, sizeof *items * (size_t)cap);
+    if (!items) return false;
+    l->items = items, l->cap = cap;
+  }
+  char *copy = name ? strdup(name) : NULL;
+  if (name && !copy) return false;
+  l->items[l->n++] = (named_node){copy, n};
+  return true;
+}
+
+static void list_free(node_list *l) {
+  for (int i = 0; i < l->n; i++) free(l->items[i].name);
+  free(l->items);
+}
+
+fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const fg_flow_ctx_opts *o,
+                          fg_err *e) {
+  *out = NULL;
+  if (!g || !ps) return fg_err_set(e, FG_E_MISUSE, "flow context: needs a graph and a parameter store");
+  fg_flow_ctx *c = calloc(1, sizeof *c);
+  if (!c || !(c->prefix = strdup(""))) {
+    free(c);
+    return fg_err_set(e, FG_E_NOMEM, "flow context: out of memory");
+  }
+  c->g = g, c->ps = ps;
+  if (o) c->o = *o;
+  if (c->o.temperature == 0) c->o.temperature = 1.0;
+  *out = c;
+  return FG_OK;
+}
+
+void fg_flow_ctx_free(fg_flow_ctx *c) {
+  if (!c) return;
+  free(c->prefix);
+  list_free(&c->latents), list_free(&c->inits), list_free(&c->param_nodes), list_free(&c->overrides);
+  free(c);
+}
+
+fg_graph *fg_flow_graph(fg_flow_ctx *c) { return c->g; }
+bool fg_flow_training(const fg_flow_ctx *c) { return c->o.training; }
+bool fg_flow_sampling(const fg_flow_ctx *c) { return c->o.sampling; }
+double fg_flow_temperature(const fg_flow_ctx *c) { return c->o.temperature; }
+uint64_t fg_flow_next_seed(fg_flow_ctx *c) { return fg_rng_bits(c->o.seed, c->seed_counter++); }
+const char *fg_flow_ctx_prefix(const fg_flow_ctx *c) { return c->prefix; }
+
+fg_status fg_flow_ctx_set_prefix(fg_flow_ctx *c, const char *prefix) {
+  char *copy = strdup(prefix ? prefix : "");
+  if (!copy) return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory for a prefix"), FG_E_NOMEM;
+  free(c->prefix);
+  c->prefix = copy;
+  return FG_OK;
+}
+
+static char *full_name(const fg_flow_ctx *c, const char *name) {
+  size_t n = strlen(c->prefix) + strlen(name) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s%s", c->prefix, name);
+  return s;
+}
+
+/* In gradcheck mode a parameter is a graph input, so the check can perturb it. */
+static fg_node param_node(fg_flow_ctx *c, const char *full, fg_shape shape) {
+  for (int i = 0; i < c->overrides.n; i++)
+    if (strcmp(c->overrides.items[i].name, full) == 0) return c->overrides.items[i].node;
+  fg_node n = fg_graph_find(c->g, full);
+  if (n != FG_NONE) return n;
+  if (!c->o.params_as_inputs) return fg_param(c->g, full, c->o.dtype, shape);
+  n = fg_input(c->g, full, c->o.dtype, shape);
+  if (n >= 0 && !list_push(&c->param_nodes, full, n))
+    return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory recording parameter '%s'", full);
+  return n;
+}
+
+fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init init) {
+  if (fg_graph_status(c->g) != FG_OK) return FG_POISON;
+  char *full = full_name(c, name);
+  if (!full) return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory naming parameter '%s'", name);
+  fg_tensor *value;
+  fg_err e;
+  fg_node n;
+  if (fg_params_get_or_create(c->ps, full, c->o.dtype, shape, init, &value, &e) != FG_OK)
+    n = fg_graph_fail(c->g, e.status, "%s", e.msg);
+  else
+    n = param_node(c, full, shape);
+  free(full);
+  return n;
+}
+
+fg_status fg_flow_push_latent(fg_flow_ctx *c, fg_node z) {
+  if (!list_push(&c->latents, NULL, z))
+    return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory storing a latent"), FG_E_NOMEM;
+  return fg_graph_status(c->g);
+}
+
+fg_node fg_flow_pop_latent(fg_flow_ctx *c) {
+  if (c->latents.n == 0)
+    return fg_graph_fail(c->g, FG_E_MISUSE, "%s: inverse of a factor-out layer needs the latent its "
+                         "forward factored out, and there is none (reconstruct after a forward pass, "
+                         "or build the inverse in sampling mode)", c->prefix);
+  return c->latents.items[--c->latents.n].node;
+}
+
+fg_status fg_flow_init_param(fg_flow_ctx *c, const char *name, fg_node value) {
+  char *full = full_name(c, name);
+  bool ok = full && list_push(&c->inits, full, value);
+  free(full);
+  if (!ok) return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory recording an initialisation"), FG_E_NOMEM;
+  return fg_graph_status(c->g);
+}
+
+int fg_flow_ctx_num_inits(const fg_flow_ctx *c) { return c->inits.n; }
+const char *fg_flow_ctx_init_name(const fg_flow_ctx *c, int i) { return c->inits.items[i].name; }
+fg_node fg_flow_ctx_init_value(const fg_flow_ctx *c, int i) { return c->inits.items[i].node; }
+int fg_flow_ctx_num_param_nodes(const fg_flow_ctx *c) { return c->param_nodes.n; }
+fg_node fg_flow_ctx_param_node(const fg_flow_ctx *c, int i) { return c->param_nodes.items[i].node; }
+const char *fg_flow_ctx_param_name(const fg_flow_ctx *c, int i) { return c->param_nodes.items[i].name; }
+
+fg_status fg_flow_ctx_override_param(fg_flow_ctx *c, const char *full_name, fg_node n) {
+  if (!list_push(&c->overrides, full_name, n))
+    return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory overriding a parameter"), FG_E_NOMEM;
+  return FG_OK;
+}

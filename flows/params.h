@@ -1,0 +1,47 @@
+/* Parameter store: every parameter of a model by full name ("3.actnorm.logs"), with its
+ * tensor and how it was initialised.  Parameters live outside graphs: one store serves the
+ * training, log-prob and sampling programs (fg_params_bind binds them all by name), and the
+ * optimiser updates the tensors in place. */
+#ifndef FG_PARAMS_H
+#define FG_PARAMS_H
+
+#include <stdint.h>
+
+#include "core/program.h"
+#include "core/tensor.h"
+
+typedef enum fg_init_kind {
+  FG_INIT_ZEROS,
+  FG_INIT_CONST,      /* every element a */
+  FG_INIT_NORMAL,     /* N(a, b²) */
+  FG_INIT_UNIFORM,    /* U[a, b) */
+  FG_INIT_IDENTITY,   /* last two axes: identity (other axes repeat it) */
+  FG_INIT_ORTHOGONAL, /* [n, n]: a random rotation (QR of a Gaussian matrix), as Glow's 1x1 conv */
+} fg_init_kind;
+
+typedef struct fg_init {
+  fg_init_kind kind;
+  double a, b;
+} fg_init;
+
+typedef struct fg_params fg_params;
+
+/* seed makes every random initialisation a pure function of (seed, parameter name). */
+fg_params *fg_params_new(uint64_t seed); /* NULL when out of memory */
+void fg_params_free(fg_params *ps);
+
+/* The parameter `name`, created with `init` if absent; an existing one must have this dtype and
+ * shape (else FG_E_SHAPE naming both).  *out is borrowed from the store. */
+fg_status fg_params_get_or_create(fg_params *ps, const char *name, fg_dtype t, fg_shape shape,
+                                  fg_init init, fg_tensor **out, fg_err *e);
+fg_tensor *fg_params_find(const fg_params *ps, const char *name); /* borrowed, NULL if absent */
+int fg_params_count(const fg_params *ps);
+const char *fg_params_name(const fg_params *ps, int i);
+fg_tensor *fg_params_tensor(const fg_params *ps, int i);
+int64_t fg_params_numel(const fg_params *ps); /* total scalar count */
+/* Binds every parameter the program's graph has (names it lacks are skipped). */
+fg_status fg_params_bind(const fg_params *ps, fg_program *p, fg_err *e);
+/* Re-draws parameter i from its recorded init (used by tests and re-initialisation). */
+fg_status fg_params_reset(fg_params *ps, int i, fg_err *e);
+
+#endif
