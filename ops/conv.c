@@ -27,9 +27,10 @@
  * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or images in chunks.
  * The executor hands out up to 64 parts whatever the thread count; each kernel keeps every
  * part's GEMM big enough to be worth its packing (MIN_PART_*) and leaves the rest empty.
- * With many output channels this runs at 55-90 % of sgemm.  With few (Glow's zero-initialised
- * output conv has O = 4) one GEMM dimension is O, and writing and packing the column matrix
- * costs more than the arithmetic: 128->4 3x3 ran at 5-7 %.
+ * With many output channels this runs at 65-90 % of sgemm (forward + backward, 1 or 2
+ * threads: 128->128 3x3 and 1x1 at 14x14).  With few (Glow's zero-initialised output conv has
+ * O = 4) one GEMM dimension is O, and writing and packing the column matrix costs more than
+ * the arithmetic: 128->4 3x3 ran at 5-7 %.
  *
  * Direct, for stride 1 and O <= DIRECT_MAX_O.  Each image is zero-padded once; with padded row
  * width wd, tap (c, p, q) of output (i, j) reads padded[c][(i + p dh) wd + j + q dw], so over
@@ -38,9 +39,9 @@
  * 2 vectors, AVX2 when the CPU has it) accumulates all taps.  The input gradient at stride 1 is
  * the same correlation of the padded dy with the flipped, channel-swapped kernel; the weight
  * gradient is dot products of the same streams.  Work splits over (image, block of 4 output
- * channels), and over taps for the weight gradient.  128->4 3x3 runs at 50-65 % of sgemm
- * (f+b), 16->4 at 28x28 at 55-70 %.  Above O = 32 im2col + GEMM is as fast or faster (at 7x7
- * the dropped columns are 2/9 of the work), so it keeps those shapes.
+ * channels), and over taps for the weight gradient.  128->4 3x3 runs at 36-40 % of sgemm
+ * forward + backward (45 % forward alone).  Above O = 32 im2col + GEMM is as fast or faster
+ * (at 7x7 the dropped columns are 2/9 of the work), so it keeps those shapes.
  * FG_CONV_PATH=gemm or =direct in the environment (read once) forces one kernel wherever it
  * applies, so tests run every case through both. */
 #include <stdatomic.h>
@@ -57,7 +58,7 @@ enum {
   DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
-  MIN_PART_PIXELS = 64,       /* conv2d: output pixels (columns of the GEMM) */
+  MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
   MIN_PART_TAPS = 64,         /* input_grad: rows of W^T; weight_grad: tile rows and columns */
   MIN_PART_DIRECT_TAPS = 64,  /* direct weight_grad: taps */
 };

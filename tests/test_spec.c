@@ -1,0 +1,131 @@
+/* The flow-spec language: blocks, repeats, levels, settings, and errors with file:line:col. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flows/bijector_internal.h"
+#include "frontends/spec.h"
+#include "ops/ops.h"
+
+/* Two tiny types with real constructors, so specs go through libffi as plugins' types do. */
+static fg_status ident_fwd(void *s, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *ld) {
+  (void)s;
+  fg_graph *g = fg_flow_graph(c);
+  *y = x;
+  *ld = fg_fill(g, 0.0, fg_node_dtype(g, x), fg_shape1(fg_node_shape(g, x).d[0]));
+  return fg_graph_status(g);
+}
+static fg_status make_ident(void **state, fg_err *e) {
+  (void)e;
+  *state = NULL;
+  return FG_OK;
+}
+typedef struct counted { int64_t n; } counted;
+static fg_status make_counted(void **state, fg_err *e, int64_t n) {
+  if (n < 0) return fg_err_set(e, FG_E_MISUSE, "n must be >= 0, got %lld", (long long)n);
+  counted *c = malloc(sizeof *c);
+  if (!c) return FG_E_NOMEM;
+  c->n = n;
+  *state = c;
+  return FG_OK;
+}
+static const fg_arg_spec counted_args[] = {{"n", FG_ARG_INT, "0", "a number"}};
+static const fg_bijector_type ident = {.abi_version = FG_BIJECTOR_ABI_VERSION, .name = "ident",
+                                       .create = (void (*)(void))make_ident, .forward = ident_fwd,
+                                       .inverse = ident_fwd, .check_event = {1, {2}}};
+static const fg_bijector_type split_like = {.abi_version = FG_BIJECTOR_ABI_VERSION, .name = "split",
+                                            .create = (void (*)(void))make_ident, .forward = ident_fwd,
+                                            .inverse = ident_fwd, .check_event = {1, {2}}};
+static const fg_bijector_type count = {.abi_version = FG_BIJECTOR_ABI_VERSION, .name = "count", .n_args = 1,
+                                       .args = counted_args, .create = (void (*)(void))make_counted,
+                                       .destroy = free, .forward = ident_fwd, .inverse = ident_fwd,
+                                       .check_event = {1, {2}}};
+
+static fg_registry *registry(void) {
+  fg_registry *r = fg_registry_new();
+  fg_registry_add(r, &ident, NULL);
+  fg_registry_add(r, &split_like, NULL);
+  fg_registry_add(r, &count, NULL);
+  return r;
+}
+
+/* The chain's layers as "type:n" words, for comparing structure. */
+static void describe(const fg_bijector *b, char *buf, size_t cap) {
+  buf[0] = '\0';
+  for (int i = 0; i < fg_bijector_num_children(b); i++) {
+    const fg_bijector *k = fg_bijector_child(b, i);
+    size_t used = strlen(buf);
+    snprintf(buf + used, cap - used, "%s%s", i ? " " : "", fg_bijector_type_of(k)->name);
+  }
+}
+
+Test(spec, blocks_repeats_levels_and_settings) {
+  const char *text =
+      "# a comment\n"
+      "data moons\n"
+      "prior learned\n"
+      "flow\n"
+      "  levels 2\n"
+      "    repeat 2   # inline comment\n"
+      "      ident\n"
+      "      count n={i}\n"
+      "    end\n"
+      "    split\n"
+      "  end\n"
+      "  ident\n"
+      "end\n"
+      "train\n"
+      "  batch 32\n"
+      "  lr 5e-4\n"
+      "  optimizer adamax\n"
+      "end\n";
+  fg_registry *r = registry();
+  fg_spec *s;
+  fg_err e;
+  cr_assert_eq(fg_spec_parse(text, "t.flow", r, &s, &e), FG_OK, "%s", e.msg);
+  char buf[512];
+  describe(s->flow, buf, sizeof buf);
+  cr_assert_str_eq(buf, "ident count ident count split ident count ident count ident",
+                   "split kept after level 0, dropped after the last level");
+  cr_assert_str_eq(s->data, "moons");
+  cr_assert_str_eq(s->prior, "learned");
+  cr_assert_eq(s->train.batch, 32);
+  cr_assert_float_eq(s->train.lr, 5e-4, 1e-12);
+  cr_assert_str_eq(s->train.optimizer, "adamax");
+  cr_assert_eq(s->train.n_bits, 8, "defaults stay");
+  fg_spec_free(s);
+  fg_registry_free(r);
+}
+
+static void expect_error(const char *text, const char *where, const char *what) {
+  fg_registry *r = registry();
+  fg_spec *s = NULL;
+  fg_err e;
+  cr_assert_neq(fg_spec_parse(text, "bad.flow", r, &s, &e), FG_OK, "accepted: %s", text);
+  cr_assert_null(s);
+  cr_assert(strstr(e.msg, where) != NULL, "expected position %s in: %s", where, e.msg);
+  cr_assert(strstr(e.msg, what) != NULL, "expected '%s' in: %s", what, e.msg);
+  fg_registry_free(r);
+}
+
+Test(spec, errors_name_file_line_and_column) {
+  expect_error("flow\n  idnet\nend\n", "bad.flow:2:3:", "did you mean 'ident'");
+  expect_error("flow\n  count n=-3\nend\n", "bad.flow:2:9:", "n must be >= 0");
+  expect_error("flow\n  count m=3\nend\n", "bad.flow:2:9:", "m");
+  expect_error("flow\n  repeat x\n  end\nend\n", "bad.flow:2:10:", "expected an integer");
+  expect_error("flow\n  repeat 2\n    ident\n  end\n", "bad.flow:5:1:", "not closed");
+  expect_error("model glow\n", "bad.flow:1:1:", "expected 'data', 'prior', 'flow' or 'train'");
+  expect_error("flow\n ident\nend\ntrain\n  batchsize 3\nend\n", "bad.flow:5:3:", "unknown training setting 'batchsize'");
+  expect_error("flow\n ident\nend\ntrain\n  optimizer adagrad\nend\n", "bad.flow:5:13:", "unknown optimizer");
+  expect_error("prior cauchy\nflow\n ident\nend\n", "bad.flow:1:", "unknown prior");
+  expect_error("data moons\n", "bad.flow:2:1:", "no layers");
+}
+
+Test(spec, load_reports_missing_files) {
+  fg_registry *r = registry();
+  fg_spec *s;
+  fg_err e;
+  cr_assert_eq(fg_spec_load("/nonexistent/x.flow", r, &s, &e), FG_E_IO);
+  cr_assert(strstr(e.msg, "/nonexistent/x.flow") != NULL, "%s", e.msg);
+  fg_registry_free(r);
+}
