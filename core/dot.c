@@ -153,8 +153,10 @@ static void sb_const_value(strbuf *b, const fg_graph *g, fg_node id, const fg_no
 /* "#3 matmul" in bold, the name in italics, then "float32 [8, 3] · 96 B" in a smaller font. */
 static void node_label(strbuf *b, const fg_graph *g, fg_node id, const fg_node_rec *r) {
   const fg_op_def *def = fg_op_get(r->op);
-  sb_printf(b, "<B>#%d %s</B>", (int)id, def ? def->name : "?");
+  /* the value stays inside the <B> run: SVG drops a space that starts a new text run */
+  sb_printf(b, "<B>#%d %s", (int)id, def ? def->name : "?");
   sb_const_value(b, g, id, r);
+  sb_printf(b, "</B>");
   if (r->name) {
     sb_printf(b, "<BR/><I>");
     sb_escaped(b, r->name, 60);

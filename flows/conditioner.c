@@ -45,11 +45,16 @@ static const char *layer_label(fg_flow_ctx *c, char *buf, size_t cap) {
   return buf;
 }
 
+/* "<scope>.<layer>.<leaf>" in the dtype of `like` (the store may hold another dtype: a float32
+ * model evaluated on float64 data computes in float64). */
 static fg_node param(fg_flow_ctx *c, const char *scope, const char *layer, const char *leaf,
-                     fg_shape shape, fg_init init) {
+                     fg_shape shape, fg_init init, fg_node like) {
   char name[256];
   snprintf(name, sizeof name, "%s.%s.%s", scope, layer, leaf);
-  return fg_flow_param(c, name, shape, init);
+  fg_graph *g = fg_flow_graph(c);
+  fg_node p = fg_flow_param(c, name, shape, init);
+  fg_dtype t = fg_node_dtype(g, like);
+  return fg_graph_status(g) == FG_OK && fg_node_dtype(g, p) != t ? fg_cast(g, p, t) : p;
 }
 
 /* PyTorch's default for Linear and Conv2d weights (kaiming-uniform with a = sqrt(5)):
@@ -67,8 +72,8 @@ static fg_node linear(fg_flow_ctx *c, const char *scope, const char *layer, fg_n
   fg_graph *g = fg_flow_graph(c);
   int64_t in = fg_node_shape(g, h).d[1];
   fg_init init = zero_init ? zeros : fan_in_uniform(in);
-  fg_node w = param(c, scope, layer, "w", fg_shape2(in, out), init);
-  fg_node b = param(c, scope, layer, "b", fg_shape1(out), init);
+  fg_node w = param(c, scope, layer, "w", fg_shape2(in, out), init, h);
+  fg_node b = param(c, scope, layer, "b", fg_shape1(out), init, h);
   return fg_add(g, fg_matmul(g, h, w), b);
 }
 
@@ -77,8 +82,8 @@ static fg_node conv(fg_flow_ctx *c, const char *scope, const char *layer, fg_nod
                     int64_t out, fg_init w_init) {
   fg_graph *g = fg_flow_graph(c);
   int64_t in = fg_node_shape(g, h).d[1];
-  fg_node w = param(c, scope, layer, "w", fg_shape4(out, in, k, k), w_init);
-  fg_node b = param(c, scope, layer, "b", fg_shape1(out), zeros);
+  fg_node w = param(c, scope, layer, "w", fg_shape4(out, in, k, k), w_init, h);
+  fg_node b = param(c, scope, layer, "b", fg_shape1(out), zeros, h);
   fg_conv2d_opts o = fg_conv2d_defaults();
   o.padding[0] = o.padding[1] = k / 2;
   return fg_conv2d(g, h, w, b, &o);
@@ -116,7 +121,7 @@ static fg_node glow(const fg_conditioner *net, fg_flow_ctx *c, const char *scope
   h = fg_relu(g, conv(c, scope, "conv1", h, 3, net->hidden, glow_w));
   h = fg_relu(g, conv(c, scope, "conv2", h, 1, net->hidden, glow_w));
   fg_node out = conv(c, scope, "out", h, 3, out_features, zeros);
-  fg_node logs = param(c, scope, "out", "logs", fg_shape1(out_features), zeros);
+  fg_node logs = param(c, scope, "out", "logs", fg_shape1(out_features), zeros, out);
   fg_node gain = fg_exp(g, fg_mul_scalar(g, logs, 3.0));
   return fg_mul(g, out, fg_reshape(g, gain, fg_shape4(1, out_features, 1, 1)));
 }

@@ -17,14 +17,13 @@ static fg_status conv1x1_create(void **state, fg_err *e) {
   return FG_OK;
 }
 
-/* The weight in float64 and S·log|det W| as a [B] log-det in x's dtype. */
-static fg_node weight64(fg_flow_ctx *c, fg_node x) {
-  fg_graph *g = fg_flow_graph(c);
-  int64_t ch = fg_node_shape(g, x).d[1];
-  fg_node w = fg_flow_param(c, "weight", fg_shape2(ch, ch), (fg_init){FG_INIT_ORTHOGONAL, 0, 0});
-  return fg__as_dtype(g, w, FG_F64);
+/* W as stored (the parameter store's dtype). */
+static fg_node weight(fg_flow_ctx *c, fg_node x) {
+  int64_t ch = fg_node_shape(fg_flow_graph(c), x).d[1];
+  return fg_flow_param(c, "weight", fg_shape2(ch, ch), (fg_init){FG_INIT_ORTHOGONAL, 0, 0});
 }
 
+/* sign·S·log|det W| as a [B] log-det in x's dtype, from W in float64. */
 static fg_node logdet_of(fg_graph *g, fg_node w64, fg_node x, double sign) {
   fg_shape xs = fg_node_shape(g, x);
   fg_node ld = fg_mul_scalar(g, fg_slogdet(g, w64), sign * (double)fg__spatial_size(&xs));
@@ -36,9 +35,9 @@ static fg_status conv1x1_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
   if (st != FG_OK) return st;
-  fg_node w64 = weight64(c, x);
-  *y = fg__channel_mix(g, fg__as_dtype(g, w64, fg_node_dtype(g, x)), x, false);
-  *logdet = logdet_of(g, w64, x, 1.0);
+  fg_node w = weight(c, x);
+  *y = fg__channel_mix(g, fg__as_dtype(g, w, fg_node_dtype(g, x)), x, false);
+  *logdet = logdet_of(g, fg__as_dtype(g, w, FG_F64), x, 1.0);
   return fg_graph_status(g);
 }
 
@@ -47,7 +46,7 @@ static fg_status conv1x1_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, y, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
   if (st != FG_OK) return st;
-  fg_node w64 = weight64(c, y);
+  fg_node w64 = fg__as_dtype(g, weight(c, y), FG_F64);
   fg_node w_inv = fg__as_dtype(g, fg_inverse(g, w64), fg_node_dtype(g, y));
   *x = fg__channel_mix(g, w_inv, y, false);
   *logdet = logdet_of(g, w64, y, -1.0);

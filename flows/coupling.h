@@ -83,7 +83,7 @@ fg_status fg_coupling_run(const fg_coupling_spec *s, const fg_coupling_rule *rul
                           fg_node *out, fg_node *logdet);
 
 /* The registered types (flows/coupling_additive.c, flows/coupling_affine.c). */
-extern const fg_bijector_type fg_additive_coupling_type;
-extern const fg_bijector_type fg_affine_coupling_type;
+extern const fg_bijector_type fg_bijector_additive_coupling;
+extern const fg_bijector_type fg_bijector_affine_coupling;
 
 #endif

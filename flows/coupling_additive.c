@@ -53,7 +53,7 @@ static fg_status additive_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_nod
   return fg_coupling_run(state, &additive_rule, NULL, c, y, true, x, logdet);
 }
 
-const fg_bijector_type fg_additive_coupling_type = {
+const fg_bijector_type fg_bijector_additive_coupling = {
     .abi_version = FG_BIJECTOR_ABI_VERSION,
     .name = TYPE_NAME,
     .doc = "NICE additive coupling y_b = x_b + t(x_a) with a pluggable mask and conditioner",

@@ -65,6 +65,8 @@ static fg_node tanh_log_scale(fg_flow_ctx *c, fg_node raw) {
   fg_shape rs = fg_node_shape(g, raw), cs = rs;
   for (int i = 0; i < cs.ndim; i++) cs.d[i] = i == 1 ? rs.d[1] : 1;
   fg_node rescale = fg_flow_param(c, "rescale", fg_shape1(rs.d[1]), (fg_init){FG_INIT_CONST, 1.0, 0});
+  if (fg_graph_status(g) == FG_OK && fg_node_dtype(g, rescale) != fg_node_dtype(g, raw))
+    rescale = fg_cast(g, rescale, fg_node_dtype(g, raw)); /* a store of another dtype */
   return fg_mul(g, fg_reshape(g, rescale, cs), fg_tanh(g, raw));
 }
 
@@ -103,7 +105,7 @@ static fg_status affine_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node 
   return fg_coupling_run(&s->spec, &affine_rule, s, c, y, true, x, logdet);
 }
 
-const fg_bijector_type fg_affine_coupling_type = {
+const fg_bijector_type fg_bijector_affine_coupling = {
     .abi_version = FG_BIJECTOR_ABI_VERSION,
     .name = TYPE_NAME,
     .doc = "RealNVP/Glow affine coupling y_b = x_b*exp(s(x_a)) + t(x_a) with a bounded scale",

@@ -117,7 +117,7 @@ Test(dot, names_every_node_with_its_op_shape_and_bytes) {
   for (fg_node id = 0; id < fg_graph_node_count(m.g); id++) {
     cr_assert(node_line(dot, id, line, sizeof line), "node %d missing", (int)id);
     char want[64];
-    snprintf(want, sizeof want, "<B>#%d %s</B>", (int)id, fg_op_get(fg_node_op(m.g, id))->name);
+    snprintf(want, sizeof want, "<B>#%d %s", (int)id, fg_op_get(fg_node_op(m.g, id))->name);
     cr_assert(strstr(line, want), "node %d: '%s' not in %s", (int)id, want, line);
   }
   cr_assert(node_line(dot, m.x, line, sizeof line));

@@ -27,7 +27,9 @@
 #endif
 
 static int g_reps = 15;
+#ifdef FG_HAVE_CBLAS
 static int g_blas_threads = 1; /* OpenBLAS's own setting at start, for the reference */
+#endif
 static const char *g_only; /* run only the rows whose label contains this */
 
 static double now(void) {

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(gcc meson ninja-build pkg-config libffi-dev libgraphviz-dev graphviz libxxhash-dev
-          libcriterion-dev libopenblas-dev libpng-dev zlib1g-dev)
+          libcriterion-dev libopenblas-dev libpng-dev zlib1g-dev
+          libcjson-dev dataset-fashion-mnist)
 
 missing=()
 for p in "${packages[@]}"; do

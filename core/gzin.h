@@ -1,0 +1,34 @@
+/* Internal: a byte stream over a file that may or may not be gzip-compressed (zlib's gzread
+ * passes plain files through), for the data loaders.  Reads are exact-or-EOF and report gzip
+ * corruption and truncation, which gzread alone reports as a quiet end of file. */
+#ifndef FG_GZIN_H
+#define FG_GZIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct fg_gzin {
+  void *gz; /* gzFile; void so that users need not include zlib.h */
+  const char *path;
+  uint64_t pos; /* decompressed bytes consumed so far, for messages */
+} fg_gzin;
+
+fg_status fg_gzin_open(fg_gzin *in, const char *path, fg_err *e);
+void fg_gzin_close(fg_gzin *in);
+
+/* Reads up to n bytes; *got < n only at the end of the data. */
+fg_status fg_gzin_read(fg_gzin *in, void *buf, size_t n, size_t *got, fg_err *e);
+
+/* Reads up to `limit` bytes into a new malloc'd buffer (*data, *len; free with free()).  The
+ * buffer grows with the data actually read, never to `limit` up front, so a header that
+ * declares an absurd size costs no memory before the data runs out. */
+fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len,
+                            fg_err *e);
+
+/* Whether the data ends here (reads one byte to find out). */
+fg_status fg_gzin_at_end(fg_gzin *in, bool *at_end, fg_err *e);
+
+#endif

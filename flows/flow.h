@@ -1,0 +1,101 @@
+/* A flow model: a bijector (usually a chain) from data x to a latent z, a base distribution on z
+ * and the parameter store both draw on.
+ *
+ *   log p(x) = log p_base(z) + Σ_layers log|det ∂y/∂x|        z = f(x), per sample ([batch])
+ *
+ * Factor-out layers (split) remove part of their input on the way: their log-dets already
+ * carry the log-density of what they removed under its (learned, conditional) prior, so the
+ * sum above is the whole log-density.
+ *
+ * Every builder below appends to a graph the caller owns: the caller makes the input node x,
+ * compiles a program for the outputs it wants, binds x and the parameters (fg_params_bind with
+ * fg_flow_params) and runs it.  Parameters live in the flow's store, outside graphs, so the
+ * training, log-prob and sampling programs share them and an optimiser updates them in place.
+ *
+ * Parameter names.  A chain names child i "<i>.<type>." and a parameter is that prefix plus the
+ * layer's local name: "3.actnorm.logs", "5.affine_coupling.net.out.w"; a chain inside a chain
+ * adds a level ("2.chain.0.actnorm.bias").  The learned base distribution adds "prior.mean" and
+ * "prior.logstd", each of the latent's per-sample shape.  Every parameter exists once
+ * fg_flow_new returns (it builds the forward graph once to create them), in the order the
+ * forward pass meets them: that order is the store's, the optimiser's and fg_flow_param_grads'. */
+#ifndef FG_FLOW_H
+#define FG_FLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/graph.h"
+#include "flows/bijector.h"
+#include "flows/params.h"
+
+typedef enum fg_base_kind {
+  FG_BASE_NORMAL,  /* N(0, I) */
+  FG_BASE_LEARNED, /* N(prior.mean, exp(prior.logstd)²), diagonal, both zero-initialised
+                    * (Glow's learned top prior: a per-position mean and log-scale) */
+} fg_base_kind;
+
+typedef struct fg_flow_config {
+  fg_base_kind base;
+  fg_shape event;  /* per-sample shape of x (no batch axis): [2] for moons, [1, 28, 28] */
+  fg_dtype dtype;  /* of the parameters and of every graph's x: FG_F32 (default) or FG_F64 */
+  uint64_t seed;   /* parameter initialisation and the noise of stochastic layers */
+} fg_flow_config;
+
+typedef struct fg_flow fg_flow;
+
+/* A flow over x of per-sample shape `event`, float32.  Takes ownership of b (also on failure).
+ * Builds the forward graph once (batch 2) to create every parameter and to learn the latent's
+ * shape; a layer that does not fit the event fails here with the layer's message. */
+fg_status fg_flow_new(fg_flow **out, fg_bijector *b, fg_base_kind base, fg_shape event, uint64_t seed,
+                      fg_err *e);
+fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config *cfg, fg_err *e);
+void fg_flow_free(fg_flow *f);
+
+fg_bijector *fg_flow_bijector(const fg_flow *f);
+fg_params *fg_flow_params(const fg_flow *f);
+const fg_flow_config *fg_flow_get_config(const fg_flow *f);
+/* Per-sample shape of the top latent z (smaller than the event when layers factor out). */
+fg_shape fg_flow_latent_shape(const fg_flow *f);
+/* Elements per sample of x (D in bits/dim). */
+int64_t fg_flow_dims(const fg_flow *f);
+int fg_flow_num_params(const fg_flow *f);
+int64_t fg_flow_num_scalars(const fg_flow *f); /* total parameter count */
+
+/* log p(x) per sample ([B]) for x [B, event...] of the flow's dtype.  training: batch-norm
+ * layers use batch statistics.  Errors: the graph's (sticky) status, message on the graph. */
+fg_status fg_flow_log_prob(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *logp);
+/* The pieces of log p(x): z = f(x) (top latent) and Σ log-dets ([B]). */
+fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *z, fg_node *logdet);
+/* log p_base(z) per sample for z [B, latent...]. */
+fg_status fg_flow_base_log_prob(fg_flow *f, fg_graph *g, fg_node z, fg_node *logp);
+/* n samples x = f⁻¹(z): z drawn from the base at `temperature` (its std multiplied by it;
+ * 0 means 1), and factored-out parts drawn by their priors at the same temperature.  Evaluation
+ * mode; `seed` fixes the draws (a program's rng offset varies them per run). */
+fg_status fg_flow_sample(fg_flow *f, fg_graph *g, int64_t n, double temperature, uint64_t seed,
+                         fg_node *x);
+/* f⁻¹(f(x)), the factored-out parts kept from the forward pass (evaluation mode): equal to x up
+ * to rounding, which is what the round-trip tests measure. */
+fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_again);
+
+/* Mean of -log p(x) over the batch, in nats: the usual training loss ([] scalar). */
+fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *loss);
+/* Gradients of `loss` with respect to every parameter, in store order (grads has
+ * fg_flow_num_params entries).  A parameter the loss does not use gets zeros. */
+fg_status fg_flow_param_grads(fg_flow *f, fg_graph *g, fg_node loss, fg_node *grads);
+
+/* Data-dependent initialisation (actnorm's): walks the layers in order; for each that asks
+ * for one, it runs the layers before it on `batch` ([B, event...], any dtype; converted),
+ * computes the requested values on that layer's input and writes them into the store, so
+ * later layers see the initialised earlier ones.  Call once, before training. */
+fg_status fg_flow_data_init(fg_flow *f, const fg_tensor *batch, fg_err *e);
+
+/* ---- bits per dimension ----
+ * For data quantised to n_bins levels and scaled to [0, 1) (y = (x + u) / n_bins), a density
+ * over y relates to the discrete likelihood by D·log n_bins, so
+ *   bpd = (-log p(y) + D·ln n_bins) / (D·ln 2).
+ * n_bins = 256 for 8-bit images; n_bins = 1 gives plain -log p / (D ln 2). */
+double fg_bits_per_dim(double log_prob, int64_t dims, double n_bins);
+/* The same per sample in a graph: logp [B] -> bpd [B]. */
+fg_node fg_flow_bits_per_dim(fg_graph *g, fg_node logp, int64_t dims, double n_bins);
+
+#endif
