@@ -150,5 +150,7 @@ fg_status fg_grad(fg_graph *g, fg_node loss, int n_wrt, const fg_node *wrt, fg_n
     }
   }
   fg_node seed = fg_node_valid(g, loss) ? fg_ones_like(g, loss) : loss;
-  return fg_vjp(g, 1, &loss, &seed, n_wrt, wrt, grads);
+  fg_status st = fg_vjp(g, 1, &loss, &seed, n_wrt, wrt, grads);
+  if (st == FG_OK) fg_graph_mark(g, seed, FG_NODE_GRAD); /* the seed and all after it */
+  return st;
 }

@@ -16,19 +16,19 @@ const char *fg_conditioner_kind_name(fg_conditioner_kind k) {
 
 bool fg_conditioner_needs_images(const fg_conditioner *net) { return net->kind != FG_COND_MLP; }
 
-fg_status fg_conditioner_parse(fg_conditioner *out, const char *who, const char *kind,
+fg_status fg_conditioner_parse(fg_conditioner *out, const char *kind,
                                int64_t hidden, int64_t blocks, fg_err *e) {
   int k = 0;
   while (k < N_KINDS && !(kind && strcmp(kind, kind_names[k]) == 0)) k++;
   if (k == N_KINDS)
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument net: unknown conditioner \"%s\" (accepted: "
-                      "mlp for vectors or small images, glow and resnet for images)", who,
+    return fg_err_set(e, FG_E_MISUSE, "argument 'net': unknown conditioner \"%s\" (accepted: "
+                      "mlp for vectors or small images, glow and resnet for images)",
                       kind ? kind : "(null)");
   if (hidden < 1 || hidden > FG_CONDITIONER_MAX_HIDDEN)
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument hidden: %lld is not a width in 1..%d", who,
+    return fg_err_set(e, FG_E_MISUSE, "argument 'hidden': %lld is not a width in 1..%d",
                       (long long)hidden, FG_CONDITIONER_MAX_HIDDEN);
   if (blocks < 0 || blocks > FG_CONDITIONER_MAX_BLOCKS)
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument blocks: %lld is not a count in 0..%d", who,
+    return fg_err_set(e, FG_E_MISUSE, "argument 'blocks': %lld is not a count in 0..%d",
                       (long long)blocks, FG_CONDITIONER_MAX_BLOCKS);
   *out = (fg_conditioner){(fg_conditioner_kind)k, hidden, blocks};
   return FG_OK;

@@ -46,10 +46,10 @@ typedef struct fg_conditioner {
   int64_t blocks;
 } fg_conditioner;
 
-/* Fills *out from the constructor arguments of a coupling type; `who` (the type name) starts
- * every message.  Unknown kinds list the accepted ones; hidden must be in 1..MAX_HIDDEN and
- * blocks in 0..MAX_BLOCKS, each error naming its argument. */
-fg_status fg_conditioner_parse(fg_conditioner *out, const char *who, const char *kind,
+/* Fills *out from the constructor arguments of a coupling type.  Unknown kinds list the
+ * accepted ones; hidden must be in 1..MAX_HIDDEN and blocks in 0..MAX_BLOCKS; each message
+ * names its argument ("argument 'hidden': ..."), the caller adds the type's name. */
+fg_status fg_conditioner_parse(fg_conditioner *out, const char *kind,
                                int64_t hidden, int64_t blocks, fg_err *e);
 const char *fg_conditioner_kind_name(fg_conditioner_kind k);
 /* True for the kinds that need images [B, C, H, W] (the convolutional ones). */

@@ -17,25 +17,25 @@ bool fg_coupling_mask_for_images(fg_mask_kind k) {
   return k == FG_MASK_CHECKERBOARD || k == FG_MASK_CHANNEL;
 }
 
-fg_status fg_coupling_spec_parse(fg_coupling_spec *out, const char *who, const char *mask,
+fg_status fg_coupling_spec_parse(fg_coupling_spec *out, const char *mask,
                                  int64_t parity, const char *net, int64_t hidden, int64_t blocks,
                                  fg_err *e) {
   int k = 0;
   while (k < N_MASKS && !(mask && strcmp(mask, mask_names[k]) == 0)) k++;
   if (k == N_MASKS)
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument mask: unknown mask \"%s\" (accepted: "
+    return fg_err_set(e, FG_E_MISUSE, "argument 'mask': unknown mask \"%s\" (accepted: "
                       "checkerboard and channel for images [B, C, H, W], half and alternate for "
-                      "vectors [B, D])", who, mask ? mask : "(null)");
+                      "vectors [B, D])", mask ? mask : "(null)");
   if (parity != 0 && parity != 1)
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument parity: %lld is neither 0 nor 1 (which of "
-                      "the two parts is transformed)", who, (long long)parity);
+    return fg_err_set(e, FG_E_MISUSE, "argument 'parity': %lld is neither 0 nor 1 (which of "
+                      "the two parts is transformed)", (long long)parity);
   fg_conditioner cond;
-  fg_status st = fg_conditioner_parse(&cond, who, net, hidden, blocks, e);
+  fg_status st = fg_conditioner_parse(&cond, net, hidden, blocks, e);
   if (st != FG_OK) return st;
   if (fg_conditioner_needs_images(&cond) && !fg_coupling_mask_for_images((fg_mask_kind)k))
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument net: conditioner \"%s\" is convolutional and "
+    return fg_err_set(e, FG_E_MISUSE, "argument 'net': conditioner \"%s\" is convolutional and "
                       "mask \"%s\" is for vectors [B, D]; use net=mlp, or mask=checkerboard or "
-                      "channel for images", who, net, mask);
+                      "channel for images", net, mask);
   *out = (fg_coupling_spec){(fg_mask_kind)k, (int)parity, cond};
   return FG_OK;
 }

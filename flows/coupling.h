@@ -43,9 +43,9 @@ const char *fg_coupling_mask_name(fg_mask_kind k);
 /* True for the masks of images [B, C, H, W], false for those of vectors [B, D]. */
 bool fg_coupling_mask_for_images(fg_mask_kind k);
 
-/* Validates the shared constructor arguments; `who` (the type name) starts every message, which
- * names the argument and what is accepted.  A convolutional net with a vector mask is refused. */
-fg_status fg_coupling_spec_parse(fg_coupling_spec *out, const char *who, const char *mask,
+/* Validates the shared constructor arguments; each message names the argument and what is
+ * accepted.  A convolutional net with a vector mask is refused. */
+fg_status fg_coupling_spec_parse(fg_coupling_spec *out, const char *mask,
                                  int64_t parity, const char *net, int64_t hidden, int64_t blocks,
                                  fg_err *e);
 

@@ -19,7 +19,7 @@ static fg_status additive_create(void **state, fg_err *e, const char *mask, int6
                                  const char *net, int64_t hidden, int64_t blocks) {
   *state = NULL;
   fg_coupling_spec spec;
-  fg_status st = fg_coupling_spec_parse(&spec, TYPE_NAME, mask, parity, net, hidden, blocks, e);
+  fg_status st = fg_coupling_spec_parse(&spec, mask, parity, net, hidden, blocks, e);
   if (st != FG_OK) return st;
   fg_coupling_spec *s = malloc(sizeof *s);
   if (!s) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory", TYPE_NAME);

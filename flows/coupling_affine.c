@@ -36,9 +36,9 @@ static fg_status parse_scale(scale_kind *out, const char *scale, fg_err *e) {
   if (scale && strcmp(scale, "exp_tanh") == 0) *out = SCALE_EXP_TANH;
   else if (scale && strcmp(scale, "sigmoid") == 0) *out = SCALE_SIGMOID;
   else
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument scale: unknown scale \"%s\" (accepted: "
+    return fg_err_set(e, FG_E_MISUSE, "argument 'scale': unknown scale \"%s\" (accepted: "
                       "exp_tanh for RealNVP's c*tanh(h) log-scale, sigmoid for Glow's "
-                      "sigmoid(h + 2))", TYPE_NAME, scale ? scale : "(null)");
+                      "sigmoid(h + 2))", scale ? scale : "(null)");
   return FG_OK;
 }
 
@@ -46,7 +46,7 @@ static fg_status affine_create(void **state, fg_err *e, const char *mask, int64_
                                const char *net, int64_t hidden, int64_t blocks, const char *scale) {
   *state = NULL;
   affine_state st;
-  fg_status rc = fg_coupling_spec_parse(&st.spec, TYPE_NAME, mask, parity, net, hidden, blocks, e);
+  fg_status rc = fg_coupling_spec_parse(&st.spec, mask, parity, net, hidden, blocks, e);
   if (rc == FG_OK) rc = parse_scale(&st.scale, scale, e);
   if (rc != FG_OK) return rc;
   affine_state *s = malloc(sizeof *s);

@@ -8,7 +8,6 @@
 
 #include "core/autodiff.h"
 #include "core/program.h"
-#include "core/rng.h"
 #include "flows/distribution.h"
 #include "ops/ops.h"
 
@@ -117,12 +116,74 @@ fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_n
   return fg_graph_status(g);
 }
 
-fg_status fg_flow_log_prob(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *logp) {
+/* ---- state updates ---- */
+
+struct fg_flow_updates {
+  int n;
+  char **names;
+  fg_node *nodes;
+};
+
+void fg_flow_updates_free(fg_flow_updates *u) {
+  if (!u) return;
+  for (int i = 0; i < u->n; i++) free(u->names[i]);
+  free(u->names);
+  free(u->nodes);
+  free(u);
+}
+
+int fg_flow_updates_count(const fg_flow_updates *u) { return u ? u->n : 0; }
+fg_node fg_flow_updates_node(const fg_flow_updates *u, int i) { return u && i >= 0 && i < u->n ? u->nodes[i] : FG_NONE; }
+const char *fg_flow_updates_name(const fg_flow_updates *u, int i) { return u && i >= 0 && i < u->n ? u->names[i] : NULL; }
+
+/* The context's recorded requests, copied (NULL when there are none or memory ran out). */
+static fg_flow_updates *collect_updates(fg_flow_ctx *c, bool *nomem) {
+  int n = fg_flow_ctx_num_inits(c);
+  *nomem = false;
+  if (n == 0) return NULL;
+  fg_flow_updates *u = calloc(1, sizeof *u);
+  if (u) u->names = calloc((size_t)n, sizeof *u->names), u->nodes = calloc((size_t)n, sizeof *u->nodes);
+  bool ok = u && u->names && u->nodes;
+  for (int i = 0; ok && i < n; i++) {
+    u->nodes[i] = fg_flow_ctx_init_value(c, i);
+    ok = (u->names[i] = strdup(fg_flow_ctx_init_name(c, i))) != NULL;
+    u->n = i + 1;
+  }
+  if (!ok) {
+    fg_flow_updates_free(u);
+    *nomem = true;
+    return NULL;
+  }
+  return u;
+}
+
+static fg_status write_param(fg_flow *f, const char *name, const fg_tensor *v, fg_err *e);
+
+fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u, const fg_tensor *const *values,
+                                fg_err *e) {
+  for (int i = 0; i < fg_flow_updates_count(u); i++) {
+    fg_status st = write_param(f, u->names[i], values[i], e);
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
+}
+
+fg_status fg_flow_log_prob_updates(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *logp,
+                                   fg_flow_updates **updates) {
   *logp = FG_POISON;
+  if (updates) *updates = NULL;
   fg_flow_ctx *c = make_ctx(f, g, (ctx_mode){.training = training, .seed = f->cfg.seed});
-  if (c) log_prob_in(f, c, x, logp);
+  if (c && log_prob_in(f, c, x, logp) == FG_OK && updates) {
+    bool nomem;
+    *updates = collect_updates(c, &nomem);
+    if (nomem) fg_graph_fail(g, FG_E_NOMEM, "flow: out of memory recording state updates");
+  }
   fg_flow_ctx_free(c);
   return fg_graph_status(g);
+}
+
+fg_status fg_flow_log_prob(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *logp) {
+  return fg_flow_log_prob_updates(f, g, x, training, logp, NULL);
 }
 
 fg_status fg_flow_base_log_prob(fg_flow *f, fg_graph *g, fg_node z, fg_node *logp) {
@@ -167,10 +228,11 @@ fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_aga
   return fg_graph_status(g);
 }
 
-fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *loss) {
+fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *loss,
+                           fg_flow_updates **updates) {
   fg_node logp;
   *loss = FG_POISON;
-  if (fg_flow_log_prob(f, g, x, training, &logp) == FG_OK)
+  if (fg_flow_log_prob_updates(f, g, x, training, &logp, updates) == FG_OK)
     *loss = fg_neg(g, fg_mean(g, logp, FG_ALL_AXES, false));
   return fg_graph_status(g);
 }

@@ -77,8 +77,27 @@ fg_status fg_flow_sample(fg_flow *f, fg_graph *g, int64_t n, double temperature,
  * to rounding, which is what the round-trip tests measure. */
 fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_again);
 
-/* Mean of -log p(x) over the batch, in nats: the usual training loss ([] scalar). */
-fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *loss);
+/* State updates a training graph carries: values that parameters should take after a step
+ * but that no gradient moves (batch-norm's running averages, recorded by the layers through
+ * fg_flow_init_param).  Add the nodes to the training program's outputs, run, and hand the
+ * outputs to fg_flow_updates_apply. */
+typedef struct fg_flow_updates fg_flow_updates;
+int fg_flow_updates_count(const fg_flow_updates *u); /* 0 for NULL */
+fg_node fg_flow_updates_node(const fg_flow_updates *u, int i);
+const char *fg_flow_updates_name(const fg_flow_updates *u, int i); /* full parameter name */
+/* Copies values[i] (the run's output for node i) into the store. */
+fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u, const fg_tensor *const *values,
+                                fg_err *e);
+void fg_flow_updates_free(fg_flow_updates *u);
+
+/* fg_flow_log_prob that also returns the graph's state updates (*updates: NULL when the graph
+ * has none; otherwise the caller frees it). */
+fg_status fg_flow_log_prob_updates(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *logp,
+                                   fg_flow_updates **updates);
+/* Mean of -log p(x) over the batch, in nats: the usual training loss ([] scalar).  updates may
+ * be NULL (then batch-norm's running averages are not tracked). */
+fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *loss,
+                           fg_flow_updates **updates);
 /* Gradients of `loss` with respect to every parameter, in store order (grads has
  * fg_flow_num_params entries).  A parameter the loss does not use gets zeros. */
 fg_status fg_flow_param_grads(fg_flow *f, fg_graph *g, fg_node loss, fg_node *grads);
