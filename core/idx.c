@@ -37,10 +37,14 @@ static fg_status idx_read_header(fg_gzin *in, uint8_t *buf, size_t n, const char
 }
 
 static fg_status idx_check_magic(const char *path, const uint8_t m[4], fg_err *e) {
-  if (m[0] != 0 || m[1] != 0 || (m[3] != 1 && m[3] != 3))
+  if (m[0] != 0 || m[1] != 0)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: not an IDX file: magic 0x%08x (expected 0x00000801 for labels or "
                       "0x00000803 for images)", path, (unsigned)be32(m));
+  if (m[3] != 1 && m[3] != 3)
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: IDX magic 0x%08x declares %u dimensions; only 1 (labels, 0x00000801) "
+                      "or 3 (images, 0x00000803) are supported", path, (unsigned)be32(m), m[3]);
   if (m[2] != IDX_UBYTE)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: IDX element type 0x%02x (%s) is not supported; only 0x08 (unsigned "

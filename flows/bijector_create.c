@@ -16,8 +16,9 @@
  * and reads the value as its declared kind: an int is decimal ([+-]digits, overflow checked),
  * a double is anything strtod consumes entirely, a bool is true/false/1/0, a string is bare or
  * quoted, a list of ints is a list.  Arguments not given take their default_text (parsed the
- * same way).  Every error is FG_E_FORMAT and names the type, the argument, what was wrong and
- * the offset (0-based, in bytes) in the text where it was found. */
+ * same way).  An error in the text is FG_E_FORMAT, naming the type, the argument, what was
+ * wrong and the offset (0-based, in bytes) where it was found; a malformed default_text is the
+ * type's fault (FG_E_PLUGIN); a constructor's failure keeps its status and message. */
 #include <ctype.h>
 #include <errno.h>
 #include <ffi.h>
@@ -52,6 +53,8 @@ typedef union ffi_slot {
 
 static fg_status check_value(const fg_bijector_type *t, int i, const fg_arg_value *v, fg_err *e) {
   const fg_arg_spec *a = &t->args[i];
+  if ((unsigned)a->kind > FG_ARG_INTS)
+    return fg_err_set(e, FG_E_PLUGIN, "%s: argument %d declares an unknown kind %d", t->name, i, (int)a->kind);
   if (v->kind != a->kind)
     return fg_err_set(e, FG_E_MISUSE, "%s: argument '%s' must be %s (value %d has another kind)", t->name,
                       a->name, kind_name(a->kind), i);
@@ -67,7 +70,7 @@ static ffi_type *slot_of(const fg_arg_value *v, ffi_slot *s) {
   switch (v->kind) {
   case FG_ARG_INT: s->i = v->i; return &ffi_type_sint64;
   case FG_ARG_DOUBLE: s->d = v->d; return &ffi_type_double;
-  case FG_ARG_BOOL: s->b = v->i != 0; return &ffi_type_sint;
+  case FG_ARG_BOOL: s->b = v->i != 0; return &ffi_type_sint; /* a bool travels in .i */
   case FG_ARG_STRING: s->s = v->s; return &ffi_type_pointer;
   case FG_ARG_INTS: s->ints = &v->ints; return &ffi_type_pointer;
   }
@@ -75,34 +78,31 @@ static ffi_type *slot_of(const fg_arg_value *v, ffi_slot *s) {
 }
 
 /* The call itself: state and error pointers first, then the arguments in declared order.
- * Returns whether the call could be made; the constructor's own status goes to *created and
- * its message to `inner` (the caller adds the type's name). */
+ * Returns whether the call could be made; the constructor's own return value goes to *created
+ * (kept as an int: a foreign constructor may return anything) and its message to `inner`. */
 static fg_status ffi_create(const fg_bijector_type *t, const fg_arg_value *values, void **state,
-                            fg_err *inner, fg_status *created, fg_err *e) {
+                            fg_err *inner, int *created, fg_err *e) {
   size_t n = (size_t)t->n_args + 2;
   ffi_type **types = malloc(sizeof *types * n);
   void **ptrs = malloc(sizeof *ptrs * n);
   ffi_slot *slots = malloc(sizeof *slots * n);
-  fg_status st = FG_OK;
-  if (!types || !ptrs || !slots) st = fg_err_set(e, FG_E_NOMEM, "%s: out of memory calling the constructor", t->name);
   void **state_arg = state;
   fg_err *err_arg = inner;
-  for (size_t i = 0; st == FG_OK && i < n; i++) {
-    if (i < 2) {
-      types[i] = &ffi_type_pointer;
-      ptrs[i] = i == 0 ? (void *)&state_arg : (void *)&err_arg;
-    } else {
-      types[i] = slot_of(&values[i - 2], &slots[i]);
-      ptrs[i] = &slots[i];
-    }
-  }
+  fg_status st = FG_OK;
   ffi_cif cif;
-  if (st == FG_OK && ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)n, &ffi_type_sint, types) != FFI_OK)
-    st = fg_err_set(e, FG_E_INTERNAL, "%s: libffi cannot describe a call with %d arguments", t->name, t->n_args);
+  if (!types || !ptrs || !slots) {
+    st = fg_err_set(e, FG_E_NOMEM, "%s: out of memory calling the constructor", t->name);
+  } else {
+    types[0] = types[1] = &ffi_type_pointer;
+    ptrs[0] = &state_arg, ptrs[1] = &err_arg;
+    for (size_t i = 2; i < n; i++) types[i] = slot_of(&values[i - 2], &slots[i]), ptrs[i] = &slots[i];
+    if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)n, &ffi_type_sint, types) != FFI_OK)
+      st = fg_err_set(e, FG_E_INTERNAL, "%s: libffi cannot describe a call with %d arguments", t->name, t->n_args);
+  }
   if (st == FG_OK) {
     ffi_sarg rc = 0; /* an int return is widened to ffi_sarg: narrower storage would overflow */
     ffi_call(&cif, t->create, &rc, ptrs);
-    *created = (fg_status)rc;
+    *created = (int)rc;
   }
   free(types), free(ptrs), free(slots);
   return st;
@@ -122,12 +122,14 @@ fg_status fg_bijector_new(fg_bijector **out, const fg_bijector_type *t, const fg
   void *state = NULL;
   fg_err inner;
   fg_err_clear(&inner);
-  fg_status created = FG_OK, st = ffi_create(t, values, &state, &inner, &created, e);
+  int created = FG_OK;
+  fg_status st = ffi_create(t, values, &state, &inner, &created, e);
   if (st != FG_OK) return st;
   if (created != FG_OK) {
-    bool known = (int)created > 0 && (int)created < FG_STATUS_COUNT;
-    return fg_err_set(e, known ? created : FG_E_PLUGIN, "%s: the constructor failed: %s", t->name,
-                      inner.msg[0] ? inner.msg : known ? fg_status_str(created) : "it returned an unknown status");
+    bool known = created > 0 && created < FG_STATUS_COUNT;
+    fg_status why = known ? (fg_status)created : FG_E_PLUGIN;
+    return fg_err_set(e, why, "%s: the constructor failed: %s", t->name,
+                      inner.msg[0] ? inner.msg : known ? fg_status_str(why) : "it returned an unknown status");
   }
   *out = fg__bijector_wrap(t, state);
   return *out ? FG_OK : fg_err_set(e, FG_E_NOMEM, "%s: out of memory for an instance", t->name);
@@ -149,7 +151,7 @@ typedef struct cursor {
   const char *s;
   size_t pos;
   const fg_bijector_type *t;
-  const char *where; /* "" for the argument text, " of the type's default" for a default */
+  const char *where; /* "" for the argument text, " of the type's default text" for a default */
   fg_err *e;
 } cursor;
 

@@ -13,7 +13,8 @@
  *   L = I + strict_lower(L0 + "lower_offset"),  U = strict_upper(U0 + "upper_offset"),
  *   log|s| = log|s0| + "log_s_offset".
  * A constant shift of a parameter changes neither the gradients nor SGD/Adam updates, so this
- * trains exactly as storing L, U, log|s| themselves would; and it needs no initialisation pass.
+ * trains exactly as storing L, U, log|s| themselves would (only a weight decay would pull toward
+ * the initial factors instead of toward zero), and it needs no initialisation pass.
  * The inverse W^-1 = U'^-1 L^-1 P^T is formed with two triangular solves in float64. */
 #include <math.h>
 #include <stdlib.h>
@@ -24,10 +25,10 @@
 #include "flows/layers.h"
 #include "ops/ops.h"
 
-/* The initial factors of one (seed, C); kept so repeated graph builds skip the O(C³) work. */
+/* The initial factors for C = n channels: recomputed at every graph build (O(C³), negligible
+ * next to the graph), so the state stays immutable and one instance may be built concurrently. */
 typedef struct lu_init {
   int64_t n;
-  uint64_t key;
   double *p;      /* [n, n] permutation matrix, W0 = P L0 U0' */
   double *lower;  /* [n, n] strictly lower part of L0 */
   double *upper;  /* [n, n] strictly upper part of U0' */
@@ -37,19 +38,11 @@ typedef struct lu_init {
 
 typedef struct lu_state {
   int64_t seed;
-  lu_init init;
 } lu_state;
 
 static void init_clear(lu_init *k) {
   free(k->p), free(k->lower), free(k->upper), free(k->sign), free(k->log_s);
   memset(k, 0, sizeof *k);
-}
-
-static void lu_destroy(void *state) {
-  lu_state *s = state;
-  if (!s) return;
-  init_clear(&s->init);
-  free(s);
 }
 
 static fg_status lu_create(void **state, fg_err *e, int64_t seed) {
@@ -115,12 +108,9 @@ static void fill_factors(lu_init *k, const double *a, const int64_t *perm) {
   }
 }
 
-/* Makes s->init hold the factors for n channels of this layer (recomputed only on a change). */
-static fg_status ensure_init(lu_state *s, fg_flow_ctx *c, int64_t n) {
+/* The factors of this layer's initial rotation for n channels into k (memset to 0 first). */
+static fg_status compute_init(lu_init *k, const lu_state *s, fg_flow_ctx *c, int64_t n) {
   uint64_t key = fg__layer_seed(c, s->seed);
-  if (s->init.p && s->init.n == n && s->init.key == key) return FG_OK;
-  init_clear(&s->init);
-  lu_init *k = &s->init;
   size_t nn = (size_t)(n * n);
   double *a = malloc(sizeof *a * nn);
   int64_t *perm = malloc(sizeof *perm * (size_t)n);
@@ -129,7 +119,7 @@ static fg_status ensure_init(lu_state *s, fg_flow_ctx *c, int64_t n) {
   k->sign = malloc(sizeof *k->sign * (size_t)n), k->log_s = malloc(sizeof *k->log_s * (size_t)n);
   bool ok = a && perm && k->p && k->lower && k->upper && k->sign && k->log_s;
   if (ok) {
-    k->n = n, k->key = key;
+    k->n = n;
     random_rotation(a, n, key);
     lu_in_place(a, perm, n);
     fill_factors(k, a, perm);
@@ -139,7 +129,7 @@ static fg_status ensure_init(lu_state *s, fg_flow_ctx *c, int64_t n) {
   return ok ? FG_OK : fg__layer_fail(c, FG_E_NOMEM, "out of memory for a %lld-channel LU", (long long)n);
 }
 
-/* A mask matrix: 1 strictly below (lower) or strictly above the diagonal, or the identity. */
+/* A 0/1 matrix: which < 0 strictly lower, which > 0 strictly upper, which = 0 the identity. */
 static fg_node mask_matrix(fg_graph *g, int64_t n, int which, fg_dtype t) {
   double *m = calloc((size_t)(n * n), sizeof *m);
   if (!m) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a mask");
@@ -174,11 +164,12 @@ static lu_nodes build_factors(const lu_init *k, fg_flow_ctx *c, fg_node x) {
   return f;
 }
 
-/* Shared prologue: shape check, initial factors, factor nodes. */
-static fg_status prepare(lu_state *s, fg_flow_ctx *c, fg_node x, lu_nodes *f) {
+/* Shared prologue: shape check, initial factors (freed by the caller), factor nodes. */
+static fg_status prepare(const lu_state *s, fg_flow_ctx *c, fg_node x, lu_init *k, lu_nodes *f) {
+  memset(k, 0, sizeof *k);
   fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
-  if (st == FG_OK) st = ensure_init(s, c, fg_node_shape(fg_flow_graph(c), x).d[1]);
-  if (st == FG_OK) *f = build_factors(&s->init, c, x);
+  if (st == FG_OK) st = compute_init(k, s, c, fg_node_shape(fg_flow_graph(c), x).d[1]);
+  if (st == FG_OK) *f = build_factors(k, c, x);
   return st != FG_OK ? st : fg_graph_status(fg_flow_graph(c));
 }
 
@@ -190,31 +181,35 @@ static fg_node logdet_of(fg_graph *g, fg_node log_s, fg_node x, double sign) {
 }
 
 static fg_status lu_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
-  lu_state *s = state;
   fg_graph *g = fg_flow_graph(c);
+  lu_init k;
   lu_nodes f;
-  fg_status st = prepare(s, c, x, &f);
-  if (st != FG_OK) return st;
-  fg_node p = fg__constant(g, s->init.p, fg_shape2(s->init.n, s->init.n), fg_node_dtype(g, x));
-  fg_node w = fg_matmul(g, p, fg_matmul(g, f.lower, f.upper));
-  *y = fg__channel_mix(g, w, x, false);
-  *logdet = logdet_of(g, f.log_s, x, 1.0);
-  return fg_graph_status(g);
+  fg_status st = prepare(state, c, x, &k, &f);
+  if (st == FG_OK) {
+    fg_node p = fg__constant(g, k.p, fg_shape2(k.n, k.n), fg_node_dtype(g, x));
+    fg_node w = fg_matmul(g, p, fg_matmul(g, f.lower, f.upper));
+    *y = fg__channel_mix(g, w, x, false);
+    *logdet = logdet_of(g, f.log_s, x, 1.0);
+  }
+  init_clear(&k);
+  return st != FG_OK ? st : fg_graph_status(g);
 }
 
 static fg_status lu_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
-  lu_state *s = state;
   fg_graph *g = fg_flow_graph(c);
+  lu_init k;
   lu_nodes f;
-  fg_status st = prepare(s, c, y, &f);
-  if (st != FG_OK) return st;
-  /* W^-1 = U'^-1 (L^-1 P^T), both solves in float64 */
-  fg_node pt = fg_transpose(g, fg__constant(g, s->init.p, fg_shape2(s->init.n, s->init.n), FG_F64));
-  fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
-  fg_node w_inv = fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
-  *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);
-  *logdet = logdet_of(g, f.log_s, y, -1.0);
-  return fg_graph_status(g);
+  fg_status st = prepare(state, c, y, &k, &f);
+  if (st == FG_OK) {
+    /* W^-1 = U'^-1 (L^-1 P^T), both solves in float64 */
+    fg_node pt = fg_transpose(g, fg__constant(g, k.p, fg_shape2(k.n, k.n), FG_F64));
+    fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
+    fg_node w_inv = fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
+    *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);
+    *logdet = logdet_of(g, f.log_s, y, -1.0);
+  }
+  init_clear(&k);
+  return st != FG_OK ? st : fg_graph_status(g);
 }
 
 static const fg_arg_spec lu_args[] = {
@@ -228,7 +223,7 @@ const fg_bijector_type fg_bijector_conv1x1_lu = {
     .n_args = 1,
     .args = lu_args,
     .create = (void (*)(void))lu_create,
-    .destroy = lu_destroy,
+    .destroy = free,
     .forward = lu_forward,
     .inverse = lu_inverse,
     .check_event = {3, {4, 2, 2}},

@@ -92,7 +92,8 @@ static void split_checkerboard(const fg_coupling_spec *s, fg_graph *g, fg_node x
   fg_shape xs = fg_node_shape(g, x);
   fg_dtype t = fg_node_dtype(g, x);
   fg_node b = checkerboard(g, t, xs.d[2], xs.d[3], s->parity, false);
-  fg_node both[2] = {fg_mul(g, x, b), fg_broadcast_to(g, b, fg_shape4(xs.d[0], 1, xs.d[2], xs.d[3]))};
+  fg_node mask_channel = fg_broadcast_to(g, b, fg_shape4(xs.d[0], 1, xs.d[2], xs.d[3]));
+  fg_node both[2] = {fg_mul(g, x, b), mask_channel};
   p->cond = fg_concat(g, 2, both, 1);
   p->active = x;
   p->kept = FG_NONE;
@@ -108,7 +109,8 @@ fg_node fg_coupling_every_other(fg_graph *g, fg_node x, int64_t start) {
 }
 
 /* Splits axis 1 into (first, second); the parity says which one is transformed. */
-static void split_partition(const fg_coupling_spec *s, fg_graph *g, fg_node x, fg_coupling_parts *p) {
+static void split_partition(const fg_coupling_spec *s, fg_graph *g, fg_node x,
+                            fg_coupling_parts *p) {
   int64_t n = fg_node_shape(g, x).d[1];
   fg_node first, second;
   if (s->mask == FG_MASK_ALTERNATE) {
@@ -122,8 +124,8 @@ static void split_partition(const fg_coupling_spec *s, fg_graph *g, fg_node x, f
   p->active_mask = FG_NONE;
 }
 
-/* The inverse of fg_coupling_every_other: even [B, ceil(n/2)] and odd [B, floor(n/2)] back to [B, n], by
- * spreading each with zeros between its elements (interior padding) and adding. */
+/* The inverse of fg_coupling_every_other: even [B, ceil(n/2)] and odd [B, floor(n/2)] back to
+ * [B, n], by spreading each with zeros between its elements (interior padding) and adding. */
 static fg_node interleave(fg_graph *g, fg_node even, fg_node odd, int64_t n) {
   int64_t ne = fg_node_shape(g, even).d[1], no = fg_node_shape(g, odd).d[1];
   int64_t zero[2] = {0, 0}, interior[2] = {0, 1};
@@ -159,13 +161,14 @@ fg_status fg_coupling_run(const fg_coupling_spec *s, const fg_coupling_rule *rul
                           fg_node *out, fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
   *out = *logdet = FG_POISON;
-  if (!shape_fits(s, c, in)) return fg_graph_status(g);
+  if (fg_graph_status(g) != FG_OK || !shape_fits(s, c, in)) return fg_graph_status(g);
   fg_shape xs = fg_node_shape(g, in);
   fg_coupling_parts p;
   if (s->mask == FG_MASK_CHECKERBOARD) split_checkerboard(s, g, in, &p);
   else split_partition(s, g, in, &p);
   int64_t channels = fg_node_shape(g, p.active).d[1];
-  fg_node net_out = fg_conditioner_apply(&s->net, c, "net", p.cond, rule->outputs_per_channel * channels);
+  fg_node net_out =
+      fg_conditioner_apply(&s->net, c, "net", p.cond, rule->outputs_per_channel * channels);
   if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
   fg_node log_scale = FG_NONE;
   fg_node active_out = rule->apply(rule_state, c, &p, net_out, inverse, &log_scale);

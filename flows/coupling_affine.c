@@ -24,12 +24,14 @@ typedef struct affine_state {
 } affine_state;
 
 static const fg_arg_spec affine_args[] = {
-    {"mask", FG_ARG_STRING, "checkerboard", "checkerboard | channel (images), half | alternate (vectors)"},
+    {"mask", FG_ARG_STRING, "checkerboard",
+     "checkerboard | channel (images), half | alternate (vectors)"},
     {"parity", FG_ARG_INT, "0", "0 or 1: which part of the mask is transformed"},
     {"net", FG_ARG_STRING, "resnet", "conditioner: mlp | glow | resnet"},
     {"hidden", FG_ARG_INT, "64", "width of the conditioner's hidden layers"},
     {"blocks", FG_ARG_INT, "2", "hidden layers (mlp) or residual blocks (resnet)"},
-    {"scale", FG_ARG_STRING, "exp_tanh", "exp_tanh (RealNVP c*tanh(h) log-scale) | sigmoid (Glow sigmoid(h + 2))"},
+    {"scale", FG_ARG_STRING, "exp_tanh",
+     "exp_tanh (RealNVP c*tanh(h) log-scale) | sigmoid (Glow sigmoid(h + 2))"},
 };
 
 static fg_status parse_scale(scale_kind *out, const char *scale, fg_err *e) {
@@ -64,10 +66,11 @@ static fg_node tanh_log_scale(fg_flow_ctx *c, fg_node raw) {
   fg_graph *g = fg_flow_graph(c);
   fg_shape rs = fg_node_shape(g, raw), cs = rs;
   for (int i = 0; i < cs.ndim; i++) cs.d[i] = i == 1 ? rs.d[1] : 1;
-  fg_node rescale = fg_flow_param(c, "rescale", fg_shape1(rs.d[1]), (fg_init){FG_INIT_CONST, 1.0, 0});
+  fg_init ones = {FG_INIT_CONST, 1.0, 0};
+  fg_node rescale = fg_flow_param(c, "rescale", fg_shape1(rs.d[1]), ones);
   if (fg_graph_status(g) == FG_OK && fg_node_dtype(g, rescale) != fg_node_dtype(g, raw))
     rescale = fg_cast(g, rescale, fg_node_dtype(g, raw)); /* a store of another dtype */
-  return fg_mul(g, fg_reshape(g, rescale, cs), fg_tanh(g, raw));
+  return fg_mul(g, fg_tanh(g, raw), fg_reshape(g, rescale, cs));
 }
 
 static fg_node log_scale_of(const affine_state *s, fg_flow_ctx *c, fg_node raw) {
@@ -83,7 +86,8 @@ static fg_node scale_shift(const void *state, fg_flow_ctx *c, const fg_coupling_
   const affine_state *s = state;
   fg_graph *g = fg_flow_graph(c);
   fg_node t = fg_coupling_restrict(c, p, fg_coupling_every_other(g, net_out, 0));
-  fg_node ls = fg_coupling_restrict(c, p, log_scale_of(s, c, fg_coupling_every_other(g, net_out, 1)));
+  fg_node raw = fg_coupling_every_other(g, net_out, 1);
+  fg_node ls = fg_coupling_restrict(c, p, log_scale_of(s, c, raw));
   fg_node scale = fg_exp(g, ls), x = p->active;
   *log_scale = ls;
   if (s->scale == SCALE_SIGMOID) /* openai/glow: z2 += shift; z2 *= scale (reverse: /=, -=) */

@@ -4,7 +4,9 @@
  * factor that bits/dim accounting needs:
  *   log|det| = Σ [log(1 - 2·alpha) - log u - log(1 - u)]   over the event, per sample.
  * Inverse: x = (sigmoid(y) - alpha) / (1 - 2·alpha).  alpha must be in [0, 0.5); with alpha = 0
- * the domain is the open interval (0, 1). */
+ * the domain is the open interval (0, 1).  Values are not known while the graph is built, so an
+ * input outside the domain gives NaN (and x = 0 or 1 with alpha = 0 gives ±inf) at run time;
+ * check_lo/check_hi declare the domain to the verification, which tests the edges. */
 #include <math.h>
 #include <stdlib.h>
 
