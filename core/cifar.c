@@ -24,9 +24,8 @@ static fg_status cifar_check(const char *path, const uint8_t *data, size_t len, 
   for (size_t r = 0; r < len / CIFAR_RECORD; r++) {
     uint8_t label = data[r * CIFAR_RECORD];
     if (label >= CIFAR_CLASSES)
-      return fg_err_set(e, FG_E_FORMAT,
-                        "%s: record %zu has label %u; CIFAR-10 labels are 0..9", path, r,
-                        (unsigned)label);
+      return fg_err_set(e, FG_E_FORMAT, "%s: record %zu has label %u; CIFAR-10 labels are 0..9",
+                        path, r, (unsigned)label);
   }
   return FG_OK;
 }

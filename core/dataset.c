@@ -1,11 +1,11 @@
 /* The default data set, Fashion-MNIST, as Debian's dataset-fashion-mnist package installs it:
  * four IDX files named as in the original distribution. */
+#include "core/dataset.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "core/dataset.h"
 
 const char *fg_dataset_fashion_mnist_dir(void) {
   const char *dir = getenv("FG_DATA_DIR");
@@ -25,7 +25,8 @@ static fg_status fmnist_path(const char *stem, char *buf, size_t cap, fg_err *e)
   return fg_err_set(e, FG_E_NOTFOUND,
                     "%s: not found; install Debian's dataset-fashion-mnist package "
                     "(tools/setup.sh does) or set FG_DATA_DIR to a directory holding the "
-                    "Fashion-MNIST IDX files", buf);
+                    "Fashion-MNIST IDX files",
+                    buf);
 }
 
 static fg_status fmnist_load_file(const char *stem, fg_tensor **out, fg_err *e) {
@@ -39,8 +40,10 @@ static fg_status fmnist_load_file(const char *stem, fg_tensor **out, fg_err *e) 
 static fg_status fmnist_check(const fg_tensor *images, const fg_tensor *labels, fg_err *e) {
   const char *dir = fg_dataset_fashion_mnist_dir();
   if (images && (images->shape.ndim != 4 || images->shape.d[2] != 28 || images->shape.d[3] != 28))
-    return fg_err_set(e, FG_E_FORMAT, "%s: the Fashion-MNIST images file does not hold 28x28 "
-                      "images", dir);
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: the Fashion-MNIST images file does not hold 28x28 "
+                      "images",
+                      dir);
   if (labels && labels->shape.ndim != 1)
     return fg_err_set(e, FG_E_FORMAT, "%s: the Fashion-MNIST labels file holds images", dir);
   if (images && labels && images->shape.d[0] != labels->shape.d[0])
@@ -49,16 +52,16 @@ static fg_status fmnist_check(const fg_tensor *images, const fg_tensor *labels, 
   const float *l = labels ? fg_tensor_data(labels) : NULL;
   for (int64_t i = 0; l && i < labels->shape.d[0]; i++)
     if (l[i] > 9)
-      return fg_err_set(e, FG_E_FORMAT, "%s: label %lld is %g; Fashion-MNIST labels are 0..9",
-                        dir, (long long)i, (double)l[i]);
+      return fg_err_set(e, FG_E_FORMAT, "%s: label %lld is %g; Fashion-MNIST labels are 0..9", dir,
+                        (long long)i, (double)l[i]);
   return FG_OK;
 }
 
-fg_status fg_dataset_fashion_mnist_load(const char *split, fg_tensor **images,
-                                        fg_tensor **labels, fg_err *e) {
+fg_status fg_dataset_fashion_mnist_load(const char *split, fg_tensor **images, fg_tensor **labels,
+                                        fg_err *e) {
   if (images) *images = NULL;
   if (labels) *labels = NULL;
-  const char *prefix = !split                       ? NULL
+  const char *prefix = !split                        ? NULL
                        : strcmp(split, "train") == 0 ? "train"
                        : strcmp(split, "test") == 0  ? "t10k"
                                                      : NULL;

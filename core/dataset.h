@@ -50,8 +50,8 @@ fg_status fg_npy_load(const char *path, fg_tensor **out, fg_err *e);
  *                  spaced (n/4 on each of the three outer rings, the rest on the innermost),
  *                  Gaussian noise of std `noise` added; shuffled.  (FFJORD: scale 3, noise 0.08.)
  * n >= 1, noise >= 0 and scale > 0 (both finite); an unknown name's error lists the names. */
-fg_status fg_toy2d_generate(const char *name, int64_t n, double noise, double scale,
-                            uint64_t seed, fg_tensor **out, fg_err *e);
+fg_status fg_toy2d_generate(const char *name, int64_t n, double noise, double scale, uint64_t seed,
+                            fg_tensor **out, fg_err *e);
 /* The known names, comma separated ("moons, 8gaussians, checkerboard, rings"). */
 const char *fg_toy2d_names(void);
 
@@ -63,7 +63,7 @@ const char *fg_toy2d_names(void);
 const char *fg_dataset_fashion_mnist_dir(void);
 /* split "train" (60000 images) or "test" (10000): images [N, 1, 28, 28] and labels [N], checked
  * to agree in N; either output may be NULL when not wanted. */
-fg_status fg_dataset_fashion_mnist_load(const char *split, fg_tensor **images,
-                                        fg_tensor **labels, fg_err *e);
+fg_status fg_dataset_fashion_mnist_load(const char *split, fg_tensor **images, fg_tensor **labels,
+                                        fg_err *e);
 
 #endif

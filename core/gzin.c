@@ -45,9 +45,10 @@ static fg_status gzin_check(fg_gzin *in, fg_err *e) {
     case Z_OK:
       return FG_OK;
     case Z_BUF_ERROR:
-      return fg_err_set(e, FG_E_FORMAT,
-                        "%s: gzip data ends early after %llu decompressed bytes (truncated .gz file)",
-                        in->path, at);
+      return fg_err_set(
+          e, FG_E_FORMAT,
+          "%s: gzip data ends early after %llu decompressed bytes (truncated .gz file)", in->path,
+          at);
     case Z_MEM_ERROR:
       return fg_err_set(e, FG_E_NOMEM, "%s: out of memory decompressing", in->path);
     case Z_ERRNO:
@@ -87,8 +88,7 @@ static fg_status gzin_grow(fg_gzin *in, uint8_t **buf, size_t *cap, uint64_t lim
   return FG_OK;
 }
 
-fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len,
-                            fg_err *e) {
+fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len, fg_err *e) {
   *data = NULL;
   *len = 0;
   if (limit > SIZE_MAX) limit = SIZE_MAX;

@@ -25,8 +25,7 @@ fg_status fg_gzin_read(fg_gzin *in, void *buf, size_t n, size_t *got, fg_err *e)
 /* Reads up to `limit` bytes into a new malloc'd buffer (*data, *len; free with free()).  The
  * buffer grows with the data actually read, never to `limit` up front, so a header that
  * declares an absurd size costs no memory before the data runs out. */
-fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len,
-                            fg_err *e);
+fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len, fg_err *e);
 
 /* Whether the data ends here (reads one byte to find out). */
 fg_status fg_gzin_at_end(fg_gzin *in, bool *at_end, fg_err *e);

@@ -10,13 +10,20 @@
 
 static const char *idx_dtype_name(uint8_t code) {
   switch (code) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "int16";
-    case 0x0C: return "int32";
-    case 0x0D: return "float32";
-    case 0x0E: return "float64";
-    default: return "unknown";
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "unknown";
   }
 }
 
@@ -25,14 +32,14 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 /* Reads exactly n header bytes; a short read is a truncated header. */
-static fg_status idx_read_header(fg_gzin *in, uint8_t *buf, size_t n, const char *what,
-                                 fg_err *e) {
+static fg_status idx_read_header(fg_gzin *in, uint8_t *buf, size_t n, const char *what, fg_err *e) {
   size_t got;
   fg_status st = fg_gzin_read(in, buf, n, &got, e);
   if (st != FG_OK) return st;
   if (got < n)
-    return fg_err_set(e, FG_E_FORMAT, "%s: truncated: the file ends inside the %s (%zu of %zu bytes)",
-                      in->path, what, got, n);
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: truncated: the file ends inside the %s (%zu of %zu bytes)", in->path,
+                      what, got, n);
   return FG_OK;
 }
 
@@ -40,21 +47,23 @@ static fg_status idx_check_magic(const char *path, const uint8_t m[4], fg_err *e
   if (m[0] != 0 || m[1] != 0)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: not an IDX file: magic 0x%08x (expected 0x00000801 for labels or "
-                      "0x00000803 for images)", path, (unsigned)be32(m));
+                      "0x00000803 for images)",
+                      path, (unsigned)be32(m));
   if (m[3] != 1 && m[3] != 3)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: IDX magic 0x%08x declares %u dimensions; only 1 (labels, 0x00000801) "
-                      "or 3 (images, 0x00000803) are supported", path, (unsigned)be32(m), m[3]);
+                      "or 3 (images, 0x00000803) are supported",
+                      path, (unsigned)be32(m), m[3]);
   if (m[2] != IDX_UBYTE)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: IDX element type 0x%02x (%s) is not supported; only 0x08 (unsigned "
-                      "byte) image and label files are", path, m[2], idx_dtype_name(m[2]));
+                      "byte) image and label files are",
+                      path, m[2], idx_dtype_name(m[2]));
   return FG_OK;
 }
 
 /* Reads the dimensions and their product (bytes of data), refusing zeros and overflow. */
-static fg_status idx_read_dims(fg_gzin *in, int ndim, uint32_t *dims, uint64_t *total,
-                               fg_err *e) {
+static fg_status idx_read_dims(fg_gzin *in, int ndim, uint32_t *dims, uint64_t *total, fg_err *e) {
   uint8_t raw[12];
   fg_status st = idx_read_header(in, raw, 4 * (size_t)ndim, "dimension sizes", e);
   if (st != FG_OK) return st;
@@ -83,8 +92,8 @@ static fg_status idx_read_data(fg_gzin *in, const uint32_t *dims, int ndim, uint
     *data = NULL;
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: truncated: the header declares %u %s (%llu data bytes) but the file "
-                      "holds %zu data bytes", in->path, dims[0], what, (unsigned long long)total,
-                      len);
+                      "holds %zu data bytes",
+                      in->path, dims[0], what, (unsigned long long)total, len);
   }
   bool at_end;
   st = fg_gzin_at_end(in, &at_end, e);
@@ -99,8 +108,8 @@ static fg_status idx_read_data(fg_gzin *in, const uint32_t *dims, int ndim, uint
   return st;
 }
 
-static fg_status idx_to_tensor(const uint32_t *dims, int ndim, const uint8_t *data,
-                               fg_tensor **out, fg_err *e) {
+static fg_status idx_to_tensor(const uint32_t *dims, int ndim, const uint8_t *data, fg_tensor **out,
+                               fg_err *e) {
   fg_shape shape = ndim == 1 ? fg_shape1(dims[0]) : fg_shape4(dims[0], 1, dims[1], dims[2]);
   fg_status st = fg_tensor_new(out, FG_F32, &shape, e);
   if (st != FG_OK) return st;
@@ -117,7 +126,7 @@ static fg_status idx_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
   if (st != FG_OK) return st;
   int ndim = magic[3];
   uint32_t dims[3];
-  uint64_t total;
+  uint64_t total = 0;
   st = idx_read_dims(in, ndim, dims, &total, e);
   if (st != FG_OK) return st;
   uint8_t *data;

@@ -62,7 +62,10 @@ static bool can_reuse_input(const fg_graph *g, const fg_memplan *m, const uint8_
   if (!(def->flags & FG_OPF_INPLACE_OK) || fg_node_num_inputs(g, n) < 1) return false;
   fg_node x = fg_node_input(g, n, 0);
   if (!planned[x] || m->dies_at[x] != step || m->offset[x] < 0) return false;
-  if (node_bytes(g, x) != node_bytes(g, n)) return false;
+  /* same dtype and element count: rounded byte sizes can match for a broadcast input
+   * ([1, 2] read into [4, 2]), whose elements are re-read after being overwritten */
+  fg_shape xs = fg_node_shape(g, x), ns = fg_node_shape(g, n);
+  if (fg_node_dtype(g, x) != fg_node_dtype(g, n) || fg_shape_count(&xs) != fg_shape_count(&ns)) return false;
   for (int k = 1; k < fg_node_num_inputs(g, n); k++) /* x must not be read again as another input */
     if (fg_node_input(g, n, k) == x) return false;
   return true;

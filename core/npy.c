@@ -134,7 +134,8 @@ static fg_status npy_descr(npy_lex *lx, npy_header *h, fg_err *e) {
   if (lx->i < lx->n && lx->s[lx->i] == '[')
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: structured dtype (a list 'descr') is not supported; only '|u1' "
-                      "(uint8) and '<f4' (float32) are", lx->path);
+                      "(uint8) and '<f4' (float32) are",
+                      lx->path);
   char d[32];
   fg_status st = lex_string(lx, d, sizeof d, e);
   if (st != FG_OK) return st;
@@ -145,11 +146,13 @@ static fg_status npy_descr(npy_lex *lx, npy_header *h, fg_err *e) {
   } else if (strcmp(d, ">f4") == 0) {
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: big-endian float32 ('>f4') is not supported; save it little-endian "
-                      "(arr.astype('<f4'))", lx->path);
+                      "(arr.astype('<f4'))",
+                      lx->path);
   } else {
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: dtype '%s' is not supported; only '|u1' (uint8) and '<f4' (float32) "
-                      "are (convert with arr.astype(np.float32))", lx->path, d);
+                      "are (convert with arr.astype(np.float32))",
+                      lx->path, d);
   }
   return FG_OK;
 }
@@ -166,17 +169,19 @@ static fg_status npy_entry(npy_lex *lx, npy_header *h, fg_err *e) {
   if (!seen)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: unexpected header key '%s' (a .npy header has exactly 'descr', "
-                      "'fortran_order' and 'shape')", lx->path, key);
+                      "'fortran_order' and 'shape')",
+                      lx->path, key);
   if (*seen) return fg_err_set(e, FG_E_FORMAT, "%s: header key '%s' appears twice", lx->path, key);
   *seen = true;
   if (seen == &h->seen_descr) return npy_descr(lx, h, e);
   if (seen == &h->seen_shape) return lex_shape(lx, &h->shape, e);
-  bool fortran;
+  bool fortran = false;
   st = lex_bool(lx, &fortran, e);
   if (st == FG_OK && fortran)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: fortran_order is True; only C-order arrays are supported (save "
-                      "np.ascontiguousarray(arr))", lx->path);
+                      "np.ascontiguousarray(arr))",
+                      lx->path);
   return st;
 }
 
@@ -192,7 +197,9 @@ static fg_status npy_parse_dict(npy_lex *lx, npy_header *h, fg_err *e) {
   if (lx->i != lx->n) return lex_fail(lx, "text after the closing '}'", e);
   if (!h->seen_descr || !h->seen_fortran || !h->seen_shape)
     return fg_err_set(e, FG_E_FORMAT, "%s: header lacks '%s'", lx->path,
-                      !h->seen_descr ? "descr" : !h->seen_fortran ? "fortran_order" : "shape");
+                      !h->seen_descr     ? "descr"
+                      : !h->seen_fortran ? "fortran_order"
+                                         : "shape");
   return FG_OK;
 }
 
@@ -203,8 +210,7 @@ static uint32_t le_uint(const uint8_t *p, int bytes) {
 }
 
 /* Reads exactly n preamble bytes; a short read is a truncated file. */
-static fg_status npy_read_exact(fg_gzin *in, uint8_t *p, size_t n, const char *what,
-                                fg_err *e) {
+static fg_status npy_read_exact(fg_gzin *in, uint8_t *p, size_t n, const char *what, fg_err *e) {
   size_t got;
   fg_status st = fg_gzin_read(in, p, n, &got, e);
   if (st == FG_OK && got < n)
@@ -236,7 +242,7 @@ static fg_status npy_preamble(fg_gzin *in, uint32_t *hlen, fg_err *e) {
 }
 
 static fg_status npy_header_read(fg_gzin *in, npy_header *h, fg_err *e) {
-  uint32_t hlen;
+  uint32_t hlen = 0;
   fg_status st = npy_preamble(in, &hlen, e);
   if (st != FG_OK) return st;
   char *text = malloc(hlen + 1);
@@ -252,8 +258,8 @@ static fg_status npy_header_read(fg_gzin *in, npy_header *h, fg_err *e) {
 }
 
 /* Element count and bytes of the declared array, overflow-checked. */
-static fg_status npy_sizes(const char *path, const npy_header *h, uint64_t *numel,
-                           uint64_t *bytes, fg_err *e) {
+static fg_status npy_sizes(const char *path, const npy_header *h, uint64_t *numel, uint64_t *bytes,
+                           fg_err *e) {
   uint64_t n = 1;
   for (int64_t i = 0; i < h->shape.ndim; i++)
     if (__builtin_mul_overflow(n, (uint64_t)h->shape.d[i], &n) || n > (uint64_t)INT64_MAX / 4)
@@ -276,8 +282,10 @@ static fg_status npy_read_data(fg_gzin *in, uint64_t bytes, uint8_t **data, fg_e
   else
     st = fg_gzin_at_end(in, &at_end, e);
   if (st == FG_OK && !at_end)
-    st = fg_err_set(e, FG_E_FORMAT, "%s: trailing data after the %llu data bytes the header "
-                    "declares", in->path, (unsigned long long)bytes);
+    st = fg_err_set(e, FG_E_FORMAT,
+                    "%s: trailing data after the %llu data bytes the header "
+                    "declares",
+                    in->path, (unsigned long long)bytes);
   if (st != FG_OK) {
     free(*data);
     *data = NULL;
@@ -286,8 +294,8 @@ static fg_status npy_read_data(fg_gzin *in, uint64_t bytes, uint8_t **data, fg_e
 }
 
 static float npy_f32_le(const uint8_t *p) {
-  uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                  (uint32_t)p[3] << 24;
+  uint32_t bits =
+      (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
   float f;
   memcpy(&f, &bits, sizeof f);
   return f;
@@ -307,7 +315,10 @@ static fg_status npy_bad_value(const char *path, const fg_shape *s, int64_t flat
     used += (size_t)snprintf(idx + used, sizeof idx - used, "%s%lld", d ? ", " : "",
                              (long long)coords[d]);
   return fg_err_set(e, FG_E_NUMERIC, "%s: element %lld (index [%s]) is %s; data must be finite",
-                    path, (long long)flat, idx, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf");
+                    path, (long long)flat, idx,
+                    isnan(v) ? "NaN"
+                    : v > 0  ? "+inf"
+                             : "-inf");
 }
 
 static fg_status npy_to_tensor(const char *path, const npy_header *h, const uint8_t *data,
@@ -331,7 +342,7 @@ static fg_status npy_to_tensor(const char *path, const npy_header *h, const uint
 static fg_status npy_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
   npy_header h;
   fg_status st = npy_header_read(in, &h, e);
-  uint64_t numel, bytes;
+  uint64_t numel = 0, bytes = 0;
   if (st == FG_OK) st = npy_sizes(in->path, &h, &numel, &bytes, e);
   if (st != FG_OK) return st;
   uint8_t *data;

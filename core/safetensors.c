@@ -26,14 +26,14 @@ typedef struct st_dtype {
 /* In the order of the reference's Dtype enum (increasing alignment), which its writer sorts
  * by, descending.  Sub-byte types (F4, F6_*) are not supported. */
 static const st_dtype st_dtypes[] = {
-    {"BOOL", 1, 1}, {"U8", 1, 1},  {"I8", 1, 1},  {"F8_E5M2", 1, 1}, {"F8_E4M3", 1, 1},
-    {"F8_E8M0", 1, 1}, {"I16", 2, 2}, {"U16", 2, 2}, {"F16", 2, 2}, {"BF16", 2, 2},
-    {"I32", 4, 4}, {"U32", 4, 4}, {"F32", 4, 4}, {"C64", 8, 4}, {"F64", 8, 8},
-    {"I64", 8, 8}, {"U64", 8, 8},
+    {"BOOL", 1, 1},    {"U8", 1, 1},  {"I8", 1, 1},  {"F8_E5M2", 1, 1}, {"F8_E4M3", 1, 1},
+    {"F8_E8M0", 1, 1}, {"I16", 2, 2}, {"U16", 2, 2}, {"F16", 2, 2},     {"BF16", 2, 2},
+    {"I32", 4, 4},     {"U32", 4, 4}, {"F32", 4, 4}, {"C64", 8, 4},     {"F64", 8, 8},
+    {"I64", 8, 8},     {"U64", 8, 8},
 };
 #define ST_NDTYPES (int)(sizeof st_dtypes / sizeof *st_dtypes)
-#define ST_DTYPE_LIST                                                                         \
-  "BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, "    \
+#define ST_DTYPE_LIST                                                                       \
+  "BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, " \
   "I64, U64"
 /* JSON numbers arrive as doubles: integers above this may already have been rounded. */
 #define ST_MAX_INT 9007199254740992.0
@@ -70,10 +70,14 @@ static size_t st_utf8_seq(const uint8_t *s, size_t n) {
   size_t len;
   uint32_t cp, min;
   if (c < 0x80) return 1;
-  if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1Fu, min = 0x80;
-  else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0Fu, min = 0x800;
-  else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07u, min = 0x10000;
-  else return 0;
+  if ((c & 0xE0) == 0xC0)
+    len = 2, cp = c & 0x1Fu, min = 0x80;
+  else if ((c & 0xF0) == 0xE0)
+    len = 3, cp = c & 0x0Fu, min = 0x800;
+  else if ((c & 0xF8) == 0xF0)
+    len = 4, cp = c & 0x07u, min = 0x10000;
+  else
+    return 0;
   if (n < len) return 0;
   for (size_t k = 1; k < len; k++) {
     if ((s[k] & 0xC0) != 0x80) return 0;
@@ -145,8 +149,7 @@ static fg_status st_pread(const fg_safetensors *f, void *buf, size_t n, uint64_t
     if (r < 0)
       return fg_err_set(e, FG_E_IO, "%s: cannot read %s: %s", f->path, what, strerror(errno));
     if (r == 0)
-      return fg_err_set(e, FG_E_IO, "%s: the file ends inside %s (did it shrink?)", f->path,
-                        what);
+      return fg_err_set(e, FG_E_IO, "%s: the file ends inside %s (did it shrink?)", f->path, what);
     done += (size_t)r;
   }
   return FG_OK;
@@ -158,8 +161,7 @@ static fg_status st_open_file(fg_safetensors *f, uint64_t *size, fg_err *e) {
   struct stat st;
   if (fstat(f->fd, &st) != 0)
     return fg_err_set(e, FG_E_IO, "%s: cannot stat: %s", f->path, strerror(errno));
-  if (!S_ISREG(st.st_mode))
-    return fg_err_set(e, FG_E_IO, "%s: not a regular file", f->path);
+  if (!S_ISREG(st.st_mode)) return fg_err_set(e, FG_E_IO, "%s: not a regular file", f->path);
   *size = (uint64_t)st.st_size;
   return FG_OK;
 }
@@ -188,8 +190,10 @@ static fg_status st_read_header(fg_safetensors *f, uint64_t size, char **text, u
   *text = NULL;
   if (size < 8)
     return fg_err_set(e, FG_E_FORMAT,
-                      "%s: %" PRIu64 " bytes is too short for a safetensors file (the header "
-                      "length alone takes 8)", f->path, size);
+                      "%s: %" PRIu64
+                      " bytes is too short for a safetensors file (the header "
+                      "length alone takes 8)",
+                      f->path, size);
   uint8_t lb[8];
   fg_status st = st_pread(f, lb, 8, 0, "the header length", e);
   if (st != FG_OK) return st;
@@ -197,12 +201,15 @@ static fg_status st_read_header(fg_safetensors *f, uint64_t size, char **text, u
   for (int i = 7; i >= 0; i--) n = n << 8 | lb[i];
   if (n > FG_SAFETENSORS_MAX_HEADER)
     return fg_err_set(e, FG_E_FORMAT,
-                      "%s: header length %" PRIu64 " exceeds the %u-byte limit (not a "
-                      "safetensors file, or a corrupt one)", f->path, n, FG_SAFETENSORS_MAX_HEADER);
+                      "%s: header length %" PRIu64
+                      " exceeds the %u-byte limit (not a "
+                      "safetensors file, or a corrupt one)",
+                      f->path, n, FG_SAFETENSORS_MAX_HEADER);
   if (n > size - 8)
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: header length %" PRIu64 " runs past the end of the %" PRIu64
-                      "-byte file (truncated?)", f->path, n, size);
+                      "-byte file (truncated?)",
+                      f->path, n, size);
   *text = malloc(n + 1);
   if (!*text) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for the header", f->path);
   st = st_pread(f, *text, n, 8, "the header", e);
@@ -222,22 +229,20 @@ static bool st_json_uint(const cJSON *v, uint64_t *out) {
   return true;
 }
 
-static fg_status st_entry_dtype(const fg_safetensors *f, st_entry *en, const cJSON *v,
-                                fg_err *e) {
+static fg_status st_entry_dtype(const fg_safetensors *f, st_entry *en, const cJSON *v, fg_err *e) {
   if (!cJSON_IsString(v))
     return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': dtype is not a string", f->path,
                       en->info.name);
   en->dtype = st_dtype_find(v->valuestring);
   if (en->dtype < 0)
-    return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': unknown dtype '%.40s' (known: %s)",
-                      f->path, en->info.name, v->valuestring, ST_DTYPE_LIST);
+    return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': unknown dtype '%.40s' (known: %s)", f->path,
+                      en->info.name, v->valuestring, ST_DTYPE_LIST);
   en->info.dtype = st_dtypes[en->dtype].name;
   en->info.elem_bytes = st_dtypes[en->dtype].size;
   return FG_OK;
 }
 
-static fg_status st_entry_shape(const fg_safetensors *f, st_entry *en, const cJSON *v,
-                                fg_err *e) {
+static fg_status st_entry_shape(const fg_safetensors *f, st_entry *en, const cJSON *v, fg_err *e) {
   if (!cJSON_IsArray(v))
     return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': shape is not an array", f->path,
                       en->info.name);
@@ -264,11 +269,14 @@ static fg_status st_entry_offsets(const fg_safetensors *f, st_entry *en, const c
       !st_json_uint(v->child->next, &en->end))
     return fg_err_set(e, FG_E_FORMAT,
                       "%s: tensor '%s': data_offsets is not an array of two non-negative "
-                      "integers", f->path, en->info.name);
+                      "integers",
+                      f->path, en->info.name);
   if (en->end < en->begin)
     return fg_err_set(e, FG_E_FORMAT,
-                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before they "
-                      "begin", f->path, en->info.name, en->begin, en->end);
+                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                      "] end before they "
+                      "begin",
+                      f->path, en->info.name, en->begin, en->end);
   en->info.nbytes = en->end - en->begin;
   return FG_OK;
 }
@@ -284,10 +292,11 @@ static fg_status st_entry_fields(const fg_safetensors *f, const char *name, cons
     if (which < 0)
       return fg_err_set(e, FG_E_FORMAT,
                         "%s: tensor '%s': unexpected key '%.40s' (an entry has exactly dtype, "
-                        "shape and data_offsets)", f->path, name, k->string);
+                        "shape and data_offsets)",
+                        f->path, name, k->string);
     if (fields[which])
-      return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': key '%s' appears twice", f->path,
-                        name, keys[which]);
+      return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': key '%s' appears twice", f->path, name,
+                        keys[which]);
     fields[which] = k;
   }
   for (int i = 0; i < 3; i++)
@@ -301,8 +310,8 @@ static fg_status st_parse_entry(fg_safetensors *f, const cJSON *c, fg_err *e) {
   en->info.name = strdup(c->string);
   if (!en->info.name) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory", f->path);
   if (!cJSON_IsObject(c))
-    return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': the entry is not a JSON object",
-                      f->path, en->info.name);
+    return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': the entry is not a JSON object", f->path,
+                      en->info.name);
   const cJSON *fields[3] = {NULL, NULL, NULL};
   fg_status st = st_entry_fields(f, en->info.name, c, fields, e);
   if (st == FG_OK) st = st_entry_dtype(f, en, fields[0], e);
@@ -335,8 +344,7 @@ static fg_status st_parse_members(fg_safetensors *f, const cJSON *root, fg_err *
   for (const cJSON *c = root->child; c; c = c->next) {
     fg_status st;
     if (strcmp(c->string, "__metadata__") == 0) {
-      if (seen_meta)
-        return fg_err_set(e, FG_E_FORMAT, "%s: __metadata__ appears twice", f->path);
+      if (seen_meta) return fg_err_set(e, FG_E_FORMAT, "%s: __metadata__ appears twice", f->path);
       seen_meta = true;
       st = st_parse_meta(f, c, e);
     } else {
@@ -351,8 +359,8 @@ static fg_status st_parse_json(fg_safetensors *f, const char *text, size_t n, fg
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(text, n, &end, false);
   if (!root)
-    return fg_err_set(e, FG_E_FORMAT, "%s: header is not valid JSON (error near byte %zu)",
-                      f->path, end ? (size_t)(end - text) : (size_t)0);
+    return fg_err_set(e, FG_E_FORMAT, "%s: header is not valid JSON (error near byte %zu)", f->path,
+                      end ? (size_t)(end - text) : (size_t)0);
   fg_status st = FG_OK;
   for (const char *p = end; st == FG_OK && p < text + n; p++)
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
@@ -382,12 +390,12 @@ static int st_cmp_offsets(const void *a, const void *b) {
 }
 
 static fg_status st_check_unique(const fg_safetensors *f, fg_err *e) {
-  qsort(f->entries, f->n, sizeof *f->entries, st_cmp_entry_name);
+  if (f->n > 1) qsort(f->entries, f->n, sizeof *f->entries, st_cmp_entry_name);
   for (size_t i = 1; i < f->n; i++)
     if (strcmp(f->entries[i - 1].info.name, f->entries[i].info.name) == 0)
       return fg_err_set(e, FG_E_FORMAT, "%s: tensor name '%s' appears twice", f->path,
                         f->entries[i].info.name);
-  qsort(f->meta, f->n_meta, sizeof *f->meta, st_cmp_meta_key);
+  if (f->n_meta > 1) qsort(f->meta, f->n_meta, sizeof *f->meta, st_cmp_meta_key);
   for (size_t i = 1; i < f->n_meta; i++)
     if (strcmp(f->meta[i - 1].key, f->meta[i].key) == 0)
       return fg_err_set(e, FG_E_FORMAT, "%s: __metadata__ key '%s' appears twice", f->path,
@@ -399,8 +407,7 @@ static void st_shape_str(const st_entry *en, char *buf, size_t cap) {
   size_t used = 0;
   buf[0] = '\0';
   for (int64_t i = 0; i < en->info.ndim && used < cap; i++)
-    used += (size_t)snprintf(buf + used, cap - used, "%s%" PRId64, i ? ", " : "",
-                             en->info.dims[i]);
+    used += (size_t)snprintf(buf + used, cap - used, "%s%" PRId64, i ? ", " : "", en->info.dims[i]);
 }
 
 /* shape product x dtype size == end - begin; like the reference, any overflow while forming
@@ -417,9 +424,11 @@ static fg_status st_check_size(const fg_safetensors *f, const st_entry *en, fg_e
     char shape[160];
     st_shape_str(en, shape, sizeof shape);
     return fg_err_set(e, FG_E_FORMAT,
-                      "%s: tensor '%s': shape [%s] of %s is %" PRIu64 " bytes but data_offsets "
-                      "[%" PRIu64 ", %" PRIu64 "] span %" PRIu64, f->path, en->info.name, shape,
-                      en->info.dtype, bytes, en->begin, en->end, en->info.nbytes);
+                      "%s: tensor '%s': shape [%s] of %s is %" PRIu64
+                      " bytes but data_offsets "
+                      "[%" PRIu64 ", %" PRIu64 "] span %" PRIu64,
+                      f->path, en->info.name, shape, en->info.dtype, bytes, en->begin, en->end,
+                      en->info.nbytes);
   }
   return FG_OK;
 }
@@ -436,21 +445,24 @@ static fg_status st_check_tiling(const fg_safetensors *f, uint64_t buffer_len, f
     const st_entry *en = order[i];
     if (en->begin < at)
       st = fg_err_set(e, FG_E_FORMAT,
-                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] overlap tensor "
-                      "'%s', which ends at %" PRIu64, f->path, en->info.name, en->begin, en->end,
-                      order[i - 1]->info.name, at);
+                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                      "] overlap tensor "
+                      "'%s', which ends at %" PRIu64,
+                      f->path, en->info.name, en->begin, en->end, order[i - 1]->info.name, at);
     else if (en->begin > at)
       st = fg_err_set(e, FG_E_FORMAT,
-                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] leave a gap: "
-                      "bytes [%" PRIu64 ", %" PRIu64 ") belong to no tensor", f->path,
-                      en->info.name, en->begin, en->end, at, en->begin);
+                      "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                      "] leave a gap: "
+                      "bytes [%" PRIu64 ", %" PRIu64 ") belong to no tensor",
+                      f->path, en->info.name, en->begin, en->end, at, en->begin);
     at = en->end;
   }
   free(order);
   if (st == FG_OK && at != buffer_len)
     st = fg_err_set(e, FG_E_FORMAT,
-                    "%s: the tensors cover %" PRIu64 " bytes but the data after the header is %"
-                    PRIu64 " bytes (%s)", f->path, at, buffer_len,
+                    "%s: the tensors cover %" PRIu64
+                    " bytes but the data after the header is %" PRIu64 " bytes (%s)",
+                    f->path, at, buffer_len,
                     at > buffer_len ? "the file is truncated" : "trailing bytes");
   return st;
 }
@@ -462,7 +474,7 @@ static fg_status st_validate(fg_safetensors *f, uint64_t buffer_len, fg_err *e) 
 }
 
 static fg_status st_load(fg_safetensors *f, fg_err *e) {
-  uint64_t size, hlen;
+  uint64_t size = 0, hlen = 0;
   char *text;
   fg_status st = st_open_file(f, &size, e);
   if (st != FG_OK) return st;
@@ -511,13 +523,12 @@ static fg_status st_lookup(const fg_safetensors *f, const char *name, const st_e
                            fg_err *e) {
   *en = st_find(f, name);
   if (!*en)
-    return fg_err_set(e, FG_E_NOTFOUND, "%s: no tensor named '%s' (the file holds %zu)",
-                      f->path, name, f->n);
+    return fg_err_set(e, FG_E_NOTFOUND, "%s: no tensor named '%s' (the file holds %zu)", f->path,
+                      name, f->n);
   return FG_OK;
 }
 
-static fg_status st_read_entry(const fg_safetensors *f, const st_entry *en, void *dst,
-                               fg_err *e) {
+static fg_status st_read_entry(const fg_safetensors *f, const st_entry *en, void *dst, fg_err *e) {
   char what[96];
   snprintf(what, sizeof what, "tensor '%.60s'", en->info.name);
   fg_status st = st_pread(f, dst, (size_t)en->info.nbytes, f->data_start + en->begin, what, e);
@@ -536,7 +547,8 @@ fg_status fg_safetensors_get(const fg_safetensors *f, const char *name, fg_tenso
   if (!f32 && !f64)
     return fg_err_set(e, FG_E_DTYPE,
                       "%s: tensor '%s' has dtype %s; only F32 and F64 become tensors (read "
-                      "others with fg_safetensors_read_raw)", f->path, name, en->info.dtype);
+                      "others with fg_safetensors_read_raw)",
+                      f->path, name, en->info.dtype);
   if (en->info.ndim > FG_MAX_DIMS)
     return fg_err_set(e, FG_E_SHAPE, "%s: tensor '%s' has %" PRId64 " dimensions (at most %d)",
                       f->path, name, en->info.ndim, FG_MAX_DIMS);
@@ -551,8 +563,8 @@ fg_status fg_safetensors_get(const fg_safetensors *f, const char *name, fg_tenso
   return st;
 }
 
-fg_status fg_safetensors_read_raw(const fg_safetensors *f, const char *name, void *dst,
-                                  size_t cap, fg_err *e) {
+fg_status fg_safetensors_read_raw(const fg_safetensors *f, const char *name, void *dst, size_t cap,
+                                  fg_err *e) {
   const st_entry *en;
   fg_status st = st_lookup(f, name, &en, e);
   if (st != FG_OK) return st;
@@ -563,6 +575,7 @@ fg_status fg_safetensors_read_raw(const fg_safetensors *f, const char *name, voi
 }
 
 const char *fg_safetensors_meta(const fg_safetensors *f, const char *key) {
+  if (f->n_meta == 0) return NULL; /* f->meta may be NULL, which bsearch must not see */
   st_meta k = {.key = (char *)key};
   const st_meta *m = bsearch(&k, f->meta, f->n_meta, sizeof *f->meta, st_cmp_meta_key);
   return m ? m->value : NULL;
@@ -732,7 +745,8 @@ static fg_status st_header(const char *path, const st_plan *plans, size_t n,
   cJSON *root = cJSON_CreateObject();
   bool ok = root != NULL;
   if (ok && n_meta > 0) ok = st_add(root, "__metadata__", st_meta_json(meta, n_meta));
-  for (size_t i = 0; ok && i < n; i++) ok = st_add(root, plans[i].item->name, st_entry_json(&plans[i]));
+  for (size_t i = 0; ok && i < n; i++)
+    ok = st_add(root, plans[i].item->name, st_entry_json(&plans[i]));
   char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
   cJSON_Delete(root);
   if (!text) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for the header", path);
@@ -746,8 +760,8 @@ static fg_status st_header(const char *path, const st_plan *plans, size_t n,
   if (!buf) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for the header", path);
   if (padded > FG_SAFETENSORS_MAX_HEADER) {
     free(buf);
-    return fg_err_set(e, FG_E_MISUSE, "%s: the header would be %zu bytes, over the %u limit",
-                      path, padded, FG_SAFETENSORS_MAX_HEADER);
+    return fg_err_set(e, FG_E_MISUSE, "%s: the header would be %zu bytes, over the %u limit", path,
+                      padded, FG_SAFETENSORS_MAX_HEADER);
   }
   *out = buf;
   *len = padded;
@@ -850,10 +864,15 @@ static fg_status st_write_atomic(const char *path, const char *header, size_t hl
   } else {
     bool ok = st_write_stream(fp, header, hlen, plans, n);
     int err = errno;
-    if (fclose(fp) != 0 && ok) ok = false, err = errno;
+    if (fclose(fp) != 0 && ok) {
+      ok = false;
+      err = errno;
+    }
     if (!ok)
-      st = fg_err_set(e, FG_E_IO, "%s: writing the temporary file %s failed: %s (the previous "
-                      "file is untouched)", path, tmp, strerror(err));
+      st = fg_err_set(e, FG_E_IO,
+                      "%s: writing the temporary file %s failed: %s (the previous "
+                      "file is untouched)",
+                      path, tmp, strerror(err));
     else if (rename(tmp, path) != 0)
       st = fg_err_set(e, FG_E_IO, "%s: cannot replace it: %s (the previous file is untouched)",
                       path, strerror(errno));
@@ -863,9 +882,8 @@ static fg_status st_write_atomic(const char *path, const char *header, size_t hl
   return st == FG_OK ? st_sync_dir(path, e) : st;
 }
 
-fg_status fg_safetensors_write(const char *path, const fg_safetensors_item *items,
-                               size_t n_items, const fg_safetensors_kv *meta, size_t n_meta,
-                               fg_err *e) {
+fg_status fg_safetensors_write(const char *path, const fg_safetensors_item *items, size_t n_items,
+                               const fg_safetensors_kv *meta, size_t n_meta, fg_err *e) {
   st_plan *plans = calloc(n_items + 1, sizeof *plans);
   const fg_safetensors_kv **keys = calloc(n_meta + 1, sizeof *keys);
   char *header = NULL;

@@ -60,9 +60,8 @@ typedef struct fg_safetensors_kv {
 /* Writes the items and metadata to path atomically (see above).  Names must be unique, valid
  * UTF-8 and not "__metadata__"; metadata keys unique; all strings valid UTF-8.  On failure the
  * file at path (if any) is untouched and the temporary file removed. */
-fg_status fg_safetensors_write(const char *path, const fg_safetensors_item *items,
-                               size_t n_items, const fg_safetensors_kv *meta, size_t n_meta,
-                               fg_err *e);
+fg_status fg_safetensors_write(const char *path, const fg_safetensors_item *items, size_t n_items,
+                               const fg_safetensors_kv *meta, size_t n_meta, fg_err *e);
 
 /* An opened, validated file. */
 typedef struct fg_safetensors fg_safetensors;
@@ -87,12 +86,11 @@ const fg_safetensors_info *fg_safetensors_find(const fg_safetensors *f, const ch
 
 /* A new tensor with the named entry's data; the entry must be F32 or F64 (which it keeps) with
  * at most FG_MAX_DIMS dimensions. */
-fg_status fg_safetensors_get(const fg_safetensors *f, const char *name, fg_tensor **out,
-                             fg_err *e);
+fg_status fg_safetensors_get(const fg_safetensors *f, const char *name, fg_tensor **out, fg_err *e);
 /* Copies the named entry's nbytes into dst (cap bytes available), converted to host byte
  * order, for any dtype. */
-fg_status fg_safetensors_read_raw(const fg_safetensors *f, const char *name, void *dst,
-                                  size_t cap, fg_err *e);
+fg_status fg_safetensors_read_raw(const fg_safetensors *f, const char *name, void *dst, size_t cap,
+                                  fg_err *e);
 
 /* Metadata: the value for key (NULL when absent); count and i-th key in key order. */
 const char *fg_safetensors_meta(const fg_safetensors *f, const char *key);

@@ -26,7 +26,8 @@ static double toy_linspace(double start, double stop, int64_t m, bool endpoint, 
 static void toy_add_noise(float *xy, int64_t n, double sigma, uint64_t seed) {
   if (sigma == 0) return;
   uint64_t s = toy_stream(seed, TOY_STREAM_NOISE);
-  for (int64_t i = 0; i < 2 * n; i++) xy[i] = (float)(xy[i] + sigma * fg_rng_normal(s, (uint64_t)i));
+  for (int64_t i = 0; i < 2 * n; i++)
+    xy[i] = (float)(xy[i] + sigma * fg_rng_normal(s, (uint64_t)i));
 }
 
 /* Fisher-Yates over points, so that ordered constructions come out in random order. */
@@ -121,8 +122,8 @@ const char *fg_toy2d_names(void) { return "moons, 8gaussians, checkerboard, ring
 static fg_status toy_check_args(const char *name, int64_t n, double noise, double scale,
                                 fg_err *e) {
   if (n < 1 || n > INT64_MAX / 8)
-    return fg_err_set(e, FG_E_MISUSE, "toy data '%s': n = %lld points; it must be at least 1",
-                      name, (long long)n);
+    return fg_err_set(e, FG_E_MISUSE, "toy data '%s': n = %lld points; it must be at least 1", name,
+                      (long long)n);
   if (!isfinite(noise) || noise < 0)
     return fg_err_set(e, FG_E_MISUSE, "toy data '%s': noise %g must be finite and >= 0", name,
                       noise);
@@ -132,8 +133,8 @@ static fg_status toy_check_args(const char *name, int64_t n, double noise, doubl
   return FG_OK;
 }
 
-fg_status fg_toy2d_generate(const char *name, int64_t n, double noise, double scale,
-                            uint64_t seed, fg_tensor **out, fg_err *e) {
+fg_status fg_toy2d_generate(const char *name, int64_t n, double noise, double scale, uint64_t seed,
+                            fg_tensor **out, fg_err *e) {
   *out = NULL;
   if (!name) name = "(null)";
   toy_fn fn = NULL;

@@ -1,6 +1,6 @@
 /* Trains RealNVP on two moons and prints the test negative log-likelihood in nats.
  *
- *   build/examples/two_moons [steps] [seed]          (defaults: 4000 steps, seed 0)
+ *   build/examples/two_moons [steps] [seed]          (defaults: 2000 steps, seed 0)
  *
  * The data (the PyTorch reference's sample_moons, i.e. scikit-learn's make_moons as FFJORD
  * uses it): point i lies on the upper half circle (cos t, sin t) when i is even and on the
@@ -24,6 +24,7 @@
 #include "core/rng.h"
 #include "flows/models.h"
 #include "flows/optim.h"
+#include "ops/ops.h"
 
 enum { BATCH = 512, TEST_N = 20000, EVAL_EVERY = 500 };
 static const double PI = 3.14159265358979323846;
@@ -169,7 +170,7 @@ static int train(trainer *t, uint64_t seed, int64_t steps) {
 }
 
 int main(int argc, char **argv) {
-  int64_t steps = argc > 1 ? atoll(argv[1]) : 4000;
+  int64_t steps = argc > 1 ? atoll(argv[1]) : 2000;
   uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 0;
   if (steps < 1) return fail("usage", "two_moons [steps >= 1] [seed]");
   trainer t = {0};

@@ -66,6 +66,7 @@ bool fg_flow_training(const fg_flow_ctx *c);
  * (fg_flow_sampling) draws it instead at temperature fg_flow_temperature. */
 fg_status fg_flow_push_latent(fg_flow_ctx *c, fg_node z);
 fg_node fg_flow_pop_latent(fg_flow_ctx *c); /* FG_POISON (graph error set) when empty */
+int fg_flow_num_latents(const fg_flow_ctx *c);
 bool fg_flow_sampling(const fg_flow_ctx *c);
 double fg_flow_temperature(const fg_flow_ctx *c);
 /* A fresh seed for a random draw in this graph (distinct per call, fixed per graph). */

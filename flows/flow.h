@@ -99,13 +99,17 @@ fg_status fg_flow_log_prob_updates(fg_flow *f, fg_graph *g, fg_node x, bool trai
 fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *loss,
                            fg_flow_updates **updates);
 /* Gradients of `loss` with respect to every parameter, in store order (grads has
- * fg_flow_num_params entries).  A parameter the loss does not use gets zeros. */
+ * fg_flow_num_params entries).  A parameter the loss does not use gets zeros: so do
+ * batch-norm's running averages, which an optimiser then leaves alone (give them no weight
+ * decay: fg_optim_set_weight_decay). */
 fg_status fg_flow_param_grads(fg_flow *f, fg_graph *g, fg_node loss, fg_node *grads);
 
 /* Data-dependent initialisation (actnorm's): walks the layers in order; for each that asks
  * for one, it runs the layers before it on `batch` ([B, event...], any dtype; converted),
  * computes the requested values on that layer's input and writes them into the store, so
- * later layers see the initialised earlier ones.  Call once, before training. */
+ * later layers see the initialised earlier ones.  Chains are walked into; an inverted
+ * bijector is run as a whole and not initialised.  Runs in training mode.  Call once, before
+ * training. */
 fg_status fg_flow_data_init(fg_flow *f, const fg_tensor *batch, fg_err *e);
 
 /* ---- bits per dimension ----

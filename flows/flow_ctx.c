@@ -152,3 +152,5 @@ fg_status fg_flow_ctx_override_param(fg_flow_ctx *c, const char *full_name, fg_n
     return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory overriding a parameter"), FG_E_NOMEM;
   return FG_OK;
 }
+
+int fg_flow_num_latents(const fg_flow_ctx *c) { return c->latents.n; }

@@ -106,7 +106,7 @@ fg_status fg_registry_load_plugin(fg_registry *r, const char *path, fg_err *e) {
     return fg_err_set(e, FG_E_PLUGIN, "plugin %s does not export %s (a plugin defines "
                       "fg_status fg_plugin_init(fg_registry *, fg_err *))", path, FG_PLUGIN_INIT_SYMBOL);
   }
-  plugin *pl;
+  plugin *pl = NULL;
   fg_status st = remember_plugin(r, path, handle, &pl, e);
   if (st != FG_OK) {
     dlclose(handle);

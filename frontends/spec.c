@@ -47,12 +47,6 @@ static fg_status fail(parser *p, int col, const char *fmt, ...) {
   return fg_err_set(p->e, FG_E_FORMAT, "%s:%d:%d: %s", p->path, p->line, col, what);
 }
 
-fg_train_settings fg_train_defaults(void) {
-  fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7};
-  snprintf(t.optimizer, sizeof t.optimizer, "adam");
-  return t;
-}
-
 static void item_free(item *it) {
   for (int i = 0; i < it->n_kids; i++) item_free(&it->kids[i]);
   free(it->kids);

@@ -29,22 +29,8 @@
 #define FG_SPEC_H
 
 #include "flows/registry.h"
+#include "flows/trainer.h"
 
-typedef struct fg_train_settings {
-  int64_t batch;        /* 64 */
-  int64_t steps;        /* 0: until `minutes` */
-  double minutes;       /* 0: until `steps` */
-  double lr;            /* 1e-3 */
-  int64_t warmup;       /* steps of linear warm-up, 0 */
-  double clip;          /* global gradient-norm clip, 0 = off */
-  double ema;           /* Polyak decay for evaluation weights, 0 = off */
-  char optimizer[16];   /* adam | adamax | sgd */
-  int64_t n_bits;       /* 8; fewer bits reduce the data first (Glow's n_bits_x) */
-  int64_t seed;         /* 0 */
-  int64_t eval_every;   /* steps between test evaluations, 0 = at the end only */
-  int64_t max_nonfinite;/* consecutive skipped steps before giving up, 10 */
-  double temperature;   /* for samples, 0.7 */
-} fg_train_settings;
 
 typedef struct fg_spec {
   char *path;
@@ -58,7 +44,5 @@ typedef struct fg_spec {
 fg_status fg_spec_parse(const char *text, const char *path, const fg_registry *r, fg_spec **out, fg_err *e);
 fg_status fg_spec_load(const char *path, const fg_registry *r, fg_spec **out, fg_err *e);
 void fg_spec_free(fg_spec *s);
-/* Defaults for every training setting. */
-fg_train_settings fg_train_defaults(void);
 
 #endif

@@ -56,8 +56,11 @@ static fg_status infer_cast(fg_infer_args *a) {
 
 /* ---------------------------------------------------------------- kernels ---- */
 
-/* Walks output elements [begin, end) keeping the matching offsets of up to three broadcast
- * inputs, so a kernel's share can start anywhere. */
+/* Walks output elements [begin, end) in runs along the innermost dimension, keeping the matching
+ * offsets of up to three broadcast inputs, so a kernel's share can start anywhere.  Adjacent
+ * dimensions that every input steps through alike are merged first (a bias [1, C, 1, 1] added
+ * to [N, C, H, W] becomes runs of H·W with the bias constant), so the inner loop is long and
+ * its strides are 0 or 1 in the common cases. */
 typedef struct bcast_iter {
   int nd, n_in;
   int64_t dim[FG_MAX_DIMS], idx[FG_MAX_DIMS];
@@ -65,27 +68,56 @@ typedef struct bcast_iter {
   int64_t off[3];
 } bcast_iter;
 
-static void bcast_init(bcast_iter *it, const fg_kargs *k, int64_t begin) {
-  it->nd = k->out_shape.ndim;
-  it->n_in = k->n_in;
-  for (int j = 0; j < k->n_in; j++) {
-    fg_shape_broadcast_strides(&k->in_shape[j], &k->out_shape, it->stride[j]);
-    it->off[j] = 0;
+static void bcast_coalesce(bcast_iter *it, const fg_kargs *k) {
+  int64_t st[3][FG_MAX_DIMS];
+  for (int j = 0; j < k->n_in; j++) fg_shape_broadcast_strides(&k->in_shape[j], &k->out_shape, st[j]);
+  it->nd = 0;
+  for (int d = 0; d < k->out_shape.ndim; d++) {
+    int64_t size = k->out_shape.d[d];
+    if (size == 1) continue; /* moves nothing */
+    bool merge = it->nd > 0;
+    for (int j = 0; merge && j < k->n_in; j++) merge = st[j][d] * size == it->stride[j][it->nd - 1];
+    if (merge) {
+      it->dim[it->nd - 1] *= size;
+      for (int j = 0; j < k->n_in; j++) it->stride[j][it->nd - 1] = st[j][d];
+      continue;
+    }
+    it->dim[it->nd] = size;
+    for (int j = 0; j < k->n_in; j++) it->stride[j][it->nd] = st[j][d];
+    it->nd++;
   }
+  if (it->nd == 0) { /* a single element */
+    it->dim[0] = 1;
+    for (int j = 0; j < k->n_in; j++) it->stride[j][0] = 0;
+    it->nd = 1;
+  }
+}
+
+static void bcast_init(bcast_iter *it, const fg_kargs *k, int64_t begin) {
+  it->n_in = k->n_in;
+  bcast_coalesce(it, k);
+  for (int j = 0; j < k->n_in; j++) it->off[j] = 0;
   for (int d = it->nd - 1; d >= 0; d--) {
-    it->dim[d] = k->out_shape.d[d];
     it->idx[d] = it->dim[d] ? begin % it->dim[d] : 0;
     begin = it->dim[d] ? begin / it->dim[d] : 0;
     for (int j = 0; j < k->n_in; j++) it->off[j] += it->idx[d] * it->stride[j][d];
   }
 }
 
-static inline void bcast_next(bcast_iter *it) {
-  for (int d = it->nd - 1; d >= 0; d--) {
-    for (int j = 0; j < it->n_in; j++) it->off[j] += it->stride[j][d];
-    if (++it->idx[d] < it->dim[d]) return;
+/* Elements left in the current innermost run. */
+static inline int64_t bcast_run(const bcast_iter *it) { return it->dim[it->nd - 1] - it->idx[it->nd - 1]; }
+
+/* Moves n elements on (n never crosses the end of the current run). */
+static inline void bcast_advance(bcast_iter *it, int64_t n) {
+  int d = it->nd - 1;
+  for (int j = 0; j < it->n_in; j++) it->off[j] += n * it->stride[j][d];
+  it->idx[d] += n;
+  while (d >= 0 && it->idx[d] == it->dim[d]) { /* carry */
     for (int j = 0; j < it->n_in; j++) it->off[j] -= it->stride[j][d] * it->dim[d];
     it->idx[d] = 0;
+    if (--d < 0) break;
+    for (int j = 0; j < it->n_in; j++) it->off[j] += it->stride[j][d];
+    it->idx[d]++;
   }
 }
 
@@ -129,9 +161,26 @@ static bool same_as_output(const fg_kargs *k, int j) {
   } else {                                                                            \
     bcast_iter it;                                                                    \
     bcast_init(&it, k, begin);                                                        \
-    for (int64_t i = begin; i < end; i++, bcast_next(&it)) {                          \
-      T x = in0[it.off[0]], y = in1[it.off[1]];                                       \
-      out[i] = (T)(EXPR);                                                             \
+    int last = it.nd - 1;                                                             \
+    for (int64_t i = begin; i < end;) {                                               \
+      int64_t n = bcast_run(&it) < end - i ? bcast_run(&it) : end - i;                \
+      const T *a = in0 + it.off[0], *c = in1 + it.off[1];                             \
+      int64_t sa = it.stride[0][last], sc = it.stride[1][last];                       \
+      T *o = out + i;                                                                 \
+      if (sa == 1 && sc == 0) {                                                       \
+        T y = c[0];                                                                   \
+        for (int64_t j = 0; j < n; j++) { T x = a[j]; o[j] = (T)(EXPR); }             \
+      } else if (sa == 0 && sc == 1) {                                                \
+        T x = a[0];                                                                   \
+        for (int64_t j = 0; j < n; j++) { T y = c[j]; o[j] = (T)(EXPR); }             \
+      } else {                                                                        \
+        for (int64_t j = 0; j < n; j++) {                                             \
+          T x = a[j * sa], y = c[j * sc];                                             \
+          o[j] = (T)(EXPR);                                                           \
+        }                                                                             \
+      }                                                                               \
+      bcast_advance(&it, n);                                                          \
+      i += n;                                                                         \
     }                                                                                 \
   }                                                                                   \
   return FG_OK;
@@ -179,8 +228,15 @@ BINARY_KERNELS(equal, x == y ? 1 : 0)
   fg_split_range(fg_shape_count(&k->out_shape), k->ith, k->nth, &begin, &end);        \
   bcast_iter it;                                                                      \
   bcast_init(&it, k, begin);                                                          \
-  for (int64_t i = begin; i < end; i++, bcast_next(&it))                              \
-    out[i] = c[it.off[0]] != 0 ? a[it.off[1]] : b[it.off[2]];                         \
+  int last = it.nd - 1;                                                               \
+  for (int64_t i = begin; i < end;) {                                                 \
+    int64_t n = bcast_run(&it) < end - i ? bcast_run(&it) : end - i;                  \
+    const T *cc = c + it.off[0], *aa = a + it.off[1], *bb = b + it.off[2];            \
+    int64_t sc = it.stride[0][last], sa = it.stride[1][last], sb = it.stride[2][last]; \
+    for (int64_t j = 0; j < n; j++) out[i + j] = cc[j * sc] != 0 ? aa[j * sa] : bb[j * sb]; \
+    bcast_advance(&it, n);                                                            \
+    i += n;                                                                           \
+  }                                                                                   \
   return FG_OK;
 
 static fg_status where_f32(const fg_kargs *k) { WHERE_BODY(float) }

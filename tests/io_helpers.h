@@ -30,6 +30,13 @@ static inline void io_teardown(void) {
   if (io_dir[0]) nftw(io_dir, io_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* cr_skip does not run the suite's .fini: remove the directory first. */
+#define io_skip(...)      \
+  do {                    \
+    io_teardown();        \
+    cr_skip(__VA_ARGS__); \
+  } while (0)
+
 /* "<tmpdir>/<name>" in one of a few rotating buffers, so several can be live at once. */
 static inline const char *io_path(const char *name) {
   static char bufs[8][256];
@@ -68,13 +75,12 @@ static inline uint8_t *io_read(const char *path, size_t *len) {
 }
 
 /* Asserts that status is `want` and the message mentions the file and `needle`. */
-#define io_assert_error(status, want, err, path, needle)                                   \
-  do {                                                                                     \
-    cr_assert_eq((status), (want), "status %d, expected %d: %s", (int)(status), (int)(want), \
-                 (err).msg);                                                               \
-    cr_assert(strstr((err).msg, (path)) != NULL, "message names the file: %s", (err).msg);   \
-    cr_assert(strstr((err).msg, (needle)) != NULL, "message says '%s': %s", (needle),        \
-              (err).msg);                                                                  \
+#define io_assert_error(status, want, err, path, needle)                                          \
+  do {                                                                                            \
+    cr_assert_eq((status), (want), "status %d, expected %d: %s", (int)(status), (int)(want),      \
+                 (err).msg);                                                                      \
+    cr_assert(strstr((err).msg, (path)) != NULL, "message names the file: %s", (err).msg);        \
+    cr_assert(strstr((err).msg, (needle)) != NULL, "message says '%s': %s", (needle), (err).msg); \
   } while (0)
 
 #endif

@@ -18,8 +18,8 @@ static uint8_t *cifar_make(int n) {
 }
 
 static void cifar_check(const fg_tensor *x, const fg_tensor *y, int n) {
-  cr_assert(x->shape.ndim == 4 && x->shape.d[0] == n && x->shape.d[1] == 3 &&
-            x->shape.d[2] == 32 && x->shape.d[3] == 32);
+  cr_assert(x->shape.ndim == 4 && x->shape.d[0] == n && x->shape.d[1] == 3 && x->shape.d[2] == 32 &&
+            x->shape.d[3] == 32);
   cr_assert(y->shape.ndim == 1 && y->shape.d[0] == n);
   for (int r = 0; r < n; r++) {
     cr_assert_eq(fg_tensor_get(y, r), (double)(r % 10));
@@ -59,7 +59,8 @@ static void cifar_expect(const uint8_t *b, size_t len, const char *needle) {
 
 Test(cifar, truncated_and_extra_bytes) {
   uint8_t *b = cifar_make(3);
-  cifar_expect(b, 3 * REC - 1, "is not a whole number of 3073-byte CIFAR-10 records (2 records "
+  cifar_expect(b, 3 * REC - 1,
+               "is not a whole number of 3073-byte CIFAR-10 records (2 records "
                "and 3072 bytes left over");
   cifar_expect(b, 2 * REC + 5, "(2 records and 5 bytes left over");
   cifar_expect(b, 0, "empty file");
@@ -83,6 +84,6 @@ Test(cifar, bad_label_and_cifar100) {
 Test(cifar, missing_file) {
   fg_tensor *x, *y;
   fg_err e;
-  io_assert_error(fg_cifar_load(io_path("none.bin"), &x, &y, &e), FG_E_IO, e,
-                  io_path("none.bin"), "cannot open");
+  io_assert_error(fg_cifar_load(io_path("none.bin"), &x, &y, &e), FG_E_IO, e, io_path("none.bin"),
+                  "cannot open");
 }

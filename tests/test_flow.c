@@ -9,6 +9,7 @@
 #include "core/autodiff.h"
 #include "core/program.h"
 #include "core/rng.h"
+#include "flows/check.h"
 #include "flows/flow.h"
 #include "flows/models.h"
 #include "flows/optim.h"
@@ -187,6 +188,10 @@ Test(flow, nice_logdet_matches_the_jacobian) {
   fg_model_opts m = {.event = TINY, .dtype = FG_F64, .seed = 4};
   cr_assert_eq(fg_nice_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
   check_against_jacobian(f, "nice");
+  /* no split, so the library's verification applies to the whole chain as well */
+  fg_check_opts o = {.event = TINY, .lo = 0.1, .hi = 0.9, .skip_gradcheck = true};
+  fg_check_report rep;
+  cr_assert_eq(fg_bijector_check(fg_flow_bijector(f), NULL, &o, &rep), FG_OK, "%s", rep.msg);
   fg_flow_free(f);
 }
 

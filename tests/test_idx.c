@@ -126,7 +126,8 @@ Test(idx, gzip_corrupted) {
   io_write_gz(io_path("ok.gz"), buf, len);
   size_t glen;
   uint8_t *gz = io_read(io_path("ok.gz"), &glen);
-  /* a flipped bit in the stored CRC-32 (trailer bytes -8..-5): the data inflates, the check fails */
+  /* a flipped bit in the stored CRC-32 (trailer bytes -8..-5): the data inflates, the check fails
+   */
   gz[glen - 6] ^= 0x10;
   io_write(io_path("crc.gz"), gz, glen);
   fg_tensor *t;
@@ -162,8 +163,7 @@ Test(idx, gzip_truncated) {
 Test(idx, missing_file_and_directory) {
   fg_tensor *t;
   fg_err e;
-  io_assert_error(fg_idx_load(io_path("nope"), &t, &e), FG_E_IO, e, io_path("nope"),
-                  "cannot open");
+  io_assert_error(fg_idx_load(io_path("nope"), &t, &e), FG_E_IO, e, io_path("nope"), "cannot open");
   io_assert_error(fg_idx_load(io_dir, &t, &e), FG_E_IO, e, io_dir, "is a directory");
 }
 
@@ -202,7 +202,7 @@ Test(idx, fashion_mnist_dir_override) {
 Test(idx, fashion_mnist_installed_test_split) {
   unsetenv("FG_DATA_DIR");
   if (access(FG_FASHION_MNIST_DEFAULT_DIR "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
-    cr_skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+    io_skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
   fg_tensor *x, *y;
   fg_err e;
   cr_assert_eq(fg_dataset_fashion_mnist_load("test", &x, &y, &e), FG_OK, "%s", e.msg);

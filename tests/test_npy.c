@@ -44,12 +44,11 @@ static void npy_expect(size_t len, fg_status want, const char *needle) {
 Test(npy, float32_every_version) {
   float v[6] = {1.5f, -2, 0, 3.25f, 1e-30f, -7};
   for (int version = 1; version <= 3; version++) {
-    size_t len = npy_make(version, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
-                          v, sizeof v);
+    size_t len = npy_make(version, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", v,
+                          sizeof v);
     cr_assert_eq(len % 64, sizeof v, "numpy's 64-byte alignment");
     fg_tensor *t = npy_load_ok(len);
-    cr_assert(t->dtype == FG_F32 && t->shape.ndim == 2 && t->shape.d[0] == 2 &&
-              t->shape.d[1] == 3);
+    cr_assert(t->dtype == FG_F32 && t->shape.ndim == 2 && t->shape.d[0] == 2 && t->shape.d[1] == 3);
     cr_assert_eq(memcmp(fg_tensor_data(t), v, sizeof v), 0, "bit-exact values");
     fg_tensor_free(t);
   }
@@ -58,8 +57,8 @@ Test(npy, float32_every_version) {
 Test(npy, uint8_shapes) {
   uint8_t v[24];
   for (int i = 0; i < 24; i++) v[i] = (uint8_t)(i * 11);
-  size_t len = npy_make(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 1, 3, 4), }",
-                        v, 24);
+  size_t len =
+      npy_make(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 1, 3, 4), }", v, 24);
   fg_tensor *t = npy_load_ok(len);
   cr_assert(t->shape.ndim == 4 && t->shape.d[3] == 4);
   cr_assert_eq(fg_tensor_get(t, 23), 253.0);
@@ -103,8 +102,9 @@ Test(npy, malformed_headers) {
              "header lacks 'fortran_order'");
   npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}", v, 8),
              FG_E_FORMAT, "unexpected header key 'x'");
-  npy_expect(npy_make(1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}",
-                      v, 8), FG_E_FORMAT, "header key 'descr' appears twice");
+  npy_expect(
+      npy_make(1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", v, 8),
+      FG_E_FORMAT, "header key 'descr' appears twice");
   npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2), }", v, 8),
              FG_E_FORMAT, "shape is an int, not a tuple");
   npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", v, 8),
@@ -113,8 +113,9 @@ Test(npy, malformed_headers) {
              FG_E_FORMAT, "expected True or False");
   npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,) ", v, 8),
              FG_E_FORMAT, "malformed .npy header at character");
-  npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1)}",
-                      v, 4), FG_E_FORMAT, "more than 8 dimensions");
+  npy_expect(
+      npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1)}", v, 4),
+      FG_E_FORMAT, "more than 8 dimensions");
 }
 
 Test(npy, wrong_magic_version_and_truncation) {
@@ -136,12 +137,16 @@ Test(npy, wrong_magic_version_and_truncation) {
 
 Test(npy, huge_declared_sizes) {
   float v[1] = {1};
-  npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, "
-                         "'shape': (4294967296, 4294967296, 4294967296), }", v, 4),
+  npy_expect(npy_make(1,
+                      "{'descr': '<f4', 'fortran_order': False, "
+                      "'shape': (4294967296, 4294967296, 4294967296), }",
+                      v, 4),
              FG_E_FORMAT, "declared shape overflows");
   /* 4e15 bytes declared, 4 present: fails on the data, allocating nothing of that size */
-  npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000000), }",
-                      v, 4), FG_E_FORMAT, "declares 4000000000000000 data bytes but the file holds 4");
+  npy_expect(
+      npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000000), }", v,
+               4),
+      FG_E_FORMAT, "declares 4000000000000000 data bytes but the file holds 4");
   /* a header length past the limit is refused before it is read */
   size_t len = npy_make(2, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", v, 4);
   buf[8] = 0xFF, buf[9] = 0xFF, buf[10] = 0xFF, buf[11] = 0x7F;
@@ -172,17 +177,18 @@ Test(npy, gzip_compressed_npy) {
 /* Files written by numpy itself, when python3-numpy is installed. */
 Test(npy, files_numpy_wrote) {
   if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0)
-    cr_skip("python3-numpy is not installed");
+    io_skip("python3-numpy is not installed");
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "cd %s && /usr/bin/python3 -c \"import numpy as np\n"
-           "np.save('f.npy', np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 8)\n"
-           "np.save('u.npy', (np.arange(10, dtype=np.uint8) * 25).reshape(10, 1))\n"
-           "np.save('big.npy', np.zeros((2, 2), dtype='>f4'))\n"
-           "np.save('fo.npy', np.asfortranarray(np.ones((2, 3), dtype=np.float32)))\n"
-           "np.lib.format.write_array(open('v2.npy', 'wb'), np.ones(3, np.float32), version=(2, 0))\n"
-           "np.lib.format.write_array(open('v3.npy', 'wb'), np.ones(3, np.float32), version=(3, 0))\"",
-           io_dir);
+  snprintf(
+      cmd, sizeof cmd,
+      "cd %s && /usr/bin/python3 -c \"import numpy as np\n"
+      "np.save('f.npy', np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 8)\n"
+      "np.save('u.npy', (np.arange(10, dtype=np.uint8) * 25).reshape(10, 1))\n"
+      "np.save('big.npy', np.zeros((2, 2), dtype='>f4'))\n"
+      "np.save('fo.npy', np.asfortranarray(np.ones((2, 3), dtype=np.float32)))\n"
+      "np.lib.format.write_array(open('v2.npy', 'wb'), np.ones(3, np.float32), version=(2, 0))\n"
+      "np.lib.format.write_array(open('v3.npy', 'wb'), np.ones(3, np.float32), version=(3, 0))\"",
+      io_dir);
   cr_assert_eq(system(cmd), 0, "numpy wrote the files");
   fg_tensor *t;
   fg_err e;

@@ -265,3 +265,24 @@ Test(passes, random_graphs_passes_on_and_off) {
     free_built(&b);
   }
 }
+
+/* In place over input 0 only when it is as big as the output: a broadcast [1, 2] input rounds
+ * to the same 64 bytes as a [4, 2] output but is re-read for every row (found by a coupling). */
+Test(passes, in_place_never_overwrites_a_broadcast_input) {
+  fg_graph *g = fg_graph_new();
+  fg_node a = fg_input(g, "a", FG_F64, fg_shape2(1, 2)), b = fg_input(g, "b", FG_F64, fg_shape2(4, 2));
+  fg_node y = fg_neg(g, fg_mul(g, fg_exp(g, a), b));
+  fg_program *p;
+  cr_assert_eq(fg_program_new_opts(&p, g, 1, &y, &(fg_program_opts){.disabled_passes = FG_PASS_BIT(FUSE)}, NULL), FG_OK);
+  double av[2] = {0, 1}, bv[8] = {2, 2, 2, 2, 2, 2, 2, 2};
+  fg_tensor *at, *bt;
+  fg_shape as = fg_shape2(1, 2), bs = fg_shape2(4, 2);
+  fg_tensor_from_data(&at, FG_F64, &as, av, NULL), fg_tensor_from_data(&bt, FG_F64, &bs, bv, NULL);
+  fg_program_bind(p, "a", at), fg_program_bind(p, "b", bt);
+  cr_assert_eq(fg_program_run(p), FG_OK);
+  for (int i = 0; i < 8; i++)
+    cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 0), i), -2 * exp(av[i % 2]), 1e-12, "element %d", i);
+  fg_tensor_free(at), fg_tensor_free(bt);
+  fg_program_free(p);
+  fg_graph_free(g);
+}

@@ -16,8 +16,8 @@ static void st_assert_file(const char *path, const void *want, size_t want_len) 
   uint8_t *got = io_read(path, &len);
   cr_assert_eq(len, want_len, "file is %zu bytes, expected %zu", len, want_len);
   for (size_t i = 0; i < len; i++)
-    cr_assert_eq(got[i], ((const uint8_t *)want)[i], "byte %zu: 0x%02x, expected 0x%02x", i,
-                 got[i], ((const uint8_t *)want)[i]);
+    cr_assert_eq(got[i], ((const uint8_t *)want)[i], "byte %zu: 0x%02x, expected 0x%02x", i, got[i],
+                 ((const uint8_t *)want)[i]);
   free(got);
 }
 
@@ -45,8 +45,10 @@ Test(safetensors, writer_matches_reference_bytes) {
   fg_tensor *t = st_f32(fg_shape3(1, 2, 3), v);
   fg_safetensors_item item = {.name = "attn.0", .tensor = t};
   cr_assert_eq(fg_safetensors_write(io_path("a.st"), &item, 1, NULL, 0, &e), FG_OK, "%s", e.msg);
-  size_t len = st_bytes(want, "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":"
-                              "[0,24]}}", v, sizeof v);
+  size_t len = st_bytes(want,
+                        "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":"
+                        "[0,24]}}",
+                        v, sizeof v);
   cr_assert_eq(want[0], 64);
   st_assert_file(io_path("a.st"), want, len);
   fg_tensor_free(t);
@@ -54,8 +56,10 @@ Test(safetensors, writer_matches_reference_bytes) {
   t = st_f32(fg_shape4(1, 1, 2, 3), v);
   item = (fg_safetensors_item){.name = "attn0", .tensor = t};
   cr_assert_eq(fg_safetensors_write(io_path("b.st"), &item, 1, NULL, 0, &e), FG_OK, "%s", e.msg);
-  len = st_bytes(want, "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":"
-                       "[0,24]}}       ", v, sizeof v);
+  len = st_bytes(want,
+                 "{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":"
+                 "[0,24]}}       ",
+                 v, sizeof v);
   cr_assert_eq(want[0], 72, "padded to a multiple of 8");
   st_assert_file(io_path("b.st"), want, len);
   fg_tensor_free(t);
@@ -76,8 +80,10 @@ Test(safetensors, writer_matches_reference_bytes) {
 Test(safetensors, reader_accepts_reference_files) {
   uint8_t file[256];
   int32_t data[4] = {1, 2, 3, 4};
-  size_t len = st_bytes(file, "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":"
-                              "[0,16]}}", data, sizeof data);
+  size_t len = st_bytes(file,
+                        "{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":"
+                        "[0,16]}}",
+                        data, sizeof data);
   cr_assert_eq(file[0], '<');
   io_write(io_path("t.st"), file, len);
   fg_safetensors *f;
@@ -99,8 +105,10 @@ Test(safetensors, reader_accepts_reference_files) {
   cr_assert_null(fg_safetensors_meta(f, "framework"));
   fg_safetensors_close(f);
 
-  len = st_bytes(file, "{\"__metadata__\":{\"framework\":\"pt\"},\"test1\":{\"dtype\":\"I32\","
-                       "\"shape\":[2,2],\"data_offsets\":[0,16]}}       ", data, sizeof data);
+  len = st_bytes(file,
+                 "{\"__metadata__\":{\"framework\":\"pt\"},\"test1\":{\"dtype\":\"I32\","
+                 "\"shape\":[2,2],\"data_offsets\":[0,16]}}       ",
+                 data, sizeof data);
   cr_assert_eq(file[0], 'f');
   io_write(io_path("m.st"), file, len);
   cr_assert_eq(fg_safetensors_open(&f, io_path("m.st"), &e), FG_OK, "%s", e.msg);
@@ -121,7 +129,7 @@ Test(safetensors, round_trip) {
   cr_assert_eq(fg_tensor_new(&b, FG_F64, &s, NULL), FG_OK);
   for (int i = 0; i < 5; i++) fg_tensor_set(b, i, 1.0 / (i + 3));
   int perm[3] = {2, 0, 1};
-  cr_assert_eq(fg_tensor_permute(&wt, w, perm, NULL), FG_OK); /* a strided view */
+  cr_assert_eq(fg_tensor_permute(&wt, w, perm, NULL), FG_OK);  /* a strided view */
   cr_assert_eq(fg_tensor_slice0(&rows, w, 1, 2, NULL), FG_OK); /* an offset view */
   s = fg_shape2(0, 3);
   cr_assert_eq(fg_tensor_new(&empty, FG_F32, &s, NULL), FG_OK);
@@ -131,19 +139,21 @@ Test(safetensors, round_trip) {
   int64_t counters[3] = {INT64_MIN, 7, INT64_MAX};
   uint8_t flags[2] = {1, 254};
   fg_safetensors_item items[] = {
-      {.name = "w", .tensor = w},         {.name = "b", .tensor = b},
-      {.name = "wt", .tensor = wt},       {.name = "rows", .tensor = rows},
-      {.name = "empty", .tensor = empty}, {.name = "scalar", .tensor = scalar},
+      {.name = "w", .tensor = w},
+      {.name = "b", .tensor = b},
+      {.name = "wt", .tensor = wt},
+      {.name = "rows", .tensor = rows},
+      {.name = "empty", .tensor = empty},
+      {.name = "scalar", .tensor = scalar},
       {.name = "step", .dtype = "I64", .shape = fg_shape1(3), .data = counters},
       {.name = "flags", .dtype = "U8", .shape = fg_shape1(2), .data = flags},
       {.name = "layer.é/\"q\"", .tensor = b},
   };
-  fg_safetensors_kv meta[] = {{"spec", "layer affine \"x\"\n\tback\\slash é ∑"},
-                              {"step", "1234"},
-                              {"empty", ""}};
+  fg_safetensors_kv meta[] = {
+      {"spec", "layer affine \"x\"\n\tback\\slash é ∑"}, {"step", "1234"}, {"empty", ""}};
   size_t n_items = sizeof items / sizeof *items;
-  cr_assert_eq(fg_safetensors_write(io_path("ck.st"), items, n_items, meta, 3, &e), FG_OK,
-               "%s", e.msg);
+  cr_assert_eq(fg_safetensors_write(io_path("ck.st"), items, n_items, meta, 3, &e), FG_OK, "%s",
+               e.msg);
   fg_safetensors *f;
   cr_assert_eq(fg_safetensors_open(&f, io_path("ck.st"), &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_safetensors_count(f), n_items);
@@ -190,9 +200,10 @@ Test(safetensors, layout_is_aligned) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = n << 8 | raw[i];
   cr_assert_eq(n % 8, 0);
-  const char *want = "{\"d\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]},"
-                     "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
-                     "\"u\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[12,15]}}";
+  const char *want =
+      "{\"d\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+      "\"u\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[12,15]}}";
   cr_assert_eq(memcmp(raw + 8, want, strlen(want)), 0, "header: %.*s", (int)n, raw + 8);
   free(raw);
   fg_tensor_free(a);
@@ -298,8 +309,8 @@ Test(safetensors, failed_write_keeps_previous_file) {
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
   cr_assert_neq(access(tmp, F_OK), 0, "temporary file removed");
   /* a directory that does not exist */
-  io_assert_error(fg_safetensors_write(io_path("no/such/file.st"), &item, 1, NULL, 0, &e),
-                  FG_E_IO, e, io_path("no/such/file.st"), "cannot create the temporary file");
+  io_assert_error(fg_safetensors_write(io_path("no/such/file.st"), &item, 1, NULL, 0, &e), FG_E_IO,
+                  e, io_path("no/such/file.st"), "cannot create the temporary file");
   fg_tensor_free(t);
 }
 
@@ -313,8 +324,7 @@ Test(safetensors, writer_rejects_bad_input) {
   fg_safetensors_item meta_name = {.name = "__metadata__", .tensor = t};
   io_assert_error(fg_safetensors_write(p, &meta_name, 1, NULL, 0, &e), FG_E_MISUSE, e, p,
                   "'__metadata__' cannot name a tensor");
-  fg_safetensors_item bad_dtype = {.name = "x", .dtype = "Q7", .shape = fg_shape1(1),
-                                   .data = "x"};
+  fg_safetensors_item bad_dtype = {.name = "x", .dtype = "Q7", .shape = fg_shape1(1), .data = "x"};
   io_assert_error(fg_safetensors_write(p, &bad_dtype, 1, NULL, 0, &e), FG_E_MISUSE, e, p,
                   "unknown dtype 'Q7'");
   fg_safetensors_item bad_utf8 = {.name = "\xff\xfe", .tensor = t};
@@ -383,8 +393,9 @@ Test(safetensors, rejects_bad_header_text) {
 Test(safetensors, valid_hand_built_file_opens) {
   /* the control for the cases below: in any order, zero-size entries anywhere */
   static uint8_t file[512];
-  size_t len = st_bytes(file, "{" E("b", "F32", "[1]", "[4,8]") "," E("z", "F64", "[0,7]", "[4,4]")
-                              "," E("a", "F32", "[1]", "[0,4]") ",\"__metadata__\":{}}  \n ",
+  size_t len = st_bytes(file,
+                        "{" E("b", "F32", "[1]", "[4,8]") "," E("z", "F64", "[0,7]", "[4,4]") "," E(
+                            "a", "F32", "[1]", "[0,4]") ",\"__metadata__\":{}}  \n ",
                         "\0\0\x80\x3f\0\0\0\x40", 8);
   io_write(io_path("ok.st"), file, len);
   fg_safetensors *f;
@@ -408,19 +419,23 @@ Test(safetensors, rejects_bad_entries) {
   st_expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "tensor 'w': no 'data_offsets'");
   st_expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4,
                 "tensor 'w': unexpected key 'x'");
-  st_expect_bad("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
-                4, "tensor 'w': key 'dtype' appears twice");
+  st_expect_bad(
+      "{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+      "tensor 'w': key 'dtype' appears twice");
   st_expect_bad("{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
                 "tensor 'w': dtype is not a string");
   st_expect_bad("{" E("w", "F128", "[1]", "[0,16]") "}", 16, "tensor 'w': unknown dtype 'F128'");
   st_expect_bad("{" E("w", "F32", "{}", "[0,4]") "}", 4, "tensor 'w': shape is not an array");
-  st_expect_bad("{" E("w", "F32", "[1,-1]", "[0,4]") "}", 4, "tensor 'w': shape[1] is not a non-negative integer");
-  st_expect_bad("{" E("w", "F32", "[1.5]", "[0,4]") "}", 4, "shape[0] is not a non-negative integer");
+  st_expect_bad("{" E("w", "F32", "[1,-1]", "[0,4]") "}", 4,
+                "tensor 'w': shape[1] is not a non-negative integer");
+  st_expect_bad("{" E("w", "F32", "[1.5]", "[0,4]") "}", 4,
+                "shape[0] is not a non-negative integer");
   st_expect_bad("{" E("w", "F32", "[\"1\"]", "[0,4]") "}", 4, "shape[0] is not");
   st_expect_bad("{" E("w", "F32", "[1]", "[0]") "}", 4,
                 "tensor 'w': data_offsets is not an array of two non-negative integers");
   st_expect_bad("{" E("w", "F32", "[1]", "[0,4,8]") "}", 4, "data_offsets is not an array of two");
-  st_expect_bad("{" E("w", "F32", "[1]", "[0,1e300]") "}", 4, "data_offsets is not an array of two");
+  st_expect_bad("{" E("w", "F32", "[1]", "[0,1e300]") "}", 4,
+                "data_offsets is not an array of two");
   st_expect_bad("{" E("w", "F32", "[1]", "[4,0]") "}", 4,
                 "tensor 'w': data_offsets [4, 0] end before they begin");
 }
@@ -440,15 +455,18 @@ Test(safetensors, rejects_sizes_that_disagree) {
 Test(safetensors, rejects_offsets_that_do_not_tile) {
   st_expect_bad("{" E("a", "F32", "[1]", "[0,4]") "," E("b", "F32", "[1]", "[8,12]") "}", 12,
                 "tensor 'b': data_offsets [8, 12] leave a gap: bytes [4, 8) belong to no tensor");
-  st_expect_bad("{" E("a", "F32", "[1]", "[4,8]") "}", 8, "tensor 'a': data_offsets [4, 8] leave a gap: bytes [0, 4)");
+  st_expect_bad("{" E("a", "F32", "[1]", "[4,8]") "}", 8,
+                "tensor 'a': data_offsets [4, 8] leave a gap: bytes [0, 4)");
   st_expect_bad("{" E("a", "F32", "[2]", "[0,8]") "," E("b", "F32", "[2]", "[4,12]") "}", 12,
                 "tensor 'b': data_offsets [4, 12] overlap tensor 'a', which ends at 8");
   st_expect_bad("{" E("a", "F32", "[1]", "[0,4]") "," E("b", "F32", "[1]", "[0,4]") "}", 4,
                 "overlap tensor");
-  st_expect_bad("{" E("a", "F32", "[1]", "[0,4]") "}", 5,
-                "the tensors cover 4 bytes but the data after the header is 5 bytes (trailing bytes)");
-  st_expect_bad("{" E("a", "F32", "[2]", "[0,8]") "}", 7,
-                "the tensors cover 8 bytes but the data after the header is 7 bytes (the file is truncated)");
+  st_expect_bad(
+      "{" E("a", "F32", "[1]", "[0,4]") "}", 5,
+      "the tensors cover 4 bytes but the data after the header is 5 bytes (trailing bytes)");
+  st_expect_bad(
+      "{" E("a", "F32", "[2]", "[0,8]") "}", 7,
+      "the tensors cover 8 bytes but the data after the header is 7 bytes (the file is truncated)");
   st_expect_bad("{}", 1, "the tensors cover 0 bytes but the data after the header is 1 bytes");
 }
 
@@ -457,7 +475,8 @@ Test(safetensors, rejects_duplicates_and_bad_metadata) {
                 "tensor name 'a' appears twice");
   st_expect_bad("{\"__metadata__\":[]}", 0, "__metadata__ is not a JSON object");
   st_expect_bad("{\"__metadata__\":{\"step\":3}}", 0, "__metadata__ 'step' is not a string");
-  st_expect_bad("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "__metadata__ key 'k' appears twice");
+  st_expect_bad("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0,
+                "__metadata__ key 'k' appears twice");
   st_expect_bad("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "__metadata__ appears twice");
 }
 
@@ -465,26 +484,27 @@ Test(safetensors, rejects_duplicates_and_bad_metadata) {
  * safetensors' format description says, independently of cJSON. */
 Test(safetensors, python_json_reads_our_file) {
   if (system("/usr/bin/python3 -c 'import json, struct' 2>/dev/null") != 0)
-    cr_skip("no /usr/bin/python3");
+    io_skip("no /usr/bin/python3");
   float v[6] = {0.5f, -1, 2, 3, 4, 5};
   fg_tensor *t = st_f32(fg_shape2(2, 3), v);
   fg_safetensors_item item = {.name = "layer.0/w", .tensor = t};
   fg_safetensors_kv kv = {"spec", "glow \"K\"=4\n"};
   fg_err e;
   cr_assert_eq(fg_safetensors_write(io_path("py.st"), &item, 1, &kv, 1, &e), FG_OK, "%s", e.msg);
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd,
-           "/usr/bin/python3 -c \"import json, struct, sys\n"
-           "b = open(sys.argv[1], 'rb').read()\n"
-           "n, = struct.unpack('<Q', b[:8])\n"
-           "h = json.loads(b[8:8 + n].decode('utf-8'))\n"
-           "assert h.pop('__metadata__') == {'spec': 'glow \\\\\"K\\\\\"=4\\\\n'}, 'metadata'\n"
-           "w = h['layer.0/w']\n"
-           "assert w['dtype'] == 'F32' and w['shape'] == [2, 3], w\n"
-           "s, t = w['data_offsets']\n"
-           "assert list(struct.unpack('<6f', b[8 + n + s:8 + n + t])) == [0.5, -1, 2, 3, 4, 5]\n"
-           "assert 8 + n + t == len(b)\" %s",
-           io_path("py.st"));
+  const char *script =
+      "import json, struct, sys\n"
+      "b = open(sys.argv[1], 'rb').read()\n"
+      "n, = struct.unpack('<Q', b[:8])\n"
+      "h = json.loads(b[8:8 + n].decode('utf-8'))\n"
+      "assert h.pop('__metadata__') == {'spec': 'glow \"K\"=4\\n'}, 'metadata'\n"
+      "w = h.pop('layer.0/w')\n"
+      "assert w['dtype'] == 'F32' and w['shape'] == [2, 3] and not h, w\n"
+      "s, t = w['data_offsets']\n"
+      "assert list(struct.unpack('<6f', b[8 + n + s:8 + n + t])) == [0.5, -1, 2, 3, 4, 5]\n"
+      "assert 8 + n + t == len(b)\n";
+  io_write(io_path("check.py"), script, strlen(script));
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", io_path("check.py"), io_path("py.st"));
   cr_assert_eq(system(cmd), 0, "python decoded the file");
   fg_tensor_free(t);
 }
@@ -492,26 +512,28 @@ Test(safetensors, python_json_reads_our_file) {
 /* The real thing, where the safetensors Python package is installed (Debian 12 has none). */
 Test(safetensors, python_safetensors_reads_our_file) {
   if (system("/usr/bin/python3 -c 'import safetensors.numpy' 2>/dev/null") != 0)
-    cr_skip("the safetensors Python package is not installed");
+    io_skip("the safetensors Python package is not installed");
   float v[6] = {0.5f, -1, 2, 3, 4, 5};
   fg_tensor *t = st_f32(fg_shape2(2, 3), v);
   int64_t step[1] = {123};
-  fg_safetensors_item items[] = {{.name = "w", .tensor = t},
-                                 {.name = "step", .dtype = "I64", .shape = fg_shape1(1),
-                                  .data = step}};
+  fg_safetensors_item items[] = {
+      {.name = "w", .tensor = t},
+      {.name = "step", .dtype = "I64", .shape = fg_shape1(1), .data = step}};
   fg_safetensors_kv kv = {"format", "flowgrad"};
   fg_err e;
   cr_assert_eq(fg_safetensors_write(io_path("py.st"), items, 2, &kv, 1, &e), FG_OK, "%s", e.msg);
+  const char *script =
+      "import sys\n"
+      "from safetensors.numpy import load_file\n"
+      "from safetensors import safe_open\n"
+      "d = load_file(sys.argv[1])\n"
+      "assert d['w'].shape == (2, 3) and d['w'].tolist()[0] == [0.5, -1, 2]\n"
+      "assert d['step'].tolist() == [123]\n"
+      "with safe_open(sys.argv[1], 'np') as f:\n"
+      "    assert f.metadata() == {'format': 'flowgrad'}\n";
+  io_write(io_path("check.py"), script, strlen(script));
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "/usr/bin/python3 -c \"import sys\n"
-           "from safetensors.numpy import load_file\n"
-           "from safetensors import safe_open\n"
-           "d = load_file(sys.argv[1])\n"
-           "assert d['w'].shape == (2, 3) and d['w'].tolist()[0] == [0.5, -1, 2]\n"
-           "assert d['step'].tolist() == [123]\n"
-           "with safe_open(sys.argv[1], 'np') as f: assert f.metadata() == {'format': 'flowgrad'}\" %s",
-           io_path("py.st"));
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", io_path("check.py"), io_path("py.st"));
   cr_assert_eq(system(cmd), 0, "safetensors loaded the file");
   fg_tensor_free(t);
 }

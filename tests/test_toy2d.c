@@ -91,7 +91,8 @@ Test(toy2d, eight_gaussians) {
     cr_assert(fabs(k - round(k)) < 1e-5, "on a multiple of 45 degrees");
     count[((int)lround(k) + 8) % 8]++;
   }
-  for (int k = 0; k < 8; k++) cr_assert(count[k] > 850 && count[k] < 1150, "centre %d: %d", k, count[k]);
+  for (int k = 0; k < 8; k++)
+    cr_assert(count[k] > 850 && count[k] < 1150, "centre %d: %d", k, count[k]);
   fg_tensor_free(t);
   /* with noise: each point's offset from its centre has the requested std */
   double sigma = 0.2, ss = 0;
@@ -148,8 +149,10 @@ Test(toy2d, bad_arguments) {
   fg_tensor *t;
   fg_err e;
   cr_assert_eq(fg_toy2d_generate("spirals", 10, 0, 1, 0, &t, &e), FG_E_NOTFOUND);
-  cr_assert(strstr(e.msg, "unknown toy data set 'spirals'; known: moons, 8gaussians, "
-                          "checkerboard, rings"), "%s", e.msg);
+  cr_assert(strstr(e.msg,
+                   "unknown toy data set 'spirals'; known: moons, 8gaussians, "
+                   "checkerboard, rings"),
+            "%s", e.msg);
   cr_assert_eq(t, NULL);
   cr_assert_eq(fg_toy2d_generate("moons", 0, 0, 1, 0, &t, &e), FG_E_MISUSE);
   cr_assert(strstr(e.msg, "n = 0"), "%s", e.msg);

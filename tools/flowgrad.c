@@ -4,7 +4,8 @@
 
 #include "tools/cli.h"
 
-static const cli_command *const commands[] = {&cli_check, &cli_list};
+static const cli_command *const commands[] = {&cli_train, &cli_eval, &cli_sample, &cli_interpolate,
+                                             &cli_dump, &cli_check, &cli_list};
 enum { N_COMMANDS = sizeof commands / sizeof *commands };
 
 static void usage(FILE *to) {
