@@ -21,5 +21,6 @@ const fg_bijector_type *const fg_builtin_bijectors[] = {
     &fg_bijector_sigmoid,
     &fg_bijector_affine,
     &fg_bijector_scale,
+    &fg_bijector_flatten,
     NULL,
 };

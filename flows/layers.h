@@ -41,6 +41,7 @@ extern const fg_bijector_type fg_bijector_logit;
 extern const fg_bijector_type fg_bijector_exp;     /* "exp" */
 extern const fg_bijector_type fg_bijector_sigmoid; /* "sigmoid" */
 extern const fg_bijector_type fg_bijector_affine;  /* "affine": scale double = 1, shift double = 0 */
+extern const fg_bijector_type fg_bijector_flatten; /* "flatten": event ints (required) */
 extern const fg_bijector_type fg_bijector_scale;   /* "scale": parameter "log_scale" [event] */
 
 #endif
