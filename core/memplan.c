@@ -71,6 +71,22 @@ static bool can_reuse_input(const fg_graph *g, const fg_memplan *m, const uint8_
   return true;
 }
 
+/* v's range: its dying input 0's when it may run in place, else a new one. */
+static void place(const fg_graph *g, fg_memplan *m, const uint8_t *planned, bool in_place_ok, arena_state *a,
+                  fg_node v, int32_t s) {
+  m->naive_bytes += node_bytes(g, v);
+  if (in_place_ok && can_reuse_input(g, m, planned, v, s)) {
+    fg_node x = fg_node_input(g, v, 0);
+    m->offset[v] = m->offset[x];
+    for (int32_t i = 0; i < a->n_live; i++)
+      if (a->live[i].owner == x) a->live[i].owner = v; /* the range now belongs to v */
+    m->in_place[v] = 1;
+    m->n_in_place++;
+  } else {
+    m->offset[v] = (int64_t)arena_alloc(a, node_bytes(g, v), v);
+  }
+}
+
 fg_status fg_memplan_build(const fg_graph *g, int n_steps, const fg_memplan_step *steps,
                            const uint8_t *planned, bool in_place_ok, fg_memplan *m, fg_err *e) {
   memset(m, 0, sizeof *m);
@@ -88,19 +104,9 @@ fg_status fg_memplan_build(const fg_graph *g, int n_steps, const fg_memplan_step
   compute_deaths(g, n_steps, steps, planned, m);
   for (int32_t s = 0; s < n_steps; s++) {
     fg_node v = steps[s].node;
-    if (!planned[v]) continue;
-    m->naive_bytes += node_bytes(g, v);
-    if (in_place_ok && can_reuse_input(g, m, planned, v, s)) {
-      fg_node x = fg_node_input(g, v, 0);
-      m->offset[v] = m->offset[x];
-      for (int32_t i = 0; i < a.n_live; i++)
-        if (a.live[i].owner == x) a.live[i].owner = v; /* the range now belongs to v */
-      m->in_place[v] = 1;
-      m->n_in_place++;
-    } else {
-      m->offset[v] = (int64_t)arena_alloc(&a, node_bytes(g, v), v);
-    }
-    /* values whose last reader is this step are free for the next steps */
+    if (planned[v]) place(g, m, planned, in_place_ok, &a, v, s);
+    /* values whose last reader is this step are free for the next steps, also when the step
+     * writes an output (outside the arena: a gradient reading the last of an activation) */
     for (int32_t k = 0; k < steps[s].n_reads; k++) {
       fg_node r = steps[s].reads[k];
       if (planned[r] && m->dies_at[r] == s && !(m->in_place[v] && r == fg_node_input(g, v, 0)))

@@ -1,6 +1,6 @@
 /* Algebraic simplification: local rewrites that give bit-identical results (x·1 → x, x + 0 → x,
  * -(-x) → x, reshape of a reshape, identity permutes and casts, stop_gradient → x once the
- * gradients exist, ...), repeated until nothing changes or an iteration budget runs out.  No
+ * gradients exist, a slice that takes back one input of a concat, ...), repeated until nothing changes or an iteration budget runs out.  No
  * rule that changes IEEE results (x·0 → 0 would turn inf·0 = NaN into 0). */
 #include <string.h>
 
@@ -68,6 +68,27 @@ static fg_node simplified(fg_graph *dst, const fg_node_rec *r, const fg_node *in
   }
 }
 
+/* slice(concat(a, b, ...)) taking exactly one input back → that input.  A value split and
+ * joined again (a coupling's two halves, a split layer's kept part, a layer rebuilt from its
+ * inverse's output by flows/recompute_grads.c) is then not copied, and what was computed from
+ * the part is shared by common-subexpression merging. */
+static fg_node slice_of_concat(const fg_graph *dst, const fg_node_rec *r, fg_node x) {
+  if (r->op != FG_OP_SLICE || fg_node_op(dst, x) != FG_OP_CONCAT) return FG_NONE;
+  const fg_slice_attr *s = r->attr;
+  int axis = ((const fg_concat_attr *)fg_node_attr(dst, x))->axis;
+  fg_shape xs = fg_node_shape(dst, x);
+  for (int i = 0; i < xs.ndim; i++)
+    if (s->step[i] != 1 || (i != axis && (s->start[i] != 0 || s->stop[i] != xs.d[i]))) return FG_NONE;
+  int64_t at = 0;
+  for (int k = 0; k < fg_node_num_inputs(dst, x); k++) {
+    fg_node in = fg_node_input(dst, x, k);
+    int64_t len = fg_node_shape(dst, in).d[axis];
+    if (s->start[axis] == at && s->stop[axis] == at + len) return in;
+    at += len;
+  }
+  return FG_NONE;
+}
+
 /* reshape(reshape(x)) → reshape(x): the inner copy disappears. */
 static fg_node collapse_reshape(fg_graph *dst, const fg_node_rec *r, const fg_node *in) {
   if (r->op != FG_OP_RESHAPE || fg_node_op(dst, in[0]) != FG_OP_RESHAPE) return FG_NONE;
@@ -80,6 +101,7 @@ static fg_node simplify_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
   const fg_node_rec *r = fg_graph_node(src, n);
   fg_node s = simplified(dst, r, inputs);
   if (s == FG_NONE) s = collapse_reshape(dst, r, inputs);
+  if (s == FG_NONE && r->n_in == 1) s = slice_of_concat(dst, r, inputs[0]);
   if (s == FG_NONE) return fg_graph_copy_node(dst, src, n, inputs);
   c->changes++;
   return s;

@@ -113,13 +113,15 @@ static fg_node mlp(const fg_conditioner *net, fg_flow_ctx *c, const char *scope,
 }
 
 /* openai/glow's f(): hidden convs there have actnorm instead of a bias and "edge_bias" padding
- * (an extra input channel marking the border); here they have a plain bias and zero padding. */
+ * (an extra input channel marking the border); here they have a plain bias and zero padding.
+ * Without that actnorm, openai/glow's N(0, 0.05) weights leave the first conv's features ~3x
+ * too small for a 2-channel input (fan-in 18) and learning starts slowly; the fan-in uniform
+ * init (PyTorch's default, as the peer reference uses) keeps them at unit scale. */
 static fg_node glow(const fg_conditioner *net, fg_flow_ctx *c, const char *scope, fg_node h,
                     int64_t out_features) {
   fg_graph *g = fg_flow_graph(c);
-  const fg_init glow_w = {FG_INIT_NORMAL, 0.0, 0.05}; /* openai/glow's default_initializer */
-  h = fg_relu(g, conv(c, scope, "conv1", h, 3, net->hidden, glow_w));
-  h = fg_relu(g, conv(c, scope, "conv2", h, 1, net->hidden, glow_w));
+  h = fg_relu(g, conv(c, scope, "conv1", h, 3, net->hidden, conv_init(h, g, 3)));
+  h = fg_relu(g, conv(c, scope, "conv2", h, 1, net->hidden, conv_init(h, g, 1)));
   fg_node out = conv(c, scope, "out", h, 3, out_features, zeros);
   fg_node logs = param(c, scope, "out", "logs", fg_shape1(out_features), zeros, out);
   fg_node gain = fg_exp(g, fg_mul_scalar(g, logs, 3.0));

@@ -136,8 +136,7 @@ int fg_flow_updates_count(const fg_flow_updates *u) { return u ? u->n : 0; }
 fg_node fg_flow_updates_node(const fg_flow_updates *u, int i) { return u && i >= 0 && i < u->n ? u->nodes[i] : FG_NONE; }
 const char *fg_flow_updates_name(const fg_flow_updates *u, int i) { return u && i >= 0 && i < u->n ? u->names[i] : NULL; }
 
-/* The context's recorded requests, copied (NULL when there are none or memory ran out). */
-static fg_flow_updates *collect_updates(fg_flow_ctx *c, bool *nomem) {
+fg_flow_updates *fg_flow_updates_from_ctx(fg_flow_ctx *c, bool *nomem) {
   int n = fg_flow_ctx_num_inits(c);
   *nomem = false;
   if (n == 0) return NULL;
@@ -175,7 +174,7 @@ fg_status fg_flow_log_prob_updates(fg_flow *f, fg_graph *g, fg_node x, bool trai
   fg_flow_ctx *c = make_ctx(f, g, (ctx_mode){.training = training, .seed = f->cfg.seed});
   if (c && log_prob_in(f, c, x, logp) == FG_OK && updates) {
     bool nomem;
-    *updates = collect_updates(c, &nomem);
+    *updates = fg_flow_updates_from_ctx(c, &nomem);
     if (nomem) fg_graph_fail(g, FG_E_NOMEM, "flow: out of memory recording state updates");
   }
   fg_flow_ctx_free(c);

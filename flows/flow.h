@@ -89,6 +89,10 @@ const char *fg_flow_updates_name(const fg_flow_updates *u, int i); /* full param
 fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u, const fg_tensor *const *values,
                                 fg_err *e);
 void fg_flow_updates_free(fg_flow_updates *u);
+/* The requests a context has recorded so far, copied (NULL when there are none, and when
+ * memory ran out, which sets *nomem): for builders that run the layers themselves
+ * (flows/recompute_grads.c). */
+fg_flow_updates *fg_flow_updates_from_ctx(fg_flow_ctx *c, bool *nomem);
 
 /* fg_flow_log_prob that also returns the graph's state updates (*updates: NULL when the graph
  * has none; otherwise the caller frees it). */

@@ -28,14 +28,16 @@ struct fg_trainer {
   fg_flow_updates *updates;
   fg_optim *opt;
   fg_tensor **ema;          /* NULL without EMA */
+  fg_recompute *rc;         /* recompute mode's blocks, NULL otherwise */
   int64_t step, bad_in_a_row;
-  bool initialised;
+  bool initialised, rc_checked;
   int64_t *perm;            /* the current epoch's order */
   int64_t perm_epoch;
 };
 
 fg_train_settings fg_train_defaults(void) {
-  fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7};
+  fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7,
+                         .recompute_tol = 1e-4};
   snprintf(t.optimizer, sizeof t.optimizer, "adam");
   return t;
 }
@@ -83,31 +85,49 @@ static fg_node model_input(const fg_trainer *t, fg_graph *g, fg_node x) {
   return fg_mul_scalar(g, fg_add(g, x, u), 1.0 / t->n_bins);
 }
 
+/* Loss and parameter gradients (outs[0], outs[1..]): block by block in recompute mode. */
+static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
+  fg_node in = model_input(t, t->g, x);
+  if (t->rc) return fg_recompute_loss_grads(t->rc, t->g, in, &outs[0], outs + 1, &t->updates);
+  if (fg_flow_nll_loss(t->f, t->g, in, true, &outs[0], &t->updates) != FG_OK) return fg_graph_status(t->g);
+  return fg_flow_param_grads(t->f, t->g, outs[0], outs + 1);
+}
+
+/* The training graph and program (x already allocated). */
 static fg_status build_training(fg_trainer *t, fg_err *e) {
   t->g = fg_graph_new();
   if (!t->g) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  fg_shape bs = batch_shape(t->f, t->batch);
-  fg_node x = fg_input(t->g, "x", fg_flow_get_config(t->f)->dtype, bs), loss;
-  fg_flow_nll_loss(t->f, t->g, model_input(t, t->g, x), true, &loss, &t->updates);
+  fg_node x = fg_input(t->g, "x", fg_flow_get_config(t->f)->dtype, t->x->shape);
   t->n_params = fg_flow_num_params(t->f);
-  int n_up = fg_flow_updates_count(t->updates), n_out = 1 + t->n_params + n_up;
-  fg_node *outs = malloc(sizeof *outs * (size_t)n_out);
+  fg_node *outs = malloc(sizeof *outs * (size_t)(1 + t->n_params));
   if (!outs) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  outs[0] = loss;
-  fg_status st = fg_graph_status(t->g) == FG_OK ? fg_flow_param_grads(t->f, t->g, loss, outs + 1) : fg_graph_status(t->g);
+  fg_status st = loss_and_grads(t, x, outs);
+  int n_up = fg_flow_updates_count(t->updates), n_out = 1 + t->n_params + n_up;
+  fg_node *all = st == FG_OK ? realloc(outs, sizeof *outs * (size_t)n_out) : outs;
+  if (all) outs = all;
+  else st = FG_E_NOMEM;
   for (int i = 0; st == FG_OK && i < n_up; i++) outs[1 + t->n_params + i] = fg_flow_updates_node(t->updates, i);
   if (st != FG_OK) {
     free(outs);
-    return fg_err_set(e, st, "building the training graph: %s", fg_graph_errmsg(t->g));
+    return fg_err_set(e, st, "building the training graph: %s",
+                      fg_graph_status(t->g) != FG_OK ? fg_graph_errmsg(t->g) : fg_status_str(st));
   }
   fg_program_opts po = {.pool = t->pool};
   st = fg_program_new_opts(&t->prog, t->g, n_out, outs, &po, e);
   free(outs);
-  if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(t->f)->dtype, &bs, e);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), t->prog, e);
   if (st == FG_OK && fg_program_bind(t->prog, "x", t->x) != FG_OK)
     st = fg_err_set(e, FG_E_INTERNAL, "%s", fg_program_errmsg(t->prog));
   return st;
+}
+
+/* After blocks fell back to stored activations: the same program with their new modes. */
+static fg_status rebuild_training(fg_trainer *t, fg_err *e) {
+  fg_program_free(t->prog);
+  fg_graph_free(t->g);
+  fg_flow_updates_free(t->updates);
+  t->prog = NULL, t->g = NULL, t->updates = NULL;
+  return build_training(t, e);
 }
 
 static fg_status make_optimiser(fg_trainer *t, fg_err *e) {
@@ -136,6 +156,9 @@ static fg_status check_settings(const fg_train_settings *s, const fg_trainer_dat
     return fg_err_set(e, FG_E_MISUSE, "the training set has %lld samples, fewer than one batch of %lld",
                       (long long)d->train->shape.d[0], (long long)s->batch);
   if (s->ema < 0 || s->ema >= 1) return fg_err_set(e, FG_E_MISUSE, "ema must be in [0, 1), got %g", s->ema);
+  if (isnan(s->recompute_tol)) return fg_err_set(e, FG_E_MISUSE, "recompute_tol must be a number");
+  if (s->recompute_check < 0)
+    return fg_err_set(e, FG_E_MISUSE, "recompute_check must be >= 0, got %lld", (long long)s->recompute_check);
   return FG_OK;
 }
 
@@ -157,6 +180,9 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
     if (!t->perm) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
   }
   if (st == FG_OK) st = fg_pool_new(&t->pool, n_threads > 0 ? n_threads : (getenv("FG_THREADS") ? atoi(getenv("FG_THREADS")) : 0), e);
+  fg_shape bs = batch_shape(f, t->batch);
+  if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(f)->dtype, &bs, e);
+  if (st == FG_OK && s->recompute) st = fg_recompute_new(&t->rc, f, e);
   if (st == FG_OK) st = build_training(t, e);
   if (st == FG_OK) st = make_optimiser(t, e);
   if (st != FG_OK) {
@@ -173,6 +199,7 @@ void fg_trainer_free(fg_trainer *t) {
   fg_graph_free(t->g);
   fg_flow_updates_free(t->updates);
   fg_optim_free(t->opt);
+  fg_recompute_free(t->rc);
   for (int i = 0; t->ema && i < t->n_params; i++) fg_tensor_free(t->ema[i]);
   free(t->ema);
   fg_tensor_free(t->x);
@@ -254,13 +281,19 @@ done:
 
 /* ---- a step ---- */
 
+/* The current batch as the model sees it: images dequantised with fixed host-side noise. */
+static fg_status model_batch(const fg_trainer *t, fg_tensor **y, fg_err *e) {
+  fg_status st = fg_tensor_copy(y, t->x, t->x->dtype, e);
+  if (st == FG_OK && t->discrete)
+    for (int64_t i = 0; i < fg_tensor_numel(*y); i++)
+      fg_tensor_set(*y, i, (fg_tensor_get(*y, i) + fg_rng_uniform((uint64_t)t->s.seed + 99, (uint64_t)i)) / t->n_bins);
+  return st;
+}
+
 static fg_status data_init(fg_trainer *t, fg_err *e) {
   fg_tensor *y;
-  fg_status st = fg_tensor_copy(&y, t->x, t->x->dtype, e);
+  fg_status st = model_batch(t, &y, e);
   if (st != FG_OK) return st;
-  if (t->discrete)
-    for (int64_t i = 0; i < fg_tensor_numel(y); i++)
-      fg_tensor_set(y, i, (fg_tensor_get(y, i) + fg_rng_uniform((uint64_t)t->s.seed + 99, (uint64_t)i)) / t->n_bins);
   st = fg_flow_data_init(t->f, y, e);
   fg_tensor_free(y);
   if (st != FG_OK) return st;
@@ -268,6 +301,21 @@ static fg_status data_init(fg_trainer *t, fg_err *e) {
     memcpy(fg_tensor_data(t->ema[i]), fg_tensor_data(fg_params_tensor(fg_flow_params(t->f), i)),
            (size_t)fg_tensor_numel(t->ema[i]) * fg_dtype_size(t->ema[i]->dtype));
   return FG_OK;
+}
+
+/* Recompute mode: the round-trip check on the current batch, when due (the first step of a
+ * session, then every recompute_check steps); blocks that fail it keep their activations from
+ * now on, which needs a new program. */
+static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
+  bool due = !t->rc_checked || (t->s.recompute_check > 0 && t->step % t->s.recompute_check == 0);
+  if (!t->rc || !due) return FG_OK;
+  fg_tensor *y = NULL;
+  fg_status st = model_batch(t, &y, e);
+  if (st == FG_OK) st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
+  fg_tensor_free(y);
+  t->rc_checked = true;
+  if (st == FG_OK && info->recompute_fallbacks > 0) st = rebuild_training(t, e);
+  return st;
 }
 
 static void update_ema(fg_trainer *t) {
@@ -314,6 +362,7 @@ fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
     if ((st = data_init(t, e)) != FG_OK) return st;
     t->initialised = true;
   }
+  if ((st = check_round_trips(t, info, e)) != FG_OK) return st;
   fg_program_set_rng_offset(t->prog, (uint64_t)t->step + 1);
   if ((st = fg_program_run(t->prog)) != FG_OK)
     return fg_err_set(e, st, "training step %lld: %s", (long long)t->step, fg_program_errmsg(t->prog));
@@ -396,6 +445,9 @@ fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
   if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)t->n_test);
   return st;
 }
+
+const fg_recompute *fg_trainer_recompute(const fg_trainer *t) { return t->rc; }
+const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t) { return fg_program_get_stats(t->prog); }
 
 const char *fg_trainer_profile(const fg_trainer *t, char *buf, size_t cap) {
   return fg_program_profile(t->prog, buf, cap);

@@ -18,15 +18,28 @@
  *
  * Non-finite guard.  A step whose loss or gradient norm is not finite is skipped (no update);
  * the first top-level layer whose output or log-det went non-finite is named; after
- * max_nonfinite skipped steps in a row the step returns FG_E_NUMERIC. */
+ * max_nonfinite skipped steps in a row the step returns FG_E_NUMERIC.
+ *
+ * Memory flat in depth (recompute = true).  The training program keeps no layer's activations
+ * from the forward to the backward pass: each layer rebuilds its input from its output through
+ * its inverse when the backward pass reaches it (flows/recompute.h), so peak memory stays about
+ * one layer's whatever the depth, for roughly one more forward pass of compute.  The gradients
+ * are the stored mode's up to rounding.  Layers that cannot be inverted from their output in
+ * training mode keep their activations.  On the first step of a session (after data-dependent
+ * initialisation) and every recompute_check steps, each recomputed layer's round trip is
+ * checked on the current batch; a layer whose relative error exceeds recompute_tol keeps its
+ * activations from then on (the program is rebuilt), reported in the step's
+ * recompute_fallbacks and by fg_trainer_recompute. */
 #ifndef FG_TRAINER_H
 #define FG_TRAINER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/program.h"
 #include "flows/flow.h"
 #include "flows/optim.h"
+#include "flows/recompute.h"
 
 typedef struct fg_train_settings {
   int64_t batch;        /* 64 */
@@ -42,6 +55,9 @@ typedef struct fg_train_settings {
   int64_t eval_every;   /* steps between test evaluations, 0 = at the end only */
   int64_t max_nonfinite;/* consecutive skipped steps before giving up, 10 */
   double temperature;   /* for samples, 0.7 */
+  bool recompute;       /* rebuild activations through inverses in the backward pass, false */
+  double recompute_tol; /* round-trip relative error above which a layer keeps them, 1e-4 */
+  int64_t recompute_check; /* steps between round-trip checks, 0 = the first step only */
 } fg_train_settings;
 
 /* Defaults for every setting. */
@@ -60,6 +76,7 @@ typedef struct fg_train_step_info {
   double lr;
   bool skipped;          /* non-finite: no update was made */
   char bad_layer[160];   /* for a skipped step: the first layer that produced a non-finite value */
+  int recompute_fallbacks; /* layers that this step's round-trip check made keep their activations */
 } fg_train_step_info;
 
 typedef struct fg_trainer fg_trainer;
@@ -96,6 +113,11 @@ fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_em
 
 /* Puts the EMA weights (if any) into the flow's parameters, for sampling after training. */
 void fg_trainer_use_ema(fg_trainer *t);
+/* With recompute: the layers ("blocks") and which of them rebuild their activations; NULL
+ * otherwise.  Borrowed. */
+const fg_recompute *fg_trainer_recompute(const fg_trainer *t);
+/* The training program's compile statistics (planned peak bytes of intermediate values...). */
+const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t);
 /* The per-op profile of the training program (FG_PROFILE=1), into buf. */
 const char *fg_trainer_profile(const fg_trainer *t, char *buf, size_t cap);
 

@@ -115,6 +115,13 @@ static fg_status parse_double(parser *p, int col, const char *w, double *out) {
   return FG_OK;
 }
 
+static fg_status parse_bool(parser *p, int col, const char *w, bool *out) {
+  if (!strcmp(w, "true") || !strcmp(w, "on") || !strcmp(w, "1")) *out = true;
+  else if (!strcmp(w, "false") || !strcmp(w, "off") || !strcmp(w, "0")) *out = false;
+  else return fail(p, col, "expected true or false, found '%s'", w);
+  return FG_OK;
+}
+
 /* ---- blocks ---- */
 
 static item *push_item(parser *p, item *parent, item_kind kind, int col) {
@@ -162,7 +169,7 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
 
 typedef struct setting {
   const char *key;
-  char kind; /* i: int, d: double, w: word */
+  char kind; /* i: int, d: double, w: word (the optimizer), b: true / false */
   size_t offset;
 } setting;
 
@@ -170,7 +177,8 @@ typedef struct setting {
 static const setting settings[] = {
     S(batch, 'i'), S(steps, 'i'),   S(minutes, 'd'),  S(lr, 'd'),         S(warmup, 'i'),
     S(clip, 'd'),  S(ema, 'd'),     S(optimizer, 'w'), S(n_bits, 'i'),    S(seed, 'i'),
-    S(eval_every, 'i'), S(max_nonfinite, 'i'), S(temperature, 'd'),
+    S(eval_every, 'i'), S(max_nonfinite, 'i'), S(temperature, 'd'), S(recompute, 'b'),
+    S(recompute_tol, 'd'), S(recompute_check, 'i'),
 };
 #undef S
 
@@ -187,13 +195,15 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
     char *field = (char *)&p->spec->train + settings[i].offset;
     if (settings[i].kind == 'i') return parse_int(p, (int)vcol, val, 0, (int64_t *)(void *)field);
     if (settings[i].kind == 'd') return parse_double(p, (int)vcol, val, (double *)(void *)field);
+    if (settings[i].kind == 'b') return parse_bool(p, (int)vcol, val, (bool *)(void *)field);
     if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
       return fail(p, (int)vcol, "unknown optimizer '%s' (adam, adamax or sgd)", val);
     snprintf(field, sizeof p->spec->train.optimizer, "%s", val);
     return FG_OK;
   }
   return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, clip, ema, "
-              "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature)", word);
+              "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
+              "recompute_check)", word);
 }
 
 static fg_status top_line(parser *p, line_view *v, const char *word, int col) {

@@ -17,6 +17,7 @@
  *   train                                        settings, `key value` per line
  *     batch 64
  *     lr 1e-3
+ *     recompute true                             memory flat in depth (flows/trainer.h)
  *   end
  *
  * A layer line is a registered bijector type followed by its arguments as `name=value` pairs

@@ -98,6 +98,11 @@ typedef struct fg_concat_attr { int32_t axis; } fg_concat_attr;
 fg_node fg_concat(fg_graph *g, int n, const fg_node *xs, int axis);
 typedef struct fg_broadcast_attr { fg_shape shape; } fg_broadcast_attr;
 fg_node fg_broadcast_to(fg_graph *g, fg_node x, fg_shape shape);
+/* x's value, computed only once dep has been: an ordering edge for the scheduler (the
+ * recomputing backward pass waits with a reconstruction until the gradient it pairs with
+ * exists, flows/recompute.c).  Gradients pass to x; dep gets none.  Costs a copy when x is
+ * still read elsewhere, nothing when this is x's last reader (in place). */
+fg_node fg_after(fg_graph *g, fg_node x, fg_node dep);
 
 /* ---- matmul (ops/matmul.c) ---- */
 typedef struct fg_matmul_attr {

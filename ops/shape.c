@@ -1,9 +1,10 @@
-/* Shape ops: reshape, permute, slice, pad, concat and broadcast_to.  None computes anything;
+/* Shape ops: reshape, permute, slice, pad, concat, broadcast_to and after.  None computes anything;
  * each moves elements, so each kernel is a walk over its share of the output:
  *  - reshape, permute, slice and broadcast_to are one strided gather (output axis i steps the
  *    input by stride[i]), differing only in how they make the strides;
  *  - concat copies contiguous runs from each input in turn;
  *  - pad fills with the constant and drops the input elements into place.
+ *  - after is its first input, copied only when it cannot run in place.
  * Their VJPs are each other: slice <-> pad, concat -> slices, broadcast_to -> sum_to. */
 #include <stdio.h>
 #include <string.h>
@@ -737,4 +738,44 @@ fg_node fg_broadcast_to(fg_graph *g, fg_node x, fg_shape shape) {
   at.shape = attr_shape(&shape);
   if (already_shaped(g, x, &at.shape)) return x;
   return fg_graph_add_node(g, FG_OP_BROADCAST_TO, 1, &x, &at);
+}
+
+/* ---- after: x, once a dependency has been computed ---- */
+
+static fg_status after_infer(fg_infer_args *a) {
+  (void)a; /* input 0's shape and dtype, pre-set */
+  return FG_OK;
+}
+
+/* out = in[0]; in[1] is only waited for.  In place (out == in[0]) there is nothing to move. */
+static fg_status after_copy(const fg_kargs *k, size_t elem) {
+  int64_t b, e;
+  fg_split_range(fg_shape_count(&k->out_shape), k->ith, k->nth, &b, &e);
+  if (k->out != k->in[0] && e > b)
+    memcpy((char *)k->out + (size_t)b * elem, (const char *)k->in[0] + (size_t)b * elem, (size_t)(e - b) * elem);
+  return FG_OK;
+}
+static fg_status after_f32(const fg_kargs *k) { return after_copy(k, sizeof(float)); }
+static fg_status after_f64(const fg_kargs *k) { return after_copy(k, sizeof(double)); }
+
+static fg_status after_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
+  (void)node;
+  if (need & 1u) gin[0] = gout;
+  return fg_graph_status(g);
+}
+
+const fg_op_def fg_opdef_after = {
+    .name = "after",
+    .n_in = 2,
+    .flags = FG_OPF_INPLACE_OK, /* out[i] = in[i] */
+    .nondiff_inputs = 1u << 1,
+    .infer = after_infer,
+    .kernel_f32 = after_f32,
+    .kernel_f64 = after_f64,
+    .vjp = after_vjp,
+};
+
+fg_node fg_after(fg_graph *g, fg_node x, fg_node dep) {
+  fg_node in[2] = {x, dep};
+  return fg_graph_add_node(g, FG_OP_AFTER, 2, in, NULL);
 }

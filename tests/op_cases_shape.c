@@ -1,5 +1,5 @@
 /* Cases for the shape family (ops/shape.c): reshape, permute (and transpose), slice (and
- * slice_axis), pad, concat and broadcast_to.  Each reference maps indices explicitly through
+ * slice_axis), pad, concat, broadcast_to and after.  Each reference maps indices explicitly through
  * multi-indices, one element at a time.  The criterion tests at the end check the exact
  * wording of the shape errors, the no-node paths, many-input concat and thread-count
  * independence of the kernels. */
@@ -167,6 +167,18 @@ static void ref_broadcast(const fg_tensor *const *in, fg_tensor *out, const void
 #define S3(a, b, c) {3, {a, b, c}}
 #define S4(a, b, c, d) {4, {a, b, c, d}}
 
+/* ---- after ---- */
+
+static fg_node build_after(fg_graph *g, const fg_node *in, const void *ctx) {
+  (void)ctx;
+  return fg_after(g, in[0], in[1]);
+}
+/* in[0] itself; in[1] (any shape) is only waited for. */
+static void ref_after(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  (void)ctx;
+  for (int64_t j = 0; j < fg_tensor_numel(out); j++) fg_tensor_set(out, j, fg_tensor_get(in[0], j));
+}
+
 static const fg_shape to_6_4 = S2(6, 4), to_0d = S0, to_1_1 = S2(1, 1), to_0_5 = S2(0, 5),
                       to_2_3_4 = S3(2, 3, 4), to_2_4_3 = S3(2, 4, 3), to_2_3 = S2(2, 3),
                       to_2_5_3 = S3(2, 5, 3), to_3_1_2 = S3(3, 1, 2);
@@ -211,6 +223,8 @@ static const op_case cases[] = {
     {"broadcast_to", "0-d -> [2,3]", 1, {S0}, -2, 2, build_broadcast, &to_2_3, ref_broadcast, .gradgrad = false},
     {"broadcast_to", "middle 1: [2,1,3] -> [2,5,3]", 1, {S3(2, 1, 3)}, -2, 2, build_broadcast, &to_2_5_3, ref_broadcast, .gradgrad = false},
     {"broadcast_to", "[1,1] -> [3,1,2]", 1, {S2(1, 1)}, -2, 2, build_broadcast, &to_3_1_2, ref_broadcast, .gradgrad = false},
+    {"after", "[2,3] after a [4] (no gradient to it)", 2, {S2(2, 3), S1(4)}, -2, 2, build_after, NULL, ref_after, .skip_grad_mask = 1u << 1},
+    {"after", "0-d after [2,2]", 2, {S0, S2(2, 2)}, -2, 2, build_after, NULL, ref_after, .skip_grad_mask = 1u << 1, .gradgrad = true},
 };
 
 /* ---- rejections ---- */

@@ -167,6 +167,33 @@ Test(passes, constant_folding_and_simplification) {
   fg_graph_free(g);
 }
 
+Test(passes, a_slice_taking_back_a_concat_input_is_that_input) {
+  fg_graph *g = fg_graph_new();
+  fg_node a = fg_input(g, "a", FG_F32, fg_shape2(3, 2)), b = fg_input(g, "b", FG_F32, fg_shape2(3, 4));
+  fg_node both[2] = {fg_exp(g, a), b}, cat = fg_concat(g, 2, both, 1);
+  /* the exact second part, and a slice across both parts (kept) */
+  fg_node outs[2] = {fg_mul(g, fg_slice_axis(g, cat, 1, 2, 6), b), fg_slice_axis(g, cat, 1, 1, 3)};
+  fg_program *p;
+  cr_assert_eq(fg_program_new_opts(&p, g, 2, outs, &(fg_program_opts){.verify = true}, NULL), FG_OK);
+  const fg_graph *cg = fg_program_graph(p);
+  int slices = 0;
+  for (fg_node n = 0; n < fg_graph_node_count(cg); n++) slices += fg_node_op(cg, n) == FG_OP_SLICE;
+  cr_assert_eq(slices, 1, "slice [2, 6) of concat([3,2], [3,4]) is the second input");
+  fg_tensor *av = random_tensor(fg_shape2(3, 2), 4, -1, 1), *bv = random_tensor(fg_shape2(3, 4), 5, -1, 1);
+  fg_program_bind(p, "a", av);
+  fg_program_bind(p, "b", bv);
+  cr_assert_eq(fg_program_run(p), FG_OK);
+  for (int64_t i = 0; i < 12; i++)
+    cr_assert_eq(fg_tensor_get(fg_program_output(p, 0), i), (double)((float)fg_tensor_get(bv, i) * (float)fg_tensor_get(bv, i)));
+  for (int64_t r = 0; r < 3; r++) {
+    cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 1), 2 * r), exp(fg_tensor_get(av, 2 * r + 1)), 1e-6);
+    cr_assert_eq(fg_tensor_get(fg_program_output(p, 1), 2 * r + 1), fg_tensor_get(bv, 4 * r));
+  }
+  fg_tensor_free(av), fg_tensor_free(bv);
+  fg_program_free(p);
+  fg_graph_free(g);
+}
+
 Test(passes, threads_give_bit_identical_results) {
   built b = {0};
   build_mlp(&b, 96, 64); /* big enough that kernels are split */

@@ -78,6 +78,8 @@ Test(spec, blocks_repeats_levels_and_settings) {
       "  batch 32\n"
       "  lr 5e-4\n"
       "  optimizer adamax\n"
+      "  recompute true\n"
+      "  recompute_tol 1e-3\n"
       "end\n";
   fg_registry *r = registry();
   fg_spec *s;
@@ -92,6 +94,8 @@ Test(spec, blocks_repeats_levels_and_settings) {
   cr_assert_eq(s->train.batch, 32);
   cr_assert_float_eq(s->train.lr, 5e-4, 1e-12);
   cr_assert_str_eq(s->train.optimizer, "adamax");
+  cr_assert(s->train.recompute);
+  cr_assert_float_eq(s->train.recompute_tol, 1e-3, 1e-15);
   cr_assert_eq(s->train.n_bits, 8, "defaults stay");
   fg_spec_free(s);
   fg_registry_free(r);
@@ -117,6 +121,7 @@ Test(spec, errors_name_file_line_and_column) {
   expect_error("model glow\n", "bad.flow:1:1:", "expected 'data', 'prior', 'flow' or 'train'");
   expect_error("flow\n ident\nend\ntrain\n  batchsize 3\nend\n", "bad.flow:5:3:", "unknown training setting 'batchsize'");
   expect_error("flow\n ident\nend\ntrain\n  optimizer adagrad\nend\n", "bad.flow:5:13:", "unknown optimizer");
+  expect_error("flow\n ident\nend\ntrain\n  recompute maybe\nend\n", "bad.flow:5:13:", "expected true or false");
   expect_error("prior cauchy\nflow\n ident\nend\n", "bad.flow:1:", "unknown prior");
   expect_error("data moons\n", "bad.flow:2:1:", "no layers");
 }

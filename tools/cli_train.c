@@ -35,11 +35,13 @@ typedef struct run_opts {
 
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
-static void progress(const fg_trainer *t, const fg_train_step_info *info, const run_opts *o, double elapsed,
-                     double *last_log, bool tty) {
-  double per_s = (double)info->step * (double)fg_trainer_batch(t) / (elapsed > 0 ? elapsed : 1);
+/* Shows the run's global step; rate and ETA come from this session's steps (since `start`). */
+static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start, const run_opts *o,
+                     double elapsed, double *last_log, bool tty) {
+  int64_t session = info->step - start;
+  double per_s = (double)session * (double)fg_trainer_batch(t) / (elapsed > 0 ? elapsed : 1);
   double left = -1;
-  if (o->steps) left = elapsed / (double)info->step * (double)(o->steps - info->step);
+  if (o->steps) left = elapsed / (double)session * (double)(o->steps - info->step);
   if (o->minutes) {
     double by_time = o->minutes * 60 - elapsed;
     left = left < 0 || by_time < left ? by_time : left;
@@ -51,7 +53,7 @@ static void progress(const fg_trainer *t, const fg_train_step_info *info, const 
             fg_trainer_unit(t), per_s, left > 0 ? (int)left / 60 : 0, left > 0 ? (int)left % 60 : 0);
     return;
   }
-  if (elapsed - *last_log >= 10 || info->step == 1) {
+  if (elapsed - *last_log >= 10 || session == 1) {
     fprintf(stderr, "step %lld  loss %.4f %s  %.1f samples/s  elapsed %.0fs\n", (long long)info->step, info->loss,
             fg_trainer_unit(t), per_s, elapsed);
     *last_log = elapsed;
@@ -107,6 +109,27 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
   return EXIT_OK;
 }
 
+/* Recompute mode: how many layers rebuild their activations, the training program's planned
+ * peak of intermediate values, and (after a round-trip check) which layers fell back. */
+static void recompute_report(const fg_trainer *t, const fg_train_step_info *info) {
+  const fg_recompute *rc = fg_trainer_recompute(t);
+  if (!rc) return;
+  if (!info) {
+    printf("recompute: %d of %d layers rebuild their activations in the backward pass; planned peak %.1f MiB\n",
+           fg_recompute_num_recomputed(rc), fg_recompute_num_blocks(rc),
+           (double)fg_trainer_program_stats(t)->arena_bytes / (1 << 20));
+    return;
+  }
+  if (info->recompute_fallbacks == 0) return;
+  fprintf(stderr, "\nstep %lld: %d layer(s) keep their activations from now on (round trip over recompute_tol):",
+          (long long)info->step, info->recompute_fallbacks);
+  for (int i = 0; i < fg_recompute_num_blocks(rc); i++)
+    if (fg_recompute_block_mode(rc, i) == FG_BLOCK_STORED_ROUND_TRIP)
+      fprintf(stderr, " %s (%.2g)", fg_recompute_block_name(rc, i), fg_recompute_block_error(rc, i));
+  fprintf(stderr, "\n");
+  recompute_report(t, NULL);
+}
+
 static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
   bool tty = isatty(STDERR_FILENO);
   double t0 = now_s(), last_log = -1e9;
@@ -123,9 +146,8 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
       save(t, m, o->out);
       return cli_fail("train", st, e.msg);
     }
-    info.step -= start; /* rate and ETA over this session's steps */
-    progress(t, &info, o, now_s() - t0, &last_log, tty);
-    info.step += start;
+    recompute_report(t, &info);
+    progress(t, &info, start, o, now_s() - t0, &last_log, tty);
     if (o->checkpoint_every && info.step % o->checkpoint_every == 0 && save(t, m, o->out) != EXIT_OK) return EXIT_IO;
   }
   if (tty) fputc('\n', stderr);
@@ -180,6 +202,7 @@ static int run_train(int argc, char **argv) {
   if (code == EXIT_OK) {
     if (!o.steps && !o.minutes) o.steps = m.spec->train.steps, o.minutes = m.spec->train.minutes;
     if (!o.steps && !o.minutes) o.steps = 1000;
+    if (cli_flag(argc, argv, "--recompute")) m.spec->train.recompute = true;
     fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
     fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
     if (st != FG_OK) code = cli_fail("train", st, e.msg);
@@ -193,6 +216,7 @@ static int run_train(int argc, char **argv) {
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
            (long long)fg_flow_num_scalars(m.flow), (long long)m.data.train->shape.d[0], (long long)fg_flow_dims(m.flow),
            (long long)fg_trainer_batch(t));
+    recompute_report(t, NULL);
     signal(SIGINT, on_interrupt);
     signal(SIGTERM, on_interrupt);
     code = train_loop(t, &m, &o);
@@ -206,11 +230,14 @@ static int run_train(int argc, char **argv) {
 const cli_command cli_train = {
     "train", "train a flow from a spec file (progress, checkpoints, test bits/dim, samples)",
     "usage: flowgrad train SPEC [--steps N] [--minutes M] [--out DIR] [--resume CHECKPOINT]\n"
-    "                      [--threads N] [--limit N] [--checkpoint-every N] [--plugin lib.so] [--no-dump]\n\n"
+    "                      [--threads N] [--limit N] [--checkpoint-every N] [--plugin lib.so] [--no-dump]\n"
+    "                      [--recompute]\n\n"
     "Trains the model of SPEC (examples/*.flow) on its data.  Stops after --steps or --minutes\n"
     "(default: the spec's train settings), on Ctrl-C, or after too many non-finite steps in a\n"
     "row.  Writes DIR/checkpoint.safetensors (also every --checkpoint-every steps, atomically),\n"
     "then prints the test loss (bits/dim for images, nats for 2-D data), writes DIR/samples.png\n"
     "(images) and DIR/graph.dot (+ graph.svg) of the log-prob graph.  --resume continues a run\n"
-    "exactly (same batches, noise and updates).  --limit N keeps N training samples.\n",
+    "exactly (same batches, noise and updates).  --limit N keeps N training samples.\n"
+    "--recompute (the spec's `recompute true`) keeps memory flat in depth: the backward pass\n"
+    "rebuilds each layer's activations from its output through its inverse.\n",
     run_train};
