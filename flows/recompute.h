@@ -16,8 +16,11 @@
  *   g_{i-1}, block i's parameter gradients = VJP of (y', ld') seeded with (g_i, dL/dld)
  * so the original forward's intermediate values feed nothing in the backward pass and die as
  * soon as the next block has run.  `after` (ops/ops.h) makes the reconstruction of x_{i-1} wait
- * for g_i: without it the scheduler, which greedily picks the step adding the fewest live
- * bytes, runs cheap inverses of lower blocks early and keeps all their outputs alive.
+ * for g_i, so one block's recomputation is live at a time by construction rather than by the
+ * scheduler's choice: the scheduler greedily picks the step adding the fewest live bytes and,
+ * free to, starts cheap parts of lower blocks' reconstructions while the block above is still
+ * being differentiated; their values then sit between the big ones and fragment the arena
+ * (Glow K=8, 1x28x28, batch 64: 30.1 MiB planned without the ordering, 25.7 MiB with it).
  * The extra compute is about one forward pass, not two: a coupling's inverse evaluates its
  * conditioner on the same half that the recomputed forward does, and the compiler sees that
  * (a slice taking back one input of a concat is that input; then common-subexpression

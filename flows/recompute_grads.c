@@ -153,7 +153,7 @@ static fg_status backward_recomputed(builder *bd, int i, fg_node rec, fg_node gy
                                      fg_node *g_in) {
   fg_bijector *blk = bd->r->blocks[i];
   fg_node back, ld_back, y, ld;
-  /* the reconstruction waits for gy: see recompute.h on why the scheduler needs this */
+  /* the reconstruction waits for gy: one block's recomputation live at a time (recompute.h) */
   fg_bijector_inverse(blk, bd->c, fg_after(bd->g, rec, gy), &back, &ld_back);
   if (drop_latents(bd, bd->b[i].latents, i) != FG_OK) return fg_graph_status(bd->g);
   *rec_in = fg_stop_gradient(bd->g, back);

@@ -543,6 +543,24 @@ static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, 
   return FG_OK;
 }
 
+/* A resume is exact only with the data and the randomness the checkpoint was trained with: its
+ * seed (batch order, noise), n_bits and event shape must be this trainer's. */
+static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path, fg_err *e) {
+  char seed[32], bits[16], event[160];
+  fg_shape ev = fg_flow_get_config(t->f)->event;
+  fg_shape_str(&ev, event, sizeof event);
+  snprintf(bits, sizeof bits, "%lld", (long long)t->s.n_bits);
+  snprintf(seed, sizeof seed, "%lld", (long long)t->s.seed);
+  const char *keys[] = {"seed", "n_bits", "event"}, *mine[] = {seed, bits, event};
+  for (int i = 0; i < 3; i++) {
+    const char *v = fg_safetensors_meta(f, keys[i]);
+    if (!v || strcmp(v, mine[i]))
+      return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a resume must use the same)",
+                        path, keys[i], v ? v : "(missing)", mine[i]);
+  }
+  return FG_OK;
+}
+
 fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
   fg_safetensors *f;
   fg_status st = fg_safetensors_open(&f, path, e);
@@ -553,6 +571,7 @@ fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
   int64_t step = 0, optim_step = 0;
   if (st == FG_OK) st = meta_int(f, "step", path, &step, e);
   if (st == FG_OK) st = meta_int(f, "optim_step", path, &optim_step, e);
+  if (st == FG_OK) st = check_same_run(f, t, path, e);
   /* two passes: every entry is checked before any tensor changes, so a bad file loses nothing */
   fg_params *ps = fg_flow_params(t->f);
   for (int pass = 0; pass < 2; pass++)

@@ -247,13 +247,26 @@ static void empty_task(void *ctx, int part, int n_parts) {
   (void)ctx, (void)part, (void)n_parts;
 }
 
+/* CPU the process uses while idle for 200 ms, the least over a few windows: OpenBLAS's own
+ * threads (loaded with libflowgrad) spin for ~0.1 s after the library loads, and on a loaded
+ * machine a late-scheduled worker may spend its short spin inside a window.  A pool that never
+ * blocks burns in every window, so the least still catches it. */
+static double idle_cpu_seconds(void) {
+  double least = 1e9;
+  for (int w = 0; w < 4; w++) {
+    double before = cpu_seconds();
+    sleep_ms(200);
+    double used = cpu_seconds() - before;
+    least = used < least ? used : least;
+  }
+  return least;
+}
+
 Test(threadpool, idle_workers_do_not_burn_cpu) {
   fg_pool *p = new_pool(4); /* oversubscribed on small machines: all the more reason */
   check_each_part_once(p, 16, 3);
   fg_pool_run(p, empty_task, NULL, 4);
-  double before = cpu_seconds();
-  sleep_ms(200);
-  double used = cpu_seconds() - before;
+  double used = idle_cpu_seconds();
   cr_assert_lt(used, 0.030, "idle pool used %.1f ms of CPU in 200 ms", used * 1e3);
   fg_pool_free(p);
 }

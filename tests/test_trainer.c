@@ -507,6 +507,29 @@ Test(trainer, a_checkpoint_of_another_model_is_rejected_and_changes_nothing) {
   model_free(&deep);
 }
 
+/* Resuming with another seed would silently change the batches and the noise. */
+Test(trainer, a_resume_with_another_seed_is_rejected) {
+  model m = model_new(&TOY);
+  train_steps(m.t, 2, NULL);
+  const char *path = io_path("seeded.safetensors");
+  save_ok(m.t, path, TOY_SPEC);
+  char other[sizeof TOY_SPEC];
+  memcpy(other, TOY_SPEC, sizeof TOY_SPEC);
+  char *seed = strstr(other, "seed 3");
+  cr_assert_not_null(seed);
+  seed[5] = '4';
+  model v = model_new_spec(&TOY, other);
+  snapshot before = snapshot_take(v.f);
+  fg_err e;
+  cr_assert_eq(fg_trainer_load(v.t, path, &e), FG_E_FORMAT);
+  cr_assert(strstr(e.msg, path) && strstr(e.msg, "seed 3") && strstr(e.msg, "have 4"), "%s", e.msg);
+  cr_assert(snapshot_matches(&before, v.f), "a rejected load changed nothing");
+  cr_assert_eq(fg_trainer_step_count(v.t), 0);
+  snapshot_free(&before);
+  model_free(&m);
+  model_free(&v);
+}
+
 /* ---- 4. the non-finite guard ---- */
 
 Test(trainer, non_finite_or_out_of_range_data_is_rejected) {
