@@ -9,6 +9,7 @@
 #include "core/program.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "flows/train_data.h"
 #include "ops/ops.h"
 
 enum { EVAL_RNG_OFFSET = 1u << 30 }; /* evaluation noise: far from any training step's */
@@ -18,7 +19,7 @@ struct fg_trainer {
   fg_train_settings s;
   bool discrete;
   double n_bins;
-  fg_tensor *train, *test;  /* levels (discrete) or values */
+  fg_train_data train, test; /* levels (discrete, as bytes) or values */
   int64_t n_train, n_test, batch;
   fg_pool *pool;
   fg_graph *g;              /* training graph */
@@ -44,6 +45,7 @@ fg_train_settings fg_train_defaults(void) {
 
 const char *fg_trainer_unit(const fg_trainer *t) { return t->discrete ? "bits/dim" : "nats"; }
 int64_t fg_trainer_step_count(const fg_trainer *t) { return t->step; }
+int64_t fg_trainer_data_rows(const fg_trainer *t, bool test) { return test ? t->n_test : t->n_train; }
 int64_t fg_trainer_batch(const fg_trainer *t) { return t->batch; }
 
 static fg_shape batch_shape(const fg_flow *f, int64_t b) {
@@ -55,27 +57,16 @@ static fg_shape batch_shape(const fg_flow *f, int64_t b) {
 }
 
 /* Levels 0..255 reduced to 2^n_bits levels (floor), or the values as they are. */
-static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, fg_tensor **dst, fg_err *e) {
+static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, fg_train_data *dst, const char *what, fg_err *e) {
   fg_shape ev = fg_flow_get_config(t->f)->event;
-  if (src->shape.ndim != ev.ndim + 1) return fg_err_set(e, FG_E_SHAPE, "training data must be [N, event...]");
+  if (src->shape.ndim != ev.ndim + 1) return fg_err_set(e, FG_E_SHAPE, "%s data must be [N, event...]", what);
   for (int i = 0; i < ev.ndim; i++)
     if (src->shape.d[i + 1] != ev.d[i]) {
       char a[128], b[128];
-      return fg_err_set(e, FG_E_SHAPE, "data has samples of shape %s but the flow's event is %s",
+      return fg_err_set(e, FG_E_SHAPE, "%s data has samples of shape %s but the flow's event is %s", what,
                         fg_shape_str(&src->shape, a, sizeof a), fg_shape_str(&ev, b, sizeof b));
     }
-  fg_status st = fg_tensor_copy(dst, src, fg_flow_get_config(t->f)->dtype, e);
-  if (st != FG_OK) return st;
-  double shift = (double)(1 << (8 - t->s.n_bits));
-  for (int64_t i = 0; i < fg_tensor_numel(*dst); i++) {
-    double v = fg_tensor_get(*dst, i);
-    if (!isfinite(v)) return fg_err_set(e, FG_E_FORMAT, "data element %lld is not finite", (long long)i);
-    if (t->discrete) {
-      if (v < 0 || v > 255) return fg_err_set(e, FG_E_FORMAT, "image data element %lld is %g, outside 0..255", (long long)i, v);
-      fg_tensor_set(*dst, i, floor(v / shift));
-    }
-  }
-  return FG_OK;
+  return fg_train_data_init(dst, src, t->discrete, t->s.n_bits, fg_flow_get_config(t->f)->dtype, what, e);
 }
 
 /* y = (x + u) / bins inside the graph for images; x itself otherwise. */
@@ -171,11 +162,11 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
   if (!t) return fg_err_set(e, FG_E_NOMEM, "out of memory");
   t->f = f, t->s = *s, t->discrete = data->discrete, t->batch = s->batch, t->perm_epoch = -1;
   t->n_bins = t->discrete ? (double)(1 << s->n_bits) : 1.0;
-  st = prepare_data(t, data->train, &t->train, e);
-  if (st == FG_OK && data->test) st = prepare_data(t, data->test, &t->test, e);
+  st = prepare_data(t, data->train, &t->train, "training", e);
+  if (st == FG_OK && data->test) st = prepare_data(t, data->test, &t->test, "test", e);
   if (st == FG_OK) {
-    t->n_train = t->train->shape.d[0];
-    t->n_test = t->test ? t->test->shape.d[0] : 0;
+    t->n_train = t->train.n;
+    t->n_test = data->test ? t->test.n : 0;
     t->perm = malloc(sizeof *t->perm * (size_t)t->n_train);
     if (!t->perm) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
   }
@@ -203,8 +194,8 @@ void fg_trainer_free(fg_trainer *t) {
   for (int i = 0; t->ema && i < t->n_params; i++) fg_tensor_free(t->ema[i]);
   free(t->ema);
   fg_tensor_free(t->x);
-  fg_tensor_free(t->train);
-  fg_tensor_free(t->test);
+  fg_train_data_free(&t->train);
+  fg_train_data_free(&t->test);
   fg_pool_free(t->pool);
   free(t->perm);
   free(t);
@@ -222,17 +213,10 @@ static void shuffle_epoch(fg_trainer *t, int64_t epoch) {
   t->perm_epoch = epoch;
 }
 
-static void copy_rows(fg_tensor *dst, const fg_tensor *src, const int64_t *rows, int64_t n) {
-  size_t row_bytes = (size_t)(fg_tensor_numel(src) / src->shape.d[0]) * fg_dtype_size(src->dtype);
-  for (int64_t i = 0; i < n; i++)
-    memcpy((char *)fg_tensor_data(dst) + (size_t)i * row_bytes,
-           (const char *)fg_tensor_data(src) + (size_t)rows[i] * row_bytes, row_bytes);
-}
-
 static void load_batch(fg_trainer *t, int64_t step) {
   int64_t per_epoch = t->n_train / t->batch, epoch = step / per_epoch, k = step % per_epoch;
   if (epoch != t->perm_epoch) shuffle_epoch(t, epoch);
-  copy_rows(t->x, t->train, t->perm + k * t->batch, t->batch);
+  fg_train_data_rows(&t->train, t->perm + k * t->batch, 0, t->batch, t->x);
 }
 
 /* ---- the non-finite guard ---- */
@@ -421,7 +405,8 @@ static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum
   if (st == FG_OK) st = fg_program_new_opts(&p, g, 1, &total, &po, e);
   else fg_err_set(e, st, "%s", fg_graph_errmsg(g));
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), p, e);
-  if (st == FG_OK) st = fg_tensor_slice0(&xv, t->test, start, start + n, e);
+  if (st == FG_OK && (st = fg_tensor_new(&xv, fg_flow_get_config(t->f)->dtype, &bs, e)) == FG_OK)
+    fg_train_data_rows(&t->test, NULL, start, n, xv);
   if (st == FG_OK && (st = fg_program_bind(p, "x", xv)) != FG_OK) fg_err_set(e, st, "%s", fg_program_errmsg(p));
   fg_program_set_rng_offset(p, EVAL_RNG_OFFSET + (uint64_t)start);
   if (st == FG_OK && (st = fg_program_run(p)) != FG_OK) fg_err_set(e, st, "evaluation: %s", fg_program_errmsg(p));

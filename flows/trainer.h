@@ -94,6 +94,9 @@ fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e);
 const char *fg_trainer_unit(const fg_trainer *t); /* "bits/dim" or "nats" */
 int64_t fg_trainer_step_count(const fg_trainer *t);
 int64_t fg_trainer_batch(const fg_trainer *t);
+/* Rows of the training (or test) data the trainer keeps: its own copy, so the caller may free
+ * the tensors it passed in once fg_trainer_new returns. */
+int64_t fg_trainer_data_rows(const fg_trainer *t, bool test);
 /* Checkpoints (safetensors; metadata holds the step, the settings and `spec_text`). */
 fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e);
 fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e);

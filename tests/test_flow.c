@@ -14,6 +14,7 @@
 #include "flows/models.h"
 #include "flows/optim.h"
 #include "ops/ops.h"
+#include "tests/perturb.h"
 
 /* ---- helpers ---- */
 
@@ -24,16 +25,6 @@ static fg_tensor *uniform(fg_shape s, fg_dtype t, double lo, double hi, uint64_t
   return x;
 }
 
-/* Moves every parameter off its initial value, so zero-initialised (identity) layers are
- * exercised. */
-static void perturb(fg_flow *f, double std, uint64_t seed) {
-  fg_params *ps = fg_flow_params(f);
-  for (int i = 0; i < fg_params_count(ps); i++) {
-    fg_tensor *p = fg_params_tensor(ps, i);
-    for (int64_t j = 0; j < fg_tensor_numel(p); j++)
-      fg_tensor_set(p, j, fg_tensor_get(p, j) + std * fg_rng_normal(seed + (uint64_t)i, (uint64_t)j));
-  }
-}
 
 static fg_program *compile_and_run(fg_flow *f, fg_graph *g, int n, const fg_node *outs, const char *input,
                                    const fg_tensor *x) {

@@ -16,21 +16,13 @@
 #include "flows/recompute.h"
 #include "flows/trainer.h"
 #include "ops/ops.h"
+#include "tests/perturb.h"
 
 enum { MAX_PARAMS = 512 };
 static const double GRAD_TOL = 1e-4; /* relative, float32 */
 
 /* ---- models ---- */
 
-/* Moves every parameter off its initial value, so zero-initialised layers are exercised. */
-static void perturb(fg_flow *f, double std, uint64_t seed) {
-  fg_params *ps = fg_flow_params(f);
-  for (int i = 0; i < fg_params_count(ps); i++) {
-    fg_tensor *p = fg_params_tensor(ps, i);
-    for (int64_t j = 0; j < fg_tensor_numel(p); j++)
-      fg_tensor_set(p, j, fg_tensor_get(p, j) + std * fg_rng_normal(seed + (uint64_t)i, (uint64_t)j));
-  }
-}
 
 static fg_flow *glow_of(fg_shape event, int64_t steps, int64_t hidden, fg_dtype t) {
   fg_glow_config cfg = fg_glow_defaults();

@@ -52,6 +52,7 @@ enum { MAX_REPS = 10000 };
 typedef struct opts {
   const char *model, *json, *spec, *phases;
   int K, L, hidden, blocks, layers, batch, eval_batch, sample_batch, threads, warmup, reps;
+  int recompute; /* 1: the trainer's memory-flat mode (flows/recompute.h) */
   uint64_t seed;
   double lr, temp, peer_fwd_flops, peer_sample_flops;
 } opts;
@@ -106,7 +107,7 @@ static int usage(void) {
   fprintf(stderr, "usage: bench_flows [--model glow|realnvp|moons] [--K n] [--L n] [--hidden n] [--blocks n]\n"
                   "  [--layers n] [--batch n] [--eval-batch n] [--sample-batch n] [--threads n] [--warmup n]\n"
                   "  [--reps n] [--phases train,logprob,sample] [--seed n] [--lr x] [--temp x]\n"
-                  "  [--flops FWD[,SAMPLE]] [--spec FILE] [--json FILE]\n");
+                  "  [--flops FWD[,SAMPLE]] [--spec FILE] [--json FILE] [--recompute 0|1]\n");
   return 2;
 }
 
@@ -121,7 +122,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         {"--K", &o->K}, {"--L", &o->L}, {"--hidden", &o->hidden}, {"--blocks", &o->blocks},
         {"--layers", &o->layers}, {"--batch", &o->batch}, {"--eval-batch", &o->eval_batch},
         {"--sample-batch", &o->sample_batch}, {"--threads", &o->threads}, {"--warmup", &o->warmup},
-        {"--reps", &o->reps}};
+        {"--reps", &o->reps}, {"--recompute", &o->recompute}};
     bool known = false;
     for (size_t j = 0; j < sizeof ints / sizeof *ints && !known; j++)
       if (!strcmp(k, ints[j].name)) *ints[j].dst = atoi(v), known = true;
@@ -279,6 +280,7 @@ static void print_profile(const char *what, const char *table) {
 static fg_status phase_train(bench *b, fg_err *e) {
   fg_train_settings s = fg_train_defaults();
   s.batch = b->o.batch, s.lr = b->o.lr, s.seed = (int64_t)b->o.seed, s.clip = 0, s.warmup = 0, s.ema = 0;
+  s.recompute = b->o.recompute != 0;
   fg_trainer_data d = {b->data, NULL, b->images};
   fg_trainer *t;
   double t0 = now_s();
@@ -387,9 +389,9 @@ static void put_result(FILE *f, const bench *b) {
   else if (!strcmp(o->model, "realnvp")) fprintf(f, "\"L\": %d, \"hidden\": %d, \"blocks\": %d", o->L, o->hidden, o->blocks);
   else fprintf(f, "\"layers\": %d, \"hidden\": %d, \"additive\": false", o->layers, o->hidden);
   fprintf(f, ", \"batch\": %d}, \"spec\": %s%s%s, \"threads\": %d, \"openblas_coretype\": %s%s%s, \"params\": %lld, "
-          "\"rss_after_build_mib\": %.1f", o->batch, o->spec ? "\"" : "", o->spec ? o->spec : "null", o->spec ? "\"" : "",
+          "\"recompute\": %s, \"rss_after_build_mib\": %.1f", o->batch, o->spec ? "\"" : "", o->spec ? o->spec : "null", o->spec ? "\"" : "",
           o->threads, coretype ? "\"" : "", coretype ? coretype : "null", coretype ? "\"" : "",
-          (long long)fg_flow_num_scalars(b->flow), b->rss_after_build);
+          (long long)fg_flow_num_scalars(b->flow), o->recompute ? "true" : "false", b->rss_after_build);
   fprintf(f, ", \"flops\": {\"forward_per_batch\": %.0f, \"forward_per_item\": %.6g, \"train_step_est\": %.0f, "
           "\"sample_per_item\": %.6g, \"counted_forward_per_item\": %.6g, \"counted_sample_per_item\": %.6g, "
           "\"source\": \"%s\", \"note\": \"conv/matmul MACs x2; train = 3 x forward (fwd, dgrad, wgrad)\"}",

@@ -163,7 +163,7 @@ static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
   path_in(path, sizeof path, o->out, "checkpoint.safetensors");
   if (code == EXIT_OK) printf("checkpoint: %s\n", path);
   double test;
-  if (code == EXIT_OK && m->data.test) {
+  if (code == EXIT_OK && fg_trainer_data_rows(t, true) > 0) {
     fg_status st = fg_trainer_evaluate(t, &test, &e);
     if (st != FG_OK) return cli_fail("train", st, e.msg);
     printf("test %s: %.4f\n", fg_trainer_unit(t), test);
@@ -206,6 +206,7 @@ static int run_train(int argc, char **argv) {
     fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
     fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
     if (st != FG_OK) code = cli_fail("train", st, e.msg);
+    fg_data_free(&m.data); /* the trainer keeps its own (compact) copy */
   }
   if (code == EXIT_OK && o.resume) {
     fg_status st = fg_trainer_load(t, o.resume, &e);
@@ -214,7 +215,7 @@ static int run_train(int argc, char **argv) {
   }
   if (code == EXIT_OK) {
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
-           (long long)fg_flow_num_scalars(m.flow), (long long)m.data.train->shape.d[0], (long long)fg_flow_dims(m.flow),
+           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
            (long long)fg_trainer_batch(t));
     recompute_report(t, NULL);
     signal(SIGINT, on_interrupt);
