@@ -240,7 +240,7 @@ static int by_group_then_id(const void *pa, const void *pb) {
 /* One cluster per fused group, listing its members: a node mentioned inside a subgraph belongs
  * to it, so nodes keep their id-order declarations above. */
 static void emit_clusters(strbuf *b, const dump *d) {
-  if (!d->o->group || d->n == 0) return;
+  if (!d->o->group || d->n <= 0) return;
   member *m = malloc((size_t)d->n * sizeof *m);
   if (!m) {
     b->oom = true;

@@ -175,7 +175,7 @@ static fg_status backward_stored(builder *bd, int i, fg_node gy, fg_node gld, fg
 static fg_status backward_blocks(builder *bd, fg_node top, fg_node g_top, fg_node g_total) {
   fg_node rec = top, gy = g_top;
   for (int i = bd->r->n - 1; i >= 0 && fg_graph_status(bd->g) == FG_OK; i--) {
-    fg_node rec_in, g_in;
+    fg_node rec_in = FG_POISON, g_in = FG_POISON;
     fg_status st = bd->r->mode[i] == FG_BLOCK_RECOMPUTED ? backward_recomputed(bd, i, rec, gy, g_total, &rec_in, &g_in)
                                                           : backward_stored(bd, i, gy, g_total, &rec_in, &g_in);
     if (st != FG_OK) return st;
@@ -220,7 +220,7 @@ static fg_status finish_grads(builder *bd, fg_node *out) {
 }
 
 static fg_status build(builder *bd, fg_node x, fg_node *loss, fg_node *grads, fg_flow_updates **updates) {
-  fg_node top, total, g_top, g_total;
+  fg_node top = FG_POISON, total = FG_POISON, g_top = FG_POISON, g_total = FG_POISON;
   if (check_x(bd, x) != FG_OK || forward_blocks(bd, x, &top, &total) != FG_OK) return fg_graph_status(bd->g);
   if (updates) {
     bool nomem;
