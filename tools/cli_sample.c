@@ -29,6 +29,20 @@ static fg_status run_one(cli_model *m, fg_graph *g, fg_node out, const char *inp
   return st;
 }
 
+/* An under-trained flow's inverse can overflow on some latents (a coupling divides by a scale
+ * near 0): such images are drawn mid-grey and counted, so the rest of the grid is still shown. */
+static int64_t grey_out_non_finite(fg_tensor *v) {
+  int64_t n = v->shape.d[0], per = n ? fg_tensor_numel(v) / n : 0, bad = 0;
+  for (int64_t i = 0; i < n; i++) {
+    bool finite = true;
+    for (int64_t j = 0; j < per && finite; j++) finite = isfinite(fg_tensor_get(v, i * per + j));
+    if (finite) continue;
+    bad++;
+    for (int64_t j = 0; j < per; j++) fg_tensor_set(v, i * per + j, 0.5);
+  }
+  return bad;
+}
+
 int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e) {
   fg_graph *g = fg_graph_new();
   fg_node x;
@@ -36,6 +50,10 @@ int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed
   fg_status st = fg_flow_sample(m->flow, g, n, temperature > 0 ? temperature : 1e-9, seed, &x);
   if (st != FG_OK) st = fg_err_set(e, st, "building the sampler: %s", fg_graph_errmsg(g));
   if (st == FG_OK) st = run_one(m, g, x, NULL, NULL, &v, e);
+  int64_t bad = st == FG_OK ? grey_out_non_finite(v) : 0;
+  if (bad)
+    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at temperature %.2f); "
+                    "drawn grey in %s\n", (long long)bad, (long long)n, temperature, path);
   if (st == FG_OK) st = fg_png_grid_write(path, v, grid_cols(n), 0, e);
   fg_tensor_free(v);
   fg_graph_free(g);
