@@ -50,6 +50,7 @@ struct fg_program {
   double prof_ms[FG_OP_COUNT + 1]; /* per op id; the last slot is fused groups */
   int64_t prof_calls[FG_OP_COUNT + 1];
   int64_t prof_runs;
+  double *prof_step_ms; /* per step, for the breakdown by op and shapes */
   fg_program_stats stats;
   char errmsg[768];
 };
@@ -293,6 +294,8 @@ fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg
   p->poison = o.poison_freed;
   p->profile = o.profile;
   st = compile(p, g, n_out, outs, &o, e);
+  if (st == FG_OK && p->profile && !(p->prof_step_ms = calloc((size_t)p->n_steps + 1, sizeof(double))))
+    st = fg_err_set(e, FG_E_NOMEM, "program: out of memory");
   if (st != FG_OK) {
     fg_program_free(p);
     return st;
@@ -315,6 +318,7 @@ void fg_program_free(fg_program *p) {
   if (p->own_pool) fg_pool_free(p->pool);
   free(p->scratch);
   free(p->steps);
+  free(p->prof_step_ms);
   free(p->reads);
   free(p->poison_off);
   free(p->poison_ids);
@@ -536,7 +540,9 @@ fg_status fg_program_run(fg_program *p) {
     st = fused ? run_group(p, n) : run_node(p, n, job);
     if (p->profile) {
       int slot = fused ? FG_OP_COUNT : fg_node_op(p->g, n);
-      p->prof_ms[slot] += now_ms() - t0;
+      double ms = now_ms() - t0;
+      p->prof_ms[slot] += ms;
+      p->prof_step_ms[s] += ms;
       p->prof_calls[slot]++;
     }
     if (p->poison) poison_dead(p, s);
@@ -556,6 +562,53 @@ const char *fg_program_errmsg(const fg_program *p) { return p ? p->errmsg : "no 
 const fg_program_stats *fg_program_get_stats(const fg_program *p) { return p ? &p->stats : NULL; }
 const fg_graph *fg_program_graph(const fg_program *p) { return p ? p->g : NULL; }
 const int32_t *fg_program_groups(const fg_program *p) { return p ? p->fusion.group_of : NULL; }
+
+/* "op [in shapes] -> [out shape]" of step s (fused groups by their last node). */
+static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
+  fg_node n = p->steps[s].node;
+  bool fused = p->fusion.group_of[n] >= 0;
+  char sh[96];
+  size_t used = (size_t)snprintf(buf, cap, "%s", fused ? "fused" : fg_op_get(fg_node_op(p->g, n))->name);
+  for (int i = 0; !fused && i < fg_node_num_inputs(p->g, n) && used < cap; i++) {
+    fg_shape is = fg_node_shape(p->g, fg_node_input(p->g, n, i));
+    used += (size_t)snprintf(buf + used, cap - used, " %s", fg_shape_str(&is, sh, sizeof sh));
+  }
+  fg_shape os = fg_node_shape(p->g, n);
+  if (used < cap) snprintf(buf + used, cap - used, " -> %s", fg_shape_str(&os, sh, sizeof sh));
+}
+
+enum { PROFILE_TOP_SHAPES = 15 };
+
+/* The second table: steps grouped by op and shapes, the PROFILE_TOP_SHAPES costliest. */
+static size_t profile_by_shape(const fg_program *p, double total, char *buf, size_t cap) {
+  typedef struct { char label[240]; double ms; int count; } row;
+  row *rows = calloc((size_t)p->n_steps + 1, sizeof *rows);
+  if (!rows) return 0;
+  int n_rows = 0;
+  for (int32_t s = 0; s < p->n_steps; s++) {
+    char label[240];
+    step_label(p, s, label, sizeof label);
+    int r = 0;
+    while (r < n_rows && strcmp(rows[r].label, label) != 0) r++;
+    if (r == n_rows) memcpy(rows[n_rows++].label, label, sizeof label);
+    rows[r].ms += p->prof_step_ms[s], rows[r].count++;
+  }
+  double runs = p->prof_runs ? (double)p->prof_runs : 1;
+  size_t used = (size_t)snprintf(buf, cap, "\n%-84s %9s %6s %7s\n", "costliest op and shapes",
+                                 "ms/run", "count", "share");
+  for (int k = 0; k < PROFILE_TOP_SHAPES && k < n_rows && used < cap; k++) {
+    int best = k;
+    for (int r = k + 1; r < n_rows; r++)
+      if (rows[r].ms > rows[best].ms) best = r;
+    row t = rows[k];
+    rows[k] = rows[best], rows[best] = t;
+    used += (size_t)snprintf(buf + used, cap - used, "%-84.84s %9.3f %6d %6.1f%%\n", rows[k].label,
+                             rows[k].ms / runs, rows[k].count,
+                             total > 0 ? 100 * rows[k].ms / total : 0);
+  }
+  free(rows);
+  return used;
+}
 
 const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
   if (!buf || !cap) return buf;
@@ -581,5 +634,6 @@ const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
                              1e3 * p->prof_ms[best] / (double)p->prof_calls[best],
                              total > 0 ? 100 * p->prof_ms[best] / total : 0);
   }
+  if (used < cap && p->prof_runs > 0) profile_by_shape(p, total, buf + used, cap - used);
   return buf;
 }

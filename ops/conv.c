@@ -35,13 +35,15 @@
  * Direct, for stride 1 and O <= DIRECT_MAX_O.  Each image is zero-padded once; with padded row
  * width wd, tap (c, p, q) of output (i, j) reads padded[c][(i + p dh) wd + j + q dw], so over
  * the "wide" index s = i wd + j every tap is one contiguous stream, a shift of the same array
- * (columns j >= Wo are computed and dropped).  A register-blocked kernel (4 output channels x
- * 2 vectors, AVX2 when the CPU has it) accumulates all taps.  The input gradient at stride 1 is
- * the same correlation of the padded dy with the flipped, channel-swapped kernel; the weight
- * gradient is dot products of the same streams.  Work splits over (image, block of 4 output
- * channels), and over taps for the weight gradient.  128->4 3x3 runs at 36-40 % of sgemm
- * forward + backward (45 % forward alone).  Above O = 32 im2col + GEMM is as fast or faster
- * (at 7x7 the dropped columns are 2/9 of the work), so it keeps those shapes.
+ * (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/conv_direct.c:
+ * AVX-512 where the CPU has it, else AVX2 or portable vectors) accumulate all taps.  The input
+ * gradient at stride 1 is the same correlation of the padded dy with the flipped,
+ * channel-swapped kernel; the weight gradient is dot products of the same streams, summed over
+ * groups of images in registers.  Work splits over (image, block of 4 output channels) with a
+ * minimum of work per part, and over (tap, output channel) tiles for the weight gradient.
+ * 128->4 3x3 at 14x14 runs at 150-165 GFLOP/s forward + backward on 2 Zen 5 cores (AVX-512;
+ * 66 with the AVX2 kernels), 128->8 at 7x7 at 130 (53).  Above O = 32 im2col + GEMM is as fast
+ * or faster (at 7x7 the dropped columns are 2/9 of the work), so it keeps those shapes.
  * FG_CONV_PATH=gemm or =direct in the environment (read once) forces one kernel wherever it
  * applies, so tests run every case through both. */
 #include <stdatomic.h>
@@ -50,17 +52,24 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "ops/conv_direct.h"
 #include "ops/matmul_kernels.h"
 #include "ops/ops.h"
 
 enum {
   SCRATCH_ELEMS = 1 << 20, /* per part, for im2col and friends */
+  DIRECT_GROUP_ELEMS = 1 << 18, /* direct weight_grad: padded images of one group, per part */
   DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
   MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
   MIN_PART_TAPS = 64,         /* input_grad: rows of W^T; weight_grad: tile rows and columns */
-  MIN_PART_DIRECT_TAPS = 64,  /* direct weight_grad: taps */
+  MIN_PART_DIRECT_TAPS = 96,  /* direct weight_grad: taps (a multiple of its 6-tap blocks) */
+  MIN_PART_DIRECT_ROWS = 32,  /* direct weight_grad: output channels */
+  MIN_INPLACE_WGRAD_PIXELS = 128, /* 1x1 weight_grad: per-image GEMMs from this k on */
+  /* direct conv2d / input_grad: multiply-adds per part, so that padding an image and
+   * transposing the weights (once per part) stay small next to the arithmetic */
+  MIN_PART_DIRECT_MACS = 1 << 21,
 };
 #define CONV_OPT_MAX ((int64_t)1 << 31)
 
@@ -276,117 +285,6 @@ static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *
 CONV_LEAVES_DEFINE(float, f32)
 CONV_LEAVES_DEFINE(double, f64)
 
-/* ---- the direct kernels, stamped for float and double (and for AVX2+FMA where present) ----
- * Explicit 32-byte vectors (GCC/Clang vector extensions) so that the register blocking is what
- * is written, not what the vectoriser decides; without AVX they lower to SSE pairs.  (FMA
- * contraction was measured too: no gain, the loops are bound by loads, not arithmetic.) */
-typedef float vf32 __attribute__((vector_size(32)));
-typedef double vf64 __attribute__((vector_size(32)));
-#define VLOAD(v, p) memcpy(&(v), (p), sizeof(v))
-#define VSTORE(p, v) memcpy((p), &(v), sizeof(v))
-
-#define DIRECT_DEFINE(T, V, SUF, ATTR)                                                        \
-  /* out[o][s..s+2VL) = sum_t wt[t ldw + o] src[off[t] + s..], for 4 channels o. */             \
-  ATTR static void rows4_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,    \
-                               int64_t ldw, int64_t s, int64_t len, T *out) {                 \
-    enum { VL = sizeof(V) / sizeof(T) };                                                      \
-    V a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0}; \
-    for (int64_t t = 0; t < taps; t++) {                                                      \
-      const T *xs = src + off[t] + s, *w = wt + t * ldw;                                      \
-      V x0, x1;                                                                               \
-      VLOAD(x0, xs), VLOAD(x1, xs + VL);                                                      \
-      a00 += w[0] * x0, a01 += w[0] * x1, a10 += w[1] * x0, a11 += w[1] * x1;                 \
-      a20 += w[2] * x0, a21 += w[2] * x1, a30 += w[3] * x0, a31 += w[3] * x1;                 \
-    }                                                                                         \
-    VSTORE(out + s, a00), VSTORE(out + s + VL, a01);                                          \
-    VSTORE(out + len + s, a10), VSTORE(out + len + s + VL, a11);                              \
-    VSTORE(out + 2 * len + s, a20), VSTORE(out + 2 * len + s + VL, a21);                      \
-    VSTORE(out + 3 * len + s, a30), VSTORE(out + 3 * len + s + VL, a31);                      \
-  }                                                                                           \
-                                                                                              \
-  ATTR static void rows1_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,    \
-                               int64_t ldw, int64_t s, T *out) {                              \
-    enum { VL = sizeof(V) / sizeof(T) };                                                      \
-    V a0 = {0}, a1 = {0};                                                                     \
-    for (int64_t t = 0; t < taps; t++) {                                                      \
-      V x0, x1;                                                                               \
-      VLOAD(x0, src + off[t] + s), VLOAD(x1, src + off[t] + s + VL);                          \
-      a0 += wt[t * ldw] * x0, a1 += wt[t * ldw] * x1;                                         \
-    }                                                                                         \
-    VSTORE(out + s, a0), VSTORE(out + s + VL, a1);                                            \
-  }                                                                                           \
-                                                                                              \
-  /* out[o][s] = sum_t wt[t ldw + o] src[off[t] + s] for o < ob, s < len (rows of len), where \
-   * len is a multiple of DIRECT_JB (callers pad the source so the last block reads zeros). */ \
-  ATTR static void direct_rows_##SUF(const void *srcv, const int64_t *off, int64_t taps,       \
-                                     const void *wtv, int64_t ldw, int64_t ob, int64_t len,   \
-                                     void *outv) {                                            \
-    enum { JB = 2 * sizeof(V) / sizeof(T) };                                                  \
-    const T *src = srcv, *wt = wtv;                                                           \
-    T *out = outv;                                                                            \
-    int64_t o = 0;                                                                            \
-    for (; o + 4 <= ob; o += 4)                                                               \
-      for (int64_t s = 0; s < len; s += JB)                                                   \
-        rows4_##SUF(src, off, taps, wt + o, ldw, s, len, out + o * len);                      \
-    for (; o < ob; o++)                                                                       \
-      for (int64_t s = 0; s < len; s += JB)                                                   \
-        rows1_##SUF(src, off, taps, wt + o, ldw, s, out + o * len);                           \
-  }                                                                                           \
-                                                                                              \
-  /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for 4 rows o: a is loaded once for all four. */ \
-  ATTR static void dots4_##SUF(const T *a, const T *b, int64_t ldb, int64_t len, T *acc) {     \
-    enum { VL = sizeof(V) / sizeof(T) };                                                      \
-    V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                                                 \
-    for (int64_t s = 0; s < len; s += VL) {                                                   \
-      V x, y0, y1, y2, y3;                                                                    \
-      VLOAD(x, a + s), VLOAD(y0, b + s), VLOAD(y1, b + ldb + s);                              \
-      VLOAD(y2, b + 2 * ldb + s), VLOAD(y3, b + 3 * ldb + s);                                 \
-      s0 += x * y0, s1 += x * y1, s2 += x * y2, s3 += x * y3;                                 \
-    }                                                                                         \
-    for (int l = 0; l < VL; l++) acc[0] += s0[l], acc[1] += s1[l], acc[2] += s2[l], acc[3] += s3[l]; \
-  }                                                                                           \
-                                                                                              \
-  /* acc[o] += sum_{s < len} a[s] b[o ldb + s] for o < nb; len is a multiple of DIRECT_JB. */ \
-  ATTR static void direct_dots_##SUF(const void *av, const void *bv, int64_t ldb, int64_t nb,  \
-                                     int64_t len, void *accv) {                               \
-    enum { VL = sizeof(V) / sizeof(T), JB = 2 * VL };                                         \
-    const T *a = av, *b = bv;                                                                 \
-    T *acc = accv;                                                                            \
-    int64_t o = 0;                                                                            \
-    for (; o + 4 <= nb; o += 4) dots4_##SUF(a, b + o * ldb, ldb, len, acc + o);               \
-    for (; o < nb; o++) {                                                                     \
-      const T *bo = b + o * ldb;                                                              \
-      V s0 = {0}, s1 = {0};                                                                   \
-      for (int64_t s = 0; s < len; s += JB) {                                                 \
-        V x0, x1, y0, y1;                                                                     \
-        VLOAD(x0, a + s), VLOAD(x1, a + s + VL), VLOAD(y0, bo + s), VLOAD(y1, bo + s + VL);   \
-        s0 += x0 * y0, s1 += x1 * y1;                                                         \
-      }                                                                                       \
-      s0 += s1;                                                                               \
-      for (int l = 0; l < VL; l++) acc[o] += s0[l];                                           \
-    }                                                                                         \
-  }
-
-DIRECT_DEFINE(float, vf32, f32, )
-DIRECT_DEFINE(double, vf64, f64, )
-#if defined(__x86_64__) && defined(__GNUC__)
-#define FG_DIRECT_AVX2 1
-DIRECT_DEFINE(float, vf32, f32_avx2, __attribute__((target("avx2"))))
-DIRECT_DEFINE(double, vf64, f64_avx2, __attribute__((target("avx2"))))
-#endif
-
-typedef void (*direct_rows_fn)(const void *, const int64_t *, int64_t, const void *, int64_t,
-                               int64_t, int64_t, void *);
-typedef void (*direct_dots_fn)(const void *, const void *, int64_t, int64_t, int64_t, void *);
-
-static bool cpu_has_avx2(void) {
-#ifdef FG_DIRECT_AVX2
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
-#endif
-}
-
 typedef void (*im2col_fn)(const conv_geom *, const void *, int64_t, int64_t, int64_t, int64_t,
                           void *, int64_t);
 typedef void (*col2im_fn)(const conv_geom *, const void *, int64_t, int64_t, void *);
@@ -397,8 +295,7 @@ typedef struct conv_ctx {
   size_t es;
   im2col_fn im2col;
   col2im_fn col2im;
-  direct_rows_fn direct_rows;
-  direct_dots_fn direct_dots;
+  fg_conv_direct_kernels direct;
   conv_geom g;
   int nth;
   fg_err *err;
@@ -408,14 +305,7 @@ static conv_ctx ctx_make(fg_dtype t, const fg_kargs *k, conv_geom g) {
   conv_ctx c = {.t = t, .es = fg_dtype_size(t), .g = g, .nth = k->nth, .err = k->err};
   c.im2col = t == FG_F32 ? im2col_f32 : im2col_f64;
   c.col2im = t == FG_F32 ? col2im_f32 : col2im_f64;
-  c.direct_rows = t == FG_F32 ? direct_rows_f32 : direct_rows_f64;
-  c.direct_dots = t == FG_F32 ? direct_dots_f32 : direct_dots_f64;
-#ifdef FG_DIRECT_AVX2
-  if (cpu_has_avx2()) {
-    c.direct_rows = t == FG_F32 ? direct_rows_f32_avx2 : direct_rows_f64_avx2;
-    c.direct_dots = t == FG_F32 ? direct_dots_f32_avx2 : direct_dots_f64_avx2;
-  }
-#endif
+  c.direct = fg_conv_direct_kernels_for(t);
   return c;
 }
 
@@ -471,18 +361,29 @@ static bool use_direct(const conv_geom *g) {
 }
 
 /* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
- * hs x ws into hd x wd (a negative top or left crops).  Rows move by memcpy, so no type. */
+ * hs x ws into hd x wd (a negative top or left crops).  Typed loops, not a memcpy per row:
+ * rows are short (7 to 28 elements) and there are many. */
+#define PAD_PLANES_DEFINE(T, SUF)                                                             \
+  static void pad_planes_##SUF(const T *src, int64_t nch, int64_t hs, int64_t ws,             \
+                               int64_t top, int64_t left, int64_t hd, int64_t wd, T *dst) {   \
+    memset(dst, 0, sizeof(T) * (size_t)(nch * hd * wd));                                      \
+    int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);                                     \
+    int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);                                   \
+    if (b1 <= b0) return;                                                                     \
+    for (int64_t ch = 0; ch < nch; ch++)                                                      \
+      for (int64_t a = a0; a < a1; a++) {                                                     \
+        T *d = dst + (ch * hd + a) * wd;                                                      \
+        const T *s = src + (ch * hs + a - top) * ws - left;                                   \
+        for (int64_t b = b0; b < b1; b++) d[b] = s[b];                                        \
+      }                                                                                       \
+  }
+PAD_PLANES_DEFINE(float, f32)
+PAD_PLANES_DEFINE(double, f64)
+
 static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int64_t ws,
                        int64_t top, int64_t left, int64_t hd, int64_t wd, void *dst) {
-  memset(dst, 0, es * (size_t)(nch * hd * wd));
-  int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);
-  int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);
-  if (b1 <= b0) return;
-  for (int64_t ch = 0; ch < nch; ch++)
-    for (int64_t a = a0; a < a1; a++)
-      memcpy((char *)dst + es * (size_t)((ch * hd + a) * wd + b0),
-             (const char *)src + es * (size_t)((ch * hs + a - top) * ws + b0 - left),
-             es * (size_t)(b1 - b0));
+  if (es == sizeof(float)) pad_planes_f32(src, nch, hs, ws, top, left, hd, wd, dst);
+  else pad_planes_f64(src, nch, hs, ws, top, left, hd, wd, dst);
 }
 
 /* One stride-1 correlation, per image, as the direct kernel runs it: in_ch source planes of
@@ -497,7 +398,7 @@ typedef struct direct_spec {
 
 /* The direct kernels work in blocks of two 32-byte vectors: lengths round up to this, and
  * buffers they read carry this many zeros of slack at the end. */
-static int64_t direct_jb(const conv_ctx *c) { return 64 / (int64_t)c->es; }
+static int64_t direct_jb(const conv_ctx *c) { return FG_DIRECT_BLOCK_BYTES / (int64_t)c->es; }
 static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 /* Scratch of `elems` elements plus zeroed slack for the direct kernels' last block. */
@@ -520,7 +421,33 @@ static fg_status direct_spec_alloc(const conv_ctx *c, direct_spec *d, const char
   return nomem(c, op);
 }
 
-/* Work items are (image, block of 4 output channels); each part pads an image once. */
+/* dst (rows x cols, packed) = the first cols of each ld-wide row of src.  Typed loops, not a
+ * memcpy per row: rows are short (7 to 28 elements) and there are many. */
+static void keep_cols(size_t es, const void *src, int64_t ld, int64_t rows, int64_t cols,
+                      void *dst) {
+  if (es == sizeof(float)) {
+    const float *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) d[i * cols + j] = s[i * ld + j];
+  } else {
+    const double *s = src;
+    double *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) d[i * cols + j] = s[i * ld + j];
+  }
+}
+
+/* Work items are (image, block of 4 output channels); each part pads an image once.  How many
+ * parts get work: each at least MIN_PART_DIRECT_MACS, since a part also pads its images and
+ * builds the transposed weights. */
+static int direct_parts(const conv_ctx *c, const direct_spec *d, int64_t n_img, int nth) {
+  int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c));
+  int64_t item_macs = max64(4 * d->taps * len, 1);
+  return fg_parts_for(n_img * ((d->out_ch + 3) / 4), max64(MIN_PART_DIRECT_MACS / item_macs, 1),
+                      nth);
+}
+
 static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const void *src,
                                   void *out, int64_t n_img, int ith, int nth, const char *op) {
   int64_t nob = (d->out_ch + 3) / 4, i0, i1;
@@ -539,11 +466,10 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
       pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws,
                  d->top, d->left, d->hd, d->wd, pad);
     last = n;
-    c->direct_rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
-    for (int64_t o = 0; o < cnt; o++) /* keep the first wo of every wd-wide row */
-      for (int64_t i = 0; i < d->ho; i++)
-        memcpy(at_m(c, out, (n * d->out_ch + o0 + o) * oplane + i * d->wo),
-               at_c(c, wide, o * len + i * d->wd), c->es * (size_t)d->wo);
+    c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
+    for (int64_t o = 0; o < cnt; o++)
+      keep_cols(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo,
+                at_m(c, out, (n * d->out_ch + o0 + o) * oplane));
   }
   free(pad), free(wide);
   return FG_OK;
@@ -556,6 +482,8 @@ static fg_status conv2d_direct(const conv_ctx *c, const fg_kargs *k) {
   direct_spec d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
                    .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o, .ho = g->ho,
                    .wo = g->wo, .taps = R};
+  int parts = direct_parts(c, &d, g->n, k->nth);
+  if (k->ith >= parts) return FG_OK;
   fg_status st = direct_spec_alloc(c, &d, "conv2d");
   if (st != FG_OK) return st;
   for (int64_t t = 0; t < R; t++) {
@@ -564,7 +492,7 @@ static fg_status conv2d_direct(const conv_ctx *c, const fg_kargs *k) {
     for (int64_t o = 0; o < g->o; o++)
       memcpy(at_m(c, d.wt, t * g->o + o), at_c(c, k->in[1], o * R + t), c->es);
   }
-  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, k->nth, "conv2d");
+  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, parts, "conv2d");
   direct_spec_free(&d);
   return st;
 }
@@ -578,6 +506,8 @@ static fg_status input_grad_direct(const conv_ctx *c, const fg_kargs *k) {
   direct_spec d = {.in_ch = g->o, .hs = g->ho, .ws = g->wo, .top = eh - g->ph,
                    .left = ew - g->pw, .hd = g->h + eh, .wd = g->w + ew, .out_ch = g->c,
                    .ho = g->h, .wo = g->w, .taps = g->o * KK};
+  int parts = direct_parts(c, &d, g->n, k->nth);
+  if (k->ith >= parts) return FG_OK;
   fg_status st = direct_spec_alloc(c, &d, "conv2d_input_grad");
   if (st != FG_OK) return st;
   for (int64_t t = 0; t < d.taps; t++) {
@@ -588,44 +518,52 @@ static fg_status input_grad_direct(const conv_ctx *c, const fg_kargs *k) {
       memcpy(at_m(c, d.wt, t * g->c + ch), at_c(c, k->in[1], wi), c->es);
     }
   }
-  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, k->nth, "conv2d_input_grad");
+  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, parts, "conv2d_input_grad");
   direct_spec_free(&d);
   return st;
 }
 
 /* weight_grad over taps [r0, r1): gw[o, t] = sum_n <padded x[n] from tap t's offset, dy[n][o]
- * widened to the padded row width with zeros>, each a contiguous dot product. */
+ * widened to the padded row width with zeros>, each a contiguous dot product.  Images go in
+ * groups as large as the scratch bound allows, so that the kernel keeps its sums in registers
+ * across a whole group. */
 static fg_status weight_grad_direct(const conv_ctx *c, const fg_kargs *k, int64_t r0,
-                                    int64_t r1) {
+                                    int64_t r1, int64_t o0, int64_t o1) {
   const conv_geom *g = &c->g;
   int64_t KK = g->kh * g->kw, R = g->c * KK, c0 = r0 / KK, c1 = (r1 - 1) / KK + 1;
   int64_t hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw, jb = direct_jb(c);
   /* dy[n][o] widened to rows of wd lives at dyw + o ld, zero beyond its last row, so a dot
    * over whole blocks past the last output adds zeros */
   int64_t len = round_up((g->ho - 1) * wd + g->wo, jb), ld = round_up(g->ho * wd, jb);
-  void *xp = direct_scratch(c, (c1 - c0) * hd * wd), *dyw = scratch(c, g->o * ld);
-  void *acc = scratch(c, (r1 - r0) * g->o);
-  fg_status st = xp && dyw && acc ? FG_OK : nomem(c, "conv2d_weight_grad");
+  int64_t ob = o1 - o0, x_step = (c1 - c0) * hd * wd, dy_step = ob * ld;
+  int64_t group = min64(max64(DIRECT_GROUP_ELEMS / (x_step + dy_step), 1), g->n);
+  void *xp = direct_scratch(c, group * x_step), *dyw = scratch(c, group * dy_step);
+  void *acc = scratch(c, (r1 - r0) * ob);
+  int64_t *off = malloc(sizeof *off * (size_t)(r1 - r0));
+  fg_status st = xp && dyw && acc && off ? FG_OK : nomem(c, "conv2d_weight_grad");
   if (st == FG_OK) {
-    memset(acc, 0, c->es * (size_t)((r1 - r0) * g->o));
-    memset(dyw, 0, c->es * (size_t)(g->o * ld));
-  }
-  for (int64_t n = 0; st == FG_OK && n < g->n; n++) {
-    pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
-               g->ph, g->pw, hd, wd, xp);
-    for (int64_t o = 0; o < g->o; o++)
-      pad_planes(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), 1, g->ho, g->wo, 0, 0,
-                 g->ho, wd, at_m(c, dyw, o * ld));
+    memset(acc, 0, c->es * (size_t)((r1 - r0) * ob));
+    memset(dyw, 0, c->es * (size_t)(group * dy_step));
     for (int64_t t = r0; t < r1; t++) {
       int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
-      int64_t off = ((ch - c0) * hd + p * g->dh) * wd + q * g->dw;
-      c->direct_dots(at_c(c, xp, off), dyw, ld, g->o, len, at_m(c, acc, (t - r0) * g->o));
+      off[t - r0] = ((ch - c0) * hd + p * g->dh) * wd + q * g->dw;
     }
   }
+  for (int64_t n0 = 0; st == FG_OK && n0 < g->n; n0 += group) {
+    int64_t n1 = min64(g->n, n0 + group);
+    for (int64_t n = n0; n < n1; n++) {
+      pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
+                 g->ph, g->pw, hd, wd, at_m(c, xp, (n - n0) * x_step));
+      for (int64_t o = o0; o < o1; o++)
+        pad_planes(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), 1, g->ho, g->wo, 0,
+                   0, g->ho, wd, at_m(c, dyw, (n - n0) * dy_step + (o - o0) * ld));
+    }
+    c->direct.wdots(xp, x_step, off, r1 - r0, dyw, dy_step, ld, ob, n1 - n0, len, acc);
+  }
   for (int64_t t = r0; st == FG_OK && t < r1; t++)
-    for (int64_t o = 0; o < g->o; o++)
-      memcpy(at_m(c, k->out, o * R + t), at_c(c, acc, (t - r0) * g->o + o), c->es);
-  free(xp), free(dyw), free(acc);
+    for (int64_t o = o0; o < o1; o++)
+      memcpy(at_m(c, k->out, o * R + t), at_c(c, acc, (t - r0) * ob + o - o0), c->es);
+  free(xp), free(dyw), free(acc), free(off);
   return st;
 }
 
@@ -744,6 +682,24 @@ static void zero_tile(const conv_ctx *c, void *gw, int64_t o0, int64_t o1, int64
   for (int64_t o = o0; o < o1; o++) memset(at_m(c, gw, o * ld + r0), 0, c->es * (size_t)(r1 - r0));
 }
 
+/* 1x1: gw[o0:o1, c0:c1] = sum_n dy[n][o0:o1] . x[n][c0:c1]^T, one GEMM per image reading both
+ * in place.  Copying them side by side first (below) costs as much as the arithmetic at 14x14
+ * (196 -> 229 GFLOP/s without it), but at 7x7 k = 49 is too short a GEMM (207 -> 160), so
+ * only images of at least MIN_INPLACE_WGRAD_PIXELS pixels go this way. */
+static fg_status wgrad_tile_pointwise(const conv_ctx *c, const void *x, const void *dy, void *gw,
+                                      int64_t o0, int64_t o1, int64_t c0, int64_t c1) {
+  const conv_geom *g = &c->g;
+  int64_t S = g->ho * g->wo;
+  for (int64_t n = 0; n < g->n; n++) {
+    fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = o1 - o0, .n = c1 - c0, .k = S,
+                      .lda = S, .ldb = S, .ldc = g->c};
+    fg_status st = gemm(c, d, at_c(c, dy, (n * g->o + o0) * S), at_c(c, x, (n * g->c + c0) * S),
+                        at_m(c, gw, o0 * g->c + c0), "conv2d_weight_grad");
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
+}
+
 static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, void *gw,
                             int64_t o0, int64_t o1, int64_t r0, int64_t r1) {
   const conv_geom *g = &c->g;
@@ -753,6 +709,8 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
     zero_tile(c, gw, o0, o1, r0, r1, R);
     return FG_OK;
   }
+  if (is_pointwise(g) && S >= MIN_INPLACE_WGRAD_PIXELS)
+    return wgrad_tile_pointwise(c, x, dy, gw, o0, o1, r0, r1);
   int64_t nb = min64(max64(SCRATCH_ELEMS / ((ot + rt) * S), 1), g->n);
   void *dyc = scratch(c, ot * nb * S), *col = scratch(c, rt * nb * S);
   fg_status st = dyc && col ? FG_OK : nomem(c, "conv2d_weight_grad");
@@ -785,16 +743,18 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
                  .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, r0, r1, o0, o1;
-  if (use_direct(&g)) { /* over taps: each part pads the images' channels its taps read */
-    int parts = fg_parts_for(R, MIN_PART_DIRECT_TAPS, k->nth);
-    if (k->ith >= parts) return FG_OK;
-    fg_split_range(R, k->ith, parts, &r0, &r1);
-    if (r0 == r1) return FG_OK;
-    if (g.n > 0 && S > 0) return weight_grad_direct(&c, k, r0, r1);
-    zero_tile(&c, k->out, 0, g.o, r0, r1, R);
+  int pr, pc;
+  if (use_direct(&g)) { /* over (tap, output channel) tiles: taps first, since a part pads the
+                         * images' channels its taps read, and widens dy for its channels */
+    fg_tile_grid(R, g.o, MIN_PART_DIRECT_TAPS, MIN_PART_DIRECT_ROWS, k->nth, &pr, &pc);
+    if (k->ith >= pr * pc) return FG_OK;
+    fg_split_range(R, k->ith / pc, pr, &r0, &r1);
+    fg_split_range(g.o, k->ith % pc, pc, &o0, &o1);
+    if (r0 == r1 || o0 == o1) return FG_OK;
+    if (g.n > 0 && S > 0) return weight_grad_direct(&c, k, r0, r1, o0, o1);
+    zero_tile(&c, k->out, o0, o1, r0, r1, R);
     return FG_OK;
   }
-  int pr, pc;
   fg_tile_grid(g.o, R, MIN_PART_TAPS, MIN_PART_TAPS, k->nth, &pr, &pc);
   if (k->ith >= pr * pc) return FG_OK;
   c.nth = pr * pc;

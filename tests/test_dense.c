@@ -305,6 +305,32 @@ Test(conv, pointwise_split_into_threads_matches_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* The direct kernels' register blocks and their remainders: 12x12 padded to 14-wide rows is
+ * 166 outputs per plane (11 float vectors: a block of 6 and one of 5; 22 double vectors),
+ * 7 output channels (a block of 4 and one of 3), 45 taps (7 blocks of 6 and 3 single taps). */
+Test(conv, direct_blocks_and_remainders_match_naive_loops) {
+  geom g = {.n = 3, .c = 5, .h = 12, .w = 12, .o = 7, .kh = 3, .kw = 3,
+            .opts = {{1, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g);
+}
+
+/* 70 output channels: the direct weight gradient splits over output channels too (under
+ * FG_CONV_PATH=direct; by default this shape runs im2col + GEMM), with 2 and 1 channel
+ * remainders in the 4-row blocks of the forward and input-gradient kernels. */
+Test(conv, direct_weight_grad_channel_tiles_match_naive_loops) {
+  geom g = {.n = 2, .c = 3, .h = 9, .w = 9, .o = 70, .kh = 3, .kw = 3,
+            .opts = {{1, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g);
+}
+
+/* 8 images of 16 channels at 45x45: the direct weight gradient's padded images take more than
+ * its group bound (2^18 elements), so it sums groups of 6 and 2 images. */
+Test(conv, direct_weight_grad_image_groups_match_naive_loops) {
+  geom g = {.n = 8, .c = 16, .h = 45, .w = 45, .o = 2, .kh = 3, .kw = 3,
+            .opts = {{1, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g);
+}
+
 /* 64 channels of 45x45 with a 3x3 kernel: every im2col kernel's scratch (2^20 elements) holds
  * less than one image's column matrix, so each works in chunks, and the weight gradient sums
  * chunks of one image (under FG_CONV_PATH=gemm; by default this shape runs direct). */

@@ -313,3 +313,33 @@ Test(passes, in_place_never_overwrites_a_broadcast_input) {
   fg_program_free(p);
   fg_graph_free(g);
 }
+
+/* FG_PROFILE's table (fg_program_opts.profile): per op family, then the costliest steps by op
+ * and shapes; a program without profiling says so. */
+Test(passes, profile_tables_name_ops_and_shapes) {
+  fg_graph *g = fg_graph_new();
+  fg_node x = fg_input(g, "x", FG_F32, fg_shape2(64, 32)), w = fg_input(g, "w", FG_F32, fg_shape2(32, 16));
+  fg_node y = fg_sum(g, fg_matmul(g, x, w), 3u, false);
+  fg_program *p, *quiet;
+  cr_assert_eq(fg_program_new_opts(&p, g, 1, &y, &(fg_program_opts){.profile = true}, NULL), FG_OK);
+  cr_assert_eq(fg_program_new(&quiet, g, 1, &y, NULL), FG_OK);
+  fg_tensor *xv = random_tensor(fg_shape2(64, 32), 1, -1, 1), *wv = random_tensor(fg_shape2(32, 16), 2, -1, 1);
+  fg_program *both[2] = {p, quiet};
+  for (int i = 0; i < 2; i++) {
+    fg_program_bind(both[i], "x", xv), fg_program_bind(both[i], "w", wv);
+    for (int rep = 0; rep < 3; rep++) cr_assert_eq(fg_program_run(both[i]), FG_OK);
+  }
+  char buf[4096];
+  fg_program_profile(p, buf, sizeof buf);
+  cr_assert(strstr(buf, "matmul ") && strstr(buf, "sum "), "per-family rows: %s", buf);
+  cr_assert(strstr(buf, "matmul [64, 32] [32, 16] -> [64, 16]"), "op and shapes row: %s", buf);
+  cr_assert(strstr(buf, "sum [64, 16] -> []"), "op and shapes row: %s", buf);
+  char small[40];
+  fg_program_profile(p, small, sizeof small); /* truncated, still a string */
+  cr_assert_lt(strlen(small), sizeof small);
+  fg_program_profile(quiet, buf, sizeof buf);
+  cr_assert(strstr(buf, "profiling is off"), "%s", buf);
+  fg_tensor_free(xv), fg_tensor_free(wv);
+  fg_program_free(p), fg_program_free(quiet);
+  fg_graph_free(g);
+}

@@ -5,7 +5,8 @@
  *   meson compile -C build && ./build/tools/bench_dense [reps [label-substring]]
  *
  * FLOPs count the direct convolution, 2 N O Ho Wo C KH KW per pass; backward is the input and
- * the weight gradient (two passes), as autodiff's fg_vjp builds them.  Each figure is the
+ * the weight gradient (two passes), as autodiff's fg_vjp builds them; dA and dB are the two
+ * gradients alone (input and weight for a convolution).  Each figure is the
  * median of `reps` timed runs (default 15) after one warm-up run.  Threads: FG_THREADS for the
  * engine; OPENBLAS_NUM_THREADS for the reference sgemm (the engine's own GEMM calls run one
  * BLAS thread each whenever a kernel is split, see ops/matmul.c), so compare like with like:
@@ -81,7 +82,8 @@ static void bind_random(fg_program *p, const char *name, fg_shape s, double scal
 typedef fg_node (*build2_fn)(fg_graph *g, fg_node a, fg_node b, const void *ctx);
 
 static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape sb,
-                         double b_scale, double *fwd, double *bwd) {
+                         double b_scale, double *fwd, double *bwd, double *bwd_a,
+                         double *bwd_b) {
   fg_graph *g = fg_graph_new();
   if (!g) die("graph", "out of memory");
   fg_node a = fg_input(g, "a", FG_F32, sa), b = fg_input(g, "b", FG_F32, sb);
@@ -89,17 +91,23 @@ static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape
   fg_node dy = fg_input(g, "dy", FG_F32, fg_node_shape(g, y));
   fg_node wrt[2] = {a, b}, grads[2];
   if (fg_vjp(g, 1, &y, &dy, 2, wrt, grads) != FG_OK) die("vjp", fg_graph_errmsg(g));
-  fg_program *pf, *pb;
+  fg_program *pf, *pb, *pa, *pw;
   fg_err e;
   if (fg_program_new(&pf, g, 1, &y, &e) != FG_OK) die("forward program", e.msg);
   if (fg_program_new(&pb, g, 2, grads, &e) != FG_OK) die("backward program", e.msg);
+  if (fg_program_new(&pa, g, 1, &grads[0], &e) != FG_OK) die("gradient program", e.msg);
+  if (fg_program_new(&pw, g, 1, &grads[1], &e) != FG_OK) die("gradient program", e.msg);
   fg_shape sy = fg_node_shape(g, y);
-  bind_random(pf, "a", sa, 1, 1), bind_random(pf, "b", sb, b_scale, 2);
-  bind_random(pb, "a", sa, 1, 1), bind_random(pb, "b", sb, b_scale, 2);
-  bind_random(pb, "dy", sy, 1, 3);
+  fg_program *all[4] = {pf, pb, pa, pw};
+  for (int i = 0; i < 4; i++) {
+    bind_random(all[i], "a", sa, 1, 1), bind_random(all[i], "b", sb, b_scale, 2);
+    if (i > 0) bind_random(all[i], "dy", sy, 1, 3);
+  }
   *fwd = time_program(pf);
   *bwd = time_program(pb);
-  fg_program_free(pf), fg_program_free(pb);
+  *bwd_a = time_program(pa);
+  *bwd_b = time_program(pw);
+  for (int i = 0; i < 4; i++) fg_program_free(all[i]);
   fg_graph_free(g);
 }
 
@@ -156,17 +164,19 @@ static bool wanted(const char *label) { return !g_only || strstr(label, g_only) 
 
 typedef struct table_row {
   const char *label;
-  double fwd, bwd, fb; /* GFLOP/s */
+  double fwd, bwd, fb, da, db; /* GFLOP/s */
 } table_row;
 
-static table_row make_row(const char *label, double flops, double fwd, double bwd) {
+static table_row make_row(const char *label, double flops, double fwd, double bwd,
+                          double bwd_a, double bwd_b) {
   return (table_row){label, flops / fwd * 1e-9, 2 * flops / bwd * 1e-9,
-                     3 * flops / (fwd + bwd) * 1e-9};
+                     3 * flops / (fwd + bwd) * 1e-9, flops / bwd_a * 1e-9,
+                     flops / bwd_b * 1e-9};
 }
 
 static void print_row(const table_row *r, double ref) {
-  printf("%-36s %8.1f %6.0f%% %8.1f %6.0f%% %8.1f %6.0f%%\n", r->label, r->fwd,
-         100 * r->fwd / ref, r->bwd, 100 * r->bwd / ref, r->fb, 100 * r->fb / ref);
+  printf("%-36s %8.1f %6.0f%% %8.1f %6.0f%% %8.1f %6.0f%% %8.1f %8.1f\n", r->label, r->fwd,
+         100 * r->fwd / ref, r->bwd, 100 * r->bwd / ref, r->fb, 100 * r->fb / ref, r->da, r->db);
 }
 
 int main(int argc, char **argv) {
@@ -189,8 +199,8 @@ int main(int argc, char **argv) {
   if (blas) printf("portable sgemm at 1024^3: %.1f GFLOP/s\n", sgemm_gflops(true));
   printf("float32, batch %lld, median of %d runs; f+b = forward and both gradients; FG_THREADS=%s\n\n",
          (long long)batch, g_reps, getenv("FG_THREADS") ? getenv("FG_THREADS") : "(cores)");
-  printf("%-36s %8s %7s %8s %7s %8s %7s\n", "op", "fwd GF/s", "ratio", "bwd GF/s", "ratio",
-         "f+b GF/s", "ratio");
+  printf("%-36s %8s %7s %8s %7s %8s %7s %8s %8s\n", "op", "fwd GF/s", "ratio", "bwd GF/s", "ratio",
+         "f+b GF/s", "ratio", "dA GF/s", "dB GF/s");
 
   static const conv_shape convs[] = {
       {"conv 2->128 3x3 @14x14", 2, 128, 3, 14, 1},
@@ -198,6 +208,9 @@ int main(int argc, char **argv) {
       {"conv 128->4 3x3 @14x14 (zero w)", 128, 4, 3, 14, 0},
       {"conv 4->256 3x3 @7x7", 4, 256, 3, 7, 1},
       {"conv 128->128 3x3 @14x14", 128, 128, 3, 14, 1},
+      {"conv 4->128 3x3 @7x7", 4, 128, 3, 7, 1},
+      {"conv 128->128 1x1 @7x7", 128, 128, 1, 7, 1},
+      {"conv 128->8 3x3 @7x7 (zero w)", 128, 8, 3, 7, 0},
   };
   static const int64_t mms[][4] = {{1, 12544, 128, 128}, {batch, 196, 128, 128},
                                    {1, 1024, 1024, 1024}};
@@ -208,20 +221,21 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
     const conv_shape *s = &convs[i];
     if (!wanted(s->label)) continue;
-    double fwd, bwd;
+    double fwd, bwd, bwd_a, bwd_b;
     time_fwd_bwd(build_conv, s, fg_shape4(batch, s->cin, s->hw, s->hw),
-                 fg_shape4(s->cout, s->cin, s->k, s->k), s->w_scale, &fwd, &bwd);
+                 fg_shape4(s->cout, s->cin, s->k, s->k), s->w_scale, &fwd, &bwd, &bwd_a, &bwd_b);
     double flops = 2.0 * (double)(batch * s->cout * s->hw * s->hw * s->cin * s->k * s->k);
-    rows[n_rows++] = make_row(s->label, flops, fwd, bwd);
+    rows[n_rows++] = make_row(s->label, flops, fwd, bwd, bwd_a, bwd_b);
   }
 
   for (size_t i = 0; i < sizeof mms / sizeof *mms; i++) {
     const int64_t *m = mms[i];
     if (!wanted(mm_labels[i])) continue;
     fg_shape sa = m[0] > 1 ? fg_shape3(m[0], m[1], m[2]) : fg_shape2(m[1], m[2]);
-    double fwd, bwd;
-    time_fwd_bwd(build_matmul, NULL, sa, fg_shape2(m[2], m[3]), 1, &fwd, &bwd);
-    rows[n_rows++] = make_row(mm_labels[i], 2.0 * (double)(m[0] * m[1] * m[2] * m[3]), fwd, bwd);
+    double fwd, bwd, bwd_a, bwd_b;
+    time_fwd_bwd(build_matmul, NULL, sa, fg_shape2(m[2], m[3]), 1, &fwd, &bwd, &bwd_a, &bwd_b);
+    rows[n_rows++] = make_row(mm_labels[i], 2.0 * (double)(m[0] * m[1] * m[2] * m[3]), fwd, bwd,
+                              bwd_a, bwd_b);
   }
   double ref_after = sgemm_gflops(!blas);
   for (int i = 0; i < n_rows; i++) print_row(&rows[i], ref > ref_after ? ref : ref_after);

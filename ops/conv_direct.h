@@ -1,0 +1,31 @@
+/* Internal to ops/: the register-blocked inner kernels of conv2d's direct path (ops/conv.c
+ * describes the path: stride 1, each tap a shifted contiguous stream of a zero-padded image). */
+#ifndef FG_CONV_DIRECT_H
+#define FG_CONV_DIRECT_H
+
+#include <stdint.h>
+
+#include "core/shape.h"
+
+/* Lengths the kernels take are multiples of this many bytes (one 512-bit vector, two 256-bit
+ * ones), and every buffer they read carries this many bytes of zeros past its last element. */
+enum { FG_DIRECT_BLOCK_BYTES = 64 };
+
+typedef struct fg_conv_direct_kernels {
+  /* out[o len + s] = sum_{t < taps} wt[t ldw + o] src[off[t] + s]  for o < ob, s < len. */
+  void (*rows)(const void *src, const int64_t *off, int64_t taps, const void *wt, int64_t ldw,
+               int64_t ob, int64_t len, void *out);
+  /* acc[t nb + o] += sum_{i < n_img} sum_{s < len} src[i src_step + off[t] + s]
+   *                                                  b[i b_step + o ldb + s]
+   * for t < taps, o < nb: one dot product per (tap, row), summed over n_img images. */
+  void (*wdots)(const void *src, int64_t src_step, const int64_t *off, int64_t taps,
+                const void *b, int64_t b_step, int64_t ldb, int64_t nb, int64_t n_img,
+                int64_t len, void *acc);
+  const char *isa; /* "avx512", "avx2" or "generic": which instantiation was chosen */
+} fg_conv_direct_kernels;
+
+/* The fastest instantiation this CPU runs, for float or double; chosen once.
+ * FG_CONV_ISA=avx2 or =generic in the environment caps it (tests run every instantiation). */
+fg_conv_direct_kernels fg_conv_direct_kernels_for(fg_dtype t);
+
+#endif
