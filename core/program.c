@@ -51,6 +51,7 @@ struct fg_program {
   int64_t prof_calls[FG_OP_COUNT + 1];
   int64_t prof_runs;
   double *prof_step_ms; /* per step, for the breakdown by op and shapes */
+  int prof_rows;        /* rows of that breakdown */
   fg_program_stats stats;
   char errmsg[768];
 };
@@ -74,6 +75,13 @@ static double now_ms(void) {
 static bool env_flag(const char *name) {
   const char *v = getenv(name);
   return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Rows of the profile's breakdown by op and shapes: FG_PROFILE=N for N > 1, else 15. */
+static int profile_rows(void) {
+  const char *v = getenv("FG_PROFILE");
+  long n = v ? strtol(v, NULL, 10) : 0;
+  return n > 1 && n < 100000 ? (int)n : 15;
 }
 
 /* ------------------------------------------------------------------ compiling ---- */
@@ -293,6 +301,7 @@ fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg
   p->n_out = n_out;
   p->poison = o.poison_freed;
   p->profile = o.profile;
+  p->prof_rows = profile_rows();
   st = compile(p, g, n_out, outs, &o, e);
   if (st == FG_OK && p->profile && !(p->prof_step_ms = calloc((size_t)p->n_steps + 1, sizeof(double))))
     st = fg_err_set(e, FG_E_NOMEM, "program: out of memory");
@@ -577,9 +586,7 @@ static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
   if (used < cap) snprintf(buf + used, cap - used, " -> %s", fg_shape_str(&os, sh, sizeof sh));
 }
 
-enum { PROFILE_TOP_SHAPES = 15 };
-
-/* The second table: steps grouped by op and shapes, the PROFILE_TOP_SHAPES costliest. */
+/* The second table: steps grouped by op and shapes, the p->prof_rows costliest. */
 static size_t profile_by_shape(const fg_program *p, double total, char *buf, size_t cap) {
   typedef struct { char label[240]; double ms; int count; } row;
   row *rows = calloc((size_t)p->n_steps + 1, sizeof *rows);
@@ -596,7 +603,7 @@ static size_t profile_by_shape(const fg_program *p, double total, char *buf, siz
   double runs = p->prof_runs ? (double)p->prof_runs : 1;
   size_t used = (size_t)snprintf(buf, cap, "\n%-84s %9s %6s %7s\n", "costliest op and shapes",
                                  "ms/run", "count", "share");
-  for (int k = 0; k < PROFILE_TOP_SHAPES && k < n_rows && used < cap; k++) {
+  for (int k = 0; k < p->prof_rows && k < n_rows && used < cap; k++) {
     int best = k;
     for (int r = k + 1; r < n_rows; r++)
       if (rows[r].ms > rows[best].ms) best = r;

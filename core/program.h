@@ -71,7 +71,8 @@ void fg_program_set_rng_offset(fg_program *p, uint64_t offset);
 const char *fg_program_errmsg(const fg_program *p);
 /* With profiling on: a table of time per op family (fused groups counted as "fused"), summed
  * over all runs so far, most expensive first, then the costliest steps grouped by op and
- * input/output shapes, written into buf (truncated to cap).  Returns buf. */
+ * input/output shapes (15 rows, or N with FG_PROFILE=N for N > 1), written into buf
+ * (truncated to cap).  Returns buf. */
 const char *fg_program_profile(const fg_program *p, char *buf, size_t cap);
 
 #endif

@@ -66,7 +66,8 @@ enum {
   MIN_PART_TAPS = 64,         /* input_grad: rows of W^T; weight_grad: tile rows and columns */
   MIN_PART_DIRECT_TAPS = 96,  /* direct weight_grad: taps (a multiple of its 6-tap blocks) */
   MIN_PART_DIRECT_ROWS = 32,  /* direct weight_grad: output channels */
-  MIN_INPLACE_WGRAD_PIXELS = 128, /* 1x1 weight_grad: per-image GEMMs from this k on */
+  MIN_INPLACE_WGRAD_PIXELS = 128, /* weight_grad: per-image GEMMs from this k on */
+  MIN_PART_INPLACE_TAPS = 128,    /* weight_grad, per-image GEMMs: taps (GEMM columns) */
   /* direct conv2d / input_grad: multiply-adds per part, so that padding an image and
    * transposing the weights (once per part) stay small next to the arithmetic */
   MIN_PART_DIRECT_MACS = 1 << 21,
@@ -682,22 +683,34 @@ static void zero_tile(const conv_ctx *c, void *gw, int64_t o0, int64_t o1, int64
   for (int64_t o = o0; o < o1; o++) memset(at_m(c, gw, o * ld + r0), 0, c->es * (size_t)(r1 - r0));
 }
 
-/* 1x1: gw[o0:o1, c0:c1] = sum_n dy[n][o0:o1] . x[n][c0:c1]^T, one GEMM per image reading both
- * in place.  Copying them side by side first (below) costs as much as the arithmetic at 14x14
- * (196 -> 229 GFLOP/s without it), but at 7x7 k = 49 is too short a GEMM (207 -> 160), so
- * only images of at least MIN_INPLACE_WGRAD_PIXELS pixels go this way. */
-static fg_status wgrad_tile_pointwise(const conv_ctx *c, const void *x, const void *dy, void *gw,
-                                      int64_t o0, int64_t o1, int64_t c0, int64_t c1) {
+/* gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T with one GEMM per image, dy[n] read in
+ * place and the column rows built per image (a 1x1 kernel reads x[n]'s planes in place too).
+ * Copying dy and the column rows of many images side by side first (wgrad_tile below) costs
+ * as much as the arithmetic at 14x14 (1x1 128->128: 196 -> 229 GFLOP/s without it) and copies
+ * dy once per tile; but at 7x7 k = 49 is too short a GEMM (207 -> 160), so only images of at
+ * least MIN_INPLACE_WGRAD_PIXELS pixels go this way.  Column rows go in chunks of at most
+ * SCRATCH_ELEMS. */
+static fg_status wgrad_tile_inplace(const conv_ctx *c, const void *x, const void *dy, void *gw,
+                                    int64_t o0, int64_t o1, int64_t r0, int64_t r1) {
   const conv_geom *g = &c->g;
-  int64_t S = g->ho * g->wo;
-  for (int64_t n = 0; n < g->n; n++) {
-    fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = o1 - o0, .n = c1 - c0, .k = S,
-                      .lda = S, .ldb = S, .ldc = g->c};
-    fg_status st = gemm(c, d, at_c(c, dy, (n * g->o + o0) * S), at_c(c, x, (n * g->c + c0) * S),
-                        at_m(c, gw, o0 * g->c + c0), "conv2d_weight_grad");
-    if (st != FG_OK) return st;
+  int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw, CHW = g->c * g->h * g->w;
+  int64_t chunk = min64(max64(SCRATCH_ELEMS / S, 1), r1 - r0);
+  void *buf = NULL;
+  if (!is_pointwise(g) && !(buf = scratch(c, chunk * S))) return nomem(c, "conv2d_weight_grad");
+  fg_status st = FG_OK;
+  for (int64_t a = r0; a < r1 && st == FG_OK; a += chunk) {
+    int64_t b = min64(r1, a + chunk);
+    for (int64_t n = 0; n < g->n && st == FG_OK; n++) {
+      const void *col = at_c(c, x, n * CHW + a * S); /* 1x1: the rows are x[n]'s planes */
+      if (buf) c->im2col(g, at_c(c, x, n * CHW), a, b, 0, S, buf, S), col = buf;
+      fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = o1 - o0, .n = b - a, .k = S,
+                        .lda = S, .ldb = S, .ldc = R};
+      st = gemm(c, d, at_c(c, dy, (n * g->o + o0) * S), col, at_m(c, gw, o0 * R + a),
+                "conv2d_weight_grad");
+    }
   }
-  return FG_OK;
+  free(buf);
+  return st;
 }
 
 static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, void *gw,
@@ -709,8 +722,6 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
     zero_tile(c, gw, o0, o1, r0, r1, R);
     return FG_OK;
   }
-  if (is_pointwise(g) && S >= MIN_INPLACE_WGRAD_PIXELS)
-    return wgrad_tile_pointwise(c, x, dy, gw, o0, o1, r0, r1);
   int64_t nb = min64(max64(SCRATCH_ELEMS / ((ot + rt) * S), 1), g->n);
   void *dyc = scratch(c, ot * nb * S), *col = scratch(c, rt * nb * S);
   fg_status st = dyc && col ? FG_OK : nomem(c, "conv2d_weight_grad");
@@ -755,13 +766,24 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
     zero_tile(&c, k->out, o0, o1, r0, r1, R);
     return FG_OK;
   }
-  fg_tile_grid(g.o, R, MIN_PART_TAPS, MIN_PART_TAPS, k->nth, &pr, &pc);
+  /* In place (see wgrad_tile_inplace) for big enough images: a 1x1 kernel over the usual tile
+   * grid; otherwise over taps only, so that no two parts build the same column rows, when
+   * there are taps enough for two parts. */
+  bool inplace = g.n > 0 && S >= MIN_INPLACE_WGRAD_PIXELS &&
+                 (is_pointwise(&g) || R >= 2 * MIN_PART_INPLACE_TAPS);
+  if (inplace && !is_pointwise(&g)) {
+    pr = 1;
+    pc = fg_parts_for(R, MIN_PART_INPLACE_TAPS, k->nth);
+  } else {
+    fg_tile_grid(g.o, R, MIN_PART_TAPS, MIN_PART_TAPS, k->nth, &pr, &pc);
+  }
   if (k->ith >= pr * pc) return FG_OK;
   c.nth = pr * pc;
   fg_split_range(g.o, k->ith / pc, pr, &o0, &o1);
   fg_split_range(R, k->ith % pc, pc, &r0, &r1);
   if (o0 == o1 || r0 == r1) return FG_OK;
-  return wgrad_tile(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1);
+  return inplace ? wgrad_tile_inplace(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1)
+                 : wgrad_tile(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1);
 }
 
 static fg_status conv2d_f32(const fg_kargs *k) { return conv2d_run(k, FG_F32); }

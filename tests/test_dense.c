@@ -331,6 +331,17 @@ Test(conv, direct_weight_grad_image_groups_match_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* Images of 144 pixels: the im2col weight gradient runs one GEMM per image reading dy in place
+ * (1x1: x too), split over taps (288 of them here) or, for 1x1, over the usual tiles. */
+Test(conv, inplace_weight_grad_matches_naive_loops) {
+  geom g3 = {.n = 2, .c = 32, .h = 12, .w = 12, .o = 40, .kh = 3, .kw = 3,
+             .opts = {{1, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g3);
+  geom g1 = {.n = 3, .c = 8, .h = 12, .w = 12, .o = 6, .kh = 1, .kw = 1,
+             .opts = {{1, 1}, {0, 0}, {1, 1}}};
+  check_conv_geometry(&g1);
+}
+
 /* 64 channels of 45x45 with a 3x3 kernel: every im2col kernel's scratch (2^20 elements) holds
  * less than one image's column matrix, so each works in chunks, and the weight gradient sums
  * chunks of one image (under FG_CONV_PATH=gemm; by default this shape runs direct). */
