@@ -19,6 +19,7 @@
   X(SIMPLIFY, simplify, "algebraic simplification to a fixed point")         \
   X(CSE, cse, "common-subexpression merging (XXH3 keys, full compare)")       \
   X(FOLD, fold, "constant folding with the runtime kernels")                  \
+  X(EPILOGUE, epilogue, "conv2d + bias add (+ relu) into one op")            \
   X(FUSE, fuse, "fusion of elementwise chains into one tiled loop")           \
   X(MEMPLAN, memplan, "memory planning: liveness, buffer reuse, in place")    \
   X(SCHEDULE, schedule, "an order that keeps peak live bytes low")
@@ -54,8 +55,9 @@ fg_status fg_pass_dce(fg_pass_ctx *c);
 fg_status fg_pass_simplify(fg_pass_ctx *c);
 fg_status fg_pass_cse(fg_pass_ctx *c);
 fg_status fg_pass_fold(fg_pass_ctx *c);
+fg_status fg_pass_epilogue(fg_pass_ctx *c);
 
-/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse), skipping the
+/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue), skipping the
  * disabled ones, verifying the graph after each when `verify` is set, and recording the node
  * count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).  dump_dir,
  * if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass. */

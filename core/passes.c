@@ -28,7 +28,7 @@ fg_status fg_pass_parse_list(const char *list, uint32_t *bits, fg_err *e) {
         if (strlen(pass_names[i]) == len && strncmp(p, pass_names[i], len) == 0) found = i;
       if (found < 0)
         return fg_err_set(e, FG_E_MISUSE, "unknown pass '%.*s' (passes: dce, simplify, cse, fold, "
-                          "fuse, memplan, schedule)", (int)len, p);
+                          "epilogue, fuse, memplan, schedule)", (int)len, p);
       *bits |= 1u << found;
     }
     p += len;
@@ -111,6 +111,7 @@ static const pipeline_step pipeline[] = {
     {FG_PASS_DCE, fg_pass_dce},     {FG_PASS_SIMPLIFY, fg_pass_simplify},
     {FG_PASS_CSE, fg_pass_cse},     {FG_PASS_FOLD, fg_pass_fold},
     {FG_PASS_SIMPLIFY, fg_pass_simplify}, {FG_PASS_CSE, fg_pass_cse},
+    {FG_PASS_EPILOGUE, fg_pass_epilogue},
 };
 
 /* <dir>/NN-<label>.dot: the graph at one point of the pipeline. */

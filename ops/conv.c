@@ -182,6 +182,23 @@ static fg_status conv2d_infer(fg_infer_args *a) {
   return FG_OK;
 }
 
+static fg_status bias_act_infer(fg_infer_args *a) {
+  fg_status st = conv2d_infer(a); /* reads the geometry, the attr's first member */
+  if (st != FG_OK) return st;
+  char s0[96];
+  if (a->in_dtype[2] != a->in_dtype[0]) {
+    snprintf(a->why, sizeof a->why, "a bias of the input's dtype %s, got %s",
+             fg_dtype_name(a->in_dtype[0]), fg_dtype_name(a->in_dtype[2]));
+    return FG_E_DTYPE;
+  }
+  if (fg_shape_count(&a->in_shape[2]) != a->out_shape.d[1]) {
+    snprintf(a->why, sizeof a->why, "a bias of %lld elements (one per output channel), got %s",
+             (long long)a->out_shape.d[1], fg_shape_str(&a->in_shape[2], s0, sizeof s0));
+    return FG_E_SHAPE;
+  }
+  return FG_OK;
+}
+
 static fg_status input_grad_infer(fg_infer_args *a) {
   const fg_conv2d_attr *at = a->attr;
   fg_status st = check_pair(a, "dy [N, O, Ho, Wo]", "weight w [O, C, KH, KW]");
@@ -300,6 +317,8 @@ typedef struct conv_ctx {
   conv_geom g;
   int nth;
   fg_err *err;
+  const void *bias; /* conv2d_bias_act: O values added to each output channel, else NULL */
+  bool relu;        /* conv2d_bias_act: then max(0, .) */
 } conv_ctx;
 
 static conv_ctx ctx_make(fg_dtype t, const fg_kargs *k, conv_geom g) {
@@ -319,6 +338,24 @@ static const void *at_c(const conv_ctx *c, const void *p, int64_t elems) {
 }
 static void *at_m(const conv_ctx *c, void *p, int64_t elems) {
   return (char *)p + c->es * (size_t)elems;
+}
+
+/* conv2d_bias_act's epilogue over a run of output channel o: y = act(y + bias[o]), while the
+ * run is still in cache.  The same additions as a separate broadcast add, so bit-identical. */
+#define EPILOGUE_DEFINE(T, SUF)                                                               \
+  static void epilogue_##SUF(T *y, int64_t len, T b, bool relu) {                             \
+    if (relu)                                                                                 \
+      for (int64_t i = 0; i < len; i++) y[i] = y[i] + b > 0 ? y[i] + b : 0;                   \
+    else                                                                                      \
+      for (int64_t i = 0; i < len; i++) y[i] = y[i] + b;                                      \
+  }
+EPILOGUE_DEFINE(float, f32)
+EPILOGUE_DEFINE(double, f64)
+
+static void epilogue(const conv_ctx *c, void *y, int64_t o, int64_t len) {
+  if (!c->bias) return;
+  if (c->t == FG_F32) epilogue_f32(y, len, ((const float *)c->bias)[o], c->relu);
+  else epilogue_f64(y, len, ((const double *)c->bias)[o], c->relu);
 }
 
 static void *scratch(const conv_ctx *c, int64_t elems) {
@@ -468,9 +505,11 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
                  d->top, d->left, d->hd, d->wd, pad);
     last = n;
     c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
-    for (int64_t o = 0; o < cnt; o++)
-      keep_cols(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo,
-                at_m(c, out, (n * d->out_ch + o0 + o) * oplane));
+    for (int64_t o = 0; o < cnt; o++) {
+      void *plane = at_m(c, out, (n * d->out_ch + o0 + o) * oplane);
+      keep_cols(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, plane);
+      epilogue(c, plane, o0 + o, oplane);
+    }
   }
   free(pad), free(wide);
   return FG_OK;
@@ -586,18 +625,22 @@ static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, vo
     }
     fg_status st = gemm(c, d, w, col, at_m(c, y, n * g->o * S + a), "conv2d");
     if (st != FG_OK) return st;
+    for (int64_t o = 0; c->bias && o < g->o; o++)
+      epilogue(c, at_m(c, y, (n * g->o + o) * S + a), o, b - a);
   }
   return FG_OK;
 }
 
-static fg_status conv2d_run(const fg_kargs *k, fg_dtype t) {
-  const fg_conv2d_attr *at = k->attr;
+/* conv2d, and conv2d_bias_act with its bias and activation (both attrs start with the geometry). */
+static fg_status conv2d_run(const fg_kargs *k, fg_dtype t, const void *bias, bool relu) {
+  const fg_conv2d_opts *geom = k->attr;
   const int64_t *x = k->in_shape[0].d, *w = k->in_shape[1].d;
   conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = w[0], .kh = w[2], .kw = w[3],
-                 .ho = k->out_shape.d[2], .wo = k->out_shape.d[3], .sh = at->geom.stride[0],
-                 .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
-                 .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
+                 .ho = k->out_shape.d[2], .wo = k->out_shape.d[3], .sh = geom->stride[0],
+                 .sw = geom->stride[1], .ph = geom->padding[0], .pw = geom->padding[1],
+                 .dh = geom->dilation[0], .dw = geom->dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
+  c.bias = bias, c.relu = relu;
   if (use_direct(&g)) return conv2d_direct(&c, k);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
   c.nth = fg_parts_for(g.n * S, MIN_PART_PIXELS, k->nth);
@@ -786,8 +829,14 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
                  : wgrad_tile(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1);
 }
 
-static fg_status conv2d_f32(const fg_kargs *k) { return conv2d_run(k, FG_F32); }
-static fg_status conv2d_f64(const fg_kargs *k) { return conv2d_run(k, FG_F64); }
+static fg_status conv2d_f32(const fg_kargs *k) { return conv2d_run(k, FG_F32, NULL, false); }
+static fg_status conv2d_f64(const fg_kargs *k) { return conv2d_run(k, FG_F64, NULL, false); }
+static fg_status bias_act_f32(const fg_kargs *k) {
+  return conv2d_run(k, FG_F32, k->in[2], ((const fg_conv2d_bias_act_attr *)k->attr)->relu != 0);
+}
+static fg_status bias_act_f64(const fg_kargs *k) {
+  return conv2d_run(k, FG_F64, k->in[2], ((const fg_conv2d_bias_act_attr *)k->attr)->relu != 0);
+}
 static fg_status input_grad_f32(const fg_kargs *k) { return input_grad_run(k, FG_F32); }
 static fg_status input_grad_f64(const fg_kargs *k) { return input_grad_run(k, FG_F64); }
 static fg_status weight_grad_f32(const fg_kargs *k) { return weight_grad_run(k, FG_F32); }
@@ -824,6 +873,16 @@ fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv
   return add_bias(g, add_conv_node(g, FG_OP_CONV2D, x, w, opts, 0, 0), bias);
 }
 
+fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
+                           const fg_conv2d_opts *opts, bool relu) {
+  fg_conv2d_bias_act_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.geom = opts ? *opts : fg_conv2d_defaults();
+  attr.relu = relu;
+  fg_node in[3] = {x, w, b};
+  return fg_graph_add_node(g, FG_OP_CONV2D_BIAS_ACT, 3, in, &attr);
+}
+
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
                              const fg_conv2d_opts *opts) {
   return add_conv_node(g, FG_OP_CONV2D_INPUT_GRAD, dy, w, opts, h, w_size);
@@ -843,6 +902,24 @@ static fg_status conv2d_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t ne
   fg_shape xs = fg_node_shape(g, x), ws = fg_node_shape(g, w);
   if (need & 1u) gin[0] = fg_conv2d_input_grad(g, gout, w, xs.d[2], xs.d[3], &at->geom);
   if (need & 2u) gin[1] = fg_conv2d_weight_grad(g, x, gout, ws.d[2], ws.d[3], &at->geom);
+  return fg_graph_status(g);
+}
+
+/* Through the activation first (relu from its output, as relu's own VJP), then as conv2d and
+ * the bias add. */
+static fg_status bias_act_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                              fg_node *gin) {
+  const fg_conv2d_bias_act_attr *at = fg_node_attr(g, node);
+  fg_node x = fg_node_input(g, node, 0), w = fg_node_input(g, node, 1);
+  fg_node b = fg_node_input(g, node, 2);
+  fg_shape xs = fg_node_shape(g, x), ws = fg_node_shape(g, w);
+  if (at->relu)
+    gout = fg_mul(g, gout, fg_greater(g, node, fg_scalar(g, 0.0, fg_node_dtype(g, node))));
+  if (need & 1u) gin[0] = fg_conv2d_input_grad(g, gout, w, xs.d[2], xs.d[3], &at->geom);
+  if (need & 2u) gin[1] = fg_conv2d_weight_grad(g, x, gout, ws.d[2], ws.d[3], &at->geom);
+  if (need & 4u)
+    gin[2] = fg_reshape(g, fg_sum(g, gout, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
+                        fg_node_shape(g, b));
   return fg_graph_status(g);
 }
 
@@ -874,6 +951,16 @@ const fg_op_def fg_opdef_conv2d = {
     .kernel_f32 = conv2d_f32,
     .kernel_f64 = conv2d_f64,
     .vjp = conv2d_vjp,
+};
+
+const fg_op_def fg_opdef_conv2d_bias_act = {
+    .name = "conv2d_bias_act",
+    .n_in = 3,
+    .attr_size = sizeof(fg_conv2d_bias_act_attr),
+    .infer = bias_act_infer,
+    .kernel_f32 = bias_act_f32,
+    .kernel_f64 = bias_act_f64,
+    .vjp = bias_act_vjp,
 };
 
 const fg_op_def fg_opdef_conv2d_input_grad = {

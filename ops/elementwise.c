@@ -324,7 +324,9 @@ UNARY_VJP(tanh, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, x)), fg_square(g, n
 UNARY_VJP(sigmoid, fg_mul(g, node, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, x)), node)))
 UNARY_VJP(logsigmoid, fg_sigmoid(g, fg_neg(g, x)))
 UNARY_VJP(softplus, fg_sigmoid(g, x))
-UNARY_VJP(relu, fg_greater(g, x, fg_scalar(g, 0.0, fg_node_dtype(g, x))))
+/* relu's from its output (relu(x) > 0 exactly when x > 0): the backward keeps no
+ * pre-activation alive, and the compiler can fuse bias and relu into the conv before it. */
+UNARY_VJP(relu, fg_greater(g, node, fg_scalar(g, 0.0, fg_node_dtype(g, x))))
 
 static fg_status vjp_neg(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
   (void)node;

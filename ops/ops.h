@@ -135,6 +135,16 @@ fg_conv2d_opts fg_conv2d_defaults(void);
 /* bias is [O] or FG_NONE.  A bias is a separate broadcast add of bias reshaped to [1, O, 1, 1]
  * (the conv op itself stays bilinear; fusion can merge the add). */
 fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv2d_opts *opts);
+/* conv2d, plus a bias, then relu when `relu`: y = act(conv2d(x, w) + b[o]) with b of O elements
+ * ([O] or [1, O, 1, 1]), bit-identical to the separate ops.  The compiler's epilogue pass
+ * (core/pass_epilogue.c) makes it of conv2d -> bias add (-> relu), so the output is written
+ * once instead of three times. */
+typedef struct fg_conv2d_bias_act_attr {
+  fg_conv2d_opts geom; /* first, as in fg_conv2d_attr: the conv kernels read it from either */
+  int64_t relu;
+} fg_conv2d_bias_act_attr;
+fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
+                           const fg_conv2d_opts *opts, bool relu);
 /* The transposed convolution (conv2d's gradient with respect to x): dy [N, O, Ho, Wo] and
  * w [O, C, KH, KW] give [N, C, h, w], where (h, w) is the input size of the conv it inverts. */
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,

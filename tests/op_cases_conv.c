@@ -1,4 +1,4 @@
-/* Cases for conv2d and its two transposes (ops/conv.c), against direct seven-deep loops written
+/* Cases for conv2d, its two transposes and conv2d_bias_act (ops/conv.c), against direct seven-deep loops written
  * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
  * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
  * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
@@ -10,6 +10,7 @@
 typedef struct conv_case {
   fg_conv2d_opts o;
   bool bias;
+  bool relu; /* conv2d_bias_act: relu after the bias */
   int64_t size[2]; /* input_grad: the input's (H, W); weight_grad: the kernel's (KH, KW) */
 } conv_case;
 
@@ -18,6 +19,10 @@ typedef struct conv_case {
 static fg_node build_conv(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
   return fg_conv2d(g, in[0], in[1], c->bias ? in[2] : FG_NONE, &c->o);
+}
+static fg_node build_bias_act(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d_bias_act(g, in[0], in[1], in[2], &c->o, c->relu);
 }
 static fg_node build_igrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
@@ -86,6 +91,14 @@ static void ref_conv(const fg_tensor *const *in, fg_tensor *out, const void *ctx
         for (int64_t j = 0; j < ys->d[3]; j++) y[at4(ys, n, oc, i, j)] += b[oc];
 }
 
+/* in = {x, w, b}: max(0, conv + b) or conv + b (ref_conv adds the bias: the case has .bias) */
+static void ref_bias_act(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const conv_case *c = ctx;
+  ref_conv(in, out, ctx);
+  double *y = fg_tensor_data(out);
+  for (int64_t i = 0; c->relu && i < fg_tensor_numel(out); i++) y[i] = y[i] > 0 ? y[i] : 0;
+}
+
 static void ref_igrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
   const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
   zero(out);
@@ -102,28 +115,32 @@ static void ref_wgrad(const fg_tensor *const *in, fg_tensor *out, const void *ct
 #define S4(a, b, c, d) {4, {a, b, c, d}}
 
 /* conv2d */
-static const conv_case c_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, {0, 0}};
-static const conv_case c_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, {0, 0}};
-static const conv_case c_bigpad = {OPTS(1, 1, 3, 2, 1, 1), false, {0, 0}};
-static const conv_case c_dil2 = {OPTS(1, 1, 1, 1, 2, 2), false, {0, 0}};
-static const conv_case c_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, {0, 0}};
-static const conv_case c_plain = {OPTS(1, 1, 0, 0, 1, 1), false, {0, 0}};
-static const conv_case c_1x1_strided = {OPTS(2, 2, 1, 1, 1, 1), false, {0, 0}};
-static const conv_case c_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, {0, 0}};
-static const conv_case c_bias = {OPTS(1, 1, 1, 1, 1, 1), true, {0, 0}};
-static const conv_case c_bias_one = {OPTS(2, 2, 1, 0, 1, 2), true, {0, 0}};
+static const conv_case c_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {0, 0}};
+static const conv_case c_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {0, 0}};
+static const conv_case c_bigpad = {OPTS(1, 1, 3, 2, 1, 1), false, false, {0, 0}};
+static const conv_case c_dil2 = {OPTS(1, 1, 1, 1, 2, 2), false, false, {0, 0}};
+static const conv_case c_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, false, {0, 0}};
+static const conv_case c_plain = {OPTS(1, 1, 0, 0, 1, 1), false, false, {0, 0}};
+static const conv_case c_1x1_strided = {OPTS(2, 2, 1, 1, 1, 1), false, false, {0, 0}};
+static const conv_case c_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, false, {0, 0}};
+static const conv_case c_bias = {OPTS(1, 1, 1, 1, 1, 1), true, false, {0, 0}};
+static const conv_case c_bias_one = {OPTS(2, 2, 1, 0, 1, 2), true, false, {0, 0}};
+/* conv2d_bias_act */
+static const conv_case ba_relu = {OPTS(1, 1, 1, 1, 1, 1), true, true, {0, 0}};
+static const conv_case ba_plain = {OPTS(2, 1, 0, 1, 1, 1), true, false, {0, 0}};
+static const conv_case ba_relu_1x1 = {OPTS(1, 1, 0, 0, 1, 1), true, true, {0, 0}};
 /* conv2d_input_grad: size = the input (H, W) */
-static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, {5, 4}};
-static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, {6, 5}};
-static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, {4, 5}};
-static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, {3, 4}};
-static const conv_case ig_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, {5, 6}};
+static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {5, 4}};
+static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
+static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
+static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, false, {3, 4}};
+static const conv_case ig_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, false, {5, 6}};
 /* conv2d_weight_grad: size = the kernel (KH, KW) */
-static const conv_case wg_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, {3, 3}};
-static const conv_case wg_stride_dil = {OPTS(2, 2, 0, 0, 2, 2), false, {3, 3}};
-static const conv_case wg_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, {1, 1}};
-static const conv_case wg_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, {2, 3}};
-static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, {3, 3}};
+static const conv_case wg_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}};
+static const conv_case wg_stride_dil = {OPTS(2, 2, 0, 0, 2, 2), false, false, {3, 3}};
+static const conv_case wg_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {1, 1}};
+static const conv_case wg_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, false, {2, 3}};
+static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}};
 
 #define CONV(label_, x_, w_, ctx_, gg_)                                                        \
   {.op = "conv2d", .label = label_, .n_in = 2, .in = {x_, w_}, .lo = -1, .hi = 1,             \
@@ -131,6 +148,9 @@ static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, {3, 3}};
 #define CONV_BIAS(label_, x_, w_, b_, ctx_)                                                    \
   {.op = "conv2d", .label = label_, .n_in = 3, .in = {x_, w_, b_}, .lo = -1, .hi = 1,         \
    .build = build_conv, .ctx = ctx_, .reference = ref_conv}
+#define BIAS_ACT(label_, x_, w_, b_, ctx_)                                                     \
+  {.op = "conv2d_bias_act", .label = label_, .n_in = 3, .in = {x_, w_, b_}, .lo = -1, .hi = 1, \
+   .build = build_bias_act, .ctx = ctx_, .reference = ref_bias_act}
 #define IGRAD(label_, dy_, w_, ctx_, gg_)                                                      \
   {.op = "conv2d_input_grad", .label = label_, .n_in = 2, .in = {dy_, w_}, .lo = -1, .hi = 1, \
    .build = build_igrad, .ctx = ctx_, .reference = ref_igrad, .gradgrad = gg_}
@@ -156,6 +176,10 @@ static const op_case cases[] = {
     CONV_BIAS("with bias", S4(2, 2, 5, 4), S4(3, 2, 3, 3), S1(3), &c_bias),
     CONV_BIAS("with bias, batch of one, stride 2, dilation (1,2)", S4(1, 2, 5, 7), S4(3, 2, 2, 2),
               S1(3), &c_bias_one),
+    BIAS_ACT("relu, 3x3, padding 1, bias [3]", S4(2, 2, 5, 4), S4(3, 2, 3, 3), S1(3), &ba_relu),
+    BIAS_ACT("no activation, stride (2,1), bias [1,3,1,1]", S4(2, 2, 5, 4), S4(3, 2, 2, 2),
+             S4(1, 3, 1, 1), &ba_plain),
+    BIAS_ACT("relu, 1x1 kernel (no im2col)", S4(2, 3, 4, 5), S4(4, 3, 1, 1), S1(4), &ba_relu_1x1),
     IGRAD("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3), &ig_pad1, true),
     IGRAD("stride 2 into 6x5 (5x5 gives the same dy)", S4(1, 2, 2, 2), S4(2, 3, 3, 3),
           &ig_stride2, false),
@@ -217,6 +241,16 @@ static void bad_bias(fg_graph *g) {
   fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3));
   fg_conv2d(g, x, w, fg_input(g, "b", FG_F64, fg_shape1(2)), NULL);
 }
+static void bad_bias_act_bias(fg_graph *g) {
+  fg_node x = fg_input(g, "x", FG_F64, fg_shape4(1, 2, 5, 5));
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3));
+  fg_conv2d_bias_act(g, x, w, fg_input(g, "b", FG_F64, fg_shape4(1, 2, 1, 1)), NULL, true);
+}
+static void bad_bias_act_dtype(fg_graph *g) {
+  fg_node x = fg_input(g, "x", FG_F64, fg_shape4(1, 2, 5, 5));
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3));
+  fg_conv2d_bias_act(g, x, w, fg_input(g, "b", FG_F32, fg_shape1(3)), NULL, false);
+}
 static void bad_igrad_size(fg_graph *g) {
   fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(1, 1, 3, 3));
   fg_node w = fg_input(g, "w", FG_F64, fg_shape4(1, 1, 3, 3));
@@ -240,6 +274,10 @@ static const op_reject_case rejects[] = {
     {"conv2d", "float32 x, float64 w", bad_dtypes, FG_E_DTYPE, "one dtype"},
     {"conv2d", "3-D input", bad_rank, FG_E_SHAPE, "4-D"},
     {"conv2d", "bias [2] for 3 output channels", bad_bias, FG_E_SHAPE, "bias"},
+    {"conv2d_bias_act", "bias of 2 for 3 output channels", bad_bias_act_bias, FG_E_SHAPE,
+     "one per output channel"},
+    {"conv2d_bias_act", "float32 bias, float64 x", bad_bias_act_dtype, FG_E_DTYPE,
+     "bias of the input's dtype"},
     {"conv2d_input_grad", "dy 3x3 cannot come from a 4x4 input", bad_igrad_size, FG_E_SHAPE,
      "dy's height"},
     {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},

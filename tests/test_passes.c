@@ -343,3 +343,59 @@ Test(passes, profile_tables_name_ops_and_shapes) {
   fg_program_free(p), fg_program_free(quiet);
   fg_graph_free(g);
 }
+
+/* Two conv layers with bias and relu, a loss and its gradients: the epilogue pass turns each
+ * conv2d -> bias add -> relu into one conv2d_bias_act, except where the conv's own output is
+ * read elsewhere, and every result stays bit-identical. */
+static void build_convnet(built *b, bool side_reader) {
+  b->g = fg_graph_new();
+  fg_graph *g = b->g;
+  fg_node x = leaf(b, false, "x", fg_shape4(2, 3, 6, 5), 1);
+  fg_node w1 = leaf(b, true, "w1", fg_shape4(8, 3, 3, 3), 2), b1 = leaf(b, true, "b1", fg_shape1(8), 3);
+  fg_node w2 = leaf(b, true, "w2", fg_shape4(4, 8, 1, 1), 4), b2 = leaf(b, true, "b2", fg_shape1(4), 5);
+  fg_conv2d_opts pad = fg_conv2d_defaults();
+  pad.padding[0] = pad.padding[1] = 1;
+  fg_node h = fg_relu(g, fg_conv2d(g, x, w1, b1, &pad));
+  fg_node y = fg_conv2d(g, h, w2, b2, NULL); /* bias, no relu */
+  fg_node loss = fg_sum(g, fg_square(g, y), FG_ALL_AXES, false);
+  if (side_reader) /* the first conv's raw output read by something else too */
+    loss = fg_add(g, loss, fg_sum(g, fg_conv2d(g, x, w1, FG_NONE, &pad), FG_ALL_AXES, false));
+  fg_node wrt[4] = {w1, b1, w2, b2};
+  cr_assert_eq(fg_grad(g, loss, 4, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  b->outs[0] = loss;
+  b->n_out = 5;
+}
+
+static int count_op(const fg_graph *g, int op) {
+  int k = 0;
+  for (fg_node n = 0; n < fg_graph_node_count(g); n++) k += fg_node_op(g, n) == op;
+  return k;
+}
+
+Test(passes, epilogue_fuses_conv_bias_relu_bit_identically) {
+  for (int side = 0; side < 2; side++) {
+    built b = {0};
+    build_convnet(&b, side);
+    fg_tensor *ref[16], *got[16];
+    run(&b, &reference_opts, ref, NULL);
+    fg_program_opts all = {.n_threads = 2, .verify = true, .poison_freed = true};
+    run(&b, &all, got, NULL);
+    expect_identical(&b, ref, got, "epilogue");
+    free_outs(&b, got);
+    fg_program *p;
+    cr_assert_eq(fg_program_new_opts(&p, b.g, b.n_out, b.outs, &all, NULL), FG_OK);
+    const fg_graph *cg = fg_program_graph(p);
+    int fused = count_op(cg, FG_OP_CONV2D_BIAS_ACT), relus = count_op(cg, FG_OP_RELU);
+    if (!side) {
+      cr_assert_eq(fused, 2, "both convs fused, got %d", fused);
+      cr_assert_eq(relus, 0, "the relu went into the first conv");
+    } else {
+      cr_assert_eq(fused, 1, "only the second conv fused (the first one's output is read twice; "
+                             "CSE merged the two convs), got %d", fused);
+      cr_assert_eq(relus, 1);
+    }
+    fg_program_free(p);
+    free_outs(&b, ref);
+    free_built(&b);
+  }
+}

@@ -220,9 +220,10 @@ static double graph_flops(const fg_graph *g) {
   for (fg_node n = 0; n < fg_graph_node_count(g); n++) {
     int op = fg_node_op(g, n);
     fg_shape out = fg_node_shape(g, n);
-    if (op == FG_OP_CONV2D || op == FG_OP_CONV2D_INPUT_GRAD) {
+    bool fwd = op == FG_OP_CONV2D || op == FG_OP_CONV2D_BIAS_ACT;
+    if (fwd || op == FG_OP_CONV2D_INPUT_GRAD) {
       fg_shape w = fg_node_shape(g, fg_node_input(g, n, 1)); /* [O, C, KH, KW] */
-      fg_shape y = op == FG_OP_CONV2D ? out : fg_node_shape(g, fg_node_input(g, n, 0));
+      fg_shape y = fwd ? out : fg_node_shape(g, fg_node_input(g, n, 0));
       total += 2.0 * (double)fg_shape_count(&y) * (double)(w.d[1] * w.d[2] * w.d[3]);
     } else if (op == FG_OP_CONV2D_WEIGHT_GRAD) {
       fg_shape dy = fg_node_shape(g, fg_node_input(g, n, 1));
