@@ -60,6 +60,7 @@ enum {
   SCRATCH_ELEMS = 1 << 20, /* per part, for im2col and friends */
   DIRECT_GROUP_ELEMS = 1 << 18, /* direct weight_grad: padded images of one group, per part */
   DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
+  DIRECT_MAX_FEW_TAPS = 32, /* and the weight gradient's with few taps (see use_direct) */
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
   MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
@@ -68,6 +69,7 @@ enum {
   MIN_PART_DIRECT_ROWS = 32,  /* direct weight_grad: output channels */
   MIN_INPLACE_WGRAD_PIXELS = 128, /* weight_grad: per-image GEMMs from this k on */
   MIN_PART_INPLACE_TAPS = 128,    /* weight_grad, per-image GEMMs: taps (GEMM columns) */
+  MIN_PART_POINTWISE_ROWS = 128,  /* weight_grad, 1x1: output channels (GEMM rows) per tile */
   /* direct conv2d / input_grad: multiply-adds per part, so that padding an image and
    * transposing the weights (once per part) stay small next to the arithmetic */
   MIN_PART_DIRECT_MACS = 1 << 21,
@@ -388,13 +390,21 @@ static int forced_path(void) {
   return p;
 }
 
-/* Whether the direct kernel runs instead of im2col + GEMM (see the top of the file). */
-static bool use_direct(const conv_geom *g) {
+/* Whether the direct kernel runs instead of im2col + GEMM (see the top of the file): with few
+ * output channels, and for the weight gradient also with few taps (C KH KW <=
+ * DIRECT_MAX_FEW_TAPS), where the GEMM's n is that small and packing all of dy costs more than
+ * the arithmetic: Glow's 2->128 3x3 at 14x14 took 1.0 ms that way, 0.58 ms direct (in the
+ * training step, FG_PROFILE).  The forward of that shape measured no faster direct. */
+enum conv_kind { KIND_FORWARD, KIND_INPUT_GRAD, KIND_WEIGHT_GRAD };
+static bool use_direct(const conv_geom *g, enum conv_kind kind) {
   if (g->sh != 1 || g->sw != 1) return false;
   switch (forced_path()) {
   case PATH_GEMM: return false;
   case PATH_DIRECT: return true;
-  default: return !is_pointwise(g) && g->o <= DIRECT_MAX_O;
+  default:
+    return !is_pointwise(g) &&
+           (g->o <= DIRECT_MAX_O ||
+            (kind == KIND_WEIGHT_GRAD && g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS));
   }
 }
 
@@ -641,11 +651,16 @@ static fg_status conv2d_run(const fg_kargs *k, fg_dtype t, const void *bias, boo
                  .dh = geom->dilation[0], .dw = geom->dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
   c.bias = bias, c.relu = relu;
-  if (use_direct(&g)) return conv2d_direct(&c, k);
+  if (use_direct(&g, KIND_FORWARD)) return conv2d_direct(&c, k);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
-  c.nth = fg_parts_for(g.n * S, MIN_PART_PIXELS, k->nth);
+  /* Parts take whole images when an image has MIN_PART_PIXELS / 2 pixels or more: a part
+   * that ends inside an image leaves two short GEMMs (tools/bench_dense, forward: 1x1
+   * 128->128 at 14x14 246-264 -> 322-333 GFLOP/s, 2->128 3x3 126-131 -> 217-223). */
+  int64_t unit = S >= MIN_PART_PIXELS / 2 ? max64(S, 1) : 1;
+  c.nth = fg_parts_for(g.n * S / unit, (MIN_PART_PIXELS + unit - 1) / unit, k->nth);
   if (k->ith >= c.nth) return FG_OK;
-  fg_split_range(g.n * S, k->ith, c.nth, &i0, &i1);
+  fg_split_range(g.n * S / unit, k->ith, c.nth, &i0, &i1);
+  i0 *= unit, i1 *= unit;
   if (i0 == i1) return FG_OK;
   /* 1x1 reads x in place: one GEMM per image segment, no chunking needed */
   int64_t chunk = is_pointwise(&g) ? i1 - i0
@@ -695,7 +710,7 @@ static fg_status input_grad_run(const fg_kargs *k, fg_dtype t) {
                  .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
                  .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
-  if (use_direct(&g)) return input_grad_direct(&c, k);
+  if (use_direct(&g, KIND_INPUT_GRAD)) return input_grad_direct(&c, k);
   int64_t S = g.ho * g.wo, KK = g.kh * g.kw, i0, i1;
   /* at least MIN_PART_TAPS rows of W^T per GEMM: each packs all of dy[n] */
   c.nth = fg_parts_for(g.n * g.c, (MIN_PART_TAPS + KK - 1) / KK, k->nth);
@@ -798,8 +813,9 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
   conv_ctx c = ctx_make(t, k, g);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, r0, r1, o0, o1;
   int pr, pc;
-  if (use_direct(&g)) { /* over (tap, output channel) tiles: taps first, since a part pads the
-                         * images' channels its taps read, and widens dy for its channels */
+  /* direct: over (tap, output channel) tiles, taps first, since a part pads the images'
+   * channels its taps read and widens dy for its output channels */
+  if (use_direct(&g, KIND_WEIGHT_GRAD)) {
     fg_tile_grid(R, g.o, MIN_PART_DIRECT_TAPS, MIN_PART_DIRECT_ROWS, k->nth, &pr, &pc);
     if (k->ith >= pr * pc) return FG_OK;
     fg_split_range(R, k->ith / pc, pr, &r0, &r1);
@@ -818,7 +834,10 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
     pr = 1;
     pc = fg_parts_for(R, MIN_PART_INPLACE_TAPS, k->nth);
   } else {
-    fg_tile_grid(g.o, R, MIN_PART_TAPS, MIN_PART_TAPS, k->nth, &pr, &pc);
+    /* 1x1: tall tiles (128->128 at 14x14: 64 x 64 tiles 150-218 GFLOP/s, 128 x 64 tiles
+     * 231-265; at 7x7 189-192 against 227-237); a 3x3 with few taps needs the row split */
+    int64_t min_rows = is_pointwise(&g) ? MIN_PART_POINTWISE_ROWS : MIN_PART_TAPS;
+    fg_tile_grid(g.o, R, min_rows, MIN_PART_TAPS, k->nth, &pr, &pc);
   }
   if (k->ith >= pr * pc) return FG_OK;
   c.nth = pr * pc;
