@@ -44,8 +44,11 @@
  * 128->4 3x3 at 14x14 runs at 150-165 GFLOP/s forward + backward on 2 Zen 5 cores (AVX-512;
  * 66 with the AVX2 kernels), 128->8 at 7x7 at 130 (53).  Above O = 32 im2col + GEMM is as fast
  * or faster (at 7x7 the dropped columns are 2/9 of the work), so it keeps those shapes.
- * FG_CONV_PATH=gemm or =direct in the environment (read once) forces one kernel wherever it
- * applies, so tests run every case through both. */
+ * Shifted GEMMs, for conv2d at stride 1 with many channels on both sides (see use_shifted):
+ * the direct path's padded image and wide index, one GEMM per kernel offset reading the padded
+ * planes in place, so no column matrix is written.
+ * FG_CONV_PATH=gemm, =direct or =shifted in the environment (read once) forces one kernel
+ * wherever it applies, so tests run every case through each. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,7 @@ enum {
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
   MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
+  MIN_PART_SHIFTED_IMAGES = 8, /* shifted-GEMM path: images per part (each transposes w) */
   MIN_PART_TAPS = 64,         /* input_grad: rows of W^T; weight_grad: tile rows and columns */
   MIN_PART_DIRECT_TAPS = 96,  /* direct weight_grad: taps (a multiple of its 6-tap blocks) */
   MIN_PART_DIRECT_ROWS = 32,  /* direct weight_grad: output channels */
@@ -376,7 +380,7 @@ static fg_status gemm(const conv_ctx *c, fg_gemm_dims d, const void *a, const vo
 
 /* ---- the direct path (see the top of the file): stride 1, few output channels ---- */
 
-enum { PATH_UNREAD = -1, PATH_AUTO, PATH_GEMM, PATH_DIRECT };
+enum { PATH_UNREAD = -1, PATH_AUTO, PATH_GEMM, PATH_DIRECT, PATH_SHIFTED };
 static atomic_int conv_path = PATH_UNREAD;
 
 static int forced_path(void) {
@@ -384,7 +388,8 @@ static int forced_path(void) {
   if (p == PATH_UNREAD) {
     const char *s = getenv("FG_CONV_PATH");
     p = !s ? PATH_AUTO : strcmp(s, "gemm") == 0 ? PATH_GEMM
-                       : strcmp(s, "direct") == 0 ? PATH_DIRECT : PATH_AUTO;
+                       : strcmp(s, "direct") == 0 ? PATH_DIRECT
+                       : strcmp(s, "shifted") == 0 ? PATH_SHIFTED : PATH_AUTO;
     atomic_store(&conv_path, p);
   }
   return p;
@@ -399,12 +404,30 @@ enum conv_kind { KIND_FORWARD, KIND_INPUT_GRAD, KIND_WEIGHT_GRAD };
 static bool use_direct(const conv_geom *g, enum conv_kind kind) {
   if (g->sh != 1 || g->sw != 1) return false;
   switch (forced_path()) {
-  case PATH_GEMM: return false;
+  case PATH_GEMM:
+  case PATH_SHIFTED: return false;
   case PATH_DIRECT: return true;
   default:
     return !is_pointwise(g) &&
            (g->o <= DIRECT_MAX_O ||
             (kind == KIND_WEIGHT_GRAD && g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS));
+  }
+}
+
+/* Whether conv2d and its weight gradient run as shifted GEMMs (below) instead of im2col +
+ * GEMM: stride 1, a kernel wider than 1x1, and at least DIRECT_MAX_O channels on both sides,
+ * so that each GEMM has rows and depth enough (tools/bench_dense, forward: 128->128 3x3 at
+ * 14x14 193-217 -> 233-243 GFLOP/s, RealNVP's 64->64 at 28x28 197-201 -> 267-269; with 2 or
+ * 4 input channels it is 3x slower; weight gradient: see weight_grad_run).  Not for the input
+ * gradient: the same scheme measured slower there than GEMM + col2im (128->128: 211-229
+ * against 280-285 GFLOP/s). */
+static bool use_shifted(const conv_geom *g) {
+  if (g->sh != 1 || g->sw != 1 || is_pointwise(g)) return false;
+  switch (forced_path()) {
+  case PATH_GEMM:
+  case PATH_DIRECT: return false;
+  case PATH_SHIFTED: return true;
+  default: return g->c >= DIRECT_MAX_O && g->o > DIRECT_MAX_O;
   }
 }
 
@@ -523,6 +546,163 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   }
   free(pad), free(wide);
   return FG_OK;
+}
+
+/* ---- the shifted-GEMM path: stride 1, many channels on both sides ----
+ * The same padded image and wide index as the direct path, but a kernel offset (p, q) at a
+ * time: over the wide index s, tap (c, p, q) reads padded[c][s + off(p, q)], so for each
+ * offset the whole contribution is one GEMM,
+ *   wide[o][s] += sum_c W_pq[o][c] padded[c][off(p, q) + s],
+ * with B the padded planes read in place (row stride hd wd, columns shifted by the offset).
+ * No column matrix is written: KH KW GEMMs with k = input channels replace one with
+ * k = C KH KW over an im2col copy nine times the image's size. */
+typedef struct shifted_spec {
+  direct_spec d;  /* sizes and padding as the direct path's; off[] per kernel offset */
+  int64_t kk;     /* kernel offsets */
+  void *wmat;     /* kk matrices [out_ch][in_ch] */
+} shifted_spec;
+
+static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, const void *src,
+                                   void *out, int64_t n_img, int ith, int parts, const char *op) {
+  const direct_spec *d = &sp->d;
+  int64_t i0, i1;
+  fg_split_range(n_img, ith, parts, &i0, &i1);
+  if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
+  int64_t len = (d->ho - 1) * d->wd + d->wo, plane = d->hd * d->wd, oplane = d->ho * d->wo;
+  void *pad = scratch(c, d->in_ch * plane), *wide = scratch(c, d->out_ch * len);
+  fg_status st = pad && wide ? FG_OK : nomem(c, op);
+  for (int64_t n = i0; st == FG_OK && n < i1; n++) {
+    pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws, d->top,
+               d->left, d->hd, d->wd, pad);
+    for (int64_t t = 0; st == FG_OK && t < sp->kk; t++) {
+      fg_gemm_dims gd = {.accumulate = t > 0, .m = d->out_ch, .n = len, .k = d->in_ch,
+                         .lda = d->in_ch, .ldb = plane, .ldc = len};
+      st = gemm(c, gd, at_c(c, sp->wmat, t * d->out_ch * d->in_ch), at_c(c, pad, d->off[t]), wide,
+                op);
+    }
+    for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++) {
+      void *dst = at_m(c, out, (n * d->out_ch + o) * oplane);
+      keep_cols(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, dst);
+      epilogue(c, dst, o, oplane);
+    }
+  }
+  free(pad), free(wide);
+  return st;
+}
+
+/* dst[t][i] = src[i stride + t] for i < n, t < stride: a transposition, typed. */
+static void gather_strided(size_t es, const void *src, int64_t n, int64_t stride, void *dst) {
+  for (int64_t t = 0; t < stride; t++) {
+    if (es == sizeof(float)) {
+      const float *s = (const float *)src + t;
+      float *d = (float *)dst + t * n;
+      for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
+    } else {
+      const double *s = (const double *)src + t;
+      double *d = (double *)dst + t * n;
+      for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
+    }
+  }
+}
+
+/* dst[i stride] = src[i] for i < n, typed. */
+static void gather_strided_into(size_t es, const void *src, int64_t n, void *dst, int64_t stride) {
+  if (es == sizeof(float)) {
+    const float *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
+  } else {
+    const double *s = src;
+    double *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
+  }
+}
+
+/* dst[i ld + j] = src[i cols + j] for i < rows, j < cols: rows spread to a wider stride (the
+ * caller keeps the gaps zero). */
+static void widen_rows(size_t es, const void *src, int64_t rows, int64_t cols, int64_t ld,
+                       void *dst) {
+  if (es == sizeof(float)) {
+    const float *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) d[i * ld + j] = s[i * cols + j];
+  } else {
+    const double *s = src;
+    double *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) d[i * ld + j] = s[i * cols + j];
+  }
+}
+
+static fg_status shifted_spec_alloc(const conv_ctx *c, shifted_spec *sp, const char *op) {
+  sp->d.off = malloc(sizeof *sp->d.off * (size_t)max64(sp->kk, 1));
+  sp->wmat = scratch(c, sp->kk * sp->d.out_ch * sp->d.in_ch);
+  sp->d.wt = NULL;
+  if (sp->d.off && sp->wmat) return FG_OK;
+  free(sp->d.off), free(sp->wmat);
+  return nomem(c, op);
+}
+
+static void shifted_spec_free(shifted_spec *sp) { free(sp->d.off), free(sp->wmat); }
+
+/* conv2d: offset (p, q) of the input padded by (ph, pw) with W[:, :, p, q]. */
+static fg_status conv2d_shifted(const conv_ctx *c, const fg_kargs *k) {
+  const conv_geom *g = &c->g;
+  int64_t KK = g->kh * g->kw;
+  shifted_spec sp = {.d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
+                           .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o,
+                           .ho = g->ho, .wo = g->wo, .taps = KK},
+                     .kk = KK};
+  int parts = fg_parts_for(g->n, MIN_PART_SHIFTED_IMAGES, k->nth);
+  if (k->ith >= parts) return FG_OK;
+  fg_status st = shifted_spec_alloc(c, &sp, "conv2d");
+  if (st != FG_OK) return st;
+  for (int64_t t = 0; t < KK; t++) {
+    int64_t p = t / g->kw, q = t % g->kw;
+    sp.d.off[t] = p * g->dh * sp.d.wd + q * g->dw;
+  }
+  /* wmat[t][o][c] = w[o][c][t]: the [O x C] rows of w, each strided by KK, per offset t */
+  gather_strided(c->es, k->in[1], g->o * g->c, KK, sp.wmat);
+  st = shifted_correlate(c, &sp, k->in[0], k->out, g->n, k->ith, parts, "conv2d");
+  shifted_spec_free(&sp);
+  return st;
+}
+
+/* weight_grad as shifted GEMMs over input channels [c0, c1): per image and kernel offset t,
+ *   acc[t][o][c] += sum_s dyw[o][s] padded[c][off(t) + s],
+ * dyw being dy on the wide index (zeros in the dropped columns), then gw[o][c][t] = acc. */
+static fg_status weight_grad_shifted(const conv_ctx *c, const fg_kargs *k, int64_t c0,
+                                     int64_t c1) {
+  const conv_geom *g = &c->g;
+  int64_t KK = g->kh * g->kw, cn = c1 - c0, hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw;
+  int64_t plane = hd * wd, len = (g->ho - 1) * wd + g->wo;
+  void *pad = scratch(c, cn * plane), *dyw = scratch(c, g->o * len);
+  void *acc = scratch(c, KK * g->o * cn);
+  int64_t *off = malloc(sizeof *off * (size_t)KK);
+  fg_status st = pad && dyw && acc && off ? FG_OK : nomem(c, "conv2d_weight_grad");
+  for (int64_t t = 0; st == FG_OK && t < KK; t++)
+    off[t] = t / g->kw * g->dh * wd + t % g->kw * g->dw;
+  if (st == FG_OK) memset(dyw, 0, c->es * (size_t)(g->o * len));
+  for (int64_t n = 0; st == FG_OK && n < g->n; n++) {
+    pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), cn, g->h, g->w, g->ph,
+               g->pw, hd, wd, pad);
+    for (int64_t o = 0; o < g->o; o++) /* rows of wo at stride wd; the gaps stay zero */
+      widen_rows(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->ho, g->wo, wd,
+                 at_m(c, dyw, o * len));
+    for (int64_t t = 0; st == FG_OK && t < KK; t++) {
+      fg_gemm_dims gd = {.tb = true, .accumulate = n > 0, .m = g->o, .n = cn, .k = len,
+                         .lda = len, .ldb = plane, .ldc = cn};
+      st = gemm(c, gd, dyw, at_c(c, pad, off[t]), at_m(c, acc, t * g->o * cn),
+                "conv2d_weight_grad");
+    }
+  }
+  for (int64_t t = 0; st == FG_OK && t < KK; t++)
+    for (int64_t o = 0; o < g->o; o++)
+      gather_strided_into(c->es, at_c(c, acc, (t * g->o + o) * cn), cn,
+                          at_m(c, k->out, (o * g->c + c0) * KK + t), KK);
+  free(pad), free(dyw), free(acc), free(off);
+  return st;
 }
 
 /* conv2d: taps (c, p, q) of the input padded by (ph, pw); weights W^T. */
@@ -652,6 +832,7 @@ static fg_status conv2d_run(const fg_kargs *k, fg_dtype t, const void *bias, boo
   conv_ctx c = ctx_make(t, k, g);
   c.bias = bias, c.relu = relu;
   if (use_direct(&g, KIND_FORWARD)) return conv2d_direct(&c, k);
+  if (use_shifted(&g)) return conv2d_shifted(&c, k);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
   /* Parts take whole images when an image has MIN_PART_PIXELS / 2 pixels or more: a part
    * that ends inside an image leaves two short GEMMs (tools/bench_dense, forward: 1x1
@@ -824,6 +1005,17 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
     if (g.n > 0 && S > 0) return weight_grad_direct(&c, k, r0, r1, o0, o1);
     zero_tile(&c, k->out, o0, o1, r0, r1, R);
     return FG_OK;
+  }
+  /* shifted GEMMs over channel ranges (as conv2d; the sums do not depend on the split): GEMMs
+   * with n = 64 channels where there are 128 or more (128->128 3x3 at 14x14: 2 parts 252,
+   * 4 parts 222, 8 parts 166-179 GFLOP/s; 64->64 at 28x28: 2 parts 215-220, one 126; the
+   * im2col path 186-208 on both) */
+  if (use_shifted(&g) && g.n > 0) {
+    int parts = fg_parts_for(g.c, g.c >= 128 ? 64 : 32, k->nth);
+    if (k->ith >= parts) return FG_OK;
+    int64_t c0, c1;
+    fg_split_range(g.c, k->ith, parts, &c0, &c1);
+    return c0 == c1 ? FG_OK : weight_grad_shifted(&c, k, c0, c1);
   }
   /* In place (see wgrad_tile_inplace) for big enough images: a 1x1 kernel over the usual tile
    * grid; otherwise over taps only, so that no two parts build the same column rows, when

@@ -270,6 +270,17 @@ static void check_conv_geometry(const geom *g) {
   const double *fwd_in[2] = {x, w}, *ig_in[2] = {dy, w}, *wg_in[2] = {x, dy};
   fg_shape fwd_shapes[2] = {xs, ws}, ig_shapes[2] = {ys, ws}, wg_shapes[2] = {xs, ys};
   check_splits(FG_OP_CONV2D, &attr, 2, fwd_in, fwd_shapes, ys, y, taps);
+  /* conv2d_bias_act (relu) on the same path: the epilogue of every forward kernel */
+  double *b = random_doubles(g->o, 9), *yb = calloc((size_t)ny, sizeof *yb);
+  for (int64_t i = 0; i < ny; i++) {
+    double v = y[i] + b[i / (ho * wo) % g->o];
+    yb[i] = v > 0 ? v : 0;
+  }
+  fg_conv2d_bias_act_attr ba = {.geom = *o, .relu = 1};
+  const double *ba_in[3] = {x, w, b};
+  fg_shape ba_shapes[3] = {xs, ws, fg_shape1(g->o)};
+  check_splits(FG_OP_CONV2D_BIAS_ACT, &ba, 3, ba_in, ba_shapes, ys, yb, taps + 1);
+  free(b), free(yb);
   attr.size[0] = g->h, attr.size[1] = g->w;
   check_splits(FG_OP_CONV2D_INPUT_GRAD, &attr, 2, ig_in, ig_shapes, xs, gx, g->o * g->kh * g->kw);
   attr.size[0] = g->kh, attr.size[1] = g->kw;
