@@ -1026,10 +1026,14 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
     pr = 1;
     pc = fg_parts_for(R, MIN_PART_INPLACE_TAPS, k->nth);
   } else {
-    /* 1x1: tall tiles (128->128 at 14x14: 64 x 64 tiles 150-218 GFLOP/s, 128 x 64 tiles
-     * 231-265; at 7x7 189-192 against 227-237); a 3x3 with few taps needs the row split */
-    int64_t min_rows = is_pointwise(&g) ? MIN_PART_POINTWISE_ROWS : MIN_PART_TAPS;
-    fg_tile_grid(g.o, R, min_rows, MIN_PART_TAPS, k->nth, &pr, &pc);
+    /* 1x1: tiles 128 rows tall, and split across columns only when there are fewer than
+     * two such row tiles (128->128 at 14x14: 64 x 64 tiles 150-218 GFLOP/s, 128 x 64 tiles
+     * 231-265, at 7x7 189-192 against 227-237; 256->256: 128 x 64 tiles 180-198, 128 x 128
+     * 212-218, 128 x 256 249-255); a 3x3 with few taps needs the row split */
+    bool tall = is_pointwise(&g);
+    int64_t min_cols = tall && g.o >= 2 * MIN_PART_POINTWISE_ROWS ? R : MIN_PART_TAPS;
+    fg_tile_grid(g.o, R, tall ? MIN_PART_POINTWISE_ROWS : MIN_PART_TAPS, min_cols, k->nth, &pr,
+                 &pc);
   }
   if (k->ith >= pr * pc) return FG_OK;
   c.nth = pr * pc;
