@@ -351,6 +351,9 @@ Test(conv, inplace_weight_grad_matches_naive_loops) {
   geom g1 = {.n = 3, .c = 8, .h = 12, .w = 12, .o = 6, .kh = 1, .kw = 1,
              .opts = {{1, 1}, {0, 0}, {1, 1}}};
   check_conv_geometry(&g1);
+  geom wide = {.n = 2, .c = 8, .h = 12, .w = 12, .o = 256, .kh = 1, .kw = 1, /* row tiles only */
+               .opts = {{1, 1}, {0, 0}, {1, 1}}};
+  check_conv_geometry(&wide);
 }
 
 /* 64 channels of 45x45 with a 3x3 kernel: every im2col kernel's scratch (2^20 elements) holds
