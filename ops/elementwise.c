@@ -10,6 +10,15 @@
 #include "core/op.h"
 #include "ops/ops.h"
 
+/* The kernels' loops are compiled for AVX-512 and AVX2 as well as the baseline, and the loader
+ * picks the widest the CPU runs (GCC function multi-versioning): the baseline x86-64 build
+ * vectorises them 4 floats wide only. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
+#define FG_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FG_SIMD_CLONES
+#endif
+
 /* ---------------------------------------------------------------- shape rules ---- */
 
 static fg_status infer_unary(fg_infer_args *a) {
@@ -138,8 +147,8 @@ static bool same_as_output(const fg_kargs *k, int j) {
   return FG_OK;
 
 #define UNARY_KERNELS(name, EXPR)                                                     \
-  static fg_status name##_f32(const fg_kargs *k) { UNARY_BODY(float, EXPR) }          \
-  static fg_status name##_f64(const fg_kargs *k) { UNARY_BODY(double, EXPR) }
+  FG_SIMD_CLONES static fg_status name##_f32(const fg_kargs *k) { UNARY_BODY(float, EXPR) } \
+  FG_SIMD_CLONES static fg_status name##_f64(const fg_kargs *k) { UNARY_BODY(double, EXPR) }
 
 /* EXPR is a function of x and y (inputs 0 and 1, of type T). */
 #define BINARY_BODY(T, EXPR)                                                          \
@@ -186,8 +195,8 @@ static bool same_as_output(const fg_kargs *k, int j) {
   return FG_OK;
 
 #define BINARY_KERNELS(name, EXPR)                                                    \
-  static fg_status name##_f32(const fg_kargs *k) { BINARY_BODY(float, EXPR) }         \
-  static fg_status name##_f64(const fg_kargs *k) { BINARY_BODY(double, EXPR) }
+  FG_SIMD_CLONES static fg_status name##_f32(const fg_kargs *k) { BINARY_BODY(float, EXPR) } \
+  FG_SIMD_CLONES static fg_status name##_f64(const fg_kargs *k) { BINARY_BODY(double, EXPR) }
 
 /* Numerically stable forms: no exp of a large positive argument. */
 #define SIGMOID(x) ((x) >= 0 ? 1 / (1 + exp(-(x))) : exp(x) / (1 + exp(x)))
