@@ -9,15 +9,7 @@
 
 #include "core/op.h"
 #include "ops/ops.h"
-
-/* The kernels' loops are compiled for AVX-512 and AVX2 as well as the baseline, and the loader
- * picks the widest the CPU runs (GCC function multi-versioning): the baseline x86-64 build
- * vectorises them 4 floats wide only. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
-#define FG_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FG_SIMD_CLONES
-#endif
+#include "ops/simd.h"
 
 /* ---------------------------------------------------------------- shape rules ---- */
 

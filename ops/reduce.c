@@ -12,6 +12,7 @@
 
 #include "core/op.h"
 #include "ops/ops.h"
+#include "ops/simd.h"
 
 /* ---- axes ---- */
 
@@ -162,7 +163,7 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
  * depend on how the outputs were split among threads. */
 #define ROW_LANES 8
 #define DEFINE_REDUCE_ROWS(op, T, sfx, INIT, COMBINE)                                   \
-  static double op##_rows_##sfx(const T *base, const reduce_plan *p) {                   \
+  FG_SIMD_CLONES static double op##_rows_##sfx(const T *base, const reduce_plan *p) {    \
     double lane[ROW_LANES];                                                              \
     for (int j = 0; j < ROW_LANES; j++) lane[j] = (INIT);                                \
     red_cursor c;                                                                        \
@@ -186,7 +187,7 @@ DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
 
 /* One body for every (op, type) pair: stamps out op##_##sfx. */
 #define DEFINE_REDUCE_KERNEL(op, T, sfx, INIT, COMBINE)                                 \
-  static fg_status op##_##sfx(const fg_kargs *k) {                                       \
+  FG_SIMD_CLONES static fg_status op##_##sfx(const fg_kargs *k) {                        \
     reduce_plan p;                                                                       \
     int64_t b, e;                                                                        \
     reduce_prepare(k, &p, &b, &e);                                                       \
