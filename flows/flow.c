@@ -218,6 +218,31 @@ fg_status fg_flow_sample(fg_flow *f, fg_graph *g, int64_t n, double temperature,
   return fg_graph_status(g);
 }
 
+fg_status fg_flow_sample_steps(fg_flow *f, fg_graph *g, int64_t n, double temperature,
+                               uint64_t seed, int cap, fg_node *steps, const char **names,
+                               int *n_steps) {
+  int kids = fg_bijector_num_children(f->b), need = 1 + (kids > 0 ? kids : 1);
+  *n_steps = need;
+  if (n < 1 || cap < need) {
+    fg_graph_fail(g, FG_E_MISUSE, "flow: sampling steps need n >= 1 and room for %d steps "
+                  "(got n = %lld, cap %d)", need, (long long)n, cap);
+    return FG_E_MISUSE;
+  }
+  if (temperature == 0) temperature = 1.0;
+  fg_flow_ctx *c = make_ctx(f, g, (ctx_mode){.sampling = true, .temperature = temperature, .seed = seed});
+  if (c) { /* as fg_bijector_inverse of the chain: its layers last to first */
+    fg_node cur = base_sample(f, c, n, temperature), ld;
+    steps[0] = cur, names[0] = "z";
+    for (int k = 0; k < need - 1 && fg_graph_status(g) == FG_OK; k++) {
+      fg_bijector *b = kids > 0 ? fg_bijector_child(f->b, kids - 1 - k) : f->b;
+      fg_bijector_inverse(b, c, cur, &cur, &ld);
+      steps[1 + k] = cur, names[1 + k] = fg_bijector_prefix(b);
+    }
+  }
+  fg_flow_ctx_free(c);
+  return fg_graph_status(g);
+}
+
 fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_again) {
   *x_again = FG_POISON;
   fg_flow_ctx *c = make_ctx(f, g, (ctx_mode){.seed = f->cfg.seed});

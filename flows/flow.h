@@ -73,6 +73,15 @@ fg_status fg_flow_base_log_prob(fg_flow *f, fg_graph *g, fg_node z, fg_node *log
  * mode; `seed` fixes the draws (a program's rng offset varies them per run). */
 fg_status fg_flow_sample(fg_flow *f, fg_graph *g, int64_t n, double temperature, uint64_t seed,
                          fg_node *x);
+/* fg_flow_sample one top-level layer at a time, for finding where a sample leaves the float
+ * range: steps[0] is the base draw z, steps[i] (i >= 1) the value after the inverse of the
+ * i-th layer from the top, and the last step equals fg_flow_sample's x for the same arguments
+ * bit for bit (the same draws in the same order).  names[i] is the layer's prefix ("1.exp"; "z"
+ * for the base draw), borrowed from the flow.  At most cap steps: *n_steps is the number
+ * written, or the number needed when cap is too small (then FG_E_MISUSE). */
+fg_status fg_flow_sample_steps(fg_flow *f, fg_graph *g, int64_t n, double temperature,
+                               uint64_t seed, int cap, fg_node *steps, const char **names,
+                               int *n_steps);
 /* f⁻¹(f(x)), the factored-out parts kept from the forward pass (evaluation mode): equal to x up
  * to rounding, which is what the round-trip tests measure. */
 fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_again);

@@ -630,3 +630,72 @@ Test(flow, training_lowers_the_nll) {
   fg_graph_free(g);
   fg_flow_free(f);
 }
+
+/* fg_flow_sample_steps replays fg_flow_sample layer by layer: the same draws (a Glow with a
+ * split, whose inverse draws the factored-out half), the last step equal bit for bit. */
+Test(flow, sampling_steps_replay_the_sample) {
+  fg_flow *f;
+  fg_err e;
+  fg_glow_config cfg = fg_glow_defaults();
+  cfg.steps = 1, cfg.hidden = 4;
+  fg_model_opts m = {.event = {3, {1, 8, 8}}, .seed = 4};
+  cr_assert_eq(fg_glow_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
+  perturb(f, 0.02, 8);
+  fg_graph *g = fg_graph_new();
+  fg_node steps[64], x;
+  const char *names[64];
+  int n_steps = 0;
+  cr_assert_eq(fg_flow_sample(f, g, 3, 0.7, 42, &x), FG_OK, "%s", fg_graph_errmsg(g));
+  cr_assert_eq(fg_flow_sample_steps(f, g, 3, 0.7, 42, 64, steps, names, &n_steps), FG_OK, "%s",
+               fg_graph_errmsg(g));
+  int kids = fg_bijector_num_children(fg_flow_bijector(f));
+  cr_assert_eq(n_steps, kids + 1);
+  cr_assert_str_eq(names[0], "z");
+  cr_assert_str_eq(names[1], fg_bijector_prefix(fg_bijector_child(fg_flow_bijector(f), kids - 1)));
+  fg_node outs[2] = {x, steps[n_steps - 1]};
+  fg_program *p = compile_and_run(f, g, 2, outs, NULL, NULL);
+  cr_assert_eq(max_abs_diff(fg_program_output(p, 0), fg_program_output(p, 1)), 0.0);
+  fg_program_free(p);
+  fg_graph_free(g);
+  /* too little room: the count needed, and a misuse error */
+  g = fg_graph_new();
+  cr_assert_eq(fg_flow_sample_steps(f, g, 3, 0.7, 42, 2, steps, names, &n_steps), FG_E_MISUSE);
+  cr_assert_eq(n_steps, kids + 1);
+  fg_graph_free(g);
+  fg_flow_free(f);
+}
+
+/* A flow whose last layer is exp: sampling applies its inverse (log) first, to Gaussian draws,
+ * so the first non-finite step is that layer's. */
+Test(flow, sampling_steps_show_where_a_sample_leaves_the_float_range) {
+  fg_registry *r = fg_registry_new();
+  fg_err e;
+  cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
+  const char *types[2] = {"actnorm", "exp"};
+  fg_bijector *kids[2], *chain;
+  for (int i = 0; i < 2; i++)
+    cr_assert_eq(fg_bijector_new_from_text(&kids[i], fg_registry_find(r, types[i]), "", &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_bijector_chain(&chain, 2, kids, &e), FG_OK);
+  fg_flow *f;
+  cr_assert_eq(fg_flow_new(&f, chain, FG_BASE_NORMAL, fg_shape1(4), 9, &e), FG_OK, "%s", e.msg);
+  fg_graph *g = fg_graph_new();
+  fg_node steps[4];
+  const char *names[4];
+  int n_steps = 0;
+  cr_assert_eq(fg_flow_sample_steps(f, g, 16, 1.0, 1, 4, steps, names, &n_steps), FG_OK, "%s",
+               fg_graph_errmsg(g));
+  cr_assert_eq(n_steps, 3);
+  fg_program *p = compile_and_run(f, g, 3, steps, NULL, NULL);
+  int first_bad = -1;
+  for (int i = 0; i < n_steps && first_bad < 0; i++) {
+    const fg_tensor *v = fg_program_output(p, i);
+    for (int64_t j = 0; j < fg_tensor_numel(v); j++)
+      if (!isfinite(fg_tensor_get(v, j))) first_bad = i;
+  }
+  cr_assert_eq(first_bad, 1, "the exp layer's inverse (log of a negative draw)");
+  cr_assert(strstr(names[1], "exp"), "named %s", names[1]);
+  fg_program_free(p);
+  fg_graph_free(g);
+  fg_flow_free(f);
+  fg_registry_free(r);
+}

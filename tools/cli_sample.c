@@ -43,6 +43,40 @@ static int64_t grey_out_non_finite(fg_tensor *v) {
   return bad;
 }
 
+static bool finite_tensor(const fg_tensor *v) {
+  for (int64_t i = 0; i < fg_tensor_numel(v); i++)
+    if (!isfinite(fg_tensor_get(v, i))) return false;
+  return true;
+}
+
+/* Re-runs the same sampling one top-level layer at a time (fg_flow_sample_steps: the same
+ * draws) and names the first layer whose inverse left the float range, into out. */
+static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, uint64_t seed,
+                                   char *out, size_t cap) {
+  snprintf(out, cap, "no single layer found");
+  int need = fg_bijector_num_children(fg_flow_bijector(m->flow)) + 2;
+  fg_graph *g = fg_graph_new();
+  fg_node *steps = malloc(sizeof *steps * (size_t)need);
+  const char **names = malloc(sizeof *names * (size_t)need);
+  fg_program *p = NULL;
+  int n_steps = 0;
+  if (g && steps && names &&
+      fg_flow_sample_steps(m->flow, g, n, temperature, seed, need, steps, names, &n_steps) == FG_OK &&
+      fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
+      fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK && fg_program_run(p) == FG_OK)
+    for (int i = 0; i < n_steps; i++)
+      if (!finite_tensor(fg_program_output(p, i))) {
+        int len = (int)strlen(names[i]);
+        while (len > 0 && names[i][len - 1] == '.') len--; /* prefixes end in a dot */
+        snprintf(out, cap, "first at layer %.*s, step %d of %d from the latent", len, names[i], i,
+                 n_steps - 1);
+        break;
+      }
+  fg_program_free(p);
+  free(steps), free(names);
+  fg_graph_free(g);
+}
+
 int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e) {
   fg_graph *g = fg_graph_new();
   fg_node x;
@@ -51,9 +85,12 @@ int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed
   if (st != FG_OK) st = fg_err_set(e, st, "building the sampler: %s", fg_graph_errmsg(g));
   if (st == FG_OK) st = run_one(m, g, x, NULL, NULL, &v, e);
   int64_t bad = st == FG_OK ? grey_out_non_finite(v) : 0;
-  if (bad)
-    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at temperature %.2f); "
-                    "drawn grey in %s\n", (long long)bad, (long long)n, temperature, path);
+  if (bad) {
+    char where[256];
+    name_overflowing_layer(m, n, temperature > 0 ? temperature : 1e-9, seed, where, sizeof where);
+    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at temperature %.2f, "
+                    "%s); drawn grey in %s\n", (long long)bad, (long long)n, temperature, where, path);
+  }
   if (st == FG_OK) st = fg_png_grid_write(path, v, grid_cols(n), 0, e);
   fg_tensor_free(v);
   fg_graph_free(g);
