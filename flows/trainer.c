@@ -485,14 +485,16 @@ fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text
     free_entries(&en);
     return fg_err_set(e, FG_E_NOMEM, "out of memory writing %s", path);
   }
-  char step[32], optim_step[32], seed[32], event[160], bits[16];
+  char step[32], optim_step[32], seed[32], event[160], bits[16], skips[32];
   fg_shape ev = fg_flow_get_config(t->f)->event;
   fg_shape_str(&ev, event, sizeof event);
   snprintf(bits, sizeof bits, "%lld", (long long)t->s.n_bits);
   snprintf(step, sizeof step, "%lld", (long long)t->step);
   snprintf(optim_step, sizeof optim_step, "%lld", (long long)fg_optim_get_step(t->opt));
   snprintf(seed, sizeof seed, "%lld", (long long)t->s.seed);
+  snprintf(skips, sizeof skips, "%lld", (long long)t->bad_in_a_row);
   fg_safetensors_kv meta[] = {{"format", "flowgrad-checkpoint-1"}, {"step", step}, {"optim_step", optim_step},
+                              {"skipped_in_a_row", skips},
                               {"seed", seed}, {"optimizer", t->s.optimizer}, {"spec", spec_text ? spec_text : ""},
                               {"event", event}, {"n_bits", bits}, {"discrete", t->discrete ? "true" : "false"}};
   fg_status st = fg_safetensors_write(path, en.items, en.n, meta, sizeof meta / sizeof *meta, e);
@@ -553,9 +555,13 @@ fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
   const char *format = fg_safetensors_meta(f, "format");
   if (!format || strcmp(format, "flowgrad-checkpoint-1"))
     st = fg_err_set(e, FG_E_FORMAT, "%s is not a flowgrad checkpoint (metadata 'format' is %s)", path, format ? format : "missing");
-  int64_t step = 0, optim_step = 0;
+  int64_t step = 0, optim_step = 0, skips = 0;
   if (st == FG_OK) st = meta_int(f, "step", path, &step, e);
   if (st == FG_OK) st = meta_int(f, "optim_step", path, &optim_step, e);
+  /* the non-finite steps just before the save, so that max_nonfinite counts across a resume
+   * (absent from checkpoints written before it was saved: none) */
+  if (st == FG_OK && fg_safetensors_meta(f, "skipped_in_a_row"))
+    st = meta_int(f, "skipped_in_a_row", path, &skips, e);
   if (st == FG_OK) st = check_same_run(f, t, path, e);
   /* two passes: every entry is checked before any tensor changes, so a bad file loses nothing */
   fg_params *ps = fg_flow_params(t->f);
@@ -572,7 +578,7 @@ fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
   t->step = step;
   fg_optim_set_step(t->opt, optim_step);
   t->initialised = true; /* the loaded weights are already initialised */
-  t->bad_in_a_row = 0;
+  t->bad_in_a_row = skips;
   return FG_OK;
 }
 

@@ -636,3 +636,18 @@ Test(trainer, max_nonfinite_skips_in_a_row_stop_training) {
   snapshot_free(&initial);
   model_free(&m);
 }
+
+/* The count of skips in a row is saved: two skips, a checkpoint, a fresh trainer that loads it,
+ * and its first skip is the third in a row. */
+Test(trainer, skips_in_a_row_count_across_a_resume) {
+  model a = poisoned_model(8), b = poisoned_model(8);
+  fg_train_step_info info;
+  fg_err e;
+  for (int i = 0; i < 2; i++) cr_assert_eq(fg_trainer_step(a.t, &info, &e), FG_OK, "%s", e.msg);
+  const char *path = io_path("skips.safetensors");
+  save_ok(a.t, path, POISON_SPEC);
+  load_ok(b.t, path);
+  cr_assert_eq(fg_trainer_step(b.t, &info, &e), FG_E_NUMERIC, "the third skip in a row, after the resume");
+  cr_assert(strstr(e.msg, "3 steps in a row"), "%s", e.msg);
+  model_free(&a), model_free(&b);
+}
