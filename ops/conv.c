@@ -66,6 +66,7 @@ enum {
   DIRECT_GROUP_ELEMS = 1 << 15,
   DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
   DIRECT_MAX_FEW_TAPS = 32, /* and the weight gradient's with few taps (see use_direct) */
+  DIRECT_MIN_WGRAD_PIXELS = 512, /* and on large images */
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
   MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
@@ -400,8 +401,11 @@ static int forced_path(void) {
 /* Whether the direct kernel runs instead of im2col + GEMM (see the top of the file): with few
  * output channels, and for the weight gradient also with few taps (C KH KW <=
  * DIRECT_MAX_FEW_TAPS), where the GEMM's n is that small and packing all of dy costs more than
- * the arithmetic: Glow's 2->128 3x3 at 14x14 took 1.0 ms that way, 0.58 ms direct (in the
- * training step, FG_PROFILE).  The forward of that shape measured no faster direct. */
+ * the arithmetic (Glow's 2->128 3x3 at 14x14 took 1.0 ms that way, 0.58 ms direct, in the
+ * training step), and on large images (DIRECT_MIN_WGRAD_PIXELS), where its dot products are
+ * long (RealNVP's 64->64 3x3 at 28x28: 243-249 GFLOP/s against 208-217 as shifted GEMMs; at
+ * 14x14 the shifted GEMMs win, 241-244 against 212-218 for 128->128).  The forward of few-tap
+ * shapes measured no faster direct. */
 enum conv_kind { KIND_FORWARD, KIND_INPUT_GRAD, KIND_WEIGHT_GRAD };
 static bool use_direct(const conv_geom *g, enum conv_kind kind) {
   if (g->sh != 1 || g->sw != 1) return false;
@@ -412,7 +416,8 @@ static bool use_direct(const conv_geom *g, enum conv_kind kind) {
   default:
     return !is_pointwise(g) &&
            (g->o <= DIRECT_MAX_O ||
-            (kind == KIND_WEIGHT_GRAD && g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS));
+            (kind == KIND_WEIGHT_GRAD && (g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS ||
+                                          g->ho * g->wo >= DIRECT_MIN_WGRAD_PIXELS)));
   }
 }
 

@@ -334,6 +334,14 @@ Test(conv, direct_weight_grad_channel_tiles_match_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* 24x24 images (576 pixels), 40 output channels and 36 taps: the weight gradient runs direct
+ * on large images whatever the channel counts. */
+Test(conv, large_images_weight_grad_matches_naive_loops) {
+  geom g = {.n = 2, .c = 4, .h = 24, .w = 24, .o = 40, .kh = 3, .kw = 3,
+            .opts = {{1, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g);
+}
+
 /* 5 images of 4 channels at 45x45: the direct weight gradient's padded images take more than
  * its group bound (2^15 elements) together, so it sums groups of 2, 2 and 1 images. */
 Test(conv, direct_weight_grad_image_groups_match_naive_loops) {
