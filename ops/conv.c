@@ -438,30 +438,35 @@ static bool use_shifted(const conv_geom *g) {
   }
 }
 
-/* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
- * hs x ws into hd x wd (a negative top or left crops).  Typed loops, not a memcpy per row:
+/* dst[i dst_ld + j] = src[i src_ld + j] for i < rows, j < cols: keeping the first columns of
+ * wide rows, or spreading packed rows to a wider stride.  Typed loops, not a memcpy per row:
  * rows are short (7 to 28 elements) and there are many. */
-#define PAD_PLANES_DEFINE(T, SUF)                                                             \
-  static void pad_planes_##SUF(const T *src, int64_t nch, int64_t hs, int64_t ws,             \
-                               int64_t top, int64_t left, int64_t hd, int64_t wd, T *dst) {   \
-    memset(dst, 0, sizeof(T) * (size_t)(nch * hd * wd));                                      \
-    int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);                                     \
-    int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);                                   \
-    if (b1 <= b0) return;                                                                     \
-    for (int64_t ch = 0; ch < nch; ch++)                                                      \
-      for (int64_t a = a0; a < a1; a++) {                                                     \
-        T *d = dst + (ch * hd + a) * wd;                                                      \
-        const T *s = src + (ch * hs + a - top) * ws - left;                                   \
-        for (int64_t b = b0; b < b1; b++) d[b] = s[b];                                        \
-      }                                                                                       \
+static void copy_rows(size_t es, const void *src, int64_t src_ld, int64_t rows, int64_t cols,
+                      void *dst, int64_t dst_ld) {
+  if (es == sizeof(float)) {
+    const float *s = src;
+    float *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) d[i * dst_ld + j] = s[i * src_ld + j];
+  } else {
+    const double *s = src;
+    double *d = dst;
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) d[i * dst_ld + j] = s[i * src_ld + j];
   }
-PAD_PLANES_DEFINE(float, f32)
-PAD_PLANES_DEFINE(double, f64)
+}
 
+/* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
+ * hs x ws into hd x wd (a negative top or left crops). */
 static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int64_t ws,
                        int64_t top, int64_t left, int64_t hd, int64_t wd, void *dst) {
-  if (es == sizeof(float)) pad_planes_f32(src, nch, hs, ws, top, left, hd, wd, dst);
-  else pad_planes_f64(src, nch, hs, ws, top, left, hd, wd, dst);
+  memset(dst, 0, es * (size_t)(nch * hd * wd));
+  int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);
+  int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);
+  if (b1 <= b0 || a1 <= a0) return;
+  for (int64_t ch = 0; ch < nch; ch++)
+    copy_rows(es, (const char *)src + es * (size_t)((ch * hs + a0 - top) * ws + b0 - left), ws,
+              a1 - a0, b1 - b0, (char *)dst + es * (size_t)((ch * hd + a0) * wd + b0), wd);
 }
 
 /* One stride-1 correlation, per image, as the direct kernel runs it: in_ch source planes of
@@ -499,23 +504,6 @@ static fg_status direct_spec_alloc(const conv_ctx *c, direct_spec *d, const char
   return nomem(c, op);
 }
 
-/* dst (rows x cols, packed) = the first cols of each ld-wide row of src.  Typed loops, not a
- * memcpy per row: rows are short (7 to 28 elements) and there are many. */
-static void keep_cols(size_t es, const void *src, int64_t ld, int64_t rows, int64_t cols,
-                      void *dst) {
-  if (es == sizeof(float)) {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * cols + j] = s[i * ld + j];
-  } else {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * cols + j] = s[i * ld + j];
-  }
-}
-
 /* Work items are (image, block of 4 output channels); each part pads an image once.  How many
  * parts get work: each at least MIN_PART_DIRECT_MACS, since a part also pads its images and
  * builds the transposed weights. */
@@ -547,7 +535,7 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
     c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
     for (int64_t o = 0; o < cnt; o++) {
       void *plane = at_m(c, out, (n * d->out_ch + o0 + o) * oplane);
-      keep_cols(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, plane);
+      copy_rows(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, plane, d->wo);
       epilogue(c, plane, o0 + o, oplane);
     }
   }
@@ -589,7 +577,7 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
     }
     for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++) {
       void *dst = at_m(c, out, (n * d->out_ch + o) * oplane);
-      keep_cols(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, dst);
+      copy_rows(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, dst, d->wo);
       epilogue(c, dst, o, oplane);
     }
   }
@@ -622,23 +610,6 @@ static void gather_strided_into(size_t es, const void *src, int64_t n, void *dst
     const double *s = src;
     double *d = dst;
     for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
-  }
-}
-
-/* dst[i ld + j] = src[i cols + j] for i < rows, j < cols: rows spread to a wider stride (the
- * caller keeps the gaps zero). */
-static void widen_rows(size_t es, const void *src, int64_t rows, int64_t cols, int64_t ld,
-                       void *dst) {
-  if (es == sizeof(float)) {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * ld + j] = s[i * cols + j];
-  } else {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * ld + j] = s[i * cols + j];
   }
 }
 
@@ -695,8 +666,8 @@ static fg_status weight_grad_shifted(const conv_ctx *c, const fg_kargs *k, int64
     pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), cn, g->h, g->w, g->ph,
                g->pw, hd, wd, pad);
     for (int64_t o = 0; o < g->o; o++) /* rows of wo at stride wd; the gaps stay zero */
-      widen_rows(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->ho, g->wo, wd,
-                 at_m(c, dyw, o * len));
+      copy_rows(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->wo, g->ho, g->wo,
+                at_m(c, dyw, o * len), wd);
     for (int64_t t = 0; st == FG_OK && t < KK; t++) {
       fg_gemm_dims gd = {.tb = true, .accumulate = n > 0, .m = g->o, .n = cn, .k = len,
                          .lda = len, .ldb = plane, .ldc = cn};

@@ -223,17 +223,26 @@ static void column_stats(const fg_tensor *y, int64_t j, double *mean, double *st
 /* [actnorm, conv1x1, actnorm] on badly scaled data: after the pass, the first actnorm's output
  * and the second's (initialised on what the first two layers make of the batch) are N(0, 1)
  * per feature on that batch. */
-Test(flow, data_init_standardises_actnorm_outputs) {
+/* A flow over [event] of the built-in types `types` (default arguments) in a chain. */
+static fg_flow *chain_flow(int n, const char *const *types, fg_shape event, uint64_t seed) {
   fg_registry *r = fg_registry_new();
   fg_err e;
   cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
-  const char *types[3] = {"actnorm", "conv1x1", "actnorm"};
-  fg_bijector *kids[3], *chain;
-  for (int i = 0; i < 3; i++)
+  fg_bijector *kids[8], *chain;
+  cr_assert(n <= 8);
+  for (int i = 0; i < n; i++)
     cr_assert_eq(fg_bijector_new_from_text(&kids[i], fg_registry_find(r, types[i]), "", &e), FG_OK, "%s", e.msg);
-  cr_assert_eq(fg_bijector_chain(&chain, 3, kids, &e), FG_OK);
+  cr_assert_eq(fg_bijector_chain(&chain, n, kids, &e), FG_OK);
   fg_flow *f;
-  cr_assert_eq(fg_flow_new(&f, chain, FG_BASE_NORMAL, fg_shape1(4), 9, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_flow_new(&f, chain, FG_BASE_NORMAL, event, seed, &e), FG_OK, "%s", e.msg);
+  fg_registry_free(r);
+  return f;
+}
+
+Test(flow, data_init_standardises_actnorm_outputs) {
+  const char *types[3] = {"actnorm", "conv1x1", "actnorm"};
+  fg_flow *f = chain_flow(3, types, fg_shape1(4), 9);
+  fg_err e;
   fg_tensor *x;
   cr_assert_eq(fg_tensor_new(&x, FG_F32, &(fg_shape){2, {256, 4}}, NULL), FG_OK);
   const double mu[4] = {1, -2, 3, 0.5}, sd[4] = {0.5, 2, 1, 3};
@@ -260,7 +269,6 @@ Test(flow, data_init_standardises_actnorm_outputs) {
   fg_graph_free(g);
   fg_tensor_free(x);
   fg_flow_free(f);
-  fg_registry_free(r);
 }
 
 Test(flow, data_init_rejects_a_batch_of_the_wrong_shape) {
@@ -320,7 +328,8 @@ Test(flow, parameter_names_follow_the_chain) {
   fg_flow_free(f);
 }
 
-Test(flow, sampling_is_seeded_and_finite) {
+/* A one-step Glow (with its split) on 1x8x8, weights perturbed off their initial values. */
+static fg_flow *small_glow(void) {
   fg_flow *f;
   fg_err e;
   fg_glow_config cfg = fg_glow_defaults();
@@ -328,6 +337,11 @@ Test(flow, sampling_is_seeded_and_finite) {
   fg_model_opts m = {.event = {3, {1, 8, 8}}, .seed = 4};
   cr_assert_eq(fg_glow_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
   perturb(f, 0.02, 8);
+  return f;
+}
+
+Test(flow, sampling_is_seeded_and_finite) {
+  fg_flow *f = small_glow();
   fg_graph *g = fg_graph_new();
   fg_node s[3];
   cr_assert_eq(fg_flow_sample(f, g, 3, 0.7, 42, &s[0]), FG_OK, "%s", fg_graph_errmsg(g));
@@ -634,13 +648,7 @@ Test(flow, training_lowers_the_nll) {
 /* fg_flow_sample_steps replays fg_flow_sample layer by layer: the same draws (a Glow with a
  * split, whose inverse draws the factored-out half), the last step equal bit for bit. */
 Test(flow, sampling_steps_replay_the_sample) {
-  fg_flow *f;
-  fg_err e;
-  fg_glow_config cfg = fg_glow_defaults();
-  cfg.steps = 1, cfg.hidden = 4;
-  fg_model_opts m = {.event = {3, {1, 8, 8}}, .seed = 4};
-  cr_assert_eq(fg_glow_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
-  perturb(f, 0.02, 8);
+  fg_flow *f = small_glow();
   fg_graph *g = fg_graph_new();
   fg_node steps[64], x;
   const char *names[64];
@@ -668,16 +676,8 @@ Test(flow, sampling_steps_replay_the_sample) {
 /* A flow whose last layer is exp: sampling applies its inverse (log) first, to Gaussian draws,
  * so the first non-finite step is that layer's. */
 Test(flow, sampling_steps_show_where_a_sample_leaves_the_float_range) {
-  fg_registry *r = fg_registry_new();
-  fg_err e;
-  cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
   const char *types[2] = {"actnorm", "exp"};
-  fg_bijector *kids[2], *chain;
-  for (int i = 0; i < 2; i++)
-    cr_assert_eq(fg_bijector_new_from_text(&kids[i], fg_registry_find(r, types[i]), "", &e), FG_OK, "%s", e.msg);
-  cr_assert_eq(fg_bijector_chain(&chain, 2, kids, &e), FG_OK);
-  fg_flow *f;
-  cr_assert_eq(fg_flow_new(&f, chain, FG_BASE_NORMAL, fg_shape1(4), 9, &e), FG_OK, "%s", e.msg);
+  fg_flow *f = chain_flow(2, types, fg_shape1(4), 9);
   fg_graph *g = fg_graph_new();
   fg_node steps[4];
   const char *names[4];
@@ -697,5 +697,4 @@ Test(flow, sampling_steps_show_where_a_sample_leaves_the_float_range) {
   fg_program_free(p);
   fg_graph_free(g);
   fg_flow_free(f);
-  fg_registry_free(r);
 }
