@@ -1,4 +1,5 @@
-/* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP.
+/* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP,
+ * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
@@ -12,8 +13,8 @@
  * add, whose gradient autodiff already sums down; keeping the op bilinear is what makes the
  * identities above close.
  *
- * Two kernels per op, chosen by shape from measurements (tools/bench_dense, float32, batch 64,
- * one thread, against cblas_sgemm's rate):
+ * Three paths, chosen per op by shape from measurements (tools/bench_dense, float32, batch 64,
+ * against cblas_sgemm's rate); the two that work on padded images are in ops/conv_padded.c:
  *
  * im2col + GEMM (the shared fg_gemm: OpenBLAS or the portable kernel).  The column matrix of
  * one image has a row per kernel tap (c, p, q), r = (c KH + p) KW + q, and a column per output
@@ -22,7 +23,8 @@
  *   conv2d       y[n][:, s0:s1]  = W . col[n][:, s0:s1]   split over (image, output pixel);
  *   input_grad   gx[n][c0:c1]    = col2im(W^T[rows of c0:c1] . dy[n])   over (image, channel);
  *   weight_grad  gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T
- *                over (output channel, tap) tiles, images side by side so that k = nb Ho Wo.
+ *                over (output channel, tap) tiles: one GEMM per image with dy read in place
+ *                on images of 128+ pixels, else images side by side so that k = nb Ho Wo.
  * A 1x1 kernel with stride 1 and no padding needs no im2col: col[n] is x[n] itself.  Scratch
  * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or images in chunks.
  * The executor hands out up to 64 parts whatever the thread count; each kernel keeps every
@@ -32,7 +34,8 @@
  * O = 4) one GEMM dimension is O, and writing and packing the column matrix costs more than
  * the arithmetic: 128->4 3x3 ran at 5-7 %.
  *
- * Direct, for stride 1 and O <= DIRECT_MAX_O.  Each image is zero-padded once; with padded row
+ * Direct, for stride 1 and O <= DIRECT_MAX_O (the weight gradient also with few taps or on
+ * large images, see use_direct).  Each image is zero-padded once; with padded row
  * width wd, tap (c, p, q) of output (i, j) reads padded[c][(i + p dh) wd + j + q dw], so over
  * the "wide" index s = i wd + j every tap is one contiguous stream, a shift of the same array
  * (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/conv_direct.c:
@@ -55,43 +58,25 @@
 #include <string.h>
 
 #include "core/op.h"
-#include "ops/conv_direct.h"
-#include "ops/matmul_kernels.h"
+#include "ops/conv_internal.h"
 #include "ops/ops.h"
 
 enum {
   SCRATCH_ELEMS = 1 << 20, /* per part, for im2col and friends */
-  /* direct weight_grad: padded images of one group, per part: a group stays in L2 while every
-   * tap block sweeps it (128->4 3x3 at 14x14: 2^18 142-149 GFLOP/s, 2^15 174-185) */
-  DIRECT_GROUP_ELEMS = 1 << 15,
   DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
   DIRECT_MAX_FEW_TAPS = 32, /* and the weight gradient's with few taps (see use_direct) */
   DIRECT_MIN_WGRAD_PIXELS = 512, /* and on large images */
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
   MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
-  MIN_PART_SHIFTED_IMAGES = 8, /* shifted-GEMM path: images per part (each transposes w) */
   MIN_PART_TAPS = 64,         /* input_grad: rows of W^T; weight_grad: tile rows and columns */
   MIN_PART_DIRECT_TAPS = 96,  /* direct weight_grad: taps (a multiple of its 6-tap blocks) */
   MIN_PART_DIRECT_ROWS = 32,  /* direct weight_grad: output channels */
   MIN_INPLACE_WGRAD_PIXELS = 128, /* weight_grad: per-image GEMMs from this k on */
   MIN_PART_INPLACE_TAPS = 128,    /* weight_grad, per-image GEMMs: taps (GEMM columns) */
   MIN_PART_POINTWISE_ROWS = 128,  /* weight_grad, 1x1: output channels (GEMM rows) per tile */
-  /* direct conv2d / input_grad: multiply-adds per part, so that padding an image and
-   * transposing the weights (once per part) stay small next to the arithmetic */
-  MIN_PART_DIRECT_MACS = 1 << 21,
 };
 #define CONV_OPT_MAX ((int64_t)1 << 31)
-
-typedef struct conv_geom {
-  int64_t n, c, h, w;    /* input */
-  int64_t o, kh, kw;     /* kernel */
-  int64_t ho, wo;        /* output */
-  int64_t sh, sw, ph, pw, dh, dw;
-} conv_geom;
-
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 fg_conv2d_opts fg_conv2d_defaults(void) {
   fg_conv2d_opts o;
@@ -312,24 +297,6 @@ static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *
 CONV_LEAVES_DEFINE(float, f32)
 CONV_LEAVES_DEFINE(double, f64)
 
-typedef void (*im2col_fn)(const conv_geom *, const void *, int64_t, int64_t, int64_t, int64_t,
-                          void *, int64_t);
-typedef void (*col2im_fn)(const conv_geom *, const void *, int64_t, int64_t, void *);
-
-/* What a kernel driver needs about its dtype. */
-typedef struct conv_ctx {
-  fg_dtype t;
-  size_t es;
-  im2col_fn im2col;
-  col2im_fn col2im;
-  fg_conv_direct_kernels direct;
-  conv_geom g;
-  int nth;
-  fg_err *err;
-  const void *bias; /* conv2d_bias_act: O values added to each output channel, else NULL */
-  bool relu;        /* conv2d_bias_act: then max(0, .) */
-} conv_ctx;
-
 static conv_ctx ctx_make(fg_dtype t, const fg_kargs *k, conv_geom g) {
   conv_ctx c = {.t = t, .es = fg_dtype_size(t), .g = g, .nth = k->nth, .err = k->err};
   c.im2col = t == FG_F32 ? im2col_f32 : im2col_f64;
@@ -338,50 +305,7 @@ static conv_ctx ctx_make(fg_dtype t, const fg_kargs *k, conv_geom g) {
   return c;
 }
 
-static bool is_pointwise(const conv_geom *g) {
-  return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-}
-
-static const void *at_c(const conv_ctx *c, const void *p, int64_t elems) {
-  return (const char *)p + c->es * (size_t)elems;
-}
-static void *at_m(const conv_ctx *c, void *p, int64_t elems) {
-  return (char *)p + c->es * (size_t)elems;
-}
-
-/* conv2d_bias_act's epilogue over a run of output channel o: y = act(y + bias[o]), while the
- * run is still in cache.  The same additions as a separate broadcast add, so bit-identical. */
-#define EPILOGUE_DEFINE(T, SUF)                                                               \
-  static void epilogue_##SUF(T *y, int64_t len, T b, bool relu) {                             \
-    if (relu)                                                                                 \
-      for (int64_t i = 0; i < len; i++) y[i] = y[i] + b > 0 ? y[i] + b : 0;                   \
-    else                                                                                      \
-      for (int64_t i = 0; i < len; i++) y[i] = y[i] + b;                                      \
-  }
-EPILOGUE_DEFINE(float, f32)
-EPILOGUE_DEFINE(double, f64)
-
-static void epilogue(const conv_ctx *c, void *y, int64_t o, int64_t len) {
-  if (!c->bias) return;
-  if (c->t == FG_F32) epilogue_f32(y, len, ((const float *)c->bias)[o], c->relu);
-  else epilogue_f64(y, len, ((const double *)c->bias)[o], c->relu);
-}
-
-static void *scratch(const conv_ctx *c, int64_t elems) {
-  return malloc(c->es * (size_t)max64(elems, 1));
-}
-
-static fg_status nomem(const conv_ctx *c, const char *op) {
-  return fg_err_set(c->err, FG_E_NOMEM, "%s: no memory for the im2col buffer", op);
-}
-
-static fg_status gemm(const conv_ctx *c, fg_gemm_dims d, const void *a, const void *b, void *out,
-                      const char *op) {
-  fg_status st = fg_gemm(c->t, &d, a, b, out, c->nth);
-  return st == FG_OK ? st : nomem(c, op);
-}
-
-/* ---- the direct path (see the top of the file): stride 1, few output channels ---- */
+/* ---- which path (see the top of the file) ---- */
 
 enum { PATH_UNREAD = -1, PATH_AUTO, PATH_GEMM, PATH_DIRECT, PATH_SHIFTED };
 static atomic_int conv_path = PATH_UNREAD;
@@ -438,343 +362,6 @@ static bool use_shifted(const conv_geom *g) {
   }
 }
 
-/* dst[i dst_ld + j] = src[i src_ld + j] for i < rows, j < cols: keeping the first columns of
- * wide rows, or spreading packed rows to a wider stride.  Typed loops, not a memcpy per row:
- * rows are short (7 to 28 elements) and there are many. */
-static void copy_rows(size_t es, const void *src, int64_t src_ld, int64_t rows, int64_t cols,
-                      void *dst, int64_t dst_ld) {
-  if (es == sizeof(float)) {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * dst_ld + j] = s[i * src_ld + j];
-  } else {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * dst_ld + j] = s[i * src_ld + j];
-  }
-}
-
-/* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
- * hs x ws into hd x wd (a negative top or left crops). */
-static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int64_t ws,
-                       int64_t top, int64_t left, int64_t hd, int64_t wd, void *dst) {
-  memset(dst, 0, es * (size_t)(nch * hd * wd));
-  int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);
-  int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);
-  if (b1 <= b0 || a1 <= a0) return;
-  for (int64_t ch = 0; ch < nch; ch++)
-    copy_rows(es, (const char *)src + es * (size_t)((ch * hs + a0 - top) * ws + b0 - left), ws,
-              a1 - a0, b1 - b0, (char *)dst + es * (size_t)((ch * hd + a0) * wd + b0), wd);
-}
-
-/* One stride-1 correlation, per image, as the direct kernel runs it: in_ch source planes of
- * hs x ws padded (by top, left) into hd x wd; out_ch output planes of ho x wo; tap t reads the
- * padded planes from off[t] on, with weight wt[t out_ch + o] for output channel o. */
-typedef struct direct_spec {
-  int64_t in_ch, hs, ws, top, left, hd, wd;
-  int64_t out_ch, ho, wo, taps;
-  int64_t *off;
-  void *wt;
-} direct_spec;
-
-/* The direct kernels work in blocks of two 32-byte vectors: lengths round up to this, and
- * buffers they read carry this many zeros of slack at the end. */
-static int64_t direct_jb(const conv_ctx *c) { return FG_DIRECT_BLOCK_BYTES / (int64_t)c->es; }
-static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
-
-/* Scratch of `elems` elements plus zeroed slack for the direct kernels' last block. */
-static void *direct_scratch(const conv_ctx *c, int64_t elems) {
-  void *p = scratch(c, elems + direct_jb(c));
-  if (p) memset(at_m(c, p, elems), 0, c->es * (size_t)direct_jb(c));
-  return p;
-}
-
-static void direct_spec_free(direct_spec *d) {
-  free(d->off);
-  free(d->wt);
-}
-
-static fg_status direct_spec_alloc(const conv_ctx *c, direct_spec *d, const char *op) {
-  d->off = malloc(sizeof *d->off * (size_t)max64(d->taps, 1));
-  d->wt = scratch(c, d->taps * d->out_ch);
-  if (d->off && d->wt) return FG_OK;
-  direct_spec_free(d);
-  return nomem(c, op);
-}
-
-/* Work items are (image, block of 4 output channels); each part pads an image once.  How many
- * parts get work: each at least MIN_PART_DIRECT_MACS, since a part also pads its images and
- * builds the transposed weights. */
-static int direct_parts(const conv_ctx *c, const direct_spec *d, int64_t n_img, int nth) {
-  int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c));
-  int64_t item_macs = max64(4 * d->taps * len, 1);
-  return fg_parts_for(n_img * ((d->out_ch + 3) / 4), max64(MIN_PART_DIRECT_MACS / item_macs, 1),
-                      nth);
-}
-
-static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const void *src,
-                                  void *out, int64_t n_img, int ith, int nth, const char *op) {
-  int64_t nob = (d->out_ch + 3) / 4, i0, i1;
-  fg_split_range(n_img * nob, ith, nth, &i0, &i1);
-  if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
-  /* wide rows: outputs at s = i wd + j, rounded up to whole blocks */
-  int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c)), oplane = d->ho * d->wo;
-  void *pad = direct_scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
-  if (!pad || !wide) {
-    free(pad), free(wide);
-    return nomem(c, op);
-  }
-  for (int64_t it = i0, last = -1; it < i1; it++) {
-    int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
-    if (n != last)
-      pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws,
-                 d->top, d->left, d->hd, d->wd, pad);
-    last = n;
-    c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
-    for (int64_t o = 0; o < cnt; o++) {
-      void *plane = at_m(c, out, (n * d->out_ch + o0 + o) * oplane);
-      copy_rows(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, plane, d->wo);
-      epilogue(c, plane, o0 + o, oplane);
-    }
-  }
-  free(pad), free(wide);
-  return FG_OK;
-}
-
-/* ---- the shifted-GEMM path: stride 1, many channels on both sides ----
- * The same padded image and wide index as the direct path, but a kernel offset (p, q) at a
- * time: over the wide index s, tap (c, p, q) reads padded[c][s + off(p, q)], so for each
- * offset the whole contribution is one GEMM,
- *   wide[o][s] += sum_c W_pq[o][c] padded[c][off(p, q) + s],
- * with B the padded planes read in place (row stride hd wd, columns shifted by the offset).
- * No column matrix is written: KH KW GEMMs with k = input channels replace one with
- * k = C KH KW over an im2col copy nine times the image's size. */
-typedef struct shifted_spec {
-  direct_spec d;  /* sizes and padding as the direct path's; off[] per kernel offset */
-  int64_t kk;     /* kernel offsets */
-  void *wmat;     /* kk matrices [out_ch][in_ch] */
-} shifted_spec;
-
-static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, const void *src,
-                                   void *out, int64_t n_img, int ith, int parts, const char *op) {
-  const direct_spec *d = &sp->d;
-  int64_t i0, i1;
-  fg_split_range(n_img, ith, parts, &i0, &i1);
-  if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
-  int64_t len = (d->ho - 1) * d->wd + d->wo, plane = d->hd * d->wd, oplane = d->ho * d->wo;
-  void *pad = scratch(c, d->in_ch * plane), *wide = scratch(c, d->out_ch * len);
-  fg_status st = pad && wide ? FG_OK : nomem(c, op);
-  for (int64_t n = i0; st == FG_OK && n < i1; n++) {
-    pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws, d->top,
-               d->left, d->hd, d->wd, pad);
-    for (int64_t t = 0; st == FG_OK && t < sp->kk; t++) {
-      fg_gemm_dims gd = {.accumulate = t > 0, .m = d->out_ch, .n = len, .k = d->in_ch,
-                         .lda = d->in_ch, .ldb = plane, .ldc = len};
-      st = gemm(c, gd, at_c(c, sp->wmat, t * d->out_ch * d->in_ch), at_c(c, pad, d->off[t]), wide,
-                op);
-    }
-    for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++) {
-      void *dst = at_m(c, out, (n * d->out_ch + o) * oplane);
-      copy_rows(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, dst, d->wo);
-      epilogue(c, dst, o, oplane);
-    }
-  }
-  free(pad), free(wide);
-  return st;
-}
-
-/* dst[t][i] = src[i stride + t] for i < n, t < stride: a transposition, typed. */
-static void gather_strided(size_t es, const void *src, int64_t n, int64_t stride, void *dst) {
-  for (int64_t t = 0; t < stride; t++) {
-    if (es == sizeof(float)) {
-      const float *s = (const float *)src + t;
-      float *d = (float *)dst + t * n;
-      for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-    } else {
-      const double *s = (const double *)src + t;
-      double *d = (double *)dst + t * n;
-      for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-    }
-  }
-}
-
-/* dst[i stride] = src[i] for i < n, typed. */
-static void gather_strided_into(size_t es, const void *src, int64_t n, void *dst, int64_t stride) {
-  if (es == sizeof(float)) {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
-  } else {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
-  }
-}
-
-static fg_status shifted_spec_alloc(const conv_ctx *c, shifted_spec *sp, const char *op) {
-  sp->d.off = malloc(sizeof *sp->d.off * (size_t)max64(sp->kk, 1));
-  sp->wmat = scratch(c, sp->kk * sp->d.out_ch * sp->d.in_ch);
-  sp->d.wt = NULL;
-  if (sp->d.off && sp->wmat) return FG_OK;
-  free(sp->d.off), free(sp->wmat);
-  return nomem(c, op);
-}
-
-static void shifted_spec_free(shifted_spec *sp) { free(sp->d.off), free(sp->wmat); }
-
-/* conv2d: offset (p, q) of the input padded by (ph, pw) with W[:, :, p, q]. */
-static fg_status conv2d_shifted(const conv_ctx *c, const fg_kargs *k) {
-  const conv_geom *g = &c->g;
-  int64_t KK = g->kh * g->kw;
-  shifted_spec sp = {.d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
-                           .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o,
-                           .ho = g->ho, .wo = g->wo, .taps = KK},
-                     .kk = KK};
-  int parts = fg_parts_for(g->n, MIN_PART_SHIFTED_IMAGES, k->nth);
-  if (k->ith >= parts) return FG_OK;
-  fg_status st = shifted_spec_alloc(c, &sp, "conv2d");
-  if (st != FG_OK) return st;
-  for (int64_t t = 0; t < KK; t++) {
-    int64_t p = t / g->kw, q = t % g->kw;
-    sp.d.off[t] = p * g->dh * sp.d.wd + q * g->dw;
-  }
-  /* wmat[t][o][c] = w[o][c][t]: the [O x C] rows of w, each strided by KK, per offset t */
-  gather_strided(c->es, k->in[1], g->o * g->c, KK, sp.wmat);
-  st = shifted_correlate(c, &sp, k->in[0], k->out, g->n, k->ith, parts, "conv2d");
-  shifted_spec_free(&sp);
-  return st;
-}
-
-/* weight_grad as shifted GEMMs over input channels [c0, c1): per image and kernel offset t,
- *   acc[t][o][c] += sum_s dyw[o][s] padded[c][off(t) + s],
- * dyw being dy on the wide index (zeros in the dropped columns), then gw[o][c][t] = acc. */
-static fg_status weight_grad_shifted(const conv_ctx *c, const fg_kargs *k, int64_t c0,
-                                     int64_t c1) {
-  const conv_geom *g = &c->g;
-  int64_t KK = g->kh * g->kw, cn = c1 - c0, hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw;
-  int64_t plane = hd * wd, len = (g->ho - 1) * wd + g->wo;
-  void *pad = scratch(c, cn * plane), *dyw = scratch(c, g->o * len);
-  void *acc = scratch(c, KK * g->o * cn);
-  int64_t *off = malloc(sizeof *off * (size_t)KK);
-  fg_status st = pad && dyw && acc && off ? FG_OK : nomem(c, "conv2d_weight_grad");
-  for (int64_t t = 0; st == FG_OK && t < KK; t++)
-    off[t] = t / g->kw * g->dh * wd + t % g->kw * g->dw;
-  if (st == FG_OK) memset(dyw, 0, c->es * (size_t)(g->o * len));
-  for (int64_t n = 0; st == FG_OK && n < g->n; n++) {
-    pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), cn, g->h, g->w, g->ph,
-               g->pw, hd, wd, pad);
-    for (int64_t o = 0; o < g->o; o++) /* rows of wo at stride wd; the gaps stay zero */
-      copy_rows(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->wo, g->ho, g->wo,
-                at_m(c, dyw, o * len), wd);
-    for (int64_t t = 0; st == FG_OK && t < KK; t++) {
-      fg_gemm_dims gd = {.tb = true, .accumulate = n > 0, .m = g->o, .n = cn, .k = len,
-                         .lda = len, .ldb = plane, .ldc = cn};
-      st = gemm(c, gd, dyw, at_c(c, pad, off[t]), at_m(c, acc, t * g->o * cn),
-                "conv2d_weight_grad");
-    }
-  }
-  for (int64_t t = 0; st == FG_OK && t < KK; t++)
-    for (int64_t o = 0; o < g->o; o++)
-      gather_strided_into(c->es, at_c(c, acc, (t * g->o + o) * cn), cn,
-                          at_m(c, k->out, (o * g->c + c0) * KK + t), KK);
-  free(pad), free(dyw), free(acc), free(off);
-  return st;
-}
-
-/* conv2d: taps (c, p, q) of the input padded by (ph, pw); weights W^T. */
-static fg_status conv2d_direct(const conv_ctx *c, const fg_kargs *k) {
-  const conv_geom *g = &c->g;
-  int64_t KK = g->kh * g->kw, R = g->c * KK;
-  direct_spec d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
-                   .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o, .ho = g->ho,
-                   .wo = g->wo, .taps = R};
-  int parts = direct_parts(c, &d, g->n, k->nth);
-  if (k->ith >= parts) return FG_OK;
-  fg_status st = direct_spec_alloc(c, &d, "conv2d");
-  if (st != FG_OK) return st;
-  for (int64_t t = 0; t < R; t++) {
-    int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
-    d.off[t] = (ch * d.hd + p * g->dh) * d.wd + q * g->dw;
-    for (int64_t o = 0; o < g->o; o++)
-      memcpy(at_m(c, d.wt, t * g->o + o), at_c(c, k->in[1], o * R + t), c->es);
-  }
-  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, parts, "conv2d");
-  direct_spec_free(&d);
-  return st;
-}
-
-/* input_grad at stride 1 is a correlation of dy, padded by the dilated kernel extent minus the
- * padding on each side, with the kernel flipped and its channel axes swapped:
- *   gx[c, h, w] = sum_{o,p,q} w[o, c, KH-1-p, KW-1-q] dyp[o, h + p dh, w + q dw]. */
-static fg_status input_grad_direct(const conv_ctx *c, const fg_kargs *k) {
-  const conv_geom *g = &c->g;
-  int64_t KK = g->kh * g->kw, eh = g->dh * (g->kh - 1), ew = g->dw * (g->kw - 1);
-  direct_spec d = {.in_ch = g->o, .hs = g->ho, .ws = g->wo, .top = eh - g->ph,
-                   .left = ew - g->pw, .hd = g->h + eh, .wd = g->w + ew, .out_ch = g->c,
-                   .ho = g->h, .wo = g->w, .taps = g->o * KK};
-  int parts = direct_parts(c, &d, g->n, k->nth);
-  if (k->ith >= parts) return FG_OK;
-  fg_status st = direct_spec_alloc(c, &d, "conv2d_input_grad");
-  if (st != FG_OK) return st;
-  for (int64_t t = 0; t < d.taps; t++) {
-    int64_t o = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
-    d.off[t] = (o * d.hd + p * g->dh) * d.wd + q * g->dw;
-    for (int64_t ch = 0; ch < g->c; ch++) {
-      int64_t wi = ((o * g->c + ch) * g->kh + (g->kh - 1 - p)) * g->kw + (g->kw - 1 - q);
-      memcpy(at_m(c, d.wt, t * g->c + ch), at_c(c, k->in[1], wi), c->es);
-    }
-  }
-  st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, parts, "conv2d_input_grad");
-  direct_spec_free(&d);
-  return st;
-}
-
-/* weight_grad over taps [r0, r1): gw[o, t] = sum_n <padded x[n] from tap t's offset, dy[n][o]
- * widened to the padded row width with zeros>, each a contiguous dot product.  Images go in
- * groups as large as the scratch bound allows, so that the kernel keeps its sums in registers
- * across a whole group. */
-static fg_status weight_grad_direct(const conv_ctx *c, const fg_kargs *k, int64_t r0,
-                                    int64_t r1, int64_t o0, int64_t o1) {
-  const conv_geom *g = &c->g;
-  int64_t KK = g->kh * g->kw, R = g->c * KK, c0 = r0 / KK, c1 = (r1 - 1) / KK + 1;
-  int64_t hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw, jb = direct_jb(c);
-  /* dy[n][o] widened to rows of wd lives at dyw + o ld, zero beyond its last row, so a dot
-   * over whole blocks past the last output adds zeros */
-  int64_t len = round_up((g->ho - 1) * wd + g->wo, jb), ld = round_up(g->ho * wd, jb);
-  int64_t ob = o1 - o0, x_step = (c1 - c0) * hd * wd, dy_step = ob * ld;
-  int64_t group = min64(max64(DIRECT_GROUP_ELEMS / (x_step + dy_step), 1), g->n);
-  void *xp = direct_scratch(c, group * x_step), *dyw = scratch(c, group * dy_step);
-  void *acc = scratch(c, (r1 - r0) * ob);
-  int64_t *off = malloc(sizeof *off * (size_t)(r1 - r0));
-  fg_status st = xp && dyw && acc && off ? FG_OK : nomem(c, "conv2d_weight_grad");
-  if (st == FG_OK) {
-    memset(acc, 0, c->es * (size_t)((r1 - r0) * ob));
-    memset(dyw, 0, c->es * (size_t)(group * dy_step));
-    for (int64_t t = r0; t < r1; t++) {
-      int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
-      off[t - r0] = ((ch - c0) * hd + p * g->dh) * wd + q * g->dw;
-    }
-  }
-  for (int64_t n0 = 0; st == FG_OK && n0 < g->n; n0 += group) {
-    int64_t n1 = min64(g->n, n0 + group);
-    for (int64_t n = n0; n < n1; n++) {
-      pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
-                 g->ph, g->pw, hd, wd, at_m(c, xp, (n - n0) * x_step));
-      for (int64_t o = o0; o < o1; o++)
-        pad_planes(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), 1, g->ho, g->wo, 0,
-                   0, g->ho, wd, at_m(c, dyw, (n - n0) * dy_step + (o - o0) * ld));
-    }
-    c->direct.wdots(xp, x_step, off, r1 - r0, dyw, dy_step, ld, ob, n1 - n0, len, acc);
-  }
-  for (int64_t t = r0; st == FG_OK && t < r1; t++)
-    for (int64_t o = o0; o < o1; o++)
-      memcpy(at_m(c, k->out, o * R + t), at_c(c, acc, (t - r0) * ob + o - o0), c->es);
-  free(xp), free(dyw), free(acc), free(off);
-  return st;
-}
-
 /* ---- conv2d: y[n][:, s0:s1] = W . col[n][:, s0:s1] over (image, output pixel) items ---- */
 
 static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, void *y,
@@ -809,8 +396,8 @@ static fg_status conv2d_run(const fg_kargs *k, fg_dtype t, const void *bias, boo
                  .dh = geom->dilation[0], .dw = geom->dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
   c.bias = bias, c.relu = relu;
-  if (use_direct(&g, KIND_FORWARD)) return conv2d_direct(&c, k);
-  if (use_shifted(&g)) return conv2d_shifted(&c, k);
+  if (use_direct(&g, KIND_FORWARD)) return fg_conv_direct_forward(&c, k);
+  if (use_shifted(&g)) return fg_conv_shifted_forward(&c, k);
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
   /* Parts take whole images when an image has MIN_PART_PIXELS / 2 pixels or more: a part
    * that ends inside an image leaves two short GEMMs (tools/bench_dense, forward: 1x1
@@ -869,7 +456,7 @@ static fg_status input_grad_run(const fg_kargs *k, fg_dtype t) {
                  .sw = at->geom.stride[1], .ph = at->geom.padding[0], .pw = at->geom.padding[1],
                  .dh = at->geom.dilation[0], .dw = at->geom.dilation[1]};
   conv_ctx c = ctx_make(t, k, g);
-  if (use_direct(&g, KIND_INPUT_GRAD)) return input_grad_direct(&c, k);
+  if (use_direct(&g, KIND_INPUT_GRAD)) return fg_conv_direct_input_grad(&c, k);
   int64_t S = g.ho * g.wo, KK = g.kh * g.kw, i0, i1;
   /* at least MIN_PART_TAPS rows of W^T per GEMM: each packs all of dy[n] */
   c.nth = fg_parts_for(g.n * g.c, (MIN_PART_TAPS + KK - 1) / KK, k->nth);
@@ -980,7 +567,7 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
     fg_split_range(R, k->ith / pc, pr, &r0, &r1);
     fg_split_range(g.o, k->ith % pc, pc, &o0, &o1);
     if (r0 == r1 || o0 == o1) return FG_OK;
-    if (g.n > 0 && S > 0) return weight_grad_direct(&c, k, r0, r1, o0, o1);
+    if (g.n > 0 && S > 0) return fg_conv_direct_weight_grad(&c, k, r0, r1, o0, o1);
     zero_tile(&c, k->out, o0, o1, r0, r1, R);
     return FG_OK;
   }
@@ -993,7 +580,7 @@ static fg_status weight_grad_run(const fg_kargs *k, fg_dtype t) {
     if (k->ith >= parts) return FG_OK;
     int64_t c0, c1;
     fg_split_range(g.c, k->ith, parts, &c0, &c1);
-    return c0 == c1 ? FG_OK : weight_grad_shifted(&c, k, c0, c1);
+    return c0 == c1 ? FG_OK : fg_conv_shifted_weight_grad(&c, k, c0, c1);
   }
   /* In place (see wgrad_tile_inplace) for big enough images: a 1x1 kernel over the usual tile
    * grid; otherwise over taps only, so that no two parts build the same column rows, when
