@@ -60,8 +60,8 @@ typedef struct direct_spec {
   void *wt;
 } direct_spec;
 
-/* The direct kernels work in blocks of two 32-byte vectors: lengths round up to this, and
- * buffers they read carry this many zeros of slack at the end. */
+/* The direct kernels work in blocks of FG_DIRECT_BLOCK_BYTES (one 512-bit vector or two 256-bit
+ * ones): lengths round up to this, and buffers they read carry this many zeros of slack. */
 static int64_t direct_jb(const conv_ctx *c) { return FG_DIRECT_BLOCK_BYTES / (int64_t)c->es; }
 
 /* Scratch of `elems` elements plus zeroed slack for the direct kernels' last block. */
