@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/op.h"
+#include "core/pass.h"
 
 /* Fusable: elementwise, and each input is either full-size (same element count as the output)
  * or a single element — the two layouts a tile can address without broadcasting strides. */
@@ -18,16 +19,6 @@ static bool fusable(const fg_graph *g, fg_node n) {
     if (c != count && c != 1) return false;
   }
   return count > 1;
-}
-
-static int32_t *use_counts(const fg_graph *g, int n_out, const fg_node *outs) {
-  int32_t n = fg_graph_node_count(g);
-  int32_t *uses = calloc((size_t)n + 1, sizeof *uses);
-  if (!uses) return NULL;
-  for (fg_node i = 0; i < n; i++)
-    for (int k = 0; k < fg_node_num_inputs(g, i); k++) uses[fg_node_input(g, i, k)]++;
-  for (int j = 0; j < n_out; j++) uses[outs[j]] += 1 << 20; /* an output is never internal */
-  return uses;
 }
 
 /* Producer p can run inside consumer c's loop. */
@@ -61,7 +52,7 @@ static int32_t collect_group(const fg_graph *g, const int32_t *uses, fg_node roo
 fg_status fg_fusion_plan(const fg_graph *g, int n_out, const fg_node *outs, fg_fusion *f, fg_err *e) {
   memset(f, 0, sizeof *f);
   int32_t n = fg_graph_node_count(g);
-  int32_t *uses = use_counts(g, n_out, outs);
+  int32_t *uses = fg_pass_reader_counts(g, n_out, outs);
   f->group_of = malloc(sizeof *f->group_of * ((size_t)n + 1));
   f->n_members = malloc(sizeof *f->n_members * ((size_t)n + 1));
   f->members = malloc(sizeof *f->members * FG_FUSE_MAX_MEMBERS * ((size_t)n + 1));

@@ -51,6 +51,11 @@ typedef fg_node (*fg_emit_fn)(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src
                               const fg_node *inputs, void *state);
 fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state);
 
+/* How many nodes read each node of g (node count + 1 entries, to free), an output counting as
+ * 1 << 20 readers, so that "exactly one reader" means an intermediate read once.  NULL when
+ * out of memory.  (For the passes that fuse a node into its only reader.) */
+int32_t *fg_pass_reader_counts(const fg_graph *g, int n_out, const fg_node *outs);
+
 fg_status fg_pass_dce(fg_pass_ctx *c);
 fg_status fg_pass_simplify(fg_pass_ctx *c);
 fg_status fg_pass_cse(fg_pass_ctx *c);

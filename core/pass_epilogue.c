@@ -11,17 +11,6 @@
 #include "core/pass.h"
 #include "ops/ops.h"
 
-/* How many nodes read each node of g, an output counting as a reader. */
-static int32_t *reader_counts(const fg_pass_ctx *c) {
-  int32_t n = fg_graph_node_count(c->g);
-  int32_t *uses = calloc((size_t)n + 1, sizeof *uses);
-  if (!uses) return NULL;
-  for (fg_node i = 0; i < n; i++)
-    for (int k = 0; k < fg_node_num_inputs(c->g, i); k++) uses[fg_node_input(c->g, i, k)]++;
-  for (int j = 0; j < c->n_out; j++) uses[c->outs[j]]++;
-  return uses;
-}
-
 /* b can be conv's bias: a tensor of conv's dtype shaped [1, O, 1, 1]. */
 static bool channel_bias(const fg_graph *g, fg_node conv, fg_node b) {
   fg_shape ys = fg_node_shape(g, conv), bs = fg_node_shape(g, b);
@@ -29,18 +18,14 @@ static bool channel_bias(const fg_graph *g, fg_node conv, fg_node b) {
          fg_node_dtype(g, b) == fg_node_dtype(g, conv);
 }
 
-typedef struct epilogue_state {
-  int32_t *uses; /* readers of each node of the source graph */
-} epilogue_state;
-
 static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
-                             const fg_node *in, void *statev) {
-  const epilogue_state *state = statev;
+                             const fg_node *in, void *state) {
+  const int32_t *uses = state; /* readers of each node of the source graph */
   int op = fg_node_op(src, n);
   if (op == FG_OP_ADD) { /* conv2d + bias, either order, the conv read by this add alone */
     for (int k = 0; k < 2; k++) {
       fg_node conv = fg_node_input(src, n, k), b = fg_node_input(src, n, 1 - k);
-      if (fg_node_op(src, conv) != FG_OP_CONV2D || state->uses[conv] != 1 ||
+      if (fg_node_op(src, conv) != FG_OP_CONV2D || uses[conv] != 1 ||
           !channel_bias(src, conv, b))
         continue;
       const fg_conv2d_attr *at = fg_node_attr(src, conv);
@@ -50,7 +35,7 @@ static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
     }
   }
   if (op == FG_OP_RELU && fg_node_op(dst, in[0]) == FG_OP_CONV2D_BIAS_ACT &&
-      state->uses[fg_node_input(src, n, 0)] == 1) {
+      uses[fg_node_input(src, n, 0)] == 1) {
     const fg_conv2d_bias_act_attr *at = fg_node_attr(dst, in[0]);
     if (!at->relu) {
       c->changes++;
@@ -62,10 +47,10 @@ static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
 }
 
 fg_status fg_pass_epilogue(fg_pass_ctx *c) {
-  epilogue_state state = {.uses = reader_counts(c)};
-  if (!state.uses) return fg_err_set(c->e, FG_E_NOMEM, "epilogue: out of memory");
-  fg_status st = fg_pass_rewrite(c, epilogue_emit, &state);
-  free(state.uses);
+  int32_t *uses = fg_pass_reader_counts(c->g, c->n_out, c->outs);
+  if (!uses) return fg_err_set(c->e, FG_E_NOMEM, "epilogue: out of memory");
+  fg_status st = fg_pass_rewrite(c, epilogue_emit, uses);
+  free(uses);
   int64_t fused = c->changes;
   /* the conv2d and add nodes that were fused are unread now */
   if (st == FG_OK && fused > 0 && !c->keep_dead) st = fg_pass_dce(c);

@@ -93,6 +93,16 @@ fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   return st;
 }
 
+int32_t *fg_pass_reader_counts(const fg_graph *g, int n_out, const fg_node *outs) {
+  int32_t n = fg_graph_node_count(g);
+  int32_t *uses = calloc((size_t)n + 1, sizeof *uses);
+  if (!uses) return NULL;
+  for (fg_node i = 0; i < n; i++)
+    for (int k = 0; k < fg_node_num_inputs(g, i); k++) uses[fg_node_input(g, i, k)]++;
+  for (int j = 0; j < n_out; j++) uses[outs[j]] += 1 << 20; /* an output is never internal */
+  return uses;
+}
+
 fg_status fg_pass_dce(fg_pass_ctx *c) {
   int32_t before = fg_graph_node_count(c->g);
   fg_status st = fg_pass_rewrite(c, NULL, NULL);

@@ -19,22 +19,27 @@ enum {
   MIN_PART_SHIFTED_IMAGES = 8, /* shifted-GEMM path: images per part (each transposes w) */
 };
 
-/* dst[i dst_ld + j] = src[i src_ld + j] for i < rows, j < cols: keeping the first columns of
- * wide rows, or spreading packed rows to a wider stride.  Typed loops, not a memcpy per row:
- * rows are short (7 to 28 elements) and there are many. */
-static void copy_rows(size_t es, const void *src, int64_t src_ld, int64_t rows, int64_t cols,
-                      void *dst, int64_t dst_ld) {
-  if (es == sizeof(float)) {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * dst_ld + j] = s[i * src_ld + j];
-  } else {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[i * dst_ld + j] = s[i * src_ld + j];
+/* dst[i dst_row + j dst_col] = src[i src_row + j src_col] for i < rows, j < cols: keeping the
+ * first columns of wide rows, spreading packed rows to a wider stride, transposing weights.
+ * Typed loops, not a memcpy per row or element: rows are short (7 to 28 elements) and there
+ * are many; unit column strides get their own loop, which vectorises. */
+#define COPY_STRIDED_DEFINE(T, SUF)                                                           \
+  static void copy_strided_##SUF(const T *s, int64_t rows, int64_t cols, int64_t src_row,     \
+                                 int64_t src_col, T *d, int64_t dst_row, int64_t dst_col) {    \
+    if (src_col == 1 && dst_col == 1)                                                         \
+      for (int64_t i = 0; i < rows; i++)                                                      \
+        for (int64_t j = 0; j < cols; j++) d[i * dst_row + j] = s[i * src_row + j];           \
+    else                                                                                      \
+      for (int64_t i = 0; i < rows; i++)                                                      \
+        for (int64_t j = 0; j < cols; j++) d[i * dst_row + j * dst_col] = s[i * src_row + j * src_col]; \
   }
+COPY_STRIDED_DEFINE(float, f32)
+COPY_STRIDED_DEFINE(double, f64)
+
+static void copy_strided(size_t es, const void *src, int64_t rows, int64_t cols, int64_t src_row,
+                         int64_t src_col, void *dst, int64_t dst_row, int64_t dst_col) {
+  if (es == sizeof(float)) copy_strided_f32(src, rows, cols, src_row, src_col, dst, dst_row, dst_col);
+  else copy_strided_f64(src, rows, cols, src_row, src_col, dst, dst_row, dst_col);
 }
 
 /* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
@@ -46,8 +51,9 @@ static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int6
   int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);
   if (b1 <= b0 || a1 <= a0) return;
   for (int64_t ch = 0; ch < nch; ch++)
-    copy_rows(es, (const char *)src + es * (size_t)((ch * hs + a0 - top) * ws + b0 - left), ws,
-              a1 - a0, b1 - b0, (char *)dst + es * (size_t)((ch * hd + a0) * wd + b0), wd);
+    copy_strided(es, (const char *)src + es * (size_t)((ch * hs + a0 - top) * ws + b0 - left),
+                 a1 - a0, b1 - b0, ws, 1, (char *)dst + es * (size_t)((ch * hd + a0) * wd + b0), wd,
+                 1);
 }
 
 /* One stride-1 correlation, per image, as the direct kernel runs it: in_ch source planes of
@@ -115,7 +121,7 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
     c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
     for (int64_t o = 0; o < cnt; o++) {
       void *plane = at_m(c, out, (n * d->out_ch + o0 + o) * oplane);
-      copy_rows(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, plane, d->wo);
+      copy_strided(c->es, at_c(c, wide, o * len), d->ho, d->wo, d->wd, 1, plane, d->wo, 1);
       epilogue(c, plane, o0 + o, oplane);
     }
   }
@@ -157,40 +163,12 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
     }
     for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++) {
       void *dst = at_m(c, out, (n * d->out_ch + o) * oplane);
-      copy_rows(c->es, at_c(c, wide, o * len), d->wd, d->ho, d->wo, dst, d->wo);
+      copy_strided(c->es, at_c(c, wide, o * len), d->ho, d->wo, d->wd, 1, dst, d->wo, 1);
       epilogue(c, dst, o, oplane);
     }
   }
   free(pad), free(wide);
   return st;
-}
-
-/* dst[t][i] = src[i stride + t] for i < n, t < stride: a transposition, typed. */
-static void gather_strided(size_t es, const void *src, int64_t n, int64_t stride, void *dst) {
-  for (int64_t t = 0; t < stride; t++) {
-    if (es == sizeof(float)) {
-      const float *s = (const float *)src + t;
-      float *d = (float *)dst + t * n;
-      for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-    } else {
-      const double *s = (const double *)src + t;
-      double *d = (double *)dst + t * n;
-      for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-    }
-  }
-}
-
-/* dst[i stride] = src[i] for i < n, typed. */
-static void gather_strided_into(size_t es, const void *src, int64_t n, void *dst, int64_t stride) {
-  if (es == sizeof(float)) {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
-  } else {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < n; i++) d[i * stride] = s[i];
-  }
 }
 
 static fg_status shifted_spec_alloc(const conv_ctx *c, shifted_spec *sp, const char *op) {
@@ -221,7 +199,7 @@ fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k) {
     sp.d.off[t] = p * g->dh * sp.d.wd + q * g->dw;
   }
   /* wmat[t][o][c] = w[o][c][t]: the [O x C] rows of w, each strided by KK, per offset t */
-  gather_strided(c->es, k->in[1], g->o * g->c, KK, sp.wmat);
+  copy_strided(c->es, k->in[1], g->o * g->c, KK, KK, 1, sp.wmat, 1, g->o * g->c);
   st = shifted_correlate(c, &sp, k->in[0], k->out, g->n, k->ith, parts, "conv2d");
   shifted_spec_free(&sp);
   return st;
@@ -246,8 +224,8 @@ fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k, int6
     pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), cn, g->h, g->w, g->ph,
                g->pw, hd, wd, pad);
     for (int64_t o = 0; o < g->o; o++) /* rows of wo at stride wd; the gaps stay zero */
-      copy_rows(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->wo, g->ho, g->wo,
-                at_m(c, dyw, o * len), wd);
+      copy_strided(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->ho, g->wo, g->wo,
+                   1, at_m(c, dyw, o * len), wd, 1);
     for (int64_t t = 0; st == FG_OK && t < KK; t++) {
       fg_gemm_dims gd = {.tb = true, .accumulate = n > 0, .m = g->o, .n = cn, .k = len,
                          .lda = len, .ldb = plane, .ldc = cn};
@@ -255,10 +233,9 @@ fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k, int6
                 "conv2d_weight_grad");
     }
   }
-  for (int64_t t = 0; st == FG_OK && t < KK; t++)
-    for (int64_t o = 0; o < g->o; o++)
-      gather_strided_into(c->es, at_c(c, acc, (t * g->o + o) * cn), cn,
-                          at_m(c, k->out, (o * g->c + c0) * KK + t), KK);
+  for (int64_t t = 0; st == FG_OK && t < KK; t++) /* gw[o][c0 + i][t] = acc[t][o][i] */
+    copy_strided(c->es, at_c(c, acc, t * g->o * cn), g->o, cn, cn, 1,
+                 at_m(c, k->out, c0 * KK + t), g->c * KK, KK);
   free(pad), free(dyw), free(acc), free(off);
   return st;
 }
@@ -277,9 +254,8 @@ fg_status fg_conv_direct_forward(const conv_ctx *c, const fg_kargs *k) {
   for (int64_t t = 0; t < R; t++) {
     int64_t ch = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
     d.off[t] = (ch * d.hd + p * g->dh) * d.wd + q * g->dw;
-    for (int64_t o = 0; o < g->o; o++)
-      memcpy(at_m(c, d.wt, t * g->o + o), at_c(c, k->in[1], o * R + t), c->es);
   }
+  copy_strided(c->es, k->in[1], g->o, R, R, 1, d.wt, 1, g->o); /* wt[t][o] = w[o][t] */
   st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, parts, "conv2d");
   direct_spec_free(&d);
   return st;
@@ -298,13 +274,12 @@ fg_status fg_conv_direct_input_grad(const conv_ctx *c, const fg_kargs *k) {
   if (k->ith >= parts) return FG_OK;
   fg_status st = direct_spec_alloc(c, &d, "conv2d_input_grad");
   if (st != FG_OK) return st;
-  for (int64_t t = 0; t < d.taps; t++) {
+  for (int64_t t = 0; t < d.taps; t++) { /* wt[(o, p, q)][c] = w[o][c][KH-1-p][KW-1-q] */
     int64_t o = t / KK, p = t / g->kw % g->kh, q = t % g->kw;
     d.off[t] = (o * d.hd + p * g->dh) * d.wd + q * g->dw;
-    for (int64_t ch = 0; ch < g->c; ch++) {
-      int64_t wi = ((o * g->c + ch) * g->kh + (g->kh - 1 - p)) * g->kw + (g->kw - 1 - q);
-      memcpy(at_m(c, d.wt, t * g->c + ch), at_c(c, k->in[1], wi), c->es);
-    }
+    int64_t flipped = (g->kh - 1 - p) * g->kw + (g->kw - 1 - q);
+    copy_strided(c->es, at_c(c, k->in[1], o * g->c * KK + flipped), 1, g->c, 0, KK,
+                 at_m(c, d.wt, t * g->c), 0, 1);
   }
   st = direct_correlate(c, &d, k->in[0], k->out, g->n, k->ith, parts, "conv2d_input_grad");
   direct_spec_free(&d);
@@ -348,9 +323,8 @@ fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k, int64
     }
     c->direct.wdots(xp, x_step, off, r1 - r0, dyw, dy_step, ld, ob, n1 - n0, len, acc);
   }
-  for (int64_t t = r0; st == FG_OK && t < r1; t++)
-    for (int64_t o = o0; o < o1; o++)
-      memcpy(at_m(c, k->out, o * R + t), at_c(c, acc, (t - r0) * ob + o - o0), c->es);
+  if (st == FG_OK) /* gw[o0 + j][r0 + i] = acc[i][j] */
+    copy_strided(c->es, acc, r1 - r0, ob, ob, 1, at_m(c, k->out, o0 * R + r0), 1, R);
   free(xp), free(dyw), free(acc), free(off);
   return st;
 }
