@@ -34,8 +34,8 @@
  * O = 4) one GEMM dimension is O, and writing and packing the column matrix costs more than
  * the arithmetic: 128->4 3x3 ran at 5-7 %.
  *
- * Direct, for stride 1 and O <= DIRECT_MAX_O (the weight gradient also with few taps or on
- * large images, see use_direct).  Each image is zero-padded once; with padded row
+ * Direct, for stride 1 and O <= DIRECT_MAX_O, or many channels with few weights (the weight
+ * gradient also with few taps or on large images, see use_direct).  Each image is zero-padded once; with padded row
  * width wd, tap (c, p, q) of output (i, j) reads padded[c][(i + p dh) wd + j + q dw], so over
  * the "wide" index s = i wd + j every tap is one contiguous stream, a shift of the same array
  * (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/conv_direct.c:
@@ -66,6 +66,7 @@ enum {
   DIRECT_MAX_O = 32,       /* the direct kernel's domain (see the top of the file) */
   DIRECT_MAX_FEW_TAPS = 32, /* and the weight gradient's with few taps (see use_direct) */
   DIRECT_MIN_WGRAD_PIXELS = 512, /* and on large images */
+  DIRECT_MAX_WEIGHT_ELEMS = 1 << 16, /* every op with many channels but weights this small */
   /* Each part's share is at least this big, so that a GEMM's packing of its operands stays
    * small next to its arithmetic; parts beyond what a kernel needs stay empty. */
   MIN_PART_PIXELS = 256,      /* conv2d: output pixels (columns of the GEMM) */
@@ -329,7 +330,13 @@ static int forced_path(void) {
  * training step), and on large images (DIRECT_MIN_WGRAD_PIXELS), where its dot products are
  * long (RealNVP's 64->64 3x3 at 28x28: 243-249 GFLOP/s against 208-217 as shifted GEMMs; at
  * 14x14 the shifted GEMMs win, 241-244 against 212-218 for 128->128).  The forward of few-tap
- * shapes measured no faster direct. */
+ * shapes measured no faster direct.  With many input channels and at most
+ * DIRECT_MAX_WEIGHT_ELEMS weights (256 KiB in float32), all three ops run direct: the kernel
+ * sweeps all weights for every block of outputs, and these stay in L2 with the padded image
+ * (RealNVP's 64->64 3x3, native, 2 threads: at 28x28 forward 307-317 GFLOP/s against 285-288
+ * as shifted GEMMs, input gradient 313-317 against 249-281 by GEMM + col2im, weight gradient
+ * 254-263 already direct; at 14x14 267 against 223-239, 268 against 218-264, 242-250 against
+ * 179-205).  128->128 3x3 (590 KiB of weights) measured no faster direct. */
 enum conv_kind { KIND_FORWARD, KIND_INPUT_GRAD, KIND_WEIGHT_GRAD };
 static bool use_direct(const conv_geom *g, enum conv_kind kind) {
   if (g->sh != 1 || g->sw != 1) return false;
@@ -340,6 +347,7 @@ static bool use_direct(const conv_geom *g, enum conv_kind kind) {
   default:
     return !is_pointwise(g) &&
            (g->o <= DIRECT_MAX_O ||
+            (g->c >= DIRECT_MAX_O && g->c * g->kh * g->kw * g->o <= DIRECT_MAX_WEIGHT_ELEMS) ||
             (kind == KIND_WEIGHT_GRAD && (g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS ||
                                           g->ho * g->wo >= DIRECT_MIN_WGRAD_PIXELS)));
   }

@@ -22,16 +22,25 @@ enum {
 /* dst[i dst_row + j dst_col] = src[i src_row + j src_col] for i < rows, j < cols: keeping the
  * first columns of wide rows, spreading packed rows to a wider stride, transposing weights.
  * Typed loops, not a memcpy per row or element: rows are short (7 to 28 elements) and there
- * are many; unit column strides get their own loop, which vectorises. */
+ * are many; unit column strides get their own loop, which vectorises.  Other strides (the
+ * transposes) go in COPY_TILE x COPY_TILE tiles, so that both sides stay in cache lines
+ * already loaded: row by row, transposing 128->128 3x3 weights wrote every element to a new
+ * cache line 512 bytes from the last, and took 15 % of the direct forward's time. */
+enum { COPY_TILE = 16 };
 #define COPY_STRIDED_DEFINE(T, SUF)                                                           \
   static void copy_strided_##SUF(const T *s, int64_t rows, int64_t cols, int64_t src_row,     \
                                  int64_t src_col, T *d, int64_t dst_row, int64_t dst_col) {    \
-    if (src_col == 1 && dst_col == 1)                                                         \
+    if (src_col == 1 && dst_col == 1) {                                                       \
       for (int64_t i = 0; i < rows; i++)                                                      \
         for (int64_t j = 0; j < cols; j++) d[i * dst_row + j] = s[i * src_row + j];           \
-    else                                                                                      \
-      for (int64_t i = 0; i < rows; i++)                                                      \
-        for (int64_t j = 0; j < cols; j++) d[i * dst_row + j * dst_col] = s[i * src_row + j * src_col]; \
+      return;                                                                                 \
+    }                                                                                         \
+    for (int64_t i0 = 0; i0 < rows; i0 += COPY_TILE)                                          \
+      for (int64_t j0 = 0; j0 < cols; j0 += COPY_TILE) {                                      \
+        int64_t i1 = min64(rows, i0 + COPY_TILE), j1 = min64(cols, j0 + COPY_TILE);           \
+        for (int64_t i = i0; i < i1; i++)                                                     \
+          for (int64_t j = j0; j < j1; j++) d[i * dst_row + j * dst_col] = s[i * src_row + j * src_col]; \
+      }                                                                                       \
   }
 COPY_STRIDED_DEFINE(float, f32)
 COPY_STRIDED_DEFINE(double, f64)
@@ -317,9 +326,9 @@ fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k, int64
     for (int64_t n = n0; n < n1; n++) {
       pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
                  g->ph, g->pw, hd, wd, at_m(c, xp, (n - n0) * x_step));
-      for (int64_t o = o0; o < o1; o++)
-        pad_planes(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), 1, g->ho, g->wo, 0,
-                   0, g->ho, wd, at_m(c, dyw, (n - n0) * dy_step + (o - o0) * ld));
+      for (int64_t o = o0; o < o1; o++) /* rows of wo at stride wd; the gaps stay zero */
+        copy_strided(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->ho, g->wo,
+                     g->wo, 1, at_m(c, dyw, (n - n0) * dy_step + (o - o0) * ld), wd, 1);
     }
     c->direct.wdots(xp, x_step, off, r1 - r0, dyw, dy_step, ld, ob, n1 - n0, len, acc);
   }

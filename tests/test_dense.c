@@ -342,6 +342,14 @@ Test(conv, large_images_weight_grad_matches_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* 32 -> 36 channels, 3x3: many channels on both sides but 10,368 weights, so by default all
+ * three ops run direct; their weight transposes cross 16x16 tiles with remainders (36 x 288). */
+Test(conv, many_channels_small_weights_match_naive_loops) {
+  geom g = {.n = 2, .c = 32, .h = 6, .w = 7, .o = 36, .kh = 3, .kw = 3,
+            .opts = {{1, 1}, {1, 1}, {1, 1}}};
+  check_conv_geometry(&g);
+}
+
 /* 5 images of 4 channels at 45x45: the direct weight gradient's padded images take more than
  * its group bound (2^15 elements) together, so it sums groups of 2, 2 and 1 images. */
 Test(conv, direct_weight_grad_image_groups_match_naive_loops) {
