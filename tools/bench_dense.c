@@ -1,6 +1,7 @@
 /* bench_dense: GFLOP/s of matmul and conv2d, forward and backward, at the shapes a Glow on
  * 28x28 images uses (batch 64, float32), run through the public program API, printed next to
- * cblas_sgemm at 1024^3 measured in the same run, as ratios.
+ * cblas_sgemm at 1024^3 measured in the same run, as ratios, and the ceiling no kernel can pass:
+ * the rate of independent fused multiply-adds on as many threads.
  *
  *   meson compile -C build && ./build/tools/bench_dense [reps [label-substring]]
  *
@@ -12,10 +13,12 @@
  * BLAS thread each whenever a kernel is split, see ops/matmul.c), so compare like with like:
  *   OPENBLAS_NUM_THREADS=1 FG_THREADS=1 ./build/tools/bench_dense     (one core)
  *   ./build/tools/bench_dense                                          (all cores) */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/autodiff.h"
 #include "core/program.h"
@@ -25,6 +28,9 @@
 
 #ifdef FG_HAVE_CBLAS
 #include <cblas.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
 #endif
 
 static int g_reps = 15;
@@ -140,6 +146,68 @@ static double sgemm_gflops(bool plain) {
   return 2.0 * N * N * N / median(t, n) * 1e-9;
 }
 
+/* ---- the machine's ceiling: fused multiply-adds with nothing else in the way ----
+ * 16 independent chains of 512-bit (else 256-bit) FMAs per thread, on as many threads as the
+ * engine uses, all at once: no conv or GEMM can beat this rate, so it bounds any speed-up. */
+#if defined(__x86_64__) && defined(__GNUC__)
+enum { PEAK_ITERS = 20000000 };
+
+__attribute__((target("avx512f,fma"))) static float fma_chains_512(void) {
+  __m512 a[16], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-4f);
+  for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
+  for (long n = 0; n < PEAK_ITERS; n++)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(a[i], x, y);
+  float s = 0;
+  for (int i = 0; i < 16; i++) s += _mm512_reduce_add_ps(a[i]);
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) static float fma_chains_256(void) {
+  __m256 a[16], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-4f);
+  for (int i = 0; i < 16; i++) a[i] = _mm256_set1_ps((float)i * 1e-3f);
+  for (long n = 0; n < PEAK_ITERS; n++)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) a[i] = _mm256_fmadd_ps(a[i], x, y);
+  float s = 0, lane[8];
+  for (int i = 0; i < 16; i++) {
+    _mm256_storeu_ps(lane, a[i]);
+    for (int l = 0; l < 8; l++) s += lane[l];
+  }
+  return s;
+}
+
+static bool g_peak_512;
+static void *fma_thread(void *out) {
+  *(float *)out = g_peak_512 ? fma_chains_512() : fma_chains_256();
+  return NULL;
+}
+
+/* GFLOP/s of `threads` threads running the chains at once, or 0 without AVX2 + FMA. */
+static double fma_peak_gflops(int threads, const char **isa) {
+  __builtin_cpu_init();
+  g_peak_512 = __builtin_cpu_supports("avx512f");
+  if (!g_peak_512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+  *isa = g_peak_512 ? "AVX-512" : "AVX2";
+  enum { MAX_PEAK_THREADS = 64 };
+  pthread_t th[MAX_PEAK_THREADS];
+  float sink[MAX_PEAK_THREADS];
+  threads = threads < 1 ? 1 : threads > MAX_PEAK_THREADS ? MAX_PEAK_THREADS : threads;
+  double t0 = now();
+  int started = 0;
+  for (; started < threads; started++)
+    if (pthread_create(&th[started], NULL, fma_thread, &sink[started]) != 0) break;
+  for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+  double lanes = g_peak_512 ? 16 : 8;
+  return started * 2.0 * lanes * 16 * PEAK_ITERS / (now() - t0) * 1e-9;
+}
+#else
+static double fma_peak_gflops(int threads, const char **isa) {
+  (void)threads, (void)isa;
+  return 0;
+}
+#endif
+
 /* ---- the shapes ---- */
 
 typedef struct conv_shape {
@@ -244,5 +312,12 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n_rows; i++) print_row(&rows[i], ref > ref_after ? ref : ref_after);
   printf("\nreference: %s at 1024^3: %.1f GFLOP/s before, %.1f after; ratios are against the "
          "higher\n", blas ? "cblas_sgemm" : "portable sgemm", ref, ref_after);
+  const char *env_threads = getenv("FG_THREADS"), *isa = NULL;
+  int threads = env_threads && atoi(env_threads) > 0 ? atoi(env_threads)
+                                                     : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  double peak = fma_peak_gflops(threads, &isa);
+  if (peak > 0)
+    printf("ceiling: %s fused multiply-adds alone, on %d thread(s) at once: %.1f GFLOP/s\n", isa,
+           threads, peak);
   return 0;
 }
