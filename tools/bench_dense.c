@@ -152,30 +152,24 @@ static double sgemm_gflops(bool plain) {
 #if defined(__x86_64__) && defined(__GNUC__)
 enum { PEAK_ITERS = 20000000 };
 
-__attribute__((target("avx512f,fma"))) static float fma_chains_512(void) {
-  __m512 a[16], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-4f);
-  for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
-  for (long n = 0; n < PEAK_ITERS; n++)
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(a[i], x, y);
-  float s = 0;
-  for (int i = 0; i < 16; i++) s += _mm512_reduce_add_ps(a[i]);
-  return s;
-}
-
-__attribute__((target("avx2,fma"))) static float fma_chains_256(void) {
-  __m256 a[16], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-4f);
-  for (int i = 0; i < 16; i++) a[i] = _mm256_set1_ps((float)i * 1e-3f);
-  for (long n = 0; n < PEAK_ITERS; n++)
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++) a[i] = _mm256_fmadd_ps(a[i], x, y);
-  float s = 0, lane[8];
-  for (int i = 0; i < 16; i++) {
-    _mm256_storeu_ps(lane, a[i]);
-    for (int l = 0; l < 8; l++) s += lane[l];
+/* One thread's chains in one vector width: returns their sum so that nothing is optimised away. */
+#define FMA_CHAINS_DEFINE(NAME, ISA, VEC, LANES, SET1, FMADD, STOREU)                          \
+  __attribute__((target(ISA))) static float NAME(void) {                                      \
+    VEC a[16], x = SET1(0.999f), y = SET1(1e-4f);                                             \
+    for (int i = 0; i < 16; i++) a[i] = SET1((float)i * 1e-3f);                               \
+    for (long n = 0; n < PEAK_ITERS; n++)                                                     \
+      _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) a[i] = FMADD(a[i], x, y);         \
+    float s = 0, lane[LANES];                                                                 \
+    for (int i = 0; i < 16; i++) {                                                            \
+      STOREU(lane, a[i]);                                                                     \
+      for (int l = 0; l < LANES; l++) s += lane[l];                                           \
+    }                                                                                         \
+    return s;                                                                                 \
   }
-  return s;
-}
+FMA_CHAINS_DEFINE(fma_chains_512, "avx512f,fma", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps,
+                  _mm512_storeu_ps)
+FMA_CHAINS_DEFINE(fma_chains_256, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps,
+                  _mm256_storeu_ps)
 
 static bool g_peak_512;
 static void *fma_thread(void *out) {
