@@ -35,10 +35,10 @@
  * the arithmetic: 128->4 3x3 ran at 5-7 %.
  *
  * Direct, for stride 1 and O <= DIRECT_MAX_O, or many channels with few weights (the weight
- * gradient also with few taps or on large images, see use_direct).  Each image is zero-padded once; with padded row
- * width wd, tap (c, p, q) of output (i, j) reads padded[c][(i + p dh) wd + j + q dw], so over
- * the "wide" index s = i wd + j every tap is one contiguous stream, a shift of the same array
- * (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/conv_direct.c:
+ * gradient also with few taps or on large images, see use_direct).  Each image is zero-padded
+ * once; with padded row width wd, tap (c, p, q) of output (i, j) reads
+ * padded[c][(i + p dh) wd + j + q dw], so over the "wide" index s = i wd + j every tap is one
+ * contiguous stream, a shift of the same array (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/conv_direct.c:
  * AVX-512 where the CPU has it, else AVX2 or portable vectors) accumulate all taps.  The input
  * gradient at stride 1 is the same correlation of the padded dy with the flipped,
  * channel-swapped kernel; the weight gradient is dot products of the same streams, summed over
@@ -46,7 +46,8 @@
  * minimum of work per part, and over (tap, output channel) tiles for the weight gradient.
  * 128->4 3x3 at 14x14 runs at 150-165 GFLOP/s forward + backward on 2 Zen 5 cores (AVX-512;
  * 66 with the AVX2 kernels), 128->8 at 7x7 at 130 (53).  Above O = 32 im2col + GEMM is as fast
- * or faster (at 7x7 the dropped columns are 2/9 of the work), so it keeps those shapes.
+ * or faster (at 7x7 the dropped columns are 2/9 of the work), so it keeps those shapes, unless
+ * their weights are few enough to stay in L2 (use_direct).
  * Shifted GEMMs, for conv2d at stride 1 with many channels on both sides (see use_shifted):
  * the direct path's padded image and wide index, one GEMM per kernel offset reading the padded
  * planes in place, so no column matrix is written.

@@ -25,7 +25,8 @@ enum {
  * are many; unit column strides get their own loop, which vectorises.  Other strides (the
  * transposes) go in COPY_TILE x COPY_TILE tiles, so that both sides stay in cache lines
  * already loaded: row by row, transposing 128->128 3x3 weights wrote every element to a new
- * cache line 512 bytes from the last, and took 15 % of the direct forward's time. */
+ * cache line 512 bytes from the last (perf, bench_dense's direct 128->128 3x3: the copies were
+ * 19 % of all samples, mostly that transpose; forward 129 -> 225-253 GFLOP/s once tiled). */
 enum { COPY_TILE = 16 };
 #define COPY_STRIDED_DEFINE(T, SUF)                                                           \
   static void copy_strided_##SUF(const T *s, int64_t rows, int64_t cols, int64_t src_row,     \
@@ -39,7 +40,8 @@ enum { COPY_TILE = 16 };
       for (int64_t j0 = 0; j0 < cols; j0 += COPY_TILE) {                                      \
         int64_t i1 = min64(rows, i0 + COPY_TILE), j1 = min64(cols, j0 + COPY_TILE);           \
         for (int64_t i = i0; i < i1; i++)                                                     \
-          for (int64_t j = j0; j < j1; j++) d[i * dst_row + j * dst_col] = s[i * src_row + j * src_col]; \
+          for (int64_t j = j0; j < j1; j++)                                                   \
+            d[i * dst_row + j * dst_col] = s[i * src_row + j * src_col];                      \
       }                                                                                       \
   }
 COPY_STRIDED_DEFINE(float, f32)
