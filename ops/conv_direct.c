@@ -230,28 +230,27 @@ WDOTS_DEFINE(double, f64_avx2, __attribute__((target("avx2"))))
       _Pragma("GCC unroll 4") for (int o = 0; o < OB; o++) acc[t * nb + o] += REDUCE(sum[t][o]); \
   }                                                                                             \
                                                                                                 \
+  /* TB taps from off[0] against all nb rows: blocks of 4 rows, then single rows. */           \
+  Z_BLOCK void zdots_taps_##SUF(const T *src, int64_t src_step, const int64_t *off, const T *b, \
+                                int64_t b_step, int64_t ldb, int64_t n_img, int64_t nvec,      \
+                                int64_t nb, T *acc, const int TB) {                            \
+    int64_t o = 0;                                                                              \
+    for (; o + 4 <= nb; o += 4)                                                                 \
+      zdots_blk_##SUF(src, src_step, off, b + o * ldb, b_step, ldb, n_img, nvec, nb, acc + o, TB, 4); \
+    for (; o < nb; o++)                                                                         \
+      zdots_blk_##SUF(src, src_step, off, b + o * ldb, b_step, ldb, n_img, nvec, nb, acc + o, TB, 1); \
+  }                                                                                             \
+                                                                                                \
   Z_ATTR static void zwdots_##SUF(const void *srcv, int64_t src_step, const int64_t *off,       \
                                   int64_t taps, const void *bv, int64_t b_step, int64_t ldb,    \
                                   int64_t nb, int64_t n_img, int64_t len, void *accv) {         \
     const T *src = srcv, *b = bv;                                                               \
     T *acc = accv;                                                                              \
     int64_t nvec = len / ZVL_##SUF, t = 0;                                                      \
-    while (t < taps) {                                                                          \
-      T *a = acc + t * nb;                                                                      \
-      int64_t o = 0, tb = t + 6 <= taps ? 6 : 1;                                                \
-      if (tb == 6) {                                                                            \
-        for (; o + 4 <= nb; o += 4)                                                             \
-          zdots_blk_##SUF(src, src_step, off + t, b + o * ldb, b_step, ldb, n_img, nvec, nb, a + o, 6, 4); \
-        for (; o < nb; o++)                                                                     \
-          zdots_blk_##SUF(src, src_step, off + t, b + o * ldb, b_step, ldb, n_img, nvec, nb, a + o, 6, 1); \
-      } else {                                                                                  \
-        for (; o + 4 <= nb; o += 4)                                                             \
-          zdots_blk_##SUF(src, src_step, off + t, b + o * ldb, b_step, ldb, n_img, nvec, nb, a + o, 1, 4); \
-        for (; o < nb; o++)                                                                     \
-          zdots_blk_##SUF(src, src_step, off + t, b + o * ldb, b_step, ldb, n_img, nvec, nb, a + o, 1, 1); \
-      }                                                                                         \
-      t += tb;                                                                                  \
-    }                                                                                           \
+    for (; t + 6 <= taps; t += 6)                                                               \
+      zdots_taps_##SUF(src, src_step, off + t, b, b_step, ldb, n_img, nvec, nb, acc + t * nb, 6); \
+    for (; t < taps; t++)                                                                       \
+      zdots_taps_##SUF(src, src_step, off + t, b, b_step, ldb, n_img, nvec, nb, acc + t * nb, 1); \
   }
 
 Z_DEFINE(float, f32, __m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
