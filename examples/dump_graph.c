@@ -5,8 +5,8 @@
  */
 #include <stdio.h>
 
-#include "core/autodiff.h"
-#include "core/dot.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/ir/dot.h"
 #include "ops/ops.h"
 
 int main(int argc, char **argv) {

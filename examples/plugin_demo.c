@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/program.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "flows/check.h"
 #include "flows/flow.h"
-#include "flows/optim.h"
+#include "flows/train/optim.h"
 #include "flows/registry.h"
 
 enum { N = 2000, STEPS = 400, REPORT_EVERY = 50 };

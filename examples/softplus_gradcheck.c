@@ -5,9 +5,9 @@
  */
 #include <stdio.h>
 
-#include "core/autodiff.h"
-#include "core/gradcheck.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "ops/autodiff/gradcheck.h"
+#include "core/runtime/program.h"
 #include "ops/ops.h"
 
 static fg_node model(fg_graph *g, const fg_node *in, void *ud) {

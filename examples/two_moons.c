@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "core/program.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "flows/models.h"
-#include "flows/optim.h"
+#include "flows/train/optim.h"
 #include "ops/ops.h"
 
 enum { BATCH = 512, TEST_N = 20000, EVAL_EVERY = 500 };

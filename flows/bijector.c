@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/autodiff.h"
+#include "ops/autodiff/autodiff.h"
 #include "flows/bijector_internal.h"
 #include "ops/ops.h"
 

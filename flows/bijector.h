@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/graph.h"
+#include "core/ir/graph.h"
 #include "flows/params.h"
 
 #define FG_BIJECTOR_ABI_VERSION 1u

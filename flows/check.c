@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/program.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 

@@ -6,7 +6,7 @@
 #ifndef FG_CHECK_H
 #define FG_CHECK_H
 
-#include "core/gradcheck.h"
+#include "ops/autodiff/gradcheck.h"
 #include "flows/bijector.h"
 
 typedef struct fg_check_opts {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/runtime/program.h"
 #include "flows/distribution.h"
 #include "ops/ops.h"
 

@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/graph.h"
+#include "core/ir/graph.h"
 #include "flows/bijector.h"
 #include "flows/params.h"
 
@@ -100,7 +100,7 @@ fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u, const fg_t
 void fg_flow_updates_free(fg_flow_updates *u);
 /* The requests a context has recorded so far, copied (NULL when there are none, and when
  * memory ran out, which sets *nomem): for builders that run the layers themselves
- * (flows/recompute_grads.c). */
+ * (flows/train/recompute_grads.c). */
 fg_flow_updates *fg_flow_updates_from_ctx(fg_flow_ctx *c, bool *nomem);
 
 /* fg_flow_log_prob that also returns the graph's state updates (*updates: NULL when the graph

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/program.h"
+#include "core/runtime/program.h"
 #include "core/tensor.h"
 
 typedef enum fg_init_kind {

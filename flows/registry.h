@@ -1,5 +1,5 @@
 /* The bijector registry.  Built-in types are installed explicitly from one array
- * (flows/builtins.c) — no static constructors, which static libraries silently drop — and a
+ * (flows/layers/builtins.c) — no static constructors, which static libraries silently drop — and a
  * plugin is a shared library exporting `fg_plugin_init`, which registers its types the same way.
  * A wrong ABI version, a duplicate name, a missing symbol or an unknown type is an error with a
  * message, never a crash. */
@@ -34,7 +34,7 @@ const fg_bijector_type *fg_registry_type(const fg_registry *r, int i);
 /* The plugin path a type came from, or NULL for a built-in. */
 const char *fg_registry_origin(const fg_registry *r, int i);
 
-/* The built-in types, NULL-terminated (flows/builtins.c). */
+/* The built-in types, NULL-terminated (flows/layers/builtins.c). */
 extern const fg_bijector_type *const fg_builtin_bijectors[];
 
 #endif

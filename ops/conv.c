@@ -14,7 +14,7 @@
  * identities above close.
  *
  * Three paths, chosen per op by shape from measurements (tools/bench_dense, float32, batch 64,
- * against cblas_sgemm's rate); the two that work on padded images are in ops/conv_padded.c:
+ * against cblas_sgemm's rate); the two that work on padded images are in ops/kernels/conv_padded.c:
  *
  * im2col + GEMM (the shared fg_gemm: OpenBLAS or the portable kernel).  The column matrix of
  * one image has a row per kernel tap (c, p, q), r = (c KH + p) KW + q, and a column per output
@@ -38,7 +38,7 @@
  * gradient also with few taps or on large images, see use_direct).  Each image is zero-padded
  * once; with padded row width wd, tap (c, p, q) of output (i, j) reads
  * padded[c][(i + p dh) wd + j + q dw], so over the "wide" index s = i wd + j every tap is one
- * contiguous stream, a shift of the same array (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/conv_direct.c:
+ * contiguous stream, a shift of the same array (columns j >= Wo are computed and dropped).  Register-blocked kernels (ops/kernels/conv_direct.c:
  * AVX-512 where the CPU has it, else AVX2 or portable vectors) accumulate all taps.  The input
  * gradient at stride 1 is the same correlation of the padded dy with the flipped,
  * channel-swapped kernel; the weight gradient is dot products of the same streams, summed over
@@ -58,8 +58,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/op.h"
-#include "ops/conv_internal.h"
+#include "core/ir/op.h"
+#include "ops/kernels/conv_internal.h"
 #include "ops/ops.h"
 
 enum {

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <tgmath.h>
 
-#include "core/op.h"
+#include "core/ir/op.h"
 #include "ops/ops.h"
-#include "ops/simd.h"
+#include "ops/kernels/simd.h"
 
 /* ---------------------------------------------------------------- shape rules ---- */
 

@@ -1,5 +1,5 @@
 /* matmul: a [..., m, k] @ b [..., k, n] with NumPy-broadcast batch dims and transposes as
- * attributes, and the GEMM that matmul and conv kernels share (ops/matmul_kernels.h).
+ * attributes, and the GEMM that matmul and conv kernels share (ops/kernels/gemm.h).
  *
  * BLAS.  When meson finds OpenBLAS (option `blas`, on by default when present) the GEMM calls
  * cblas_sgemm / cblas_dgemm; otherwise, or when FG_NO_BLAS=1 is in the environment (read once,
@@ -34,8 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/op.h"
-#include "ops/matmul_kernels.h"
+#include "core/ir/op.h"
+#include "ops/kernels/gemm.h"
 #include "ops/ops.h"
 
 #ifdef FG_HAVE_CBLAS

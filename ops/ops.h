@@ -1,23 +1,15 @@
 /* Op builders: each call appends one node (or a few, for composites) to a graph, checking
  * shapes as it goes.  On error the graph keeps the first message and the call returns
  * FG_POISON; passing FG_POISON on returns FG_POISON again, so check fg_graph_status once.
- * Attribute structs are listed here because passes, dumps and tests read them. */
+ * The ops' attribute structs are part of the IR (core/ir/op_attrs.h). */
 #ifndef FG_OPS_H
 #define FG_OPS_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/graph.h"
-
-/* ---- sources (ops/source.c): inputs, params, consts, fills and random draws ---- */
-typedef struct fg_source_attr {
-  fg_shape shape;
-  int32_t dtype;
-  int32_t reserved; /* keeps the struct free of implicit padding */
-  double a, b;      /* fill: a = value; uniform: [a, b); normal: mean a, std b */
-  uint64_t seed;
-} fg_source_attr;
+#include "core/ir/graph.h"
+#include "core/ir/op_attrs.h"
 
 /* ---- elementwise (ops/elementwise.c); binary ops broadcast as NumPy does ---- */
 fg_node fg_add(fg_graph *g, fg_node a, fg_node b);
@@ -39,11 +31,9 @@ fg_node fg_sigmoid(fg_graph *g, fg_node x);
 fg_node fg_logsigmoid(fg_graph *g, fg_node x); /* log(sigmoid(x)), stable for large |x| */
 fg_node fg_softplus(fg_graph *g, fg_node x);   /* log(1 + exp(x)), stable */
 fg_node fg_relu(fg_graph *g, fg_node x);
-typedef struct fg_pow_attr { double p; } fg_pow_attr;
 fg_node fg_pow(fg_graph *g, fg_node x, double p); /* x^p for a constant p */
 /* cond ? a : b elementwise (cond != 0), all three broadcast together; cond gets no gradient. */
 fg_node fg_where(fg_graph *g, fg_node cond, fg_node a, fg_node b);
-typedef struct fg_cast_attr { int32_t dtype; } fg_cast_attr;
 fg_node fg_cast(fg_graph *g, fg_node x, fg_dtype t);
 /* Not differentiable (gradient zero): */
 fg_node fg_sign(fg_graph *g, fg_node x);             /* -1, 0 or 1 */
@@ -55,12 +45,6 @@ fg_node fg_add_scalar(fg_graph *g, fg_node x, double c);
 fg_node fg_mul_scalar(fg_graph *g, fg_node x, double c);
 
 /* ---- reductions (ops/reduce.c): axes as a bit mask, FG_AXIS(i) for axis i ---- */
-#define FG_AXIS(i) (1u << (i))
-#define FG_ALL_AXES 0xffu
-typedef struct fg_reduce_attr {
-  uint32_t axes;    /* bit i set: reduce axis i */
-  uint32_t keepdims;
-} fg_reduce_attr;
 fg_node fg_sum(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
 fg_node fg_max(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
 /* Composites (graph macros over sum/max/exp/log; no descriptor of their own): */
@@ -70,45 +54,30 @@ fg_node fg_logsumexp(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
 fg_node fg_sum_to(fg_graph *g, fg_node x, fg_shape shape);
 
 /* ---- shape ops (ops/shape.c) ---- */
-typedef struct fg_reshape_attr { fg_shape shape; } fg_reshape_attr;
 fg_node fg_reshape(fg_graph *g, fg_node x, fg_shape shape);
-typedef struct fg_permute_attr { int32_t perm[FG_MAX_DIMS]; } fg_permute_attr;
 /* Output axis i is input axis perm[i]; perm has ndim entries. */
 fg_node fg_permute(fg_graph *g, fg_node x, const int *perm);
 fg_node fg_transpose(fg_graph *g, fg_node x); /* swaps the last two axes */
-typedef struct fg_slice_attr {
-  int64_t start[FG_MAX_DIMS], stop[FG_MAX_DIMS], step[FG_MAX_DIMS];
-} fg_slice_attr;
 /* Elements start[i], start[i]+step[i], ... < stop[i] of each axis (0 <= start <= stop <= dim,
  * step >= 1); NULL step means 1. */
 fg_node fg_slice(fg_graph *g, fg_node x, const int64_t *start, const int64_t *stop,
                  const int64_t *step);
 /* [start, stop) of one axis, all of the others. */
 fg_node fg_slice_axis(fg_graph *g, fg_node x, int axis, int64_t start, int64_t stop);
-typedef struct fg_pad_attr {
-  int64_t lo[FG_MAX_DIMS], hi[FG_MAX_DIMS], interior[FG_MAX_DIMS];
-  double value;
-} fg_pad_attr;
 /* Pads each axis with lo[i] values before, hi[i] after and interior[i] between elements (all
  * >= 0; NULL interior means none), as XLA's pad does; so the gradient of a strided slice is a
  * pad and the gradient of a pad is a strided slice. */
 fg_node fg_pad(fg_graph *g, fg_node x, const int64_t *lo, const int64_t *hi,
                const int64_t *interior, double value);
-typedef struct fg_concat_attr { int32_t axis; } fg_concat_attr;
 fg_node fg_concat(fg_graph *g, int n, const fg_node *xs, int axis);
-typedef struct fg_broadcast_attr { fg_shape shape; } fg_broadcast_attr;
 fg_node fg_broadcast_to(fg_graph *g, fg_node x, fg_shape shape);
 /* x's value, computed only once dep has been: an ordering edge for the scheduler (the
  * recomputing backward pass waits with a reconstruction until the gradient it pairs with
- * exists, flows/recompute.c).  Gradients pass to x; dep gets none.  Costs a copy when x is
+ * exists, flows/train/recompute.c).  Gradients pass to x; dep gets none.  Costs a copy when x is
  * still read elsewhere, nothing when this is x's last reader (in place). */
 fg_node fg_after(fg_graph *g, fg_node x, fg_node dep);
 
 /* ---- matmul (ops/matmul.c) ---- */
-typedef struct fg_matmul_attr {
-  uint8_t trans_a, trans_b;
-  uint8_t reserved[6];
-} fg_matmul_attr;
 /* a [..., m, k] @ b [..., k, n] -> [..., m, n]; batch dims broadcast; both at least 2-D. */
 fg_node fg_matmul(fg_graph *g, fg_node a, fg_node b);
 /* With a or b read transposed (last two axes swapped) without forming the transpose. */
@@ -119,17 +88,6 @@ fg_node fg_matmul_t(fg_graph *g, fg_node a, fg_node b, bool trans_a, bool trans_
  * y [N, O, Ho, Wo], Ho = (H + 2 ph - dh (KH - 1) - 1) / sh + 1 and likewise Wo, zero-padded by
  * ph rows above and below (pw columns left and right).  Its two transposes are ops too, and
  * the three are each other's gradients, so second derivatives are graphs like the first. */
-typedef struct fg_conv2d_opts {
-  int64_t stride[2];   /* (sh, sw), >= 1 */
-  int64_t padding[2];  /* (ph, pw), >= 0 */
-  int64_t dilation[2]; /* (dh, dw), >= 1 */
-} fg_conv2d_opts;
-typedef struct fg_conv2d_attr {
-  fg_conv2d_opts geom;
-  /* conv2d: (0, 0).  conv2d_input_grad: the input's (H, W), which Ho alone does not fix when
-   * the stride is > 1.  conv2d_weight_grad: the kernel's (KH, KW). */
-  int64_t size[2];
-} fg_conv2d_attr;
 /* Stride 1, padding 0, dilation 1 (what opts = NULL means). */
 fg_conv2d_opts fg_conv2d_defaults(void);
 /* bias is [O] or FG_NONE.  A bias is a separate broadcast add of bias reshaped to [1, O, 1, 1]
@@ -137,12 +95,8 @@ fg_conv2d_opts fg_conv2d_defaults(void);
 fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv2d_opts *opts);
 /* conv2d, plus a bias, then relu when `relu`: y = act(conv2d(x, w) + b[o]) with b of O elements
  * ([O] or [1, O, 1, 1]), bit-identical to the separate ops.  The compiler's epilogue pass
- * (core/pass_epilogue.c) makes it of conv2d -> bias add (-> relu), so the output is written
+ * (core/compiler/pass_epilogue.c) makes it of conv2d -> bias add (-> relu), so the output is written
  * once instead of three times. */
-typedef struct fg_conv2d_bias_act_attr {
-  fg_conv2d_opts geom; /* first, as in fg_conv2d_attr: the conv kernels read it from either */
-  int64_t relu;
-} fg_conv2d_bias_act_attr;
 fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
                            const fg_conv2d_opts *opts, bool relu);
 /* The transposed convolution (conv2d's gradient with respect to x): dy [N, O, Ho, Wo] and
@@ -165,16 +119,12 @@ fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, in
  * (rows i and piv[i] swapped at step i).  Not differentiable.  Returns the existing lu node of
  * a when the graph has one. */
 fg_node fg_lu(fg_graph *g, fg_node a);
-typedef struct fg_lu_solve_attr { uint32_t transpose; } fg_lu_solve_attr;
 /* A^-1 B (or A^-T B) with lu = fg_lu(g, a): a [..., n, n], b [..., n, k]. */
 fg_node fg_lu_solve(fg_graph *g, fg_node a, fg_node lu, fg_node b, bool transpose);
 fg_node fg_slogdet(fg_graph *g, fg_node a);  /* log|det a| [...], accumulated in float64 */
 fg_node fg_det_sign(fg_graph *g, fg_node a); /* sign of det a: +1, -1 or 0 (not differentiable) */
 fg_node fg_inverse(fg_graph *g, fg_node a);
 fg_node fg_solve(fg_graph *g, fg_node a, fg_node b); /* a^-1 b */
-typedef struct fg_triangular_solve_attr {
-  uint8_t lower, unit_diagonal, transpose, reserved;
-} fg_triangular_solve_attr;
 /* op(t)^-1 b with op(t) = t or t^T: reads only t's lower (or upper) triangle, and not its
  * diagonal when unit_diagonal (taken as ones). */
 fg_node fg_triangular_solve(fg_graph *g, fg_node t, fg_node b, bool lower, bool unit_diagonal,

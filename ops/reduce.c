@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/op.h"
+#include "core/ir/op.h"
 #include "ops/ops.h"
-#include "ops/simd.h"
+#include "ops/kernels/simd.h"
 
 /* ---- axes ---- */
 

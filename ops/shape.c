@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/op.h"
+#include "core/ir/op.h"
 #include "ops/ops.h"
 
 /* ---- helpers for shape rules and builders ---- */

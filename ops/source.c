@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "core/op.h"
+#include "core/ir/op.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 

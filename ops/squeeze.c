@@ -6,7 +6,7 @@
  *
  * Layout (NCHW): output channel c*4 + dy*2 + dx holds pixel (2i + dy, 2j + dx) of input
  * channel c, which is Glow's squeeze2d and PyTorch's pixel_unshuffle(x, 2). */
-#include "core/graph.h"
+#include "core/ir/graph.h"
 #include "ops/ops.h"
 
 /* x must be a valid node of rank 4; the message names the builder and the shape. */

@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "core/graph.h"
+#include "core/ir/graph.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
 

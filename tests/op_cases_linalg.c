@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/op.h"
+#include "core/ir/op.h"
 #include "tests/op_cases.h"
 
 typedef struct la_ctx {

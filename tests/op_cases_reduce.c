@@ -7,10 +7,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/gradcheck.h"
-#include "core/op.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "ops/autodiff/gradcheck.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "tests/op_cases.h"
 
 typedef struct reduce_ctx {

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/op.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "tests/op_cases.h"
 
 static void unravel(const fg_shape *s, int64_t flat, int64_t *idx) {

@@ -2,9 +2,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/op.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "ops/ops.h"
 
 /* Evaluates nodes of g with x bound to the given values; returns element 0 of each. */

@@ -1,6 +1,6 @@
 /* CIFAR-10 binary batches: layout of the records into [N, 3, 32, 32], and refusal of files
  * that are not whole records of CIFAR-10 classes. */
-#include "core/dataset.h"
+#include "core/formats/cifar.h"
 #include "io_helpers.h"
 
 TestSuite(cifar, .init = io_setup, .fini = io_teardown);

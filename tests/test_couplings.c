@@ -1,4 +1,4 @@
-/* Coupling layers (flows/coupling*.c) and their conditioners (flows/conditioner.c): every
+/* Coupling layers (flows/coupling*.c) and their conditioners (flows/layers/conditioner.c): every
  * mask x net x scale passes the bijector verification (round trip, log-det against slogdet of
  * the autodiff Jacobian, fldj = -ildj, gradcheck w.r.t. x and every parameter), round trips in
  * float32 and float64 with random parameters, is the identity (or Glow's fixed rescaling) at
@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/program.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "flows/check.h"
-#include "flows/conditioner.h"
-#include "flows/coupling.h"
+#include "flows/layers/conditioner.h"
+#include "flows/layers/coupling.h"
 #include "ops/ops.h"
 
 /* ---- helpers ---- */

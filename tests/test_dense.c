@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/op.h"
+#include "core/ir/op.h"
 #include "core/rng.h"
-#include "ops/matmul_kernels.h"
+#include "ops/kernels/gemm.h"
 #include "ops/ops.h"
 
 /* ---- buffers ---- */

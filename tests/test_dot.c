@@ -4,9 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/autodiff.h"
-#include "core/dot.h"
-#include "core/op.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/ir/dot.h"
+#include "core/ir/op.h"
 #include "ops/ops.h"
 
 /* ---- fixtures ---- */

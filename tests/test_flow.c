@@ -6,13 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "flows/check.h"
 #include "flows/flow.h"
 #include "flows/models.h"
-#include "flows/optim.h"
+#include "flows/train/optim.h"
 #include "ops/ops.h"
 #include "tests/perturb.h"
 

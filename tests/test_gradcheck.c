@@ -1,7 +1,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "core/gradcheck.h"
+#include "ops/autodiff/gradcheck.h"
 #include "ops/ops.h"
 
 static fg_tensor *values(fg_shape s, double start, double step) {

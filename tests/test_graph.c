@@ -2,8 +2,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/op.h"
-#include "core/program.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "ops/ops.h"
 
 static fg_tensor *tensor_of(fg_dtype t, fg_shape s, double v) {

@@ -1,6 +1,7 @@
 /* IDX (MNIST format) loading: plain and gzip files, every malformed variant the loader must
  * refuse, and the installed Fashion-MNIST set. */
-#include "core/dataset.h"
+#include "core/formats/idx.h"
+#include "frontends/data/fashion_mnist.h"
 #include "io_helpers.h"
 
 TestSuite(idx, .init = io_setup, .fini = io_teardown);

@@ -1,4 +1,4 @@
-/* The built-in layers of flows/layers.h: round trips in float32 and float64 on image and vector
+/* The built-in layers of flows/layers/layers.h: round trips in float32 and float64 on image and vector
  * shapes, the exact semantics of each layer (permutations, Glow's 1x1 convolutions and their
  * log-dets, actnorm's data-dependent initialisation, batch-norm statistics, split's prior and
  * sampling, logit's domain), argument and shape errors that name what is wrong, and the
@@ -10,7 +10,7 @@
 
 #include "core/rng.h"
 #include "flows/check.h"
-#include "flows/layers.h"
+#include "flows/layers/layers.h"
 #include "flows/registry.h"
 #include "ops/ops.h"
 

@@ -5,10 +5,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/gradcheck.h"
-#include "core/op.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "ops/autodiff/gradcheck.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 

@@ -2,7 +2,7 @@
  * header error, non-finite values, and (when python3-numpy is installed) files numpy wrote. */
 #include <math.h>
 
-#include "core/dataset.h"
+#include "core/formats/npy.h"
 #include "io_helpers.h"
 
 TestSuite(npy, .init = io_setup, .fini = io_teardown);

@@ -1,4 +1,4 @@
-/* The op table test: walks every descriptor in ops/ops.def and checks
+/* The op table test: walks every descriptor in core/ir/ops.def and checks
  *  - it is complete (a name, a kernel pair or the leaf flag, a VJP or the no-gradient flag),
  *  - it has at least one test case (so an op cannot be added untested),
  *  - every case: float64 kernel against the naive reference, float32 kernel against it,
@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/gradcheck.h"
-#include "core/op.h"
-#include "core/program.h"
+#include "ops/autodiff/gradcheck.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "tests/op_cases.h"
 

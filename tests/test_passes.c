@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/autodiff.h"
-#include "core/op.h"
-#include "core/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 

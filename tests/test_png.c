@@ -2,7 +2,7 @@
 #include <math.h>
 #include <png.h>
 
-#include "core/png_grid.h"
+#include "core/formats/png_grid.h"
 #include "io_helpers.h"
 
 TestSuite(png, .init = io_setup, .fini = io_teardown);

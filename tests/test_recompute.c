@@ -1,4 +1,4 @@
-/* Memory flat in depth (flows/recompute.h): the block-by-block gradients with activations
+/* Memory flat in depth (flows/train/recompute.h): the block-by-block gradients with activations
  * rebuilt through inverses equal the stored mode's (Glow with splits, RealNVP with logit, a 2-D
  * flow); the round-trip check sends a lossy block back to stored activations and the result
  * still equals the stored mode; the planned peak of the training program stays flat in depth
@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/program.h"
+#include "core/runtime/program.h"
 #include "core/rng.h"
-#include "flows/coupling.h"
-#include "flows/layers.h"
+#include "flows/layers/coupling.h"
+#include "flows/layers/layers.h"
 #include "flows/models.h"
-#include "flows/recompute.h"
-#include "flows/trainer.h"
+#include "flows/train/recompute.h"
+#include "flows/train/trainer.h"
 #include "ops/ops.h"
 #include "tests/perturb.h"
 

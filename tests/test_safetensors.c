@@ -6,7 +6,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-#include "core/safetensors.h"
+#include "core/formats/safetensors.h"
 #include "io_helpers.h"
 
 TestSuite(safetensors, .init = io_setup, .fini = io_teardown);

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "flows/bijector_internal.h"
-#include "frontends/spec.h"
+#include "frontends/spec/spec.h"
 #include "ops/ops.h"
 
 /* Two tiny types with real constructors, so specs go through libffi as plugins' types do. */

@@ -5,7 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/threadpool.h"
+#include "core/runtime/threadpool.h"
 
 /* ---- helpers ---- */
 

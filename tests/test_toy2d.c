@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/dataset.h"
+#include "frontends/data/toy2d.h"
 
 static fg_tensor *toy(const char *name, int64_t n, double noise, double scale, uint64_t seed) {
   fg_tensor *t;

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "core/rng.h"
-#include "core/safetensors.h"
-#include "frontends/spec.h"
+#include "core/formats/safetensors.h"
+#include "frontends/spec/spec.h"
 #include "io_helpers.h"
 
 TestSuite(trainer, .init = io_setup, .fini = io_teardown);

@@ -1,0 +1,72 @@
+/* Compiler passes.  A rewriting pass rebuilds the program's graph node by node, in id order,
+ * keeping only what the outputs need (dead-node removal comes with every rewrite): for each
+ * live node it gets the node's inputs already mapped into the new graph and returns what
+ * stands for the node there — a copy, an existing node (CSE, simplification) or a constant
+ * (folding).  Rebuilding keeps ids topological and makes every rewrite re-run the op's shape
+ * rule.  The passes run from one table (core/compiler/passes.c); each can be switched off. */
+#ifndef FG_PASS_H
+#define FG_PASS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/ir/graph.h"
+
+/* One bit per pass, for switching passes off (fg_program_opts.disabled_passes, or the
+ * environment variable FG_DISABLE_PASSES="cse,fuse"). */
+#define FG_PASS_MAP(X)                                                        \
+  X(DCE, dce, "dead-node removal")                                            \
+  X(SIMPLIFY, simplify, "algebraic simplification to a fixed point")         \
+  X(CSE, cse, "common-subexpression merging (XXH3 keys, full compare)")       \
+  X(FOLD, fold, "constant folding with the runtime kernels")                  \
+  X(EPILOGUE, epilogue, "conv2d + bias add (+ relu) into one op")            \
+  X(FUSE, fuse, "fusion of elementwise chains into one tiled loop")           \
+  X(MEMPLAN, memplan, "memory planning: liveness, buffer reuse, in place")    \
+  X(SCHEDULE, schedule, "an order that keeps peak live bytes low")
+
+enum fg_pass_id {
+#define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,
+  FG_PASS_MAP(FG_PASS_ENUM_)
+#undef FG_PASS_ENUM_
+  FG_PASS_COUNT
+};
+#define FG_PASS_BIT(ID) (1u << FG_PASS_##ID)
+
+const char *fg_pass_name(int pass);
+/* Parses "cse,fuse" into pass bits; unknown names give FG_E_MISUSE naming the word. */
+fg_status fg_pass_parse_list(const char *list, uint32_t *bits, fg_err *e);
+
+typedef struct fg_pass_ctx {
+  fg_graph *g;      /* the program's own graph; rewriting passes replace it */
+  int n_out;
+  fg_node *outs;    /* the outputs in g, remapped by every rewrite */
+  bool keep_dead;   /* DCE off: rewrites copy unneeded nodes too */
+  bool borrowed;    /* g belongs to the caller: the first rewrite copies it, never frees it */
+  int64_t changes;  /* what the last pass changed (merged, folded, simplified nodes) */
+  fg_err *e;
+} fg_pass_ctx;
+
+/* Returns the node standing for src's node n in dst, given n's inputs mapped into dst. */
+typedef fg_node (*fg_emit_fn)(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
+                              const fg_node *inputs, void *state);
+fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state);
+
+/* How many nodes read each node of g (node count + 1 entries, to free), an output counting as
+ * 1 << 20 readers, so that "exactly one reader" means an intermediate read once.  NULL when
+ * out of memory.  (For the passes that fuse a node into its only reader.) */
+int32_t *fg_pass_reader_counts(const fg_graph *g, int n_out, const fg_node *outs);
+
+fg_status fg_pass_dce(fg_pass_ctx *c);
+fg_status fg_pass_simplify(fg_pass_ctx *c);
+fg_status fg_pass_cse(fg_pass_ctx *c);
+fg_status fg_pass_fold(fg_pass_ctx *c);
+fg_status fg_pass_epilogue(fg_pass_ctx *c);
+
+/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue), skipping the
+ * disabled ones, verifying the graph after each when `verify` is set, and recording the node
+ * count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).  dump_dir,
+ * if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass. */
+fg_status fg_passes_run(fg_pass_ctx *c, uint32_t disabled, bool verify, const char *dump_dir,
+                        int32_t *counts);
+
+#endif

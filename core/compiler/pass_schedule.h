@@ -1,0 +1,14 @@
+/* Scheduling: the order of a program's steps changes how many values are alive at once.  The
+ * scheduler is a list scheduler: among the steps whose inputs are ready it runs the one that
+ * adds the fewest live bytes (its output minus the values it is the last reader of), lowest id
+ * first on ties — deterministic, and it tends to finish a branch before starting the next. */
+#ifndef FG_SCHEDULE_H
+#define FG_SCHEDULE_H
+
+#include "core/compiler/pass_memplan.h"
+
+/* Reorders steps[0..n_steps) in place; `planned` marks the values that occupy memory. */
+fg_status fg_schedule_steps(const fg_graph *g, int32_t n_steps, fg_memplan_step *steps,
+                            const uint8_t *planned, fg_err *e);
+
+#endif

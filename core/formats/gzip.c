@@ -1,0 +1,126 @@
+#include "core/formats/gzip.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+/* gzread takes an unsigned count and returns an int: stay well inside both. */
+#define GZIN_CHUNK ((size_t)1 << 30)
+#define GZIN_FIRST_CAP ((size_t)1 << 20)
+
+fg_status fg_gzin_open(fg_gzin *in, const char *path, fg_err *e) {
+  memset(in, 0, sizeof *in);
+  in->path = path;
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return fg_err_set(e, FG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return fg_err_set(e, FG_E_IO, "%s: is a directory, not a data file", path);
+  errno = 0;
+  gzFile gz = gzopen(path, "rb");
+  if (!gz) {
+    if (errno == 0) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory opening it", path);
+    return fg_err_set(e, FG_E_IO, "%s: cannot open: %s", path, strerror(errno));
+  }
+  gzbuffer(gz, 1u << 17);
+  in->gz = gz;
+  return FG_OK;
+}
+
+void fg_gzin_close(fg_gzin *in) {
+  if (in->gz) gzclose_r((gzFile)in->gz);
+  in->gz = NULL;
+}
+
+/* The stream's error after gzread returned -1 or a quiet 0 (a truncated gzip member only
+ * shows up here, as Z_BUF_ERROR). */
+static fg_status gzin_check(fg_gzin *in, fg_err *e) {
+  int errnum = Z_OK;
+  const char *msg = gzerror((gzFile)in->gz, &errnum);
+  unsigned long long at = (unsigned long long)in->pos;
+  switch (errnum) {
+    case Z_OK:
+      return FG_OK;
+    case Z_BUF_ERROR:
+      return fg_err_set(
+          e, FG_E_FORMAT,
+          "%s: gzip data ends early after %llu decompressed bytes (truncated .gz file)", in->path,
+          at);
+    case Z_MEM_ERROR:
+      return fg_err_set(e, FG_E_NOMEM, "%s: out of memory decompressing", in->path);
+    case Z_ERRNO:
+      return fg_err_set(e, FG_E_IO, "%s: read error after %llu bytes: %s", in->path, at,
+                        strerror(errno));
+    default:
+      return fg_err_set(e, FG_E_FORMAT, "%s: corrupt gzip data after %llu decompressed bytes: %s",
+                        in->path, at, msg);
+  }
+}
+
+fg_status fg_gzin_read(fg_gzin *in, void *buf, size_t n, size_t *got, fg_err *e) {
+  size_t total = 0;
+  while (total < n) {
+    size_t want = n - total < GZIN_CHUNK ? n - total : GZIN_CHUNK;
+    int r = gzread((gzFile)in->gz, (char *)buf + total, (unsigned)want);
+    if (r < 0) {
+      *got = total;
+      fg_status st = gzin_check(in, e);
+      return st != FG_OK ? st : fg_err_set(e, FG_E_IO, "%s: read error", in->path);
+    }
+    if (r == 0) break;
+    total += (size_t)r;
+    in->pos += (uint64_t)r;
+  }
+  *got = total;
+  return total < n ? gzin_check(in, e) : FG_OK;
+}
+
+static fg_status gzin_grow(fg_gzin *in, uint8_t **buf, size_t *cap, uint64_t limit, fg_err *e) {
+  size_t next = *cap < GZIN_FIRST_CAP ? GZIN_FIRST_CAP : *cap * 2;
+  if (next < *cap || next > limit) next = (size_t)limit;
+  uint8_t *p = realloc(*buf, next);
+  if (!p) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for %zu bytes", in->path, next);
+  *buf = p;
+  *cap = next;
+  return FG_OK;
+}
+
+fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len, fg_err *e) {
+  *data = NULL;
+  *len = 0;
+  if (limit > SIZE_MAX) limit = SIZE_MAX;
+  uint8_t *buf = NULL;
+  size_t cap = 0, have = 0;
+  for (;;) {
+    if (have == cap) {
+      if (have == limit) break;
+      fg_status st = gzin_grow(in, &buf, &cap, limit, e);
+      if (st != FG_OK) {
+        free(buf);
+        return st;
+      }
+    }
+    size_t want = cap - have, got;
+    fg_status st = fg_gzin_read(in, buf + have, want, &got, e);
+    have += got;
+    if (st != FG_OK) {
+      free(buf);
+      return st;
+    }
+    if (got < want) break; /* a short read: the data ended */
+  }
+  *data = buf;
+  *len = have;
+  return FG_OK;
+}
+
+fg_status fg_gzin_at_end(fg_gzin *in, bool *at_end, fg_err *e) {
+  uint8_t byte;
+  size_t got;
+  fg_status st = fg_gzin_read(in, &byte, 1, &got, e);
+  *at_end = got == 0;
+  return st;
+}

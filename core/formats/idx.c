@@ -1,0 +1,148 @@
+/* IDX files (the MNIST format): a 4-byte magic (0, 0, dtype, ndim), ndim big-endian uint32
+ * dimensions, then the elements row-major.  Only unsigned bytes with 1 dim (labels) or 3 dims
+ * (images) are data sets flowgrad trains on; every other combination is refused by name. */
+#include <stdlib.h>
+
+#include "core/formats/idx.h"
+#include "core/formats/gzip.h"
+
+#define IDX_UBYTE 0x08
+
+static const char *idx_dtype_name(uint8_t code) {
+  switch (code) {
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "unknown";
+  }
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Reads exactly n header bytes; a short read is a truncated header. */
+static fg_status idx_read_header(fg_gzin *in, uint8_t *buf, size_t n, const char *what, fg_err *e) {
+  size_t got;
+  fg_status st = fg_gzin_read(in, buf, n, &got, e);
+  if (st != FG_OK) return st;
+  if (got < n)
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: truncated: the file ends inside the %s (%zu of %zu bytes)", in->path,
+                      what, got, n);
+  return FG_OK;
+}
+
+static fg_status idx_check_magic(const char *path, const uint8_t m[4], fg_err *e) {
+  if (m[0] != 0 || m[1] != 0)
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: not an IDX file: magic 0x%08x (expected 0x00000801 for labels or "
+                      "0x00000803 for images)",
+                      path, (unsigned)be32(m));
+  if (m[3] != 1 && m[3] != 3)
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: IDX magic 0x%08x declares %u dimensions; only 1 (labels, 0x00000801) "
+                      "or 3 (images, 0x00000803) are supported",
+                      path, (unsigned)be32(m), m[3]);
+  if (m[2] != IDX_UBYTE)
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: IDX element type 0x%02x (%s) is not supported; only 0x08 (unsigned "
+                      "byte) image and label files are",
+                      path, m[2], idx_dtype_name(m[2]));
+  return FG_OK;
+}
+
+/* Reads the dimensions and their product (bytes of data), refusing zeros and overflow. */
+static fg_status idx_read_dims(fg_gzin *in, int ndim, uint32_t *dims, uint64_t *total, fg_err *e) {
+  uint8_t raw[12];
+  fg_status st = idx_read_header(in, raw, 4 * (size_t)ndim, "dimension sizes", e);
+  if (st != FG_OK) return st;
+  uint64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    dims[i] = be32(raw + 4 * i);
+    if (dims[i] == 0)
+      return fg_err_set(e, FG_E_FORMAT, "%s: dimension %d is declared as 0", in->path, i);
+    if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n) || n > (uint64_t)INT64_MAX / 4)
+      return fg_err_set(e, FG_E_FORMAT, "%s: declared sizes overflow (dimension %d is %u)",
+                        in->path, i, dims[i]);
+  }
+  *total = n;
+  return FG_OK;
+}
+
+/* Reads exactly `total` data bytes: fewer is truncation, more is trailing data. */
+static fg_status idx_read_data(fg_gzin *in, const uint32_t *dims, int ndim, uint64_t total,
+                               uint8_t **data, fg_err *e) {
+  size_t len;
+  fg_status st = fg_gzin_read_upto(in, total, data, &len, e);
+  if (st != FG_OK) return st;
+  const char *what = ndim == 1 ? "labels" : "images";
+  if (len < total) {
+    free(*data);
+    *data = NULL;
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: truncated: the header declares %u %s (%llu data bytes) but the file "
+                      "holds %zu data bytes",
+                      in->path, dims[0], what, (unsigned long long)total, len);
+  }
+  bool at_end;
+  st = fg_gzin_at_end(in, &at_end, e);
+  if (st == FG_OK && !at_end)
+    st = fg_err_set(e, FG_E_FORMAT,
+                    "%s: trailing data after the %u %s (%llu data bytes) the header declares",
+                    in->path, dims[0], what, (unsigned long long)total);
+  if (st != FG_OK) {
+    free(*data);
+    *data = NULL;
+  }
+  return st;
+}
+
+static fg_status idx_to_tensor(const uint32_t *dims, int ndim, const uint8_t *data, fg_tensor **out,
+                               fg_err *e) {
+  fg_shape shape = ndim == 1 ? fg_shape1(dims[0]) : fg_shape4(dims[0], 1, dims[1], dims[2]);
+  fg_status st = fg_tensor_new(out, FG_F32, &shape, e);
+  if (st != FG_OK) return st;
+  float *dst = fg_tensor_data(*out);
+  int64_t n = fg_tensor_numel(*out);
+  for (int64_t i = 0; i < n; i++) dst[i] = (float)data[i];
+  return FG_OK;
+}
+
+static fg_status idx_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
+  uint8_t magic[4];
+  fg_status st = idx_read_header(in, magic, 4, "4-byte magic number", e);
+  if (st == FG_OK) st = idx_check_magic(in->path, magic, e);
+  if (st != FG_OK) return st;
+  int ndim = magic[3];
+  uint32_t dims[3];
+  uint64_t total = 0;
+  st = idx_read_dims(in, ndim, dims, &total, e);
+  if (st != FG_OK) return st;
+  uint8_t *data;
+  st = idx_read_data(in, dims, ndim, total, &data, e);
+  if (st != FG_OK) return st;
+  st = idx_to_tensor(dims, ndim, data, out, e);
+  free(data);
+  return st;
+}
+
+fg_status fg_idx_load(const char *path, fg_tensor **out, fg_err *e) {
+  *out = NULL;
+  fg_gzin in;
+  fg_status st = fg_gzin_open(&in, path, e);
+  if (st != FG_OK) return st;
+  st = idx_parse(&in, out, e);
+  fg_gzin_close(&in);
+  return st;
+}

@@ -1,0 +1,431 @@
+/* Graphviz dumps.  The DOT text is written here, directly, so that its order is ours: nodes in
+ * id order ("n<id>"), then the fused-group clusters (ascending group, members in id order), then
+ * the edges by consumer id and input index.  cgraph's own writer (agwrite) moves nodes around
+ * their edges, and its attribute defaults depend on process-wide state that gvContext() changes;
+ * writing the text ourselves keeps two dumps of one graph byte-identical.  SVG and PNG are that
+ * same text read back by libcgraph (agmemread), laid out by libgvc's "dot" engine and rendered,
+ * so every format shows exactly the same graph. */
+#include "core/ir/dot.h"
+
+#include <errno.h>
+#include <graphviz/cgraph.h>
+#include <graphviz/gvc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/ir/op.h"
+#include "core/tensor.h"
+#include "core/ir/op_attrs.h"
+
+/* ---- file formats ---- */
+
+fg_status fg_dot_format_of(const char *path, fg_dot_format *fmt, fg_err *e) {
+  if (!path || !fmt) return fg_err_set(e, FG_E_MISUSE, "fg_dot_format_of: NULL argument");
+  const char *slash = strrchr(path, '/'), *ext = strrchr(path, '.');
+  if (!ext || (slash && ext < slash)) ext = "";
+  static const struct {
+    const char *ext;
+    fg_dot_format fmt;
+  } known[] = {{".dot", FG_DOT_DOT}, {".gv", FG_DOT_DOT}, {".svg", FG_DOT_SVG}, {".png", FG_DOT_PNG}};
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (strcasecmp(ext, known[i].ext) == 0) {
+      *fmt = known[i].fmt;
+      return FG_OK;
+    }
+  return fg_err_set(e, FG_E_MISUSE,
+                    "graph dump %s: unknown extension '%s' (expected .dot, .gv, .svg or .png)",
+                    path, ext);
+}
+
+/* ---- a growable text buffer ---- */
+
+typedef struct strbuf {
+  char *s;
+  size_t cap, len;
+  bool oom; /* an allocation failed: later appends are dropped, the caller reports it once */
+} strbuf;
+
+static bool sb_reserve(strbuf *b, size_t extra) {
+  if (b->oom) return false;
+  if (b->len + extra < b->cap) return true;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap <= b->len + extra) cap *= 2;
+  char *s = realloc(b->s, cap);
+  if (!s) {
+    b->oom = true;
+    return false;
+  }
+  b->s = s;
+  b->cap = cap;
+  return true;
+}
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(strbuf *b, const char *fmt, ...) {
+  va_list ap, again;
+  va_start(ap, fmt);
+  va_copy(again, ap);
+  int n = b->oom ? -1 : vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+  if (n >= 0 && (!b->s || (size_t)n >= b->cap - b->len) && sb_reserve(b, (size_t)n + 1))
+    n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, again);
+  if (n >= 0 && !b->oom) b->len += (size_t)n;
+  va_end(again);
+  va_end(ap);
+}
+
+/* User text (node names, the title) escaped for a Graphviz HTML-like label, cut after max_chars
+ * bytes so that a long name cannot blow a box up.  Control characters would break the label's
+ * XML, so they become '?'. */
+static void sb_escaped(strbuf *b, const char *text, size_t max_chars) {
+  size_t i = 0;
+  for (; text[i] && i < max_chars; i++) {
+    unsigned char c = (unsigned char)text[i];
+    switch (c) {
+    case '&': sb_printf(b, "&amp;"); break;
+    case '<': sb_printf(b, "&lt;"); break;
+    case '>': sb_printf(b, "&gt;"); break;
+    case '"': sb_printf(b, "&quot;"); break;
+    default: sb_printf(b, "%c", c < 0x20 || c == 0x7f ? '?' : c);
+    }
+  }
+  if (text[i]) sb_printf(b, "...");
+}
+
+/* "96 B", "1.5 KiB", "98 KiB", "3.1 MiB": at most three significant digits. */
+static void sb_bytes(strbuf *b, size_t bytes) {
+  static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) {
+    sb_printf(b, "%zu B", bytes);
+    return;
+  }
+  double v = (double)bytes;
+  int u = 0;
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    u++;
+  }
+  sb_printf(b, v < 9.95 ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* ---- roles and styles ---- */
+
+typedef enum node_role { ROLE_INPUT, ROLE_PARAM, ROLE_CONST, ROLE_GRAD, ROLE_COMPUTE } node_role;
+
+static const struct {
+  const char *name, *fill, *border;
+} role_style[] = {
+    [ROLE_INPUT] = {"input", FG_DOT_COLOR_INPUT, "#3d85c6"},
+    [ROLE_PARAM] = {"parameter", FG_DOT_COLOR_PARAM, "#38761d"},
+    [ROLE_CONST] = {"constant", FG_DOT_COLOR_CONST, "#999999"},
+    [ROLE_GRAD] = {"gradient", FG_DOT_COLOR_GRAD, "#e69138"},
+    [ROLE_COMPUTE] = {"compute", FG_DOT_COLOR_COMPUTE, "#444444"},
+};
+enum { N_ROLES = sizeof role_style / sizeof *role_style };
+
+#define FONT "Helvetica,Arial,sans-serif"
+#define GROUP_COLOR "#7f6000"
+
+/* The colour says what a node is: sources by their op (a ones-fill made by autodiff is still a
+ * constant), computed nodes by whether autodiff appended them. */
+static node_role role_of(const fg_node_rec *r) {
+  if (r->op == FG_OP_INPUT) return ROLE_INPUT;
+  if (r->op == FG_OP_PARAM) return ROLE_PARAM;
+  if (r->n_in == 0) return ROLE_CONST;
+  return (r->flags & FG_NODE_GRAD) ? ROLE_GRAD : ROLE_COMPUTE;
+}
+
+/* ---- labels ---- */
+
+/* A constant's value, when it is one number worth showing. */
+static void sb_const_value(strbuf *b, const fg_graph *g, fg_node id, const fg_node_rec *r) {
+  if (r->op == FG_OP_FILL) {
+    const fg_source_attr *at = fg_node_attr(g, id);
+    if (at) sb_printf(b, " = %g", at->a);
+  } else if (r->op == FG_OP_CONST && r->value && fg_tensor_numel(r->value) == 1) {
+    sb_printf(b, " = %g", fg_tensor_get(r->value, 0));
+  }
+}
+
+/* "#3 matmul" in bold, the name in italics, then "float32 [8, 3] · 96 B" in a smaller font. */
+static void node_label(strbuf *b, const fg_graph *g, fg_node id, const fg_node_rec *r) {
+  const fg_op_def *def = fg_op_get(r->op);
+  /* the value stays inside the <B> run: SVG drops a space that starts a new text run */
+  sb_printf(b, "<B>#%d %s", (int)id, def ? def->name : "?");
+  sb_const_value(b, g, id, r);
+  sb_printf(b, "</B>");
+  if (r->name) {
+    sb_printf(b, "<BR/><I>");
+    sb_escaped(b, r->name, 60);
+    sb_printf(b, "</I>");
+  }
+  char shape[200];
+  size_t bytes;
+  sb_printf(b, "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#333333\">%s %s",
+            fg_dtype_name((fg_dtype)r->dtype), fg_shape_str(&r->shape, shape, sizeof shape));
+  if (fg_shape_bytes(&r->shape, (fg_dtype)r->dtype, &bytes) == FG_OK) {
+    sb_printf(b, " &#183; ");
+    sb_bytes(b, bytes);
+  }
+  sb_printf(b, "</FONT>");
+}
+
+/* The graph's label: the title over a one-row legend of the role colours. */
+static void legend_label(strbuf *b, const char *title, bool has_outputs) {
+  sb_printf(b, "<TABLE BORDER=\"0\" CELLSPACING=\"4\" CELLPADDING=\"3\">");
+  if (title) {
+    sb_printf(b, "<TR><TD COLSPAN=\"%d\"><FONT POINT-SIZE=\"14\"><B>", N_ROLES + 1);
+    sb_escaped(b, title, 200);
+    sb_printf(b, "</B></FONT></TD></TR>");
+  }
+  sb_printf(b, "<TR>");
+  for (int i = 0; i < N_ROLES; i++)
+    sb_printf(b, "<TD BORDER=\"1\" STYLE=\"rounded\" BGCOLOR=\"%s\" COLOR=\"%s\">%s</TD>",
+              role_style[i].fill, role_style[i].border, role_style[i].name);
+  if (has_outputs)
+    sb_printf(b, "<TD BORDER=\"2\" STYLE=\"rounded\" COLOR=\"%s\">output</TD>",
+              FG_DOT_COLOR_OUTPUT);
+  sb_printf(b, "</TR></TABLE>");
+}
+
+/* ---- the DOT text ---- */
+
+typedef struct dump {
+  const fg_graph *g;
+  const fg_dot_opts *o;
+  int32_t n;
+  uint8_t *is_output; /* per node id */
+} dump;
+
+static bool drawn(const dump *d, fg_node id) {
+  return id >= 0 && id < d->n && !(d->o->skip && d->o->skip[id]);
+}
+
+static void emit_header(strbuf *b, const dump *d) {
+  sb_printf(b, "digraph flowgrad {\n\tgraph [label=<");
+  legend_label(b, d->o->title, d->o->n_outputs > 0);
+  sb_printf(b, ">, labelloc=\"t\", fontname=\"" FONT "\", fontsize=\"12\", nodesep=\"0.3\","
+               " ranksep=\"0.35\", bgcolor=\"white\"];\n");
+  sb_printf(b, "\tnode [shape=\"box\", style=\"rounded,filled\", fontname=\"" FONT "\","
+               " fontsize=\"11\", margin=\"0.12,0.05\", color=\"#444444\", fillcolor=\"#ffffff\"];\n");
+  sb_printf(b, "\tedge [color=\"#666666\", arrowsize=\"0.7\", fontname=\"" FONT "\", fontsize=\"9\","
+               " fontcolor=\"#1f4e9c\", labeldistance=\"1.6\", labelangle=\"-30\"];\n");
+}
+
+static void emit_node(strbuf *b, const dump *d, fg_node id) {
+  const fg_node_rec *r = fg_graph_node(d->g, id);
+  node_role role = role_of(r);
+  bool out = d->is_output[id];
+  sb_printf(b, "\tn%d [label=<", (int)id);
+  node_label(b, d->g, id, r);
+  sb_printf(b, ">, fillcolor=\"%s\", color=\"%s\"%s];\n", role_style[role].fill,
+            out ? FG_DOT_COLOR_OUTPUT : role_style[role].border,
+            out ? ", peripheries=\"2\", penwidth=\"2\"" : "");
+}
+
+typedef struct member {
+  int32_t group;
+  fg_node id;
+} member;
+
+static int by_group_then_id(const void *pa, const void *pb) {
+  const member *a = pa, *b = pb;
+  if (a->group != b->group) return a->group < b->group ? -1 : 1;
+  return (a->id > b->id) - (a->id < b->id);
+}
+
+/* One cluster per fused group, listing its members: a node mentioned inside a subgraph belongs
+ * to it, so nodes keep their id-order declarations above. */
+static void emit_clusters(strbuf *b, const dump *d) {
+  if (!d->o->group || d->n <= 0) return;
+  member *m = malloc((size_t)d->n * sizeof *m);
+  if (!m) {
+    b->oom = true;
+    return;
+  }
+  int32_t count = 0;
+  for (fg_node id = 0; id < d->n; id++)
+    if (drawn(d, id) && d->o->group[id] >= 0) m[count++] = (member){d->o->group[id], id};
+  qsort(m, (size_t)count, sizeof *m, by_group_then_id);
+  for (int32_t i = 0; i < count;) {
+    int32_t k = m[i].group;
+    sb_printf(b, "\tsubgraph cluster_fused_%d {\n\t\tlabel=\"fused group %d\"; style=\"rounded,dashed\";"
+                 " color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR "\";\n\t\t",
+              (int)k, (int)k);
+    for (; i < count && m[i].group == k; i++) sb_printf(b, "n%d; ", (int)m[i].id);
+    sb_printf(b, "\n\t}\n");
+  }
+  free(m);
+}
+
+/* Edges into id, by input index; the index is shown where the order of inputs matters. */
+static void emit_in_edges(strbuf *b, const dump *d, fg_node id) {
+  int n_in = fg_node_num_inputs(d->g, id);
+  for (int i = 0; i < n_in; i++) {
+    fg_node src = fg_node_input(d->g, id, i);
+    if (!drawn(d, src)) continue; /* a skipped (dead) input */
+    if (n_in > 1)
+      sb_printf(b, "\tn%d -> n%d [headlabel=\"%d\"];\n", (int)src, (int)id, i);
+    else
+      sb_printf(b, "\tn%d -> n%d;\n", (int)src, (int)id);
+  }
+}
+
+static void emit_dot(strbuf *b, const dump *d) {
+  emit_header(b, d);
+  for (fg_node id = 0; id < d->n; id++)
+    if (drawn(d, id)) emit_node(b, d, id);
+  emit_clusters(b, d);
+  for (fg_node id = 0; id < d->n; id++)
+    if (drawn(d, id)) emit_in_edges(b, d, id);
+  sb_printf(b, "}\n");
+}
+
+/* ---- rendering through Graphviz ---- */
+
+/* Graphviz's error level, error callback and plugin state are process-wide, so one render runs
+ * at a time; gv_messages (what Graphviz said during it) and the context are under the lock. */
+static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER;
+static char gv_messages[400];
+
+/* Graphviz would print its warnings and errors on stderr; the library never prints, so they are
+ * collected and quoted in the error message if the render fails. */
+static int keep_gv_message(char *msg) {
+  size_t used = strlen(gv_messages);
+  if (used + 3 >= sizeof gv_messages) return 0;
+  snprintf(gv_messages + used, sizeof gv_messages - used, "%s%s", used ? "; " : "", msg);
+  size_t n = strlen(gv_messages);
+  while (n > 0 && (gv_messages[n - 1] == '\n' || gv_messages[n - 1] == ' '))
+    gv_messages[--n] = '\0';
+  return 0;
+}
+
+static const char *gv_said(void) { return gv_messages[0] ? gv_messages : "no message from Graphviz"; }
+
+static fg_status layout_and_render(GVC_t *gvc, Agraph_t *gr, fg_dot_format fmt, FILE *f,
+                                   const char *path, fg_err *e) {
+  if (gvLayout(gvc, gr, "dot") != 0)
+    return fg_err_set(e, FG_E_INTERNAL, "graph dump %s: Graphviz 'dot' layout failed: %s", path,
+                      gv_said());
+  const char *format = fmt == FG_DOT_SVG ? "svg" : "png";
+  fg_status s = FG_OK;
+  if (gvRender(gvc, gr, format, f) != 0)
+    s = fg_err_set(e, FG_E_INTERNAL, "graph dump %s: Graphviz cannot render %s: %s", path,
+                   format, gv_said());
+  gvFreeLayout(gvc, gr);
+  return s;
+}
+
+/* One Graphviz context for the whole process, made on first use and kept.  Freeing a context
+ * and making another breaks Graphviz 2.42: its pango text plugin caches a pointer to a font
+ * name owned by the first context, and reads it (after free) in the next one. */
+static GVC_t *shared_gvc;
+
+static fg_status render_locked(const char *text, fg_dot_format fmt, FILE *f, const char *path,
+                               fg_err *e) {
+  if (!shared_gvc) shared_gvc = gvContext();
+  GVC_t *gvc = shared_gvc;
+  if (!gvc)
+    return fg_err_set(e, FG_E_NOMEM, "graph dump %s: cannot create a Graphviz context", path);
+  fg_status s;
+  Agraph_t *gr = agmemread(text);
+  if (!gr) {
+    s = fg_err_set(e, FG_E_INTERNAL, "graph dump %s: Graphviz cannot read the DOT text: %s",
+                   path, gv_said());
+  } else {
+    s = layout_and_render(gvc, gr, fmt, f, path, e);
+    agclose(gr);
+  }
+  return s;
+}
+
+static fg_status render(const char *text, fg_dot_format fmt, FILE *f, const char *path,
+                        fg_err *e) {
+  pthread_mutex_lock(&render_lock);
+  gv_messages[0] = '\0';
+  agerrlevel_t old_level = agseterr(AGWARN); /* every message goes to the callback */
+  agusererrf old_fn = agseterrf(keep_gv_message);
+  fg_status s = render_locked(text, fmt, f, path, e);
+  agseterrf(old_fn);
+  agseterr(old_level);
+  pthread_mutex_unlock(&render_lock);
+  return s;
+}
+
+/* ---- writing the file ---- */
+
+static fg_status write_to(FILE *f, const strbuf *text, fg_dot_format fmt, const char *path,
+                          fg_err *e) {
+  if (fmt != FG_DOT_DOT) return render(text->s, fmt, f, path, e);
+  if (fwrite(text->s, 1, text->len, f) != text->len)
+    return fg_err_set(e, FG_E_IO, "graph dump %s: write failed: %s", path, strerror(errno));
+  return FG_OK;
+}
+
+/* Writes to "<path>.tmp" and renames it over path, so readers never see a partial dump. */
+static fg_status write_file(const strbuf *text, fg_dot_format fmt, const char *path, fg_err *e) {
+  size_t len = strlen(path);
+  char *tmp = malloc(len + 5);
+  if (!tmp) return fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory", path);
+  memcpy(tmp, path, len);
+  memcpy(tmp + len, ".tmp", 5);
+  fg_status s = FG_OK;
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    s = fg_err_set(e, FG_E_IO, "graph dump %s: cannot create %s: %s", path, tmp, strerror(errno));
+  } else {
+    s = write_to(f, text, fmt, path, e);
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0) failed = true;
+    if (s == FG_OK && failed)
+      s = fg_err_set(e, FG_E_IO, "graph dump %s: write failed: %s", path, strerror(errno));
+    if (s == FG_OK && rename(tmp, path) != 0)
+      s = fg_err_set(e, FG_E_IO, "graph dump %s: cannot rename %s into place: %s", path, tmp,
+                     strerror(errno));
+    if (s != FG_OK) remove(tmp);
+  }
+  free(tmp);
+  return s;
+}
+
+static fg_status check_args(const fg_graph *g, const fg_dot_opts *o, fg_dot_format fmt,
+                            const char *path, fg_err *e) {
+  if (!g || !path) return fg_err_set(e, FG_E_MISUSE, "fg_dot_write: NULL graph or path");
+  if (fmt != FG_DOT_DOT && fmt != FG_DOT_SVG && fmt != FG_DOT_PNG)
+    return fg_err_set(e, FG_E_MISUSE, "graph dump %s: unknown format %d", path, (int)fmt);
+  if (o->n_outputs < 0 || (o->n_outputs > 0 && !o->outputs))
+    return fg_err_set(e, FG_E_MISUSE, "graph dump %s: %d outputs given without an array", path,
+                      o->n_outputs);
+  for (int i = 0; i < o->n_outputs; i++)
+    if (!fg_node_valid(g, o->outputs[i]))
+      return fg_err_set(e, FG_E_MISUSE, "graph dump %s: output %d is node %d, not in the graph",
+                        path, i, (int)o->outputs[i]);
+  return FG_OK;
+}
+
+fg_status fg_dot_write(const fg_graph *g, const fg_dot_opts *opts, fg_dot_format fmt,
+                       const char *path, fg_err *e) {
+  static const fg_dot_opts no_opts = {0};
+  const fg_dot_opts *o = opts ? opts : &no_opts;
+  fg_status s = check_args(g, o, fmt, path, e);
+  if (s != FG_OK) return s;
+
+  dump d = {.g = g, .o = o, .n = fg_graph_node_count(g)};
+  d.is_output = calloc(d.n > 0 ? (size_t)d.n : 1, 1);
+  strbuf text = {0};
+  if (d.is_output) {
+    for (int i = 0; i < o->n_outputs; i++) d.is_output[o->outputs[i]] = 1;
+    emit_dot(&text, &d);
+  }
+  if (!d.is_output || text.oom)
+    s = fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory writing the DOT text", path);
+  else
+    s = write_file(&text, fmt, path, e);
+  free(text.s);
+  free(d.is_output);
+  if (s == FG_OK) fg_err_clear(e);
+  return s;
+}

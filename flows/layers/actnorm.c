@@ -1,0 +1,102 @@
+/* "actnorm": Glow's activation normalisation, y = (x + bias)·exp(logs) per channel (per feature
+ * for vectors), parameters "bias" and "logs" [C], zero at creation (the identity).
+ * log|det| = S·Σ logs per sample (S = H·W pixels).
+ *
+ * Data-dependent initialisation (data_init) on a batch: bias = -mean and
+ * logs = -log(std + eps) per channel over the batch and spatial axes, so that batch comes out
+ * with zero mean and unit variance.  A channel whose std is <= eps (a constant channel, or any
+ * channel of a batch of one vector) carries no scale information: it keeps logs = 0 instead of
+ * a 1/eps scale that would blow up every later, non-constant input.  Nothing here can produce
+ * inf or NaN from finite data. */
+#include "flows/layers/layer_util.h"
+#include "flows/layers/layers.h"
+#include "ops/ops.h"
+
+/* Glow's epsilon (openai/glow: logs = log(1 / (std + 1e-6))). */
+static const double ACTNORM_EPS = 1e-6;
+
+static fg_status actnorm_create(void **state, fg_err *e) {
+  (void)e;
+  *state = NULL; /* everything lives in the parameters */
+  return FG_OK;
+}
+
+static fg_status expect_channels(fg_flow_ctx *c, fg_node x) {
+  return fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+}
+
+/* The parameters as [C] values in x's dtype. */
+static void params_of(fg_flow_ctx *c, fg_node x, fg_node *bias, fg_node *logs) {
+  int64_t ch = fg_node_shape(fg_flow_graph(c), x).d[1];
+  fg_init zeros = {FG_INIT_ZEROS, 0, 0};
+  *bias = fg__param_like(c, "bias", fg_shape1(ch), zeros, x);
+  *logs = fg__param_like(c, "logs", fg_shape1(ch), zeros, x);
+}
+
+static fg_node logdet_of(fg_graph *g, fg_node logs, fg_node x, double sign) {
+  fg_shape xs = fg_node_shape(g, x);
+  fg_node total = fg_sum(g, logs, FG_ALL_AXES, false);
+  return fg__per_sample(g, fg_mul_scalar(g, total, sign * (double)fg__spatial_size(&xs)), x);
+}
+
+static fg_status actnorm_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+  (void)state;
+  fg_graph *g = fg_flow_graph(c);
+  fg_status st = expect_channels(c, x);
+  if (st != FG_OK) return st;
+  fg_node bias, logs;
+  params_of(c, x, &bias, &logs);
+  fg_node shifted = fg_add(g, x, fg__per_channel(g, bias, x));
+  *y = fg_mul(g, shifted, fg__per_channel(g, fg_exp(g, logs), x));
+  *logdet = logdet_of(g, logs, x, 1.0);
+  return fg_graph_status(g);
+}
+
+static fg_status actnorm_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+  (void)state;
+  fg_graph *g = fg_flow_graph(c);
+  fg_status st = expect_channels(c, y);
+  if (st != FG_OK) return st;
+  fg_node bias, logs;
+  params_of(c, y, &bias, &logs);
+  fg_node unscaled = fg_mul(g, y, fg__per_channel(g, fg_exp(g, fg_neg(g, logs)), y));
+  *x = fg_sub(g, unscaled, fg__per_channel(g, bias, y));
+  *logdet = logdet_of(g, logs, y, -1.0);
+  return fg_graph_status(g);
+}
+
+/* bias = -mean, logs = -log(std + eps) (0 where std <= eps), in the parameters' dtype. */
+static fg_status actnorm_data_init(void *state, fg_flow_ctx *c, fg_node x) {
+  (void)state;
+  fg_graph *g = fg_flow_graph(c);
+  fg_status st = expect_channels(c, x);
+  if (st != FG_OK) return st;
+  int64_t ch = fg_node_shape(g, x).d[1];
+  fg_init zeros = {FG_INIT_ZEROS, 0, 0};
+  /* created here if absent, and their dtype is the one the values must have */
+  fg_dtype pt = fg_node_dtype(g, fg_flow_param(c, "bias", fg_shape1(ch), zeros));
+  fg_flow_param(c, "logs", fg_shape1(ch), zeros);
+  fg_node mean = fg__channel_mean(g, x);
+  fg_node var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, mean, x))));
+  fg_node std = fg_sqrt(g, var);
+  fg_node scaled = fg_neg(g, fg_log(g, fg_add_scalar(g, std, ACTNORM_EPS)));
+  fg_node informative = fg_greater(g, std, fg_scalar(g, ACTNORM_EPS, fg_node_dtype(g, x)));
+  fg_node logs = fg_where(g, informative, scaled, fg_zeros_like(g, scaled));
+  st = fg_flow_init_param(c, "bias", fg__as_dtype(g, fg_neg(g, mean), pt));
+  if (st == FG_OK) st = fg_flow_init_param(c, "logs", fg__as_dtype(g, logs, pt));
+  return st != FG_OK ? st : fg_graph_status(g);
+}
+
+const fg_bijector_type fg_bijector_actnorm = {
+    .abi_version = FG_BIJECTOR_ABI_VERSION,
+    .name = "actnorm",
+    .doc = "per-channel scale and bias, y = (x + bias) exp(logs), with data-dependent initialisation",
+    .create = (void (*)(void))actnorm_create,
+    .forward = actnorm_forward,
+    .inverse = actnorm_inverse,
+    .data_init = actnorm_data_init,
+    .check_event = {3, {3, 2, 2}},
+    .check_args = "",
+    .check_lo = -2.0,
+    .check_hi = 2.0,
+};

@@ -1,0 +1,127 @@
+#include "flows/layers/layer_util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "ops/ops.h"
+
+/* The prefix without its trailing dot: "3.actnorm." names the layer "3.actnorm". */
+static int prefix_len(const char *p) {
+  size_t n = strlen(p);
+  return (int)(n && p[n - 1] == '.' ? n - 1 : n);
+}
+
+fg_status fg__layer_fail(fg_flow_ctx *c, fg_status s, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fg_graph *g = fg_flow_graph(c);
+  const char *p = fg_flow_ctx_prefix(c);
+  fg_graph_fail(g, s, "%.*s: %s", prefix_len(p), p, msg);
+  return fg_graph_status(g);
+}
+
+const char *fg__batch_shape_str(const fg_shape *s, char *buf, size_t cap) {
+  size_t at = 0;
+  at += (size_t)snprintf(buf, cap, "[");
+  for (int i = 0; i < s->ndim && at < cap; i++)
+    at += i == 0 ? (size_t)snprintf(buf + at, cap - at, "B")
+                 : (size_t)snprintf(buf + at, cap - at, ", %lld", (long long)s->d[i]);
+  if (at < cap) snprintf(buf + at, cap - at, "]");
+  return buf;
+}
+
+fg_status fg__layer_expect_rank(fg_flow_ctx *c, fg_node x, int min_ndim, int max_ndim,
+                                const char *needs) {
+  fg_graph *g = fg_flow_graph(c);
+  if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
+  fg_shape s = fg_node_shape(g, x);
+  if (s.ndim >= min_ndim && s.ndim <= max_ndim) return FG_OK;
+  char buf[128];
+  return fg__layer_fail(c, FG_E_SHAPE, "needs %s, got %s", needs,
+                        fg__batch_shape_str(&s, buf, sizeof buf));
+}
+
+int64_t fg__spatial_size(const fg_shape *s) {
+  int64_t n = 1;
+  for (int i = 2; i < s->ndim; i++) n *= s->d[i];
+  return n;
+}
+
+fg_node fg__as_dtype(fg_graph *g, fg_node n, fg_dtype t) {
+  return n < 0 || fg_node_dtype(g, n) == t ? n : fg_cast(g, n, t);
+}
+
+fg_node fg__param_like(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init init, fg_node x) {
+  fg_graph *g = fg_flow_graph(c);
+  return fg__as_dtype(g, fg_flow_param(c, name, shape, init), fg_node_dtype(g, x));
+}
+
+fg_node fg__per_channel(fg_graph *g, fg_node v, fg_node x) {
+  fg_shape xs = fg_node_shape(g, x), s = xs;
+  for (int i = 0; i < s.ndim; i++) s.d[i] = i == 1 ? xs.d[1] : 1;
+  return fg_reshape(g, v, s);
+}
+
+fg_node fg__channel_mix(fg_graph *g, fg_node w, fg_node x, bool transpose) {
+  fg_shape xs = fg_node_shape(g, x);
+  if (fg_graph_status(g) != FG_OK) return FG_POISON;
+  /* vectors: one GEMM over the whole batch, y = x W^T */
+  if (xs.ndim == 2) return fg_matmul_t(g, x, w, false, !transpose);
+  /* images: [B, C, S] batched W @ x, so the [C, C] matrix broadcasts over the batch */
+  fg_node x3 = fg_reshape(g, x, fg_shape3(xs.d[0], xs.d[1], fg__spatial_size(&xs)));
+  return fg_reshape(g, fg_matmul_t(g, w, x3, transpose, false), xs);
+}
+
+fg_node fg__per_sample(fg_graph *g, fg_node scalar, fg_node x) {
+  fg_shape xs = fg_node_shape(g, x);
+  if (fg_graph_status(g) != FG_OK) return FG_POISON;
+  return fg_broadcast_to(g, fg_reshape(g, scalar, fg_shape0()), fg_shape1(xs.d[0]));
+}
+
+fg_node fg__batch_fill(fg_graph *g, fg_node x, double v) {
+  fg_shape xs = fg_node_shape(g, x);
+  if (fg_graph_status(g) != FG_OK) return FG_POISON;
+  return fg_fill(g, v, fg_node_dtype(g, x), fg_shape1(xs.d[0]));
+}
+
+fg_node fg__sum_event(fg_graph *g, fg_node v) {
+  fg_shape s = fg_node_shape(g, v);
+  uint32_t axes = 0;
+  for (int i = 1; i < s.ndim; i++) axes |= FG_AXIS(i);
+  return axes ? fg_sum(g, v, axes, false) : v;
+}
+
+fg_node fg__channel_mean(fg_graph *g, fg_node x) {
+  fg_shape s = fg_node_shape(g, x);
+  uint32_t axes = FG_AXIS(0);
+  for (int i = 2; i < s.ndim; i++) axes |= FG_AXIS(i);
+  return fg_mean(g, x, axes, false);
+}
+
+fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {
+  fg_tensor *tensor;
+  if (fg_tensor_new(&tensor, t, &shape, NULL) != FG_OK)
+    return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a layer constant");
+  for (int64_t i = 0; i < fg_tensor_numel(tensor); i++) fg_tensor_set(tensor, i, v[i]);
+  return fg_constant_take(g, tensor);
+}
+
+uint64_t fg__layer_seed(const fg_flow_ctx *c, int64_t seed) {
+  const char *p = fg_flow_ctx_prefix(c);
+  return XXH3_64bits_withSeed(p, strlen(p), (uint64_t)seed);
+}
+
+bool fg__has_init_request(const fg_flow_ctx *c, const char *name) {
+  const char *p = fg_flow_ctx_prefix(c);
+  size_t np = strlen(p);
+  for (int i = 0; i < fg_flow_ctx_num_inits(c); i++) {
+    const char *full = fg_flow_ctx_init_name(c, i);
+    if (strncmp(full, p, np) == 0 && strcmp(full + np, name) == 0) return true;
+  }
+  return false;
+}

@@ -1,0 +1,55 @@
+/* Helpers shared by the built-in layer types (flows/layers/permute.c, conv1x1.c, actnorm.c, ...):
+ * shape checks with messages that name the layer, per-channel broadcasting, channel mixing by
+ * a [C, C] matrix, per-sample log-dets.  Internal: not part of the bijector contract.
+ *
+ * The layers see x as [B, C, ...]: axis 0 the batch, axis 1 the channels (images [B, C, H, W])
+ * or features (vectors [B, D]); the axes after it are "spatial" (S = their product, 1 for
+ * vectors), over which a per-channel map repeats, so its log-det is S times the per-pixel one. */
+#ifndef FG_LAYER_UTIL_H
+#define FG_LAYER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flows/bijector.h"
+
+/* Records "<layer prefix>: <message>" as the graph's (sticky) error; returns its status. */
+fg_status fg__layer_fail(fg_flow_ctx *c, fg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "[B, 3, 5, 4]": a shape with the batch axis written B (messages about the event). */
+const char *fg__batch_shape_str(const fg_shape *s, char *buf, size_t cap);
+/* FG_OK when x is [B, C, ...] with min_ndim <= ndim <= max_ndim; else fails naming `layer`'s
+ * needs ("an image [B, C, H, W]") and x's shape.  Also passes a graph error already set. */
+fg_status fg__layer_expect_rank(fg_flow_ctx *c, fg_node x, int min_ndim, int max_ndim,
+                                const char *needs);
+
+/* Product of the axes after the channel axis (1 for [B, D]). */
+int64_t fg__spatial_size(const fg_shape *s);
+/* n in dtype t (a cast only when it differs). */
+fg_node fg__as_dtype(fg_graph *g, fg_node n, fg_dtype t);
+/* A layer parameter in x's dtype (cast when the store's dtype differs). */
+fg_node fg__param_like(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init init, fg_node x);
+/* v [C] reshaped to [1, C, 1, ...] so it broadcasts over x [B, C, ...]. */
+fg_node fg__per_channel(fg_graph *g, fg_node v, fg_node x);
+/* y[:, i, ...] = sum_j W[i][j] x[:, j, ...] (W^T with transpose): a 1x1 convolution for
+ * images, x W^T for vectors. */
+fg_node fg__channel_mix(fg_graph *g, fg_node w, fg_node x, bool transpose);
+/* A 0-d (or one-element) value repeated for every sample of x: [B]. */
+fg_node fg__per_sample(fg_graph *g, fg_node scalar, fg_node x);
+/* [B] filled with v, in x's dtype. */
+fg_node fg__batch_fill(fg_graph *g, fg_node x, double v);
+/* v [B, ...] summed over every axis but the batch: [B]. */
+fg_node fg__sum_event(fg_graph *g, fg_node v);
+/* Mean over the batch and spatial axes: [B, C, ...] -> [C]. */
+fg_node fg__channel_mean(fg_graph *g, fg_node x);
+/* A constant of dtype t holding n doubles in `shape`. */
+fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t);
+/* A seed for a layer's fixed random structure (shuffle, LU permutation): a hash of the seed
+ * argument and the layer's prefix, so two layers of one model built with the same seed
+ * argument still get different draws, and every graph of the model gets the same one. */
+uint64_t fg__layer_seed(const fg_flow_ctx *c, int64_t seed);
+/* Is there a data-init request for this layer's parameter `name` in c already? */
+bool fg__has_init_request(const fg_flow_ctx *c, const char *name);
+
+#endif

@@ -1,0 +1,152 @@
+/* Recomputation's blocks and their modes (see recompute.h): the flow's layers with chains
+ * opened, and which of them can rebuild their input from their output in a training graph. */
+#include "flows/train/recompute_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static const char *const mode_names[] = {
+    [FG_BLOCK_RECOMPUTED] = "recomputed",
+    [FG_BLOCK_STORED_FIRST] = "stored: first block (its input is the data)",
+    [FG_BLOCK_STORED_NO_INVERSE] = "stored: no inverse from its output in training mode",
+    [FG_BLOCK_STORED_ROUND_TRIP] = "stored: round-trip error over the tolerance",
+};
+
+const char *fg_block_mode_str(fg_block_mode m) {
+  return (unsigned)m < sizeof mode_names / sizeof *mode_names ? mode_names[m] : "?";
+}
+
+static bool valid(const fg_recompute *r, int i) { return r && i >= 0 && i < r->n; }
+
+int fg_recompute_num_blocks(const fg_recompute *r) { return r ? r->n : 0; }
+const char *fg_recompute_block_name(const fg_recompute *r, int i) {
+  return valid(r, i) ? fg_bijector_prefix(r->blocks[i]) : "";
+}
+fg_block_mode fg_recompute_block_mode(const fg_recompute *r, int i) {
+  return valid(r, i) ? r->mode[i] : FG_BLOCK_STORED_NO_INVERSE;
+}
+double fg_recompute_block_error(const fg_recompute *r, int i) { return valid(r, i) ? r->err[i] : NAN; }
+
+int fg_recompute_num_recomputed(const fg_recompute *r) {
+  int n = 0;
+  for (int i = 0; r && i < r->n; i++) n += r->mode[i] == FG_BLOCK_RECOMPUTED;
+  return n;
+}
+
+void fg_recompute_free(fg_recompute *r) {
+  if (!r) return;
+  free(r->blocks);
+  free(r->mode);
+  free(r->err);
+  free(r);
+}
+
+fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g) {
+  const fg_flow_config *cfg = fg_flow_get_config(r->f);
+  fg_flow_ctx_opts o = {.dtype = cfg->dtype, .training = true, .seed = cfg->seed};
+  fg_flow_ctx *c = NULL;
+  fg_err e;
+  if (fg_flow_ctx_new(&c, g, fg_flow_params(r->f), &o, &e) != FG_OK) fg_graph_fail(g, e.status, "recompute: %s", e.msg);
+  return c;
+}
+
+/* ---- blocks ---- */
+
+/* Appends the layers of b in forward order, chains opened (an inversion is one block). */
+static bool collect_blocks(fg_recompute *r, fg_bijector *b, int *cap) {
+  int kids = fg_bijector_is_inverted(b) ? 0 : fg_bijector_num_children(b);
+  if (kids > 0) {
+    for (int i = 0; i < kids; i++)
+      if (!collect_blocks(r, fg_bijector_child(b, i), cap)) return false;
+    return true;
+  }
+  if (r->n == *cap) {
+    *cap = *cap ? 2 * *cap : 32;
+    fg_bijector **v = realloc(r->blocks, sizeof *v * (size_t)*cap);
+    if (!v) return false;
+    r->blocks = v;
+  }
+  r->blocks[r->n++] = b;
+  return true;
+}
+
+/* [batch, event...] */
+static fg_shape batch_of(int64_t batch, fg_shape event) {
+  fg_shape s = {.ndim = event.ndim + 1};
+  s.d[0] = batch;
+  for (int i = 0; i < event.ndim; i++) s.d[i + 1] = event.d[i];
+  return s;
+}
+
+/* The input shape of every block for a batch of 2 (a forward build in training mode). */
+static fg_status block_inputs(const fg_recompute *r, fg_shape *in, fg_err *e) {
+  fg_graph *g = fg_graph_new();
+  fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
+  if (c) {
+    const fg_flow_config *cfg = fg_flow_get_config(r->f);
+    fg_node cur = fg_input(g, "x", cfg->dtype, batch_of(2, cfg->event)), ld;
+    for (int i = 0; i < r->n && fg_graph_status(g) == FG_OK; i++) {
+      in[i] = fg_node_shape(g, cur);
+      fg_bijector_forward(r->blocks[i], c, cur, &cur, &ld);
+    }
+  }
+  fg_status st = !g ? fg_err_set(e, FG_E_NOMEM, "recompute: out of memory")
+                    : fg_graph_status(g) != FG_OK ? fg_err_set(e, fg_graph_status(g), "recompute: %s", fg_graph_errmsg(g))
+                                                  : FG_OK;
+  fg_flow_ctx_free(c);
+  fg_graph_free(g);
+  return st;
+}
+
+/* Whether forward then inverse of b builds in a training graph (batch-norm's inverse refuses
+ * there: it would need the batch statistics of its input). */
+static bool invertible_in_training(const fg_recompute *r, fg_bijector *b, fg_shape in) {
+  const fg_bijector_type *t = fg_bijector_type_of(b);
+  if (!t || (t->flags & FG_BIJ_STOCHASTIC)) return false; /* an inversion, or noise in forward */
+  fg_graph *g = fg_graph_new();
+  fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
+  bool ok = false;
+  if (c) {
+    fg_node y, ld, back, ld_back;
+    fg_bijector_forward(b, c, fg_input(g, "h", fg_flow_get_config(r->f)->dtype, in), &y, &ld);
+    fg_bijector_inverse(b, c, y, &back, &ld_back);
+    ok = fg_graph_status(g) == FG_OK;
+  }
+  fg_flow_ctx_free(c);
+  fg_graph_free(g);
+  return ok;
+}
+
+static fg_status assign_modes(fg_recompute *r, fg_err *e) {
+  fg_shape *in = malloc(sizeof *in * (size_t)r->n);
+  if (!in) return fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  fg_status st = block_inputs(r, in, e);
+  for (int i = 0; st == FG_OK && i < r->n; i++) {
+    r->err[i] = NAN;
+    if (i == 0) r->mode[i] = FG_BLOCK_STORED_FIRST;
+    else r->mode[i] = invertible_in_training(r, r->blocks[i], in[i]) ? FG_BLOCK_RECOMPUTED : FG_BLOCK_STORED_NO_INVERSE;
+  }
+  free(in);
+  return st;
+}
+
+fg_status fg_recompute_new(fg_recompute **out, fg_flow *f, fg_err *e) {
+  *out = NULL;
+  if (!f) return fg_err_set(e, FG_E_MISUSE, "recompute: no flow");
+  fg_recompute *r = calloc(1, sizeof *r);
+  int cap = 0;
+  fg_status st = r && collect_blocks(r, fg_flow_bijector(f), &cap) ? FG_OK : fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  if (st == FG_OK) {
+    r->f = f;
+    r->mode = malloc(sizeof *r->mode * (size_t)(r->n + 1));
+    r->err = malloc(sizeof *r->err * (size_t)(r->n + 1));
+    if (!r->mode || !r->err) st = fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  }
+  if (st == FG_OK) st = assign_modes(r, e);
+  if (st != FG_OK) {
+    fg_recompute_free(r);
+    return st;
+  }
+  *out = r;
+  return FG_OK;
+}

@@ -1,0 +1,19 @@
+/* Internals shared by flows/train/recompute.c (blocks and modes), recompute_grads.c (the gradient
+ * graph) and recompute_check.c (the round-trip check). */
+#ifndef FG_RECOMPUTE_INTERNAL_H
+#define FG_RECOMPUTE_INTERNAL_H
+
+#include "flows/train/recompute.h"
+
+struct fg_recompute {
+  fg_flow *f;             /* borrowed */
+  int n;
+  fg_bijector **blocks;   /* borrowed from the flow's bijector, forward order */
+  fg_block_mode *mode;
+  double *err;            /* last round-trip error, NaN before a check */
+};
+
+/* A training-mode build context for a graph of r's flow; NULL (graph error set) on failure. */
+fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g);
+
+#endif

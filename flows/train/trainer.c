@@ -1,0 +1,643 @@
+/* The training loop (see trainer.h for what it guarantees). */
+#include "flows/train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/runtime/program.h"
+#include "core/rng.h"
+#include "core/formats/safetensors.h"
+#include "flows/train/train_data.h"
+#include "ops/ops.h"
+
+enum { EVAL_RNG_OFFSET = 1u << 30 }; /* evaluation noise: far from any training step's */
+
+struct fg_trainer {
+  fg_flow *f;
+  fg_train_settings s;
+  bool discrete;
+  double n_bins;
+  fg_train_data train, test; /* levels (discrete, as bytes) or values */
+  int64_t n_train, n_test, batch;
+  fg_pool *pool;
+  fg_graph *g;              /* training graph */
+  fg_program *prog;
+  fg_tensor *x;             /* the batch the training program reads */
+  int n_params;
+  fg_flow_updates *updates;
+  fg_optim *opt;
+  fg_tensor **ema;          /* NULL without EMA */
+  fg_recompute *rc;         /* recompute mode's blocks, NULL otherwise */
+  int64_t step, bad_in_a_row;
+  bool initialised, rc_checked;
+  int64_t *perm;            /* the current epoch's order */
+  int64_t perm_epoch;
+};
+
+fg_train_settings fg_train_defaults(void) {
+  fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7,
+                         .recompute_tol = 1e-4};
+  snprintf(t.optimizer, sizeof t.optimizer, "adam");
+  return t;
+}
+
+const char *fg_trainer_unit(const fg_trainer *t) { return t->discrete ? "bits/dim" : "nats"; }
+int64_t fg_trainer_step_count(const fg_trainer *t) { return t->step; }
+int64_t fg_trainer_data_rows(const fg_trainer *t, bool test) { return test ? t->n_test : t->n_train; }
+int64_t fg_trainer_batch(const fg_trainer *t) { return t->batch; }
+
+static fg_shape batch_shape(const fg_flow *f, int64_t b) {
+  fg_shape ev = fg_flow_get_config(f)->event, s = ev;
+  s.ndim = ev.ndim + 1;
+  s.d[0] = b;
+  for (int i = 0; i < ev.ndim; i++) s.d[i + 1] = ev.d[i];
+  return s;
+}
+
+/* Levels 0..255 reduced to 2^n_bits levels (floor), or the values as they are. */
+static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, fg_train_data *dst, const char *what, fg_err *e) {
+  fg_shape ev = fg_flow_get_config(t->f)->event;
+  if (src->shape.ndim != ev.ndim + 1) return fg_err_set(e, FG_E_SHAPE, "%s data must be [N, event...]", what);
+  for (int i = 0; i < ev.ndim; i++)
+    if (src->shape.d[i + 1] != ev.d[i]) {
+      char a[128], b[128];
+      return fg_err_set(e, FG_E_SHAPE, "%s data has samples of shape %s but the flow's event is %s", what,
+                        fg_shape_str(&src->shape, a, sizeof a), fg_shape_str(&ev, b, sizeof b));
+    }
+  return fg_train_data_init(dst, src, t->discrete, t->s.n_bits, fg_flow_get_config(t->f)->dtype, what, e);
+}
+
+/* y = (x + u) / bins inside the graph for images; x itself otherwise. */
+static fg_node model_input(const fg_trainer *t, fg_graph *g, fg_node x) {
+  if (!t->discrete) return x;
+  fg_node u = fg_random_uniform(g, (uint64_t)t->s.seed * 7919u + 1, 0.0, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
+  return fg_mul_scalar(g, fg_add(g, x, u), 1.0 / t->n_bins);
+}
+
+/* Loss and parameter gradients (outs[0], outs[1..]): block by block in recompute mode. */
+static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
+  fg_node in = model_input(t, t->g, x);
+  if (t->rc) return fg_recompute_loss_grads(t->rc, t->g, in, &outs[0], outs + 1, &t->updates);
+  if (fg_flow_nll_loss(t->f, t->g, in, true, &outs[0], &t->updates) != FG_OK) return fg_graph_status(t->g);
+  return fg_flow_param_grads(t->f, t->g, outs[0], outs + 1);
+}
+
+/* The training graph and program (x already allocated). */
+static fg_status build_training(fg_trainer *t, fg_err *e) {
+  t->g = fg_graph_new();
+  if (!t->g) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  fg_node x = fg_input(t->g, "x", fg_flow_get_config(t->f)->dtype, t->x->shape);
+  t->n_params = fg_flow_num_params(t->f);
+  fg_node *outs = malloc(sizeof *outs * (size_t)(1 + t->n_params));
+  if (!outs) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  fg_status st = loss_and_grads(t, x, outs);
+  int n_up = fg_flow_updates_count(t->updates), n_out = 1 + t->n_params + n_up;
+  fg_node *all = st == FG_OK ? realloc(outs, sizeof *outs * (size_t)n_out) : outs;
+  if (all) outs = all;
+  else st = FG_E_NOMEM;
+  for (int i = 0; st == FG_OK && i < n_up; i++) outs[1 + t->n_params + i] = fg_flow_updates_node(t->updates, i);
+  if (st != FG_OK) {
+    free(outs);
+    return fg_err_set(e, st, "building the training graph: %s",
+                      fg_graph_status(t->g) != FG_OK ? fg_graph_errmsg(t->g) : fg_status_str(st));
+  }
+  fg_program_opts po = {.pool = t->pool};
+  st = fg_program_new_opts(&t->prog, t->g, n_out, outs, &po, e);
+  free(outs);
+  if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), t->prog, e);
+  if (st == FG_OK && fg_program_bind(t->prog, "x", t->x) != FG_OK)
+    st = fg_err_set(e, FG_E_INTERNAL, "%s", fg_program_errmsg(t->prog));
+  return st;
+}
+
+/* After blocks fell back to stored activations: the same program with their new modes. */
+static fg_status rebuild_training(fg_trainer *t, fg_err *e) {
+  fg_program_free(t->prog);
+  fg_graph_free(t->g);
+  fg_flow_updates_free(t->updates);
+  t->prog = NULL, t->g = NULL, t->updates = NULL;
+  return build_training(t, e);
+}
+
+static fg_status make_optimiser(fg_trainer *t, fg_err *e) {
+  fg_optim_kind kind;
+  fg_status st = fg_optim_kind_parse(t->s.optimizer, &kind, e);
+  if (st != FG_OK) return st;
+  fg_optim_config c = fg_optim_defaults(kind);
+  c.lr = t->s.lr;
+  c.clip_norm = t->s.clip;
+  c.warmup_steps = t->s.warmup;
+  st = fg_optim_new_for_params(&t->opt, &c, fg_flow_params(t->f), e);
+  if (st != FG_OK || t->s.ema <= 0) return st;
+  fg_params *ps = fg_flow_params(t->f);
+  t->ema = calloc((size_t)t->n_params + 1, sizeof *t->ema);
+  if (!t->ema) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  for (int i = 0; st == FG_OK && i < t->n_params; i++)
+    st = fg_tensor_copy(&t->ema[i], fg_params_tensor(ps, i), fg_params_tensor(ps, i)->dtype, e);
+  return st;
+}
+
+static fg_status check_settings(const fg_train_settings *s, const fg_trainer_data *d, fg_err *e) {
+  if (s->batch < 1) return fg_err_set(e, FG_E_MISUSE, "batch must be >= 1");
+  if (s->n_bits < 1 || s->n_bits > 8) return fg_err_set(e, FG_E_MISUSE, "n_bits must be 1..8, got %lld", (long long)s->n_bits);
+  if (!d || !d->train || d->train->shape.ndim < 1) return fg_err_set(e, FG_E_MISUSE, "no training data");
+  if (d->train->shape.d[0] < s->batch)
+    return fg_err_set(e, FG_E_MISUSE, "the training set has %lld samples, fewer than one batch of %lld",
+                      (long long)d->train->shape.d[0], (long long)s->batch);
+  if (s->ema < 0 || s->ema >= 1) return fg_err_set(e, FG_E_MISUSE, "ema must be in [0, 1), got %g", s->ema);
+  if (isnan(s->recompute_tol)) return fg_err_set(e, FG_E_MISUSE, "recompute_tol must be a number");
+  if (s->recompute_check < 0)
+    return fg_err_set(e, FG_E_MISUSE, "recompute_check must be >= 0, got %lld", (long long)s->recompute_check);
+  return FG_OK;
+}
+
+fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
+                         const fg_trainer_data *data, int n_threads, fg_err *e) {
+  *out = NULL;
+  fg_status st = check_settings(s, data, e);
+  if (st != FG_OK) return st;
+  fg_trainer *t = calloc(1, sizeof *t);
+  if (!t) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  t->f = f, t->s = *s, t->discrete = data->discrete, t->batch = s->batch, t->perm_epoch = -1;
+  t->n_bins = t->discrete ? (double)(1 << s->n_bits) : 1.0;
+  st = prepare_data(t, data->train, &t->train, "training", e);
+  if (st == FG_OK && data->test) st = prepare_data(t, data->test, &t->test, "test", e);
+  if (st == FG_OK) {
+    t->n_train = t->train.n;
+    t->n_test = data->test ? t->test.n : 0;
+    t->perm = malloc(sizeof *t->perm * (size_t)t->n_train);
+    if (!t->perm) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
+  }
+  if (st == FG_OK) st = fg_pool_new(&t->pool, n_threads > 0 ? n_threads : (getenv("FG_THREADS") ? atoi(getenv("FG_THREADS")) : 0), e);
+  fg_shape bs = batch_shape(f, t->batch);
+  if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(f)->dtype, &bs, e);
+  if (st == FG_OK && s->recompute) st = fg_recompute_new(&t->rc, f, e);
+  if (st == FG_OK) st = build_training(t, e);
+  if (st == FG_OK) st = make_optimiser(t, e);
+  if (st != FG_OK) {
+    fg_trainer_free(t);
+    return st;
+  }
+  *out = t;
+  return FG_OK;
+}
+
+void fg_trainer_free(fg_trainer *t) {
+  if (!t) return;
+  fg_program_free(t->prog);
+  fg_graph_free(t->g);
+  fg_flow_updates_free(t->updates);
+  fg_optim_free(t->opt);
+  fg_recompute_free(t->rc);
+  for (int i = 0; t->ema && i < t->n_params; i++) fg_tensor_free(t->ema[i]);
+  free(t->ema);
+  fg_tensor_free(t->x);
+  fg_train_data_free(&t->train);
+  fg_train_data_free(&t->test);
+  fg_pool_free(t->pool);
+  free(t->perm);
+  free(t);
+}
+
+/* ---- batches ---- */
+
+static void shuffle_epoch(fg_trainer *t, int64_t epoch) {
+  for (int64_t i = 0; i < t->n_train; i++) t->perm[i] = i;
+  for (int64_t i = t->n_train - 1; i > 0; i--) { /* Fisher-Yates from (seed, epoch) */
+    int64_t j = (int64_t)(fg_rng_bits((uint64_t)t->s.seed ^ 0x5eedull, (uint64_t)epoch * 0x100000000ull + (uint64_t)i) % (uint64_t)(i + 1));
+    int64_t tmp = t->perm[i];
+    t->perm[i] = t->perm[j], t->perm[j] = tmp;
+  }
+  t->perm_epoch = epoch;
+}
+
+static void load_batch(fg_trainer *t, int64_t step) {
+  int64_t per_epoch = t->n_train / t->batch, epoch = step / per_epoch, k = step % per_epoch;
+  if (epoch != t->perm_epoch) shuffle_epoch(t, epoch);
+  fg_train_data_rows(&t->train, t->perm + k * t->batch, 0, t->batch, t->x);
+}
+
+/* ---- the non-finite guard ---- */
+
+static bool tensor_finite(const fg_tensor *v) {
+  for (int64_t i = 0; i < fg_tensor_numel(v); i++)
+    if (!isfinite(fg_tensor_get(v, i))) return false;
+  return true;
+}
+
+/* Runs the top-level layers one by one on the current batch (same noise) and names the first
+ * whose output or log-det is not finite. */
+static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
+  snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
+  fg_bijector *chain = fg_flow_bijector(t->f);
+  int n = fg_bijector_num_children(chain);
+  fg_graph *g = fg_graph_new();
+  fg_flow_ctx *c = NULL;
+  fg_node *outs = malloc(sizeof *outs * (size_t)(2 * n + 2));
+  fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(t->f)->dtype, .training = true};
+  if (!g || !outs || n == 0 || fg_flow_ctx_new(&c, g, fg_flow_params(t->f), &co, NULL) != FG_OK) goto done;
+  fg_node cur = model_input(t, g, fg_input(g, "x", co.dtype, t->x->shape));
+  for (int i = 0; i < n; i++) {
+    fg_node ld;
+    fg_bijector_forward(fg_bijector_child(chain, i), c, cur, &cur, &ld);
+    outs[2 * i] = cur, outs[2 * i + 1] = ld;
+  }
+  fg_program *p;
+  fg_program_opts po = {.pool = t->pool};
+  if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK) goto done;
+  fg_params_bind(fg_flow_params(t->f), p, NULL);
+  fg_program_bind(p, "x", t->x);
+  fg_program_set_rng_offset(p, (uint64_t)t->step + 1);
+  if (fg_program_run(p) == FG_OK)
+    for (int i = 0; i < 2 * n; i++)
+      if (!tensor_finite(fg_program_output(p, i))) {
+        snprintf(out, cap, "%s (its %s)", fg_bijector_prefix(fg_bijector_child(chain, i / 2)), i % 2 ? "log-det" : "output");
+        break;
+      }
+  fg_program_free(p);
+done:
+  fg_flow_ctx_free(c);
+  free(outs);
+  fg_graph_free(g);
+}
+
+/* ---- a step ---- */
+
+/* The current batch as the model sees it: images dequantised with fixed host-side noise. */
+static fg_status model_batch(const fg_trainer *t, fg_tensor **y, fg_err *e) {
+  fg_status st = fg_tensor_copy(y, t->x, t->x->dtype, e);
+  if (st == FG_OK && t->discrete)
+    for (int64_t i = 0; i < fg_tensor_numel(*y); i++)
+      fg_tensor_set(*y, i, (fg_tensor_get(*y, i) + fg_rng_uniform((uint64_t)t->s.seed + 99, (uint64_t)i)) / t->n_bins);
+  return st;
+}
+
+static fg_status data_init(fg_trainer *t, fg_err *e) {
+  fg_tensor *y;
+  fg_status st = model_batch(t, &y, e);
+  if (st != FG_OK) return st;
+  st = fg_flow_data_init(t->f, y, e);
+  fg_tensor_free(y);
+  if (st != FG_OK) return st;
+  for (int i = 0; t->ema && i < t->n_params; i++) /* EMA starts at the initialised weights */
+    memcpy(fg_tensor_data(t->ema[i]), fg_tensor_data(fg_params_tensor(fg_flow_params(t->f), i)),
+           (size_t)fg_tensor_numel(t->ema[i]) * fg_dtype_size(t->ema[i]->dtype));
+  return FG_OK;
+}
+
+/* Recompute mode: the round-trip check on the current batch, when due (the first step of a
+ * session, then every recompute_check steps); blocks that fail it keep their activations from
+ * now on, which needs a new program. */
+static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
+  bool due = !t->rc_checked || (t->s.recompute_check > 0 && t->step % t->s.recompute_check == 0);
+  if (!t->rc || !due) return FG_OK;
+  fg_tensor *y = NULL;
+  fg_status st = model_batch(t, &y, e);
+  if (st == FG_OK) st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
+  fg_tensor_free(y);
+  t->rc_checked = true;
+  if (st == FG_OK && info->recompute_fallbacks > 0) st = rebuild_training(t, e);
+  return st;
+}
+
+static void update_ema(fg_trainer *t) {
+  double d = t->s.ema;
+  for (int i = 0; t->ema && i < t->n_params; i++) {
+    const fg_tensor *p = fg_params_tensor(fg_flow_params(t->f), i);
+    for (int64_t j = 0; j < fg_tensor_numel(p); j++)
+      fg_tensor_set(t->ema[i], j, d * fg_tensor_get(t->ema[i], j) + (1 - d) * fg_tensor_get(p, j));
+  }
+}
+
+static double loss_in_unit(const fg_trainer *t, double nll) {
+  return t->discrete ? fg_bits_per_dim(-nll, fg_flow_dims(t->f), t->n_bins) : nll;
+}
+
+static fg_status apply_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
+  const fg_tensor **grads = malloc(sizeof *grads * ((size_t)t->n_params + 1));
+  if (!grads) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  for (int i = 0; i < t->n_params; i++) grads[i] = fg_program_output(t->prog, 1 + i);
+  fg_optim_step_info oi;
+  fg_status st = fg_optim_step(t->opt, (const fg_tensor *const *)grads, &oi, e);
+  free(grads);
+  info->grad_norm = oi.grad_norm, info->lr = oi.lr;
+  if (st != FG_OK) return st;
+  int n_up = fg_flow_updates_count(t->updates);
+  if (n_up) {
+    const fg_tensor **vals = malloc(sizeof *vals * (size_t)n_up);
+    if (!vals) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+    for (int i = 0; i < n_up; i++) vals[i] = fg_program_output(t->prog, 1 + t->n_params + i);
+    st = fg_flow_updates_apply(t->f, t->updates, (const fg_tensor *const *)vals, e);
+    free(vals);
+  }
+  update_ema(t);
+  return st;
+}
+
+fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
+  fg_train_step_info local;
+  if (!info) info = &local;
+  memset(info, 0, sizeof *info);
+  load_batch(t, t->step);
+  fg_status st = FG_OK;
+  if (!t->initialised) {
+    if ((st = data_init(t, e)) != FG_OK) return st;
+    t->initialised = true;
+  }
+  if ((st = check_round_trips(t, info, e)) != FG_OK) return st;
+  fg_program_set_rng_offset(t->prog, (uint64_t)t->step + 1);
+  if ((st = fg_program_run(t->prog)) != FG_OK)
+    return fg_err_set(e, st, "training step %lld: %s", (long long)t->step, fg_program_errmsg(t->prog));
+  double nll = fg_tensor_get(fg_program_output(t->prog, 0), 0);
+  info->loss = loss_in_unit(t, nll);
+  st = isfinite(nll) ? apply_step(t, info, e) : FG_E_NUMERIC;
+  info->step = ++t->step;
+  if (st == FG_OK) {
+    t->bad_in_a_row = 0;
+    return FG_OK;
+  }
+  if (st != FG_E_NUMERIC) return st;
+  info->skipped = true;
+  t->step--; /* diagnose with this step's noise */
+  find_bad_layer(t, info->bad_layer, sizeof info->bad_layer);
+  t->step++;
+  if (++t->bad_in_a_row >= t->s.max_nonfinite)
+    return fg_err_set(e, FG_E_NUMERIC, "%lld steps in a row had a non-finite loss or gradient "
+                      "(the last at step %lld, first bad layer %s); lower the learning rate or add clipping",
+                      (long long)t->bad_in_a_row, (long long)t->step, info->bad_layer);
+  return FG_OK;
+}
+
+/* ---- evaluation ---- */
+
+static void swap_ema(fg_trainer *t) {
+  for (int i = 0; t->ema && i < t->n_params; i++) {
+    /* programs hold the parameter's buffer, so the contents are swapped, not the buffers */
+    fg_tensor *p = fg_params_tensor(fg_flow_params(t->f), i);
+    size_t bytes = (size_t)fg_tensor_numel(p) * fg_dtype_size(p->dtype);
+    char *a = fg_tensor_data(p), *b = fg_tensor_data(t->ema[i]);
+    for (size_t k = 0; k < bytes; k++) {
+      char c = a[k];
+      a[k] = b[k], b[k] = c;
+    }
+  }
+}
+
+void fg_trainer_use_ema(fg_trainer *t) {
+  for (int i = 0; t->ema && i < t->n_params; i++) {
+    fg_tensor *p = fg_params_tensor(fg_flow_params(t->f), i);
+    memcpy(fg_tensor_data(p), fg_tensor_data(t->ema[i]), (size_t)fg_tensor_numel(p) * fg_dtype_size(p->dtype));
+  }
+}
+
+/* Sum of log p over rows [start, start + n) of the test set, with a program for batch n. */
+static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum, fg_err *e) {
+  fg_graph *g = fg_graph_new();
+  fg_shape bs = batch_shape(t->f, n);
+  fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
+  fg_status st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
+  fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
+  fg_program *p = NULL;
+  fg_tensor *xv = NULL;
+  fg_program_opts po = {.pool = t->pool};
+  if (st == FG_OK) st = fg_program_new_opts(&p, g, 1, &total, &po, e);
+  else fg_err_set(e, st, "%s", fg_graph_errmsg(g));
+  if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), p, e);
+  if (st == FG_OK && (st = fg_tensor_new(&xv, fg_flow_get_config(t->f)->dtype, &bs, e)) == FG_OK)
+    fg_train_data_rows(&t->test, NULL, start, n, xv);
+  if (st == FG_OK && (st = fg_program_bind(p, "x", xv)) != FG_OK) fg_err_set(e, st, "%s", fg_program_errmsg(p));
+  fg_program_set_rng_offset(p, EVAL_RNG_OFFSET + (uint64_t)start);
+  if (st == FG_OK && (st = fg_program_run(p)) != FG_OK) fg_err_set(e, st, "evaluation: %s", fg_program_errmsg(p));
+  if (st == FG_OK) *sum += fg_tensor_get(fg_program_output(p, 0), 0);
+  fg_tensor_free(xv);
+  fg_program_free(p);
+  fg_graph_free(g);
+  return st;
+}
+
+fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
+  if (!t->n_test) return fg_err_set(e, FG_E_MISUSE, "no test data to evaluate on");
+  swap_ema(t);
+  double sum = 0;
+  int64_t full = t->n_test / t->batch * t->batch;
+  fg_status st = FG_OK;
+  /* one program per distinct batch size: the full batches, then the remainder */
+  for (int64_t start = 0; st == FG_OK && start < full; start += t->batch) st = eval_chunk(t, start, t->batch, &sum, e);
+  if (st == FG_OK && full < t->n_test) st = eval_chunk(t, full, t->n_test - full, &sum, e);
+  swap_ema(t);
+  if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)t->n_test);
+  return st;
+}
+
+const fg_recompute *fg_trainer_recompute(const fg_trainer *t) { return t->rc; }
+const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t) { return fg_program_get_stats(t->prog); }
+
+const char *fg_trainer_profile(const fg_trainer *t, char *buf, size_t cap) {
+  return fg_program_profile(t->prog, buf, cap);
+}
+
+/* ---- checkpoints ---- */
+
+enum { NAME_CAP = 512 };
+
+static char *entry_name(const char *kind, const char *slot, const char *param) {
+  char *s = malloc(NAME_CAP);
+  if (s) snprintf(s, NAME_CAP, "%s/%s%s%s", kind, slot ? slot : "", slot ? "/" : "", param);
+  return s;
+}
+
+typedef struct entries {
+  fg_safetensors_item *items;
+  char **names;
+  size_t n;
+} entries;
+
+static bool add_entry(entries *en, const char *kind, const char *slot, const char *param, const fg_tensor *v) {
+  char *name = entry_name(kind, slot, param);
+  if (!name) return false;
+  en->names[en->n] = name;
+  en->items[en->n] = (fg_safetensors_item){.name = name, .tensor = v};
+  en->n++;
+  return true;
+}
+
+static void free_entries(entries *en) {
+  for (size_t i = 0; i < en->n; i++) free(en->names[i]);
+  free(en->names);
+  free(en->items);
+}
+
+fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e) {
+  fg_params *ps = fg_flow_params(t->f);
+  int slots = fg_optim_num_slots(t->opt);
+  size_t cap = (size_t)t->n_params * (size_t)(2 + slots) + 1;
+  entries en = {malloc(sizeof *en.items * cap), malloc(sizeof *en.names * cap), 0};
+  bool ok = en.items && en.names;
+  for (int i = 0; ok && i < t->n_params; i++) {
+    const char *name = fg_params_name(ps, i);
+    ok = add_entry(&en, "param", NULL, name, fg_params_tensor(ps, i));
+    for (int s = 0; ok && s < slots; s++) ok = add_entry(&en, "optim", fg_optim_slot_name(t->opt, s), name, fg_optim_slot(t->opt, i, s));
+    if (ok && t->ema) ok = add_entry(&en, "ema", NULL, name, t->ema[i]);
+  }
+  if (!ok) {
+    free_entries(&en);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory writing %s", path);
+  }
+  char step[32], optim_step[32], seed[32], event[160], bits[16], skips[32];
+  fg_shape ev = fg_flow_get_config(t->f)->event;
+  fg_shape_str(&ev, event, sizeof event);
+  snprintf(bits, sizeof bits, "%lld", (long long)t->s.n_bits);
+  snprintf(step, sizeof step, "%lld", (long long)t->step);
+  snprintf(optim_step, sizeof optim_step, "%lld", (long long)fg_optim_get_step(t->opt));
+  snprintf(seed, sizeof seed, "%lld", (long long)t->s.seed);
+  snprintf(skips, sizeof skips, "%lld", (long long)t->bad_in_a_row);
+  fg_safetensors_kv meta[] = {{"format", "flowgrad-checkpoint-1"}, {"step", step}, {"optim_step", optim_step},
+                              {"skipped_in_a_row", skips},
+                              {"seed", seed}, {"optimizer", t->s.optimizer}, {"spec", spec_text ? spec_text : ""},
+                              {"event", event}, {"n_bits", bits}, {"discrete", t->discrete ? "true" : "false"}};
+  fg_status st = fg_safetensors_write(path, en.items, en.n, meta, sizeof meta / sizeof *meta, e);
+  free_entries(&en);
+  return st;
+}
+
+/* Checks entry kind/slot/param against dst and, with commit, copies it in. */
+static fg_status load_into(fg_safetensors *f, const char *kind, const char *slot, const char *param,
+                           fg_tensor *dst, bool commit, const char *path, fg_err *e) {
+  char *name = entry_name(kind, slot, param);
+  if (!name) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  fg_tensor *v = NULL;
+  fg_status st = fg_safetensors_get(f, name, &v, e);
+  if (st == FG_OK && (v->dtype != dst->dtype || !fg_shape_equal(&v->shape, &dst->shape))) {
+    char a[128], b[128];
+    st = fg_err_set(e, FG_E_FORMAT, "%s: entry '%s' is %s %s; this model has %s %s", path, name,
+                    fg_dtype_name(v->dtype), fg_shape_str(&v->shape, a, sizeof a), fg_dtype_name(dst->dtype),
+                    fg_shape_str(&dst->shape, b, sizeof b));
+  }
+  if (st == FG_OK && commit) memcpy(fg_tensor_data(dst), fg_tensor_data(v), (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype));
+  fg_tensor_free(v);
+  free(name);
+  return st;
+}
+
+static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, int64_t *out, fg_err *e) {
+  const char *v = fg_safetensors_meta(f, key);
+  char *end;
+  long long x = v ? strtoll(v, &end, 10) : 0;
+  if (!v || !*v || *end || x < 0) return fg_err_set(e, FG_E_FORMAT, "%s: metadata '%s' missing or not a count", path, key);
+  *out = x;
+  return FG_OK;
+}
+
+/* A resume is exact only with the data and the randomness the checkpoint was trained with: its
+ * seed (batch order, noise), n_bits and event shape must be this trainer's. */
+static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path, fg_err *e) {
+  char seed[32], bits[16], event[160];
+  fg_shape ev = fg_flow_get_config(t->f)->event;
+  fg_shape_str(&ev, event, sizeof event);
+  snprintf(bits, sizeof bits, "%lld", (long long)t->s.n_bits);
+  snprintf(seed, sizeof seed, "%lld", (long long)t->s.seed);
+  const char *keys[] = {"seed", "n_bits", "event"}, *mine[] = {seed, bits, event};
+  for (int i = 0; i < 3; i++) {
+    const char *v = fg_safetensors_meta(f, keys[i]);
+    if (!v || strcmp(v, mine[i]))
+      return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a resume must use the same)",
+                        path, keys[i], v ? v : "(missing)", mine[i]);
+  }
+  return FG_OK;
+}
+
+fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
+  fg_safetensors *f;
+  fg_status st = fg_safetensors_open(&f, path, e);
+  if (st != FG_OK) return st;
+  const char *format = fg_safetensors_meta(f, "format");
+  if (!format || strcmp(format, "flowgrad-checkpoint-1"))
+    st = fg_err_set(e, FG_E_FORMAT, "%s is not a flowgrad checkpoint (metadata 'format' is %s)", path, format ? format : "missing");
+  int64_t step = 0, optim_step = 0, skips = 0;
+  if (st == FG_OK) st = meta_int(f, "step", path, &step, e);
+  if (st == FG_OK) st = meta_int(f, "optim_step", path, &optim_step, e);
+  /* the non-finite steps just before the save, so that max_nonfinite counts across a resume
+   * (absent from checkpoints written before it was saved: none) */
+  if (st == FG_OK && fg_safetensors_meta(f, "skipped_in_a_row"))
+    st = meta_int(f, "skipped_in_a_row", path, &skips, e);
+  if (st == FG_OK) st = check_same_run(f, t, path, e);
+  /* two passes: every entry is checked before any tensor changes, so a bad file loses nothing */
+  fg_params *ps = fg_flow_params(t->f);
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; st == FG_OK && i < t->n_params; i++) {
+      const char *name = fg_params_name(ps, i);
+      st = load_into(f, "param", NULL, name, fg_params_tensor(ps, i), pass, path, e);
+      for (int s = 0; st == FG_OK && s < fg_optim_num_slots(t->opt); s++)
+        st = load_into(f, "optim", fg_optim_slot_name(t->opt, s), name, fg_optim_slot(t->opt, i, s), pass, path, e);
+      if (st == FG_OK && t->ema) st = load_into(f, "ema", NULL, name, t->ema[i], pass, path, e);
+    }
+  fg_safetensors_close(f);
+  if (st != FG_OK) return st;
+  t->step = step;
+  fg_optim_set_step(t->opt, optim_step);
+  t->initialised = true; /* the loaded weights are already initialised */
+  t->bad_in_a_row = skips;
+  return FG_OK;
+}
+
+/* "[1, 28, 28]" -> shape */
+static bool parse_shape(const char *text, fg_shape *out) {
+  memset(out, 0, sizeof *out);
+  const char *p = text ? strchr(text, '[') : NULL;
+  if (!p) return false;
+  p++;
+  while (*p && *p != ']') {
+    char *end;
+    long long v = strtoll(p, &end, 10);
+    if (end == p || v < 0 || out->ndim == FG_MAX_DIMS) return false;
+    out->d[out->ndim++] = v;
+    p = end + strspn(end, ", ");
+  }
+  return *p == ']' && out->ndim > 0;
+}
+
+fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_err *e) {
+  memset(m, 0, sizeof *m);
+  fg_safetensors *f;
+  fg_status st = fg_safetensors_open(&f, path, e);
+  if (st != FG_OK) return st;
+  const char *format = fg_safetensors_meta(f, "format"), *spec = fg_safetensors_meta(f, "spec");
+  if (!format || strcmp(format, "flowgrad-checkpoint-1"))
+    st = fg_err_set(e, FG_E_FORMAT, "%s is not a flowgrad checkpoint (metadata 'format' is %s)", path, format ? format : "missing");
+  if (st == FG_OK && !parse_shape(fg_safetensors_meta(f, "event"), &m->event))
+    st = fg_err_set(e, FG_E_FORMAT, "%s: metadata 'event' missing or malformed", path);
+  if (st == FG_OK) st = meta_int(f, "n_bits", path, &m->n_bits, e);
+  if (st == FG_OK) st = meta_int(f, "step", path, &m->step, e);
+  if (st == FG_OK && (!spec || !(m->spec = strdup(spec))))
+    st = fg_err_set(e, spec ? FG_E_NOMEM : FG_E_FORMAT, "%s: metadata 'spec' missing", path);
+  const char *disc = fg_safetensors_meta(f, "discrete");
+  m->discrete = disc && !strcmp(disc, "true");
+  fg_safetensors_close(f);
+  if (st != FG_OK) fg_checkpoint_meta_free(m);
+  return st;
+}
+
+void fg_checkpoint_meta_free(fg_checkpoint_meta *m) {
+  free(m->spec);
+  memset(m, 0, sizeof *m);
+}
+
+fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_ema, fg_err *e) {
+  fg_safetensors *file;
+  fg_status st = fg_safetensors_open(&file, path, e);
+  if (st != FG_OK) return st;
+  fg_params *ps = fg_flow_params(f);
+  const char *kind = "param";
+  if (prefer_ema && fg_params_count(ps) > 0) {
+    char *probe = entry_name("ema", NULL, fg_params_name(ps, 0));
+    if (probe && fg_safetensors_find(file, probe)) kind = "ema";
+    free(probe);
+  }
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; st == FG_OK && i < fg_params_count(ps); i++)
+      st = load_into(file, kind, NULL, fg_params_name(ps, i), fg_params_tensor(ps, i), pass, path, e);
+  fg_safetensors_close(file);
+  return st;
+}

@@ -1,0 +1,127 @@
+/* Training a flow: the loop a `flowgrad train` runs, as a library.
+ *
+ * Data.  Images are integer levels 0..255 ([N, C, H, W] float tensors); with n_bits < 8 they are
+ * first reduced to 2^n_bits levels (Glow's n_bits_x).  Each step dequantises its batch inside
+ * the graph, y = (x + u) / 2^n_bits with u ~ U[0, 1) drawn from the program's counter-based RNG
+ * at offset = step, so the noise is fresh every step and identical when a run is resumed.
+ * Continuous data (2-D toys, .npy floats) is used as it is.
+ *
+ * Loss and units.  The loss is the batch mean of -log p(y) in nats; images report bits/dim
+ *   bpd = (-log p(y) + D·ln 2^n_bits) / (D·ln 2),
+ * exact whatever bijectors the flow has (a logit pre-processing layer's log-det is in log p).
+ * Toy data reports nats.
+ *
+ * Order and resume.  Batch k of epoch e is rows perm_e[k·B, (k+1)·B) of a permutation drawn from
+ * (seed, e); the step counter alone says where a run is, so a checkpoint holds parameters,
+ * optimiser moments, EMA weights and the step, and resuming continues exactly (same batches,
+ * same noise, same updates).
+ *
+ * Non-finite guard.  A step whose loss or gradient norm is not finite is skipped (no update);
+ * the first top-level layer whose output or log-det went non-finite is named; after
+ * max_nonfinite skipped steps in a row the step returns FG_E_NUMERIC.
+ *
+ * Memory flat in depth (recompute = true).  The training program keeps no layer's activations
+ * from the forward to the backward pass: each layer rebuilds its input from its output through
+ * its inverse when the backward pass reaches it (flows/train/recompute.h), so peak memory stays about
+ * one layer's whatever the depth, for roughly one more forward pass of compute.  The gradients
+ * are the stored mode's up to rounding.  Layers that cannot be inverted from their output in
+ * training mode keep their activations.  On the first step of a session (after data-dependent
+ * initialisation) and every recompute_check steps, each recomputed layer's round trip is
+ * checked on the current batch; a layer whose relative error exceeds recompute_tol keeps its
+ * activations from then on (the program is rebuilt), reported in the step's
+ * recompute_fallbacks and by fg_trainer_recompute. */
+#ifndef FG_TRAINER_H
+#define FG_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/runtime/program.h"
+#include "flows/flow.h"
+#include "flows/train/optim.h"
+#include "flows/train/recompute.h"
+
+typedef struct fg_train_settings {
+  int64_t batch;        /* 64 */
+  int64_t steps;        /* 0: until `minutes` */
+  double minutes;       /* 0: until `steps` */
+  double lr;            /* 1e-3 */
+  int64_t warmup;       /* steps of linear warm-up, 0 */
+  double clip;          /* global gradient-norm clip, 0 = off */
+  double ema;           /* Polyak decay for evaluation weights, 0 = off */
+  char optimizer[16];   /* adam | adamax | sgd */
+  int64_t n_bits;       /* 8; fewer bits reduce the data first (Glow's n_bits_x) */
+  int64_t seed;         /* 0 */
+  int64_t eval_every;   /* steps between test evaluations, 0 = at the end only */
+  int64_t max_nonfinite;/* consecutive skipped steps before giving up, 10 */
+  double temperature;   /* for samples, 0.7 */
+  bool recompute;       /* rebuild activations through inverses in the backward pass, false */
+  double recompute_tol; /* round-trip relative error above which a layer keeps them, 1e-4 */
+  int64_t recompute_check; /* steps between round-trip checks, 0 = the first step only */
+} fg_train_settings;
+
+/* Defaults for every setting. */
+fg_train_settings fg_train_defaults(void);
+
+typedef struct fg_trainer_data {
+  const fg_tensor *train;  /* [N, event...] */
+  const fg_tensor *test;   /* [M, event...], may be NULL */
+  bool discrete;           /* integer levels 0..255 (images): dequantise, report bits/dim */
+} fg_trainer_data;
+
+typedef struct fg_train_step_info {
+  int64_t step;          /* steps taken, skipped ones included */
+  double loss;           /* this batch, in the trainer's unit (fg_trainer_unit) */
+  double grad_norm;
+  double lr;
+  bool skipped;          /* non-finite: no update was made */
+  char bad_layer[160];   /* for a skipped step: the first layer that produced a non-finite value */
+  int recompute_fallbacks; /* layers that this step's round-trip check made keep their activations */
+} fg_train_step_info;
+
+typedef struct fg_trainer fg_trainer;
+
+/* A trainer for flow f (borrowed; its parameters are updated in place).  Copies the data it
+ * keeps (reduced to n_bits levels).  n_threads 0: FG_THREADS or the online cores. */
+fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
+                         const fg_trainer_data *data, int n_threads, fg_err *e);
+void fg_trainer_free(fg_trainer *t);
+/* One step (the first one runs the data-dependent initialisation on its batch). */
+fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e);
+/* Mean loss over the test set (in the trainer's unit), with EMA weights when ema > 0 and a
+ * fixed dequantisation noise, so two evaluations of the same weights agree exactly. */
+fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e);
+const char *fg_trainer_unit(const fg_trainer *t); /* "bits/dim" or "nats" */
+int64_t fg_trainer_step_count(const fg_trainer *t);
+int64_t fg_trainer_batch(const fg_trainer *t);
+/* Rows of the training (or test) data the trainer keeps: its own copy, so the caller may free
+ * the tensors it passed in once fg_trainer_new returns. */
+int64_t fg_trainer_data_rows(const fg_trainer *t, bool test);
+/* Checkpoints (safetensors; metadata holds the step, the settings and `spec_text`). */
+fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e);
+fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e);
+/* Reading a checkpoint without a trainer (sampling, evaluation, interpolation). */
+typedef struct fg_checkpoint_meta {
+  char *spec;        /* the spec text the model was built from */
+  fg_shape event;    /* per-sample shape of the data */
+  int64_t n_bits;
+  bool discrete;
+  int64_t step;
+} fg_checkpoint_meta;
+fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_err *e);
+void fg_checkpoint_meta_free(fg_checkpoint_meta *m);
+/* Copies the checkpoint's weights (its EMA weights when it has them and prefer_ema) into f's
+ * parameters; every entry is checked before any parameter changes. */
+fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_ema, fg_err *e);
+
+/* Puts the EMA weights (if any) into the flow's parameters, for sampling after training. */
+void fg_trainer_use_ema(fg_trainer *t);
+/* With recompute: the layers ("blocks") and which of them rebuild their activations; NULL
+ * otherwise.  Borrowed. */
+const fg_recompute *fg_trainer_recompute(const fg_trainer *t);
+/* The training program's compile statistics (planned peak bytes of intermediate values...). */
+const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t);
+/* The per-op profile of the training program (FG_PROFILE=1), into buf. */
+const char *fg_trainer_profile(const fg_trainer *t, char *buf, size_t cap);
+
+#endif

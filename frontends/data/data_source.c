@@ -1,0 +1,147 @@
+#include "frontends/data/data_source.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/formats/cifar.h"
+#include "core/formats/idx.h"
+#include "core/formats/npy.h"
+#include "frontends/data/fashion_mnist.h"
+#include "frontends/data/toy2d.h"
+
+void fg_data_free(fg_data *d) {
+  fg_tensor_free(d->train);
+  fg_tensor_free(d->test);
+  memset(d, 0, sizeof *d);
+}
+
+/* <dir>/<name> or <dir>/<name>.gz, whichever exists. */
+static void find_file(const char *dir, const char *name, char *out, size_t cap) {
+  snprintf(out, cap, "%s/%s", dir, name);
+  if (access(out, R_OK) == 0) return;
+  snprintf(out, cap, "%s/%s.gz", dir, name);
+}
+
+static fg_status concat_rows(fg_tensor **parts, int n, fg_tensor **out, fg_err *e) {
+  fg_shape s = parts[0]->shape;
+  s.d[0] = 0;
+  for (int i = 0; i < n; i++) s.d[0] += parts[i]->shape.d[0];
+  fg_status st = fg_tensor_new(out, FG_F32, &s, e);
+  size_t at = 0;
+  for (int i = 0; st == FG_OK && i < n; i++) {
+    size_t bytes = (size_t)fg_tensor_numel(parts[i]) * sizeof(float);
+    memcpy((char *)fg_tensor_data(*out) + at, fg_tensor_data(parts[i]), bytes);
+    at += bytes;
+  }
+  return st;
+}
+
+static fg_status open_cifar(const char *dir, fg_data *d, fg_err *e) {
+  fg_tensor *parts[5] = {0};
+  char path[4096];
+  fg_status st = FG_OK;
+  for (int i = 0; st == FG_OK && i < 5; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "data_batch_%d.bin", i + 1);
+    find_file(dir, name, path, sizeof path);
+    st = fg_cifar_load(path, &parts[i], NULL, e);
+  }
+  if (st == FG_OK) st = concat_rows(parts, 5, &d->train, e);
+  for (int i = 0; i < 5; i++) fg_tensor_free(parts[i]);
+  find_file(dir, "test_batch.bin", path, sizeof path);
+  if (st == FG_OK) st = fg_cifar_load(path, &d->test, NULL, e);
+  d->discrete = true;
+  return st;
+}
+
+static fg_status open_mnist(const char *dir, fg_data *d, fg_err *e) {
+  char path[4096];
+  find_file(dir, "train-images-idx3-ubyte", path, sizeof path);
+  fg_status st = fg_idx_load(path, &d->train, e);
+  find_file(dir, "t10k-images-idx3-ubyte", path, sizeof path);
+  if (st == FG_OK) st = fg_idx_load(path, &d->test, e);
+  d->discrete = true;
+  return st;
+}
+
+static bool all_levels(const fg_tensor *t) {
+  const float *v = fg_tensor_data(t);
+  for (int64_t i = 0; i < fg_tensor_numel(t); i++)
+    if (!(v[i] >= 0 && v[i] <= 255 && v[i] == floorf(v[i]))) return false;
+  return true;
+}
+
+static fg_status open_npy(const char *files, fg_data *d, fg_err *e) {
+  char *copy = strdup(files);
+  if (!copy) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  char *comma = strchr(copy, ',');
+  if (comma) *comma = '\0';
+  fg_status st = fg_npy_load(copy, &d->train, e);
+  if (st == FG_OK && comma) st = fg_npy_load(comma + 1, &d->test, e);
+  if (st == FG_OK && d->train->shape.ndim < 2)
+    st = fg_err_set(e, FG_E_SHAPE, "%s: expected an array [N, ...] of samples", copy);
+  free(copy);
+  d->discrete = st == FG_OK && all_levels(d->train) && (!d->test || all_levels(d->test));
+  return st;
+}
+
+/* "moons n=5000 noise=0.1": the generator name, then key=value settings. */
+static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
+  char name[32] = {0};
+  double n = 10000, test_n = 5000, noise = 0.1, scale = 2.0, seed = 0;
+  const char *p = source;
+  size_t len = strcspn(p, " \t");
+  snprintf(name, sizeof name, "%.*s", (int)len, p);
+  p += len;
+  while (*p) {
+    p += strspn(p, " \t,");
+    if (!*p) break;
+    char key[32];
+    double v;
+    int used = 0;
+    if (sscanf(p, "%31[a-z_]=%lf%n", key, &v, &used) != 2)
+      return fg_err_set(e, FG_E_FORMAT, "data '%s': expected key=value at '%s' (keys n, test_n, noise, scale, seed)", source, p);
+    double *slot = !strcmp(key, "n") ? &n : !strcmp(key, "test_n") ? &test_n : !strcmp(key, "noise") ? &noise
+                 : !strcmp(key, "scale") ? &scale : !strcmp(key, "seed") ? &seed : NULL;
+    if (!slot) return fg_err_set(e, FG_E_FORMAT, "data '%s': unknown setting '%s' (n, test_n, noise, scale, seed)", source, key);
+    *slot = v;
+    p += used;
+  }
+  fg_status st = fg_toy2d_generate(name, (int64_t)n, noise, scale, (uint64_t)seed, &d->train, e);
+  if (st == FG_OK) st = fg_toy2d_generate(name, (int64_t)test_n, noise, scale, (uint64_t)seed + 1000003, &d->test, e);
+  d->discrete = false;
+  return st;
+}
+
+static fg_status keep_first(fg_tensor **t, int64_t limit, fg_err *e) {
+  if (limit <= 0 || !*t || (*t)->shape.d[0] <= limit) return FG_OK;
+  fg_tensor *view, *copy;
+  fg_status st = fg_tensor_slice0(&view, *t, 0, limit, e);
+  if (st == FG_OK) st = fg_tensor_copy(&copy, view, (*t)->dtype, e);
+  if (st == FG_OK) {
+    fg_tensor_free(*t);
+    *t = copy;
+  }
+  fg_tensor_free(view);
+  return st;
+}
+
+fg_status fg_data_open(const char *source, int64_t limit, fg_data *out, fg_err *e) {
+  memset(out, 0, sizeof *out);
+  if (!source || !*source) return fg_err_set(e, FG_E_MISUSE, "no data source (a spec's `data` line)");
+  fg_status st;
+  if (!strcmp(source, "fashion-mnist")) {
+    st = fg_dataset_fashion_mnist_load("train", &out->train, NULL, e);
+    if (st == FG_OK) st = fg_dataset_fashion_mnist_load("test", &out->test, NULL, e);
+    out->discrete = true;
+  } else if (!strncmp(source, "mnist:", 6)) st = open_mnist(source + 6, out, e);
+  else if (!strncmp(source, "cifar10:", 8)) st = open_cifar(source + 8, out, e);
+  else if (!strncmp(source, "npy:", 4)) st = open_npy(source + 4, out, e);
+  else st = open_toy(source, out, e);
+  if (st == FG_OK) st = keep_first(&out->train, limit, e);
+  if (st != FG_OK) fg_data_free(out);
+  return st;
+}

@@ -1,0 +1,398 @@
+/* The flow-spec parser: lines -> a small tree of layers and blocks -> bijectors, built through
+ * the registry (and libffi) with the repeat index substituted into argument values. */
+#include "frontends/spec/spec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_DEPTH = 16 };
+
+typedef enum item_kind { ITEM_LAYER, ITEM_REPEAT, ITEM_LEVELS } item_kind;
+
+typedef struct item {
+  item_kind kind;
+  int line, col;
+  char *type;          /* layer */
+  char *args;          /* layer: the text after the type */
+  int args_col;
+  int64_t count;       /* repeat / levels */
+  struct item *kids;   /* repeat / levels */
+  int n_kids, cap_kids;
+} item;
+
+typedef struct parser {
+  const char *path;
+  const fg_registry *r;
+  fg_spec *spec;
+  fg_err *e;
+  int line;
+  item root;                  /* the flow block */
+  item *stack[MAX_DEPTH];     /* open flow blocks */
+  int depth;
+  enum { TOP, IN_FLOW, IN_TRAIN } where;
+  bool seen_flow;
+} parser;
+
+static fg_status fail(parser *p, int col, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static fg_status fail(parser *p, int col, const char *fmt, ...) {
+  char what[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return fg_err_set(p->e, FG_E_FORMAT, "%s:%d:%d: %s", p->path, p->line, col, what);
+}
+
+static void item_free(item *it) {
+  for (int i = 0; i < it->n_kids; i++) item_free(&it->kids[i]);
+  free(it->kids);
+  free(it->type);
+  free(it->args);
+}
+
+void fg_spec_free(fg_spec *s) {
+  if (!s) return;
+  free(s->path);
+  free(s->data);
+  free(s->prior);
+  fg_bijector_free(s->flow);
+  free(s);
+}
+
+/* ---- lexing one line ---- */
+
+typedef struct line_view {
+  const char *text; /* the whole line, comment removed */
+  size_t len;
+  size_t pos;
+} line_view;
+
+static void skip_space(line_view *v) {
+  while (v->pos < v->len && isspace((unsigned char)v->text[v->pos])) v->pos++;
+}
+
+/* The next word (letters, digits, _ - . : / +); empty at the end of the line. */
+static size_t next_word(line_view *v, char *out, size_t cap) {
+  skip_space(v);
+  size_t n = 0;
+  while (v->pos < v->len && !isspace((unsigned char)v->text[v->pos])) {
+    if (n + 1 < cap) out[n++] = v->text[v->pos];
+    v->pos++;
+  }
+  out[n] = '\0';
+  return n;
+}
+
+static char *rest_of_line(line_view *v) {
+  skip_space(v);
+  size_t end = v->len;
+  while (end > v->pos && isspace((unsigned char)v->text[end - 1])) end--;
+  return strndup(v->text + v->pos, end - v->pos);
+}
+
+/* ---- numbers ---- */
+
+static fg_status parse_int(parser *p, int col, const char *w, int64_t lo, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(w, &end, 10);
+  if (!*w || *end || errno || v < lo)
+    return fail(p, col, "expected an integer >= %lld, found '%s'", (long long)lo, w);
+  *out = v;
+  return FG_OK;
+}
+
+static fg_status parse_double(parser *p, int col, const char *w, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(w, &end);
+  if (!*w || *end || errno) return fail(p, col, "expected a number, found '%s'", w);
+  *out = v;
+  return FG_OK;
+}
+
+static fg_status parse_bool(parser *p, int col, const char *w, bool *out) {
+  if (!strcmp(w, "true") || !strcmp(w, "on") || !strcmp(w, "1")) *out = true;
+  else if (!strcmp(w, "false") || !strcmp(w, "off") || !strcmp(w, "0")) *out = false;
+  else return fail(p, col, "expected true or false, found '%s'", w);
+  return FG_OK;
+}
+
+/* ---- blocks ---- */
+
+static item *push_item(parser *p, item *parent, item_kind kind, int col) {
+  if (parent->n_kids == parent->cap_kids) {
+    int cap = parent->cap_kids ? 2 * parent->cap_kids : 8;
+    item *k = realloc(parent->kids, sizeof *k * (size_t)cap);
+    if (!k) return NULL;
+    parent->kids = k, parent->cap_kids = cap;
+  }
+  item *it = &parent->kids[parent->n_kids++];
+  memset(it, 0, sizeof *it);
+  it->kind = kind, it->line = p->line, it->col = col;
+  return it;
+}
+
+static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
+  item *parent = p->stack[p->depth - 1];
+  if (!strcmp(word, "end")) {
+    if (--p->depth == 0) p->where = TOP;
+    return FG_OK;
+  }
+  if (!strcmp(word, "repeat") || !strcmp(word, "levels")) {
+    char n[64];
+    size_t ncol = v->pos + 2;
+    if (!next_word(v, n, sizeof n)) return fail(p, (int)ncol, "'%s' needs a count", word);
+    if (p->depth == MAX_DEPTH) return fail(p, col, "blocks nested deeper than %d", MAX_DEPTH);
+    item *it = push_item(p, parent, word[0] == 'r' ? ITEM_REPEAT : ITEM_LEVELS, col);
+    if (!it) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
+    fg_status st = parse_int(p, (int)ncol, n, 1, &it->count);
+    if (st == FG_OK) p->stack[p->depth++] = it;
+    return st;
+  }
+  item *it = push_item(p, parent, ITEM_LAYER, col);
+  if (!it) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
+  skip_space(v);
+  it->args_col = (int)v->pos + 1;
+  it->type = strdup(word);
+  it->args = rest_of_line(v);
+  if (!it->type || !it->args) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
+  const fg_bijector_type *t;
+  fg_err inner;
+  if (fg_registry_lookup(p->r, word, &t, &inner) != FG_OK) return fail(p, col, "%s", inner.msg);
+  return FG_OK;
+}
+
+typedef struct setting {
+  const char *key;
+  char kind; /* i: int, d: double, w: word (the optimizer), b: true / false */
+  size_t offset;
+} setting;
+
+#define S(key, kind) {#key, kind, offsetof(fg_train_settings, key)}
+static const setting settings[] = {
+    S(batch, 'i'), S(steps, 'i'),   S(minutes, 'd'),  S(lr, 'd'),         S(warmup, 'i'),
+    S(clip, 'd'),  S(ema, 'd'),     S(optimizer, 'w'), S(n_bits, 'i'),    S(seed, 'i'),
+    S(eval_every, 'i'), S(max_nonfinite, 'i'), S(temperature, 'd'), S(recompute, 'b'),
+    S(recompute_tol, 'd'), S(recompute_check, 'i'),
+};
+#undef S
+
+static fg_status train_line(parser *p, line_view *v, const char *word, int col) {
+  if (!strcmp(word, "end")) {
+    p->where = TOP;
+    return FG_OK;
+  }
+  char val[128];
+  size_t vcol = v->pos + 2;
+  for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
+    if (strcmp(word, settings[i].key)) continue;
+    if (!next_word(v, val, sizeof val)) return fail(p, (int)vcol, "setting '%s' needs a value", word);
+    char *field = (char *)&p->spec->train + settings[i].offset;
+    if (settings[i].kind == 'i') return parse_int(p, (int)vcol, val, 0, (int64_t *)(void *)field);
+    if (settings[i].kind == 'd') return parse_double(p, (int)vcol, val, (double *)(void *)field);
+    if (settings[i].kind == 'b') return parse_bool(p, (int)vcol, val, (bool *)(void *)field);
+    if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
+      return fail(p, (int)vcol, "unknown optimizer '%s' (adam, adamax or sgd)", val);
+    snprintf(field, sizeof p->spec->train.optimizer, "%s", val);
+    return FG_OK;
+  }
+  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, clip, ema, "
+              "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
+              "recompute_check)", word);
+}
+
+static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
+  if (!strcmp(word, "flow")) {
+    if (p->seen_flow) return fail(p, col, "a second 'flow' block (a spec has one)");
+    p->seen_flow = true;
+    p->where = IN_FLOW;
+    p->stack[0] = &p->root;
+    p->depth = 1;
+    return FG_OK;
+  }
+  if (!strcmp(word, "train")) {
+    p->where = IN_TRAIN;
+    return FG_OK;
+  }
+  char **slot = !strcmp(word, "data") ? &p->spec->data : !strcmp(word, "prior") ? &p->spec->prior : NULL;
+  if (!slot) return fail(p, col, "expected 'data', 'prior', 'flow' or 'train', found '%s'", word);
+  char *value = rest_of_line(v);
+  if (!value) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
+  if (!*value) {
+    free(value);
+    return fail(p, col, "'%s' needs a value", word);
+  }
+  if (slot == &p->spec->prior && strcmp(value, "normal") && strcmp(value, "learned")) {
+    free(value);
+    return fail(p, col + 6, "unknown prior (normal or learned)");
+  }
+  free(*slot);
+  *slot = value;
+  return FG_OK;
+}
+
+static fg_status parse_line(parser *p, const char *text, size_t len) {
+  line_view v = {text, len, 0};
+  for (size_t i = 0; i < len; i++) /* comments */
+    if (text[i] == '#') {
+      v.len = i;
+      break;
+    }
+  char word[128];
+  if (!next_word(&v, word, sizeof word)) return FG_OK;
+  int col = (int)(v.pos - strlen(word)) + 1;
+  switch (p->where) {
+  case IN_FLOW: return flow_line(p, &v, word, col);
+  case IN_TRAIN: return train_line(p, &v, word, col);
+  default: return top_line(p, &v, word, col);
+  }
+}
+
+/* ---- building the bijectors ---- */
+
+typedef struct layer_list {
+  fg_bijector **items;
+  int n, cap;
+} layer_list;
+
+/* args with {i} and {i%2} replaced by the innermost repeat index and its parity. */
+static char *substitute(const char *args, int64_t index) {
+  size_t cap = strlen(args) * 2 + 64;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  size_t n = 0;
+  for (const char *s = args; *s && n + 24 < cap;) {
+    if (!strncmp(s, "{i%2}", 5)) n += (size_t)snprintf(out + n, cap - n, "%lld", (long long)(index % 2)), s += 5;
+    else if (!strncmp(s, "{i}", 3)) n += (size_t)snprintf(out + n, cap - n, "%lld", (long long)index), s += 3;
+    else out[n++] = *s++;
+  }
+  out[n] = '\0';
+  return out;
+}
+
+static fg_status add_layer(parser *p, const item *it, int64_t index, layer_list *out) {
+  const fg_bijector_type *t = fg_registry_find(p->r, it->type);
+  char *args = substitute(it->args, index);
+  if (!args) return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+  fg_bijector *b;
+  fg_err inner;
+  fg_status st = fg_bijector_new_from_text(&b, t, args, &inner);
+  free(args);
+  if (st != FG_OK) {
+    p->line = it->line;
+    return fail(p, it->args_col, "%s: %s", it->type, inner.msg);
+  }
+  if (out->n == out->cap) {
+    int cap = out->cap ? 2 * out->cap : 32;
+    fg_bijector **items = realloc(out->items, sizeof *items * (size_t)cap);
+    if (!items) {
+      fg_bijector_free(b);
+      return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+    }
+    out->items = items, out->cap = cap;
+  }
+  out->items[out->n++] = b;
+  return FG_OK;
+}
+
+static fg_status expand(parser *p, const item *block, int64_t index, bool last_level, layer_list *out) {
+  for (int k = 0; k < block->n_kids; k++) {
+    const item *it = &block->kids[k];
+    fg_status st = FG_OK;
+    if (it->kind == ITEM_LAYER) {
+      if (!(last_level && !strcmp(it->type, "split"))) st = add_layer(p, it, index, out);
+    } else {
+      for (int64_t r = 0; st == FG_OK && r < it->count; r++)
+        st = expand(p, it, r, it->kind == ITEM_LEVELS ? r == it->count - 1 : last_level, out);
+    }
+    if (st != FG_OK) return st;
+  }
+  return FG_OK;
+}
+
+static fg_status finish(parser *p) {
+  if (p->where == IN_FLOW) return fail(p, 1, "the 'flow' block is not closed: %d 'end' missing", p->depth);
+  if (p->where == IN_TRAIN) return fail(p, 1, "the 'train' block is not closed: 'end' missing");
+  if (!p->seen_flow || p->root.n_kids == 0) return fail(p, 1, "no layers: a spec needs a 'flow' block");
+  if (!p->spec->prior && !(p->spec->prior = strdup("normal"))) return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+  layer_list layers = {0};
+  fg_status st = expand(p, &p->root, 0, false, &layers);
+  if (st == FG_OK) st = fg_bijector_chain(&p->spec->flow, layers.n, layers.items, p->e);
+  else
+    for (int i = 0; i < layers.n; i++) fg_bijector_free(layers.items[i]);
+  free(layers.items);
+  return st;
+}
+
+fg_status fg_spec_parse(const char *text, const char *path, const fg_registry *r, fg_spec **out, fg_err *e) {
+  *out = NULL;
+  fg_spec *s = calloc(1, sizeof *s);
+  if (!s || !(s->path = strdup(path ? path : "<spec>"))) {
+    free(s);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  }
+  s->train = fg_train_defaults();
+  parser p = {.path = s->path, .r = r, .spec = s, .e = e};
+  fg_status st = FG_OK;
+  for (const char *line = text; st == FG_OK && *line;) {
+    const char *nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line) : strlen(line);
+    p.line++;
+    st = parse_line(&p, line, len);
+    line += len + (nl ? 1 : 0);
+  }
+  p.line++;
+  if (st == FG_OK) st = finish(&p);
+  item_free(&p.root);
+  if (st != FG_OK) {
+    fg_spec_free(s);
+    return st;
+  }
+  *out = s;
+  return FG_OK;
+}
+
+fg_status fg_spec_load(const char *path, const fg_registry *r, fg_spec **out, fg_err *e) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return fg_err_set(e, FG_E_IO, "cannot open spec %s: %s", path, strerror(errno));
+  char *text = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      cap = cap ? 2 * cap : 8192;
+      if (cap > ((size_t)1 << 24)) {
+        free(text), fclose(f);
+        return fg_err_set(e, FG_E_FORMAT, "spec %s is larger than 16 MiB", path);
+      }
+      char *t = realloc(text, cap);
+      if (!t) {
+        free(text), fclose(f);
+        return fg_err_set(e, FG_E_NOMEM, "out of memory reading %s", path);
+      }
+      text = t;
+    }
+    size_t got = fread(text + len, 1, 4096, f);
+    len += got;
+    if (got < 4096) break;
+  }
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(text);
+    return fg_err_set(e, FG_E_IO, "error reading spec %s", path);
+  }
+  text[len] = '\0';
+  if (strlen(text) != len) {
+    free(text);
+    return fg_err_set(e, FG_E_FORMAT, "spec %s contains a NUL byte (is it a text file?)", path);
+  }
+  fg_status st = fg_spec_parse(text, path, r, out, e);
+  free(text);
+  return st;
+}

@@ -1,0 +1,49 @@
+/* The flow-spec language: a small text format describing a model and how to train it.
+ *
+ *   # Glow on Fashion-MNIST                      comments start with #
+ *   data fashion-mnist                           what to train on (see fg_spec.data)
+ *   prior learned                                normal | learned (diagonal Gaussian)
+ *   flow                                         the bijector, one layer per line
+ *     levels 2                                   a multi-scale level, repeated; a `split`
+ *       squeeze                                  inside is left out at the last level
+ *       repeat 8                                 a block repeated N times
+ *         actnorm
+ *         conv1x1_lu
+ *         affine_coupling mask=channel, parity=0, net=glow, hidden=128, scale=sigmoid
+ *       end
+ *       split
+ *     end
+ *   end
+ *   train                                        settings, `key value` per line
+ *     batch 64
+ *     lr 1e-3
+ *     recompute true                             memory flat in depth (flows/train/trainer.h)
+ *   end
+ *
+ * A layer line is a registered bijector type followed by its arguments as `name=value` pairs
+ * (separated by commas or spaces; lists as [1, 2, 3]); types and arguments are resolved through
+ * the registry and each constructor is called through libffi, so a plugin's types work in a
+ * spec with no glue.  `{i}` in an argument value is replaced by the repeat index (0-based) and
+ * `{i%2}` by its parity, for alternating masks.  Errors name file:line:column, what was found
+ * and what was expected. */
+#ifndef FG_SPEC_H
+#define FG_SPEC_H
+
+#include "flows/registry.h"
+#include "flows/train/trainer.h"
+
+
+typedef struct fg_spec {
+  char *path;
+  char *data;     /* "fashion-mnist", "mnist:<dir>", "cifar10:<dir>", "npy:<file>", "moons", ... */
+  char *prior;    /* "normal" or "learned" */
+  fg_bijector *flow;
+  fg_train_settings train;
+} fg_spec;
+
+/* Parses text (path is only used in messages); the flow's types come from r. */
+fg_status fg_spec_parse(const char *text, const char *path, const fg_registry *r, fg_spec **out, fg_err *e);
+fg_status fg_spec_load(const char *path, const fg_registry *r, fg_spec **out, fg_err *e);
+void fg_spec_free(fg_spec *s);
+
+#endif

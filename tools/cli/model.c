@@ -1,0 +1,91 @@
+/* Loading what the commands work on: spec text -> bijector -> flow, data, checkpoints. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli/cli.h"
+
+char *cli_read_text(const char *path, fg_err *e) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fg_err_set(e, FG_E_IO, "cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 8192, len = 0;
+  char *text = malloc(cap);
+  for (size_t got = 1; text && got > 0;) {
+    if (len + 4097 > cap) {
+      char *t = cap < ((size_t)1 << 24) ? realloc(text, cap *= 2) : NULL;
+      if (!t) free(text);
+      text = t;
+      if (!text) break;
+    }
+    got = fread(text + len, 1, 4096, f);
+    len += got;
+  }
+  fclose(f);
+  if (!text) fg_err_set(e, FG_E_FORMAT, "%s is too large for a spec (16 MiB at most)", path);
+  else text[len] = '\0';
+  return text;
+}
+
+void cli_model_free(cli_model *m) {
+  fg_flow_free(m->flow);
+  fg_spec_free(m->spec);
+  fg_registry_free(m->r);
+  fg_data_free(&m->data);
+  free(m->spec_text);
+  memset(m, 0, sizeof *m);
+}
+
+static int build_flow(cli_model *m, const char *cmd, fg_shape event) {
+  fg_err e;
+  fg_base_kind base = !strcmp(m->spec->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL;
+  fg_bijector *b = m->spec->flow;
+  m->spec->flow = NULL; /* the flow owns it now */
+  fg_status st = fg_flow_new(&m->flow, b, base, event, (uint64_t)m->spec->train.seed, &e);
+  return st == FG_OK ? EXIT_OK : cli_fail(cmd, st, e.msg);
+}
+
+static int parse_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv) {
+  fg_err e;
+  if (!(m->r = cli_registry(argc, argv))) return EXIT_BAD_INPUT;
+  fg_status st = fg_spec_parse(m->spec_text, path, m->r, &m->spec, &e);
+  return st == FG_OK ? EXIT_OK : cli_fail(cmd, st, e.msg);
+}
+
+int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv, int64_t limit) {
+  memset(m, 0, sizeof *m);
+  fg_err e;
+  if (!(m->spec_text = cli_read_text(path, &e))) return cli_fail(cmd, e.status, e.msg);
+  int code = parse_spec(m, cmd, path, argc, argv);
+  if (code != EXIT_OK) return code;
+  fg_status st = fg_data_open(m->spec->data, limit, &m->data, &e);
+  if (st != FG_OK) return cli_fail(cmd, st, e.msg);
+  m->discrete = m->data.discrete;
+  m->n_bits = m->spec->train.n_bits;
+  fg_shape event = m->data.train->shape;
+  event.ndim--;
+  memmove(event.d, event.d + 1, sizeof *event.d * (size_t)event.ndim);
+  event.d[event.ndim] = 0;
+  return build_flow(m, cmd, event);
+}
+
+int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, int argc, char **argv, bool load_data) {
+  memset(m, 0, sizeof *m);
+  fg_err e;
+  fg_checkpoint_meta meta;
+  fg_status st = fg_checkpoint_read_meta(ckpt, &meta, &e);
+  if (st != FG_OK) return cli_fail(cmd, st, e.msg);
+  m->spec_text = meta.spec;
+  meta.spec = NULL;
+  m->discrete = meta.discrete;
+  m->n_bits = meta.n_bits;
+  int code = parse_spec(m, cmd, ckpt, argc, argv);
+  if (code == EXIT_OK && load_data && (st = fg_data_open(m->spec->data, 0, &m->data, &e)) != FG_OK)
+    code = cli_fail(cmd, st, e.msg);
+  if (code == EXIT_OK) code = build_flow(m, cmd, meta.event);
+  if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);
+  fg_checkpoint_meta_free(&meta);
+  return code;
+}
