@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *const status_names[] = {
 #define FG_STATUS_NAME_(name, msg) "FG_" #name,
@@ -26,14 +27,32 @@ const char *fg_status_str(fg_status s) {
   return (unsigned)s < FG_STATUS_COUNT ? status_messages[s] : "unknown status";
 }
 
-fg_status fg_err_set(fg_err *e, fg_status status, const char *fmt, ...) {
+fg_status fg_err_vset(fg_err *e, fg_status status, const char *fmt, va_list ap) {
   if (e) {
     e->status = status;
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
   }
+  return status;
+}
+
+fg_status fg_err_set(fg_err *e, fg_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fg_err_vset(e, status, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+fg_status fg_err_prefix(fg_err *e, fg_status status, const char *fmt, ...) {
+  if (!e) return status;
+  char context[sizeof e->msg], msg[sizeof e->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(context, sizeof context, fmt, ap);
+  va_end(ap);
+  snprintf(msg, sizeof msg, "%s: %s", context, e->msg);
+  memcpy(e->msg, msg, sizeof msg);
+  e->status = status;
   return status;
 }
 

@@ -4,6 +4,7 @@
 #ifndef FG_STATUS_H
 #define FG_STATUS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #define FG_STATUS_MAP(X)                                                          \
@@ -38,12 +39,20 @@ const char *fg_status_str(fg_status s);
 /* Error detail for calls that have no handle of their own to keep it on. */
 typedef struct fg_err {
   fg_status status;
-  char msg[512];
+  char msg[1024];
 } fg_err;
 
 /* Records status and a printf-style message in e (if e is not NULL); returns status, so that
  * callers can write `return fg_err_set(e, FG_E_IO, "cannot open %s", path);`. */
 fg_status fg_err_set(fg_err *e, fg_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* fg_err_set with a va_list: the one formatter every error path goes through. */
+fg_status fg_err_vset(fg_err *e, fg_status status, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/* Puts "<printf-style context>: " in front of e's message and sets its status (if e is not
+ * NULL); returns status, so a caller adds where it was to what failed below it:
+ * `return fg_err_prefix(e, st, "binding parameter '%s'", name);`. */
+fg_status fg_err_prefix(fg_err *e, fg_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void fg_err_clear(fg_err *e);
 

@@ -5,9 +5,7 @@
  */
 #include <stdio.h>
 
-#include "ops/autodiff/autodiff.h"
-#include "core/ir/dot.h"
-#include "ops/ops.h"
+#include <flowgrad/flowgrad.h>
 
 int main(int argc, char **argv) {
   const char *path = argc > 1 ? argv[1] : "graph.svg";
@@ -19,7 +17,8 @@ int main(int argc, char **argv) {
   }
 
   /* x: a batch of 8 vectors of 5 features; W: 5 -> 3; b: 3 */
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   if (!g) return 1;
   fg_node x = fg_input(g, "x", FG_F64, fg_shape2(8, 5));
   fg_node wrt[2] = {fg_param(g, "W", FG_F64, fg_shape2(5, 3)),

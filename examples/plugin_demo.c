@@ -19,12 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/runtime/program.h"
-#include "core/rng.h"
-#include "flows/check.h"
-#include "flows/flow.h"
-#include "flows/train/optim.h"
-#include "flows/registry.h"
+#include <flowgrad/flowgrad.h>
 
 enum { N = 2000, STEPS = 400, REPORT_EVERY = 50 };
 static const double TRUE_SKEW = 1.0, TRUE_TAIL = 0.6;
@@ -86,7 +81,7 @@ static fg_status trainer_new(trainer *tr, const fg_bijector_type *t, fg_err *e) 
   if (st == FG_OK) st = fg_flow_new(&tr->flow, b, FG_BASE_NORMAL, fg_shape1(1), 1, e);
   if (st != FG_OK) return st;
   tr->n_params = fg_flow_num_params(tr->flow);
-  tr->g = fg_graph_new();
+  fg_graph_new(&tr->g, NULL);
   fg_node *outs = calloc((size_t)tr->n_params + 1, sizeof *outs);
   if (!tr->g || !outs) {
     free(outs);
@@ -117,9 +112,8 @@ static void trainer_free(trainer *tr) {
 
 /* Runs p on x; its first output is the mean NLL. */
 static fg_status run(fg_program *p, const fg_tensor *x, double *nll, fg_err *e) {
-  fg_status st = fg_program_bind(p, "x", x);
-  if (st == FG_OK) st = fg_program_run(p);
-  if (st != FG_OK) return fg_err_set(e, st, "%s", fg_program_errmsg(p));
+  fg_status st = fg_program_bind(p, "x", x, e);
+  if (st == FG_OK) st = fg_program_run(p, e);
   *nll = fg_tensor_get(fg_program_output(p, 0), 0);
   return FG_OK;
 }
@@ -181,7 +175,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s path/to/plugin.so\n", argv[0]);
     return 2;
   }
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   if (!r) return fail("registry", "out of memory");
   fg_err e;
   const fg_bijector_type *t = NULL;

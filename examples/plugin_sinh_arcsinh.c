@@ -22,8 +22,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "flows/registry.h"
-#include "ops/ops.h"
+#include <flowgrad/flowgrad.h>
 
 typedef struct sinh_arcsinh {
   double skew0, log_tail0;

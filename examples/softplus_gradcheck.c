@@ -5,10 +5,7 @@
  */
 #include <stdio.h>
 
-#include "ops/autodiff/autodiff.h"
-#include "ops/autodiff/gradcheck.h"
-#include "core/runtime/program.h"
-#include "ops/ops.h"
+#include <flowgrad/flowgrad.h>
 
 static fg_node model(fg_graph *g, const fg_node *in, void *ud) {
   (void)ud;
@@ -30,7 +27,8 @@ int main(void) {
   if (!in[0] || !in[1] || !in[2]) return 1;
 
   /* 1. Build the graph and its gradients. */
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node nodes[3] = {fg_input(g, "x", FG_F64, in[0]->shape), fg_param(g, "W", FG_F64, in[1]->shape),
                       fg_param(g, "b", FG_F64, in[2]->shape)};
   fg_node loss = model(g, nodes, NULL), grads[2];
@@ -49,9 +47,9 @@ int main(void) {
     return 1;
   }
   const char *names[3] = {"x", "W", "b"};
-  for (int i = 0; i < 3; i++) fg_program_bind(p, names[i], in[i]);
-  if (fg_program_run(p) != FG_OK) {
-    fprintf(stderr, "%s\n", fg_program_errmsg(p));
+  for (int i = 0; i < 3; i++) fg_program_bind(p, names[i], in[i], &e);
+  if (fg_program_run(p, &e) != FG_OK) {
+    fprintf(stderr, "%s\n", e.msg);
     return 1;
   }
   printf("loss = sum(softplus(x W + b)) = %.10f\n", fg_tensor_get(fg_program_output(p, 0), 0));

@@ -20,11 +20,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "core/runtime/program.h"
-#include "core/rng.h"
-#include "flows/models.h"
-#include "flows/train/optim.h"
-#include "ops/ops.h"
+#include <flowgrad/flowgrad.h>
 
 enum { BATCH = 512, TEST_N = 20000, EVAL_EVERY = 500 };
 static const double PI = 3.14159265358979323846;
@@ -64,7 +60,7 @@ static int fail(const char *what, const char *msg) {
 
 static int build_train(trainer *t) {
   fg_err e;
-  t->g_train = fg_graph_new();
+  fg_graph_new(&t->g_train, NULL);
   fg_node x = fg_input(t->g_train, "x", FG_F32, fg_shape2(BATCH, 2)), loss;
   fg_node *outs = calloc((size_t)t->n_params + 1, sizeof *outs);
   if (!outs) return fail("training graph", "out of memory");
@@ -77,19 +73,19 @@ static int build_train(trainer *t) {
   fg_status st = fg_program_new(&t->train, t->g_train, t->n_params + 1, outs, &e);
   free(outs);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->flow), t->train, &e);
-  if (st == FG_OK && fg_program_bind(t->train, "x", t->batch) != FG_OK) return fail("binding x", fg_program_errmsg(t->train));
+  if (st == FG_OK) st = fg_program_bind(t->train, "x", t->batch, &e);
   return st == FG_OK ? 0 : fail("training program", e.msg);
 }
 
 static int build_eval(trainer *t) {
   fg_err e;
-  t->g_eval = fg_graph_new();
+  fg_graph_new(&t->g_eval, NULL);
   fg_node x = fg_input(t->g_eval, "x", FG_F32, t->test->shape), logp;
   if (fg_flow_log_prob(t->flow, t->g_eval, x, false, &logp) != FG_OK) return fail("evaluation graph", fg_graph_errmsg(t->g_eval));
   fg_node nll = fg_neg(t->g_eval, fg_mean(t->g_eval, logp, FG_ALL_AXES, false));
   fg_status st = fg_program_new(&t->eval, t->g_eval, 1, &nll, &e);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->flow), t->eval, &e);
-  if (st == FG_OK && fg_program_bind(t->eval, "x", t->test) != FG_OK) return fail("binding x", fg_program_errmsg(t->eval));
+  if (st == FG_OK) st = fg_program_bind(t->eval, "x", t->test, &e);
   return st == FG_OK ? 0 : fail("evaluation program", e.msg);
 }
 
@@ -119,15 +115,16 @@ static void teardown(trainer *t) {
 }
 
 static double test_nll(trainer *t) {
-  if (fg_program_run(t->eval) != FG_OK) return NAN;
+  if (fg_program_run(t->eval, NULL) != FG_OK) return NAN;
   return fg_tensor_get(fg_program_output(t->eval, 0), 0);
 }
 
 /* One step on a fresh batch; returns its loss (NaN on a run failure). */
 static double train_step(trainer *t, uint64_t seed, int64_t step, int64_t steps, double base_lr) {
   moons(t->batch, seed, (uint64_t)step + 1);
-  if (fg_program_run(t->train) != FG_OK) {
-    fail("training step", fg_program_errmsg(t->train));
+  fg_err e;
+  if (fg_program_run(t->train, &e) != FG_OK) {
+    fail("training step", e.msg);
     return NAN;
   }
   const fg_tensor **grads = malloc(sizeof *grads * (size_t)t->n_params);
@@ -135,7 +132,6 @@ static double train_step(trainer *t, uint64_t seed, int64_t step, int64_t steps,
   for (int i = 0; i < t->n_params; i++) grads[i] = fg_program_output(t->train, i + 1);
   /* cosine decay to zero; warm-up is the optimiser's */
   fg_optim_set_lr(t->opt, base_lr * 0.5 * (1 + cos(PI * (double)step / (double)steps)));
-  fg_err e;
   fg_status st = fg_optim_step(t->opt, grads, NULL, &e);
   free(grads);
   if (st == FG_E_NUMERIC) fprintf(stderr, "two_moons: %s\n", e.msg); /* skipped, carry on */

@@ -174,7 +174,7 @@ static fg_status leaf_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node
 static fg_status leaf_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *ld) {
   fg_graph *g = fg_flow_graph(c);
   if (!b->type->inverse)
-    return fg_graph_fail(g, FG_E_MISUSE, "%s: type '%s' has no inverse", b->prefix, b->type->name), FG_E_MISUSE;
+    return fg_graph_fail_status(g, FG_E_MISUSE, "%s: type '%s' has no inverse", b->prefix, b->type->name);
   *ld = FG_NONE;
   fg_status st = b->type->inverse(b->state, c, y, x, ld);
   if (st == FG_OK && fg_graph_status(g) == FG_OK && *ld == FG_NONE) {
@@ -209,7 +209,7 @@ static fg_status with_prefix(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_no
   if (b->inner) return with_prefix(b->inner, c, !inverse, in, out, ld);
   if (!b->type) return chain_run(b, c, inverse, in, out, ld);
   char *saved = strdup(fg_flow_ctx_prefix(c));
-  if (!saved) return fg_graph_fail(fg_flow_graph(c), FG_E_NOMEM, "out of memory"), FG_E_NOMEM;
+  if (!saved) return fg_graph_fail_status(fg_flow_graph(c), FG_E_NOMEM, "out of memory");
   fg_status st = fg_flow_ctx_set_prefix(c, b->prefix);
   if (st == FG_OK) st = inverse ? leaf_inverse(b, c, in, out, ld) : leaf_forward(b, c, in, out, ld);
   fg_flow_ctx_set_prefix(c, saved);
@@ -221,9 +221,9 @@ static fg_status check_input(fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *ld)
   *y = *ld = FG_POISON;
   fg_graph *g = fg_flow_graph(c);
   if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
-  if (!fg_node_valid(g, x)) return fg_graph_fail(g, FG_E_MISUSE, "bijector input is not a node"), FG_E_MISUSE;
+  if (!fg_node_valid(g, x)) return fg_graph_fail_status(g, FG_E_MISUSE, "bijector input is not a node");
   if (fg_node_shape(g, x).ndim < 1)
-    return fg_graph_fail(g, FG_E_SHAPE, "bijector input must have a batch axis"), FG_E_SHAPE;
+    return fg_graph_fail_status(g, FG_E_SHAPE, "bijector input must have a batch axis");
   return FG_OK;
 }
 
@@ -240,7 +240,7 @@ fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node
 fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x) {
   if (!b->type || !b->type->data_init) return fg_graph_status(fg_flow_graph(c));
   char *saved = strdup(fg_flow_ctx_prefix(c));
-  if (!saved) return fg_graph_fail(fg_flow_graph(c), FG_E_NOMEM, "out of memory"), FG_E_NOMEM;
+  if (!saved) return fg_graph_fail_status(fg_flow_graph(c), FG_E_NOMEM, "out of memory");
   fg_status st = fg_flow_ctx_set_prefix(c, b->prefix);
   if (st == FG_OK) st = b->type->data_init(b->state, c, x);
   fg_flow_ctx_set_prefix(c, saved);

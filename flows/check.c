@@ -50,7 +50,7 @@ static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type 
   env->xshape.ndim = env->o.event.ndim + 1;
   env->xshape.d[0] = env->o.batch;
   for (int i = 0; i < env->o.event.ndim; i++) env->xshape.d[i + 1] = env->o.event.d[i];
-  env->ps = fg_params_new(env->o.seed + 17);
+  fg_params_new(&env->ps, env->o.seed + 17, NULL);
   return env->ps ? FG_OK : FG_E_NOMEM;
 }
 
@@ -76,7 +76,7 @@ typedef struct built {
 static fg_status build(check_env *env, built *bt, fg_check_report *r) {
   fg_err e;
   memset(bt, 0, sizeof *bt);
-  bt->g = fg_graph_new();
+  fg_graph_new(&bt->g, NULL);
   fg_flow_ctx_opts co = {.dtype = FG_F64, .seed = env->o.seed};
   if (!bt->g || fg_flow_ctx_new(&bt->c, bt->g, env->ps, &co, &e) != FG_OK) {
     note(r, "could not set up: %s\n", bt->g ? e.msg : "out of memory");
@@ -128,8 +128,8 @@ static fg_status run_with(check_env *env, built *bt, const fg_tensor *x, fg_prog
   fg_program_opts po = {.n_threads = 1};
   fg_status st = fg_program_new_opts(out, bt->g, bt->n_out, bt->outs, &po, &e);
   if (st == FG_OK) st = fg_params_bind(env->ps, *out, &e);
-  if (st == FG_OK && fg_program_bind(*out, "x", x) != FG_OK) st = FG_E_MISUSE, snprintf(e.msg, sizeof e.msg, "%s", fg_program_errmsg(*out));
-  if (st == FG_OK && (st = fg_program_run(*out)) != FG_OK) snprintf(e.msg, sizeof e.msg, "%s", fg_program_errmsg(*out));
+  if (st == FG_OK) st = fg_program_bind(*out, "x", x, &e);
+  if (st == FG_OK) st = fg_program_run(*out, &e);
   if (st != FG_OK) note(r, "running failed: %s\n", e.msg);
   return st;
 }

@@ -264,7 +264,7 @@ fg_status fg_flow_nll_loss(fg_flow *f, fg_graph *g, fg_node x, bool training, fg
 fg_status fg_flow_param_grads(fg_flow *f, fg_graph *g, fg_node loss, fg_node *grads) {
   int n = fg_params_count(f->ps);
   fg_node *wrt = malloc(sizeof *wrt * ((size_t)n + 1));
-  if (!wrt) return fg_graph_fail(g, FG_E_NOMEM, "flow: out of memory for gradients"), FG_E_NOMEM;
+  if (!wrt) return fg_graph_fail_status(g, FG_E_NOMEM, "flow: out of memory for gradients");
   for (int i = 0; i < n; i++) {
     const char *name = fg_params_name(f->ps, i);
     const fg_tensor *t = fg_params_tensor(f->ps, i);
@@ -288,7 +288,8 @@ void fg_flow_free(fg_flow *f) {
 /* Builds log p(x) for a batch of 2 in both modes: every parameter is created (in forward
  * order) and the latent's shape is known. */
 static fg_status materialise(fg_flow *f, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   if (!g) return fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
   fg_node x = fg_input(g, "x", f->cfg.dtype, with_batch(2, &f->cfg.event)), z, ld, logp;
   fg_flow_encode(f, g, x, false, &z, &ld);
@@ -326,7 +327,8 @@ fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config
   *out = NULL;
   fg_status st = b && cfg ? check_config(cfg, e) : fg_err_set(e, FG_E_MISUSE, "flow: needs a bijector and a configuration");
   fg_flow *f = st == FG_OK ? calloc(1, sizeof *f) : NULL;
-  if (st == FG_OK && (!f || !(f->ps = fg_params_new(cfg->seed)))) st = fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
+  if (st == FG_OK && !f) st = fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
+  if (st == FG_OK) st = fg_params_new(&f->ps, cfg->seed, e);
   if (st != FG_OK) {
     free(f);
     fg_bijector_free(b);
@@ -387,9 +389,8 @@ static fg_status run_program(fg_flow *f, fg_graph *g, int n_out, const fg_node *
   if (fg_graph_status(g) != FG_OK) return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   fg_status st = fg_program_new(p, g, n_out, outs, e);
   if (st == FG_OK) st = fg_params_bind(f->ps, *p, e);
-  if (st == FG_OK && (st = fg_program_bind(*p, "h", h)) != FG_OK)
-    fg_err_set(e, st, "%s", fg_program_errmsg(*p));
-  if (st == FG_OK && (st = fg_program_run(*p)) != FG_OK) fg_err_set(e, st, "%s", fg_program_errmsg(*p));
+  if (st == FG_OK) st = fg_program_bind(*p, "h", h, e);
+  if (st == FG_OK) st = fg_program_run(*p, e);
   return st;
 }
 
@@ -412,7 +413,8 @@ static fg_status write_param(fg_flow *f, const char *name, const fg_tensor *v, f
 
 /* Runs unit u's initialisation at its input h. */
 static fg_status init_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c = g ? make_ctx(f, g, (ctx_mode){.training = true, .seed = f->cfg.seed}) : NULL;
   if (!c) {
     fg_graph_free(g);
@@ -437,7 +439,8 @@ static fg_status init_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg_er
 /* *next = u(h), with u's freshly initialised parameters (factored-out parts dropped). */
 static fg_status advance_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg_tensor **next, fg_err *e) {
   *next = NULL;
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c = g ? make_ctx(f, g, (ctx_mode){.training = true, .seed = f->cfg.seed}) : NULL;
   if (!c) {
     fg_graph_free(g);

@@ -77,7 +77,7 @@ const char *fg_flow_ctx_prefix(const fg_flow_ctx *c) { return c->prefix; }
 
 fg_status fg_flow_ctx_set_prefix(fg_flow_ctx *c, const char *prefix) {
   char *copy = strdup(prefix ? prefix : "");
-  if (!copy) return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory for a prefix"), FG_E_NOMEM;
+  if (!copy) return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory for a prefix");
   free(c->prefix);
   c->prefix = copy;
   return FG_OK;
@@ -120,7 +120,7 @@ fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init 
 
 fg_status fg_flow_push_latent(fg_flow_ctx *c, fg_node z) {
   if (!list_push(&c->latents, NULL, z))
-    return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory storing a latent"), FG_E_NOMEM;
+    return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory storing a latent");
   return fg_graph_status(c->g);
 }
 
@@ -136,7 +136,7 @@ fg_status fg_flow_init_param(fg_flow_ctx *c, const char *name, fg_node value) {
   char *full = full_name(c, name);
   bool ok = full && list_push(&c->inits, full, value);
   free(full);
-  if (!ok) return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory recording an initialisation"), FG_E_NOMEM;
+  if (!ok) return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory recording an initialisation");
   return fg_graph_status(c->g);
 }
 
@@ -149,7 +149,7 @@ const char *fg_flow_ctx_param_name(const fg_flow_ctx *c, int i) { return c->para
 
 fg_status fg_flow_ctx_override_param(fg_flow_ctx *c, const char *full_name, fg_node n) {
   if (!list_push(&c->overrides, full_name, n))
-    return fg_graph_fail(c->g, FG_E_NOMEM, "out of memory overriding a parameter"), FG_E_NOMEM;
+    return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory overriding a parameter");
   return FG_OK;
 }
 

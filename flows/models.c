@@ -22,7 +22,7 @@ static fg_status layers_init(layers *l, const char *model, const fg_registry *r,
   memset(l, 0, sizeof *l);
   l->model = model, l->r = r, l->e = e;
   if (r) return FG_OK;
-  if (!(l->owned = fg_registry_new())) return l->st = fg_err_set(e, FG_E_NOMEM, "%s: out of memory", model);
+  if ((l->st = fg_registry_new(&l->owned, e)) != FG_OK) return l->st;
   l->r = l->owned;
   return l->st = fg_registry_add_builtins(l->owned, e);
 }

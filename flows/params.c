@@ -19,10 +19,12 @@ struct fg_params {
   int n, cap;
 };
 
-fg_params *fg_params_new(uint64_t seed) {
+fg_status fg_params_new(fg_params **out, uint64_t seed, fg_err *e) {
   fg_params *ps = calloc(1, sizeof *ps);
-  if (ps) ps->seed = seed;
-  return ps;
+  *out = ps;
+  if (!ps) return fg_err_set(e, FG_E_NOMEM, "parameters: out of memory");
+  ps->seed = seed;
+  return FG_OK;
 }
 
 void fg_params_free(fg_params *ps) {
@@ -145,9 +147,9 @@ int64_t fg_params_numel(const fg_params *ps) {
 
 fg_status fg_params_bind(const fg_params *ps, fg_program *p, fg_err *e) {
   for (int i = 0; i < ps->n; i++) {
-    fg_status st = fg_program_bind(p, ps->items[i].name, ps->items[i].value);
+    fg_status st = fg_program_bind(p, ps->items[i].name, ps->items[i].value, e);
     if (st != FG_OK && st != FG_E_NOTFOUND)
-      return fg_err_set(e, st, "binding parameter '%s': %s", ps->items[i].name, fg_program_errmsg(p));
+      return fg_err_prefix(e, st, "binding parameter '%s'", ps->items[i].name);
   }
   return FG_OK;
 }

@@ -27,7 +27,8 @@ typedef struct fg_init {
 typedef struct fg_params fg_params;
 
 /* seed makes every random initialisation a pure function of (seed, parameter name). */
-fg_params *fg_params_new(uint64_t seed); /* NULL when out of memory */
+/* A new, empty store in *out (NULL when out of memory). */
+fg_status fg_params_new(fg_params **out, uint64_t seed, fg_err *e);
 void fg_params_free(fg_params *ps);
 
 /* The parameter `name`, created with `init` if absent; an existing one must have this dtype and

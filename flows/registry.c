@@ -23,7 +23,10 @@ struct fg_registry {
   const char *loading; /* path of the plugin whose init is running */
 };
 
-fg_registry *fg_registry_new(void) { return calloc(1, sizeof(fg_registry)); }
+fg_status fg_registry_new(fg_registry **out, fg_err *e) {
+  *out = calloc(1, sizeof(fg_registry));
+  return *out ? FG_OK : fg_err_set(e, FG_E_NOMEM, "registry: out of memory");
+}
 
 void fg_registry_free(fg_registry *r) {
   if (!r) return;

@@ -14,7 +14,8 @@ typedef struct fg_registry fg_registry;
 typedef fg_status (*fg_plugin_init_fn)(fg_registry *r, fg_err *e);
 #define FG_PLUGIN_INIT_SYMBOL "fg_plugin_init"
 
-fg_registry *fg_registry_new(void); /* empty; NULL when out of memory */
+/* A new, empty registry in *out (NULL when out of memory). */
+fg_status fg_registry_new(fg_registry **out, fg_err *e);
 void fg_registry_free(fg_registry *r); /* also closes loaded plugins */
 
 /* Adds a type (the registry keeps the pointer: t must outlive it).  FG_E_PLUGIN for a wrong ABI

@@ -7,6 +7,9 @@
 #include "core/runtime/program.h"
 #include "ops/ops.h"
 
+/* Error detail of the last failing library call, for assertion messages. */
+static fg_err terr __attribute__((unused));
+
 /* Evaluates nodes of g with x bound to the given values; returns element 0 of each. */
 static void eval(fg_graph *g, int n, const fg_node *nodes, const char *name, fg_shape s,
                  const double *vals, double *out0, fg_tensor **keep) {
@@ -15,8 +18,8 @@ static void eval(fg_graph *g, int n, const fg_node *nodes, const char *name, fg_
   cr_assert_eq(fg_program_new(&p, g, n, nodes, &e), FG_OK, "%s", e.msg);
   fg_tensor *x;
   cr_assert_eq(fg_tensor_from_data(&x, FG_F64, &s, vals, NULL), FG_OK);
-  cr_assert_eq(fg_program_bind(p, name, x), FG_OK);
-  cr_assert_eq(fg_program_run(p), FG_OK, "%s", fg_program_errmsg(p));
+  cr_assert_eq(fg_program_bind(p, name, x, &terr), FG_OK);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
   for (int i = 0; i < n; i++) {
     if (out0) out0[i] = fg_tensor_get(fg_program_output(p, i), 0);
     if (keep) cr_assert_eq(fg_tensor_copy(&keep[i], fg_program_output(p, i), FG_F64, NULL), FG_OK);
@@ -26,7 +29,8 @@ static void eval(fg_graph *g, int n, const fg_node *nodes, const char *name, fg_
 }
 
 Test(autodiff, uses_are_summed_and_second_derivatives_work) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F64, fg_shape0());
   /* y = x^3 + x·x + x: dy/dx = 3x² + 2x + 1, d²y/dx² = 6x + 2 */
   fg_node y = fg_add(g, fg_add(g, fg_pow(g, x, 3), fg_mul(g, x, x)), x);
@@ -42,7 +46,8 @@ Test(autodiff, uses_are_summed_and_second_derivatives_work) {
 }
 
 Test(autodiff, broadcast_gradients_are_summed_to_the_input_shape) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F64, fg_shape2(2, 3));
   fg_node b = fg_param(g, "b", FG_F64, fg_shape1(3));
   fg_node loss = fg_sum(g, fg_mul(g, fg_add(g, x, b), fg_scalar(g, 2.0, FG_F64)), FG_ALL_AXES, false);
@@ -55,8 +60,8 @@ Test(autodiff, broadcast_gradients_are_summed_to_the_input_shape) {
   fg_tensor *xv, *bv;
   fg_shape xs = fg_shape2(2, 3), bs = fg_shape1(3);
   fg_tensor_new(&xv, FG_F64, &xs, NULL), fg_tensor_new(&bv, FG_F64, &bs, NULL);
-  fg_program_bind(p, "x", xv), fg_program_bind(p, "b", bv);
-  cr_assert_eq(fg_program_run(p), FG_OK);
+  fg_program_bind(p, "x", xv, &terr), fg_program_bind(p, "b", bv, &terr);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK);
   for (int i = 0; i < 3; i++) cr_assert_eq(fg_tensor_get(fg_program_output(p, 0), i), 4.0);
   fg_tensor_free(xv), fg_tensor_free(bv);
   fg_program_free(p);
@@ -64,7 +69,8 @@ Test(autodiff, broadcast_gradients_are_summed_to_the_input_shape) {
 }
 
 Test(autodiff, unrelated_wrt_gets_zeros_and_off_path_nodes_are_not_differentiated) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F64, fg_shape1(4));
   fg_node z = fg_input(g, "z", FG_F64, fg_shape1(4));
   fg_node side = fg_exp(g, fg_exp(g, fg_exp(g, z))); /* feeds the loss, but not from x */
@@ -81,7 +87,8 @@ Test(autodiff, unrelated_wrt_gets_zeros_and_off_path_nodes_are_not_differentiate
 }
 
 Test(autodiff, stop_gradient_blocks) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F64, fg_shape0());
   fg_node y = fg_mul(g, fg_stop_gradient(g, x), x); /* d/dx = stop(x) = x, not 2x */
   fg_node dy;
@@ -93,7 +100,8 @@ Test(autodiff, stop_gradient_blocks) {
 }
 
 Test(autodiff, loss_must_be_scalar_and_seeds_must_match) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F64, fg_shape1(3));
   fg_node y = fg_exp(g, x), dx;
   cr_assert_eq(fg_grad(g, y, 1, &x, &dx), FG_E_SHAPE);
@@ -101,7 +109,7 @@ Test(autodiff, loss_must_be_scalar_and_seeds_must_match) {
   cr_assert_eq(dx, FG_POISON);
   fg_graph_free(g);
 
-  g = fg_graph_new();
+  fg_graph_new(&g, NULL);
   x = fg_input(g, "x", FG_F64, fg_shape1(3));
   y = fg_exp(g, x);
   fg_node seed = fg_input(g, "s", FG_F64, fg_shape1(4));
@@ -111,7 +119,8 @@ Test(autodiff, loss_must_be_scalar_and_seeds_must_match) {
 }
 
 Test(autodiff, vjp_with_seed) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F64, fg_shape1(3));
   fg_node y = fg_mul(g, x, x);
   fg_node s = fg_fill(g, 2.0, FG_F64, fg_shape1(3)), dx;

@@ -11,7 +11,8 @@
 #include "ops/ops.h"
 
 Test(bijectors, every_builtin_type_passes_the_verification) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
   for (int i = 0; i < fg_registry_count(r); i++) {
@@ -121,8 +122,10 @@ Test(bijectors, chains_and_inversions_with_parameters) {
 
 Test(bijectors, derived_logdet_refuses_large_events) {
   fg_bijector *b = fg__bijector_wrap(&sinh_type, NULL);
-  fg_graph *g = fg_graph_new();
-  fg_params *ps = fg_params_new(1);
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
+  fg_params *ps;
+  fg_params_new(&ps, 1, NULL);
   fg_flow_ctx *c;
   cr_assert_eq(fg_flow_ctx_new(&c, g, ps, NULL, NULL), FG_OK);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape2(2, FG_DERIVED_LOGDET_MAX_EVENT + 1)), y, ld;
@@ -135,7 +138,8 @@ Test(bijectors, derived_logdet_refuses_large_events) {
 }
 
 Test(registry, errors_are_reported_not_crashed) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_add(r, &sinh_type, &e), FG_OK);
   cr_assert_eq(fg_registry_add(r, &sinh_type, &e), FG_E_EXISTS);

@@ -35,15 +35,15 @@ Test(cifar, plain_and_gzip) {
   io_write_gz(io_path("data_batch_1.bin.gz"), b, 5 * REC);
   fg_tensor *x, *y;
   fg_err e;
-  cr_assert_eq(fg_cifar_load(io_path("data_batch_1.bin"), &x, &y, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_cifar_load(&x, &y, io_path("data_batch_1.bin"), &e), FG_OK, "%s", e.msg);
   cifar_check(x, y, 5);
   fg_tensor_free(x);
   fg_tensor_free(y);
-  cr_assert_eq(fg_cifar_load(io_path("data_batch_1.bin.gz"), &x, &y, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_cifar_load(&x, &y, io_path("data_batch_1.bin.gz"), &e), FG_OK, "%s", e.msg);
   cifar_check(x, y, 5);
   fg_tensor_free(x);
   fg_tensor_free(y);
-  cr_assert_eq(fg_cifar_load(io_path("data_batch_1.bin"), NULL, &y, &e), FG_OK, "labels only");
+  cr_assert_eq(fg_cifar_load(NULL, &y, io_path("data_batch_1.bin"), &e), FG_OK, "labels only");
   fg_tensor_free(y);
   free(b);
 }
@@ -52,7 +52,7 @@ static void cifar_expect(const uint8_t *b, size_t len, const char *needle) {
   io_write(io_path("bad.bin"), b, len);
   fg_tensor *x = (fg_tensor *)1, *y = (fg_tensor *)1;
   fg_err e;
-  fg_status st = fg_cifar_load(io_path("bad.bin"), &x, &y, &e);
+  fg_status st = fg_cifar_load(&x, &y, io_path("bad.bin"), &e);
   cr_assert(x == NULL && y == NULL, "no tensors on failure");
   io_assert_error(st, FG_E_FORMAT, e, io_path("bad.bin"), needle);
 }
@@ -84,6 +84,6 @@ Test(cifar, bad_label_and_cifar100) {
 Test(cifar, missing_file) {
   fg_tensor *x, *y;
   fg_err e;
-  io_assert_error(fg_cifar_load(io_path("none.bin"), &x, &y, &e), FG_E_IO, e, io_path("none.bin"),
+  io_assert_error(fg_cifar_load(&x, &y, io_path("none.bin"), &e), FG_E_IO, e, io_path("none.bin"),
                   "cannot open");
 }

@@ -73,7 +73,8 @@ typedef struct model {
 } model;
 
 static model build_model(void) {
-  model m = {.g = fg_graph_new()};
+  model m = {0};
+  fg_graph_new(&m.g, NULL);
   cr_assert_not_null(m.g);
   fg_graph *g = m.g;
   m.x = fg_input(g, "x", FG_F32, fg_shape2(64, 2));

@@ -16,6 +16,9 @@
 #include "ops/ops.h"
 #include "tests/perturb.h"
 
+/* Error detail of the last failing library call, for assertion messages. */
+static fg_err terr __attribute__((unused));
+
 /* ---- helpers ---- */
 
 static fg_tensor *uniform(fg_shape s, fg_dtype t, double lo, double hi, uint64_t seed) {
@@ -33,8 +36,8 @@ static fg_program *compile_and_run(fg_flow *f, fg_graph *g, int n, const fg_node
   fg_err e;
   cr_assert_eq(fg_program_new(&p, g, n, outs, &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_params_bind(fg_flow_params(f), p, &e), FG_OK, "%s", e.msg);
-  if (input) cr_assert_eq(fg_program_bind(p, input, x), FG_OK, "%s", fg_program_errmsg(p));
-  cr_assert_eq(fg_program_run(p), FG_OK, "%s", fg_program_errmsg(p));
+  if (input) cr_assert_eq(fg_program_bind(p, input, x, &terr), FG_OK, "%s", terr.msg);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
   return p;
 }
 
@@ -50,7 +53,8 @@ static double max_abs_diff(const fg_tensor *a, const fg_tensor *b) {
 
 /* max |x - f⁻¹(f(x))| on x; also checks log p(x) is finite. */
 static double roundtrip_error(fg_flow *f, const fg_tensor *x) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node in = fg_input(g, "x", x->dtype, x->shape), back, logp;
   cr_assert_eq(fg_flow_reconstruct(f, g, in, &back), FG_OK, "%s", fg_graph_errmsg(g));
   cr_assert_eq(fg_flow_log_prob(f, g, in, false, &logp), FG_OK, "%s", fg_graph_errmsg(g));
@@ -131,7 +135,8 @@ static fg_node flat(fg_graph *g, fg_node z) {
 
 static void check_against_jacobian(fg_flow *f, const char *name) {
   perturb(f, 0.1, 21);
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c;
   fg_flow_ctx_opts co = {.dtype = FG_F64};
   cr_assert_eq(fg_flow_ctx_new(&c, g, fg_flow_params(f), &co, NULL), FG_OK);
@@ -225,7 +230,8 @@ static void column_stats(const fg_tensor *y, int64_t j, double *mean, double *st
  * per feature on that batch. */
 /* A flow over [event] of the built-in types `types` (default arguments) in a chain. */
 static fg_flow *chain_flow(int n, const char *const *types, fg_shape event, uint64_t seed) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
   fg_bijector *kids[8], *chain;
@@ -250,7 +256,8 @@ Test(flow, data_init_standardises_actnorm_outputs) {
   cr_assert_eq(fg_flow_data_init(f, x, &e), FG_OK, "%s", e.msg);
   cr_assert_neq(fg_tensor_get(fg_params_find(fg_flow_params(f), "2.actnorm.logs"), 0), 0.0, "the last actnorm was initialised too");
 
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c;
   cr_assert_eq(fg_flow_ctx_new(&c, g, fg_flow_params(f), NULL, NULL), FG_OK);
   fg_node in = fg_input(g, "x", FG_F32, x->shape), first, last, ld;
@@ -342,7 +349,8 @@ static fg_flow *small_glow(void) {
 
 Test(flow, sampling_is_seeded_and_finite) {
   fg_flow *f = small_glow();
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node s[3];
   cr_assert_eq(fg_flow_sample(f, g, 3, 0.7, 42, &s[0]), FG_OK, "%s", fg_graph_errmsg(g));
   cr_assert_eq(fg_flow_sample(f, g, 3, 0.7, 42, &s[1]), FG_OK);
@@ -362,14 +370,15 @@ Test(flow, sampling_is_seeded_and_finite) {
 Test(flow, bits_per_dim) {
   cr_assert_float_eq(fg_bits_per_dim(0.0, 784, 256), 8.0, 1e-12);
   cr_assert_float_eq(fg_bits_per_dim(-10 * log(2.0), 10, 1), 1.0, 1e-12);
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   double lp[2] = {0.0, -784 * log(2.0)};
   fg_tensor *t;
   cr_assert_eq(fg_tensor_from_data(&t, FG_F64, &(fg_shape){1, {2}}, lp, NULL), FG_OK);
   fg_node bpd = fg_flow_bits_per_dim(g, fg_constant(g, t), 784, 256);
   fg_program *p;
   cr_assert_eq(fg_program_new(&p, g, 1, &bpd, NULL), FG_OK);
-  cr_assert_eq(fg_program_run(p), FG_OK);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK);
   cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 0), 0), 8.0, 1e-12);
   cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 0), 1), 9.0, 1e-12);
   fg_program_free(p);
@@ -379,14 +388,16 @@ Test(flow, bits_per_dim) {
 
 /* A training graph of a flow with batch-norm carries the running averages' updates. */
 Test(flow, batchnorm_running_averages_follow_training_steps) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
   fg_bijector *bn;
   cr_assert_eq(fg_bijector_new_from_text(&bn, fg_registry_find(r, "batchnorm"), "momentum=0.1", &e), FG_OK, "%s", e.msg);
   fg_flow *f;
   cr_assert_eq(fg_flow_new(&f, bn, FG_BASE_NORMAL, fg_shape1(2), 0, &e), FG_OK, "%s", e.msg);
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape2(4, 2)), loss;
   fg_flow_updates *u;
   cr_assert_eq(fg_flow_nll_loss(f, g, x, true, &loss, &u), FG_OK, "%s", fg_graph_errmsg(g));
@@ -471,7 +482,8 @@ Test(optim, adamax_matches_hand_computed_steps) {
 
 /* loss = Σ a_i (p_i - target_i)² through the engine: its gradient program feeds the optimiser. */
 static double minimise_quadratic(fg_optim_config cfg, int steps) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node p = fg_param(g, "p", FG_F32, fg_shape1(3)), grad;
   fg_tensor *a = vec3(FG_F32, 1.0, 10.0, 0.5), *target = vec3(FG_F32, 3.0, -1.0, 0.25);
   fg_node diff = fg_sub(g, p, fg_constant(g, target));
@@ -483,9 +495,9 @@ static double minimise_quadratic(fg_optim_config cfg, int steps) {
   fg_tensor *pv = vec3(FG_F32, 0, 0, 0);
   fg_optim *o;
   cr_assert_eq(fg_optim_new(&o, &cfg, 1, &pv, &e), FG_OK, "%s", e.msg);
-  cr_assert_eq(fg_program_bind(prog, "p", pv), FG_OK);
+  cr_assert_eq(fg_program_bind(prog, "p", pv, &terr), FG_OK);
   for (int s = 0; s < steps; s++) {
-    cr_assert_eq(fg_program_run(prog), FG_OK, "%s", fg_program_errmsg(prog));
+    cr_assert_eq(fg_program_run(prog, &terr), FG_OK, "%s", terr.msg);
     const fg_tensor *gr = fg_program_output(prog, 0);
     cr_assert_eq(fg_optim_step(o, &gr, NULL, &e), FG_OK, "%s", e.msg);
   }
@@ -607,7 +619,8 @@ Test(flow, training_lowers_the_nll) {
   fg_mlp_flow_config cfg = {.couplings = 4, .hidden = 16, .blocks = 1};
   fg_model_opts m = {.event = {1, {2}}, .seed = 3};
   cr_assert_eq(fg_realnvp_vector_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape2(128, 2)), loss;
   cr_assert_eq(fg_flow_nll_loss(f, g, x, true, &loss, NULL), FG_OK, "%s", fg_graph_errmsg(g));
   int n = fg_flow_num_params(f);
@@ -628,7 +641,7 @@ Test(flow, training_lowers_the_nll) {
       double a = fg_rng_normal(77, (uint64_t)(s * 256 + 2 * i)), b = fg_rng_normal(77, (uint64_t)(s * 256 + 2 * i + 1));
       fg_tensor_set(xt, 2 * i, a), fg_tensor_set(xt, 2 * i + 1, 0.5 * a * a + 0.3 * b);
     }
-    cr_assert_eq(fg_program_run(p), FG_OK, "%s", fg_program_errmsg(p));
+    cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
     double l = fg_tensor_get(fg_program_output(p, 0), 0);
     if (s < 20) first += l / 20;
     if (s >= 280) last += l / 20;
@@ -649,7 +662,8 @@ Test(flow, training_lowers_the_nll) {
  * split, whose inverse draws the factored-out half), the last step equal bit for bit. */
 Test(flow, sampling_steps_replay_the_sample) {
   fg_flow *f = small_glow();
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node steps[64], x;
   const char *names[64];
   int n_steps = 0;
@@ -666,7 +680,7 @@ Test(flow, sampling_steps_replay_the_sample) {
   fg_program_free(p);
   fg_graph_free(g);
   /* too little room: the count needed, and a misuse error */
-  g = fg_graph_new();
+  fg_graph_new(&g, NULL);
   cr_assert_eq(fg_flow_sample_steps(f, g, 3, 0.7, 42, 2, steps, names, &n_steps), FG_E_MISUSE);
   cr_assert_eq(n_steps, kids + 1);
   fg_graph_free(g);
@@ -678,7 +692,8 @@ Test(flow, sampling_steps_replay_the_sample) {
 Test(flow, sampling_steps_show_where_a_sample_leaves_the_float_range) {
   const char *types[2] = {"actnorm", "exp"};
   fg_flow *f = chain_flow(2, types, fg_shape1(4), 9);
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node steps[4];
   const char *names[4];
   int n_steps = 0;

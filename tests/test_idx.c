@@ -25,7 +25,7 @@ Test(idx, images_plain) {
   io_write(io_path("img"), buf, len);
   fg_tensor *t;
   fg_err e;
-  cr_assert_eq(fg_idx_load(io_path("img"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_idx_load(&t, io_path("img"), &e), FG_OK, "%s", e.msg);
   cr_assert_eq(t->dtype, FG_F32);
   cr_assert_eq(t->shape.ndim, 4);
   cr_assert(t->shape.d[0] == 3 && t->shape.d[1] == 1 && t->shape.d[2] == 2 && t->shape.d[3] == 4);
@@ -40,8 +40,8 @@ Test(idx, labels_gzip_equal_plain) {
   io_write_gz(io_path("lab.gz"), buf, len);
   fg_tensor *a, *b;
   fg_err e;
-  cr_assert_eq(fg_idx_load(io_path("lab"), &a, &e), FG_OK, "%s", e.msg);
-  cr_assert_eq(fg_idx_load(io_path("lab.gz"), &b, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_idx_load(&a, io_path("lab"), &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_idx_load(&b, io_path("lab.gz"), &e), FG_OK, "%s", e.msg);
   cr_assert(a->shape.ndim == 1 && a->shape.d[0] == 300 && b->shape.d[0] == 300);
   cr_assert_eq(memcmp(fg_tensor_data(a), fg_tensor_data(b), 300 * sizeof(float)), 0);
   cr_assert_eq(fg_tensor_get(b, 299), (double)(299 % 251));
@@ -58,7 +58,7 @@ static void idx_expect_error(const uint8_t *data, size_t len, bool gz, const cha
     io_write(p, data, len);
   fg_tensor *t = (fg_tensor *)1;
   fg_err e;
-  fg_status st = fg_idx_load(p, &t, &e);
+  fg_status st = fg_idx_load(&t, p, &e);
   cr_assert_eq(t, NULL, "no tensor on failure");
   io_assert_error(st, FG_E_FORMAT, e, p, needle);
 }
@@ -133,13 +133,13 @@ Test(idx, gzip_corrupted) {
   io_write(io_path("crc.gz"), gz, glen);
   fg_tensor *t;
   fg_err e;
-  io_assert_error(fg_idx_load(io_path("crc.gz"), &t, &e), FG_E_FORMAT, e, io_path("crc.gz"),
+  io_assert_error(fg_idx_load(&t, io_path("crc.gz"), &e), FG_E_FORMAT, e, io_path("crc.gz"),
                   "corrupt gzip data");
   gz[glen - 6] ^= 0x10;
   /* garbage in the middle of the deflate stream */
   memset(gz + glen / 2, 0xFF, 16);
   io_write(io_path("mid.gz"), gz, glen);
-  fg_status st = fg_idx_load(io_path("mid.gz"), &t, &e);
+  fg_status st = fg_idx_load(&t, io_path("mid.gz"), &e);
   io_assert_error(st, FG_E_FORMAT, e, io_path("mid.gz"), "gzip");
   free(gz);
 }
@@ -153,10 +153,10 @@ Test(idx, gzip_truncated) {
   io_write(io_path("cut.gz"), gz, glen - 4); /* only the trailer's length field is missing */
   fg_tensor *t;
   fg_err e;
-  io_assert_error(fg_idx_load(io_path("cut.gz"), &t, &e), FG_E_FORMAT, e, io_path("cut.gz"),
+  io_assert_error(fg_idx_load(&t, io_path("cut.gz"), &e), FG_E_FORMAT, e, io_path("cut.gz"),
                   "gzip data ends early");
   io_write(io_path("half.gz"), gz, glen / 2);
-  io_assert_error(fg_idx_load(io_path("half.gz"), &t, &e), FG_E_FORMAT, e, io_path("half.gz"),
+  io_assert_error(fg_idx_load(&t, io_path("half.gz"), &e), FG_E_FORMAT, e, io_path("half.gz"),
                   "gzip data ends early");
   free(gz);
 }
@@ -164,8 +164,8 @@ Test(idx, gzip_truncated) {
 Test(idx, missing_file_and_directory) {
   fg_tensor *t;
   fg_err e;
-  io_assert_error(fg_idx_load(io_path("nope"), &t, &e), FG_E_IO, e, io_path("nope"), "cannot open");
-  io_assert_error(fg_idx_load(io_dir, &t, &e), FG_E_IO, e, io_dir, "is a directory");
+  io_assert_error(fg_idx_load(&t, io_path("nope"), &e), FG_E_IO, e, io_path("nope"), "cannot open");
+  io_assert_error(fg_idx_load(&t, io_dir, &e), FG_E_IO, e, io_dir, "is a directory");
 }
 
 /* FG_DATA_DIR points the Fashion-MNIST loader at a directory of small IDX files. */
@@ -183,18 +183,18 @@ Test(idx, fashion_mnist_dir_override) {
   fmnist_write("t10k-labels-idx1-ubyte.gz", 1, lb, 7);
   fg_tensor *x, *y;
   fg_err e;
-  cr_assert_eq(fg_dataset_fashion_mnist_load("test", &x, &y, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_dataset_fashion_mnist_load(&x, &y, "test", &e), FG_OK, "%s", e.msg);
   cr_assert(x->shape.d[0] == 7 && x->shape.d[2] == 28 && y->shape.d[0] == 7);
   fg_tensor_free(x);
   fg_tensor_free(y);
   /* counts that disagree, a missing split, an unknown split */
   uint32_t lb8[1] = {8};
   fmnist_write("t10k-labels-idx1-ubyte.gz", 1, lb8, 8);
-  cr_assert_eq(fg_dataset_fashion_mnist_load("test", &x, &y, &e), FG_E_FORMAT);
+  cr_assert_eq(fg_dataset_fashion_mnist_load(&x, &y, "test", &e), FG_E_FORMAT);
   cr_assert(strstr(e.msg, "7 images but 8 labels"), "%s", e.msg);
-  cr_assert_eq(fg_dataset_fashion_mnist_load("train", &x, NULL, &e), FG_E_NOTFOUND);
+  cr_assert_eq(fg_dataset_fashion_mnist_load(&x, NULL, "train", &e), FG_E_NOTFOUND);
   cr_assert(strstr(e.msg, "train-images-idx3-ubyte.gz: not found"), "%s", e.msg);
-  cr_assert_eq(fg_dataset_fashion_mnist_load("validation", &x, &y, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_dataset_fashion_mnist_load(&x, &y, "validation", &e), FG_E_MISUSE);
   cr_assert(strstr(e.msg, "known: train, test"), "%s", e.msg);
   unsetenv("FG_DATA_DIR");
   cr_assert_str_eq(fg_dataset_fashion_mnist_dir(), FG_FASHION_MNIST_DEFAULT_DIR);
@@ -206,7 +206,7 @@ Test(idx, fashion_mnist_installed_test_split) {
     io_skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
   fg_tensor *x, *y;
   fg_err e;
-  cr_assert_eq(fg_dataset_fashion_mnist_load("test", &x, &y, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_dataset_fashion_mnist_load(&x, &y, "test", &e), FG_OK, "%s", e.msg);
   cr_assert(x->shape.ndim == 4 && x->shape.d[0] == 10000 && x->shape.d[1] == 1 &&
             x->shape.d[2] == 28 && x->shape.d[3] == 28);
   cr_assert(y->shape.ndim == 1 && y->shape.d[0] == 10000);

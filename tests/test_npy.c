@@ -28,7 +28,7 @@ static fg_tensor *npy_load_ok(size_t len) {
   io_write(io_path("a.npy"), buf, len);
   fg_tensor *t;
   fg_err e;
-  cr_assert_eq(fg_npy_load(io_path("a.npy"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_npy_load(&t, io_path("a.npy"), &e), FG_OK, "%s", e.msg);
   return t;
 }
 
@@ -36,7 +36,7 @@ static void npy_expect(size_t len, fg_status want, const char *needle) {
   io_write(io_path("bad.npy"), buf, len);
   fg_tensor *t = (fg_tensor *)1;
   fg_err e;
-  fg_status st = fg_npy_load(io_path("bad.npy"), &t, &e);
+  fg_status st = fg_npy_load(&t, io_path("bad.npy"), &e);
   cr_assert_eq(t, NULL);
   io_assert_error(st, want, e, io_path("bad.npy"), needle);
 }
@@ -169,7 +169,7 @@ Test(npy, gzip_compressed_npy) {
   io_write_gz(io_path("a.npy.gz"), buf, len);
   fg_tensor *t;
   fg_err e;
-  cr_assert_eq(fg_npy_load(io_path("a.npy.gz"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_npy_load(&t, io_path("a.npy.gz"), &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_tensor_get(t, 2), 3.0);
   fg_tensor_free(t);
 }
@@ -192,19 +192,19 @@ Test(npy, files_numpy_wrote) {
   cr_assert_eq(system(cmd), 0, "numpy wrote the files");
   fg_tensor *t;
   fg_err e;
-  cr_assert_eq(fg_npy_load(io_path("f.npy"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_npy_load(&t, io_path("f.npy"), &e), FG_OK, "%s", e.msg);
   cr_assert(t->shape.ndim == 3 && t->shape.d[2] == 4);
   for (int i = 0; i < 24; i++) cr_assert_eq(fg_tensor_get(t, i), i / 8.0);
   fg_tensor_free(t);
-  cr_assert_eq(fg_npy_load(io_path("u.npy"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_npy_load(&t, io_path("u.npy"), &e), FG_OK, "%s", e.msg);
   cr_assert(t->shape.ndim == 2 && t->shape.d[0] == 10 && fg_tensor_get(t, 9) == 225.0);
   fg_tensor_free(t);
-  cr_assert_eq(fg_npy_load(io_path("v2.npy"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_npy_load(&t, io_path("v2.npy"), &e), FG_OK, "%s", e.msg);
   fg_tensor_free(t);
-  cr_assert_eq(fg_npy_load(io_path("v3.npy"), &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_npy_load(&t, io_path("v3.npy"), &e), FG_OK, "%s", e.msg);
   fg_tensor_free(t);
-  io_assert_error(fg_npy_load(io_path("big.npy"), &t, &e), FG_E_FORMAT, e, io_path("big.npy"),
+  io_assert_error(fg_npy_load(&t, io_path("big.npy"), &e), FG_E_FORMAT, e, io_path("big.npy"),
                   "big-endian");
-  io_assert_error(fg_npy_load(io_path("fo.npy"), &t, &e), FG_E_FORMAT, e, io_path("fo.npy"),
+  io_assert_error(fg_npy_load(&t, io_path("fo.npy"), &e), FG_E_FORMAT, e, io_path("fo.npy"),
                   "fortran_order is True");
 }

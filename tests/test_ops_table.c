@@ -16,6 +16,9 @@
 #include "core/rng.h"
 #include "tests/op_cases.h"
 
+/* Error detail of the last failing library call, for assertion messages. */
+static fg_err terr __attribute__((unused));
+
 static const op_case_list *const lists[] = {
     &op_cases_source, &op_cases_elementwise, &op_cases_reduce, &op_cases_shape,
     &op_cases_matmul, &op_cases_conv, &op_cases_linalg,
@@ -74,14 +77,15 @@ static void bind_params(fg_graph *g, fg_program *p, fg_dtype t) {
     fg_shape s = fg_node_shape(g, n);
     cr_assert_eq(fg_tensor_new(&v, t, &s, NULL), FG_OK);
     fg_tensor_fill(v, 0.5);
-    cr_assert_eq(fg_program_bind(p, fg_node_name(g, n), v), FG_OK, "%s", fg_program_errmsg(p));
+    cr_assert_eq(fg_program_bind(p, fg_node_name(g, n), v, &terr), FG_OK, "%s", terr.msg);
     fg_tensor_free(v);
   }
 }
 
 /* Runs the case's graph in dtype t on inputs (converted to t); returns the output as float64. */
 static fg_tensor *run_case(const op_case *c, fg_tensor *const *x64, fg_dtype t) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node in[OP_CASE_MAX_IN];
   char name[16];
   for (int i = 0; i < c->n_in; i++) {
@@ -100,11 +104,11 @@ static fg_tensor *run_case(const op_case *c, fg_tensor *const *x64, fg_dtype t) 
     fg_tensor *xt;
     cr_assert_eq(fg_tensor_copy(&xt, x64[i], t, &e), FG_OK);
     snprintf(name, sizeof name, "x%d", i);
-    cr_assert_eq(fg_program_bind(p, name, xt), FG_OK, "%s", fg_program_errmsg(p));
+    cr_assert_eq(fg_program_bind(p, name, xt, &terr), FG_OK, "%s", terr.msg);
     fg_tensor_free(xt);
   }
   bind_params(g, p, t);
-  cr_assert_eq(fg_program_run(p), FG_OK, "%s (%s): %s", c->op, c->label, fg_program_errmsg(p));
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s (%s): %s", c->op, c->label, terr.msg);
   fg_tensor *out;
   cr_assert_eq(fg_tensor_copy(&out, fg_program_output(p, 0), FG_F64, &e), FG_OK);
   fg_program_free(p);
@@ -148,7 +152,8 @@ static void run_one_case(const op_case *c) {
 }
 
 static void run_reject(const op_reject_case *r) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   r->build_bad(g);
   cr_expect_eq(fg_graph_status(g), r->expect, "%s (%s): expected %s, got %s (%s)", r->op, r->label,
                fg_status_name(r->expect), fg_status_name(fg_graph_status(g)), fg_graph_errmsg(g));

@@ -13,6 +13,9 @@
 #include "core/rng.h"
 #include "ops/ops.h"
 
+/* Error detail of the last failing library call, for assertion messages. */
+static fg_err terr __attribute__((unused));
+
 typedef struct built {
   fg_graph *g;
   int n_out;
@@ -39,7 +42,7 @@ static fg_node leaf(built *b, bool param, const char *name, fg_shape s, uint64_t
 /* A two-layer MLP with a loss and gradients, plus the things each pass exists for: a repeated
  * subexpression, a constant-only expression, identities, a dead branch. */
 static void build_mlp(built *b, int batch, int width) {
-  b->g = fg_graph_new();
+  fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
   fg_node x = leaf(b, false, "x", fg_shape2(batch, width), 1);
   fg_node w1 = leaf(b, true, "w1", fg_shape2(width, width), 2), b1 = leaf(b, true, "b1", fg_shape1(width), 3);
@@ -74,9 +77,9 @@ static void run(const built *b, const fg_program_opts *o, fg_tensor **out, fg_pr
   fg_program *p;
   fg_err e;
   cr_assert_eq(fg_program_new_opts(&p, b->g, b->n_out, b->outs, o, &e), FG_OK, "%s", e.msg);
-  for (int i = 0; i < b->n_in; i++) cr_assert_eq(fg_program_bind(p, b->names[i], b->values[i]), FG_OK, "%s", fg_program_errmsg(p));
+  for (int i = 0; i < b->n_in; i++) cr_assert_eq(fg_program_bind(p, b->names[i], b->values[i], &terr), FG_OK, "%s", terr.msg);
   for (int rep = 0; rep < 2; rep++) /* twice: a second run must not depend on leftovers */
-    cr_assert_eq(fg_program_run(p), FG_OK, "%s", fg_program_errmsg(p));
+    cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
   for (int j = 0; j < b->n_out; j++) cr_assert_eq(fg_tensor_copy(&out[j], fg_program_output(p, j), FG_F32, NULL), FG_OK);
   if (stats) *stats = *fg_program_get_stats(p);
   fg_program_free(p);
@@ -142,7 +145,8 @@ Test(passes, each_pass_does_its_job) {
 }
 
 Test(passes, constant_folding_and_simplification) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape1(5));
   fg_node c = fg_exp(g, fg_add(g, fg_scalar(g, 1.0, FG_F32), fg_fill(g, 2.0, FG_F32, fg_shape1(5))));
   fg_node y = fg_mul(g, fg_add(g, fg_neg(g, fg_neg(g, x)), fg_zeros_like(g, x)), fg_ones_like(g, x));
@@ -158,8 +162,8 @@ Test(passes, constant_folding_and_simplification) {
   cr_assert_eq(consts, 1, "exp(1 + 2) folded to one constant");
   cr_assert_eq(negs, 0, "-(-x)·1 + 0 simplified to x");
   fg_tensor *xv = random_tensor(fg_shape1(5), 3, -1, 1);
-  fg_program_bind(p, "x", xv);
-  cr_assert_eq(fg_program_run(p), FG_OK);
+  fg_program_bind(p, "x", xv, &terr);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK);
   cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 0), 2), expf(3.0f), 1e-5);
   cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 1), 2), fg_tensor_get(xv, 2) + expf(3.0f), 1e-5);
   fg_tensor_free(xv);
@@ -168,7 +172,8 @@ Test(passes, constant_folding_and_simplification) {
 }
 
 Test(passes, a_slice_taking_back_a_concat_input_is_that_input) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node a = fg_input(g, "a", FG_F32, fg_shape2(3, 2)), b = fg_input(g, "b", FG_F32, fg_shape2(3, 4));
   fg_node both[2] = {fg_exp(g, a), b}, cat = fg_concat(g, 2, both, 1);
   /* the exact second part, and a slice across both parts (kept) */
@@ -180,9 +185,9 @@ Test(passes, a_slice_taking_back_a_concat_input_is_that_input) {
   for (fg_node n = 0; n < fg_graph_node_count(cg); n++) slices += fg_node_op(cg, n) == FG_OP_SLICE;
   cr_assert_eq(slices, 1, "slice [2, 6) of concat([3,2], [3,4]) is the second input");
   fg_tensor *av = random_tensor(fg_shape2(3, 2), 4, -1, 1), *bv = random_tensor(fg_shape2(3, 4), 5, -1, 1);
-  fg_program_bind(p, "a", av);
-  fg_program_bind(p, "b", bv);
-  cr_assert_eq(fg_program_run(p), FG_OK);
+  fg_program_bind(p, "a", av, &terr);
+  fg_program_bind(p, "b", bv, &terr);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK);
   for (int64_t i = 0; i < 12; i++)
     cr_assert_eq(fg_tensor_get(fg_program_output(p, 0), i), (double)((float)fg_tensor_get(bv, i) * (float)fg_tensor_get(bv, i)));
   for (int64_t r = 0; r < 3; r++) {
@@ -220,7 +225,8 @@ Test(passes, planned_memory_with_poison_matches_unplanned) {
 }
 
 Test(passes, unknown_pass_names_are_rejected) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape1(2));
   fg_program *p;
   fg_err e;
@@ -242,7 +248,7 @@ static int pick(rng *r, int n) { return (int)(draw(r) * n); }
  * and gradients with respect to two parameters. */
 static void build_random(built *b, uint64_t seed) {
   rng r = {seed, 0};
-  b->g = fg_graph_new();
+  fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
   fg_node pool[64];
   int n = 0;
@@ -296,7 +302,8 @@ Test(passes, random_graphs_passes_on_and_off) {
 /* In place over input 0 only when it is as big as the output: a broadcast [1, 2] input rounds
  * to the same 64 bytes as a [4, 2] output but is re-read for every row (found by a coupling). */
 Test(passes, in_place_never_overwrites_a_broadcast_input) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node a = fg_input(g, "a", FG_F64, fg_shape2(1, 2)), b = fg_input(g, "b", FG_F64, fg_shape2(4, 2));
   fg_node y = fg_neg(g, fg_mul(g, fg_exp(g, a), b));
   fg_program *p;
@@ -305,8 +312,8 @@ Test(passes, in_place_never_overwrites_a_broadcast_input) {
   fg_tensor *at, *bt;
   fg_shape as = fg_shape2(1, 2), bs = fg_shape2(4, 2);
   fg_tensor_from_data(&at, FG_F64, &as, av, NULL), fg_tensor_from_data(&bt, FG_F64, &bs, bv, NULL);
-  fg_program_bind(p, "a", at), fg_program_bind(p, "b", bt);
-  cr_assert_eq(fg_program_run(p), FG_OK);
+  fg_program_bind(p, "a", at, &terr), fg_program_bind(p, "b", bt, &terr);
+  cr_assert_eq(fg_program_run(p, &terr), FG_OK);
   for (int i = 0; i < 8; i++)
     cr_assert_float_eq(fg_tensor_get(fg_program_output(p, 0), i), -2 * exp(av[i % 2]), 1e-12, "element %d", i);
   fg_tensor_free(at), fg_tensor_free(bt);
@@ -317,7 +324,8 @@ Test(passes, in_place_never_overwrites_a_broadcast_input) {
 /* FG_PROFILE's table (fg_program_opts.profile): per op family, then the costliest steps by op
  * and shapes; a program without profiling says so. */
 Test(passes, profile_tables_name_ops_and_shapes) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape2(64, 32)), w = fg_input(g, "w", FG_F32, fg_shape2(32, 16));
   fg_node y = fg_sum(g, fg_matmul(g, x, w), 3u, false);
   fg_program *p, *quiet;
@@ -326,8 +334,8 @@ Test(passes, profile_tables_name_ops_and_shapes) {
   fg_tensor *xv = random_tensor(fg_shape2(64, 32), 1, -1, 1), *wv = random_tensor(fg_shape2(32, 16), 2, -1, 1);
   fg_program *both[2] = {p, quiet};
   for (int i = 0; i < 2; i++) {
-    fg_program_bind(both[i], "x", xv), fg_program_bind(both[i], "w", wv);
-    for (int rep = 0; rep < 3; rep++) cr_assert_eq(fg_program_run(both[i]), FG_OK);
+    fg_program_bind(both[i], "x", xv, &terr), fg_program_bind(both[i], "w", wv, &terr);
+    for (int rep = 0; rep < 3; rep++) cr_assert_eq(fg_program_run(both[i], &terr), FG_OK);
   }
   char buf[4096];
   fg_program_profile(p, buf, sizeof buf);
@@ -348,7 +356,7 @@ Test(passes, profile_tables_name_ops_and_shapes) {
  * conv2d -> bias add -> relu into one conv2d_bias_act, except where the conv's own output is
  * read elsewhere, and every result stays bit-identical. */
 static void build_convnet(built *b, bool side_reader) {
-  b->g = fg_graph_new();
+  fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
   fg_node x = leaf(b, false, "x", fg_shape4(2, 3, 6, 5), 1);
   fg_node w1 = leaf(b, true, "w1", fg_shape4(8, 3, 3, 3), 2), b1 = leaf(b, true, "b1", fg_shape1(8), 3);

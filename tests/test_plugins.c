@@ -21,7 +21,8 @@
 /* ======================================= loading ======================================= */
 
 Test(plugins, a_missing_file_names_the_path_and_the_loader_error) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_load_plugin(r, MISSING_PLUGIN, &e), FG_E_PLUGIN);
   cr_assert_msg_has(e, MISSING_PLUGIN);
@@ -31,7 +32,8 @@ Test(plugins, a_missing_file_names_the_path_and_the_loader_error) {
 }
 
 Test(plugins, a_library_without_the_init_symbol_is_refused) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_load_plugin(r, PLUGIN_NO_INIT, &e), FG_E_PLUGIN);
   cr_assert_msg_has(e, PLUGIN_NO_INIT);
@@ -41,7 +43,8 @@ Test(plugins, a_library_without_the_init_symbol_is_refused) {
 }
 
 Test(plugins, a_wrong_abi_version_is_refused_and_leaves_nothing) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_load_plugin(r, PLUGIN_BAD_ABI, &e), FG_E_PLUGIN);
   cr_assert_msg_has(e, PLUGIN_BAD_ABI);
@@ -56,7 +59,8 @@ Test(plugins, a_wrong_abi_version_is_refused_and_leaves_nothing) {
 }
 
 Test(plugins, loading_the_same_plugin_twice_is_a_duplicate_name) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   cr_assert_eq(fg_registry_load_plugin(r, PLUGIN_SINH_ARCSINH, &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_registry_count(r), 1);
@@ -72,7 +76,8 @@ Test(plugins, loading_the_same_plugin_twice_is_a_duplicate_name) {
 }
 
 Test(plugins, an_unknown_type_is_not_found_with_a_suggestion) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   const fg_bijector_type *t;
   cr_assert_eq(fg_registry_load_plugin(r, PLUGIN_SINH_ARCSINH, &e), FG_OK, "%s", e.msg);
@@ -85,7 +90,8 @@ Test(plugins, an_unknown_type_is_not_found_with_a_suggestion) {
 }
 
 Test(plugins, the_example_plugin_passes_the_verification) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   const fg_bijector_type *t;
   cr_assert_eq(fg_registry_load_plugin(r, PLUGIN_SINH_ARCSINH, &e), FG_OK, "%s", e.msg);
@@ -99,7 +105,8 @@ Test(plugins, the_example_plugin_passes_the_verification) {
 }
 
 Test(plugins, the_plugin_constructor_reports_its_own_errors) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   fg_bijector *b;
   cr_assert_eq(fg_registry_load_plugin(r, PLUGIN_SINH_ARCSINH, &e), FG_OK, "%s", e.msg);

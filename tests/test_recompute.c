@@ -18,6 +18,9 @@
 #include "ops/ops.h"
 #include "tests/perturb.h"
 
+/* Error detail of the last failing library call, for assertion messages. */
+static fg_err terr __attribute__((unused));
+
 enum { MAX_PARAMS = 512 };
 static const double GRAD_TOL = 1e-4; /* relative, float32 */
 
@@ -93,7 +96,8 @@ typedef struct run {
 
 /* Stored mode when rc is NULL.  Outputs: loss, then every parameter's gradient. */
 static run loss_and_grads(fg_flow *f, fg_recompute *rc, const fg_tensor *x, bool execute) {
-  run r = {fg_graph_new(), NULL};
+  run r = {NULL, NULL};
+  fg_graph_new(&r.g, NULL);
   int n = fg_flow_num_params(f);
   cr_assert_lt(n, MAX_PARAMS);
   fg_node in = fg_input(r.g, "x", x->dtype, x->shape), outs[MAX_PARAMS + 1];
@@ -107,8 +111,8 @@ static run loss_and_grads(fg_flow *f, fg_recompute *rc, const fg_tensor *x, bool
   cr_assert_eq(fg_program_new(&r.p, r.g, n + 1, outs, &e), FG_OK, "%s", e.msg);
   if (!execute) return r;
   cr_assert_eq(fg_params_bind(fg_flow_params(f), r.p, &e), FG_OK, "%s", e.msg);
-  cr_assert_eq(fg_program_bind(r.p, "x", x), FG_OK, "%s", fg_program_errmsg(r.p));
-  cr_assert_eq(fg_program_run(r.p), FG_OK, "%s", fg_program_errmsg(r.p));
+  cr_assert_eq(fg_program_bind(r.p, "x", x, &terr), FG_OK, "%s", terr.msg);
+  cr_assert_eq(fg_program_run(r.p, &terr), FG_OK, "%s", terr.msg);
   return r;
 }
 

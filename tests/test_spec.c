@@ -42,7 +42,8 @@ static const fg_bijector_type count = {.abi_version = FG_BIJECTOR_ABI_VERSION, .
                                        .check_event = {1, {2}}};
 
 static fg_registry *registry(void) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_registry_add(r, &ident, NULL);
   fg_registry_add(r, &split_like, NULL);
   fg_registry_add(r, &count, NULL);
@@ -84,7 +85,7 @@ Test(spec, blocks_repeats_levels_and_settings) {
   fg_registry *r = registry();
   fg_spec *s;
   fg_err e;
-  cr_assert_eq(fg_spec_parse(text, "t.flow", r, &s, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_spec_parse(&s, text, "t.flow", r, &e), FG_OK, "%s", e.msg);
   char buf[512];
   describe(s->flow, buf, sizeof buf);
   cr_assert_str_eq(buf, "ident count ident count split ident count ident count ident",
@@ -105,7 +106,7 @@ static void expect_error(const char *text, const char *where, const char *what) 
   fg_registry *r = registry();
   fg_spec *s = NULL;
   fg_err e;
-  cr_assert_neq(fg_spec_parse(text, "bad.flow", r, &s, &e), FG_OK, "accepted: %s", text);
+  cr_assert_neq(fg_spec_parse(&s, text, "bad.flow", r, &e), FG_OK, "accepted: %s", text);
   cr_assert_null(s);
   cr_assert(strstr(e.msg, where) != NULL, "expected position %s in: %s", where, e.msg);
   cr_assert(strstr(e.msg, what) != NULL, "expected '%s' in: %s", what, e.msg);
@@ -130,7 +131,7 @@ Test(spec, load_reports_missing_files) {
   fg_registry *r = registry();
   fg_spec *s;
   fg_err e;
-  cr_assert_eq(fg_spec_load("/nonexistent/x.flow", r, &s, &e), FG_E_IO);
+  cr_assert_eq(fg_spec_load(&s, "/nonexistent/x.flow", r, &e), FG_E_IO);
   cr_assert(strstr(e.msg, "/nonexistent/x.flow") != NULL, "%s", e.msg);
   fg_registry_free(r);
 }

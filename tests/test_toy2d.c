@@ -9,7 +9,7 @@
 static fg_tensor *toy(const char *name, int64_t n, double noise, double scale, uint64_t seed) {
   fg_tensor *t;
   fg_err e;
-  cr_assert_eq(fg_toy2d_generate(name, n, noise, scale, seed, &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_toy2d_generate(&t, name, n, noise, scale, seed, &e), FG_OK, "%s", e.msg);
   cr_assert(t->dtype == FG_F32 && t->shape.ndim == 2 && t->shape.d[0] == n && t->shape.d[1] == 2);
   return t;
 }
@@ -148,19 +148,19 @@ Test(toy2d, rings) {
 Test(toy2d, bad_arguments) {
   fg_tensor *t;
   fg_err e;
-  cr_assert_eq(fg_toy2d_generate("spirals", 10, 0, 1, 0, &t, &e), FG_E_NOTFOUND);
+  cr_assert_eq(fg_toy2d_generate(&t, "spirals", 10, 0, 1, 0, &e), FG_E_NOTFOUND);
   cr_assert(strstr(e.msg,
                    "unknown toy data set 'spirals'; known: moons, 8gaussians, "
                    "checkerboard, rings"),
             "%s", e.msg);
   cr_assert_eq(t, NULL);
-  cr_assert_eq(fg_toy2d_generate("moons", 0, 0, 1, 0, &t, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_toy2d_generate(&t, "moons", 0, 0, 1, 0, &e), FG_E_MISUSE);
   cr_assert(strstr(e.msg, "n = 0"), "%s", e.msg);
-  cr_assert_eq(fg_toy2d_generate("moons", 10, -0.1, 1, 0, &t, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_toy2d_generate(&t, "moons", 10, -0.1, 1, 0, &e), FG_E_MISUSE);
   cr_assert(strstr(e.msg, "noise"), "%s", e.msg);
-  cr_assert_eq(fg_toy2d_generate("rings", 10, 0, NAN, 0, &t, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_toy2d_generate(&t, "rings", 10, 0, NAN, 0, &e), FG_E_MISUSE);
   cr_assert(strstr(e.msg, "scale"), "%s", e.msg);
-  cr_assert_eq(fg_toy2d_generate("rings", 10, 0, 0, 0, &t, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_toy2d_generate(&t, "rings", 10, 0, 0, 0, &e), FG_E_MISUSE);
   t = toy("moons", 1, 0, 1, 0); /* the smallest set still works */
   fg_tensor_free(t);
 }

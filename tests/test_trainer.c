@@ -85,11 +85,12 @@ enum { THREADS = 2 }; /* a real pool, so exactness does not rest on running sing
 /* A flow from spec text, as the CLI builds one; *s gets the spec's settings. */
 static fg_flow *flow_from_spec(const char *text, fg_shape event, fg_train_settings *s) {
   fg_err e;
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   cr_assert_not_null(r);
   cr_assert_eq(fg_registry_add_builtins(r, &e), FG_OK, "%s", e.msg);
   fg_spec *spec;
-  cr_assert_eq(fg_spec_parse(text, "test.flow", r, &spec, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_spec_parse(&spec, text, "test.flow", r, &e), FG_OK, "%s", e.msg);
   fg_base_kind base = strcmp(spec->prior, "learned") ? FG_BASE_NORMAL : FG_BASE_LEARNED;
   fg_bijector *b = spec->flow;
   spec->flow = NULL; /* the flow owns it now */

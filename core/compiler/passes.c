@@ -75,7 +75,8 @@ static fg_status emit_live(fg_pass_ctx *c, fg_graph *dst, const uint8_t *live, f
 
 fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   int32_t n = fg_graph_node_count(c->g);
-  fg_graph *dst = fg_graph_new();
+  fg_graph *dst;
+  fg_graph_new(&dst, NULL);
   uint8_t *live = live_nodes(c);
   fg_node *map = malloc(sizeof *map * ((size_t)n + 1));
   fg_status st = dst && live && map ? emit_live(c, dst, live, map, emit, state)

@@ -69,7 +69,7 @@ static fg_status cifar_read(const char *path, uint8_t **data, size_t *len, fg_er
   return st;
 }
 
-fg_status fg_cifar_load(const char *path, fg_tensor **images, fg_tensor **labels, fg_err *e) {
+fg_status fg_cifar_load(fg_tensor **images, fg_tensor **labels, const char *path, fg_err *e) {
   if (images) *images = NULL;
   if (labels) *labels = NULL;
   uint8_t *data;

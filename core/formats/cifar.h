@@ -18,6 +18,6 @@
  * Records of 1 label byte (0..9) and 3072 pixel bytes (1024 red, 1024 green, 1024 blue, each
  * row-major 32x32); the file (gzip or plain) must hold a whole, non-zero number of records.
  * images [N, 3, 32, 32]; labels [N] (either output may be NULL when not wanted). */
-fg_status fg_cifar_load(const char *path, fg_tensor **images, fg_tensor **labels, fg_err *e);
+fg_status fg_cifar_load(fg_tensor **images, fg_tensor **labels, const char *path, fg_err *e);
 
 #endif

@@ -19,6 +19,6 @@
  * 0x00000801 (unsigned bytes, 1 dim: N) gives labels [N].  Dimensions are big-endian uint32,
  * none may be 0, and the data must be exactly their product in bytes.  The file may be gzip
  * compressed (detected from its content, not its name). */
-fg_status fg_idx_load(const char *path, fg_tensor **out, fg_err *e);
+fg_status fg_idx_load(fg_tensor **out, const char *path, fg_err *e);
 
 #endif

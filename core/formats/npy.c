@@ -353,7 +353,7 @@ static fg_status npy_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
   return st;
 }
 
-fg_status fg_npy_load(const char *path, fg_tensor **out, fg_err *e) {
+fg_status fg_npy_load(fg_tensor **out, const char *path, fg_err *e) {
   *out = NULL;
   fg_gzin in;
   fg_status st = fg_gzin_open(&in, path, e);

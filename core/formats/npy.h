@@ -19,6 +19,6 @@
  * 'fortran_order' False, 'shape' of at most 8 dimensions; the data must be exactly
  * shape x itemsize bytes.  float32 data must be finite: the first NaN or infinity is reported
  * with its index.  The result has the array's shape and dtype float32. */
-fg_status fg_npy_load(const char *path, fg_tensor **out, fg_err *e);
+fg_status fg_npy_load(fg_tensor **out, const char *path, fg_err *e);
 
 #endif

@@ -15,14 +15,15 @@ struct fg_graph {
   fg_node *edges; /* inputs of all nodes, each node's a contiguous run */
   int64_t n_edges, cap_edges;
   fg_arena arena;
-  fg_status status;
-  char errmsg[1024];
+  fg_err err; /* the first error, sticky */
 };
 
-fg_graph *fg_graph_new(void) {
+fg_status fg_graph_new(fg_graph **out, fg_err *e) {
   fg_graph *g = calloc(1, sizeof *g);
-  if (g) fg_arena_init(&g->arena);
-  return g;
+  *out = g;
+  if (!g) return fg_err_set(e, FG_E_NOMEM, "graph: out of memory");
+  fg_arena_init(&g->arena);
+  return FG_OK;
 }
 
 void fg_graph_free(fg_graph *g) {
@@ -34,18 +35,28 @@ void fg_graph_free(fg_graph *g) {
   free(g);
 }
 
-fg_status fg_graph_status(const fg_graph *g) { return g ? g->status : FG_E_MISUSE; }
-const char *fg_graph_errmsg(const fg_graph *g) { return g ? g->errmsg : "no graph"; }
+fg_status fg_graph_status(const fg_graph *g) { return g ? g->err.status : FG_E_MISUSE; }
+const char *fg_graph_errmsg(const fg_graph *g) { return g ? g->err.msg : "no graph"; }
 int32_t fg_graph_node_count(const fg_graph *g) { return g ? g->n_nodes : 0; }
 
+/* Keeps the first error only: later ones are usually its consequences. */
+static void record_error(fg_graph *g, fg_status s, const char *fmt, va_list ap) {
+  if (g->err.status == FG_OK) fg_err_vset(&g->err, s, fmt, ap);
+}
+
+fg_status fg_graph_fail_status(fg_graph *g, fg_status s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  record_error(g, s, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
 fg_node fg_graph_fail(fg_graph *g, fg_status s, const char *fmt, ...) {
-  if (g->status == FG_OK) {
-    g->status = s;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g->errmsg, sizeof g->errmsg, fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  record_error(g, s, fmt, ap);
+  va_end(ap);
   return FG_POISON;
 }
 
@@ -83,7 +94,7 @@ const char *fg_node_name(const fg_graph *g, fg_node n) {
 }
 
 fg_node fg_node_set_name(fg_graph *g, fg_node n, const char *name) {
-  if (g->status != FG_OK) return FG_POISON;
+  if (g->err.status != FG_OK) return FG_POISON;
   if (!fg_node_valid(g, n)) return fg_graph_fail(g, FG_E_MISUSE, "set_name: %d is not a node", n);
   char *copy = fg_arena_strdup(&g->arena, name);
   if (!copy) return fg_graph_fail(g, FG_E_NOMEM, "out of memory naming node %d", n);
@@ -179,7 +190,7 @@ static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_n
 fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs,
                           const void *attr) {
   if (!g) return FG_POISON;
-  if (g->status != FG_OK) return FG_POISON;
+  if (g->err.status != FG_OK) return FG_POISON;
   const fg_op_def *def = fg_op_get(op);
   if (!def) return fg_graph_fail(g, FG_E_MISUSE, "unknown op id %d", op);
   if (check_inputs(g, def, n_in, inputs) != 0) return FG_POISON;
@@ -226,7 +237,7 @@ static fg_node add_source(fg_graph *g, int op, fg_dtype t, fg_shape shape, doubl
 }
 
 static fg_node add_named_leaf(fg_graph *g, int op, const char *name, fg_dtype t, fg_shape shape) {
-  if (!g || g->status != FG_OK) return FG_POISON;
+  if (!g || g->err.status != FG_OK) return FG_POISON;
   if (!name || !name[0])
     return fg_graph_fail(g, FG_E_MISUSE, "%s needs a non-empty name",
                          op == FG_OP_INPUT ? "an input" : "a parameter");
@@ -245,7 +256,7 @@ fg_node fg_param(fg_graph *g, const char *name, fg_dtype t, fg_shape shape) {
 }
 
 fg_node fg_constant(fg_graph *g, const fg_tensor *value) {
-  if (!g || g->status != FG_OK) return FG_POISON;
+  if (!g || g->err.status != FG_OK) return FG_POISON;
   fg_err e;
   fg_tensor *copy;
   if (fg_tensor_copy(&copy, value, value->dtype, &e) != FG_OK)
@@ -260,7 +271,7 @@ fg_node fg_constant(fg_graph *g, const fg_tensor *value) {
 }
 
 fg_node fg_constant_take(fg_graph *g, fg_tensor *value) {
-  if (!g || g->status != FG_OK) {
+  if (!g || g->err.status != FG_OK) {
     fg_tensor_free(value);
     return FG_POISON;
   }

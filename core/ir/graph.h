@@ -39,7 +39,8 @@ typedef struct fg_node_rec {
   fg_shape shape;
 } fg_node_rec;
 
-fg_graph *fg_graph_new(void); /* NULL when out of memory */
+/* A new, empty graph in *out (NULL when out of memory). */
+fg_status fg_graph_new(fg_graph **out, fg_err *e);
 void fg_graph_free(fg_graph *g);
 
 fg_status fg_graph_status(const fg_graph *g);
@@ -87,8 +88,11 @@ bool fg_node_valid(const fg_graph *g, fg_node n);
  * must have zero-filled (memset) before setting fields, because attributes are hashed and
  * compared bytewise.  Returns the new id, or FG_POISON with the graph's error set. */
 fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs, const void *attr);
-/* Records a sticky error (if none yet) and returns FG_POISON. */
+/* Records a sticky error (if none yet) and returns FG_POISON, for builders. */
 fg_node fg_graph_fail(fg_graph *g, fg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same for functions that return a status: records the error (if none yet) and returns s. */
+fg_status fg_graph_fail_status(fg_graph *g, fg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* For rewriting passes: appends to dst a copy of src's node n (op, attributes, name, flags,
  * constant data shared, not copied) with the given inputs (ids in dst), re-running the shape

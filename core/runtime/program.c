@@ -55,18 +55,7 @@ struct fg_program {
   double *prof_step_ms; /* per step, for the breakdown by op and shapes */
   int prof_rows;        /* rows of that breakdown */
   fg_program_stats stats;
-  char errmsg[768];
 };
-
-static fg_status program_fail(fg_program *p, fg_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static fg_status program_fail(fg_program *p, fg_status s, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(p->errmsg, sizeof p->errmsg, fmt, ap);
-  va_end(ap);
-  return s;
-}
 
 static double now_ms(void) {
   struct timespec t;
@@ -341,36 +330,35 @@ void fg_program_free(fg_program *p) {
 
 /* ------------------------------------------------------------------ binding ---- */
 
-fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t) {
-  if (!p || !name || !t) return FG_E_MISUSE;
+fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t, fg_err *e) {
+  if (!p || !name || !t) return fg_err_set(e, FG_E_MISUSE, "bind: no program, name or tensor");
   fg_node n = fg_graph_find(p->g, name);
   if (n == FG_NONE) {
     if (fg_graph_find(p->src, name) != FG_NONE) return FG_OK; /* not needed by the outputs */
-    return program_fail(p, FG_E_NOTFOUND, "bind: the graph has no input or parameter '%s'", name);
+    return fg_err_set(e, FG_E_NOTFOUND, "bind: the graph has no input or parameter '%s'", name);
   }
   fg_shape want = fg_node_shape(p->g, n);
   if (t->dtype != fg_node_dtype(p->g, n) || !fg_shape_equal(&t->shape, &want)) {
     char a[128], b[128];
-    return program_fail(p, FG_E_SHAPE, "bind '%s': got %s %s, the graph expects %s %s", name,
+    return fg_err_set(e, FG_E_SHAPE, "bind '%s': got %s %s, the graph expects %s %s", name,
                         fg_dtype_name(t->dtype), fg_shape_str(&t->shape, a, sizeof a),
                         fg_dtype_name(fg_node_dtype(p->g, n)), fg_shape_str(&want, b, sizeof b));
   }
-  fg_err e;
   fg_tensor *v;
   /* Contiguous tensors are shared (an optimiser's in-place update is seen); a strided view
    * is copied, since kernels read contiguous memory. */
-  fg_status st = fg_tensor_is_contiguous(t) ? fg_tensor_view(&v, t, &e) : fg_tensor_copy(&v, t, t->dtype, &e);
-  if (st != FG_OK) return program_fail(p, st, "bind '%s': %s", name, e.msg);
+  fg_status st = fg_tensor_is_contiguous(t) ? fg_tensor_view(&v, t, e) : fg_tensor_copy(&v, t, t->dtype, e);
+  if (st != FG_OK) return st;
   fg_tensor_free(p->value[n]);
   p->value[n] = v;
   return FG_OK;
 }
 
-static fg_status check_bound(fg_program *p) {
+static fg_status check_bound(fg_program *p, fg_err *e) {
   for (int32_t i = 0; i < p->n_leaves; i++) {
     fg_node n = p->leaves[i];
     if (!p->value[n])
-      return program_fail(p, FG_E_MISUSE, "run: %s '%s' is not bound (fg_program_bind)",
+      return fg_err_set(e, FG_E_MISUSE, "run: %s '%s' is not bound (fg_program_bind)",
                           fg_node_op(p->g, n) == FG_OP_INPUT ? "input" : "parameter", fg_node_name(p->g, n));
   }
   return FG_OK;
@@ -406,11 +394,11 @@ static fg_kernel_fn kernel_of(const fg_node_rec *r) {
   return r->dtype == FG_F64 ? def->kernel_f64 : def->kernel_f32;
 }
 
-static fg_status step_status(fg_program *p, step_job *j, int n_parts) {
+static fg_status step_status(fg_program *p, step_job *j, int n_parts, fg_err *e) {
   for (int i = 0; i < n_parts; i++) /* the first failing part, in part order */
     if (j->status[i] != FG_OK) {
       const fg_node_rec *r = fg_graph_node(p->g, j->node);
-      return program_fail(p, j->status[i], "run: node %d (op '%s'%s%s): %s", j->node,
+      return fg_err_set(e, j->status[i], "run: node %d (op '%s'%s%s): %s", j->node,
                           fg_op_get(r->op)->name, r->name ? ", named " : "", r->name ? r->name : "",
                           j->err[i].msg[0] ? j->err[i].msg : fg_status_str(j->status[i]));
     }
@@ -428,13 +416,13 @@ static int parts_for(const step_job *j) {
   return outputs < parts ? (int)(outputs > 0 ? outputs : 1) : parts;
 }
 
-static fg_status run_node(fg_program *p, fg_node n, step_job *j) {
+static fg_status run_node(fg_program *p, fg_node n, step_job *j, fg_err *e) {
   j->r = fg_graph_node(p->g, n);
   j->node = n;
   j->kernel = kernel_of(j->r);
-  if (!j->kernel) return program_fail(p, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(j->r->op)->name);
+  if (!j->kernel) return fg_err_set(e, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(j->r->op)->name);
   if (j->r->n_in > MAX_STEP_INPUTS)
-    return program_fail(p, FG_E_INTERNAL, "run: node %d has more than %d inputs", n, MAX_STEP_INPUTS);
+    return fg_err_set(e, FG_E_INTERNAL, "run: node %d has more than %d inputs", n, MAX_STEP_INPUTS);
   for (int k = 0; k < j->r->n_in; k++) {
     const fg_tensor *v = p->value[fg_node_input(p->g, n, k)];
     j->in[k] = fg_tensor_data(v), j->shape[k] = v->shape, j->dtype[k] = v->dtype;
@@ -442,7 +430,7 @@ static fg_status run_node(fg_program *p, fg_node n, step_job *j) {
   int n_parts = parts_for(j);
   for (int i = 0; i < n_parts; i++) j->status[i] = FG_OK, j->err[i].msg[0] = '\0';
   fg_pool_run(p->pool, node_part, j, n_parts);
-  return step_status(p, j, n_parts);
+  return step_status(p, j, n_parts, e);
 }
 
 /* ---- fused groups: each part runs the members over its tiles ---- */
@@ -509,7 +497,7 @@ static void group_part(void *ctx, int part, int n_parts) {
   }
 }
 
-static fg_status run_group(fg_program *p, fg_node root) {
+static fg_status run_group(fg_program *p, fg_node root, fg_err *e) {
   group_job j = {.p = p, .group = p->fusion.group_of[root]};
   fg_shape s = fg_node_shape(p->g, root);
   j.count = fg_shape_count(&s);
@@ -523,7 +511,7 @@ static fg_status run_group(fg_program *p, fg_node root) {
   fg_pool_run(p->pool, group_part, &j, parts);
   for (int i = 0; i < parts; i++)
     if (j.status[i] != FG_OK)
-      return program_fail(p, j.status[i], "run: fused group ending at node %d: %s", root,
+      return fg_err_set(e, j.status[i], "run: fused group ending at node %d: %s", root,
                           j.err[i].msg[0] ? j.err[i].msg : fg_status_str(j.status[i]));
   return FG_OK;
 }
@@ -537,18 +525,17 @@ static void poison_dead(fg_program *p, int32_t s) {
   }
 }
 
-fg_status fg_program_run(fg_program *p) {
-  if (!p) return FG_E_MISUSE;
-  p->errmsg[0] = '\0';
-  fg_status st = check_bound(p);
+fg_status fg_program_run(fg_program *p, fg_err *e) {
+  if (!p) return fg_err_set(e, FG_E_MISUSE, "run: no program");
+  fg_status st = check_bound(p, e);
   step_job *job = st == FG_OK ? malloc(sizeof *job) : NULL;
-  if (st == FG_OK && !job) st = program_fail(p, FG_E_NOMEM, "run: out of memory");
+  if (st == FG_OK && !job) st = fg_err_set(e, FG_E_NOMEM, "run: out of memory");
   if (job) job->p = p;
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
     fg_node n = p->steps[s].node;
     bool fused = p->fusion.group_of[n] >= 0;
     double t0 = p->profile ? now_ms() : 0;
-    st = fused ? run_group(p, n) : run_node(p, n, job);
+    st = fused ? run_group(p, n, e) : run_node(p, n, job, e);
     if (p->profile) {
       int slot = fused ? FG_OP_COUNT : fg_node_op(p->g, n);
       double ms = now_ms() - t0;
@@ -569,7 +556,6 @@ const fg_tensor *fg_program_output(const fg_program *p, int i) {
 
 int fg_program_num_outputs(const fg_program *p) { return p ? p->n_out : 0; }
 void fg_program_set_rng_offset(fg_program *p, uint64_t offset) { if (p) p->rng_offset = offset; }
-const char *fg_program_errmsg(const fg_program *p) { return p ? p->errmsg : "no program"; }
 const fg_program_stats *fg_program_get_stats(const fg_program *p) { return p ? &p->stats : NULL; }
 const fg_graph *fg_program_graph(const fg_program *p) { return p ? p->g : NULL; }
 const int32_t *fg_program_groups(const fg_program *p) { return p ? p->fusion.group_of : NULL; }

@@ -59,16 +59,15 @@ void fg_program_free(fg_program *p);
 /* Binds the input or parameter `name` to t (dtype and shape must match the node's).  The
  * program keeps a reference to t's buffer; t itself may be freed.  A name the source graph
  * has but the outputs do not need is accepted and ignored. */
-fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t);
-/* Runs every planned node.  Fails (with fg_program_errmsg) on an unbound input or a kernel
- * error such as an exactly singular matrix.  Allocates only on the first run. */
-fg_status fg_program_run(fg_program *p);
+fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t, fg_err *e);
+/* Runs every planned node.  Fails on an unbound input or a kernel error such as an exactly
+ * singular matrix, naming the node and op in e.  Allocates only on the first run. */
+fg_status fg_program_run(fg_program *p, fg_err *e);
 /* Output i of the last run: borrowed, valid until the next run or free. */
 const fg_tensor *fg_program_output(const fg_program *p, int i);
 int fg_program_num_outputs(const fg_program *p);
 /* Offset mixed into every random op's counter, so each training step draws fresh noise. */
 void fg_program_set_rng_offset(fg_program *p, uint64_t offset);
-const char *fg_program_errmsg(const fg_program *p);
 /* With profiling on: a table of time per op family (fused groups counted as "fused"), summed
  * over all runs so far, most expensive first, then the costliest steps grouped by op and
  * input/output shapes (15 rows, or N with FG_PROFILE=N for N > 1), written into buf

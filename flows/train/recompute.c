@@ -80,7 +80,8 @@ static fg_shape batch_of(int64_t batch, fg_shape event) {
 
 /* The input shape of every block for a batch of 2 (a forward build in training mode). */
 static fg_status block_inputs(const fg_recompute *r, fg_shape *in, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
   if (c) {
     const fg_flow_config *cfg = fg_flow_get_config(r->f);
@@ -103,7 +104,8 @@ static fg_status block_inputs(const fg_recompute *r, fg_shape *in, fg_err *e) {
 static bool invertible_in_training(const fg_recompute *r, fg_bijector *b, fg_shape in) {
   const fg_bijector_type *t = fg_bijector_type_of(b);
   if (!t || (t->flags & FG_BIJ_STOCHASTIC)) return false; /* an inversion, or noise in forward */
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
   bool ok = false;
   if (c) {

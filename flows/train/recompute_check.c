@@ -25,7 +25,8 @@ static int build_block(const fg_recompute *r, int i, fg_graph *g, fg_flow_ctx *c
 static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_pool *pool, fg_tensor **y,
                            double *err, fg_err *e) {
   *y = NULL, *err = NAN;
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
   fg_node outs[3];
   int n = c ? build_block(r, i, g, c, h->shape, outs) : 0;
@@ -36,9 +37,9 @@ static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_
                                        fg_recompute_block_name(r, i), fg_graph_errmsg(g))
                           : fg_program_new_opts(&p, g, n, outs, &po, e);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(r->f), p, e);
-  if (st == FG_OK && (fg_program_bind(p, "h", h) != FG_OK || fg_program_run(p) != FG_OK))
-    st = fg_err_set(e, FG_E_NUMERIC, "round-trip check of block %s: %s", fg_recompute_block_name(r, i),
-                    fg_program_errmsg(p));
+  if (st == FG_OK && (fg_program_bind(p, "h", h, e) != FG_OK || fg_program_run(p, e) != FG_OK)) {
+    st = fg_err_prefix(e, FG_E_NUMERIC, "round-trip check of block %s", fg_recompute_block_name(r, i));
+  }
   if (st == FG_OK) st = fg_tensor_copy(y, fg_program_output(p, 0), h->dtype, e);
   if (st == FG_OK && n == 3)
     *err = fg_tensor_get(fg_program_output(p, 1), 0) / (fg_tensor_get(fg_program_output(p, 2), 0) + 1e-12);

@@ -86,7 +86,7 @@ static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
 
 /* The training graph and program (x already allocated). */
 static fg_status build_training(fg_trainer *t, fg_err *e) {
-  t->g = fg_graph_new();
+  fg_graph_new(&t->g, NULL);
   if (!t->g) return fg_err_set(e, FG_E_NOMEM, "out of memory");
   fg_node x = fg_input(t->g, "x", fg_flow_get_config(t->f)->dtype, t->x->shape);
   t->n_params = fg_flow_num_params(t->f);
@@ -107,8 +107,7 @@ static fg_status build_training(fg_trainer *t, fg_err *e) {
   st = fg_program_new_opts(&t->prog, t->g, n_out, outs, &po, e);
   free(outs);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), t->prog, e);
-  if (st == FG_OK && fg_program_bind(t->prog, "x", t->x) != FG_OK)
-    st = fg_err_set(e, FG_E_INTERNAL, "%s", fg_program_errmsg(t->prog));
+  if (st == FG_OK) st = fg_program_bind(t->prog, "x", t->x, e);
   return st;
 }
 
@@ -233,7 +232,8 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
   fg_bijector *chain = fg_flow_bijector(t->f);
   int n = fg_bijector_num_children(chain);
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *c = NULL;
   fg_node *outs = malloc(sizeof *outs * (size_t)(2 * n + 2));
   fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(t->f)->dtype, .training = true};
@@ -248,9 +248,9 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   fg_program_opts po = {.pool = t->pool};
   if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK) goto done;
   fg_params_bind(fg_flow_params(t->f), p, NULL);
-  fg_program_bind(p, "x", t->x);
+  fg_program_bind(p, "x", t->x, NULL);
   fg_program_set_rng_offset(p, (uint64_t)t->step + 1);
-  if (fg_program_run(p) == FG_OK)
+  if (fg_program_run(p, NULL) == FG_OK)
     for (int i = 0; i < 2 * n; i++)
       if (!tensor_finite(fg_program_output(p, i))) {
         snprintf(out, cap, "%s (its %s)", fg_bijector_prefix(fg_bijector_child(chain, i / 2)), i % 2 ? "log-det" : "output");
@@ -348,8 +348,8 @@ fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
   }
   if ((st = check_round_trips(t, info, e)) != FG_OK) return st;
   fg_program_set_rng_offset(t->prog, (uint64_t)t->step + 1);
-  if ((st = fg_program_run(t->prog)) != FG_OK)
-    return fg_err_set(e, st, "training step %lld: %s", (long long)t->step, fg_program_errmsg(t->prog));
+  if ((st = fg_program_run(t->prog, e)) != FG_OK)
+    return fg_err_prefix(e, st, "training step %lld", (long long)t->step);
   double nll = fg_tensor_get(fg_program_output(t->prog, 0), 0);
   info->loss = loss_in_unit(t, nll);
   st = isfinite(nll) ? apply_step(t, info, e) : FG_E_NUMERIC;
@@ -394,7 +394,8 @@ void fg_trainer_use_ema(fg_trainer *t) {
 
 /* Sum of log p over rows [start, start + n) of the test set, with a program for batch n. */
 static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
   fg_status st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
@@ -407,9 +408,9 @@ static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), p, e);
   if (st == FG_OK && (st = fg_tensor_new(&xv, fg_flow_get_config(t->f)->dtype, &bs, e)) == FG_OK)
     fg_train_data_rows(&t->test, NULL, start, n, xv);
-  if (st == FG_OK && (st = fg_program_bind(p, "x", xv)) != FG_OK) fg_err_set(e, st, "%s", fg_program_errmsg(p));
+  if (st == FG_OK) st = fg_program_bind(p, "x", xv, e);
   fg_program_set_rng_offset(p, EVAL_RNG_OFFSET + (uint64_t)start);
-  if (st == FG_OK && (st = fg_program_run(p)) != FG_OK) fg_err_set(e, st, "evaluation: %s", fg_program_errmsg(p));
+  if (st == FG_OK && (st = fg_program_run(p, e)) != FG_OK) fg_err_prefix(e, st, "evaluation");
   if (st == FG_OK) *sum += fg_tensor_get(fg_program_output(p, 0), 0);
   fg_tensor_free(xv);
   fg_program_free(p);

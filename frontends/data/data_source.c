@@ -47,12 +47,12 @@ static fg_status open_cifar(const char *dir, fg_data *d, fg_err *e) {
     char name[32];
     snprintf(name, sizeof name, "data_batch_%d.bin", i + 1);
     find_file(dir, name, path, sizeof path);
-    st = fg_cifar_load(path, &parts[i], NULL, e);
+    st = fg_cifar_load(&parts[i], NULL, path, e);
   }
   if (st == FG_OK) st = concat_rows(parts, 5, &d->train, e);
   for (int i = 0; i < 5; i++) fg_tensor_free(parts[i]);
   find_file(dir, "test_batch.bin", path, sizeof path);
-  if (st == FG_OK) st = fg_cifar_load(path, &d->test, NULL, e);
+  if (st == FG_OK) st = fg_cifar_load(&d->test, NULL, path, e);
   d->discrete = true;
   return st;
 }
@@ -60,9 +60,9 @@ static fg_status open_cifar(const char *dir, fg_data *d, fg_err *e) {
 static fg_status open_mnist(const char *dir, fg_data *d, fg_err *e) {
   char path[4096];
   find_file(dir, "train-images-idx3-ubyte", path, sizeof path);
-  fg_status st = fg_idx_load(path, &d->train, e);
+  fg_status st = fg_idx_load(&d->train, path, e);
   find_file(dir, "t10k-images-idx3-ubyte", path, sizeof path);
-  if (st == FG_OK) st = fg_idx_load(path, &d->test, e);
+  if (st == FG_OK) st = fg_idx_load(&d->test, path, e);
   d->discrete = true;
   return st;
 }
@@ -79,8 +79,8 @@ static fg_status open_npy(const char *files, fg_data *d, fg_err *e) {
   if (!copy) return fg_err_set(e, FG_E_NOMEM, "out of memory");
   char *comma = strchr(copy, ',');
   if (comma) *comma = '\0';
-  fg_status st = fg_npy_load(copy, &d->train, e);
-  if (st == FG_OK && comma) st = fg_npy_load(comma + 1, &d->test, e);
+  fg_status st = fg_npy_load(&d->train, copy, e);
+  if (st == FG_OK && comma) st = fg_npy_load(&d->test, comma + 1, e);
   if (st == FG_OK && d->train->shape.ndim < 2)
     st = fg_err_set(e, FG_E_SHAPE, "%s: expected an array [N, ...] of samples", copy);
   free(copy);
@@ -110,8 +110,8 @@ static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
     *slot = v;
     p += used;
   }
-  fg_status st = fg_toy2d_generate(name, (int64_t)n, noise, scale, (uint64_t)seed, &d->train, e);
-  if (st == FG_OK) st = fg_toy2d_generate(name, (int64_t)test_n, noise, scale, (uint64_t)seed + 1000003, &d->test, e);
+  fg_status st = fg_toy2d_generate(&d->train, name, (int64_t)n, noise, scale, (uint64_t)seed, e);
+  if (st == FG_OK) st = fg_toy2d_generate(&d->test, name, (int64_t)test_n, noise, scale, (uint64_t)seed + 1000003, e);
   d->discrete = false;
   return st;
 }
@@ -129,13 +129,13 @@ static fg_status keep_first(fg_tensor **t, int64_t limit, fg_err *e) {
   return st;
 }
 
-fg_status fg_data_open(const char *source, int64_t limit, fg_data *out, fg_err *e) {
+fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e) {
   memset(out, 0, sizeof *out);
   if (!source || !*source) return fg_err_set(e, FG_E_MISUSE, "no data source (a spec's `data` line)");
   fg_status st;
   if (!strcmp(source, "fashion-mnist")) {
-    st = fg_dataset_fashion_mnist_load("train", &out->train, NULL, e);
-    if (st == FG_OK) st = fg_dataset_fashion_mnist_load("test", &out->test, NULL, e);
+    st = fg_dataset_fashion_mnist_load(&out->train, NULL, "train", e);
+    if (st == FG_OK) st = fg_dataset_fashion_mnist_load(&out->test, NULL, "test", e);
     out->discrete = true;
   } else if (!strncmp(source, "mnist:", 6)) st = open_mnist(source + 6, out, e);
   else if (!strncmp(source, "cifar10:", 8)) st = open_cifar(source + 8, out, e);

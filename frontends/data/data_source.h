@@ -20,7 +20,7 @@ typedef struct fg_data {
 } fg_data;
 
 /* `limit` > 0 keeps only the first `limit` training samples (quick runs and tests). */
-fg_status fg_data_open(const char *source, int64_t limit, fg_data *out, fg_err *e);
+fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e);
 void fg_data_free(fg_data *d);
 
 #endif

@@ -33,7 +33,7 @@ static fg_status fmnist_path(const char *stem, char *buf, size_t cap, fg_err *e)
 static fg_status fmnist_load_file(const char *stem, fg_tensor **out, fg_err *e) {
   char path[4096];
   fg_status st = fmnist_path(stem, path, sizeof path, e);
-  return st != FG_OK ? st : fg_idx_load(path, out, e);
+  return st != FG_OK ? st : fg_idx_load(out, path, e);
 }
 
 /* Images must be [N, 1, 28, 28] and labels [N] in 0..9, so that a wrong file under the right
@@ -58,8 +58,7 @@ static fg_status fmnist_check(const fg_tensor *images, const fg_tensor *labels, 
   return FG_OK;
 }
 
-fg_status fg_dataset_fashion_mnist_load(const char *split, fg_tensor **images, fg_tensor **labels,
-                                        fg_err *e) {
+fg_status fg_dataset_fashion_mnist_load(fg_tensor **images, fg_tensor **labels, const char *split, fg_err *e) {
   if (images) *images = NULL;
   if (labels) *labels = NULL;
   const char *prefix = !split                        ? NULL

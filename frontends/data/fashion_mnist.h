@@ -15,7 +15,6 @@
 const char *fg_dataset_fashion_mnist_dir(void);
 /* split "train" (60000 images) or "test" (10000): images [N, 1, 28, 28] and labels [N], checked
  * to agree in N; either output may be NULL when not wanted. */
-fg_status fg_dataset_fashion_mnist_load(const char *split, fg_tensor **images, fg_tensor **labels,
-                                        fg_err *e);
+fg_status fg_dataset_fashion_mnist_load(fg_tensor **images, fg_tensor **labels, const char *split, fg_err *e);
 
 #endif

@@ -133,8 +133,7 @@ static fg_status toy_check_args(const char *name, int64_t n, double noise, doubl
   return FG_OK;
 }
 
-fg_status fg_toy2d_generate(const char *name, int64_t n, double noise, double scale, uint64_t seed,
-                            fg_tensor **out, fg_err *e) {
+fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise, double scale, uint64_t seed, fg_err *e) {
   *out = NULL;
   if (!name) name = "(null)";
   toy_fn fn = NULL;

@@ -329,7 +329,7 @@ static fg_status finish(parser *p) {
   return st;
 }
 
-fg_status fg_spec_parse(const char *text, const char *path, const fg_registry *r, fg_spec **out, fg_err *e) {
+fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r, fg_err *e) {
   *out = NULL;
   fg_spec *s = calloc(1, sizeof *s);
   if (!s || !(s->path = strdup(path ? path : "<spec>"))) {
@@ -357,7 +357,7 @@ fg_status fg_spec_parse(const char *text, const char *path, const fg_registry *r
   return FG_OK;
 }
 
-fg_status fg_spec_load(const char *path, const fg_registry *r, fg_spec **out, fg_err *e) {
+fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg_err *e) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) return fg_err_set(e, FG_E_IO, "cannot open spec %s: %s", path, strerror(errno));
@@ -392,7 +392,7 @@ fg_status fg_spec_load(const char *path, const fg_registry *r, fg_spec **out, fg
     free(text);
     return fg_err_set(e, FG_E_FORMAT, "spec %s contains a NUL byte (is it a text file?)", path);
   }
-  fg_status st = fg_spec_parse(text, path, r, out, e);
+  fg_status st = fg_spec_parse(out, text, path, r, e);
   free(text);
   return st;
 }

@@ -42,8 +42,8 @@ typedef struct fg_spec {
 } fg_spec;
 
 /* Parses text (path is only used in messages); the flow's types come from r. */
-fg_status fg_spec_parse(const char *text, const char *path, const fg_registry *r, fg_spec **out, fg_err *e);
-fg_status fg_spec_load(const char *path, const fg_registry *r, fg_spec **out, fg_err *e);
+fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r, fg_err *e);
+fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg_err *e);
 void fg_spec_free(fg_spec *s);
 
 #endif

@@ -63,7 +63,7 @@ static fg_status backprop_node(fg_graph *g, tape_marks *m, fg_node node) {
       need |= k < MASK_BITS ? 1u << k : 0xffffffffu;
   if (!need) return FG_OK;
   fg_node small[8], *gin = n_in <= 8 ? small : malloc(sizeof *gin * (size_t)n_in);
-  if (!gin) return fg_graph_fail(g, FG_E_NOMEM, "out of memory in backward pass"), FG_E_NOMEM;
+  if (!gin) return fg_graph_fail_status(g, FG_E_NOMEM, "out of memory in backward pass");
   for (int k = 0; k < n_in; k++) gin[k] = FG_NONE;
   fg_status st = def->vjp(g, node, m->grad[node], need, gin);
   for (int k = 0; st == FG_OK && k < n_in; k++) {

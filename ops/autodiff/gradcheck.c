@@ -39,13 +39,14 @@ static void setup_free(check_setup *s) {
 
 static fg_status bind_all(check_setup *s, fg_program *p, fg_gradcheck_report *rep) {
   char name[32];
+  fg_err e;
   for (int i = 0; i < s->n_in; i++) {
     snprintf(name, sizeof name, "x%d", i);
-    if (fg_program_bind(p, name, s->x[i]) != FG_OK)
-      return fail(rep, FG_E_MISUSE, "binding an input", fg_program_errmsg(p));
+    if (fg_program_bind(p, name, s->x[i], &e) != FG_OK)
+      return fail(rep, FG_E_MISUSE, "binding an input", e.msg);
   }
-  if (p == s->bwd && fg_program_bind(p, "seed", s->seed) != FG_OK)
-    return fail(rep, FG_E_MISUSE, "binding the seed", fg_program_errmsg(p));
+  if (p == s->bwd && fg_program_bind(p, "seed", s->seed, &e) != FG_OK)
+    return fail(rep, FG_E_MISUSE, "binding the seed", e.msg);
   return FG_OK;
 }
 
@@ -53,7 +54,7 @@ static fg_status setup(check_setup *s, fg_build_fn build, void *ud, int n_in,
                        fg_tensor *const *inputs, fg_gradcheck_report *rep) {
   memset(s, 0, sizeof *s);
   s->n_in = n_in;
-  s->g = fg_graph_new();
+  fg_graph_new(&s->g, NULL);
   s->x = calloc((size_t)n_in + 1, sizeof *s->x);
   fg_node *in = calloc((size_t)n_in + 1, sizeof *in), *grads = calloc((size_t)n_in + 1, sizeof *grads);
   fg_err e;
@@ -87,8 +88,9 @@ static fg_status setup(check_setup *s, fg_build_fn build, void *ud, int n_in,
 }
 
 static fg_status run(fg_program *p, fg_gradcheck_report *rep) {
-  fg_status st = fg_program_run(p);
-  return st == FG_OK ? FG_OK : fail(rep, st, "running", fg_program_errmsg(p));
+  fg_err e;
+  fg_status st = fg_program_run(p, &e);
+  return st == FG_OK ? FG_OK : fail(rep, st, "running", e.msg);
 }
 
 /* Row k of every input's Jacobian block: J[i][k * numel(x_i) + j] = d y_k / d x_i[j]. */
@@ -223,7 +225,8 @@ static fg_node build_vjp_fn(fg_graph *g, const fg_node *in, void *ud) {
 /* The output shape of build at these inputs, by building it once in a scratch graph. */
 static fg_status output_shape(fg_build_fn build, void *ud, int n_in, fg_tensor *const *inputs,
                               fg_shape *out, fg_gradcheck_report *rep) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node *in = calloc((size_t)n_in + 1, sizeof *in);
   fg_status st = g && in ? FG_OK : fail(rep, FG_E_NOMEM, "setup", "out of memory");
   char name[32];

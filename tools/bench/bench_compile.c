@@ -99,7 +99,8 @@ static fg_node gaussian_nll(fg_graph *g, fg_node z) {
 
 /* The mean NLL over the batch: sum of the prior terms minus the log-det. */
 static fg_node build_glow(model *m, int K, int L, int batch) {
-  fg_graph *g = m->g = fg_graph_new();
+  fg_graph_new(&m->g, NULL);
+  fg_graph *g = m->g;
   m->logdet = FG_NONE;
   fg_node x = fg_input(g, "x", FG_F32, fg_shape4(batch, 1, 28, 28)), nll = FG_NONE;
   int step = 0;
@@ -126,7 +127,7 @@ static void fill_params(const model *m, fg_program *p, fg_tensor **store) {
     for (int64_t j = 0; j < fg_tensor_numel(store[i]); j++)
       fg_tensor_set(store[i], j, square ? (j % (s.d[0] + 1) == 0 ? 1.0 : 0.01 * fg_rng_normal(i, (uint64_t)j))
                                         : 0.05 * fg_rng_normal(i, (uint64_t)j));
-    fg_program_bind(p, name, store[i]);
+    fg_program_bind(p, name, store[i], NULL);
   }
 }
 
@@ -145,12 +146,12 @@ static int measure(model *m, int n_out, const fg_node *outs, const fg_program_op
   }
   fg_tensor **store = calloc((size_t)m->n_params, sizeof *store);
   fill_params(m, p, store);
-  fg_program_bind(p, "x", x);
+  fg_program_bind(p, "x", x, NULL);
   double best = 1e30;
   for (int i = 0; i <= runs; i++) {
     double t0 = now_s();
-    if (fg_program_run(p) != FG_OK) {
-      fprintf(stderr, "bench_compile: %s\n", fg_program_errmsg(p));
+    if (fg_program_run(p, &e) != FG_OK) {
+      fprintf(stderr, "bench_compile: %s\n", e.msg);
       return 1;
     }
     double dt = now_s() - t0;

@@ -64,10 +64,11 @@ static void die(const char *what, const char *msg) {
 static double time_program(fg_program *p) {
   double t[64];
   int n = g_reps < 64 ? g_reps : 64;
-  if (fg_program_run(p) != FG_OK) die("run", fg_program_errmsg(p));
+  fg_err e;
+  if (fg_program_run(p, &e) != FG_OK) die("run", e.msg);
   for (int i = 0; i < n; i++) {
     double t0 = now();
-    if (fg_program_run(p) != FG_OK) die("run", fg_program_errmsg(p));
+    if (fg_program_run(p, &e) != FG_OK) die("run", e.msg);
     t[i] = now() - t0;
   }
   return median(t, n);
@@ -79,7 +80,7 @@ static void bind_random(fg_program *p, const char *name, fg_shape s, double scal
   if (fg_tensor_new(&t, FG_F32, &s, &e) != FG_OK) die("tensor", e.msg);
   for (int64_t i = 0; i < fg_tensor_numel(t); i++)
     fg_tensor_set(t, i, scale * (2 * fg_rng_uniform(seed, (uint64_t)i) - 1));
-  if (fg_program_bind(p, name, t) != FG_OK) die("bind", fg_program_errmsg(p));
+  if (fg_program_bind(p, name, t, &e) != FG_OK) die("bind", e.msg);
   fg_tensor_free(t);
 }
 
@@ -90,7 +91,8 @@ typedef fg_node (*build2_fn)(fg_graph *g, fg_node a, fg_node b, const void *ctx)
 static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape sb,
                          double b_scale, double *fwd, double *bwd, double *bwd_a,
                          double *bwd_b) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   if (!g) die("graph", "out of memory");
   fg_node a = fg_input(g, "a", FG_F32, sa), b = fg_input(g, "b", FG_F32, sb);
   fg_node y = build(g, a, b, ctx);

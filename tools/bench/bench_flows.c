@@ -154,10 +154,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
 /* ---- model and data ---- */
 
 static fg_status build_from_spec(bench *b, fg_err *e) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_spec *spec = NULL;
   fg_status st = r ? fg_registry_add_builtins(r, e) : fg_err_set(e, FG_E_NOMEM, "out of memory");
-  if (st == FG_OK) st = fg_spec_load(b->o.spec, r, &spec, e);
+  if (st == FG_OK) st = fg_spec_load(&spec, b->o.spec, r, e);
   if (st == FG_OK) {
     fg_base_kind base = !strcmp(spec->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL;
     fg_bijector *chain = spec->flow;
@@ -190,8 +191,8 @@ static fg_status build_model(bench *b, fg_err *e) {
 }
 
 static fg_status load_data(bench *b, fg_err *e) {
-  if (b->images) return fg_dataset_fashion_mnist_load("test", &b->data, NULL, e);
-  return fg_toy2d_generate("moons", 20000, 0.1, 2.0, b->o.seed, &b->data, e);
+  if (b->images) return fg_dataset_fashion_mnist_load(&b->data, NULL, "test", e);
+  return fg_toy2d_generate(&b->data, "moons", 20000, 0.1, 2.0, b->o.seed, e);
 }
 
 /* n rows of the data drawn at random, images dequantised as the peer's: (x + u) / 256. */
@@ -271,8 +272,7 @@ static fg_status program_call(void *ctx, int call, phase *ph, fg_err *e) {
   (void)ph;
   fg_program *p = ctx;
   fg_program_set_rng_offset(p, (uint64_t)call); /* fresh draws per sampling run */
-  fg_status st = fg_program_run(p);
-  return st == FG_OK ? FG_OK : fg_err_set(e, st, "%s", fg_program_errmsg(p));
+  return fg_program_run(p, e);
 }
 
 static void print_profile(const char *what, const char *table) {
@@ -309,13 +309,14 @@ static fg_status compile(bench *b, fg_graph *g, fg_node out, const fg_tensor *x,
   fg_status st = fg_program_new_opts(p, g, 1, &out, &po, e);
   *ms = (now_s() - t0) * 1e3;
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(b->flow), *p, e);
-  if (st == FG_OK && x && fg_program_bind(*p, "x", x) != FG_OK) st = fg_err_set(e, FG_E_INTERNAL, "%s", fg_program_errmsg(*p));
+  if (st == FG_OK && x) st = fg_program_bind(*p, "x", x, e);
   return st;
 }
 
 /* Builds (and counts the FLOPs of) the log-prob program; times it when asked. */
 static fg_status phase_logprob(bench *b, bool run, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node logp;
   fg_program *p = NULL;
   fg_flow_log_prob(b->flow, g, fg_input(g, "x", FG_F32, b->xs->shape), false, &logp);
@@ -333,7 +334,8 @@ static fg_status phase_logprob(bench *b, bool run, fg_err *e) {
 }
 
 static fg_status phase_sample(bench *b, bool run, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x;
   fg_program *p = NULL;
   fg_flow_sample(b->flow, g, b->o.sample_batch, b->o.temp, b->o.seed + 1, &x);

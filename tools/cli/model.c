@@ -50,7 +50,7 @@ static int build_flow(cli_model *m, const char *cmd, fg_shape event) {
 static int parse_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv) {
   fg_err e;
   if (!(m->r = cli_registry(argc, argv))) return EXIT_BAD_INPUT;
-  fg_status st = fg_spec_parse(m->spec_text, path, m->r, &m->spec, &e);
+  fg_status st = fg_spec_parse(&m->spec, m->spec_text, path, m->r, &e);
   return st == FG_OK ? EXIT_OK : cli_fail(cmd, st, e.msg);
 }
 
@@ -60,7 +60,7 @@ int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int arg
   if (!(m->spec_text = cli_read_text(path, &e))) return cli_fail(cmd, e.status, e.msg);
   int code = parse_spec(m, cmd, path, argc, argv);
   if (code != EXIT_OK) return code;
-  fg_status st = fg_data_open(m->spec->data, limit, &m->data, &e);
+  fg_status st = fg_data_open(&m->data, m->spec->data, limit, &e);
   if (st != FG_OK) return cli_fail(cmd, st, e.msg);
   m->discrete = m->data.discrete;
   m->n_bits = m->spec->train.n_bits;
@@ -82,7 +82,7 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   m->discrete = meta.discrete;
   m->n_bits = meta.n_bits;
   int code = parse_spec(m, cmd, ckpt, argc, argv);
-  if (code == EXIT_OK && load_data && (st = fg_data_open(m->spec->data, 0, &m->data, &e)) != FG_OK)
+  if (code == EXIT_OK && load_data && (st = fg_data_open(&m->data, m->spec->data, 0, &e)) != FG_OK)
     code = cli_fail(cmd, st, e.msg);
   if (code == EXIT_OK) code = build_flow(m, cmd, meta.event);
   if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);

@@ -22,8 +22,8 @@ static fg_status run_one(cli_model *m, fg_graph *g, fg_node out, const char *inp
   fg_status st = fg_program_new(&p, g, 1, &out, e);
   if (st != FG_OK) return st;
   st = fg_params_bind(fg_flow_params(m->flow), p, e);
-  if (st == FG_OK && input && (st = fg_program_bind(p, input, x)) != FG_OK) fg_err_set(e, st, "%s", fg_program_errmsg(p));
-  if (st == FG_OK && (st = fg_program_run(p)) != FG_OK) fg_err_set(e, st, "%s", fg_program_errmsg(p));
+  if (st == FG_OK && input) st = fg_program_bind(p, input, x, e);
+  if (st == FG_OK) st = fg_program_run(p, e);
   if (st == FG_OK) st = fg_tensor_copy(result, fg_program_output(p, 0), FG_F32, e);
   fg_program_free(p);
   return st;
@@ -55,7 +55,8 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
                                    char *out, size_t cap) {
   snprintf(out, cap, "no single layer found");
   int need = fg_bijector_num_children(fg_flow_bijector(m->flow)) + 2;
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node *steps = malloc(sizeof *steps * (size_t)need);
   const char **names = malloc(sizeof *names * (size_t)need);
   fg_program *p = NULL;
@@ -63,7 +64,7 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
   if (g && steps && names &&
       fg_flow_sample_steps(m->flow, g, n, temperature, seed, need, steps, names, &n_steps) == FG_OK &&
       fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
-      fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK && fg_program_run(p) == FG_OK)
+      fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK && fg_program_run(p, NULL) == FG_OK)
     for (int i = 0; i < n_steps; i++)
       if (!finite_tensor(fg_program_output(p, i))) {
         int len = (int)strlen(names[i]);
@@ -78,7 +79,8 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
 }
 
 int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_node x;
   fg_tensor *v = NULL;
   fg_status st = fg_flow_sample(m->flow, g, n, temperature > 0 ? temperature : 1e-9, seed, &x);
@@ -164,7 +166,8 @@ static fg_node mix_rows(fg_graph *g, fg_node v, int64_t steps) {
 }
 
 static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, int64_t steps, fg_tensor **out, fg_err *e) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_flow_ctx *enc = NULL, *dec = NULL;
   fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(m->flow)->dtype};
   fg_status st = fg_flow_ctx_new(&enc, g, fg_flow_params(m->flow), &co, e);

@@ -72,7 +72,8 @@ static int save(fg_trainer *t, const cli_model *m, const char *out) {
 int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e);
 
 static void dump_graph(cli_model *m, const char *out) {
-  fg_graph *g = fg_graph_new();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
   fg_shape s = fg_flow_get_config(m->flow)->event, b = s;
   b.ndim = s.ndim + 1, b.d[0] = 1;
   for (int i = 0; i < s.ndim; i++) b.d[i + 1] = s.d[i];

@@ -50,7 +50,8 @@ int cli_fail(const char *cmd, fg_status st, const char *msg) {
 }
 
 fg_registry *cli_registry(int argc, char **argv) {
-  fg_registry *r = fg_registry_new();
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
   fg_err e;
   if (!r || fg_registry_add_builtins(r, &e) != FG_OK) {
     fprintf(stderr, "flowgrad: %s\n", r ? e.msg : "out of memory");
