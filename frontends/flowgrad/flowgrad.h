@@ -14,6 +14,7 @@
 #include "core/buffer.h"
 #include "core/tensor.h"
 #include "core/rng.h"
+#include "core/vec.h"
 #include "core/ir/graph.h"
 #include "core/ir/op.h"
 #include "core/ir/op_attrs.h"
