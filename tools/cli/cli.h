@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "flows/flow.h"
 #include "flows/registry.h"
+#include "flows/train/checkpoint.h"
 #include "flows/train/trainer.h"
 #include "frontends/data/data_source.h"
 #include "frontends/spec/spec.h"
