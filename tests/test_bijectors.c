@@ -7,6 +7,7 @@
 
 #include "flows/bijector_internal.h"
 #include "flows/check.h"
+#include "flows/layers/layers.h"
 #include "flows/registry.h"
 #include "ops/ops.h"
 
@@ -24,6 +25,24 @@ Test(bijectors, every_builtin_type_passes_the_verification) {
     cr_expect_eq(st, FG_OK, "type '%s' fails the verification:\n%s", t->name, rep.msg);
   }
   fg_registry_free(r);
+}
+
+/* The one list (FG_BUILTIN_BIJECTORS) names each type as it registers: fg_bijector_<name> is
+ * registered as "name", and the registry's built-ins are that list, in its order. */
+Test(bijectors, the_builtin_list_names_each_type_as_registered) {
+  static const struct {
+    const char *name;
+    const fg_bijector_type *type;
+  } listed[] = {
+#define LISTED_(name) {#name, &fg_bijector_##name},
+      FG_BUILTIN_BIJECTORS(LISTED_)
+#undef LISTED_
+  };
+  int n = (int)(sizeof listed / sizeof *listed), k = 0;
+  for (int i = 0; i < n; i++) cr_expect_str_eq(listed[i].type->name, listed[i].name);
+  while (fg_builtin_bijectors[k]) k++;
+  cr_assert_eq(k, n, "the registry installs every listed type and no other");
+  for (int i = 0; i < n; i++) cr_expect_eq(fg_builtin_bijectors[i], listed[i].type, "entry %d", i);
 }
 
 /* ---- small types written here, wrapped without the libffi constructor ---- */
