@@ -103,6 +103,28 @@ fg_node fg__channel_mean(fg_graph *g, fg_node x) {
   return fg_mean(g, x, axes, false);
 }
 
+fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign) {
+  fg_shape xs = fg_node_shape(g, x);
+  fg_node total = fg_sum(g, v, FG_ALL_AXES, false);
+  return fg__per_sample(g, fg_mul_scalar(g, total, sign * (double)fg__spatial_size(&xs)), x);
+}
+
+fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_node x, bool inverse,
+                                 fg_node *logdet) {
+  fg_node out;
+  if (inverse) {
+    fg_node y = a->shift_out == FG_NONE ? x : fg_sub(g, x, fg__per_channel(g, a->shift_out, x));
+    fg_node unscaled = fg_mul(g, y, fg__per_channel(g, fg_exp(g, fg_neg(g, a->log_scale)), x));
+    out = a->shift_in == FG_NONE ? unscaled : fg_sub(g, unscaled, fg__per_channel(g, a->shift_in, x));
+  } else {
+    fg_node shifted = a->shift_in == FG_NONE ? x : fg_add(g, x, fg__per_channel(g, a->shift_in, x));
+    fg_node scaled = fg_mul(g, shifted, fg__per_channel(g, fg_exp(g, a->log_scale), x));
+    out = a->shift_out == FG_NONE ? scaled : fg_add(g, scaled, fg__per_channel(g, a->shift_out, x));
+  }
+  *logdet = fg__channel_logdet(g, a->log_scale, x, inverse ? -1.0 : 1.0);
+  return out;
+}
+
 fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {
   fg_tensor *tensor;
   if (fg_tensor_new(&tensor, t, &shape, NULL) != FG_OK)
