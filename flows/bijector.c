@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vec.h"
 #include "ops/autodiff/autodiff.h"
 #include "flows/bijector_internal.h"
 #include "ops/ops.h"
@@ -56,6 +57,31 @@ fg_bijector *fg_bijector_child(const fg_bijector *b, int i) {
   return b && i >= 0 && i < b->n_children ? b->children[i] : NULL;
 }
 bool fg_bijector_is_inverted(const fg_bijector *b) { return b && b->inner; }
+
+typedef struct leaf_list {
+  fg_bijector **v;
+  int64_t n, cap;
+} leaf_list;
+
+static bool collect_leaves(fg_bijector *b, leaf_list *l) {
+  for (int i = 0; i < b->n_children; i++)
+    if (!collect_leaves(b->children[i], l)) return false;
+  if (b->n_children > 0) return true;
+  if (!FG_VEC_RESERVE(l->v, l->cap, l->n + 1)) return false;
+  l->v[l->n++] = b;
+  return true;
+}
+
+fg_status fg_bijector_leaves(fg_bijector ***out, int *n, fg_bijector *b, fg_err *e) {
+  leaf_list l = {0};
+  *out = NULL, *n = 0;
+  if (!collect_leaves(b, &l)) {
+    free(l.v);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory listing the layers of a bijector");
+  }
+  *out = l.v, *n = (int)l.n;
+  return FG_OK;
+}
 
 /* Child i of a chain is named "<chain prefix><i>.<type>." so parameter names say where they
  * live ("3.actnorm.logs"). */

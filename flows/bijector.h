@@ -135,6 +135,10 @@ fg_status fg_bijector_set_prefix(fg_bijector *b, const char *prefix, fg_err *e);
 int fg_bijector_num_children(const fg_bijector *b); /* chain: its length; otherwise 0 */
 fg_bijector *fg_bijector_child(const fg_bijector *b, int i);
 bool fg_bijector_is_inverted(const fg_bijector *b);
+/* The layers of b in forward order, chains opened (anything else, a leaf or an inversion, is
+ * one layer): *out gets an array of *n pointers borrowed from b, which the caller free()s.  On
+ * failure *out is NULL and *n 0. */
+fg_status fg_bijector_leaves(fg_bijector ***out, int *n, fg_bijector *b, fg_err *e);
 /* Runs b's data-dependent initialisation at input x (a leaf whose type has data_init; no-op
  * otherwise): the requests land in c (fg_flow_ctx_num_inits ...). */
 fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x);

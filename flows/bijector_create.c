@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vec.h"
 #include "flows/bijector_internal.h"
 
 static const char *kind_name(fg_arg_kind k) {
@@ -282,13 +283,9 @@ static fg_status quoted_string(cursor *c, const fg_arg_spec *a, parsed_arg *out)
   return FG_OK;
 }
 
-static fg_status push_int(const cursor *c, const fg_arg_spec *a, parsed_arg *out, size_t *cap, int64_t x) {
-  if ((size_t)out->v.ints.n == *cap) {
-    size_t grown = *cap ? 2 * *cap : 8;
-    int64_t *more = grown < SIZE_MAX / sizeof *more ? realloc(out->ints, grown * sizeof *more) : NULL;
-    if (!more) return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory for the list '%s'", c->t->name, a->name);
-    out->ints = more, *cap = grown;
-  }
+static fg_status push_int(const cursor *c, const fg_arg_spec *a, parsed_arg *out, int64_t *cap, int64_t x) {
+  if (!FG_VEC_RESERVE(out->ints, *cap, out->v.ints.n + 1))
+    return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory for the list '%s'", c->t->name, a->name);
   out->ints[out->v.ints.n++] = x;
   out->v.ints.v = out->ints;
   return FG_OK;
@@ -305,7 +302,8 @@ static span element_span(cursor *c) {
 
 /* [a, b, c]: any length, a trailing comma allowed, [] is the empty list. */
 static fg_status int_list(cursor *c, const fg_arg_spec *a, parsed_arg *out) {
-  size_t open = c->pos++, cap = 0;
+  size_t open = c->pos++;
+  int64_t cap = 0;
   for (;;) {
     skip_ws(c);
     if (peek(c) == ']') break;

@@ -52,24 +52,6 @@ fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g) {
 
 /* ---- blocks ---- */
 
-/* Appends the layers of b in forward order, chains opened (an inversion is one block). */
-static bool collect_blocks(fg_recompute *r, fg_bijector *b, int *cap) {
-  int kids = fg_bijector_is_inverted(b) ? 0 : fg_bijector_num_children(b);
-  if (kids > 0) {
-    for (int i = 0; i < kids; i++)
-      if (!collect_blocks(r, fg_bijector_child(b, i), cap)) return false;
-    return true;
-  }
-  if (r->n == *cap) {
-    *cap = *cap ? 2 * *cap : 32;
-    fg_bijector **v = realloc(r->blocks, sizeof *v * (size_t)*cap);
-    if (!v) return false;
-    r->blocks = v;
-  }
-  r->blocks[r->n++] = b;
-  return true;
-}
-
 /* [batch, event...] */
 static fg_shape batch_of(int64_t batch, fg_shape event) {
   fg_shape s = {.ndim = event.ndim + 1};
@@ -136,8 +118,10 @@ fg_status fg_recompute_new(fg_recompute **out, fg_flow *f, fg_err *e) {
   *out = NULL;
   if (!f) return fg_err_set(e, FG_E_MISUSE, "recompute: no flow");
   fg_recompute *r = calloc(1, sizeof *r);
-  int cap = 0;
-  fg_status st = r && collect_blocks(r, fg_flow_bijector(f), &cap) ? FG_OK : fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  if (!r) return fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  /* the blocks are the flow's layers, chains opened (an inversion is one block) */
+  fg_status st = fg_bijector_leaves(&r->blocks, &r->n, fg_flow_bijector(f), e);
+  if (st != FG_OK) fg_err_prefix(e, st, "recompute");
   if (st == FG_OK) {
     r->f = f;
     r->mode = malloc(sizeof *r->mode * (size_t)(r->n + 1));

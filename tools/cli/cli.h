@@ -55,8 +55,6 @@ int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int arg
  * when load_data. */
 int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, int argc, char **argv, bool load_data);
 void cli_model_free(cli_model *m);
-/* Reads a whole text file (NULL and a message on failure). */
-char *cli_read_text(const char *path, fg_err *e);
 
 extern const cli_command cli_check, cli_list, cli_train, cli_eval, cli_sample, cli_interpolate, cli_dump;
 

@@ -1,33 +1,8 @@
 /* Loading what the commands work on: spec text -> bijector -> flow, data, checkpoints. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tools/cli/cli.h"
-
-char *cli_read_text(const char *path, fg_err *e) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fg_err_set(e, FG_E_IO, "cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 8192, len = 0;
-  char *text = malloc(cap);
-  for (size_t got = 1; text && got > 0;) {
-    if (len + 4097 > cap) {
-      char *t = cap < ((size_t)1 << 24) ? realloc(text, cap *= 2) : NULL;
-      if (!t) free(text);
-      text = t;
-      if (!text) break;
-    }
-    got = fread(text + len, 1, 4096, f);
-    len += got;
-  }
-  fclose(f);
-  if (!text) fg_err_set(e, FG_E_FORMAT, "%s is too large for a spec (16 MiB at most)", path);
-  else text[len] = '\0';
-  return text;
-}
 
 void cli_model_free(cli_model *m) {
   fg_flow_free(m->flow);
@@ -57,10 +32,11 @@ static int parse_spec(cli_model *m, const char *cmd, const char *path, int argc,
 int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv, int64_t limit) {
   memset(m, 0, sizeof *m);
   fg_err e;
-  if (!(m->spec_text = cli_read_text(path, &e))) return cli_fail(cmd, e.status, e.msg);
+  fg_status st = fg_spec_read_file(&m->spec_text, path, &e);
+  if (st != FG_OK) return cli_fail(cmd, st, e.msg);
   int code = parse_spec(m, cmd, path, argc, argv);
   if (code != EXIT_OK) return code;
-  fg_status st = fg_data_open(&m->data, m->spec->data, limit, &e);
+  st = fg_data_open(&m->data, m->spec->data, limit, &e);
   if (st != FG_OK) return cli_fail(cmd, st, e.msg);
   m->discrete = m->data.discrete;
   m->n_bits = m->spec->train.n_bits;
