@@ -162,8 +162,13 @@ typedef struct fg_flow_ctx_opts {
   bool params_as_inputs;  /* parameters become graph inputs (for gradchecking w.r.t. them) */
 } fg_flow_ctx_opts;
 
+/* A context for building into g (borrowed, as ps is); o may be NULL (defaults). */
 fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const fg_flow_ctx_opts *o,
                           fg_err *e);
+/* A new graph in *g and a context for building into it: how a graph built layer by layer
+ * starts.  On failure neither exists (*out and *g are NULL).  Free the context, then the graph. */
+fg_status fg_flow_ctx_new_graph(fg_flow_ctx **out, fg_graph **g, fg_params *ps,
+                                const fg_flow_ctx_opts *o, fg_err *e);
 void fg_flow_ctx_free(fg_flow_ctx *c);
 /* The data-dependent initialisation requests recorded by fg_flow_init_param. */
 int fg_flow_ctx_num_inits(const fg_flow_ctx *c);

@@ -170,12 +170,12 @@ static void skip_ws(cursor *c) {
 /* "<type>: <what> (at offset N)". */
 static fg_status fail_at(const cursor *c, size_t at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static fg_status fail_at(const cursor *c, size_t at, const char *fmt, ...) {
-  char what[sizeof c->e->msg];
+  fg_err what;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
+  fg_err_vset(&what, FG_E_FORMAT, fmt, ap);
   va_end(ap);
-  return fg_err_set(c->e, FG_E_FORMAT, "%s: %s (at offset %zu%s)", c->t->name, what, at, c->where);
+  return fg_err_set(c->e, FG_E_FORMAT, "%s: %s (at offset %zu%s)", c->t->name, what.msg, at, c->where);
 }
 
 /* "<type>: hidden=eight: expected an integer (at offset 7)": the value as written, cut short. */

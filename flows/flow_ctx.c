@@ -57,6 +57,17 @@ fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const f
   return FG_OK;
 }
 
+fg_status fg_flow_ctx_new_graph(fg_flow_ctx **out, fg_graph **g, fg_params *ps,
+                                const fg_flow_ctx_opts *o, fg_err *e) {
+  *out = NULL;
+  fg_status st = fg_graph_new(g, e);
+  if (st == FG_OK && (st = fg_flow_ctx_new(out, *g, ps, o, e)) != FG_OK) {
+    fg_graph_free(*g);
+    *g = NULL;
+  }
+  return st;
+}
+
 void fg_flow_ctx_free(fg_flow_ctx *c) {
   if (!c) return;
   free(c->prefix);

@@ -14,14 +14,14 @@ static int prefix_len(const char *p) {
 }
 
 fg_status fg__layer_fail(fg_flow_ctx *c, fg_status s, const char *fmt, ...) {
-  char msg[400];
+  fg_err what;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  fg_err_vset(&what, s, fmt, ap);
   va_end(ap);
   fg_graph *g = fg_flow_graph(c);
   const char *p = fg_flow_ctx_prefix(c);
-  fg_graph_fail(g, s, "%.*s: %s", prefix_len(p), p, msg);
+  fg_graph_fail(g, s, "%.*s: %s", prefix_len(p), p, what.msg);
   return fg_graph_status(g);
 }
 

@@ -63,13 +63,13 @@ static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
 
 /* The training graph and program (x already allocated). */
 static fg_status build_training(fg_trainer *t, fg_err *e) {
-  fg_graph_new(&t->g, NULL);
-  if (!t->g) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  fg_status st = fg_graph_new(&t->g, e);
+  if (st != FG_OK) return st;
   fg_node x = fg_input(t->g, "x", fg_flow_get_config(t->f)->dtype, t->x->shape);
   t->n_params = fg_flow_num_params(t->f);
   fg_node *outs = malloc(sizeof *outs * (size_t)(1 + t->n_params));
   if (!outs) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  fg_status st = loss_and_grads(t, x, outs);
+  st = loss_and_grads(t, x, outs);
   int n_up = fg_flow_updates_count(t->updates), n_out = 1 + t->n_params + n_up;
   fg_node *all = st == FG_OK ? realloc(outs, sizeof *outs * (size_t)n_out) : outs;
   if (all) outs = all;
@@ -209,12 +209,12 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
   fg_bijector *chain = fg_flow_bijector(t->f);
   int n = fg_bijector_num_children(chain);
-  fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_graph *g = NULL;
   fg_flow_ctx *c = NULL;
   fg_node *outs = malloc(sizeof *outs * (size_t)(2 * n + 2));
   fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(t->f)->dtype, .training = true};
-  if (!g || !outs || n == 0 || fg_flow_ctx_new(&c, g, fg_flow_params(t->f), &co, NULL) != FG_OK) goto done;
+  if (!outs || n == 0 || fg_flow_ctx_new_graph(&c, &g, fg_flow_params(t->f), &co, NULL) != FG_OK)
+    goto done;
   fg_node cur = model_input(t, g, fg_input(g, "x", co.dtype, t->x->shape));
   for (int i = 0; i < n; i++) {
     fg_node ld;
@@ -372,10 +372,11 @@ void fg_trainer_use_ema(fg_trainer *t) {
 /* Sum of log p over rows [start, start + n) of the test set, with a program for batch n. */
 static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_status st = fg_graph_new(&g, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  fg_status st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
+  st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
   fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
   fg_program *p = NULL;
   fg_tensor *xv = NULL;
