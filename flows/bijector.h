@@ -110,7 +110,14 @@ enum {
   FG_BIJ_STOCHASTIC = 1u << 1, /* forward draws noise (dequantisation) */
 };
 
-/* ---- instances ---- */
+/* ---- instances ----
+ * Ownership.  Every call that makes a bijector sets *out to NULL when it fails.  A type's
+ * constructor that fails leaves nothing behind (its state is destroyed).  fg_bijector_chain and
+ * fg_bijector_invert take ownership of the bijectors they are given whether they succeed or
+ * not: on failure they free them, so a caller writes `st = fg_bijector_chain(&c, n, v, e);` and
+ * frees neither the children nor (after a failure) anything else; only the array `children`
+ * itself stays the caller's.  A bijector borrows its type: a plugin's types must stay loaded
+ * (their registry alive) while any bijector of them lives. */
 typedef struct fg_bijector fg_bijector;
 
 /* Calls t's constructor through libffi with values matched to t->args (flows/bijector_create.c). */
@@ -120,9 +127,12 @@ fg_status fg_bijector_new(fg_bijector **out, const fg_bijector_type *t, const fg
  * missing required ones and bad values rejected naming the argument), then fg_bijector_new. */
 fg_status fg_bijector_new_from_text(fg_bijector **out, const fg_bijector_type *t, const char *args,
                                     fg_err *e);
-/* Composition: y = b[n-1](...b[0](x)); takes ownership of the children. */
+/* Composition: y = b[n-1](...b[0](x)) for b = children[0..n) (n >= 0; 0 is the identity).
+ * Takes ownership of the children, also on failure (see above).  FG_E_MISUSE for n < 0,
+ * children NULL with n > 0, or a NULL child (the others are freed). */
 fg_status fg_bijector_chain(fg_bijector **out, int n, fg_bijector **children, fg_err *e);
-/* Swaps forward and inverse; takes ownership of the child. */
+/* Swaps forward and inverse.  Takes ownership of child, also on failure.  FG_E_MISUSE for a NULL
+ * child. */
 fg_status fg_bijector_invert(fg_bijector **out, fg_bijector *child, fg_err *e);
 void fg_bijector_free(fg_bijector *b);
 

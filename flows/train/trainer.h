@@ -82,7 +82,8 @@ typedef struct fg_train_step_info {
 typedef struct fg_trainer fg_trainer;
 
 /* A trainer for flow f (borrowed; its parameters are updated in place).  Copies the data it
- * keeps (reduced to n_bits levels).  n_threads 0: FG_THREADS or the online cores. */
+ * keeps (reduced to n_bits levels).  n_threads 0: FG_THREADS or the online cores.  On failure
+ * *out is NULL and f is as it was. */
 fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
                          const fg_trainer_data *data, int n_threads, fg_err *e);
 void fg_trainer_free(fg_trainer *t);
