@@ -55,13 +55,12 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
                                    char *out, size_t cap) {
   snprintf(out, cap, "no single layer found");
   int need = fg_bijector_num_children(fg_flow_bijector(m->flow)) + 2;
-  fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_graph *g = NULL;
   fg_node *steps = malloc(sizeof *steps * (size_t)need);
   const char **names = malloc(sizeof *names * (size_t)need);
   fg_program *p = NULL;
   int n_steps = 0;
-  if (g && steps && names &&
+  if (steps && names && fg_graph_new(&g, NULL) == FG_OK &&
       fg_flow_sample_steps(m->flow, g, n, temperature, seed, need, steps, names, &n_steps) == FG_OK &&
       fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
       fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK && fg_program_run(p, NULL) == FG_OK)
@@ -80,10 +79,11 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
 
 int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_status st = fg_graph_new(&g, e);
+  if (st != FG_OK) return st;
   fg_node x;
   fg_tensor *v = NULL;
-  fg_status st = fg_flow_sample(m->flow, g, n, temperature > 0 ? temperature : 1e-9, seed, &x);
+  st = fg_flow_sample(m->flow, g, n, temperature > 0 ? temperature : 1e-9, seed, &x);
   if (st != FG_OK) st = fg_err_set(e, st, "building the sampler: %s", fg_graph_errmsg(g));
   if (st == FG_OK) st = run_one(m, g, x, NULL, NULL, &v, e);
   int64_t bad = st == FG_OK ? grey_out_non_finite(v) : 0;
@@ -167,10 +167,10 @@ static fg_node mix_rows(fg_graph *g, fg_node v, int64_t steps) {
 
 static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, int64_t steps, fg_tensor **out, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
   fg_flow_ctx *enc = NULL, *dec = NULL;
   fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(m->flow)->dtype};
-  fg_status st = fg_flow_ctx_new(&enc, g, fg_flow_params(m->flow), &co, e);
+  fg_status st = fg_flow_ctx_new_graph(&enc, &g, fg_flow_params(m->flow), &co, e);
+  if (st != FG_OK) return st;
   if (st == FG_OK) st = fg_flow_ctx_new(&dec, g, fg_flow_params(m->flow), &co, e);
   fg_node x = fg_input(g, "x", co.dtype, pair->shape), z, ld, back;
   double bins = m->discrete ? (double)(1 << m->n_bits) : 1;

@@ -51,10 +51,9 @@ int cli_fail(const char *cmd, fg_status st, const char *msg) {
 
 fg_registry *cli_registry(int argc, char **argv) {
   fg_registry *r;
-  fg_registry_new(&r, NULL);
   fg_err e;
-  if (!r || fg_registry_add_builtins(r, &e) != FG_OK) {
-    fprintf(stderr, "flowgrad: %s\n", r ? e.msg : "out of memory");
+  if (fg_registry_new(&r, &e) != FG_OK || fg_registry_add_builtins(r, &e) != FG_OK) {
+    fprintf(stderr, "flowgrad: %s\n", e.msg);
     fg_registry_free(r);
     return NULL;
   }
