@@ -41,7 +41,7 @@ typedef struct fg_arg_spec {
   const char *doc;
 } fg_arg_spec;
 
-/* A parsed argument value (frontends fill these from text; see flows/bijector_create.c). */
+/* A parsed argument value (frontends fill these from text; see flows/bijector_args.c). */
 typedef struct fg_arg_value {
   fg_arg_kind kind;
   int64_t i;
@@ -124,7 +124,8 @@ typedef struct fg_bijector fg_bijector;
 fg_status fg_bijector_new(fg_bijector **out, const fg_bijector_type *t, const fg_arg_value *values,
                           fg_err *e);
 /* Parses "hidden=8, mask=checkerboard" against t->args (defaults filled in, unknown names,
- * missing required ones and bad values rejected naming the argument), then fg_bijector_new. */
+ * missing required ones and bad values rejected naming the argument), then fg_bijector_new.
+ * The grammar: flows/bijector_args.c. */
 fg_status fg_bijector_new_from_text(fg_bijector **out, const fg_bijector_type *t, const char *args,
                                     fg_err *e);
 /* Composition: y = b[n-1](...b[0](x)) for b = children[0..n) (n >= 0; 0 is the identity).
