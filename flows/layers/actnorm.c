@@ -66,8 +66,8 @@ static fg_status actnorm_data_init(void *state, fg_flow_ctx *c, fg_node x) {
   /* created here if absent, and their dtype is the one the values must have */
   fg_dtype pt = fg_node_dtype(g, fg_flow_param(c, "bias", fg_shape1(ch), zeros));
   fg_flow_param(c, "logs", fg_shape1(ch), zeros);
-  fg_node mean = fg__channel_mean(g, x);
-  fg_node var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, mean, x))));
+  fg_node mean, var;
+  fg__channel_moments(g, x, &mean, &var);
   fg_node std = fg_sqrt(g, var);
   fg_node scaled = fg_neg(g, fg_log(g, fg_add_scalar(g, std, ACTNORM_EPS)));
   fg_node informative = fg_greater(g, std, fg_scalar(g, ACTNORM_EPS, fg_node_dtype(g, x)));

@@ -62,8 +62,7 @@ static fg_node running(fg_flow_ctx *c, const char *name, double init, fg_node x)
 /* Mean and biased variance over the batch and spatial axes. */
 static bn_stats batch_stats(fg_graph *g, fg_node x) {
   bn_stats b;
-  b.mean = fg__channel_mean(g, x);
-  b.var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, b.mean, x))));
+  fg__channel_moments(g, x, &b.mean, &b.var);
   return b;
 }
 

@@ -103,6 +103,11 @@ fg_node fg__channel_mean(fg_graph *g, fg_node x) {
   return fg_mean(g, x, axes, false);
 }
 
+void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var) {
+  *mean = fg__channel_mean(g, x);
+  *var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, *mean, x))));
+}
+
 fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign) {
   fg_shape xs = fg_node_shape(g, x);
   fg_node total = fg_sum(g, v, FG_ALL_AXES, false);

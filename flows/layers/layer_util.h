@@ -43,6 +43,9 @@ fg_node fg__batch_fill(fg_graph *g, fg_node x, double v);
 fg_node fg__sum_event(fg_graph *g, fg_node v);
 /* Mean over the batch and spatial axes: [B, C, ...] -> [C]. */
 fg_node fg__channel_mean(fg_graph *g, fg_node x);
+/* Each channel's mean and biased variance over the batch and spatial axes: [C] each (the
+ * statistics actnorm initialises from and batchnorm normalises with). */
+void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var);
 /* sign·S·Σ v for [C] values v, repeated for every sample of x: [B].  The log-det of a map that
  * scales channel c by exp(v[c]) at every one of the S pixels. */
 fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign);
