@@ -47,7 +47,8 @@ static void add(layers *l, const char *type, const char *args) {
     st = fg_err_set(&local, FG_E_NOMEM, "out of memory");
   }
   if (st != FG_OK)
-    l->st = fg_err_set(l->e, st, "%s: layer %lld (%s): %s", l->model, (long long)l->n, type, local.msg);
+    l->st = fg_err_set(l->e, st, "%s: layer %lld (%s): %s", l->model, (long long)l->n, type,
+                       local.msg);
 }
 
 /* A coupling layer's arguments; blocks < 0 and scale NULL leave those to the type's defaults. */
@@ -145,7 +146,8 @@ static fg_status mlp_stack(fg_bijector **out, const char *model, const char *cou
   layers_init(&l, model, r, e);
   const char *bound = strcmp(coupling, "affine_coupling") == 0 ? "exp_tanh" : NULL;
   for (int64_t i = 0; i < cfg->couplings; i++)
-    add_coupling(&l, coupling, (coupling_args){mask, i % 2, "mlp", cfg->hidden, cfg->blocks, bound});
+    add_coupling(&l, coupling,
+                 (coupling_args){mask, i % 2, "mlp", cfg->hidden, cfg->blocks, bound});
   if (scale) add(&l, "scale", "");
   return layers_finish(&l, out);
 }
@@ -167,7 +169,8 @@ fg_status fg_realnvp_vector_bijector(fg_bijector **out, const fg_registry *r, fg
 static void realnvp_couplings(layers *l, const fg_realnvp_config *cfg, const char *mask, int count,
                               int64_t hidden) {
   for (int i = 0; i < count; i++)
-    add_coupling(l, "affine_coupling", (coupling_args){mask, i % 2, "resnet", hidden, cfg->blocks, "exp_tanh"});
+    add_coupling(l, "affine_coupling",
+                 (coupling_args){mask, i % 2, "resnet", hidden, cfg->blocks, "exp_tanh"});
 }
 
 fg_status fg_realnvp_bijector(fg_bijector **out, const fg_registry *r, fg_shape event,
@@ -203,7 +206,8 @@ static void glow_step(layers *l, const fg_glow_config *cfg) {
   add(l, "actnorm", "");
   add(l, cfg->lu ? "conv1x1_lu" : "conv1x1", "");
   const char *type = cfg->additive ? "additive_coupling" : "affine_coupling";
-  add_coupling(l, type, (coupling_args){"channel", 0, "glow", cfg->hidden, -1, cfg->additive ? NULL : "sigmoid"});
+  const char *scale = cfg->additive ? NULL : "sigmoid";
+  add_coupling(l, type, (coupling_args){"channel", 0, "glow", cfg->hidden, -1, scale});
 }
 
 fg_status fg_glow_bijector(fg_bijector **out, const fg_registry *r, fg_shape event,

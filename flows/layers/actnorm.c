@@ -34,7 +34,8 @@ static void params_of(fg_flow_ctx *c, fg_node x, fg_node *bias, fg_node *logs) {
 }
 
 /* y = (x + bias)·exp(logs), or its inverse. */
-static fg_status actnorm_run(fg_flow_ctx *c, fg_node in, bool inverse, fg_node *out, fg_node *logdet) {
+static fg_status actnorm_run(fg_flow_ctx *c, fg_node in, bool inverse, fg_node *out,
+                             fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_channels(c, in);
   if (st != FG_OK) return st;

@@ -120,7 +120,8 @@ fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_no
   if (inverse) {
     fg_node y = a->shift_out == FG_NONE ? x : fg_sub(g, x, fg__per_channel(g, a->shift_out, x));
     fg_node unscaled = fg_mul(g, y, fg__per_channel(g, fg_exp(g, fg_neg(g, a->log_scale)), x));
-    out = a->shift_in == FG_NONE ? unscaled : fg_sub(g, unscaled, fg__per_channel(g, a->shift_in, x));
+    out = a->shift_in == FG_NONE ? unscaled
+                                 : fg_sub(g, unscaled, fg__per_channel(g, a->shift_in, x));
   } else {
     fg_node shifted = a->shift_in == FG_NONE ? x : fg_add(g, x, fg__per_channel(g, a->shift_in, x));
     fg_node scaled = fg_mul(g, shifted, fg__per_channel(g, fg_exp(g, a->log_scale), x));

@@ -127,8 +127,8 @@ static fg_status load_into(fg_safetensors *f, const char *kind, const char *slot
                     fg_dtype_name(v->dtype), fg_shape_str(&v->shape, a, sizeof a),
                     fg_dtype_name(dst->dtype), fg_shape_str(&dst->shape, b, sizeof b));
   }
-  if (st == FG_OK && commit)
-    memcpy(fg_tensor_data(dst), fg_tensor_data(v), (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype));
+  size_t bytes = st == FG_OK ? (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype) : 0;
+  if (st == FG_OK && commit) memcpy(fg_tensor_data(dst), fg_tensor_data(v), bytes);
   fg_tensor_free(v);
   return st;
 }
@@ -145,7 +145,8 @@ static fg_status load_entry(void *ud, const char *kind, const char *slot, const 
   return load_into(l->f, kind, slot, param, v, l->commit, l->path, e);
 }
 
-static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, int64_t *out, fg_err *e) {
+static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, int64_t *out,
+                          fg_err *e) {
   const char *v = fg_safetensors_meta(f, key);
   char *end;
   long long x = v ? strtoll(v, &end, 10) : 0;
@@ -157,14 +158,15 @@ static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, 
 
 /* A resume is exact only with the data and the randomness the checkpoint was trained with: its
  * seed (batch order, noise), n_bits and event shape must be this trainer's. */
-static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path, fg_err *e) {
+static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path,
+                                fg_err *e) {
   run_id id = run_id_of(t);
   const char *keys[] = {"seed", "n_bits", "event"}, *mine[] = {id.seed, id.bits, id.event};
   for (int i = 0; i < 3; i++) {
     const char *v = fg_safetensors_meta(f, keys[i]);
     if (!v || strcmp(v, mine[i]))
-      return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a resume "
-                        "must use the same)", path, keys[i], v ? v : "(missing)", mine[i]);
+      return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a "
+                        "resume must use the same)", path, keys[i], v ? v : "(missing)", mine[i]);
   }
   return FG_OK;
 }
@@ -246,8 +248,10 @@ fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_em
       fg_safetensors_find(file, entry_name(probe, "ema", NULL, fg_params_name(ps, 0))))
     kind = "ema";
   for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; st == FG_OK && i < fg_params_count(ps); i++)
-      st = load_into(file, kind, NULL, fg_params_name(ps, i), fg_params_tensor(ps, i), pass == 1, path, e);
+    for (int i = 0; st == FG_OK && i < fg_params_count(ps); i++) {
+      fg_tensor *dst = fg_params_tensor(ps, i);
+      st = load_into(file, kind, NULL, fg_params_name(ps, i), dst, pass == 1, path, e);
+    }
   fg_safetensors_close(file);
   return st;
 }
