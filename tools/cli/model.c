@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime/program.h"
 #include "tools/cli/cli.h"
 
 void cli_model_free(cli_model *m) {
@@ -64,4 +65,18 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);
   fg_checkpoint_meta_free(&meta);
   return code;
+}
+
+/* Runs a one-output program over the flow's parameters; returns the output (a new tensor). */
+fg_status cli_run_one(cli_model *m, fg_graph *g, fg_node out, const char *input, const fg_tensor *x,
+                      fg_tensor **result, fg_err *e) {
+  fg_program *p;
+  fg_status st = fg_program_new(&p, g, 1, &out, e);
+  if (st != FG_OK) return st;
+  st = fg_params_bind(fg_flow_params(m->flow), p, e);
+  if (st == FG_OK && input) st = fg_program_bind(p, input, x, e);
+  if (st == FG_OK) st = fg_program_run(p, e);
+  if (st == FG_OK) st = fg_tensor_copy(result, fg_program_output(p, 0), FG_F32, e);
+  fg_program_free(p);
+  return st;
 }

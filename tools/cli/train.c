@@ -68,9 +68,6 @@ static int save(fg_trainer *t, const cli_model *m, const char *out) {
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
 }
 
-/* Samples at the spec's temperature as a PNG grid (images) — the visual check of a run. */
-int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e);
-
 static void dump_graph(cli_model *m, const char *out) {
   fg_graph *g;
   fg_err e;

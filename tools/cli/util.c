@@ -67,3 +67,15 @@ fg_registry *cli_registry(int argc, char **argv) {
   }
   return r;
 }
+
+/* The options that take a value in the commands that read a checkpoint (sample, eval,
+ * interpolate): their values are not positionals. */
+static const char *const checkpoint_valued[] = {"--n", "--temperature", "--out", "--seed", "--steps", "--pairs", "--plugin", "--threads", NULL};
+
+int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const char **ckpt) {
+  if (cli_positionals(argc, argv, ckpt, 1, checkpoint_valued) != 1) {
+    fprintf(stderr, "usage: flowgrad %s CHECKPOINT [options] (flowgrad %s --help)\n", cmd, cmd);
+    return EXIT_USAGE;
+  }
+  return EXIT_OK;
+}
