@@ -18,8 +18,10 @@ int main(int argc, char **argv) {
 
   /* x: a batch of 8 vectors of 5 features; W: 5 -> 3; b: 3 */
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  if (!g) return 1;
+  if (fg_graph_new(&g, &e) != FG_OK) {
+    fprintf(stderr, "%s\n", e.msg);
+    return 1;
+  }
   fg_node x = fg_input(g, "x", FG_F64, fg_shape2(8, 5));
   fg_node wrt[2] = {fg_param(g, "W", FG_F64, fg_shape2(5, 3)),
                     fg_param(g, "b", FG_F64, fg_shape1(3))};

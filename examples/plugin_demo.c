@@ -81,12 +81,9 @@ static fg_status trainer_new(trainer *tr, const fg_bijector_type *t, fg_err *e) 
   if (st == FG_OK) st = fg_flow_new(&tr->flow, b, FG_BASE_NORMAL, fg_shape1(1), 1, e);
   if (st != FG_OK) return st;
   tr->n_params = fg_flow_num_params(tr->flow);
-  fg_graph_new(&tr->g, NULL);
+  if ((st = fg_graph_new(&tr->g, e)) != FG_OK) return st;
   fg_node *outs = calloc((size_t)tr->n_params + 1, sizeof *outs);
-  if (!tr->g || !outs) {
-    free(outs);
-    return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  }
+  if (!outs) return fg_err_set(e, FG_E_NOMEM, "out of memory");
   fg_node x = fg_input(tr->g, "x", FG_F32, fg_shape2(N, 1));
   st = fg_flow_nll_loss(tr->flow, tr->g, x, true, &outs[0], NULL);
   if (st == FG_OK) st = fg_flow_param_grads(tr->flow, tr->g, outs[0], outs + 1);
@@ -175,10 +172,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s path/to/plugin.so\n", argv[0]);
     return 2;
   }
-  fg_registry *r;
-  fg_registry_new(&r, NULL);
-  if (!r) return fail("registry", "out of memory");
   fg_err e;
+  fg_registry *r;
+  if (fg_registry_new(&r, &e) != FG_OK) return fail("registry", e.msg);
   const fg_bijector_type *t = NULL;
   int rc = 1;
   if (fg_registry_load_plugin(r, argv[1], &e) != FG_OK || fg_registry_lookup(r, "sinh_arcsinh", &t, &e) != FG_OK)

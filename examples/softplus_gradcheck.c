@@ -26,9 +26,13 @@ int main(void) {
                       filled(fg_shape1(3), 0.05, 0.1)};
   if (!in[0] || !in[1] || !in[2]) return 1;
 
-  /* 1. Build the graph and its gradients. */
+  /* 1. Build the graph and its gradients: builder errors are sticky, so one check at the end. */
+  fg_err e;
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  if (fg_graph_new(&g, &e) != FG_OK) {
+    fprintf(stderr, "%s\n", e.msg);
+    return 1;
+  }
   fg_node nodes[3] = {fg_input(g, "x", FG_F64, in[0]->shape), fg_param(g, "W", FG_F64, in[1]->shape),
                       fg_param(g, "b", FG_F64, in[2]->shape)};
   fg_node loss = model(g, nodes, NULL), grads[2];
@@ -40,7 +44,6 @@ int main(void) {
 
   /* 2. Run loss and gradients. */
   fg_program *p;
-  fg_err e;
   fg_node outs[3] = {loss, grads[0], grads[1]};
   if (fg_program_new(&p, g, 3, outs, &e) != FG_OK) {
     fprintf(stderr, "%s\n", e.msg);

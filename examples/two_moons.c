@@ -60,7 +60,7 @@ static int fail(const char *what, const char *msg) {
 
 static int build_train(trainer *t) {
   fg_err e;
-  fg_graph_new(&t->g_train, NULL);
+  if (fg_graph_new(&t->g_train, &e) != FG_OK) return fail("training graph", e.msg);
   fg_node x = fg_input(t->g_train, "x", FG_F32, fg_shape2(BATCH, 2)), loss;
   fg_node *outs = calloc((size_t)t->n_params + 1, sizeof *outs);
   if (!outs) return fail("training graph", "out of memory");
@@ -79,7 +79,7 @@ static int build_train(trainer *t) {
 
 static int build_eval(trainer *t) {
   fg_err e;
-  fg_graph_new(&t->g_eval, NULL);
+  if (fg_graph_new(&t->g_eval, &e) != FG_OK) return fail("evaluation graph", e.msg);
   fg_node x = fg_input(t->g_eval, "x", FG_F32, t->test->shape), logp;
   if (fg_flow_log_prob(t->flow, t->g_eval, x, false, &logp) != FG_OK) return fail("evaluation graph", fg_graph_errmsg(t->g_eval));
   fg_node nll = fg_neg(t->g_eval, fg_mean(t->g_eval, logp, FG_ALL_AXES, false));

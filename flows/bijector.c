@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vec.h"
 #include "ops/autodiff/autodiff.h"
 #include "flows/bijector_internal.h"
 #include "ops/ops.h"
@@ -57,6 +58,31 @@ fg_bijector *fg_bijector_child(const fg_bijector *b, int i) {
 }
 bool fg_bijector_is_inverted(const fg_bijector *b) { return b && b->inner; }
 
+typedef struct leaf_list {
+  fg_bijector **v;
+  int64_t n, cap;
+} leaf_list;
+
+static bool collect_leaves(fg_bijector *b, leaf_list *l) {
+  for (int i = 0; i < b->n_children; i++)
+    if (!collect_leaves(b->children[i], l)) return false;
+  if (b->n_children > 0) return true;
+  if (!FG_VEC_RESERVE(l->v, l->cap, l->n + 1)) return false;
+  l->v[l->n++] = b;
+  return true;
+}
+
+fg_status fg_bijector_leaves(fg_bijector ***out, int *n, fg_bijector *b, fg_err *e) {
+  leaf_list l = {0};
+  *out = NULL, *n = 0;
+  if (!collect_leaves(b, &l)) {
+    free(l.v);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory listing the layers of a bijector");
+  }
+  *out = l.v, *n = (int)l.n;
+  return FG_OK;
+}
+
 /* Child i of a chain is named "<chain prefix><i>.<type>." so parameter names say where they
  * live ("3.actnorm.logs"). */
 static fg_status name_children(fg_bijector *b, fg_err *e) {
@@ -85,16 +111,26 @@ fg_status fg_bijector_set_prefix(fg_bijector *b, const char *prefix, fg_err *e) 
   return name_children(b, e);
 }
 
+/* A composition that fails still owns what it was given: it frees children[0..n). */
+static fg_status refuse_children(int n, fg_bijector **children, fg_status st, fg_err *e,
+                                 const char *why) {
+  for (int i = 0; children && i < n; i++) fg_bijector_free(children[i]);
+  return fg_err_set(e, st, "%s", why);
+}
+
 fg_status fg_bijector_chain(fg_bijector **out, int n, fg_bijector **children, fg_err *e) {
   *out = NULL;
+  if (n < 0) return fg_err_set(e, FG_E_MISUSE, "chain: a negative child count (%d)", n);
+  if (n > 0 && !children) return fg_err_set(e, FG_E_MISUSE, "chain: %d children but no array", n);
+  for (int i = 0; i < n; i++)
+    if (!children[i]) return refuse_children(n, children, FG_E_MISUSE, e, "chain: a child is NULL");
   fg_bijector *b = calloc(1, sizeof *b);
   fg_bijector **kids = malloc(sizeof *kids * ((size_t)n + 1));
   if (!b || !kids || !(b->prefix = strdup(""))) {
     free(b), free(kids);
-    for (int i = 0; i < n; i++) fg_bijector_free(children[i]);
-    return fg_err_set(e, FG_E_NOMEM, "out of memory for a chain");
+    return refuse_children(n, children, FG_E_NOMEM, e, "out of memory for a chain");
   }
-  memcpy(kids, children, sizeof *kids * (size_t)n);
+  if (n > 0) memcpy(kids, children, sizeof *kids * (size_t)n);
   b->children = kids;
   b->n_children = n;
   fg_status st = name_children(b, e);
@@ -108,11 +144,11 @@ fg_status fg_bijector_chain(fg_bijector **out, int n, fg_bijector **children, fg
 
 fg_status fg_bijector_invert(fg_bijector **out, fg_bijector *child, fg_err *e) {
   *out = NULL;
+  if (!child) return fg_err_set(e, FG_E_MISUSE, "invert: the child is NULL");
   fg_bijector *b = calloc(1, sizeof *b);
   if (!b || !(b->prefix = strdup(child->prefix))) {
     free(b);
-    fg_bijector_free(child);
-    return fg_err_set(e, FG_E_NOMEM, "out of memory for an inversion");
+    return refuse_children(1, &child, FG_E_NOMEM, e, "out of memory for an inversion");
   }
   b->inner = child;
   *out = b;

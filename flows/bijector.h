@@ -41,7 +41,7 @@ typedef struct fg_arg_spec {
   const char *doc;
 } fg_arg_spec;
 
-/* A parsed argument value (frontends fill these from text; see flows/bijector_create.c). */
+/* A parsed argument value (frontends fill these from text; see flows/bijector_args.c). */
 typedef struct fg_arg_value {
   fg_arg_kind kind;
   int64_t i;
@@ -110,19 +110,30 @@ enum {
   FG_BIJ_STOCHASTIC = 1u << 1, /* forward draws noise (dequantisation) */
 };
 
-/* ---- instances ---- */
+/* ---- instances ----
+ * Ownership.  Every call that makes a bijector sets *out to NULL when it fails.  A type's
+ * constructor that fails leaves nothing behind (its state is destroyed).  fg_bijector_chain and
+ * fg_bijector_invert take ownership of the bijectors they are given whether they succeed or
+ * not: on failure they free them, so a caller writes `st = fg_bijector_chain(&c, n, v, e);` and
+ * frees neither the children nor (after a failure) anything else; only the array `children`
+ * itself stays the caller's.  A bijector borrows its type: a plugin's types must stay loaded
+ * (their registry alive) while any bijector of them lives. */
 typedef struct fg_bijector fg_bijector;
 
 /* Calls t's constructor through libffi with values matched to t->args (flows/bijector_create.c). */
 fg_status fg_bijector_new(fg_bijector **out, const fg_bijector_type *t, const fg_arg_value *values,
                           fg_err *e);
 /* Parses "hidden=8, mask=checkerboard" against t->args (defaults filled in, unknown names,
- * missing required ones and bad values rejected naming the argument), then fg_bijector_new. */
+ * missing required ones and bad values rejected naming the argument), then fg_bijector_new.
+ * The grammar: flows/bijector_args.c. */
 fg_status fg_bijector_new_from_text(fg_bijector **out, const fg_bijector_type *t, const char *args,
                                     fg_err *e);
-/* Composition: y = b[n-1](...b[0](x)); takes ownership of the children. */
+/* Composition: y = b[n-1](...b[0](x)) for b = children[0..n) (n >= 0; 0 is the identity).
+ * Takes ownership of the children, also on failure (see above).  FG_E_MISUSE for n < 0,
+ * children NULL with n > 0, or a NULL child (the others are freed). */
 fg_status fg_bijector_chain(fg_bijector **out, int n, fg_bijector **children, fg_err *e);
-/* Swaps forward and inverse; takes ownership of the child. */
+/* Swaps forward and inverse.  Takes ownership of child, also on failure.  FG_E_MISUSE for a NULL
+ * child. */
 fg_status fg_bijector_invert(fg_bijector **out, fg_bijector *child, fg_err *e);
 void fg_bijector_free(fg_bijector *b);
 
@@ -135,6 +146,10 @@ fg_status fg_bijector_set_prefix(fg_bijector *b, const char *prefix, fg_err *e);
 int fg_bijector_num_children(const fg_bijector *b); /* chain: its length; otherwise 0 */
 fg_bijector *fg_bijector_child(const fg_bijector *b, int i);
 bool fg_bijector_is_inverted(const fg_bijector *b);
+/* The layers of b in forward order, chains opened (anything else, a leaf or an inversion, is
+ * one layer): *out gets an array of *n pointers borrowed from b, which the caller free()s.  On
+ * failure *out is NULL and *n 0. */
+fg_status fg_bijector_leaves(fg_bijector ***out, int *n, fg_bijector *b, fg_err *e);
 /* Runs b's data-dependent initialisation at input x (a leaf whose type has data_init; no-op
  * otherwise): the requests land in c (fg_flow_ctx_num_inits ...). */
 fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x);
@@ -158,8 +173,13 @@ typedef struct fg_flow_ctx_opts {
   bool params_as_inputs;  /* parameters become graph inputs (for gradchecking w.r.t. them) */
 } fg_flow_ctx_opts;
 
+/* A context for building into g (borrowed, as ps is); o may be NULL (defaults). */
 fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const fg_flow_ctx_opts *o,
                           fg_err *e);
+/* A new graph in *g and a context for building into it: how a graph built layer by layer
+ * starts.  On failure neither exists (*out and *g are NULL).  Free the context, then the graph. */
+fg_status fg_flow_ctx_new_graph(fg_flow_ctx **out, fg_graph **g, fg_params *ps,
+                                const fg_flow_ctx_opts *o, fg_err *e);
 void fg_flow_ctx_free(fg_flow_ctx *c);
 /* The data-dependent initialisation requests recorded by fg_flow_init_param. */
 int fg_flow_ctx_num_inits(const fg_flow_ctx *c);

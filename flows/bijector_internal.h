@@ -1,4 +1,4 @@
-/* Internals shared by flows/bijector.c and flows/bijector_create.c. */
+/* Internals shared by flows/bijector.c, bijector_create.c and bijector_args.c. */
 #ifndef FG_BIJECTOR_INTERNAL_H
 #define FG_BIJECTOR_INTERNAL_H
 
@@ -7,5 +7,7 @@
 /* An instance of type t around the state its constructor made (NULL when out of memory, in
  * which case the state is destroyed). */
 fg_bijector *fg__bijector_wrap(const fg_bijector_type *t, void *state);
+/* "an integer", "a list of integers like [0, 1]", ...: what an argument of kind k must be. */
+const char *fg__arg_kind_name(fg_arg_kind k);
 
 #endif

@@ -22,13 +22,15 @@ typedef struct check_env {
 } check_env;
 
 static void note(fg_check_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends a line to the report. */
 static void note(fg_check_report *r, const char *fmt, ...) {
-  size_t used = strlen(r->msg);
-  if (used + 1 >= sizeof r->msg) return;
+  fg_err line;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(r->msg + used, sizeof r->msg - used, fmt, ap);
+  fg_err_vset(&line, FG_OK, fmt, ap);
   va_end(ap);
+  size_t used = strlen(r->msg);
+  snprintf(r->msg + used, sizeof r->msg - used, "%s", line.msg);
 }
 
 static const char *who(const check_env *env) { return env->t ? env->t->name : "bijector"; }
@@ -50,8 +52,7 @@ static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type 
   env->xshape.ndim = env->o.event.ndim + 1;
   env->xshape.d[0] = env->o.batch;
   for (int i = 0; i < env->o.event.ndim; i++) env->xshape.d[i + 1] = env->o.event.d[i];
-  fg_params_new(&env->ps, env->o.seed + 17, NULL);
-  return env->ps ? FG_OK : FG_E_NOMEM;
+  return fg_params_new(&env->ps, env->o.seed + 17, NULL);
 }
 
 /* x drawn inside the domain, 5 % away from its edges. */
@@ -76,11 +77,11 @@ typedef struct built {
 static fg_status build(check_env *env, built *bt, fg_check_report *r) {
   fg_err e;
   memset(bt, 0, sizeof *bt);
-  fg_graph_new(&bt->g, NULL);
   fg_flow_ctx_opts co = {.dtype = FG_F64, .seed = env->o.seed};
-  if (!bt->g || fg_flow_ctx_new(&bt->c, bt->g, env->ps, &co, &e) != FG_OK) {
-    note(r, "could not set up: %s\n", bt->g ? e.msg : "out of memory");
-    return FG_E_NOMEM;
+  fg_status st = fg_flow_ctx_new_graph(&bt->c, &bt->g, env->ps, &co, &e);
+  if (st != FG_OK) {
+    note(r, "could not set up: %s\n", e.msg);
+    return st;
   }
   fg_node x = fg_input(bt->g, "x", FG_F64, env->xshape), y, fldj, x2, ildj;
   fg_bijector_forward(env->b, bt->c, x, &y, &fldj);
@@ -206,7 +207,8 @@ fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_
   check_env env;
   fg_status st = resolve(&env, b, t, o);
   if (st != FG_OK) {
-    note(r, "%s: no event shape to check at (declare check_event)\n", who(&env));
+    if (st == FG_E_MISUSE) note(r, "%s: no event shape to check at (declare check_event)\n", who(&env));
+    else note(r, "%s: out of memory\n", who(&env));
     fg_params_free(env.ps);
     return st;
   }

@@ -289,13 +289,13 @@ void fg_flow_free(fg_flow *f) {
  * order) and the latent's shape is known. */
 static fg_status materialise(fg_flow *f, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  if (!g) return fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
+  fg_status st = fg_graph_new(&g, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "flow");
   fg_node x = fg_input(g, "x", f->cfg.dtype, with_batch(2, &f->cfg.event)), z, ld, logp;
   fg_flow_encode(f, g, x, false, &z, &ld);
   fg_flow_log_prob(f, g, x, false, &logp);
   fg_flow_log_prob(f, g, x, true, &logp);
-  fg_status st = fg_graph_status(g);
+  st = fg_graph_status(g);
   if (st != FG_OK) {
     fg_err_set(e, st, "flow: building log p(x) for events %s failed: %s",
                fg_shape_str(&f->cfg.event, (char[128]){0}, 128), fg_graph_errmsg(g));
@@ -353,30 +353,6 @@ fg_status fg_flow_new(fg_flow **out, fg_bijector *b, fg_base_kind base, fg_shape
 
 /* ---- data-dependent initialisation ---- */
 
-typedef struct unit_list {
-  fg_bijector **v;
-  int n, cap;
-} unit_list;
-
-/* The layers in forward order: chains are opened, anything else (a leaf, an inversion) is one
- * unit, run as a whole. */
-static bool collect_units(fg_bijector *b, unit_list *l) {
-  int kids = fg_bijector_is_inverted(b) ? 0 : fg_bijector_num_children(b);
-  if (kids > 0) {
-    for (int i = 0; i < kids; i++)
-      if (!collect_units(fg_bijector_child(b, i), l)) return false;
-    return true;
-  }
-  if (l->n == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 32;
-    fg_bijector **v = realloc(l->v, sizeof *v * (size_t)cap);
-    if (!v) return false;
-    l->v = v, l->cap = cap;
-  }
-  l->v[l->n++] = b;
-  return true;
-}
-
 static bool wants_init(const fg_bijector *u) {
   const fg_bijector_type *t = fg_bijector_type_of(u);
   return t && t->data_init && !fg_bijector_is_inverted(u);
@@ -411,19 +387,24 @@ static fg_status write_param(fg_flow *f, const char *name, const fg_tensor *v, f
   return FG_OK;
 }
 
+/* A new graph and a training-mode context for one step of the initialisation; on failure
+ * neither exists. */
+static fg_status init_graph(fg_flow *f, fg_graph **g, fg_flow_ctx **c, fg_err *e) {
+  fg_flow_ctx_opts o = {.dtype = f->cfg.dtype, .training = true, .seed = f->cfg.seed};
+  fg_status st = fg_flow_ctx_new_graph(c, g, f->ps, &o, e);
+  return st == FG_OK ? FG_OK : fg_err_prefix(e, st, "data init");
+}
+
 /* Runs unit u's initialisation at its input h. */
 static fg_status init_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  fg_flow_ctx *c = g ? make_ctx(f, g, (ctx_mode){.training = true, .seed = f->cfg.seed}) : NULL;
-  if (!c) {
-    fg_graph_free(g);
-    return fg_err_set(e, FG_E_NOMEM, "data init: out of memory");
-  }
+  fg_flow_ctx *c;
+  fg_status st = init_graph(f, &g, &c, e);
+  if (st != FG_OK) return st;
   fg_bijector_data_init(u, c, fg_input(g, "h", f->cfg.dtype, h->shape));
   int n = fg_flow_ctx_num_inits(c);
   fg_node *outs = malloc(sizeof *outs * ((size_t)n + 1));
-  fg_status st = outs ? FG_OK : fg_err_set(e, FG_E_NOMEM, "data init: out of memory");
+  if (!outs) st = fg_err_set(e, FG_E_NOMEM, "data init: out of memory");
   for (int i = 0; st == FG_OK && i < n; i++) outs[i] = fg_flow_ctx_init_value(c, i);
   fg_program *p = NULL;
   if (st == FG_OK && n > 0) st = run_program(f, g, n, outs, h, &p, e);
@@ -440,16 +421,13 @@ static fg_status init_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg_er
 static fg_status advance_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg_tensor **next, fg_err *e) {
   *next = NULL;
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  fg_flow_ctx *c = g ? make_ctx(f, g, (ctx_mode){.training = true, .seed = f->cfg.seed}) : NULL;
-  if (!c) {
-    fg_graph_free(g);
-    return fg_err_set(e, FG_E_NOMEM, "data init: out of memory");
-  }
+  fg_flow_ctx *c;
+  fg_status st = init_graph(f, &g, &c, e);
+  if (st != FG_OK) return st;
   fg_node y, ld;
   fg_bijector_forward(u, c, fg_input(g, "h", f->cfg.dtype, h->shape), &y, &ld);
   fg_program *p = NULL;
-  fg_status st = run_program(f, g, 1, &y, h, &p, e);
+  st = run_program(f, g, 1, &y, h, &p, e);
   if (st == FG_OK) st = fg_tensor_copy(next, fg_program_output(p, 0), f->cfg.dtype, e);
   fg_program_free(p);
   fg_flow_ctx_free(c);
@@ -457,22 +435,20 @@ static fg_status advance_unit(fg_flow *f, fg_bijector *u, const fg_tensor *h, fg
   return st;
 }
 
-static fg_status init_units(fg_flow *f, const unit_list *l, fg_tensor *h, fg_err *e) {
+/* Initialises the layers units[0..n) (fg_bijector_leaves) in turn, each at its input. */
+static fg_status init_units(fg_flow *f, fg_bijector **units, int n, fg_tensor *h, fg_err *e) {
   int last = -1;
-  for (int i = 0; i < l->n; i++)
-    if (wants_init(l->v[i])) last = i;
+  for (int i = 0; i < n; i++)
+    if (wants_init(units[i])) last = i;
   fg_status st = FG_OK;
   for (int i = 0; i <= last && st == FG_OK; i++) {
-    if (wants_init(l->v[i])) st = init_unit(f, l->v[i], h, e);
-    if (st != FG_OK) {
-      char msg[sizeof e->msg];
-      snprintf(msg, sizeof msg, "%s", e ? e->msg : "");
-      fg_err_set(e, st, "data init of layer '%s': %s", fg_bijector_prefix(l->v[i]), msg);
+    if (wants_init(units[i]) && (st = init_unit(f, units[i], h, e)) != FG_OK) {
+      fg_err_prefix(e, st, "data init of layer '%s'", fg_bijector_prefix(units[i]));
       break;
     }
     if (i == last) break;
     fg_tensor *next;
-    if ((st = advance_unit(f, l->v[i], h, &next, e)) != FG_OK) break;
+    if ((st = advance_unit(f, units[i], h, &next, e)) != FG_OK) break;
     fg_tensor_free(h);
     h = next;
   }
@@ -487,15 +463,14 @@ fg_status fg_flow_data_init(fg_flow *f, const fg_tensor *batch, fg_err *e) {
     return fg_err_set(e, FG_E_SHAPE, "data init: the batch has shape %s; the flow's events are %s",
                       fg_shape_str(&batch->shape, a, sizeof a), fg_shape_str(&f->cfg.event, b, sizeof b));
   }
-  unit_list l = {0};
-  if (!collect_units(f->b, &l)) {
-    free(l.v);
-    return fg_err_set(e, FG_E_NOMEM, "data init: out of memory");
-  }
+  fg_bijector **units;
+  int n;
+  fg_status st = fg_bijector_leaves(&units, &n, f->b, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "data init");
   fg_tensor *h;
-  fg_status st = fg_tensor_copy(&h, batch, f->cfg.dtype, e);
-  if (st == FG_OK) st = init_units(f, &l, h, e);
-  free(l.v);
+  st = fg_tensor_copy(&h, batch, f->cfg.dtype, e);
+  if (st == FG_OK) st = init_units(f, units, n, h, e);
+  free(units);
   return st;
 }
 

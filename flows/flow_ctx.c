@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "core/vec.h"
 #include "flows/bijector.h"
 #include "ops/ops.h"
 
@@ -15,7 +16,7 @@ typedef struct named_node {
 
 typedef struct node_list {
   named_node *items;
-  int n, cap;
+  int64_t n, cap;
 } node_list;
 
 struct fg_flow_ctx {
@@ -28,12 +29,7 @@ struct fg_flow_ctx {
 };
 
 static bool list_push(node_list *l, const char *name, fg_node n) {
-  if (l->n == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 16;
-    named_node *items = realloc(l->items, sizeof *items * (size_t)cap);
-    if (!items) return false;
-    l->items = items, l->cap = cap;
-  }
+  if (!FG_VEC_RESERVE(l->items, l->cap, l->n + 1)) return false;
   char *copy = name ? strdup(name) : NULL;
   if (name && !copy) return false;
   l->items[l->n++] = (named_node){copy, n};
@@ -59,6 +55,17 @@ fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const f
   if (c->o.temperature == 0) c->o.temperature = 1.0;
   *out = c;
   return FG_OK;
+}
+
+fg_status fg_flow_ctx_new_graph(fg_flow_ctx **out, fg_graph **g, fg_params *ps,
+                                const fg_flow_ctx_opts *o, fg_err *e) {
+  *out = NULL;
+  fg_status st = fg_graph_new(g, e);
+  if (st == FG_OK && (st = fg_flow_ctx_new(out, *g, ps, o, e)) != FG_OK) {
+    fg_graph_free(*g);
+    *g = NULL;
+  }
+  return st;
 }
 
 void fg_flow_ctx_free(fg_flow_ctx *c) {

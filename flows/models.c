@@ -1,10 +1,11 @@
 /* NICE, RealNVP and Glow as flat chains of registered bijectors (see models.h). */
 #include "flows/models.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/vec.h"
 
 /* ---- a chain under construction ---- */
 
@@ -13,7 +14,7 @@ typedef struct layers {
   const fg_registry *r;
   fg_registry *owned; /* the built-ins, when the caller gave no registry */
   fg_bijector **v;
-  int n, cap;
+  int64_t n, cap;
   fg_status st; /* first error; later adds do nothing */
   fg_err *e;
 } layers;
@@ -28,25 +29,14 @@ static fg_status layers_init(layers *l, const char *model, const fg_registry *r,
 }
 
 static bool layers_push(layers *l, fg_bijector *b) {
-  if (l->n == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 32;
-    fg_bijector **v = realloc(l->v, sizeof *v * (size_t)cap);
-    if (!v) return false;
-    l->v = v, l->cap = cap;
-  }
+  if (!FG_VEC_RESERVE(l->v, l->cap, l->n + 1)) return false;
   l->v[l->n++] = b;
   return true;
 }
 
 /* Appends a layer of registered type `type` with spec-style arguments. */
-static void add(layers *l, const char *type, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void add(layers *l, const char *type, const char *fmt, ...) {
+static void add(layers *l, const char *type, const char *args) {
   if (l->st != FG_OK) return;
-  char args[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
   const fg_bijector_type *t;
   fg_bijector *b = NULL;
   fg_err local;
@@ -56,14 +46,34 @@ static void add(layers *l, const char *type, const char *fmt, ...) {
     fg_bijector_free(b);
     st = fg_err_set(&local, FG_E_NOMEM, "out of memory");
   }
-  if (st != FG_OK) l->st = fg_err_set(l->e, st, "%s: layer %d (%s): %s", l->model, l->n, type, local.msg);
+  if (st != FG_OK)
+    l->st = fg_err_set(l->e, st, "%s: layer %lld (%s): %s", l->model, (long long)l->n, type,
+                       local.msg);
+}
+
+/* A coupling layer's arguments; blocks < 0 and scale NULL leave those to the type's defaults. */
+typedef struct coupling_args {
+  const char *mask;
+  int64_t parity;
+  const char *net;
+  int64_t hidden, blocks;
+  const char *scale;
+} coupling_args;
+
+static void add_coupling(layers *l, const char *type, coupling_args a) {
+  char text[256], blocks[48] = "", scale[48] = "";
+  if (a.blocks >= 0) snprintf(blocks, sizeof blocks, ", blocks=%lld", (long long)a.blocks);
+  if (a.scale) snprintf(scale, sizeof scale, ", scale=%s", a.scale);
+  snprintf(text, sizeof text, "mask=%s, parity=%lld, net=%s, hidden=%lld%s%s", a.mask,
+           (long long)a.parity, a.net, (long long)a.hidden, blocks, scale);
+  add(l, type, text);
 }
 
 /* The chain of everything added, or the first error (every layer freed). */
 static fg_status layers_finish(layers *l, fg_bijector **out) {
   *out = NULL;
   fg_status st = l->st;
-  if (st == FG_OK) st = fg_bijector_chain(out, l->n, l->v, l->e);
+  if (st == FG_OK) st = fg_bijector_chain(out, (int)l->n, l->v, l->e);
   else
     for (int i = 0; i < l->n; i++) fg_bijector_free(l->v[i]);
   free(l->v);
@@ -134,15 +144,11 @@ static fg_status mlp_stack(fg_bijector **out, const char *model, const char *cou
   if (st != FG_OK) return st;
   layers l;
   layers_init(&l, model, r, e);
-  for (int64_t i = 0; i < cfg->couplings; i++) {
-    if (strcmp(coupling, "affine_coupling") == 0)
-      add(&l, coupling, "mask=%s, parity=%d, net=mlp, hidden=%lld, blocks=%lld, scale=exp_tanh", mask,
-          (int)(i % 2), (long long)cfg->hidden, (long long)cfg->blocks);
-    else
-      add(&l, coupling, "mask=%s, parity=%d, net=mlp, hidden=%lld, blocks=%lld", mask, (int)(i % 2),
-          (long long)cfg->hidden, (long long)cfg->blocks);
-  }
-  if (scale) add(&l, "scale", "%s", "");
+  const char *bound = strcmp(coupling, "affine_coupling") == 0 ? "exp_tanh" : NULL;
+  for (int64_t i = 0; i < cfg->couplings; i++)
+    add_coupling(&l, coupling,
+                 (coupling_args){mask, i % 2, "mlp", cfg->hidden, cfg->blocks, bound});
+  if (scale) add(&l, "scale", "");
   return layers_finish(&l, out);
 }
 
@@ -163,8 +169,8 @@ fg_status fg_realnvp_vector_bijector(fg_bijector **out, const fg_registry *r, fg
 static void realnvp_couplings(layers *l, const fg_realnvp_config *cfg, const char *mask, int count,
                               int64_t hidden) {
   for (int i = 0; i < count; i++)
-    add(l, "affine_coupling", "mask=%s, parity=%d, net=resnet, hidden=%lld, blocks=%lld, scale=exp_tanh",
-        mask, i % 2, (long long)hidden, (long long)cfg->blocks);
+    add_coupling(l, "affine_coupling",
+                 (coupling_args){mask, i % 2, "resnet", hidden, cfg->blocks, "exp_tanh"});
 }
 
 fg_status fg_realnvp_bijector(fg_bijector **out, const fg_registry *r, fg_shape event,
@@ -179,12 +185,16 @@ fg_status fg_realnvp_bijector(fg_bijector **out, const fg_registry *r, fg_shape 
   if (st != FG_OK) return st;
   layers l;
   layers_init(&l, model, r, e);
-  if (cfg->logit) add(&l, "logit", "alpha=%.17g", cfg->alpha);
+  if (cfg->logit) {
+    char alpha[48];
+    snprintf(alpha, sizeof alpha, "alpha=%.17g", cfg->alpha);
+    add(&l, "logit", alpha);
+  }
   for (int64_t s = 0; s + 1 < cfg->scales; s++) {
     realnvp_couplings(&l, cfg, "checkerboard", 3, cfg->hidden);
-    add(&l, "squeeze", "%s", "");
+    add(&l, "squeeze", "");
     realnvp_couplings(&l, cfg, "channel", 3, 2 * cfg->hidden);
-    add(&l, "split", "%s", "");
+    add(&l, "split", "");
   }
   realnvp_couplings(&l, cfg, "checkerboard", 4, cfg->hidden);
   return layers_finish(&l, out);
@@ -193,13 +203,11 @@ fg_status fg_realnvp_bijector(fg_bijector **out, const fg_registry *r, fg_shape 
 /* ---- Glow ---- */
 
 static void glow_step(layers *l, const fg_glow_config *cfg) {
-  add(l, "actnorm", "%s", "");
-  add(l, cfg->lu ? "conv1x1_lu" : "conv1x1", "%s", "");
-  if (cfg->additive)
-    add(l, "additive_coupling", "mask=channel, parity=0, net=glow, hidden=%lld", (long long)cfg->hidden);
-  else
-    add(l, "affine_coupling", "mask=channel, parity=0, net=glow, hidden=%lld, scale=sigmoid",
-        (long long)cfg->hidden);
+  add(l, "actnorm", "");
+  add(l, cfg->lu ? "conv1x1_lu" : "conv1x1", "");
+  const char *type = cfg->additive ? "additive_coupling" : "affine_coupling";
+  const char *scale = cfg->additive ? NULL : "sigmoid";
+  add_coupling(l, type, (coupling_args){"channel", 0, "glow", cfg->hidden, -1, scale});
 }
 
 fg_status fg_glow_bijector(fg_bijector **out, const fg_registry *r, fg_shape event,
@@ -215,9 +223,9 @@ fg_status fg_glow_bijector(fg_bijector **out, const fg_registry *r, fg_shape eve
   layers_init(&l, model, r, e);
   if (cfg->center) add(&l, "affine", "scale=1, shift=-0.5");
   for (int64_t lv = 0; lv < cfg->levels; lv++) {
-    add(&l, "squeeze", "%s", "");
+    add(&l, "squeeze", "");
     for (int64_t k = 0; k < cfg->steps; k++) glow_step(&l, cfg);
-    if (lv + 1 < cfg->levels) add(&l, "split", "%s", "");
+    if (lv + 1 < cfg->levels) add(&l, "split", "");
   }
   return layers_finish(&l, out);
 }

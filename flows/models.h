@@ -89,7 +89,8 @@ fg_glow_config fg_glow_defaults(void);
 
 /* The bijector of each model (a chain), its types taken from r (NULL: the built-ins); the
  * flow builders below add the base distribution.  Errors name the model, the layer index and
- * type, and the argument or shape at fault. */
+ * type, and the argument or shape at fault.  On failure *out is NULL and every layer made so far
+ * is freed.  r is borrowed: a plugin's types must stay loaded while the result lives. */
 fg_status fg_nice_bijector(fg_bijector **out, const fg_registry *r, fg_shape event,
                            const fg_mlp_flow_config *cfg, fg_err *e);
 fg_status fg_realnvp_vector_bijector(fg_bijector **out, const fg_registry *r, fg_shape event,

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "core/rng.h"
+#include "core/vec.h"
 
 typedef struct param_entry {
   char *name;
@@ -16,7 +17,8 @@ typedef struct param_entry {
 struct fg_params {
   uint64_t seed;
   param_entry *items;
-  int n, cap;
+  int64_t cap;
+  int n;
 };
 
 fg_status fg_params_new(fg_params **out, uint64_t seed, fg_err *e) {
@@ -109,12 +111,8 @@ fg_status fg_params_get_or_create(fg_params *ps, const char *name, fg_dtype t, f
     *out = v;
     return FG_OK;
   }
-  if (ps->n == ps->cap) {
-    int cap = ps->cap ? 2 * ps->cap : 32;
-    param_entry *items = realloc(ps->items, sizeof *items * (size_t)cap);
-    if (!items) return fg_err_set(e, FG_E_NOMEM, "out of memory for parameter '%s'", name);
-    ps->items = items, ps->cap = cap;
-  }
+  if (!FG_VEC_RESERVE(ps->items, ps->cap, ps->n + 1))
+    return fg_err_set(e, FG_E_NOMEM, "out of memory for parameter '%s'", name);
   fg_tensor *v = NULL;
   fg_status st = fg_tensor_new(&v, t, &shape, e);
   if (st == FG_OK) st = draw(v, init, seed_for(ps, name), e);

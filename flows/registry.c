@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vec.h"
+
 typedef struct entry {
   const fg_bijector_type *type;
   const char *origin; /* plugin path (owned by the plugin list), NULL for built-ins */
@@ -17,9 +19,11 @@ typedef struct plugin {
 
 struct fg_registry {
   entry *items;
-  int n, cap;
+  int n;
+  int64_t cap;
   plugin *plugins;
-  int n_plugins, cap_plugins;
+  int n_plugins;
+  int64_t cap_plugins;
   const char *loading; /* path of the plugin whose init is running */
 };
 
@@ -66,12 +70,8 @@ fg_status fg_registry_add(fg_registry *r, const fg_bijector_type *t, fg_err *e) 
     if (strcmp(r->items[i].type->name, t->name) == 0)
       return fg_err_set(e, FG_E_EXISTS, "bijector type '%s' is already registered (by %s)", t->name,
                         r->items[i].origin ? r->items[i].origin : "flowgrad itself");
-  if (r->n == r->cap) {
-    int cap = r->cap ? 2 * r->cap : 32;
-    entry *items = realloc(r->items, sizeof *items * (size_t)cap);
-    if (!items) return fg_err_set(e, FG_E_NOMEM, "out of memory registering '%s'", t->name);
-    r->items = items, r->cap = cap;
-  }
+  if (!FG_VEC_RESERVE(r->items, r->cap, r->n + 1))
+    return fg_err_set(e, FG_E_NOMEM, "out of memory registering '%s'", t->name);
   r->items[r->n++] = (entry){t, r->loading};
   return FG_OK;
 }
@@ -85,12 +85,8 @@ fg_status fg_registry_add_builtins(fg_registry *r, fg_err *e) {
 }
 
 static fg_status remember_plugin(fg_registry *r, const char *path, void *handle, plugin **out, fg_err *e) {
-  if (r->n_plugins == r->cap_plugins) {
-    int cap = r->cap_plugins ? 2 * r->cap_plugins : 4;
-    plugin *p = realloc(r->plugins, sizeof *p * (size_t)cap);
-    if (!p) return fg_err_set(e, FG_E_NOMEM, "out of memory loading %s", path);
-    r->plugins = p, r->cap_plugins = cap;
-  }
+  if (!FG_VEC_RESERVE(r->plugins, r->cap_plugins, r->n_plugins + 1))
+    return fg_err_set(e, FG_E_NOMEM, "out of memory loading %s", path);
   char *copy = strdup(path);
   if (!copy) return fg_err_set(e, FG_E_NOMEM, "out of memory loading %s", path);
   r->plugins[r->n_plugins] = (plugin){copy, handle};

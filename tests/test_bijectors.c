@@ -7,6 +7,7 @@
 
 #include "flows/bijector_internal.h"
 #include "flows/check.h"
+#include "flows/layers/layers.h"
 #include "flows/registry.h"
 #include "ops/ops.h"
 
@@ -24,6 +25,24 @@ Test(bijectors, every_builtin_type_passes_the_verification) {
     cr_expect_eq(st, FG_OK, "type '%s' fails the verification:\n%s", t->name, rep.msg);
   }
   fg_registry_free(r);
+}
+
+/* The one list (FG_BUILTIN_BIJECTORS) names each type as it registers: fg_bijector_<name> is
+ * registered as "name", and the registry's built-ins are that list, in its order. */
+Test(bijectors, the_builtin_list_names_each_type_as_registered) {
+  static const struct {
+    const char *name;
+    const fg_bijector_type *type;
+  } listed[] = {
+#define LISTED_(name) {#name, &fg_bijector_##name},
+      FG_BUILTIN_BIJECTORS(LISTED_)
+#undef LISTED_
+  };
+  int n = (int)(sizeof listed / sizeof *listed), k = 0;
+  for (int i = 0; i < n; i++) cr_expect_str_eq(listed[i].type->name, listed[i].name);
+  while (fg_builtin_bijectors[k]) k++;
+  cr_assert_eq(k, n, "the registry installs every listed type and no other");
+  for (int i = 0; i < n; i++) cr_expect_eq(fg_builtin_bijectors[i], listed[i].type, "entry %d", i);
 }
 
 /* ---- small types written here, wrapped without the libffi constructor ---- */
@@ -118,6 +137,49 @@ Test(bijectors, chains_and_inversions_with_parameters) {
   cr_assert_eq(fg_bijector_check(inv, NULL, &o, &rep), FG_OK, "%s", rep.msg);
   cr_assert(strstr(rep.msg, "4 parameters") != NULL, "two affines with s and t: %s", rep.msg);
   fg_bijector_free(inv);
+}
+
+/* A type whose instances count their destruction: who freed what after a failed composition. */
+static int destroyed;
+static void count_destroy(void *state) {
+  (void)state;
+  destroyed++;
+}
+static const fg_bijector_type counted_type = {
+    .abi_version = FG_BIJECTOR_ABI_VERSION, .name = "test_counted", .create = no_create,
+    .destroy = count_destroy, .forward = sinh_fwd, .inverse = sinh_inv};
+
+static fg_bijector *counted(void) {
+  fg_bijector *b = fg__bijector_wrap(&counted_type, NULL);
+  cr_assert_not_null(b);
+  return b;
+}
+
+/* chain and invert take ownership of what they are given, also when they fail (bijector.h):
+ * the children are freed exactly once, by them, and *out is NULL. */
+Test(bijectors, a_failed_chain_or_inversion_frees_its_children) {
+  fg_err e;
+  fg_bijector *out = counted(), *kids[3] = {counted(), NULL, counted()};
+  fg_bijector_free(out);
+  destroyed = 0;
+  cr_assert_eq(fg_bijector_chain(&out, 3, kids, &e), FG_E_MISUSE);
+  cr_assert_null(out);
+  cr_assert(strstr(e.msg, "NULL"), "%s", e.msg);
+  cr_assert_eq(destroyed, 2, "the two children given were freed by the chain");
+  cr_assert_eq(fg_bijector_chain(&out, -1, NULL, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_bijector_chain(&out, 2, NULL, &e), FG_E_MISUSE);
+  cr_assert_eq(fg_bijector_invert(&out, NULL, &e), FG_E_MISUSE);
+  cr_assert_null(out);
+  /* and on success the composite owns them: one free releases all */
+  destroyed = 0;
+  fg_bijector *pair[2] = {counted(), counted()}, *chain, *inv;
+  cr_assert_eq(fg_bijector_chain(&chain, 2, pair, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_bijector_invert(&inv, chain, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(destroyed, 0);
+  fg_bijector_free(inv);
+  cr_assert_eq(destroyed, 2);
+  cr_assert_eq(fg_bijector_chain(&chain, 0, NULL, &e), FG_OK, "an empty chain is the identity");
+  fg_bijector_free(chain);
 }
 
 Test(bijectors, derived_logdet_refuses_large_events) {

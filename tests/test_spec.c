@@ -1,7 +1,9 @@
 /* The flow-spec language: blocks, repeats, levels, settings, and errors with file:line:col. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flows/bijector_internal.h"
 #include "frontends/spec/spec.h"
@@ -134,4 +136,40 @@ Test(spec, load_reports_missing_files) {
   cr_assert_eq(fg_spec_load(&s, "/nonexistent/x.flow", r, &e), FG_E_IO);
   cr_assert(strstr(e.msg, "/nonexistent/x.flow") != NULL, "%s", e.msg);
   fg_registry_free(r);
+}
+
+/* A temporary file holding bytes[0..n); its path in a static buffer. */
+static const char *temp_file(const char *bytes, size_t n) {
+  static char path[64];
+  snprintf(path, sizeof path, "/tmp/fg-spec-test-XXXXXX");
+  int fd = mkstemp(path);
+  cr_assert_neq(fd, -1);
+  cr_assert_eq(write(fd, bytes, n), (ssize_t)n);
+  close(fd);
+  return path;
+}
+
+/* The reader takes files of any length up to its limit whole (here over several read chunks)
+ * and refuses a NUL byte, which would otherwise cut the text short unseen. */
+Test(spec, read_file_reads_whole_files_and_refuses_nul_bytes) {
+  enum { N = 3 * 4096 + 17 };
+  char *text = malloc(N);
+  cr_assert_not_null(text);
+  for (int i = 0; i < N; i++) text[i] = i % 64 == 63 ? '\n' : (char)('a' + i % 26);
+  const char *path = temp_file(text, N);
+  char *got;
+  fg_err e;
+  cr_assert_eq(fg_spec_read_file(&got, path, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(strlen(got), (size_t)N);
+  cr_assert(memcmp(got, text, N) == 0);
+  free(got);
+  unlink(path);
+  text[5000] = '\0';
+  path = temp_file(text, N);
+  cr_assert_eq(fg_spec_read_file(&got, path, &e), FG_E_FORMAT);
+  cr_assert_null(got);
+  cr_assert(strstr(e.msg, "NUL") && strstr(e.msg, path), "%s", e.msg);
+  unlink(path);
+  cr_assert_eq(fg_spec_read_file(&got, "/nonexistent/x.flow", &e), FG_E_IO);
+  free(text);
 }

@@ -33,36 +33,27 @@ static void params_of(fg_flow_ctx *c, fg_node x, fg_node *bias, fg_node *logs) {
   *logs = fg__param_like(c, "logs", fg_shape1(ch), zeros, x);
 }
 
-static fg_node logdet_of(fg_graph *g, fg_node logs, fg_node x, double sign) {
-  fg_shape xs = fg_node_shape(g, x);
-  fg_node total = fg_sum(g, logs, FG_ALL_AXES, false);
-  return fg__per_sample(g, fg_mul_scalar(g, total, sign * (double)fg__spatial_size(&xs)), x);
+/* y = (x + bias)·exp(logs), or its inverse. */
+static fg_status actnorm_run(fg_flow_ctx *c, fg_node in, bool inverse, fg_node *out,
+                             fg_node *logdet) {
+  fg_graph *g = fg_flow_graph(c);
+  fg_status st = expect_channels(c, in);
+  if (st != FG_OK) return st;
+  fg_node bias, logs;
+  params_of(c, in, &bias, &logs);
+  fg__channel_affine map = {.shift_in = bias, .log_scale = logs, .shift_out = FG_NONE};
+  *out = fg__channel_affine_apply(g, &map, in, inverse, logdet);
+  return fg_graph_status(g);
 }
 
 static fg_status actnorm_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
   (void)state;
-  fg_graph *g = fg_flow_graph(c);
-  fg_status st = expect_channels(c, x);
-  if (st != FG_OK) return st;
-  fg_node bias, logs;
-  params_of(c, x, &bias, &logs);
-  fg_node shifted = fg_add(g, x, fg__per_channel(g, bias, x));
-  *y = fg_mul(g, shifted, fg__per_channel(g, fg_exp(g, logs), x));
-  *logdet = logdet_of(g, logs, x, 1.0);
-  return fg_graph_status(g);
+  return actnorm_run(c, x, false, y, logdet);
 }
 
 static fg_status actnorm_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
   (void)state;
-  fg_graph *g = fg_flow_graph(c);
-  fg_status st = expect_channels(c, y);
-  if (st != FG_OK) return st;
-  fg_node bias, logs;
-  params_of(c, y, &bias, &logs);
-  fg_node unscaled = fg_mul(g, y, fg__per_channel(g, fg_exp(g, fg_neg(g, logs)), y));
-  *x = fg_sub(g, unscaled, fg__per_channel(g, bias, y));
-  *logdet = logdet_of(g, logs, y, -1.0);
-  return fg_graph_status(g);
+  return actnorm_run(c, y, true, x, logdet);
 }
 
 /* bias = -mean, logs = -log(std + eps) (0 where std <= eps), in the parameters' dtype. */
@@ -76,8 +67,8 @@ static fg_status actnorm_data_init(void *state, fg_flow_ctx *c, fg_node x) {
   /* created here if absent, and their dtype is the one the values must have */
   fg_dtype pt = fg_node_dtype(g, fg_flow_param(c, "bias", fg_shape1(ch), zeros));
   fg_flow_param(c, "logs", fg_shape1(ch), zeros);
-  fg_node mean = fg__channel_mean(g, x);
-  fg_node var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, mean, x))));
+  fg_node mean, var;
+  fg__channel_moments(g, x, &mean, &var);
   fg_node std = fg_sqrt(g, var);
   fg_node scaled = fg_neg(g, fg_log(g, fg_add_scalar(g, std, ACTNORM_EPS)));
   fg_node informative = fg_greater(g, std, fg_scalar(g, ACTNORM_EPS, fg_node_dtype(g, x)));

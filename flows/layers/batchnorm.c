@@ -62,8 +62,7 @@ static fg_node running(fg_flow_ctx *c, const char *name, double init, fg_node x)
 /* Mean and biased variance over the batch and spatial axes. */
 static bn_stats batch_stats(fg_graph *g, fg_node x) {
   bn_stats b;
-  b.mean = fg__channel_mean(g, x);
-  b.var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, b.mean, x))));
+  fg__channel_moments(g, x, &b.mean, &b.var);
   return b;
 }
 
@@ -100,10 +99,29 @@ static fg_node log_scale(fg_graph *g, fg_node log_gamma, fg_node var, double eps
   return fg_sub(g, log_gamma, fg_mul_scalar(g, fg_log(g, fg_add_scalar(g, var, eps)), 0.5));
 }
 
-static fg_node logdet_of(fg_graph *g, fg_node ls, fg_node x, double sign) {
-  fg_shape xs = fg_node_shape(g, x);
-  fg_node total = fg_sum(g, ls, FG_ALL_AXES, false);
-  return fg__per_sample(g, fg_mul_scalar(g, total, sign * (double)fg__spatial_size(&xs)), x);
+/* The layer's parameters, created in this order (the store's order) on first use. */
+typedef struct bn_params {
+  fg_node log_gamma, beta;
+  bn_stats running;
+} bn_params;
+
+static bn_params params_of(fg_flow_ctx *c, fg_node x) {
+  int64_t ch = fg_node_shape(fg_flow_graph(c), x).d[1];
+  fg_init zeros = {FG_INIT_ZEROS, 0, 0};
+  bn_params p;
+  p.log_gamma = fg__param_like(c, "log_gamma", fg_shape1(ch), zeros, x);
+  p.beta = fg__param_like(c, "beta", fg_shape1(ch), zeros, x);
+  p.running = (bn_stats){running(c, "running_mean", 0.0, x), running(c, "running_var", 1.0, x)};
+  return p;
+}
+
+/* y = (x - mean)·exp(log_gamma) / sqrt(var + eps) + beta with statistics b, or its inverse. */
+static fg_node normalise(const bn_state *s, fg_graph *g, const bn_params *p, const bn_stats *b,
+                         fg_node in, bool inverse, fg_node *logdet) {
+  fg__channel_affine map = {.shift_in = fg_neg(g, b->mean),
+                            .log_scale = log_scale(g, p->log_gamma, b->var, s->eps),
+                            .shift_out = p->beta};
+  return fg__channel_affine_apply(g, &map, in, inverse, logdet);
 }
 
 static fg_status bn_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
@@ -111,21 +129,14 @@ static fg_status bn_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, 
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_channels(c, x);
   if (st != FG_OK) return st;
-  int64_t ch = fg_node_shape(g, x).d[1];
-  fg_init zeros = {FG_INIT_ZEROS, 0, 0};
-  fg_node log_gamma = fg__param_like(c, "log_gamma", fg_shape1(ch), zeros, x);
-  fg_node beta = fg__param_like(c, "beta", fg_shape1(ch), zeros, x);
-  bn_stats b = {running(c, "running_mean", 0.0, x), running(c, "running_var", 1.0, x)};
+  bn_params p = params_of(c, x);
+  bn_stats b = p.running;
   if (fg_flow_training(c) && (st = training_stats(s, c, x, &b)) != FG_OK) return st;
-  fg_node ls = log_scale(g, log_gamma, b.var, s->eps);
-  fg_node centred = fg_sub(g, x, fg__per_channel(g, b.mean, x));
-  *y = fg_add(g, fg_mul(g, centred, fg__per_channel(g, fg_exp(g, ls), x)), fg__per_channel(g, beta, x));
-  *logdet = logdet_of(g, ls, x, 1.0);
+  *y = normalise(s, g, &p, &b, x, false, logdet);
   return fg_graph_status(g);
 }
 
 static fg_status bn_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
-  bn_state *s = state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_channels(c, y);
   if (st != FG_OK) return st;
@@ -133,16 +144,8 @@ static fg_status bn_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, 
     return fg__layer_fail(c, FG_E_MISUSE, "the inverse of batchnorm uses the running statistics; "
                           "build it in an evaluation graph (training = false), since with batch "
                           "statistics a sample's output depends on the rest of the batch");
-  int64_t ch = fg_node_shape(g, y).d[1];
-  fg_init zeros = {FG_INIT_ZEROS, 0, 0};
-  fg_node log_gamma = fg__param_like(c, "log_gamma", fg_shape1(ch), zeros, y);
-  fg_node beta = fg__param_like(c, "beta", fg_shape1(ch), zeros, y);
-  fg_node mean = running(c, "running_mean", 0.0, y), var = running(c, "running_var", 1.0, y);
-  fg_node ls = log_scale(g, log_gamma, var, s->eps);
-  fg_node unshifted = fg_sub(g, y, fg__per_channel(g, beta, y));
-  fg_node unscaled = fg_mul(g, unshifted, fg__per_channel(g, fg_exp(g, fg_neg(g, ls)), y));
-  *x = fg_add(g, unscaled, fg__per_channel(g, mean, y));
-  *logdet = logdet_of(g, ls, y, -1.0);
+  bn_params p = params_of(c, y);
+  *x = normalise(state, g, &p, &p.running, y, true, logdet);
   return fg_graph_status(g);
 }
 

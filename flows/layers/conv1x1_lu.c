@@ -173,13 +173,6 @@ static fg_status prepare(const lu_state *s, fg_flow_ctx *c, fg_node x, lu_init *
   return st != FG_OK ? st : fg_graph_status(fg_flow_graph(c));
 }
 
-/* sign·S·Σ log|s| for every sample. */
-static fg_node logdet_of(fg_graph *g, fg_node log_s, fg_node x, double sign) {
-  fg_shape xs = fg_node_shape(g, x);
-  fg_node total = fg_sum(g, log_s, FG_ALL_AXES, false);
-  return fg__per_sample(g, fg_mul_scalar(g, total, sign * (double)fg__spatial_size(&xs)), x);
-}
-
 static fg_status lu_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
   lu_init k;
@@ -189,7 +182,7 @@ static fg_status lu_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, 
     fg_node p = fg__constant(g, k.p, fg_shape2(k.n, k.n), fg_node_dtype(g, x));
     fg_node w = fg_matmul(g, p, fg_matmul(g, f.lower, f.upper));
     *y = fg__channel_mix(g, w, x, false);
-    *logdet = logdet_of(g, f.log_s, x, 1.0);
+    *logdet = fg__channel_logdet(g, f.log_s, x, 1.0);
   }
   init_clear(&k);
   return st != FG_OK ? st : fg_graph_status(g);
@@ -206,7 +199,7 @@ static fg_status lu_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, 
     fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
     fg_node w_inv = fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
     *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);
-    *logdet = logdet_of(g, f.log_s, y, -1.0);
+    *logdet = fg__channel_logdet(g, f.log_s, y, -1.0);
   }
   init_clear(&k);
   return st != FG_OK ? st : fg_graph_status(g);

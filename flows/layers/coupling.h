@@ -24,6 +24,7 @@
 
 #include "flows/bijector.h"
 #include "flows/layers/conditioner.h"
+#include "flows/layers/layers.h" /* the registered types, fg_bijector_affine_coupling ... */
 
 typedef enum fg_mask_kind {
   FG_MASK_CHECKERBOARD,
@@ -81,9 +82,5 @@ fg_node fg_coupling_every_other(fg_graph *g, fg_node x, int64_t start);
 fg_status fg_coupling_run(const fg_coupling_spec *s, const fg_coupling_rule *rule,
                           const void *rule_state, fg_flow_ctx *c, fg_node in, bool inverse,
                           fg_node *out, fg_node *logdet);
-
-/* The registered types (flows/layers/coupling_additive.c, flows/layers/coupling_affine.c). */
-extern const fg_bijector_type fg_bijector_additive_coupling;
-extern const fg_bijector_type fg_bijector_affine_coupling;
 
 #endif

@@ -14,14 +14,14 @@ static int prefix_len(const char *p) {
 }
 
 fg_status fg__layer_fail(fg_flow_ctx *c, fg_status s, const char *fmt, ...) {
-  char msg[400];
+  fg_err what;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  fg_err_vset(&what, s, fmt, ap);
   va_end(ap);
   fg_graph *g = fg_flow_graph(c);
   const char *p = fg_flow_ctx_prefix(c);
-  fg_graph_fail(g, s, "%.*s: %s", prefix_len(p), p, msg);
+  fg_graph_fail(g, s, "%.*s: %s", prefix_len(p), p, what.msg);
   return fg_graph_status(g);
 }
 
@@ -101,6 +101,34 @@ fg_node fg__channel_mean(fg_graph *g, fg_node x) {
   uint32_t axes = FG_AXIS(0);
   for (int i = 2; i < s.ndim; i++) axes |= FG_AXIS(i);
   return fg_mean(g, x, axes, false);
+}
+
+void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var) {
+  *mean = fg__channel_mean(g, x);
+  *var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, *mean, x))));
+}
+
+fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign) {
+  fg_shape xs = fg_node_shape(g, x);
+  fg_node total = fg_sum(g, v, FG_ALL_AXES, false);
+  return fg__per_sample(g, fg_mul_scalar(g, total, sign * (double)fg__spatial_size(&xs)), x);
+}
+
+fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_node x, bool inverse,
+                                 fg_node *logdet) {
+  fg_node out;
+  if (inverse) {
+    fg_node y = a->shift_out == FG_NONE ? x : fg_sub(g, x, fg__per_channel(g, a->shift_out, x));
+    fg_node unscaled = fg_mul(g, y, fg__per_channel(g, fg_exp(g, fg_neg(g, a->log_scale)), x));
+    out = a->shift_in == FG_NONE ? unscaled
+                                 : fg_sub(g, unscaled, fg__per_channel(g, a->shift_in, x));
+  } else {
+    fg_node shifted = a->shift_in == FG_NONE ? x : fg_add(g, x, fg__per_channel(g, a->shift_in, x));
+    fg_node scaled = fg_mul(g, shifted, fg__per_channel(g, fg_exp(g, a->log_scale), x));
+    out = a->shift_out == FG_NONE ? scaled : fg_add(g, scaled, fg__per_channel(g, a->shift_out, x));
+  }
+  *logdet = fg__channel_logdet(g, a->log_scale, x, inverse ? -1.0 : 1.0);
+  return out;
 }
 
 fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {

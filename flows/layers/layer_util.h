@@ -43,6 +43,23 @@ fg_node fg__batch_fill(fg_graph *g, fg_node x, double v);
 fg_node fg__sum_event(fg_graph *g, fg_node v);
 /* Mean over the batch and spatial axes: [B, C, ...] -> [C]. */
 fg_node fg__channel_mean(fg_graph *g, fg_node x);
+/* Each channel's mean and biased variance over the batch and spatial axes: [C] each (the
+ * statistics actnorm initialises from and batchnorm normalises with). */
+void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var);
+/* sign·S·Σ v for [C] values v, repeated for every sample of x: [B].  The log-det of a map that
+ * scales channel c by exp(v[c]) at every one of the S pixels. */
+fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign);
+
+/* The per-channel affine map that actnorm and batchnorm are, on x [B, C, ...]:
+ *   y = (x + shift_in)·exp(log_scale) + shift_out,   log|det dy/dx| = S·Σ log_scale,
+ * with [C] values in x's dtype; either shift may be FG_NONE (none). */
+typedef struct fg__channel_affine {
+  fg_node shift_in, log_scale, shift_out;
+} fg__channel_affine;
+/* y from x, or with inverse x = (y - shift_out)·exp(-log_scale) - shift_in from y; *logdet gets
+ * the map's log-det per sample (negated for the inverse). */
+fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_node x, bool inverse,
+                                 fg_node *logdet);
 /* A constant of dtype t holding n doubles in `shape`. */
 fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t);
 /* A seed for a layer's fixed random structure (shuffle, LU permutation): a hash of the seed

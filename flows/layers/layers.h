@@ -1,6 +1,7 @@
 /* Built-in layer types: permutations, 1x1 convolutions, normalisations, squeeze, split and the
- * elementwise bijectors.  Each is registered in flows/layers/builtins.c; use them through a registry
- * by name (fg_registry_find(r, "actnorm")) — these symbols exist for that list and for tests.
+ * elementwise bijectors, and the couplings (flows/layers/coupling.h).  Each is registered from
+ * the one list below; use them through a registry by name (fg_registry_find(r, "actnorm")) —
+ * these symbols exist for that list and for tests.
  *
  * Every type takes x as [B, C, ...]: axis 1 holds the channels of an image [B, C, H, W] or the
  * features of a vector [B, D].  Parameter names (local to the layer's prefix) are given with
@@ -10,38 +11,46 @@
 
 #include "flows/bijector.h"
 
-/* flows/layers/permute.c: fixed permutations of axis 1, log-det 0. */
-extern const fg_bijector_type fg_bijector_reverse; /* "reverse" */
-extern const fg_bijector_type fg_bijector_shuffle; /* "shuffle": seed int = 0 */
-extern const fg_bijector_type fg_bijector_permute; /* "permute": perm ints (required) */
+/* Every built-in type, once, in registration order: X(name) stands for the type registered as
+ * "name" and defined as fg_bijector_<name>.  The declarations below and the registry's list
+ * (flows/layers/builtins.c) are both generated from it, so they cannot drift apart. */
+#define FG_BUILTIN_BIJECTORS(X)                                                                    \
+  /* flows/layers/coupling_additive.c, coupling_affine.c (shared parts: coupling.h) */             \
+  X(additive_coupling)  /* NICE: mask, parity, net, hidden, blocks */                              \
+  X(affine_coupling)    /* RealNVP, Glow: as additive_coupling, plus scale */                      \
+  /* flows/layers/permute.c: fixed permutations of axis 1, log-det 0 */                            \
+  X(reverse)                                                                                       \
+  X(shuffle)            /* seed int = 0 */                                                         \
+  X(permute)            /* perm ints (required) */                                                 \
+  /* flows/layers/conv1x1.c: Glow's invertible 1x1 convolution; parameter "weight" [C, C] (a       \
+   * random rotation at init); log|det| and the inverse computed in float64 */                     \
+  X(conv1x1)                                                                                       \
+  /* flows/layers/conv1x1_lu.c: W = P L (U + diag(sign exp(log|s|))) with parameters               \
+   * "lower_offset", "upper_offset" [C, C] and "log_s_offset" [C] (see the file) */                \
+  X(conv1x1_lu)         /* seed int = 0 */                                                         \
+  /* flows/layers/actnorm.c: y = (x + bias) exp(logs) per channel; parameters "bias", "logs"       \
+   * [C]; data-dependent initialisation */                                                         \
+  X(actnorm)                                                                                       \
+  /* flows/layers/batchnorm.c: RealNVP's batch normalisation; parameters "log_gamma", "beta",      \
+   * "running_mean", "running_var" [C] */                                                          \
+  X(batchnorm)          /* momentum double = 0.1, eps double = 1e-5 */                             \
+  /* flows/layers/squeeze.c: 2x2 space-to-depth, log-det 0 */                                      \
+  X(squeeze)                                                                                       \
+  /* flows/layers/split.c: factors out the second half of the channels under a learned             \
+   * conditional prior; parameters "prior.weight", "prior.bias", "prior.logs" */                   \
+  X(split)                                                                                         \
+  /* flows/layers/logit.c: y = logit(alpha + (1 - 2 alpha) x) */                                   \
+  X(logit)              /* alpha double = 0.05 */                                                  \
+  /* flows/layers/elementwise_bijectors.c */                                                       \
+  X(exp)                                                                                           \
+  X(sigmoid)                                                                                       \
+  X(affine)             /* scale double = 1, shift double = 0 */                                   \
+  X(scale)              /* parameter "log_scale" [event] */                                        \
+  /* flows/layers/flatten.c */                                                                     \
+  X(flatten)            /* event ints (required) */
 
-/* flows/layers/conv1x1.c: "conv1x1", Glow's invertible 1x1 convolution; parameter "weight" [C, C]
- * (a random rotation at init); log|det| and the inverse computed in float64. */
-extern const fg_bijector_type fg_bijector_conv1x1;
-/* flows/layers/conv1x1_lu.c: "conv1x1_lu": seed int = 0; W = P L (U + diag(sign exp(log|s|))) with
- * parameters "lower_offset", "upper_offset" [C, C] and "log_s_offset" [C] (see the file). */
-extern const fg_bijector_type fg_bijector_conv1x1_lu;
-
-/* flows/layers/actnorm.c: "actnorm", y = (x + bias) exp(logs) per channel; parameters "bias", "logs"
- * [C]; data-dependent initialisation. */
-extern const fg_bijector_type fg_bijector_actnorm;
-/* flows/layers/batchnorm.c: "batchnorm": momentum double = 0.1, eps double = 1e-5; parameters
- * "log_gamma", "beta", "running_mean", "running_var" [C]. */
-extern const fg_bijector_type fg_bijector_batchnorm;
-
-/* flows/layers/squeeze.c: "squeeze", 2x2 space-to-depth, log-det 0. */
-extern const fg_bijector_type fg_bijector_squeeze;
-/* flows/layers/split.c: "split", factors out the second half of the channels under a learned
- * conditional prior; parameters "prior.weight", "prior.bias", "prior.logs". */
-extern const fg_bijector_type fg_bijector_split;
-
-/* flows/layers/logit.c: "logit": alpha double = 0.05, y = logit(alpha + (1 - 2 alpha) x). */
-extern const fg_bijector_type fg_bijector_logit;
-/* flows/layers/elementwise_bijectors.c */
-extern const fg_bijector_type fg_bijector_exp;     /* "exp" */
-extern const fg_bijector_type fg_bijector_sigmoid; /* "sigmoid" */
-extern const fg_bijector_type fg_bijector_affine;  /* "affine": scale double = 1, shift double = 0 */
-extern const fg_bijector_type fg_bijector_flatten; /* "flatten": event ints (required) */
-extern const fg_bijector_type fg_bijector_scale;   /* "scale": parameter "log_scale" [event] */
+#define FG_DECLARE_BIJECTOR_(name) extern const fg_bijector_type fg_bijector_##name;
+FG_BUILTIN_BIJECTORS(FG_DECLARE_BIJECTOR_)
+#undef FG_DECLARE_BIJECTOR_
 
 #endif

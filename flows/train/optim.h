@@ -68,7 +68,7 @@ typedef struct fg_optim_step_info {
 
 /* An optimiser over n parameter tensors (borrowed: they must outlive it; float32 or float64,
  * contiguous).  FG_E_MISUSE for a bad configuration (lr < 0, betas outside [0, 1), ...), naming
- * the field. */
+ * the field.  On failure *out is NULL. */
 fg_status fg_optim_new(fg_optim **out, const fg_optim_config *cfg, int n, fg_tensor *const *params,
                        fg_err *e);
 /* Over every parameter of a store, in store order. */

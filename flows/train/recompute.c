@@ -41,34 +41,26 @@ void fg_recompute_free(fg_recompute *r) {
   free(r);
 }
 
-fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g) {
+static fg_flow_ctx_opts ctx_opts(const fg_recompute *r) {
   const fg_flow_config *cfg = fg_flow_get_config(r->f);
-  fg_flow_ctx_opts o = {.dtype = cfg->dtype, .training = true, .seed = cfg->seed};
+  return (fg_flow_ctx_opts){.dtype = cfg->dtype, .training = true, .seed = cfg->seed};
+}
+
+fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g) {
+  fg_flow_ctx_opts o = ctx_opts(r);
   fg_flow_ctx *c = NULL;
   fg_err e;
   if (fg_flow_ctx_new(&c, g, fg_flow_params(r->f), &o, &e) != FG_OK) fg_graph_fail(g, e.status, "recompute: %s", e.msg);
   return c;
 }
 
-/* ---- blocks ---- */
-
-/* Appends the layers of b in forward order, chains opened (an inversion is one block). */
-static bool collect_blocks(fg_recompute *r, fg_bijector *b, int *cap) {
-  int kids = fg_bijector_is_inverted(b) ? 0 : fg_bijector_num_children(b);
-  if (kids > 0) {
-    for (int i = 0; i < kids; i++)
-      if (!collect_blocks(r, fg_bijector_child(b, i), cap)) return false;
-    return true;
-  }
-  if (r->n == *cap) {
-    *cap = *cap ? 2 * *cap : 32;
-    fg_bijector **v = realloc(r->blocks, sizeof *v * (size_t)*cap);
-    if (!v) return false;
-    r->blocks = v;
-  }
-  r->blocks[r->n++] = b;
-  return true;
+fg_status fg__recompute_graph(const fg_recompute *r, fg_graph **g, fg_flow_ctx **c, fg_err *e) {
+  fg_flow_ctx_opts o = ctx_opts(r);
+  fg_status st = fg_flow_ctx_new_graph(c, g, fg_flow_params(r->f), &o, e);
+  return st == FG_OK ? FG_OK : fg_err_prefix(e, st, "recompute");
 }
+
+/* ---- blocks ---- */
 
 /* [batch, event...] */
 static fg_shape batch_of(int64_t batch, fg_shape event) {
@@ -81,19 +73,16 @@ static fg_shape batch_of(int64_t batch, fg_shape event) {
 /* The input shape of every block for a batch of 2 (a forward build in training mode). */
 static fg_status block_inputs(const fg_recompute *r, fg_shape *in, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
-  if (c) {
-    const fg_flow_config *cfg = fg_flow_get_config(r->f);
-    fg_node cur = fg_input(g, "x", cfg->dtype, batch_of(2, cfg->event)), ld;
-    for (int i = 0; i < r->n && fg_graph_status(g) == FG_OK; i++) {
-      in[i] = fg_node_shape(g, cur);
-      fg_bijector_forward(r->blocks[i], c, cur, &cur, &ld);
-    }
+  fg_flow_ctx *c;
+  fg_status st = fg__recompute_graph(r, &g, &c, e);
+  if (st != FG_OK) return st;
+  const fg_flow_config *cfg = fg_flow_get_config(r->f);
+  fg_node cur = fg_input(g, "x", cfg->dtype, batch_of(2, cfg->event)), ld;
+  for (int i = 0; i < r->n && fg_graph_status(g) == FG_OK; i++) {
+    in[i] = fg_node_shape(g, cur);
+    fg_bijector_forward(r->blocks[i], c, cur, &cur, &ld);
   }
-  fg_status st = !g ? fg_err_set(e, FG_E_NOMEM, "recompute: out of memory")
-                    : fg_graph_status(g) != FG_OK ? fg_err_set(e, fg_graph_status(g), "recompute: %s", fg_graph_errmsg(g))
-                                                  : FG_OK;
+  if ((st = fg_graph_status(g)) != FG_OK) fg_err_set(e, st, "recompute: %s", fg_graph_errmsg(g));
   fg_flow_ctx_free(c);
   fg_graph_free(g);
   return st;
@@ -105,15 +94,12 @@ static bool invertible_in_training(const fg_recompute *r, fg_bijector *b, fg_sha
   const fg_bijector_type *t = fg_bijector_type_of(b);
   if (!t || (t->flags & FG_BIJ_STOCHASTIC)) return false; /* an inversion, or noise in forward */
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
-  bool ok = false;
-  if (c) {
-    fg_node y, ld, back, ld_back;
-    fg_bijector_forward(b, c, fg_input(g, "h", fg_flow_get_config(r->f)->dtype, in), &y, &ld);
-    fg_bijector_inverse(b, c, y, &back, &ld_back);
-    ok = fg_graph_status(g) == FG_OK;
-  }
+  fg_flow_ctx *c;
+  if (fg__recompute_graph(r, &g, &c, NULL) != FG_OK) return false;
+  fg_node y, ld, back, ld_back;
+  fg_bijector_forward(b, c, fg_input(g, "h", fg_flow_get_config(r->f)->dtype, in), &y, &ld);
+  fg_bijector_inverse(b, c, y, &back, &ld_back);
+  bool ok = fg_graph_status(g) == FG_OK;
   fg_flow_ctx_free(c);
   fg_graph_free(g);
   return ok;
@@ -136,8 +122,10 @@ fg_status fg_recompute_new(fg_recompute **out, fg_flow *f, fg_err *e) {
   *out = NULL;
   if (!f) return fg_err_set(e, FG_E_MISUSE, "recompute: no flow");
   fg_recompute *r = calloc(1, sizeof *r);
-  int cap = 0;
-  fg_status st = r && collect_blocks(r, fg_flow_bijector(f), &cap) ? FG_OK : fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  if (!r) return fg_err_set(e, FG_E_NOMEM, "recompute: out of memory");
+  /* the blocks are the flow's layers, chains opened (an inversion is one block) */
+  fg_status st = fg_bijector_leaves(&r->blocks, &r->n, fg_flow_bijector(f), e);
+  if (st != FG_OK) fg_err_prefix(e, st, "recompute");
   if (st == FG_OK) {
     r->f = f;
     r->mode = malloc(sizeof *r->mode * (size_t)(r->n + 1));

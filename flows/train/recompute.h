@@ -63,7 +63,7 @@ typedef enum fg_block_mode {
 typedef struct fg_recompute fg_recompute;
 
 /* The blocks of f (borrowed; must outlive r) and their modes: every block recomputed but the
- * ones listed above as stored by construction. */
+ * ones listed above as stored by construction.  On failure *out is NULL. */
 fg_status fg_recompute_new(fg_recompute **out, fg_flow *f, fg_err *e);
 void fg_recompute_free(fg_recompute *r);
 

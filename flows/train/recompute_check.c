@@ -26,16 +26,16 @@ static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_
                            double *err, fg_err *e) {
   *y = NULL, *err = NAN;
   fg_graph *g;
-  fg_graph_new(&g, NULL);
-  fg_flow_ctx *c = g ? fg__recompute_ctx(r, g) : NULL;
+  fg_flow_ctx *c;
+  fg_status st = fg__recompute_graph(r, &g, &c, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "round-trip check");
   fg_node outs[3];
-  int n = c ? build_block(r, i, g, c, h->shape, outs) : 0;
+  int n = build_block(r, i, g, c, h->shape, outs);
   fg_program *p = NULL;
   fg_program_opts po = {.pool = pool};
-  fg_status st = !g ? fg_err_set(e, FG_E_NOMEM, "round-trip check: out of memory")
-                 : n == 0 ? fg_err_set(e, fg_graph_status(g), "round-trip check of block %s: %s",
-                                       fg_recompute_block_name(r, i), fg_graph_errmsg(g))
-                          : fg_program_new_opts(&p, g, n, outs, &po, e);
+  st = n == 0 ? fg_err_set(e, fg_graph_status(g), "round-trip check of block %s: %s",
+                           fg_recompute_block_name(r, i), fg_graph_errmsg(g))
+              : fg_program_new_opts(&p, g, n, outs, &po, e);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(r->f), p, e);
   if (st == FG_OK && (fg_program_bind(p, "h", h, e) != FG_OK || fg_program_run(p, e) != FG_OK)) {
     st = fg_err_prefix(e, FG_E_NUMERIC, "round-trip check of block %s", fg_recompute_block_name(r, i));

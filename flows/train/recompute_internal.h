@@ -15,5 +15,7 @@ struct fg_recompute {
 
 /* A training-mode build context for a graph of r's flow; NULL (graph error set) on failure. */
 fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g);
+/* A new graph with such a context; on failure neither exists and e says why. */
+fg_status fg__recompute_graph(const fg_recompute *r, fg_graph **g, fg_flow_ctx **c, fg_err *e);
 
 #endif

@@ -8,33 +8,10 @@
 
 #include "core/runtime/program.h"
 #include "core/rng.h"
-#include "core/formats/safetensors.h"
-#include "flows/train/train_data.h"
+#include "flows/train/trainer_internal.h"
 #include "ops/ops.h"
 
 enum { EVAL_RNG_OFFSET = 1u << 30 }; /* evaluation noise: far from any training step's */
-
-struct fg_trainer {
-  fg_flow *f;
-  fg_train_settings s;
-  bool discrete;
-  double n_bins;
-  fg_train_data train, test; /* levels (discrete, as bytes) or values */
-  int64_t n_train, n_test, batch;
-  fg_pool *pool;
-  fg_graph *g;              /* training graph */
-  fg_program *prog;
-  fg_tensor *x;             /* the batch the training program reads */
-  int n_params;
-  fg_flow_updates *updates;
-  fg_optim *opt;
-  fg_tensor **ema;          /* NULL without EMA */
-  fg_recompute *rc;         /* recompute mode's blocks, NULL otherwise */
-  int64_t step, bad_in_a_row;
-  bool initialised, rc_checked;
-  int64_t *perm;            /* the current epoch's order */
-  int64_t perm_epoch;
-};
 
 fg_train_settings fg_train_defaults(void) {
   fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7,
@@ -86,13 +63,13 @@ static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
 
 /* The training graph and program (x already allocated). */
 static fg_status build_training(fg_trainer *t, fg_err *e) {
-  fg_graph_new(&t->g, NULL);
-  if (!t->g) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  fg_status st = fg_graph_new(&t->g, e);
+  if (st != FG_OK) return st;
   fg_node x = fg_input(t->g, "x", fg_flow_get_config(t->f)->dtype, t->x->shape);
   t->n_params = fg_flow_num_params(t->f);
   fg_node *outs = malloc(sizeof *outs * (size_t)(1 + t->n_params));
   if (!outs) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  fg_status st = loss_and_grads(t, x, outs);
+  st = loss_and_grads(t, x, outs);
   int n_up = fg_flow_updates_count(t->updates), n_out = 1 + t->n_params + n_up;
   fg_node *all = st == FG_OK ? realloc(outs, sizeof *outs * (size_t)n_out) : outs;
   if (all) outs = all;
@@ -232,12 +209,12 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
   fg_bijector *chain = fg_flow_bijector(t->f);
   int n = fg_bijector_num_children(chain);
-  fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_graph *g = NULL;
   fg_flow_ctx *c = NULL;
   fg_node *outs = malloc(sizeof *outs * (size_t)(2 * n + 2));
   fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(t->f)->dtype, .training = true};
-  if (!g || !outs || n == 0 || fg_flow_ctx_new(&c, g, fg_flow_params(t->f), &co, NULL) != FG_OK) goto done;
+  if (!outs || n == 0 || fg_flow_ctx_new_graph(&c, &g, fg_flow_params(t->f), &co, NULL) != FG_OK)
+    goto done;
   fg_node cur = model_input(t, g, fg_input(g, "x", co.dtype, t->x->shape));
   for (int i = 0; i < n; i++) {
     fg_node ld;
@@ -395,10 +372,11 @@ void fg_trainer_use_ema(fg_trainer *t) {
 /* Sum of log p over rows [start, start + n) of the test set, with a program for batch n. */
 static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_status st = fg_graph_new(&g, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  fg_status st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
+  st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
   fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
   fg_program *p = NULL;
   fg_tensor *xv = NULL;
@@ -437,208 +415,4 @@ const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t) { return f
 
 const char *fg_trainer_profile(const fg_trainer *t, char *buf, size_t cap) {
   return fg_program_profile(t->prog, buf, cap);
-}
-
-/* ---- checkpoints ---- */
-
-enum { NAME_CAP = 512 };
-
-static char *entry_name(const char *kind, const char *slot, const char *param) {
-  char *s = malloc(NAME_CAP);
-  if (s) snprintf(s, NAME_CAP, "%s/%s%s%s", kind, slot ? slot : "", slot ? "/" : "", param);
-  return s;
-}
-
-typedef struct entries {
-  fg_safetensors_item *items;
-  char **names;
-  size_t n;
-} entries;
-
-static bool add_entry(entries *en, const char *kind, const char *slot, const char *param, const fg_tensor *v) {
-  char *name = entry_name(kind, slot, param);
-  if (!name) return false;
-  en->names[en->n] = name;
-  en->items[en->n] = (fg_safetensors_item){.name = name, .tensor = v};
-  en->n++;
-  return true;
-}
-
-static void free_entries(entries *en) {
-  for (size_t i = 0; i < en->n; i++) free(en->names[i]);
-  free(en->names);
-  free(en->items);
-}
-
-fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e) {
-  fg_params *ps = fg_flow_params(t->f);
-  int slots = fg_optim_num_slots(t->opt);
-  size_t cap = (size_t)t->n_params * (size_t)(2 + slots) + 1;
-  entries en = {malloc(sizeof *en.items * cap), malloc(sizeof *en.names * cap), 0};
-  bool ok = en.items && en.names;
-  for (int i = 0; ok && i < t->n_params; i++) {
-    const char *name = fg_params_name(ps, i);
-    ok = add_entry(&en, "param", NULL, name, fg_params_tensor(ps, i));
-    for (int s = 0; ok && s < slots; s++) ok = add_entry(&en, "optim", fg_optim_slot_name(t->opt, s), name, fg_optim_slot(t->opt, i, s));
-    if (ok && t->ema) ok = add_entry(&en, "ema", NULL, name, t->ema[i]);
-  }
-  if (!ok) {
-    free_entries(&en);
-    return fg_err_set(e, FG_E_NOMEM, "out of memory writing %s", path);
-  }
-  char step[32], optim_step[32], seed[32], event[160], bits[16], skips[32];
-  fg_shape ev = fg_flow_get_config(t->f)->event;
-  fg_shape_str(&ev, event, sizeof event);
-  snprintf(bits, sizeof bits, "%lld", (long long)t->s.n_bits);
-  snprintf(step, sizeof step, "%lld", (long long)t->step);
-  snprintf(optim_step, sizeof optim_step, "%lld", (long long)fg_optim_get_step(t->opt));
-  snprintf(seed, sizeof seed, "%lld", (long long)t->s.seed);
-  snprintf(skips, sizeof skips, "%lld", (long long)t->bad_in_a_row);
-  fg_safetensors_kv meta[] = {{"format", "flowgrad-checkpoint-1"}, {"step", step}, {"optim_step", optim_step},
-                              {"skipped_in_a_row", skips},
-                              {"seed", seed}, {"optimizer", t->s.optimizer}, {"spec", spec_text ? spec_text : ""},
-                              {"event", event}, {"n_bits", bits}, {"discrete", t->discrete ? "true" : "false"}};
-  fg_status st = fg_safetensors_write(path, en.items, en.n, meta, sizeof meta / sizeof *meta, e);
-  free_entries(&en);
-  return st;
-}
-
-/* Checks entry kind/slot/param against dst and, with commit, copies it in. */
-static fg_status load_into(fg_safetensors *f, const char *kind, const char *slot, const char *param,
-                           fg_tensor *dst, bool commit, const char *path, fg_err *e) {
-  char *name = entry_name(kind, slot, param);
-  if (!name) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  fg_tensor *v = NULL;
-  fg_status st = fg_safetensors_get(f, name, &v, e);
-  if (st == FG_OK && (v->dtype != dst->dtype || !fg_shape_equal(&v->shape, &dst->shape))) {
-    char a[128], b[128];
-    st = fg_err_set(e, FG_E_FORMAT, "%s: entry '%s' is %s %s; this model has %s %s", path, name,
-                    fg_dtype_name(v->dtype), fg_shape_str(&v->shape, a, sizeof a), fg_dtype_name(dst->dtype),
-                    fg_shape_str(&dst->shape, b, sizeof b));
-  }
-  if (st == FG_OK && commit) memcpy(fg_tensor_data(dst), fg_tensor_data(v), (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype));
-  fg_tensor_free(v);
-  free(name);
-  return st;
-}
-
-static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, int64_t *out, fg_err *e) {
-  const char *v = fg_safetensors_meta(f, key);
-  char *end;
-  long long x = v ? strtoll(v, &end, 10) : 0;
-  if (!v || !*v || *end || x < 0) return fg_err_set(e, FG_E_FORMAT, "%s: metadata '%s' missing or not a count", path, key);
-  *out = x;
-  return FG_OK;
-}
-
-/* A resume is exact only with the data and the randomness the checkpoint was trained with: its
- * seed (batch order, noise), n_bits and event shape must be this trainer's. */
-static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path, fg_err *e) {
-  char seed[32], bits[16], event[160];
-  fg_shape ev = fg_flow_get_config(t->f)->event;
-  fg_shape_str(&ev, event, sizeof event);
-  snprintf(bits, sizeof bits, "%lld", (long long)t->s.n_bits);
-  snprintf(seed, sizeof seed, "%lld", (long long)t->s.seed);
-  const char *keys[] = {"seed", "n_bits", "event"}, *mine[] = {seed, bits, event};
-  for (int i = 0; i < 3; i++) {
-    const char *v = fg_safetensors_meta(f, keys[i]);
-    if (!v || strcmp(v, mine[i]))
-      return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a resume must use the same)",
-                        path, keys[i], v ? v : "(missing)", mine[i]);
-  }
-  return FG_OK;
-}
-
-fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
-  fg_safetensors *f;
-  fg_status st = fg_safetensors_open(&f, path, e);
-  if (st != FG_OK) return st;
-  const char *format = fg_safetensors_meta(f, "format");
-  if (!format || strcmp(format, "flowgrad-checkpoint-1"))
-    st = fg_err_set(e, FG_E_FORMAT, "%s is not a flowgrad checkpoint (metadata 'format' is %s)", path, format ? format : "missing");
-  int64_t step = 0, optim_step = 0, skips = 0;
-  if (st == FG_OK) st = meta_int(f, "step", path, &step, e);
-  if (st == FG_OK) st = meta_int(f, "optim_step", path, &optim_step, e);
-  /* the non-finite steps just before the save, so that max_nonfinite counts across a resume
-   * (absent from checkpoints written before it was saved: none) */
-  if (st == FG_OK && fg_safetensors_meta(f, "skipped_in_a_row"))
-    st = meta_int(f, "skipped_in_a_row", path, &skips, e);
-  if (st == FG_OK) st = check_same_run(f, t, path, e);
-  /* two passes: every entry is checked before any tensor changes, so a bad file loses nothing */
-  fg_params *ps = fg_flow_params(t->f);
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; st == FG_OK && i < t->n_params; i++) {
-      const char *name = fg_params_name(ps, i);
-      st = load_into(f, "param", NULL, name, fg_params_tensor(ps, i), pass, path, e);
-      for (int s = 0; st == FG_OK && s < fg_optim_num_slots(t->opt); s++)
-        st = load_into(f, "optim", fg_optim_slot_name(t->opt, s), name, fg_optim_slot(t->opt, i, s), pass, path, e);
-      if (st == FG_OK && t->ema) st = load_into(f, "ema", NULL, name, t->ema[i], pass, path, e);
-    }
-  fg_safetensors_close(f);
-  if (st != FG_OK) return st;
-  t->step = step;
-  fg_optim_set_step(t->opt, optim_step);
-  t->initialised = true; /* the loaded weights are already initialised */
-  t->bad_in_a_row = skips;
-  return FG_OK;
-}
-
-/* "[1, 28, 28]" -> shape */
-static bool parse_shape(const char *text, fg_shape *out) {
-  memset(out, 0, sizeof *out);
-  const char *p = text ? strchr(text, '[') : NULL;
-  if (!p) return false;
-  p++;
-  while (*p && *p != ']') {
-    char *end;
-    long long v = strtoll(p, &end, 10);
-    if (end == p || v < 0 || out->ndim == FG_MAX_DIMS) return false;
-    out->d[out->ndim++] = v;
-    p = end + strspn(end, ", ");
-  }
-  return *p == ']' && out->ndim > 0;
-}
-
-fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_err *e) {
-  memset(m, 0, sizeof *m);
-  fg_safetensors *f;
-  fg_status st = fg_safetensors_open(&f, path, e);
-  if (st != FG_OK) return st;
-  const char *format = fg_safetensors_meta(f, "format"), *spec = fg_safetensors_meta(f, "spec");
-  if (!format || strcmp(format, "flowgrad-checkpoint-1"))
-    st = fg_err_set(e, FG_E_FORMAT, "%s is not a flowgrad checkpoint (metadata 'format' is %s)", path, format ? format : "missing");
-  if (st == FG_OK && !parse_shape(fg_safetensors_meta(f, "event"), &m->event))
-    st = fg_err_set(e, FG_E_FORMAT, "%s: metadata 'event' missing or malformed", path);
-  if (st == FG_OK) st = meta_int(f, "n_bits", path, &m->n_bits, e);
-  if (st == FG_OK) st = meta_int(f, "step", path, &m->step, e);
-  if (st == FG_OK && (!spec || !(m->spec = strdup(spec))))
-    st = fg_err_set(e, spec ? FG_E_NOMEM : FG_E_FORMAT, "%s: metadata 'spec' missing", path);
-  const char *disc = fg_safetensors_meta(f, "discrete");
-  m->discrete = disc && !strcmp(disc, "true");
-  fg_safetensors_close(f);
-  if (st != FG_OK) fg_checkpoint_meta_free(m);
-  return st;
-}
-
-void fg_checkpoint_meta_free(fg_checkpoint_meta *m) {
-  free(m->spec);
-  memset(m, 0, sizeof *m);
-}
-
-fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_ema, fg_err *e) {
-  fg_safetensors *file;
-  fg_status st = fg_safetensors_open(&file, path, e);
-  if (st != FG_OK) return st;
-  fg_params *ps = fg_flow_params(f);
-  const char *kind = "param";
-  if (prefer_ema && fg_params_count(ps) > 0) {
-    char *probe = entry_name("ema", NULL, fg_params_name(ps, 0));
-    if (probe && fg_safetensors_find(file, probe)) kind = "ema";
-    free(probe);
-  }
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; st == FG_OK && i < fg_params_count(ps); i++)
-      st = load_into(file, kind, NULL, fg_params_name(ps, i), fg_params_tensor(ps, i), pass, path, e);
-  fg_safetensors_close(file);
-  return st;
 }

@@ -82,7 +82,8 @@ typedef struct fg_train_step_info {
 typedef struct fg_trainer fg_trainer;
 
 /* A trainer for flow f (borrowed; its parameters are updated in place).  Copies the data it
- * keeps (reduced to n_bits levels).  n_threads 0: FG_THREADS or the online cores. */
+ * keeps (reduced to n_bits levels).  n_threads 0: FG_THREADS or the online cores.  On failure
+ * *out is NULL and f is as it was. */
 fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
                          const fg_trainer_data *data, int n_threads, fg_err *e);
 void fg_trainer_free(fg_trainer *t);
@@ -97,22 +98,7 @@ int64_t fg_trainer_batch(const fg_trainer *t);
 /* Rows of the training (or test) data the trainer keeps: its own copy, so the caller may free
  * the tensors it passed in once fg_trainer_new returns. */
 int64_t fg_trainer_data_rows(const fg_trainer *t, bool test);
-/* Checkpoints (safetensors; metadata holds the step, the settings and `spec_text`). */
-fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e);
-fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e);
-/* Reading a checkpoint without a trainer (sampling, evaluation, interpolation). */
-typedef struct fg_checkpoint_meta {
-  char *spec;        /* the spec text the model was built from */
-  fg_shape event;    /* per-sample shape of the data */
-  int64_t n_bits;
-  bool discrete;
-  int64_t step;
-} fg_checkpoint_meta;
-fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_err *e);
-void fg_checkpoint_meta_free(fg_checkpoint_meta *m);
-/* Copies the checkpoint's weights (its EMA weights when it has them and prefer_ema) into f's
- * parameters; every entry is checked before any parameter changes. */
-fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_ema, fg_err *e);
+/* Saving a trainer and resuming it: flows/train/checkpoint.h. */
 
 /* Puts the EMA weights (if any) into the flow's parameters, for sampling after training. */
 void fg_trainer_use_ema(fg_trainer *t);

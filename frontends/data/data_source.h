@@ -19,7 +19,8 @@ typedef struct fg_data {
   bool discrete;
 } fg_data;
 
-/* `limit` > 0 keeps only the first `limit` training samples (quick runs and tests). */
+/* `limit` > 0 keeps only the first `limit` training samples (quick runs and tests).  *out owns
+ * its tensors (fg_data_free); on failure it holds none. */
 fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e);
 void fg_data_free(fg_data *d);
 

@@ -22,7 +22,8 @@
  *   "rings"        4 concentric circles of radii scale·{1, 0.75, 0.5, 0.25}, points evenly
  *                  spaced (n/4 on each of the three outer rings, the rest on the innermost),
  *                  Gaussian noise of std `noise` added; shuffled.  (FFJORD: scale 3, noise 0.08.)
- * n >= 1, noise >= 0 and scale > 0 (both finite); an unknown name's error lists the names. */
+ * n >= 1, noise >= 0 and scale > 0 (both finite); an unknown name's error lists the names.
+ * The caller owns *out; on failure it is NULL. */
 fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise, double scale, uint64_t seed, fg_err *e);
 /* The known names, comma separated ("moons, 8gaussians, checkerboard, rings"). */
 const char *fg_toy2d_names(void);

@@ -46,6 +46,7 @@
 #include "flows/layers/coupling.h"
 #include "flows/train/optim.h"
 #include "flows/train/trainer.h"
+#include "flows/train/checkpoint.h"
 #include "flows/train/recompute.h"
 
 /* frontends/: the flow-spec language and data sources */

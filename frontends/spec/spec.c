@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/vec.h"
+
 enum { MAX_DEPTH = 16 };
 
 typedef enum item_kind { ITEM_LAYER, ITEM_REPEAT, ITEM_LEVELS } item_kind;
@@ -21,7 +23,8 @@ typedef struct item {
   int args_col;
   int64_t count;       /* repeat / levels */
   struct item *kids;   /* repeat / levels */
-  int n_kids, cap_kids;
+  int n_kids;
+  int64_t cap_kids;
 } item;
 
 typedef struct parser {
@@ -37,14 +40,14 @@ typedef struct parser {
   bool seen_flow;
 } parser;
 
+/* "<file>:<line>:<column>: <what>", the form of every message about the text. */
 static fg_status fail(parser *p, int col, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static fg_status fail(parser *p, int col, const char *fmt, ...) {
-  char what[400];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
+  fg_err_vset(p->e, FG_E_FORMAT, fmt, ap);
   va_end(ap);
-  return fg_err_set(p->e, FG_E_FORMAT, "%s:%d:%d: %s", p->path, p->line, col, what);
+  return fg_err_prefix(p->e, FG_E_FORMAT, "%s:%d:%d", p->path, p->line, col);
 }
 
 static void item_free(item *it) {
@@ -125,12 +128,7 @@ static fg_status parse_bool(parser *p, int col, const char *w, bool *out) {
 /* ---- blocks ---- */
 
 static item *push_item(parser *p, item *parent, item_kind kind, int col) {
-  if (parent->n_kids == parent->cap_kids) {
-    int cap = parent->cap_kids ? 2 * parent->cap_kids : 8;
-    item *k = realloc(parent->kids, sizeof *k * (size_t)cap);
-    if (!k) return NULL;
-    parent->kids = k, parent->cap_kids = cap;
-  }
+  if (!FG_VEC_RESERVE(parent->kids, parent->cap_kids, parent->n_kids + 1)) return NULL;
   item *it = &parent->kids[parent->n_kids++];
   memset(it, 0, sizeof *it);
   it->kind = kind, it->line = p->line, it->col = col;
@@ -257,7 +255,8 @@ static fg_status parse_line(parser *p, const char *text, size_t len) {
 
 typedef struct layer_list {
   fg_bijector **items;
-  int n, cap;
+  int n;
+  int64_t cap;
 } layer_list;
 
 /* args with {i} and {i%2} replaced by the innermost repeat index and its parity. */
@@ -287,14 +286,9 @@ static fg_status add_layer(parser *p, const item *it, int64_t index, layer_list 
     p->line = it->line;
     return fail(p, it->args_col, "%s: %s", it->type, inner.msg);
   }
-  if (out->n == out->cap) {
-    int cap = out->cap ? 2 * out->cap : 32;
-    fg_bijector **items = realloc(out->items, sizeof *items * (size_t)cap);
-    if (!items) {
-      fg_bijector_free(b);
-      return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
-    }
-    out->items = items, out->cap = cap;
+  if (!FG_VEC_RESERVE(out->items, out->cap, out->n + 1)) {
+    fg_bijector_free(b);
+    return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
   }
   out->items[out->n++] = b;
   return FG_OK;
@@ -357,42 +351,47 @@ fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const
   return FG_OK;
 }
 
-fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg_err *e) {
+enum { SPEC_MAX_BYTES = 1 << 24, READ_CHUNK = 4096 };
+
+fg_status fg_spec_read_file(char **out, const char *path, fg_err *e) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) return fg_err_set(e, FG_E_IO, "cannot open spec %s: %s", path, strerror(errno));
   char *text = NULL;
-  size_t len = 0, cap = 0;
+  int64_t len = 0, cap = 0;
+  fg_status st = FG_OK;
   for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? 2 * cap : 8192;
-      if (cap > ((size_t)1 << 24)) {
-        free(text), fclose(f);
-        return fg_err_set(e, FG_E_FORMAT, "spec %s is larger than 16 MiB", path);
-      }
-      char *t = realloc(text, cap);
-      if (!t) {
-        free(text), fclose(f);
-        return fg_err_set(e, FG_E_NOMEM, "out of memory reading %s", path);
-      }
-      text = t;
+    if (len > SPEC_MAX_BYTES) {
+      st = fg_err_set(e, FG_E_FORMAT, "spec %s is larger than 16 MiB", path);
+      break;
     }
-    size_t got = fread(text + len, 1, 4096, f);
-    len += got;
-    if (got < 4096) break;
+    if (!FG_VEC_RESERVE(text, cap, len + READ_CHUNK + 1)) {
+      st = fg_err_set(e, FG_E_NOMEM, "out of memory reading %s", path);
+      break;
+    }
+    size_t got = fread(text + len, 1, READ_CHUNK, f);
+    len += (int64_t)got;
+    if (got < READ_CHUNK) break;
   }
-  bool bad = ferror(f);
+  if (st == FG_OK && ferror(f)) st = fg_err_set(e, FG_E_IO, "error reading spec %s", path);
   fclose(f);
-  if (bad) {
+  if (st == FG_OK) text[len] = '\0';
+  if (st == FG_OK && strlen(text) != (size_t)len)
+    st = fg_err_set(e, FG_E_FORMAT, "spec %s contains a NUL byte (is it a text file?)", path);
+  if (st != FG_OK) {
     free(text);
-    return fg_err_set(e, FG_E_IO, "error reading spec %s", path);
+    return st;
   }
-  text[len] = '\0';
-  if (strlen(text) != len) {
-    free(text);
-    return fg_err_set(e, FG_E_FORMAT, "spec %s contains a NUL byte (is it a text file?)", path);
-  }
-  fg_status st = fg_spec_parse(out, text, path, r, e);
+  *out = text;
+  return FG_OK;
+}
+
+fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg_err *e) {
+  *out = NULL;
+  char *text;
+  fg_status st = fg_spec_read_file(&text, path, e);
+  if (st != FG_OK) return st;
+  st = fg_spec_parse(out, text, path, r, e);
   free(text);
   return st;
 }

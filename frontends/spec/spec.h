@@ -41,9 +41,15 @@ typedef struct fg_spec {
   fg_train_settings train;
 } fg_spec;
 
-/* Parses text (path is only used in messages); the flow's types come from r. */
+/* Parses text (path is only used in messages); the flow's types come from r (borrowed: a
+ * plugin's types must stay loaded while the flow lives).  On failure *out is NULL and nothing
+ * is left to free.  The spec owns its flow: to keep the bijector after fg_spec_free, take it
+ * (b = s->flow; s->flow = NULL), as a caller handing it to fg_flow_new does. */
 fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r, fg_err *e);
+/* fg_spec_read_file, then fg_spec_parse. */
 fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg_err *e);
+/* The text of a spec file (at most 16 MiB, no NUL byte), owned by the caller (free()). */
+fg_status fg_spec_read_file(char **out, const char *path, fg_err *e);
 void fg_spec_free(fg_spec *s);
 
 #endif

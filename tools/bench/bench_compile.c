@@ -99,7 +99,7 @@ static fg_node gaussian_nll(fg_graph *g, fg_node z) {
 
 /* The mean NLL over the batch: sum of the prior terms minus the log-det. */
 static fg_node build_glow(model *m, int K, int L, int batch) {
-  fg_graph_new(&m->g, NULL);
+  if (fg_graph_new(&m->g, NULL) != FG_OK) return FG_POISON; /* fg_grad then says "no graph" */
   fg_graph *g = m->g;
   m->logdet = FG_NONE;
   fg_node x = fg_input(g, "x", FG_F32, fg_shape4(batch, 1, 28, 28)), nll = FG_NONE;

@@ -155,9 +155,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
 
 static fg_status build_from_spec(bench *b, fg_err *e) {
   fg_registry *r;
-  fg_registry_new(&r, NULL);
   fg_spec *spec = NULL;
-  fg_status st = r ? fg_registry_add_builtins(r, e) : fg_err_set(e, FG_E_NOMEM, "out of memory");
+  fg_status st = fg_registry_new(&r, e);
+  if (st == FG_OK) st = fg_registry_add_builtins(r, e);
   if (st == FG_OK) st = fg_spec_load(&spec, b->o.spec, r, e);
   if (st == FG_OK) {
     fg_base_kind base = !strcmp(spec->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL;
@@ -316,11 +316,12 @@ static fg_status compile(bench *b, fg_graph *g, fg_node out, const fg_tensor *x,
 /* Builds (and counts the FLOPs of) the log-prob program; times it when asked. */
 static fg_status phase_logprob(bench *b, bool run, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_status st = fg_graph_new(&g, e);
+  if (st != FG_OK) return st;
   fg_node logp;
   fg_program *p = NULL;
   fg_flow_log_prob(b->flow, g, fg_input(g, "x", FG_F32, b->xs->shape), false, &logp);
-  fg_status st = compile(b, g, logp, b->xs, &p, &b->logprob.compile_ms, e);
+  st = compile(b, g, logp, b->xs, &p, &b->logprob.compile_ms, e);
   if (st == FG_OK) b->fwd_flops = graph_flops(fg_program_graph(p)) * (double)b->o.batch / (double)b->o.eval_batch;
   if (st == FG_OK && run) st = timed(program_call, p, b->o.warmup, b->o.reps, &b->logprob, e);
   b->logprob.items = (double)b->o.eval_batch;
@@ -335,11 +336,12 @@ static fg_status phase_logprob(bench *b, bool run, fg_err *e) {
 
 static fg_status phase_sample(bench *b, bool run, fg_err *e) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_status st = fg_graph_new(&g, e);
+  if (st != FG_OK) return st;
   fg_node x;
   fg_program *p = NULL;
   fg_flow_sample(b->flow, g, b->o.sample_batch, b->o.temp, b->o.seed + 1, &x);
-  fg_status st = compile(b, g, x, NULL, &p, &b->sample.compile_ms, e);
+  st = compile(b, g, x, NULL, &p, &b->sample.compile_ms, e);
   if (st == FG_OK) b->sample_flops_item = graph_flops(fg_program_graph(p)) / (double)b->o.sample_batch;
   int warmup = b->o.warmup / 2 > 1 ? b->o.warmup / 2 : 1, reps = b->o.reps / 2 > 5 ? b->o.reps / 2 : 5;
   if (st == FG_OK && run) st = timed(program_call, p, warmup, reps, &b->sample, e);

@@ -1,4 +1,4 @@
-/* flowgrad check / list: verify bijector types (built-ins and plugins); list what is registered. */
+/* flowgrad check: verify bijector types, built-in and from plugins. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,24 +44,6 @@ static int run_check(int argc, char **argv) {
   return code != EXIT_OK ? code : failed ? EXIT_JOB_FAILED : EXIT_OK;
 }
 
-static int run_list(int argc, char **argv) {
-  fg_registry *r = cli_registry(argc, argv);
-  if (!r) return EXIT_BAD_INPUT;
-  for (int i = 0; i < fg_registry_count(r); i++) {
-    const fg_bijector_type *t = fg_registry_type(r, i);
-    printf("%-20s %s%s%s\n", t->name, t->doc ? t->doc : "", fg_registry_origin(r, i) ? "  [plugin " : "",
-           fg_registry_origin(r, i) ? fg_registry_origin(r, i) : "");
-    for (int a = 0; a < t->n_args; a++) {
-      static const char *const kinds[] = {"int", "double", "bool", "string", "ints"};
-      printf("    %-14s %-7s %s%s%s\n", t->args[a].name, kinds[t->args[a].kind],
-             t->args[a].default_text ? "default " : "required", t->args[a].default_text ? t->args[a].default_text : "",
-             "");
-    }
-  }
-  fg_registry_free(r);
-  return EXIT_OK;
-}
-
 const cli_command cli_check = {
     "check", "verify bijector types: round trip, log-det vs Jacobian, gradients",
     "usage: flowgrad check [TYPE...] [--plugin lib.so]... [--plugins-only] [--verbose] [--seed N]\n\n"
@@ -71,9 +53,3 @@ const cli_command cli_check = {
     "domain edges; float64 gradcheck of y and the log-det w.r.t. x and every parameter, with\n"
     "parameters perturbed off their initial values.  Exit 1 if any type fails.\n",
     run_check};
-
-const cli_command cli_list = {
-    "list", "list registered bijector types and their arguments",
-    "usage: flowgrad list [--plugin lib.so]...\n\nPrints every registered type with its constructor arguments "
-    "(kind, default).\n",
-    run_list};

@@ -47,8 +47,8 @@ static int run_dump(int argc, char **argv) {
   fg_err e;
   fg_dot_format fmt;
   fg_status st = code == EXIT_OK ? fg_dot_format_of(out, &fmt, &e) : FG_OK;
-  fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_graph *g = NULL;
+  if (code == EXIT_OK && st == FG_OK) st = fg_graph_new(&g, &e);
   fg_node root = FG_NONE;
   if (code == EXIT_OK && st == FG_OK) st = build(&m, what, batch < 1 ? 1 : batch, g, &root, &e);
   if (code == EXIT_OK && st == FG_OK && fg_graph_status(g) != FG_OK) st = fg_err_set(&e, fg_graph_status(g), "%s", fg_graph_errmsg(g));

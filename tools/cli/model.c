@@ -1,33 +1,9 @@
 /* Loading what the commands work on: spec text -> bijector -> flow, data, checkpoints. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime/program.h"
 #include "tools/cli/cli.h"
-
-char *cli_read_text(const char *path, fg_err *e) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fg_err_set(e, FG_E_IO, "cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 8192, len = 0;
-  char *text = malloc(cap);
-  for (size_t got = 1; text && got > 0;) {
-    if (len + 4097 > cap) {
-      char *t = cap < ((size_t)1 << 24) ? realloc(text, cap *= 2) : NULL;
-      if (!t) free(text);
-      text = t;
-      if (!text) break;
-    }
-    got = fread(text + len, 1, 4096, f);
-    len += got;
-  }
-  fclose(f);
-  if (!text) fg_err_set(e, FG_E_FORMAT, "%s is too large for a spec (16 MiB at most)", path);
-  else text[len] = '\0';
-  return text;
-}
 
 void cli_model_free(cli_model *m) {
   fg_flow_free(m->flow);
@@ -57,10 +33,11 @@ static int parse_spec(cli_model *m, const char *cmd, const char *path, int argc,
 int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv, int64_t limit) {
   memset(m, 0, sizeof *m);
   fg_err e;
-  if (!(m->spec_text = cli_read_text(path, &e))) return cli_fail(cmd, e.status, e.msg);
+  fg_status st = fg_spec_read_file(&m->spec_text, path, &e);
+  if (st != FG_OK) return cli_fail(cmd, st, e.msg);
   int code = parse_spec(m, cmd, path, argc, argv);
   if (code != EXIT_OK) return code;
-  fg_status st = fg_data_open(&m->data, m->spec->data, limit, &e);
+  st = fg_data_open(&m->data, m->spec->data, limit, &e);
   if (st != FG_OK) return cli_fail(cmd, st, e.msg);
   m->discrete = m->data.discrete;
   m->n_bits = m->spec->train.n_bits;
@@ -88,4 +65,18 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);
   fg_checkpoint_meta_free(&meta);
   return code;
+}
+
+/* Runs a one-output program over the flow's parameters; returns the output (a new tensor). */
+fg_status cli_run_one(cli_model *m, fg_graph *g, fg_node out, const char *input, const fg_tensor *x,
+                      fg_tensor **result, fg_err *e) {
+  fg_program *p;
+  fg_status st = fg_program_new(&p, g, 1, &out, e);
+  if (st != FG_OK) return st;
+  st = fg_params_bind(fg_flow_params(m->flow), p, e);
+  if (st == FG_OK && input) st = fg_program_bind(p, input, x, e);
+  if (st == FG_OK) st = fg_program_run(p, e);
+  if (st == FG_OK) st = fg_tensor_copy(result, fg_program_output(p, 0), FG_F32, e);
+  fg_program_free(p);
+  return st;
 }

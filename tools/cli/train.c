@@ -68,18 +68,18 @@ static int save(fg_trainer *t, const cli_model *m, const char *out) {
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
 }
 
-/* Samples at the spec's temperature as a PNG grid (images) — the visual check of a run. */
-int cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, const char *path, fg_err *e);
-
 static void dump_graph(cli_model *m, const char *out) {
   fg_graph *g;
-  fg_graph_new(&g, NULL);
+  fg_err e;
+  if (fg_graph_new(&g, &e) != FG_OK) {
+    fprintf(stderr, "warning: no graph drawing: %s\n", e.msg);
+    return;
+  }
   fg_shape s = fg_flow_get_config(m->flow)->event, b = s;
   b.ndim = s.ndim + 1, b.d[0] = 1;
   for (int i = 0; i < s.ndim; i++) b.d[i + 1] = s.d[i];
   fg_node x = fg_input(g, "x", FG_F32, b), logp;
   char path[4096];
-  fg_err e;
   if (fg_flow_log_prob(m->flow, g, x, false, &logp) == FG_OK) {
     path_in(path, sizeof path, out, "graph.dot");
     fg_dot_opts o = {.title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1};

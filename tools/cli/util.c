@@ -51,10 +51,9 @@ int cli_fail(const char *cmd, fg_status st, const char *msg) {
 
 fg_registry *cli_registry(int argc, char **argv) {
   fg_registry *r;
-  fg_registry_new(&r, NULL);
   fg_err e;
-  if (!r || fg_registry_add_builtins(r, &e) != FG_OK) {
-    fprintf(stderr, "flowgrad: %s\n", r ? e.msg : "out of memory");
+  if (fg_registry_new(&r, &e) != FG_OK || fg_registry_add_builtins(r, &e) != FG_OK) {
+    fprintf(stderr, "flowgrad: %s\n", e.msg);
     fg_registry_free(r);
     return NULL;
   }
@@ -67,4 +66,16 @@ fg_registry *cli_registry(int argc, char **argv) {
     }
   }
   return r;
+}
+
+/* The options that take a value in the commands that read a checkpoint (sample, eval,
+ * interpolate): their values are not positionals. */
+static const char *const checkpoint_valued[] = {"--n", "--temperature", "--out", "--seed", "--steps", "--pairs", "--plugin", "--threads", NULL};
+
+int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const char **ckpt) {
+  if (cli_positionals(argc, argv, ckpt, 1, checkpoint_valued) != 1) {
+    fprintf(stderr, "usage: flowgrad %s CHECKPOINT [options] (flowgrad %s --help)\n", cmd, cmd);
+    return EXIT_USAGE;
+  }
+  return EXIT_OK;
 }

@@ -1,0 +1,31 @@
+/* The trainer's state, shared by flows/train/trainer.c (the loop) and flows/train/checkpoint.c
+ * (saving it and loading it back).  Internal: not installed. */
+#ifndef FG_TRAINER_INTERNAL_H
+#define FG_TRAINER_INTERNAL_H
+
+#include "flows/train/train_data.h"
+#include "flows/train/trainer.h"
+
+struct fg_trainer {
+  fg_flow *f;
+  fg_train_settings s;
+  bool discrete;
+  double n_bins;
+  fg_train_data train, test; /* levels (discrete, as bytes) or values */
+  int64_t n_train, n_test, batch;
+  fg_pool *pool;
+  fg_graph *g;              /* training graph */
+  fg_program *prog;
+  fg_tensor *x;             /* the batch the training program reads */
+  int n_params;
+  fg_flow_updates *updates;
+  fg_optim *opt;
+  fg_tensor **ema;          /* NULL without EMA */
+  fg_recompute *rc;         /* recompute mode's blocks, NULL otherwise */
+  int64_t step, bad_in_a_row;
+  bool initialised, rc_checked;
+  int64_t *perm;            /* the current epoch's order */
+  int64_t perm_epoch;
+};
+
+#endif
