@@ -3,7 +3,8 @@
  * live node it gets the node's inputs already mapped into the new graph and returns what
  * stands for the node there — a copy, an existing node (CSE, simplification) or a constant
  * (folding).  Rebuilding keeps ids topological and makes every rewrite re-run the op's shape
- * rule.  The passes run from one table (core/compiler/passes.c); each can be switched off. */
+ * rule.  The machinery is core/compiler/rewrite.c; each pass is core/compiler/pass_<name>.c; the
+ * graph passes run from one table (core/compiler/passes.c), and each can be switched off. */
 #ifndef FG_PASS_H
 #define FG_PASS_H
 
@@ -49,7 +50,12 @@ typedef struct fg_pass_ctx {
 /* Returns the node standing for src's node n in dst, given n's inputs mapped into dst. */
 typedef fg_node (*fg_emit_fn)(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
                               const fg_node *inputs, void *state);
+/* Rebuilds c->g through emit (NULL: copy every live node) and remaps c->outs.  On failure the
+ * error is in c->e and c->g and c->outs are as they were. */
 fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state);
+/* Per node of c->g (node count + 1 entries, to free): 1 when the outputs need it, or always
+ * with keep_dead.  NULL when out of memory. */
+uint8_t *fg_pass_live_nodes(const fg_pass_ctx *c);
 
 /* How many nodes read each node of g (node count + 1 entries, to free), an output counting as
  * 1 << 20 readers, so that "exactly one reader" means an intermediate read once.  NULL when
