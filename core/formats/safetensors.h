@@ -7,10 +7,10 @@
  *
  * The writer lays files out as the reference implementation does (entries by descending dtype
  * size then name, header padded to a multiple of 8 so every tensor is aligned) and replaces the
- * destination atomically: it writes "<path>.tmp.<pid>", flushes and fsyncs it, renames it over
- * <path> and fsyncs the directory, so a crash or kill at any moment leaves either the previous
- * file or the new one, never a mix.  A killed writer may leave its .tmp file behind; it is
- * never read and may be deleted.
+ * destination atomically (core/atomic_file.h): it writes "<path>.tmp.<pid>", flushes and fsyncs
+ * it, renames it over <path> and fsyncs the directory, so a crash or kill at any moment leaves
+ * either the previous file or the new one, never a mix.  A killed writer may leave its .tmp
+ * file behind; it is never read and may be deleted.
  *
  * The reader validates the whole header when opening, as the reference does, and more strictly:
  *   - file of at least 8 bytes; N <= FG_SAFETENSORS_MAX_HEADER; 8 + N <= file length;

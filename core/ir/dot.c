@@ -18,9 +18,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/atomic_file.h"
 #include "core/ir/op.h"
-#include "core/tensor.h"
 #include "core/ir/op_attrs.h"
+#include "core/tensor.h"
+#include "core/vec.h"
 
 /* ---- file formats ---- */
 
@@ -46,32 +48,26 @@ fg_status fg_dot_format_of(const char *path, fg_dot_format *fmt, fg_err *e) {
 
 typedef struct strbuf {
   char *s;
-  size_t cap, len;
+  int64_t cap;
+  size_t len;
   bool oom; /* an allocation failed: later appends are dropped, the caller reports it once */
 } strbuf;
 
+/* Room for `extra` more bytes and the terminating NUL. */
 static bool sb_reserve(strbuf *b, size_t extra) {
   if (b->oom) return false;
-  if (b->len + extra < b->cap) return true;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap <= b->len + extra) cap *= 2;
-  char *s = realloc(b->s, cap);
-  if (!s) {
-    b->oom = true;
-    return false;
-  }
-  b->s = s;
-  b->cap = cap;
-  return true;
+  if (!FG_VEC_RESERVE(b->s, b->cap, b->len + extra + 1)) b->oom = true;
+  return !b->oom;
 }
 
 __attribute__((format(printf, 2, 3))) static void sb_printf(strbuf *b, const char *fmt, ...) {
   va_list ap, again;
   va_start(ap, fmt);
   va_copy(again, ap);
-  int n = b->oom ? -1 : vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-  if (n >= 0 && (!b->s || (size_t)n >= b->cap - b->len) && sb_reserve(b, (size_t)n + 1))
-    n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, again);
+  size_t room = b->s ? (size_t)b->cap - b->len : 0;
+  int n = b->oom ? -1 : vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
+  if (n >= 0 && (size_t)n >= room && sb_reserve(b, (size_t)n))
+    n = vsnprintf(b->s + b->len, (size_t)b->cap - b->len, fmt, again);
   if (n >= 0 && !b->oom) b->len += (size_t)n;
   va_end(again);
   va_end(ap);
@@ -357,38 +353,17 @@ static fg_status render(const char *text, fg_dot_format fmt, FILE *f, const char
 
 /* ---- writing the file ---- */
 
-static fg_status write_to(FILE *f, const strbuf *text, fg_dot_format fmt, const char *path,
-                          fg_err *e) {
-  if (fmt != FG_DOT_DOT) return render(text->s, fmt, f, path, e);
-  if (fwrite(text->s, 1, text->len, f) != text->len)
-    return fg_err_set(e, FG_E_IO, "graph dump %s: write failed: %s", path, strerror(errno));
-  return FG_OK;
-}
+typedef struct dump_file {
+  const strbuf *text;
+  fg_dot_format fmt;
+  const char *path;
+} dump_file;
 
-/* Writes to "<path>.tmp" and renames it over path, so readers never see a partial dump. */
-static fg_status write_file(const strbuf *text, fg_dot_format fmt, const char *path, fg_err *e) {
-  size_t len = strlen(path);
-  char *tmp = malloc(len + 5);
-  if (!tmp) return fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory", path);
-  memcpy(tmp, path, len);
-  memcpy(tmp + len, ".tmp", 5);
-  fg_status s = FG_OK;
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    s = fg_err_set(e, FG_E_IO, "graph dump %s: cannot create %s: %s", path, tmp, strerror(errno));
-  } else {
-    s = write_to(f, text, fmt, path, e);
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0) failed = true;
-    if (s == FG_OK && failed)
-      s = fg_err_set(e, FG_E_IO, "graph dump %s: write failed: %s", path, strerror(errno));
-    if (s == FG_OK && rename(tmp, path) != 0)
-      s = fg_err_set(e, FG_E_IO, "graph dump %s: cannot rename %s into place: %s", path, tmp,
-                     strerror(errno));
-    if (s != FG_OK) remove(tmp);
-  }
-  free(tmp);
-  return s;
+static fg_status write_dump(FILE *f, void *ctx, fg_err *e) {
+  const dump_file *d = ctx;
+  if (d->fmt != FG_DOT_DOT) return render(d->text->s, d->fmt, f, d->path, e);
+  fwrite(d->text->s, 1, d->text->len, f); /* a failure is reported by fg_atomic_file_write */
+  return FG_OK;
 }
 
 static fg_status check_args(const fg_graph *g, const fg_dot_opts *o, fg_dot_format fmt,
@@ -423,7 +398,7 @@ fg_status fg_dot_write(const fg_graph *g, const fg_dot_opts *opts, fg_dot_format
   if (!d.is_output || text.oom)
     s = fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory writing the DOT text", path);
   else
-    s = write_file(&text, fmt, path, e);
+    s = fg_atomic_file_write(path, write_dump, &(dump_file){&text, fmt, path}, e);
   free(text.s);
   free(d.is_output);
   if (s == FG_OK) fg_err_clear(e);
