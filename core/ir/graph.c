@@ -8,10 +8,12 @@
 #include "core/arena.h"
 #include "core/ir/op.h"
 #include "core/ir/op_attrs.h"
+#include "core/vec.h"
 
 struct fg_graph {
   fg_node_rec *nodes;
-  int32_t n_nodes, cap_nodes;
+  int32_t n_nodes;
+  int64_t cap_nodes;
   fg_node *edges; /* inputs of all nodes, each node's a contiguous run */
   int64_t n_edges, cap_edges;
   fg_arena arena;
@@ -116,17 +118,6 @@ void fg_graph_mark(fg_graph *g, fg_node first, uint8_t flags) {
   for (int32_t i = first < 0 ? 0 : first; i < g->n_nodes; i++) g->nodes[i].flags |= flags;
 }
 
-static bool grow(void **arr, int64_t *cap, int64_t need, size_t elem) {
-  if (need <= *cap) return true;
-  int64_t n = *cap ? *cap : 64;
-  while (n < need) n *= 2;
-  void *p = realloc(*arr, (size_t)n * elem);
-  if (!p) return false;
-  *arr = p;
-  *cap = n;
-  return true;
-}
-
 /* "op 'add' on inputs float32 [2, 3] and float32 [4]: " */
 static void describe_inputs(const fg_graph *g, const fg_op_def *def, int n_in,
                             const fg_node *inputs, char *buf, size_t cap) {
@@ -198,11 +189,9 @@ fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs,
   if (run_infer(g, def, n_in, inputs, attr, &a) != 0) return FG_POISON;
   if (g->n_nodes == INT32_MAX)
     return fg_graph_fail(g, FG_E_OVERFLOW, "a graph holds at most %d nodes", INT32_MAX);
-  int64_t cap_nodes = g->cap_nodes;
-  if (!grow((void **)&g->nodes, &cap_nodes, g->n_nodes + 1, sizeof *g->nodes) ||
-      !grow((void **)&g->edges, &g->cap_edges, g->n_edges + n_in, sizeof *g->edges))
+  if (!FG_VEC_RESERVE(g->nodes, g->cap_nodes, g->n_nodes + 1) ||
+      !FG_VEC_RESERVE(g->edges, g->cap_edges, g->n_edges + n_in))
     return fg_graph_fail(g, FG_E_NOMEM, "out of memory adding op '%s'", def->name);
-  g->cap_nodes = (int32_t)(cap_nodes > INT32_MAX ? INT32_MAX : cap_nodes);
   const void *attr_copy = NULL;
   if (def->attr_size) {
     attr_copy = fg_arena_dup(&g->arena, attr, def->attr_size);
