@@ -6,20 +6,20 @@
 
 #include "core/compiler/pass.h"
 
-uint8_t *fg_pass_live_nodes(const fg_pass_ctx *c) {
+fg_status fg_pass_live_nodes(uint8_t **out, const fg_pass_ctx *c) {
   int32_t n = fg_graph_node_count(c->g);
-  uint8_t *live = calloc((size_t)n + 1, 1);
-  if (!live) return NULL;
+  uint8_t *live = *out = calloc((size_t)n + 1, 1);
+  if (!live) return fg_err_set(c->e, FG_E_NOMEM, "dead-node removal: out of memory");
   if (c->keep_dead) {
     memset(live, 1, (size_t)n);
-    return live;
+    return FG_OK;
   }
   for (int j = 0; j < c->n_out; j++) live[c->outs[j]] = 1;
   /* inputs precede their readers, so one backward sweep reaches everything needed */
   for (int32_t i = n - 1; i >= 0; i--)
     if (live[i])
       for (int k = 0; k < fg_node_num_inputs(c->g, i); k++) live[fg_node_input(c->g, i, k)] = 1;
-  return live;
+  return FG_OK;
 }
 
 fg_status fg_pass_dce(fg_pass_ctx *c) {

@@ -87,8 +87,9 @@ static void place(const fg_graph *g, fg_memplan *m, const uint8_t *planned, bool
   }
 }
 
-fg_status fg_memplan_build(const fg_graph *g, int n_steps, const fg_memplan_step *steps,
-                           const uint8_t *planned, bool in_place_ok, fg_memplan *m, fg_err *e) {
+fg_status fg_memplan_build(fg_memplan *m, const fg_graph *g, int n_steps,
+                           const fg_memplan_step *steps, const uint8_t *planned, bool in_place_ok,
+                           fg_err *e) {
   memset(m, 0, sizeof *m);
   int32_t n = fg_graph_node_count(g);
   m->offset = malloc(sizeof *m->offset * ((size_t)n + 1));

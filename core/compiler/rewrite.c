@@ -30,12 +30,13 @@ static fg_status emit_live(fg_pass_ctx *c, fg_graph *dst, const uint8_t *live, f
 
 fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   int32_t n = fg_graph_node_count(c->g);
-  fg_graph *dst;
-  fg_graph_new(&dst, NULL);
-  uint8_t *live = fg_pass_live_nodes(c);
+  fg_graph *dst = NULL;
+  uint8_t *live = NULL;
   fg_node *map = malloc(sizeof *map * ((size_t)n + 1));
-  fg_status st = dst && live && map ? emit_live(c, dst, live, map, emit, state)
-                                    : fg_err_set(c->e, FG_E_NOMEM, "rewrite: out of memory");
+  fg_status st = map ? fg_graph_new(&dst, c->e)
+                     : fg_err_set(c->e, FG_E_NOMEM, "rewrite: out of memory");
+  if (st == FG_OK) st = fg_pass_live_nodes(&live, c);
+  if (st == FG_OK) st = emit_live(c, dst, live, map, emit, state);
   if (st == FG_OK) {
     for (int j = 0; j < c->n_out; j++) c->outs[j] = map[c->outs[j]];
     if (!c->borrowed) fg_graph_free(c->g);
@@ -49,12 +50,13 @@ fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   return st;
 }
 
-int32_t *fg_pass_reader_counts(const fg_graph *g, int n_out, const fg_node *outs) {
+fg_status fg_pass_reader_counts(int32_t **out, const fg_graph *g, int n_out, const fg_node *outs,
+                                fg_err *e) {
   int32_t n = fg_graph_node_count(g);
-  int32_t *uses = calloc((size_t)n + 1, sizeof *uses);
-  if (!uses) return NULL;
+  int32_t *uses = *out = calloc((size_t)n + 1, sizeof *uses);
+  if (!uses) return fg_err_set(e, FG_E_NOMEM, "reader counts: out of memory");
   for (fg_node i = 0; i < n; i++)
     for (int k = 0; k < fg_node_num_inputs(g, i); k++) uses[fg_node_input(g, i, k)]++;
   for (int j = 0; j < n_out; j++) uses[outs[j]] += 1 << 20; /* an output is never internal */
-  return uses;
+  return FG_OK;
 }

@@ -16,15 +16,19 @@ typedef struct fg_gzin {
   uint64_t pos; /* decompressed bytes consumed so far, for messages */
 } fg_gzin;
 
+/* Opens path into *in (path is borrowed: it must outlive the stream).  On failure there is
+ * nothing to close (fg_gzin_close is still safe). */
 fg_status fg_gzin_open(fg_gzin *in, const char *path, fg_err *e);
 void fg_gzin_close(fg_gzin *in);
 
-/* Reads up to n bytes; *got < n only at the end of the data. */
+/* Reads up to n bytes; *got < n only at the end of the data, or on failure (*got then counts
+ * the bytes read before it). */
 fg_status fg_gzin_read(fg_gzin *in, void *buf, size_t n, size_t *got, fg_err *e);
 
 /* Reads up to `limit` bytes into a new malloc'd buffer (*data, *len; free with free()).  The
  * buffer grows with the data actually read, never to `limit` up front, so a header that
- * declares an absurd size costs no memory before the data runs out. */
+ * declares an absurd size costs no memory before the data runs out.  On failure *data is NULL
+ * and *len 0. */
 fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len, fg_err *e);
 
 /* Whether the data ends here (reads one byte to find out). */

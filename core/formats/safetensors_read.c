@@ -151,7 +151,7 @@ static fg_status st_read_entry(const fg_safetensors *f, const st_entry *en, void
   return st;
 }
 
-fg_status fg_safetensors_get(const fg_safetensors *f, const char *name, fg_tensor **out,
+fg_status fg_safetensors_get(fg_tensor **out, const fg_safetensors *f, const char *name,
                              fg_err *e) {
   *out = NULL;
   const st_entry *en;

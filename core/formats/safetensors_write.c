@@ -41,7 +41,7 @@ static fg_status st_plan_item(const char *path, const fg_safetensors_item *it, s
     if (st != FG_OK) return st;
   }
   int64_t numel;
-  if (fg_shape_numel(&p->shape, &numel) != FG_OK ||
+  if (fg_shape_numel(&p->shape, &numel, NULL) != FG_OK ||
       __builtin_mul_overflow((uint64_t)numel, fg__st_dtypes[p->dtype].size, &p->nbytes))
     return fg_err_set(e, FG_E_OVERFLOW, "%s: tensor '%s': size overflows", path, it->name);
   if (!it->tensor && p->nbytes > 0 && !it->data)

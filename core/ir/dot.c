@@ -162,7 +162,7 @@ static void node_label(strbuf *b, const fg_graph *g, fg_node id, const fg_node_r
   size_t bytes;
   sb_printf(b, "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#333333\">%s %s",
             fg_dtype_name((fg_dtype)r->dtype), fg_shape_str(&r->shape, shape, sizeof shape));
-  if (fg_shape_bytes(&r->shape, (fg_dtype)r->dtype, &bytes) == FG_OK) {
+  if (fg_shape_bytes(&r->shape, (fg_dtype)r->dtype, &bytes, NULL) == FG_OK) {
     sb_printf(b, " &#183; ");
     sb_bytes(b, bytes);
   }

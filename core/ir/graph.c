@@ -167,7 +167,7 @@ static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_n
   a->out_dtype = n_in ? dtypes[0] : FG_F32;
   fg_status st = def->infer ? def->infer(a) : FG_OK;
   int64_t numel;
-  if (st == FG_OK && fg_shape_numel(&a->out_shape, &numel) != FG_OK) {
+  if (st == FG_OK && fg_shape_numel(&a->out_shape, &numel, NULL) != FG_OK) {
     st = FG_E_OVERFLOW;
     snprintf(a->why, sizeof a->why, "the output's element count overflows int64");
   }

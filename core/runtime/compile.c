@@ -116,11 +116,11 @@ static fg_status plan_memory(fg_program *p, const fg_program_opts *o, fg_err *e)
   if (!(o->disabled_passes & FG_PASS_BIT(SCHEDULE)))
     st = fg_schedule_steps(p->g, p->n_steps, p->steps, planned, e);
   if (!memplan) memset(planned, 0, (size_t)fg_graph_node_count(p->g));
-  if (st == FG_OK) st = fg_memplan_build(p->g, p->n_steps, p->steps, planned, memplan, &p->plan, e);
+  if (st == FG_OK) st = fg_memplan_build(&p->plan, p->g, p->n_steps, p->steps, planned, memplan, e);
   free(planned);
   if (st != FG_OK) return st;
-  if (!(p->arena = fg_buffer_new(p->plan.arena_bytes)))
-    return fg_err_set(e, FG_E_NOMEM, "program: out of memory for a %zu-byte arena", p->plan.arena_bytes);
+  st = fg_buffer_new(&p->arena, p->plan.arena_bytes, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "program: the arena");
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) st = make_value(p, p->steps[s].node, e);
   if (st == FG_OK && p->poison) st = plan_poison(p, e);
   return st;
@@ -172,11 +172,11 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
   fg_status st = copy_needed(p, g, p->n_out, outs, o, e);
   if (st == FG_OK) {
     if (o->disabled_passes & FG_PASS_BIT(FUSE)) {
-      st = fg_fusion_plan(p->g, 0, NULL, &p->fusion, e); /* empty plan with arrays */
+      st = fg_fusion_plan(&p->fusion, p->g, 0, NULL, e); /* empty plan with arrays */
       for (fg_node i = 0; st == FG_OK && i < fg_graph_node_count(p->g); i++) p->fusion.group_of[i] = -1;
       p->fusion.n_groups = 0;
     } else {
-      st = fg_fusion_plan(p->g, p->n_out, p->outs, &p->fusion, e);
+      st = fg_fusion_plan(&p->fusion, p->g, p->n_out, p->outs, e);
     }
   }
   if (st == FG_OK) st = plan_steps(p, e);
