@@ -118,3 +118,34 @@ fg_status fg_gzin_at_end(fg_gzin *in, bool *at_end, fg_err *e) {
   *at_end = got == 0;
   return st;
 }
+
+fg_status fg_gzin_read_exact(fg_gzin *in, void *buf, size_t n, const char *what, fg_err *e) {
+  size_t got;
+  fg_status st = fg_gzin_read(in, buf, n, &got, e);
+  if (st == FG_OK && got < n)
+    st = fg_err_set(e, FG_E_FORMAT, "%s: truncated: the file ends inside the %s (%zu of %zu bytes)",
+                    in->path, what, got, n);
+  return st;
+}
+
+fg_status fg_gzin_read_rest(fg_gzin *in, uint64_t bytes, const char *what, uint8_t **data,
+                            fg_err *e) {
+  size_t len;
+  fg_status st = fg_gzin_read_upto(in, bytes, data, &len, e);
+  if (st != FG_OK) return st;
+  bool at_end = true;
+  if (len < bytes)
+    st = fg_err_set(e, FG_E_FORMAT,
+                    "%s: truncated: the header declares %s but the file holds %zu data bytes",
+                    in->path, what, len);
+  else
+    st = fg_gzin_at_end(in, &at_end, e);
+  if (st == FG_OK && !at_end)
+    st = fg_err_set(e, FG_E_FORMAT, "%s: trailing data after the %s the header declares",
+                    in->path, what);
+  if (st != FG_OK) {
+    free(*data);
+    *data = NULL;
+  }
+  return st;
+}

@@ -144,20 +144,10 @@ static fg_node check_inputs(fg_graph *g, const fg_op_def *def, int n_in, const f
   return 0;
 }
 
-static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_node *in,
-                         const void *attr, fg_infer_args *a) {
-  fg_shape shapes_small[8];
-  fg_dtype dtypes_small[8];
-  fg_shape *shapes = n_in <= 8 ? shapes_small : malloc(sizeof *shapes * (size_t)n_in);
-  fg_dtype *dtypes = n_in <= 8 ? dtypes_small : malloc(sizeof *dtypes * (size_t)n_in);
-  if (!shapes || !dtypes) {
-    if (n_in > 8) free(shapes), free(dtypes);
-    return fg_graph_fail(g, FG_E_NOMEM, "out of memory building op '%s'", def->name);
-  }
-  for (int i = 0; i < n_in; i++) {
-    shapes[i] = g->nodes[in[i]].shape;
-    dtypes[i] = (fg_dtype)g->nodes[in[i]].dtype;
-  }
+/* The shape rule's arguments: the inputs' shapes and dtypes, the output pre-set to input 0's
+ * (a 0-d F32 with no inputs). */
+static void infer_args(fg_infer_args *a, int n_in, const fg_shape *shapes, const fg_dtype *dtypes,
+                       const void *attr) {
   memset(a, 0, sizeof *a);
   a->n_in = n_in;
   a->in_shape = shapes;
@@ -165,13 +155,36 @@ static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_n
   a->attr = attr;
   a->out_shape = n_in ? shapes[0] : fg_shape0();
   a->out_dtype = n_in ? dtypes[0] : FG_F32;
+}
+
+static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_node *in,
+                         const void *attr, fg_infer_args *a) {
+  fg_shape shapes_small[8];
+  fg_dtype dtypes_small[8];
+  fg_shape *shapes = n_in <= 8 ? shapes_small : malloc(sizeof *shapes * (size_t)n_in);
+  fg_dtype *dtypes = n_in <= 8 ? dtypes_small : malloc(sizeof *dtypes * (size_t)n_in);
+  if (!shapes || !dtypes) {
+    if (n_in > 8) {
+      free(shapes);
+      free(dtypes);
+    }
+    return fg_graph_fail(g, FG_E_NOMEM, "out of memory building op '%s'", def->name);
+  }
+  for (int i = 0; i < n_in; i++) {
+    shapes[i] = g->nodes[in[i]].shape;
+    dtypes[i] = (fg_dtype)g->nodes[in[i]].dtype;
+  }
+  infer_args(a, n_in, shapes, dtypes, attr);
   fg_status st = def->infer ? def->infer(a) : FG_OK;
   int64_t numel;
   if (st == FG_OK && fg_shape_numel(&a->out_shape, &numel, NULL) != FG_OK) {
     st = FG_E_OVERFLOW;
     snprintf(a->why, sizeof a->why, "the output's element count overflows int64");
   }
-  if (n_in > 8) free(shapes), free(dtypes);
+  if (n_in > 8) {
+    free(shapes);
+    free(dtypes);
+  }
   if (st == FG_OK) return 0;
   char who[768];
   describe_inputs(g, def, n_in, in, who, sizeof who);
@@ -250,13 +263,7 @@ fg_node fg_constant(fg_graph *g, const fg_tensor *value) {
   fg_tensor *copy;
   if (fg_tensor_copy(&copy, value, value->dtype, &e) != FG_OK)
     return fg_graph_fail(g, e.status, "constant: %s", e.msg);
-  fg_node n = add_source(g, FG_OP_CONST, value->dtype, value->shape, 0, 0, 0);
-  if (n < 0) {
-    fg_tensor_free(copy);
-    return n;
-  }
-  g->nodes[n].value = copy;
-  return n;
+  return fg_constant_take(g, copy);
 }
 
 fg_node fg_constant_take(fg_graph *g, fg_tensor *value) {
@@ -322,29 +329,31 @@ fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const 
   return out;
 }
 
+enum { VERIFY_MAX_INPUTS = 16 };
+
 static fg_status verify_node(const fg_graph *g, fg_node n, fg_err *e) {
   const fg_node_rec *r = &g->nodes[n];
   const fg_op_def *def = fg_op_get(r->op);
   if (!def) return fg_err_set(e, FG_E_INTERNAL, "node %d has unknown op %d", n, r->op);
-  fg_shape shapes[16];
-  fg_dtype dtypes[16];
-  if (r->n_in > 16) return FG_OK; /* wide concat: inputs checked below, rule skipped */
   for (int k = 0; k < r->n_in; k++) {
     fg_node in = g->edges[r->in_off + k];
     if (in < 0 || in >= n)
       return fg_err_set(e, FG_E_INTERNAL, "node %d ('%s') input %d is %d: not an earlier node", n,
                         def->name, k, in);
-    shapes[k] = g->nodes[in].shape;
-    dtypes[k] = (fg_dtype)g->nodes[in].dtype;
   }
   if (r->op == FG_OP_CONST && !r->value)
     return fg_err_set(e, FG_E_INTERNAL, "constant node %d has no data", n);
+  if (r->n_in > VERIFY_MAX_INPUTS) return FG_OK; /* a wide concat: its shape rule is not re-run */
+  fg_shape shapes[VERIFY_MAX_INPUTS];
+  fg_dtype dtypes[VERIFY_MAX_INPUTS];
+  for (int k = 0; k < r->n_in; k++) {
+    shapes[k] = g->nodes[g->edges[r->in_off + k]].shape;
+    dtypes[k] = (fg_dtype)g->nodes[g->edges[r->in_off + k]].dtype;
+  }
   fg_infer_args a;
-  memset(&a, 0, sizeof a);
-  a.n_in = r->n_in, a.in_shape = shapes, a.in_dtype = dtypes, a.attr = r->attr;
-  a.out_shape = r->n_in ? shapes[0] : fg_shape0();
-  a.out_dtype = r->n_in ? dtypes[0] : FG_F32;
-  if (def->infer(&a) != FG_OK || !fg_shape_equal(&a.out_shape, &r->shape) || a.out_dtype != r->dtype)
+  infer_args(&a, r->n_in, shapes, dtypes, r->attr);
+  fg_status st = def->infer ? def->infer(&a) : FG_OK;
+  if (st != FG_OK || !fg_shape_equal(&a.out_shape, &r->shape) || a.out_dtype != r->dtype)
     return fg_err_set(e, FG_E_INTERNAL, "node %d ('%s'): its shape rule no longer gives its "
                       "recorded shape and dtype", n, def->name);
   return FG_OK;
