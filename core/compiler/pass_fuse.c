@@ -49,7 +49,8 @@ static int32_t collect_group(const fg_graph *g, const int32_t *uses, fg_node roo
   return n;
 }
 
-fg_status fg_fusion_plan(fg_fusion *f, const fg_graph *g, int n_out, const fg_node *outs, fg_err *e) {
+fg_status fg_fusion_plan(fg_fusion *f, const fg_graph *g, int n_out, const fg_node *outs,
+                         fg_err *e) {
   memset(f, 0, sizeof *f);
   int32_t n = fg_graph_node_count(g);
   int32_t *uses;

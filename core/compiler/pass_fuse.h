@@ -19,7 +19,8 @@ typedef struct fg_fusion {
 
 /* Groups the nodes of g (all of them needed by outs) into *f; a node that is an output is never
  * an intermediate.  Free with fg_fusion_free; on failure *f is empty (zeroed, nothing to free). */
-fg_status fg_fusion_plan(fg_fusion *f, const fg_graph *g, int n_out, const fg_node *outs, fg_err *e);
+fg_status fg_fusion_plan(fg_fusion *f, const fg_graph *g, int n_out, const fg_node *outs,
+                         fg_err *e);
 void fg_fusion_free(fg_fusion *f);
 /* True for a member of a group that is not its root (runs inside the root's loop). */
 bool fg_fusion_is_internal(const fg_fusion *f, fg_node n);

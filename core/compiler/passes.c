@@ -54,7 +54,8 @@ static const pipeline_step pipeline[] = {
 };
 
 /* <dir>/NN-<label>.dot: the graph at one point of the pipeline. */
-static fg_status dump_step(const fg_graph *g, const char *dir, int index, const char *label, fg_err *e) {
+static fg_status dump_step(const fg_graph *g, const char *dir, int index, const char *label,
+                           fg_err *e) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%02d-%s.dot", dir, index, label);
   return fg_dot_write(g, NULL, FG_DOT_DOT, path, e);

@@ -2,10 +2,10 @@
  *
  * Every loader returns new float32 tensors (free with fg_tensor_free) holding the stored byte
  * values as they are (0..255 for images, class indices for labels): scaling and dequantisation
- * belong to the trainer.  On failure the output tensors are NULL.  A malformed file is rejected with an error whose message starts with
+ * belong to the trainer.  A malformed file is rejected with an error whose message starts with
  * the file's path and says what is wrong (magic, counts, sizes, truncation, trailing bytes,
  * corrupt gzip data); nothing is allocated on the strength of a size a header declares until
- * that much data has actually been read. */
+ * that much data has actually been read.  On failure the output tensors are NULL. */
 #ifndef FG_FORMATS_NPY_H
 #define FG_FORMATS_NPY_H
 

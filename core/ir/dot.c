@@ -33,7 +33,8 @@ fg_status fg_dot_format_of(const char *path, fg_dot_format *fmt, fg_err *e) {
   static const struct {
     const char *ext;
     fg_dot_format fmt;
-  } known[] = {{".dot", FG_DOT_DOT}, {".gv", FG_DOT_DOT}, {".svg", FG_DOT_SVG}, {".png", FG_DOT_PNG}};
+  } known[] = {{".dot", FG_DOT_DOT}, {".gv", FG_DOT_DOT}, {".svg", FG_DOT_SVG},
+               {".png", FG_DOT_PNG}};
   for (size_t i = 0; i < sizeof known / sizeof *known; i++)
     if (strcasecmp(ext, known[i].ext) == 0) {
       *fmt = known[i].fmt;
@@ -206,9 +207,11 @@ static void emit_header(strbuf *b, const dump *d) {
   sb_printf(b, ">, labelloc=\"t\", fontname=\"" FONT "\", fontsize=\"12\", nodesep=\"0.3\","
                " ranksep=\"0.35\", bgcolor=\"white\"];\n");
   sb_printf(b, "\tnode [shape=\"box\", style=\"rounded,filled\", fontname=\"" FONT "\","
-               " fontsize=\"11\", margin=\"0.12,0.05\", color=\"#444444\", fillcolor=\"#ffffff\"];\n");
-  sb_printf(b, "\tedge [color=\"#666666\", arrowsize=\"0.7\", fontname=\"" FONT "\", fontsize=\"9\","
-               " fontcolor=\"#1f4e9c\", labeldistance=\"1.6\", labelangle=\"-30\"];\n");
+               " fontsize=\"11\", margin=\"0.12,0.05\", color=\"#444444\","
+               " fillcolor=\"#ffffff\"];\n");
+  sb_printf(b, "\tedge [color=\"#666666\", arrowsize=\"0.7\", fontname=\"" FONT "\","
+               " fontsize=\"9\", fontcolor=\"#1f4e9c\", labeldistance=\"1.6\","
+               " labelangle=\"-30\"];\n");
 }
 
 static void emit_node(strbuf *b, const dump *d, fg_node id) {
@@ -248,8 +251,9 @@ static void emit_clusters(strbuf *b, const dump *d) {
   qsort(m, (size_t)count, sizeof *m, by_group_then_id);
   for (int32_t i = 0; i < count;) {
     int32_t k = m[i].group;
-    sb_printf(b, "\tsubgraph cluster_fused_%d {\n\t\tlabel=\"fused group %d\"; style=\"rounded,dashed\";"
-                 " color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR "\";\n\t\t",
+    sb_printf(b, "\tsubgraph cluster_fused_%d {\n\t\tlabel=\"fused group %d\";"
+                 " style=\"rounded,dashed\"; color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR
+                 "\";\n\t\t",
               (int)k, (int)k);
     for (; i < count && m[i].group == k; i++) sb_printf(b, "n%d; ", (int)m[i].id);
     sb_printf(b, "\n\t}\n");
@@ -299,7 +303,9 @@ static int keep_gv_message(char *msg) {
   return 0;
 }
 
-static const char *gv_said(void) { return gv_messages[0] ? gv_messages : "no message from Graphviz"; }
+static const char *gv_said(void) {
+  return gv_messages[0] ? gv_messages : "no message from Graphviz";
+}
 
 static fg_status layout_and_render(GVC_t *gvc, Agraph_t *gr, fg_dot_format fmt, FILE *f,
                                    const char *path, fg_err *e) {

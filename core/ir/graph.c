@@ -208,7 +208,8 @@ fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs,
   const void *attr_copy = NULL;
   if (def->attr_size) {
     attr_copy = fg_arena_dup(&g->arena, attr, def->attr_size);
-    if (!attr_copy) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for '%s' attributes", def->name);
+    if (!attr_copy)
+      return fg_graph_fail(g, FG_E_NOMEM, "out of memory for '%s' attributes", def->name);
   }
   fg_node id = g->n_nodes++;
   fg_node_rec *r = &g->nodes[id];
@@ -289,12 +290,14 @@ fg_node fg_fill(fg_graph *g, double v, fg_dtype t, fg_shape shape) {
 }
 
 fg_node fg_zeros_like(fg_graph *g, fg_node x) {
-  if (!fg_node_valid(g, x)) return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "zeros_like of a non-node");
+  if (!fg_node_valid(g, x))
+    return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "zeros_like of a non-node");
   return fg_fill(g, 0.0, fg_node_dtype(g, x), fg_node_shape(g, x));
 }
 
 fg_node fg_ones_like(fg_graph *g, fg_node x) {
-  if (!fg_node_valid(g, x)) return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "ones_like of a non-node");
+  if (!fg_node_valid(g, x))
+    return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "ones_like of a non-node");
   return fg_fill(g, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
 }
 
@@ -319,7 +322,8 @@ fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const 
   else if (r->op == FG_OP_CONST) {
     fg_tensor *shared;
     fg_err e;
-    if (fg_tensor_view(&shared, r->value, &e) != FG_OK) return fg_graph_fail(dst, e.status, "%s", e.msg);
+    if (fg_tensor_view(&shared, r->value, &e) != FG_OK)
+      return fg_graph_fail(dst, e.status, "%s", e.msg);
     out = fg_constant_take(dst, shared);
   } else
     out = fg_graph_add_node(dst, r->op, r->n_in, inputs, r->attr);

@@ -33,8 +33,8 @@ static fg_status plan_steps(fg_program *p, fg_err *e) {
   if (!p->steps || !p->reads) return fg_err_set(e, FG_E_NOMEM, "program: out of memory for steps");
   fg_node *r = p->reads;
   for (fg_node i = 0; i < n; i++) {
-    if ((fg_op_get(fg_node_op(p->g, i))->flags & FG_OPF_LEAF) || fg_fusion_is_internal(&p->fusion, i))
-      continue;
+    bool leaf = fg_op_get(fg_node_op(p->g, i))->flags & FG_OPF_LEAF;
+    if (leaf || fg_fusion_is_internal(&p->fusion, i)) continue;
     fg_memplan_step *s = &p->steps[p->n_steps++];
     s->node = i;
     s->reads = r;
@@ -134,7 +134,10 @@ static fg_status plan_values(fg_program *p, fg_err *e) {
   int32_t max_members = 1;
   for (fg_node i = 0; i < n; i++) {
     const fg_node_rec *r = fg_graph_node(p->g, i);
-    if (r->op == FG_OP_CONST && fg_tensor_view(&p->value[i], r->value, e) != FG_OK) return e->status;
+    if (r->op == FG_OP_CONST) {
+      fg_status st = fg_tensor_view(&p->value[i], r->value, e);
+      if (st != FG_OK) return st;
+    }
     if (r->op == FG_OP_INPUT || r->op == FG_OP_PARAM) p->leaves[p->n_leaves++] = i;
   }
   for (int32_t gi = 0; gi < p->fusion.n_groups; gi++)
@@ -173,7 +176,8 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
   if (st == FG_OK) {
     if (o->disabled_passes & FG_PASS_BIT(FUSE)) {
       st = fg_fusion_plan(&p->fusion, p->g, 0, NULL, e); /* empty plan with arrays */
-      for (fg_node i = 0; st == FG_OK && i < fg_graph_node_count(p->g); i++) p->fusion.group_of[i] = -1;
+      for (fg_node i = 0; st == FG_OK && i < fg_graph_node_count(p->g); i++)
+        p->fusion.group_of[i] = -1;
       p->fusion.n_groups = 0;
     } else {
       st = fg_fusion_plan(&p->fusion, p->g, p->n_out, p->outs, e);

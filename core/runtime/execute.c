@@ -17,7 +17,8 @@ static fg_status check_bound(fg_program *p, fg_err *e) {
     fg_node n = p->leaves[i];
     if (!p->value[n])
       return fg_err_set(e, FG_E_MISUSE, "run: %s '%s' is not bound (fg_program_bind)",
-                          fg_node_op(p->g, n) == FG_OP_INPUT ? "input" : "parameter", fg_node_name(p->g, n));
+                        fg_node_op(p->g, n) == FG_OP_INPUT ? "input" : "parameter",
+                        fg_node_name(p->g, n));
   }
   return FG_OK;
 }
@@ -76,7 +77,8 @@ static fg_status run_node(fg_program *p, fg_node n, step_job *j, fg_err *e) {
   j->r = fg_graph_node(p->g, n);
   j->node = n;
   j->kernel = kernel_of(j->r);
-  if (!j->kernel) return fg_err_set(e, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(j->r->op)->name);
+  if (!j->kernel)
+    return fg_err_set(e, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(j->r->op)->name);
   if (j->r->n_in > MAX_STEP_INPUTS)
     return fg_err_set(e, FG_E_INTERNAL, "run: node %d has more than %d inputs", n, MAX_STEP_INPUTS);
   for (int k = 0; k < j->r->n_in; k++) {
@@ -129,7 +131,8 @@ static fg_status run_member(const group_job *j, const fg_node *members, int32_t 
     dtype[k] = fg_node_dtype(p->g, x);
   }
   bool root = m == nm - 1;
-  void *out = root ? (char *)fg_tensor_data(p->value[members[m]]) + (size_t)t0 * fg_dtype_size(r->dtype)
+  void *out = root ? (char *)fg_tensor_data(p->value[members[m]]) +
+                         (size_t)t0 * fg_dtype_size(r->dtype)
                    : (void *)(tiles + (size_t)m * FUSE_TILE);
   fg_kargs k = {.attr = r->attr, .n_in = r->n_in, .in = in, .in_shape = shape, .in_dtype = dtype,
                 .out = out, .out_shape = fg_shape1(len), .ith = 0, .nth = 1,

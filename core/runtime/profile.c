@@ -32,7 +32,8 @@ static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
   fg_node n = p->steps[s].node;
   bool fused = p->fusion.group_of[n] >= 0;
   char sh[96];
-  size_t used = (size_t)snprintf(buf, cap, "%s", fused ? "fused" : fg_op_get(fg_node_op(p->g, n))->name);
+  const char *op = fused ? "fused" : fg_op_get(fg_node_op(p->g, n))->name;
+  size_t used = (size_t)snprintf(buf, cap, "%s", op);
   for (int i = 0; !fused && i < fg_node_num_inputs(p->g, n) && used < cap; i++) {
     fg_shape is = fg_node_shape(p->g, fg_node_input(p->g, n, i));
     used += (size_t)snprintf(buf + used, cap - used, " %s", fg_shape_str(&is, sh, sizeof sh));
@@ -81,7 +82,8 @@ const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
   }
   double total = 0;
   for (int i = 0; i <= FG_OP_COUNT; i++) total += p->prof_ms[i];
-  size_t used = (size_t)snprintf(buf, cap, "%-20s %10s %8s %10s %7s\n", "op", "ms/run", "calls", "us/call", "share");
+  size_t used = (size_t)snprintf(buf, cap, "%-20s %10s %8s %10s %7s\n", "op", "ms/run", "calls",
+                                 "us/call", "share");
   bool shown[FG_OP_COUNT + 1] = {0};
   for (;;) { /* most expensive first */
     int best = -1;

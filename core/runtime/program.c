@@ -29,12 +29,15 @@ static fg_status resolve_opts(const fg_program_opts *in, fg_program_opts *o, fg_
 fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg_node *outs,
                               const fg_program_opts *opts, fg_err *e) {
   *out = NULL;
-  if (!g || n_out < 0 || (n_out && !outs)) return fg_err_set(e, FG_E_MISUSE, "program: no graph or outputs");
+  if (!g || n_out < 0 || (n_out && !outs))
+    return fg_err_set(e, FG_E_MISUSE, "program: no graph or outputs");
   if (fg_graph_status(g) != FG_OK)
-    return fg_err_set(e, fg_graph_status(g), "program: the graph is in error: %s", fg_graph_errmsg(g));
+    return fg_err_set(e, fg_graph_status(g), "program: the graph is in error: %s",
+                      fg_graph_errmsg(g));
   for (int j = 0; j < n_out; j++)
     if (!fg_node_valid(g, outs[j]))
-      return fg_err_set(e, FG_E_MISUSE, "program: output %d (id %d) is not a node of the graph", j, outs[j]);
+      return fg_err_set(e, FG_E_MISUSE, "program: output %d (id %d) is not a node of the graph",
+                        j, outs[j]);
   fg_program_opts o;
   fg_status st = resolve_opts(opts, &o, e);
   if (st != FG_OK) return st;
@@ -49,7 +52,8 @@ fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg
   p->profile = o.profile;
   p->prof_rows = fg__program_profile_rows();
   st = fg__program_compile(p, g, outs, &o, e);
-  if (st == FG_OK && p->profile && !(p->prof_step_ms = calloc((size_t)p->n_steps + 1, sizeof(double))))
+  if (st == FG_OK && p->profile &&
+      !(p->prof_step_ms = calloc((size_t)p->n_steps + 1, sizeof(double))))
     st = fg_err_set(e, FG_E_NOMEM, "program: out of memory");
   if (st != FG_OK) {
     fg_program_free(p);
@@ -65,7 +69,8 @@ fg_status fg_program_new(fg_program **out, fg_graph *g, int n_out, const fg_node
 
 void fg_program_free(fg_program *p) {
   if (!p) return;
-  for (int32_t i = 0; p->value && p->g && i < fg_graph_node_count(p->g); i++) fg_tensor_free(p->value[i]);
+  for (int32_t i = 0; p->value && p->g && i < fg_graph_node_count(p->g); i++)
+    fg_tensor_free(p->value[i]);
   free(p->value);
   fg_buffer_release(p->arena);
   fg_memplan_free(&p->plan);
@@ -100,7 +105,8 @@ fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t, f
   fg_tensor *v;
   /* Contiguous tensors are shared (an optimiser's in-place update is seen); a strided view
    * is copied, since kernels read contiguous memory. */
-  fg_status st = fg_tensor_is_contiguous(t) ? fg_tensor_view(&v, t, e) : fg_tensor_copy(&v, t, t->dtype, e);
+  fg_status st = fg_tensor_is_contiguous(t) ? fg_tensor_view(&v, t, e)
+                                            : fg_tensor_copy(&v, t, t->dtype, e);
   if (st != FG_OK) return st;
   fg_tensor_free(p->value[n]);
   p->value[n] = v;
