@@ -13,7 +13,8 @@ typedef struct fg_arena {
 } fg_arena;
 
 void fg_arena_init(fg_arena *a);
-/* 16-byte-aligned zeroed memory, or NULL when out of memory. */
+/* 16-byte-aligned zeroed memory, or NULL when out of memory (the arena is a malloc-like
+ * allocator: its callers turn NULL into their own FG_E_NOMEM). */
 void *fg_arena_alloc(fg_arena *a, size_t bytes);
 /* A copy of bytes (or of a NUL-terminated string) in the arena. */
 void *fg_arena_dup(fg_arena *a, const void *src, size_t bytes);

@@ -5,23 +5,23 @@
 
 enum { BUFFER_ALIGN = 64 }; /* one cache line; enough for AVX-512 loads */
 
-fg_buffer *fg_buffer_new(size_t bytes) {
-  fg_buffer *b = malloc(sizeof *b);
-  if (!b) return NULL;
+fg_status fg_buffer_new(fg_buffer **out, size_t bytes, fg_err *e) {
+  *out = NULL;
   size_t rounded = (bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
-  if (rounded < bytes) { /* wrapped */
+  if (rounded < bytes) /* wrapped */
+    return fg_err_set(e, FG_E_OVERFLOW, "a buffer of %zu bytes overflows when aligned", bytes);
+  if (rounded == 0) rounded = BUFFER_ALIGN;
+  fg_buffer *b = malloc(sizeof *b);
+  void *data = aligned_alloc(BUFFER_ALIGN, rounded);
+  if (!b || !data) {
     free(b);
-    return NULL;
+    free(data);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory for a buffer of %zu bytes", bytes);
   }
-  b->data = aligned_alloc(BUFFER_ALIGN, rounded ? rounded : BUFFER_ALIGN);
-  if (!b->data) {
-    free(b);
-    return NULL;
-  }
-  memset(b->data, 0, rounded ? rounded : BUFFER_ALIGN);
-  b->bytes = bytes;
-  b->refcount = 1;
-  return b;
+  memset(data, 0, rounded);
+  *b = (fg_buffer){.refcount = 1, .bytes = bytes, .data = data};
+  *out = b;
+  return FG_OK;
 }
 
 fg_buffer *fg_buffer_retain(fg_buffer *b) {

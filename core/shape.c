@@ -19,16 +19,9 @@ fg_status fg_shape_make(fg_shape *out, int ndim, const int64_t *dims, fg_err *e)
                       FG_MAX_DIMS);
   memset(out, 0, sizeof *out);
   out->ndim = ndim;
-  for (int i = 0; i < ndim; i++) {
-    if (dims[i] < 0)
-      return fg_err_set(e, FG_E_SHAPE, "dimension %d has negative size %lld", i,
-                        (long long)dims[i]);
-    out->d[i] = dims[i];
-  }
-  int64_t n;
-  if (fg_shape_numel(out, &n) != FG_OK)
-    return fg_err_set(e, FG_E_OVERFLOW, "the number of elements overflows int64");
-  return FG_OK;
+  for (int i = 0; i < ndim; i++) out->d[i] = dims[i];
+  int64_t n; /* checks every size and their product */
+  return fg_shape_numel(out, &n, e);
 }
 
 static fg_shape shape_of(int ndim, int64_t a, int64_t b, int64_t c, int64_t d) {
@@ -46,11 +39,14 @@ fg_shape fg_shape2(int64_t a, int64_t b) { return shape_of(2, a, b, 0, 0); }
 fg_shape fg_shape3(int64_t a, int64_t b, int64_t c) { return shape_of(3, a, b, c, 0); }
 fg_shape fg_shape4(int64_t a, int64_t b, int64_t c, int64_t d) { return shape_of(4, a, b, c, d); }
 
-fg_status fg_shape_numel(const fg_shape *s, int64_t *numel) {
+fg_status fg_shape_numel(const fg_shape *s, int64_t *numel, fg_err *e) {
   int64_t n = 1;
   for (int i = 0; i < s->ndim; i++) {
-    if (s->d[i] < 0) return FG_E_SHAPE;
-    if (__builtin_mul_overflow(n, s->d[i], &n)) return FG_E_OVERFLOW;
+    if (s->d[i] < 0)
+      return fg_err_set(e, FG_E_SHAPE, "dimension %d has negative size %lld", i,
+                        (long long)s->d[i]);
+    if (__builtin_mul_overflow(n, s->d[i], &n))
+      return fg_err_set(e, FG_E_OVERFLOW, "the number of elements overflows int64");
   }
   *numel = n;
   return FG_OK;
@@ -62,12 +58,13 @@ int64_t fg_shape_count(const fg_shape *s) {
   return n;
 }
 
-fg_status fg_shape_bytes(const fg_shape *s, fg_dtype t, size_t *bytes) {
+fg_status fg_shape_bytes(const fg_shape *s, fg_dtype t, size_t *bytes, fg_err *e) {
   int64_t n;
-  fg_status st = fg_shape_numel(s, &n);
+  fg_status st = fg_shape_numel(s, &n, e);
   if (st != FG_OK) return st;
   size_t b;
-  if (__builtin_mul_overflow((size_t)n, fg_dtype_size(t), &b)) return FG_E_OVERFLOW;
+  if (__builtin_mul_overflow((size_t)n, fg_dtype_size(t), &b))
+    return fg_err_set(e, FG_E_OVERFLOW, "the byte size of %lld elements overflows", (long long)n);
   *bytes = b;
   return FG_OK;
 }

@@ -21,7 +21,8 @@ typedef struct fg_shape {
 const char *fg_dtype_name(fg_dtype t);
 size_t fg_dtype_size(fg_dtype t);
 
-/* Builds a shape from ndim sizes; fails (E_SHAPE) on ndim outside 0..8 or a negative size. */
+/* Builds a shape from ndim sizes; fails (E_SHAPE) on ndim outside 0..8 or a negative size, and
+ * (E_OVERFLOW) when the element count overflows; *out is then not a valid shape. */
 fg_status fg_shape_make(fg_shape *out, int ndim, const int64_t *dims, fg_err *e);
 /* Scalar (0-d) shape and shapes of 1..4 dims, for terse code; sizes must be valid. */
 fg_shape fg_shape0(void);
@@ -30,12 +31,13 @@ fg_shape fg_shape2(int64_t a, int64_t b);
 fg_shape fg_shape3(int64_t a, int64_t b, int64_t c);
 fg_shape fg_shape4(int64_t a, int64_t b, int64_t c, int64_t d);
 
-/* Number of elements; FG_E_OVERFLOW when the product does not fit in int64. */
-fg_status fg_shape_numel(const fg_shape *s, int64_t *numel);
+/* Number of elements; FG_E_SHAPE for a negative size, FG_E_OVERFLOW when the product does not
+ * fit in int64 (*numel is then unchanged). */
+fg_status fg_shape_numel(const fg_shape *s, int64_t *numel, fg_err *e);
 /* numel of a shape already known to be valid (checked when its node or tensor was made). */
 int64_t fg_shape_count(const fg_shape *s);
-/* Bytes of numel elements of t, overflow-checked. */
-fg_status fg_shape_bytes(const fg_shape *s, fg_dtype t, size_t *bytes);
+/* Bytes of numel elements of t, overflow-checked (*bytes is unchanged on failure). */
+fg_status fg_shape_bytes(const fg_shape *s, fg_dtype t, size_t *bytes, fg_err *e);
 
 bool fg_shape_equal(const fg_shape *a, const fg_shape *b);
 /* NumPy broadcasting of a and b; false when they do not broadcast. */

@@ -10,14 +10,14 @@ static fg_status tensor_alloc(fg_tensor **out, fg_dtype t, const fg_shape *shape
   fg_status st = fg_shape_make(&checked, shape->ndim, shape->d, e);
   if (st != FG_OK) return st;
   size_t bytes;
-  if (fg_shape_bytes(&checked, t, &bytes) != FG_OK)
+  if (fg_shape_bytes(&checked, t, &bytes, NULL) != FG_OK)
     return fg_err_set(e, FG_E_OVERFLOW, "tensor byte size overflows");
   fg_tensor *x = calloc(1, sizeof *x);
   if (!x) return fg_err_set(e, FG_E_NOMEM, "out of memory for a tensor header");
-  x->buf = fg_buffer_new(bytes);
-  if (!x->buf) {
+  st = fg_buffer_new(&x->buf, bytes, e);
+  if (st != FG_OK) {
     free(x);
-    return fg_err_set(e, FG_E_NOMEM, "out of memory for a tensor of %zu bytes", bytes);
+    return st;
   }
   x->dtype = t;
   x->shape = checked;
@@ -39,6 +39,7 @@ fg_status fg_tensor_from_data(fg_tensor **out, fg_dtype t, const fg_shape *shape
 }
 
 fg_status fg_tensor_view(fg_tensor **out, const fg_tensor *src, fg_err *e) {
+  *out = NULL;
   fg_tensor *x = malloc(sizeof *x);
   if (!x) return fg_err_set(e, FG_E_NOMEM, "out of memory for a tensor header");
   *x = *src;
@@ -49,6 +50,7 @@ fg_status fg_tensor_view(fg_tensor **out, const fg_tensor *src, fg_err *e) {
 
 fg_status fg_tensor_slice0(fg_tensor **out, const fg_tensor *src, int64_t start, int64_t stop,
                            fg_err *e) {
+  *out = NULL;
   if (src->shape.ndim < 1 || start < 0 || stop < start || stop > src->shape.d[0])
     return fg_err_set(e, FG_E_SHAPE, "rows [%lld, %lld) outside a tensor of %lld rows",
                       (long long)start, (long long)stop,
@@ -62,6 +64,7 @@ fg_status fg_tensor_slice0(fg_tensor **out, const fg_tensor *src, int64_t start,
 
 fg_status fg_tensor_reshape(fg_tensor **out, const fg_tensor *src, const fg_shape *shape,
                             fg_err *e) {
+  *out = NULL;
   fg_shape checked;
   fg_status st = fg_shape_make(&checked, shape->ndim, shape->d, e);
   if (st != FG_OK) return st;
@@ -79,6 +82,7 @@ fg_status fg_tensor_reshape(fg_tensor **out, const fg_tensor *src, const fg_shap
 }
 
 fg_status fg_tensor_permute(fg_tensor **out, const fg_tensor *src, const int *perm, fg_err *e) {
+  *out = NULL;
   int n = src->shape.ndim, seen = 0;
   for (int i = 0; i < n; i++) {
     if (perm[i] < 0 || perm[i] >= n || (seen >> perm[i]) & 1)

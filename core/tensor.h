@@ -1,6 +1,10 @@
 /* Tensors: a dtype, a shape, strides and an offset viewing a ref-counted buffer.  Views share
  * the buffer; every fg_tensor_* that returns a new tensor hands the caller one reference to
- * free with fg_tensor_free. */
+ * free with fg_tensor_free.
+ *
+ * Ownership: the constructors put the new tensor in *out and only read src (a view retains
+ * src's buffer, never src itself, so src may be freed first).  On failure *out is NULL and
+ * nothing was allocated. */
 #ifndef FG_TENSOR_H
 #define FG_TENSOR_H
 

@@ -317,7 +317,7 @@ static fg_status check_config(const fg_flow_config *cfg, fg_err *e) {
     return fg_err_set(e, FG_E_SHAPE, "flow: the event needs 1 to %d axes (got %lld)", FG_MAX_DIMS - 1,
                       (long long)cfg->event.ndim);
   int64_t n;
-  if (fg_shape_numel(&cfg->event, &n) != FG_OK || n < 1)
+  if (fg_shape_numel(&cfg->event, &n, NULL) != FG_OK || n < 1)
     return fg_err_set(e, FG_E_SHAPE, "flow: the event %s is empty or too large",
                       fg_shape_str(&cfg->event, (char[128]){0}, 128));
   return FG_OK;

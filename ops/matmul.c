@@ -252,7 +252,7 @@ static fg_status matmul_infer(fg_infer_args *a) {
   out.d[out.ndim++] = m;
   out.d[out.ndim++] = n;
   int64_t numel;
-  if (fg_shape_numel(&out, &numel) != FG_OK) {
+  if (fg_shape_numel(&out, &numel, NULL) != FG_OK) {
     snprintf(a->why, sizeof a->why, "an output with fewer than 2^63 elements");
     return FG_E_OVERFLOW;
   }

@@ -39,7 +39,7 @@ static fg_status check_target(const fg_shape *s, char *why, size_t cap) {
     }
   }
   int64_t n;
-  if (fg_shape_numel(s, &n) != FG_OK) {
+  if (fg_shape_numel(s, &n, NULL) != FG_OK) {
     snprintf(why, cap, "target shape %s has more elements than int64 holds",
              fg_shape_str(s, buf, sizeof buf));
     return FG_E_OVERFLOW;
@@ -442,7 +442,7 @@ static fg_status pad_infer(fg_infer_args *a) {
     a->out_shape.d[i] = size;
   }
   int64_t n;
-  if (fg_shape_numel(&a->out_shape, &n) != FG_OK) {
+  if (fg_shape_numel(&a->out_shape, &n, NULL) != FG_OK) {
     char buf[160];
     snprintf(a->why, sizeof a->why, "padded shape %s has more elements than int64 holds",
              fg_shape_str(&a->out_shape, buf, sizeof buf));
@@ -604,7 +604,7 @@ static fg_status concat_infer(fg_infer_args *a) {
   }
   a->out_shape.d[axis] = total;
   int64_t n;
-  if (fg_shape_numel(&a->out_shape, &n) != FG_OK) {
+  if (fg_shape_numel(&a->out_shape, &n, NULL) != FG_OK) {
     snprintf(a->why, sizeof a->why, "concatenated shape %s has more elements than int64 holds",
              fg_shape_str(&a->out_shape, sa, sizeof sa));
     return FG_E_OVERFLOW;

@@ -19,11 +19,12 @@ static void make_dir(void) {
 }
 
 static void remove_dir(void) {
-  static const char *const names[] = {"a.dot", "b.dot", "c.dot", "g.svg", "g.png", "g.gv",
-                                      "g.svg.tmp", "g.png.tmp", "a.dot.tmp"};
+  static const char *const names[] = {"a.dot", "b.dot", "c.dot", "g.svg", "g.png", "g.gv"};
   char path[128];
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    remove(path);
+    snprintf(path, sizeof path, "%s/%s.tmp.%ld", dir, names[i], (long)getpid());
     remove(path);
   }
   rmdir(dir);
@@ -104,7 +105,7 @@ static void write_ok(const fg_graph *g, const fg_dot_opts *o, const char *path) 
   cr_assert_eq(fg_dot_format_of(path, &fmt, &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_dot_write(g, o, fmt, path, &e), FG_OK, "%s", e.msg);
   char tmp[160];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   cr_assert_neq(access(tmp, F_OK), 0, "%s was left behind", tmp);
 }
 

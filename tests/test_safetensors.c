@@ -97,10 +97,10 @@ Test(safetensors, reader_accepts_reference_files) {
   cr_assert_eq(fg_safetensors_read_raw(f, "test", back, sizeof back, &e), FG_OK, "%s", e.msg);
   cr_assert_eq(memcmp(back, data, sizeof data), 0);
   fg_tensor *t;
-  io_assert_error(fg_safetensors_get(f, "test", &t, &e), FG_E_DTYPE, e, io_path("t.st"),
+  io_assert_error(fg_safetensors_get(&t, f, "test", &e), FG_E_DTYPE, e, io_path("t.st"),
                   "tensor 'test' has dtype I32");
   cr_assert_eq(fg_safetensors_read_raw(f, "test", back, 8, &e), FG_E_MISUSE);
-  io_assert_error(fg_safetensors_get(f, "nope", &t, &e), FG_E_NOTFOUND, e, io_path("t.st"),
+  io_assert_error(fg_safetensors_get(&t, f, "nope", &e), FG_E_NOTFOUND, e, io_path("t.st"),
                   "no tensor named 'nope'");
   cr_assert_null(fg_safetensors_meta(f, "framework"));
   fg_safetensors_close(f);
@@ -160,7 +160,7 @@ Test(safetensors, round_trip) {
   for (size_t i = 0; i < n_items; i++) {
     if (!items[i].tensor) continue;
     fg_tensor *t;
-    cr_assert_eq(fg_safetensors_get(f, items[i].name, &t, &e), FG_OK, "%s", e.msg);
+    cr_assert_eq(fg_safetensors_get(&t, f, items[i].name, &e), FG_OK, "%s", e.msg);
     cr_assert_eq(t->dtype, items[i].tensor->dtype);
     cr_assert(fg_shape_equal(&t->shape, &items[i].tensor->shape), "%s", items[i].name);
     for (int64_t k = 0; k < fg_tensor_numel(t); k++)
@@ -225,7 +225,7 @@ static void st_assert_holds(const char *path, float value) {
   fg_err e;
   cr_assert_eq(fg_safetensors_open(&f, path, &e), FG_OK, "%s", e.msg);
   fg_tensor *t;
-  cr_assert_eq(fg_safetensors_get(f, "w", &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_safetensors_get(&t, f, "w", &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_tensor_get(t, 3), value + 3.0);
   fg_tensor_free(t);
   fg_safetensors_close(f);
@@ -402,10 +402,10 @@ Test(safetensors, valid_hand_built_file_opens) {
   fg_err e;
   cr_assert_eq(fg_safetensors_open(&f, io_path("ok.st"), &e), FG_OK, "%s", e.msg);
   fg_tensor *t;
-  cr_assert_eq(fg_safetensors_get(f, "b", &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_safetensors_get(&t, f, "b", &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_tensor_get(t, 0), 2.0);
   fg_tensor_free(t);
-  cr_assert_eq(fg_safetensors_get(f, "z", &t, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_safetensors_get(&t, f, "z", &e), FG_OK, "%s", e.msg);
   cr_assert(t->shape.ndim == 2 && t->shape.d[1] == 7 && fg_tensor_numel(t) == 0);
   fg_tensor_free(t);
   cr_assert_eq(fg_safetensors_meta_count(f), 0);

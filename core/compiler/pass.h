@@ -3,7 +3,8 @@
  * live node it gets the node's inputs already mapped into the new graph and returns what
  * stands for the node there — a copy, an existing node (CSE, simplification) or a constant
  * (folding).  Rebuilding keeps ids topological and makes every rewrite re-run the op's shape
- * rule.  The passes run from one table (core/compiler/passes.c); each can be switched off. */
+ * rule.  The machinery is core/compiler/rewrite.c; each pass is core/compiler/pass_<name>.c; the
+ * graph passes run from one table (core/compiler/passes.c), and each can be switched off. */
 #ifndef FG_PASS_H
 #define FG_PASS_H
 
@@ -49,12 +50,20 @@ typedef struct fg_pass_ctx {
 /* Returns the node standing for src's node n in dst, given n's inputs mapped into dst. */
 typedef fg_node (*fg_emit_fn)(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
                               const fg_node *inputs, void *state);
-fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state);
+/* Passes and their helpers report into c->e (may be NULL) and return its status. */
 
-/* How many nodes read each node of g (node count + 1 entries, to free), an output counting as
- * 1 << 20 readers, so that "exactly one reader" means an intermediate read once.  NULL when
- * out of memory.  (For the passes that fuse a node into its only reader.) */
-int32_t *fg_pass_reader_counts(const fg_graph *g, int n_out, const fg_node *outs);
+/* Rebuilds c->g through emit (NULL: copy every live node) and remaps c->outs.  On failure
+ * c->g and c->outs are as they were. */
+fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state);
+/* In *live, per node of c->g (node count + 1 entries, to free): 1 when the outputs need it, or
+ * always with keep_dead.  On failure (out of memory) *live is NULL. */
+fg_status fg_pass_live_nodes(uint8_t **live, const fg_pass_ctx *c);
+
+/* In *uses, how many nodes read each node of g (node count + 1 entries, to free), an output
+ * counting as 1 << 20 readers, so that "exactly one reader" means an intermediate read once
+ * (for the passes that fuse a node into its only reader).  On failure *uses is NULL. */
+fg_status fg_pass_reader_counts(int32_t **uses, const fg_graph *g, int n_out, const fg_node *outs,
+                                fg_err *e);
 
 fg_status fg_pass_dce(fg_pass_ctx *c);
 fg_status fg_pass_simplify(fg_pass_ctx *c);
@@ -65,7 +74,8 @@ fg_status fg_pass_epilogue(fg_pass_ctx *c);
 /* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue), skipping the
  * disabled ones, verifying the graph after each when `verify` is set, and recording the node
  * count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).  dump_dir,
- * if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass. */
+ * if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass.  On failure
+ * c->g is the graph the last pass left (owned by c unless still borrowed), to free. */
 fg_status fg_passes_run(fg_pass_ctx *c, uint32_t disabled, bool verify, const char *dump_dir,
                         int32_t *counts);
 

@@ -32,7 +32,8 @@ static void canonical_inputs(const fg_op_def *def, int n_in, const fg_node *in, 
 static uint64_t key_of(const fg_node_rec *r, const fg_op_def *def, const fg_node *in) {
   uint64_t h = XXH3_64bits_withSeed(&r->op, sizeof r->op, 0x666c6f77ull);
   h = XXH3_64bits_withSeed(&r->dtype, sizeof r->dtype, h);
-  h = XXH3_64bits_withSeed(r->shape.d, sizeof *r->shape.d * (size_t)r->shape.ndim, h ^ (uint64_t)r->shape.ndim);
+  h = XXH3_64bits_withSeed(r->shape.d, sizeof *r->shape.d * (size_t)r->shape.ndim,
+                           h ^ (uint64_t)r->shape.ndim);
   if (def->attr_size) h = XXH3_64bits_withSeed(r->attr, def->attr_size, h);
   if (r->n_in) h = XXH3_64bits_withSeed(in, sizeof *in * (size_t)r->n_in, h);
   if (r->value) {
@@ -45,7 +46,8 @@ static uint64_t key_of(const fg_node_rec *r, const fg_op_def *def, const fg_node
 static bool same_node(const fg_graph *dst, fg_node existing, const fg_node_rec *r,
                       const fg_op_def *def, const fg_node *in) {
   const fg_node_rec *e = fg_graph_node(dst, existing);
-  if (e->op != r->op || e->dtype != r->dtype || e->n_in != r->n_in || !fg_shape_equal(&e->shape, &r->shape))
+  if (e->op != r->op || e->dtype != r->dtype || e->n_in != r->n_in ||
+      !fg_shape_equal(&e->shape, &r->shape))
     return false;
   if (def->attr_size && memcmp(e->attr, r->attr, def->attr_size) != 0) return false;
   fg_node ein[2];

@@ -59,9 +59,10 @@ static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
 }
 
 fg_status fg_pass_epilogue(fg_pass_ctx *c) {
-  int32_t *uses = fg_pass_reader_counts(c->g, c->n_out, c->outs);
-  if (!uses) return fg_err_set(c->e, FG_E_NOMEM, "epilogue: out of memory");
-  fg_status st = fg_pass_rewrite(c, epilogue_emit, uses);
+  int32_t *uses;
+  fg_status st = fg_pass_reader_counts(&uses, c->g, c->n_out, c->outs, c->e);
+  if (st != FG_OK) return st;
+  st = fg_pass_rewrite(c, epilogue_emit, uses);
   free(uses);
   int64_t fused = c->changes;
   /* the conv2d and add nodes that were fused are unread now */

@@ -38,7 +38,8 @@ static bool foldable(const fg_graph *src, fg_node n, const fg_graph *dst, const 
 
 /* Runs n's kernel on constant inputs; NULL if anything fails (the node then stays, and the
  * same failure is reported when the program runs). */
-static fg_tensor *evaluate(const fg_graph *src, fg_node n, const fg_graph *dst, const fg_node *inputs) {
+static fg_tensor *evaluate(const fg_graph *src, fg_node n, const fg_graph *dst,
+                           const fg_node *inputs) {
   const fg_node_rec *r = fg_graph_node(src, n);
   const fg_op_def *def = fg_op_get(r->op);
   fg_tensor *in[8] = {0}, *out = NULL;

@@ -49,14 +49,17 @@ static int32_t collect_group(const fg_graph *g, const int32_t *uses, fg_node roo
   return n;
 }
 
-fg_status fg_fusion_plan(const fg_graph *g, int n_out, const fg_node *outs, fg_fusion *f, fg_err *e) {
+fg_status fg_fusion_plan(fg_fusion *f, const fg_graph *g, int n_out, const fg_node *outs,
+                         fg_err *e) {
   memset(f, 0, sizeof *f);
   int32_t n = fg_graph_node_count(g);
-  int32_t *uses = fg_pass_reader_counts(g, n_out, outs);
+  int32_t *uses;
+  fg_status st = fg_pass_reader_counts(&uses, g, n_out, outs, e);
+  if (st != FG_OK) return st;
   f->group_of = malloc(sizeof *f->group_of * ((size_t)n + 1));
   f->n_members = malloc(sizeof *f->n_members * ((size_t)n + 1));
   f->members = malloc(sizeof *f->members * FG_FUSE_MAX_MEMBERS * ((size_t)n + 1));
-  if (!uses || !f->group_of || !f->n_members || !f->members) {
+  if (!f->group_of || !f->n_members || !f->members) {
     free(uses);
     fg_fusion_free(f);
     return fg_err_set(e, FG_E_NOMEM, "fusion: out of memory");

@@ -17,9 +17,10 @@ typedef struct fg_fusion {
   fg_node *members;  /* per group: FG_FUSE_MAX_MEMBERS ids, ascending; the last is the root */
 } fg_fusion;
 
-/* Groups the nodes of g (all of them needed by outs); a node that is an output is never an
- * intermediate.  f is zeroed first; free with fg_fusion_free. */
-fg_status fg_fusion_plan(const fg_graph *g, int n_out, const fg_node *outs, fg_fusion *f, fg_err *e);
+/* Groups the nodes of g (all of them needed by outs) into *f; a node that is an output is never
+ * an intermediate.  Free with fg_fusion_free; on failure *f is empty (zeroed, nothing to free). */
+fg_status fg_fusion_plan(fg_fusion *f, const fg_graph *g, int n_out, const fg_node *outs,
+                         fg_err *e);
 void fg_fusion_free(fg_fusion *f);
 /* True for a member of a group that is not its root (runs inside the root's loop). */
 bool fg_fusion_is_internal(const fg_fusion *f, fg_node n);

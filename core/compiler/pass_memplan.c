@@ -65,15 +65,16 @@ static bool can_reuse_input(const fg_graph *g, const fg_memplan *m, const uint8_
   /* same dtype and element count: rounded byte sizes can match for a broadcast input
    * ([1, 2] read into [4, 2]), whose elements are re-read after being overwritten */
   fg_shape xs = fg_node_shape(g, x), ns = fg_node_shape(g, n);
-  if (fg_node_dtype(g, x) != fg_node_dtype(g, n) || fg_shape_count(&xs) != fg_shape_count(&ns)) return false;
+  if (fg_node_dtype(g, x) != fg_node_dtype(g, n) || fg_shape_count(&xs) != fg_shape_count(&ns))
+    return false;
   for (int k = 1; k < fg_node_num_inputs(g, n); k++) /* x must not be read again as another input */
     if (fg_node_input(g, n, k) == x) return false;
   return true;
 }
 
 /* v's range: its dying input 0's when it may run in place, else a new one. */
-static void place(const fg_graph *g, fg_memplan *m, const uint8_t *planned, bool in_place_ok, arena_state *a,
-                  fg_node v, int32_t s) {
+static void place(const fg_graph *g, fg_memplan *m, const uint8_t *planned, bool in_place_ok,
+                  arena_state *a, fg_node v, int32_t s) {
   m->naive_bytes += node_bytes(g, v);
   if (in_place_ok && can_reuse_input(g, m, planned, v, s)) {
     fg_node x = fg_node_input(g, v, 0);
@@ -87,8 +88,9 @@ static void place(const fg_graph *g, fg_memplan *m, const uint8_t *planned, bool
   }
 }
 
-fg_status fg_memplan_build(const fg_graph *g, int n_steps, const fg_memplan_step *steps,
-                           const uint8_t *planned, bool in_place_ok, fg_memplan *m, fg_err *e) {
+fg_status fg_memplan_build(fg_memplan *m, const fg_graph *g, int n_steps,
+                           const fg_memplan_step *steps, const uint8_t *planned, bool in_place_ok,
+                           fg_err *e) {
   memset(m, 0, sizeof *m);
   int32_t n = fg_graph_node_count(g);
   m->offset = malloc(sizeof *m->offset * ((size_t)n + 1));

@@ -24,11 +24,13 @@ typedef struct fg_memplan {
   int32_t n_in_place;
 } fg_memplan;
 
-/* Plans the values the steps materialise.  `planned` selects them (compute nodes that are not
- * outputs); a value is read by the steps listing it in `reads`.  in_place_ok enables reuse of
- * a dying input 0 by an INPLACE_OK op of the same byte size. */
-fg_status fg_memplan_build(const fg_graph *g, int n_steps, const fg_memplan_step *steps,
-                           const uint8_t *planned, bool in_place_ok, fg_memplan *m, fg_err *e);
+/* Plans, into *m, the values the steps materialise.  `planned` selects them (compute nodes that
+ * are not outputs); a value is read by the steps listing it in `reads`.  in_place_ok enables
+ * reuse of a dying input 0 by an INPLACE_OK op of the same byte size.  Free with
+ * fg_memplan_free; on failure *m is empty (zeroed, nothing to free). */
+fg_status fg_memplan_build(fg_memplan *m, const fg_graph *g, int n_steps,
+                           const fg_memplan_step *steps, const uint8_t *planned, bool in_place_ok,
+                           fg_err *e);
 void fg_memplan_free(fg_memplan *m);
 
 #endif

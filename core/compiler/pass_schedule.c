@@ -54,7 +54,8 @@ static int32_t pick(const fg_graph *g, const fg_memplan_step *steps, int32_t n_s
 fg_status fg_schedule_steps(const fg_graph *g, int32_t n_steps, fg_memplan_step *steps,
                             const uint8_t *planned, fg_err *e) {
   int32_t n = fg_graph_node_count(g);
-  sched_state st = {malloc(sizeof(int32_t) * ((size_t)n + 1)), calloc((size_t)n + 1, sizeof(int32_t)),
+  sched_state st = {malloc(sizeof(int32_t) * ((size_t)n + 1)),
+                    calloc((size_t)n + 1, sizeof(int32_t)),
                     calloc((size_t)n_steps + 1, sizeof(int32_t)), calloc((size_t)n_steps + 1, 1)};
   fg_memplan_step *order = malloc(sizeof *order * ((size_t)n_steps + 1));
   fg_status status = FG_OK;

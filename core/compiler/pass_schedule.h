@@ -7,7 +7,8 @@
 
 #include "core/compiler/pass_memplan.h"
 
-/* Reorders steps[0..n_steps) in place; `planned` marks the values that occupy memory. */
+/* Reorders steps[0..n_steps) in place; `planned` marks the values that occupy memory.  On
+ * failure the steps are in their original order. */
 fg_status fg_schedule_steps(const fg_graph *g, int32_t n_steps, fg_memplan_step *steps,
                             const uint8_t *planned, fg_err *e);
 

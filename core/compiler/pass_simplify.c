@@ -1,7 +1,8 @@
 /* Algebraic simplification: local rewrites that give bit-identical results (x·1 → x, x + 0 → x,
  * -(-x) → x, reshape of a reshape, identity permutes and casts, stop_gradient → x once the
- * gradients exist, a slice that takes back one input of a concat, ...), repeated until nothing changes or an iteration budget runs out.  No
- * rule that changes IEEE results (x·0 → 0 would turn inf·0 = NaN into 0). */
+ * gradients exist, a slice that takes back one input of a concat, ...), repeated until nothing
+ * changes or an iteration budget runs out.  No rule that changes IEEE results (x·0 → 0 would
+ * turn inf·0 = NaN into 0). */
 #include <string.h>
 
 #include "core/ir/op.h"
@@ -78,7 +79,8 @@ static fg_node slice_of_concat(const fg_graph *dst, const fg_node_rec *r, fg_nod
   int axis = ((const fg_concat_attr *)fg_node_attr(dst, x))->axis;
   fg_shape xs = fg_node_shape(dst, x);
   for (int i = 0; i < xs.ndim; i++)
-    if (s->step[i] != 1 || (i != axis && (s->start[i] != 0 || s->stop[i] != xs.d[i]))) return FG_NONE;
+    if (s->step[i] != 1 || (i != axis && (s->start[i] != 0 || s->stop[i] != xs.d[i])))
+      return FG_NONE;
   int64_t at = 0;
   for (int k = 0; k < fg_node_num_inputs(dst, x); k++) {
     fg_node in = fg_node_input(dst, x, k);

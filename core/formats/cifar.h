@@ -5,7 +5,7 @@
  * belong to the trainer.  A malformed file is rejected with an error whose message starts with
  * the file's path and says what is wrong (magic, counts, sizes, truncation, trailing bytes,
  * corrupt gzip data); nothing is allocated on the strength of a size a header declares until
- * that much data has actually been read. */
+ * that much data has actually been read.  On failure the output tensors are NULL. */
 #ifndef FG_FORMATS_CIFAR_H
 #define FG_FORMATS_CIFAR_H
 

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "core/vec.h"
+
 /* gzread takes an unsigned count and returns an int: stay well inside both. */
 #define GZIN_CHUNK ((size_t)1 << 30)
 #define GZIN_FIRST_CAP ((size_t)1 << 20)
@@ -78,32 +80,24 @@ fg_status fg_gzin_read(fg_gzin *in, void *buf, size_t n, size_t *got, fg_err *e)
   return total < n ? gzin_check(in, e) : FG_OK;
 }
 
-static fg_status gzin_grow(fg_gzin *in, uint8_t **buf, size_t *cap, uint64_t limit, fg_err *e) {
-  size_t next = *cap < GZIN_FIRST_CAP ? GZIN_FIRST_CAP : *cap * 2;
-  if (next < *cap || next > limit) next = (size_t)limit;
-  uint8_t *p = realloc(*buf, next);
-  if (!p) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for %zu bytes", in->path, next);
-  *buf = p;
-  *cap = next;
-  return FG_OK;
-}
-
 fg_status fg_gzin_read_upto(fg_gzin *in, uint64_t limit, uint8_t **data, size_t *len, fg_err *e) {
   *data = NULL;
   *len = 0;
-  if (limit > SIZE_MAX) limit = SIZE_MAX;
+  uint64_t most = SIZE_MAX < INT64_MAX ? SIZE_MAX : INT64_MAX; /* what the buffer can hold */
+  if (limit > most) limit = most;
   uint8_t *buf = NULL;
-  size_t cap = 0, have = 0;
-  for (;;) {
-    if (have == cap) {
-      if (have == limit) break;
-      fg_status st = gzin_grow(in, &buf, &cap, limit, e);
-      if (st != FG_OK) {
-        free(buf);
-        return st;
-      }
+  int64_t cap = 0;
+  size_t have = 0;
+  while (have < limit) {
+    /* room for a first chunk, then at least as much again as has been read; never past limit */
+    uint64_t need = have < GZIN_FIRST_CAP ? GZIN_FIRST_CAP : (uint64_t)have + 1;
+    if (need > limit) need = limit;
+    if (!FG_VEC_RESERVE(buf, cap, need)) {
+      free(buf);
+      return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for %llu bytes", in->path,
+                        (unsigned long long)need);
     }
-    size_t want = cap - have, got;
+    size_t want = (size_t)((uint64_t)cap < limit ? (uint64_t)cap : limit) - have, got;
     fg_status st = fg_gzin_read(in, buf + have, want, &got, e);
     have += got;
     if (st != FG_OK) {
@@ -122,5 +116,36 @@ fg_status fg_gzin_at_end(fg_gzin *in, bool *at_end, fg_err *e) {
   size_t got;
   fg_status st = fg_gzin_read(in, &byte, 1, &got, e);
   *at_end = got == 0;
+  return st;
+}
+
+fg_status fg_gzin_read_exact(fg_gzin *in, void *buf, size_t n, const char *what, fg_err *e) {
+  size_t got;
+  fg_status st = fg_gzin_read(in, buf, n, &got, e);
+  if (st == FG_OK && got < n)
+    st = fg_err_set(e, FG_E_FORMAT, "%s: truncated: the file ends inside the %s (%zu of %zu bytes)",
+                    in->path, what, got, n);
+  return st;
+}
+
+fg_status fg_gzin_read_rest(fg_gzin *in, uint64_t bytes, const char *what, uint8_t **data,
+                            fg_err *e) {
+  size_t len;
+  fg_status st = fg_gzin_read_upto(in, bytes, data, &len, e);
+  if (st != FG_OK) return st;
+  bool at_end = true;
+  if (len < bytes)
+    st = fg_err_set(e, FG_E_FORMAT,
+                    "%s: truncated: the header declares %s but the file holds %zu data bytes",
+                    in->path, what, len);
+  else
+    st = fg_gzin_at_end(in, &at_end, e);
+  if (st == FG_OK && !at_end)
+    st = fg_err_set(e, FG_E_FORMAT, "%s: trailing data after the %s the header declares",
+                    in->path, what);
+  if (st != FG_OK) {
+    free(*data);
+    *data = NULL;
+  }
   return st;
 }

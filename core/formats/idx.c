@@ -1,6 +1,7 @@
 /* IDX files (the MNIST format): a 4-byte magic (0, 0, dtype, ndim), ndim big-endian uint32
  * dimensions, then the elements row-major.  Only unsigned bytes with 1 dim (labels) or 3 dims
  * (images) are data sets flowgrad trains on; every other combination is refused by name. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/formats/idx.h"
@@ -31,18 +32,6 @@ static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Reads exactly n header bytes; a short read is a truncated header. */
-static fg_status idx_read_header(fg_gzin *in, uint8_t *buf, size_t n, const char *what, fg_err *e) {
-  size_t got;
-  fg_status st = fg_gzin_read(in, buf, n, &got, e);
-  if (st != FG_OK) return st;
-  if (got < n)
-    return fg_err_set(e, FG_E_FORMAT,
-                      "%s: truncated: the file ends inside the %s (%zu of %zu bytes)", in->path,
-                      what, got, n);
-  return FG_OK;
-}
-
 static fg_status idx_check_magic(const char *path, const uint8_t m[4], fg_err *e) {
   if (m[0] != 0 || m[1] != 0)
     return fg_err_set(e, FG_E_FORMAT,
@@ -65,7 +54,7 @@ static fg_status idx_check_magic(const char *path, const uint8_t m[4], fg_err *e
 /* Reads the dimensions and their product (bytes of data), refusing zeros and overflow. */
 static fg_status idx_read_dims(fg_gzin *in, int ndim, uint32_t *dims, uint64_t *total, fg_err *e) {
   uint8_t raw[12];
-  fg_status st = idx_read_header(in, raw, 4 * (size_t)ndim, "dimension sizes", e);
+  fg_status st = fg_gzin_read_exact(in, raw, 4 * (size_t)ndim, "dimension sizes", e);
   if (st != FG_OK) return st;
   uint64_t n = 1;
   for (int i = 0; i < ndim; i++) {
@@ -78,34 +67,6 @@ static fg_status idx_read_dims(fg_gzin *in, int ndim, uint32_t *dims, uint64_t *
   }
   *total = n;
   return FG_OK;
-}
-
-/* Reads exactly `total` data bytes: fewer is truncation, more is trailing data. */
-static fg_status idx_read_data(fg_gzin *in, const uint32_t *dims, int ndim, uint64_t total,
-                               uint8_t **data, fg_err *e) {
-  size_t len;
-  fg_status st = fg_gzin_read_upto(in, total, data, &len, e);
-  if (st != FG_OK) return st;
-  const char *what = ndim == 1 ? "labels" : "images";
-  if (len < total) {
-    free(*data);
-    *data = NULL;
-    return fg_err_set(e, FG_E_FORMAT,
-                      "%s: truncated: the header declares %u %s (%llu data bytes) but the file "
-                      "holds %zu data bytes",
-                      in->path, dims[0], what, (unsigned long long)total, len);
-  }
-  bool at_end;
-  st = fg_gzin_at_end(in, &at_end, e);
-  if (st == FG_OK && !at_end)
-    st = fg_err_set(e, FG_E_FORMAT,
-                    "%s: trailing data after the %u %s (%llu data bytes) the header declares",
-                    in->path, dims[0], what, (unsigned long long)total);
-  if (st != FG_OK) {
-    free(*data);
-    *data = NULL;
-  }
-  return st;
 }
 
 static fg_status idx_to_tensor(const uint32_t *dims, int ndim, const uint8_t *data, fg_tensor **out,
@@ -121,7 +82,7 @@ static fg_status idx_to_tensor(const uint32_t *dims, int ndim, const uint8_t *da
 
 static fg_status idx_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
   uint8_t magic[4];
-  fg_status st = idx_read_header(in, magic, 4, "4-byte magic number", e);
+  fg_status st = fg_gzin_read_exact(in, magic, 4, "4-byte magic number", e);
   if (st == FG_OK) st = idx_check_magic(in->path, magic, e);
   if (st != FG_OK) return st;
   int ndim = magic[3];
@@ -129,8 +90,11 @@ static fg_status idx_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
   uint64_t total = 0;
   st = idx_read_dims(in, ndim, dims, &total, e);
   if (st != FG_OK) return st;
+  char what[96];
+  snprintf(what, sizeof what, "%u %s (%llu data bytes)", dims[0], ndim == 1 ? "labels" : "images",
+           (unsigned long long)total);
   uint8_t *data;
-  st = idx_read_data(in, dims, ndim, total, &data, e);
+  st = fg_gzin_read_rest(in, total, what, &data, e);
   if (st != FG_OK) return st;
   st = idx_to_tensor(dims, ndim, data, out, e);
   free(data);

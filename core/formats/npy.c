@@ -209,15 +209,6 @@ static uint32_t le_uint(const uint8_t *p, int bytes) {
   return v;
 }
 
-/* Reads exactly n preamble bytes; a short read is a truncated file. */
-static fg_status npy_read_exact(fg_gzin *in, uint8_t *p, size_t n, const char *what, fg_err *e) {
-  size_t got;
-  fg_status st = fg_gzin_read(in, p, n, &got, e);
-  if (st == FG_OK && got < n)
-    st = fg_err_set(e, FG_E_FORMAT, "%s: truncated: the file ends inside the %s", in->path, what);
-  return st;
-}
-
 /* Reads the preamble (magic, version, header length); returns the header text length. */
 static fg_status npy_preamble(fg_gzin *in, uint32_t *hlen, fg_err *e) {
   uint8_t p[8];
@@ -232,7 +223,7 @@ static fg_status npy_preamble(fg_gzin *in, uint32_t *hlen, fg_err *e) {
                       "%s: .npy format version %u.%u is not supported (1.0, 2.0 and 3.0 are)",
                       in->path, p[6], p[7]);
   int lenbytes = p[6] == 1 ? 2 : 4;
-  st = npy_read_exact(in, p, (size_t)lenbytes, "header length", e);
+  st = fg_gzin_read_exact(in, p, (size_t)lenbytes, "header length", e);
   if (st != FG_OK) return st;
   *hlen = le_uint(p, lenbytes);
   if (*hlen > NPY_MAX_HEADER)
@@ -247,7 +238,7 @@ static fg_status npy_header_read(fg_gzin *in, npy_header *h, fg_err *e) {
   if (st != FG_OK) return st;
   char *text = malloc(hlen + 1);
   if (!text) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory for the header", in->path);
-  st = npy_read_exact(in, (uint8_t *)text, hlen, "header", e);
+  st = fg_gzin_read_exact(in, text, hlen, "header", e);
   if (st == FG_OK) {
     npy_lex lx = {.path = in->path, .s = text, .n = hlen};
     memset(h, 0, sizeof *h);
@@ -268,29 +259,6 @@ static fg_status npy_sizes(const char *path, const npy_header *h, uint64_t *nume
   *numel = n;
   *bytes = h->kind == NPY_F32 ? n * 4 : n;
   return FG_OK;
-}
-
-static fg_status npy_read_data(fg_gzin *in, uint64_t bytes, uint8_t **data, fg_err *e) {
-  size_t len;
-  fg_status st = fg_gzin_read_upto(in, bytes, data, &len, e);
-  if (st != FG_OK) return st;
-  bool at_end = true;
-  if (len < bytes)
-    st = fg_err_set(e, FG_E_FORMAT,
-                    "%s: truncated: the header declares %llu data bytes but the file holds %zu",
-                    in->path, (unsigned long long)bytes, len);
-  else
-    st = fg_gzin_at_end(in, &at_end, e);
-  if (st == FG_OK && !at_end)
-    st = fg_err_set(e, FG_E_FORMAT,
-                    "%s: trailing data after the %llu data bytes the header "
-                    "declares",
-                    in->path, (unsigned long long)bytes);
-  if (st != FG_OK) {
-    free(*data);
-    *data = NULL;
-  }
-  return st;
 }
 
 static float npy_f32_le(const uint8_t *p) {
@@ -345,8 +313,10 @@ static fg_status npy_parse(fg_gzin *in, fg_tensor **out, fg_err *e) {
   uint64_t numel = 0, bytes = 0;
   if (st == FG_OK) st = npy_sizes(in->path, &h, &numel, &bytes, e);
   if (st != FG_OK) return st;
+  char what[48];
+  snprintf(what, sizeof what, "%llu data bytes", (unsigned long long)bytes);
   uint8_t *data;
-  st = npy_read_data(in, bytes, &data, e);
+  st = fg_gzin_read_rest(in, bytes, what, &data, e);
   if (st != FG_OK) return st;
   st = npy_to_tensor(in->path, &h, data, out, e);
   free(data);

@@ -1,14 +1,15 @@
 /* The grid is composed in memory as 8-bit grey or RGB and written with libpng's simplified
- * API, which reports failures in a message instead of longjmp-ing out of our frames. */
+ * API, which reports failures in a message instead of longjmp-ing out of our frames, into a
+ * file that replaces path atomically (core/atomic_file.h). */
 #include "core/formats/png_grid.h"
 
-#include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "core/atomic_file.h"
 
 #define GRID_PAD_VALUE 128
 /* PNG's dimension limit (2^31 - 1) */
@@ -80,30 +81,27 @@ static fg_status grid_place(const char *path, const fg_tensor *t, int64_t i, dou
   return FG_OK;
 }
 
-static fg_status grid_save(const char *path, const grid_geom *g, const uint8_t *canvas, fg_err *e) {
-  FILE *fp = fopen(path, "wb");
-  if (!fp) return fg_err_set(e, FG_E_IO, "%s: cannot write: %s", path, strerror(errno));
+typedef struct grid_file {
+  const char *path;
+  const grid_geom *g;
+  const uint8_t *canvas;
+} grid_file;
+
+static fg_status grid_write(FILE *fp, void *ctx, fg_err *e) {
+  const grid_file *f = ctx;
   png_image img;
   memset(&img, 0, sizeof img);
   img.version = PNG_IMAGE_VERSION;
-  img.width = (png_uint_32)g->width;
-  img.height = (png_uint_32)g->height;
-  img.format = g->c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-  int ok = png_image_write_to_stdio(&img, fp, 0, canvas, 0, NULL);
+  img.width = (png_uint_32)f->g->width;
+  img.height = (png_uint_32)f->g->height;
+  img.format = f->g->c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+  int ok = png_image_write_to_stdio(&img, fp, 0, f->canvas, 0, NULL);
   char msg[sizeof img.message];
   memcpy(msg, img.message, sizeof msg);
   png_image_free(&img);
-  int err = ok ? 0 : EIO;
-  if (fclose(fp) != 0 && ok) {
-    ok = 0;
-    err = errno;
-  }
-  if (!ok) {
-    unlink(path);
-    return fg_err_set(e, FG_E_IO, "%s: writing the PNG failed: %s", path,
-                      msg[0] ? msg : strerror(err));
-  }
-  return FG_OK;
+  if (ok || ferror(fp)) return FG_OK; /* a failed write is reported by fg_atomic_file_write */
+  return fg_err_set(e, FG_E_IO, "%s: writing the PNG failed: %s", f->path,
+                    msg[0] ? msg : "libpng gave no reason");
 }
 
 fg_status fg_png_grid_write(const char *path, const fg_tensor *images, int64_t cols, unsigned flags,
@@ -118,7 +116,7 @@ fg_status fg_png_grid_write(const char *path, const fg_tensor *images, int64_t c
   double scale = flags & FG_PNG_GRID_RANGE_255 ? 1.0 : 255.0;
   for (int64_t i = 0; i < g.n && st == FG_OK; i++)
     st = grid_place(path, images, i, scale, &g, canvas, e);
-  if (st == FG_OK) st = grid_save(path, &g, canvas, e);
+  if (st == FG_OK) st = fg_atomic_file_write(path, grid_write, &(grid_file){path, &g, canvas}, e);
   free(canvas);
   return st;
 }

@@ -14,7 +14,8 @@
  * rows x cols cells, where cols is given (0 picks ceil(sqrt(N))) and rows = ceil(N / cols).
  * Cells are separated and framed by 1-pixel lines of mid grey (128), which also fills cells
  * past the last image.  Values are scaled by 255 (unless FG_PNG_GRID_RANGE_255), clamped to
- * [0, 255] (so ±inf saturate) and rounded; a NaN is an error naming the image and pixel. */
+ * [0, 255] (so ±inf saturate) and rounded; a NaN is an error naming the image and pixel.
+ * The file replaces path atomically: on failure whatever was at path is untouched. */
 fg_status fg_png_grid_write(const char *path, const fg_tensor *images, int64_t cols, unsigned flags,
                             fg_err *e);
 

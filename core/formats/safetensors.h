@@ -7,10 +7,10 @@
  *
  * The writer lays files out as the reference implementation does (entries by descending dtype
  * size then name, header padded to a multiple of 8 so every tensor is aligned) and replaces the
- * destination atomically: it writes "<path>.tmp.<pid>", flushes and fsyncs it, renames it over
- * <path> and fsyncs the directory, so a crash or kill at any moment leaves either the previous
- * file or the new one, never a mix.  A killed writer may leave its .tmp file behind; it is
- * never read and may be deleted.
+ * destination atomically (core/atomic_file.h): it writes "<path>.tmp.<pid>", flushes and fsyncs
+ * it, renames it over <path> and fsyncs the directory, so a crash or kill at any moment leaves
+ * either the previous file or the new one, never a mix.  A killed writer may leave its .tmp
+ * file behind; it is never read and may be deleted.
  *
  * The reader validates the whole header when opening, as the reference does, and more strictly:
  *   - file of at least 8 bytes; N <= FG_SAFETENSORS_MAX_HEADER; 8 + N <= file length;
@@ -76,7 +76,10 @@ typedef struct fg_safetensors_info {
   uint64_t nbytes;     /* end - begin */
 } fg_safetensors_info;
 
+/* Opens and validates path into *out (close with fg_safetensors_close); on failure *out is
+ * NULL. */
 fg_status fg_safetensors_open(fg_safetensors **out, const char *path, fg_err *e);
+/* NULL is a no-op. */
 void fg_safetensors_close(fg_safetensors *f);
 
 /* Tensors in name order: count, i-th, and lookup by name (NULL when absent). */
@@ -84,11 +87,11 @@ size_t fg_safetensors_count(const fg_safetensors *f);
 const fg_safetensors_info *fg_safetensors_entry(const fg_safetensors *f, size_t i);
 const fg_safetensors_info *fg_safetensors_find(const fg_safetensors *f, const char *name);
 
-/* A new tensor with the named entry's data; the entry must be F32 or F64 (which it keeps) with
- * at most FG_MAX_DIMS dimensions. */
-fg_status fg_safetensors_get(const fg_safetensors *f, const char *name, fg_tensor **out, fg_err *e);
+/* A new tensor in *out with the named entry's data; the entry must be F32 or F64 (which it
+ * keeps) with at most FG_MAX_DIMS dimensions.  On failure *out is NULL. */
+fg_status fg_safetensors_get(fg_tensor **out, const fg_safetensors *f, const char *name, fg_err *e);
 /* Copies the named entry's nbytes into dst (cap bytes available), converted to host byte
- * order, for any dtype. */
+ * order, for any dtype.  On failure dst's content is unspecified. */
 fg_status fg_safetensors_read_raw(const fg_safetensors *f, const char *name, void *dst, size_t cap,
                                   fg_err *e);
 

@@ -18,9 +18,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/atomic_file.h"
 #include "core/ir/op.h"
-#include "core/tensor.h"
 #include "core/ir/op_attrs.h"
+#include "core/tensor.h"
+#include "core/vec.h"
 
 /* ---- file formats ---- */
 
@@ -31,7 +33,8 @@ fg_status fg_dot_format_of(const char *path, fg_dot_format *fmt, fg_err *e) {
   static const struct {
     const char *ext;
     fg_dot_format fmt;
-  } known[] = {{".dot", FG_DOT_DOT}, {".gv", FG_DOT_DOT}, {".svg", FG_DOT_SVG}, {".png", FG_DOT_PNG}};
+  } known[] = {{".dot", FG_DOT_DOT}, {".gv", FG_DOT_DOT}, {".svg", FG_DOT_SVG},
+               {".png", FG_DOT_PNG}};
   for (size_t i = 0; i < sizeof known / sizeof *known; i++)
     if (strcasecmp(ext, known[i].ext) == 0) {
       *fmt = known[i].fmt;
@@ -46,32 +49,26 @@ fg_status fg_dot_format_of(const char *path, fg_dot_format *fmt, fg_err *e) {
 
 typedef struct strbuf {
   char *s;
-  size_t cap, len;
+  int64_t cap;
+  size_t len;
   bool oom; /* an allocation failed: later appends are dropped, the caller reports it once */
 } strbuf;
 
+/* Room for `extra` more bytes and the terminating NUL. */
 static bool sb_reserve(strbuf *b, size_t extra) {
   if (b->oom) return false;
-  if (b->len + extra < b->cap) return true;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap <= b->len + extra) cap *= 2;
-  char *s = realloc(b->s, cap);
-  if (!s) {
-    b->oom = true;
-    return false;
-  }
-  b->s = s;
-  b->cap = cap;
-  return true;
+  if (!FG_VEC_RESERVE(b->s, b->cap, b->len + extra + 1)) b->oom = true;
+  return !b->oom;
 }
 
 __attribute__((format(printf, 2, 3))) static void sb_printf(strbuf *b, const char *fmt, ...) {
   va_list ap, again;
   va_start(ap, fmt);
   va_copy(again, ap);
-  int n = b->oom ? -1 : vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-  if (n >= 0 && (!b->s || (size_t)n >= b->cap - b->len) && sb_reserve(b, (size_t)n + 1))
-    n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, again);
+  size_t room = b->s ? (size_t)b->cap - b->len : 0;
+  int n = b->oom ? -1 : vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
+  if (n >= 0 && (size_t)n >= room && sb_reserve(b, (size_t)n))
+    n = vsnprintf(b->s + b->len, (size_t)b->cap - b->len, fmt, again);
   if (n >= 0 && !b->oom) b->len += (size_t)n;
   va_end(again);
   va_end(ap);
@@ -166,7 +163,7 @@ static void node_label(strbuf *b, const fg_graph *g, fg_node id, const fg_node_r
   size_t bytes;
   sb_printf(b, "<BR/><FONT POINT-SIZE=\"9\" COLOR=\"#333333\">%s %s",
             fg_dtype_name((fg_dtype)r->dtype), fg_shape_str(&r->shape, shape, sizeof shape));
-  if (fg_shape_bytes(&r->shape, (fg_dtype)r->dtype, &bytes) == FG_OK) {
+  if (fg_shape_bytes(&r->shape, (fg_dtype)r->dtype, &bytes, NULL) == FG_OK) {
     sb_printf(b, " &#183; ");
     sb_bytes(b, bytes);
   }
@@ -210,9 +207,11 @@ static void emit_header(strbuf *b, const dump *d) {
   sb_printf(b, ">, labelloc=\"t\", fontname=\"" FONT "\", fontsize=\"12\", nodesep=\"0.3\","
                " ranksep=\"0.35\", bgcolor=\"white\"];\n");
   sb_printf(b, "\tnode [shape=\"box\", style=\"rounded,filled\", fontname=\"" FONT "\","
-               " fontsize=\"11\", margin=\"0.12,0.05\", color=\"#444444\", fillcolor=\"#ffffff\"];\n");
-  sb_printf(b, "\tedge [color=\"#666666\", arrowsize=\"0.7\", fontname=\"" FONT "\", fontsize=\"9\","
-               " fontcolor=\"#1f4e9c\", labeldistance=\"1.6\", labelangle=\"-30\"];\n");
+               " fontsize=\"11\", margin=\"0.12,0.05\", color=\"#444444\","
+               " fillcolor=\"#ffffff\"];\n");
+  sb_printf(b, "\tedge [color=\"#666666\", arrowsize=\"0.7\", fontname=\"" FONT "\","
+               " fontsize=\"9\", fontcolor=\"#1f4e9c\", labeldistance=\"1.6\","
+               " labelangle=\"-30\"];\n");
 }
 
 static void emit_node(strbuf *b, const dump *d, fg_node id) {
@@ -252,8 +251,9 @@ static void emit_clusters(strbuf *b, const dump *d) {
   qsort(m, (size_t)count, sizeof *m, by_group_then_id);
   for (int32_t i = 0; i < count;) {
     int32_t k = m[i].group;
-    sb_printf(b, "\tsubgraph cluster_fused_%d {\n\t\tlabel=\"fused group %d\"; style=\"rounded,dashed\";"
-                 " color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR "\";\n\t\t",
+    sb_printf(b, "\tsubgraph cluster_fused_%d {\n\t\tlabel=\"fused group %d\";"
+                 " style=\"rounded,dashed\"; color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR
+                 "\";\n\t\t",
               (int)k, (int)k);
     for (; i < count && m[i].group == k; i++) sb_printf(b, "n%d; ", (int)m[i].id);
     sb_printf(b, "\n\t}\n");
@@ -303,7 +303,9 @@ static int keep_gv_message(char *msg) {
   return 0;
 }
 
-static const char *gv_said(void) { return gv_messages[0] ? gv_messages : "no message from Graphviz"; }
+static const char *gv_said(void) {
+  return gv_messages[0] ? gv_messages : "no message from Graphviz";
+}
 
 static fg_status layout_and_render(GVC_t *gvc, Agraph_t *gr, fg_dot_format fmt, FILE *f,
                                    const char *path, fg_err *e) {
@@ -357,38 +359,17 @@ static fg_status render(const char *text, fg_dot_format fmt, FILE *f, const char
 
 /* ---- writing the file ---- */
 
-static fg_status write_to(FILE *f, const strbuf *text, fg_dot_format fmt, const char *path,
-                          fg_err *e) {
-  if (fmt != FG_DOT_DOT) return render(text->s, fmt, f, path, e);
-  if (fwrite(text->s, 1, text->len, f) != text->len)
-    return fg_err_set(e, FG_E_IO, "graph dump %s: write failed: %s", path, strerror(errno));
-  return FG_OK;
-}
+typedef struct dump_file {
+  const strbuf *text;
+  fg_dot_format fmt;
+  const char *path;
+} dump_file;
 
-/* Writes to "<path>.tmp" and renames it over path, so readers never see a partial dump. */
-static fg_status write_file(const strbuf *text, fg_dot_format fmt, const char *path, fg_err *e) {
-  size_t len = strlen(path);
-  char *tmp = malloc(len + 5);
-  if (!tmp) return fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory", path);
-  memcpy(tmp, path, len);
-  memcpy(tmp + len, ".tmp", 5);
-  fg_status s = FG_OK;
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    s = fg_err_set(e, FG_E_IO, "graph dump %s: cannot create %s: %s", path, tmp, strerror(errno));
-  } else {
-    s = write_to(f, text, fmt, path, e);
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0) failed = true;
-    if (s == FG_OK && failed)
-      s = fg_err_set(e, FG_E_IO, "graph dump %s: write failed: %s", path, strerror(errno));
-    if (s == FG_OK && rename(tmp, path) != 0)
-      s = fg_err_set(e, FG_E_IO, "graph dump %s: cannot rename %s into place: %s", path, tmp,
-                     strerror(errno));
-    if (s != FG_OK) remove(tmp);
-  }
-  free(tmp);
-  return s;
+static fg_status write_dump(FILE *f, void *ctx, fg_err *e) {
+  const dump_file *d = ctx;
+  if (d->fmt != FG_DOT_DOT) return render(d->text->s, d->fmt, f, d->path, e);
+  fwrite(d->text->s, 1, d->text->len, f); /* a failure is reported by fg_atomic_file_write */
+  return FG_OK;
 }
 
 static fg_status check_args(const fg_graph *g, const fg_dot_opts *o, fg_dot_format fmt,
@@ -423,7 +404,7 @@ fg_status fg_dot_write(const fg_graph *g, const fg_dot_opts *opts, fg_dot_format
   if (!d.is_output || text.oom)
     s = fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory writing the DOT text", path);
   else
-    s = write_file(&text, fmt, path, e);
+    s = fg_atomic_file_write(path, write_dump, &(dump_file){&text, fmt, path}, e);
   free(text.s);
   free(d.is_output);
   if (s == FG_OK) fg_err_clear(e);

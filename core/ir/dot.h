@@ -45,10 +45,10 @@ typedef struct fg_dot_opts {
 fg_status fg_dot_format_of(const char *path, fg_dot_format *fmt, fg_err *e);
 
 /* Writes g to path (DOT text, or rendered SVG/PNG).  opts may be NULL (no title, groups,
- * outputs or skips).  The file is written to "<path>.tmp" and renamed into place, so a failed
- * dump never leaves a half-written file at path.  Errors (unwritable path, an output id outside
- * the graph, Graphviz failure) come back as a status + message naming the path; nothing is
- * printed. */
+ * outputs or skips).  The file replaces path atomically (core/atomic_file.h), so a failed dump
+ * leaves whatever was at path untouched and never a half-written file.  Errors (unwritable
+ * path, an output id outside the graph, Graphviz failure) come back as a status + message
+ * naming the path; nothing is printed. */
 fg_status fg_dot_write(const fg_graph *g, const fg_dot_opts *opts, fg_dot_format fmt,
                        const char *path, fg_err *e);
 

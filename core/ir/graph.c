@@ -8,10 +8,12 @@
 #include "core/arena.h"
 #include "core/ir/op.h"
 #include "core/ir/op_attrs.h"
+#include "core/vec.h"
 
 struct fg_graph {
   fg_node_rec *nodes;
-  int32_t n_nodes, cap_nodes;
+  int32_t n_nodes;
+  int64_t cap_nodes;
   fg_node *edges; /* inputs of all nodes, each node's a contiguous run */
   int64_t n_edges, cap_edges;
   fg_arena arena;
@@ -116,17 +118,6 @@ void fg_graph_mark(fg_graph *g, fg_node first, uint8_t flags) {
   for (int32_t i = first < 0 ? 0 : first; i < g->n_nodes; i++) g->nodes[i].flags |= flags;
 }
 
-static bool grow(void **arr, int64_t *cap, int64_t need, size_t elem) {
-  if (need <= *cap) return true;
-  int64_t n = *cap ? *cap : 64;
-  while (n < need) n *= 2;
-  void *p = realloc(*arr, (size_t)n * elem);
-  if (!p) return false;
-  *arr = p;
-  *cap = n;
-  return true;
-}
-
 /* "op 'add' on inputs float32 [2, 3] and float32 [4]: " */
 static void describe_inputs(const fg_graph *g, const fg_op_def *def, int n_in,
                             const fg_node *inputs, char *buf, size_t cap) {
@@ -153,20 +144,10 @@ static fg_node check_inputs(fg_graph *g, const fg_op_def *def, int n_in, const f
   return 0;
 }
 
-static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_node *in,
-                         const void *attr, fg_infer_args *a) {
-  fg_shape shapes_small[8];
-  fg_dtype dtypes_small[8];
-  fg_shape *shapes = n_in <= 8 ? shapes_small : malloc(sizeof *shapes * (size_t)n_in);
-  fg_dtype *dtypes = n_in <= 8 ? dtypes_small : malloc(sizeof *dtypes * (size_t)n_in);
-  if (!shapes || !dtypes) {
-    if (n_in > 8) free(shapes), free(dtypes);
-    return fg_graph_fail(g, FG_E_NOMEM, "out of memory building op '%s'", def->name);
-  }
-  for (int i = 0; i < n_in; i++) {
-    shapes[i] = g->nodes[in[i]].shape;
-    dtypes[i] = (fg_dtype)g->nodes[in[i]].dtype;
-  }
+/* The shape rule's arguments: the inputs' shapes and dtypes, the output pre-set to input 0's
+ * (a 0-d F32 with no inputs). */
+static void infer_args(fg_infer_args *a, int n_in, const fg_shape *shapes, const fg_dtype *dtypes,
+                       const void *attr) {
   memset(a, 0, sizeof *a);
   a->n_in = n_in;
   a->in_shape = shapes;
@@ -174,13 +155,36 @@ static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_n
   a->attr = attr;
   a->out_shape = n_in ? shapes[0] : fg_shape0();
   a->out_dtype = n_in ? dtypes[0] : FG_F32;
+}
+
+static fg_node run_infer(fg_graph *g, const fg_op_def *def, int n_in, const fg_node *in,
+                         const void *attr, fg_infer_args *a) {
+  fg_shape shapes_small[8];
+  fg_dtype dtypes_small[8];
+  fg_shape *shapes = n_in <= 8 ? shapes_small : malloc(sizeof *shapes * (size_t)n_in);
+  fg_dtype *dtypes = n_in <= 8 ? dtypes_small : malloc(sizeof *dtypes * (size_t)n_in);
+  if (!shapes || !dtypes) {
+    if (n_in > 8) {
+      free(shapes);
+      free(dtypes);
+    }
+    return fg_graph_fail(g, FG_E_NOMEM, "out of memory building op '%s'", def->name);
+  }
+  for (int i = 0; i < n_in; i++) {
+    shapes[i] = g->nodes[in[i]].shape;
+    dtypes[i] = (fg_dtype)g->nodes[in[i]].dtype;
+  }
+  infer_args(a, n_in, shapes, dtypes, attr);
   fg_status st = def->infer ? def->infer(a) : FG_OK;
   int64_t numel;
-  if (st == FG_OK && fg_shape_numel(&a->out_shape, &numel) != FG_OK) {
+  if (st == FG_OK && fg_shape_numel(&a->out_shape, &numel, NULL) != FG_OK) {
     st = FG_E_OVERFLOW;
     snprintf(a->why, sizeof a->why, "the output's element count overflows int64");
   }
-  if (n_in > 8) free(shapes), free(dtypes);
+  if (n_in > 8) {
+    free(shapes);
+    free(dtypes);
+  }
   if (st == FG_OK) return 0;
   char who[768];
   describe_inputs(g, def, n_in, in, who, sizeof who);
@@ -198,15 +202,14 @@ fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs,
   if (run_infer(g, def, n_in, inputs, attr, &a) != 0) return FG_POISON;
   if (g->n_nodes == INT32_MAX)
     return fg_graph_fail(g, FG_E_OVERFLOW, "a graph holds at most %d nodes", INT32_MAX);
-  int64_t cap_nodes = g->cap_nodes;
-  if (!grow((void **)&g->nodes, &cap_nodes, g->n_nodes + 1, sizeof *g->nodes) ||
-      !grow((void **)&g->edges, &g->cap_edges, g->n_edges + n_in, sizeof *g->edges))
+  if (!FG_VEC_RESERVE(g->nodes, g->cap_nodes, g->n_nodes + 1) ||
+      !FG_VEC_RESERVE(g->edges, g->cap_edges, g->n_edges + n_in))
     return fg_graph_fail(g, FG_E_NOMEM, "out of memory adding op '%s'", def->name);
-  g->cap_nodes = (int32_t)(cap_nodes > INT32_MAX ? INT32_MAX : cap_nodes);
   const void *attr_copy = NULL;
   if (def->attr_size) {
     attr_copy = fg_arena_dup(&g->arena, attr, def->attr_size);
-    if (!attr_copy) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for '%s' attributes", def->name);
+    if (!attr_copy)
+      return fg_graph_fail(g, FG_E_NOMEM, "out of memory for '%s' attributes", def->name);
   }
   fg_node id = g->n_nodes++;
   fg_node_rec *r = &g->nodes[id];
@@ -261,13 +264,7 @@ fg_node fg_constant(fg_graph *g, const fg_tensor *value) {
   fg_tensor *copy;
   if (fg_tensor_copy(&copy, value, value->dtype, &e) != FG_OK)
     return fg_graph_fail(g, e.status, "constant: %s", e.msg);
-  fg_node n = add_source(g, FG_OP_CONST, value->dtype, value->shape, 0, 0, 0);
-  if (n < 0) {
-    fg_tensor_free(copy);
-    return n;
-  }
-  g->nodes[n].value = copy;
-  return n;
+  return fg_constant_take(g, copy);
 }
 
 fg_node fg_constant_take(fg_graph *g, fg_tensor *value) {
@@ -293,12 +290,14 @@ fg_node fg_fill(fg_graph *g, double v, fg_dtype t, fg_shape shape) {
 }
 
 fg_node fg_zeros_like(fg_graph *g, fg_node x) {
-  if (!fg_node_valid(g, x)) return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "zeros_like of a non-node");
+  if (!fg_node_valid(g, x))
+    return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "zeros_like of a non-node");
   return fg_fill(g, 0.0, fg_node_dtype(g, x), fg_node_shape(g, x));
 }
 
 fg_node fg_ones_like(fg_graph *g, fg_node x) {
-  if (!fg_node_valid(g, x)) return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "ones_like of a non-node");
+  if (!fg_node_valid(g, x))
+    return x == FG_POISON ? x : fg_graph_fail(g, FG_E_MISUSE, "ones_like of a non-node");
   return fg_fill(g, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
 }
 
@@ -323,7 +322,8 @@ fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const 
   else if (r->op == FG_OP_CONST) {
     fg_tensor *shared;
     fg_err e;
-    if (fg_tensor_view(&shared, r->value, &e) != FG_OK) return fg_graph_fail(dst, e.status, "%s", e.msg);
+    if (fg_tensor_view(&shared, r->value, &e) != FG_OK)
+      return fg_graph_fail(dst, e.status, "%s", e.msg);
     out = fg_constant_take(dst, shared);
   } else
     out = fg_graph_add_node(dst, r->op, r->n_in, inputs, r->attr);
@@ -333,29 +333,31 @@ fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const 
   return out;
 }
 
+enum { VERIFY_MAX_INPUTS = 16 };
+
 static fg_status verify_node(const fg_graph *g, fg_node n, fg_err *e) {
   const fg_node_rec *r = &g->nodes[n];
   const fg_op_def *def = fg_op_get(r->op);
   if (!def) return fg_err_set(e, FG_E_INTERNAL, "node %d has unknown op %d", n, r->op);
-  fg_shape shapes[16];
-  fg_dtype dtypes[16];
-  if (r->n_in > 16) return FG_OK; /* wide concat: inputs checked below, rule skipped */
   for (int k = 0; k < r->n_in; k++) {
     fg_node in = g->edges[r->in_off + k];
     if (in < 0 || in >= n)
       return fg_err_set(e, FG_E_INTERNAL, "node %d ('%s') input %d is %d: not an earlier node", n,
                         def->name, k, in);
-    shapes[k] = g->nodes[in].shape;
-    dtypes[k] = (fg_dtype)g->nodes[in].dtype;
   }
   if (r->op == FG_OP_CONST && !r->value)
     return fg_err_set(e, FG_E_INTERNAL, "constant node %d has no data", n);
+  if (r->n_in > VERIFY_MAX_INPUTS) return FG_OK; /* a wide concat: its shape rule is not re-run */
+  fg_shape shapes[VERIFY_MAX_INPUTS];
+  fg_dtype dtypes[VERIFY_MAX_INPUTS];
+  for (int k = 0; k < r->n_in; k++) {
+    shapes[k] = g->nodes[g->edges[r->in_off + k]].shape;
+    dtypes[k] = (fg_dtype)g->nodes[g->edges[r->in_off + k]].dtype;
+  }
   fg_infer_args a;
-  memset(&a, 0, sizeof a);
-  a.n_in = r->n_in, a.in_shape = shapes, a.in_dtype = dtypes, a.attr = r->attr;
-  a.out_shape = r->n_in ? shapes[0] : fg_shape0();
-  a.out_dtype = r->n_in ? dtypes[0] : FG_F32;
-  if (def->infer(&a) != FG_OK || !fg_shape_equal(&a.out_shape, &r->shape) || a.out_dtype != r->dtype)
+  infer_args(&a, r->n_in, shapes, dtypes, r->attr);
+  fg_status st = def->infer ? def->infer(&a) : FG_OK;
+  if (st != FG_OK || !fg_shape_equal(&a.out_shape, &r->shape) || a.out_dtype != r->dtype)
     return fg_err_set(e, FG_E_INTERNAL, "node %d ('%s'): its shape rule no longer gives its "
                       "recorded shape and dtype", n, def->name);
   return FG_OK;

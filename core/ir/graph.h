@@ -39,7 +39,7 @@ typedef struct fg_node_rec {
   fg_shape shape;
 } fg_node_rec;
 
-/* A new, empty graph in *out (NULL when out of memory). */
+/* A new, empty graph in *out; on failure (out of memory) *out is NULL. */
 fg_status fg_graph_new(fg_graph **out, fg_err *e);
 void fg_graph_free(fg_graph *g);
 
@@ -52,7 +52,7 @@ int32_t fg_graph_node_count(const fg_graph *g);
  * optimiser updates (their values live outside the graph, shared between graphs). */
 fg_node fg_input(fg_graph *g, const char *name, fg_dtype t, fg_shape shape);
 fg_node fg_param(fg_graph *g, const char *name, fg_dtype t, fg_shape shape);
-/* A constant holding a copy of `value`'s elements (any layout). */
+/* A constant holding a copy of `value`'s elements (any layout); value stays the caller's. */
 fg_node fg_constant(fg_graph *g, const fg_tensor *value);
 /* A 0-d constant; broadcasting makes it combine with any shape. */
 fg_node fg_scalar(fg_graph *g, double v, fg_dtype t);
@@ -77,7 +77,7 @@ int fg_node_num_inputs(const fg_graph *g, fg_node n);
 fg_node fg_node_input(const fg_graph *g, fg_node n, int i);
 const void *fg_node_attr(const fg_graph *g, fg_node n);
 const char *fg_node_name(const fg_graph *g, fg_node n); /* NULL when unnamed */
-/* Names a node (copied); returns n, or FG_POISON on error. */
+/* Names a node (the name is copied); returns n, or FG_POISON on error. */
 fg_node fg_node_set_name(fg_graph *g, fg_node n, const char *name);
 /* Finds the input or parameter called `name`; FG_NONE when there is none. */
 fg_node fg_graph_find(const fg_graph *g, const char *name);
@@ -98,7 +98,8 @@ fg_status fg_graph_fail_status(fg_graph *g, fg_status s, const char *fmt, ...)
  * constant data shared, not copied) with the given inputs (ids in dst), re-running the shape
  * rule, so a rewrite that breaks shapes is caught where it happens. */
 fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const fg_node *inputs);
-/* A constant node that takes over one reference to `value` (no copy). */
+/* A constant node that takes over one reference to `value` (no copy), also when it fails: the
+ * reference is then released. */
 fg_node fg_constant_take(fg_graph *g, fg_tensor *value);
 /* Checks the graph's invariants — inputs precede their node, every shape rule still gives the
  * recorded shape and dtype, leaves have what they need — and returns FG_E_INTERNAL with a

@@ -1,6 +1,6 @@
 /* The op descriptor: everything about an op lives in one fg_op_def, defined once in its family
- * file under ops/ and listed once in core/ir/ops.def.  Adding an op = one descriptor + its builder +
- * one line in ops.def + its test cases (tests/op_cases_*.c). */
+ * file under ops/ and listed once in core/ir/ops.def.  Adding an op = one descriptor + its
+ * builder + one line in ops.def + its test cases (tests/op_cases_*.c). */
 #ifndef FG_OP_H
 #define FG_OP_H
 

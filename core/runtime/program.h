@@ -43,8 +43,9 @@ typedef struct fg_program_stats {
   double compile_ms;
 } fg_program_stats;
 
-/* Plans a program computing outs[0..n_out).  Fails when the graph is in error or an output is
- * not a node of it. */
+/* Plans a program computing outs[0..n_out) into *out.  Fails when the graph is in error or an
+ * output is not a node of it; *out is then NULL.  The graph is only read (it must outlive the
+ * program); opts->pool, if given, is borrowed. */
 fg_status fg_program_new(fg_program **out, fg_graph *g, int n_out, const fg_node *outs,
                          fg_err *e);
 fg_status fg_program_new_opts(fg_program **out, fg_graph *g, int n_out, const fg_node *outs,
@@ -58,10 +59,12 @@ void fg_program_free(fg_program *p);
 
 /* Binds the input or parameter `name` to t (dtype and shape must match the node's).  The
  * program keeps a reference to t's buffer; t itself may be freed.  A name the source graph
- * has but the outputs do not need is accepted and ignored. */
+ * has but the outputs do not need is accepted and ignored.  On failure the previous binding,
+ * if any, stays. */
 fg_status fg_program_bind(fg_program *p, const char *name, const fg_tensor *t, fg_err *e);
 /* Runs every planned node.  Fails on an unbound input or a kernel error such as an exactly
- * singular matrix, naming the node and op in e.  Allocates only on the first run. */
+ * singular matrix, naming the node and op in e; the outputs then hold no meaningful values.
+ * Allocates only on the first run. */
 fg_status fg_program_run(fg_program *p, fg_err *e);
 /* Output i of the last run: borrowed, valid until the next run or free. */
 const fg_tensor *fg_program_output(const fg_program *p, int i);

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/ir/op.h"
+
 /* Threads spin on and write these words: keep each on its own cache line. */
 #define CACHE_LINE 64
 
@@ -315,7 +317,5 @@ void fg_pool_range(int64_t n, int part, int n_parts, int64_t *begin, int64_t *en
     *begin = *end = 0;
     return;
   }
-  int64_t q = n / n_parts, r = n % n_parts;
-  *begin = (int64_t)part * q + (part < r ? part : r);
-  *end = *begin + q + (part < r ? 1 : 0);
+  fg_split_range(n, part, n_parts, begin, end); /* the split kernels make of their output */
 }

@@ -28,10 +28,11 @@
 
 typedef struct fg_pool fg_pool;
 
-/* n_threads <= 0: the number of online cores (sysconf(_SC_NPROCESSORS_ONLN)); 1: no worker
- * threads at all (everything runs on the caller).  Threads = workers + the calling thread.
- * Fails with FG_E_MISUSE above FG_POOL_MAX_THREADS, and with FG_E_NOMEM when a worker thread
- * cannot be started (the threads already started are joined; nothing leaks). */
+/* A new pool in *out.  n_threads <= 0: the number of online cores
+ * (sysconf(_SC_NPROCESSORS_ONLN)); 1: no worker threads at all (everything runs on the caller).
+ * Threads = workers + the calling thread.  Fails with FG_E_MISUSE above FG_POOL_MAX_THREADS,
+ * and with FG_E_NOMEM when a worker thread cannot be started (the threads already started are
+ * joined; nothing leaks); *out is then NULL. */
 fg_status fg_pool_new(fg_pool **out, int n_threads, fg_err *e);
 /* Joins the workers; NULL is a no-op. */
 void fg_pool_free(fg_pool *p);

@@ -120,7 +120,7 @@ static fg_status load_into(fg_safetensors *f, const char *kind, const char *slot
   char name[NAME_CAP];
   entry_name(name, kind, slot, param);
   fg_tensor *v = NULL;
-  fg_status st = fg_safetensors_get(f, name, &v, e);
+  fg_status st = fg_safetensors_get(&v, f, name, e);
   if (st == FG_OK && (v->dtype != dst->dtype || !fg_shape_equal(&v->shape, &dst->shape))) {
     char a[128], b[128];
     st = fg_err_set(e, FG_E_FORMAT, "%s: entry '%s' is %s %s; this model has %s %s", path, name,

@@ -1,0 +1,62 @@
+/* The rewriting machinery every graph pass is built on (see core/compiler/pass.h): a rewrite
+ * rebuilds the program's graph node by node, in id order, keeping what the outputs need
+ * (fg_pass_live_nodes, core/compiler/pass_dce.c) and asking the pass what stands for each live
+ * node in the new graph. */
+#include <stdlib.h>
+
+#include "core/compiler/pass.h"
+
+enum { SMALL_FAN_IN = 16 };
+
+static fg_status emit_live(fg_pass_ctx *c, fg_graph *dst, const uint8_t *live, fg_node *map,
+                           fg_emit_fn emit, void *state) {
+  const fg_graph *src = c->g;
+  fg_node small[SMALL_FAN_IN];
+  for (fg_node n = 0; n < fg_graph_node_count(src); n++) {
+    map[n] = FG_NONE;
+    if (!live[n]) continue;
+    int n_in = fg_node_num_inputs(src, n);
+    fg_node *in = n_in <= SMALL_FAN_IN ? small : malloc(sizeof *in * (size_t)n_in);
+    if (!in) return fg_err_set(c->e, FG_E_NOMEM, "rewrite: out of memory");
+    for (int k = 0; k < n_in; k++) in[k] = map[fg_node_input(src, n, k)];
+    map[n] = emit ? emit(c, dst, src, n, in, state) : fg_graph_copy_node(dst, src, n, in);
+    if (in != small) free(in);
+    if (map[n] < 0 || fg_graph_status(dst) != FG_OK)
+      return fg_err_set(c->e, fg_graph_status(dst) ? fg_graph_status(dst) : FG_E_INTERNAL,
+                        "rewrite of node %d failed: %s", n, fg_graph_errmsg(dst));
+  }
+  return FG_OK;
+}
+
+fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
+  int32_t n = fg_graph_node_count(c->g);
+  fg_graph *dst = NULL;
+  uint8_t *live = NULL;
+  fg_node *map = malloc(sizeof *map * ((size_t)n + 1));
+  fg_status st = map ? fg_graph_new(&dst, c->e)
+                     : fg_err_set(c->e, FG_E_NOMEM, "rewrite: out of memory");
+  if (st == FG_OK) st = fg_pass_live_nodes(&live, c);
+  if (st == FG_OK) st = emit_live(c, dst, live, map, emit, state);
+  if (st == FG_OK) {
+    for (int j = 0; j < c->n_out; j++) c->outs[j] = map[c->outs[j]];
+    if (!c->borrowed) fg_graph_free(c->g);
+    c->borrowed = false;
+    c->g = dst;
+    dst = NULL;
+  }
+  fg_graph_free(dst);
+  free(live);
+  free(map);
+  return st;
+}
+
+fg_status fg_pass_reader_counts(int32_t **out, const fg_graph *g, int n_out, const fg_node *outs,
+                                fg_err *e) {
+  int32_t n = fg_graph_node_count(g);
+  int32_t *uses = *out = calloc((size_t)n + 1, sizeof *uses);
+  if (!uses) return fg_err_set(e, FG_E_NOMEM, "reader counts: out of memory");
+  for (fg_node i = 0; i < n; i++)
+    for (int k = 0; k < fg_node_num_inputs(g, i); k++) uses[fg_node_input(g, i, k)]++;
+  for (int j = 0; j < n_out; j++) uses[outs[j]] += 1 << 20; /* an output is never internal */
+  return FG_OK;
+}

@@ -1,0 +1,204 @@
+/* Running a program: a run walks the planned steps; each step's kernel is split into parts
+ * that the thread pool spreads over the cores, and a fused group runs its members' kernels
+ * tile by tile.  The partition never depends on the thread count (fg_pool_parts_fixed), and
+ * each part writes its own outputs, so results are bit-identical for any number of threads. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/runtime/program_internal.h"
+
+enum {
+  MIN_ELEMENTWISE_PART = 32768, /* elements touched: below this a part costs more than it saves */
+  MIN_HEAVY_PART = 8192,        /* matmul, conv, reductions: more work per element touched */
+};
+
+static fg_status check_bound(fg_program *p, fg_err *e) {
+  for (int32_t i = 0; i < p->n_leaves; i++) {
+    fg_node n = p->leaves[i];
+    if (!p->value[n])
+      return fg_err_set(e, FG_E_MISUSE, "run: %s '%s' is not bound (fg_program_bind)",
+                        fg_node_op(p->g, n) == FG_OP_INPUT ? "input" : "parameter",
+                        fg_node_name(p->g, n));
+  }
+  return FG_OK;
+}
+
+enum { MAX_STEP_INPUTS = 64, MAX_PARTS = FG_POOL_MAX_FIXED_PARTS };
+
+typedef struct step_job {
+  fg_program *p;
+  fg_node node;
+  const fg_node_rec *r;
+  fg_kernel_fn kernel;
+  const void *in[MAX_STEP_INPUTS];
+  fg_shape shape[MAX_STEP_INPUTS];
+  fg_dtype dtype[MAX_STEP_INPUTS];
+  fg_status status[MAX_PARTS];
+  fg_err err[MAX_PARTS];
+} step_job;
+
+static void node_part(void *ctx, int part, int n_parts) {
+  step_job *j = ctx;
+  fg_kargs k = {.attr = j->r->attr, .n_in = j->r->n_in, .in = j->in, .in_shape = j->shape,
+                .in_dtype = j->dtype, .out = fg_tensor_data(j->p->value[j->node]),
+                .out_shape = j->r->shape, .ith = part, .nth = n_parts,
+                .rng_offset = j->p->rng_offset, .value = j->r->value, .err = &j->err[part]};
+  j->status[part] = j->kernel(&k);
+}
+
+static fg_kernel_fn kernel_of(const fg_node_rec *r) {
+  const fg_op_def *def = fg_op_get(r->op);
+  return r->dtype == FG_F64 ? def->kernel_f64 : def->kernel_f32;
+}
+
+static fg_status step_status(fg_program *p, step_job *j, int n_parts, fg_err *e) {
+  for (int i = 0; i < n_parts; i++) /* the first failing part, in part order */
+    if (j->status[i] != FG_OK) {
+      const fg_node_rec *r = fg_graph_node(p->g, j->node);
+      return fg_err_set(e, j->status[i], "run: node %d (op '%s'%s%s): %s", j->node,
+                          fg_op_get(r->op)->name, r->name ? ", named " : "", r->name ? r->name : "",
+                          j->err[i].msg[0] ? j->err[i].msg : fg_status_str(j->status[i]));
+    }
+  return FG_OK;
+}
+
+/* Kernels split their output among parts, so there are at most as many parts as outputs; the
+ * work of a part is measured in elements touched (its outputs and its share of the inputs),
+ * so a reduction to a few outputs of a large input is still split. */
+static int parts_for(const step_job *j) {
+  int64_t outputs = fg_shape_count(&j->r->shape), touched = outputs;
+  for (int k = 0; k < j->r->n_in; k++) touched += fg_shape_count(&j->shape[k]);
+  bool light = fg_op_get(j->r->op)->flags & FG_OPF_ELEMENTWISE;
+  int parts = fg_pool_parts_fixed(touched, light ? MIN_ELEMENTWISE_PART : MIN_HEAVY_PART);
+  return outputs < parts ? (int)(outputs > 0 ? outputs : 1) : parts;
+}
+
+static fg_status run_node(fg_program *p, fg_node n, step_job *j, fg_err *e) {
+  j->r = fg_graph_node(p->g, n);
+  j->node = n;
+  j->kernel = kernel_of(j->r);
+  if (!j->kernel)
+    return fg_err_set(e, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(j->r->op)->name);
+  if (j->r->n_in > MAX_STEP_INPUTS)
+    return fg_err_set(e, FG_E_INTERNAL, "run: node %d has more than %d inputs", n, MAX_STEP_INPUTS);
+  for (int k = 0; k < j->r->n_in; k++) {
+    const fg_tensor *v = p->value[fg_node_input(p->g, n, k)];
+    j->in[k] = fg_tensor_data(v), j->shape[k] = v->shape, j->dtype[k] = v->dtype;
+  }
+  int n_parts = parts_for(j);
+  for (int i = 0; i < n_parts; i++) j->status[i] = FG_OK, j->err[i].msg[0] = '\0';
+  fg_pool_run(p->pool, node_part, j, n_parts);
+  return step_status(p, j, n_parts, e);
+}
+
+/* ---- fused groups: each part runs the members over its tiles ---- */
+
+typedef struct group_job {
+  fg_program *p;
+  int32_t group;
+  int64_t count;  /* elements of the root's output */
+  int n_parts;
+  fg_status status[FUSE_MAX_PARTS];
+  fg_err err[FUSE_MAX_PARTS];
+} group_job;
+
+static const void *tile_input(const group_job *j, const fg_node *members, int32_t nm, fg_node in,
+                              double *tiles, int64_t t0, fg_shape *shape, int64_t len) {
+  for (int32_t m = 0; m < nm; m++)
+    if (members[m] == in) {
+      *shape = fg_shape1(len);
+      return tiles + (size_t)m * FUSE_TILE;
+    }
+  const fg_tensor *v = j->p->value[in];
+  if (fg_tensor_numel(v) == 1) {
+    *shape = fg_shape0();
+    return fg_tensor_data(v);
+  }
+  *shape = fg_shape1(len);
+  return (const char *)fg_tensor_data(v) + (size_t)t0 * fg_dtype_size(v->dtype);
+}
+
+static fg_status run_member(const group_job *j, const fg_node *members, int32_t nm, int32_t m,
+                            double *tiles, int64_t t0, int64_t len, fg_err *err) {
+  fg_program *p = j->p;
+  const fg_node_rec *r = fg_graph_node(p->g, members[m]);
+  const void *in[8];
+  fg_shape shape[8];
+  fg_dtype dtype[8];
+  for (int k = 0; k < r->n_in; k++) {
+    fg_node x = fg_node_input(p->g, members[m], k);
+    in[k] = tile_input(j, members, nm, x, tiles, t0, &shape[k], len);
+    dtype[k] = fg_node_dtype(p->g, x);
+  }
+  bool root = m == nm - 1;
+  void *out = root ? (char *)fg_tensor_data(p->value[members[m]]) +
+                         (size_t)t0 * fg_dtype_size(r->dtype)
+                   : (void *)(tiles + (size_t)m * FUSE_TILE);
+  fg_kargs k = {.attr = r->attr, .n_in = r->n_in, .in = in, .in_shape = shape, .in_dtype = dtype,
+                .out = out, .out_shape = fg_shape1(len), .ith = 0, .nth = 1,
+                .rng_offset = p->rng_offset, .err = err};
+  return kernel_of(r)(&k);
+}
+
+static void group_part(void *ctx, int part, int n_parts) {
+  group_job *j = ctx;
+  fg_program *p = j->p;
+  const fg_node *members = p->fusion.members + (size_t)j->group * FG_FUSE_MAX_MEMBERS;
+  int32_t nm = p->fusion.n_members[j->group];
+  double *tiles = (double *)((char *)p->scratch + (size_t)part * p->scratch_part_bytes);
+  int64_t n_tiles = (j->count + FUSE_TILE - 1) / FUSE_TILE, b, e;
+  fg_pool_range(n_tiles, part, n_parts, &b, &e);
+  j->status[part] = FG_OK;
+  for (int64_t t = b; t < e && j->status[part] == FG_OK; t++) {
+    int64_t t0 = t * FUSE_TILE, len = j->count - t0 < FUSE_TILE ? j->count - t0 : FUSE_TILE;
+    for (int32_t m = 0; m < nm && j->status[part] == FG_OK; m++)
+      j->status[part] = run_member(j, members, nm, m, tiles, t0, len, &j->err[part]);
+  }
+}
+
+static fg_status run_group(fg_program *p, fg_node root, fg_err *e) {
+  group_job j = {.p = p, .group = p->fusion.group_of[root]};
+  fg_shape s = fg_node_shape(p->g, root);
+  j.count = fg_shape_count(&s);
+  int64_t n_tiles = (j.count + FUSE_TILE - 1) / FUSE_TILE;
+  int parts = fg_pool_parts_fixed(j.count, MIN_ELEMENTWISE_PART);
+  if (parts > FUSE_MAX_PARTS) parts = FUSE_MAX_PARTS;
+  if (parts > n_tiles) parts = (int)n_tiles;
+  if (parts < 1) parts = 1;
+  j.n_parts = parts;
+  for (int i = 0; i < parts; i++) j.err[i].msg[0] = '\0';
+  fg_pool_run(p->pool, group_part, &j, parts);
+  for (int i = 0; i < parts; i++)
+    if (j.status[i] != FG_OK)
+      return fg_err_set(e, j.status[i], "run: fused group ending at node %d: %s", root,
+                          j.err[i].msg[0] ? j.err[i].msg : fg_status_str(j.status[i]));
+  return FG_OK;
+}
+
+/* Debug mode: NaN (all-ones bytes) over every range whose last reader just ran, so a plan that
+ * hands out a range still in use shows up as NaN in the results. */
+static void poison_dead(fg_program *p, int32_t s) {
+  for (int32_t i = p->poison_off[s]; i < p->poison_off[s + 1]; i++) {
+    fg_tensor *v = p->value[p->poison_ids[i]];
+    memset(fg_tensor_data(v), 0xff, (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype));
+  }
+}
+
+fg_status fg_program_run(fg_program *p, fg_err *e) {
+  if (!p) return fg_err_set(e, FG_E_MISUSE, "run: no program");
+  fg_status st = check_bound(p, e);
+  step_job *job = st == FG_OK ? malloc(sizeof *job) : NULL;
+  if (st == FG_OK && !job) st = fg_err_set(e, FG_E_NOMEM, "run: out of memory");
+  if (job) job->p = p;
+  for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
+    fg_node n = p->steps[s].node;
+    bool fused = p->fusion.group_of[n] >= 0;
+    double t0 = p->profile ? fg__program_now_ms() : 0;
+    st = fused ? run_group(p, n, e) : run_node(p, n, job, e);
+    if (p->profile) fg__program_profile_step(p, s, fg__program_now_ms() - t0);
+    if (p->poison) poison_dead(p, s);
+  }
+  p->prof_runs++;
+  free(job);
+  return st;
+}

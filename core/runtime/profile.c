@@ -1,0 +1,103 @@
+/* Profiling a program (fg_program_opts.profile or FG_PROFILE): the time of every step, summed
+ * by op family and by step, and the two tables fg_program_profile prints from them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/runtime/program_internal.h"
+
+double fg__program_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+int fg__program_profile_rows(void) {
+  const char *v = getenv("FG_PROFILE");
+  long n = v ? strtol(v, NULL, 10) : 0;
+  return n > 1 && n < 100000 ? (int)n : 15;
+}
+
+void fg__program_profile_step(fg_program *p, int32_t s, double ms) {
+  fg_node n = p->steps[s].node;
+  int slot = p->fusion.group_of[n] >= 0 ? FG_OP_COUNT : fg_node_op(p->g, n);
+  p->prof_ms[slot] += ms;
+  p->prof_step_ms[s] += ms;
+  p->prof_calls[slot]++;
+}
+
+/* "op [in shapes] -> [out shape]" of step s (fused groups by their last node). */
+static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
+  fg_node n = p->steps[s].node;
+  bool fused = p->fusion.group_of[n] >= 0;
+  char sh[96];
+  const char *op = fused ? "fused" : fg_op_get(fg_node_op(p->g, n))->name;
+  size_t used = (size_t)snprintf(buf, cap, "%s", op);
+  for (int i = 0; !fused && i < fg_node_num_inputs(p->g, n) && used < cap; i++) {
+    fg_shape is = fg_node_shape(p->g, fg_node_input(p->g, n, i));
+    used += (size_t)snprintf(buf + used, cap - used, " %s", fg_shape_str(&is, sh, sizeof sh));
+  }
+  fg_shape os = fg_node_shape(p->g, n);
+  if (used < cap) snprintf(buf + used, cap - used, " -> %s", fg_shape_str(&os, sh, sizeof sh));
+}
+
+/* The second table: steps grouped by op and shapes, the p->prof_rows costliest. */
+static size_t profile_by_shape(const fg_program *p, double total, char *buf, size_t cap) {
+  typedef struct { char label[240]; double ms; int count; } row;
+  row *rows = calloc((size_t)p->n_steps + 1, sizeof *rows);
+  if (!rows) return 0;
+  int n_rows = 0;
+  for (int32_t s = 0; s < p->n_steps; s++) {
+    char label[240];
+    step_label(p, s, label, sizeof label);
+    int r = 0;
+    while (r < n_rows && strcmp(rows[r].label, label) != 0) r++;
+    if (r == n_rows) memcpy(rows[n_rows++].label, label, sizeof label);
+    rows[r].ms += p->prof_step_ms[s], rows[r].count++;
+  }
+  double runs = p->prof_runs ? (double)p->prof_runs : 1;
+  size_t used = (size_t)snprintf(buf, cap, "\n%-84s %9s %6s %7s\n", "costliest op and shapes",
+                                 "ms/run", "count", "share");
+  for (int k = 0; k < p->prof_rows && k < n_rows && used < cap; k++) {
+    int best = k;
+    for (int r = k + 1; r < n_rows; r++)
+      if (rows[r].ms > rows[best].ms) best = r;
+    row t = rows[k];
+    rows[k] = rows[best], rows[best] = t;
+    used += (size_t)snprintf(buf + used, cap - used, "%-84.84s %9.3f %6d %6.1f%%\n", rows[k].label,
+                             rows[k].ms / runs, rows[k].count,
+                             total > 0 ? 100 * rows[k].ms / total : 0);
+  }
+  free(rows);
+  return used;
+}
+
+const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
+  if (!buf || !cap) return buf;
+  buf[0] = '\0';
+  if (!p || !p->profile) {
+    snprintf(buf, cap, "profiling is off (fg_program_opts.profile or FG_PROFILE=1)\n");
+    return buf;
+  }
+  double total = 0;
+  for (int i = 0; i <= FG_OP_COUNT; i++) total += p->prof_ms[i];
+  size_t used = (size_t)snprintf(buf, cap, "%-20s %10s %8s %10s %7s\n", "op", "ms/run", "calls",
+                                 "us/call", "share");
+  bool shown[FG_OP_COUNT + 1] = {0};
+  for (;;) { /* most expensive first */
+    int best = -1;
+    for (int i = 0; i <= FG_OP_COUNT; i++)
+      if (!shown[i] && p->prof_calls[i] && (best < 0 || p->prof_ms[i] > p->prof_ms[best])) best = i;
+    if (best < 0 || used >= cap) break;
+    shown[best] = true;
+    double runs = p->prof_runs ? (double)p->prof_runs : 1;
+    used += (size_t)snprintf(buf + used, cap - used, "%-20s %10.3f %8.0f %10.1f %6.1f%%\n",
+                             best == FG_OP_COUNT ? "fused elementwise" : fg_op_get(best)->name,
+                             p->prof_ms[best] / runs, (double)p->prof_calls[best] / runs,
+                             1e3 * p->prof_ms[best] / (double)p->prof_calls[best],
+                             total > 0 ? 100 * p->prof_ms[best] / total : 0);
+  }
+  if (used < cap && p->prof_runs > 0) profile_by_shape(p, total, buf + used, cap - used);
+  return buf;
+}

@@ -1,0 +1,64 @@
+/* Internal to core/runtime/: the program as the runtime's files share it.  program.c makes,
+ * binds and frees programs and hands out outputs; compile.c plans them (passes, fusion groups,
+ * steps, schedule, memory); execute.c runs the steps and the fused groups; profile.c keeps and
+ * prints the time per op. */
+#ifndef FG_PROGRAM_INTERNAL_H
+#define FG_PROGRAM_INTERNAL_H
+
+#include "core/compiler/pass_fuse.h"
+#include "core/compiler/pass_memplan.h"
+#include "core/ir/op.h"
+#include "core/runtime/program.h"
+
+enum {
+  FUSE_TILE = 4096,   /* elements per tile of a fused loop: members' tiles stay in L2, and a
+                       * tile is long enough that calling each member's kernel costs little
+                       * (shorter tiles made the relu-gradient mask markedly slower) */
+  FUSE_MAX_PARTS = 16,
+};
+
+struct fg_program {
+  const fg_graph *src;
+  fg_graph *g;          /* compiled graph, owned */
+  int n_out;
+  fg_node *outs;        /* in g */
+  int32_t n_steps;
+  fg_memplan_step *steps;
+  fg_node *reads;       /* storage behind steps[].reads */
+  int32_t *poison_off;  /* per step s: poison_ids[poison_off[s] .. poison_off[s+1]) */
+  fg_node *poison_ids;
+  fg_fusion fusion;
+  fg_memplan plan;
+  fg_buffer *arena;
+  fg_tensor **value;    /* per node of g */
+  int32_t n_leaves;
+  fg_node *leaves;
+  fg_pool *pool;
+  bool own_pool, poison;
+  void *scratch;        /* fused tiles: FUSE_MAX_PARTS x max members x FUSE_TILE doubles */
+  size_t scratch_part_bytes;
+  uint64_t rng_offset;
+  bool profile;
+  double prof_ms[FG_OP_COUNT + 1]; /* per op id; the last slot is fused groups */
+  int64_t prof_calls[FG_OP_COUNT + 1];
+  int64_t prof_runs;
+  double *prof_step_ms; /* per step, for the breakdown by op and shapes */
+  int prof_rows;        /* rows of that breakdown */
+  fg_program_stats stats;
+};
+
+/* compile.c: plans p (whose src, n_out, outs storage and options are set) for outs, with the
+ * options resolved from the environment.  On failure p holds what was made so far, for
+ * fg_program_free. */
+fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
+                              const fg_program_opts *o, fg_err *e);
+
+/* profile.c */
+/* The monotonic clock in milliseconds. */
+double fg__program_now_ms(void);
+/* Rows of the profile's breakdown by op and shapes: FG_PROFILE=N for N > 1, else 15. */
+int fg__program_profile_rows(void);
+/* Adds ms to step s's time, and to its op's (fused groups count as one slot). */
+void fg__program_profile_step(fg_program *p, int32_t s, double ms);
+
+#endif
