@@ -177,7 +177,8 @@ int main(int argc, char **argv) {
   if (fg_registry_new(&r, &e) != FG_OK) return fail("registry", e.msg);
   const fg_bijector_type *t = NULL;
   int rc = 1;
-  if (fg_registry_load_plugin(r, argv[1], &e) != FG_OK || fg_registry_lookup(r, "sinh_arcsinh", &t, &e) != FG_OK)
+  if (fg_registry_load_plugin(r, argv[1], &e) != FG_OK ||
+      fg_registry_lookup(&t, r, "sinh_arcsinh", &e) != FG_OK)
     fail("loading", e.msg);
   else {
     printf("loaded %s: type '%s' (%s)\n", argv[1], t->name, t->doc);

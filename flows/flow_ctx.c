@@ -117,7 +117,7 @@ fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init 
   fg_tensor *value;
   fg_err e;
   fg_node n;
-  if (fg_params_get_or_create(c->ps, full, c->o.dtype, shape, init, &value, &e) != FG_OK)
+  if (fg_params_get_or_create(&value, c->ps, full, c->o.dtype, shape, init, &e) != FG_OK)
     n = fg_graph_fail(c->g, e.status, "%s", e.msg);
   else
     n = param_node(c, full, shape);

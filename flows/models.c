@@ -40,7 +40,7 @@ static void add(layers *l, const char *type, const char *args) {
   const fg_bijector_type *t;
   fg_bijector *b = NULL;
   fg_err local;
-  fg_status st = fg_registry_lookup(l->r, type, &t, &local);
+  fg_status st = fg_registry_lookup(&t, l->r, type, &local);
   if (st == FG_OK) st = fg_bijector_new_from_text(&b, t, args, &local);
   if (st == FG_OK && !layers_push(l, b)) {
     fg_bijector_free(b);

@@ -97,8 +97,8 @@ static uint64_t seed_for(const fg_params *ps, const char *name) {
   return XXH3_64bits_withSeed(name, strlen(name), ps->seed);
 }
 
-fg_status fg_params_get_or_create(fg_params *ps, const char *name, fg_dtype t, fg_shape shape,
-                                  fg_init init, fg_tensor **out, fg_err *e) {
+fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *name, fg_dtype t,
+                                  fg_shape shape, fg_init init, fg_err *e) {
   int i = index_of(ps, name);
   if (i >= 0) {
     fg_tensor *v = ps->items[i].value;

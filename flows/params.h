@@ -33,8 +33,8 @@ void fg_params_free(fg_params *ps);
 
 /* The parameter `name`, created with `init` if absent; an existing one must have this dtype and
  * shape (else FG_E_SHAPE naming both).  *out is borrowed from the store. */
-fg_status fg_params_get_or_create(fg_params *ps, const char *name, fg_dtype t, fg_shape shape,
-                                  fg_init init, fg_tensor **out, fg_err *e);
+fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *name, fg_dtype t,
+                                  fg_shape shape, fg_init init, fg_err *e);
 fg_tensor *fg_params_find(const fg_params *ps, const char *name); /* borrowed, NULL if absent */
 int fg_params_count(const fg_params *ps);
 const char *fg_params_name(const fg_params *ps, int i);

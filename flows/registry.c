@@ -150,7 +150,7 @@ static int distance(const char *a, const char *b) {
   return d[la][lb];
 }
 
-fg_status fg_registry_lookup(const fg_registry *r, const char *name, const fg_bijector_type **out,
+fg_status fg_registry_lookup(const fg_bijector_type **out, const fg_registry *r, const char *name,
                              fg_err *e) {
   *out = fg_registry_find(r, name);
   if (*out) return FG_OK;

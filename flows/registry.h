@@ -28,7 +28,7 @@ fg_status fg_registry_load_plugin(fg_registry *r, const char *path, fg_err *e);
 
 /* NULL when absent (fg_registry_lookup says why, listing close names). */
 const fg_bijector_type *fg_registry_find(const fg_registry *r, const char *name);
-fg_status fg_registry_lookup(const fg_registry *r, const char *name, const fg_bijector_type **out,
+fg_status fg_registry_lookup(const fg_bijector_type **out, const fg_registry *r, const char *name,
                              fg_err *e);
 int fg_registry_count(const fg_registry *r);
 const fg_bijector_type *fg_registry_type(const fg_registry *r, int i);

@@ -215,7 +215,7 @@ Test(registry, errors_are_reported_not_crashed) {
   nameless.name = NULL;
   cr_assert_eq(fg_registry_add(r, &nameless, &e), FG_E_PLUGIN);
   const fg_bijector_type *t;
-  cr_assert_eq(fg_registry_lookup(r, "test_sinn", &t, &e), FG_E_NOTFOUND);
+  cr_assert_eq(fg_registry_lookup(&t, r, "test_sinn", &e), FG_E_NOTFOUND);
   cr_assert(strstr(e.msg, "did you mean 'test_sinh'") != NULL, "%s", e.msg);
   cr_assert_eq(fg_registry_load_plugin(r, "/nonexistent/plugin.so", &e), FG_E_PLUGIN);
   cr_assert(strstr(e.msg, "/nonexistent/plugin.so") != NULL, "%s", e.msg);

@@ -161,7 +161,7 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
   if (!it->type || !it->args) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
   const fg_bijector_type *t;
   fg_err inner;
-  if (fg_registry_lookup(p->r, word, &t, &inner) != FG_OK) return fail(p, col, "%s", inner.msg);
+  if (fg_registry_lookup(&t, p->r, word, &inner) != FG_OK) return fail(p, col, "%s", inner.msg);
   return FG_OK;
 }
 

@@ -27,7 +27,7 @@ static int run_check(int argc, char **argv) {
   for (int k = 0; k < n && k < 64; k++) {
     const fg_bijector_type *t;
     fg_err e;
-    if (fg_registry_lookup(r, names[k], &t, &e) != FG_OK) {
+    if (fg_registry_lookup(&t, r, names[k], &e) != FG_OK) {
       code = cli_fail("check", FG_E_NOTFOUND, e.msg);
       break;
     }
