@@ -134,7 +134,8 @@ PyObject *fgpy_flow_from_spec(PyObject *mod, PyObject *args) {
   if (event_obj == Py_None) st = data_event(s, &event, &discrete, &e);
   if (discrete_obj != Py_None) discrete = PyObject_IsTrue(discrete_obj) == 1;
   fg_flow *fl = NULL;
-  if (st == FG_OK) st = build_flow(&fl, s, event, t, seed_obj != Py_None ? seed : (uint64_t)s->train.seed, &e);
+  if (st == FG_OK && (st = build_flow(&fl, s, event, t, seed_obj != Py_None ? seed : (uint64_t)s->train.seed, &e)))
+    fg_err_prefix(&e, st, "%s", name);
   fg_train_settings train = s->train;
   fg_spec_free(s);
   if (st != FG_OK) return fgpy_raise(st, e.msg);
@@ -409,6 +410,25 @@ static PyObject *get_info(FlowObject *self, void *c) {
                        fgpy_settings_dict(&self->train));
 }
 
+/* {kind: [address of each bound input's memory]}: what the tests check "no copy" with. */
+static PyObject *flow_bound(FlowObject *self, PyObject *unused) {
+  (void)unused;
+  static const char *const kinds[FGPY_KINDS] = {"log_prob", "forward", "inverse", "sample"};
+  PyObject *d = PyDict_New();
+  for (int k = 0; d && k < FGPY_KINDS; k++) {
+    const fgpy_cached *c = &self->cache[k];
+    PyObject *list = PyList_New(0);
+    for (int i = 0; list && c->p && i < c->key.n_in; i++) {
+      PyObject *a = c->views[i] ? PyLong_FromVoidPtr(c->views[i]->buf.data) : NULL;
+      if (!a || PyList_Append(list, a) < 0) Py_CLEAR(list);
+      Py_XDECREF(a);
+    }
+    if (!list || PyDict_SetItemString(d, kinds[k], list) < 0) Py_CLEAR(d);
+    Py_XDECREF(list);
+  }
+  return d;
+}
+
 static PyGetSetDef flow_getset[] = {
     {"event", (getter)get_event, NULL, "per-sample shape of x", NULL},
     {"latent_shapes", (getter)get_latent_shapes, NULL, "per-sample shapes: top latent, then factored-out parts", NULL},
@@ -428,6 +448,7 @@ static PyMethodDef flow_methods[] = {
     {"data_init", (PyCFunction)flow_data_init, METH_VARARGS, "data_init(x): actnorm's data-dependent initialisation"},
     {"save", (PyCFunction)flow_save, METH_VARARGS, "save(path): a flowgrad checkpoint"},
     {"dump", (PyCFunction)flow_dump, METH_VARARGS, "dump(path, what, batch, compiled) -> node count"},
+    {"_bound", (PyCFunction)flow_bound, METH_NOARGS, "{kind: [addresses of the bound inputs' memory]}"},
     {NULL, NULL, 0, NULL},
 };
 

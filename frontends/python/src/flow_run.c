@@ -248,8 +248,10 @@ PyObject *fgpy_flow_inverse(FlowObject *self, PyObject *args) {
 PyObject *fgpy_flow_sample(FlowObject *self, PyObject *args) {
   long long n;
   double temperature;
-  unsigned long long seed;
-  if (!PyArg_ParseTuple(args, "LdK", &n, &temperature, &seed)) return NULL;
+  PyObject *seed_obj;
+  if (!PyArg_ParseTuple(args, "LdO!", &n, &temperature, &PyLong_Type, &seed_obj)) return NULL;
+  unsigned long long seed = PyLong_AsUnsignedLongLong(seed_obj); /* OverflowError outside 0..2^64-1 */
+  if (PyErr_Occurred()) return NULL;
   if (n < 1 || n > ((long long)1 << 31)) return PyErr_Format(PyExc_ValueError, "n must be in 1..2^31, got %lld", n);
   if (!(temperature >= 0 && temperature <= 1e6))
     return PyErr_Format(PyExc_ValueError, "temperature must be a number in [0, 1e6], got %g", temperature);
