@@ -53,7 +53,9 @@ def perturb(flow, scale, seed=0):
     """Moves every parameter off its initial value (zero-initialised layers start as the identity,
     which would make many checks trivially true)."""
     rng = np.random.default_rng(seed)
-    flow.load_state_dict({k: v + scale * rng.standard_normal(v.shape) for k, v in flow.state_dict().items()})
+    flow.load_state_dict(
+        {k: v + scale * rng.standard_normal(v.shape) for k, v in flow.state_dict().items()}
+    )
 
 
 @pytest.fixture
@@ -74,7 +76,9 @@ def moons():
 def images():
     """Dequantised image-like values in [0, 1): [6, 1, 8, 8] float32."""
     rng = np.random.default_rng(7)
-    return ((rng.integers(0, 256, (6, 1, 8, 8)) + rng.random((6, 1, 8, 8))) / 256).astype(np.float32)
+    return ((rng.integers(0, 256, (6, 1, 8, 8)) + rng.random((6, 1, 8, 8))) / 256).astype(
+        np.float32
+    )
 
 
 def built(env, what):

@@ -29,25 +29,40 @@ def images(n, side=28, seed=0):
         x8 = flowgrad.load_data("fashion-mnist", limit=1).test[:n, :, :side, :side]
     except flowgrad.Error:
         grid = np.linspace(-1, 1, side)
-        blobs = np.exp(-(grid[None, :, None] ** 2 + grid[None, None, :] ** 2) * rng.uniform(1, 4, (n, 1, 1)))
+        blobs = np.exp(
+            -(grid[None, :, None] ** 2 + grid[None, None, :] ** 2) * rng.uniform(1, 4, (n, 1, 1))
+        )
         x8 = np.floor(255 * blobs)[:, None]
     return ((x8 + rng.random(x8.shape)) / 256).astype(np.float32)
 
 
 # ---- without torch: flowgrad -> reference state dict -> flowgrad ----
 
+
 def test_glow_names_shapes_and_round_trip():
-    flow = flowgrad.Flow.from_spec(SMALL_GLOW.replace("prior learned", "prior normal"), event=(1, 8, 8))
+    flow = flowgrad.Flow.from_spec(
+        SMALL_GLOW.replace("prior learned", "prior normal"), event=(1, 8, 8)
+    )
     x = images(6, side=8)
     flow.data_init(x)
     perturb(flow, 0.05)
     sd = fc.torch_state_dict(flow)
-    assert sd["levels.0.0.actnorm.bias"].shape == (1, 4, 1, 1) and sd["levels.0.0.actnorm.inited"] == 1
+    assert (
+        sd["levels.0.0.actnorm.bias"].shape == (1, 4, 1, 1) and sd["levels.0.0.actnorm.inited"] == 1
+    )
     assert sd["levels.1.1.coupling.nn.4.weight"].shape == (8, 16, 3, 3)
     assert sd["priors.0.weight"].shape == (4, 2, 3, 3) and "priors.1.weight" not in sd
-    inv = {k[len("levels.0.0.invconv."):]: v for k, v in sd.items() if k.startswith("levels.0.0.invconv.")}
+    inv = {
+        k[len("levels.0.0.invconv.") :]: v
+        for k, v in sd.items()
+        if k.startswith("levels.0.0.invconv.")
+    }
     assert sorted(inv) == ["eye", "l", "lmask", "log_s", "p", "sign_s", "u"]
-    w = inv["p"] @ (inv["l"] * inv["lmask"] + inv["eye"]) @ (inv["u"] * inv["lmask"].T + np.diag(inv["sign_s"] * np.exp(inv["log_s"])))
+    w = (
+        inv["p"]
+        @ (inv["l"] * inv["lmask"] + inv["eye"])
+        @ (inv["u"] * inv["lmask"].T + np.diag(inv["sign_s"] * np.exp(inv["log_s"])))
+    )
     y, _ = flow.run_layer(3, np.eye(4).reshape(4, 4, 1, 1))
     np.testing.assert_allclose(w, y[:, :, 0, 0].T, rtol=1e-5, atol=1e-6)
     back = fc.from_torch_state_dict(sd, shape=(1, 8, 8))
@@ -56,25 +71,47 @@ def test_glow_names_shapes_and_round_trip():
 
 
 def test_realnvp_and_moons_round_trips():
-    spec = (EXAMPLES / "realnvp-fmnist.flow").read_text().replace("hidden=64, blocks=4", "hidden=8, blocks=1")
+    spec = (
+        (EXAMPLES / "realnvp-fmnist.flow")
+        .read_text()
+        .replace("hidden=64, blocks=4", "hidden=8, blocks=1")
+    )
     spec = spec.replace("hidden=128, blocks=4", "hidden=16, blocks=1")
     flow = flowgrad.Flow.from_spec(spec, event=(1, 8, 8))
     rng = np.random.default_rng(1)
-    flow.load_state_dict({k: v if ".prior." in k else v + 0.02 * rng.standard_normal(v.shape)
-                          for k, v in flow.state_dict().items()})
+    flow.load_state_dict(
+        {
+            k: v if ".prior." in k else v + 0.02 * rng.standard_normal(v.shape)
+            for k, v in flow.state_dict().items()
+        }
+    )
     sd = fc.torch_state_dict(flow)
-    assert sd["scales.0.0.1.mask"].shape == (1, 1, 8, 8) and sd["scales.0.0.1.mask"][0, 0, 0, 1] == 1
-    assert sd["scales.0.1.2.st.inp.weight"].shape == (16, 2, 3, 3) and sd["scales.1.0.3.scale"].shape == (1, 2, 1, 1)
+    assert (
+        sd["scales.0.0.1.mask"].shape == (1, 1, 8, 8) and sd["scales.0.0.1.mask"][0, 0, 0, 1] == 1
+    )
+    assert sd["scales.0.1.2.st.inp.weight"].shape == (16, 2, 3, 3) and sd[
+        "scales.1.0.3.scale"
+    ].shape == (1, 2, 1, 1)
     x = images(5, side=8)
     back = fc.from_torch_state_dict(sd)
     assert rel_err(back.log_prob(x), flow.log_prob(x).astype(np.float64)) < TOL
     moons = flowgrad.Flow.from_spec(EXAMPLES / "moons.flow")
-    moons.load_state_dict({k: v if k.endswith("rescale") else v + 0.05 * rng.standard_normal(v.shape)
-                           for k, v in moons.state_dict().items()})
+    moons.load_state_dict(
+        {
+            k: v if k.endswith("rescale") else v + 0.05 * rng.standard_normal(v.shape)
+            for k, v in moons.state_dict().items()
+        }
+    )
     sd = fc.torch_state_dict(moons)
-    assert sd["layers.7.net.0.weight"].shape == (64, 1) and sd["layers.7.net.4.weight"].shape == (2, 64)
+    assert sd["layers.7.net.0.weight"].shape == (64, 1) and sd["layers.7.net.4.weight"].shape == (
+        2,
+        64,
+    )
     z = rng.standard_normal((50, 2)).astype(np.float32)
-    assert rel_err(fc.from_torch_state_dict(sd).log_prob(z), moons.log_prob(z).astype(np.float64)) < TOL
+    assert (
+        rel_err(fc.from_torch_state_dict(sd).log_prob(z), moons.log_prob(z).astype(np.float64))
+        < TOL
+    )
 
 
 def test_what_the_reference_cannot_hold_is_refused(glow):
@@ -88,22 +125,32 @@ def test_what_the_reference_cannot_hold_is_refused(glow):
     with pytest.raises(ValueError, match="not the reference's"):
         fc.torch_state_dict(moons, kind="glow")
     with pytest.raises(ValueError, match="shape"):
-        fc.from_torch_state_dict(fc.torch_state_dict(flowgrad.Flow.from_spec(SMALL_GLOW.replace(
-            "prior learned", "prior normal"), event=(1, 8, 8))))
+        fc.from_torch_state_dict(
+            fc.torch_state_dict(
+                flowgrad.Flow.from_spec(
+                    SMALL_GLOW.replace("prior learned", "prior normal"), event=(1, 8, 8)
+                )
+            )
+        )
     with pytest.raises(ValueError):
         fc.kind_of({"weight": np.zeros(1)})
 
 
 # ---- with torch: the reference itself ----
 
+
 def reference():
     torch = pytest.importorskip("torch")
-    candidates = [os.environ.get("FG_TORCH_PEERS", ""), ROOT.parent / "shared" / "peers",
-                  ROOT.parent.parent / "shared" / "peers"]
+    candidates = [
+        os.environ.get("FG_TORCH_PEERS", ""),
+        ROOT.parent / "shared" / "peers",
+        ROOT.parent.parent / "shared" / "peers",
+    ]
     for d in candidates:
         if d and (pathlib.Path(d) / "torch_flows.py").exists():
             sys.path.insert(0, str(d))
             import torch_flows
+
             torch.manual_seed(0)
             return torch, torch_flows
     pytest.skip("../shared/peers/torch_flows.py not found (FG_TORCH_PEERS)")
@@ -127,7 +174,11 @@ def trained_like(torch, model, x):
 def test_from_torch_images(name):
     torch, tf = reference()
     x = images(16)
-    model = tf.Glow((1, 28, 28), K=8, L=2, hidden=128) if name == "glow" else tf.RealNVP((1, 28, 28), 2, 64, 4)
+    model = (
+        tf.Glow((1, 28, 28), K=8, L=2, hidden=128)
+        if name == "glow"
+        else tf.RealNVP((1, 28, 28), 2, 64, 4)
+    )
     trained_like(torch, model, x)
     flow = fc.from_torch(model)
     assert rel_err(flow.log_prob(x), torch_log_prob(torch, model, x)) < TOL
@@ -166,13 +217,19 @@ def test_to_torch_realnvp_and_moons():
     x = images(8)
     flow = flowgrad.Flow.from_spec(EXAMPLES / "realnvp-fmnist.flow", event=(1, 28, 28))
     rng = np.random.default_rng(2)
-    flow.load_state_dict({k: v if ".prior." in k else v + 0.01 * rng.standard_normal(v.shape)
-                          for k, v in flow.state_dict().items()})
+    flow.load_state_dict(
+        {
+            k: v if ".prior." in k else v + 0.01 * rng.standard_normal(v.shape)
+            for k, v in flow.state_dict().items()
+        }
+    )
     model = fc.to_torch(flow, tf.RealNVP((1, 28, 28), 2, 64, 4))
     assert rel_err(torch_log_prob(torch, model, x), flow.log_prob(x).astype(np.float64)) < TOL
     moons = flowgrad.train(EXAMPLES / "moons.flow", steps=20).flow
-    moons.load_state_dict({k: np.ones_like(v) for k, v in moons.state_dict().items() if k.endswith("rescale")},
-                          strict=False)
+    moons.load_state_dict(
+        {k: np.ones_like(v) for k, v in moons.state_dict().items() if k.endswith("rescale")},
+        strict=False,
+    )
     net = fc.to_torch(moons, tf.Flow2D(8, 64))
     z = tf.sample_moons(256).numpy()
     assert rel_err(torch_log_prob(torch, net, z), moons.log_prob(z).astype(np.float64)) < TOL
@@ -180,7 +237,9 @@ def test_to_torch_realnvp_and_moons():
 
 def test_to_torch_refuses_another_architecture():
     torch, tf = reference()
-    flow = flowgrad.Flow.from_spec(SMALL_GLOW.replace("prior learned", "prior normal"), event=(1, 8, 8))
+    flow = flowgrad.Flow.from_spec(
+        SMALL_GLOW.replace("prior learned", "prior normal"), event=(1, 8, 8)
+    )
     with pytest.raises((ValueError, RuntimeError)):
         fc.to_torch(flow, tf.Glow((1, 8, 8), K=3, L=2, hidden=16))
     model = tf.Glow((1, 8, 8), K=2, L=2, hidden=16)

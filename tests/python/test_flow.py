@@ -38,7 +38,11 @@ def test_log_prob_is_base_log_prob_plus_logdet(glow, images):
     sd = glow.state_dict()
     mean, logstd = sd["prior.mean"], sd["prior.logstd"]
     top = z[0]
-    base = (-0.5 * ((top - mean) / np.exp(logstd)) ** 2 - logstd - 0.5 * np.log(2 * np.pi)).reshape(len(top), -1).sum(1)
+    base = (
+        (-0.5 * ((top - mean) / np.exp(logstd)) ** 2 - logstd - 0.5 * np.log(2 * np.pi))
+        .reshape(len(top), -1)
+        .sum(1)
+    )
     np.testing.assert_allclose(glow.log_prob(images), base + logdet, rtol=1e-5, atol=1e-3)
 
 
@@ -55,7 +59,7 @@ def test_forward_of_a_flow_without_factor_out_is_an_array(moons):
     x = np.random.default_rng(1).standard_normal((7, 2)).astype(np.float32)
     z, logdet = moons.forward(x)
     assert isinstance(z, np.ndarray) and z.shape == (7, 2) and logdet.shape == (7,)
-    base = -0.5 * (z ** 2).sum(1) - np.log(2 * np.pi)
+    base = -0.5 * (z**2).sum(1) - np.log(2 * np.pi)
     np.testing.assert_allclose(moons.log_prob(x), base + logdet, rtol=1e-5, atol=1e-5)
     back, _ = moons.inverse(z)
     np.testing.assert_allclose(back, x, atol=1e-5)
@@ -91,7 +95,9 @@ def test_state_dict_round_trip_and_cached_programs_see_new_weights(moons):
     x = np.random.default_rng(3).standard_normal((5, 2)).astype(np.float32)
     before = moons.log_prob(x)  # compiles and caches the log-prob program
     sd = moons.state_dict()
-    assert list(sd)[0] == "0.affine_coupling.net.hidden0.w" and sd["0.affine_coupling.net.hidden0.w"].shape == (1, 16)
+    assert list(sd)[0] == "0.affine_coupling.net.hidden0.w" and sd[
+        "0.affine_coupling.net.hidden0.w"
+    ].shape == (1, 16)
     changed = {k: v * 0.5 for k, v in sd.items()}
     moons.load_state_dict(changed)
     after = moons.log_prob(x)
@@ -180,6 +186,7 @@ def test_concurrent_calls_from_threads(glow, images):
                 results.append(glow.log_prob(images))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
+
     threads = [threading.Thread(target=work) for _ in range(3)]
     for t in threads:
         t.start()

@@ -8,11 +8,21 @@ import flowgrad
 from flowgrad import _flowgrad
 from conftest import EXAMPLES, SMALL_GLOW, SMALL_MOONS
 
-BAD_ARRAYS = [None, "abc", {"x": 1}, object(), np.array([["a", "b"]]), np.zeros((2, 2), complex),
-              np.zeros((2, 2), bool), np.array([[1, None]], dtype=object)]
+BAD_ARRAYS = [
+    None,
+    "abc",
+    {"x": 1},
+    object(),
+    np.array([["a", "b"]]),
+    np.zeros((2, 2), complex),
+    np.zeros((2, 2), bool),
+    np.array([[1, None]], dtype=object),
+]
 
 
-@pytest.mark.parametrize("x", BAD_ARRAYS, ids=lambda x: type(x).__name__ + str(getattr(x, "dtype", "")))
+@pytest.mark.parametrize(
+    "x", BAD_ARRAYS, ids=lambda x: type(x).__name__ + str(getattr(x, "dtype", ""))
+)
 def test_wrong_types_and_dtypes(moons, x):
     for method in (moons.log_prob, moons.forward, moons.inverse, moons.data_init):
         with pytest.raises(TypeError):
@@ -35,7 +45,9 @@ def test_one_sample_without_a_batch_axis_says_so(glow):
 
 
 def test_non_finite_inputs_give_nan_rows_not_crashes(moons):
-    x = np.array([[0.1, 0.2], [np.nan, 0.0], [np.inf, 1.0], [-np.inf, np.nan], [0.3, -0.1]], np.float32)
+    x = np.array(
+        [[0.1, 0.2], [np.nan, 0.0], [np.inf, 1.0], [-np.inf, np.nan], [0.3, -0.1]], np.float32
+    )
     logp = moons.log_prob(x)
     assert np.isfinite(logp[[0, 4]]).all() and not np.isfinite(logp[1:4]).any()
     z, ld = moons.forward(x)
@@ -44,8 +56,13 @@ def test_non_finite_inputs_give_nan_rows_not_crashes(moons):
 
 def test_non_contiguous_and_odd_layouts_are_converted(glow, images):
     want = glow.log_prob(images)
-    for x in (images[:, :, ::-1, :][:, :, ::-1, :], np.asfortranarray(images), images.astype(">f4"),
-              images.astype(np.float64), images.tolist()):
+    for x in (
+        images[:, :, ::-1, :][:, :, ::-1, :],
+        np.asfortranarray(images),
+        images.astype(">f4"),
+        images.astype(np.float64),
+        images.tolist(),
+    ):
         np.testing.assert_allclose(glow.log_prob(x), want, rtol=1e-6, atol=1e-4)
     double = np.repeat(images, 2, axis=0)[::2]  # a strided view over every other sample
     np.testing.assert_allclose(glow.log_prob(double), want, rtol=1e-6, atol=1e-4)
@@ -163,7 +180,9 @@ def test_bad_specs():
     with pytest.raises(ValueError):
         flowgrad.Flow.from_spec(SMALL_MOONS, event=(0,))
     with pytest.raises(flowgrad.Error):
-        flowgrad.Flow.from_spec("data npy:/nonexistent.npy\nflow\n  affine_coupling mask=half, net=mlp\nend\n")
+        flowgrad.Flow.from_spec(
+            "data npy:/nonexistent.npy\nflow\n  affine_coupling mask=half, net=mlp\nend\n"
+        )
 
 
 def test_missing_and_malformed_checkpoints(tmp_path, moons):
@@ -175,7 +194,7 @@ def test_missing_and_malformed_checkpoints(tmp_path, moons):
     garbage.write_bytes(os.urandom(300))
     with pytest.raises(flowgrad.Error):
         flowgrad.load(garbage)
-    good = (tmp_path / "good.safetensors")
+    good = tmp_path / "good.safetensors"
     moons.save(good)
     data = good.read_bytes()
     for cut in (0, 4, 8, 9, 60, len(data) // 2, len(data) - 1):
@@ -185,11 +204,13 @@ def test_missing_and_malformed_checkpoints(tmp_path, moons):
             flowgrad.load(bad)
         assert e.value.status in ("FG_E_FORMAT", "FG_E_IO")
     header_len = int.from_bytes(data[:8], "little")
-    damaged = [data[:8] + b"X" + data[9:],  # not JSON
-               len(data).to_bytes(8, "little") + data[8:],  # a header longer than the file
-               (header_len - 40).to_bytes(8, "little") + data[8:],  # cut inside the JSON
-               data.replace(b'"param/', b'"xaram/', 1),  # a parameter missing
-               data.replace(b"flowgrad-checkpoint-1", b"flowgrad-checkpoint-9")]
+    damaged = [
+        data[:8] + b"X" + data[9:],  # not JSON
+        len(data).to_bytes(8, "little") + data[8:],  # a header longer than the file
+        (header_len - 40).to_bytes(8, "little") + data[8:],  # cut inside the JSON
+        data.replace(b'"param/', b'"xaram/', 1),  # a parameter missing
+        data.replace(b"flowgrad-checkpoint-1", b"flowgrad-checkpoint-9"),
+    ]
     for i, bad in enumerate(damaged):
         (tmp_path / f"damaged{i}.safetensors").write_bytes(bad)
         with pytest.raises(flowgrad.Error) as e:
@@ -207,13 +228,15 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, glow):
 def test_bad_state_dicts_change_nothing(moons):
     before = moons.state_dict()
     name = "0.affine_coupling.rescale"
-    cases = [({**before, "nope": np.zeros(1)}, KeyError),
-             ({**before, name: np.zeros(2)}, ValueError),
-             ({**before, name: np.array([np.nan])}, ValueError),
-             ({**before, name: np.array(["a"])}, TypeError),
-             ({**before, 3: np.zeros(1)}, TypeError),
-             ({**before, "param/" + name: np.zeros(1)}, ValueError),  # given twice
-             ([("a", 1)], TypeError)]
+    cases = [
+        ({**before, "nope": np.zeros(1)}, KeyError),
+        ({**before, name: np.zeros(2)}, ValueError),
+        ({**before, name: np.array([np.nan])}, ValueError),
+        ({**before, name: np.array(["a"])}, TypeError),
+        ({**before, 3: np.zeros(1)}, TypeError),
+        ({**before, "param/" + name: np.zeros(1)}, ValueError),  # given twice
+        ([("a", 1)], TypeError),
+    ]
     for state, error in cases:
         with pytest.raises(error):
             moons.load_state_dict(state)
@@ -225,14 +248,23 @@ def test_bad_training_arguments(tmp_path):
     good = np.random.default_rng(0).standard_normal((128, 2)).astype(np.float32)
     nan = good.copy()
     nan[5, 1] = np.nan
-    cases = [({"data": nan}, ValueError), ({"data": good[:10]}, ValueError),
-             ({"data": good.reshape(128, 2, 1)}, flowgrad.Error), ({"data": good[:, :1]}, flowgrad.Error),
-             ({"data": good.ravel()}, ValueError), ({"data": (good, good[:, :1])}, ValueError),
-             ({"data": (good, good, good)}, ValueError), ({"data": good, "discrete": True}, ValueError),
-             ({"data": good, "steps": -1}, ValueError), ({"data": good, "minutes": float("nan")}, ValueError),
-             ({"data": good, "steps": 0, "minutes": 0}, ValueError), ({"data": good, "callback": 3}, TypeError),
-             ({"data": good, "resume": tmp_path / "missing"}, FileNotFoundError), ({"data": "abc"}, TypeError),
-             ({"data": good, "threads": -2}, ValueError)]
+    cases = [
+        ({"data": nan}, ValueError),
+        ({"data": good[:10]}, ValueError),
+        ({"data": good.reshape(128, 2, 1)}, flowgrad.Error),
+        ({"data": good[:, :1]}, flowgrad.Error),
+        ({"data": good.ravel()}, ValueError),
+        ({"data": (good, good[:, :1])}, ValueError),
+        ({"data": (good, good, good)}, ValueError),
+        ({"data": good, "discrete": True}, ValueError),
+        ({"data": good, "steps": -1}, ValueError),
+        ({"data": good, "minutes": float("nan")}, ValueError),
+        ({"data": good, "steps": 0, "minutes": 0}, ValueError),
+        ({"data": good, "callback": 3}, TypeError),
+        ({"data": good, "resume": tmp_path / "missing"}, FileNotFoundError),
+        ({"data": "abc"}, TypeError),
+        ({"data": good, "threads": -2}, ValueError),
+    ]
     for kwargs, error in cases:
         with pytest.raises(error):
             flowgrad.train(SMALL_MOONS, **kwargs)

@@ -14,15 +14,27 @@ def test_registry_lists_the_builtins_with_their_arguments():
     args = {a.name: a for a in coupling.args}
     assert args["hidden"].kind == "int" and args["hidden"].default == "64"
     assert args["mask"].kind == "string" and args["scale"].default == "exp_tanh"
-    assert types["logit"].args[0] == flowgrad.Arg("alpha", "double", "0.05", types["logit"].args[0].doc)
+    assert types["logit"].args[0] == flowgrad.Arg(
+        "alpha", "double", "0.05", types["logit"].args[0].doc
+    )
 
 
 def test_check_passes_and_fails():
     report = flowgrad.check("affine_coupling", "mask=half, net=mlp, hidden=4, blocks=1", event=(4,))
-    assert report.passed and report.roundtrip_err < 1e-10 and report.edges_finite and "ok" in report.message
+    assert (
+        report.passed
+        and report.roundtrip_err < 1e-10
+        and report.edges_finite
+        and "ok" in report.message
+    )
     assert flowgrad.check("actnorm").passed  # the type's own check settings
-    strict = flowgrad.check("affine_coupling", "mask=half, net=mlp, hidden=4, blocks=1", event=(4,),
-                            tol=1e-300, gradcheck=False)
+    strict = flowgrad.check(
+        "affine_coupling",
+        "mask=half, net=mlp, hidden=4, blocks=1",
+        event=(4,),
+        tol=1e-300,
+        gradcheck=False,
+    )
     assert not strict.passed and "FAIL" in strict.message
 
 

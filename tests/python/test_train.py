@@ -49,6 +49,7 @@ def test_callback_stops_and_sees_the_flow():
     def callback(step):
         seen.append(r_flow[0].log_prob(train[:4]))  # the flow being trained, mid-training
         return step.step < 5
+
     r_flow = [None]
     flow = flowgrad.Flow.from_spec(SMALL_MOONS)
     r_flow[0] = flow
@@ -60,6 +61,7 @@ def test_exceptions_in_the_callback_propagate_after_saving(tmp_path):
     def callback(step):
         if step.step == 3:
             raise ArithmeticError("stop here")
+
     with pytest.raises(ArithmeticError, match="stop here"):
         flowgrad.train(SMALL_MOONS, steps=10, out=tmp_path, callback=callback)
     assert flowgrad.load(tmp_path / "checkpoint.safetensors").event == (2,)
@@ -69,6 +71,7 @@ def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
     def callback(step):
         if step.step == 4:
             os.kill(os.getpid(), signal.SIGINT)
+
     with pytest.raises(KeyboardInterrupt):
         flowgrad.train(SMALL_MOONS, steps=1000, out=tmp_path / "run.safetensors", callback=callback)
     r = flowgrad.train(SMALL_MOONS, steps=6, resume=tmp_path / "run.safetensors")
@@ -79,8 +82,13 @@ def test_resume_is_exact(tmp_path):
     data = moons_data(512, 4)
     whole = flowgrad.train(SMALL_MOONS, data=data, steps=20, out=tmp_path / "whole.safetensors")
     flowgrad.train(SMALL_MOONS, data=data, steps=12, out=tmp_path / "half")
-    rest = flowgrad.train(SMALL_MOONS, data=data, steps=20, resume=tmp_path / "half" / "checkpoint.safetensors",
-                          out=tmp_path / "rest.safetensors")
+    rest = flowgrad.train(
+        SMALL_MOONS,
+        data=data,
+        steps=20,
+        resume=tmp_path / "half" / "checkpoint.safetensors",
+        out=tmp_path / "rest.safetensors",
+    )
     assert rest.steps == 8
     a, b = whole.flow.state_dict(), rest.flow.state_dict()
     for k in a:
@@ -105,20 +113,32 @@ def test_the_command_reads_python_checkpoints(tmp_path):
     cli = built("FG_CLI", "the flowgrad command")
     r = flowgrad.train(SMALL_MOONS, steps=20, out=tmp_path)
     ckpt = tmp_path / "checkpoint.safetensors"
-    out = subprocess.run([cli, "eval", str(ckpt)], capture_output=True, text=True, check=True).stdout
-    assert float(re.search(r"test nats: ([-\d.]+)", out).group(1)) == pytest.approx(r.test_loss, abs=1e-4)
+    out = subprocess.run(
+        [cli, "eval", str(ckpt)], capture_output=True, text=True, check=True
+    ).stdout
+    assert float(re.search(r"test nats: ([-\d.]+)", out).group(1)) == pytest.approx(
+        r.test_loss, abs=1e-4
+    )
     saved = tmp_path / "saved.safetensors"
     r.flow.save(saved)  # weights only, zero optimiser state: still a complete checkpoint
-    out = subprocess.run([cli, "eval", str(saved)], capture_output=True, text=True, check=True).stdout
-    assert float(re.search(r"test nats: ([-\d.]+)", out).group(1)) == pytest.approx(r.test_loss, abs=1e-4)
+    out = subprocess.run(
+        [cli, "eval", str(saved)], capture_output=True, text=True, check=True
+    ).stdout
+    assert float(re.search(r"test nats: ([-\d.]+)", out).group(1)) == pytest.approx(
+        r.test_loss, abs=1e-4
+    )
 
 
 def test_python_reads_the_commands_checkpoints(tmp_path):
     cli = built("FG_CLI", "the flowgrad command")
     spec = tmp_path / "moons.flow"
     spec.write_text(SMALL_MOONS)
-    run = subprocess.run([cli, "train", str(spec), "--steps", "15", "--out", str(tmp_path / "run"), "--no-dump"],
-                         capture_output=True, text=True, check=True).stdout
+    run = subprocess.run(
+        [cli, "train", str(spec), "--steps", "15", "--out", str(tmp_path / "run"), "--no-dump"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     cli_test = float(re.search(r"test nats: ([-\d.]+)", run).group(1))
     flow = flowgrad.load(tmp_path / "run" / "checkpoint.safetensors")
     test = flowgrad.load_data("moons n=512 test_n=256 noise=0.1 scale=2").test

@@ -30,28 +30,60 @@ import numpy as np
 
 from . import _flowgrad
 
-__all__ = ["Error", "Flow", "load", "train", "registry", "load_plugin", "check", "load_data",
-           "BijectorType", "Arg", "CheckReport", "Data", "TrainStep", "TrainResult", "convert"]
+__all__ = [
+    "Error",
+    "Flow",
+    "load",
+    "train",
+    "registry",
+    "load_plugin",
+    "check",
+    "load_data",
+    "BijectorType",
+    "Arg",
+    "CheckReport",
+    "Data",
+    "TrainStep",
+    "TrainResult",
+    "convert",
+]
 
 Error = _flowgrad.Error
 
 Arg = collections.namedtuple("Arg", "name kind default doc")
-Arg.__doc__ = "A constructor argument of a bijector type: kind is int, double, bool, string or ints; default None means required."
+Arg.__doc__ = (
+    "A constructor argument of a bijector type: kind is int, double, bool, string or ints; "
+    "default None means required."
+)
 BijectorType = collections.namedtuple("BijectorType", "name doc args plugin")
-BijectorType.__doc__ = "A registered bijector type: its arguments (Arg) and the plugin it came from (None: built in)."
+BijectorType.__doc__ = (
+    "A registered bijector type: its arguments (Arg) and the plugin it came from (None: built in)."
+)
 CheckReport = collections.namedtuple(
-    "CheckReport", "passed roundtrip_err logdet_err inverse_logdet_err edges_finite message")
-CheckReport.__doc__ = "flowgrad.check's result: the measured errors and one line per check in message."
+    "CheckReport", "passed roundtrip_err logdet_err inverse_logdet_err edges_finite message"
+)
+CheckReport.__doc__ = (
+    "flowgrad.check's result: the measured errors and one line per check in message."
+)
 Data = collections.namedtuple("Data", "train test discrete")
-Data.__doc__ = "A data source's arrays ([N, event...] float32; test may be None); discrete: 8-bit levels."
-TrainStep = collections.namedtuple("TrainStep", "step loss grad_norm lr skipped bad_layer seconds unit")
-TrainStep.__doc__ = "What the training callback receives after each step (loss in `unit`: bits/dim or nats)."
+Data.__doc__ = (
+    "A data source's arrays ([N, event...] float32; test may be None); discrete: 8-bit levels."
+)
+TrainStep = collections.namedtuple(
+    "TrainStep", "step loss grad_norm lr skipped bad_layer seconds unit"
+)
+TrainStep.__doc__ = (
+    "What the training callback receives after each step (loss in `unit`: bits/dim or nats)."
+)
 TrainResult = collections.namedtuple(
-    "TrainResult", "flow steps step loss test_loss unit checkpoint stopped seconds")
-TrainResult.__doc__ = ("flowgrad.train's result: the trained flow, steps taken in this call and in all "
-                       "(step), the last training loss, the test loss (None without test data), the unit, "
-                       "the checkpoint written (or None), why it stopped (steps, minutes, callback) and "
-                       "the seconds it took.")
+    "TrainResult", "flow steps step loss test_loss unit checkpoint stopped seconds"
+)
+TrainResult.__doc__ = (
+    "flowgrad.train's result: the trained flow, steps taken in this call and in all "
+    "(step), the last training loss, the test loss (None without test data), the unit, "
+    "the checkpoint written (or None), why it stopped (steps, minutes, callback) and "
+    "the seconds it took."
+)
 
 _REAL_KINDS = "fiu"
 
@@ -115,7 +147,10 @@ class Flow:
     __slots__ = ("_c",)
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("make a Flow with Flow.from_spec(spec), flowgrad.load(checkpoint) or flowgrad.train(...)")
+        raise TypeError(
+            "make a Flow with Flow.from_spec(spec), flowgrad.load(checkpoint) or "
+            "flowgrad.train(...)"
+        )
 
     @classmethod
     def _wrap(cls, c):
@@ -182,7 +217,7 @@ class Flow:
 
     @property
     def prior(self):
-        """"normal" (N(0, I)) or "learned" (a diagonal Gaussian, parameters prior.mean/logstd)."""
+        """ "normal" (N(0, I)) or "learned" (a diagonal Gaussian, parameters prior.mean/logstd)."""
         return self._c.info["prior"]
 
     @property
@@ -202,8 +237,10 @@ class Flow:
         return self._c.info["train"]
 
     def __repr__(self):
-        return (f"<flowgrad.Flow {self._c.info['name']}: {len(self.layers)} layers, "
-                f"{self.num_params:,} parameters, event {self.event}, {self.dtype}>")
+        return (
+            f"<flowgrad.Flow {self._c.info['name']}: {len(self.layers)} layers, "
+            f"{self.num_params:,} parameters, event {self.event}, {self.dtype}>"
+        )
 
     # ---- evaluation ----
     @staticmethod
@@ -244,10 +281,17 @@ class Flow:
         parts = list(z) if isinstance(z, (list, tuple)) else [z]
         shapes = self.latent_shapes
         if len(parts) != len(shapes):
-            raise ValueError(f"this flow's latent has {len(shapes)} part(s) {shapes}; got {len(parts)}")
-        arrays = [self._batch(p, f"z[{i}]" if len(shapes) > 1 else "z", s) for i, (p, s) in enumerate(zip(parts, shapes))]
+            raise ValueError(
+                f"this flow's latent has {len(shapes)} part(s) {shapes}; got {len(parts)}"
+            )
+        arrays = [
+            self._batch(p, f"z[{i}]" if len(shapes) > 1 else "z", s)
+            for i, (p, s) in enumerate(zip(parts, shapes))
+        ]
         if len({a.shape[0] for a in arrays}) != 1:
-            raise ValueError(f"the parts of z have different batch sizes: {[a.shape[0] for a in arrays]}")
+            raise ValueError(
+                f"the parts of z have different batch sizes: {[a.shape[0] for a in arrays]}"
+            )
         if arrays[0].shape[0] == 0:
             return np.empty((0,) + tuple(self.event), self.dtype), np.empty(0, self.dtype)
         return self._c.inverse(arrays[0], arrays[1:])
@@ -270,11 +314,13 @@ class Flow:
             bpd = (-log p(y) + D ln 2**n_bits) / (D ln 2),  D = elements per sample."""
         a = np.asarray(x8)
         if a.dtype != np.uint8:
-            raise TypeError(f"bits_per_dim takes uint8 images, got dtype {a.dtype} (log_prob takes real values)")
+            raise TypeError(
+                f"bits_per_dim takes uint8 images, got dtype {a.dtype} (log_prob takes real values)"
+            )
         self._check_shape(a, "x8", self.event)
         if a.shape[0] == 0:
             return np.empty(0)
-        bins = 2 ** self.n_bits
+        bins = 2**self.n_bits
         levels = a >> (8 - self.n_bits)
         u = np.random.default_rng(_seed(seed)).random(a.shape)
         logp = self.log_prob((levels + u) / bins).astype(np.float64)
@@ -320,7 +366,9 @@ class Flow:
                 raise KeyError(f"the flow has no parameter {name!r}")
             a = _real_array(value, name)
             if a.shape != current[name].shape:
-                raise ValueError(f"parameter {name!r} has shape {current[name].shape}, got {a.shape}")
+                raise ValueError(
+                    f"parameter {name!r} has shape {current[name].shape}, got {a.shape}"
+                )
             items.append((name, np.ascontiguousarray(a, dtype=self.dtype)))
         missing = set(current) - {n for n, _ in items}
         if strict and missing:
@@ -353,8 +401,10 @@ def load(checkpoint):
 
 def registry():
     """Every registered bijector type (built-ins and loaded plugins) with its arguments."""
-    return [BijectorType(name, doc, [Arg(*a) for a in args], plugin)
-            for name, doc, args, plugin in _flowgrad.registry()]
+    return [
+        BijectorType(name, doc, [Arg(*a) for a in args], plugin)
+        for name, doc, args, plugin in _flowgrad.registry()
+    ]
 
 
 def load_plugin(path):
@@ -363,7 +413,9 @@ def load_plugin(path):
     return _flowgrad.load_plugin(_existing(path, "plugin"))
 
 
-def check(type_name, args=None, event=None, *, batch=3, tol=1e-6, perturb=0.1, gradcheck=True, seed=0):
+def check(
+    type_name, args=None, event=None, *, batch=3, tol=1e-6, perturb=0.1, gradcheck=True, seed=0
+):
     """Verifies a bijector type in float64 (round trip, log-det against the autodiff Jacobian,
     inverse log-det, finite edges, gradcheck) on random inputs of per-sample shape `event`,
     constructed from `args` ("hidden=8, mask=checkerboard"); None for either takes the type's
@@ -374,8 +426,16 @@ def check(type_name, args=None, event=None, *, batch=3, tol=1e-6, perturb=0.1, g
         raise TypeError("args must be a str like 'hidden=8, mask=half' or None")
     if event is not None:
         event = tuple(event)
-    r = _flowgrad.check(type_name, args, event, _count(batch, "batch"), float(tol), float(perturb),
-                        not gradcheck, _seed(seed))
+    r = _flowgrad.check(
+        type_name,
+        args,
+        event,
+        _count(batch, "batch"),
+        float(tol),
+        float(perturb),
+        not gradcheck,
+        _seed(seed),
+    )
     return CheckReport(*r)
 
 
@@ -417,8 +477,20 @@ def _checkpoint_path(out):
     return os.path.join(path, "checkpoint.safetensors")
 
 
-def train(spec, data=None, *, steps=None, minutes=None, out=None, resume=None, callback=None,
-          discrete=None, limit=0, threads=0, checkpoint_every=500):
+def train(
+    spec,
+    data=None,
+    *,
+    steps=None,
+    minutes=None,
+    out=None,
+    resume=None,
+    callback=None,
+    discrete=None,
+    limit=0,
+    threads=0,
+    checkpoint_every=500,
+):
     """Trains a flow as `flowgrad train` does (Adam or the spec's optimiser, warm-up, clipping,
     EMA, dequantisation of 8-bit data, the non-finite-step guard) and returns a TrainResult.
 
@@ -443,7 +515,9 @@ def train(spec, data=None, *, steps=None, minutes=None, out=None, resume=None, c
         discrete = loaded.discrete if discrete is None else discrete
     train_x, test_x = _split_data(data)
     if discrete is None:
-        discrete = spec.discrete if isinstance(spec, Flow) else np.asarray(train_x).dtype == np.uint8
+        discrete = (
+            spec.discrete if isinstance(spec, Flow) else np.asarray(train_x).dtype == np.uint8
+        )
     train_x = _training_array(train_x, "train data", discrete)
     test_x = None if test_x is None else _training_array(test_x, "test data", discrete)
     if isinstance(spec, Flow):
@@ -452,12 +526,16 @@ def train(spec, data=None, *, steps=None, minutes=None, out=None, resume=None, c
         flow = Flow._from_text(text, name, event=train_x.shape[1:], discrete=bool(discrete))
     for what, a in (("train data", train_x), ("test data", test_x)):
         if a is not None and a.shape[1:] != tuple(flow.event):
-            raise ValueError(f"{what} has samples of shape {a.shape[1:]}; the flow's event is {flow.event}")
+            raise ValueError(
+                f"{what} has samples of shape {a.shape[1:]}; the flow's event is {flow.event}"
+            )
     train_x = np.ascontiguousarray(train_x, dtype=flow.dtype)
     test_x = None if test_x is None else np.ascontiguousarray(test_x, dtype=flow.dtype)
     if train_x.shape[0] < flow.train_settings["batch"]:
-        raise ValueError(f"{train_x.shape[0]} training samples are fewer than one batch of "
-                         f"{flow.train_settings['batch']}")
+        raise ValueError(
+            f"{train_x.shape[0]} training samples are fewer than one batch of "
+            f"{flow.train_settings['batch']}"
+        )
     if steps is None and minutes is None:
         steps, minutes = flow.train_settings["steps"], flow.train_settings["minutes"]
         if not steps and not minutes:
@@ -471,17 +549,28 @@ def train(spec, data=None, *, steps=None, minutes=None, out=None, resume=None, c
     def step_callback(info):
         return callback(TrainStep(unit=unit, **info))
 
-    args = (flow._c, train_x, test_x, bool(discrete), steps, minutes,
-            None if out is None else _checkpoint_path(out), None,
-            None if callback is None else step_callback,
-            _count(threads, "threads", lo=0), _count(checkpoint_every, "checkpoint_every", lo=0))
+    args = (
+        flow._c,
+        train_x,
+        test_x,
+        bool(discrete),
+        steps,
+        minutes,
+        None if out is None else _checkpoint_path(out),
+        None,
+        None if callback is None else step_callback,
+        _count(threads, "threads", lo=0),
+        _count(checkpoint_every, "checkpoint_every", lo=0),
+    )
     if resume is not None:
         r = _flowgrad.train(*args[:7], _existing(resume, "resume checkpoint"), *args[8:])
     elif isinstance(spec, Flow):
         # go on from the flow's weights: through a checkpoint of them, so that the trainer
         # takes them as initialised (no data-dependent initialisation over them)
         with tempfile.TemporaryDirectory() as tmp:
-            r = _flowgrad.train(*args[:7], spec.save(os.path.join(tmp, "start.safetensors")), *args[8:])
+            r = _flowgrad.train(
+                *args[:7], spec.save(os.path.join(tmp, "start.safetensors")), *args[8:]
+            )
     else:
         r = _flowgrad.train(*args)
     return TrainResult(flow=flow, **r)

@@ -38,12 +38,16 @@ import flowgrad
 __all__ = ["from_torch", "to_torch", "torch_state_dict", "from_torch_state_dict", "kind_of"]
 
 _TRAIN = {
-    "glow": "  batch 64\n  lr 1e-3\n  warmup 200\n  optimizer adam\n  clip 0\n  seed 0\n  temperature 0.7\n",
+    "glow": "  batch 64\n  lr 1e-3\n  warmup 200\n  optimizer adam\n  clip 0\n  seed 0\n"
+    "  temperature 0.7\n",
     "realnvp": "  batch 64\n  lr 1e-3\n  warmup 200\n  clip 100\n  seed 0\n",
     "moons": "  batch 512\n  lr 2e-3\n  warmup 100\n  steps 3000\n  clip 100\n  seed 0\n",
 }
-_DATA = {"glow": "fashion-mnist", "realnvp": "fashion-mnist",
-         "moons": "moons n=20000 test_n=5000 noise=0.1 scale=2"}
+_DATA = {
+    "glow": "fashion-mnist",
+    "realnvp": "fashion-mnist",
+    "moons": "moons n=20000 test_n=5000 noise=0.1 scale=2",
+}
 
 
 def _numpy(v):
@@ -58,7 +62,7 @@ def _count(keys, pattern):
 
 
 def kind_of(state_dict):
-    """"glow", "realnvp" or "moons" from the reference's parameter names."""
+    """ "glow", "realnvp" or "moons" from the reference's parameter names."""
     keys = list(state_dict)
     if any(k.startswith("levels.") for k in keys):
         return "glow"
@@ -66,22 +70,28 @@ def kind_of(state_dict):
         return "realnvp"
     if any(k.startswith("layers.") for k in keys):
         return "moons"
-    raise ValueError("not a state dict of torch_flows.py's Glow, RealNVP or Flow2D "
-                     f"(keys start {sorted(keys)[:3]})")
+    raise ValueError(
+        "not a state dict of torch_flows.py's Glow, RealNVP or Flow2D "
+        f"(keys start {sorted(keys)[:3]})"
+    )
 
 
 # ---- torch -> flowgrad ----
+
 
 def _glow_spec(sd, shape):
     levels = _count(sd, r"levels\.(\d+)\.")
     steps = _count(sd, r"levels\.0\.(\d+)\.")
     hidden = sd["levels.0.0.coupling.nn.0.weight"].shape[0]
-    return (f"# Glow imported from PyTorch by flowgrad.convert: torch_flows.py's layers, its LU 1x1\n"
-            f"# convolutions as flowgrad's plain conv1x1 (W = P L U)\n"
-            f"data {_DATA['glow']}\nprior normal\nflow\n  affine shift=-0.5\n  levels {levels}\n    squeeze\n"
-            f"    repeat {steps}\n      actnorm\n      conv1x1\n"
-            f"      affine_coupling mask=channel, parity=0, net=glow, hidden={hidden}, scale=sigmoid\n"
-            f"    end\n    split\n  end\nend\ntrain\n{_TRAIN['glow']}end\n"), tuple(shape)
+    return (
+        f"# Glow imported from PyTorch by flowgrad.convert: torch_flows.py's layers, its LU 1x1\n"
+        f"# convolutions as flowgrad's plain conv1x1 (W = P L U)\n"
+        f"data {_DATA['glow']}\nprior normal\nflow\n  affine shift=-0.5\n"
+        f"  levels {levels}\n    squeeze\n"
+        f"    repeat {steps}\n      actnorm\n      conv1x1\n"
+        f"      affine_coupling mask=channel, parity=0, net=glow, hidden={hidden}, scale=sigmoid\n"
+        f"    end\n    split\n  end\nend\ntrain\n{_TRAIN['glow']}end\n"
+    ), tuple(shape)
 
 
 def _realnvp_spec(sd, alpha):
@@ -92,13 +102,24 @@ def _realnvp_spec(sd, alpha):
     shape = (sd["scales.0.0.0.st.inp.weight"].shape[1] - 1, mask.shape[2], mask.shape[3])
 
     def couplings(n, mask_kind, width):
-        return "".join(f"  affine_coupling mask={mask_kind}, parity={i % 2}, net=resnet, hidden={width}, "
-                       f"blocks={blocks}, scale=exp_tanh\n" for i in range(n))
-    body = "".join(couplings(3, "checkerboard", hidden) + "  squeeze\n" + couplings(3, "channel", 2 * hidden)
-                   + "  split\n" for _ in range(scales - 1)) + couplings(4, "checkerboard", hidden)
-    return (f"# RealNVP imported from PyTorch by flowgrad.convert: torch_flows.py's layers\n"
-            f"data {_DATA['realnvp']}\nprior normal\nflow\n  logit alpha={alpha!r}\n{body}end\n"
-            f"train\n{_TRAIN['realnvp']}end\n"), shape
+        return "".join(
+            f"  affine_coupling mask={mask_kind}, parity={i % 2}, net=resnet, hidden={width}, "
+            f"blocks={blocks}, scale=exp_tanh\n"
+            for i in range(n)
+        )
+
+    body = "".join(
+        couplings(3, "checkerboard", hidden)
+        + "  squeeze\n"
+        + couplings(3, "channel", 2 * hidden)
+        + "  split\n"
+        for _ in range(scales - 1)
+    ) + couplings(4, "checkerboard", hidden)
+    return (
+        f"# RealNVP imported from PyTorch by flowgrad.convert: torch_flows.py's layers\n"
+        f"data {_DATA['realnvp']}\nprior normal\nflow\n  logit alpha={alpha!r}\n{body}end\n"
+        f"train\n{_TRAIN['realnvp']}end\n"
+    ), shape
 
 
 def _moons_spec(sd):
@@ -108,10 +129,16 @@ def _moons_spec(sd):
     if additive:
         layer = f"additive_coupling mask=half, parity={{i%2}}, net=mlp, hidden={hidden}, blocks=2"
     else:
-        layer = f"affine_coupling mask=half, parity={{i%2}}, net=mlp, hidden={hidden}, blocks=2, scale=exp_tanh"
-    return (f"# two-moons {'NICE' if additive else 'RealNVP'} imported from PyTorch by flowgrad.convert\n"
-            f"data {_DATA['moons']}\nprior normal\nflow\n  repeat {n}\n    {layer}\n  end\n"
-            f"{'  scale' + chr(10) if additive else ''}end\ntrain\n{_TRAIN['moons']}end\n"), (2,)
+        layer = (
+            f"affine_coupling mask=half, parity={{i%2}}, net=mlp, hidden={hidden}, blocks=2, "
+            "scale=exp_tanh"
+        )
+    return (
+        f"# two-moons {'NICE' if additive else 'RealNVP'} imported from PyTorch "
+        "by flowgrad.convert\n"
+        f"data {_DATA['moons']}\nprior normal\nflow\n  repeat {n}\n    {layer}\n  end\n"
+        f"{'  scale' + chr(10) if additive else ''}end\ntrain\n{_TRAIN['moons']}end\n"
+    ), (2,)
 
 
 def _swap_pairs(a):
@@ -122,7 +149,9 @@ def _swap_pairs(a):
 
 def _lu_weight(sd, t):
     """The reference's 1x1 convolution W = p (l*lmask + I) (u*lmask^T + diag(sign exp(log_s)))."""
-    g = {k: sd[t + k].astype(np.float64) for k in ("p", "l", "u", "lmask", "eye", "sign_s", "log_s")}
+    g = {
+        k: sd[t + k].astype(np.float64) for k in ("p", "l", "u", "lmask", "eye", "sign_s", "log_s")
+    }
     lower = g["l"] * g["lmask"] + g["eye"]
     upper = g["u"] * g["lmask"].T + np.diag(g["sign_s"] * np.exp(g["log_s"]))
     return g["p"] @ lower @ upper
@@ -219,8 +248,12 @@ def from_torch_state_dict(state_dict, kind=None, *, shape=None, alpha=0.05, dtyp
     else:
         raise ValueError(f"kind must be 'glow', 'realnvp' or 'moons', got {kind!r}")
     if kind == "glow" and not all(int(v) for k, v in sd.items() if k.endswith("actnorm.inited")):
-        raise ValueError("the model's actnorm layers are not initialised yet: run it on a batch first")
-    flow = flowgrad.Flow._from_text(spec, f"<{kind} from torch>", event, dtype=dtype, discrete=kind != "moons")
+        raise ValueError(
+            "the model's actnorm layers are not initialised yet: run it on a batch first"
+        )
+    flow = flowgrad.Flow._from_text(
+        spec, f"<{kind} from torch>", event, dtype=dtype, discrete=kind != "moons"
+    )
     flow.load_state_dict(_layer_params(kind, sd, flow))
     return flow
 
@@ -234,14 +267,20 @@ def from_torch(model, *, check=True):
     same log p(x) on the same batch, up to float rounding.  check: verify that on a batch."""
     sd = model.state_dict()
     kind = kind_of(sd)
-    flow = from_torch_state_dict(sd, kind, shape=getattr(model, "shape", None),
-                                 alpha=getattr(model, "alpha", 0.05), dtype=_model_dtype(model))
+    flow = from_torch_state_dict(
+        sd,
+        kind,
+        shape=getattr(model, "shape", None),
+        alpha=getattr(model, "alpha", 0.05),
+        dtype=_model_dtype(model),
+    )
     if check:
         _check(flow, model, kind)
     return flow
 
 
 # ---- flowgrad -> torch ----
+
 
 def _lu(w):
     """W = P L U with partial pivoting (L unit lower, U upper), in float64."""
@@ -253,8 +292,8 @@ def _lu(w):
         if a[piv, k] == 0:
             raise ValueError("a 1x1 convolution's weight is singular")
         a[[k, piv]], perm[[k, piv]] = a[[piv, k]], perm[[piv, k]]
-        a[k + 1:, k] /= a[k, k]
-        a[k + 1:, k + 1:] -= np.outer(a[k + 1:, k], a[k, k + 1:])
+        a[k + 1 :, k] /= a[k, k]
+        a[k + 1 :, k + 1 :] -= np.outer(a[k + 1 :, k], a[k, k + 1 :])
     p = np.zeros((n, n))
     p[perm, np.arange(n)] = 1.0
     return p, np.tril(a, -1), np.triu(a)
@@ -273,8 +312,10 @@ def _gain(logs):
 
 def _must_be(value, target, what):
     if not np.array_equal(value, np.full_like(value, target)):
-        raise ValueError(f"{what} is learned in flowgrad and fixed in the reference; this flow's is "
-                         f"not {target} (max |difference| {np.abs(value - target).max():.3g})")
+        raise ValueError(
+            f"{what} is learned in flowgrad and fixed in the reference; this flow's is "
+            f"not {target} (max |difference| {np.abs(value - target).max():.3g})"
+        )
 
 
 def _expected_layers(kind, flow):
@@ -284,22 +325,31 @@ def _expected_layers(kind, flow):
         steps = types.count("actnorm") // max(levels, 1)
         conv = "conv1x1_lu" if "conv1x1_lu" in types else "conv1x1"
         step = ["actnorm", conv, "affine_coupling"]
-        want = ["affine"] + sum((["squeeze"] + step * steps + (["split"] if lv < levels - 1 else [])
-                                 for lv in range(levels)), [])
+        want = ["affine"] + sum(
+            (
+                ["squeeze"] + step * steps + (["split"] if lv < levels - 1 else [])
+                for lv in range(levels)
+            ),
+            [],
+        )
     elif kind == "realnvp":
         scales = types.count("split") + 1
-        want = ["logit"] + ["affine_coupling"] * 3 + ["squeeze"] + ["affine_coupling"] * 3 + ["split"]
+        want = (
+            ["logit"] + ["affine_coupling"] * 3 + ["squeeze"] + ["affine_coupling"] * 3 + ["split"]
+        )
         want = want[:1] + want[1:] * (scales - 1) + ["affine_coupling"] * 4
     else:
         n = types.count("affine_coupling") + types.count("additive_coupling")
         want = [types[0]] * n + (["scale"] if "scale" in types else [])
     if types != want:
-        raise ValueError(f"this flow is not the reference's {kind}: its layers are {types}, expected {want}")
+        raise ValueError(
+            f"this flow is not the reference's {kind}: its layers are {types}, expected {want}"
+        )
     return types
 
 
 def kind_of_flow(flow):
-    """"glow", "realnvp" or "moons": which reference model a flowgrad flow's layers follow."""
+    """ "glow", "realnvp" or "moons": which reference model a flowgrad flow's layers follow."""
     types = [t for _, t in flow.layers]
     if types and types[0] == "affine" and "squeeze" in types:
         return "glow"
@@ -323,7 +373,10 @@ def torch_state_dict(flow, kind=None):
         _must_be(fg["prior.logstd"], 0, "the top prior's log-std")
     build = {"glow": _glow_torch, "realnvp": _realnvp_torch, "moons": _moons_torch}[kind]
     dtype = flow.dtype
-    return {k: np.asarray(v, dtype=v.dtype if v.dtype == np.uint8 else dtype) for k, v in build(flow, fg).items()}
+    return {
+        k: np.asarray(v, dtype=v.dtype if v.dtype == np.uint8 else dtype)
+        for k, v in build(flow, fg).items()
+    }
 
 
 def _glow_torch(flow, fg):
@@ -339,9 +392,20 @@ def _glow_torch(flow, fg):
             c = fg[p + ("weight" if typ == "conv1x1" else "log_s_offset")].shape[0]
             perm, lower, upper = _lu(_conv_weight(flow, index, c))
             s = np.diag(upper)
-            out.update({t + "invconv." + k: v for k, v in (
-                ("p", perm), ("sign_s", np.sign(s)), ("lmask", np.tril(np.ones((c, c)), -1)), ("eye", np.eye(c)),
-                ("l", lower), ("u", np.triu(upper, 1)), ("log_s", np.log(np.abs(s))))})
+            out.update(
+                {
+                    t + "invconv." + k: v
+                    for k, v in (
+                        ("p", perm),
+                        ("sign_s", np.sign(s)),
+                        ("lmask", np.tril(np.ones((c, c)), -1)),
+                        ("eye", np.eye(c)),
+                        ("l", lower),
+                        ("u", np.triu(upper, 1)),
+                        ("log_s", np.log(np.abs(s))),
+                    )
+                }
+            )
         elif typ == "affine_coupling":
             gain = _gain(fg[p + "net.out.logs"])
             for f, tn in (("conv1", "0"), ("conv2", "2"), ("out", "4")):
@@ -413,6 +477,7 @@ def to_torch(flow, model, *, check=True):
     (torch_flows.Glow, RealNVP or Flow2D, e.g. built with the same K, L, hidden) and returns
     it; afterwards both give the same log p(x).  check: verify that on a batch."""
     import torch
+
     kind = kind_of(model.state_dict())
     sd = torch_state_dict(flow, kind)
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()})
@@ -425,6 +490,7 @@ def _check(flow, model, kind, tol=1e-3):
     """log p of a small batch on both sides, relative difference at most tol (a loose bound:
     this catches structural differences; the tests measure the float32 agreement)."""
     import torch
+
     rng = np.random.default_rng(0)
     if kind == "moons":
         x = 1.5 * rng.standard_normal((4, 2))
@@ -436,4 +502,7 @@ def _check(flow, model, kind, tol=1e-3):
     ours = flow.log_prob(x).astype(np.float64)
     err = np.abs(ours - reference).max() / max(1.0, np.abs(reference).max())
     if not err <= tol:
-        raise ValueError(f"the converted {kind} does not match: log p differs by {err:.3g} (relative) on a test batch")
+        raise ValueError(
+            f"the converted {kind} does not match: log p differs by {err:.3g} (relative) "
+            "on a test batch"
+        )

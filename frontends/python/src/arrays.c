@@ -11,10 +11,13 @@ int fgpy_numpy_init(void) {
 int fgpy_npy_type(fg_dtype t) { return t == FG_F64 ? NPY_FLOAT64 : NPY_FLOAT32; }
 
 int fgpy_dtype_parse(const char *name, fg_dtype *out) {
-  if (name && !strcmp(name, "float32")) *out = FG_F32;
-  else if (name && !strcmp(name, "float64")) *out = FG_F64;
+  if (name && !strcmp(name, "float32"))
+    *out = FG_F32;
+  else if (name && !strcmp(name, "float64"))
+    *out = FG_F64;
   else {
-    PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got %s", name ? name : "None");
+    PyErr_Format(PyExc_ValueError, "dtype must be 'float32' or 'float64', got %s",
+                 name ? name : "None");
     return -1;
   }
   return 0;
@@ -22,7 +25,8 @@ int fgpy_dtype_parse(const char *name, fg_dtype *out) {
 
 fgpy_view *fgpy_view_new(PyObject *obj, fg_dtype want, const char *what) {
   if (!PyArray_Check(obj)) {
-    PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", what, Py_TYPE(obj)->tp_name);
+    PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", what,
+                 Py_TYPE(obj)->tp_name);
     return NULL;
   }
   PyArrayObject *a = (PyArrayObject *)obj;
@@ -31,12 +35,14 @@ fgpy_view *fgpy_view_new(PyObject *obj, fg_dtype want, const char *what) {
     return NULL;
   }
   if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-    PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned (numpy.ascontiguousarray)", what);
+    PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned (numpy.ascontiguousarray)",
+                 what);
     return NULL;
   }
   int nd = PyArray_NDIM(a);
   if (nd > FG_MAX_DIMS) {
-    PyErr_Format(PyExc_ValueError, "%s has %d axes; flowgrad takes at most %d", what, nd, FG_MAX_DIMS);
+    PyErr_Format(PyExc_ValueError, "%s has %d axes; flowgrad takes at most %d", what, nd,
+                 FG_MAX_DIMS);
     return NULL;
   }
   fgpy_view *v = calloc(1, sizeof *v);

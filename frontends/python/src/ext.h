@@ -96,11 +96,11 @@ typedef struct fgpy_cached {
 typedef struct FlowObject {
   PyObject_HEAD
   fg_flow *flow;
-  char *spec_text;   /* rebuilds the flow (saved in checkpoints) */
-  char *name;        /* where the spec came from, for messages */
+  char *spec_text; /* rebuilds the flow (saved in checkpoints) */
+  char *name; /* where the spec came from, for messages */
   fg_train_settings train;
-  bool discrete;     /* 8-bit levels (images) or continuous data */
-  int n_latents;     /* parts factored out by the forward pass (split layers) */
+  bool discrete; /* 8-bit levels (images) or continuous data */
+  int n_latents; /* parts factored out by the forward pass (split layers) */
   fg_shape latents[FGPY_MAX_INPUTS]; /* their per-sample shapes, in forward order */
   fgpy_cached cache[FGPY_KINDS];
   PyThread_type_lock lock;

@@ -44,11 +44,14 @@ static fg_status find_latents(FlowObject *self, fg_err *e) {
   fg_flow_ctx *c = NULL;
   st = fg_flow_ctx_new(&c, g, fg_flow_params(self->flow), &o, e);
   fg_node z, ld;
-  if (st == FG_OK) fg_bijector_forward(fg_flow_bijector(self->flow), c, fg_input(g, "x", cfg->dtype, xs), &z, &ld);
+  if (st == FG_OK)
+    fg_bijector_forward(fg_flow_bijector(self->flow), c, fg_input(g, "x", cfg->dtype, xs), &z, &ld);
   int n = c ? fg_flow_num_latents(c) : 0;
-  if (st == FG_OK && fg_graph_status(g) != FG_OK) st = fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
+  if (st == FG_OK && fg_graph_status(g) != FG_OK)
+    st = fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   if (st == FG_OK && n >= FGPY_MAX_INPUTS)
-    st = fg_err_set(e, FG_E_MISUSE, "the flow factors out %d parts; the binding takes at most %d", n, FGPY_MAX_INPUTS - 1);
+    st = fg_err_set(e, FG_E_MISUSE, "the flow factors out %d parts; the binding takes at most %d",
+                    n, FGPY_MAX_INPUTS - 1);
   for (int i = n - 1; st == FG_OK && i >= 0; i--) { /* pushed in forward order */
     fg_shape s = fg_node_shape(g, fg_flow_pop_latent(c));
     self->latents[i] = (fg_shape){.ndim = s.ndim - 1};
@@ -87,9 +90,12 @@ PyObject *fgpy_flow_wrap(fg_flow *fl, const char *spec_text, const char *name,
 }
 
 /* A flow of spec s (its bijector taken over) for events `event`. */
-static fg_status build_flow(fg_flow **out, fg_spec *s, fg_shape event, fg_dtype t, uint64_t seed, fg_err *e) {
+static fg_status build_flow(fg_flow **out, fg_spec *s, fg_shape event, fg_dtype t, uint64_t seed,
+                            fg_err *e) {
   fg_flow_config cfg = {.base = !strcmp(s->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL,
-                        .event = event, .dtype = t, .seed = seed};
+                        .event = event,
+                        .dtype = t,
+                        .seed = seed};
   fg_bijector *b = s->flow;
   s->flow = NULL;
   return fg_flow_new_config(out, b, &cfg, e);
@@ -114,13 +120,16 @@ PyObject *fgpy_flow_from_spec(PyObject *mod, PyObject *args) {
   (void)mod;
   const char *text, *name, *dtype_name;
   PyObject *event_obj, *seed_obj, *discrete_obj;
-  if (!PyArg_ParseTuple(args, "ssOOsO", &text, &name, &event_obj, &seed_obj, &dtype_name, &discrete_obj)) return NULL;
+  if (!PyArg_ParseTuple(args, "ssOOsO", &text, &name, &event_obj, &seed_obj, &dtype_name,
+                        &discrete_obj))
+    return NULL;
   fg_dtype t;
   fg_shape event = {0};
   unsigned long long seed = 0;
   if (fgpy_dtype_parse(dtype_name, &t) < 0) return NULL;
   if (event_obj != Py_None && fgpy_shape_parse(event_obj, &event, "event") < 0) return NULL;
-  if (seed_obj != Py_None && ((seed = PyLong_AsUnsignedLongLong(seed_obj)) == (unsigned long long)-1) && PyErr_Occurred())
+  if (seed_obj != Py_None &&
+      ((seed = PyLong_AsUnsignedLongLong(seed_obj)) == (unsigned long long)-1) && PyErr_Occurred())
     return PyErr_Format(PyExc_ValueError, "seed must be an int in 0..2^64-1");
   fg_spec *s;
   fg_err e;
@@ -129,12 +138,14 @@ PyObject *fgpy_flow_from_spec(PyObject *mod, PyObject *args) {
   bool discrete = event.ndim == 3;
   if (event_obj == Py_None && !s->data) {
     fg_spec_free(s);
-    return PyErr_Format(PyExc_ValueError, "%s has no 'data' line to take the event shape from: pass event=", name);
+    return PyErr_Format(PyExc_ValueError,
+                        "%s has no 'data' line to take the event shape from: pass event=", name);
   }
   if (event_obj == Py_None) st = data_event(s, &event, &discrete, &e);
   if (discrete_obj != Py_None) discrete = PyObject_IsTrue(discrete_obj) == 1;
   fg_flow *fl = NULL;
-  if (st == FG_OK && (st = build_flow(&fl, s, event, t, seed_obj != Py_None ? seed : (uint64_t)s->train.seed, &e)))
+  if (st == FG_OK &&
+      (st = build_flow(&fl, s, event, t, seed_obj != Py_None ? seed : (uint64_t)s->train.seed, &e)))
     fg_err_prefix(&e, st, "%s", name);
   fg_train_settings train = s->train;
   fg_spec_free(s);
@@ -175,7 +186,8 @@ PyObject *fgpy_flow_load(PyObject *mod, PyObject *args) {
   if (st == FG_OK) st = build_flow(&fl, s, meta.event, t, (uint64_t)s->train.seed, &e);
   if (st == FG_OK) st = fg_checkpoint_load_params(fl, path, true, &e);
   if (st == FG_OK) s->train.n_bits = meta.n_bits;
-  PyObject *out = st == FG_OK ? fgpy_flow_wrap(fl, meta.spec, path, &s->train, meta.discrete) : NULL;
+  PyObject *out =
+      st == FG_OK ? fgpy_flow_wrap(fl, meta.spec, path, &s->train, meta.discrete) : NULL;
   if (st != FG_OK) {
     fg_flow_free(fl);
     fgpy_raise(st, e.msg);
@@ -200,7 +212,8 @@ static PyObject *flow_state_dict(FlowObject *self, PyObject *unused) {
 }
 
 /* Checks one (name, array) item against the store; its tensor in *dst. */
-static int check_item(FlowObject *self, PyObject *item, const char **name, PyArrayObject **arr, fg_tensor **dst) {
+static int check_item(FlowObject *self, PyObject *item, const char **name, PyArrayObject **arr,
+                      fg_tensor **dst) {
   PyObject *a;
   if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "sO", name, &a)) {
     PyErr_SetString(PyExc_TypeError, "load_state_dict takes (name, array) pairs");
@@ -217,15 +230,18 @@ static int check_item(FlowObject *self, PyObject *item, const char **name, PyArr
   fgpy_view_free(v);
   if (!same) {
     char want[128];
-    PyErr_Format(PyExc_ValueError, "parameter '%s' has shape %s", *name, fg_shape_str(&(*dst)->shape, want, sizeof want));
+    PyErr_Format(PyExc_ValueError, "parameter '%s' has shape %s", *name,
+                 fg_shape_str(&(*dst)->shape, want, sizeof want));
     return -1;
   }
   *arr = (PyArrayObject *)a;
   int64_t n = fg_tensor_numel(*dst);
   for (int64_t i = 0; i < n; i++) {
-    double x = (*dst)->dtype == FG_F64 ? ((double *)PyArray_DATA(*arr))[i] : ((float *)PyArray_DATA(*arr))[i];
+    double x = (*dst)->dtype == FG_F64 ? ((double *)PyArray_DATA(*arr))[i]
+                                       : ((float *)PyArray_DATA(*arr))[i];
     if (!isfinite(x)) {
-      PyErr_Format(PyExc_ValueError, "parameter '%s' is not finite at element %lld", *name, (long long)i);
+      PyErr_Format(PyExc_ValueError, "parameter '%s' is not finite at element %lld", *name,
+                   (long long)i);
       return -1;
     }
   }
@@ -242,7 +258,8 @@ static PyObject *flow_load_state_dict(FlowObject *self, PyObject *args) {
   fg_params *ps = fg_flow_params(self->flow);
   int rc = 0;
   if (strict && n != fg_params_count(ps)) {
-    PyErr_Format(PyExc_ValueError, "strict: the flow has %d parameters, the state dict %zd", fg_params_count(ps), n);
+    PyErr_Format(PyExc_ValueError, "strict: the flow has %d parameters, the state dict %zd",
+                 fg_params_count(ps), n);
     rc = -1;
   }
   for (int pass = 0; rc == 0 && pass < 2; pass++)
@@ -252,7 +269,8 @@ static PyObject *flow_load_state_dict(FlowObject *self, PyObject *args) {
       fg_tensor *dst;
       rc = check_item(self, PyList_GET_ITEM(items, i), &name, &a, &dst);
       if (rc == 0 && pass == 1)
-        memcpy(fg_tensor_data(dst), PyArray_DATA(a), (size_t)fg_tensor_numel(dst) * fg_dtype_size(dst->dtype));
+        memcpy(fg_tensor_data(dst), PyArray_DATA(a),
+               (size_t)fg_tensor_numel(dst) * fg_dtype_size(dst->dtype));
     }
   fgpy_flow_unlock(self);
   if (rc < 0) return NULL;
@@ -307,7 +325,8 @@ static PyObject *flow_save(FlowObject *self, PyObject *args) {
 
 /* ---- graph dumps ---- */
 
-static fg_status build_dump(FlowObject *self, const char *what, int64_t batch, fg_graph *g, fg_node *out) {
+static fg_status build_dump(FlowObject *self, const char *what, int64_t batch, fg_graph *g,
+                            fg_node *out) {
   const fg_flow_config *cfg = fg_flow_get_config(self->flow);
   if (!strcmp(what, "sample")) return fg_flow_sample(self->flow, g, batch, 1.0, 1, out);
   fg_shape xs = {.ndim = cfg->event.ndim + 1, .d = {batch}};
@@ -331,8 +350,10 @@ static PyObject *flow_dump(FlowObject *self, PyObject *args) {
   int compiled;
   if (!PyArg_ParseTuple(args, "ssLp", &path, &what, &batch, &compiled)) return NULL;
   if (strcmp(what, "logprob") && strcmp(what, "train") && strcmp(what, "sample"))
-    return PyErr_Format(PyExc_ValueError, "what must be 'logprob', 'train' or 'sample', got '%s'", what);
-  if (batch < 1 || batch > 65536) return PyErr_Format(PyExc_ValueError, "batch must be in 1..65536");
+    return PyErr_Format(PyExc_ValueError, "what must be 'logprob', 'train' or 'sample', got '%s'",
+                        what);
+  if (batch < 1 || batch > 65536)
+    return PyErr_Format(PyExc_ValueError, "batch must be in 1..65536");
   fg_err e;
   fg_dot_format fmt;
   fg_status st = fg_dot_format_of(path, &fmt, &e);
@@ -346,8 +367,10 @@ static PyObject *flow_dump(FlowObject *self, PyObject *args) {
   if (st != FG_OK) st = fg_err_set(&e, st, "%s", fg_graph_errmsg(g));
   if (st == FG_OK && compiled) st = fg_program_new(&p, g, 1, &root, &e);
   if (st == FG_OK) {
-    fg_dot_opts o = {.title = what, .group = p ? fg_program_groups(p) : NULL,
-                     .outputs = p ? NULL : &root, .n_outputs = p ? 0 : 1};
+    fg_dot_opts o = {.title = what,
+                     .group = p ? fg_program_groups(p) : NULL,
+                     .outputs = p ? NULL : &root,
+                     .n_outputs = p ? 0 : 1};
     const fg_graph *shown = p ? fg_program_graph(p) : g;
     Py_BEGIN_ALLOW_THREADS
     st = fg_dot_write(shown, &o, fmt, path, &e);
@@ -392,8 +415,9 @@ static PyObject *get_layers(FlowObject *self, void *c) {
     const fg_bijector_type *t = fg_bijector_type_of(k);
     const char *prefix = fg_bijector_prefix(k);
     size_t len = strlen(prefix);
-    PyObject *item = Py_BuildValue("(s#s)", prefix, (Py_ssize_t)(len && prefix[len - 1] == '.' ? len - 1 : len),
-                                   t ? t->name : fg_bijector_num_children(k) ? "chain" : "inverted");
+    const char *type = t ? t->name : fg_bijector_num_children(k) ? "chain" : "inverted";
+    if (len && prefix[len - 1] == '.') len--;
+    PyObject *item = Py_BuildValue("(s#s)", prefix, (Py_ssize_t)len, type);
     if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);
     Py_XDECREF(item);
   }
@@ -403,11 +427,12 @@ static PyObject *get_layers(FlowObject *self, void *c) {
 static PyObject *get_info(FlowObject *self, void *c) {
   (void)c;
   const fg_flow_config *cfg = fg_flow_get_config(self->flow);
-  return Py_BuildValue("{s:s,s:s,s:s,s:O,s:L,s:K,s:s,s:N}", "dtype", fg_dtype_name(cfg->dtype),
-                       "spec", self->spec_text, "name", self->name, "discrete", self->discrete ? Py_True : Py_False,
-                       "num_params", (long long)fg_flow_num_scalars(self->flow), "seed", (unsigned long long)cfg->seed,
-                       "prior", cfg->base == FG_BASE_LEARNED ? "learned" : "normal", "train",
-                       fgpy_settings_dict(&self->train));
+  return Py_BuildValue(
+      "{s:s,s:s,s:s,s:O,s:L,s:K,s:s,s:N}", "dtype", fg_dtype_name(cfg->dtype), "spec",
+      self->spec_text, "name", self->name, "discrete", self->discrete ? Py_True : Py_False,
+      "num_params", (long long)fg_flow_num_scalars(self->flow), "seed",
+      (unsigned long long)cfg->seed, "prior", cfg->base == FG_BASE_LEARNED ? "learned" : "normal",
+      "train", fgpy_settings_dict(&self->train));
 }
 
 /* {kind: [address of each bound input's memory]}: what the tests check "no copy" with. */
@@ -431,30 +456,38 @@ static PyObject *flow_bound(FlowObject *self, PyObject *unused) {
 
 static PyGetSetDef flow_getset[] = {
     {"event", (getter)get_event, NULL, "per-sample shape of x", NULL},
-    {"latent_shapes", (getter)get_latent_shapes, NULL, "per-sample shapes: top latent, then factored-out parts", NULL},
+    {"latent_shapes", (getter)get_latent_shapes, NULL,
+     "per-sample shapes: top latent, then factored-out parts", NULL},
     {"layers", (getter)get_layers, NULL, "[(prefix, type)] of the top-level layers", NULL},
-    {"info", (getter)get_info, NULL, "dtype, spec, name, discrete, num_params, seed, prior, train settings", NULL},
+    {"info", (getter)get_info, NULL,
+     "dtype, spec, name, discrete, num_params, seed, prior, train settings", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyMethodDef flow_methods[] = {
     {"log_prob", (PyCFunction)fgpy_flow_log_prob, METH_VARARGS, "log_prob(x) -> [B]"},
-    {"forward", (PyCFunction)fgpy_flow_forward, METH_VARARGS, "forward(x) -> (z, logdet, [latents])"},
-    {"inverse", (PyCFunction)fgpy_flow_inverse, METH_VARARGS, "inverse(z, [latents]) -> (x, logdet)"},
+    {"forward", (PyCFunction)fgpy_flow_forward, METH_VARARGS,
+     "forward(x) -> (z, logdet, [latents])"},
+    {"inverse", (PyCFunction)fgpy_flow_inverse, METH_VARARGS,
+     "inverse(z, [latents]) -> (x, logdet)"},
     {"sample", (PyCFunction)fgpy_flow_sample, METH_VARARGS, "sample(n, temperature, seed) -> x"},
-    {"run_layer", (PyCFunction)fgpy_flow_run_layer, METH_VARARGS, "run_layer(i, x, inverse) -> (y, logdet)"},
+    {"run_layer", (PyCFunction)fgpy_flow_run_layer, METH_VARARGS,
+     "run_layer(i, x, inverse) -> (y, logdet)"},
     {"state_dict", (PyCFunction)flow_state_dict, METH_NOARGS, "state_dict() -> {name: array}"},
-    {"load_state_dict", (PyCFunction)flow_load_state_dict, METH_VARARGS, "load_state_dict([(name, array)], strict)"},
-    {"data_init", (PyCFunction)flow_data_init, METH_VARARGS, "data_init(x): actnorm's data-dependent initialisation"},
+    {"load_state_dict", (PyCFunction)flow_load_state_dict, METH_VARARGS,
+     "load_state_dict([(name, array)], strict)"},
+    {"data_init", (PyCFunction)flow_data_init, METH_VARARGS,
+     "data_init(x): actnorm's data-dependent initialisation"},
     {"save", (PyCFunction)flow_save, METH_VARARGS, "save(path): a flowgrad checkpoint"},
-    {"dump", (PyCFunction)flow_dump, METH_VARARGS, "dump(path, what, batch, compiled) -> node count"},
-    {"_bound", (PyCFunction)flow_bound, METH_NOARGS, "{kind: [addresses of the bound inputs' memory]}"},
+    {"dump", (PyCFunction)flow_dump, METH_VARARGS,
+     "dump(path, what, batch, compiled) -> node count"},
+    {"_bound", (PyCFunction)flow_bound, METH_NOARGS,
+     "{kind: [addresses of the bound inputs' memory]}"},
     {NULL, NULL, 0, NULL},
 };
 
 PyTypeObject fgpy_flow_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "flowgrad._flowgrad.Flow",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "flowgrad._flowgrad.Flow",
     .tp_basicsize = sizeof(FlowObject),
     .tp_dealloc = (destructor)flow_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,

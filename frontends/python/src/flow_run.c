@@ -28,22 +28,25 @@ static fg_flow_ctx *make_ctx(FlowObject *self, fg_graph *g) {
   fg_flow_ctx_opts o = {.dtype = cfg->dtype, .seed = cfg->seed};
   fg_flow_ctx *c = NULL;
   fg_err e;
-  if (fg_flow_ctx_new(&c, g, fg_flow_params(self->flow), &o, &e) != FG_OK) fg_graph_fail(g, e.status, "%s", e.msg);
+  if (fg_flow_ctx_new(&c, g, fg_flow_params(self->flow), &o, &e) != FG_OK)
+    fg_graph_fail(g, e.status, "%s", e.msg);
   return c;
 }
 
 /* ---- graph builders: outputs into outs, their count into *n_out ---- */
 
-typedef void (*build_fn)(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs, int *n_out);
+typedef void (*build_fn)(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs,
+                         int *n_out);
 
-static void build_log_prob(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs, int *n_out) {
+static void build_log_prob(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs,
+                           int *n_out) {
   *n_out = 1;
   fg_flow_log_prob(self->flow, g, input(g, k, 0), false, &outs[0]);
 }
 
 /* forward or inverse of layer `layer` of the chain (-1: the whole flow). */
-static void build_bijector(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs, int *n_out, bool inverse,
-                           int layer) {
+static void build_bijector(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs,
+                           int *n_out, bool inverse, int layer) {
   fg_bijector *b = fg_flow_bijector(self->flow);
   if (layer >= 0) b = fg_bijector_num_children(b) > 0 ? fg_bijector_child(b, layer) : b;
   fg_flow_ctx *c = make_ctx(self, g);
@@ -66,15 +69,18 @@ static void build_bijector(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_
   fg_flow_ctx_free(c);
 }
 
-static void build_forward(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs, int *n_out) {
+static void build_forward(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs,
+                          int *n_out) {
   build_bijector(self, k, g, outs, n_out, false, -1);
 }
 
-static void build_inverse(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs, int *n_out) {
+static void build_inverse(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs,
+                          int *n_out) {
   build_bijector(self, k, g, outs, n_out, true, -1);
 }
 
-static void build_sample(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs, int *n_out) {
+static void build_sample(FlowObject *self, const fgpy_key *k, fg_graph *g, fg_node *outs,
+                         int *n_out) {
   *n_out = 1;
   fg_flow_sample(self->flow, g, k->n, k->temperature, 0, &outs[0]);
 }
@@ -136,8 +142,10 @@ static PyObject *run_outputs(fgpy_cached *c) {
   PyObject *out = PyTuple_New(n);
   for (int i = 0; out && i < n; i++) {
     PyObject *a = fgpy_array_copy(fg_program_output(c->p, i));
-    if (!a) Py_CLEAR(out);
-    else PyTuple_SET_ITEM(out, i, a);
+    if (!a)
+      Py_CLEAR(out);
+    else
+      PyTuple_SET_ITEM(out, i, a);
   }
   return out;
 }
@@ -164,7 +172,8 @@ static void key_init(fgpy_key *k, int kind, FlowObject *self) {
 }
 
 /* A view of obj whose shape must be [B, per_sample...] (B >= 1; B == *batch unless it is -1). */
-static fgpy_view *batch_view(PyObject *obj, fg_dtype t, const fg_shape *per_sample, int64_t *batch, const char *what) {
+static fgpy_view *batch_view(PyObject *obj, fg_dtype t, const fg_shape *per_sample, int64_t *batch,
+                             const char *what) {
   fgpy_view *v = fgpy_view_new(obj, t, what);
   if (!v) return NULL;
   const fg_shape *s = &v->t.shape;
@@ -172,8 +181,9 @@ static fgpy_view *batch_view(PyObject *obj, fg_dtype t, const fg_shape *per_samp
   for (int i = 0; ok && i < per_sample->ndim; i++) ok = s->d[i + 1] == per_sample->d[i];
   if (!ok) {
     char want[128], got[128];
-    PyErr_Format(PyExc_ValueError, "%s has shape %s; expected [batch] + %s%s", what, fg_shape_str(s, got, sizeof got),
-                 fg_shape_str(per_sample, want, sizeof want), *batch >= 0 ? " with the batch of z" : "");
+    PyErr_Format(PyExc_ValueError, "%s has shape %s; expected [batch] + %s%s", what,
+                 fg_shape_str(s, got, sizeof got), fg_shape_str(per_sample, want, sizeof want),
+                 *batch >= 0 ? " with the batch of z" : "");
     fgpy_view_free(v);
     return NULL;
   }
@@ -210,8 +220,11 @@ PyObject *fgpy_flow_forward(FlowObject *self, PyObject *args) {
   k.n_in = 1, k.shapes[0] = v->t.shape;
   PyObject *out = call(self, &k, &v, build_forward);
   if (!out) return NULL;
-  PyObject *lat = PyTuple_GetSlice(out, 2, PyTuple_GET_SIZE(out)), *lat_list = lat ? PySequence_List(lat) : NULL;
-  PyObject *r = lat_list ? Py_BuildValue("(OON)", PyTuple_GET_ITEM(out, 0), PyTuple_GET_ITEM(out, 1), lat_list) : NULL;
+  PyObject *lat = PyTuple_GetSlice(out, 2, PyTuple_GET_SIZE(out)),
+           *lat_list = lat ? PySequence_List(lat) : NULL;
+  PyObject *r = lat_list ? Py_BuildValue("(OON)", PyTuple_GET_ITEM(out, 0),
+                                         PyTuple_GET_ITEM(out, 1), lat_list)
+                         : NULL;
   Py_XDECREF(lat);
   Py_DECREF(out);
   return r;
@@ -223,7 +236,8 @@ PyObject *fgpy_flow_inverse(FlowObject *self, PyObject *args) {
   if (!PyArg_ParseTuple(args, "OO!", &z, &PyList_Type, &latents)) return NULL;
   Py_ssize_t n = PyList_GET_SIZE(latents);
   if (n != self->n_latents)
-    return PyErr_Format(PyExc_ValueError, "this flow factors out %d parts; got %zd latents", self->n_latents, n);
+    return PyErr_Format(PyExc_ValueError, "this flow factors out %d parts; got %zd latents",
+                        self->n_latents, n);
   fgpy_key k;
   key_init(&k, FGPY_INVERSE, self);
   fgpy_view *views[FGPY_MAX_INPUTS] = {0};
@@ -233,7 +247,9 @@ PyObject *fgpy_flow_inverse(FlowObject *self, PyObject *args) {
   for (Py_ssize_t i = 0; views[0] && i < n; i++) {
     char what[32];
     snprintf(what, sizeof what, "latent %zd", i);
-    if (!(views[i + 1] = batch_view(PyList_GET_ITEM(latents, i), k.dtype, &self->latents[i], &batch, what))) break;
+    if (!(views[i + 1] =
+              batch_view(PyList_GET_ITEM(latents, i), k.dtype, &self->latents[i], &batch, what)))
+      break;
   }
   k.n_in = 1 + (int)n;
   for (int i = 0; i < k.n_in; i++)
@@ -250,15 +266,19 @@ PyObject *fgpy_flow_sample(FlowObject *self, PyObject *args) {
   double temperature;
   PyObject *seed_obj;
   if (!PyArg_ParseTuple(args, "LdO!", &n, &temperature, &PyLong_Type, &seed_obj)) return NULL;
-  unsigned long long seed = PyLong_AsUnsignedLongLong(seed_obj); /* OverflowError outside 0..2^64-1 */
+  unsigned long long seed =
+      PyLong_AsUnsignedLongLong(seed_obj); /* OverflowError outside 0..2^64-1 */
   if (PyErr_Occurred()) return NULL;
-  if (n < 1 || n > ((long long)1 << 31)) return PyErr_Format(PyExc_ValueError, "n must be in 1..2^31, got %lld", n);
+  if (n < 1 || n > ((long long)1 << 31))
+    return PyErr_Format(PyExc_ValueError, "n must be in 1..2^31, got %lld", n);
   if (!(temperature >= 0 && temperature <= 1e6))
-    return PyErr_Format(PyExc_ValueError, "temperature must be a number in [0, 1e6], got %g", temperature);
+    return PyErr_Format(PyExc_ValueError, "temperature must be a number in [0, 1e6], got %g",
+                        temperature);
   fgpy_key k;
   key_init(&k, FGPY_SAMPLE, self);
   k.n = n;
-  k.temperature = temperature > 1e-30 ? temperature : 1e-30; /* 0: the mode (fg_flow_sample reads 0 as 1) */
+  k.temperature =
+      temperature > 1e-30 ? temperature : 1e-30; /* 0: the mode (fg_flow_sample reads 0 as 1) */
   fgpy_flow_lock(self);
   fgpy_cached *c = &self->cache[FGPY_SAMPLE];
   PyObject *out = NULL;
@@ -281,7 +301,8 @@ PyObject *fgpy_flow_run_layer(FlowObject *self, PyObject *args) {
   PyObject *x;
   if (!PyArg_ParseTuple(args, "iOp", &index, &x, &inverse)) return NULL;
   int n = fg_bijector_num_children(fg_flow_bijector(self->flow));
-  if (index < 0 || index >= (n > 0 ? n : 1)) return PyErr_Format(PyExc_IndexError, "no layer %d", index);
+  if (index < 0 || index >= (n > 0 ? n : 1))
+    return PyErr_Format(PyExc_IndexError, "no layer %d", index);
   bool f64 = PyArray_Check(x) && PyArray_TYPE((PyArrayObject *)x) == NPY_FLOAT64;
   fgpy_view *v = fgpy_view_new(x, f64 ? FG_F64 : FG_F32, "x");
   if (!v) return NULL;
@@ -301,9 +322,12 @@ PyObject *fgpy_flow_run_layer(FlowObject *self, PyObject *args) {
   fg_node outs[2];
   int n_out;
   if (st == FG_OK) build_bijector(self, &k, g, outs, &n_out, inverse, index);
-  if (st != FG_OK) fgpy_raise(st, e.msg);
-  else if (fg_graph_status(g) != FG_OK) fgpy_raise_graph(g, self->name);
-  else if ((st = fgpy_compile(&c.p, g, 2, outs, &e)) != FG_OK || (st = fg_params_bind(fg_flow_params(self->flow), c.p, &e)) != FG_OK)
+  if (st != FG_OK)
+    fgpy_raise(st, e.msg);
+  else if (fg_graph_status(g) != FG_OK)
+    fgpy_raise_graph(g, self->name);
+  else if ((st = fgpy_compile(&c.p, g, 2, outs, &e)) != FG_OK ||
+           (st = fg_params_bind(fg_flow_params(self->flow), c.p, &e)) != FG_OK)
     fgpy_raise(st, e.msg);
   else if (bind_inputs(&c, &v, 1) == 0)
     out = run_outputs(&c);

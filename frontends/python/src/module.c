@@ -118,15 +118,17 @@ static PyObject *py_check(PyObject *mod, PyObject *args) {
     return NULL;
   o.skip_gradcheck = skip_grad, o.seed = seed;
   if (event != Py_None && fgpy_shape_parse(event, &o.event, "event") < 0) return NULL;
-  if (o.batch < 1 || o.batch > 1024 || !(o.tol > 0) || !(o.perturb >= 0) || o.tol > 1 || o.perturb > 10)
-    return PyErr_Format(PyExc_ValueError, "check: batch must be in 1..1024, tol in (0, 1], perturb in [0, 10]");
+  if (o.batch < 1 || o.batch > 1024 || !(o.tol > 0) || !(o.perturb >= 0) || o.tol > 1 ||
+      o.perturb > 10)
+    return PyErr_Format(PyExc_ValueError,
+                        "check: batch must be in 1..1024, tol in (0, 1], perturb in [0, 10]");
   fg_err e;
   const fg_bijector_type *t;
   fg_status st = fg_registry_lookup(registry, name, &t, &e);
   if (st != FG_OK) return fgpy_raise(st, e.msg);
   fg_bijector *b;
-  if ((st = fg_bijector_new_from_text(&b, t, text ? text : t->check_args ? t->check_args : "", &e)) != FG_OK)
-    return fgpy_raise(st, e.msg);
+  if (!text) text = t->check_args ? t->check_args : "";
+  if ((st = fg_bijector_new_from_text(&b, t, text, &e)) != FG_OK) return fgpy_raise(st, e.msg);
   fg_check_report *r = calloc(1, sizeof *r);
   if (!r) {
     fg_bijector_free(b);
@@ -187,17 +189,23 @@ PyObject *fgpy_flow_from_spec(PyObject *mod, PyObject *args);
 PyObject *fgpy_flow_load(PyObject *mod, PyObject *args);
 
 static PyMethodDef module_methods[] = {
-    {"registry", py_registry, METH_NOARGS, "registry() -> [(name, doc, [(arg, kind, default, doc)], plugin)]"},
-    {"load_plugin", py_load_plugin, METH_VARARGS, "load_plugin(path) -> names of the types it added"},
+    {"registry", py_registry, METH_NOARGS,
+     "registry() -> [(name, doc, [(arg, kind, default, doc)], plugin)]"},
+    {"load_plugin", py_load_plugin, METH_VARARGS,
+     "load_plugin(path) -> names of the types it added"},
     {"check", py_check, METH_VARARGS,
-     "check(type, args_text|None, event|None, batch, tol, perturb, skip_gradcheck, seed) -> report tuple"},
-    {"parse_spec", py_parse_spec, METH_VARARGS, "parse_spec(text, name) -> dict of the spec's data, prior, train"},
-    {"open_data", py_open_data, METH_VARARGS, "open_data(source, limit) -> (train, test|None, discrete)"},
+     "check(type, args_text|None, event|None, batch, tol, perturb, skip_gradcheck, seed) -> report "
+     "tuple"},
+    {"parse_spec", py_parse_spec, METH_VARARGS,
+     "parse_spec(text, name) -> dict of the spec's data, prior, train"},
+    {"open_data", py_open_data, METH_VARARGS,
+     "open_data(source, limit) -> (train, test|None, discrete)"},
     {"flow_from_spec", fgpy_flow_from_spec, METH_VARARGS,
      "flow_from_spec(text, name, event|None, seed|None, dtype, discrete|None) -> Flow"},
     {"flow_load", fgpy_flow_load, METH_VARARGS, "flow_load(checkpoint) -> Flow"},
     {"train", (PyCFunction)(void (*)(void))fgpy_train, METH_VARARGS | METH_KEYWORDS,
-     "train(flow, train, test, discrete, steps, minutes, out, resume, callback, threads, checkpoint_every)"},
+     "train(flow, train, test, discrete, steps, minutes, out, resume, callback, threads, "
+     "checkpoint_every)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,10 +13,11 @@ static double now_s(void) {
 }
 
 PyObject *fgpy_settings_dict(const fg_train_settings *s) {
-  return Py_BuildValue("{s:L,s:L,s:d,s:d,s:L,s:d,s:d,s:s,s:L,s:L,s:L,s:L,s:d,s:O}", "batch", (long long)s->batch,
-                       "steps", (long long)s->steps, "minutes", s->minutes, "lr", s->lr, "warmup", (long long)s->warmup,
-                       "clip", s->clip, "ema", s->ema, "optimizer", s->optimizer, "n_bits", (long long)s->n_bits,
-                       "seed", (long long)s->seed, "eval_every", (long long)s->eval_every, "max_nonfinite",
+  return Py_BuildValue("{s:L,s:L,s:d,s:d,s:L,s:d,s:d,s:s,s:L,s:L,s:L,s:L,s:d,s:O}", "batch",
+                       (long long)s->batch, "steps", (long long)s->steps, "minutes", s->minutes,
+                       "lr", s->lr, "warmup", (long long)s->warmup, "clip", s->clip, "ema", s->ema,
+                       "optimizer", s->optimizer, "n_bits", (long long)s->n_bits, "seed",
+                       (long long)s->seed, "eval_every", (long long)s->eval_every, "max_nonfinite",
                        (long long)s->max_nonfinite, "temperature", s->temperature, "recompute",
                        s->recompute ? Py_True : Py_False);
 }
@@ -40,9 +41,10 @@ static int data_view(PyObject *obj, fgpy_view **v, const char *what) {
 }
 
 static PyObject *step_dict(const fg_train_step_info *info, double seconds) {
-  return Py_BuildValue("{s:L,s:d,s:d,s:d,s:O,s:s,s:d}", "step", (long long)info->step, "loss", info->loss,
-                       "grad_norm", info->grad_norm, "lr", info->lr, "skipped", info->skipped ? Py_True : Py_False,
-                       "bad_layer", info->bad_layer, "seconds", seconds);
+  return Py_BuildValue("{s:L,s:d,s:d,s:d,s:O,s:s,s:d}", "step", (long long)info->step, "loss",
+                       info->loss, "grad_norm", info->grad_norm, "lr", info->lr, "skipped",
+                       info->skipped ? Py_True : Py_False, "bad_layer", info->bad_layer, "seconds",
+                       seconds);
 }
 
 static int save(fg_trainer *t, const train_args *a) {
@@ -77,7 +79,8 @@ static int loop(fg_trainer *t, const train_args *a, double *last_loss, const cha
   double t0 = now_s();
   for (;;) {
     int64_t done = fg_trainer_step_count(t);
-    *why = a->steps && done >= a->steps ? "steps" : a->minutes > 0 && now_s() - t0 >= a->minutes * 60 ? "minutes" : NULL;
+    *why = a->steps && done >= a->steps ? "steps" : NULL;
+    if (!*why && a->minutes > 0 && now_s() - t0 >= a->minutes * 60) *why = "minutes";
     if (*why) return 0;
     fg_train_step_info info;
     fg_err e;
@@ -110,8 +113,8 @@ static int loop(fg_trainer *t, const train_args *a, double *last_loss, const cha
 }
 
 /* Saves, evaluates the test set, puts the EMA weights into the flow. */
-static PyObject *finish(fg_trainer *t, const train_args *a, double loss, const char *why, double seconds,
-                        int64_t start) {
+static PyObject *finish(fg_trainer *t, const train_args *a, double loss, const char *why,
+                        double seconds, int64_t start) {
   if (save(t, a) < 0) return NULL;
   PyObject *test = Py_None;
   Py_INCREF(test);
@@ -127,9 +130,10 @@ static PyObject *finish(fg_trainer *t, const train_args *a, double loss, const c
     test = PyFloat_FromDouble(mean);
   }
   fg_trainer_use_ema(t);
-  return Py_BuildValue("{s:L,s:L,s:d,s:N,s:s,s:z,s:s,s:d}", "step", (long long)fg_trainer_step_count(t), "steps",
-                       (long long)(fg_trainer_step_count(t) - start), "loss", loss, "test_loss", test, "unit",
-                       fg_trainer_unit(t), "checkpoint", a->out, "stopped", why, "seconds", seconds);
+  return Py_BuildValue(
+      "{s:L,s:L,s:d,s:N,s:s,s:z,s:s,s:d}", "step", (long long)fg_trainer_step_count(t), "steps",
+      (long long)(fg_trainer_step_count(t) - start), "loss", loss, "test_loss", test, "unit",
+      fg_trainer_unit(t), "checkpoint", a->out, "stopped", why, "seconds", seconds);
 }
 
 static PyObject *run(const train_args *a, fgpy_view *train, fgpy_view *test) {
@@ -150,24 +154,28 @@ static PyObject *run(const train_args *a, fgpy_view *train, fgpy_view *test) {
   int64_t start = fg_trainer_step_count(t);
   double t0 = now_s(), loss = NAN;
   const char *why = "steps";
-  PyObject *out = loop(t, a, &loss, &why) == 0 ? finish(t, a, loss, why, now_s() - t0, start) : NULL;
+  PyObject *out =
+      loop(t, a, &loss, &why) == 0 ? finish(t, a, loss, why, now_s() - t0, start) : NULL;
   fg_trainer_free(t);
   return out;
 }
 
 PyObject *fgpy_train(PyObject *mod, PyObject *args, PyObject *kw) {
   (void)mod;
-  static char *names[] = {"flow", "train", "test", "discrete", "steps", "minutes", "out", "resume", "callback",
-                          "threads", "checkpoint_every", NULL};
+  static char *names[] = {
+      "flow",   "train",    "test",    "discrete",         "steps", "minutes", "out",
+      "resume", "callback", "threads", "checkpoint_every", NULL};
   train_args a = {0};
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOpLdzzOiL", names, &fgpy_flow_type, &a.flow, &a.train, &a.test,
-                                   &a.discrete, &a.steps, &a.minutes, &a.out, &a.resume, &a.callback, &a.threads,
-                                   &a.checkpoint_every))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOpLdzzOiL", names, &fgpy_flow_type, &a.flow,
+                                   &a.train, &a.test, &a.discrete, &a.steps, &a.minutes, &a.out,
+                                   &a.resume, &a.callback, &a.threads, &a.checkpoint_every))
     return NULL;
-  if (a.steps < 0 || !(a.minutes >= 0 && a.minutes < 1e9) || a.threads < 0 || a.threads > FG_POOL_MAX_THREADS ||
-      a.checkpoint_every < 0 || (!a.steps && !a.minutes))
-    return PyErr_Format(PyExc_ValueError, "train: steps >= 0 and minutes >= 0 (not both 0), threads in 0..%d, "
-                        "checkpoint_every >= 0", FG_POOL_MAX_THREADS);
+  if (a.steps < 0 || !(a.minutes >= 0 && a.minutes < 1e9) || a.threads < 0 ||
+      a.threads > FG_POOL_MAX_THREADS || a.checkpoint_every < 0 || (!a.steps && !a.minutes))
+    return PyErr_Format(PyExc_ValueError,
+                        "train: steps >= 0 and minutes >= 0 (not both 0), threads in 0..%d, "
+                        "checkpoint_every >= 0",
+                        FG_POOL_MAX_THREADS);
   if (a.callback != Py_None && !PyCallable_Check(a.callback))
     return PyErr_Format(PyExc_TypeError, "callback must be callable");
   fgpy_view *train, *test;
