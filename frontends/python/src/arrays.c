@@ -95,9 +95,11 @@ int fgpy_shape_parse(PyObject *seq, fg_shape *out, const char *what) {
   }
   for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
     PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-    long long d = PyLong_Check(item) ? PyLong_AsLongLong(item) : -1;
-    if (d == -1 && PyErr_Occurred()) PyErr_Clear();
-    if (!PyLong_Check(item) || d < 1 || d > ((long long)1 << 40)) {
+    PyObject *index = PyBool_Check(item) ? NULL : PyNumber_Index(item); /* ints, numpy ints */
+    long long d = index ? PyLong_AsLongLong(index) : -1;
+    Py_XDECREF(index);
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (d < 1 || d > ((long long)1 << 40)) {
       PyErr_Format(PyExc_ValueError, "%s: axis %zd must be an int in 1..2^40", what, i);
       rc = -1;
     } else {

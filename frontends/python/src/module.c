@@ -37,7 +37,9 @@ fg_status fgpy_compile(fg_program **p, fg_graph *g, int n_out, const fg_node *ou
   fg_status st;
   fg_program_opts o = {.pool = pool};
   Py_BEGIN_ALLOW_THREADS
+  PyThread_acquire_lock(pool_lock, WAIT_LOCK); /* in case compiling ever runs on the pool */
   st = fg_program_new_opts(p, g, n_out, outs, &o, e);
+  PyThread_release_lock(pool_lock);
   Py_END_ALLOW_THREADS
   return st;
 }
