@@ -144,7 +144,7 @@ class Flow:
     Inputs are batches [B, *event]; log_prob, forward and bits_per_dim work per sample.  A flow
     evaluates in its dtype (float32 unless made with dtype="float64")."""
 
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "_info")
 
     def __init__(self, *args, **kwargs):
         raise TypeError(
@@ -156,6 +156,7 @@ class Flow:
     def _wrap(cls, c):
         self = object.__new__(cls)
         self._c = c
+        self._info = c.info  # fixed for the flow's life
         return self
 
     @classmethod
@@ -199,31 +200,31 @@ class Flow:
 
     @property
     def dtype(self):
-        return np.dtype(self._c.info["dtype"])
+        return np.dtype(self._info["dtype"])
 
     @property
     def spec(self):
         """The spec text the flow was built from (saved in its checkpoints)."""
-        return self._c.info["spec"]
+        return self._info["spec"]
 
     @property
     def discrete(self):
         """True when the flow models 8-bit data (images): bits_per_dim applies."""
-        return self._c.info["discrete"]
+        return self._info["discrete"]
 
     @property
     def n_bits(self):
-        return self._c.info["train"]["n_bits"]
+        return self._info["train"]["n_bits"]
 
     @property
     def prior(self):
         """ "normal" (N(0, I)) or "learned" (a diagonal Gaussian, parameters prior.mean/logstd)."""
-        return self._c.info["prior"]
+        return self._info["prior"]
 
     @property
     def num_params(self):
         """Total number of scalar parameters."""
-        return self._c.info["num_params"]
+        return self._info["num_params"]
 
     @property
     def layers(self):
@@ -234,11 +235,11 @@ class Flow:
     @property
     def train_settings(self):
         """The spec's train block (batch, lr, steps, seed, ...) as a dict."""
-        return self._c.info["train"]
+        return dict(self._info["train"])
 
     def __repr__(self):
         return (
-            f"<flowgrad.Flow {self._c.info['name']}: {len(self.layers)} layers, "
+            f"<flowgrad.Flow {self._info['name']}: {len(self.layers)} layers, "
             f"{self.num_params:,} parameters, event {self.event}, {self.dtype}>"
         )
 

@@ -191,40 +191,36 @@ static fgpy_view *batch_view(PyObject *obj, fg_dtype t, const fg_shape *per_samp
   return v;
 }
 
-PyObject *fgpy_flow_log_prob(FlowObject *self, PyObject *args) {
+/* The outputs of a program of `kind` over x (log_prob, forward). */
+static PyObject *run_on_x(FlowObject *self, PyObject *args, int kind, build_fn build) {
   PyObject *x;
   if (!PyArg_ParseTuple(args, "O", &x)) return NULL;
   fgpy_key k;
-  key_init(&k, FGPY_LOG_PROB, self);
+  key_init(&k, kind, self);
   int64_t batch = -1;
   fgpy_view *v = batch_view(x, k.dtype, &fg_flow_get_config(self->flow)->event, &batch, "x");
   if (!v) return NULL;
   k.n_in = 1, k.shapes[0] = v->t.shape;
-  PyObject *out = call(self, &k, &v, build_log_prob);
-  if (!out) return NULL;
-  PyObject *logp = PyTuple_GET_ITEM(out, 0);
-  Py_INCREF(logp);
-  Py_DECREF(out);
+  return call(self, &k, &v, build);
+}
+
+PyObject *fgpy_flow_log_prob(FlowObject *self, PyObject *args) {
+  PyObject *out = run_on_x(self, args, FGPY_LOG_PROB, build_log_prob);
+  PyObject *logp = out ? PyTuple_GET_ITEM(out, 0) : NULL;
+  Py_XINCREF(logp);
+  Py_XDECREF(out);
   return logp;
 }
 
 /* (z, logdet, [latents]) */
 PyObject *fgpy_flow_forward(FlowObject *self, PyObject *args) {
-  PyObject *x;
-  if (!PyArg_ParseTuple(args, "O", &x)) return NULL;
-  fgpy_key k;
-  key_init(&k, FGPY_FORWARD, self);
-  int64_t batch = -1;
-  fgpy_view *v = batch_view(x, k.dtype, &fg_flow_get_config(self->flow)->event, &batch, "x");
-  if (!v) return NULL;
-  k.n_in = 1, k.shapes[0] = v->t.shape;
-  PyObject *out = call(self, &k, &v, build_forward);
+  PyObject *out = run_on_x(self, args, FGPY_FORWARD, build_forward);
   if (!out) return NULL;
-  PyObject *lat = PyTuple_GetSlice(out, 2, PyTuple_GET_SIZE(out)),
-           *lat_list = lat ? PySequence_List(lat) : NULL;
-  PyObject *r = lat_list ? Py_BuildValue("(OON)", PyTuple_GET_ITEM(out, 0),
-                                         PyTuple_GET_ITEM(out, 1), lat_list)
-                         : NULL;
+  PyObject *lat = PyTuple_GetSlice(out, 2, PyTuple_GET_SIZE(out));
+  PyObject *lat_list = lat ? PySequence_List(lat) : NULL;
+  PyObject *r = NULL;
+  if (lat_list)
+    r = Py_BuildValue("(OON)", PyTuple_GET_ITEM(out, 0), PyTuple_GET_ITEM(out, 1), lat_list);
   Py_XDECREF(lat);
   Py_DECREF(out);
   return r;
