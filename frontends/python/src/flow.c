@@ -144,9 +144,10 @@ PyObject *fgpy_flow_from_spec(PyObject *mod, PyObject *args) {
   if (event_obj == Py_None) st = data_event(s, &event, &discrete, &e);
   if (discrete_obj != Py_None) discrete = PyObject_IsTrue(discrete_obj) == 1;
   fg_flow *fl = NULL;
-  if (st == FG_OK &&
-      (st = build_flow(&fl, s, event, t, seed_obj != Py_None ? seed : (uint64_t)s->train.seed, &e)))
-    fg_err_prefix(&e, st, "%s", name);
+  if (st == FG_OK) {
+    st = build_flow(&fl, s, event, t, seed_obj != Py_None ? seed : (uint64_t)s->train.seed, &e);
+    if (st != FG_OK) fg_err_prefix(&e, st, "%s", name);
+  }
   fg_train_settings train = s->train;
   fg_spec_free(s);
   if (st != FG_OK) return fgpy_raise(st, e.msg);
