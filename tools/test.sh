@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README's test command: installs what is missing, builds from scratch with -Werror under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and runs the whole criterion suite.
+# AddressSanitizer + UndefinedBehaviorSanitizer, and runs the whole criterion suite and the Python
+# binding's pytest suite (its torch tests need python3-torch: FG_TEST_TORCH=1 installs it).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build-test"
@@ -56,4 +57,16 @@ cp "$top/examples/softplus_gradcheck.c" "$top/examples/plugin_sinh_arcsinh.c" "$
 "${run[@]}" "$stage/example" >"$log" 2>&1 || install_fail "the installed example failed"
 "${run[@]}" "$bin" list --plugin "$stage/plugin.so" >"$log" 2>&1 && grep -q '^sinh_arcsinh ' "$log" ||
   install_fail "the installed flowgrad command (list --plugin) did not load the plugin"
+# the Python package (python3-dev and python3-numpy are installed above, so it is built): it is
+# installed into /usr/bin/python3's site directory and works from there against the installed
+# library (this build is sanitized: the uninstrumented interpreter preloads the runtimes)
+ext=$(find "$root" -path '*-packages/flowgrad/_flowgrad*.so' -print -quit)
+[ -n "$ext" ] || install_fail "the Python binding was not built or not installed"
+env PYTHONPATH="$(dirname "$(dirname "$ext")")" LD_LIBRARY_PATH="$libdir" PYTHONDONTWRITEBYTECODE=1 \
+    LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 /usr/bin/python3 -c '
+import sys, flowgrad
+flow = flowgrad.Flow.from_spec(sys.argv[1])
+assert flow.log_prob([[0.0, 0.5]]).shape == (1,) and flowgrad.__file__.startswith(sys.argv[2])
+' "$top/examples/moons.flow" "$root" >"$log" 2>&1 || install_fail "the installed Python package does not work"
 echo "install check: ok ($(find "$root" -type f | wc -l) files installed and used)"

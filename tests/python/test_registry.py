@@ -1,0 +1,54 @@
+"""registry(), load_plugin(), check()."""
+import numpy as np
+import pytest
+
+import flowgrad
+from conftest import built
+
+
+def test_registry_lists_the_builtins_with_their_arguments():
+    types = {t.name: t for t in flowgrad.registry()}
+    assert {"actnorm", "affine_coupling", "conv1x1_lu", "split", "squeeze", "logit"} <= set(types)
+    coupling = types["affine_coupling"]
+    assert coupling.plugin is None and coupling.doc
+    args = {a.name: a for a in coupling.args}
+    assert args["hidden"].kind == "int" and args["hidden"].default == "64"
+    assert args["mask"].kind == "string" and args["scale"].default == "exp_tanh"
+    assert types["logit"].args[0] == flowgrad.Arg(
+        "alpha", "double", "0.05", types["logit"].args[0].doc
+    )
+
+
+def test_check_passes_and_fails():
+    report = flowgrad.check("affine_coupling", "mask=half, net=mlp, hidden=4, blocks=1", event=(4,))
+    assert (
+        report.passed
+        and report.roundtrip_err < 1e-10
+        and report.edges_finite
+        and "ok" in report.message
+    )
+    assert flowgrad.check("actnorm").passed  # the type's own check settings
+    strict = flowgrad.check(
+        "affine_coupling",
+        "mask=half, net=mlp, hidden=4, blocks=1",
+        event=(4,),
+        tol=1e-300,
+        gradcheck=False,
+    )
+    assert not strict.passed and "FAIL" in strict.message
+
+
+def test_plugins_add_types_usable_in_specs():
+    plugin = built("FG_TEST_PLUGIN", "the example plugin")
+    added = flowgrad.load_plugin(plugin)
+    assert added == ["sinh_arcsinh"]
+    t = {t.name: t for t in flowgrad.registry()}["sinh_arcsinh"]
+    assert t.plugin == plugin and [a.name for a in t.args] == ["skew", "tail"]
+    assert flowgrad.check("sinh_arcsinh").passed
+    flow = flowgrad.Flow.from_spec("flow\n  sinh_arcsinh skew=0.3, tail=1.4\nend\n", event=(3,))
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(4, 3)
+    y, _ = flow.forward(x)
+    np.testing.assert_allclose(y, np.sinh((np.arcsinh(x) + 0.3) * 1.4), rtol=1e-5)
+    with pytest.raises(flowgrad.Error) as e:
+        flowgrad.load_plugin(plugin)  # its types exist already
+    assert e.value.status == "FG_E_EXISTS"
