@@ -126,7 +126,7 @@ static PyObject *py_check(PyObject *mod, PyObject *args) {
                         "check: batch must be in 1..1024, tol in (0, 1], perturb in [0, 10]");
   fg_err e;
   const fg_bijector_type *t;
-  fg_status st = fg_registry_lookup(registry, name, &t, &e);
+  fg_status st = fg_registry_lookup(&t, registry, name, &e);
   if (st != FG_OK) return fgpy_raise(st, e.msg);
   fg_bijector *b;
   if (!text) text = t->check_args ? t->check_args : "";
