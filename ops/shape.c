@@ -76,6 +76,12 @@ static fg_node fail_like_infer(fg_graph *g, const char *op, fg_node x, const cha
                        fg_dtype_name(fg_node_dtype(g, x)), fg_shape_str(&xs, buf, sizeof buf), why);
 }
 
+/* One past the last of n elements taken every `step` from `start`: what a slice reads of an
+ * axis, and where a pad puts its input's elements. */
+static int64_t strided_end(int64_t start, int64_t n, int64_t step) {
+  return n == 0 ? start : start + (n - 1) * step + 1;
+}
+
 /* Python-style negative axis, counted from the end of x's axes. */
 static int normalize_axis(fg_graph *g, fg_node x, int axis) {
   return axis < 0 ? axis + fg_node_shape(g, x).ndim : axis;
@@ -231,9 +237,8 @@ static fg_status slice_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t nee
   fg_shape xs = fg_node_shape(g, fg_node_input(g, node, 0)), os = fg_node_shape(g, node);
   int64_t lo[FG_MAX_DIMS], hi[FG_MAX_DIMS], interior[FG_MAX_DIMS];
   for (int i = 0; i < xs.ndim; i++) {
-    int64_t end = os.d[i] == 0 ? at->start[i] : at->start[i] + (os.d[i] - 1) * at->step[i] + 1;
     lo[i] = at->start[i];
-    hi[i] = xs.d[i] - end;
+    hi[i] = xs.d[i] - strided_end(at->start[i], os.d[i], at->step[i]);
     interior[i] = at->step[i] - 1;
   }
   gin[0] = fg_pad(g, gout, lo, hi, interior, 0.0);
@@ -319,7 +324,7 @@ static fg_status pad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
   for (int i = 0; i < xs.ndim; i++) {
     step[i] = at->interior[i] + 1;
     start[i] = at->lo[i];
-    stop[i] = xs.d[i] == 0 ? start[i] : start[i] + (xs.d[i] - 1) * step[i] + 1;
+    stop[i] = strided_end(start[i], xs.d[i], step[i]);
   }
   gin[0] = fg_slice(g, gout, start, stop, step);
   return fg_graph_status(g);
