@@ -11,7 +11,6 @@
     fg_split_range(fg_shape_count(&k->out_shape), k->ith, k->nth, &b, &e);            \
     T *out = k->out;                                                                  \
     for (int64_t i = b; i < e; i++) out[i] = (T)(VALUE);                              \
-    (void)at;                                                                         \
     return FG_OK;                                                                     \
   }
 #define SOURCE_KERNELS(name, VALUE) \
