@@ -95,8 +95,8 @@ fg_conv2d_opts fg_conv2d_defaults(void);
 fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv2d_opts *opts);
 /* conv2d, plus a bias, then relu when `relu`: y = act(conv2d(x, w) + b[o]) with b of O elements
  * ([O] or [1, O, 1, 1]), bit-identical to the separate ops.  The compiler's epilogue pass
- * (core/compiler/pass_epilogue.c) makes it of conv2d -> bias add (-> relu), so the output is written
- * once instead of three times. */
+ * (core/compiler/pass_epilogue.c) makes it of conv2d -> bias add (-> relu), so the output is
+ * written once instead of three times. */
 fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
                            const fg_conv2d_opts *opts, bool relu);
 /* The transposed convolution (conv2d's gradient with respect to x): dy [N, O, Ho, Wo] and

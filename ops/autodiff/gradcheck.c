@@ -22,6 +22,13 @@ typedef struct check_setup {
   int64_t n_out;
 } check_setup;
 
+/* The report to fill, cleared: the caller's, or *local when it passed none. */
+static fg_gradcheck_report *report_start(fg_gradcheck_report *rep, fg_gradcheck_report *local) {
+  if (!rep) rep = local;
+  memset(rep, 0, sizeof *rep);
+  return rep;
+}
+
 static fg_status fail(fg_gradcheck_report *rep, fg_status st, const char *what, const char *msg) {
   snprintf(rep->msg, sizeof rep->msg, "gradcheck could not run: %s: %s", what, msg);
   return st;
@@ -185,8 +192,7 @@ static fg_gradcheck_opts resolve_opts(const fg_gradcheck_opts *opts) {
 fg_status fg_gradcheck(fg_build_fn build, void *ud, int n_in, fg_tensor *const *inputs,
                        const fg_gradcheck_opts *opts, fg_gradcheck_report *rep) {
   fg_gradcheck_report local;
-  if (!rep) rep = &local;
-  memset(rep, 0, sizeof *rep);
+  rep = report_start(rep, &local);
   if (!build || n_in < 0 || (n_in && !inputs))
     return fail(rep, FG_E_MISUSE, "arguments", "needs a build function and its inputs");
   fg_gradcheck_opts o = resolve_opts(opts);
@@ -247,8 +253,7 @@ static fg_status output_shape(fg_build_fn build, void *ud, int n_in, fg_tensor *
 fg_status fg_gradgradcheck(fg_build_fn build, void *ud, int n_in, fg_tensor *const *inputs,
                            const fg_gradcheck_opts *opts, fg_gradcheck_report *rep) {
   fg_gradcheck_report local;
-  if (!rep) rep = &local;
-  memset(rep, 0, sizeof *rep);
+  rep = report_start(rep, &local);
   if (!build || n_in < 1 || !inputs)
     return fail(rep, FG_E_MISUSE, "arguments", "needs a build function and at least one input");
   fg_shape ys;

@@ -1,5 +1,5 @@
-/* The direct path's inner kernels (ops/kernels/conv_direct.h): two register-blocked loops, one that
- * accumulates shifted streams into a few output rows (conv2d and its input gradient) and one
+/* The direct path's inner kernels (ops/kernels/conv_direct.h): two register-blocked loops, one
+ * that accumulates shifted streams into a few output rows (conv2d and its input gradient) and one
  * that takes dot products of shifted streams with a few rows (the weight gradient).
  *
  * Two families, picked by CPU at first use:
@@ -10,9 +10,8 @@
  *    6 stream loads and 4 broadcasts feed 24 fused multiply-adds per tap, and the weight
  *    gradient blocks 6 taps x 4 rows so that each loaded vector serves 4 or 6 products, and
  *    keeps its sums in registers across a group of images.  On Glow's output convolutions
- *    (tools/bench_dense, 2 threads, forward + both gradients) this took 128->4 3x3 at 14x14
- *    from 66 to 150-165 GFLOP/s and 128->8 at 7x7 from 53 to 130 (with the parts and padding
- *    changes in ops/conv.c that came with it). */
+ *    (128->4 and 128->8 3x3) this is far faster than the 256-bit family; tools/bench/bench_dense
+ *    with FG_CONV_ISA=avx2 in the environment measures the difference. */
 #include <stdlib.h>
 #include <string.h>
 

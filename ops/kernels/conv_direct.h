@@ -1,5 +1,6 @@
-/* Internal to ops/: the register-blocked inner kernels of conv2d's direct path (ops/conv.c
- * describes the path: stride 1, each tap a shifted contiguous stream of a zero-padded image). */
+/* Internal to ops/: the register-blocked inner kernels of conv2d's direct path
+ * (ops/kernels/conv.c describes the path: stride 1, each tap a shifted contiguous stream of a
+ * zero-padded image). */
 #ifndef FG_CONV_DIRECT_H
 #define FG_CONV_DIRECT_H
 

@@ -1,14 +1,17 @@
-/* Internal to ops/: what the conv kernel drivers share — the geometry of one call, the per-dtype
- * context, small helpers — and the padded-image paths (ops/kernels/conv_padded.c) that ops/conv.c
- * dispatches to.  ops/conv.c's top comment says which path runs when. */
+/* Internal to ops/: what the conv kernels share — the geometry of one call, the per-call
+ * context, small helpers — and the paths that compute a call: im2col + GEMM
+ * (ops/kernels/conv_gemm.c), direct kernels and shifted GEMMs on padded images
+ * (ops/kernels/conv_padded.c).  ops/kernels/conv.c chooses the path of each call. */
 #ifndef FG_CONV_INTERNAL_H
 #define FG_CONV_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/ir/op.h"
+#include "core/ir/op_attrs.h"
 #include "ops/kernels/conv_direct.h"
 #include "ops/kernels/gemm.h"
 
@@ -20,20 +23,35 @@ typedef struct conv_geom {
   int64_t sh, sw, ph, pw, dh, dw;
 } conv_geom;
 
+/* Stride, padding and dilation from the op's options (unchecked: the shape rule checks them). */
+static inline void conv_geom_set_opts(conv_geom *g, const fg_conv2d_opts *o) {
+  g->sh = o->stride[0], g->sw = o->stride[1];
+  g->ph = o->padding[0], g->pw = o->padding[1];
+  g->dh = o->dilation[0], g->dw = o->dilation[1];
+}
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-typedef void (*im2col_fn)(const conv_geom *, const void *, int64_t, int64_t, int64_t, int64_t,
-                          void *, int64_t);
-typedef void (*col2im_fn)(const conv_geom *, const void *, int64_t, int64_t, void *);
+/* The three ops a path computes, and the paths. */
+typedef enum conv_kind {
+  CONV_FORWARD,     /* conv2d and conv2d_bias_act */
+  CONV_INPUT_GRAD,  /* conv2d_input_grad */
+  CONV_WEIGHT_GRAD, /* conv2d_weight_grad */
+  CONV_KIND_COUNT
+} conv_kind;
+typedef enum conv_path {
+  CONV_PATH_GEMM,    /* im2col + GEMM: any geometry */
+  CONV_PATH_DIRECT,  /* direct kernels: stride 1 */
+  CONV_PATH_SHIFTED, /* shifted GEMMs: stride 1, a kernel wider than 1x1; no input gradient */
+  CONV_PATH_COUNT
+} conv_path;
 
-/* What a kernel driver needs about its dtype. */
+/* What a path needs about one call. */
 typedef struct conv_ctx {
   fg_dtype t;
   size_t es;
-  im2col_fn im2col;
-  col2im_fn col2im;
   fg_conv_direct_kernels direct;
   conv_geom g;
   int nth;
@@ -67,6 +85,12 @@ static inline fg_status gemm(const conv_ctx *c, fg_gemm_dims d, const void *a, c
   return st == FG_OK ? st : nomem(c, op);
 }
 
+/* gw[o0:o1, r0:r1] = 0 (row stride ld): a weight gradient summed over no images or pixels. */
+static inline void zero_tile(const conv_ctx *c, void *gw, int64_t o0, int64_t o1, int64_t r0,
+                             int64_t r1, int64_t ld) {
+  for (int64_t o = o0; o < o1; o++) memset(at_m(c, gw, o * ld + r0), 0, c->es * (size_t)(r1 - r0));
+}
+
 /* conv2d_bias_act's epilogue over a run of output channel o: y = act(y + bias[o]), while the
  * run is still in cache.  The same additions as a separate broadcast add, so bit-identical;
  * nothing without a bias. */
@@ -87,16 +111,19 @@ static inline void epilogue(const conv_ctx *c, void *y, int64_t o, int64_t len) 
   else epilogue_f64(y, len, ((const double *)c->bias)[o], c->relu);
 }
 
-/* The padded-image paths (ops/kernels/conv_padded.c), each run by every part k->ith of k->nth.
- * Direct kernels: conv2d, its input gradient at stride 1, and its weight gradient over taps
- * [r0, r1) and output channels [o0, o1) (one part's tile). */
+/* The paths, each computing the share of part k->ith of k->nth (and choosing how many of the
+ * parts get work).  conv2d_bias_act runs as conv2d with c->bias set. */
+typedef fg_status (*conv_driver)(const conv_ctx *c, const fg_kargs *k);
+/* im2col + GEMM (ops/kernels/conv_gemm.c). */
+fg_status fg_conv_gemm_forward(const conv_ctx *c, const fg_kargs *k);
+fg_status fg_conv_gemm_input_grad(const conv_ctx *c, const fg_kargs *k);
+fg_status fg_conv_gemm_weight_grad(const conv_ctx *c, const fg_kargs *k);
+/* Direct kernels (ops/kernels/conv_padded.c): conv2d and, at stride 1, both gradients. */
 fg_status fg_conv_direct_forward(const conv_ctx *c, const fg_kargs *k);
 fg_status fg_conv_direct_input_grad(const conv_ctx *c, const fg_kargs *k);
-fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k, int64_t r0,
-                                     int64_t r1, int64_t o0, int64_t o1);
-/* Shifted GEMMs: conv2d, and its weight gradient over input channels [c0, c1). */
+fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k);
+/* Shifted GEMMs (ops/kernels/conv_padded.c): conv2d and its weight gradient. */
 fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k);
-fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k, int64_t c0,
-                                      int64_t c1);
+fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k);
 
 #endif

@@ -1,9 +1,11 @@
-/* The padded-image paths of conv2d (ops/conv.c chooses when they run): each image is
+/* The padded-image paths of conv2d (ops/kernels/conv.c chooses when they run): each image is
  * zero-padded once, and with padded row width wd, tap (c, p, q) of output (i, j) reads
  * padded[c][(i + p dh) wd + j + q dw], so over the "wide" index s = i wd + j every tap is one
  * contiguous stream, a shift of the same array (columns j >= Wo are computed and dropped).
- *  - Direct: register-blocked kernels (ops/kernels/conv_direct.c) accumulate all taps into a few output
- *    rows, or take dot products of the streams for the weight gradient.
+ *  - Direct: register-blocked kernels (ops/kernels/conv_direct.c) accumulate all taps into a
+ *    few output rows, or take dot products of the streams for the weight gradient.  Work splits
+ *    over (image, block of 4 output channels) with a minimum of work per part, and over (tap,
+ *    output channel) tiles for the weight gradient.
  *  - Shifted GEMMs: one GEMM per kernel offset over the padded planes read in place. */
 #include <string.h>
 
@@ -11,12 +13,15 @@
 
 enum {
   /* direct weight_grad: padded images of one group, per part: a group stays in L2 while every
-   * tap block sweeps it (128->4 3x3 at 14x14: 2^18 142-149 GFLOP/s, 2^15 174-185) */
+   * tap block sweeps it (measured faster than groups 8 times as large) */
   DIRECT_GROUP_ELEMS = 1 << 15,
   /* direct conv2d / input_grad: multiply-adds per part, so that padding an image and
    * transposing the weights (once per part) stay small next to the arithmetic */
   MIN_PART_DIRECT_MACS = 1 << 21,
   MIN_PART_SHIFTED_IMAGES = 8, /* shifted-GEMM path: images per part (each transposes w) */
+  /* direct weight_grad tiles: taps (a multiple of its 6-tap blocks) and output channels */
+  MIN_PART_DIRECT_TAPS = 96,
+  MIN_PART_DIRECT_ROWS = 32,
 };
 
 /* dst[i dst_row + j dst_col] = src[i src_row + j src_col] for i < rows, j < cols: keeping the
@@ -25,8 +30,8 @@ enum {
  * are many; unit column strides get their own loop, which vectorises.  Other strides (the
  * transposes) go in COPY_TILE x COPY_TILE tiles, so that both sides stay in cache lines
  * already loaded: row by row, transposing 128->128 3x3 weights wrote every element to a new
- * cache line 512 bytes from the last (perf, bench_dense's direct 128->128 3x3: the copies were
- * 19 % of all samples, mostly that transpose; forward 129 -> 225-253 GFLOP/s once tiled). */
+ * cache line 512 bytes from the last, and perf showed that transpose as a large share of the
+ * direct forward pass until it was tiled. */
 enum { COPY_TILE = 16 };
 #define COPY_STRIDED_DEFINE(T, SUF)                                                           \
   static void copy_strided_##SUF(const T *s, int64_t rows, int64_t cols, int64_t src_row,     \
@@ -49,8 +54,10 @@ COPY_STRIDED_DEFINE(double, f64)
 
 static void copy_strided(size_t es, const void *src, int64_t rows, int64_t cols, int64_t src_row,
                          int64_t src_col, void *dst, int64_t dst_row, int64_t dst_col) {
-  if (es == sizeof(float)) copy_strided_f32(src, rows, cols, src_row, src_col, dst, dst_row, dst_col);
-  else copy_strided_f64(src, rows, cols, src_row, src_col, dst, dst_row, dst_col);
+  if (es == sizeof(float))
+    copy_strided_f32(src, rows, cols, src_row, src_col, dst, dst_row, dst_col);
+  else
+    copy_strided_f64(src, rows, cols, src_row, src_col, dst, dst_row, dst_col);
 }
 
 /* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
@@ -219,8 +226,8 @@ fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k) {
 /* weight_grad as shifted GEMMs over input channels [c0, c1): per image and kernel offset t,
  *   acc[t][o][c] += sum_s dyw[o][s] padded[c][off(t) + s],
  * dyw being dy on the wide index (zeros in the dropped columns), then gw[o][c][t] = acc. */
-fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k, int64_t c0,
-                                      int64_t c1) {
+static fg_status shifted_weight_grad_channels(const conv_ctx *c, const fg_kargs *k, int64_t c0,
+                                              int64_t c1) {
   const conv_geom *g = &c->g;
   int64_t KK = g->kh * g->kw, cn = c1 - c0, hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw;
   int64_t plane = hd * wd, len = (g->ho - 1) * wd + g->wo;
@@ -249,6 +256,17 @@ fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k, int6
                  at_m(c, k->out, c0 * KK + t), g->c * KK, KK);
   free(pad), free(dyw), free(acc), free(off);
   return st;
+}
+
+/* Over channel ranges (as conv2d; the sums do not depend on the split): GEMMs with n = 64
+ * channels where there are 128 or more, else 32. */
+fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k) {
+  const conv_geom *g = &c->g;
+  int parts = fg_parts_for(g->c, g->c >= 128 ? 64 : 32, k->nth);
+  if (k->ith >= parts) return FG_OK;
+  int64_t c0, c1;
+  fg_split_range(g->c, k->ith, parts, &c0, &c1);
+  return c0 == c1 ? FG_OK : shifted_weight_grad_channels(c, k, c0, c1);
 }
 
 /* conv2d: taps (c, p, q) of the input padded by (ph, pw); weights W^T. */
@@ -297,12 +315,12 @@ fg_status fg_conv_direct_input_grad(const conv_ctx *c, const fg_kargs *k) {
   return st;
 }
 
-/* weight_grad over taps [r0, r1): gw[o, t] = sum_n <padded x[n] from tap t's offset, dy[n][o]
- * widened to the padded row width with zeros>, each a contiguous dot product.  Images go in
- * groups as large as the scratch bound allows, so that the kernel keeps its sums in registers
- * across a whole group. */
-fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k, int64_t r0,
-                                     int64_t r1, int64_t o0, int64_t o1) {
+/* weight_grad over taps [r0, r1) and output channels [o0, o1): gw[o, t] = sum_n <padded x[n]
+ * from tap t's offset, dy[n][o] widened to the padded row width with zeros>, each a contiguous
+ * dot product.  Images go in groups as large as the scratch bound allows, so that the kernel
+ * keeps its sums in registers across a whole group. */
+static fg_status direct_weight_grad_tile(const conv_ctx *c, const fg_kargs *k, int64_t r0,
+                                         int64_t r1, int64_t o0, int64_t o1) {
   const conv_geom *g = &c->g;
   int64_t KK = g->kh * g->kw, R = g->c * KK, c0 = r0 / KK, c1 = (r1 - 1) / KK + 1;
   int64_t hd = g->h + 2 * g->ph, wd = g->w + 2 * g->pw, jb = direct_jb(c);
@@ -338,4 +356,20 @@ fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k, int64
     copy_strided(c->es, acc, r1 - r0, ob, ob, 1, at_m(c, k->out, o0 * R + r0), 1, R);
   free(xp), free(dyw), free(acc), free(off);
   return st;
+}
+
+/* Over (tap, output channel) tiles, taps first, since a part pads the images' channels its
+ * taps read and widens dy for its output channels. */
+fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k) {
+  const conv_geom *g = &c->g;
+  int64_t R = g->c * g->kh * g->kw, r0, r1, o0, o1;
+  int pr, pc;
+  fg_tile_grid(R, g->o, MIN_PART_DIRECT_TAPS, MIN_PART_DIRECT_ROWS, k->nth, &pr, &pc);
+  if (k->ith >= pr * pc) return FG_OK;
+  fg_split_range(R, k->ith / pc, pr, &r0, &r1);
+  fg_split_range(g->o, k->ith % pc, pc, &o0, &o1);
+  if (r0 == r1 || o0 == o1) return FG_OK;
+  if (g->n > 0 && g->ho * g->wo > 0) return direct_weight_grad_tile(c, k, r0, r1, o0, o1);
+  zero_tile(c, k->out, o0, o1, r0, r1, R);
+  return FG_OK;
 }

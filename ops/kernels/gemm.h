@@ -1,7 +1,7 @@
-/* Internal to ops/ (and tests/tools): the one GEMM that matmul and conv kernels call, with the
- * BLAS / portable-kernel choice and the BLAS thread policy behind it (see ops/matmul.c). */
-#ifndef FG_MATMUL_KERNELS_H
-#define FG_MATMUL_KERNELS_H
+/* Internal to ops/ (and its tests): the one GEMM that matmul and conv kernels call, with the
+ * BLAS / portable-kernel choice and the BLAS thread policy behind it (ops/kernels/gemm.c). */
+#ifndef FG_OPS_GEMM_H
+#define FG_OPS_GEMM_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,8 +20,9 @@ typedef struct fg_gemm_dims {
 
 /* Uses CBLAS when the library was built with it and FG_NO_BLAS is unset (or "0") in the
  * environment, read once; the portable kernel otherwise.  `nth` is the number of parts of the
- * calling kernel that have work: it sets the BLAS thread policy (ops/matmul.c).  a, b, c are float or
- * double as t says.  Fails only with FG_E_NOMEM (the portable kernel's packing buffer). */
+ * calling kernel that have work: it sets the BLAS thread policy (ops/kernels/gemm.c).  a, b, c
+ * are float or double as t says.  Fails only with FG_E_NOMEM (the portable kernel's packing
+ * buffer). */
 fg_status fg_gemm(fg_dtype t, const fg_gemm_dims *d, const void *a, const void *b, void *c,
                   int nth);
 /* The portable cache-blocked kernel alone (the fallback; exposed so tests compare it). */

@@ -1,7 +1,9 @@
 /* bench_dense: GFLOP/s of matmul and conv2d, forward and backward, at the shapes a Glow on
  * 28x28 images uses (batch 64, float32), run through the public program API, printed next to
  * cblas_sgemm at 1024^3 measured in the same run, as ratios, and the ceiling no kernel can pass:
- * the rate of independent fused multiply-adds on as many threads.
+ * the rate of independent fused multiply-adds on as many threads.  Without BLAS (a build
+ * without it, or FG_NO_BLAS=1) the reference is the engine's portable GEMM: one 1024^3 matmul
+ * node on one thread.
  *
  *   meson compile -C build && ./build/tools/bench_dense [reps [label-substring]]
  *
@@ -10,20 +12,21 @@
  * gradients alone (input and weight for a convolution).  Each figure is the
  * median of `reps` timed runs (default 15) after one warm-up run.  Threads: FG_THREADS for the
  * engine; OPENBLAS_NUM_THREADS for the reference sgemm (the engine's own GEMM calls run one
- * BLAS thread each whenever a kernel is split, see ops/matmul.c), so compare like with like:
+ * BLAS thread each whenever a kernel is split, see ops/kernels/gemm.c), so compare like with
+ * like:
  *   OPENBLAS_NUM_THREADS=1 FG_THREADS=1 ./build/tools/bench_dense     (one core)
  *   ./build/tools/bench_dense                                          (all cores) */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "ops/autodiff/autodiff.h"
-#include "core/runtime/program.h"
 #include "core/rng.h"
-#include "ops/kernels/gemm.h"
+#include "core/runtime/program.h"
+#include "ops/autodiff/autodiff.h"
 #include "ops/ops.h"
 
 #ifdef FG_HAVE_CBLAS
@@ -60,10 +63,10 @@ static void die(const char *what, const char *msg) {
   exit(1);
 }
 
-/* Median seconds of one run of p. */
-static double time_program(fg_program *p) {
+/* Median seconds of one run of p, over `reps` runs (at most 64). */
+static double time_program(fg_program *p, int reps) {
   double t[64];
-  int n = g_reps < 64 ? g_reps : 64;
+  int n = reps < 64 ? reps : 64;
   fg_err e;
   if (fg_program_run(p, &e) != FG_OK) die("run", e.msg);
   for (int i = 0; i < n; i++) {
@@ -111,41 +114,97 @@ static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape
     bind_random(all[i], "a", sa, 1, 1), bind_random(all[i], "b", sb, b_scale, 2);
     if (i > 0) bind_random(all[i], "dy", sy, 1, 3);
   }
-  *fwd = time_program(pf);
-  *bwd = time_program(pb);
-  *bwd_a = time_program(pa);
-  *bwd_b = time_program(pw);
+  *fwd = time_program(pf, g_reps);
+  *bwd = time_program(pb, g_reps);
+  *bwd_a = time_program(pa, g_reps);
+  *bwd_b = time_program(pw, g_reps);
   for (int i = 0; i < 4; i++) fg_program_free(all[i]);
   fg_graph_free(g);
 }
 
 /* ---- the reference: one sgemm at 1024^3 ---- */
 
-static double sgemm_gflops(bool plain) {
-  enum { N = 1024 };
+enum { REF_N = 1024 };
+
+/* Whether the engine's GEMM goes to BLAS: built with it, and FG_NO_BLAS unset or "0" (the
+ * rule ops/kernels/gemm.c applies). */
+static bool engine_uses_blas(void) {
+#ifdef FG_HAVE_CBLAS
+  const char *s = getenv("FG_NO_BLAS");
+  return !(s && *s && strcmp(s, "0") != 0);
+#else
+  return false;
+#endif
+}
+
+#ifdef FG_HAVE_CBLAS
+/* cblas_sgemm itself, on OpenBLAS's own thread count. */
+static double cblas_gflops(void) {
+  enum { N = REF_N };
   float *a = malloc(sizeof(float) * N * N), *b = malloc(sizeof(float) * N * N);
   float *c = malloc(sizeof(float) * N * N);
   if (!a || !b || !c) die("sgemm", "out of memory");
   for (int i = 0; i < N * N; i++) a[i] = b[i] = (float)(fg_rng_uniform(9, (uint64_t)i) - 0.5);
-  fg_gemm_dims d = {.m = N, .n = N, .k = N, .lda = N, .ldb = N, .ldc = N};
   double t[64];
-  int n = plain ? 3 : (g_reps < 64 ? g_reps : 64);
-#ifdef FG_HAVE_CBLAS
+  int n = g_reps < 64 ? g_reps : 64;
   openblas_set_num_threads(g_blas_threads); /* the engine's policy may have changed it */
-#endif
   for (int i = -1; i < n; i++) {
     double t0 = now();
-#ifdef FG_HAVE_CBLAS
-    if (!plain)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c,
-                  N);
-    else
-#endif
-      if (fg_gemm_plain(FG_F32, &d, a, b, c) != FG_OK) die("sgemm", "out of memory");
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
     if (i >= 0) t[i] = now() - t0;
   }
   free(a), free(b), free(c);
   return 2.0 * N * N * N / median(t, n) * 1e-9;
+}
+#endif
+
+/* The portable GEMM as the engine runs it without BLAS: one matmul node at 1024^3 in a program
+ * on one thread (the median of 3 runs). */
+static double portable_gflops(void) {
+  fg_graph *g;
+  fg_err e;
+  if (fg_graph_new(&g, &e) != FG_OK) die("graph", e.msg);
+  fg_shape s = fg_shape2(REF_N, REF_N);
+  fg_node y = fg_matmul(g, fg_input(g, "a", FG_F32, s), fg_input(g, "b", FG_F32, s));
+  fg_program_opts opts = {.n_threads = 1};
+  fg_program *p;
+  if (fg_program_new_opts(&p, g, 1, &y, &opts, &e) != FG_OK) die("reference program", e.msg);
+  bind_random(p, "a", s, 0.5, 9);
+  bind_random(p, "b", s, 0.5, 10);
+  double secs = time_program(p, 3);
+  fg_program_free(p);
+  fg_graph_free(g);
+  return 2.0 * REF_N * REF_N * REF_N / secs * 1e-9;
+}
+
+/* The portable GEMM's rate while the engine uses BLAS: FG_NO_BLAS is read once per process (at
+ * its first GEMM), so a child process that sets it measures it; 0 if that fails. */
+static double portable_gflops_in_child(void) {
+  int fd[2];
+  if (pipe(fd) != 0) return 0;
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fd[0]);
+    setenv("FG_NO_BLAS", "1", 1);
+    double rate = portable_gflops();
+    _exit(write(fd[1], &rate, sizeof rate) == (ssize_t)sizeof rate ? 0 : 1);
+  }
+  close(fd[1]);
+  double rate = 0;
+  if (pid < 0 || read(fd[0], &rate, sizeof rate) != (ssize_t)sizeof rate) rate = 0;
+  close(fd[0]);
+  if (pid > 0) waitpid(pid, NULL, 0);
+  return rate;
+}
+
+/* GFLOP/s of the reference: cblas_sgemm when the engine uses BLAS, else its portable GEMM. */
+static double reference_gflops(bool blas) {
+#ifdef FG_HAVE_CBLAS
+  if (blas) return cblas_gflops();
+#endif
+  (void)blas;
+  return portable_gflops();
 }
 
 /* ---- the machine's ceiling: fused multiply-adds with nothing else in the way ----
@@ -248,7 +307,7 @@ int main(int argc, char **argv) {
   if (argc > 2) g_only = argv[2];
   const int64_t batch = 64;
   const char *coretype = getenv("OPENBLAS_CORETYPE");
-  bool blas = fg_gemm_uses_blas();
+  bool blas = engine_uses_blas();
 #ifdef FG_HAVE_CBLAS
   g_blas_threads = openblas_get_num_threads();
   printf("BLAS: %s (%s), %d threads, OPENBLAS_CORETYPE=%s%s\n", openblas_get_config(),
@@ -257,11 +316,13 @@ int main(int argc, char **argv) {
 #else
   printf("BLAS: none (portable GEMM), OPENBLAS_CORETYPE=%s\n", coretype ? coretype : "(unset)");
 #endif
+  double portable = blas ? portable_gflops_in_child() : 0; /* before this process runs a GEMM */
   /* The reference is timed before and after the table and the higher rate kept, so that load
    * from other processes during one of them lowers no ratio in our favour. */
-  double ref = sgemm_gflops(!blas);
-  if (blas) printf("portable sgemm at 1024^3: %.1f GFLOP/s\n", sgemm_gflops(true));
-  printf("float32, batch %lld, median of %d runs; f+b = forward and both gradients; FG_THREADS=%s\n\n",
+  double ref = reference_gflops(blas);
+  if (blas) printf("portable sgemm at 1024^3: %.1f GFLOP/s\n", portable);
+  printf("float32, batch %lld, median of %d runs; f+b = forward and both gradients; "
+         "FG_THREADS=%s\n\n",
          (long long)batch, g_reps, getenv("FG_THREADS") ? getenv("FG_THREADS") : "(cores)");
   printf("%-36s %8s %7s %8s %7s %8s %7s %8s %8s\n", "op", "fwd GF/s", "ratio", "bwd GF/s", "ratio",
          "f+b GF/s", "ratio", "dA GF/s", "dB GF/s");
@@ -304,7 +365,7 @@ int main(int argc, char **argv) {
     rows[n_rows++] = make_row(mm_labels[i], 2.0 * (double)(m[0] * m[1] * m[2] * m[3]), fwd, bwd,
                               bwd_a, bwd_b);
   }
-  double ref_after = sgemm_gflops(!blas);
+  double ref_after = reference_gflops(blas);
   for (int i = 0; i < n_rows; i++) print_row(&rows[i], ref > ref_after ? ref : ref_after);
   printf("\nreference: %s at 1024^3: %.1f GFLOP/s before, %.1f after; ratios are against the "
          "higher\n", blas ? "cblas_sgemm" : "portable sgemm", ref, ref_after);

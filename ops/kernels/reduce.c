@@ -1,0 +1,186 @@
+/* The reduction kernels (ops/reduce.c defines sum and max).  Both share one plan: adjacent
+ * axes of the same kind (reduced or kept) merge and size-1 axes drop out, so any reduction
+ * becomes "kept rows x reduced blocks x an inner run of kept elements that are contiguous in
+ * input and output".  Each output element accumulates its inputs in row-major order of the
+ * reduced axes, in double, whatever part of the output a thread owns, so results are
+ * bit-identical for any thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "ops/kernels/kernels.h"
+#include "ops/kernels/simd.h"
+
+/* Output element o = row * inner + col reads input elements
+ *   row_offset(row) + red_offset(r) + t * last_s + col
+ * for every combination r of the outer reduced groups and t < last_d. */
+typedef struct reduce_plan {
+  bool empty_input;                             /* every reduction is over zero elements */
+  int n_keep, n_red;                            /* outer kept / reduced groups */
+  int64_t keep_d[FG_MAX_DIMS], keep_s[FG_MAX_DIMS];
+  int64_t red_d[FG_MAX_DIMS], red_s[FG_MAX_DIMS];
+  int64_t last_d, last_s;                       /* innermost reduced group */
+  int64_t inner;                                /* trailing kept run, contiguous */
+} reduce_plan;
+
+/* Groups adjacent axes of one kind; returns the group count. */
+static int group_axes(const fg_shape *in, uint32_t axes, int64_t *gd, bool *gred) {
+  int n = 0;
+  for (int i = 0; i < in->ndim; i++) {
+    if (in->d[i] == 1) continue; /* moves no offset and changes no order */
+    bool red = (axes & FG_AXIS(i)) != 0;
+    if (n > 0 && gred[n - 1] == red) {
+      gd[n - 1] *= in->d[i];
+    } else {
+      gd[n] = in->d[i];
+      gred[n++] = red;
+    }
+  }
+  return n;
+}
+
+static void reduce_plan_make(const fg_shape *in, uint32_t axes, reduce_plan *p) {
+  memset(p, 0, sizeof *p);
+  /* An empty input makes every output element an empty reduction; deciding that first keeps
+   * the group products below (bounded by the input's size) from overflowing. */
+  p->empty_input = fg_shape_count(in) == 0;
+  if (p->empty_input) return;
+  int64_t gd[FG_MAX_DIMS], gs[FG_MAX_DIMS];
+  bool gred[FG_MAX_DIMS];
+  int n = group_axes(in, axes, gd, gred);
+  for (int i = n - 1; i >= 0; i--) gs[i] = i == n - 1 ? 1 : gs[i + 1] * gd[i + 1];
+  p->inner = 1;
+  if (n > 0 && !gred[n - 1]) p->inner = gd[--n];
+  p->last_d = 1; /* no reduced group at all: each output reads exactly one input */
+  if (n > 0) {
+    p->last_d = gd[n - 1];
+    p->last_s = gs[n - 1];
+    n--;
+  }
+  for (int i = 0; i < n; i++) {
+    if (gred[i]) {
+      p->red_d[p->n_red] = gd[i];
+      p->red_s[p->n_red++] = gs[i];
+    } else {
+      p->keep_d[p->n_keep] = gd[i];
+      p->keep_s[p->n_keep++] = gs[i];
+    }
+  }
+}
+
+/* Input offset of output row `row` (row-major over the outer kept groups). */
+static int64_t row_offset(const reduce_plan *p, int64_t row) {
+  int64_t off = 0;
+  for (int i = p->n_keep - 1; i >= 0; i--) {
+    off += (row % p->keep_d[i]) * p->keep_s[i];
+    row /= p->keep_d[i];
+  }
+  return off;
+}
+
+/* Row-major walk over the outer reduced groups. */
+typedef struct red_cursor {
+  int64_t idx[FG_MAX_DIMS];
+  int64_t off;
+} red_cursor;
+
+static void red_cursor_start(red_cursor *c) { memset(c, 0, sizeof *c); }
+
+/* Steps to the next combination; false after the last one. */
+static bool red_cursor_next(red_cursor *c, const reduce_plan *p) {
+  for (int i = p->n_red - 1; i >= 0; i--) {
+    c->off += p->red_s[i];
+    if (++c->idx[i] < p->red_d[i]) return true;
+    c->off -= c->idx[i] * p->red_s[i];
+    c->idx[i] = 0;
+  }
+  return false;
+}
+
+/* The kernel's share of the output, and the plan for it. */
+static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_t *e) {
+  const fg_reduce_attr *at = k->attr;
+  const fg_shape *in = &k->in_shape[0];
+  reduce_plan_make(in, fg_reduce_axes(at->axes, in->ndim), p);
+  fg_split_range(fg_shape_count(&k->out_shape), k->ith, k->nth, b, e);
+}
+
+/* Columns accumulated together: enough for a vector loop, small enough for the stack. */
+#define REDUCE_CHUNK 64
+
+#define SUM_INIT 0.0
+#define SUM_COMBINE(acc, v) ((acc) += (v))
+#define MAX_INIT (-INFINITY)
+/* NaN wins, as in NumPy and PyTorch: once acc is NaN no comparison replaces it. */
+#define MAX_COMBINE(acc, v) ((acc) = ((v) > (acc) || isnan(v)) ? (v) : (acc))
+
+/* Reducing contiguous runs (the innermost axes reduced, as in a bias gradient or a per-sample
+ * log-det): ROW_LANES independent accumulators break the dependency chain of one running sum
+ * and let the compiler vectorise; they are combined in a fixed order, so the result does not
+ * depend on how the outputs were split among threads. */
+#define ROW_LANES 8
+#define DEFINE_REDUCE_ROWS(op, T, sfx, INIT, COMBINE)                                   \
+  FG_SIMD_CLONES static double op##_rows_##sfx(const T *base, const reduce_plan *p) {    \
+    double lane[ROW_LANES];                                                              \
+    for (int j = 0; j < ROW_LANES; j++) lane[j] = (INIT);                                \
+    red_cursor c;                                                                        \
+    red_cursor_start(&c);                                                                \
+    do {                                                                                 \
+      const T *v = base + c.off;                                                         \
+      int64_t t = 0;                                                                     \
+      for (; t + ROW_LANES <= p->last_d; t += ROW_LANES)                                 \
+        for (int j = 0; j < ROW_LANES; j++) COMBINE(lane[j], (double)v[t + j]);          \
+      for (; t < p->last_d; t++) COMBINE(lane[t % ROW_LANES], (double)v[t]);             \
+    } while (red_cursor_next(&c, p));                                                    \
+    double acc = lane[0];                                                                \
+    for (int j = 1; j < ROW_LANES; j++) COMBINE(acc, lane[j]);                           \
+    return acc;                                                                          \
+  }
+
+DEFINE_REDUCE_ROWS(sum, float, f32, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_ROWS(sum, double, f64, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_ROWS(max, float, f32, MAX_INIT, MAX_COMBINE)
+DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
+
+/* One body for every (op, type) pair: stamps out op##_##sfx. */
+#define DEFINE_REDUCE_KERNEL(op, T, sfx, INIT, COMBINE)                                 \
+  FG_SIMD_CLONES fg_status fg_kernel_##op##_##sfx(const fg_kargs *k) {                    \
+    reduce_plan p;                                                                       \
+    int64_t b, e;                                                                        \
+    reduce_prepare(k, &p, &b, &e);                                                       \
+    const T *in = k->in[0];                                                              \
+    T *out = k->out;                                                                     \
+    if (p.empty_input) {                                                                 \
+      for (int64_t o = b; o < e; o++) out[o] = (T)(INIT);                                \
+      return FG_OK;                                                                      \
+    }                                                                                    \
+    if (p.inner == 1 && p.last_s == 1) {                                                 \
+      for (int64_t o = b; o < e; o++)                                                    \
+        out[o] = (T)op##_rows_##sfx(in + row_offset(&p, o), &p);                         \
+      return FG_OK;                                                                      \
+    }                                                                                    \
+    double acc[REDUCE_CHUNK];                                                            \
+    for (int64_t o = b; o < e;) {                                                        \
+      int64_t col = o % p.inner, n = p.inner - col;                                      \
+      if (n > e - o) n = e - o;                                                          \
+      if (n > REDUCE_CHUNK) n = REDUCE_CHUNK;                                            \
+      for (int64_t j = 0; j < n; j++) acc[j] = (INIT);                                   \
+      const T *base = in + row_offset(&p, o / p.inner) + col;                            \
+      red_cursor c;                                                                      \
+      red_cursor_start(&c);                                                              \
+      do {                                                                               \
+        for (int64_t t = 0; t < p.last_d; t++) {                                         \
+          const T *v = base + c.off + t * p.last_s;                                      \
+          for (int64_t j = 0; j < n; j++) COMBINE(acc[j], (double)v[j]);                 \
+        }                                                                                \
+      } while (red_cursor_next(&c, &p));                                                 \
+      for (int64_t j = 0; j < n; j++) out[o + j] = (T)acc[j];                            \
+      o += n;                                                                            \
+    }                                                                                    \
+    return FG_OK;                                                                        \
+  }
+
+DEFINE_REDUCE_KERNEL(sum, float, f32, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_KERNEL(sum, double, f64, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_KERNEL(max, float, f32, MAX_INIT, MAX_COMBINE)
+DEFINE_REDUCE_KERNEL(max, double, f64, MAX_INIT, MAX_COMBINE)
+
