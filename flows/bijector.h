@@ -19,6 +19,9 @@
 #define FG_BIJECTOR_ABI_VERSION 1u
 /* Largest event (elements per sample) whose log-det the engine derives from the Jacobian. */
 #define FG_DERIVED_LOGDET_MAX_EVENT 256
+/* Most channels a layer that mixes channels with a C x C matrix accepts (reverse, shuffle,
+ * permute, conv1x1, conv1x1_lu): 4096² doubles are 128 MiB.  More is FG_E_LIMIT. */
+#define FG_MAX_MIX_CHANNELS 4096
 
 /* ---- constructor arguments ---- */
 typedef enum fg_arg_kind {

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "core/rng.h"
+#include "core/size.h"
 #include "core/vec.h"
 
 typedef struct param_entry {
@@ -16,6 +17,7 @@ typedef struct param_entry {
 
 struct fg_params {
   uint64_t seed;
+  int64_t limit, scalars; /* the most scalars the parameters may hold (0: any), and what they do */
   param_entry *items;
   int64_t cap;
   int n;
@@ -97,6 +99,23 @@ static uint64_t seed_for(const fg_params *ps, const char *name) {
   return XXH3_64bits_withSeed(name, strlen(name), ps->seed);
 }
 
+void fg_params_set_limit(fg_params *ps, int64_t max_scalars) { ps->limit = max_scalars; }
+
+/* Whether a new parameter of shape s fits the store's limit; *numel gets its size. */
+static fg_status check_room(const fg_params *ps, const char *name, const fg_shape *s, int64_t *numel,
+                            fg_err *e) {
+  fg_status st = fg_shape_numel(s, numel, e);
+  int64_t total;
+  if (st != FG_OK || ps->limit == 0) return st;
+  if (!fg_size_add(ps->scalars, *numel, &total) || total > ps->limit) {
+    char buf[128];
+    return fg_err_set(e, FG_E_LIMIT, "parameter '%s' %s would bring the model past %lld parameters "
+                      "(it has %lld; fg_flow_config.max_params)", name, fg_shape_str(s, buf, sizeof buf),
+                      (long long)ps->limit, (long long)ps->scalars);
+  }
+  return FG_OK;
+}
+
 fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *name, fg_dtype t,
                                   fg_shape shape, fg_init init, fg_err *e) {
   int i = index_of(ps, name);
@@ -111,10 +130,13 @@ fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *na
     *out = v;
     return FG_OK;
   }
+  int64_t numel;
+  fg_status st = check_room(ps, name, &shape, &numel, e);
+  if (st != FG_OK) return st;
   if (!FG_VEC_RESERVE(ps->items, ps->cap, ps->n + 1))
     return fg_err_set(e, FG_E_NOMEM, "out of memory for parameter '%s'", name);
   fg_tensor *v = NULL;
-  fg_status st = fg_tensor_new(&v, t, &shape, e);
+  st = fg_tensor_new(&v, t, &shape, e);
   if (st == FG_OK) st = draw(v, init, seed_for(ps, name), e);
   char *copy = NULL;
   if (st == FG_OK && !(copy = strdup(name)))
@@ -124,6 +146,7 @@ fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *na
     return st;
   }
   ps->items[ps->n++] = (param_entry){copy, v, init};
+  ps->scalars += numel;
   *out = v;
   return FG_OK;
 }

@@ -31,6 +31,10 @@ typedef struct fg_params fg_params;
 fg_status fg_params_new(fg_params **out, uint64_t seed, fg_err *e);
 void fg_params_free(fg_params *ps);
 
+/* The most scalars the store's parameters may hold together (0, the default: no limit).  A
+ * parameter that would pass it is refused (FG_E_LIMIT) before it is allocated: shapes computed
+ * from untrusted input (a spec's hidden=, a checkpoint's event) cannot exhaust memory. */
+void fg_params_set_limit(fg_params *ps, int64_t max_scalars);
 /* The parameter `name`, created with `init` if absent; an existing one must have this dtype and
  * shape (else FG_E_SHAPE naming both).  *out is borrowed from the store. */
 fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *name, fg_dtype t,

@@ -167,8 +167,9 @@ static lu_nodes build_factors(const lu_init *k, fg_flow_ctx *c, fg_node x) {
 /* Shared prologue: shape check, initial factors (freed by the caller), factor nodes. */
 static fg_status prepare(const lu_state *s, fg_flow_ctx *c, fg_node x, lu_init *k, lu_nodes *f) {
   memset(k, 0, sizeof *k);
-  fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
-  if (st == FG_OK) st = compute_init(k, s, c, fg_node_shape(fg_flow_graph(c), x).d[1]);
+  int64_t channels;
+  fg_status st = fg__layer_mix_channels(c, x, &channels);
+  if (st == FG_OK) st = compute_init(k, s, c, channels);
   if (st == FG_OK) *f = build_factors(k, c, x);
   return st != FG_OK ? st : fg_graph_status(fg_flow_graph(c));
 }

@@ -46,6 +46,16 @@ fg_status fg__layer_expect_rank(fg_flow_ctx *c, fg_node x, int min_ndim, int max
                         fg__batch_shape_str(&s, buf, sizeof buf));
 }
 
+fg_status fg__layer_mix_channels(fg_flow_ctx *c, fg_node x, int64_t *n) {
+  fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+  if (st != FG_OK) return st;
+  *n = fg_node_shape(fg_flow_graph(c), x).d[1];
+  if (*n <= FG_MAX_MIX_CHANNELS) return FG_OK;
+  return fg__layer_fail(c, FG_E_LIMIT, "mixes its %lld channels with a C x C matrix; flowgrad "
+                        "accepts at most FG_MAX_MIX_CHANNELS = %d channels here", (long long)*n,
+                        FG_MAX_MIX_CHANNELS);
+}
+
 int64_t fg__spatial_size(const fg_shape *s) {
   int64_t n = 1;
   for (int i = 2; i < s->ndim; i++) n *= s->d[i];

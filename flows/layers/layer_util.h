@@ -24,6 +24,10 @@ const char *fg__batch_shape_str(const fg_shape *s, char *buf, size_t cap);
 fg_status fg__layer_expect_rank(fg_flow_ctx *c, fg_node x, int min_ndim, int max_ndim,
                                 const char *needs);
 
+/* The channel count C of x [B, C, ...] for a layer that mixes channels with a C x C matrix:
+ * checks x's rank, and C <= FG_MAX_MIX_CHANNELS (FG_E_LIMIT naming the layer), before any
+ * C·C array is made. */
+fg_status fg__layer_mix_channels(fg_flow_ctx *c, fg_node x, int64_t *n);
 /* Product of the axes after the channel axis (1 for [B, D]). */
 int64_t fg__spatial_size(const fg_shape *s);
 /* n in dtype t (a cast only when it differs). */

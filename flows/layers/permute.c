@@ -141,7 +141,8 @@ static fg_node perm_matrix(perm_state *s, fg_flow_ctx *c, fg_node x) {
 static fg_status perm_apply(void *state, fg_flow_ctx *c, fg_node in, fg_node *out, fg_node *logdet,
                             bool inverse) {
   fg_graph *g = fg_flow_graph(c);
-  fg_status st = fg__layer_expect_rank(c, in, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+  int64_t channels;
+  fg_status st = fg__layer_mix_channels(c, in, &channels);
   if (st != FG_OK) return st;
   fg_node p = perm_matrix(state, c, in);
   *out = fg__channel_mix(g, p, in, inverse); /* P^T = P^-1 */
