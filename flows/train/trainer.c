@@ -88,8 +88,8 @@ static fg_status build_training(fg_trainer *t, fg_err *e) {
   return st;
 }
 
-/* After blocks fell back to stored activations: the same program with their new modes. */
-static fg_status rebuild_training(fg_trainer *t, fg_err *e) {
+/* After blocks fell back to stored activations, or the buffers changed: the same program again. */
+fg_status fg__trainer_rebuild(fg_trainer *t, fg_err *e) {
   fg_program_free(t->prog);
   fg_graph_free(t->g);
   fg_flow_updates_free(t->updates);
@@ -174,6 +174,7 @@ void fg_trainer_free(fg_trainer *t) {
   fg_train_data_free(&t->test);
   fg_pool_free(t->pool);
   free(t->perm);
+  fg__trainer_info_free(t);
   free(t);
 }
 
@@ -275,7 +276,7 @@ static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_e
   if (st == FG_OK) st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
   fg_tensor_free(y);
   t->rc_checked = true;
-  if (st == FG_OK && info->recompute_fallbacks > 0) st = rebuild_training(t, e);
+  if (st == FG_OK && info->recompute_fallbacks > 0) st = fg__trainer_rebuild(t, e);
   return st;
 }
 
