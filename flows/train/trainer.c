@@ -397,18 +397,32 @@ static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum
   return st;
 }
 
-fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
+fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean, int64_t *rows,
+                                   fg_err *e) {
+  if (rows) *rows = 0;
   if (!t->n_test) return fg_err_set(e, FG_E_MISUSE, "no test data to evaluate on");
+  if (o && o->max_rows < 0) return fg_err_set(e, FG_E_MISUSE, "evaluation: max_rows must be >= 0");
+  int64_t total = o && o->max_rows && o->max_rows < t->n_test ? o->max_rows : t->n_test, done = 0;
   swap_ema(t);
   double sum = 0;
-  int64_t full = t->n_test / t->batch * t->batch;
   fg_status st = FG_OK;
-  /* one program per distinct batch size: the full batches, then the remainder */
-  for (int64_t start = 0; st == FG_OK && start < full; start += t->batch) st = eval_chunk(t, start, t->batch, &sum, e);
-  if (st == FG_OK && full < t->n_test) st = eval_chunk(t, full, t->n_test - full, &sum, e);
+  bool go_on = true;
+  /* batches of the training batch size, then the remainder */
+  while (st == FG_OK && go_on && done < total) {
+    int64_t n = total - done < t->batch ? total - done : t->batch;
+    st = eval_chunk(t, done, n, &sum, e);
+    if (st == FG_OK) done += n;
+    if (st == FG_OK && o && o->progress) go_on = o->progress(o->ud, done, total);
+  }
   swap_ema(t);
-  if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)t->n_test);
+  if (st == FG_OK && done == 0) st = fg_err_set(e, FG_E_ABORTED, "evaluation stopped before its first batch");
+  if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)done);
+  if (st == FG_OK && rows) *rows = done;
   return st;
+}
+
+fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
+  return fg_trainer_evaluate_opts(t, NULL, mean, NULL, e);
 }
 
 const fg_recompute *fg_trainer_recompute(const fg_trainer *t) { return t->rc; }
