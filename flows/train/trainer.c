@@ -370,31 +370,46 @@ void fg_trainer_use_ema(fg_trainer *t) {
   }
 }
 
-/* Sum of log p over rows [start, start + n) of the test set, with a program for batch n. */
-static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum, fg_err *e) {
+/* A log-prob program for batches of n test rows: compiled once, run for every batch of that size. */
+typedef struct eval_prog {
   fg_graph *g;
-  fg_status st = fg_graph_new(&g, e);
+  fg_program *p;
+  fg_tensor *x;
+  int64_t n;
+} eval_prog;
+
+static void eval_prog_free(eval_prog *ep) {
+  fg_tensor_free(ep->x);
+  fg_program_free(ep->p);
+  fg_graph_free(ep->g);
+  memset(ep, 0, sizeof *ep);
+}
+
+static fg_status eval_prog_make(fg_trainer *t, int64_t n, eval_prog *ep, fg_err *e) {
+  fg_status st = fg_graph_new(&ep->g, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
+  ep->n = n;
   fg_shape bs = batch_shape(t->f, n);
-  fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
-  fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
-  fg_program *p = NULL;
-  fg_tensor *xv = NULL;
+  fg_node x = fg_input(ep->g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
+  st = fg_flow_log_prob(t->f, ep->g, model_input(t, ep->g, x), false, &logp);
+  fg_node total = fg_sum(ep->g, logp, FG_ALL_AXES, false);
   fg_program_opts po = {.pool = t->pool};
-  if (st == FG_OK) st = fg_program_new_opts(&p, g, 1, &total, &po, e);
-  else fg_err_set(e, st, "%s", fg_graph_errmsg(g));
-  if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), p, e);
-  if (st == FG_OK && (st = fg_tensor_new(&xv, fg_flow_get_config(t->f)->dtype, &bs, e)) == FG_OK)
-    fg_train_data_rows(&t->test, NULL, start, n, xv);
-  if (st == FG_OK) st = fg_program_bind(p, "x", xv, e);
-  fg_program_set_rng_offset(p, EVAL_RNG_OFFSET + (uint64_t)start);
-  if (st == FG_OK && (st = fg_program_run(p, e)) != FG_OK) fg_err_prefix(e, st, "evaluation");
-  if (st == FG_OK) *sum += fg_tensor_get(fg_program_output(p, 0), 0);
-  fg_tensor_free(xv);
-  fg_program_free(p);
-  fg_graph_free(g);
+  if (st == FG_OK) st = fg_program_new_opts(&ep->p, ep->g, 1, &total, &po, e);
+  else fg_err_set(e, st, "%s", fg_graph_errmsg(ep->g));
+  if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), ep->p, e);
+  if (st == FG_OK) st = fg_tensor_new(&ep->x, fg_flow_get_config(t->f)->dtype, &bs, e);
+  if (st == FG_OK) st = fg_program_bind(ep->p, "x", ep->x, e);
   return st;
+}
+
+/* Sum of log p over rows [start, start + ep->n) of the test set. */
+static fg_status eval_rows(fg_trainer *t, eval_prog *ep, int64_t start, double *sum, fg_err *e) {
+  fg_train_data_rows(&t->test, NULL, start, ep->n, ep->x);
+  fg_program_set_rng_offset(ep->p, EVAL_RNG_OFFSET + (uint64_t)start);
+  fg_status st = fg_program_run(ep->p, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
+  *sum += fg_tensor_get(fg_program_output(ep->p, 0), 0);
+  return FG_OK;
 }
 
 fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean, int64_t *rows,
@@ -407,13 +422,16 @@ fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double 
   double sum = 0;
   fg_status st = FG_OK;
   bool go_on = true;
-  /* batches of the training batch size, then the remainder */
+  eval_prog full = {0}, rest = {0}; /* batches of the training batch size, then the remainder */
   while (st == FG_OK && go_on && done < total) {
-    int64_t n = total - done < t->batch ? total - done : t->batch;
-    st = eval_chunk(t, done, n, &sum, e);
-    if (st == FG_OK) done += n;
+    eval_prog *ep = total - done < t->batch ? &rest : &full;
+    if (!ep->p && (st = eval_prog_make(t, ep == &rest ? total - done : t->batch, ep, e)) != FG_OK) break;
+    st = eval_rows(t, ep, done, &sum, e);
+    if (st == FG_OK) done += ep->n;
     if (st == FG_OK && o && o->progress) go_on = o->progress(o->ud, done, total);
   }
+  eval_prog_free(&full);
+  eval_prog_free(&rest);
   swap_ema(t);
   if (st == FG_OK && done == 0) st = fg_err_set(e, FG_E_ABORTED, "evaluation stopped before its first batch");
   if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)done);
