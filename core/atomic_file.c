@@ -67,9 +67,11 @@ static long leftover_pid(const char *name, const char *base) {
 /* A leftover of a writer that is gone: ours to remove (see fg_atomic_file_clean). */
 static bool stale(int dir, const char *name, long pid) {
   struct stat st;
-  if (pid == (long)getpid() || (pid <= (long)INT32_MAX && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
+  if (pid == (long)getpid() ||
+      (pid <= (long)INT32_MAX && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
     return false;
-  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_uid != geteuid())
     return false;
   return time(NULL) - st.st_mtime >= FG_ATOMIC_STALE_SECONDS;
 }
@@ -86,7 +88,8 @@ fg_status fg_atomic_file_clean(const char *path, int *removed, fg_err *e) {
   if (!d && fd >= 0) close(fd);
   for (struct dirent *ent; d && *base && (ent = readdir(d));) {
     long pid = leftover_pid(ent->d_name, base);
-    if (pid > 0 && stale(dirfd(d), ent->d_name, pid) && unlinkat(dirfd(d), ent->d_name, 0) == 0 && removed)
+    if (pid > 0 && stale(dirfd(d), ent->d_name, pid) && unlinkat(dirfd(d), ent->d_name, 0) == 0 &&
+        removed)
       (*removed)++;
   }
   if (d) closedir(d);

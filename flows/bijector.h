@@ -70,7 +70,7 @@ fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init 
  * they are built (as constants): load a checkpoint before building programs.  Returns the
  * graph's status; a failure (fill's, a check's, a stored shape that differs) becomes its error. */
 typedef struct fg_buffer_decl {
-  const char *name;      /* local: "perm" -> "3.conv1x1_lu.perm" */
+  const char *name; /* local: "perm" -> "3.conv1x1_lu.perm" */
   fg_shape shape;
   fg_buffer_check check; /* NULL: any finite values */
 } fg_buffer_decl;

@@ -321,10 +321,13 @@ static fg_status check_config(const fg_flow_config *cfg, fg_err *e) {
   fg_shape_str(&cfg->event, ev, sizeof ev);
   fg_status st = fg_shape_numel(&cfg->event, &n, NULL);
   if (st != FG_OK || n < 1)
-    return fg_err_set(e, st == FG_E_OVERFLOW ? FG_E_LIMIT : FG_E_SHAPE, "flow: the event %s is empty or too large", ev);
+    return fg_err_set(e, st == FG_E_OVERFLOW ? FG_E_LIMIT : FG_E_SHAPE,
+                      "flow: the event %s is empty or too large", ev);
   if (n > FG_FLOW_MAX_EVENT)
-    return fg_err_set(e, FG_E_LIMIT, "flow: the event %s has %lld elements per sample; flowgrad "
-                      "accepts at most FG_FLOW_MAX_EVENT = %lld", ev, (long long)n, (long long)FG_FLOW_MAX_EVENT);
+    return fg_err_set(e, FG_E_LIMIT,
+                      "flow: the event %s has %lld elements per sample; flowgrad "
+                      "accepts at most FG_FLOW_MAX_EVENT = %lld",
+                      ev, (long long)n, (long long)FG_FLOW_MAX_EVENT);
   if (cfg->max_params < 0) return fg_err_set(e, FG_E_MISUSE, "flow: max_params must be >= 0");
   return FG_OK;
 }
@@ -335,7 +338,8 @@ fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config
   fg_flow *f = st == FG_OK ? calloc(1, sizeof *f) : NULL;
   if (st == FG_OK && !f) st = fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
   if (st == FG_OK) st = fg_params_new(&f->ps, cfg->seed, e);
-  if (st == FG_OK) fg_params_set_limit(f->ps, cfg->max_params ? cfg->max_params : FG_FLOW_MAX_PARAMS);
+  if (st == FG_OK)
+    fg_params_set_limit(f->ps, cfg->max_params ? cfg->max_params : FG_FLOW_MAX_PARAMS);
   if (st != FG_OK) {
     free(f);
     fg_bijector_free(b);

@@ -135,7 +135,8 @@ static bool stored_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *d, char 
     if (values[i] && !fg_shape_equal(&values[i]->shape, &d[i].shape)) {
       char a[128], b[128];
       fg_graph_fail(c->g, FG_E_SHAPE, "buffer '%s' is %s; the layer needs %s", full[i],
-                    fg_shape_str(&values[i]->shape, a, sizeof a), fg_shape_str(&d[i].shape, b, sizeof b));
+                    fg_shape_str(&values[i]->shape, a, sizeof a),
+                    fg_shape_str(&d[i].shape, b, sizeof b));
     }
     found += values[i] != NULL;
   }
@@ -145,15 +146,16 @@ static bool stored_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *d, char 
 }
 
 /* Makes the n buffers, fills and checks them, then adds them to the store. */
-static void new_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *d, char **full, fg_buffer_fill fill,
-                        void *ud, const fg_tensor **values) {
+static void new_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *d, char **full,
+                        fg_buffer_fill fill, void *ud, const fg_tensor **values) {
   fg_tensor **made = calloc((size_t)n + 1, sizeof *made);
   fg_err e;
   fg_status st = made ? FG_OK : fg_err_set(&e, FG_E_NOMEM, "out of memory for buffers");
   for (int i = 0; st == FG_OK && i < n; i++) st = fg_tensor_new(&made[i], FG_F64, &d[i].shape, &e);
   if (st == FG_OK) st = fill(ud, made, &e);
   for (int i = 0; st == FG_OK && i < n; i++)
-    if (d[i].check && (st = d[i].check(made[i], &e)) != FG_OK) fg_err_prefix(&e, st, "buffer '%s' as made", full[i]);
+    if (d[i].check && (st = d[i].check(made[i], &e)) != FG_OK)
+      fg_err_prefix(&e, st, "buffer '%s' as made", full[i]);
   for (int i = 0; st == FG_OK && i < n; i++) {
     fg_tensor *v = made[i];
     made[i] = NULL; /* the store's now, also on failure */
@@ -170,7 +172,8 @@ fg_status fg_flow_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *decls, fg
   char **full = calloc((size_t)n + 1, sizeof *full);
   bool named = full != NULL;
   for (int i = 0; named && i < n; i++) named = (full[i] = full_name(c, decls[i].name)) != NULL;
-  if (!named) fg_graph_fail(c->g, FG_E_NOMEM, "out of memory naming buffers");
+  if (!named)
+    fg_graph_fail(c->g, FG_E_NOMEM, "out of memory naming buffers");
   else if (!stored_buffers(c, n, decls, full, values) && fg_graph_status(c->g) == FG_OK)
     new_buffers(c, n, decls, full, fill, ud, values);
   for (int i = 0; full && i < n; i++) free(full[i]);

@@ -23,7 +23,8 @@ typedef struct buffer_entry {
 
 struct fg_params {
   uint64_t seed;
-  int64_t limit, scalars; /* the most scalars parameters and buffers may hold (0: any), and theirs */
+  int64_t limit,
+      scalars; /* the most scalars parameters and buffers may hold (0: any), and theirs */
   param_entry *items;
   int64_t cap;
   int n;
@@ -116,16 +117,18 @@ static uint64_t seed_for(const fg_params *ps, const char *name) {
 void fg_params_set_limit(fg_params *ps, int64_t max_scalars) { ps->limit = max_scalars; }
 
 /* Whether a new parameter of shape s fits the store's limit; *numel gets its size. */
-static fg_status check_room(const fg_params *ps, const char *name, const fg_shape *s, int64_t *numel,
-                            fg_err *e) {
+static fg_status check_room(const fg_params *ps, const char *name, const fg_shape *s,
+                            int64_t *numel, fg_err *e) {
   fg_status st = fg_shape_numel(s, numel, e);
   int64_t total;
   if (st != FG_OK || ps->limit == 0) return st;
   if (!fg_size_add(ps->scalars, *numel, &total) || total > ps->limit) {
     char buf[128];
-    return fg_err_set(e, FG_E_LIMIT, "'%s' %s would bring the model past %lld parameters (scalars, "
-                      "buffers included; it has %lld; fg_flow_config.max_params)", name,
-                      fg_shape_str(s, buf, sizeof buf), (long long)ps->limit, (long long)ps->scalars);
+    return fg_err_set(e, FG_E_LIMIT,
+                      "'%s' %s would bring the model past %lld parameters (scalars, "
+                      "buffers included; it has %lld; fg_flow_config.max_params)",
+                      name, fg_shape_str(s, buf, sizeof buf), (long long)ps->limit,
+                      (long long)ps->scalars);
   }
   return FG_OK;
 }
@@ -205,11 +208,13 @@ static int buffer_index(const fg_params *ps, const char *name) {
 fg_status fg_params_add_buffer(fg_params *ps, const char *name, fg_tensor *v, fg_buffer_check check,
                                fg_err *e) {
   int64_t numel;
-  fg_status st = buffer_index(ps, name) >= 0 ? fg_err_set(e, FG_E_EXISTS, "buffer '%s' exists already", name)
-               : v->dtype != FG_F64      ? fg_err_set(e, FG_E_DTYPE, "buffer '%s' must be float64", name)
-                                         : check_room(ps, name, &v->shape, &numel, e);
+  fg_status st = buffer_index(ps, name) >= 0
+      ? fg_err_set(e, FG_E_EXISTS, "buffer '%s' exists already", name)
+      : v->dtype != FG_F64 ? fg_err_set(e, FG_E_DTYPE, "buffer '%s' must be float64", name)
+                           : check_room(ps, name, &v->shape, &numel, e);
   char *copy = NULL;
-  if (st == FG_OK && (!FG_VEC_RESERVE(ps->buffers, ps->cap_buffers, ps->n_buffers + 1) || !(copy = strdup(name))))
+  if (st == FG_OK &&
+      (!FG_VEC_RESERVE(ps->buffers, ps->cap_buffers, ps->n_buffers + 1) || !(copy = strdup(name))))
     st = fg_err_set(e, FG_E_NOMEM, "out of memory for buffer '%s'", name);
   if (st != FG_OK) {
     fg_tensor_free(v);
@@ -233,8 +238,8 @@ fg_status fg_params_check_buffer(const fg_params *ps, int i, const fg_tensor *v,
   const buffer_entry *b = &ps->buffers[i];
   if (v->dtype != FG_F64 || !fg_shape_equal(&v->shape, &b->value->shape)) {
     char a[128], c[128];
-    return fg_err_set(e, FG_E_FORMAT, "buffer '%s' is float64 %s; the value given is %s %s", b->name,
-                      fg_shape_str(&b->value->shape, a, sizeof a), fg_dtype_name(v->dtype),
+    return fg_err_set(e, FG_E_FORMAT, "buffer '%s' is float64 %s; the value given is %s %s",
+                      b->name, fg_shape_str(&b->value->shape, a, sizeof a), fg_dtype_name(v->dtype),
                       fg_shape_str(&v->shape, c, sizeof c));
   }
   for (int64_t j = 0; j < fg_tensor_numel(v); j++)

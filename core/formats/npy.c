@@ -256,8 +256,9 @@ static fg_status npy_sizes(const char *path, const npy_header *h, uint64_t *nume
   int64_t n, b;
   if (!fg_size_product(h->shape.d, (int)h->shape.ndim, &n) ||
       !fg_size_mul(n, h->kind == NPY_F32 ? 4 : 1, &b))
-    return fg_err_set(e, FG_E_FORMAT, "%s: declared shape overflows (%lld dimensions, the first %lld)",
-                      path, (long long)h->shape.ndim, (long long)h->shape.d[0]);
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: declared shape overflows (%lld dimensions, the first %lld)", path,
+                      (long long)h->shape.ndim, (long long)h->shape.d[0]);
   *numel = (uint64_t)n;
   *bytes = (uint64_t)b;
   return FG_OK;

@@ -103,7 +103,8 @@ static fg_status fill_factors(void *ud, fg_tensor *const *b, fg_err *e) {
   }
   random_rotation(a, n, f->key);
   lu_in_place(a, perm, n);
-  double *p = fg_tensor_data(b[B_PERM]), *lower = fg_tensor_data(b[B_LOWER]), *upper = fg_tensor_data(b[B_UPPER]);
+  double *p = fg_tensor_data(b[B_PERM]), *lower = fg_tensor_data(b[B_LOWER]),
+         *upper = fg_tensor_data(b[B_UPPER]);
   double *sign = fg_tensor_data(b[B_SIGN]), *log_s = fg_tensor_data(b[B_LOG_S]);
   for (int64_t i = 0; i < n; i++) {
     p[i] = (double)perm[i]; /* rotation = P·(L U) with P[perm[i]][i] = 1 */
@@ -132,7 +133,7 @@ static fg_node mask_matrix(fg_graph *g, int64_t n, int which, fg_dtype t) {
 /* The factors as graph values in x's dtype, and P. */
 typedef struct lu_nodes {
   fg_node lower, upper, log_s; /* L (unit diagonal), U' = U + diag(sign·exp(log|s|)), log|s| */
-  fg_node p;                   /* [C, C] in float64 */
+  fg_node p; /* [C, C] in float64 */
 } lu_nodes;
 
 static const double *values_of(const fg_tensor *t) { return fg_tensor_data((fg_tensor *)t); }
@@ -150,7 +151,8 @@ static lu_nodes build_factors(const fg_tensor *const *b, fg_flow_ctx *c, fg_node
   fg_node lower0 = fg__constant(g, values_of(b[B_LOWER]), sq, t);
   f.lower = fg_add(g, fg_mul(g, fg_add(g, lower0, dl), mask_matrix(g, n, -1, t)), eye);
   f.log_s = fg_add(g, fg__constant(g, values_of(b[B_LOG_S]), vec, t), dls);
-  fg_node diag = fg_mul(g, fg__constant(g, values_of(b[B_SIGN]), vec, t), fg_exp(g, f.log_s)); /* s */
+  fg_node diag =
+      fg_mul(g, fg__constant(g, values_of(b[B_SIGN]), vec, t), fg_exp(g, f.log_s)); /* s */
   fg_node upper0 = fg__constant(g, values_of(b[B_UPPER]), sq, t);
   fg_node strict = fg_mul(g, fg_add(g, upper0, du), mask_matrix(g, n, 1, t));
   f.upper = fg_add(g, strict, fg_mul(g, eye, fg_reshape(g, diag, fg_shape2(1, n))));
@@ -163,12 +165,15 @@ static fg_status prepare(const lu_state *s, fg_flow_ctx *c, fg_node x, lu_nodes 
   fg_status st = fg__layer_mix_channels(c, x, n);
   if (st != FG_OK) return st;
   const fg_shape sq = fg_shape2(*n, *n), vec = fg_shape1(*n);
-  const fg_buffer_decl decls[N_BUFFERS] = {{"perm", vec, fg__check_permutation}, {"lower", sq, NULL},
-                                           {"upper", sq, NULL}, {"sign", vec, fg__check_signs},
+  const fg_buffer_decl decls[N_BUFFERS] = {{"perm", vec, fg__check_permutation},
+                                           {"lower", sq, NULL},
+                                           {"upper", sq, NULL},
+                                           {"sign", vec, fg__check_signs},
                                            {"log_s", vec, NULL}};
   lu_fill fill = {*n, fg__layer_seed(c, s->seed)};
   const fg_tensor *b[N_BUFFERS];
-  if (fg_flow_buffers(c, N_BUFFERS, decls, fill_factors, &fill, b) == FG_OK) *f = build_factors(b, c, x, *n);
+  if (fg_flow_buffers(c, N_BUFFERS, decls, fill_factors, &fill, b) == FG_OK)
+    *f = build_factors(b, c, x, *n);
   return fg_graph_status(fg_flow_graph(c));
 }
 
@@ -177,7 +182,8 @@ static fg_status lu_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, 
   lu_nodes f;
   int64_t n;
   if (prepare(state, c, x, &f, &n) != FG_OK) return fg_graph_status(g);
-  fg_node w = fg_matmul(g, fg__as_dtype(g, f.p, fg_node_dtype(g, x)), fg_matmul(g, f.lower, f.upper));
+  fg_node w =
+      fg_matmul(g, fg__as_dtype(g, f.p, fg_node_dtype(g, x)), fg_matmul(g, f.lower, f.upper));
   *y = fg__channel_mix(g, w, x, false);
   *logdet = fg__channel_logdet(g, f.log_s, x, 1.0);
   return fg_graph_status(g);
@@ -191,7 +197,8 @@ static fg_status lu_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, 
   /* W^-1 = U'^-1 (L^-1 P^T), both solves in float64 */
   fg_node pt = fg_transpose(g, f.p);
   fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
-  fg_node w_inv = fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
+  fg_node w_inv =
+      fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
   *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);
   *logdet = fg__channel_logdet(g, f.log_s, y, -1.0);
   return fg_graph_status(g);

@@ -53,9 +53,10 @@ fg_status fg__layer_mix_channels(fg_flow_ctx *c, fg_node x, int64_t *n) {
   if (st != FG_OK) return st;
   *n = fg_node_shape(fg_flow_graph(c), x).d[1];
   if (*n <= FG_MAX_MIX_CHANNELS) return FG_OK;
-  return fg__layer_fail(c, FG_E_LIMIT, "mixes its %lld channels with a C x C matrix; flowgrad "
-                        "accepts at most FG_MAX_MIX_CHANNELS = %d channels here", (long long)*n,
-                        FG_MAX_MIX_CHANNELS);
+  return fg__layer_fail(c, FG_E_LIMIT,
+                        "mixes its %lld channels with a C x C matrix; flowgrad "
+                        "accepts at most FG_MAX_MIX_CHANNELS = %d channels here",
+                        (long long)*n, FG_MAX_MIX_CHANNELS);
 }
 
 int64_t fg__spatial_size(const fg_shape *s) {
@@ -151,9 +152,12 @@ fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {
   return fg_constant_take(g, tensor);
 }
 
-fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column, fg_dtype t) {
+fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,
+                               fg_dtype t) {
   double *m = calloc((size_t)(n * n), sizeof *m); /* n <= FG_MAX_MIX_CHANNELS: n·n fits */
-  if (!m) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a %lld-channel permutation", (long long)n);
+  if (!m)
+    return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a %lld-channel permutation",
+                         (long long)n);
   for (int64_t i = 0; i < n; i++) {
     int64_t j = (int64_t)idx[i];
     m[by_column ? j * n + i : i * n + j] = 1.0;
@@ -172,8 +176,8 @@ fg_status fg__check_permutation(const fg_tensor *v, fg_err *e) {
   for (int64_t i = 0; i < n && st == FG_OK; i++) {
     double x = fg_tensor_get(v, i);
     if (!(x >= 0 && x < (double)n && x == floor(x)) || seen[(int64_t)x])
-      st = fg_err_set(e, FG_E_FORMAT, "entry %lld is %g: not a permutation of 0..%lld", (long long)i, x,
-                      (long long)n - 1);
+      st = fg_err_set(e, FG_E_FORMAT, "entry %lld is %g: not a permutation of 0..%lld",
+                      (long long)i, x, (long long)n - 1);
     else
       seen[(int64_t)x] = true;
   }

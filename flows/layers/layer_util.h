@@ -68,7 +68,8 @@ fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_no
 fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t);
 /* The [n, n] permutation matrix of idx (n indices, as doubles): M[i][idx[i]] = 1, or with
  * by_column M[idx[i]][i] = 1 (its transpose).  idx must be a permutation (fg__check_permutation). */
-fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column, fg_dtype t);
+fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,
+                               fg_dtype t);
 /* Buffer checks (fg_buffer_check): a vector holding a permutation of 0..n-1; values 1 or -1. */
 fg_status fg__check_permutation(const fg_tensor *v, fg_err *e);
 fg_status fg__check_signs(const fg_tensor *v, fg_err *e);

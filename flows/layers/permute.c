@@ -191,8 +191,9 @@ const fg_bijector_type fg_bijector_reverse = {
 };
 
 static const fg_arg_spec shuffle_args[] = {
-    {"seed", FG_ARG_INT, "0", "the permutation is drawn from this seed and the layer's name (and "
-                              "kept as the buffer \"perm\")"},
+    {"seed", FG_ARG_INT, "0",
+     "the permutation is drawn from this seed and the layer's name (and "
+     "kept as the buffer \"perm\")"},
 };
 
 const fg_bijector_type fg_bijector_shuffle = {

@@ -59,8 +59,9 @@ static run_id run_id_of(const fg_trainer *t) {
 
 /* ---- run information (fg_trainer_set_info) ---- */
 
-static const char *const OWN_KEYS[] = {"format", "step", "optim_step", "skipped_in_a_row", "seed",
-                                       "optimizer", "spec", "event", "n_bits", "discrete", "lr", "batch"};
+static const char *const OWN_KEYS[] = {"format", "step",      "optim_step", "skipped_in_a_row",
+                                       "seed",   "optimizer", "spec",       "event",
+                                       "n_bits", "discrete",  "lr",         "batch"};
 enum { N_OWN_KEYS = sizeof OWN_KEYS / sizeof *OWN_KEYS };
 
 void fg__trainer_info_free(fg_trainer *t) {
@@ -71,9 +72,11 @@ void fg__trainer_info_free(fg_trainer *t) {
 
 fg_status fg_trainer_set_info(fg_trainer *t, const char *key, const char *value, bool must_match,
                               fg_err *e) {
-  if (!key || !*key || !value) return fg_err_set(e, FG_E_MISUSE, "set_info: needs a key and a value");
+  if (!key || !*key || !value)
+    return fg_err_set(e, FG_E_MISUSE, "set_info: needs a key and a value");
   for (int i = 0; i < N_OWN_KEYS; i++)
-    if (!strcmp(key, OWN_KEYS[i])) return fg_err_set(e, FG_E_MISUSE, "set_info: '%s' is the checkpoint's own key", key);
+    if (!strcmp(key, OWN_KEYS[i]))
+      return fg_err_set(e, FG_E_MISUSE, "set_info: '%s' is the checkpoint's own key", key);
   int64_t i = 0;
   while (i < t->n_info && strcmp(t->info[i].key, key)) i++;
   char *k = strdup(key), *v = strdup(value);
@@ -81,8 +84,12 @@ fg_status fg_trainer_set_info(fg_trainer *t, const char *key, const char *value,
     free(k), free(v);
     return fg_err_set(e, FG_E_NOMEM, "set_info: out of memory");
   }
-  if (i < t->n_info) free(t->info[i].key), free(t->info[i].value);
-  else t->n_info++;
+  if (i < t->n_info) {
+    free(t->info[i].key);
+    free(t->info[i].value);
+  } else {
+    t->n_info++;
+  }
   t->info[i] = (fg__run_info){k, v, must_match};
   return FG_OK;
 }
@@ -123,7 +130,8 @@ enum { N_SAVED_META = 12 };
 
 fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e) {
   const fg_params *ps = fg_flow_params(t->f);
-  size_t cap = (size_t)t->n_params * (size_t)(2 + fg_optim_num_slots(t->opt)) + (size_t)fg_params_num_buffers(ps) + 1;
+  size_t cap = (size_t)t->n_params * (size_t)(2 + fg_optim_num_slots(t->opt)) +
+      (size_t)fg_params_num_buffers(ps) + 1;
   entries en = {malloc(sizeof *en.items * cap), 0, path};
   fg_safetensors_kv *meta = malloc(sizeof *meta * (size_t)(N_SAVED_META + t->n_info));
   fg_status st = en.items && meta ? for_each_entry(t, add_entry, &en, e)
@@ -140,12 +148,13 @@ fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text
   snprintf(optim_step, sizeof optim_step, "%lld", (long long)fg_optim_get_step(t->opt));
   snprintf(skips, sizeof skips, "%lld", (long long)t->bad_in_a_row);
   const fg_safetensors_kv own[N_SAVED_META] = {
-      {"format", FORMAT}, {"step", step}, {"optim_step", optim_step}, {"skipped_in_a_row", skips},
-      {"seed", id.seed}, {"optimizer", t->s.optimizer}, {"spec", spec_text ? spec_text : ""},
-      {"event", id.event}, {"n_bits", id.bits}, {"discrete", t->discrete ? "true" : "false"},
-      {"lr", id.lr}, {"batch", id.batch}};
+      {"format", FORMAT}, {"step", step}, {"optim_step", optim_step},
+      {"skipped_in_a_row", skips}, {"seed", id.seed}, {"optimizer", t->s.optimizer},
+      {"spec", spec_text ? spec_text : ""}, {"event", id.event}, {"n_bits", id.bits},
+      {"discrete", t->discrete ? "true" : "false"}, {"lr", id.lr}, {"batch", id.batch}};
   memcpy(meta, own, sizeof own);
-  for (int64_t i = 0; i < t->n_info; i++) meta[N_SAVED_META + i] = (fg_safetensors_kv){t->info[i].key, t->info[i].value};
+  for (int64_t i = 0; i < t->n_info; i++)
+    meta[N_SAVED_META + i] = (fg_safetensors_kv){t->info[i].key, t->info[i].value};
   st = fg_safetensors_write(path, en.items, en.n, meta, (size_t)(N_SAVED_META + t->n_info), e);
   free_entries(&en);
   free(meta);
@@ -182,7 +191,8 @@ static fg_status load_into(fg_safetensors *f, const char *kind, const char *slot
   }
   for (int64_t i = 0; st == FG_OK && i < fg_tensor_numel(v); i++)
     if (!isfinite(fg_tensor_get(v, i)))
-      st = fg_err_set(e, FG_E_FORMAT, "%s: entry '%s' element %lld is %g (a checkpoint's values must be finite)",
+      st = fg_err_set(e, FG_E_FORMAT,
+                      "%s: entry '%s' element %lld is %g (a checkpoint's values must be finite)",
                       path, name, (long long)i, fg_tensor_get(v, i));
   size_t bytes = st == FG_OK ? (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype) : 0;
   if (st == FG_OK && commit) memcpy(fg_tensor_data(dst), fg_tensor_data(v), bytes);
@@ -218,9 +228,10 @@ static fg_status same_value(fg_safetensors *f, const char *key, const char *mine
                             const char *path, fg_err *e) {
   const char *v = fg_safetensors_meta(f, key);
   if ((!v && !required) || (v && !strcmp(v, mine))) return FG_OK;
-  return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a resume must "
-                    "use the same; start a new run without --resume to change it)", path, key,
-                    v ? v : "(missing)", mine);
+  return fg_err_set(e, FG_E_FORMAT,
+                    "%s: checkpoint has %s %s, these settings have %s (a resume must "
+                    "use the same; start a new run without --resume to change it)",
+                    path, key, v ? v : "(missing)", mine);
 }
 
 /* A resume is exact only with the data and the randomness the checkpoint was trained with: its
@@ -252,9 +263,12 @@ static fg_status load_buffers(fg_safetensors *f, fg_params *ps, const char *path
   for (int i = 0; any && st == FG_OK && i < fg_params_num_buffers(ps); i++) {
     char name[NAME_CAP];
     fg_tensor *v = NULL, *dst = fg_params_buffer(ps, i);
-    st = fg_safetensors_get(&v, f, entry_name(name, "buffer", NULL, fg_params_buffer_name(ps, i)), e);
-    if (st == FG_E_NOTFOUND) fg_err_prefix(e, FG_E_FORMAT, "the checkpoint has buffers but not all of this model's");
-    if (st == FG_OK && (st = fg_params_check_buffer(ps, i, v, e)) != FG_OK) fg_err_prefix(e, st, "%s", path);
+    st = fg_safetensors_get(&v, f, entry_name(name, "buffer", NULL, fg_params_buffer_name(ps, i)),
+                            e);
+    if (st == FG_E_NOTFOUND)
+      fg_err_prefix(e, FG_E_FORMAT, "the checkpoint has buffers but not all of this model's");
+    if (st == FG_OK && (st = fg_params_check_buffer(ps, i, v, e)) != FG_OK)
+      fg_err_prefix(e, st, "%s", path);
     size_t bytes = st == FG_OK ? (size_t)fg_tensor_numel(v) * sizeof(double) : 0;
     if (st == FG_OK && commit && memcmp(fg_tensor_data(dst), fg_tensor_data(v), bytes)) {
       memcpy(fg_tensor_data(dst), fg_tensor_data(v), bytes);
@@ -363,16 +377,19 @@ fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_em
   return st;
 }
 
-fg_status fg_checkpoint_check_plugins(const fg_checkpoint_meta *m, const fg_registry *r, fg_err *e) {
+fg_status fg_checkpoint_check_plugins(const fg_checkpoint_meta *m, const fg_registry *r,
+                                      fg_err *e) {
   for (const char *line = m->plugins; line && *line;) {
     size_t len = strcspn(line, "\n"), type_len = strcspn(line, "=");
     if (type_len < len) {
       char type[128];
       snprintf(type, sizeof type, "%.*s", (int)(type_len < 127 ? type_len : 127), line);
       if (!fg_registry_find(r, type))
-        return fg_err_set(e, FG_E_PLUGIN, "the checkpoint's spec uses type '%s' from the plugin %.*s, "
-                          "which is not loaded: pass it with --plugin %.*s", type, (int)(len - type_len - 1),
-                          line + type_len + 1, (int)(len - type_len - 1), line + type_len + 1);
+        return fg_err_set(e, FG_E_PLUGIN,
+                          "the checkpoint's spec uses type '%s' from the plugin %.*s, "
+                          "which is not loaded: pass it with --plugin %.*s",
+                          type, (int)(len - type_len - 1), line + type_len + 1,
+                          (int)(len - type_len - 1), line + type_len + 1);
     }
     line += len + (line[len] == '\n');
   }

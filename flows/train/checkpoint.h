@@ -60,7 +60,7 @@ fg_status fg_trainer_set_info(fg_trainer *t, const char *key, const char *value,
 /* Reading a checkpoint without a trainer (sampling, evaluation, interpolation). */
 typedef struct fg_checkpoint_meta {
   char *spec;        /* the spec text the model was built from (owned) */
-  char *plugins;     /* "<type>=<path>" lines of the plugin types it uses (owned; NULL: none) */
+  char *plugins; /* "<type>=<path>" lines of the plugin types it uses (owned; NULL: none) */
   fg_shape event;    /* per-sample shape of the data */
   int64_t n_bits;
   bool discrete;

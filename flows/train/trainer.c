@@ -394,8 +394,10 @@ static fg_status eval_prog_make(fg_trainer *t, int64_t n, eval_prog *ep, fg_err 
   st = fg_flow_log_prob(t->f, ep->g, model_input(t, ep->g, x), false, &logp);
   fg_node total = fg_sum(ep->g, logp, FG_ALL_AXES, false);
   fg_program_opts po = {.pool = t->pool};
-  if (st == FG_OK) st = fg_program_new_opts(&ep->p, ep->g, 1, &total, &po, e);
-  else fg_err_set(e, st, "%s", fg_graph_errmsg(ep->g));
+  if (st == FG_OK)
+    st = fg_program_new_opts(&ep->p, ep->g, 1, &total, &po, e);
+  else
+    fg_err_set(e, st, "%s", fg_graph_errmsg(ep->g));
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), ep->p, e);
   if (st == FG_OK) st = fg_tensor_new(&ep->x, fg_flow_get_config(t->f)->dtype, &bs, e);
   if (st == FG_OK) st = fg_program_bind(ep->p, "x", ep->x, e);
@@ -412,8 +414,8 @@ static fg_status eval_rows(fg_trainer *t, eval_prog *ep, int64_t start, double *
   return FG_OK;
 }
 
-fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean, int64_t *rows,
-                                   fg_err *e) {
+fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean,
+                                   int64_t *rows, fg_err *e) {
   if (rows) *rows = 0;
   if (!t->n_test) return fg_err_set(e, FG_E_MISUSE, "no test data to evaluate on");
   if (o && o->max_rows < 0) return fg_err_set(e, FG_E_MISUSE, "evaluation: max_rows must be >= 0");
@@ -425,7 +427,8 @@ fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double 
   eval_prog full = {0}, rest = {0}; /* batches of the training batch size, then the remainder */
   while (st == FG_OK && go_on && done < total) {
     eval_prog *ep = total - done < t->batch ? &rest : &full;
-    if (!ep->p && (st = eval_prog_make(t, ep == &rest ? total - done : t->batch, ep, e)) != FG_OK) break;
+    if (!ep->p && (st = eval_prog_make(t, ep == &rest ? total - done : t->batch, ep, e)) != FG_OK)
+      break;
     st = eval_rows(t, ep, done, &sum, e);
     if (st == FG_OK) done += ep->n;
     if (st == FG_OK && o && o->progress) go_on = o->progress(o->ud, done, total);
@@ -433,7 +436,8 @@ fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double 
   eval_prog_free(&full);
   eval_prog_free(&rest);
   swap_ema(t);
-  if (st == FG_OK && done == 0) st = fg_err_set(e, FG_E_ABORTED, "evaluation stopped before its first batch");
+  if (st == FG_OK && done == 0)
+    st = fg_err_set(e, FG_E_ABORTED, "evaluation stopped before its first batch");
   if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)done);
   if (st == FG_OK && rows) *rows = done;
   return st;

@@ -102,8 +102,8 @@ typedef struct fg_eval_opts {
 } fg_eval_opts;
 /* fg_trainer_evaluate over the rows o selects (o may be NULL: all); *rows (may be NULL) gets the
  * rows the mean is over.  FG_E_ABORTED when progress stopped it before the first batch was done. */
-fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean, int64_t *rows,
-                                   fg_err *e);
+fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean,
+                                   int64_t *rows, fg_err *e);
 const char *fg_trainer_unit(const fg_trainer *t); /* "bits/dim" or "nats" */
 int64_t fg_trainer_step_count(const fg_trainer *t);
 int64_t fg_trainer_batch(const fg_trainer *t);

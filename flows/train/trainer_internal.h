@@ -32,7 +32,7 @@ struct fg_trainer {
   bool initialised, rc_checked;
   int64_t *perm;            /* the current epoch's order */
   int64_t perm_epoch;
-  fg__run_info *info;       /* fg_trainer_set_info's entries (checkpoint.c) */
+  fg__run_info *info; /* fg_trainer_set_info's entries (checkpoint.c) */
   int64_t n_info, cap_info;
 };
 

@@ -95,8 +95,12 @@ typedef struct toy_settings {
 } toy_settings;
 
 static double *toy_slot(toy_settings *t, const char *key) {
-  return !strcmp(key, "n") ? &t->n : !strcmp(key, "test_n") ? &t->test_n : !strcmp(key, "noise") ? &t->noise
-       : !strcmp(key, "scale") ? &t->scale : !strcmp(key, "seed") ? &t->seed : NULL;
+  return !strcmp(key, "n")     ? &t->n
+      : !strcmp(key, "test_n") ? &t->test_n
+      : !strcmp(key, "noise")  ? &t->noise
+      : !strcmp(key, "scale")  ? &t->scale
+      : !strcmp(key, "seed")   ? &t->seed
+                               : NULL;
 }
 
 static fg_status parse_toy(const char *source, const char *p, toy_settings *t, fg_err *e) {
@@ -106,8 +110,9 @@ static fg_status parse_toy(const char *source, const char *p, toy_settings *t, f
     double v;
     int used = 0;
     if (sscanf(p, "%31[a-z_]=%lf%n", key, &v, &used) != 2 || !strchr(" \t,", p[used]))
-      return fg_err_set(e, FG_E_FORMAT, "data '%s': expected key=value at '%s' (keys n, test_n, noise, scale, seed)",
-                        source, p);
+      return fg_err_set(
+          e, FG_E_FORMAT,
+          "data '%s': expected key=value at '%s' (keys n, test_n, noise, scale, seed)", source, p);
     double *slot = toy_slot(t, key);
     if (!slot) return fg_err_set(e, FG_E_FORMAT, "data '%s': unknown setting '%s' (n, test_n, noise, scale, seed)", source, key);
     unsigned bit = 1u << (slot - &t->n);
@@ -128,15 +133,17 @@ static fg_status toy_counts(const char *source, const toy_settings *t, int64_t *
   int64_t *out[] = {n, test_n};
   for (int i = 0; i < 2; i++)
     if (!fg_size_from_double(v[i], 1, FG_TOY_MAX_POINTS, out[i]))
-      return fg_err_set(e, FG_E_FORMAT, "data '%s': %s must be an integer from 1 to %lld, got %g", source,
-                        names[i], (long long)FG_TOY_MAX_POINTS, v[i]);
+      return fg_err_set(e, FG_E_FORMAT, "data '%s': %s must be an integer from 1 to %lld, got %g",
+                        source, names[i], (long long)FG_TOY_MAX_POINTS, v[i]);
   if (!fg_size_from_double(t->seed, 0, FG_TOY_MAX_SEED, seed))
-    return fg_err_set(e, FG_E_FORMAT, "data '%s': seed must be an integer from 0 to %lld, got %g", source,
-                      (long long)FG_TOY_MAX_SEED, t->seed);
+    return fg_err_set(e, FG_E_FORMAT, "data '%s': seed must be an integer from 0 to %lld, got %g",
+                      source, (long long)FG_TOY_MAX_SEED, t->seed);
   if (!isfinite(t->noise) || t->noise < 0)
-    return fg_err_set(e, FG_E_FORMAT, "data '%s': noise must be a finite number >= 0, got %g", source, t->noise);
+    return fg_err_set(e, FG_E_FORMAT, "data '%s': noise must be a finite number >= 0, got %g",
+                      source, t->noise);
   if (!isfinite(t->scale) || t->scale <= 0)
-    return fg_err_set(e, FG_E_FORMAT, "data '%s': scale must be a finite number > 0, got %g", source, t->scale);
+    return fg_err_set(e, FG_E_FORMAT, "data '%s': scale must be a finite number > 0, got %g",
+                      source, t->scale);
   return FG_OK;
 }
 
@@ -149,7 +156,8 @@ static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
   fg_status st = parse_toy(source, source + len, &t, e);
   if (st == FG_OK) st = toy_counts(source, &t, &n, &test_n, &seed, e);
   if (st == FG_OK) st = fg_toy2d_generate(&d->train, name, n, t.noise, t.scale, (uint64_t)seed, e);
-  if (st == FG_OK) st = fg_toy2d_generate(&d->test, name, test_n, t.noise, t.scale, (uint64_t)seed + 1000003, e);
+  if (st == FG_OK)
+    st = fg_toy2d_generate(&d->test, name, test_n, t.noise, t.scale, (uint64_t)seed + 1000003, e);
   d->discrete = false;
   return st;
 }

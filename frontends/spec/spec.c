@@ -191,8 +191,10 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
   static const char *const top_words[] = {"train", "data", "prior", "flow"};
   for (size_t i = 0; i < sizeof top_words / sizeof *top_words; i++)
     if (!strcmp(word, top_words[i]))
-      return fail(p, col, "'%s' inside the 'flow' block: 'end' missing before it (%d block%s still "
-                  "open, the 'flow' block included)", word, p->depth, p->depth == 1 ? "" : "s");
+      return fail(p, col,
+                  "'%s' inside the 'flow' block: 'end' missing before it (%d block%s still "
+                  "open, the 'flow' block included)",
+                  word, p->depth, p->depth == 1 ? "" : "s");
   return fail(p, col, "%s", inner.msg);
 }
 
@@ -207,14 +209,26 @@ typedef struct setting {
   bool lo_open, hi_open;
 } setting;
 
-#define S(key, kind, lo, hi, lo_open, hi_open) {#key, kind, offsetof(fg_train_settings, key), lo, hi, lo_open, hi_open}
+#define S(key, kind, lo, hi, lo_open, hi_open) \
+  { #key, kind, offsetof(fg_train_settings, key), lo, hi, lo_open, hi_open }
 #define INT_FROM(key, lo) S(key, 'i', lo, 0, false, false)
 #define AT_LEAST(key, lo) S(key, 'd', lo, INFINITY, false, false)
 static const setting settings[] = {
-    INT_FROM(batch, 1), INT_FROM(steps, 0), AT_LEAST(minutes, 0), S(lr, 'd', 0, INFINITY, true, false),
-    INT_FROM(warmup, 0), AT_LEAST(clip, 0), S(ema, 'd', 0, 1, false, true), S(optimizer, 'w', 0, 0, false, false),
-    S(n_bits, 'i', 1, 8, false, false), INT_FROM(seed, 0), INT_FROM(eval_every, 0), INT_FROM(max_nonfinite, 1),
-    AT_LEAST(temperature, 0), S(recompute, 'b', 0, 0, false, false), AT_LEAST(recompute_tol, 0),
+    INT_FROM(batch, 1),
+    INT_FROM(steps, 0),
+    AT_LEAST(minutes, 0),
+    S(lr, 'd', 0, INFINITY, true, false),
+    INT_FROM(warmup, 0),
+    AT_LEAST(clip, 0),
+    S(ema, 'd', 0, 1, false, true),
+    S(optimizer, 'w', 0, 0, false, false),
+    S(n_bits, 'i', 1, 8, false, false),
+    INT_FROM(seed, 0),
+    INT_FROM(eval_every, 0),
+    INT_FROM(max_nonfinite, 1),
+    AT_LEAST(temperature, 0),
+    S(recompute, 'b', 0, 0, false, false),
+    AT_LEAST(recompute_tol, 0),
     INT_FROM(recompute_check, 0),
 };
 #undef AT_LEAST
@@ -223,12 +237,14 @@ static const setting settings[] = {
 
 static fg_status out_of_range(parser *p, int col, const setting *st) {
   if (st->kind == 'i') return fail(p, col, "%s must be %g..%g", st->key, st->lo, st->hi);
-  if (isinf(st->hi)) return fail(p, col, "%s must be %s %g", st->key, st->lo_open ? ">" : ">=", st->lo);
+  if (isinf(st->hi))
+    return fail(p, col, "%s must be %s %g", st->key, st->lo_open ? ">" : ">=", st->lo);
   return fail(p, col, "%s must be in %c%g, %g%c", st->key, st->lo_open ? '(' : '[', st->lo, st->hi,
               st->hi_open ? ')' : ']');
 }
 
-static fg_status parse_setting(parser *p, int col, const setting *st, const char *val, char *field) {
+static fg_status parse_setting(parser *p, int col, const setting *st, const char *val,
+                               char *field) {
   if (st->kind == 'b') return parse_bool(p, col, val, (bool *)(void *)field);
   if (st->kind == 'w') {
     if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
@@ -245,7 +261,8 @@ static fg_status parse_setting(parser *p, int col, const setting *st, const char
   fg_status r = parse_double(p, col, val, v);
   if (r != FG_OK) return r;
   if (!isfinite(*v)) return fail(p, col, "%s must be a finite number, found '%s'", st->key, val);
-  bool below = st->lo_open ? *v <= st->lo : *v < st->lo, above = st->hi_open ? *v >= st->hi : *v > st->hi;
+  bool below = st->lo_open ? *v <= st->lo : *v < st->lo,
+       above = st->hi_open ? *v >= st->hi : *v > st->hi;
   return below || above ? out_of_range(p, col, st) : FG_OK;
 }
 
@@ -260,7 +277,8 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
     if (strcmp(word, settings[i].key)) continue;
     if (!next_word(v, val, sizeof val)) return fail(p, (int)vcol, "setting '%s' needs a value", word);
     note_place(p, word, (int)vcol);
-    return parse_setting(p, (int)vcol, &settings[i], val, (char *)&p->spec->train + settings[i].offset);
+    return parse_setting(p, (int)vcol, &settings[i], val,
+                         (char *)&p->spec->train + settings[i].offset);
   }
   return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, clip, ema, "
               "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
@@ -386,11 +404,17 @@ static fg_status count_layers(parser *p, const item *block, int64_t *n) {
     fg_status st = it->kind == ITEM_LAYER ? FG_OK : count_layers(p, it, &inner);
     if (st != FG_OK) return st;
     int64_t times = it->kind == ITEM_LAYER ? 1 : it->count, total = INT64_MAX;
-    if (!fg_size_mul(inner, times, &total) || !fg_size_add(*n, total, n) || *n > FG_SPEC_MAX_LAYERS) {
+    if (!fg_size_mul(inner, times, &total) || !fg_size_add(*n, total, n) ||
+        *n > FG_SPEC_MAX_LAYERS) {
       p->line = it->line;
-      fg_err_set(p->e, FG_E_LIMIT, "%s %lld makes %s%lld layers; a spec may have at most %d "
-                 "(FG_SPEC_MAX_LAYERS)", it->kind == ITEM_LEVELS ? "levels" : it->kind == ITEM_REPEAT ? "repeat" : it->type,
-                 (long long)times, total == INT64_MAX ? "more than " : "", (long long)total, FG_SPEC_MAX_LAYERS);
+      fg_err_set(p->e, FG_E_LIMIT,
+                 "%s %lld makes %s%lld layers; a spec may have at most %d "
+                 "(FG_SPEC_MAX_LAYERS)",
+                 it->kind == ITEM_LEVELS       ? "levels"
+                     : it->kind == ITEM_REPEAT ? "repeat"
+                                               : it->type,
+                 (long long)times, total == INT64_MAX ? "more than " : "", (long long)total,
+                 FG_SPEC_MAX_LAYERS);
       return fg_err_prefix(p->e, FG_E_LIMIT, "%s:%d:%d", p->path, it->line, it->col);
     }
   }

@@ -38,7 +38,6 @@
 #include "flows/registry.h"
 #include "flows/train/trainer.h"
 
-
 /* Most layers a flow may expand to. */
 #define FG_SPEC_MAX_LAYERS 10000
 

@@ -6,8 +6,11 @@
 #include "tools/cli/cli.h"
 
 static const cli_opt options[] = {
-    CLI_PLUGIN_OPT, {"--seed", CLI_INT, 0, 9.2e18}, {"--plugins-only", CLI_FLAG, 0, 0},
-    {"--verbose", CLI_FLAG, 0, 0}, {NULL, CLI_FLAG, 0, 0},
+    CLI_PLUGIN_OPT,
+    {"--seed", CLI_INT, 0, 9.2e18},
+    {"--plugins-only", CLI_FLAG, 0, 0},
+    {"--verbose", CLI_FLAG, 0, 0},
+    {NULL, CLI_FLAG, 0, 0},
 };
 
 static int check_one(const fg_bijector_type *t, const char *origin, uint64_t seed, bool quiet) {

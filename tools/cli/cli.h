@@ -20,8 +20,14 @@
 #include "frontends/data/data_source.h"
 #include "frontends/spec/spec.h"
 
-enum { EXIT_OK = 0, EXIT_JOB_FAILED = 1, EXIT_USAGE = 2, EXIT_BAD_INPUT = 3, EXIT_IO = 4,
-       EXIT_INTERRUPTED = 130 };
+enum {
+  EXIT_OK = 0,
+  EXIT_JOB_FAILED = 1,
+  EXIT_USAGE = 2,
+  EXIT_BAD_INPUT = 3,
+  EXIT_IO = 4,
+  EXIT_INTERRUPTED = 130
+};
 
 typedef struct cli_command {
   const char *name;
@@ -38,14 +44,16 @@ typedef struct cli_opt {
   cli_kind kind;
   double lo, hi;
 } cli_opt;
-#define CLI_PLUGIN_OPT {"--plugin", CLI_TEXT, 0, 0}
-#define CLI_THREADS_OPT {"--threads", CLI_INT, 0, FG_POOL_MAX_THREADS}
+#define CLI_PLUGIN_OPT \
+  { "--plugin", CLI_TEXT, 0, 0 }
+#define CLI_THREADS_OPT \
+  { "--threads", CLI_INT, 0, FG_POOL_MAX_THREADS }
 /* Checks argv[1..] against opts before a command does anything: an unknown option, a valued
  * option without its value, a value that is not a whole integer or finite number in range is a
  * usage error naming the option (printed; EXIT_USAGE).  The positional arguments go to pos (at
  * most cap; *n_pos counts them all). */
-int cli_parse(int argc, char **argv, const char *cmd, const cli_opt *opts, const char **pos, int cap,
-              int *n_pos);
+int cli_parse(int argc, char **argv, const char *cmd, const cli_opt *opts, const char **pos,
+              int cap, int *n_pos);
 /* Values of options cli_parse accepted (the last one given wins): the text or NULL, whether a
  * flag is there, an integer or a number (fallback when absent). */
 const char *cli_option(int argc, char **argv, const char *name);
@@ -60,7 +68,8 @@ fg_registry *cli_registry(int argc, char **argv);
 int cli_fail(const char *cmd, fg_status st, const char *msg);
 /* cli_parse for a command that reads a checkpoint, whose one positional argument goes to *ckpt;
  * EXIT_USAGE (usage printed) when there is not exactly one. */
-int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const cli_opt *opts, const char **ckpt);
+int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const cli_opt *opts,
+                       const char **ckpt);
 
 /* A model as the commands use it: spec, flow, data (each optional per command). */
 typedef struct cli_model {

@@ -29,8 +29,12 @@ static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *
 }
 
 static const cli_opt options[] = {
-    {"--out", CLI_TEXT, 0, 0}, {"--what", CLI_TEXT, 0, 0}, {"--batch", CLI_INT, 1, 65536},
-    {"--compiled", CLI_FLAG, 0, 0}, CLI_PLUGIN_OPT, {NULL, CLI_FLAG, 0, 0},
+    {"--out", CLI_TEXT, 0, 0},
+    {"--what", CLI_TEXT, 0, 0},
+    {"--batch", CLI_INT, 1, 65536},
+    {"--compiled", CLI_FLAG, 0, 0},
+    CLI_PLUGIN_OPT,
+    {NULL, CLI_FLAG, 0, 0},
 };
 
 static int run_dump(int argc, char **argv) {
@@ -50,7 +54,7 @@ static int run_dump(int argc, char **argv) {
   bool is_ckpt = len > 12 && !strcmp(src + len - 12, ".safetensors");
   cli_model m;
   code = is_ckpt ? cli_model_from_checkpoint(&m, "dump", src, argc, argv, false)
-                     : cli_model_from_spec(&m, "dump", src, argc, argv, batch);
+                 : cli_model_from_spec(&m, "dump", src, argc, argv, batch);
   fg_err e;
   fg_dot_format fmt;
   fg_status st = code == EXIT_OK ? fg_dot_format_of(out, &fmt, &e) : FG_OK;

@@ -21,15 +21,17 @@ static int run_eval(int argc, char **argv) {
   if (code == EXIT_OK) {
     fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
     fg_eval_opts o = {.max_rows = cli_int(argc, argv, "--eval-limit", 0)};
-    st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, (int)cli_int(argc, argv, "--threads", 0), &e);
+    st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, (int)cli_int(argc, argv, "--threads", 0),
+                        &e);
     if (st == FG_OK) st = fg_trainer_load(t, ckpt, &e); /* the EMA weights, as training evaluated */
     if (st == FG_OK) st = fg_trainer_evaluate_opts(t, &o, &mean, &rows, &e);
     if (st != FG_OK) code = cli_fail("eval", st, e.msg);
   }
   if (code == EXIT_OK)
     printf("test %s: %.4f (step %lld, %s%lld of %lld test samples)\n", fg_trainer_unit(t), mean,
-           (long long)fg_trainer_step_count(t), rows < fg_trainer_data_rows(t, true) ? "the first " : "all ",
-           (long long)rows, (long long)fg_trainer_data_rows(t, true));
+           (long long)fg_trainer_step_count(t),
+           rows < fg_trainer_data_rows(t, true) ? "the first " : "all ", (long long)rows,
+           (long long)fg_trainer_data_rows(t, true));
   fg_trainer_free(t);
   cli_model_free(&m);
   return code;

@@ -44,8 +44,12 @@ static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, int64_t s
 }
 
 static const cli_opt options[] = {
-    {"--pairs", CLI_INT, 1, 1024}, {"--steps", CLI_INT, 2, 1024}, {"--out", CLI_TEXT, 0, 0},
-    CLI_THREADS_OPT, CLI_PLUGIN_OPT, {NULL, CLI_FLAG, 0, 0},
+    {"--pairs", CLI_INT, 1, 1024},
+    {"--steps", CLI_INT, 2, 1024},
+    {"--out", CLI_TEXT, 0, 0},
+    CLI_THREADS_OPT,
+    CLI_PLUGIN_OPT,
+    {NULL, CLI_FLAG, 0, 0},
 };
 
 static int run_interpolate(int argc, char **argv) {
@@ -55,7 +59,8 @@ static int run_interpolate(int argc, char **argv) {
   cli_model m;
   code = cli_model_from_checkpoint(&m, "interpolate", ckpt, argc, argv, true);
   int64_t steps = cli_int(argc, argv, "--steps", 8), pairs = cli_int(argc, argv, "--pairs", 4);
-  const char *out = cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "interpolation.png";
+  const char *out =
+      cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "interpolation.png";
   if (code == EXIT_OK && (!m.discrete || !m.data.test || m.data.test->shape.d[0] < 2 * pairs))
     code = cli_fail("interpolate", FG_E_MISUSE, "needs an image model and 2 test images per pair");
   fg_tensor *rows = NULL;

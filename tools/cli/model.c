@@ -35,7 +35,8 @@ static int open_data(cli_model *m, const char *cmd, int64_t limit) {
   fg_status st = fg_data_open(&m->data, m->spec->data, limit, &e);
   if (st == FG_OK) return EXIT_OK;
   char where[512];
-  fprintf(stderr, "flowgrad %s: %s: %s\n", cmd, fg_spec_where(m->spec, "data", where, sizeof where), e.msg);
+  fprintf(stderr, "flowgrad %s: %s: %s\n", cmd, fg_spec_where(m->spec, "data", where, sizeof where),
+          e.msg);
   return st == FG_E_IO ? EXIT_IO : st == FG_E_NOMEM ? EXIT_JOB_FAILED : EXIT_BAD_INPUT;
 }
 
@@ -43,8 +44,9 @@ int cli_check_batch(cli_model *m, const char *cmd) {
   int64_t rows = m->data.train ? m->data.train->shape.d[0] : 0;
   if (m->spec->train.batch <= rows) return EXIT_OK;
   char where[512];
-  fprintf(stderr, "flowgrad %s: %s: batch %lld is larger than the training set (%lld samples)\n", cmd,
-          fg_spec_where(m->spec, "batch", where, sizeof where), (long long)m->spec->train.batch, (long long)rows);
+  fprintf(stderr, "flowgrad %s: %s: batch %lld is larger than the training set (%lld samples)\n",
+          cmd, fg_spec_where(m->spec, "batch", where, sizeof where),
+          (long long)m->spec->train.batch, (long long)rows);
   return EXIT_BAD_INPUT;
 }
 
@@ -78,7 +80,8 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   m->n_bits = meta.n_bits;
   int code = (m->r = cli_registry(argc, argv)) ? EXIT_OK : EXIT_BAD_INPUT;
   /* a plugin type the spec needs and --plugin did not load: say which file to pass */
-  if (code == EXIT_OK && (st = fg_checkpoint_check_plugins(&meta, m->r, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);
+  if (code == EXIT_OK && (st = fg_checkpoint_check_plugins(&meta, m->r, &e)) != FG_OK)
+    code = cli_fail(cmd, st, e.msg);
   if (code == EXIT_OK) code = parse_spec(m, cmd, ckpt);
   if (code == EXIT_OK && load_data) code = open_data(m, cmd, 0);
   if (code == EXIT_OK) code = build_flow(m, cmd, meta.event);

@@ -9,7 +9,7 @@
 #include "tools/cli/cli.h"
 
 enum { SAMPLE_CHUNK = 256 }; /* samples drawn by one program run: memory stays a chunk's */
-#define FG_SAMPLE_MAX 100000  /* --n: the PNG grid of 100000 28x28 images is 8876 px square */
+#define FG_SAMPLE_MAX 100000 /* --n: the PNG grid of 100000 28x28 images is 8876 px square */
 
 static int64_t grid_cols(int64_t n) {
   int64_t c = (int64_t)ceil(sqrt((double)n));
@@ -39,8 +39,8 @@ static bool finite_tensor(const fg_tensor *v) {
 /* Re-runs the same sampling (n samples drawn at rng offset `chunk`) one top-level layer at a
  * time (fg_flow_sample_steps: the same draws) and names the first layer whose inverse left the
  * float range, into out. */
-static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, uint64_t seed, uint64_t chunk,
-                                   char *out, size_t cap) {
+static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, uint64_t seed,
+                                   uint64_t chunk, char *out, size_t cap) {
   snprintf(out, cap, "no single layer found");
   int need = fg_bijector_num_children(fg_flow_bijector(m->flow)) + 2;
   fg_graph *g = NULL;
@@ -49,7 +49,8 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
   fg_program *p = NULL;
   int n_steps = 0;
   if (steps && names && fg_graph_new(&g, NULL) == FG_OK &&
-      fg_flow_sample_steps(m->flow, g, n, temperature, seed, need, steps, names, &n_steps) == FG_OK &&
+      fg_flow_sample_steps(m->flow, g, n, temperature, seed, need, steps, names, &n_steps) ==
+          FG_OK &&
       fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
       fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK) {
     fg_program_set_rng_offset(p, chunk);
@@ -82,8 +83,8 @@ static fg_status sampler(cli_model *m, int64_t n, double temperature, uint64_t s
 
 /* Samples n at a time, one program per batch size: SAMPLE_CHUNK rows, then the remainder.  Chunk
  * k draws at rng offset k, so the first SAMPLE_CHUNK samples do not depend on n. */
-static fg_status draw_samples(cli_model *m, int64_t n, double temperature, uint64_t seed, fg_tensor **all,
-                              char *where, size_t cap, fg_err *e) {
+static fg_status draw_samples(cli_model *m, int64_t n, double temperature, uint64_t seed,
+                              fg_tensor **all, char *where, size_t cap, fg_err *e) {
   fg_graph *g = NULL;
   fg_program *p = NULL;
   int64_t built = 0;
@@ -102,7 +103,8 @@ static fg_status draw_samples(cli_model *m, int64_t n, double temperature, uint6
     s.d[0] = n;
     if (!*all && (st = fg_tensor_new(all, FG_F32, &s, e)) != FG_OK) break;
     int64_t per = fg_tensor_numel(out) / k;
-    for (int64_t i = 0; i < k * per; i++) fg_tensor_set(*all, start * per + i, fg_tensor_get(out, i));
+    for (int64_t i = 0; i < k * per; i++)
+      fg_tensor_set(*all, start * per + i, fg_tensor_get(out, i));
     if (!where[0] && !finite_tensor(out))
       name_overflowing_layer(m, k, temperature, seed, (uint64_t)(start / SAMPLE_CHUNK), where, cap);
   }
@@ -119,17 +121,23 @@ fg_status cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_
   fg_status st = draw_samples(m, n, temp, seed, &v, where, sizeof where, e);
   int64_t bad = st == FG_OK ? grey_out_non_finite(v) : 0;
   if (bad)
-    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at temperature %.2f, "
-                    "%s); drawn grey in %s\n", (long long)bad, (long long)n, temperature, where, path);
+    fprintf(stderr,
+            "warning: %lld of %lld samples are not finite (the inverse left the float range at "
+            "temperature %.2f, "
+            "%s); drawn grey in %s\n",
+            (long long)bad, (long long)n, temperature, where, path);
   if (st == FG_OK) st = fg_png_grid_write(path, v, grid_cols(n), 0, e);
   fg_tensor_free(v);
   return st;
 }
 
 static const cli_opt options[] = {
-    {"--n", CLI_INT, 1, FG_SAMPLE_MAX}, {"--temperature", CLI_NUM, 0, 1e6},
-    {"--seed", CLI_INT, 0, 9.2e18},     {"--out", CLI_TEXT, 0, 0},
-    CLI_THREADS_OPT,                    CLI_PLUGIN_OPT,
+    {"--n", CLI_INT, 1, FG_SAMPLE_MAX},
+    {"--temperature", CLI_NUM, 0, 1e6},
+    {"--seed", CLI_INT, 0, 9.2e18},
+    {"--out", CLI_TEXT, 0, 0},
+    CLI_THREADS_OPT,
+    CLI_PLUGIN_OPT,
     {NULL, CLI_FLAG, 0, 0},
 };
 
@@ -142,7 +150,8 @@ static int run_sample(int argc, char **argv) {
   int64_t n = cli_int(argc, argv, "--n", 64);
   double temp = cli_num(argc, argv, "--temperature", m.spec ? m.spec->train.temperature : 0.7);
   uint64_t seed = (uint64_t)cli_int(argc, argv, "--seed", 1);
-  const char *out = cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "samples.png";
+  const char *out =
+      cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "samples.png";
   if (code == EXIT_OK && !m.discrete) code = cli_fail("sample", FG_E_MISUSE, "samples are written as images; this model is not an image model");
   fg_err e;
   fg_status st = code == EXIT_OK ? cli_write_samples(&m, n, temp, seed, out, &e) : FG_OK;
@@ -156,7 +165,8 @@ const cli_command cli_sample = {
     "sample", "draw samples from a trained model as a PNG grid",
     "usage: flowgrad sample CHECKPOINT [--n 64] [--temperature T] [--seed S] [--out samples.png]\n"
     "                       [--plugin lib.so]...\n\n"
-    "Rebuilds the model from the spec stored in the checkpoint, loads its (EMA) weights and writes\n"
+    "Rebuilds the model from the spec stored in the checkpoint, loads its (EMA) weights and "
+    "writes\n"
     "n samples (1 to 100000, drawn 256 at a time) at temperature T (default: the spec's) as one\n"
     "PNG grid.  --plugin loads a plugin the checkpoint's spec needs (the error names it).\n",
     run_sample};

@@ -53,12 +53,18 @@ typedef struct run_opts {
 } run_opts;
 
 static const cli_opt options[] = {
-    {"--steps", CLI_INT, 0, 1e15},         {"--minutes", CLI_NUM, 0, 1e9},
-    {"--out", CLI_TEXT, 0, 0},             {"--resume", CLI_TEXT, 0, 0},
-    CLI_THREADS_OPT,                       {"--limit", CLI_INT, 0, 1e15},
-    {"--eval-limit", CLI_INT, 0, 1e15},    {"--checkpoint-every", CLI_INT, 0, 1e15},
-    CLI_PLUGIN_OPT,                        {"--no-dump", CLI_FLAG, 0, 0},
-    {"--recompute", CLI_FLAG, 0, 0},       {NULL, CLI_FLAG, 0, 0},
+    {"--steps", CLI_INT, 0, 1e15},
+    {"--minutes", CLI_NUM, 0, 1e9},
+    {"--out", CLI_TEXT, 0, 0},
+    {"--resume", CLI_TEXT, 0, 0},
+    CLI_THREADS_OPT,
+    {"--limit", CLI_INT, 0, 1e15},
+    {"--eval-limit", CLI_INT, 0, 1e15},
+    {"--checkpoint-every", CLI_INT, 0, 1e15},
+    CLI_PLUGIN_OPT,
+    {"--no-dump", CLI_FLAG, 0, 0},
+    {"--recompute", CLI_FLAG, 0, 0},
+    {NULL, CLI_FLAG, 0, 0},
 };
 
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
@@ -66,8 +72,8 @@ static void path_in(char *buf, size_t cap, const char *dir, const char *name) { 
 static double deadline(const run_opts *o) { return o->minutes ? o->t0 + o->minutes * 60 : 0; }
 
 /* Shows the run's global step; rate and ETA come from this session's steps (since `start`). */
-static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start, const run_opts *o,
-                     double elapsed, double *last_log) {
+static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start,
+                     const run_opts *o, double elapsed, double *last_log) {
   int64_t session = info->step - start;
   double per_s = (double)session * (double)fg_trainer_batch(t) / (elapsed > 0 ? elapsed : 1);
   double left = -1;
@@ -76,8 +82,9 @@ static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_
     double by_time = deadline(o) - now_s();
     left = left < 0 || by_time < left ? by_time : left;
   }
-  if (info->skipped) fprintf(stderr, "%sstep %lld skipped: non-finite loss or gradient, first at %s\n", o->tty ? "\n" : "",
-                             (long long)info->step, info->bad_layer);
+  if (info->skipped)
+    fprintf(stderr, "%sstep %lld skipped: non-finite loss or gradient, first at %s\n",
+            o->tty ? "\n" : "", (long long)info->step, info->bad_layer);
   if (o->tty) {
     fprintf(stderr, "\r  step %6lld  loss %8.4f %s  %7.1f samples/s  ETA %3d:%02d ", (long long)info->step, info->loss,
             fg_trainer_unit(t), per_s, left > 0 ? (int)left / 60 : 0, left > 0 ? (int)left % 60 : 0);
@@ -167,7 +174,8 @@ static int64_t eval_rows(const fg_trainer *t, const run_opts *o) {
 /* With --minutes, the time the evaluation after training is expected to take, from this
  * session's step time (a log-prob pass costs about a third of a training step; half is
  * assumed, plus a few seconds for compiling and the samples), at most half the budget. */
-static double time_to_finish(const fg_trainer *t, const run_opts *o, int64_t session_steps, double train_s) {
+static double time_to_finish(const fg_trainer *t, const run_opts *o, int64_t session_steps,
+                             double train_s) {
   if (!o->minutes || session_steps == 0) return 0;
   double per_row = train_s / (double)session_steps / (double)fg_trainer_batch(t);
   double est = 0.5 * per_row * (double)eval_rows(t, o) + 3.0;
@@ -181,7 +189,8 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
   while (!interrupted) {
     int64_t done = fg_trainer_step_count(t);
     if (o->steps && done >= o->steps) break;
-    if (o->minutes && now_s() + time_to_finish(t, o, done - start, now_s() - t1) >= deadline(o)) break;
+    if (o->minutes && now_s() + time_to_finish(t, o, done - start, now_s() - t1) >= deadline(o))
+      break;
     fg_train_step_info info;
     fg_status st = fg_trainer_step(t, &info, &e);
     if (st != FG_OK) {
@@ -211,9 +220,11 @@ static bool eval_progress(void *ud, int64_t done, int64_t total) {
   eval_watch *w = ud;
   double now = now_s(), rate = (double)done / (now - w->t0 > 0 ? now - w->t0 : 1);
   if (w->o->tty)
-    fprintf(stderr, "\r  evaluating %lld/%lld test samples  %7.1f samples/s ", (long long)done, (long long)total, rate);
+    fprintf(stderr, "\r  evaluating %lld/%lld test samples  %7.1f samples/s ", (long long)done,
+            (long long)total, rate);
   else if (now - w->last_log >= 10 || done == total) {
-    fprintf(stderr, "evaluating: %lld/%lld test samples, %.1f samples/s\n", (long long)done, (long long)total, rate);
+    fprintf(stderr, "evaluating: %lld/%lld test samples, %.1f samples/s\n", (long long)done,
+            (long long)total, rate);
     w->last_log = now;
   }
   return !interrupted && !(w->o->minutes && now >= deadline(w->o));
@@ -228,14 +239,19 @@ static int evaluate(fg_trainer *t, const run_opts *o) {
   fg_status st = fg_trainer_evaluate_opts(t, &eo, &test, &rows, &e);
   if (o->tty) fputc('\n', stderr);
   if (st == FG_E_ABORTED) {
-    printf("test %s: not evaluated (%s)\n", fg_trainer_unit(t), interrupted ? "interrupted" : "no time left");
+    printf("test %s: not evaluated (%s)\n", fg_trainer_unit(t),
+           interrupted ? "interrupted" : "no time left");
     return EXIT_OK;
   }
   if (st != FG_OK) return cli_fail("train", st, e.msg);
-  if (rows == all) printf("test %s: %.4f\n", fg_trainer_unit(t), test);
+  if (rows == all)
+    printf("test %s: %.4f\n", fg_trainer_unit(t), test);
   else
-    printf("test %s: %.4f over the first %lld of %lld test samples (%s)\n", fg_trainer_unit(t), test, (long long)rows,
-           (long long)all, interrupted ? "interrupted" : rows == o->eval_limit ? "--eval-limit" : "the --minutes limit");
+    printf("test %s: %.4f over the first %lld of %lld test samples (%s)\n", fg_trainer_unit(t),
+           test, (long long)rows, (long long)all,
+           interrupted                 ? "interrupted"
+               : rows == o->eval_limit ? "--eval-limit"
+                                       : "the --minutes limit");
   return EXIT_OK;
 }
 
@@ -261,7 +277,8 @@ static int finish(fg_trainer *t, cli_model *m, const run_opts *o, int64_t sessio
     printf("\nper-op profile of the training program:\n%s", fg_trainer_profile(t, table, sizeof table));
   }
   if (code == EXIT_OK && interrupted) {
-    printf("interrupted: %s; continue with --resume %s\n", session_steps ? "checkpoint saved" : "no step taken", path);
+    printf("interrupted: %s; continue with --resume %s\n",
+           session_steps ? "checkpoint saved" : "no step taken", path);
     return EXIT_INTERRUPTED;
   }
   return code;
@@ -274,7 +291,8 @@ static int record_run(fg_trainer *t, const cli_model *m, const run_opts *o) {
   fg_err e;
   fg_status st = fg_trainer_set_info(t, "data", m->spec->data, true, &e);
   if (st == FG_OK) st = fg_trainer_set_info(t, "limit", limit, true, &e);
-  if (st == FG_OK && m->spec->plugins) st = fg_trainer_set_info(t, "plugins", m->spec->plugins, false, &e);
+  if (st == FG_OK && m->spec->plugins)
+    st = fg_trainer_set_info(t, "plugins", m->spec->plugins, false, &e);
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
 }
 
@@ -287,8 +305,10 @@ static int make_trainer(fg_trainer **t, cli_model *m, const run_opts *o, bool re
   int code = st == FG_OK ? record_run(*t, m, o) : cli_fail("train", st, e.msg);
   if (code == EXIT_OK && o->resume) {
     st = fg_trainer_load(*t, o->resume, &e);
-    if (st != FG_OK) code = cli_fail("train", st, e.msg);
-    else printf("resumed from %s at step %lld\n", o->resume, (long long)fg_trainer_step_count(*t));
+    if (st != FG_OK)
+      code = cli_fail("train", st, e.msg);
+    else
+      printf("resumed from %s at step %lld\n", o->resume, (long long)fg_trainer_step_count(*t));
   }
   return code;
 }
@@ -306,7 +326,8 @@ static int run_train(int argc, char **argv) {
   run_opts o;
   parse_opts(argc, argv, &o);
   if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "flowgrad train: cannot create the output directory %s: %s\n", o.out, strerror(errno));
+    fprintf(stderr, "flowgrad train: cannot create the output directory %s: %s\n", o.out,
+            strerror(errno));
     return EXIT_IO;
   }
   cli_model m;
@@ -326,8 +347,10 @@ static int run_train(int argc, char **argv) {
     recompute_report(t, NULL);
     code = train_loop(t, &m, &o);
   }
-  if (code == EXIT_OK) code = finish(t, &m, &o, fg_trainer_step_count(t) - start);
-  else if (interrupted) code = EXIT_INTERRUPTED;
+  if (code == EXIT_OK)
+    code = finish(t, &m, &o, fg_trainer_step_count(t) - start);
+  else if (interrupted)
+    code = EXIT_INTERRUPTED;
   fg_trainer_free(t);
   cli_model_free(&m);
   return code;

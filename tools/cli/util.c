@@ -34,8 +34,8 @@ static const char *what_value(const cli_opt *o) {
   return o->kind == CLI_INT ? "an integer" : "a finite number";
 }
 
-int cli_parse(int argc, char **argv, const char *cmd, const cli_opt *opts, const char **pos, int cap,
-              int *n_pos) {
+int cli_parse(int argc, char **argv, const char *cmd, const cli_opt *opts, const char **pos,
+              int cap, int *n_pos) {
   *n_pos = 0;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
@@ -53,8 +53,8 @@ int cli_parse(int argc, char **argv, const char *cmd, const cli_opt *opts, const
     if ((o->kind == CLI_INT || o->kind == CLI_NUM) && !parse_value(o, text, &v)) {
       char range[96];
       snprintf(range, sizeof range, "%s from %.17g to %.17g", what_value(o), o->lo, o->hi);
-      fprintf(stderr, "flowgrad %s: option '%s' takes %s, not '%s' (flowgrad %s --help)\n", cmd, arg,
-              range, text, cmd);
+      fprintf(stderr, "flowgrad %s: option '%s' takes %s, not '%s' (flowgrad %s --help)\n", cmd,
+              arg, range, text, cmd);
       return EXIT_USAGE;
     }
   }
@@ -89,7 +89,10 @@ int cli_exit_code(fg_status st) {
   case FG_OK: return EXIT_OK;
   case FG_E_IO: return EXIT_IO;
   case FG_E_FORMAT: case FG_E_PLUGIN: case FG_E_NOTFOUND: case FG_E_EXISTS: case FG_E_SHAPE:
-  case FG_E_DTYPE: case FG_E_OVERFLOW: case FG_E_LIMIT: return EXIT_BAD_INPUT;
+  case FG_E_DTYPE:
+  case FG_E_OVERFLOW:
+  case FG_E_LIMIT:
+    return EXIT_BAD_INPUT;
   case FG_E_MISUSE: return EXIT_USAGE;
   default: return EXIT_JOB_FAILED;
   }
@@ -119,7 +122,8 @@ fg_registry *cli_registry(int argc, char **argv) {
   return r;
 }
 
-int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const cli_opt *opts, const char **ckpt) {
+int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const cli_opt *opts,
+                       const char **ckpt) {
   int n;
   int code = cli_parse(argc, argv, cmd, opts, ckpt, 1, &n);
   if (code == EXIT_OK && n != 1) {
