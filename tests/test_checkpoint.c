@@ -310,12 +310,7 @@ Test(checkpoint, a_resume_with_another_seed_is_rejected) {
   train_steps(m.t, 2, NULL);
   const char *path = io_path("seeded.safetensors");
   save_ok(m.t, path, TOY_SPEC);
-  char other[sizeof TOY_SPEC];
-  memcpy(other, TOY_SPEC, sizeof TOY_SPEC);
-  char *seed = strstr(other, "seed 3");
-  cr_assert_not_null(seed);
-  seed[5] = '4';
-  model v = model_new_spec(&TOY, other);
+  model v = model_new_spec(&TOY, spec_with(TOY_SPEC, "seed 3", "seed 4"));
   snapshot before = snapshot_take(v.f);
   fg_err e;
   cr_assert_eq(fg_trainer_load(v.t, path, &e), FG_E_FORMAT);
@@ -602,12 +597,7 @@ Test(checkpoint, a_resume_with_other_data_limit_or_lr_is_refused) {
     cr_expect_eq(fg_trainer_step_count(v.t), 0);
     model_free(&v);
   }
-  char spec[sizeof TOY_SPEC];
-  memcpy(spec, TOY_SPEC, sizeof spec);
-  char *lr = strstr(spec, "lr 1e-2");
-  cr_assert_not_null(lr);
-  lr[6] = '3';
-  model v = model_new_spec(&TOY, spec);
+  model v = model_new_spec(&TOY, spec_with(TOY_SPEC, "lr 1e-2", "lr 1e-3"));
   fg_err e;
   cr_expect_eq(fg_trainer_load(v.t, path, &e), FG_E_FORMAT);
   cr_expect(strstr(e.msg, "checkpoint has lr 0.01") && strstr(e.msg, "0.001"), "%s", e.msg);

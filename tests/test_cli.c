@@ -128,19 +128,12 @@ Test(cli, spec_errors_found_after_parsing_are_bad_input_with_their_place) {
   expect_exit(RUN("train", open, "--out", run), 3, "open.flow:4:1:", "'end' missing");
 }
 
-/* A .npy file as numpy writes it, of float32 values. */
+/* A float32 .npy file of n values in the test's directory. */
 static const char *write_npy(const char *name, const char *shape, const float *v, size_t n) {
-  char dict[128], buf[4096];
+  char dict[128];
   snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
-  size_t dlen = strlen(dict), hlen = (10 + dlen + 1 + 63) / 64 * 64 - 10;
-  memcpy(buf, "\x93NUMPY\x01\x00", 8);
-  buf[8] = (char)hlen, buf[9] = (char)(hlen >> 8);
-  memcpy(buf + 10, dict, dlen);
-  memset(buf + 10 + dlen, ' ', hlen - dlen - 1);
-  buf[10 + hlen - 1] = '\n';
-  if (n) memcpy(buf + 10 + hlen, v, n * sizeof *v);
   const char *p = path_of(name);
-  io_write(p, buf, 10 + hlen + n * sizeof *v);
+  io_write_npy(p, dict, v, n * sizeof *v);
   return p;
 }
 

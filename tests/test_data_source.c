@@ -42,33 +42,20 @@ Test(data_source, toy_settings_must_be_integers_in_range) {
   fg_data_free(&d);
 }
 
-/* A .npy file as numpy writes it (version 1.0) with `len` data bytes. */
-static void write_npy(const char *path, const char *dict, const void *data, size_t len) {
-  static uint8_t buf[4096];
-  size_t dlen = strlen(dict), hlen = (10 + dlen + 1 + 63) / 64 * 64 - 10;
-  memcpy(buf, "\x93NUMPY\x01\x00", 8);
-  buf[8] = (uint8_t)hlen, buf[9] = (uint8_t)(hlen >> 8);
-  memcpy(buf + 10, dict, dlen);
-  memset(buf + 10 + dlen, ' ', hlen - dlen - 1);
-  buf[10 + hlen - 1] = '\n';
-  if (len) memcpy(buf + 10 + hlen, data, len);
-  io_write(path, buf, 10 + hlen + len);
-}
-
 /* An array of no samples has nothing to train on, however wide it claims its samples are (a
  * (0, 4294967296) array used to reach the layers as a 4294967296-channel event). */
 Test(data_source, npy_without_samples_is_refused) {
   const char *p = io_path("empty.npy");
-  write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296), }", NULL, 0);
+  io_write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296), }", NULL, 0);
   char source[300];
   snprintf(source, sizeof source, "npy:%s", p);
   expect_refused(source, "no samples");
-  write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
+  io_write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
   expect_refused(source, "no samples");
   float v[4] = {1, 2, 3, 4};
-  write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", v, sizeof v);
+  io_write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", v, sizeof v);
   const char *q = io_path("empty_test.npy");
-  write_npy(q, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
+  io_write_npy(q, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
   snprintf(source, sizeof source, "npy:%s,%s", p, q);
   expect_refused(source, "no samples");
 }
@@ -77,7 +64,7 @@ Test(data_source, npy_without_samples_is_refused) {
 Test(data_source, non_finite_npy_values_are_bad_input) {
   const char *p = io_path("nan.npy");
   float v[4] = {1, NAN, 3, 4};
-  write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", v, sizeof v);
+  io_write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", v, sizeof v);
   char source[300];
   snprintf(source, sizeof source, "npy:%s", p);
   expect_status(source, FG_E_NUMERIC, "NaN");
