@@ -293,3 +293,19 @@ Test(cli, leftover_temporary_files_are_cleaned) {
   expect_exit(RUN("train", moons_spec("  batch 16\n  steps 2\n"), "--out", run, "--no-dump"), 0, "checkpoint");
   cr_expect_neq(access(tmp, F_OK), 0, "the stale temporary file was removed");
 }
+
+/* A 150-byte checkpoint whose metadata claims a 2^32-channel event: refused before anything of
+ * that size is made (it used to overflow C·C in the reversal's permutation matrix). */
+Test(cli, a_checkpoint_claiming_a_huge_event_is_refused) {
+  static const char header[] =
+      "{\"__metadata__\":{\"format\":\"flowgrad-checkpoint-1\",\"event\":\"[4294967296]\","
+      "\"spec\":\"flow\\nreverse\\nend\\n\",\"n_bits\":\"8\",\"step\":\"0\",\"discrete\":\"true\"}}";
+  uint8_t file[512];
+  uint64_t n = sizeof header - 1;
+  for (int i = 0; i < 8; i++) file[i] = (uint8_t)(n >> (8 * i));
+  memcpy(file + 8, header, n);
+  const char *path = path_of("huge.safetensors");
+  io_write(path, file, 8 + n);
+  expect_exit(RUN("sample", path, "--out", path_of("s.png")), 3, "4294967296", "FG_FLOW_MAX_EVENT");
+  expect_exit(RUN("eval", path), 3, "no data source");
+}
