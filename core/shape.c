@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/size.h"
+
 const char *fg_dtype_name(fg_dtype t) {
   switch (t) {
   case FG_F32: return "float32";
@@ -40,15 +42,12 @@ fg_shape fg_shape3(int64_t a, int64_t b, int64_t c) { return shape_of(3, a, b, c
 fg_shape fg_shape4(int64_t a, int64_t b, int64_t c, int64_t d) { return shape_of(4, a, b, c, d); }
 
 fg_status fg_shape_numel(const fg_shape *s, int64_t *numel, fg_err *e) {
-  int64_t n = 1;
-  for (int i = 0; i < s->ndim; i++) {
+  for (int i = 0; i < s->ndim; i++)
     if (s->d[i] < 0)
       return fg_err_set(e, FG_E_SHAPE, "dimension %d has negative size %lld", i,
                         (long long)s->d[i]);
-    if (__builtin_mul_overflow(n, s->d[i], &n))
-      return fg_err_set(e, FG_E_OVERFLOW, "the number of elements overflows int64");
-  }
-  *numel = n;
+  if (s->ndim < 0 || s->ndim > FG_MAX_DIMS || !fg_size_product(s->d, (int)s->ndim, numel))
+    return fg_err_set(e, FG_E_OVERFLOW, "the number of elements (or a stride) overflows int64");
   return FG_OK;
 }
 
@@ -62,10 +61,10 @@ fg_status fg_shape_bytes(const fg_shape *s, fg_dtype t, size_t *bytes, fg_err *e
   int64_t n;
   fg_status st = fg_shape_numel(s, &n, e);
   if (st != FG_OK) return st;
-  size_t b;
-  if (__builtin_mul_overflow((size_t)n, fg_dtype_size(t), &b))
+  int64_t b;
+  if (!fg_size_mul(n, (int64_t)fg_dtype_size(t), &b) || (uint64_t)b > SIZE_MAX)
     return fg_err_set(e, FG_E_OVERFLOW, "the byte size of %lld elements overflows", (long long)n);
-  *bytes = b;
+  *bytes = (size_t)b;
   return FG_OK;
 }
 

@@ -32,7 +32,8 @@ fg_shape fg_shape3(int64_t a, int64_t b, int64_t c);
 fg_shape fg_shape4(int64_t a, int64_t b, int64_t c, int64_t d);
 
 /* Number of elements; FG_E_SHAPE for a negative size, FG_E_OVERFLOW when the product does not
- * fit in int64 (*numel is then unchanged). */
+ * fit in int64, nor the product of the sizes with zeros counted as 1 (the strides of a shape
+ * with no elements), so every valid shape has valid strides (*numel is unchanged on failure). */
 fg_status fg_shape_numel(const fg_shape *s, int64_t *numel, fg_err *e);
 /* numel of a shape already known to be valid (checked when its node or tensor was made). */
 int64_t fg_shape_count(const fg_shape *s);

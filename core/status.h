@@ -22,7 +22,8 @@
   X(E_NOTFOUND, "not found")                                                      \
   X(E_NOTDIFF, "not differentiable")                                              \
   X(E_ABORTED, "aborted")                                                         \
-  X(E_INTERNAL, "internal error")
+  X(E_INTERNAL, "internal error")                                                 \
+  X(E_LIMIT, "exceeds a documented limit")
 
 typedef enum fg_status {
 #define FG_STATUS_ENUM_(name, msg) FG_##name,

@@ -19,6 +19,9 @@
 #define FG_BIJECTOR_ABI_VERSION 1u
 /* Largest event (elements per sample) whose log-det the engine derives from the Jacobian. */
 #define FG_DERIVED_LOGDET_MAX_EVENT 256
+/* Most channels a layer that mixes channels with a C x C matrix accepts (reverse, shuffle,
+ * permute, conv1x1, conv1x1_lu): 4096² doubles are 128 MiB.  More is FG_E_LIMIT. */
+#define FG_MAX_MIX_CHANNELS 4096
 
 /* ---- constructor arguments ---- */
 typedef enum fg_arg_kind {
@@ -59,6 +62,21 @@ fg_graph *fg_flow_graph(fg_flow_ctx *c);
  * bijector's prefix + name ("3.actnorm.logs").  Created in the store with `init` on first use;
  * afterwards the same tensor, so forward and inverse (and every graph) share it. */
 fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init init);
+/* The current bijector's fixed tensors ("buffers", flows/params.h): n of them declared together
+ * by local name and shape, created (float64, zero-filled) and filled by fill(ud, values) on the
+ * first build when none exists, and afterwards read back from the store, so every graph of the
+ * model, and a model loaded from a checkpoint, sees the same values whatever fill would compute.
+ * values[i] gets decls[i]'s tensor (borrowed, read-only).  Graphs take a buffer's values when
+ * they are built (as constants): load a checkpoint before building programs.  Returns the
+ * graph's status; a failure (fill's, a check's, a stored shape that differs) becomes its error. */
+typedef struct fg_buffer_decl {
+  const char *name; /* local: "perm" -> "3.conv1x1_lu.perm" */
+  fg_shape shape;
+  fg_buffer_check check; /* NULL: any finite values */
+} fg_buffer_decl;
+typedef fg_status (*fg_buffer_fill)(void *ud, fg_tensor *const *values, fg_err *e);
+fg_status fg_flow_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *decls, fg_buffer_fill fill,
+                          void *ud, const fg_tensor **values);
 /* True while building a training graph (batch-norm uses batch statistics then). */
 bool fg_flow_training(const fg_flow_ctx *c);
 /* Factor-out layers (split): forward pushes the part it removes, with its log-prob already

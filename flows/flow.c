@@ -316,10 +316,19 @@ static fg_status check_config(const fg_flow_config *cfg, fg_err *e) {
   if (cfg->event.ndim < 1 || cfg->event.ndim >= FG_MAX_DIMS)
     return fg_err_set(e, FG_E_SHAPE, "flow: the event needs 1 to %d axes (got %lld)", FG_MAX_DIMS - 1,
                       (long long)cfg->event.ndim);
-  int64_t n;
-  if (fg_shape_numel(&cfg->event, &n, NULL) != FG_OK || n < 1)
-    return fg_err_set(e, FG_E_SHAPE, "flow: the event %s is empty or too large",
-                      fg_shape_str(&cfg->event, (char[128]){0}, 128));
+  int64_t n = 0;
+  char ev[160];
+  fg_shape_str(&cfg->event, ev, sizeof ev);
+  fg_status st = fg_shape_numel(&cfg->event, &n, NULL);
+  if (st != FG_OK || n < 1)
+    return fg_err_set(e, st == FG_E_OVERFLOW ? FG_E_LIMIT : FG_E_SHAPE,
+                      "flow: the event %s is empty or too large", ev);
+  if (n > FG_FLOW_MAX_EVENT)
+    return fg_err_set(e, FG_E_LIMIT,
+                      "flow: the event %s has %lld elements per sample; flowgrad "
+                      "accepts at most FG_FLOW_MAX_EVENT = %lld",
+                      ev, (long long)n, (long long)FG_FLOW_MAX_EVENT);
+  if (cfg->max_params < 0) return fg_err_set(e, FG_E_MISUSE, "flow: max_params must be >= 0");
   return FG_OK;
 }
 
@@ -329,6 +338,8 @@ fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config
   fg_flow *f = st == FG_OK ? calloc(1, sizeof *f) : NULL;
   if (st == FG_OK && !f) st = fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
   if (st == FG_OK) st = fg_params_new(&f->ps, cfg->seed, e);
+  if (st == FG_OK)
+    fg_params_set_limit(f->ps, cfg->max_params ? cfg->max_params : FG_FLOW_MAX_PARAMS);
   if (st != FG_OK) {
     free(f);
     fg_bijector_free(b);

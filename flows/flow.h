@@ -34,11 +34,18 @@ typedef enum fg_base_kind {
                     * (Glow's learned top prior: a per-position mean and log-scale) */
 } fg_base_kind;
 
+/* Limits on sizes that may come from untrusted input (a checkpoint's metadata, a data file),
+ * checked before anything is allocated (FG_E_LIMIT): the elements of one sample (a 3x2048x2048
+ * image has 12.6 M), and by default the scalars of all parameters together (1 GiB of float32). */
+#define FG_FLOW_MAX_EVENT (1LL << 24)
+#define FG_FLOW_MAX_PARAMS (1LL << 28)
+
 typedef struct fg_flow_config {
   fg_base_kind base;
   fg_shape event;  /* per-sample shape of x (no batch axis): [2] for moons, [1, 28, 28] */
   fg_dtype dtype;  /* of the parameters and of every graph's x: FG_F32 (default) or FG_F64 */
   uint64_t seed;   /* parameter initialisation and the noise of stochastic layers */
+  int64_t max_params; /* most parameter scalars the layers may create; 0: FG_FLOW_MAX_PARAMS */
 } fg_flow_config;
 
 typedef struct fg_flow fg_flow;

@@ -125,6 +125,62 @@ fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init 
   return n;
 }
 
+/* Finds the n buffers in the store: true when all are there (checked against their shapes),
+ * false when none is; a mix, or a shape that differs, fails the graph. */
+static bool stored_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *d, char **full,
+                           const fg_tensor **values) {
+  int found = 0;
+  for (int i = 0; i < n && fg_graph_status(c->g) == FG_OK; i++) {
+    values[i] = fg_params_find_buffer(c->ps, full[i]);
+    if (values[i] && !fg_shape_equal(&values[i]->shape, &d[i].shape)) {
+      char a[128], b[128];
+      fg_graph_fail(c->g, FG_E_SHAPE, "buffer '%s' is %s; the layer needs %s", full[i],
+                    fg_shape_str(&values[i]->shape, a, sizeof a),
+                    fg_shape_str(&d[i].shape, b, sizeof b));
+    }
+    found += values[i] != NULL;
+  }
+  if (found > 0 && found < n && fg_graph_status(c->g) == FG_OK)
+    fg_graph_fail(c->g, FG_E_INTERNAL, "%s: only some of the layer's buffers exist", c->prefix);
+  return found == n;
+}
+
+/* Makes the n buffers, fills and checks them, then adds them to the store. */
+static void new_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *d, char **full,
+                        fg_buffer_fill fill, void *ud, const fg_tensor **values) {
+  fg_tensor **made = calloc((size_t)n + 1, sizeof *made);
+  fg_err e;
+  fg_status st = made ? FG_OK : fg_err_set(&e, FG_E_NOMEM, "out of memory for buffers");
+  for (int i = 0; st == FG_OK && i < n; i++) st = fg_tensor_new(&made[i], FG_F64, &d[i].shape, &e);
+  if (st == FG_OK) st = fill(ud, made, &e);
+  for (int i = 0; st == FG_OK && i < n; i++)
+    if (d[i].check && (st = d[i].check(made[i], &e)) != FG_OK)
+      fg_err_prefix(&e, st, "buffer '%s' as made", full[i]);
+  for (int i = 0; st == FG_OK && i < n; i++) {
+    fg_tensor *v = made[i];
+    made[i] = NULL; /* the store's now, also on failure */
+    if ((st = fg_params_add_buffer(c->ps, full[i], v, d[i].check, &e)) == FG_OK) values[i] = v;
+  }
+  for (int i = 0; made && i < n; i++) fg_tensor_free(made[i]);
+  free(made);
+  if (st != FG_OK) fg_graph_fail(c->g, st, "%s: %s", c->prefix, e.msg);
+}
+
+fg_status fg_flow_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *decls, fg_buffer_fill fill,
+                          void *ud, const fg_tensor **values) {
+  if (fg_graph_status(c->g) != FG_OK) return fg_graph_status(c->g);
+  char **full = calloc((size_t)n + 1, sizeof *full);
+  bool named = full != NULL;
+  for (int i = 0; named && i < n; i++) named = (full[i] = full_name(c, decls[i].name)) != NULL;
+  if (!named)
+    fg_graph_fail(c->g, FG_E_NOMEM, "out of memory naming buffers");
+  else if (!stored_buffers(c, n, decls, full, values) && fg_graph_status(c->g) == FG_OK)
+    new_buffers(c, n, decls, full, fill, ud, values);
+  for (int i = 0; full && i < n; i++) free(full[i]);
+  free(full);
+  return fg_graph_status(c->g);
+}
+
 fg_status fg_flow_push_latent(fg_flow_ctx *c, fg_node z) {
   if (!list_push(&c->latents, NULL, z))
     return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory storing a latent");

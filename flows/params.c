@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "core/rng.h"
+#include "core/size.h"
 #include "core/vec.h"
 
 typedef struct param_entry {
@@ -14,11 +15,22 @@ typedef struct param_entry {
   fg_init init;
 } param_entry;
 
+typedef struct buffer_entry {
+  char *name;
+  fg_tensor *value;
+  fg_buffer_check check;
+} buffer_entry;
+
 struct fg_params {
   uint64_t seed;
+  int64_t limit,
+      scalars; /* the most scalars parameters and buffers may hold (0: any), and theirs */
   param_entry *items;
   int64_t cap;
   int n;
+  buffer_entry *buffers;
+  int64_t cap_buffers;
+  int n_buffers;
 };
 
 fg_status fg_params_new(fg_params **out, uint64_t seed, fg_err *e) {
@@ -35,6 +47,11 @@ void fg_params_free(fg_params *ps) {
     free(ps->items[i].name);
     fg_tensor_free(ps->items[i].value);
   }
+  for (int i = 0; i < ps->n_buffers; i++) {
+    free(ps->buffers[i].name);
+    fg_tensor_free(ps->buffers[i].value);
+  }
+  free(ps->buffers);
   free(ps->items);
   free(ps);
 }
@@ -97,6 +114,25 @@ static uint64_t seed_for(const fg_params *ps, const char *name) {
   return XXH3_64bits_withSeed(name, strlen(name), ps->seed);
 }
 
+void fg_params_set_limit(fg_params *ps, int64_t max_scalars) { ps->limit = max_scalars; }
+
+/* Whether a new parameter of shape s fits the store's limit; *numel gets its size. */
+static fg_status check_room(const fg_params *ps, const char *name, const fg_shape *s,
+                            int64_t *numel, fg_err *e) {
+  fg_status st = fg_shape_numel(s, numel, e);
+  int64_t total;
+  if (st != FG_OK || ps->limit == 0) return st;
+  if (!fg_size_add(ps->scalars, *numel, &total) || total > ps->limit) {
+    char buf[128];
+    return fg_err_set(e, FG_E_LIMIT,
+                      "'%s' %s would bring the model past %lld parameters (scalars, "
+                      "buffers included; it has %lld; fg_flow_config.max_params)",
+                      name, fg_shape_str(s, buf, sizeof buf), (long long)ps->limit,
+                      (long long)ps->scalars);
+  }
+  return FG_OK;
+}
+
 fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *name, fg_dtype t,
                                   fg_shape shape, fg_init init, fg_err *e) {
   int i = index_of(ps, name);
@@ -111,10 +147,13 @@ fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *na
     *out = v;
     return FG_OK;
   }
+  int64_t numel;
+  fg_status st = check_room(ps, name, &shape, &numel, e);
+  if (st != FG_OK) return st;
   if (!FG_VEC_RESERVE(ps->items, ps->cap, ps->n + 1))
     return fg_err_set(e, FG_E_NOMEM, "out of memory for parameter '%s'", name);
   fg_tensor *v = NULL;
-  fg_status st = fg_tensor_new(&v, t, &shape, e);
+  st = fg_tensor_new(&v, t, &shape, e);
   if (st == FG_OK) st = draw(v, init, seed_for(ps, name), e);
   char *copy = NULL;
   if (st == FG_OK && !(copy = strdup(name)))
@@ -124,6 +163,7 @@ fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *na
     return st;
   }
   ps->items[ps->n++] = (param_entry){copy, v, init};
+  ps->scalars += numel;
   *out = v;
   return FG_OK;
 }
@@ -155,4 +195,57 @@ fg_status fg_params_bind(const fg_params *ps, fg_program *p, fg_err *e) {
 fg_status fg_params_reset(fg_params *ps, int i, fg_err *e) {
   if (i < 0 || i >= ps->n) return fg_err_set(e, FG_E_MISUSE, "no parameter %d", i);
   return draw(ps->items[i].value, ps->items[i].init, seed_for(ps, ps->items[i].name), e);
+}
+
+/* ---- buffers ---- */
+
+static int buffer_index(const fg_params *ps, const char *name) {
+  for (int i = 0; i < ps->n_buffers; i++)
+    if (strcmp(ps->buffers[i].name, name) == 0) return i;
+  return -1;
+}
+
+fg_status fg_params_add_buffer(fg_params *ps, const char *name, fg_tensor *v, fg_buffer_check check,
+                               fg_err *e) {
+  int64_t numel;
+  fg_status st = buffer_index(ps, name) >= 0
+      ? fg_err_set(e, FG_E_EXISTS, "buffer '%s' exists already", name)
+      : v->dtype != FG_F64 ? fg_err_set(e, FG_E_DTYPE, "buffer '%s' must be float64", name)
+                           : check_room(ps, name, &v->shape, &numel, e);
+  char *copy = NULL;
+  if (st == FG_OK &&
+      (!FG_VEC_RESERVE(ps->buffers, ps->cap_buffers, ps->n_buffers + 1) || !(copy = strdup(name))))
+    st = fg_err_set(e, FG_E_NOMEM, "out of memory for buffer '%s'", name);
+  if (st != FG_OK) {
+    fg_tensor_free(v);
+    return st;
+  }
+  ps->buffers[ps->n_buffers++] = (buffer_entry){copy, v, check};
+  ps->scalars += numel;
+  return FG_OK;
+}
+
+fg_tensor *fg_params_find_buffer(const fg_params *ps, const char *name) {
+  int i = buffer_index(ps, name);
+  return i >= 0 ? ps->buffers[i].value : NULL;
+}
+
+int fg_params_num_buffers(const fg_params *ps) { return ps ? ps->n_buffers : 0; }
+const char *fg_params_buffer_name(const fg_params *ps, int i) { return ps->buffers[i].name; }
+fg_tensor *fg_params_buffer(const fg_params *ps, int i) { return ps->buffers[i].value; }
+
+fg_status fg_params_check_buffer(const fg_params *ps, int i, const fg_tensor *v, fg_err *e) {
+  const buffer_entry *b = &ps->buffers[i];
+  if (v->dtype != FG_F64 || !fg_shape_equal(&v->shape, &b->value->shape)) {
+    char a[128], c[128];
+    return fg_err_set(e, FG_E_FORMAT, "buffer '%s' is float64 %s; the value given is %s %s",
+                      b->name, fg_shape_str(&b->value->shape, a, sizeof a), fg_dtype_name(v->dtype),
+                      fg_shape_str(&v->shape, c, sizeof c));
+  }
+  for (int64_t j = 0; j < fg_tensor_numel(v); j++)
+    if (!isfinite(fg_tensor_get(v, j)))
+      return fg_err_set(e, FG_E_FORMAT, "buffer '%s': element %lld is %g", b->name, (long long)j,
+                        fg_tensor_get(v, j));
+  fg_status st = b->check ? b->check(v, e) : FG_OK;
+  return st == FG_OK ? FG_OK : fg_err_prefix(e, FG_E_FORMAT, "buffer '%s'", b->name);
 }

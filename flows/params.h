@@ -31,6 +31,10 @@ typedef struct fg_params fg_params;
 fg_status fg_params_new(fg_params **out, uint64_t seed, fg_err *e);
 void fg_params_free(fg_params *ps);
 
+/* The most scalars the store's parameters may hold together (0, the default: no limit).  A
+ * parameter that would pass it is refused (FG_E_LIMIT) before it is allocated: shapes computed
+ * from untrusted input (a spec's hidden=, a checkpoint's event) cannot exhaust memory. */
+void fg_params_set_limit(fg_params *ps, int64_t max_scalars);
 /* The parameter `name`, created with `init` if absent; an existing one must have this dtype and
  * shape (else FG_E_SHAPE naming both).  *out is borrowed from the store. */
 fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *name, fg_dtype t,
@@ -44,5 +48,28 @@ int64_t fg_params_numel(const fg_params *ps); /* total scalar count */
 fg_status fg_params_bind(const fg_params *ps, fg_program *p, fg_err *e);
 /* Re-draws parameter i from its recorded init (used by tests and re-initialisation). */
 fg_status fg_params_reset(fg_params *ps, int i, fg_err *e);
+
+/* ---- buffers ----
+ * Fixed float64 tensors of the model that are not trained: a permutation, signs, the starting
+ * factors of an LU, whatever a layer derives once (from its seed) and must keep for the model's
+ * life.  Layers declare them with fg_flow_buffers (flows/bijector.h); the store keeps them by
+ * full name ("3.conv1x1_lu.perm") apart from the parameters (the optimiser never sees them), and
+ * checkpoints save and restore them (flows/train/checkpoint.h), so a saved model does not depend
+ * on how its layers computed them. */
+
+/* Validates a value for a buffer (a permutation really is one ...); NULL: any finite values. */
+typedef fg_status (*fg_buffer_check)(const fg_tensor *v, fg_err *e);
+
+/* Adds buffer `name` holding v (float64, taken over also on failure; the store's scalar limit
+ * counts it).  FG_E_EXISTS for a name already there. */
+fg_status fg_params_add_buffer(fg_params *ps, const char *name, fg_tensor *v, fg_buffer_check check,
+                               fg_err *e);
+fg_tensor *fg_params_find_buffer(const fg_params *ps, const char *name); /* borrowed, or NULL */
+int fg_params_num_buffers(const fg_params *ps);
+const char *fg_params_buffer_name(const fg_params *ps, int i);
+fg_tensor *fg_params_buffer(const fg_params *ps, int i);
+/* Whether v may become buffer i's value: float64 of its shape, every element finite, and the
+ * buffer's own check; FG_E_FORMAT naming the buffer otherwise.  Nothing changes. */
+fg_status fg_params_check_buffer(const fg_params *ps, int i, const fg_tensor *v, fg_err *e);
 
 #endif

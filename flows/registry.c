@@ -98,7 +98,12 @@ static fg_status remember_plugin(fg_registry *r, const char *path, void *handle,
 fg_status fg_registry_load_plugin(fg_registry *r, const char *path, fg_err *e) {
   if (!r || !path) return fg_err_set(e, FG_E_MISUSE, "load_plugin: no registry or path");
   void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!handle) return fg_err_set(e, FG_E_PLUGIN, "cannot load plugin %s: %s", path, dlerror());
+  if (!handle)
+    return fg_err_set(e, FG_E_PLUGIN, "cannot load plugin %s: %s%s%s%s", path, dlerror(),
+                      strchr(path, '/') ? ""
+                                        : " (a name without a '/' is looked up on the library "
+                                          "search path, not in the current directory: write ./",
+                      strchr(path, '/') ? "" : path, strchr(path, '/') ? "" : ")");
   void *sym = dlsym(handle, FG_PLUGIN_INIT_SYMBOL);
   if (!sym) {
     dlclose(handle);

@@ -60,6 +60,21 @@ static inline void io_write_gz(const char *path, const void *data, size_t len) {
   cr_assert_eq(gzclose(g), Z_OK);
 }
 
+/* A version 1.0 .npy file at path as numpy writes it: dict (its header, e.g. "{'descr': '<f4',
+ * 'fortran_order': False, 'shape': (2, 3), }") padded to 64 bytes, then len data bytes. */
+static inline void io_write_npy(const char *path, const char *dict, const void *data, size_t len) {
+  static uint8_t buf[1 << 16];
+  size_t dlen = strlen(dict), hlen = (10 + dlen + 1 + 63) / 64 * 64 - 10;
+  cr_assert_leq(10 + hlen + len, sizeof buf);
+  memcpy(buf, "\x93NUMPY\x01\x00", 8);
+  buf[8] = (uint8_t)hlen, buf[9] = (uint8_t)(hlen >> 8);
+  memcpy(buf + 10, dict, dlen);
+  memset(buf + 10 + dlen, ' ', hlen - dlen - 1);
+  buf[10 + hlen - 1] = '\n';
+  if (len) memcpy(buf + 10 + hlen, data, len);
+  io_write(path, buf, 10 + hlen + len);
+}
+
 /* The whole file in a malloc'd buffer. */
 static inline uint8_t *io_read(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");

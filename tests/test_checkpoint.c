@@ -310,12 +310,7 @@ Test(checkpoint, a_resume_with_another_seed_is_rejected) {
   train_steps(m.t, 2, NULL);
   const char *path = io_path("seeded.safetensors");
   save_ok(m.t, path, TOY_SPEC);
-  char other[sizeof TOY_SPEC];
-  memcpy(other, TOY_SPEC, sizeof TOY_SPEC);
-  char *seed = strstr(other, "seed 3");
-  cr_assert_not_null(seed);
-  seed[5] = '4';
-  model v = model_new_spec(&TOY, other);
+  model v = model_new_spec(&TOY, spec_with(TOY_SPEC, "seed 3", "seed 4"));
   snapshot before = snapshot_take(v.f);
   fg_err e;
   cr_assert_eq(fg_trainer_load(v.t, path, &e), FG_E_FORMAT);
@@ -342,4 +337,299 @@ Test(checkpoint, skips_in_a_row_count_across_a_resume) {
   cr_assert_eq(fg_trainer_step(b.t, &info, &e), FG_E_NUMERIC, "the third skip in a row, after the resume");
   cr_assert(strstr(e.msg, "3 steps in a row"), "%s", e.msg);
   model_free(&a), model_free(&b);
+}
+
+/* ---- 5. self-contained checkpoints: buffers ---- */
+
+/* 1x4x4 images squeezed to 4x2x2: a shuffle and a conv1x1_lu, whose permutations, signs and
+ * starting factors are buffers. */
+static const char BUF_SPEC[] =
+    "data mnist\n"
+    "flow\n"
+    "  affine shift=-0.5\n"
+    "  squeeze\n"
+    "  shuffle seed=2\n"
+    "  conv1x1_lu\n"
+    "  affine_coupling mask=channel, parity=0, net=glow, hidden=4, scale=sigmoid\n"
+    "end\n"
+    "train\n  batch 4\n  lr 1e-2\n  n_bits 5\n  seed 7\nend\n";
+
+/* What a change to flowgrad's generator would do to a model's layers: other permutations and
+ * other starting factors (each permutation reversed, every log|s0| moved). */
+static void draw_other_buffers(fg_flow *f) {
+  fg_params *ps = fg_flow_params(f);
+  cr_assert_eq(fg_params_num_buffers(ps), 6, "shuffle: perm; conv1x1_lu: perm, lower, upper, sign, log_s");
+  for (int i = 0; i < fg_params_num_buffers(ps); i++) {
+    fg_tensor *b = fg_params_buffer(ps, i);
+    const char *name = fg_params_buffer_name(ps, i);
+    int64_t n = fg_tensor_numel(b);
+    size_t len = strlen(name);
+    if (len > 5 && !strcmp(name + len - 5, ".perm"))
+      for (int64_t j = 0; j < n / 2; j++) {
+        double a = fg_tensor_get(b, j);
+        fg_tensor_set(b, j, fg_tensor_get(b, n - 1 - j));
+        fg_tensor_set(b, n - 1 - j, a);
+      }
+    if (len > 6 && !strcmp(name + len - 6, ".log_s"))
+      for (int64_t j = 0; j < n; j++) fg_tensor_set(b, j, fg_tensor_get(b, j) + 0.25);
+  }
+}
+
+/* log p of 4 fixed images under f, in a graph built now. */
+static fg_tensor *log_probs(fg_flow *f) {
+  fg_tensor *x = make_data(&IMAGE, 4, 5);
+  for (int64_t i = 0; i < fg_tensor_numel(x); i++) fg_tensor_set(x, i, (fg_tensor_get(x, i) + 0.5) / 256);
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
+  fg_node in = fg_input(g, "x", FG_F32, x->shape), logp;
+  cr_assert_eq(fg_flow_log_prob(f, g, in, false, &logp), FG_OK, "%s", fg_graph_errmsg(g));
+  fg_program *p;
+  fg_err e;
+  cr_assert_eq(fg_program_new(&p, g, 1, &logp, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_params_bind(fg_flow_params(f), p, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_program_bind(p, "x", x, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_program_run(p, &e), FG_OK, "%s", e.msg);
+  fg_tensor *out;
+  cr_assert_eq(fg_tensor_copy(&out, fg_program_output(p, 0), FG_F32, NULL), FG_OK);
+  fg_program_free(p);
+  fg_graph_free(g);
+  fg_tensor_free(x);
+  return out;
+}
+
+/* A model of BUF_SPEC whose buffers are not what its layers draw, with a trainer built after. */
+static model other_buffers_model(void) {
+  fg_train_settings s;
+  model m = {.f = flow_from_spec(BUF_SPEC, IMAGE.event, &s)};
+  draw_other_buffers(m.f);
+  fg_tensor *train = make_data(&IMAGE, IMAGE.n_train, 11), *test = make_data(&IMAGE, IMAGE.n_test, 12);
+  m.t = trainer_for(m.f, &s, train, test, true);
+  fg_tensor_free(train);
+  fg_tensor_free(test);
+  return m;
+}
+
+Test(checkpoint, buffers_make_a_checkpoint_independent_of_the_generator) {
+  model a = other_buffers_model();
+  const char *path = io_path("buffers.safetensors");
+  save_ok(a.t, path, BUF_SPEC);
+  fg_safetensors *file;
+  cr_assert_eq(fg_safetensors_open(&file, path, NULL), FG_OK);
+  const char *names[] = {"buffer/2.shuffle.perm", "buffer/3.conv1x1_lu.perm", "buffer/3.conv1x1_lu.lower",
+                         "buffer/3.conv1x1_lu.upper", "buffer/3.conv1x1_lu.sign", "buffer/3.conv1x1_lu.log_s"};
+  for (int i = 0; i < 6; i++) {
+    const fg_safetensors_info *info = fg_safetensors_find(file, names[i]);
+    cr_assert(info && !strcmp(info->dtype, "F64"), "%s is saved as F64", names[i]);
+  }
+  fg_safetensors_close(file);
+  /* a fresh model draws the generator's buffers; loading replaces them with the saved ones */
+  fg_tensor *want = log_probs(a.f);
+  fg_flow *b = flow_from_spec(BUF_SPEC, IMAGE.event, NULL);
+  fg_tensor *before = log_probs(b);
+  cr_assert(!same_bytes(want, before), "other buffers give other log-probs: the test can fail");
+  fg_err e;
+  cr_assert_eq(fg_checkpoint_load_params(b, path, false, &e), FG_OK, "%s", e.msg);
+  fg_tensor *after = log_probs(b);
+  cr_assert(same_bytes(want, after), "the loaded model is the saved one, bit for bit");
+  fg_tensor_free(want), fg_tensor_free(before), fg_tensor_free(after);
+  fg_flow_free(b);
+  model_free(&a);
+}
+
+/* A trainer built before the load (as --resume builds it) trains with the loaded buffers. */
+Test(checkpoint, a_resume_trains_with_the_saved_buffers) {
+  model a = other_buffers_model(), b = model_new_spec(&IMAGE, BUF_SPEC);
+  train_steps(a.t, 2, NULL);
+  const char *path = io_path("resume-buffers.safetensors");
+  save_ok(a.t, path, BUF_SPEC);
+  load_ok(b.t, path);
+  for (int i = 0; i < 2; i++) {
+    fg_train_step_info ia = step_ok(a.t), ib = step_ok(b.t);
+    assert_same_step(&ia, &ib);
+  }
+  cr_assert(flows_equal(a.f, b.f));
+  model_free(&a);
+  model_free(&b);
+}
+
+/* A copy of src at dst with every entry edit() keeps (it may change the tensor), metadata kept. */
+typedef bool (*entry_edit)(const char *name, fg_tensor *t);
+
+static void rewrite(const char *src, const char *dst, entry_edit edit) {
+  fg_safetensors *f;
+  fg_err e;
+  cr_assert_eq(fg_safetensors_open(&f, src, &e), FG_OK, "%s", e.msg);
+  size_t n = fg_safetensors_count(f), kept = 0, n_meta = fg_safetensors_meta_count(f);
+  fg_safetensors_item *items = calloc(n + 1, sizeof *items);
+  fg_safetensors_kv *meta = calloc(n_meta + 1, sizeof *meta);
+  fg_tensor **tensors = calloc(n + 1, sizeof *tensors);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = fg_safetensors_entry(f, i)->name;
+    cr_assert_eq(fg_safetensors_get(&tensors[i], f, name, &e), FG_OK, "%s", e.msg);
+    if (edit(name, tensors[i])) items[kept++] = (fg_safetensors_item){.name = name, .tensor = tensors[i]};
+  }
+  for (size_t i = 0; i < n_meta; i++) {
+    meta[i].key = fg_safetensors_meta_key(f, i);
+    meta[i].value = fg_safetensors_meta(f, meta[i].key);
+  }
+  cr_assert_eq(fg_safetensors_write(dst, items, kept, meta, n_meta, &e), FG_OK, "%s", e.msg);
+  for (size_t i = 0; i < n; i++) fg_tensor_free(tensors[i]);
+  free(items), free(meta), free(tensors);
+  fg_safetensors_close(f);
+}
+
+static bool drop_buffers(const char *name, fg_tensor *t) {
+  (void)t;
+  return strncmp(name, "buffer/", 7) != 0;
+}
+
+static bool drop_one_buffer(const char *name, fg_tensor *t) {
+  (void)t;
+  return strcmp(name, "buffer/3.conv1x1_lu.sign") != 0;
+}
+
+static bool repeat_an_index(const char *name, fg_tensor *t) {
+  if (!strcmp(name, "buffer/2.shuffle.perm")) fg_tensor_set(t, 1, fg_tensor_get(t, 0));
+  return true;
+}
+
+static bool flip_a_sign_to_two(const char *name, fg_tensor *t) {
+  if (!strcmp(name, "buffer/3.conv1x1_lu.sign")) fg_tensor_set(t, 0, 2.0);
+  return true;
+}
+
+static bool nan_in_a_buffer(const char *name, fg_tensor *t) {
+  if (!strcmp(name, "buffer/3.conv1x1_lu.log_s")) fg_tensor_set(t, 2, NAN);
+  return true;
+}
+
+static bool nan_in_a_parameter(const char *name, fg_tensor *t) {
+  if (!strcmp(name, "param/3.conv1x1_lu.log_s_offset")) fg_tensor_set(t, 1, NAN);
+  return true;
+}
+
+static bool inf_in_a_moment(const char *name, fg_tensor *t) {
+  if (!strncmp(name, "optim/", 6)) fg_tensor_set(t, 0, INFINITY);
+  return true;
+}
+
+/* Checkpoints written before buffers existed load, and the layers keep what they drew. */
+Test(checkpoint, a_checkpoint_without_buffers_still_loads) {
+  model a = model_new_spec(&IMAGE, BUF_SPEC);
+  train_steps(a.t, 1, NULL);
+  const char *path = io_path("new.safetensors"), *old = io_path("old.safetensors");
+  save_ok(a.t, path, BUF_SPEC);
+  rewrite(path, old, drop_buffers);
+  fg_flow *b = flow_from_spec(BUF_SPEC, IMAGE.event, NULL);
+  fg_err e;
+  cr_assert_eq(fg_checkpoint_load_params(b, old, false, &e), FG_OK, "%s", e.msg);
+  fg_tensor *want = log_probs(a.f), *got = log_probs(b);
+  cr_assert(same_bytes(want, got));
+  fg_tensor_free(want), fg_tensor_free(got);
+  fg_flow_free(b);
+  model v = model_new_spec(&IMAGE, BUF_SPEC);
+  load_ok(v.t, old);
+  model_free(&v);
+  model_free(&a);
+}
+
+/* Buffers and parameters from a file are checked before anything changes: a permutation that is
+ * none, a sign of 2, NaN or inf anywhere, a file with only some buffers. */
+Test(checkpoint, hostile_buffers_and_non_finite_values_are_refused) {
+  model a = model_new_spec(&IMAGE, BUF_SPEC), v = model_new_spec(&IMAGE, BUF_SPEC);
+  train_steps(a.t, 1, NULL);
+  const char *good = io_path("good.safetensors");
+  save_ok(a.t, good, BUF_SPEC);
+  static const struct {
+    entry_edit edit;
+    const char *needle;
+  } cases[] = {
+      {repeat_an_index, "buffer '2.shuffle.perm': entry 1"},
+      {flip_a_sign_to_two, "signs are 1 or -1"},
+      {nan_in_a_buffer, "buffer '3.conv1x1_lu.log_s': element 2 is nan"},
+      {nan_in_a_parameter, "entry 'param/3.conv1x1_lu.log_s_offset' element 1 is nan"},
+      {inf_in_a_moment, "is inf"},
+      {drop_one_buffer, "no tensor named 'buffer/3.conv1x1_lu.sign'"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const char *bad = io_path("bad.safetensors");
+    rewrite(good, bad, cases[i].edit);
+    snapshot before = snapshot_take(v.f);
+    fg_tensor *lp = log_probs(v.f);
+    fg_err e;
+    cr_expect_eq(fg_trainer_load(v.t, bad, &e), FG_E_FORMAT, "case %zu accepted", i);
+    cr_expect(strstr(e.msg, cases[i].needle) && strstr(e.msg, bad), "case %zu: expected '%s' in: %s", i,
+              cases[i].needle, e.msg);
+    if (cases[i].edit != inf_in_a_moment)
+      cr_expect_neq(fg_checkpoint_load_params(v.f, bad, false, &e), FG_OK, "case %zu", i);
+    fg_tensor *after = log_probs(v.f);
+    cr_expect(snapshot_matches(&before, v.f) && same_bytes(lp, after), "case %zu changed the model", i);
+    snapshot_free(&before);
+    fg_tensor_free(lp), fg_tensor_free(after);
+  }
+  model_free(&a);
+  model_free(&v);
+}
+
+/* ---- 6. what a resume must keep: data, row limit, learning rate; the plugins a spec needs ---- */
+
+static void set_info_ok(fg_trainer *t, const char *key, const char *value, bool must_match) {
+  fg_err e;
+  cr_assert_eq(fg_trainer_set_info(t, key, value, must_match, &e), FG_OK, "%s", e.msg);
+}
+
+Test(checkpoint, a_resume_with_other_data_limit_or_lr_is_refused) {
+  model m = model_new(&TOY);
+  set_info_ok(m.t, "data", "moons n=32", true);
+  set_info_ok(m.t, "limit", "0", true);
+  train_steps(m.t, 1, NULL);
+  const char *path = io_path("run.safetensors");
+  save_ok(m.t, path, TOY_SPEC);
+  static const char *const other[][3] = {{"data", "moons n=64", "checkpoint has data moons n=32"},
+                                         {"limit", "16", "checkpoint has limit 0, these settings have 16"}};
+  for (int i = 0; i < 2; i++) {
+    model v = model_new(&TOY);
+    set_info_ok(v.t, "data", "moons n=32", true);
+    set_info_ok(v.t, other[i][0], other[i][1], true);
+    fg_err e;
+    cr_expect_eq(fg_trainer_load(v.t, path, &e), FG_E_FORMAT);
+    cr_expect(strstr(e.msg, other[i][2]), "%s", e.msg);
+    cr_expect_eq(fg_trainer_step_count(v.t), 0);
+    model_free(&v);
+  }
+  model v = model_new_spec(&TOY, spec_with(TOY_SPEC, "lr 1e-2", "lr 1e-3"));
+  fg_err e;
+  cr_expect_eq(fg_trainer_load(v.t, path, &e), FG_E_FORMAT);
+  cr_expect(strstr(e.msg, "checkpoint has lr 0.01") && strstr(e.msg, "0.001"), "%s", e.msg);
+  model_free(&v);
+  /* the same data (and a caller that records nothing) resumes */
+  v = model_new(&TOY);
+  set_info_ok(v.t, "data", "moons n=32", true);
+  load_ok(v.t, path);
+  model_free(&v);
+  v = model_new(&TOY);
+  load_ok(v.t, path);
+  model_free(&v);
+  cr_assert_eq(fg_trainer_set_info(m.t, "step", "9", false, &e), FG_E_MISUSE, "the checkpoint's own keys are refused");
+  model_free(&m);
+}
+
+Test(checkpoint, the_plugins_a_spec_needs_are_recorded_and_named_when_missing) {
+  model m = model_new(&TOY);
+  set_info_ok(m.t, "plugins", "sinh_arcsinh=/opt/x/libplugin_sinh_arcsinh.so\n", false);
+  const char *path = io_path("plugin.safetensors");
+  save_ok(m.t, path, TOY_SPEC);
+  fg_checkpoint_meta meta;
+  fg_err e;
+  cr_assert_eq(fg_checkpoint_read_meta(path, &meta, &e), FG_OK, "%s", e.msg);
+  cr_assert_str_eq(meta.plugins, "sinh_arcsinh=/opt/x/libplugin_sinh_arcsinh.so\n");
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
+  fg_registry_add_builtins(r, NULL);
+  cr_assert_eq(fg_checkpoint_check_plugins(&meta, r, &e), FG_E_PLUGIN);
+  cr_assert(strstr(e.msg, "'sinh_arcsinh'") && strstr(e.msg, "--plugin /opt/x/libplugin_sinh_arcsinh.so"),
+            "%s", e.msg);
+  fg_checkpoint_meta_free(&meta);
+  fg_registry_free(r);
+  model_free(&m);
 }

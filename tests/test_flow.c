@@ -314,6 +314,29 @@ Test(flow, builders_explain_bad_shapes_and_arguments) {
   cr_assert(strstr(e.msg, "flow: building log p(x)"), "%s", e.msg);
 }
 
+/* Sizes from untrusted input (a checkpoint's event, an .npy shape) meet documented caps before
+ * anything is allocated: a per-sample event of FG_FLOW_MAX_EVENT elements, and a parameter
+ * store of max_params scalars (FG_FLOW_MAX_PARAMS by default). */
+Test(flow, events_and_parameter_counts_are_capped_before_allocating) {
+  fg_flow *f;
+  fg_err e;
+  fg_bijector *b;
+  fg_mlp_flow_config nice = fg_nice_defaults();
+  fg_model_opts m = {.event = fg_shape1(2)};
+  cr_assert_eq(fg_nice_bijector(&b, NULL, m.event, &nice, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_flow_new(&f, b, FG_BASE_NORMAL, (fg_shape){1, {4000000000}}, 0, &e), FG_E_LIMIT);
+  cr_assert(strstr(e.msg, "4000000000") && strstr(e.msg, "elements per sample"), "%s", e.msg);
+  cr_assert_null(f);
+  cr_assert_eq(fg_nice_bijector(&b, NULL, m.event, &nice, &e), FG_OK, "%s", e.msg);
+  fg_flow_config small = {.event = fg_shape1(2), .max_params = 1000};
+  cr_assert_eq(fg_flow_new_config(&f, b, &small, &e), FG_E_LIMIT);
+  cr_assert(strstr(e.msg, "1000") && strstr(e.msg, "parameters"), "%s", e.msg);
+  cr_assert_eq(fg_nice_bijector(&b, NULL, m.event, &nice, &e), FG_OK, "%s", e.msg);
+  small.max_params = 0; /* the default cap */
+  cr_assert_eq(fg_flow_new_config(&f, b, &small, &e), FG_OK, "%s", e.msg);
+  fg_flow_free(f);
+}
+
 Test(flow, parameter_names_follow_the_chain) {
   fg_flow *f;
   fg_err e;

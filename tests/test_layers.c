@@ -696,6 +696,30 @@ Test(layers, shape_errors_name_the_layer_and_the_shape) {
   shape_error("actnorm", "", fg_shape1(4), false, "actnorm", "[B]");
 }
 
+/* Channel counts from untrusted input (a checkpoint's event, an .npy shape): the layers that
+ * mix channels with a C x C matrix refuse more than FG_MAX_MIX_CHANNELS before allocating,
+ * where C·C used to overflow and the matrix was written out of bounds. */
+Test(layers, channel_mixing_layers_refuse_huge_channel_counts) {
+  static const char *const mixers[][2] = {{"reverse", ""}, {"shuffle", ""}, {"conv1x1", ""},
+                                          {"conv1x1_lu", ""}};
+  const int64_t sizes[] = {4294967296LL, FG_MAX_MIX_CHANNELS + 1, 3037000500LL};
+  for (size_t k = 0; k < sizeof mixers / sizeof *mixers; k++)
+    for (size_t j = 0; j < sizeof sizes / sizeof *sizes; j++)
+      for (int inverse = 0; inverse < 2; inverse++) {
+        fg_bijector *b = make(mixers[k][0], mixers[k][1]);
+        rig r = rig_open(NULL, (fg_flow_ctx_opts){0});
+        fg_node x = fg_input(r.g, "x", FG_F32, fg_shape2(1, sizes[j])), y, ld;
+        fg_status st = inverse ? fg_bijector_inverse(b, r.c, x, &y, &ld) : fg_bijector_forward(b, r.c, x, &y, &ld);
+        cr_expect_eq(st, FG_E_LIMIT, "%s on %lld channels: %s", mixers[k][0], (long long)sizes[j],
+                     fg_graph_errmsg(r.g));
+        cr_expect(strstr(fg_graph_errmsg(r.g), "channels") && strstr(fg_graph_errmsg(r.g), mixers[k][0]),
+                  "%s", fg_graph_errmsg(r.g));
+        cr_expect_eq(fg_params_count(r.ps), 0, "%s: nothing was allocated", mixers[k][0]);
+        rig_close(&r);
+        fg_bijector_free(b);
+      }
+}
+
 /* ---- the verification of flows/check.h on every type of this file ---- */
 
 Test(layers, every_layer_type_passes_the_verification) {

@@ -147,6 +147,10 @@ Test(npy, huge_declared_sizes) {
       npy_make(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000000), }", v,
                4),
       FG_E_FORMAT, "declares 4000000000000000 data bytes but the file holds 4");
+  /* no elements, but strides that overflow: refused before any use of the shape */
+  npy_expect(npy_make(1, "{'descr': '<f4', 'fortran_order': False, "
+                         "'shape': (0, 9223372036854775807, 2), }", v, 0),
+             FG_E_FORMAT, "declared shape overflows");
   /* a header length past the limit is refused before it is read */
   size_t len = npy_make(2, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", v, 4);
   buf[8] = 0xFF, buf[9] = 0xFF, buf[10] = 0xFF, buf[11] = 0x7F;

@@ -31,6 +31,20 @@ Test(plugins, a_missing_file_names_the_path_and_the_loader_error) {
   fg_registry_free(r);
 }
 
+/* dlopen looks a name without a slash up on the library search path, not in the current
+ * directory: the message says how to name a file there. */
+Test(plugins, a_name_without_a_slash_gets_a_hint) {
+  fg_registry *r;
+  fg_registry_new(&r, NULL);
+  fg_err e;
+  cr_assert_eq(fg_registry_load_plugin(r, "libplugin_missing.so", &e), FG_E_PLUGIN);
+  cr_assert_msg_has(e, "libplugin_missing.so");
+  cr_assert_msg_has(e, "./libplugin_missing.so");
+  cr_assert_eq(fg_registry_load_plugin(r, MISSING_PLUGIN, &e), FG_E_PLUGIN);
+  cr_assert(strstr(e.msg, "library search path") == NULL, "a path gets no hint: %s", e.msg);
+  fg_registry_free(r);
+}
+
 Test(plugins, a_library_without_the_init_symbol_is_refused) {
   fg_registry *r;
   fg_registry_new(&r, NULL);

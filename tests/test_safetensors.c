@@ -450,6 +450,9 @@ Test(safetensors, rejects_sizes_that_disagree) {
   /* like the reference, the product overflows before the 0 is reached */
   st_expect_bad("{" E("w", "U8", "[4294967296,4294967296,4294967296,0]", "[0,0]") "}", 0,
                 "overflows 64 bits");
+  /* no elements, but the other sizes' product (the strides) overflows */
+  st_expect_bad("{" E("w", "F32", "[0,9007199254740992,9007199254740992]", "[0,0]") "}", 0,
+                "overflows 64 bits");
 }
 
 Test(safetensors, rejects_offsets_that_do_not_tile) {

@@ -173,3 +173,80 @@ Test(spec, read_file_reads_whole_files_and_refuses_nul_bytes) {
   cr_assert_eq(fg_spec_read_file(&got, "/nonexistent/x.flow", &e), FG_E_IO);
   free(text);
 }
+
+/* The status and message of a spec that must fail. */
+static fg_status parse_status(const char *text, fg_err *e) {
+  fg_registry *r = registry();
+  fg_spec *s = NULL;
+  fg_status st = fg_spec_parse(&s, text, "bad.flow", r, e);
+  if (st != FG_OK) cr_assert_null(s, "a failed parse leaves no spec");
+  fg_spec_free(s);
+  fg_registry_free(r);
+  return st;
+}
+
+/* Blocks with no layers in them expand to nothing: a flow of no layers is refused, by name
+ * (its chain of none used to reach memcpy with a NULL array). */
+Test(spec, a_flow_of_empty_blocks_is_refused) {
+  expect_error("flow\nrepeat 8\nend\nend\n", "bad.flow:1:1:", "no layers");
+  expect_error("flow\n  levels 1\n    split\n  end\nend\n", "bad.flow:1:1:", "no layers");
+}
+
+/* Repeat counts multiply: the layer count is checked against FG_SPEC_MAX_LAYERS before any
+ * layer is built (a spec in a checkpoint is as untrusted as any file). */
+Test(spec, repeat_counts_are_capped_before_building) {
+  fg_err e;
+  cr_assert_eq(parse_status("flow\n  repeat 1000000000\n    ident\n  end\nend\n", &e), FG_E_LIMIT, "%s", e.msg);
+  cr_assert(strstr(e.msg, "bad.flow:2:") && strstr(e.msg, "1000000000") && strstr(e.msg, "layers"), "%s", e.msg);
+  cr_assert_eq(parse_status("flow\n repeat 100000\n  repeat 100000\n   ident\n  end\n end\nend\n", &e), FG_E_LIMIT,
+               "%s", e.msg);
+  cr_assert_eq(parse_status("flow\n levels 4611686018427387904\n  levels 4\n   ident\n  end\n end\nend\n", &e),
+               FG_E_LIMIT, "a product past int64 is caught too: %s", e.msg);
+  cr_assert_eq(parse_status("flow\n  repeat 99999999999999999999\n    ident\n  end\nend\n", &e), FG_E_FORMAT);
+  char text[256];
+  snprintf(text, sizeof text, "flow\n repeat %d\n  ident\n end\nend\n", FG_SPEC_MAX_LAYERS);
+  cr_assert_eq(parse_status(text, &e), FG_OK, "exactly the cap is fine: %s", e.msg);
+}
+
+/* Settings are checked where they are written: a value no training could use is an error at
+ * its file:line:column, not a usage error found later. */
+Test(spec, settings_out_of_range_name_their_place) {
+  const char *head = "flow\n ident\nend\ntrain\n";
+  static const char *const bad[][2] = {
+      {"  batch 0\n", "expected an integer >= 1"},  {"  lr nan\n", "finite"},
+      {"  lr -1\n", "lr must be > 0"},             {"  lr inf\n", "finite"},
+      {"  n_bits 9\n", "n_bits must be 1..8"},     {"  ema 1\n", "ema must be in [0, 1)"},
+      {"  clip -2\n", "clip must be >= 0"},        {"  minutes nan\n", "finite"},
+      {"  temperature -1\n", "temperature must be >= 0"}, {"  recompute_tol -1\n", "recompute_tol must be >= 0"},
+      {"  max_nonfinite 0\n", "expected an integer >= 1"},
+      {"  seed 99999999999999999999\n", "expected an integer"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char text[256];
+    snprintf(text, sizeof text, "%s%send\n", head, bad[i][0]);
+    fg_err e;
+    cr_expect_eq(parse_status(text, &e), FG_E_FORMAT, "%s", bad[i][0]);
+    cr_expect(strstr(e.msg, "bad.flow:5:") && strstr(e.msg, bad[i][1]), "%s -> %s", bad[i][0], e.msg);
+  }
+}
+
+/* Where each setting was written, for errors found after parsing (a batch larger than the data). */
+Test(spec, where_names_the_line_of_a_setting) {
+  fg_registry *r = registry();
+  fg_spec *s;
+  fg_err e;
+  cr_assert_eq(fg_spec_parse(&s, "data moons n=10\nflow\n ident\nend\ntrain\n  batch 64\nend\n", "w.flow", r, &e),
+               FG_OK, "%s", e.msg);
+  char buf[128];
+  cr_assert_str_eq(fg_spec_where(s, "batch", buf, sizeof buf), "w.flow:6:9");
+  cr_assert_str_eq(fg_spec_where(s, "data", buf, sizeof buf), "w.flow:1:6");
+  cr_assert_str_eq(fg_spec_where(s, "lr", buf, sizeof buf), "w.flow", "a default has no line");
+  fg_spec_free(s);
+  fg_registry_free(r);
+}
+
+/* A 'train' (or 'data', 'prior') line inside the flow block means an 'end' is missing. */
+Test(spec, a_missing_end_before_train_says_so) {
+  expect_error("flow\n  ident\ntrain\n  batch 4\nend\n", "bad.flow:3:1:", "'end' missing");
+  expect_error("flow\n  repeat 2\n    ident\n  end\ndata moons\n", "bad.flow:5:1:", "'end' missing");
+}

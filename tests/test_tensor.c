@@ -84,6 +84,14 @@ Test(tensor, zero_sized) {
   cr_assert_eq(fg_tensor_numel(t), 0);
   fg_tensor_fill(t, 1.0);
   fg_tensor_free(t);
+  /* no elements, but the strides of the other axes would overflow: refused, not wrapped */
+  fg_err e;
+  fg_shape huge = fg_shape3(0, INT64_MAX, 2);
+  cr_assert_eq(fg_tensor_new(&t, FG_F32, &huge, &e), FG_E_OVERFLOW, "%s", e.msg);
+  fg_shape st = fg_shape3(0, 1LL << 53, 1LL << 53);
+  cr_assert_eq(fg_tensor_new(&t, FG_F32, &st, &e), FG_E_OVERFLOW);
+  int64_t n;
+  cr_assert_eq(fg_shape_numel(&huge, &n, NULL), FG_E_OVERFLOW);
 }
 
 Test(shape, broadcast_rules) {

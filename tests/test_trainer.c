@@ -93,3 +93,38 @@ Test(trainer, max_nonfinite_skips_in_a_row_stop_training) {
   snapshot_free(&initial);
   model_free(&m);
 }
+
+/* ---- evaluation in parts ---- */
+
+static bool stop_after_first(void *ud, int64_t done, int64_t total) {
+  int64_t *calls = ud;
+  (*calls)++;
+  cr_assert_eq(total, TOY.n_test);
+  return done < 0;
+}
+
+/* A subset is the first rows, evaluated exactly as a test set of just those rows would be; a
+ * progress callback sees every batch and may stop early, the mean then being over the rows done. */
+Test(trainer, evaluation_takes_a_subset_and_stops_when_asked) {
+  fg_train_settings s;
+  fg_flow *f = flow_from_spec(TOY.spec, TOY.event, &s);
+  fg_tensor *train = make_data(&TOY, TOY.n_train, 11), *test = make_data(&TOY, TOY.n_test, 12), *first;
+  cr_assert_eq(fg_tensor_slice0(&first, test, 0, 9, NULL), FG_OK);
+  fg_trainer *t = trainer_for(f, &s, train, test, false), *u = trainer_for(f, &s, train, first, false);
+  double all = evaluate_ok(t), sub, want = evaluate_ok(u);
+  int64_t rows, calls = 0;
+  fg_err e;
+  fg_eval_opts o = {.max_rows = 9};
+  cr_assert_eq(fg_trainer_evaluate_opts(t, &o, &sub, &rows, &e), FG_OK, "%s", e.msg);
+  cr_assert(rows == 9 && sub == want, "the first 9 rows: %g vs %g", sub, want);
+  cr_assert(sub != all);
+  o = (fg_eval_opts){.progress = stop_after_first, .ud = &calls};
+  cr_assert_eq(fg_trainer_evaluate_opts(t, &o, &sub, &rows, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(calls, 1);
+  cr_assert_eq(rows, s.batch, "stopped after the first batch");
+  o = (fg_eval_opts){.max_rows = -1};
+  cr_assert_eq(fg_trainer_evaluate_opts(t, &o, &sub, &rows, &e), FG_E_MISUSE);
+  fg_trainer_free(t), fg_trainer_free(u);
+  fg_tensor_free(train), fg_tensor_free(test), fg_tensor_free(first);
+  fg_flow_free(f);
+}

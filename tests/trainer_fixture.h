@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,17 @@ static const char POISON_SPEC[] =
     "  affine_coupling mask=half, parity=0, net=mlp, hidden=8, blocks=1\n"
     "end\n"
     "train\n  batch 4\n  lr 1e-2\n  seed 5\n  max_nonfinite 3\nend\n";
+
+/* spec with its first `what` replaced by `with` (same length), in a static buffer. */
+static inline const char *spec_with(const char *spec, const char *what, const char *with) {
+  static char text[4096];
+  cr_assert(strlen(spec) < sizeof text && strlen(what) == strlen(with));
+  snprintf(text, sizeof text, "%s", spec);
+  char *at = strstr(text, what);
+  cr_assert_not_null(at, "'%s' is not in the spec", what);
+  memcpy(at, with, strlen(with));
+  return text;
+}
 
 typedef struct kind {
   const char *spec;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README's test command: installs what is missing, builds from scratch with -Werror under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and runs the whole criterion suite and the Python
-# binding's pytest suite (its torch tests need python3-torch: FG_TEST_TORCH=1 installs it).
+# binding's pytest suite (its torch tests need python3-torch: FG_TEST_TORCH=1 installs it), an
+# install check, then every libFuzzer target of tests/fuzz/ for FG_FUZZ_SECONDS (20) each.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build-test"
@@ -66,3 +67,15 @@ flow = flowgrad.Flow.from_spec(sys.argv[1])
 assert flow.log_prob([[0.0, 0.5]]).shape == (1,) and flowgrad.__file__.startswith(sys.argv[2])
 ' "$top/examples/moons.flow" "$root" >"$log" 2>&1 || install_fail "the installed Python package does not work"
 echo "install check: ok ($(find "$root" -type f | wc -l) files installed and used)"
+
+# Fuzzing (README.md, "Fuzzing"): the targets of tests/fuzz/, built with clang and libFuzzer
+# under ASan + UBSan in ./build-fuzz (the library instrumented for coverage), each run from its
+# seed corpus (never written to: new inputs stay in build-fuzz) for FG_FUZZ_SECONDS.  A crash,
+# a sanitizer report, a leak or an allocation past the limits fails its test; the input that
+# did it is written as build-fuzz/tests/fuzz/crash-<target>-*.
+fuzz="$top/build-fuzz"
+CC=clang "$top/tools/setup.sh" "$fuzz" -Dfuzz=true -Dfuzz_seconds="${FG_FUZZ_SECONDS:-20}" \
+  -Dtests=false -Dpython_binding=disabled -Dwerror=true -Db_sanitize=address,undefined \
+  -Db_lundef=false -Dbuildtype=debugoptimized
+ninja -C "$fuzz" >/dev/null
+meson test -C "$fuzz" --suite fuzz --num-processes "$(nproc)" --print-errorlogs

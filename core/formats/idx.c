@@ -6,6 +6,7 @@
 
 #include "core/formats/idx.h"
 #include "core/formats/gzip.h"
+#include "core/size.h"
 
 #define IDX_UBYTE 0x08
 
@@ -56,16 +57,15 @@ static fg_status idx_read_dims(fg_gzin *in, int ndim, uint32_t *dims, uint64_t *
   uint8_t raw[12];
   fg_status st = fg_gzin_read_exact(in, raw, 4 * (size_t)ndim, "dimension sizes", e);
   if (st != FG_OK) return st;
-  uint64_t n = 1;
+  int64_t sizes[3], n;
   for (int i = 0; i < ndim; i++) {
-    dims[i] = be32(raw + 4 * i);
+    sizes[i] = dims[i] = be32(raw + 4 * i);
     if (dims[i] == 0)
       return fg_err_set(e, FG_E_FORMAT, "%s: dimension %d is declared as 0", in->path, i);
-    if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n) || n > (uint64_t)INT64_MAX / 4)
-      return fg_err_set(e, FG_E_FORMAT, "%s: declared sizes overflow (dimension %d is %u)",
-                        in->path, i, dims[i]);
   }
-  *total = n;
+  if (!fg_size_product(sizes, ndim, &n))
+    return fg_err_set(e, FG_E_FORMAT, "%s: declared sizes overflow", in->path);
+  *total = (uint64_t)n;
   return FG_OK;
 }
 

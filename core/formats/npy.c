@@ -10,6 +10,7 @@
 
 #include "core/formats/npy.h"
 #include "core/formats/gzip.h"
+#include "core/size.h"
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -248,16 +249,18 @@ static fg_status npy_header_read(fg_gzin *in, npy_header *h, fg_err *e) {
   return st;
 }
 
-/* Element count and bytes of the declared array, overflow-checked. */
+/* Element count and bytes of the declared array, overflow-checked (strides included: a shape
+ * with a 0 must not hide sizes whose product overflows). */
 static fg_status npy_sizes(const char *path, const npy_header *h, uint64_t *numel, uint64_t *bytes,
                            fg_err *e) {
-  uint64_t n = 1;
-  for (int64_t i = 0; i < h->shape.ndim; i++)
-    if (__builtin_mul_overflow(n, (uint64_t)h->shape.d[i], &n) || n > (uint64_t)INT64_MAX / 4)
-      return fg_err_set(e, FG_E_FORMAT, "%s: declared shape overflows (dimension %lld is %lld)",
-                        path, (long long)i, (long long)h->shape.d[i]);
-  *numel = n;
-  *bytes = h->kind == NPY_F32 ? n * 4 : n;
+  int64_t n, b;
+  if (!fg_size_product(h->shape.d, (int)h->shape.ndim, &n) ||
+      !fg_size_mul(n, h->kind == NPY_F32 ? 4 : 1, &b))
+    return fg_err_set(e, FG_E_FORMAT,
+                      "%s: declared shape overflows (%lld dimensions, the first %lld)", path,
+                      (long long)h->shape.ndim, (long long)h->shape.d[0]);
+  *numel = (uint64_t)n;
+  *bytes = (uint64_t)b;
   return FG_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "core/formats/safetensors_internal.h"
+#include "core/size.h"
 #include "core/utf8.h"
 
 /* JSON numbers arrive as doubles: integers above this may already have been rounded. */
@@ -240,15 +241,15 @@ static void st_shape_str(const st_entry *en, char *buf, size_t cap) {
 }
 
 /* shape product x dtype size == end - begin; like the reference, any overflow while forming
- * the product (left to right) is an error even when a later dimension is 0. */
+ * the product is an error even when a dimension is 0 (and so is a product of the nonzero sizes
+ * past int64, which a shape's strides would overflow). */
 static fg_status st_check_size(const fg_safetensors *f, const st_entry *en, fg_err *e) {
-  uint64_t numel = 1, bytes;
-  bool overflow = false;
-  for (int64_t i = 0; i < en->info.ndim && !overflow; i++)
-    overflow = __builtin_mul_overflow(numel, (uint64_t)en->info.dims[i], &numel);
-  if (overflow || __builtin_mul_overflow(numel, (uint64_t)en->info.elem_bytes, &bytes))
+  int64_t numel, nbytes;
+  if (en->info.ndim > INT32_MAX || !fg_size_product(en->info.dims, (int)en->info.ndim, &numel) ||
+      !fg_size_mul(numel, (int64_t)en->info.elem_bytes, &nbytes))
     return fg_err_set(e, FG_E_FORMAT, "%s: tensor '%s': shape x dtype size overflows 64 bits",
                       f->path, en->info.name);
+  uint64_t bytes = (uint64_t)nbytes;
   if (bytes != en->info.nbytes) {
     char shape[160];
     st_shape_str(en, shape, sizeof shape);

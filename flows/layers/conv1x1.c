@@ -33,7 +33,8 @@ static fg_node logdet_of(fg_graph *g, fg_node w64, fg_node x, double sign) {
 static fg_status conv1x1_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
-  fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+  int64_t channels;
+  fg_status st = fg__layer_mix_channels(c, x, &channels);
   if (st != FG_OK) return st;
   fg_node w = weight(c, x);
   *y = fg__channel_mix(g, fg__as_dtype(g, w, fg_node_dtype(g, x)), x, false);
@@ -44,7 +45,8 @@ static fg_status conv1x1_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node
 static fg_status conv1x1_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
-  fg_status st = fg__layer_expect_rank(c, y, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+  int64_t channels;
+  fg_status st = fg__layer_mix_channels(c, y, &channels);
   if (st != FG_OK) return st;
   fg_node w64 = fg__as_dtype(g, weight(c, y), FG_F64);
   fg_node w_inv = fg__as_dtype(g, fg_inverse(g, w64), fg_node_dtype(g, y));

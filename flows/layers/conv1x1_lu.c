@@ -5,11 +5,15 @@
  * (openai/glow#40).  log|det| = S·Σ log|s| per sample (S = H·W pixels).
  *
  * Initialisation, as Glow: P, L, U and s come from the LU factorisation (partial pivoting) of
- * a random rotation, so W starts as that rotation.  The rotation is a pure function of the
- * `seed` argument and the layer's prefix (fg__layer_seed) and of C, so every graph of a model
- * rebuilds the same P, and the layers of a model differ.  The parameter store can only start a
- * parameter from a fixed recipe (zeros, a rotation...), not from values computed here, so the
- * learned parameters are offsets from the initial factors, zero at the start:
+ * a random rotation, so W starts as that rotation.  The rotation is drawn from the `seed`
+ * argument and the layer's prefix (fg__layer_seed), so the layers of a model differ.  The
+ * factors are the layer's buffers (fg_flow_buffers): "perm" [C] (P[perm[i]][i] = 1), "lower"
+ * and "upper" [C, C] (the strict parts of L0 and U0'), "sign" and "log_s" [C], computed on the
+ * first build and kept in the store, so every graph of a model, and a model loaded from a
+ * checkpoint (which saves them as "buffer/<layer>.perm", ...), uses the same factors whatever
+ * the generator would draw.  The parameter store can only start a parameter from a fixed
+ * recipe, not from values computed here, so the learned parameters are offsets from the
+ * initial factors, zero at the start:
  *   L = I + strict_lower(L0 + "lower_offset"),  U = strict_upper(U0 + "upper_offset"),
  *   log|s| = log|s0| + "log_s_offset".
  * A constant shift of a parameter changes neither the gradients nor SGD/Adam updates, so this
@@ -25,25 +29,12 @@
 #include "flows/layers/layers.h"
 #include "ops/ops.h"
 
-/* The initial factors for C = n channels: recomputed at every graph build (O(C³), negligible
- * next to the graph), so the state stays immutable and one instance may be built concurrently. */
-typedef struct lu_init {
-  int64_t n;
-  double *p;      /* [n, n] permutation matrix, W0 = P L0 U0' */
-  double *lower;  /* [n, n] strictly lower part of L0 */
-  double *upper;  /* [n, n] strictly upper part of U0' */
-  double *sign;   /* [n] sign of the diagonal s0 */
-  double *log_s;  /* [n] log|s0| */
-} lu_init;
-
 typedef struct lu_state {
   int64_t seed;
 } lu_state;
 
-static void init_clear(lu_init *k) {
-  free(k->p), free(k->lower), free(k->upper), free(k->sign), free(k->log_s);
-  memset(k, 0, sizeof *k);
-}
+/* The buffers, in fg_flow_buffers order. */
+enum { B_PERM, B_LOWER, B_UPPER, B_SIGN, B_LOG_S, N_BUFFERS };
 
 static fg_status lu_create(void **state, fg_err *e, int64_t seed) {
   lu_state *s = calloc(1, sizeof *s);
@@ -94,39 +85,38 @@ static void lu_in_place(double *a, int64_t *perm, int64_t n) {
   }
 }
 
-/* Splits the packed factors of the rotation into the lu_init arrays. */
-static void fill_factors(lu_init *k, const double *a, const int64_t *perm) {
-  int64_t n = k->n;
-  for (int64_t i = 0; i < n; i++) {
-    k->p[perm[i] * n + i] = 1.0; /* rotation = P·(L U) with P[perm[i]][i] = 1 */
-    for (int64_t j = 0; j < n; j++) {
-      if (j < i) k->lower[i * n + j] = a[i * n + j];
-      if (j > i) k->upper[i * n + j] = a[i * n + j];
-    }
-    k->sign[i] = a[i * n + i] < 0 ? -1.0 : 1.0;
-    k->log_s[i] = log(fabs(a[i * n + i]));
-  }
-}
+/* What fill_factors needs: the channel count and the rotation's seed. */
+typedef struct lu_fill {
+  int64_t n;
+  uint64_t key;
+} lu_fill;
 
-/* The factors of this layer's initial rotation for n channels into k (memset to 0 first). */
-static fg_status compute_init(lu_init *k, const lu_state *s, fg_flow_ctx *c, int64_t n) {
-  uint64_t key = fg__layer_seed(c, s->seed);
-  size_t nn = (size_t)(n * n);
-  double *a = malloc(sizeof *a * nn);
+/* The factors of this layer's initial rotation into the (zero-filled) buffers. */
+static fg_status fill_factors(void *ud, fg_tensor *const *b, fg_err *e) {
+  const lu_fill *f = ud;
+  int64_t n = f->n; /* <= FG_MAX_MIX_CHANNELS: n·n fits */
+  double *a = malloc(sizeof *a * (size_t)(n * n));
   int64_t *perm = malloc(sizeof *perm * (size_t)n);
-  k->p = calloc(nn, sizeof *k->p), k->lower = calloc(nn, sizeof *k->lower);
-  k->upper = calloc(nn, sizeof *k->upper);
-  k->sign = malloc(sizeof *k->sign * (size_t)n), k->log_s = malloc(sizeof *k->log_s * (size_t)n);
-  bool ok = a && perm && k->p && k->lower && k->upper && k->sign && k->log_s;
-  if (ok) {
-    k->n = n;
-    random_rotation(a, n, key);
-    lu_in_place(a, perm, n);
-    fill_factors(k, a, perm);
-  } else
-    init_clear(k);
+  if (!a || !perm) {
+    free(a), free(perm);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory for a %lld-channel LU", (long long)n);
+  }
+  random_rotation(a, n, f->key);
+  lu_in_place(a, perm, n);
+  double *p = fg_tensor_data(b[B_PERM]), *lower = fg_tensor_data(b[B_LOWER]),
+         *upper = fg_tensor_data(b[B_UPPER]);
+  double *sign = fg_tensor_data(b[B_SIGN]), *log_s = fg_tensor_data(b[B_LOG_S]);
+  for (int64_t i = 0; i < n; i++) {
+    p[i] = (double)perm[i]; /* rotation = P·(L U) with P[perm[i]][i] = 1 */
+    for (int64_t j = 0; j < n; j++) {
+      if (j < i) lower[i * n + j] = a[i * n + j];
+      if (j > i) upper[i * n + j] = a[i * n + j];
+    }
+    sign[i] = a[i * n + i] < 0 ? -1.0 : 1.0;
+    log_s[i] = log(fabs(a[i * n + i]));
+  }
   free(a), free(perm);
-  return ok ? FG_OK : fg__layer_fail(c, FG_E_NOMEM, "out of memory for a %lld-channel LU", (long long)n);
+  return FG_OK;
 }
 
 /* A 0/1 matrix: which < 0 strictly lower, which > 0 strictly upper, which = 0 the identity. */
@@ -140,15 +130,17 @@ static fg_node mask_matrix(fg_graph *g, int64_t n, int which, fg_dtype t) {
   return out;
 }
 
-/* The factors as graph values in x's dtype. */
+/* The factors as graph values in x's dtype, and P. */
 typedef struct lu_nodes {
   fg_node lower, upper, log_s; /* L (unit diagonal), U' = U + diag(sign·exp(log|s|)), log|s| */
+  fg_node p; /* [C, C] in float64 */
 } lu_nodes;
 
-static lu_nodes build_factors(const lu_init *k, fg_flow_ctx *c, fg_node x) {
+static const double *values_of(const fg_tensor *t) { return fg_tensor_data((fg_tensor *)t); }
+
+static lu_nodes build_factors(const fg_tensor *const *b, fg_flow_ctx *c, fg_node x, int64_t n) {
   fg_graph *g = fg_flow_graph(c);
   fg_dtype t = fg_node_dtype(g, x);
-  int64_t n = k->n;
   fg_shape sq = fg_shape2(n, n), vec = fg_shape1(n);
   fg_init zeros = {FG_INIT_ZEROS, 0, 0};
   fg_node eye = mask_matrix(g, n, 0, t);
@@ -156,53 +148,60 @@ static lu_nodes build_factors(const lu_init *k, fg_flow_ctx *c, fg_node x) {
   fg_node du = fg__param_like(c, "upper_offset", sq, zeros, x);
   fg_node dls = fg__param_like(c, "log_s_offset", vec, zeros, x);
   lu_nodes f;
-  f.lower = fg_add(g, fg_mul(g, fg_add(g, fg__constant(g, k->lower, sq, t), dl), mask_matrix(g, n, -1, t)), eye);
-  f.log_s = fg_add(g, fg__constant(g, k->log_s, vec, t), dls);
-  fg_node diag = fg_mul(g, fg__constant(g, k->sign, vec, t), fg_exp(g, f.log_s)); /* s */
-  fg_node strict = fg_mul(g, fg_add(g, fg__constant(g, k->upper, sq, t), du), mask_matrix(g, n, 1, t));
+  fg_node lower0 = fg__constant(g, values_of(b[B_LOWER]), sq, t);
+  f.lower = fg_add(g, fg_mul(g, fg_add(g, lower0, dl), mask_matrix(g, n, -1, t)), eye);
+  f.log_s = fg_add(g, fg__constant(g, values_of(b[B_LOG_S]), vec, t), dls);
+  fg_node diag =
+      fg_mul(g, fg__constant(g, values_of(b[B_SIGN]), vec, t), fg_exp(g, f.log_s)); /* s */
+  fg_node upper0 = fg__constant(g, values_of(b[B_UPPER]), sq, t);
+  fg_node strict = fg_mul(g, fg_add(g, upper0, du), mask_matrix(g, n, 1, t));
   f.upper = fg_add(g, strict, fg_mul(g, eye, fg_reshape(g, diag, fg_shape2(1, n))));
+  f.p = fg__permutation_matrix(g, values_of(b[B_PERM]), n, true, FG_F64);
   return f;
 }
 
-/* Shared prologue: shape check, initial factors (freed by the caller), factor nodes. */
-static fg_status prepare(const lu_state *s, fg_flow_ctx *c, fg_node x, lu_init *k, lu_nodes *f) {
-  memset(k, 0, sizeof *k);
-  fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
-  if (st == FG_OK) st = compute_init(k, s, c, fg_node_shape(fg_flow_graph(c), x).d[1]);
-  if (st == FG_OK) *f = build_factors(k, c, x);
-  return st != FG_OK ? st : fg_graph_status(fg_flow_graph(c));
+/* Shared prologue: shape check, the layer's buffers, the factor nodes. */
+static fg_status prepare(const lu_state *s, fg_flow_ctx *c, fg_node x, lu_nodes *f, int64_t *n) {
+  fg_status st = fg__layer_mix_channels(c, x, n);
+  if (st != FG_OK) return st;
+  const fg_shape sq = fg_shape2(*n, *n), vec = fg_shape1(*n);
+  const fg_buffer_decl decls[N_BUFFERS] = {{"perm", vec, fg__check_permutation},
+                                           {"lower", sq, NULL},
+                                           {"upper", sq, NULL},
+                                           {"sign", vec, fg__check_signs},
+                                           {"log_s", vec, NULL}};
+  lu_fill fill = {*n, fg__layer_seed(c, s->seed)};
+  const fg_tensor *b[N_BUFFERS];
+  if (fg_flow_buffers(c, N_BUFFERS, decls, fill_factors, &fill, b) == FG_OK)
+    *f = build_factors(b, c, x, *n);
+  return fg_graph_status(fg_flow_graph(c));
 }
 
 static fg_status lu_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
-  lu_init k;
   lu_nodes f;
-  fg_status st = prepare(state, c, x, &k, &f);
-  if (st == FG_OK) {
-    fg_node p = fg__constant(g, k.p, fg_shape2(k.n, k.n), fg_node_dtype(g, x));
-    fg_node w = fg_matmul(g, p, fg_matmul(g, f.lower, f.upper));
-    *y = fg__channel_mix(g, w, x, false);
-    *logdet = fg__channel_logdet(g, f.log_s, x, 1.0);
-  }
-  init_clear(&k);
-  return st != FG_OK ? st : fg_graph_status(g);
+  int64_t n;
+  if (prepare(state, c, x, &f, &n) != FG_OK) return fg_graph_status(g);
+  fg_node w =
+      fg_matmul(g, fg__as_dtype(g, f.p, fg_node_dtype(g, x)), fg_matmul(g, f.lower, f.upper));
+  *y = fg__channel_mix(g, w, x, false);
+  *logdet = fg__channel_logdet(g, f.log_s, x, 1.0);
+  return fg_graph_status(g);
 }
 
 static fg_status lu_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
-  lu_init k;
   lu_nodes f;
-  fg_status st = prepare(state, c, y, &k, &f);
-  if (st == FG_OK) {
-    /* W^-1 = U'^-1 (L^-1 P^T), both solves in float64 */
-    fg_node pt = fg_transpose(g, fg__constant(g, k.p, fg_shape2(k.n, k.n), FG_F64));
-    fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
-    fg_node w_inv = fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
-    *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);
-    *logdet = fg__channel_logdet(g, f.log_s, y, -1.0);
-  }
-  init_clear(&k);
-  return st != FG_OK ? st : fg_graph_status(g);
+  int64_t n;
+  if (prepare(state, c, y, &f, &n) != FG_OK) return fg_graph_status(g);
+  /* W^-1 = U'^-1 (L^-1 P^T), both solves in float64 */
+  fg_node pt = fg_transpose(g, f.p);
+  fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
+  fg_node w_inv =
+      fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
+  *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);
+  *logdet = fg__channel_logdet(g, f.log_s, y, -1.0);
+  return fg_graph_status(g);
 }
 
 static const fg_arg_spec lu_args[] = {

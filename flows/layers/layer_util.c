@@ -1,7 +1,9 @@
 #include "flows/layers/layer_util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -44,6 +46,17 @@ fg_status fg__layer_expect_rank(fg_flow_ctx *c, fg_node x, int min_ndim, int max
   char buf[128];
   return fg__layer_fail(c, FG_E_SHAPE, "needs %s, got %s", needs,
                         fg__batch_shape_str(&s, buf, sizeof buf));
+}
+
+fg_status fg__layer_mix_channels(fg_flow_ctx *c, fg_node x, int64_t *n) {
+  fg_status st = fg__layer_expect_rank(c, x, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+  if (st != FG_OK) return st;
+  *n = fg_node_shape(fg_flow_graph(c), x).d[1];
+  if (*n <= FG_MAX_MIX_CHANNELS) return FG_OK;
+  return fg__layer_fail(c, FG_E_LIMIT,
+                        "mixes its %lld channels with a C x C matrix; flowgrad "
+                        "accepts at most FG_MAX_MIX_CHANNELS = %d channels here",
+                        (long long)*n, FG_MAX_MIX_CHANNELS);
 }
 
 int64_t fg__spatial_size(const fg_shape *s) {
@@ -137,6 +150,48 @@ fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {
     return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a layer constant");
   for (int64_t i = 0; i < fg_tensor_numel(tensor); i++) fg_tensor_set(tensor, i, v[i]);
   return fg_constant_take(g, tensor);
+}
+
+fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,
+                               fg_dtype t) {
+  double *m = calloc((size_t)(n * n), sizeof *m); /* n <= FG_MAX_MIX_CHANNELS: n·n fits */
+  if (!m)
+    return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a %lld-channel permutation",
+                         (long long)n);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t j = (int64_t)idx[i];
+    m[by_column ? j * n + i : i * n + j] = 1.0;
+  }
+  fg_node out = fg__constant(g, m, fg_shape2(n, n), t);
+  free(m);
+  return out;
+}
+
+fg_status fg__check_permutation(const fg_tensor *v, fg_err *e) {
+  int64_t n = fg_tensor_numel(v);
+  if (v->shape.ndim != 1) return fg_err_set(e, FG_E_FORMAT, "a permutation must be a vector");
+  bool *seen = calloc((size_t)n + 1, sizeof *seen);
+  if (!seen) return fg_err_set(e, FG_E_NOMEM, "out of memory checking a permutation");
+  fg_status st = FG_OK;
+  for (int64_t i = 0; i < n && st == FG_OK; i++) {
+    double x = fg_tensor_get(v, i);
+    if (!(x >= 0 && x < (double)n && x == floor(x)) || seen[(int64_t)x])
+      st = fg_err_set(e, FG_E_FORMAT, "entry %lld is %g: not a permutation of 0..%lld",
+                      (long long)i, x, (long long)n - 1);
+    else
+      seen[(int64_t)x] = true;
+  }
+  free(seen);
+  return st;
+}
+
+fg_status fg__check_signs(const fg_tensor *v, fg_err *e) {
+  for (int64_t i = 0; i < fg_tensor_numel(v); i++) {
+    double x = fg_tensor_get(v, i);
+    if (x != 1.0 && x != -1.0)
+      return fg_err_set(e, FG_E_FORMAT, "entry %lld is %g; signs are 1 or -1", (long long)i, x);
+  }
+  return FG_OK;
 }
 
 uint64_t fg__layer_seed(const fg_flow_ctx *c, int64_t seed) {

@@ -24,6 +24,10 @@ const char *fg__batch_shape_str(const fg_shape *s, char *buf, size_t cap);
 fg_status fg__layer_expect_rank(fg_flow_ctx *c, fg_node x, int min_ndim, int max_ndim,
                                 const char *needs);
 
+/* The channel count C of x [B, C, ...] for a layer that mixes channels with a C x C matrix:
+ * checks x's rank, and C <= FG_MAX_MIX_CHANNELS (FG_E_LIMIT naming the layer), before any
+ * C·C array is made. */
+fg_status fg__layer_mix_channels(fg_flow_ctx *c, fg_node x, int64_t *n);
 /* Product of the axes after the channel axis (1 for [B, D]). */
 int64_t fg__spatial_size(const fg_shape *s);
 /* n in dtype t (a cast only when it differs). */
@@ -62,6 +66,13 @@ fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_no
                                  fg_node *logdet);
 /* A constant of dtype t holding n doubles in `shape`. */
 fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t);
+/* The [n, n] permutation matrix of idx (n indices, as doubles): M[i][idx[i]] = 1, or with
+ * by_column M[idx[i]][i] = 1 (its transpose).  idx must be a permutation (fg__check_permutation). */
+fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,
+                               fg_dtype t);
+/* Buffer checks (fg_buffer_check): a vector holding a permutation of 0..n-1; values 1 or -1. */
+fg_status fg__check_permutation(const fg_tensor *v, fg_err *e);
+fg_status fg__check_signs(const fg_tensor *v, fg_err *e);
 /* A seed for a layer's fixed random structure (shuffle, LU permutation): a hash of the seed
  * argument and the layer's prefix, so two layers of one model built with the same seed
  * argument still get different draws, and every graph of the model gets the same one. */

@@ -89,24 +89,45 @@ static fg_status permute_create(void **state, fg_err *e, const fg_ints *perm) {
 }
 
 /* Fisher-Yates driven by the counter-based generator: a pure function of the seed. */
-static void shuffle_indices(int64_t *p, int64_t n, uint64_t seed) {
-  for (int64_t i = 0; i < n; i++) p[i] = i;
+static void shuffle_indices(double *p, int64_t n, uint64_t seed) {
+  for (int64_t i = 0; i < n; i++) p[i] = (double)i;
   for (int64_t i = n - 1; i > 0; i--) {
     int64_t j = (int64_t)(fg_rng_uniform(seed, (uint64_t)i) * (double)(i + 1));
     if (j > i) j = i; /* guards the rounding of u·(i+1) for u just below 1 */
-    int64_t t = p[i];
+    double t = p[i];
     p[i] = p[j], p[j] = t;
   }
 }
 
-/* The permutation for c channels into p (c entries), or an error naming the mismatch. */
-static fg_status channel_perm(perm_state *s, fg_flow_ctx *c, fg_shape xs, int64_t *p) {
+/* The shuffle's buffer: its permutation, drawn once from the seed and the layer's name. */
+typedef struct shuffle_fill {
+  int64_t n;
+  uint64_t key;
+} shuffle_fill;
+
+static fg_status fill_shuffle(void *ud, fg_tensor *const *b, fg_err *e) {
+  (void)e;
+  const shuffle_fill *f = ud;
+  shuffle_indices(fg_tensor_data(b[0]), f->n, f->key);
+  return FG_OK;
+}
+
+/* The permutation for n channels into p (n entries), or an error naming the mismatch.  A
+ * shuffle's is its buffer "perm" (kept in the store and in checkpoints). */
+static fg_status channel_perm(perm_state *s, fg_flow_ctx *c, fg_shape xs, double *p) {
   int64_t n = xs.d[1];
   switch (s->kind) {
   case PERM_REVERSE:
-    for (int64_t i = 0; i < n; i++) p[i] = n - 1 - i;
+    for (int64_t i = 0; i < n; i++) p[i] = (double)(n - 1 - i);
     return FG_OK;
-  case PERM_SHUFFLE: shuffle_indices(p, n, fg__layer_seed(c, s->seed)); return FG_OK;
+  case PERM_SHUFFLE: {
+    const fg_buffer_decl decl = {"perm", fg_shape1(n), fg__check_permutation};
+    shuffle_fill fill = {n, fg__layer_seed(c, s->seed)};
+    const fg_tensor *perm;
+    fg_status st = fg_flow_buffers(c, 1, &decl, fill_shuffle, &fill, &perm);
+    if (st == FG_OK) memcpy(p, fg_tensor_data((fg_tensor *)perm), sizeof *p * (size_t)n);
+    return st;
+  }
   case PERM_GIVEN:
     if (s->n != n) {
       char buf[128];
@@ -114,7 +135,7 @@ static fg_status channel_perm(perm_state *s, fg_flow_ctx *c, fg_shape xs, int64_
                             "channels, got %s", (long long)s->n, (long long)n,
                             fg__batch_shape_str(&xs, buf, sizeof buf));
     }
-    memcpy(p, s->given, sizeof *p * (size_t)n);
+    for (int64_t i = 0; i < n; i++) p[i] = (double)s->given[i];
     return FG_OK;
   }
   return fg__layer_fail(c, FG_E_INTERNAL, "unknown permutation kind");
@@ -125,23 +146,21 @@ static fg_node perm_matrix(perm_state *s, fg_flow_ctx *c, fg_node x) {
   fg_graph *g = fg_flow_graph(c);
   fg_shape xs = fg_node_shape(g, x);
   int64_t n = xs.d[1];
-  int64_t *p = malloc(sizeof *p * (size_t)n);
-  double *m = calloc((size_t)(n * n), sizeof *m);
+  double *p = malloc(sizeof *p * (size_t)n);
   fg_node out = FG_POISON;
-  if (!p || !m)
+  if (!p)
     fg__layer_fail(c, FG_E_NOMEM, "out of memory for a %lld-channel permutation", (long long)n);
-  else if (channel_perm(s, c, xs, p) == FG_OK) {
-    for (int64_t i = 0; i < n; i++) m[i * n + p[i]] = 1.0;
-    out = fg__constant(g, m, fg_shape2(n, n), fg_node_dtype(g, x));
-  }
-  free(p), free(m);
+  else if (channel_perm(s, c, xs, p) == FG_OK)
+    out = fg__permutation_matrix(g, p, n, false, fg_node_dtype(g, x));
+  free(p);
   return out;
 }
 
 static fg_status perm_apply(void *state, fg_flow_ctx *c, fg_node in, fg_node *out, fg_node *logdet,
                             bool inverse) {
   fg_graph *g = fg_flow_graph(c);
-  fg_status st = fg__layer_expect_rank(c, in, 2, FG_MAX_DIMS, "[B, C, ...] (channels on axis 1)");
+  int64_t channels;
+  fg_status st = fg__layer_mix_channels(c, in, &channels);
   if (st != FG_OK) return st;
   fg_node p = perm_matrix(state, c, in);
   *out = fg__channel_mix(g, p, in, inverse); /* P^T = P^-1 */
@@ -172,7 +191,9 @@ const fg_bijector_type fg_bijector_reverse = {
 };
 
 static const fg_arg_spec shuffle_args[] = {
-    {"seed", FG_ARG_INT, "0", "the permutation is drawn from this seed and the layer's name"},
+    {"seed", FG_ARG_INT, "0",
+     "the permutation is drawn from this seed and the layer's name (and "
+     "kept as the buffer \"perm\")"},
 };
 
 const fg_bijector_type fg_bijector_shuffle = {

@@ -1,11 +1,14 @@
 /* Checkpoints: the safetensors layout of a trainer's state (see checkpoint.h). */
 #include "flows/train/checkpoint.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/formats/safetensors.h"
+#include "core/vec.h"
 #include "flows/train/trainer_internal.h"
 
 static const char FORMAT[] = "flowgrad-checkpoint-1";
@@ -40,7 +43,7 @@ static fg_status for_each_entry(fg_trainer *t, entry_fn fn, void *ud, fg_err *e)
 
 /* The metadata that ties a checkpoint to its run (batch order, noise, data), as text. */
 typedef struct run_id {
-  char seed[32], bits[16], event[160];
+  char seed[32], bits[16], event[160], lr[40], batch[32];
 } run_id;
 
 static run_id run_id_of(const fg_trainer *t) {
@@ -49,7 +52,46 @@ static run_id run_id_of(const fg_trainer *t) {
   fg_shape_str(&ev, r.event, sizeof r.event);
   snprintf(r.bits, sizeof r.bits, "%lld", (long long)t->s.n_bits);
   snprintf(r.seed, sizeof r.seed, "%lld", (long long)t->s.seed);
+  snprintf(r.lr, sizeof r.lr, "%.17g", t->s.lr);
+  snprintf(r.batch, sizeof r.batch, "%lld", (long long)t->batch);
   return r;
+}
+
+/* ---- run information (fg_trainer_set_info) ---- */
+
+static const char *const OWN_KEYS[] = {"format", "step",      "optim_step", "skipped_in_a_row",
+                                       "seed",   "optimizer", "spec",       "event",
+                                       "n_bits", "discrete",  "lr",         "batch"};
+enum { N_OWN_KEYS = sizeof OWN_KEYS / sizeof *OWN_KEYS };
+
+void fg__trainer_info_free(fg_trainer *t) {
+  for (int64_t i = 0; i < t->n_info; i++) free(t->info[i].key), free(t->info[i].value);
+  free(t->info);
+  t->info = NULL, t->n_info = t->cap_info = 0;
+}
+
+fg_status fg_trainer_set_info(fg_trainer *t, const char *key, const char *value, bool must_match,
+                              fg_err *e) {
+  if (!key || !*key || !value)
+    return fg_err_set(e, FG_E_MISUSE, "set_info: needs a key and a value");
+  for (int i = 0; i < N_OWN_KEYS; i++)
+    if (!strcmp(key, OWN_KEYS[i]))
+      return fg_err_set(e, FG_E_MISUSE, "set_info: '%s' is the checkpoint's own key", key);
+  int64_t i = 0;
+  while (i < t->n_info && strcmp(t->info[i].key, key)) i++;
+  char *k = strdup(key), *v = strdup(value);
+  if (!k || !v || (i == t->n_info && !FG_VEC_RESERVE(t->info, t->cap_info, t->n_info + 1))) {
+    free(k), free(v);
+    return fg_err_set(e, FG_E_NOMEM, "set_info: out of memory");
+  }
+  if (i < t->n_info) {
+    free(t->info[i].key);
+    free(t->info[i].value);
+  } else {
+    t->n_info++;
+  }
+  t->info[i] = (fg__run_info){k, v, must_match};
+  return FG_OK;
 }
 
 /* ---- saving ---- */
@@ -75,13 +117,29 @@ static void free_entries(entries *en) {
   free(en->items);
 }
 
+/* Every buffer of the flow, as "buffer/<name>". */
+static fg_status add_buffers(fg_trainer *t, entries *en, fg_err *e) {
+  const fg_params *ps = fg_flow_params(t->f);
+  fg_status st = FG_OK;
+  for (int i = 0; st == FG_OK && i < fg_params_num_buffers(ps); i++)
+    st = add_entry(en, "buffer", NULL, fg_params_buffer_name(ps, i), fg_params_buffer(ps, i), e);
+  return st;
+}
+
+enum { N_SAVED_META = 12 };
+
 fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e) {
-  size_t cap = (size_t)t->n_params * (size_t)(2 + fg_optim_num_slots(t->opt)) + 1;
+  const fg_params *ps = fg_flow_params(t->f);
+  size_t cap = (size_t)t->n_params * (size_t)(2 + fg_optim_num_slots(t->opt)) +
+      (size_t)fg_params_num_buffers(ps) + 1;
   entries en = {malloc(sizeof *en.items * cap), 0, path};
-  fg_status st = en.items ? for_each_entry(t, add_entry, &en, e)
-                          : fg_err_set(e, FG_E_NOMEM, "out of memory writing %s", path);
+  fg_safetensors_kv *meta = malloc(sizeof *meta * (size_t)(N_SAVED_META + t->n_info));
+  fg_status st = en.items && meta ? for_each_entry(t, add_entry, &en, e)
+                                  : fg_err_set(e, FG_E_NOMEM, "out of memory writing %s", path);
+  if (st == FG_OK) st = add_buffers(t, &en, e);
   if (st != FG_OK) {
     free_entries(&en);
+    free(meta);
     return st;
   }
   char step[32], optim_step[32], skips[32];
@@ -89,13 +147,17 @@ fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text
   snprintf(step, sizeof step, "%lld", (long long)t->step);
   snprintf(optim_step, sizeof optim_step, "%lld", (long long)fg_optim_get_step(t->opt));
   snprintf(skips, sizeof skips, "%lld", (long long)t->bad_in_a_row);
-  fg_safetensors_kv meta[] = {{"format", FORMAT}, {"step", step}, {"optim_step", optim_step},
-                              {"skipped_in_a_row", skips}, {"seed", id.seed},
-                              {"optimizer", t->s.optimizer}, {"spec", spec_text ? spec_text : ""},
-                              {"event", id.event}, {"n_bits", id.bits},
-                              {"discrete", t->discrete ? "true" : "false"}};
-  st = fg_safetensors_write(path, en.items, en.n, meta, sizeof meta / sizeof *meta, e);
+  const fg_safetensors_kv own[N_SAVED_META] = {
+      {"format", FORMAT}, {"step", step}, {"optim_step", optim_step},
+      {"skipped_in_a_row", skips}, {"seed", id.seed}, {"optimizer", t->s.optimizer},
+      {"spec", spec_text ? spec_text : ""}, {"event", id.event}, {"n_bits", id.bits},
+      {"discrete", t->discrete ? "true" : "false"}, {"lr", id.lr}, {"batch", id.batch}};
+  memcpy(meta, own, sizeof own);
+  for (int64_t i = 0; i < t->n_info; i++)
+    meta[N_SAVED_META + i] = (fg_safetensors_kv){t->info[i].key, t->info[i].value};
+  st = fg_safetensors_write(path, en.items, en.n, meta, (size_t)(N_SAVED_META + t->n_info), e);
   free_entries(&en);
+  free(meta);
   return st;
 }
 
@@ -127,6 +189,11 @@ static fg_status load_into(fg_safetensors *f, const char *kind, const char *slot
                     fg_dtype_name(v->dtype), fg_shape_str(&v->shape, a, sizeof a),
                     fg_dtype_name(dst->dtype), fg_shape_str(&dst->shape, b, sizeof b));
   }
+  for (int64_t i = 0; st == FG_OK && i < fg_tensor_numel(v); i++)
+    if (!isfinite(fg_tensor_get(v, i)))
+      st = fg_err_set(e, FG_E_FORMAT,
+                      "%s: entry '%s' element %lld is %g (a checkpoint's values must be finite)",
+                      path, name, (long long)i, fg_tensor_get(v, i));
   size_t bytes = st == FG_OK ? (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype) : 0;
   if (st == FG_OK && commit) memcpy(fg_tensor_data(dst), fg_tensor_data(v), bytes);
   fg_tensor_free(v);
@@ -156,19 +223,60 @@ static fg_status meta_int(fg_safetensors *f, const char *key, const char *path, 
   return FG_OK;
 }
 
+/* One metadata value of the file against this run's: a file without it (an older one) passes. */
+static fg_status same_value(fg_safetensors *f, const char *key, const char *mine, bool required,
+                            const char *path, fg_err *e) {
+  const char *v = fg_safetensors_meta(f, key);
+  if ((!v && !required) || (v && !strcmp(v, mine))) return FG_OK;
+  return fg_err_set(e, FG_E_FORMAT,
+                    "%s: checkpoint has %s %s, these settings have %s (a resume must "
+                    "use the same; start a new run without --resume to change it)",
+                    path, key, v ? v : "(missing)", mine);
+}
+
 /* A resume is exact only with the data and the randomness the checkpoint was trained with: its
- * seed (batch order, noise), n_bits and event shape must be this trainer's. */
+ * seed (batch order, noise), n_bits, event shape, lr and batch must be this trainer's, and so
+ * must the run information set with must_match (the data source, a row limit). */
 static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path,
                                 fg_err *e) {
   run_id id = run_id_of(t);
-  const char *keys[] = {"seed", "n_bits", "event"}, *mine[] = {id.seed, id.bits, id.event};
-  for (int i = 0; i < 3; i++) {
-    const char *v = fg_safetensors_meta(f, keys[i]);
-    if (!v || strcmp(v, mine[i]))
-      return fg_err_set(e, FG_E_FORMAT, "%s: checkpoint has %s %s, these settings have %s (a "
-                        "resume must use the same)", path, keys[i], v ? v : "(missing)", mine[i]);
+  const char *keys[] = {"seed", "n_bits", "event", "lr", "batch"};
+  const char *mine[] = {id.seed, id.bits, id.event, id.lr, id.batch};
+  fg_status st = FG_OK;
+  for (int i = 0; st == FG_OK && i < 5; i++) st = same_value(f, keys[i], mine[i], i < 3, path, e);
+  for (int64_t i = 0; st == FG_OK && i < t->n_info; i++)
+    if (t->info[i].must_match) st = same_value(f, t->info[i].key, t->info[i].value, false, path, e);
+  return st;
+}
+
+/* ---- buffers ---- */
+
+/* Checks every buffer of ps against the file (and with commit copies them in; *changed says
+ * whether any value differed).  A file with no buffer entry at all (written before buffers
+ * existed) leaves the layers' own. */
+static fg_status load_buffers(fg_safetensors *f, fg_params *ps, const char *path, bool commit,
+                              bool *changed, fg_err *e) {
+  bool any = false;
+  for (size_t i = 0; i < fg_safetensors_count(f) && !any; i++)
+    any = !strncmp(fg_safetensors_entry(f, i)->name, "buffer/", 7);
+  fg_status st = FG_OK;
+  for (int i = 0; any && st == FG_OK && i < fg_params_num_buffers(ps); i++) {
+    char name[NAME_CAP];
+    fg_tensor *v = NULL, *dst = fg_params_buffer(ps, i);
+    st = fg_safetensors_get(&v, f, entry_name(name, "buffer", NULL, fg_params_buffer_name(ps, i)),
+                            e);
+    if (st == FG_E_NOTFOUND)
+      fg_err_prefix(e, FG_E_FORMAT, "the checkpoint has buffers but not all of this model's");
+    if (st == FG_OK && (st = fg_params_check_buffer(ps, i, v, e)) != FG_OK)
+      fg_err_prefix(e, st, "%s", path);
+    size_t bytes = st == FG_OK ? (size_t)fg_tensor_numel(v) * sizeof(double) : 0;
+    if (st == FG_OK && commit && memcmp(fg_tensor_data(dst), fg_tensor_data(v), bytes)) {
+      memcpy(fg_tensor_data(dst), fg_tensor_data(v), bytes);
+      *changed = true;
+    }
+    fg_tensor_free(v);
   }
-  return FG_OK;
+  return st == FG_E_NOTFOUND ? FG_E_FORMAT : st;
 }
 
 fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
@@ -184,9 +292,14 @@ fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
     st = meta_int(f, "skipped_in_a_row", path, &skips, e);
   if (st == FG_OK) st = check_same_run(f, t, path, e);
   /* two passes: every entry is checked before any tensor changes, so a bad file loses nothing */
-  for (int pass = 0; st == FG_OK && pass < 2; pass++)
+  bool changed = false;
+  for (int pass = 0; st == FG_OK && pass < 2; pass++) {
     st = for_each_entry(t, load_entry, &(loader){f, path, pass == 1}, e);
+    if (st == FG_OK) st = load_buffers(f, fg_flow_params(t->f), path, pass == 1, &changed, e);
+  }
   fg_safetensors_close(f);
+  /* the training program holds the buffers it was built with */
+  if (st == FG_OK && changed) st = fg__trainer_rebuild(t, e);
   if (st != FG_OK) return st;
   t->step = step;
   fg_optim_set_step(t->opt, optim_step);
@@ -205,8 +318,9 @@ static bool parse_shape(const char *text, fg_shape *out) {
   p++;
   while (*p && *p != ']') {
     char *end;
+    errno = 0;
     long long v = strtoll(p, &end, 10);
-    if (end == p || v < 0 || out->ndim == FG_MAX_DIMS) return false;
+    if (end == p || errno || v < 0 || out->ndim == FG_MAX_DIMS) return false;
     out->d[out->ndim++] = v;
     p = end + strspn(end, ", ");
   }
@@ -225,6 +339,9 @@ fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_er
   if (st == FG_OK) st = meta_int(f, "step", path, &m->step, e);
   if (st == FG_OK && (!spec || !(m->spec = strdup(spec))))
     st = fg_err_set(e, spec ? FG_E_NOMEM : FG_E_FORMAT, "%s: metadata 'spec' missing", path);
+  const char *plugins = fg_safetensors_meta(f, "plugins");
+  if (st == FG_OK && plugins && *plugins && !(m->plugins = strdup(plugins)))
+    st = fg_err_set(e, FG_E_NOMEM, "%s: out of memory", path);
   const char *disc = fg_safetensors_meta(f, "discrete");
   m->discrete = disc && !strcmp(disc, "true");
   fg_safetensors_close(f);
@@ -234,6 +351,7 @@ fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_er
 
 void fg_checkpoint_meta_free(fg_checkpoint_meta *m) {
   free(m->spec);
+  free(m->plugins);
   memset(m, 0, sizeof *m);
 }
 
@@ -247,11 +365,33 @@ fg_status fg_checkpoint_load_params(fg_flow *f, const char *path, bool prefer_em
   if (prefer_ema && fg_params_count(ps) > 0 &&
       fg_safetensors_find(file, entry_name(probe, "ema", NULL, fg_params_name(ps, 0))))
     kind = "ema";
-  for (int pass = 0; pass < 2; pass++)
+  bool changed = false;
+  for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; st == FG_OK && i < fg_params_count(ps); i++) {
       fg_tensor *dst = fg_params_tensor(ps, i);
       st = load_into(file, kind, NULL, fg_params_name(ps, i), dst, pass == 1, path, e);
     }
+    if (st == FG_OK) st = load_buffers(file, ps, path, pass == 1, &changed, e);
+  }
   fg_safetensors_close(file);
   return st;
+}
+
+fg_status fg_checkpoint_check_plugins(const fg_checkpoint_meta *m, const fg_registry *r,
+                                      fg_err *e) {
+  for (const char *line = m->plugins; line && *line;) {
+    size_t len = strcspn(line, "\n"), type_len = strcspn(line, "=");
+    if (type_len < len) {
+      char type[128];
+      snprintf(type, sizeof type, "%.*s", (int)(type_len < 127 ? type_len : 127), line);
+      if (!fg_registry_find(r, type))
+        return fg_err_set(e, FG_E_PLUGIN,
+                          "the checkpoint's spec uses type '%s' from the plugin %.*s, "
+                          "which is not loaded: pass it with --plugin %.*s",
+                          type, (int)(len - type_len - 1), line + type_len + 1,
+                          (int)(len - type_len - 1), line + type_len + 1);
+    }
+    line += len + (line[len] == '\n');
+  }
+  return FG_OK;
 }

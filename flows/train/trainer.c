@@ -88,8 +88,8 @@ static fg_status build_training(fg_trainer *t, fg_err *e) {
   return st;
 }
 
-/* After blocks fell back to stored activations: the same program with their new modes. */
-static fg_status rebuild_training(fg_trainer *t, fg_err *e) {
+/* After blocks fell back to stored activations, or the buffers changed: the same program again. */
+fg_status fg__trainer_rebuild(fg_trainer *t, fg_err *e) {
   fg_program_free(t->prog);
   fg_graph_free(t->g);
   fg_flow_updates_free(t->updates);
@@ -174,6 +174,7 @@ void fg_trainer_free(fg_trainer *t) {
   fg_train_data_free(&t->test);
   fg_pool_free(t->pool);
   free(t->perm);
+  fg__trainer_info_free(t);
   free(t);
 }
 
@@ -275,7 +276,7 @@ static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_e
   if (st == FG_OK) st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
   fg_tensor_free(y);
   t->rc_checked = true;
-  if (st == FG_OK && info->recompute_fallbacks > 0) st = rebuild_training(t, e);
+  if (st == FG_OK && info->recompute_fallbacks > 0) st = fg__trainer_rebuild(t, e);
   return st;
 }
 
@@ -369,45 +370,81 @@ void fg_trainer_use_ema(fg_trainer *t) {
   }
 }
 
-/* Sum of log p over rows [start, start + n) of the test set, with a program for batch n. */
-static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum, fg_err *e) {
+/* A log-prob program for batches of n test rows: compiled once, run for every batch of that size. */
+typedef struct eval_prog {
   fg_graph *g;
-  fg_status st = fg_graph_new(&g, e);
+  fg_program *p;
+  fg_tensor *x;
+  int64_t n;
+} eval_prog;
+
+static void eval_prog_free(eval_prog *ep) {
+  fg_tensor_free(ep->x);
+  fg_program_free(ep->p);
+  fg_graph_free(ep->g);
+  memset(ep, 0, sizeof *ep);
+}
+
+static fg_status eval_prog_make(fg_trainer *t, int64_t n, eval_prog *ep, fg_err *e) {
+  fg_status st = fg_graph_new(&ep->g, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
+  ep->n = n;
   fg_shape bs = batch_shape(t->f, n);
-  fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
-  fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
-  fg_program *p = NULL;
-  fg_tensor *xv = NULL;
+  fg_node x = fg_input(ep->g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
+  st = fg_flow_log_prob(t->f, ep->g, model_input(t, ep->g, x), false, &logp);
+  fg_node total = fg_sum(ep->g, logp, FG_ALL_AXES, false);
   fg_program_opts po = {.pool = t->pool};
-  if (st == FG_OK) st = fg_program_new_opts(&p, g, 1, &total, &po, e);
-  else fg_err_set(e, st, "%s", fg_graph_errmsg(g));
-  if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), p, e);
-  if (st == FG_OK && (st = fg_tensor_new(&xv, fg_flow_get_config(t->f)->dtype, &bs, e)) == FG_OK)
-    fg_train_data_rows(&t->test, NULL, start, n, xv);
-  if (st == FG_OK) st = fg_program_bind(p, "x", xv, e);
-  fg_program_set_rng_offset(p, EVAL_RNG_OFFSET + (uint64_t)start);
-  if (st == FG_OK && (st = fg_program_run(p, e)) != FG_OK) fg_err_prefix(e, st, "evaluation");
-  if (st == FG_OK) *sum += fg_tensor_get(fg_program_output(p, 0), 0);
-  fg_tensor_free(xv);
-  fg_program_free(p);
-  fg_graph_free(g);
+  if (st == FG_OK)
+    st = fg_program_new_opts(&ep->p, ep->g, 1, &total, &po, e);
+  else
+    fg_err_set(e, st, "%s", fg_graph_errmsg(ep->g));
+  if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), ep->p, e);
+  if (st == FG_OK) st = fg_tensor_new(&ep->x, fg_flow_get_config(t->f)->dtype, &bs, e);
+  if (st == FG_OK) st = fg_program_bind(ep->p, "x", ep->x, e);
+  return st;
+}
+
+/* Sum of log p over rows [start, start + ep->n) of the test set. */
+static fg_status eval_rows(fg_trainer *t, eval_prog *ep, int64_t start, double *sum, fg_err *e) {
+  fg_train_data_rows(&t->test, NULL, start, ep->n, ep->x);
+  fg_program_set_rng_offset(ep->p, EVAL_RNG_OFFSET + (uint64_t)start);
+  fg_status st = fg_program_run(ep->p, e);
+  if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
+  *sum += fg_tensor_get(fg_program_output(ep->p, 0), 0);
+  return FG_OK;
+}
+
+fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean,
+                                   int64_t *rows, fg_err *e) {
+  if (rows) *rows = 0;
+  if (!t->n_test) return fg_err_set(e, FG_E_MISUSE, "no test data to evaluate on");
+  if (o && o->max_rows < 0) return fg_err_set(e, FG_E_MISUSE, "evaluation: max_rows must be >= 0");
+  int64_t total = o && o->max_rows && o->max_rows < t->n_test ? o->max_rows : t->n_test, done = 0;
+  swap_ema(t);
+  double sum = 0;
+  fg_status st = FG_OK;
+  bool go_on = true;
+  eval_prog full = {0}, rest = {0}; /* batches of the training batch size, then the remainder */
+  while (st == FG_OK && go_on && done < total) {
+    eval_prog *ep = total - done < t->batch ? &rest : &full;
+    if (!ep->p && (st = eval_prog_make(t, ep == &rest ? total - done : t->batch, ep, e)) != FG_OK)
+      break;
+    st = eval_rows(t, ep, done, &sum, e);
+    if (st == FG_OK) done += ep->n;
+    if (st == FG_OK && o && o->progress) go_on = o->progress(o->ud, done, total);
+  }
+  eval_prog_free(&full);
+  eval_prog_free(&rest);
+  swap_ema(t);
+  if (st == FG_OK && done == 0)
+    st = fg_err_set(e, FG_E_ABORTED, "evaluation stopped before its first batch");
+  if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)done);
+  if (st == FG_OK && rows) *rows = done;
   return st;
 }
 
 fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
-  if (!t->n_test) return fg_err_set(e, FG_E_MISUSE, "no test data to evaluate on");
-  swap_ema(t);
-  double sum = 0;
-  int64_t full = t->n_test / t->batch * t->batch;
-  fg_status st = FG_OK;
-  /* one program per distinct batch size: the full batches, then the remainder */
-  for (int64_t start = 0; st == FG_OK && start < full; start += t->batch) st = eval_chunk(t, start, t->batch, &sum, e);
-  if (st == FG_OK && full < t->n_test) st = eval_chunk(t, full, t->n_test - full, &sum, e);
-  swap_ema(t);
-  if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)t->n_test);
-  return st;
+  return fg_trainer_evaluate_opts(t, NULL, mean, NULL, e);
 }
 
 const fg_recompute *fg_trainer_recompute(const fg_trainer *t) { return t->rc; }

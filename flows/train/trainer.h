@@ -92,6 +92,18 @@ fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e);
 /* Mean loss over the test set (in the trainer's unit), with EMA weights when ema > 0 and a
  * fixed dequantisation noise, so two evaluations of the same weights agree exactly. */
 fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e);
+/* Evaluation in parts, for a caller that shows progress, bounds its time or wants a subset. */
+typedef struct fg_eval_opts {
+  int64_t max_rows; /* the first max_rows test rows (0: all) */
+  /* Called after each batch with the rows done and the rows to do; returning false stops there
+   * (the mean is then over the rows done).  May be NULL. */
+  bool (*progress)(void *ud, int64_t done, int64_t total);
+  void *ud;
+} fg_eval_opts;
+/* fg_trainer_evaluate over the rows o selects (o may be NULL: all); *rows (may be NULL) gets the
+ * rows the mean is over.  FG_E_ABORTED when progress stopped it before the first batch was done. */
+fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean,
+                                   int64_t *rows, fg_err *e);
 const char *fg_trainer_unit(const fg_trainer *t); /* "bits/dim" or "nats" */
 int64_t fg_trainer_step_count(const fg_trainer *t);
 int64_t fg_trainer_batch(const fg_trainer *t);

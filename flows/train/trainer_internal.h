@@ -6,6 +6,12 @@
 #include "flows/train/train_data.h"
 #include "flows/train/trainer.h"
 
+/* A metadata entry a caller added to every save (fg_trainer_set_info). */
+typedef struct fg__run_info {
+  char *key, *value;
+  bool must_match; /* a resume refuses a checkpoint whose value differs */
+} fg__run_info;
+
 struct fg_trainer {
   fg_flow *f;
   fg_train_settings s;
@@ -26,6 +32,14 @@ struct fg_trainer {
   bool initialised, rc_checked;
   int64_t *perm;            /* the current epoch's order */
   int64_t perm_epoch;
+  fg__run_info *info; /* fg_trainer_set_info's entries (checkpoint.c) */
+  int64_t n_info, cap_info;
 };
+
+/* The training graph and program built again (after the flow's buffers changed: graphs take
+ * their values when they are built). */
+fg_status fg__trainer_rebuild(fg_trainer *t, fg_err *e);
+/* Frees t's run information (checkpoint.c). */
+void fg__trainer_info_free(fg_trainer *t);
 
 #endif

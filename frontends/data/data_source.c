@@ -9,6 +9,7 @@
 #include "core/formats/cifar.h"
 #include "core/formats/idx.h"
 #include "core/formats/npy.h"
+#include "core/size.h"
 #include "frontends/data/fashion_mnist.h"
 #include "frontends/data/toy2d.h"
 
@@ -88,30 +89,75 @@ static fg_status open_npy(const char *files, fg_data *d, fg_err *e) {
   return st;
 }
 
-/* "moons n=5000 noise=0.1": the generator name, then key=value settings. */
-static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
-  char name[32] = {0};
-  double n = 10000, test_n = 5000, noise = 0.1, scale = 2.0, seed = 0;
-  const char *p = source;
-  size_t len = strcspn(p, " \t");
-  snprintf(name, sizeof name, "%.*s", (int)len, p);
-  p += len;
-  while (*p) {
-    p += strspn(p, " \t,");
-    if (!*p) break;
+/* "moons n=5000 noise=0.1": the generator name, then key=value settings, each at most once. */
+typedef struct toy_settings {
+  double n, test_n, noise, scale, seed;
+} toy_settings;
+
+static double *toy_slot(toy_settings *t, const char *key) {
+  return !strcmp(key, "n")     ? &t->n
+      : !strcmp(key, "test_n") ? &t->test_n
+      : !strcmp(key, "noise")  ? &t->noise
+      : !strcmp(key, "scale")  ? &t->scale
+      : !strcmp(key, "seed")   ? &t->seed
+                               : NULL;
+}
+
+static fg_status parse_toy(const char *source, const char *p, toy_settings *t, fg_err *e) {
+  unsigned seen = 0;
+  while (*(p += strspn(p, " \t,"))) {
     char key[32];
     double v;
     int used = 0;
-    if (sscanf(p, "%31[a-z_]=%lf%n", key, &v, &used) != 2)
-      return fg_err_set(e, FG_E_FORMAT, "data '%s': expected key=value at '%s' (keys n, test_n, noise, scale, seed)", source, p);
-    double *slot = !strcmp(key, "n") ? &n : !strcmp(key, "test_n") ? &test_n : !strcmp(key, "noise") ? &noise
-                 : !strcmp(key, "scale") ? &scale : !strcmp(key, "seed") ? &seed : NULL;
+    if (sscanf(p, "%31[a-z_]=%lf%n", key, &v, &used) != 2 || !strchr(" \t,", p[used]))
+      return fg_err_set(
+          e, FG_E_FORMAT,
+          "data '%s': expected key=value at '%s' (keys n, test_n, noise, scale, seed)", source, p);
+    double *slot = toy_slot(t, key);
     if (!slot) return fg_err_set(e, FG_E_FORMAT, "data '%s': unknown setting '%s' (n, test_n, noise, scale, seed)", source, key);
+    unsigned bit = 1u << (slot - &t->n);
+    if (seen & bit) return fg_err_set(e, FG_E_FORMAT, "data '%s': '%s' given twice", source, key);
+    seen |= bit;
     *slot = v;
     p += used;
   }
-  fg_status st = fg_toy2d_generate(&d->train, name, (int64_t)n, noise, scale, (uint64_t)seed, e);
-  if (st == FG_OK) st = fg_toy2d_generate(&d->test, name, (int64_t)test_n, noise, scale, (uint64_t)seed + 1000003, e);
+  return FG_OK;
+}
+
+/* The settings as the generator takes them: counts and the seed are integers in range (any
+ * other double would not convert to one), noise and scale finite. */
+static fg_status toy_counts(const char *source, const toy_settings *t, int64_t *n, int64_t *test_n,
+                            int64_t *seed, fg_err *e) {
+  static const char *const names[] = {"n", "test_n"};
+  const double v[] = {t->n, t->test_n};
+  int64_t *out[] = {n, test_n};
+  for (int i = 0; i < 2; i++)
+    if (!fg_size_from_double(v[i], 1, FG_TOY_MAX_POINTS, out[i]))
+      return fg_err_set(e, FG_E_FORMAT, "data '%s': %s must be an integer from 1 to %lld, got %g",
+                        source, names[i], (long long)FG_TOY_MAX_POINTS, v[i]);
+  if (!fg_size_from_double(t->seed, 0, FG_TOY_MAX_SEED, seed))
+    return fg_err_set(e, FG_E_FORMAT, "data '%s': seed must be an integer from 0 to %lld, got %g",
+                      source, (long long)FG_TOY_MAX_SEED, t->seed);
+  if (!isfinite(t->noise) || t->noise < 0)
+    return fg_err_set(e, FG_E_FORMAT, "data '%s': noise must be a finite number >= 0, got %g",
+                      source, t->noise);
+  if (!isfinite(t->scale) || t->scale <= 0)
+    return fg_err_set(e, FG_E_FORMAT, "data '%s': scale must be a finite number > 0, got %g",
+                      source, t->scale);
+  return FG_OK;
+}
+
+static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
+  char name[32] = {0};
+  toy_settings t = {.n = 10000, .test_n = 5000, .noise = 0.1, .scale = 2.0, .seed = 0};
+  size_t len = strcspn(source, " \t");
+  snprintf(name, sizeof name, "%.*s", (int)len, source);
+  int64_t n, test_n, seed;
+  fg_status st = parse_toy(source, source + len, &t, e);
+  if (st == FG_OK) st = toy_counts(source, &t, &n, &test_n, &seed, e);
+  if (st == FG_OK) st = fg_toy2d_generate(&d->train, name, n, t.noise, t.scale, (uint64_t)seed, e);
+  if (st == FG_OK)
+    st = fg_toy2d_generate(&d->test, name, test_n, t.noise, t.scale, (uint64_t)seed + 1000003, e);
   d->discrete = false;
   return st;
 }
@@ -142,6 +188,10 @@ fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *
   else if (!strncmp(source, "npy:", 4)) st = open_npy(source + 4, out, e);
   else st = open_toy(source, out, e);
   if (st == FG_OK) st = keep_first(&out->train, limit, e);
+  /* a set of no samples has nothing to train on, however wide its samples claim to be */
+  if (st == FG_OK && (out->train->shape.d[0] == 0 || (out->test && out->test->shape.d[0] == 0)))
+    st = fg_err_set(e, FG_E_FORMAT, "data '%s': the %s set has no samples", source,
+                    out->train->shape.d[0] == 0 ? "training" : "test");
   if (st != FG_OK) fg_data_free(out);
   return st;
 }

@@ -4,7 +4,11 @@
  *   cifar10:<dir>                   <dir>/data_batch_{1..5}.bin and <dir>/test_batch.bin
  *   npy:<train.npy>[,<test.npy>]    uint8 or float32 arrays [N, ...]
  *   moons|8gaussians|checkerboard|rings [n=N] [test_n=N] [noise=S] [scale=S] [seed=K]
- *                                   2-D toys (frontends/data/toy2d.h documents each generator)
+ *                                   2-D toys (frontends/data/toy2d.h documents each generator);
+ *                                   n and test_n are integers from 1 to FG_TOY_MAX_POINTS (10000
+ *                                   and 5000 by default), seed one from 0 to 2^53, each setting
+ *                                   given at most once
+ * A training or test set of no samples is refused (FG_E_FORMAT), as is a malformed setting.
  * Images are integer levels 0..255 and `discrete` (train with dequantisation, report bits/dim);
  * .npy data is discrete when every value is an integer in 0..255; toys are continuous. */
 #ifndef FG_DATA_SOURCE_H
@@ -13,6 +17,10 @@
 #include <stdbool.h>
 
 #include "core/tensor.h"
+
+/* The most points a toy data set may have (8 bytes each: 800 MB), and the largest seed. */
+#define FG_TOY_MAX_POINTS 100000000
+#define FG_TOY_MAX_SEED 9007199254740992LL
 
 typedef struct fg_data {
   fg_tensor *train, *test; /* [N, event...]; test may be NULL (npy without a test file) */

@@ -15,6 +15,7 @@
 #include "core/tensor.h"
 #include "core/rng.h"
 #include "core/vec.h"
+#include "core/size.h"
 #include "core/ir/graph.h"
 #include "core/ir/op.h"
 #include "core/ir/op_attrs.h"

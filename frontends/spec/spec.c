@@ -4,11 +4,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "core/vec.h"
 
 enum { MAX_DEPTH = 16 };
@@ -62,8 +65,31 @@ void fg_spec_free(fg_spec *s) {
   free(s->path);
   free(s->data);
   free(s->prior);
+  free(s->plugins);
   fg_bijector_free(s->flow);
   free(s);
+}
+
+/* ---- where things were written ---- */
+
+static void note_place(parser *p, const char *key, int col) {
+  fg_spec *s = p->spec;
+  int i = 0;
+  while (i < s->n_places && strcmp(s->places[i].key, key)) i++;
+  if (i == (int)(sizeof s->places / sizeof *s->places)) return; /* more keys than settings: none */
+  if (i == s->n_places) s->n_places++;
+  snprintf(s->places[i].key, sizeof s->places[i].key, "%s", key);
+  s->places[i].line = p->line, s->places[i].col = col;
+}
+
+const char *fg_spec_where(const fg_spec *s, const char *key, char *buf, size_t cap) {
+  for (int i = 0; i < s->n_places; i++)
+    if (!strcmp(s->places[i].key, key)) {
+      snprintf(buf, cap, "%s:%d:%d", s->path, s->places[i].line, s->places[i].col);
+      return buf;
+    }
+  snprintf(buf, cap, "%s", s->path);
+  return buf;
 }
 
 /* ---- lexing one line ---- */
@@ -161,24 +187,84 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
   if (!it->type || !it->args) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
   const fg_bijector_type *t;
   fg_err inner;
-  if (fg_registry_lookup(&t, p->r, word, &inner) != FG_OK) return fail(p, col, "%s", inner.msg);
-  return FG_OK;
+  if (fg_registry_lookup(&t, p->r, word, &inner) == FG_OK) return FG_OK;
+  static const char *const top_words[] = {"train", "data", "prior", "flow"};
+  for (size_t i = 0; i < sizeof top_words / sizeof *top_words; i++)
+    if (!strcmp(word, top_words[i]))
+      return fail(p, col,
+                  "'%s' inside the 'flow' block: 'end' missing before it (%d block%s still "
+                  "open, the 'flow' block included)",
+                  word, p->depth, p->depth == 1 ? "" : "s");
+  return fail(p, col, "%s", inner.msg);
 }
 
+/* A train setting: its kind (i: int, d: double, w: the optimizer, b: true / false), where it
+ * lives, and its range: integers >= lo (and <= hi when hi > lo), numbers finite and in
+ * [lo, hi] with lo_open / hi_open excluding an end (hi = INFINITY: no upper end). */
 typedef struct setting {
   const char *key;
-  char kind; /* i: int, d: double, w: word (the optimizer), b: true / false */
+  char kind;
   size_t offset;
+  double lo, hi;
+  bool lo_open, hi_open;
 } setting;
 
-#define S(key, kind) {#key, kind, offsetof(fg_train_settings, key)}
+#define S(key, kind, lo, hi, lo_open, hi_open) \
+  { #key, kind, offsetof(fg_train_settings, key), lo, hi, lo_open, hi_open }
+#define INT_FROM(key, lo) S(key, 'i', lo, 0, false, false)
+#define AT_LEAST(key, lo) S(key, 'd', lo, INFINITY, false, false)
 static const setting settings[] = {
-    S(batch, 'i'), S(steps, 'i'),   S(minutes, 'd'),  S(lr, 'd'),         S(warmup, 'i'),
-    S(clip, 'd'),  S(ema, 'd'),     S(optimizer, 'w'), S(n_bits, 'i'),    S(seed, 'i'),
-    S(eval_every, 'i'), S(max_nonfinite, 'i'), S(temperature, 'd'), S(recompute, 'b'),
-    S(recompute_tol, 'd'), S(recompute_check, 'i'),
+    INT_FROM(batch, 1),
+    INT_FROM(steps, 0),
+    AT_LEAST(minutes, 0),
+    S(lr, 'd', 0, INFINITY, true, false),
+    INT_FROM(warmup, 0),
+    AT_LEAST(clip, 0),
+    S(ema, 'd', 0, 1, false, true),
+    S(optimizer, 'w', 0, 0, false, false),
+    S(n_bits, 'i', 1, 8, false, false),
+    INT_FROM(seed, 0),
+    INT_FROM(eval_every, 0),
+    INT_FROM(max_nonfinite, 1),
+    AT_LEAST(temperature, 0),
+    S(recompute, 'b', 0, 0, false, false),
+    AT_LEAST(recompute_tol, 0),
+    INT_FROM(recompute_check, 0),
 };
+#undef AT_LEAST
+#undef INT_FROM
 #undef S
+
+static fg_status out_of_range(parser *p, int col, const setting *st) {
+  if (st->kind == 'i') return fail(p, col, "%s must be %g..%g", st->key, st->lo, st->hi);
+  if (isinf(st->hi))
+    return fail(p, col, "%s must be %s %g", st->key, st->lo_open ? ">" : ">=", st->lo);
+  return fail(p, col, "%s must be in %c%g, %g%c", st->key, st->lo_open ? '(' : '[', st->lo, st->hi,
+              st->hi_open ? ')' : ']');
+}
+
+static fg_status parse_setting(parser *p, int col, const setting *st, const char *val,
+                               char *field) {
+  if (st->kind == 'b') return parse_bool(p, col, val, (bool *)(void *)field);
+  if (st->kind == 'w') {
+    if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
+      return fail(p, col, "unknown optimizer '%s' (adam, adamax or sgd)", val);
+    snprintf(field, sizeof p->spec->train.optimizer, "%s", val);
+    return FG_OK;
+  }
+  if (st->kind == 'i') {
+    int64_t *v = (int64_t *)(void *)field;
+    fg_status r = parse_int(p, col, val, (int64_t)st->lo, v);
+    return r == FG_OK && st->hi > st->lo && *v > (int64_t)st->hi ? out_of_range(p, col, st) : r;
+  }
+  double *v = (double *)(void *)field;
+  fg_status r = parse_double(p, col, val, v);
+  if (r != FG_OK) return r;
+  if (!isfinite(*v)) return fail(p, col, "%s must be a finite number, found '%s'", st->key, val);
+  bool below = st->lo_open ? *v <= st->lo : *v < st->lo,
+       above = st->hi_open ? *v >= st->hi : *v > st->hi;
+  return below || above ? out_of_range(p, col, st) : FG_OK;
+}
 
 static fg_status train_line(parser *p, line_view *v, const char *word, int col) {
   if (!strcmp(word, "end")) {
@@ -190,14 +276,9 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
   for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
     if (strcmp(word, settings[i].key)) continue;
     if (!next_word(v, val, sizeof val)) return fail(p, (int)vcol, "setting '%s' needs a value", word);
-    char *field = (char *)&p->spec->train + settings[i].offset;
-    if (settings[i].kind == 'i') return parse_int(p, (int)vcol, val, 0, (int64_t *)(void *)field);
-    if (settings[i].kind == 'd') return parse_double(p, (int)vcol, val, (double *)(void *)field);
-    if (settings[i].kind == 'b') return parse_bool(p, (int)vcol, val, (bool *)(void *)field);
-    if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
-      return fail(p, (int)vcol, "unknown optimizer '%s' (adam, adamax or sgd)", val);
-    snprintf(field, sizeof p->spec->train.optimizer, "%s", val);
-    return FG_OK;
+    note_place(p, word, (int)vcol);
+    return parse_setting(p, (int)vcol, &settings[i], val,
+                         (char *)&p->spec->train + settings[i].offset);
   }
   return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, clip, ema, "
               "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
@@ -208,6 +289,7 @@ static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
   if (!strcmp(word, "flow")) {
     if (p->seen_flow) return fail(p, col, "a second 'flow' block (a spec has one)");
     p->seen_flow = true;
+    p->root.line = p->line, p->root.col = col;
     p->where = IN_FLOW;
     p->stack[0] = &p->root;
     p->depth = 1;
@@ -219,6 +301,8 @@ static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
   }
   char **slot = !strcmp(word, "data") ? &p->spec->data : !strcmp(word, "prior") ? &p->spec->prior : NULL;
   if (!slot) return fail(p, col, "expected 'data', 'prior', 'flow' or 'train', found '%s'", word);
+  skip_space(v);
+  note_place(p, word, (int)v->pos + 1);
   char *value = rest_of_line(v);
   if (!value) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
   if (!*value) {
@@ -309,13 +393,74 @@ static fg_status expand(parser *p, const item *block, int64_t index, bool last_l
   return FG_OK;
 }
 
+/* How many layers block expands to (a split counted at every level), into *n: checked against
+ * FG_SPEC_MAX_LAYERS, with the products overflow-checked, before any layer is built.  Fails at
+ * the line of the repeat or levels that passes the limit. */
+static fg_status count_layers(parser *p, const item *block, int64_t *n) {
+  *n = 0;
+  for (int k = 0; k < block->n_kids; k++) {
+    const item *it = &block->kids[k];
+    int64_t inner = 1;
+    fg_status st = it->kind == ITEM_LAYER ? FG_OK : count_layers(p, it, &inner);
+    if (st != FG_OK) return st;
+    int64_t times = it->kind == ITEM_LAYER ? 1 : it->count, total = INT64_MAX;
+    if (!fg_size_mul(inner, times, &total) || !fg_size_add(*n, total, n) ||
+        *n > FG_SPEC_MAX_LAYERS) {
+      p->line = it->line;
+      fg_err_set(p->e, FG_E_LIMIT,
+                 "%s %lld makes %s%lld layers; a spec may have at most %d "
+                 "(FG_SPEC_MAX_LAYERS)",
+                 it->kind == ITEM_LEVELS       ? "levels"
+                     : it->kind == ITEM_REPEAT ? "repeat"
+                                               : it->type,
+                 (long long)times, total == INT64_MAX ? "more than " : "", (long long)total,
+                 FG_SPEC_MAX_LAYERS);
+      return fg_err_prefix(p->e, FG_E_LIMIT, "%s:%d:%d", p->path, it->line, it->col);
+    }
+  }
+  return FG_OK;
+}
+
+/* The "<type>=<plugin path>" lines of the plugin types among layers (spec->plugins). */
+static fg_status note_plugins(parser *p, const layer_list *layers) {
+  char *text = NULL;
+  size_t len = 0;
+  for (int i = 0; i < layers->n; i++) {
+    const fg_bijector_type *t = fg_bijector_type_of(layers->items[i]);
+    const char *origin = NULL;
+    for (int k = 0; t && k < fg_registry_count(p->r) && !origin; k++)
+      if (fg_registry_type(p->r, k) == t) origin = fg_registry_origin(p->r, k);
+    if (!origin) continue;
+    char line[PATH_MAX + 160], abs[PATH_MAX];
+    int n = snprintf(line, sizeof line, "%s=%s\n", t->name, realpath(origin, abs) ? abs : origin);
+    if (text && strstr(text, line)) continue;
+    char *grown = realloc(text, len + (size_t)n + 1);
+    if (!grown) {
+      free(text);
+      return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+    }
+    text = grown;
+    memcpy(text + len, line, (size_t)n + 1);
+    len += (size_t)n;
+  }
+  p->spec->plugins = text;
+  return FG_OK;
+}
+
 static fg_status finish(parser *p) {
   if (p->where == IN_FLOW) return fail(p, 1, "the 'flow' block is not closed: %d 'end' missing", p->depth);
   if (p->where == IN_TRAIN) return fail(p, 1, "the 'train' block is not closed: 'end' missing");
-  if (!p->seen_flow || p->root.n_kids == 0) return fail(p, 1, "no layers: a spec needs a 'flow' block");
+  if (!p->seen_flow) return fail(p, 1, "no layers: a spec needs a 'flow' block");
   if (!p->spec->prior && !(p->spec->prior = strdup("normal"))) return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+  int64_t count;
+  fg_status st = count_layers(p, &p->root, &count);
   layer_list layers = {0};
-  fg_status st = expand(p, &p->root, 0, false, &layers);
+  if (st == FG_OK) st = expand(p, &p->root, 0, false, &layers);
+  if (st == FG_OK && layers.n == 0) {
+    p->line = p->root.line;
+    st = fail(p, p->root.col, "no layers: the 'flow' block is empty (or its blocks are)");
+  }
+  if (st == FG_OK) st = note_plugins(p, &layers);
   if (st == FG_OK) st = fg_bijector_chain(&p->spec->flow, layers.n, layers.items, p->e);
   else
     for (int i = 0; i < layers.n; i++) fg_bijector_free(layers.items[i]);

@@ -25,13 +25,27 @@
  * the registry and each constructor is called through libffi, so a plugin's types work in a
  * spec with no glue.  `{i}` in an argument value is replaced by the repeat index (0-based) and
  * `{i%2}` by its parity, for alternating masks.  Errors name file:line:column, what was found
- * and what was expected. */
+ * and what was expected.
+ *
+ * Limits (a spec may come from an untrusted checkpoint): the flow expands to at most
+ * FG_SPEC_MAX_LAYERS layers, counted (repeat counts multiplied, overflow-checked) before any is
+ * built (FG_E_LIMIT); a flow of no layers is an error.  Train settings are checked where they
+ * are written: integers >= 0 (batch and max_nonfinite >= 1, n_bits 1..8), numbers finite, lr > 0,
+ * ema in [0, 1), clip, minutes, temperature and recompute_tol >= 0. */
 #ifndef FG_SPEC_H
 #define FG_SPEC_H
 
 #include "flows/registry.h"
 #include "flows/train/trainer.h"
 
+/* Most layers a flow may expand to. */
+#define FG_SPEC_MAX_LAYERS 10000
+
+/* Where a top-level line or a train setting was written (fg_spec_where). */
+typedef struct fg_spec_place {
+  char key[32];
+  int line, col;
+} fg_spec_place;
 
 typedef struct fg_spec {
   char *path;
@@ -39,6 +53,12 @@ typedef struct fg_spec {
   char *prior;    /* "normal" or "learned" */
   fg_bijector *flow;
   fg_train_settings train;
+  /* The plugins whose types the flow uses, one "<type>=<plugin path>" line each (the path made
+   * absolute where it can be); NULL when it uses built-in types only.  A checkpoint records it,
+   * so a command loading one can say which plugin to pass. */
+  char *plugins;
+  fg_spec_place places[24]; /* 'data', 'prior' and each train setting written, by key */
+  int n_places;
 } fg_spec;
 
 /* Parses text (path is only used in messages); the flow's types come from r (borrowed: a
@@ -46,6 +66,10 @@ typedef struct fg_spec {
  * is left to free.  The spec owns its flow: to keep the bijector after fg_spec_free, take it
  * (b = s->flow; s->flow = NULL), as a caller handing it to fg_flow_new does. */
 fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r, fg_err *e);
+/* "<file>:<line>:<column>" of the value of `key` (a train setting such as "batch", or "data",
+ * "prior") in buf, for errors found after parsing (a batch larger than the data set); "<file>"
+ * when the spec leaves key at its default.  Returns buf. */
+const char *fg_spec_where(const fg_spec *s, const char *key, char *buf, size_t cap);
 /* fg_spec_read_file, then fg_spec_parse. */
 fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg_err *e);
 /* The text of a spec file (at most 16 MiB, no NUL byte), owned by the caller (free()). */

@@ -5,7 +5,13 @@
 #include "flows/check.h"
 #include "tools/cli/cli.h"
 
-static const char *const valued[] = {"--plugin", "--seed", NULL};
+static const cli_opt options[] = {
+    CLI_PLUGIN_OPT,
+    {"--seed", CLI_INT, 0, 9.2e18},
+    {"--plugins-only", CLI_FLAG, 0, 0},
+    {"--verbose", CLI_FLAG, 0, 0},
+    {NULL, CLI_FLAG, 0, 0},
+};
 
 static int check_one(const fg_bijector_type *t, const char *origin, uint64_t seed, bool quiet) {
   fg_check_opts o = {.seed = seed};
@@ -17,11 +23,13 @@ static int check_one(const fg_bijector_type *t, const char *origin, uint64_t see
 }
 
 static int run_check(int argc, char **argv) {
+  const char *names[64];
+  int n;
+  int parsed = cli_parse(argc, argv, "check", options, names, 64, &n);
+  if (parsed != EXIT_OK) return parsed;
   fg_registry *r = cli_registry(argc, argv);
   if (!r) return EXIT_BAD_INPUT;
-  const char *names[64];
-  int n = cli_positionals(argc, argv, names, 64, valued);
-  uint64_t seed = cli_option(argc, argv, "--seed") ? strtoull(cli_option(argc, argv, "--seed"), NULL, 10) : 0;
+  uint64_t seed = (uint64_t)cli_int(argc, argv, "--seed", 0);
   bool plugins_only = cli_flag(argc, argv, "--plugins-only"), quiet = !cli_flag(argc, argv, "--verbose");
   int failed = 0, checked = 0, code = EXIT_OK;
   for (int k = 0; k < n && k < 64; k++) {

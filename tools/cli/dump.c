@@ -28,29 +28,40 @@ static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *
   return st == FG_OK ? fg_graph_status(g) : st;
 }
 
+static const cli_opt options[] = {
+    {"--out", CLI_TEXT, 0, 0},
+    {"--what", CLI_TEXT, 0, 0},
+    {"--batch", CLI_INT, 1, 65536},
+    {"--compiled", CLI_FLAG, 0, 0},
+    CLI_PLUGIN_OPT,
+    {NULL, CLI_FLAG, 0, 0},
+};
+
 static int run_dump(int argc, char **argv) {
-  static const char *const valued[] = {"--out", "--what", "--batch", "--plugin", NULL};
   const char *src;
-  if (cli_positionals(argc, argv, &src, 1, valued) != 1) {
+  int n_pos;
+  int code = cli_parse(argc, argv, "dump", options, &src, 1, &n_pos);
+  if (code != EXIT_OK) return code;
+  if (n_pos != 1) {
     fprintf(stderr, "usage: flowgrad dump SPEC|CHECKPOINT [options] (flowgrad dump --help)\n");
     return EXIT_USAGE;
   }
   const char *v, *out = (v = cli_option(argc, argv, "--out")) ? v : "graph.svg";
   const char *what = (v = cli_option(argc, argv, "--what")) ? v : "logprob";
-  int64_t batch = (v = cli_option(argc, argv, "--batch")) ? atoll(v) : 1;
+  int64_t batch = cli_int(argc, argv, "--batch", 1);
   bool compiled = cli_flag(argc, argv, "--compiled");
   size_t len = strlen(src);
   bool is_ckpt = len > 12 && !strcmp(src + len - 12, ".safetensors");
   cli_model m;
-  int code = is_ckpt ? cli_model_from_checkpoint(&m, "dump", src, argc, argv, false)
-                     : cli_model_from_spec(&m, "dump", src, argc, argv, batch);
+  code = is_ckpt ? cli_model_from_checkpoint(&m, "dump", src, argc, argv, false)
+                 : cli_model_from_spec(&m, "dump", src, argc, argv, batch);
   fg_err e;
   fg_dot_format fmt;
   fg_status st = code == EXIT_OK ? fg_dot_format_of(out, &fmt, &e) : FG_OK;
   fg_graph *g = NULL;
   if (code == EXIT_OK && st == FG_OK) st = fg_graph_new(&g, &e);
   fg_node root = FG_NONE;
-  if (code == EXIT_OK && st == FG_OK) st = build(&m, what, batch < 1 ? 1 : batch, g, &root, &e);
+  if (code == EXIT_OK && st == FG_OK) st = build(&m, what, batch, g, &root, &e);
   if (code == EXIT_OK && st == FG_OK && fg_graph_status(g) != FG_OK) st = fg_err_set(&e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   fg_program *p = NULL;
   if (code == EXIT_OK && st == FG_OK && compiled) st = fg_program_new(&p, g, 1, &root, &e);

@@ -11,10 +11,12 @@ enum { N_COMMANDS = sizeof commands / sizeof *commands };
 static void usage(FILE *to) {
   fprintf(to, "usage: flowgrad <command> [options]   (flowgrad <command> --help for details)\n\ncommands:\n");
   for (int i = 0; i < N_COMMANDS; i++) fprintf(to, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
-  fprintf(to, "\nexit codes: 0 success, 1 the job failed, 2 usage error, 3 bad input (spec, data,\n"
-              "checkpoint, plugin), 4 I/O error.\n"
-              "environment: FG_THREADS=n, FG_PROFILE=1 or =N (per-op timing, N costliest shapes), FG_DISABLE_PASSES=cse,fuse,\n"
-              "FG_DUMP_PASSES=dir, FG_POISON_FREED=1, FG_DATA_DIR=dir.\n");
+  fprintf(to,
+          "\nexit codes: 0 success, 1 the job failed, 2 usage error (unknown option, bad value),\n"
+          "3 bad input (spec, data, checkpoint, plugin), 4 I/O error, 130 interrupted (Ctrl-C).\n"
+          "environment: FG_THREADS=n, FG_PROFILE=1 or =N (per-op timing, N costliest shapes), "
+          "FG_DISABLE_PASSES=cse,fuse,\n"
+          "FG_DUMP_PASSES=dir, FG_POISON_FREED=1, FG_DATA_DIR=dir.\n");
 }
 
 int main(int argc, char **argv) {

@@ -43,17 +43,26 @@ static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, int64_t s
   return st;
 }
 
+static const cli_opt options[] = {
+    {"--pairs", CLI_INT, 1, 1024},
+    {"--steps", CLI_INT, 2, 1024},
+    {"--out", CLI_TEXT, 0, 0},
+    CLI_THREADS_OPT,
+    CLI_PLUGIN_OPT,
+    {NULL, CLI_FLAG, 0, 0},
+};
+
 static int run_interpolate(int argc, char **argv) {
   const char *ckpt;
-  int code = cli_checkpoint_arg(argc, argv, "interpolate", &ckpt);
+  int code = cli_checkpoint_arg(argc, argv, "interpolate", options, &ckpt);
   if (code != EXIT_OK) return code;
   cli_model m;
   code = cli_model_from_checkpoint(&m, "interpolate", ckpt, argc, argv, true);
-  const char *v;
-  int64_t steps = (v = cli_option(argc, argv, "--steps")) ? atoll(v) : 8, pairs = (v = cli_option(argc, argv, "--pairs")) ? atoll(v) : 4;
-  const char *out = (v = cli_option(argc, argv, "--out")) ? v : "interpolation.png";
-  if (code == EXIT_OK && (!m.discrete || !m.data.test || m.data.test->shape.d[0] < 2 * pairs || steps < 2 || pairs < 1))
-    code = cli_fail("interpolate", FG_E_MISUSE, "needs an image model, --steps >= 2, --pairs >= 1 and 2 test images per pair");
+  int64_t steps = cli_int(argc, argv, "--steps", 8), pairs = cli_int(argc, argv, "--pairs", 4);
+  const char *out =
+      cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "interpolation.png";
+  if (code == EXIT_OK && (!m.discrete || !m.data.test || m.data.test->shape.d[0] < 2 * pairs))
+    code = cli_fail("interpolate", FG_E_MISUSE, "needs an image model and 2 test images per pair");
   fg_tensor *rows = NULL;
   fg_err e;
   for (int64_t k = 0; code == EXIT_OK && k < pairs; k++) {
@@ -85,7 +94,9 @@ static int run_interpolate(int argc, char **argv) {
 
 const cli_command cli_interpolate = {
     "interpolate", "interpolate between test images in latent space",
-    "usage: flowgrad interpolate CHECKPOINT [--pairs 4] [--steps 8] [--out interpolation.png]\n\n"
+    "usage: flowgrad interpolate CHECKPOINT [--pairs 4] [--steps 8] [--out interpolation.png]\n"
+    "                            [--plugin lib.so]...\n\n"
     "Encodes pairs of test images (every factored-out latent too), blends the latents linearly in\n"
-    "--steps steps and decodes each blend; one row of the PNG grid per pair.\n",
+    "--steps steps (2 to 1024) and decodes each blend; one row of the PNG grid per pair (1 to\n"
+    "1024).  --plugin loads a plugin the checkpoint's spec needs (the error names it).\n",
     run_interpolate};

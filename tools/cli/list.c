@@ -1,7 +1,13 @@
 /* flowgrad list: the registered bijector types and their constructor arguments. */
 #include "tools/cli/cli.h"
 
+static const cli_opt options[] = {CLI_PLUGIN_OPT, {NULL, CLI_FLAG, 0, 0}};
+
 static int run_list(int argc, char **argv) {
+  int n_pos;
+  int code = cli_parse(argc, argv, "list", options, NULL, 0, &n_pos);
+  if (code != EXIT_OK) return code;
+  if (n_pos) return cli_fail("list", FG_E_MISUSE, "takes no arguments (flowgrad list --help)");
   fg_registry *r = cli_registry(argc, argv);
   if (!r) return EXIT_BAD_INPUT;
   for (int i = 0; i < fg_registry_count(r); i++) {

@@ -23,11 +23,31 @@ static int build_flow(cli_model *m, const char *cmd, fg_shape event) {
   return st == FG_OK ? EXIT_OK : cli_fail(cmd, st, e.msg);
 }
 
-static int parse_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv) {
+static int parse_spec(cli_model *m, const char *cmd, const char *path) {
   fg_err e;
-  if (!(m->r = cli_registry(argc, argv))) return EXIT_BAD_INPUT;
   fg_status st = fg_spec_parse(&m->spec, m->spec_text, path, m->r, &e);
   return st == FG_OK ? EXIT_OK : cli_fail(cmd, st, e.msg);
+}
+
+/* The spec's data; a failure is bad input at the spec's `data` line (an I/O error stays one). */
+static int open_data(cli_model *m, const char *cmd, int64_t limit) {
+  fg_err e;
+  fg_status st = fg_data_open(&m->data, m->spec->data, limit, &e);
+  if (st == FG_OK) return EXIT_OK;
+  char where[512];
+  fprintf(stderr, "flowgrad %s: %s: %s\n", cmd, fg_spec_where(m->spec, "data", where, sizeof where),
+          e.msg);
+  return st == FG_E_IO ? EXIT_IO : st == FG_E_NOMEM ? EXIT_JOB_FAILED : EXIT_BAD_INPUT;
+}
+
+int cli_check_batch(cli_model *m, const char *cmd) {
+  int64_t rows = m->data.train ? m->data.train->shape.d[0] : 0;
+  if (m->spec->train.batch <= rows) return EXIT_OK;
+  char where[512];
+  fprintf(stderr, "flowgrad %s: %s: batch %lld is larger than the training set (%lld samples)\n",
+          cmd, fg_spec_where(m->spec, "batch", where, sizeof where),
+          (long long)m->spec->train.batch, (long long)rows);
+  return EXIT_BAD_INPUT;
 }
 
 int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv, int64_t limit) {
@@ -35,10 +55,10 @@ int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int arg
   fg_err e;
   fg_status st = fg_spec_read_file(&m->spec_text, path, &e);
   if (st != FG_OK) return cli_fail(cmd, st, e.msg);
-  int code = parse_spec(m, cmd, path, argc, argv);
+  if (!(m->r = cli_registry(argc, argv))) return EXIT_BAD_INPUT;
+  int code = parse_spec(m, cmd, path);
+  if (code == EXIT_OK) code = open_data(m, cmd, limit);
   if (code != EXIT_OK) return code;
-  st = fg_data_open(&m->data, m->spec->data, limit, &e);
-  if (st != FG_OK) return cli_fail(cmd, st, e.msg);
   m->discrete = m->data.discrete;
   m->n_bits = m->spec->train.n_bits;
   fg_shape event = m->data.train->shape;
@@ -58,9 +78,12 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   meta.spec = NULL;
   m->discrete = meta.discrete;
   m->n_bits = meta.n_bits;
-  int code = parse_spec(m, cmd, ckpt, argc, argv);
-  if (code == EXIT_OK && load_data && (st = fg_data_open(&m->data, m->spec->data, 0, &e)) != FG_OK)
+  int code = (m->r = cli_registry(argc, argv)) ? EXIT_OK : EXIT_BAD_INPUT;
+  /* a plugin type the spec needs and --plugin did not load: say which file to pass */
+  if (code == EXIT_OK && (st = fg_checkpoint_check_plugins(&meta, m->r, &e)) != FG_OK)
     code = cli_fail(cmd, st, e.msg);
+  if (code == EXIT_OK) code = parse_spec(m, cmd, ckpt);
+  if (code == EXIT_OK && load_data) code = open_data(m, cmd, 0);
   if (code == EXIT_OK) code = build_flow(m, cmd, meta.event);
   if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);
   fg_checkpoint_meta_free(&meta);

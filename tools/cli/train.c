@@ -13,10 +13,29 @@
 #include "core/runtime/program.h"
 #include "tools/cli/cli.h"
 
+enum { CHECKPOINT_EVERY = 500 }; /* steps between checkpoints, by default */
+
+/* The first Ctrl-C (or SIGTERM) asks to stop after the current step; a second one ends the
+ * process at once: a checkpoint being written is replaced atomically, so the last one stays. */
 static volatile sig_atomic_t interrupted;
 static void on_interrupt(int sig) {
   (void)sig;
+  if (interrupted) {
+    static const char msg[] = "\nflowgrad train: interrupted again: stopping now\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+    _exit(EXIT_INTERRUPTED);
+  }
   interrupted = 1;
+}
+
+static void catch_interrupts(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 static double now_s(void) {
@@ -26,29 +45,47 @@ static double now_s(void) {
 }
 
 typedef struct run_opts {
-  int64_t steps, checkpoint_every, limit;
-  double minutes;
+  int64_t steps, checkpoint_every, limit, eval_limit;
+  double minutes, t0; /* t0: when the command started; --minutes counts from there */
   const char *out, *resume;
   int threads;
-  bool dump;
+  bool dump, tty;
 } run_opts;
+
+static const cli_opt options[] = {
+    {"--steps", CLI_INT, 0, 1e15},
+    {"--minutes", CLI_NUM, 0, 1e9},
+    {"--out", CLI_TEXT, 0, 0},
+    {"--resume", CLI_TEXT, 0, 0},
+    CLI_THREADS_OPT,
+    {"--limit", CLI_INT, 0, 1e15},
+    {"--eval-limit", CLI_INT, 0, 1e15},
+    {"--checkpoint-every", CLI_INT, 0, 1e15},
+    CLI_PLUGIN_OPT,
+    {"--no-dump", CLI_FLAG, 0, 0},
+    {"--recompute", CLI_FLAG, 0, 0},
+    {NULL, CLI_FLAG, 0, 0},
+};
 
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
+static double deadline(const run_opts *o) { return o->minutes ? o->t0 + o->minutes * 60 : 0; }
+
 /* Shows the run's global step; rate and ETA come from this session's steps (since `start`). */
-static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start, const run_opts *o,
-                     double elapsed, double *last_log, bool tty) {
+static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start,
+                     const run_opts *o, double elapsed, double *last_log) {
   int64_t session = info->step - start;
   double per_s = (double)session * (double)fg_trainer_batch(t) / (elapsed > 0 ? elapsed : 1);
   double left = -1;
   if (o->steps) left = elapsed / (double)session * (double)(o->steps - info->step);
   if (o->minutes) {
-    double by_time = o->minutes * 60 - elapsed;
+    double by_time = deadline(o) - now_s();
     left = left < 0 || by_time < left ? by_time : left;
   }
-  if (info->skipped) fprintf(stderr, "%sstep %lld skipped: non-finite loss or gradient, first at %s\n", tty ? "\n" : "",
-                             (long long)info->step, info->bad_layer);
-  if (tty) {
+  if (info->skipped)
+    fprintf(stderr, "%sstep %lld skipped: non-finite loss or gradient, first at %s\n",
+            o->tty ? "\n" : "", (long long)info->step, info->bad_layer);
+  if (o->tty) {
     fprintf(stderr, "\r  step %6lld  loss %8.4f %s  %7.1f samples/s  ETA %3d:%02d ", (long long)info->step, info->loss,
             fg_trainer_unit(t), per_s, left > 0 ? (int)left / 60 : 0, left > 0 ? (int)left % 60 : 0);
     return;
@@ -92,22 +129,19 @@ static void dump_graph(cli_model *m, const char *out) {
   fg_graph_free(g);
 }
 
-static int parse_opts(int argc, char **argv, run_opts *o) {
+static void parse_opts(int argc, char **argv, run_opts *o) {
   memset(o, 0, sizeof *o);
+  o->t0 = now_s();
+  o->tty = isatty(STDERR_FILENO);
   o->out = cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "run";
   o->resume = cli_option(argc, argv, "--resume");
   o->dump = !cli_flag(argc, argv, "--no-dump");
-  const char *v;
-  if ((v = cli_option(argc, argv, "--steps"))) o->steps = atoll(v);
-  if ((v = cli_option(argc, argv, "--minutes"))) o->minutes = atof(v);
-  if ((v = cli_option(argc, argv, "--threads"))) o->threads = atoi(v);
-  if ((v = cli_option(argc, argv, "--limit"))) o->limit = atoll(v);
-  o->checkpoint_every = (v = cli_option(argc, argv, "--checkpoint-every")) ? atoll(v) : 500;
-  if (o->steps < 0 || o->minutes < 0 || o->threads < 0 || o->checkpoint_every < 0) {
-    fprintf(stderr, "flowgrad train: --steps, --minutes, --threads and --checkpoint-every must be >= 0\n");
-    return EXIT_USAGE;
-  }
-  return EXIT_OK;
+  o->steps = cli_int(argc, argv, "--steps", 0);
+  o->minutes = cli_num(argc, argv, "--minutes", 0);
+  o->threads = (int)cli_int(argc, argv, "--threads", 0);
+  o->limit = cli_int(argc, argv, "--limit", 0);
+  o->eval_limit = cli_int(argc, argv, "--eval-limit", 0);
+  o->checkpoint_every = cli_int(argc, argv, "--checkpoint-every", CHECKPOINT_EVERY);
 }
 
 /* Recompute mode: how many layers rebuild their activations, the training program's planned
@@ -131,99 +165,192 @@ static void recompute_report(const fg_trainer *t, const fg_train_step_info *info
   recompute_report(t, NULL);
 }
 
+/* Rows the test evaluation will cover. */
+static int64_t eval_rows(const fg_trainer *t, const run_opts *o) {
+  int64_t n = fg_trainer_data_rows(t, true);
+  return o->eval_limit && o->eval_limit < n ? o->eval_limit : n;
+}
+
+/* With --minutes, the time the evaluation after training is expected to take, from this
+ * session's step time (a log-prob pass costs about a third of a training step; half is
+ * assumed, plus a few seconds for compiling and the samples), at most half the budget. */
+static double time_to_finish(const fg_trainer *t, const run_opts *o, int64_t session_steps,
+                             double train_s) {
+  if (!o->minutes || session_steps == 0) return 0;
+  double per_row = train_s / (double)session_steps / (double)fg_trainer_batch(t);
+  double est = 0.5 * per_row * (double)eval_rows(t, o) + 3.0;
+  return est < o->minutes * 30 ? est : o->minutes * 30;
+}
+
 static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
-  bool tty = isatty(STDERR_FILENO);
-  double t0 = now_s(), last_log = -1e9;
+  double t1 = now_s(), last_log = -1e9;
   int64_t start = fg_trainer_step_count(t);
   fg_err e;
   while (!interrupted) {
     int64_t done = fg_trainer_step_count(t);
     if (o->steps && done >= o->steps) break;
-    if (o->minutes && now_s() - t0 >= o->minutes * 60) break;
+    if (o->minutes && now_s() + time_to_finish(t, o, done - start, now_s() - t1) >= deadline(o))
+      break;
     fg_train_step_info info;
     fg_status st = fg_trainer_step(t, &info, &e);
     if (st != FG_OK) {
-      if (tty) fputc('\n', stderr);
+      if (o->tty) fputc('\n', stderr);
       save(t, m, o->out);
       return cli_fail("train", st, e.msg);
     }
     recompute_report(t, &info);
-    progress(t, &info, start, o, now_s() - t0, &last_log, tty);
+    progress(t, &info, start, o, now_s() - t1, &last_log);
     if (o->checkpoint_every && info.step % o->checkpoint_every == 0 && save(t, m, o->out) != EXIT_OK) return EXIT_IO;
   }
-  if (tty) fputc('\n', stderr);
-  printf("trained %lld steps in %.1f s%s\n", (long long)(fg_trainer_step_count(t) - start), now_s() - t0,
-         interrupted ? " (interrupted: checkpoint saved, resume with --resume)" : "");
+  if (o->tty) fputc('\n', stderr);
+  int64_t session = fg_trainer_step_count(t) - start;
+  printf("trained %lld steps in %.1f s%s\n", (long long)session, now_s() - t1,
+         interrupted ? " (interrupted)" : "");
   return EXIT_OK;
 }
 
-static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
-  int code = save(t, m, o->out);
-  char path[4096];
-  fg_err e;
-  path_in(path, sizeof path, o->out, "checkpoint.safetensors");
-  if (code == EXIT_OK) printf("checkpoint: %s\n", path);
-  double test;
-  if (code == EXIT_OK && fg_trainer_data_rows(t, true) > 0) {
-    fg_status st = fg_trainer_evaluate(t, &test, &e);
-    if (st != FG_OK) return cli_fail("train", st, e.msg);
-    printf("test %s: %.4f\n", fg_trainer_unit(t), test);
+/* The evaluation's progress, and where it stops: on Ctrl-C, or at --minutes' end. */
+typedef struct eval_watch {
+  const run_opts *o;
+  double t0, last_log;
+  const char *unit;
+} eval_watch;
+
+static bool eval_progress(void *ud, int64_t done, int64_t total) {
+  eval_watch *w = ud;
+  double now = now_s(), rate = (double)done / (now - w->t0 > 0 ? now - w->t0 : 1);
+  if (w->o->tty)
+    fprintf(stderr, "\r  evaluating %lld/%lld test samples  %7.1f samples/s ", (long long)done,
+            (long long)total, rate);
+  else if (now - w->last_log >= 10 || done == total) {
+    fprintf(stderr, "evaluating: %lld/%lld test samples, %.1f samples/s\n", (long long)done,
+            (long long)total, rate);
+    w->last_log = now;
   }
-  if (code == EXIT_OK && m->discrete) {
+  return !interrupted && !(w->o->minutes && now >= deadline(w->o));
+}
+
+static int evaluate(fg_trainer *t, const run_opts *o) {
+  fg_err e;
+  eval_watch w = {o, now_s(), now_s(), fg_trainer_unit(t)};
+  fg_eval_opts eo = {.max_rows = o->eval_limit, .progress = eval_progress, .ud = &w};
+  double test;
+  int64_t rows, all = fg_trainer_data_rows(t, true);
+  fg_status st = fg_trainer_evaluate_opts(t, &eo, &test, &rows, &e);
+  if (o->tty) fputc('\n', stderr);
+  if (st == FG_E_ABORTED) {
+    printf("test %s: not evaluated (%s)\n", fg_trainer_unit(t),
+           interrupted ? "interrupted" : "no time left");
+    return EXIT_OK;
+  }
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  if (rows == all)
+    printf("test %s: %.4f\n", fg_trainer_unit(t), test);
+  else
+    printf("test %s: %.4f over the first %lld of %lld test samples (%s)\n", fg_trainer_unit(t),
+           test, (long long)rows, (long long)all,
+           interrupted                 ? "interrupted"
+               : rows == o->eval_limit ? "--eval-limit"
+                                       : "the --minutes limit");
+  return EXIT_OK;
+}
+
+static int finish(fg_trainer *t, cli_model *m, const run_opts *o, int64_t session_steps) {
+  char path[4096];
+  path_in(path, sizeof path, o->out, "checkpoint.safetensors");
+  /* nothing new to save after an interrupt before the first step: the last checkpoint stays */
+  int code = interrupted && session_steps == 0 ? EXIT_OK : save(t, m, o->out);
+  if (code == EXIT_OK && !(interrupted && session_steps == 0)) printf("checkpoint: %s\n", path);
+  if (code == EXIT_OK && !interrupted && fg_trainer_data_rows(t, true) > 0) code = evaluate(t, o);
+  bool time_left = !o->minutes || now_s() < deadline(o);
+  fg_err e;
+  if (code == EXIT_OK && !interrupted && time_left && m->discrete) {
     fg_trainer_use_ema(t);
     path_in(path, sizeof path, o->out, "samples.png");
     fg_status st = cli_write_samples(m, 64, m->spec->train.temperature, (uint64_t)m->spec->train.seed + 1, path, &e);
     if (st != FG_OK) return cli_fail("train", st, e.msg);
     printf("samples (temperature %.2f): %s\n", m->spec->train.temperature, path);
   }
-  if (code == EXIT_OK && o->dump) dump_graph(m, o->out);
+  if (code == EXIT_OK && !interrupted && time_left && o->dump) dump_graph(m, o->out);
   if (getenv("FG_PROFILE")) {
     char table[8192];
     printf("\nper-op profile of the training program:\n%s", fg_trainer_profile(t, table, sizeof table));
+  }
+  if (code == EXIT_OK && interrupted) {
+    printf("interrupted: %s; continue with --resume %s\n",
+           session_steps ? "checkpoint saved" : "no step taken", path);
+    return EXIT_INTERRUPTED;
+  }
+  return code;
+}
+
+/* What a resume must match (the data and how much of it) and the plugins the spec needs. */
+static int record_run(fg_trainer *t, const cli_model *m, const run_opts *o) {
+  char limit[32];
+  snprintf(limit, sizeof limit, "%lld", (long long)o->limit);
+  fg_err e;
+  fg_status st = fg_trainer_set_info(t, "data", m->spec->data, true, &e);
+  if (st == FG_OK) st = fg_trainer_set_info(t, "limit", limit, true, &e);
+  if (st == FG_OK && m->spec->plugins)
+    st = fg_trainer_set_info(t, "plugins", m->spec->plugins, false, &e);
+  return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
+}
+
+static int make_trainer(fg_trainer **t, cli_model *m, const run_opts *o, bool recompute) {
+  fg_err e;
+  if (recompute) m->spec->train.recompute = true;
+  fg_trainer_data d = {m->data.train, m->data.test, m->data.discrete};
+  fg_status st = fg_trainer_new(t, m->flow, &m->spec->train, &d, o->threads, &e);
+  fg_data_free(&m->data); /* the trainer keeps its own (compact) copy */
+  int code = st == FG_OK ? record_run(*t, m, o) : cli_fail("train", st, e.msg);
+  if (code == EXIT_OK && o->resume) {
+    st = fg_trainer_load(*t, o->resume, &e);
+    if (st != FG_OK)
+      code = cli_fail("train", st, e.msg);
+    else
+      printf("resumed from %s at step %lld\n", o->resume, (long long)fg_trainer_step_count(*t));
   }
   return code;
 }
 
 static int run_train(int argc, char **argv) {
-  static const char *const valued[] = {"--steps", "--minutes", "--out", "--resume", "--threads", "--limit",
-                                       "--checkpoint-every", "--plugin", NULL};
   const char *spec_path[2];
-  if (cli_positionals(argc, argv, spec_path, 2, valued) != 1) {
+  int n_pos;
+  int code = cli_parse(argc, argv, "train", options, spec_path, 2, &n_pos);
+  if (code != EXIT_OK) return code;
+  if (n_pos != 1) {
     fprintf(stderr, "usage: flowgrad train SPEC [options] (flowgrad train --help)\n");
     return EXIT_USAGE;
   }
+  catch_interrupts();
   run_opts o;
-  int code = parse_opts(argc, argv, &o);
-  if (code != EXIT_OK) return code;
-  if (mkdir(o.out, 0777) != 0 && errno != EEXIST) return cli_fail("train", FG_E_IO, "cannot create the output directory");
+  parse_opts(argc, argv, &o);
+  if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "flowgrad train: cannot create the output directory %s: %s\n", o.out,
+            strerror(errno));
+    return EXIT_IO;
+  }
   cli_model m;
   code = cli_model_from_spec(&m, "train", spec_path[0], argc, argv, o.limit);
+  if (code == EXIT_OK) code = cli_check_batch(&m, "train");
   fg_trainer *t = NULL;
-  fg_err e;
   if (code == EXIT_OK) {
     if (!o.steps && !o.minutes) o.steps = m.spec->train.steps, o.minutes = m.spec->train.minutes;
     if (!o.steps && !o.minutes) o.steps = 1000;
-    if (cli_flag(argc, argv, "--recompute")) m.spec->train.recompute = true;
-    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
-    fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
-    if (st != FG_OK) code = cli_fail("train", st, e.msg);
-    fg_data_free(&m.data); /* the trainer keeps its own (compact) copy */
+    code = make_trainer(&t, &m, &o, cli_flag(argc, argv, "--recompute"));
   }
-  if (code == EXIT_OK && o.resume) {
-    fg_status st = fg_trainer_load(t, o.resume, &e);
-    if (st != FG_OK) code = cli_fail("train", st, e.msg);
-    else printf("resumed from %s at step %lld\n", o.resume, (long long)fg_trainer_step_count(t));
-  }
+  int64_t start = t ? fg_trainer_step_count(t) : 0;
   if (code == EXIT_OK) {
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
            (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
            (long long)fg_trainer_batch(t));
     recompute_report(t, NULL);
-    signal(SIGINT, on_interrupt);
-    signal(SIGTERM, on_interrupt);
     code = train_loop(t, &m, &o);
   }
-  if (code == EXIT_OK) code = finish(t, &m, &o);
+  if (code == EXIT_OK)
+    code = finish(t, &m, &o, fg_trainer_step_count(t) - start);
+  else if (interrupted)
+    code = EXIT_INTERRUPTED;
   fg_trainer_free(t);
   cli_model_free(&m);
   return code;
@@ -232,14 +359,24 @@ static int run_train(int argc, char **argv) {
 const cli_command cli_train = {
     "train", "train a flow from a spec file (progress, checkpoints, test bits/dim, samples)",
     "usage: flowgrad train SPEC [--steps N] [--minutes M] [--out DIR] [--resume CHECKPOINT]\n"
-    "                      [--threads N] [--limit N] [--checkpoint-every N] [--plugin lib.so] [--no-dump]\n"
-    "                      [--recompute]\n\n"
+    "                      [--threads N] [--limit N] [--eval-limit N] [--checkpoint-every N]\n"
+    "                      [--plugin lib.so]... [--no-dump] [--recompute]\n\n"
     "Trains the model of SPEC (examples/*.flow) on its data.  Stops after --steps or --minutes\n"
     "(default: the spec's train settings), on Ctrl-C, or after too many non-finite steps in a\n"
-    "row.  Writes DIR/checkpoint.safetensors (also every --checkpoint-every steps, atomically),\n"
-    "then prints the test loss (bits/dim for images, nats for 2-D data), writes DIR/samples.png\n"
-    "(images) and DIR/graph.dot (+ graph.svg) of the log-prob graph.  --resume continues a run\n"
-    "exactly (same batches, noise and updates).  --limit N keeps N training samples.\n"
-    "--recompute (the spec's `recompute true`) keeps memory flat in depth: the backward pass\n"
-    "rebuilds each layer's activations from its output through its inverse.\n",
+    "row.  Writes DIR/checkpoint.safetensors every --checkpoint-every steps (default 500; 0: only\n"
+    "at the end) and at the end, atomically; then prints the test loss (bits/dim for images,\n"
+    "nats for 2-D data), writes DIR/samples.png (images) and DIR/graph.dot (+ graph.svg) of the\n"
+    "log-prob graph.\n"
+    "  --minutes M      bounds the whole command's wall time, test evaluation included: training\n"
+    "                   stops early enough to evaluate, and an evaluation still running at the\n"
+    "                   limit stops there (the loss is then over the samples done, and says so)\n"
+    "  --eval-limit N   evaluate on the first N test samples (default: all)\n"
+    "  --resume CKPT    continue a run exactly (same batches, noise and updates); refused when\n"
+    "                   the data source, --limit, seed, n_bits, lr or batch differ\n"
+    "  --limit N        keep N training samples\n"
+    "  --plugin lib.so  load a plugin's bijector types (its path: ./lib.so, not lib.so)\n"
+    "  --recompute      (the spec's `recompute true`) keeps memory flat in depth: the backward\n"
+    "                   pass rebuilds each layer's activations from its output via its inverse\n"
+    "Ctrl-C stops after the current step and saves the checkpoint (exit 130); a second Ctrl-C\n"
+    "stops at once, the last checkpoint intact.\n",
     run_train};
