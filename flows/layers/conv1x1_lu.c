@@ -135,7 +135,7 @@ static fg_node mask_matrix(fg_graph *g, int64_t n, int which, fg_dtype t) {
   if (!m) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a mask");
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < n; j++) m[i * n + j] = which < 0 ? j < i : which > 0 ? j > i : j == i;
-  fg_node out = fg__constant(g, m, fg_shape2(n, n), t);
+  fg_node out = fg_constant_values(g, t, fg_shape2(n, n), m);
   free(m);
   return out;
 }
@@ -156,10 +156,10 @@ static lu_nodes build_factors(const lu_init *k, fg_flow_ctx *c, fg_node x) {
   fg_node du = fg__param_like(c, "upper_offset", sq, zeros, x);
   fg_node dls = fg__param_like(c, "log_s_offset", vec, zeros, x);
   lu_nodes f;
-  f.lower = fg_add(g, fg_mul(g, fg_add(g, fg__constant(g, k->lower, sq, t), dl), mask_matrix(g, n, -1, t)), eye);
-  f.log_s = fg_add(g, fg__constant(g, k->log_s, vec, t), dls);
-  fg_node diag = fg_mul(g, fg__constant(g, k->sign, vec, t), fg_exp(g, f.log_s)); /* s */
-  fg_node strict = fg_mul(g, fg_add(g, fg__constant(g, k->upper, sq, t), du), mask_matrix(g, n, 1, t));
+  f.lower = fg_add(g, fg_mul(g, fg_add(g, fg_constant_values(g, t, sq, k->lower), dl), mask_matrix(g, n, -1, t)), eye);
+  f.log_s = fg_add(g, fg_constant_values(g, t, vec, k->log_s), dls);
+  fg_node diag = fg_mul(g, fg_constant_values(g, t, vec, k->sign), fg_exp(g, f.log_s)); /* s */
+  fg_node strict = fg_mul(g, fg_add(g, fg_constant_values(g, t, sq, k->upper), du), mask_matrix(g, n, 1, t));
   f.upper = fg_add(g, strict, fg_mul(g, eye, fg_reshape(g, diag, fg_shape2(1, n))));
   return f;
 }
@@ -179,7 +179,7 @@ static fg_status lu_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, 
   lu_nodes f;
   fg_status st = prepare(state, c, x, &k, &f);
   if (st == FG_OK) {
-    fg_node p = fg__constant(g, k.p, fg_shape2(k.n, k.n), fg_node_dtype(g, x));
+    fg_node p = fg_constant_values(g, fg_node_dtype(g, x), fg_shape2(k.n, k.n), k.p);
     fg_node w = fg_matmul(g, p, fg_matmul(g, f.lower, f.upper));
     *y = fg__channel_mix(g, w, x, false);
     *logdet = fg__channel_logdet(g, f.log_s, x, 1.0);
@@ -195,7 +195,7 @@ static fg_status lu_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, 
   fg_status st = prepare(state, c, y, &k, &f);
   if (st == FG_OK) {
     /* W^-1 = U'^-1 (L^-1 P^T), both solves in float64 */
-    fg_node pt = fg_transpose(g, fg__constant(g, k.p, fg_shape2(k.n, k.n), FG_F64));
+    fg_node pt = fg_transpose(g, fg_constant_values(g, FG_F64, fg_shape2(k.n, k.n), k.p));
     fg_node l_pt = fg_triangular_solve(g, fg__as_dtype(g, f.lower, FG_F64), pt, true, true, false);
     fg_node w_inv = fg_triangular_solve(g, fg__as_dtype(g, f.upper, FG_F64), l_pt, false, false, false);
     *x = fg__channel_mix(g, fg__as_dtype(g, w_inv, fg_node_dtype(g, y)), y, false);

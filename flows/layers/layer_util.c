@@ -131,14 +131,6 @@ fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_no
   return out;
 }
 
-fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {
-  fg_tensor *tensor;
-  if (fg_tensor_new(&tensor, t, &shape, NULL) != FG_OK)
-    return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a layer constant");
-  for (int64_t i = 0; i < fg_tensor_numel(tensor); i++) fg_tensor_set(tensor, i, v[i]);
-  return fg_constant_take(g, tensor);
-}
-
 uint64_t fg__layer_seed(const fg_flow_ctx *c, int64_t seed) {
   const char *p = fg_flow_ctx_prefix(c);
   return XXH3_64bits_withSeed(p, strlen(p), (uint64_t)seed);

@@ -60,8 +60,6 @@ typedef struct fg__channel_affine {
  * the map's log-det per sample (negated for the inverse). */
 fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_node x, bool inverse,
                                  fg_node *logdet);
-/* A constant of dtype t holding n doubles in `shape`. */
-fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t);
 /* A seed for a layer's fixed random structure (shuffle, LU permutation): a hash of the seed
  * argument and the layer's prefix, so two layers of one model built with the same seed
  * argument still get different draws, and every graph of the model gets the same one. */

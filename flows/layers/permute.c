@@ -132,7 +132,7 @@ static fg_node perm_matrix(perm_state *s, fg_flow_ctx *c, fg_node x) {
     fg__layer_fail(c, FG_E_NOMEM, "out of memory for a %lld-channel permutation", (long long)n);
   else if (channel_perm(s, c, xs, p) == FG_OK) {
     for (int64_t i = 0; i < n; i++) m[i * n + p[i]] = 1.0;
-    out = fg__constant(g, m, fg_shape2(n, n), fg_node_dtype(g, x));
+    out = fg_constant_values(g, fg_node_dtype(g, x), fg_shape2(n, n), m);
   }
   free(p), free(m);
   return out;
