@@ -88,13 +88,16 @@ static fg_status open_npy(const char *files, fg_data *d, fg_err *e) {
   return st;
 }
 
-/* "moons n=5000 noise=0.1": the generator name, then key=value settings. */
+/* "moons n=5000 noise=0.1": the generator name, then key=value settings; noise and scale
+ * default to the generator's published ones (fg_toy2d_defaults). */
 static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
   char name[32] = {0};
-  double n = 10000, test_n = 5000, noise = 0.1, scale = 2.0, seed = 0;
+  double n = 10000, test_n = 5000, noise, scale, seed = 0;
   const char *p = source;
   size_t len = strcspn(p, " \t");
   snprintf(name, sizeof name, "%.*s", (int)len, p);
+  fg_status st = fg_toy2d_defaults(name, &noise, &scale, e);
+  if (st != FG_OK) return st;
   p += len;
   while (*p) {
     p += strspn(p, " \t,");
@@ -110,7 +113,7 @@ static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
     *slot = v;
     p += used;
   }
-  fg_status st = fg_toy2d_generate(&d->train, name, (int64_t)n, noise, scale, (uint64_t)seed, e);
+  st = fg_toy2d_generate(&d->train, name, (int64_t)n, noise, scale, (uint64_t)seed, e);
   if (st == FG_OK) st = fg_toy2d_generate(&d->test, name, (int64_t)test_n, noise, scale, (uint64_t)seed + 1000003, e);
   d->discrete = false;
   return st;

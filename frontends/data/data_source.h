@@ -4,7 +4,8 @@
  *   cifar10:<dir>                   <dir>/data_batch_{1..5}.bin and <dir>/test_batch.bin
  *   npy:<train.npy>[,<test.npy>]    uint8 or float32 arrays [N, ...]
  *   moons|8gaussians|checkerboard|rings [n=N] [test_n=N] [noise=S] [scale=S] [seed=K]
- *                                   2-D toys (frontends/data/toy2d.h documents each generator)
+ *                                   2-D toys (frontends/data/toy2d.h documents each generator);
+ *                                   noise and scale default to FFJORD's for each set
  * Images are integer levels 0..255 and `discrete` (train with dequantisation, report bits/dim);
  * .npy data is discrete when every value is an integer in 0..255; toys are continuous. */
 #ifndef FG_DATA_SOURCE_H

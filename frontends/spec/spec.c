@@ -167,7 +167,7 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
 
 typedef struct setting {
   const char *key;
-  char kind; /* i: int, d: double, w: word (the optimizer), b: true / false */
+  char kind; /* i: int, d: double, w: the optimizer, s: the schedule, b: true / false */
   size_t offset;
 } setting;
 
@@ -176,7 +176,8 @@ static const setting settings[] = {
     S(batch, 'i'), S(steps, 'i'),   S(minutes, 'd'),  S(lr, 'd'),         S(warmup, 'i'),
     S(clip, 'd'),  S(ema, 'd'),     S(optimizer, 'w'), S(n_bits, 'i'),    S(seed, 'i'),
     S(eval_every, 'i'), S(max_nonfinite, 'i'), S(temperature, 'd'), S(recompute, 'b'),
-    S(recompute_tol, 'd'), S(recompute_check, 'i'),
+    S(recompute_tol, 'd'), S(recompute_check, 'i'), S(schedule, 's'), S(lr_min, 'd'),
+    S(decay_steps, 'i'), S(step_every, 'i'), S(gamma, 'd'),
 };
 #undef S
 
@@ -194,14 +195,17 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
     if (settings[i].kind == 'i') return parse_int(p, (int)vcol, val, 0, (int64_t *)(void *)field);
     if (settings[i].kind == 'd') return parse_double(p, (int)vcol, val, (double *)(void *)field);
     if (settings[i].kind == 'b') return parse_bool(p, (int)vcol, val, (bool *)(void *)field);
-    if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
+    fg_lr_schedule sched;
+    if (settings[i].kind == 's' && fg_lr_schedule_parse(val, &sched, NULL) != FG_OK)
+      return fail(p, (int)vcol, "unknown schedule '%s' (constant, cosine or step)", val);
+    if (settings[i].kind == 'w' && strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
       return fail(p, (int)vcol, "unknown optimizer '%s' (adam, adamax or sgd)", val);
-    snprintf(field, sizeof p->spec->train.optimizer, "%s", val);
+    snprintf(field, sizeof p->spec->train.optimizer, "%s", val); /* both fields are char[16] */
     return FG_OK;
   }
-  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, clip, ema, "
-              "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
-              "recompute_check)", word);
+  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, schedule, "
+              "lr_min, decay_steps, step_every, gamma, clip, ema, optimizer, n_bits, seed, eval_every, "
+              "max_nonfinite, temperature, recompute, recompute_tol, recompute_check)", word);
 }
 
 static fg_status top_line(parser *p, line_view *v, const char *word, int col) {

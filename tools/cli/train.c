@@ -203,6 +203,7 @@ static int run_train(int argc, char **argv) {
   if (code == EXIT_OK) {
     if (!o.steps && !o.minutes) o.steps = m.spec->train.steps, o.minutes = m.spec->train.minutes;
     if (!o.steps && !o.minutes) o.steps = 1000;
+    m.spec->train.steps = o.steps; /* the run's length: where a cosine schedule ends by default */
     if (cli_flag(argc, argv, "--recompute")) m.spec->train.recompute = true;
     fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
     fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
