@@ -168,7 +168,8 @@ static fg_status leaf_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node
   fg_graph *g = fg_flow_graph(c);
   *ld = FG_NONE;
   fg_status st = b->type->forward(b->state, c, x, y, ld);
-  if (st != FG_OK || fg_graph_status(g) != FG_OK) return fg_graph_status(g) != FG_OK ? fg_graph_status(g) : st;
+  if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
+  if (st != FG_OK) return st;
   fg_jacobian_kind route = FG_JACOBIAN_DENSE;
   bool declared = *ld != FG_NONE;
   if (!declared) *ld = fg_logdet_derived(g, x, *y, b->prefix, &route);

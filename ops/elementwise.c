@@ -274,7 +274,9 @@ fg_node fg_less_equal(fg_graph *g, fg_node a, fg_node b) {
 fg_node fg_logical_and(fg_graph *g, fg_node a, fg_node b) {
   return binary(g, FG_OP_LOGICAL_AND, a, b);
 }
-fg_node fg_logical_or(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_LOGICAL_OR, a, b); }
+fg_node fg_logical_or(fg_graph *g, fg_node a, fg_node b) {
+  return binary(g, FG_OP_LOGICAL_OR, a, b);
+}
 fg_node fg_logical_not(fg_graph *g, fg_node x) {
   return fg_equal(g, x, fg_scalar(g, 0.0, fg_node_dtype(g, x)));
 }

@@ -58,7 +58,8 @@ static fg_status infer_scatter_add(fg_infer_args *a) {
     if (index->d[d] != src->d[d] && (d == at->axis || index->d[d] != 1))
       return fg_infer_fail(a, FG_E_SHAPE, "the indices must broadcast to the values' shape and "
                            "match it along axis %d", at->axis);
-  if (at->size < 0) return fg_infer_fail(a, FG_E_SHAPE, "negative output size %lld", (long long)at->size);
+  if (at->size < 0)
+    return fg_infer_fail(a, FG_E_SHAPE, "negative output size %lld", (long long)at->size);
   a->out_shape = *src;
   a->out_shape.d[at->axis] = at->size;
   return FG_OK;

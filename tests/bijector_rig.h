@@ -5,6 +5,7 @@
 #define FG_TEST_BIJECTOR_RIG_H
 
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "core/rng.h"
 #include "core/runtime/program.h"
@@ -83,6 +84,20 @@ static inline bij_result bij_apply(const char *type, const char *args, fg_dtype 
   fg_bijector_free(b);
   fg_registry_free(reg);
   return r;
+}
+
+/* type(args) must be refused with a message containing `mention` (the argument's name). */
+static inline void bij_expect_refused(const char *type, const char *args, const char *mention) {
+  fg_registry *reg;
+  fg_registry_new(&reg, NULL);
+  fg_registry_add_builtins(reg, NULL);
+  fg_bijector *b = NULL;
+  fg_err e;
+  cr_expect_neq(fg_bijector_new_from_text(&b, fg_registry_find(reg, type), args, &e), FG_OK,
+                "%s(%s) was accepted", type, args);
+  cr_expect(strstr(e.msg, mention), "%s(%s): %s", type, args, e.msg);
+  cr_expect_null(b);
+  fg_registry_free(reg);
 }
 
 /* max |a - b| / (1 + |b|) */

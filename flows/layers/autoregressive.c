@@ -44,15 +44,13 @@ static fg_status ar_create(ar_state *s, fg_err *e, const char *transform, int64_
   if (!transform || (strcmp(transform, "affine") && strcmp(transform, "spline")))
     return fg_err_set(e, FG_E_MISUSE, "argument 'transform': unknown transform \"%s\" "
                       "(accepted: affine, spline)", transform ? transform : "(null)");
-  if (hidden < 1 || hidden > FG_CONDITIONER_MAX_HIDDEN)
-    return fg_err_set(e, FG_E_MISUSE, "argument 'hidden': %lld is not a width in 1..%d",
-                      (long long)hidden, FG_CONDITIONER_MAX_HIDDEN);
-  if (blocks < 0 || blocks > FG_CONDITIONER_MAX_BLOCKS)
-    return fg_err_set(e, FG_E_MISUSE, "argument 'blocks': %lld is not a count in 0..%d",
-                      (long long)blocks, FG_CONDITIONER_MAX_BLOCKS);
+  fg_conditioner net; /* the same limits on hidden and blocks as the couplings' MLP */
+  fg_status st = fg_conditioner_parse(&net, "mlp", hidden, blocks, e);
+  if (st != FG_OK) return st;
   s->spline = !strcmp(transform, "spline");
   s->hidden = hidden, s->blocks = blocks, s->reversed = reversed != 0;
-  return fg__spline_opts_parse(&s->spline_opts, bins, bound, min_width, min_height, min_derivative, e);
+  return fg__spline_opts_parse(&s->spline_opts, bins, bound, min_width, min_height,
+                               min_derivative, e);
 }
 
 #define AR_CREATE(kind, is_iaf)                                                                  \
@@ -73,7 +71,9 @@ static fg_status ar_create(ar_state *s, fg_err *e, const char *transform, int64_
 AR_CREATE(maf, false)
 AR_CREATE(iaf, true)
 
-static int64_t per_input(const ar_state *s) { return s->spline ? fg__spline_params(&s->spline_opts) : 2; }
+static int64_t per_input(const ar_state *s) {
+  return s->spline ? fg__spline_params(&s->spline_opts) : 2;
+}
 
 /* T(u) (or T^-1(u)) with parameters p [B, D, P]; *ld = log T' per element at the forward point. */
 static fg_node transform(const ar_state *s, fg_flow_ctx *c, fg_node u, fg_node p, bool inverse,
@@ -83,7 +83,8 @@ static fg_node transform(const ar_state *s, fg_flow_ctx *c, fg_node u, fg_node p
   fg_shape us = fg_node_shape(g, u);
   fg_node shift = fg_reshape(g, fg_slice_axis(g, p, 2, 0, 1), us);
   fg_node raw = fg_reshape(g, fg_slice_axis(g, p, 2, 1, 2), us);
-  fg_node rescale = fg__param_like(c, "rescale", fg_shape1(us.d[1]), (fg_init){FG_INIT_CONST, 1, 0}, u);
+  fg_init ones = {FG_INIT_CONST, 1, 0};
+  fg_node rescale = fg__param_like(c, "rescale", fg_shape1(us.d[1]), ones, u);
   *ld = fg_mul(g, rescale, fg_tanh(g, raw));
   return inverse ? fg_mul(g, fg_sub(g, u, shift), fg_exp(g, fg_neg(g, *ld)))
                  : fg_add(g, fg_mul(g, u, fg_exp(g, *ld)), shift);
@@ -118,7 +119,8 @@ static fg_status ar_run(void *state, fg_flow_ctx *c, fg_node in, bool inverse, f
   fg_status st = fg__layer_expect_rank(c, in, 2, FG_MAX_DIMS, "[B, ...]");
   if (st != FG_OK) return st;
   fg_shape xs = fg_node_shape(g, in);
-  fg_node flat = fg_reshape(g, in, fg_shape2(xs.d[0], fg_shape_count(&xs) / (xs.d[0] ? xs.d[0] : 1)));
+  int64_t per_sample = fg_shape_count(&xs) / (xs.d[0] ? xs.d[0] : 1);
+  fg_node flat = fg_reshape(g, in, fg_shape2(xs.d[0], per_sample));
   bool fast = inverse == s->iaf; /* maf forward, iaf inverse */
   fg_node r = fast ? fast_pass(s, c, flat, logdet) : slow_pass(s, c, flat, logdet);
   *out = fg_reshape(g, r, xs);

@@ -221,8 +221,9 @@ fg_node fg_made_apply(fg_flow_ctx *c, const char *scope, fg_node x, int64_t hidd
   char label[160], shape[160];
   if (s.ndim != 2 || s.d[1] < 1 || hidden < 1 || blocks < 0 || per_input < 1)
     return fg_graph_fail(g, FG_E_SHAPE, "%s: MADE '%s' needs vectors [B, D], hidden >= 1 and "
-                         "outputs per input >= 1; got input %s", layer_label(c, label, sizeof label),
-                         scope, fg_shape_str(&s, shape, sizeof shape));
+                         "outputs per input >= 1; got input %s",
+                         layer_label(c, label, sizeof label), scope,
+                         fg_shape_str(&s, shape, sizeof shape));
   int64_t d = s.d[1];
   int64_t *deg = malloc(sizeof *deg * (size_t)(d + hidden + d * per_input));
   if (!deg) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for MADE degrees");

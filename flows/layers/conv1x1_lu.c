@@ -156,10 +156,12 @@ static lu_nodes build_factors(const lu_init *k, fg_flow_ctx *c, fg_node x) {
   fg_node du = fg__param_like(c, "upper_offset", sq, zeros, x);
   fg_node dls = fg__param_like(c, "log_s_offset", vec, zeros, x);
   lu_nodes f;
-  f.lower = fg_add(g, fg_mul(g, fg_add(g, fg_constant_values(g, t, sq, k->lower), dl), mask_matrix(g, n, -1, t)), eye);
+  fg_node lower = fg_add(g, fg_constant_values(g, t, sq, k->lower), dl);
+  f.lower = fg_add(g, fg_mul(g, lower, mask_matrix(g, n, -1, t)), eye);
   f.log_s = fg_add(g, fg_constant_values(g, t, vec, k->log_s), dls);
   fg_node diag = fg_mul(g, fg_constant_values(g, t, vec, k->sign), fg_exp(g, f.log_s)); /* s */
-  fg_node strict = fg_mul(g, fg_add(g, fg_constant_values(g, t, sq, k->upper), du), mask_matrix(g, n, 1, t));
+  fg_node upper = fg_add(g, fg_constant_values(g, t, sq, k->upper), du);
+  fg_node strict = fg_mul(g, upper, mask_matrix(g, n, 1, t));
   f.upper = fg_add(g, strict, fg_mul(g, eye, fg_reshape(g, diag, fg_shape2(1, n))));
   return f;
 }

@@ -71,13 +71,15 @@ static fg_node spline_rule(const void *state, fg_flow_ctx *c, const fg_coupling_
   return fg_add(g, p->active, fg_coupling_restrict(c, p, fg_sub(g, out, p->active)));
 }
 
-static fg_status spline_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status spline_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                                fg_node *logdet) {
   const spline_coupling *s = state;
   fg_coupling_rule rule = {(int)fg__spline_params(&s->spline), spline_rule};
   return fg_coupling_run(&s->spec, &rule, s, c, x, false, y, logdet);
 }
 
-static fg_status spline_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status spline_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                                fg_node *logdet) {
   const spline_coupling *s = state;
   fg_coupling_rule rule = {(int)fg__spline_params(&s->spline), spline_rule};
   return fg_coupling_run(&s->spec, &rule, s, c, y, true, x, logdet);

@@ -223,7 +223,8 @@ const fg_bijector_type fg_bijector_scale = {
 
 /* y from x (inverse: x from y) and the forward log-derivative per element at x (or, inverse,
  * at the x found); `a`, `b` are the type's numbers. */
-typedef fg_node (*map_fn)(fg_graph *g, fg_node in, double a, double b, bool inverse, fg_node *log_deriv);
+typedef fg_node (*map_fn)(fg_graph *g, fg_node in, double a, double b, bool inverse,
+                          fg_node *log_deriv);
 
 typedef struct map_state {
   map_fn fn;
@@ -266,20 +267,24 @@ static fg_node scalar_like(fg_graph *g, fg_node x, double v) {
  * atanh(y) = (log1p(y) - log1p(-y)) / 2. */
 static fg_node tanh_map(fg_graph *g, fg_node in, double a, double b, bool inverse, fg_node *ld) {
   (void)a, (void)b;
-  fg_node x = inverse ? fg_mul_scalar(g, fg_sub(g, fg_log1p(g, in), fg_log1p(g, fg_neg(g, in))), 0.5) : in;
-  *ld = fg_mul_scalar(g, fg_add_scalar(g, fg_neg(g, fg_add(g, x, fg_softplus(g, fg_mul_scalar(g, x, -2.0)))), log(2.0)), 2.0);
+  fg_node x = in;
+  if (inverse) x = fg_mul_scalar(g, fg_sub(g, fg_log1p(g, in), fg_log1p(g, fg_neg(g, in))), 0.5);
+  fg_node minus = fg_add(g, x, fg_softplus(g, fg_mul_scalar(g, x, -2.0)));
+  *ld = fg_mul_scalar(g, fg_add_scalar(g, fg_neg(g, minus), log(2.0)), 2.0);
   return inverse ? x : fg_tanh(g, in);
 }
 
 /* softplus: the inverse of y = log(1 + e^x) is y + log(-expm1(-y)), no overflow for large y. */
-static fg_node softplus_map(fg_graph *g, fg_node in, double a, double b, bool inverse, fg_node *ld) {
+static fg_node softplus_map(fg_graph *g, fg_node in, double a, double b, bool inverse,
+                            fg_node *ld) {
   (void)a, (void)b;
   fg_node x = inverse ? fg_add(g, in, fg_log(g, fg_neg(g, fg_expm1(g, fg_neg(g, in))))) : in;
   *ld = fg_logsigmoid(g, x);
   return inverse ? x : fg_softplus(g, in);
 }
 
-static fg_node leaky_map(fg_graph *g, fg_node in, double alpha, double b, bool inverse, fg_node *ld) {
+static fg_node leaky_map(fg_graph *g, fg_node in, double alpha, double b, bool inverse,
+                         fg_node *ld) {
   (void)b;
   fg_node negative = fg_less(g, in, scalar_like(g, in, 0.0)); /* x < 0 exactly when y < 0 */
   *ld = fg_where(g, negative, scalar_like(g, in, log(alpha)), scalar_like(g, in, 0.0));
@@ -294,7 +299,8 @@ static fg_node power_map(fg_graph *g, fg_node in, double p, double b, bool inver
 }
 
 /* Kumaraswamy CDF, in logs: 1 - x^a = -expm1(a log x), (1 - x^a)^b = exp(b log1p(-x^a)). */
-static fg_node kumaraswamy_map(fg_graph *g, fg_node in, double a, double b, bool inverse, fg_node *ld) {
+static fg_node kumaraswamy_map(fg_graph *g, fg_node in, double a, double b, bool inverse,
+                               fg_node *ld) {
   fg_node x = in;
   if (inverse) { /* x = (1 - (1 - y)^(1/b))^(1/a) */
     fg_node inner = fg_neg(g, fg_expm1(g, fg_mul_scalar(g, fg_log1p(g, fg_neg(g, in)), 1.0 / b)));
@@ -302,13 +308,16 @@ static fg_node kumaraswamy_map(fg_graph *g, fg_node in, double a, double b, bool
   }
   fg_node a_log_x = fg_mul_scalar(g, fg_log(g, x), a);
   fg_node log1m_xa = fg_log(g, fg_neg(g, fg_expm1(g, a_log_x)));
-  *ld = fg_add_scalar(g, fg_add(g, fg_mul_scalar(g, a_log_x, (a - 1.0) / a), fg_mul_scalar(g, log1m_xa, b - 1.0)),
-                      log(a * b));
+  fg_node terms = fg_add(g, fg_mul_scalar(g, a_log_x, (a - 1.0) / a),
+                         fg_mul_scalar(g, log1m_xa, b - 1.0));
+  *ld = fg_add_scalar(g, terms, log(a * b));
   return inverse ? x : fg_neg(g, fg_expm1(g, fg_mul_scalar(g, log1m_xa, b)));
 }
 
 static fg_status tanh_create(void **state, fg_err *e) { return map_new(state, e, tanh_map, 0, 0); }
-static fg_status softplus_create(void **state, fg_err *e) { return map_new(state, e, softplus_map, 0, 0); }
+static fg_status softplus_create(void **state, fg_err *e) {
+  return map_new(state, e, softplus_map, 0, 0);
+}
 
 static fg_status leaky_create(void **state, fg_err *e, double alpha) {
   if (!(alpha > 0) || !isfinite(alpha))
@@ -319,7 +328,8 @@ static fg_status leaky_create(void **state, fg_err *e, double alpha) {
 
 static fg_status power_create(void **state, fg_err *e, double power) {
   if (!(power > 0) || !isfinite(power))
-    return fg_err_set(e, FG_E_MISUSE, "power: argument 'power' must be positive and finite, got %g", power);
+    return fg_err_set(e, FG_E_MISUSE, "power: argument 'power' must be positive and finite, "
+                      "got %g", power);
   return map_new(state, e, power_map, power, 0);
 }
 

@@ -14,7 +14,8 @@
 fg_status fg__spline_opts_parse(fg__spline_opts *out, int64_t bins, double bound, double min_width,
                                 double min_height, double min_derivative, fg_err *e) {
   if (bins < 1 || bins > 1024)
-    return fg_err_set(e, FG_E_MISUSE, "argument 'bins': %lld is not a count in 1..1024", (long long)bins);
+    return fg_err_set(e, FG_E_MISUSE, "argument 'bins': %lld is not a count in 1..1024",
+                      (long long)bins);
   if (!(bound > 0) || !isfinite(bound))
     return fg_err_set(e, FG_E_MISUSE, "argument 'bound': %g must be positive and finite", bound);
   if (!(min_width > 0) || !(min_width * (double)bins < 1))
@@ -47,10 +48,13 @@ static fg_node knots(fg_graph *g, const fg__spline_opts *o, fg_node raw, double 
   int last = (int)fg_node_shape(g, raw).ndim - 1;
   int64_t k = o->bins;
   fg_node p = fg_exp(g, fg_sub(g, raw, fg_logsumexp(g, raw, FG_AXIS(last), true)));
-  *sizes = fg_mul_scalar(g, fg_add_scalar(g, fg_mul_scalar(g, p, 1 - min_size * (double)k), min_size),
-                         2 * o->bound);
+  fg_node share = fg_add_scalar(g, fg_mul_scalar(g, p, 1 - min_size * (double)k), min_size);
+  *sizes = fg_mul_scalar(g, share, 2 * o->bound);
   fg_node cum = fg_add_scalar(g, fg_cumsum(g, *sizes, last, false), -o->bound);
-  fg_node parts[3] = {edge(g, raw, -o->bound), fg_slice_axis(g, cum, last, 0, k - 1), edge(g, raw, o->bound)};
+  fg_node parts[3];
+  parts[0] = edge(g, raw, -o->bound);
+  parts[1] = fg_slice_axis(g, cum, last, 0, k - 1);
+  parts[2] = edge(g, raw, o->bound);
   return fg_concat(g, 3, parts, last);
 }
 
@@ -60,7 +64,10 @@ static fg_node knot_derivatives(fg_graph *g, const fg__spline_opts *o, fg_node r
   int last = (int)fg_node_shape(g, raw).ndim - 1;
   double c = log(expm1(1 - o->min_derivative));
   fg_node inner = fg_add_scalar(g, fg_softplus(g, fg_add_scalar(g, raw, c)), o->min_derivative);
-  fg_node parts[3] = {edge(g, raw, 1.0), inner, edge(g, raw, 1.0)};
+  fg_node parts[3];
+  parts[0] = edge(g, raw, 1.0);
+  parts[1] = inner;
+  parts[2] = edge(g, raw, 1.0);
   return fg_concat(g, 3, parts, last);
 }
 
@@ -69,7 +76,8 @@ typedef struct bin_values {
   fg_node x0, width, y0, height, d0, d1, slope;
 } bin_values;
 
-static bin_values look_up(fg_graph *g, const fg__spline_opts *o, fg_node u, fg_node at, bool inverse) {
+static bin_values look_up(fg_graph *g, const fg__spline_opts *o, fg_node u, fg_node at,
+                          bool inverse) {
   int last = (int)fg_node_shape(g, u).ndim - 1;
   int64_t k = o->bins;
   fg_node widths, heights;
@@ -91,8 +99,8 @@ static bin_values look_up(fg_graph *g, const fg__spline_opts *o, fg_node u, fg_n
  * s² (d1 ξ² + 2 s ξ(1-ξ) + d0 (1-ξ)²) / (s + (d1 + d0 - 2s) ξ(1-ξ))² */
 static fg_node log_derivative(fg_graph *g, const bin_values *v, fg_node xi, fg_node denom) {
   fg_node one_minus = fg_add_scalar(g, fg_neg(g, xi), 1.0);
-  fg_node inner = fg_add(g, fg_add(g, fg_mul(g, v->d1, fg_square(g, xi)),
-                                   fg_mul_scalar(g, fg_mul(g, v->slope, fg_mul(g, xi, one_minus)), 2.0)),
+  fg_node middle = fg_mul_scalar(g, fg_mul(g, v->slope, fg_mul(g, xi, one_minus)), 2.0);
+  fg_node inner = fg_add(g, fg_add(g, fg_mul(g, v->d1, fg_square(g, xi)), middle),
                          fg_mul(g, v->d0, fg_square(g, one_minus)));
   return fg_sub(g, fg_add(g, fg_mul_scalar(g, fg_log(g, v->slope), 2.0), fg_log(g, inner)),
                 fg_mul_scalar(g, fg_log(g, denom), 2.0));
@@ -103,22 +111,25 @@ static fg_node log_derivative(fg_graph *g, const bin_values *v, fg_node xi, fg_n
 static fg_node denominator(fg_graph *g, const bin_values *v, fg_node xi) {
   fg_node one_minus = fg_add_scalar(g, fg_neg(g, xi), 1.0);
   fg_node ends = fg_add(g, fg_square(g, xi), fg_square(g, one_minus));
-  return fg_add(g, fg_mul(g, v->slope, ends), fg_mul(g, fg_add(g, v->d1, v->d0), fg_mul(g, xi, one_minus)));
+  fg_node bend = fg_mul(g, fg_add(g, v->d1, v->d0), fg_mul(g, xi, one_minus));
+  return fg_add(g, fg_mul(g, v->slope, ends), bend);
 }
 
 static fg_node forward_in_bin(fg_graph *g, const bin_values *v, fg_node x, fg_node *log_deriv) {
   fg_node xi = fg_div(g, fg_sub(g, x, v->x0), v->width);
   fg_node t = fg_mul(g, xi, fg_add_scalar(g, fg_neg(g, xi), 1.0));
-  fg_node num = fg_mul(g, v->height, fg_add(g, fg_mul(g, v->slope, fg_square(g, xi)), fg_mul(g, v->d0, t)));
+  fg_node rise = fg_add(g, fg_mul(g, v->slope, fg_square(g, xi)), fg_mul(g, v->d0, t));
+  fg_node num = fg_mul(g, v->height, rise);
   fg_node den = denominator(g, v, xi);
   *log_deriv = log_derivative(g, v, xi, den);
   return fg_add(g, v->y0, fg_div(g, num, den));
 }
 
-/* The root of a ξ² + b ξ + c = 0 in [0, 1]; a = h (s - d0) + Δ k, b = h d0 - Δ k, c = -s Δ with
- * Δ = y - y0, k = d1 + d0 - 2s.  It is 2c / (-b - sqrt(b² - 4ac)) = (-b + sqrt(b² - 4ac)) / 2a,
- * the first free of cancellation where b >= 0, the second where b < 0 (and then a >= -b > 0, so
- * the denominator a is only ever used where it is safe; elsewhere it reads 1). */
+/* The root of a ξ² + b ξ + c = 0 in [0, 1]; a = h (s - d0) + Δ k, b = h d0 - Δ k,
+ * c = -s Δ with Δ = y - y0, k = d1 + d0 - 2s.  It is 2c / (-b - sqrt(b² - 4ac)) =
+ * (-b + sqrt(b² - 4ac)) / 2a, the first free of cancellation where b >= 0, the second where
+ * b < 0 (and then a >= -b > 0, so the denominator a is only ever used where it is safe;
+ * elsewhere it reads 1). */
 static fg_node inverse_in_bin(fg_graph *g, const bin_values *v, fg_node y, fg_node *log_deriv) {
   fg_node delta = fg_sub(g, y, v->y0);
   fg_node bend = fg_sub(g, fg_add(g, v->d1, v->d0), fg_mul_scalar(g, v->slope, 2.0));
@@ -126,10 +137,13 @@ static fg_node inverse_in_bin(fg_graph *g, const bin_values *v, fg_node y, fg_no
   fg_node a = fg_add(g, fg_mul(g, v->height, fg_sub(g, v->slope, v->d0)), dk);
   fg_node b = fg_sub(g, fg_mul(g, v->height, v->d0), dk);
   fg_node c = fg_neg(g, fg_mul(g, v->slope, delta));
-  fg_node root = fg_sqrt(g, fg_clamp(g, fg_sub(g, fg_square(g, b), fg_mul_scalar(g, fg_mul(g, a, c), 4.0)), 0, INFINITY));
+  fg_node disc = fg_sub(g, fg_square(g, b), fg_mul_scalar(g, fg_mul(g, a, c), 4.0));
+  fg_node root = fg_sqrt(g, fg_clamp(g, disc, 0, INFINITY));
   fg_node one = fg_ones_like(g, b), b_negative = fg_less(g, b, fg_zeros_like(g, b));
-  fg_node via_c = fg_div(g, fg_mul_scalar(g, c, 2.0), fg_where(g, b_negative, fg_neg(g, one), fg_sub(g, fg_neg(g, b), root)));
-  fg_node via_a = fg_div(g, fg_sub(g, root, b), fg_mul_scalar(g, fg_where(g, b_negative, a, one), 2.0));
+  fg_node den_c = fg_where(g, b_negative, fg_neg(g, one), fg_sub(g, fg_neg(g, b), root));
+  fg_node via_c = fg_div(g, fg_mul_scalar(g, c, 2.0), den_c);
+  fg_node den_a = fg_mul_scalar(g, fg_where(g, b_negative, a, one), 2.0);
+  fg_node via_a = fg_div(g, fg_sub(g, root, b), den_a);
   fg_node xi = fg_where(g, b_negative, via_a, via_c);
   *log_deriv = log_derivative(g, v, xi, denominator(g, v, xi));
   return fg_add(g, v->x0, fg_mul(g, xi, v->width));
@@ -186,7 +200,8 @@ static fg_node own_params(const fg__spline_opts *o, fg_flow_ctx *c, fg_node x) {
   return fg_reshape(g, u, batched);
 }
 
-static fg_status rq_run(void *state, fg_flow_ctx *c, fg_node in, bool inverse, fg_node *out, fg_node *logdet) {
+static fg_status rq_run(void *state, fg_flow_ctx *c, fg_node in, bool inverse, fg_node *out,
+                        fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, in, 2, FG_MAX_DIMS - 1, "[B, ...]");
   if (st != FG_OK) return st;
@@ -210,7 +225,8 @@ static const fg_arg_spec rq_args[] = {FG__SPLINE_ARG_SPECS};
 const fg_bijector_type fg_bijector_rq_spline = {
     .abi_version = FG_BIJECTOR_ABI_VERSION,
     .name = "rq_spline",
-    .doc = "elementwise rational-quadratic spline (Durkan et al. 2019), linear tails, learned knots",
+    .doc = "elementwise rational-quadratic spline (Durkan et al. 2019), linear tails, learned "
+           "knots",
     .n_args = (int)(sizeof rq_args / sizeof rq_args[0]),
     .args = rq_args,
     .create = (void (*)(void))rq_create,

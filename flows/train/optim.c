@@ -68,10 +68,9 @@ static int slots_of(const fg_optim_config *c) {
 static fg_status check_schedule(const fg_optim_config *c, fg_err *e) {
   if ((unsigned)c->schedule > FG_LR_STEP)
     return fg_err_set(e, FG_E_MISUSE, "optimiser: unknown schedule %d", (int)c->schedule);
-  if (c->schedule == FG_LR_COSINE && c->decay_steps <= c->warmup_steps)
-    return fg_err_set(e, FG_E_MISUSE, "optimiser: the cosine schedule needs decay_steps (%lld) "
-                      "beyond the warm-up (%lld): the number of steps the run will take",
-                      (long long)c->decay_steps, (long long)c->warmup_steps);
+  if (c->schedule == FG_LR_COSINE && c->decay_steps < 1)
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: the cosine schedule needs decay_steps >= 1 (got "
+                      "%lld): the number of steps the run will take", (long long)c->decay_steps);
   if (c->schedule == FG_LR_COSINE && !(c->lr_min >= 0 && c->lr_min <= c->lr))
     return fg_err_set(e, FG_E_MISUSE, "optimiser: lr_min must be in [0, lr] (got %g)", c->lr_min);
   if (c->schedule == FG_LR_STEP && (c->step_every < 1 || !(c->gamma > 0 && c->gamma <= 1)))

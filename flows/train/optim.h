@@ -56,7 +56,8 @@ typedef struct fg_optim_config {
   double clip_norm;           /* global gradient-norm clip; 0: none */
   int64_t warmup_steps;       /* linear warm-up over this many steps; 0: none */
   fg_lr_schedule schedule;    /* after warm-up (above); constant by default */
-  int64_t decay_steps;        /* cosine: the step at which the rate reaches lr_min (> warm-up) */
+  int64_t decay_steps;        /* cosine: the step at which the rate reaches lr_min (>= 1; at or
+                                 before the end of warm-up, the rate is lr_min after it) */
   double lr_min;              /* cosine: the final rate, 0 <= lr_min <= lr */
   int64_t step_every;         /* step: steps between two decays (>= 1) */
   double gamma;               /* step: the factor of each decay, in (0, 1] */

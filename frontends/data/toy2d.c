@@ -173,8 +173,8 @@ fg_status fg_toy2d_defaults(const char *name, double *noise, double *scale, fg_e
       *noise = ffjord[i].noise, *scale = ffjord[i].scale;
       return FG_OK;
     }
-  return fg_err_set(e, FG_E_NOTFOUND, "unknown toy data set '%s'; known: %s", name ? name : "(null)",
-                    fg_toy2d_names());
+  return fg_err_set(e, FG_E_NOTFOUND, "unknown toy data set '%s'; known: %s",
+                    name ? name : "(null)", fg_toy2d_names());
 }
 
 /* log Σ exp(v[i]), v holding n values */
@@ -225,7 +225,8 @@ static double rings_log_density(double x, double y, double sigma, double scale) 
   double rho = hypot(x, y), terms[4];
   for (int r = 0; r < 4; r++) {
     double big_r = scale * radius[r], d = rho - big_r;
-    terms[r] = log(0.25) + log_norm2(sigma) - d * d / (2 * sigma * sigma) + log_i0e(rho * big_r / (sigma * sigma));
+    double bessel = log_i0e(rho * big_r / (sigma * sigma));
+    terms[r] = log(0.25) + log_norm2(sigma) - d * d / (2 * sigma * sigma) + bessel;
   }
   return log_sum_exp(terms, 4);
 }
@@ -234,7 +235,8 @@ static double eight_log_density(double x, double y, double sigma, double scale) 
   double terms[8];
   for (int k = 0; k < 8; k++) {
     double cx = scale * cos(k * TOY_PI / 4), cy = scale * sin(k * TOY_PI / 4);
-    terms[k] = log(0.125) + log_norm2(sigma) - ((x - cx) * (x - cx) + (y - cy) * (y - cy)) / (2 * sigma * sigma);
+    double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+    terms[k] = log(0.125) + log_norm2(sigma) - d2 / (2 * sigma * sigma);
   }
   return log_sum_exp(terms, 8);
 }
@@ -284,7 +286,8 @@ fg_status fg_toy2d_entropy(const char *name, double noise, double scale, int64_t
   fg_tensor *t;
   fg_status st = fg_toy2d_generate(&t, name, samples, noise, scale, seed, e);
   if (st != FG_OK) return st;
-  double *xy = malloc(sizeof *xy * (size_t)(2 * samples)), *logp = malloc(sizeof *logp * (size_t)samples);
+  double *xy = malloc(sizeof *xy * (size_t)(2 * samples));
+  double *logp = malloc(sizeof *logp * (size_t)samples);
   const float *v = fg_tensor_data(t);
   if (xy && logp) {
     for (int64_t i = 0; i < 2 * samples; i++) xy[i] = v[i];

@@ -198,14 +198,16 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
     fg_lr_schedule sched;
     if (settings[i].kind == 's' && fg_lr_schedule_parse(val, &sched, NULL) != FG_OK)
       return fail(p, (int)vcol, "unknown schedule '%s' (constant, cosine or step)", val);
-    if (settings[i].kind == 'w' && strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
+    bool optimizer = !strcmp(val, "adam") || !strcmp(val, "adamax") || !strcmp(val, "sgd");
+    if (settings[i].kind == 'w' && !optimizer)
       return fail(p, (int)vcol, "unknown optimizer '%s' (adam, adamax or sgd)", val);
     snprintf(field, sizeof p->spec->train.optimizer, "%s", val); /* both fields are char[16] */
     return FG_OK;
   }
-  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, schedule, "
-              "lr_min, decay_steps, step_every, gamma, clip, ema, optimizer, n_bits, seed, eval_every, "
-              "max_nonfinite, temperature, recompute, recompute_tol, recompute_check)", word);
+  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, "
+              "schedule, lr_min, decay_steps, step_every, gamma, clip, ema, optimizer, n_bits, "
+              "seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
+              "recompute_check)", word);
 }
 
 static fg_status top_line(parser *p, line_view *v, const char *word, int col) {

@@ -386,7 +386,8 @@ static int dependent_inputs(analysis *a, fg_node n, pass *p, bool *full) {
   return count;
 }
 
-/* Fills node n's sets (and, when it is direct, its positions and cuts); false when out of memory. */
+/* Fills node n's sets (and, when it is direct, its positions and cuts); false when out of
+ * memory. */
 static bool visit(analysis *a, fg_node n, pass *p) {
   node_dep *out = dep_of(a, n);
   bool full = false;

@@ -15,7 +15,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--samples")) samples = atoll(argv[i + 1]);
     else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[i + 1], NULL, 10);
-    else return fprintf(stderr, "usage: toy_entropy [--samples N] [--seed K]\n"), 2;
+    else {
+      fprintf(stderr, "usage: toy_entropy [--samples N] [--seed K]\n");
+      return 2;
+    }
   }
   const char *names[4] = {"moons", "8gaussians", "checkerboard", "rings"};
   printf("%-13s %8s %8s %9s %10s\n", "set", "noise", "scale", "entropy", "std error");
@@ -23,8 +26,10 @@ int main(int argc, char **argv) {
     double noise, scale, h, se;
     fg_err e;
     if (fg_toy2d_defaults(names[i], &noise, &scale, &e) != FG_OK ||
-        fg_toy2d_entropy(names[i], noise, scale, samples, seed, &h, &se, &e) != FG_OK)
-      return fprintf(stderr, "%s: %s\n", names[i], e.msg), 1;
+        fg_toy2d_entropy(names[i], noise, scale, samples, seed, &h, &se, &e) != FG_OK) {
+      fprintf(stderr, "%s: %s\n", names[i], e.msg);
+      return 1;
+    }
     printf("%-13s %8.5f %8.5f %9.4f %10.4f\n", names[i], noise, scale, h, se);
   }
   return 0;

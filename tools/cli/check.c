@@ -57,6 +57,11 @@ static bool parse_number(const char *text, double lo, double *out) {
   return true;
 }
 
+static bool bad_option(const char *name, const char *value, const char *want) {
+  fprintf(stderr, "flowgrad check: %s %s: %s\n", name, value, want);
+  return false;
+}
+
 /* The options into *o and *seeds; prints the problem and returns false on a bad value. */
 static bool read_options(int argc, char **argv, fg_check_opts *o, int *seeds) {
   const char *v;
@@ -64,23 +69,25 @@ static bool read_options(int argc, char **argv, fg_check_opts *o, int *seeds) {
   memset(o, 0, sizeof *o);
   *seeds = 1;
   if ((v = cli_option(argc, argv, "--seed"))) {
-    if (!parse_number(v, 0, &num)) return fprintf(stderr, "flowgrad check: --seed %s: not a seed\n", v), false;
+    if (!parse_number(v, 0, &num)) return bad_option("--seed", v, "not a seed");
     o->seed = (uint64_t)num;
   }
   if ((v = cli_option(argc, argv, "--seeds"))) {
-    if (!parse_number(v, 1, &num) || num > 100000) return fprintf(stderr, "flowgrad check: --seeds %s: a count 1..100000\n", v), false;
+    if (!parse_number(v, 1, &num) || num > 100000)
+      return bad_option("--seeds", v, "a count 1..100000");
     *seeds = (int)num;
   }
   if ((v = cli_option(argc, argv, "--batch"))) {
-    if (!parse_number(v, 1, &num) || num > 4096) return fprintf(stderr, "flowgrad check: --batch %s: a count 1..4096\n", v), false;
+    if (!parse_number(v, 1, &num) || num > 4096) return bad_option("--batch", v, "a count 1..4096");
     o->batch = (int)num;
   }
   if ((v = cli_option(argc, argv, "--perturb"))) {
-    if (!parse_number(v, 0, &num) || num == 0) return fprintf(stderr, "flowgrad check: --perturb %s: a positive number\n", v), false;
+    if (!parse_number(v, 0, &num) || num == 0)
+      return bad_option("--perturb", v, "a positive number");
     o->perturb = num;
   }
   if ((v = cli_option(argc, argv, "--event")) && !parse_event(v, &o->event))
-    return fprintf(stderr, "flowgrad check: --event %s: sizes like 2,4,4 (per sample)\n", v), false;
+    return bad_option("--event", v, "sizes like 2,4,4 (per sample)");
   o->args = cli_option(argc, argv, "--args");
   return true;
 }
@@ -104,11 +111,13 @@ static int run_check(int argc, char **argv) {
     }
     int idx = 0;
     while (fg_registry_type(r, idx) != t) idx++;
-    failed += check_one(t, fg_registry_origin(r, idx), &o, seeds, false), checked++;
+    failed += check_one(t, fg_registry_origin(r, idx), &o, seeds, false);
+    checked++;
   }
   for (int i = 0; n == 0 && i < fg_registry_count(r); i++) {
     if (plugins_only && !fg_registry_origin(r, i)) continue;
-    failed += check_one(fg_registry_type(r, i), fg_registry_origin(r, i), &o, seeds, quiet), checked++;
+    failed += check_one(fg_registry_type(r, i), fg_registry_origin(r, i), &o, seeds, quiet);
+    checked++;
   }
   if (code == EXIT_OK) printf("%d checked, %d failed\n", checked, failed);
   fg_registry_free(r);

@@ -13,7 +13,8 @@ static double now_s(void) {
 }
 
 PyObject *fgpy_settings_dict(const fg_train_settings *s) {
-  return Py_BuildValue("{s:L,s:L,s:d,s:d,s:L,s:s,s:d,s:L,s:L,s:d,s:d,s:d,s:s,s:L,s:L,s:L,s:L,s:d,s:O}",
+  return Py_BuildValue("{s:L,s:L,s:d,s:d,s:L,s:s,s:d,s:L,s:L,s:d,s:d,s:d,s:s,s:L,s:L,s:L,s:L,"
+                       "s:d,s:O}",
                        "batch", (long long)s->batch, "steps", (long long)s->steps, "minutes",
                        s->minutes, "lr", s->lr, "warmup", (long long)s->warmup, "schedule",
                        s->schedule, "lr_min", s->lr_min, "decay_steps", (long long)s->decay_steps,
