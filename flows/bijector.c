@@ -1,7 +1,7 @@
 /* Bijector instances: a registered type's state, or a chain, or an inversion.  Forward and
  * inverse set the parameter prefix of the bijector being built, and fill in the log-dets a
  * type leaves out: the inverse one as the negated forward log-det at the inverse point, the
- * forward one from the exact Jacobian (autodiff + slogdet). */
+ * forward one derived from the graph (ops/autodiff/jacobian.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,49 +162,19 @@ static fg_node batch_zeros(fg_graph *g, fg_node x) {
   return fg_fill(g, 0.0, fg_node_dtype(g, x), fg_shape1(s.ndim ? s.d[0] : 1));
 }
 
-/* One-hot seed for output element i of every sample: [1, event...] broadcast to y's shape. */
-static fg_node one_hot_seed(fg_graph *g, fg_node y, int64_t i) {
-  fg_shape s = fg_node_shape(g, y), one = s;
-  one.d[0] = 1;
-  fg_tensor *t;
-  if (fg_tensor_new(&t, fg_node_dtype(g, y), &one, NULL) != FG_OK)
-    return fg_graph_fail(g, FG_E_NOMEM, "out of memory deriving a log-det");
-  fg_tensor_set(t, i, 1.0);
-  return fg_broadcast_to(g, fg_constant_take(g, t), s);
-}
-
-fg_node fg_jacobian_logdet(fg_graph *g, fg_node x, fg_node y, const char *who) {
-  fg_shape xs = fg_node_shape(g, x), ys = fg_node_shape(g, y);
-  if (fg_graph_status(g) != FG_OK) return FG_POISON;
-  int64_t batch = xs.ndim ? xs.d[0] : 1, dx = fg_shape_count(&xs) / (batch ? batch : 1);
-  int64_t dy = fg_shape_count(&ys) / (batch ? batch : 1);
-  if (dx != dy || xs.ndim < 1 || ys.ndim < 1 || ys.d[0] != batch)
-    return fg_graph_fail(g, FG_E_SHAPE, "%s: cannot derive a log-det: the event changes size "
-                         "(%lld to %lld elements per sample)", who, (long long)dx, (long long)dy);
-  if (dx > FG_DERIVED_LOGDET_MAX_EVENT)
-    return fg_graph_fail(g, FG_E_MISUSE, "%s: no log-det given and the event has %lld elements; "
-                         "the engine derives log-dets only up to %d (declare one)", who,
-                         (long long)dx, FG_DERIVED_LOGDET_MAX_EVENT);
-  fg_node *rows = malloc(sizeof *rows * (size_t)(dx + 1));
-  if (!rows) return fg_graph_fail(g, FG_E_NOMEM, "out of memory deriving a log-det");
-  for (int64_t i = 0; i < dx && fg_graph_status(g) == FG_OK; i++) {
-    fg_node seed = one_hot_seed(g, y, i), gx;
-    if (fg_vjp(g, 1, &y, &seed, 1, &x, &gx) != FG_OK) break;
-    rows[i] = fg_reshape(g, gx, fg_shape3(batch, 1, dx));
-  }
-  fg_node jac = fg_graph_status(g) == FG_OK ? fg_concat(g, (int)dx, rows, 1) : FG_POISON;
-  free(rows);
-  return fg_slogdet(g, jac);
-}
-
 /* ---- building ---- */
 
 static fg_status leaf_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *ld) {
   fg_graph *g = fg_flow_graph(c);
   *ld = FG_NONE;
   fg_status st = b->type->forward(b->state, c, x, y, ld);
-  if (st == FG_OK && fg_graph_status(g) == FG_OK && *ld == FG_NONE) *ld = fg_jacobian_logdet(g, x, *y, b->prefix);
-  return fg_graph_status(g) != FG_OK ? fg_graph_status(g) : st;
+  if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
+  if (st != FG_OK) return st;
+  fg_jacobian_kind route = FG_JACOBIAN_DENSE;
+  bool declared = *ld != FG_NONE;
+  if (!declared) *ld = fg_logdet_derived(g, x, *y, b->prefix, &route);
+  fg__flow_ctx_count_logdet(c, declared, route);
+  return fg_graph_status(g);
 }
 
 static fg_status leaf_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *ld) {

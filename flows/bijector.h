@@ -2,9 +2,11 @@
  * list and functions that build forward (x -> y, log|det dy/dx|) and inverse graphs.  A type
  * writes only graph expressions: the engine derives every gradient; a type that gives no
  * inverse log-det gets the negated forward log-det at the inverse point; a type that gives no
- * log-det at all gets one derived by the engine (exact Jacobian by autodiff + slogdet, for
- * event sizes up to FG_DERIVED_LOGDET_MAX_EVENT).  Built-in types register exactly as plugins
- * do (flows/registry.h).
+ * log-det at all gets one derived by the engine (ops/autodiff/jacobian.h): in O(D) from the
+ * diagonal when the graph of its forward shows an elementwise or triangular (autoregressive,
+ * coupling) Jacobian, else from the dense Jacobian by autodiff + slogdet, D VJPs and an LU per
+ * sample, for event sizes up to FG_DERIVED_LOGDET_MAX_EVENT only.  Built-in types register
+ * exactly as plugins do (flows/registry.h).
  *
  * Shapes: x is [batch, event...]; log-dets are [batch]; dtype follows x. */
 #ifndef FG_BIJECTOR_H
@@ -15,10 +17,9 @@
 
 #include "core/ir/graph.h"
 #include "flows/params.h"
+#include "ops/autodiff/jacobian.h" /* derived log-dets, FG_DERIVED_LOGDET_MAX_EVENT */
 
 #define FG_BIJECTOR_ABI_VERSION 1u
-/* Largest event (elements per sample) whose log-det the engine derives from the Jacobian. */
-#define FG_DERIVED_LOGDET_MAX_EVENT 256
 /* Most channels a layer that mixes channels with a C x C matrix accepts (reverse, shuffle,
  * permute, conv1x1, conv1x1_lu): 4096² doubles are 128 MiB.  More is FG_E_LIMIT. */
 #define FG_MAX_MIX_CHANNELS 4096
@@ -176,10 +177,6 @@ fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x);
 fg_status fg_bijector_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet);
 fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet);
 
-/* log|det dy/dx| per sample from the exact Jacobian: one VJP per event element (samples are
- * independent, so one VJP gives that row of every sample's Jacobian), stacked, then slogdet.
- * For events up to FG_DERIVED_LOGDET_MAX_EVENT elements; y must have x's element count. */
-fg_node fg_jacobian_logdet(fg_graph *g, fg_node x, fg_node y, const char *who);
 
 /* ---- contexts ---- */
 typedef struct fg_flow_ctx_opts {
@@ -213,5 +210,12 @@ fg_status fg_flow_ctx_override_param(fg_flow_ctx *c, const char *full_name, fg_n
 /* Sets the prefix that fg_flow_param prepends (bijectors do this for their children). */
 fg_status fg_flow_ctx_set_prefix(fg_flow_ctx *c, const char *prefix);
 const char *fg_flow_ctx_prefix(const fg_flow_ctx *c);
+/* How the forward log-dets of the leaf bijectors built in c so far came about. */
+typedef struct fg_logdet_sources {
+  int declared;             /* given by the type */
+  int diagonal, triangular; /* derived by the engine in O(D) from the structure it found */
+  int dense;                /* derived from the dense Jacobian: D VJPs and an LU per sample */
+} fg_logdet_sources;
+fg_logdet_sources fg_flow_ctx_logdet_sources(const fg_flow_ctx *c);
 
 #endif

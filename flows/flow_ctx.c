@@ -7,6 +7,7 @@
 #include "core/rng.h"
 #include "core/vec.h"
 #include "flows/bijector.h"
+#include "flows/bijector_internal.h"
 #include "ops/ops.h"
 
 typedef struct named_node {
@@ -26,6 +27,7 @@ struct fg_flow_ctx {
   char *prefix;
   node_list latents, inits, param_nodes, overrides;
   uint64_t seed_counter;
+  fg_logdet_sources logdets;
 };
 
 static bool list_push(node_list *l, const char *name, fg_node n) {
@@ -76,6 +78,14 @@ void fg_flow_ctx_free(fg_flow_ctx *c) {
 }
 
 fg_graph *fg_flow_graph(fg_flow_ctx *c) { return c->g; }
+fg_logdet_sources fg_flow_ctx_logdet_sources(const fg_flow_ctx *c) { return c->logdets; }
+
+void fg__flow_ctx_count_logdet(fg_flow_ctx *c, bool declared, fg_jacobian_kind route) {
+  if (declared) c->logdets.declared++;
+  else if (route == FG_JACOBIAN_DIAGONAL) c->logdets.diagonal++;
+  else if (route == FG_JACOBIAN_TRIANGULAR) c->logdets.triangular++;
+  else c->logdets.dense++;
+}
 bool fg_flow_training(const fg_flow_ctx *c) { return c->o.training; }
 bool fg_flow_sampling(const fg_flow_ctx *c) { return c->o.sampling; }
 double fg_flow_temperature(const fg_flow_ctx *c) { return c->o.temperature; }

@@ -36,6 +36,14 @@ static fg_status infer_pow(fg_infer_args *a) {
   return FG_OK;
 }
 
+static fg_status infer_clamp(fg_infer_args *a) {
+  const fg_clamp_attr *at = a->attr;
+  if (isnan(at->lo) || isnan(at->hi) || at->lo > at->hi)
+    return fg_infer_fail(a, FG_E_MISUSE, "bounds [%g, %g] must be numbers with lo <= hi (an "
+                         "infinite one leaves that side open)", at->lo, at->hi);
+  return FG_OK;
+}
+
 static fg_status infer_cast(fg_infer_args *a) {
   const fg_cast_attr *at = a->attr;
   if ((unsigned)at->dtype >= FG_DTYPE_COUNT)
@@ -113,6 +121,8 @@ UNARY_VJP(tanh, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, x)), fg_square(g, n
 UNARY_VJP(sigmoid, fg_mul(g, node, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, x)), node)))
 UNARY_VJP(logsigmoid, fg_sigmoid(g, fg_neg(g, x)))
 UNARY_VJP(softplus, fg_sigmoid(g, x))
+UNARY_VJP(sin, fg_cos(g, x))
+UNARY_VJP(cos, fg_neg(g, fg_sin(g, x)))
 /* relu's from its output (relu(x) > 0 exactly when x > 0): the backward keeps no
  * pre-activation alive, and the compiler can fuse bias and relu into the conv before it. */
 UNARY_VJP(relu, fg_greater(g, node, fg_scalar(g, 0.0, fg_node_dtype(g, x))))
@@ -143,6 +153,18 @@ static fg_status vjp_pow(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
   if (!WANT(0) || p == 0.0) return fg_graph_status(g); /* x^0 is constant */
   fg_node deriv = p == 1.0 ? FG_NONE : fg_mul_scalar(g, fg_pow(g, IN(0), p - 1.0), p);
   gin[0] = deriv == FG_NONE ? gout : fg_mul(g, gout, deriv);
+  return fg_graph_status(g);
+}
+
+/* The gradient passes where lo <= x <= hi (bounds included, as torch.clamp). */
+static fg_status vjp_clamp(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
+  const fg_clamp_attr *at = fg_node_attr(g, node);
+  if (!WANT(0)) return fg_graph_status(g);
+  fg_node x = IN(0);
+  fg_dtype t = fg_node_dtype(g, x);
+  fg_node inside = fg_logical_and(g, fg_greater_equal(g, x, fg_scalar(g, at->lo, t)),
+                                  fg_less_equal(g, x, fg_scalar(g, at->hi, t)));
+  gin[0] = fg_mul(g, gout, inside);
   return fg_graph_status(g);
 }
 
@@ -180,6 +202,10 @@ BINARY_DEF(maximum, FG_OPF_COMMUTATIVE, vjp_maximum);
 BINARY_DEF(minimum, FG_OPF_COMMUTATIVE, vjp_minimum);
 BINARY_DEF(greater, FG_OPF_NODIFF, NULL);
 BINARY_DEF(equal, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
+BINARY_DEF(greater_equal, FG_OPF_NODIFF, NULL);
+BINARY_DEF(not_equal, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
+BINARY_DEF(logical_and, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
+BINARY_DEF(logical_or, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
 UNARY_DEF(neg, 0, vjp_neg);
 UNARY_DEF(exp, 0, vjp_exp);
 UNARY_DEF(log, 0, vjp_log);
@@ -193,11 +219,17 @@ UNARY_DEF(sigmoid, 0, vjp_sigmoid);
 UNARY_DEF(logsigmoid, 0, vjp_logsigmoid);
 UNARY_DEF(softplus, 0, vjp_softplus);
 UNARY_DEF(relu, 0, vjp_relu);
+UNARY_DEF(sin, 0, vjp_sin);
+UNARY_DEF(cos, 0, vjp_cos);
 UNARY_DEF(sign, FG_OPF_NODIFF, NULL);
 
 const fg_op_def fg_opdef_pow = {
     .name = "pow", .n_in = 1, .flags = EW, .attr_size = sizeof(fg_pow_attr),
     .infer = infer_pow, FG_KERNELS(pow), .vjp = vjp_pow};
+
+const fg_op_def fg_opdef_clamp = {
+    .name = "clamp", .n_in = 1, .flags = EW, .attr_size = sizeof(fg_clamp_attr),
+    .infer = infer_clamp, FG_KERNELS(clamp), .vjp = vjp_clamp};
 
 const fg_op_def fg_opdef_stop_gradient = {
     .name = "stop_gradient", .n_in = 1, .flags = EW | FG_OPF_NODIFF, .infer = infer_unary,
@@ -230,6 +262,24 @@ fg_node fg_maximum(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_M
 fg_node fg_minimum(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_MINIMUM, a, b); }
 fg_node fg_greater(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_GREATER, a, b); }
 fg_node fg_equal(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_EQUAL, a, b); }
+fg_node fg_greater_equal(fg_graph *g, fg_node a, fg_node b) {
+  return binary(g, FG_OP_GREATER_EQUAL, a, b);
+}
+fg_node fg_not_equal(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_NOT_EQUAL, a, b); }
+/* a < b is b > a, and a <= b is b >= a: the same ops with their inputs swapped, NaN-exact. */
+fg_node fg_less(fg_graph *g, fg_node a, fg_node b) { return binary(g, FG_OP_GREATER, b, a); }
+fg_node fg_less_equal(fg_graph *g, fg_node a, fg_node b) {
+  return binary(g, FG_OP_GREATER_EQUAL, b, a);
+}
+fg_node fg_logical_and(fg_graph *g, fg_node a, fg_node b) {
+  return binary(g, FG_OP_LOGICAL_AND, a, b);
+}
+fg_node fg_logical_or(fg_graph *g, fg_node a, fg_node b) {
+  return binary(g, FG_OP_LOGICAL_OR, a, b);
+}
+fg_node fg_logical_not(fg_graph *g, fg_node x) {
+  return fg_equal(g, x, fg_scalar(g, 0.0, fg_node_dtype(g, x)));
+}
 fg_node fg_neg(fg_graph *g, fg_node x) { return unary(g, FG_OP_NEG, x); }
 fg_node fg_exp(fg_graph *g, fg_node x) { return unary(g, FG_OP_EXP, x); }
 fg_node fg_log(fg_graph *g, fg_node x) { return unary(g, FG_OP_LOG, x); }
@@ -243,6 +293,8 @@ fg_node fg_sigmoid(fg_graph *g, fg_node x) { return unary(g, FG_OP_SIGMOID, x); 
 fg_node fg_logsigmoid(fg_graph *g, fg_node x) { return unary(g, FG_OP_LOGSIGMOID, x); }
 fg_node fg_softplus(fg_graph *g, fg_node x) { return unary(g, FG_OP_SOFTPLUS, x); }
 fg_node fg_relu(fg_graph *g, fg_node x) { return unary(g, FG_OP_RELU, x); }
+fg_node fg_sin(fg_graph *g, fg_node x) { return unary(g, FG_OP_SIN, x); }
+fg_node fg_cos(fg_graph *g, fg_node x) { return unary(g, FG_OP_COS, x); }
 fg_node fg_sign(fg_graph *g, fg_node x) { return unary(g, FG_OP_SIGN, x); }
 fg_node fg_stop_gradient(fg_graph *g, fg_node x) { return unary(g, FG_OP_STOP_GRADIENT, x); }
 
@@ -251,6 +303,13 @@ fg_node fg_pow(fg_graph *g, fg_node x, double p) {
   memset(&at, 0, sizeof at);
   at.p = p;
   return fg_graph_add_node(g, FG_OP_POW, 1, &x, &at);
+}
+
+fg_node fg_clamp(fg_graph *g, fg_node x, double lo, double hi) {
+  fg_clamp_attr at;
+  memset(&at, 0, sizeof at);
+  at.lo = lo, at.hi = hi;
+  return fg_graph_add_node(g, FG_OP_CLAMP, 1, &x, &at);
 }
 
 fg_node fg_where(fg_graph *g, fg_node cond, fg_node a, fg_node b) {

@@ -32,6 +32,11 @@ fg_node fg_logsigmoid(fg_graph *g, fg_node x); /* log(sigmoid(x)), stable for la
 fg_node fg_softplus(fg_graph *g, fg_node x);   /* log(1 + exp(x)), stable */
 fg_node fg_relu(fg_graph *g, fg_node x);
 fg_node fg_pow(fg_graph *g, fg_node x, double p); /* x^p for a constant p */
+fg_node fg_sin(fg_graph *g, fg_node x);
+fg_node fg_cos(fg_graph *g, fg_node x);
+/* min(max(x, lo), hi) for constants lo <= hi (-INFINITY / INFINITY leave a side open); the
+ * gradient passes where lo <= x <= hi, bounds included (as torch.clamp). */
+fg_node fg_clamp(fg_graph *g, fg_node x, double lo, double hi);
 /* cond ? a : b elementwise (cond != 0), all three broadcast together; cond gets no gradient. */
 fg_node fg_where(fg_graph *g, fg_node cond, fg_node a, fg_node b);
 fg_node fg_cast(fg_graph *g, fg_node x, fg_dtype t);
@@ -39,6 +44,14 @@ fg_node fg_cast(fg_graph *g, fg_node x, fg_dtype t);
 fg_node fg_sign(fg_graph *g, fg_node x);             /* -1, 0 or 1 */
 fg_node fg_greater(fg_graph *g, fg_node a, fg_node b); /* 1 where a > b, else 0 */
 fg_node fg_equal(fg_graph *g, fg_node a, fg_node b);   /* 1 where a == b, else 0 */
+fg_node fg_not_equal(fg_graph *g, fg_node a, fg_node b);     /* 1 where a != b (NaN too) */
+fg_node fg_greater_equal(fg_graph *g, fg_node a, fg_node b); /* 1 where a >= b */
+fg_node fg_less(fg_graph *g, fg_node a, fg_node b);          /* greater(b, a) */
+fg_node fg_less_equal(fg_graph *g, fg_node a, fg_node b);    /* greater_equal(b, a) */
+/* Logical ops read any non-zero value as true and give 1 or 0. */
+fg_node fg_logical_and(fg_graph *g, fg_node a, fg_node b);
+fg_node fg_logical_or(fg_graph *g, fg_node a, fg_node b);
+fg_node fg_logical_not(fg_graph *g, fg_node x);              /* equal(x, 0) */
 fg_node fg_stop_gradient(fg_graph *g, fg_node x);      /* identity; blocks gradients */
 /* Conveniences over the above with a 0-d constant of x's dtype. */
 fg_node fg_add_scalar(fg_graph *g, fg_node x, double c);
@@ -47,11 +60,30 @@ fg_node fg_mul_scalar(fg_graph *g, fg_node x, double c);
 /* ---- reductions (ops/reduce.c): axes as a bit mask, FG_AXIS(i) for axis i ---- */
 fg_node fg_sum(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
 fg_node fg_max(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
+/* Running sum along `axis` (negative counts from the end): out[i] = x[0] + ... + x[i], or with
+ * reverse x[i] + ... + x[n-1]; its gradient is the reverse scan. */
+fg_node fg_cumsum(fg_graph *g, fg_node x, int axis, bool reverse);
 /* Composites (graph macros over sum/max/exp/log; no descriptor of their own): */
 fg_node fg_mean(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
 fg_node fg_logsumexp(fg_graph *g, fg_node x, uint32_t axes, bool keepdims);
 /* Sums x down to `shape`, which x broadcasts from (the reverse of broadcast_to). */
 fg_node fg_sum_to(fg_graph *g, fg_node x, fg_shape shape);
+
+/* ---- indexing (ops/index.c): indices are integers in the graph's float dtype ---- */
+/* out[..., j, ...] = data[..., index[..., j, ...], ...] along `axis` (torch.gather), data and
+ * index of one rank; on the other axes they broadcast.  The output has the broadcast shape with
+ * index's size along the axis.  An index that is not an integer in [0, data's size) fails the
+ * run.  Differentiable in data; index gets no gradient. */
+fg_node fg_gather(fg_graph *g, fg_node data, fg_node index, int axis);
+/* The transpose of gather: an output of src's shape with `size` along the axis, zeros, then
+ * out[..., index[..., j, ...], ...] += src[..., j, ...].  index broadcasts to src's shape and
+ * matches it along the axis. */
+fg_node fg_scatter_add(fg_graph *g, fg_node src, fg_node index, int axis, int64_t size);
+/* For sorted [..., K] (ascending along its last axis) and values [..., M] of one rank, leading
+ * axes broadcasting: how many of the K elements are < v (with right, <= v), in [0, K]: the bin
+ * of v among K boundaries (numpy.searchsorted, side left or right).  An unsorted table gives
+ * unspecified counts; NaN counts 0.  Not differentiable. */
+fg_node fg_searchsorted(fg_graph *g, fg_node sorted, fg_node values, bool right);
 
 /* ---- shape ops (ops/shape.c) ---- */
 fg_node fg_reshape(fg_graph *g, fg_node x, fg_shape shape);

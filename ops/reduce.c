@@ -1,6 +1,7 @@
 /* Reductions over a set of axes (a bit mask): the primitives sum and max, and the composites
- * mean, logsumexp and sum_to, which are graph macros over primitives with no descriptor.  The
- * kernels, bit-identical for any thread count, are in ops/kernels/reduce.c. */
+ * mean, logsumexp and sum_to, which are graph macros over primitives with no descriptor; and
+ * the scan cumsum along one axis.  The kernels, bit-identical for any thread count, are in
+ * ops/kernels/reduce.c. */
 #include <math.h>
 #include <string.h>
 
@@ -89,6 +90,33 @@ const fg_op_def fg_opdef_max = {
     .vjp = max_vjp,
 };
 
+/* ---- cumsum ---- */
+
+static fg_status cumsum_infer(fg_infer_args *a) {
+  const fg_cumsum_attr *at = a->attr;
+  if (at->axis < 0 || at->axis >= a->in_shape[0].ndim)
+    return fg_infer_fail(a, FG_E_SHAPE, "axis %d is not an axis of a %d-d input", at->axis,
+                         (int)a->in_shape[0].ndim);
+  return FG_OK;
+}
+
+/* Output i sums inputs j <= i, so input j's gradient sums gout over i >= j: the reverse scan. */
+static fg_status cumsum_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
+  if (!(need & 1u)) return fg_graph_status(g);
+  const fg_cumsum_attr *at = fg_node_attr(g, node);
+  gin[0] = fg_cumsum(g, gout, at->axis, !at->reverse);
+  return fg_graph_status(g);
+}
+
+const fg_op_def fg_opdef_cumsum = {
+    .name = "cumsum",
+    .n_in = 1,
+    .attr_size = sizeof(fg_cumsum_attr),
+    .infer = cumsum_infer,
+    FG_KERNELS(cumsum),
+    .vjp = cumsum_vjp,
+};
+
 /* ---- builders ---- */
 
 static fg_node reduce_node(fg_graph *g, int op, fg_node x, uint32_t axes, bool keepdims) {
@@ -106,6 +134,14 @@ fg_node fg_sum(fg_graph *g, fg_node x, uint32_t axes, bool keepdims) {
 
 fg_node fg_max(fg_graph *g, fg_node x, uint32_t axes, bool keepdims) {
   return reduce_node(g, FG_OP_MAX, x, axes, keepdims);
+}
+
+fg_node fg_cumsum(fg_graph *g, fg_node x, int axis, bool reverse) {
+  fg_cumsum_attr at;
+  memset(&at, 0, sizeof at);
+  at.axis = axis < 0 && fg_node_valid(g, x) ? axis + (int)fg_node_shape(g, x).ndim : axis;
+  at.reverse = reverse ? 1u : 0u;
+  return fg_graph_add_node(g, FG_OP_CUMSUM, 1, &x, &at);
 }
 
 fg_node fg_mean(fg_graph *g, fg_node x, uint32_t axes, bool keepdims) {

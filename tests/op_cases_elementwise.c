@@ -65,6 +65,24 @@ static double r_min(double a, double b) { return a < b ? a : b; }
 static double r_greater(double a, double b) { return a > b; }
 static double r_ge(double a, double b) { return a >= b; }
 
+static double r_le(double a, double b) { return a <= b; }
+static double r_lt(double a, double b) { return a < b; }
+static double r_and_pos(double a, double b) { return a > 0 && b > 0; }
+static double r_or_pos(double a, double b) { return a > 0 || b > 0; }
+static double r_not_pos(double x) { return !(x > 0); }
+static double r_clamp(double x) { return x < -0.5 ? -0.5 : x > 0.5 ? 0.5 : x; }
+static double r_clamp_lo(double x) { return x < 0.25 ? 0.25 : x; }
+/* ties are what tell >= from >, and == from !=: compare a with max(a, b) */
+static fg_node ge_to_max(fg_graph *g, fg_node a, fg_node b) { return fg_greater_equal(g, a, fg_maximum(g, a, b)); }
+static fg_node ne_to_max(fg_graph *g, fg_node a, fg_node b) { return fg_not_equal(g, a, fg_maximum(g, a, b)); }
+static fg_node le_to_min(fg_graph *g, fg_node a, fg_node b) { return fg_less_equal(g, a, fg_minimum(g, a, b)); }
+static fg_node positive(fg_graph *g, fg_node x) { return fg_greater(g, x, fg_scalar(g, 0.0, fg_node_dtype(g, x))); }
+static fg_node and_pos(fg_graph *g, fg_node a, fg_node b) { return fg_logical_and(g, positive(g, a), positive(g, b)); }
+static fg_node or_pos(fg_graph *g, fg_node a, fg_node b) { return fg_logical_or(g, positive(g, a), positive(g, b)); }
+static fg_node not_pos(fg_graph *g, fg_node x) { return fg_logical_not(g, positive(g, x)); }
+static fg_node clamp_half(fg_graph *g, fg_node x) { return fg_clamp(g, x, -0.5, 0.5); }
+static fg_node clamp_lo(fg_graph *g, fg_node x) { return fg_clamp(g, x, 0.25, INFINITY); }
+
 static fg_node stop_twice(fg_graph *g, fg_node x) { return fg_mul(g, fg_stop_gradient(g, x), x); }
 static double r_stop(double x) { return x * x; }
 /* equal(a, max(a, b)) is 1 exactly where a >= b */
@@ -117,6 +135,17 @@ static const op_case cases[] = {
     {"minimum", "broadcast", 2, {S2(3, 4), S1(4)}, -1, 1, build_binary, BIN(fg_minimum, r_min), ref_binary},
     {"greater", "broadcast", 2, {S2(3, 4), S1(4)}, -1, 1, build_binary, BIN(fg_greater, r_greater), ref_binary, .no_grad = true},
     {"equal", "a == max(a, b)", 2, {S2(3, 4), S2(3, 4)}, -1, 1, build_binary, BIN(equal_to_max, r_ge), ref_binary, .no_grad = true},
+    {"greater", "less (inputs swapped)", 2, {S2(3, 4), S1(4)}, -1, 1, build_binary, BIN(fg_less, r_lt), ref_binary, .no_grad = true},
+    {"greater_equal", "a >= max(a, b): ties count", 2, {S2(3, 4), S2(3, 4)}, -1, 1, build_binary, BIN(ge_to_max, r_ge), ref_binary, .no_grad = true},
+    {"greater_equal", "less_equal: a <= min(a, b)", 2, {S2(3, 4), S1(4)}, -1, 1, build_binary, BIN(le_to_min, r_le), ref_binary, .no_grad = true},
+    {"not_equal", "a != max(a, b)", 2, {S2(3, 4), S2(3, 4)}, -1, 1, build_binary, BIN(ne_to_max, r_lt), ref_binary, .no_grad = true},
+    {"logical_and", "a > 0 and b > 0, broadcast", 2, {S2(3, 4), S1(4)}, -1, 1, build_binary, BIN(and_pos, r_and_pos), ref_binary, .no_grad = true},
+    {"logical_or", "a > 0 or b > 0", 2, {S2(3, 4), S2(3, 4)}, -1, 1, build_binary, BIN(or_pos, r_or_pos), ref_binary, .no_grad = true},
+    {"equal", "logical_not (composite): not x > 0", 1, {S2(3, 4)}, -1, 1, build_unary, UN(not_pos, r_not_pos), ref_unary, .no_grad = true},
+    {"sin", "", 1, {S2(3, 4)}, -4, 4, build_unary, UN(fg_sin, sin), ref_unary, .gradgrad = true},
+    {"cos", "", 1, {S2(3, 4)}, -4, 4, build_unary, UN(fg_cos, cos), ref_unary, .gradgrad = true},
+    {"clamp", "[-0.5, 0.5]", 1, {S2(3, 4)}, -1, 1, build_unary, UN(clamp_half, r_clamp), ref_unary, .gradgrad = true},
+    {"clamp", "[0.25, inf): one side open", 1, {S2(3, 4)}, -1, 1, build_unary, UN(clamp_lo, r_clamp_lo), ref_unary},
     {"neg", "", 1, {S2(3, 4)}, -2, 2, build_unary, UN(fg_neg, r_neg), ref_unary},
     {"exp", "", 1, {S2(3, 4)}, -2, 2, build_unary, UN(fg_exp, exp), ref_unary, .gradgrad = true},
     {"log", "", 1, {S2(3, 4)}, 0.5, 3, build_unary, UN(fg_log, log), ref_unary, .gradgrad = true},
@@ -154,6 +183,7 @@ static void bad_where(fg_graph *g) {
 }
 static void bad_pow(fg_graph *g) { fg_pow(g, fg_input(g, "a", FG_F32, fg_shape1(3)), NAN); }
 static void bad_cast(fg_graph *g) { fg_cast(g, fg_input(g, "a", FG_F32, fg_shape1(3)), (fg_dtype)7); }
+static void bad_clamp(fg_graph *g) { fg_clamp(g, fg_input(g, "a", FG_F32, fg_shape1(3)), 1.0, -1.0); }
 static void bad_then_more(fg_graph *g) { /* sticky: later calls keep the first message */
   fg_node x = fg_input(g, "a", FG_F32, fg_shape2(2, 3));
   fg_node y = fg_sub(g, x, fg_input(g, "b", FG_F32, fg_shape1(5)));
@@ -166,6 +196,7 @@ static const op_reject_case rejects[] = {
     {"where", "mask [2] vs [2,3]", bad_where, FG_E_SHAPE, "where"},
     {"pow", "NaN exponent", bad_pow, FG_E_MISUSE, "pow"},
     {"cast", "unknown dtype", bad_cast, FG_E_DTYPE, "cast"},
+    {"clamp", "lo > hi", bad_clamp, FG_E_MISUSE, "clamp"},
     {"sub", "first error is kept", bad_then_more, FG_E_SHAPE, "'sub'"},
 };
 

@@ -122,7 +122,34 @@ static void ref_sum_to(const fg_tensor *const *in, fg_tensor *out, const void *c
   }
 }
 
+/* cumsum: the context is (axis, reverse); the reference sums along the axis element by element,
+ * through multi-indices. */
+typedef struct cumsum_ctx {
+  int axis;
+  bool reverse;
+} cumsum_ctx;
+
+static fg_node build_cumsum(fg_graph *g, const fg_node *in, const void *ctx) {
+  const cumsum_ctx *c = ctx;
+  return fg_cumsum(g, in[0], c->axis, c->reverse);
+}
+static void ref_cumsum(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const cumsum_ctx *c = ctx;
+  const fg_shape *s = &in[0]->shape;
+  int axis = c->axis < 0 ? c->axis + (int)s->ndim : c->axis;
+  int64_t stride = 1;
+  for (int d = axis + 1; d < s->ndim; d++) stride *= s->d[d];
+  for (int64_t j = 0; j < fg_tensor_numel(out); j++) {
+    int64_t pos = j / stride % s->d[axis], start = j - pos * stride;
+    double acc = 0;
+    for (int64_t t = 0; t < s->d[axis]; t++)
+      if (c->reverse ? t >= pos : t <= pos) acc += fg_tensor_get(in[0], start + t * stride);
+    fg_tensor_set(out, j, acc);
+  }
+}
+
 #define RED(axes, keep) (&(const reduce_ctx){(axes), (keep)})
+#define SCAN(axis, reverse) (&(const cumsum_ctx){(axis), (reverse)})
 #define S0 {0, {0}}
 #define S2(a, b) {2, {a, b}}
 #define S3(a, b, c) {3, {a, b, c}}
@@ -154,6 +181,10 @@ static const op_case cases[] = {
     {"max", "axis 0 of [3,150] (rows wider than a chunk)", 1, {S2(3, 150)}, -2, 2, build_max, RED(AX(0), false), ref_max, .gradgrad = false},
     {"max", "zero-sized axis 1 of [2,0,3] gives -inf", 1, {S3(2, 0, 3)}, -2, 2, build_max, RED(AX(1), false), ref_max, .gradgrad = false},
     {"max", "0-d, all axes", 1, {S0}, -2, 2, build_max, RED(FG_ALL_AXES, true), ref_max, .gradgrad = false},
+    {"cumsum", "last axis of [3,5]", 1, {S2(3, 5)}, -2, 2, build_cumsum, SCAN(-1, false), ref_cumsum, .gradgrad = true},
+    {"cumsum", "axis 1 of [2,4,3], reversed", 1, {S3(2, 4, 3)}, -2, 2, build_cumsum, SCAN(1, true), ref_cumsum, .gradgrad = true},
+    {"cumsum", "axis 0 of [4,3]", 1, {S2(4, 3)}, -2, 2, build_cumsum, SCAN(0, false), ref_cumsum},
+    {"cumsum", "zero-sized axis of [2,0]", 1, {S2(2, 0)}, -2, 2, build_cumsum, SCAN(1, false), ref_cumsum},
     {"max", "logsumexp (composite): axis 1 of [3,4,5]", 1, {S3(3, 4, 5)}, -3, 3, build_logsumexp, RED(AX(1), false), ref_logsumexp, .gradgrad = true},
     {"max", "logsumexp (composite): all axes, keepdims", 1, {S2(3, 4)}, -3, 3, build_logsumexp, RED(FG_ALL_AXES, true), ref_logsumexp, .gradgrad = false},
     {"max", "logsumexp (composite): zero-sized axis gives -inf", 1, {S2(2, 0)}, -3, 3, build_logsumexp, RED(AX(1), false), ref_logsumexp, .gradgrad = false},
@@ -167,6 +198,7 @@ static void bad_mean_axis(fg_graph *g) { fg_mean(g, input23(g), AX(3), false); }
 static void bad_logsumexp_axis(fg_graph *g) { fg_logsumexp(g, input23(g), AX(5), false); }
 static void bad_sum_to(fg_graph *g) { fg_sum_to(g, input23(g), fg_shape1(2)); }
 static void bad_sum_to_rank(fg_graph *g) { fg_sum_to(g, input23(g), fg_shape3(1, 2, 3)); }
+static void bad_cumsum_axis(fg_graph *g) { fg_cumsum(g, input23(g), 2, false); }
 
 static const op_reject_case rejects[] = {
     {"sum", "axis 2 of a 2-d input", bad_sum_axis, FG_E_SHAPE, "op 'sum'"},
@@ -176,6 +208,7 @@ static const op_reject_case rejects[] = {
     {"max", "logsumexp over axis 5 of a 2-d input", bad_logsumexp_axis, FG_E_SHAPE, "max"},
     {"sum", "sum_to [2,3] -> [2]", bad_sum_to, FG_E_SHAPE, "sum_to"},
     {"sum", "sum_to [2,3] -> [1,2,3] (more axes)", bad_sum_to_rank, FG_E_SHAPE, "sum_to"},
+    {"cumsum", "axis 2 of a 2-d input", bad_cumsum_axis, FG_E_SHAPE, "op 'cumsum'"},
 };
 
 const op_case_list op_cases_reduce = {"reduce", cases, sizeof cases / sizeof *cases, rejects,

@@ -31,6 +31,14 @@ static void ref_const(const fg_tensor *const *in, fg_tensor *out, const void *ct
     fg_tensor_set(out, j, fg_tensor_get(in[0], j) + 0.25 * (double)j);
 }
 
+/* x + fg_constant_values(...) holding 0.25·j: the one-call builder from a C array */
+static fg_node build_const_values(fg_graph *g, const fg_node *in, const void *ctx) {
+  (void)ctx;
+  double v[6];
+  for (int j = 0; j < 6; j++) v[j] = 0.25 * j;
+  return fg_add(g, in[0], fg_constant_values(g, fg_node_dtype(g, in[0]), fg_shape2(2, 3), v));
+}
+
 /* x · p for a parameter p; the table test binds every parameter to all-0.5 values. */
 static fg_node build_param(fg_graph *g, const fg_node *in, const void *ctx) {
   (void)ctx;
@@ -76,6 +84,7 @@ static const op_case cases[] = {
     {"input", "0-d", 1, {{0, {0}}}, -1, 1, build_input, NULL, ref_copy},
     {"input", "zero-sized [0, 3]", 1, {{2, {0, 3}}}, -1, 1, build_input, NULL, ref_copy},
     {"const", "x + const [2, 3]", 1, {{2, {2, 3}}}, -1, 1, build_const, NULL, ref_const},
+    {"const", "x + fg_constant_values [2, 3]", 1, {{2, {2, 3}}}, -1, 1, build_const_values, NULL, ref_const},
     {"param", "x * param [3]", 1, {{1, {3}}}, -1, 1, build_param, NULL, ref_param, .no_grad = true},
     {"fill", "[3, 4] + fill [4]", 1, {{2, {3, 4}}}, -1, 1, build_fill, NULL, ref_fill},
     {"random_uniform", "x + U[-2, 3)", 1, {{2, {5, 7}}}, -1, 1, build_uniform, NULL, ref_uniform},

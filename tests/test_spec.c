@@ -125,6 +125,7 @@ Test(spec, errors_name_file_line_and_column) {
   expect_error("flow\n ident\nend\ntrain\n  batchsize 3\nend\n", "bad.flow:5:3:", "unknown training setting 'batchsize'");
   expect_error("flow\n ident\nend\ntrain\n  optimizer adagrad\nend\n", "bad.flow:5:13:", "unknown optimizer");
   expect_error("flow\n ident\nend\ntrain\n  recompute maybe\nend\n", "bad.flow:5:13:", "expected true or false");
+  expect_error("flow\n ident\nend\ntrain\n  schedule linear\nend\n", "bad.flow:5:12:", "unknown schedule 'linear'");
   expect_error("prior cauchy\nflow\n ident\nend\n", "bad.flow:1:", "unknown prior");
   expect_error("data moons\n", "bad.flow:2:1:", "no layers");
 }
@@ -249,4 +250,23 @@ Test(spec, where_names_the_line_of_a_setting) {
 Test(spec, a_missing_end_before_train_says_so) {
   expect_error("flow\n  ident\ntrain\n  batch 4\nend\n", "bad.flow:3:1:", "'end' missing");
   expect_error("flow\n  repeat 2\n    ident\n  end\ndata moons\n", "bad.flow:5:1:", "'end' missing");
+}
+
+Test(spec, schedule_settings) {
+  fg_registry *r = registry();
+  fg_spec *s;
+  fg_err e;
+  const char *text = "flow\n ident\nend\ntrain\n  schedule cosine\n  lr_min 2e-5\n  decay_steps 900\n"
+                     "  step_every 7\n  gamma 0.3\nend\n";
+  cr_assert_eq(fg_spec_parse(&s, text, "s.flow", r, &e), FG_OK, "%s", e.msg);
+  cr_expect_str_eq(s->train.schedule, "cosine");
+  cr_expect_eq(s->train.lr_min, 2e-5);
+  cr_expect_eq(s->train.decay_steps, 900);
+  cr_expect_eq(s->train.step_every, 7);
+  cr_expect_eq(s->train.gamma, 0.3);
+  fg_spec_free(s);
+  cr_assert_eq(fg_spec_parse(&s, "flow\n ident\nend\n", "s.flow", r, &e), FG_OK, "%s", e.msg);
+  cr_expect_str_eq(s->train.schedule, "constant", "the default keeps the rate after warm-up");
+  fg_spec_free(s);
+  fg_registry_free(r);
 }

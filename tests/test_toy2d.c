@@ -2,6 +2,7 @@
  * determinism per seed, and argument checking. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frontends/data/toy2d.h"
@@ -163,4 +164,58 @@ Test(toy2d, bad_arguments) {
   cr_assert_eq(fg_toy2d_generate(&t, "rings", 10, 0, 0, 0, &e), FG_E_MISUSE);
   t = toy("moons", 1, 0, 1, 0); /* the smallest set still works */
   fg_tensor_free(t);
+}
+
+/* ---- published settings and exact densities ---- */
+
+Test(toy2d, defaults_are_ffjords_settings) {
+  double noise, scale;
+  fg_err e;
+  cr_assert_eq(fg_toy2d_defaults("8gaussians", &noise, &scale, &e), FG_OK);
+  cr_expect_float_eq(noise, 0.5 / 1.414, 1e-15, "FFJORD: std 0.5, then divided by 1.414");
+  cr_expect_float_eq(scale, 4.0 / 1.414, 1e-15, "FFJORD: radius 4, then divided by 1.414");
+  cr_assert_eq(fg_toy2d_defaults("checkerboard", &noise, &scale, &e), FG_OK);
+  cr_expect(noise == 0 && scale == 2);
+  cr_assert_eq(fg_toy2d_defaults("rings", &noise, &scale, &e), FG_OK);
+  cr_expect(noise == 0.08 && scale == 3);
+  cr_assert_eq(fg_toy2d_defaults("moons", &noise, &scale, &e), FG_OK);
+  cr_expect(noise == 0.1 && scale == 2);
+  cr_expect_eq(fg_toy2d_defaults("spirals", &noise, &scale, &e), FG_E_NOTFOUND);
+}
+
+/* ∫ p over a grid covering the support (midpoint rule) */
+static double integral(const char *name, double noise, double scale, double half, double step) {
+  int64_t m = (int64_t)(2 * half / step), n = m * m;
+  double *xy = malloc(sizeof *xy * (size_t)(2 * n)), *logp = malloc(sizeof *logp * (size_t)n), sum = 0;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) {
+      xy[2 * (i * m + j)] = -half + (i + 0.5) * step;
+      xy[2 * (i * m + j) + 1] = -half + (j + 0.5) * step;
+    }
+  fg_err e;
+  cr_assert_eq(fg_toy2d_log_density(name, noise, scale, n, xy, logp, &e), FG_OK, "%s", e.msg);
+  for (int64_t i = 0; i < n; i++) sum += exp(logp[i]) * step * step;
+  free(xy), free(logp);
+  return sum;
+}
+
+Test(toy2d, densities_integrate_to_one) {
+  cr_expect_float_eq(integral("8gaussians", 0.5 / 1.414, 4.0 / 1.414, 5, 0.02), 1.0, 1e-4);
+  cr_expect_float_eq(integral("rings", 0.08, 3, 4, 0.01), 1.0, 1e-4);
+  cr_expect_float_eq(integral("checkerboard", 0.1, 2, 5, 0.02), 1.0, 1e-4);
+  cr_expect_float_eq(integral("moons", 0.25, 2, 5, 0.05), 1.0, 1e-3);
+}
+
+/* Where the entropy is known in closed form, the Monte Carlo estimate finds it. */
+Test(toy2d, entropies_match_closed_forms) {
+  double h, se;
+  fg_err e;
+  cr_assert_eq(fg_toy2d_entropy("checkerboard", 0, 2, 20000, 1, &h, &se, &e), FG_OK, "%s", e.msg);
+  cr_expect_float_eq(h, log(32.0), 1e-12, "uniform on 8 squares of side 2");
+  cr_expect_lt(se, 1e-6);
+  /* well separated Gaussians: log 8 + log(2 pi e sigma^2) */
+  cr_assert_eq(fg_toy2d_entropy("8gaussians", 0.1, 3, 50000, 1, &h, &se, &e), FG_OK, "%s", e.msg);
+  double want = log(8.0) + log(2 * M_PI * M_E * 0.01);
+  cr_expect(fabs(h - want) < 4 * se + 1e-3, "%g vs %g (se %g)", h, want, se);
+  cr_expect_eq(fg_toy2d_entropy("moons", 0, 2, 10, 1, &h, &se, &e), FG_E_MISUSE, "no noise, no density");
 }

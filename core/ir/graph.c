@@ -281,6 +281,16 @@ fg_node fg_constant_take(fg_graph *g, fg_tensor *value) {
   return n;
 }
 
+fg_node fg_constant_values(fg_graph *g, fg_dtype t, fg_shape shape, const double *values) {
+  if (!g || g->err.status != FG_OK) return FG_POISON;
+  fg_err e;
+  fg_tensor *value;
+  if (fg_tensor_new(&value, t, &shape, &e) != FG_OK)
+    return fg_graph_fail(g, e.status, "constant: %s", e.msg);
+  for (int64_t i = 0; i < fg_tensor_numel(value); i++) fg_tensor_set(value, i, values[i]);
+  return fg_constant_take(g, value);
+}
+
 fg_node fg_scalar(fg_graph *g, double v, fg_dtype t) {
   return fg_fill(g, v, t, fg_shape0());
 }

@@ -54,6 +54,9 @@ fg_node fg_input(fg_graph *g, const char *name, fg_dtype t, fg_shape shape);
 fg_node fg_param(fg_graph *g, const char *name, fg_dtype t, fg_shape shape);
 /* A constant holding a copy of `value`'s elements (any layout); value stays the caller's. */
 fg_node fg_constant(fg_graph *g, const fg_tensor *value);
+/* A constant of dtype t and `shape` holding values[0..numel) (row-major, converted to t): a
+ * table, a mask or a matrix in one call.  For every element equal, fg_fill stores nothing. */
+fg_node fg_constant_values(fg_graph *g, fg_dtype t, fg_shape shape, const double *values);
 /* A 0-d constant; broadcasting makes it combine with any shape. */
 fg_node fg_scalar(fg_graph *g, double v, fg_dtype t);
 /* Every element equal to v (no data stored: a kernel fills it). */

@@ -22,6 +22,7 @@ typedef struct fg_source_attr {
 /* ---- elementwise ---- */
 typedef struct fg_pow_attr { double p; } fg_pow_attr;
 typedef struct fg_cast_attr { int32_t dtype; } fg_cast_attr;
+typedef struct fg_clamp_attr { double lo, hi; } fg_clamp_attr; /* +-inf: that side open */
 
 /* ---- reductions: axes as a bit mask, FG_AXIS(i) for axis i ---- */
 #define FG_AXIS(i) (1u << (i))
@@ -30,6 +31,23 @@ typedef struct fg_reduce_attr {
   uint32_t axes;    /* bit i set: reduce axis i */
   uint32_t keepdims;
 } fg_reduce_attr;
+
+/* cumsum along one axis; reverse sums from the end (x[i] + x[i+1] + ... + x[n-1]) */
+typedef struct fg_cumsum_attr {
+  int32_t axis;
+  uint32_t reverse;
+} fg_cumsum_attr;
+
+/* ---- indexing: gather and scatter_add along one axis, searchsorted ---- */
+typedef struct fg_gather_attr {
+  int32_t axis;
+  int32_t reserved;
+  int64_t size; /* scatter_add: the output's size along the axis; gather: 0 */
+} fg_gather_attr;
+typedef struct fg_searchsorted_attr {
+  uint32_t right; /* count sorted elements <= v (else < v) */
+  uint32_t reserved;
+} fg_searchsorted_attr;
 
 /* ---- shape ops ---- */
 typedef struct fg_reshape_attr { fg_shape shape; } fg_reshape_attr;

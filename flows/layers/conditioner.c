@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/ops.h"
@@ -66,15 +67,20 @@ static fg_init fan_in_uniform(int64_t fan_in) {
 
 static const fg_init zeros = {FG_INIT_ZEROS, 0, 0};
 
-/* h [B, in] -> h @ w + b, [B, out]. */
-static fg_node linear(fg_flow_ctx *c, const char *scope, const char *layer, fg_node h,
-                      int64_t out, bool zero_init) {
+/* h [B, in] -> h @ (w * mask) + b, [B, out]; mask [in, out] is FG_NONE for none. */
+static fg_node masked_linear(fg_flow_ctx *c, const char *scope, const char *layer, fg_node h,
+                             int64_t out, bool zero_init, fg_node mask) {
   fg_graph *g = fg_flow_graph(c);
   int64_t in = fg_node_shape(g, h).d[1];
   fg_init init = zero_init ? zeros : fan_in_uniform(in);
   fg_node w = param(c, scope, layer, "w", fg_shape2(in, out), init, h);
   fg_node b = param(c, scope, layer, "b", fg_shape1(out), init, h);
-  return fg_add(g, fg_matmul(g, h, w), b);
+  return fg_add(g, fg_matmul(g, h, mask == FG_NONE ? w : fg_mul(g, w, mask)), b);
+}
+
+static fg_node linear(fg_flow_ctx *c, const char *scope, const char *layer, fg_node h,
+                      int64_t out, bool zero_init) {
+  return masked_linear(c, scope, layer, h, out, zero_init, FG_NONE);
 }
 
 /* A k x k convolution with bias and "same" zero padding (k odd). */
@@ -167,4 +173,62 @@ fg_node fg_conditioner_apply(const fg_conditioner *net, fg_flow_ctx *c, const ch
   case FG_COND_RESNET: return resnet(net, c, scope, h, out_features);
   }
   return fg_graph_fail(g, FG_E_INTERNAL, "conditioner: unknown kind %d", (int)net->kind);
+}
+
+/* ---- MADE ---- */
+
+/* The [n_in, n_out] mask keeping a connection from degree in[j] to degree out[k] when
+ * out[k] >= in[j] + strict. */
+static fg_node degree_mask(fg_graph *g, fg_dtype t, const int64_t *in, int64_t n_in,
+                           const int64_t *out, int64_t n_out, int strict) {
+  double *m = malloc(sizeof *m * (size_t)(n_in * n_out + 1));
+  if (!m) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a MADE mask");
+  for (int64_t j = 0; j < n_in; j++)
+    for (int64_t k = 0; k < n_out; k++) m[j * n_out + k] = out[k] >= in[j] + strict;
+  fg_node mask = fg_constant_values(g, t, fg_shape2(n_in, n_out), m);
+  free(m);
+  return mask;
+}
+
+static fg_node made_layers(fg_flow_ctx *c, const char *scope, fg_node x, int64_t hidden,
+                           int64_t blocks, int64_t per_input, const int64_t *in_deg,
+                           int64_t *hid_deg, int64_t *out_deg) {
+  fg_graph *g = fg_flow_graph(c);
+  fg_dtype t = fg_node_dtype(g, x);
+  int64_t d = fg_node_shape(g, x).d[1];
+  for (int64_t k = 0; k < hidden; k++) hid_deg[k] = k % (d > 1 ? d - 1 : 1) + 1;
+  for (int64_t i = 0; i < d * per_input; i++) out_deg[i] = in_deg[i / per_input];
+  fg_node h = x;
+  const int64_t *prev = in_deg;
+  int64_t width = d;
+  for (int64_t i = 0; i < blocks; i++) {
+    char layer[32];
+    snprintf(layer, sizeof layer, "hidden%lld", (long long)i);
+    fg_node mask = degree_mask(g, t, prev, width, hid_deg, hidden, 0);
+    h = fg_relu(g, masked_linear(c, scope, layer, h, hidden, false, mask));
+    prev = hid_deg, width = hidden;
+  }
+  fg_node mask = degree_mask(g, t, prev, width, out_deg, d * per_input, 1);
+  fg_node out = masked_linear(c, scope, "out", h, d * per_input, true, mask);
+  return fg_reshape(g, out, fg_shape3(fg_node_shape(g, x).d[0], d, per_input));
+}
+
+fg_node fg_made_apply(fg_flow_ctx *c, const char *scope, fg_node x, int64_t hidden,
+                      int64_t blocks, int64_t per_input, bool reversed) {
+  fg_graph *g = fg_flow_graph(c);
+  fg_shape s = fg_node_shape(g, x);
+  if (fg_graph_status(g) != FG_OK) return FG_POISON;
+  char label[160], shape[160];
+  if (s.ndim != 2 || s.d[1] < 1 || hidden < 1 || blocks < 0 || per_input < 1)
+    return fg_graph_fail(g, FG_E_SHAPE, "%s: MADE '%s' needs vectors [B, D], hidden >= 1 and "
+                         "outputs per input >= 1; got input %s",
+                         layer_label(c, label, sizeof label), scope,
+                         fg_shape_str(&s, shape, sizeof shape));
+  int64_t d = s.d[1];
+  int64_t *deg = malloc(sizeof *deg * (size_t)(d + hidden + d * per_input));
+  if (!deg) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for MADE degrees");
+  for (int64_t j = 0; j < d; j++) deg[j] = reversed ? d - j : j + 1;
+  fg_node out = made_layers(c, scope, x, hidden, blocks, per_input, deg, deg + d, deg + d + hidden);
+  free(deg);
+  return out;
 }

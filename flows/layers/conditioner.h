@@ -62,4 +62,15 @@ bool fg_conditioner_needs_images(const fg_conditioner *net);
 fg_node fg_conditioner_apply(const fg_conditioner *net, fg_flow_ctx *c, const char *scope,
                              fg_node h, int64_t out_features);
 
+/* MADE (Germain et al. 2015), the autoregressive conditioner of MAF and IAF: on x [B, D] an
+ * MLP of `blocks` masked hidden layers of width `hidden` (ReLU) and a masked, zero-initialised
+ * output layer, giving [B, D, per_input]: row i holds element i's outputs, which depend only on
+ * the x_j before i in the order 1..D (or D..1 with `reversed`).  Degrees: input j has j + 1 (or
+ * D - j), hidden unit k has k mod (D - 1) + 1; a weight is kept from degree a to a hidden unit
+ * of degree b >= a and to an output of degree b > a (the masks are constants multiplied into
+ * the weights).  Parameters "<scope>.hidden<i>.{w,b}" (w [in, hidden], the full matrix) and
+ * "<scope>.out.{w,b}". */
+fg_node fg_made_apply(fg_flow_ctx *c, const char *scope, fg_node x, int64_t hidden,
+                      int64_t blocks, int64_t per_input, bool reversed);
+
 #endif

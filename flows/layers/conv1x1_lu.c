@@ -125,7 +125,7 @@ static fg_node mask_matrix(fg_graph *g, int64_t n, int which, fg_dtype t) {
   if (!m) return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a mask");
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < n; j++) m[i * n + j] = which < 0 ? j < i : which > 0 ? j > i : j == i;
-  fg_node out = fg__constant(g, m, fg_shape2(n, n), t);
+  fg_node out = fg_constant_values(g, t, fg_shape2(n, n), m);
   free(m);
   return out;
 }
@@ -148,12 +148,12 @@ static lu_nodes build_factors(const fg_tensor *const *b, fg_flow_ctx *c, fg_node
   fg_node du = fg__param_like(c, "upper_offset", sq, zeros, x);
   fg_node dls = fg__param_like(c, "log_s_offset", vec, zeros, x);
   lu_nodes f;
-  fg_node lower0 = fg__constant(g, values_of(b[B_LOWER]), sq, t);
+  fg_node lower0 = fg_constant_values(g, t, sq, values_of(b[B_LOWER]));
   f.lower = fg_add(g, fg_mul(g, fg_add(g, lower0, dl), mask_matrix(g, n, -1, t)), eye);
-  f.log_s = fg_add(g, fg__constant(g, values_of(b[B_LOG_S]), vec, t), dls);
+  f.log_s = fg_add(g, fg_constant_values(g, t, vec, values_of(b[B_LOG_S])), dls);
   fg_node diag =
-      fg_mul(g, fg__constant(g, values_of(b[B_SIGN]), vec, t), fg_exp(g, f.log_s)); /* s */
-  fg_node upper0 = fg__constant(g, values_of(b[B_UPPER]), sq, t);
+      fg_mul(g, fg_constant_values(g, t, vec, values_of(b[B_SIGN])), fg_exp(g, f.log_s)); /* s */
+  fg_node upper0 = fg_constant_values(g, t, sq, values_of(b[B_UPPER]));
   fg_node strict = fg_mul(g, fg_add(g, upper0, du), mask_matrix(g, n, 1, t));
   f.upper = fg_add(g, strict, fg_mul(g, eye, fg_reshape(g, diag, fg_shape2(1, n))));
   f.p = fg__permutation_matrix(g, values_of(b[B_PERM]), n, true, FG_F64);

@@ -144,14 +144,6 @@ fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_no
   return out;
 }
 
-fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t) {
-  fg_tensor *tensor;
-  if (fg_tensor_new(&tensor, t, &shape, NULL) != FG_OK)
-    return fg_graph_fail(g, FG_E_NOMEM, "out of memory for a layer constant");
-  for (int64_t i = 0; i < fg_tensor_numel(tensor); i++) fg_tensor_set(tensor, i, v[i]);
-  return fg_constant_take(g, tensor);
-}
-
 fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,
                                fg_dtype t) {
   double *m = calloc((size_t)(n * n), sizeof *m); /* n <= FG_MAX_MIX_CHANNELS: n·n fits */
@@ -162,7 +154,7 @@ fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool b
     int64_t j = (int64_t)idx[i];
     m[by_column ? j * n + i : i * n + j] = 1.0;
   }
-  fg_node out = fg__constant(g, m, fg_shape2(n, n), t);
+  fg_node out = fg_constant_values(g, t, fg_shape2(n, n), m);
   free(m);
   return out;
 }

@@ -64,8 +64,6 @@ typedef struct fg__channel_affine {
  * the map's log-det per sample (negated for the inverse). */
 fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_node x, bool inverse,
                                  fg_node *logdet);
-/* A constant of dtype t holding n doubles in `shape`. */
-fg_node fg__constant(fg_graph *g, const double *v, fg_shape shape, fg_dtype t);
 /* The [n, n] permutation matrix of idx (n indices, as doubles): M[i][idx[i]] = 1, or with
  * by_column M[idx[i]][i] = 1 (its transpose).  idx must be a permutation (fg__check_permutation). */
 fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,

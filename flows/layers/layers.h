@@ -46,8 +46,20 @@
   X(sigmoid)                                                                                       \
   X(affine)             /* scale double = 1, shift double = 0 */                                   \
   X(scale)              /* parameter "log_scale" [event] */                                        \
+  X(tanh)                                                                                          \
+  X(softplus)                                                                                      \
+  X(leaky_relu)         /* alpha double = 0.1 */                                                   \
+  X(power)              /* power double = 2, on (0, inf) */                                        \
+  X(kumaraswamy)        /* a double = 2, b double = 3, on (0, 1) */                                \
   /* flows/layers/flatten.c */                                                                     \
-  X(flatten)            /* event ints (required) */
+  X(flatten)            /* event ints (required) */                                                \
+  /* flows/layers/spline.c, coupling_spline.c: rational-quadratic splines (Durkan et al. 2019)     \
+   * with linear tails; bins int = 8, bound double = 3, min_width, min_height, min_derivative */   \
+  X(rq_spline)          /* parameters "widths", "heights" [event, bins], "derivatives" */          \
+  X(rq_coupling)        /* Neural Spline Flow coupling: mask, parity, net, hidden, blocks */       \
+  /* flows/layers/autoregressive.c: MADE-conditioned (flows/layers/conditioner.h) */               \
+  X(maf)                /* transform affine | spline, hidden, blocks, reversed, spline args */     \
+  X(iaf)                /* the same, fast in the inverse (sampling) direction */
 
 #define FG_DECLARE_BIJECTOR_(name) extern const fg_bijector_type fg_bijector_##name;
 FG_BUILTIN_BIJECTORS(FG_DECLARE_BIJECTOR_)

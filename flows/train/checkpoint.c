@@ -236,14 +236,18 @@ static fg_status same_value(fg_safetensors *f, const char *key, const char *mine
 
 /* A resume is exact only with the data and the randomness the checkpoint was trained with: its
  * seed (batch order, noise), n_bits, event shape, lr and batch must be this trainer's, and so
- * must the run information set with must_match (the data source, a row limit). */
-static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, const char *path,
-                                fg_err *e) {
+ * must the run information set with must_match (the data source, a row limit).  A checkpoint
+ * of step 0 (weights saved before any step, as the Python binding's Flow.save writes) carries
+ * no trajectory that lr or batch shaped, so those two need not match. */
+static fg_status check_same_run(fg_safetensors *f, const fg_trainer *t, int64_t step,
+                                const char *path, fg_err *e) {
   run_id id = run_id_of(t);
   const char *keys[] = {"seed", "n_bits", "event", "lr", "batch"};
   const char *mine[] = {id.seed, id.bits, id.event, id.lr, id.batch};
+  int n_keys = step == 0 ? 3 : 5;
   fg_status st = FG_OK;
-  for (int i = 0; st == FG_OK && i < 5; i++) st = same_value(f, keys[i], mine[i], i < 3, path, e);
+  for (int i = 0; st == FG_OK && i < n_keys; i++)
+    st = same_value(f, keys[i], mine[i], i < 3, path, e);
   for (int64_t i = 0; st == FG_OK && i < t->n_info; i++)
     if (t->info[i].must_match) st = same_value(f, t->info[i].key, t->info[i].value, false, path, e);
   return st;
@@ -290,7 +294,7 @@ fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e) {
    * (absent from checkpoints written before it was saved: none) */
   if (st == FG_OK && fg_safetensors_meta(f, "skipped_in_a_row"))
     st = meta_int(f, "skipped_in_a_row", path, &skips, e);
-  if (st == FG_OK) st = check_same_run(f, t, path, e);
+  if (st == FG_OK) st = check_same_run(f, t, step, path, e);
   /* two passes: every entry is checked before any tensor changes, so a bad file loses nothing */
   bool changed = false;
   for (int pass = 0; st == FG_OK && pass < 2; pass++) {

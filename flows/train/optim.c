@@ -44,9 +44,39 @@ fg_status fg_optim_kind_parse(const char *name, fg_optim_kind *out, fg_err *e) {
                     name ? name : "(null)");
 }
 
+static const char *const schedule_names[] = {"constant", "cosine", "step"};
+
+const char *fg_lr_schedule_name(fg_lr_schedule s) {
+  return (unsigned)s < 3 ? schedule_names[s] : "unknown";
+}
+
+fg_status fg_lr_schedule_parse(const char *name, fg_lr_schedule *out, fg_err *e) {
+  for (int k = 0; k < 3; k++)
+    if (name && strcmp(name, schedule_names[k]) == 0) {
+      *out = (fg_lr_schedule)k;
+      return FG_OK;
+    }
+  return fg_err_set(e, FG_E_NOTFOUND, "unknown learning-rate schedule '%s' (accepted: constant, "
+                    "cosine, step)", name ? name : "(null)");
+}
+
 static int slots_of(const fg_optim_config *c) {
   if (c->kind == FG_OPTIM_SGD) return c->momentum != 0 ? 1 : 0;
   return 2;
+}
+
+static fg_status check_schedule(const fg_optim_config *c, fg_err *e) {
+  if ((unsigned)c->schedule > FG_LR_STEP)
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: unknown schedule %d", (int)c->schedule);
+  if (c->schedule == FG_LR_COSINE && c->decay_steps < 1)
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: the cosine schedule needs decay_steps >= 1 (got "
+                      "%lld): the number of steps the run will take", (long long)c->decay_steps);
+  if (c->schedule == FG_LR_COSINE && !(c->lr_min >= 0 && c->lr_min <= c->lr))
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: lr_min must be in [0, lr] (got %g)", c->lr_min);
+  if (c->schedule == FG_LR_STEP && (c->step_every < 1 || !(c->gamma > 0 && c->gamma <= 1)))
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: the step schedule needs step_every >= 1 (got "
+                      "%lld) and gamma in (0, 1] (got %g)", (long long)c->step_every, c->gamma);
+  return FG_OK;
 }
 
 static fg_status check_config(const fg_optim_config *c, fg_err *e) {
@@ -71,7 +101,7 @@ static fg_status check_config(const fg_optim_config *c, fg_err *e) {
   if (c->warmup_steps < 0)
     return fg_err_set(e, FG_E_MISUSE, "optimiser: warmup_steps must be >= 0 (got %lld)",
                       (long long)c->warmup_steps);
-  return FG_OK;
+  return check_schedule(c, e);
 }
 
 static fg_status check_param(int i, const fg_tensor *p, fg_err *e) {
@@ -151,9 +181,20 @@ double fg_grad_global_norm(int n, const fg_tensor *const *grads) {
   return sqrt(sum);
 }
 
+static double schedule_factor(const fg_optim_config *cfg, int64_t t) {
+  if (cfg->schedule == FG_LR_STEP) return pow(cfg->gamma, (double)(t / cfg->step_every));
+  if (cfg->schedule != FG_LR_COSINE || cfg->lr <= 0) return 1.0;
+  double span = (double)(cfg->decay_steps - cfg->warmup_steps);
+  double p = span > 0 ? (double)(t - cfg->warmup_steps) / span : 1.0;
+  p = p < 0 ? 0 : p > 1 ? 1 : p;
+  double lr = cfg->lr_min + (cfg->lr - cfg->lr_min) * 0.5 * (1 + cos(M_PI * p));
+  return lr / cfg->lr;
+}
+
 double fg_optim_lr_at(const fg_optim_config *cfg, int64_t t) {
-  if (cfg->warmup_steps <= 0 || t >= cfg->warmup_steps) return cfg->lr;
-  return cfg->lr * (double)(t < 1 ? 1 : t) / (double)cfg->warmup_steps;
+  double lr = cfg->lr * schedule_factor(cfg, t);
+  if (cfg->warmup_steps <= 0 || t >= cfg->warmup_steps) return lr;
+  return lr * (double)(t < 1 ? 1 : t) / (double)cfg->warmup_steps;
 }
 
 /* ---- the update of one parameter ---- */

@@ -13,7 +13,14 @@
  *   2. clipping: with clip_norm > 0 and ||g|| > clip_norm every gradient is scaled by
  *      clip_norm / ||g|| (so the clipped global norm is exactly clip_norm);
  *   3. the learning rate of step t (1-based) is lr · min(1, t / warmup_steps) (linear warm-up,
- *      as Glow's and the PyTorch reference's LambdaLR(min(1, (s + 1) / warmup)));
+ *      as Glow's and the PyTorch reference's LambdaLR(min(1, (s + 1) / warmup))) times the
+ *      schedule's factor (fg_optim_lr_at):
+ *        constant  1;
+ *        cosine    from the end of warm-up to decay_steps the rate falls along half a cosine
+ *                  to lr_min (then stays there): lr_min + (lr - lr_min)(1 + cos(π p)) / 2,
+ *                  p = (t - warmup_steps) / (decay_steps - warmup_steps) (SGDR without restarts,
+ *                  timm's and Hugging Face's cosine-with-warm-up);
+ *        step      gamma^floor(t / step_every) (torch.optim.lr_scheduler.StepLR);
  *   4. weight decay: g += weight_decay · p (L2, PyTorch's `weight_decay`) or, with
  *      decoupled_weight_decay, p -= lr_t · weight_decay · p before the update (AdamW);
  *   5. the update, exactly as PyTorch's optimisers (so runs compare with the reference):
@@ -37,6 +44,7 @@
 #include "flows/params.h"
 
 typedef enum fg_optim_kind { FG_OPTIM_SGD, FG_OPTIM_ADAM, FG_OPTIM_ADAMAX } fg_optim_kind;
+typedef enum fg_lr_schedule { FG_LR_CONSTANT, FG_LR_COSINE, FG_LR_STEP } fg_lr_schedule;
 
 typedef struct fg_optim_config {
   fg_optim_kind kind;
@@ -47,6 +55,12 @@ typedef struct fg_optim_config {
   bool decoupled_weight_decay;/* AdamW-style decay instead of L2 in the gradient */
   double clip_norm;           /* global gradient-norm clip; 0: none */
   int64_t warmup_steps;       /* linear warm-up over this many steps; 0: none */
+  fg_lr_schedule schedule;    /* after warm-up (above); constant by default */
+  int64_t decay_steps;        /* cosine: the step at which the rate reaches lr_min (>= 1; at or
+                                 before the end of warm-up, the rate is lr_min after it) */
+  double lr_min;              /* cosine: the final rate, 0 <= lr_min <= lr */
+  int64_t step_every;         /* step: steps between two decays (>= 1) */
+  double gamma;               /* step: the factor of each decay, in (0, 1] */
 } fg_optim_config;
 
 /* The defaults of each kind, as PyTorch's: lr 1e-3 (SGD 1e-2), betas (0.9, 0.999) and eps 1e-8
@@ -55,6 +69,9 @@ fg_optim_config fg_optim_defaults(fg_optim_kind kind);
 /* "sgd", "adam", "adamax" -> kind; FG_E_NOTFOUND naming the accepted ones otherwise. */
 fg_status fg_optim_kind_parse(const char *name, fg_optim_kind *out, fg_err *e);
 const char *fg_optim_kind_name(fg_optim_kind kind);
+/* "constant", "cosine", "step" -> schedule; FG_E_NOTFOUND naming the accepted ones otherwise. */
+fg_status fg_lr_schedule_parse(const char *name, fg_lr_schedule *out, fg_err *e);
+const char *fg_lr_schedule_name(fg_lr_schedule s);
 
 typedef struct fg_optim fg_optim;
 
@@ -84,11 +101,11 @@ fg_status fg_optim_step(fg_optim *o, const fg_tensor *const *grads, fg_optim_ste
 
 /* The global L2 norm of n tensors (computed in double; NaN or inf when an element is). */
 double fg_grad_global_norm(int n, const fg_tensor *const *grads);
-/* The learning rate step t (1-based) uses under cfg's warm-up. */
+/* The learning rate step t (1-based) uses under cfg's warm-up and schedule. */
 double fg_optim_lr_at(const fg_optim_config *cfg, int64_t t);
 
 const fg_optim_config *fg_optim_get_config(const fg_optim *o);
-/* Changes the base learning rate (a schedule beyond warm-up is the caller's). */
+/* Changes the base learning rate (the schedule scales the new one). */
 void fg_optim_set_lr(fg_optim *o, double lr);
 /* Per-parameter weight decay (e.g. RealNVP decays only some parameters); starts at the
  * config's value for every parameter. */

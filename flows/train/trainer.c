@@ -15,8 +15,9 @@ enum { EVAL_RNG_OFFSET = 1u << 30 }; /* evaluation noise: far from any training 
 
 fg_train_settings fg_train_defaults(void) {
   fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7,
-                         .recompute_tol = 1e-4};
+                         .recompute_tol = 1e-4, .gamma = 0.1};
   snprintf(t.optimizer, sizeof t.optimizer, "adam");
+  snprintf(t.schedule, sizeof t.schedule, "constant");
   return t;
 }
 
@@ -105,6 +106,10 @@ static fg_status make_optimiser(fg_trainer *t, fg_err *e) {
   c.lr = t->s.lr;
   c.clip_norm = t->s.clip;
   c.warmup_steps = t->s.warmup;
+  st = fg_lr_schedule_parse(t->s.schedule, &c.schedule, e);
+  if (st != FG_OK) return st;
+  c.decay_steps = t->s.decay_steps ? t->s.decay_steps : t->s.steps;
+  c.lr_min = t->s.lr_min, c.step_every = t->s.step_every, c.gamma = t->s.gamma;
   st = fg_optim_new_for_params(&t->opt, &c, fg_flow_params(t->f), e);
   if (st != FG_OK || t->s.ema <= 0) return st;
   fg_params *ps = fg_flow_params(t->f);
@@ -280,8 +285,12 @@ static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_e
   return st;
 }
 
+/* The decay warms up as TensorFlow's ExponentialMovingAverage(num_updates) does: update n uses
+ * min(ema, (1 + n) / (10 + n)), so the average forgets the initial weights as fast as the
+ * training moves away from them instead of keeping ema^n of them (5 % after 3000 steps at
+ * 0.999, which is enough to spoil a sharp 2-D density). */
 static void update_ema(fg_trainer *t) {
-  double d = t->s.ema;
+  double n = (double)fg_optim_get_step(t->opt), d = fmin(t->s.ema, (1 + n) / (10 + n));
   for (int i = 0; t->ema && i < t->n_params; i++) {
     const fg_tensor *p = fg_params_tensor(fg_flow_params(t->f), i);
     for (int64_t j = 0; j < fg_tensor_numel(p); j++)

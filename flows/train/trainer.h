@@ -16,6 +16,14 @@
  * optimiser moments, EMA weights and the step, and resuming continues exactly (same batches,
  * same noise, same updates).
  *
+ * EMA weights (ema > 0).  An exponential moving average of the weights, for evaluation and
+ * sampling; update n uses the decay min(ema, (1 + n) / (10 + n)) (TensorFlow's
+ * ExponentialMovingAverage with num_updates), so the average starts from the first trained
+ * weights rather than holding ema^n of the initial ones.  It helps when the weights still jitter
+ * at the end of training (a constant or slowly decaying learning rate): it averages about the
+ * last 1 / (1 - ema) steps.  With a schedule that decays to a small rate the last weights are
+ * already that average and EMA changes little; 1 / (1 - ema) should stay well below the steps.
+ *
  * Non-finite guard.  A step whose loss or gradient norm is not finite is skipped (no update);
  * the first top-level layer whose output or log-det went non-finite is named; after
  * max_nonfinite skipped steps in a row the step returns FG_E_NUMERIC.
@@ -47,8 +55,13 @@ typedef struct fg_train_settings {
   double minutes;       /* 0: until `steps` */
   double lr;            /* 1e-3 */
   int64_t warmup;       /* steps of linear warm-up, 0 */
+  char schedule[16];    /* after warm-up: constant | cosine | step (flows/train/optim.h) */
+  double lr_min;        /* cosine: the rate it ends at, 0 */
+  int64_t decay_steps;  /* cosine: the step it ends at; 0 = `steps` */
+  int64_t step_every;   /* step: steps between decays */
+  double gamma;         /* step: the factor of each decay, 0.1 */
   double clip;          /* global gradient-norm clip, 0 = off */
-  double ema;           /* Polyak decay for evaluation weights, 0 = off */
+  double ema;           /* Polyak decay for evaluation weights, 0 = off (below) */
   char optimizer[16];   /* adam | adamax | sgd */
   int64_t n_bits;       /* 8; fewer bits reduce the data first (Glow's n_bits_x) */
   int64_t seed;         /* 0 */

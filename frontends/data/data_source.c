@@ -89,7 +89,8 @@ static fg_status open_npy(const char *files, fg_data *d, fg_err *e) {
   return st;
 }
 
-/* "moons n=5000 noise=0.1": the generator name, then key=value settings, each at most once. */
+/* "moons n=5000 noise=0.1": the generator name, then key=value settings, each at most once;
+ * noise and scale default to the generator's published ones (fg_toy2d_defaults). */
 typedef struct toy_settings {
   double n, test_n, noise, scale, seed;
 } toy_settings;
@@ -149,11 +150,12 @@ static fg_status toy_counts(const char *source, const toy_settings *t, int64_t *
 
 static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
   char name[32] = {0};
-  toy_settings t = {.n = 10000, .test_n = 5000, .noise = 0.1, .scale = 2.0, .seed = 0};
+  toy_settings t = {.n = 10000, .test_n = 5000, .seed = 0};
   size_t len = strcspn(source, " \t");
   snprintf(name, sizeof name, "%.*s", (int)len, source);
   int64_t n, test_n, seed;
-  fg_status st = parse_toy(source, source + len, &t, e);
+  fg_status st = fg_toy2d_defaults(name, &t.noise, &t.scale, e);
+  if (st == FG_OK) st = parse_toy(source, source + len, &t, e);
   if (st == FG_OK) st = toy_counts(source, &t, &n, &test_n, &seed, e);
   if (st == FG_OK) st = fg_toy2d_generate(&d->train, name, n, t.noise, t.scale, (uint64_t)seed, e);
   if (st == FG_OK)

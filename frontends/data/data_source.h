@@ -7,7 +7,8 @@
  *                                   2-D toys (frontends/data/toy2d.h documents each generator);
  *                                   n and test_n are integers from 1 to FG_TOY_MAX_POINTS (10000
  *                                   and 5000 by default), seed one from 0 to 2^53, each setting
- *                                   given at most once
+ *                                   given at most once; noise and scale default to FFJORD's
+ *                                   for each set
  * A training or test set of no samples is refused (FG_E_FORMAT), as is a malformed setting.
  * Images are integer levels 0..255 and `discrete` (train with dequantisation, report bits/dim);
  * .npy data is discrete when every value is an integer in 0..255; toys are continuous. */

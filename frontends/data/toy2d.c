@@ -2,6 +2,7 @@
  * counter-based RNG: every random number is a function of (seed, purpose, point index), so a
  * data set depends on nothing but its arguments. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frontends/data/toy2d.h"
@@ -149,4 +150,159 @@ fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double
   if (st != FG_OK) return st;
   fn(fg_tensor_data(*out), n, noise, scale, seed);
   return FG_OK;
+}
+
+/* ---- the published settings, the exact densities, their entropies ---- */
+
+typedef struct toy_settings {
+  const char *name;
+  double noise, scale;
+} toy_settings;
+
+/* FFJORD's lib/toy_data.py: 8gaussians has radius 4 and std 0.5, both divided by 1.414. */
+static const toy_settings ffjord[] = {
+    {"moons", 0.1, 2.0},
+    {"8gaussians", 0.5 / 1.414, 4.0 / 1.414},
+    {"checkerboard", 0.0, 2.0},
+    {"rings", 0.08, 3.0},
+};
+
+fg_status fg_toy2d_defaults(const char *name, double *noise, double *scale, fg_err *e) {
+  for (size_t i = 0; i < sizeof ffjord / sizeof *ffjord; i++)
+    if (name && strcmp(name, ffjord[i].name) == 0) {
+      *noise = ffjord[i].noise, *scale = ffjord[i].scale;
+      return FG_OK;
+    }
+  return fg_err_set(e, FG_E_NOTFOUND, "unknown toy data set '%s'; known: %s",
+                    name ? name : "(null)", fg_toy2d_names());
+}
+
+/* log Σ exp(v[i]), v holding n values */
+static double log_sum_exp(const double *v, int n) {
+  double m = -INFINITY, s = 0;
+  for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+  if (!isfinite(m)) return m;
+  for (int i = 0; i < n; i++) s += exp(v[i] - m);
+  return m + log(s);
+}
+
+/* log of a 2-D isotropic normal density's constant 1 / (2π σ²) */
+static double log_norm2(double sigma) { return -log(2 * TOY_PI * sigma * sigma); }
+
+enum { ARC_POINTS = 4096 };
+
+/* moons in the generator's unscaled coordinates u: half the mass on each arc, uniform in angle,
+ * blurred by N(0, σ²). */
+static double moons_log_density(double ux, double uy, double sigma, double *terms) {
+  double inv = 1 / (2 * sigma * sigma);
+  for (int j = 0; j < ARC_POINTS; j++) {
+    double t = (j + 0.5) * TOY_PI / ARC_POINTS, c = cos(t), s = sin(t);
+    double d0 = (ux - c) * (ux - c) + (uy - s) * (uy - s);
+    double d1 = (ux - 1 + c) * (ux - 1 + c) + (uy - 0.5 + s) * (uy - 0.5 + s);
+    terms[j] = -d0 * inv, terms[ARC_POINTS + j] = -d1 * inv;
+  }
+  return log_sum_exp(terms, 2 * ARC_POINTS) - log(2.0 * ARC_POINTS) + log_norm2(sigma);
+}
+
+/* log(I0(x) e^-x) for x >= 0: the power series up to 30, the asymptotic series beyond. */
+static double log_i0e(double x) {
+  if (x < 30) {
+    double term = 1, sum = 1, q = x * x / 4;
+    for (int k = 1; k < 200 && term > 1e-17 * sum; k++) {
+      term *= q / ((double)k * k);
+      sum += term;
+    }
+    return log(sum) - x;
+  }
+  double r = 1 / (8 * x), a = 1 + r * (1 + r * (9.0 / 2 + r * (75.0 / 2 + r * 3675.0 / 8)));
+  return log(a) - 0.5 * log(2 * TOY_PI * x);
+}
+
+/* rings: a quarter of the mass on each circle, uniform in angle, blurred by N(0, σ²):
+ * (1 / 2πσ²) exp(-(ρ - R)² / 2σ²) I0e(ρR / σ²) per circle. */
+static double rings_log_density(double x, double y, double sigma, double scale) {
+  static const double radius[4] = {1.0, 0.75, 0.5, 0.25};
+  double rho = hypot(x, y), terms[4];
+  for (int r = 0; r < 4; r++) {
+    double big_r = scale * radius[r], d = rho - big_r;
+    double bessel = log_i0e(rho * big_r / (sigma * sigma));
+    terms[r] = log(0.25) + log_norm2(sigma) - d * d / (2 * sigma * sigma) + bessel;
+  }
+  return log_sum_exp(terms, 4);
+}
+
+static double eight_log_density(double x, double y, double sigma, double scale) {
+  double terms[8];
+  for (int k = 0; k < 8; k++) {
+    double cx = scale * cos(k * TOY_PI / 4), cy = scale * sin(k * TOY_PI / 4);
+    double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+    terms[k] = log(0.125) + log_norm2(sigma) - d2 / (2 * sigma * sigma);
+  }
+  return log_sum_exp(terms, 8);
+}
+
+/* P(a <= u + N(0, σ²) ... ): the mass of [a, b) seen from u, or the indicator when σ is 0 */
+static double interval_mass(double u, double a, double b, double sigma) {
+  if (sigma == 0) return u >= a && u < b ? 1.0 : 0.0;
+  return 0.5 * (erfc((a - u) / (sigma * sqrt(2.0))) - erfc((b - u) / (sigma * sqrt(2.0))));
+}
+
+/* checkerboard in unscaled coordinates: density 1/8 on the 8 unit squares with floor(x) +
+ * floor(y) even in [-2, 2]², blurred by N(0, σ²). */
+static double checkerboard_log_density(double ux, double uy, double sigma) {
+  double p = 0;
+  for (int fx = -2; fx < 2; fx++)
+    for (int fy = -2; fy < 2; fy++)
+      if (((fx + fy) % 2 + 2) % 2 == 0)
+        p += interval_mass(ux, fx, fx + 1, sigma) * interval_mass(uy, fy, fy + 1, sigma) / 8;
+  return log(p);
+}
+
+fg_status fg_toy2d_log_density(const char *name, double noise, double scale, int64_t n,
+                               const double *xy, double *out, fg_err *e) {
+  double dn, ds;
+  fg_status st = fg_toy2d_defaults(name, &dn, &ds, e);
+  if (st == FG_OK) st = toy_check_args(name, n, noise, scale, e);
+  if (st != FG_OK) return st;
+  bool board = strcmp(name, "checkerboard") == 0, moons = strcmp(name, "moons") == 0;
+  if (noise == 0 && !board)
+    return fg_err_set(e, FG_E_MISUSE, "toy data '%s': without noise it has no density", name);
+  double *terms = moons ? malloc(sizeof *terms * 2 * ARC_POINTS) : NULL;
+  if (moons && !terms) return fg_err_set(e, FG_E_NOMEM, "toy data '%s': out of memory", name);
+  for (int64_t i = 0; i < n; i++) {
+    double x = xy[2 * i], y = xy[2 * i + 1];
+    if (moons)
+      out[i] = moons_log_density(x / scale + 0.5, y / scale + 0.25, noise, terms) - 2 * log(scale);
+    else if (!strcmp(name, "rings")) out[i] = rings_log_density(x, y, noise, scale);
+    else if (!strcmp(name, "8gaussians")) out[i] = eight_log_density(x, y, noise, scale);
+    else out[i] = checkerboard_log_density(x / scale, y / scale, noise) - 2 * log(scale);
+  }
+  free(terms);
+  return FG_OK;
+}
+
+fg_status fg_toy2d_entropy(const char *name, double noise, double scale, int64_t samples,
+                           uint64_t seed, double *entropy, double *std_error, fg_err *e) {
+  fg_tensor *t;
+  fg_status st = fg_toy2d_generate(&t, name, samples, noise, scale, seed, e);
+  if (st != FG_OK) return st;
+  double *xy = malloc(sizeof *xy * (size_t)(2 * samples));
+  double *logp = malloc(sizeof *logp * (size_t)samples);
+  const float *v = fg_tensor_data(t);
+  if (xy && logp) {
+    for (int64_t i = 0; i < 2 * samples; i++) xy[i] = v[i];
+    st = fg_toy2d_log_density(name, noise, scale, samples, xy, logp, e);
+  } else {
+    st = fg_err_set(e, FG_E_NOMEM, "toy data '%s': out of memory", name);
+  }
+  if (st == FG_OK) {
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < samples; i++) sum += logp[i], sq += logp[i] * logp[i];
+    double mean = sum / (double)samples, var = sq / (double)samples - mean * mean;
+    *entropy = -mean;
+    *std_error = sqrt((var > 0 ? var : 0) / (double)samples);
+  }
+  free(xy), free(logp);
+  fg_tensor_free(t);
+  return st;
 }

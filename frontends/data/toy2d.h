@@ -15,7 +15,8 @@
  *                  (-0.5, -0.25) so the set is centred and multiplied by `scale`; shuffled.
  *                  (FFJORD's moons: noise 0.1, scale 2.)
  *   "8gaussians"   8 Gaussians of std `noise` centred on a circle of radius `scale` at angles
- *                  k·45°, k chosen uniformly per point.  (FFJORD: scale 2.83, noise 0.35.)
+ *                  k·45°, k chosen uniformly per point.  (FFJORD: radius 4 and std 0.5, both
+ *                  divided by 1.414: scale 2.8289, noise 0.35361.)
  *   "checkerboard" uniform on the 8 dark squares of a 4x4 board of unit squares covering
  *                  [-2, 2]², plus Gaussian noise of std `noise`, all multiplied by `scale`.
  *                  (FFJORD: noise 0, scale 2.)
@@ -27,5 +28,22 @@
 fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise, double scale, uint64_t seed, fg_err *e);
 /* The known names, comma separated ("moons, 8gaussians, checkerboard, rings"). */
 const char *fg_toy2d_names(void);
+/* The published settings of `name` (FFJORD's lib/toy_data.py, above): what a data source uses
+ * when the noise or scale is not given.  FG_E_NOTFOUND for an unknown name. */
+fg_status fg_toy2d_defaults(const char *name, double *noise, double *scale, fg_err *e);
+
+/* The exact density of the distribution `name` draws from, as n grows (the evenly spaced
+ * points of moons and rings become uniform along their curves): log p at the n points
+ * xy[2i], xy[2i + 1], into out[0..n).  Moons integrates the noise's Gaussian along its arcs
+ * numerically (a 4096-point midpoint rule per arc), rings in closed form through the modified
+ * Bessel function I0, 8gaussians is a Gaussian mixture, checkerboard a sum over the squares of
+ * products of normal CDF differences (a step function when noise is 0).  noise must be > 0
+ * except for checkerboard. */
+fg_status fg_toy2d_log_density(const char *name, double noise, double scale, int64_t n,
+                               const double *xy, double *out, fg_err *e);
+/* Its differential entropy in nats, -E[log p], by Monte Carlo over `samples` points the
+ * generator draws with `seed`, and the estimate's standard error. */
+fg_status fg_toy2d_entropy(const char *name, double noise, double scale, int64_t samples,
+                           uint64_t seed, double *entropy, double *std_error, fg_err *e);
 
 #endif

@@ -33,6 +33,7 @@
 #include "ops/ops.h"
 #include "ops/autodiff/autodiff.h"
 #include "ops/autodiff/gradcheck.h"
+#include "ops/autodiff/jacobian.h"
 
 /* flows/: bijectors, flows, layers, models and training */
 #include "flows/bijector.h"

@@ -198,7 +198,8 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
   return fail(p, col, "%s", inner.msg);
 }
 
-/* A train setting: its kind (i: int, d: double, w: the optimizer, b: true / false), where it
+/* A train setting: its kind (i: int, d: double, w: the optimizer, s: the schedule, b: true /
+ * false), where it
  * lives, and its range: integers >= lo (and <= hi when hi > lo), numbers finite and in
  * [lo, hi] with lo_open / hi_open excluding an end (hi = INFINITY: no upper end). */
 typedef struct setting {
@@ -230,6 +231,11 @@ static const setting settings[] = {
     S(recompute, 'b', 0, 0, false, false),
     AT_LEAST(recompute_tol, 0),
     INT_FROM(recompute_check, 0),
+    S(schedule, 's', 0, 0, false, false),
+    AT_LEAST(lr_min, 0),
+    INT_FROM(decay_steps, 0),
+    INT_FROM(step_every, 0),
+    S(gamma, 'd', 0, 1, true, false),
 };
 #undef AT_LEAST
 #undef INT_FROM
@@ -246,10 +252,13 @@ static fg_status out_of_range(parser *p, int col, const setting *st) {
 static fg_status parse_setting(parser *p, int col, const setting *st, const char *val,
                                char *field) {
   if (st->kind == 'b') return parse_bool(p, col, val, (bool *)(void *)field);
-  if (st->kind == 'w') {
-    if (strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
+  if (st->kind == 'w' || st->kind == 's') {
+    fg_lr_schedule sched;
+    if (st->kind == 's' && fg_lr_schedule_parse(val, &sched, NULL) != FG_OK)
+      return fail(p, col, "unknown schedule '%s' (constant, cosine or step)", val);
+    if (st->kind == 'w' && strcmp(val, "adam") && strcmp(val, "adamax") && strcmp(val, "sgd"))
       return fail(p, col, "unknown optimizer '%s' (adam, adamax or sgd)", val);
-    snprintf(field, sizeof p->spec->train.optimizer, "%s", val);
+    snprintf(field, sizeof p->spec->train.optimizer, "%s", val); /* both fields are char[16] */
     return FG_OK;
   }
   if (st->kind == 'i') {
@@ -280,8 +289,9 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
     return parse_setting(p, (int)vcol, &settings[i], val,
                          (char *)&p->spec->train + settings[i].offset);
   }
-  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, clip, ema, "
-              "optimizer, n_bits, seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
+  return fail(p, col, "unknown training setting '%s' (batch, steps, minutes, lr, warmup, "
+              "schedule, lr_min, decay_steps, step_every, gamma, clip, ema, optimizer, n_bits, "
+              "seed, eval_every, max_nonfinite, temperature, recompute, recompute_tol, "
               "recompute_check)", word);
 }
 

@@ -17,6 +17,10 @@
  *   train                                        settings, `key value` per line
  *     batch 64
  *     lr 1e-3
+ *     warmup 200                                 linear warm-up, then the schedule:
+ *     schedule cosine                            constant | cosine (to lr_min at decay_steps,
+ *     lr_min 1e-5                                default the steps) | step (x gamma every
+ *                                                step_every steps), flows/train/optim.h
  *     recompute true                             memory flat in depth (flows/train/trainer.h)
  *   end
  *

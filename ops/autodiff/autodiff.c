@@ -25,11 +25,13 @@ static bool input_is_diff(const fg_op_def *def, int k) {
 }
 
 /* active = depends differentiably on a wrt node AND is an ancestor of an output. */
+/* Cut nodes are held fixed: they never depend on a wrt node, so no gradient flows through. */
 static void mark_active(const fg_graph *g, tape_marks *m, int n_out, const fg_node *outs,
-                        int n_wrt, const fg_node *wrt) {
+                        int n_wrt, const fg_node *wrt, const uint8_t *cut) {
   uint8_t *from_wrt = m->active, *reaches = calloc((size_t)m->n, 1);
   for (int i = 0; i < n_wrt; i++) from_wrt[wrt[i]] = 1;
   for (int32_t i = 0; i < m->n; i++) {
+    if (cut && cut[i]) continue;
     const fg_op_def *def = fg_op_get(fg_node_op(g, i));
     for (int k = 0; k < fg_node_num_inputs(g, i) && !from_wrt[i]; k++)
       if (input_is_diff(def, k) && from_wrt[fg_node_input(g, i, k)]) from_wrt[i] = 1;
@@ -105,24 +107,33 @@ static fg_status seed_outputs(fg_graph *g, tape_marks *m, int n_out, const fg_no
 
 fg_status fg_vjp(fg_graph *g, int n_out, const fg_node *outs, const fg_node *gouts, int n_wrt,
                  const fg_node *wrt, fg_node *grads) {
+  return fg_vjp_cut(g, n_out, outs, gouts, n_wrt, wrt, 0, NULL, grads);
+}
+
+fg_status fg_vjp_cut(fg_graph *g, int n_out, const fg_node *outs, const fg_node *gouts, int n_wrt,
+                     const fg_node *wrt, int n_cut, const fg_node *cut, fg_node *grads) {
   if (!g) return FG_E_MISUSE;
   for (int i = 0; i < n_wrt; i++) grads[i] = FG_POISON;
   if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
   fg_status st = check_ids(g, "output", n_out, outs, false);
   if (st == FG_OK) st = check_ids(g, "seed", n_out, gouts, true);
   if (st == FG_OK) st = check_ids(g, "wrt", n_wrt, wrt, false);
+  if (st == FG_OK) st = check_ids(g, "cut", n_cut, cut, false);
   if (st != FG_OK) return st;
 
   tape_marks m = {.n = fg_graph_node_count(g)};
   m.active = calloc((size_t)m.n, 1);
   m.grad = malloc(sizeof *m.grad * (size_t)m.n);
-  if (!m.active || !m.grad) {
-    free(m.active), free(m.grad);
+  uint8_t *cut_mask = n_cut > 0 ? calloc((size_t)m.n, 1) : NULL;
+  if (!m.active || !m.grad || (n_cut > 0 && !cut_mask)) {
+    free(m.active), free(m.grad), free(cut_mask);
     fg_graph_fail(g, FG_E_NOMEM, "out of memory for the backward pass over %d nodes", m.n);
     return FG_E_NOMEM;
   }
+  for (int i = 0; i < n_cut; i++) cut_mask[cut[i]] = 1;
   for (int32_t i = 0; i < m.n; i++) m.grad[i] = FG_NONE;
-  mark_active(g, &m, n_out, outs, n_wrt, wrt);
+  mark_active(g, &m, n_out, outs, n_wrt, wrt, cut_mask);
+  free(cut_mask);
   fg_node first_new = m.n;
   st = seed_outputs(g, &m, n_out, outs, gouts);
   for (int32_t i = m.n - 1; st == FG_OK && i >= 0; i--)

@@ -14,5 +14,10 @@ fg_status fg_grad(fg_graph *g, fg_node loss, int n_wrt, const fg_node *wrt, fg_n
  * zero) and returns in grads[i] the sum over j of gouts[j]·∂outs[j]/∂wrt[i]. */
 fg_status fg_vjp(fg_graph *g, int n_out, const fg_node *outs, const fg_node *gouts, int n_wrt,
                  const fg_node *wrt, fg_node *grads);
+/* fg_vjp with the nodes cut[0..n_cut) held fixed: no gradient flows through them, so the result
+ * is the partial derivative along the paths that avoid them (how a log-det takes the diagonal
+ * of an autoregressive map, ops/autodiff/jacobian.h). */
+fg_status fg_vjp_cut(fg_graph *g, int n_out, const fg_node *outs, const fg_node *gouts, int n_wrt,
+                     const fg_node *wrt, int n_cut, const fg_node *cut, fg_node *grads);
 
 #endif

@@ -162,10 +162,17 @@ UNARY_KERNELS(logsigmoid, -SOFTPLUS(-x))
 UNARY_KERNELS(softplus, SOFTPLUS(x))
 UNARY_KERNELS(relu, x > 0 ? x : 0)
 UNARY_KERNELS(sign, (x > 0) - (x < 0))
+UNARY_KERNELS(sin, sin(x))
+UNARY_KERNELS(cos, cos(x))
 UNARY_KERNELS(stop_gradient, x)
 #define p (((const fg_pow_attr *)k->attr)->p)
 UNARY_KERNELS(pow, pow(x, p))
 #undef p
+#define lo (((const fg_clamp_attr *)k->attr)->lo)
+#define hi (((const fg_clamp_attr *)k->attr)->hi)
+UNARY_KERNELS(clamp, x < lo ? lo : (x > hi ? hi : x)) /* NaN stays NaN */
+#undef lo
+#undef hi
 
 BINARY_KERNELS(add, x + y)
 BINARY_KERNELS(sub, x - y)
@@ -175,6 +182,10 @@ BINARY_KERNELS(maximum, x > y ? x : (y > x ? y : x))
 BINARY_KERNELS(minimum, x < y ? x : (y < x ? y : x))
 BINARY_KERNELS(greater, x > y ? 1 : 0)
 BINARY_KERNELS(equal, x == y ? 1 : 0)
+BINARY_KERNELS(greater_equal, x >= y ? 1 : 0)
+BINARY_KERNELS(not_equal, x != y ? 1 : 0)
+BINARY_KERNELS(logical_and, x != 0 && y != 0 ? 1 : 0)
+BINARY_KERNELS(logical_or, x != 0 || y != 0 ? 1 : 0)
 
 #define WHERE_BODY(T)                                                                 \
   const T *c = k->in[0], *a = k->in[1], *b = k->in[2];                                \

@@ -30,6 +30,10 @@ FG_KERNEL_PAIR(maximum)
 FG_KERNEL_PAIR(minimum)
 FG_KERNEL_PAIR(greater)
 FG_KERNEL_PAIR(equal)
+FG_KERNEL_PAIR(greater_equal)
+FG_KERNEL_PAIR(not_equal)
+FG_KERNEL_PAIR(logical_and)
+FG_KERNEL_PAIR(logical_or)
 FG_KERNEL_PAIR(neg)
 FG_KERNEL_PAIR(exp)
 FG_KERNEL_PAIR(log)
@@ -43,15 +47,24 @@ FG_KERNEL_PAIR(sigmoid)
 FG_KERNEL_PAIR(logsigmoid)
 FG_KERNEL_PAIR(softplus)
 FG_KERNEL_PAIR(relu)
+FG_KERNEL_PAIR(sin)
+FG_KERNEL_PAIR(cos)
+FG_KERNEL_PAIR(clamp)
 FG_KERNEL_PAIR(sign)
 FG_KERNEL_PAIR(stop_gradient)
 FG_KERNEL_PAIR(pow)
 FG_KERNEL_PAIR(where)
 FG_KERNEL_PAIR(cast)
 
-/* reductions (ops/kernels/reduce.c) */
+/* reductions and scans (ops/kernels/reduce.c) */
 FG_KERNEL_PAIR(sum)
 FG_KERNEL_PAIR(max)
+FG_KERNEL_PAIR(cumsum)
+
+/* indexing (ops/kernels/index.c) */
+FG_KERNEL_PAIR(gather)
+FG_KERNEL_PAIR(scatter_add)
+FG_KERNEL_PAIR(searchsorted)
 
 /* shape ops (ops/kernels/shape.c) */
 FG_KERNEL_PAIR(reshape)

@@ -184,3 +184,29 @@ DEFINE_REDUCE_KERNEL(sum, double, f64, SUM_INIT, SUM_COMBINE)
 DEFINE_REDUCE_KERNEL(max, float, f32, MAX_INIT, MAX_COMBINE)
 DEFINE_REDUCE_KERNEL(max, double, f64, MAX_INIT, MAX_COMBINE)
 
+
+/* cumsum: each part owns whole columns (every position but the axis), scanned in order and
+ * accumulated in double, so results do not depend on the split. */
+#define CUMSUM_BODY(T)                                                                  \
+  const fg_cumsum_attr *at = k->attr;                                                   \
+  const fg_shape *s = &k->in_shape[0];                                                  \
+  const T *in = k->in[0];                                                               \
+  T *out = k->out;                                                                      \
+  int64_t n = s->d[at->axis], inner = 1, outer = 1, b, e;                               \
+  for (int d = 0; d < s->ndim; d++)                                                     \
+    if (d < at->axis) outer *= s->d[d];                                                 \
+    else if (d > at->axis) inner *= s->d[d];                                            \
+  fg_split_range(outer * inner, k->ith, k->nth, &b, &e);                                \
+  for (int64_t col = b; col < e; col++) {                                               \
+    int64_t base = col / inner * n * inner + col % inner;                               \
+    double acc = 0;                                                                     \
+    for (int64_t t = 0; t < n; t++) {                                                   \
+      int64_t j = base + (at->reverse ? n - 1 - t : t) * inner;                         \
+      acc += (double)in[j];                                                             \
+      out[j] = (T)acc;                                                                  \
+    }                                                                                   \
+  }                                                                                     \
+  return FG_OK;
+
+fg_status fg_kernel_cumsum_f32(const fg_kargs *k) { CUMSUM_BODY(float) }
+fg_status fg_kernel_cumsum_f64(const fg_kargs *k) { CUMSUM_BODY(double) }

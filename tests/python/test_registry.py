@@ -9,6 +9,8 @@ from conftest import built
 def test_registry_lists_the_builtins_with_their_arguments():
     types = {t.name: t for t in flowgrad.registry()}
     assert {"actnorm", "affine_coupling", "conv1x1_lu", "split", "squeeze", "logit"} <= set(types)
+    assert {"rq_spline", "rq_coupling", "maf", "iaf", "tanh", "softplus", "leaky_relu", "power",
+            "kumaraswamy"} <= set(types)
     coupling = types["affine_coupling"]
     assert coupling.plugin is None and coupling.doc
     args = {a.name: a for a in coupling.args}
@@ -52,3 +54,26 @@ def test_plugins_add_types_usable_in_specs():
     with pytest.raises(flowgrad.Error) as e:
         flowgrad.load_plugin(plugin)  # its types exist already
     assert e.value.status == "FG_E_EXISTS"
+
+
+def test_the_check_command_takes_batch_perturbation_seeds_event_and_arguments():
+    import subprocess
+
+    cli = built("FG_CLI", "the flowgrad command")
+    plugin = built("FG_TEST_PLUGIN", "the example plugin")
+    run = subprocess.run(
+        [cli, "check", "sinh_arcsinh", "--plugin", plugin, "--seeds", "3", "--batch", "5",
+         "--perturb", "0.5", "--event", "2,3", "--args", "skew=0.1, tail=1.2"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    # a derived log-det is checked against the dense Jacobian, not against itself
+    assert "log-det (derived: diagonal structure) vs slogdet(dense autodiff Jacobian)" in run.stdout
+    assert "1 checked, 0 failed" in run.stdout
+    listed = subprocess.run([cli, "list"], capture_output=True, text=True, check=True).stdout
+    for name in ("rq_spline", "rq_coupling", "maf", "iaf", "kumaraswamy"):
+        assert "\n" + name + " " in listed
+    bad = subprocess.run([cli, "check", "exp", "--event", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--event" in bad.stderr
+    bad = subprocess.run([cli, "check", "exp", "--args", "nope=1"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "nope" in bad.stdout

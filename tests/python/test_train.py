@@ -143,3 +143,26 @@ def test_python_reads_the_commands_checkpoints(tmp_path):
     flow = flowgrad.load(tmp_path / "run" / "checkpoint.safetensors")
     test = flowgrad.load_data("moons n=512 test_n=256 noise=0.1 scale=2").test
     assert -flow.log_prob(test).astype(np.float64).mean() == pytest.approx(cli_test, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["nsf-moons", "nsf-rings", "maf-8gaussians", "maf-checkerboard"])
+def test_the_2d_example_specs_train(name):
+    """The 2-D examples (a few steps on a little data: their figures are in README): spline
+    couplings and MAF layers build, the cosine schedule runs, the loss is finite."""
+    from conftest import EXAMPLES
+
+    data = flowgrad.load_data(name.split("-")[1] + " n=600 test_n=128")
+    lrs = []
+    r = flowgrad.train(EXAMPLES / f"{name}.flow", data=(data.train, data.test), steps=6,
+                       callback=lambda info: lrs.append(info.lr))
+    assert np.isfinite(r.test_loss) and len(lrs) == 6
+    assert lrs[0] < lrs[-1] <= 1e-3  # still warming up
+    assert r.flow.train_settings["schedule"] == "cosine"
+
+
+def test_the_image_example_specs_build():
+    from conftest import EXAMPLES
+
+    for name in ("nsf-fmnist", "maf-fmnist"):
+        flow = flowgrad.Flow.from_spec(EXAMPLES / f"{name}.flow", event=(1, 28, 28))
+        assert flow.num_params > 100000

@@ -335,8 +335,12 @@ static int run_train(int argc, char **argv) {
   if (code == EXIT_OK) code = cli_check_batch(&m, "train");
   fg_trainer *t = NULL;
   if (code == EXIT_OK) {
-    if (!o.steps && !o.minutes) o.steps = m.spec->train.steps, o.minutes = m.spec->train.minutes;
+    if (!o.steps && !o.minutes) {
+      o.steps = m.spec->train.steps;
+      o.minutes = m.spec->train.minutes;
+    }
     if (!o.steps && !o.minutes) o.steps = 1000;
+    m.spec->train.steps = o.steps; /* the run's length: where a cosine schedule ends by default */
     code = make_trainer(&t, &m, &o, cli_flag(argc, argv, "--recompute"));
   }
   int64_t start = t ? fg_trainer_step_count(t) : 0;

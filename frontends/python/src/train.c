@@ -13,9 +13,13 @@ static double now_s(void) {
 }
 
 PyObject *fgpy_settings_dict(const fg_train_settings *s) {
-  return Py_BuildValue("{s:L,s:L,s:d,s:d,s:L,s:d,s:d,s:s,s:L,s:L,s:L,s:L,s:d,s:O}", "batch",
-                       (long long)s->batch, "steps", (long long)s->steps, "minutes", s->minutes,
-                       "lr", s->lr, "warmup", (long long)s->warmup, "clip", s->clip, "ema", s->ema,
+  return Py_BuildValue("{s:L,s:L,s:d,s:d,s:L,s:s,s:d,s:L,s:L,s:d,s:d,s:d,s:s,s:L,s:L,s:L,s:L,"
+                       "s:d,s:O}",
+                       "batch", (long long)s->batch, "steps", (long long)s->steps, "minutes",
+                       s->minutes, "lr", s->lr, "warmup", (long long)s->warmup, "schedule",
+                       s->schedule, "lr_min", s->lr_min, "decay_steps", (long long)s->decay_steps,
+                       "step_every", (long long)s->step_every, "gamma", s->gamma, "clip", s->clip,
+                       "ema", s->ema,
                        "optimizer", s->optimizer, "n_bits", (long long)s->n_bits, "seed",
                        (long long)s->seed, "eval_every", (long long)s->eval_every, "max_nonfinite",
                        (long long)s->max_nonfinite, "temperature", s->temperature, "recompute",
@@ -139,6 +143,7 @@ static PyObject *finish(fg_trainer *t, const train_args *a, double loss, const c
 static PyObject *run(const train_args *a, fgpy_view *train, fgpy_view *test) {
   FlowObject *f = a->flow;
   fg_train_settings s = f->train;
+  if (a->steps) s.steps = a->steps; /* the run's length: where a cosine schedule ends by default */
   fg_trainer_data d = {&train->t, test ? &test->t : NULL, a->discrete};
   fg_trainer *t = NULL;
   fg_err e;
