@@ -2,7 +2,10 @@
  * log|det| of the Jacobian the engine computes by autodiff; forward log-det = -inverse log-det
  * at f(x); finite outputs near the edges of the input domain; and gradcheck of y and the
  * log-det with respect to x and every parameter.  Parameters are perturbed randomly first, so
- * layers that start as the identity (zero-initialised last layers) are checked in earnest. */
+ * layers that start as the identity (zero-initialised last layers) are checked in earnest.
+ * A conditional type (FG_BIJ_CONTEXT) is checked with a random context of 3 N(0, 1) features
+ * per sample: every check above at that context (the gradcheck also w.r.t. the context), and
+ * its output or log-det must change when the context does. */
 #ifndef FG_CHECK_H
 #define FG_CHECK_H
 
