@@ -254,7 +254,9 @@ static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node
     fg_node next, part;
     fg_status st = with_prefix(b->children[i], c, inverse, cur, &next, &part);
     if (st != FG_OK) return st;
+    const char *outer = enter_layer_scope(b->children[i], c); /* adding its log-det is its node */
     total = total == FG_NONE ? part : fg_add(g, total, part);
+    fg_graph_leave_scope(g, outer);
     cur = next;
   }
   *out = cur;

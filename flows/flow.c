@@ -139,7 +139,10 @@ static fg_status log_prob_in(fg_flow *f, fg_flow_ctx *c, fg_node x, fg_node *log
   fg_node z, ld;
   *logp = FG_POISON;
   if (fg__flow_encode_in(f, c, x, &z, &ld) != FG_OK) return fg_graph_status(g);
-  *logp = fg_add(g, fg__flow_base_log_prob(f, c, z), ld);
+  fg_node base = fg__flow_base_log_prob(f, c, z);
+  const char *outer = fg_graph_enter_scope(g, "prior"); /* log p(x) = log p(z) + Σ log-dets */
+  *logp = fg_add(g, base, ld);
+  fg_graph_leave_scope(g, outer);
   return fg_graph_status(g);
 }
 

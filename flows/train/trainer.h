@@ -14,7 +14,10 @@
  * Order and resume.  Batch k of epoch e is rows perm_e[k·B, (k+1)·B) of a permutation drawn from
  * (seed, e); the step counter alone says where a run is, so a checkpoint holds parameters,
  * optimiser moments, EMA weights and the step, and resuming continues exactly (same batches,
- * same noise, same updates).
+ * same noise, same updates).  A conditional flow's labels are gathered from the same rows.
+ *
+ * Conditional flows.  The training program has a second input, "context" [B, classes]: the
+ * batch's labels one-hot.  Recompute mode does not take a context yet (refused).
  *
  * Non-finite guard.  A step whose loss or gradient norm is not finite is skipped (no update);
  * the first top-level layer whose output or log-det went non-finite is named; after
@@ -67,6 +70,10 @@ typedef struct fg_trainer_data {
   const fg_tensor *train;  /* [N, event...] */
   const fg_tensor *test;   /* [M, event...], may be NULL */
   bool discrete;           /* integer levels 0..255 (images): dequantise, report bits/dim */
+  /* Class labels [N] and [M] (0..classes-1): required by a conditional flow (config.context =
+   * classes), which sees each sample's label one-hot as its context; ignored otherwise.  They
+   * follow their samples through shuffling, batching and resuming. */
+  const fg_tensor *train_labels, *test_labels;
 } fg_trainer_data;
 
 typedef struct fg_train_step_info {

@@ -2,11 +2,17 @@
  *   fashion-mnist                   Debian's dataset-fashion-mnist (or $FG_DATA_DIR), 60000/10000
  *   mnist:<dir>                     <dir>/{train,t10k}-images-idx3-ubyte[.gz]
  *   cifar10:<dir>                   <dir>/data_batch_{1..5}.bin and <dir>/test_batch.bin
- *   npy:<train.npy>[,<test.npy>]    uint8 or float32 arrays [N, ...]
+ *   npy:<train.npy>[,<test.npy>] [labels=<train_labels.npy>[,<test_labels.npy>]]
+ *                                   uint8 or float32 arrays [N, ...], labels [N]
  *   moons|8gaussians|checkerboard|rings [n=N] [test_n=N] [noise=S] [scale=S] [seed=K]
  *                                   2-D toys (frontends/data/toy2d.h documents each generator)
  * Images are integer levels 0..255 and `discrete` (train with dequantisation, report bits/dim);
- * .npy data is discrete when every value is an integer in 0..255; toys are continuous. */
+ * .npy data is discrete when every value is an integer in 0..255; toys are continuous.
+ *
+ * Labels.  Where the format has them, the class of every sample comes with it, as float32 [N]
+ * class indices: Fashion-MNIST and MNIST from the IDX label files ({train,t10k}-labels-idx1-
+ * ubyte, optional for mnist:), CIFAR-10 from its records, npy from the labels= files, toys from
+ * the component each point was drawn from.  Elsewhere the labels are NULL. */
 #ifndef FG_DATA_SOURCE_H
 #define FG_DATA_SOURCE_H
 
@@ -14,13 +20,19 @@
 
 #include "core/tensor.h"
 
+/* Largest class index a label may hold. */
+#define FG_DATA_MAX_CLASSES 65535
+
 typedef struct fg_data {
   fg_tensor *train, *test; /* [N, event...]; test may be NULL (npy without a test file) */
+  fg_tensor *train_labels, *test_labels; /* [N] class indices, or NULL (see "Labels") */
+  int64_t classes;         /* 1 + the largest label; 0 without labels */
   bool discrete;
 } fg_data;
 
-/* `limit` > 0 keeps only the first `limit` training samples (quick runs and tests).  *out owns
- * its tensors (fg_data_free); on failure it holds none. */
+/* `limit` > 0 keeps only the first `limit` training samples (and labels; quick runs and
+ * tests).  Labels are checked to be one per sample and whole numbers >= 0.  *out owns its
+ * tensors (fg_data_free); on failure it holds none. */
 fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e);
 void fg_data_free(fg_data *d);
 

@@ -2,7 +2,8 @@
  *
  *   # Glow on Fashion-MNIST                      comments start with #
  *   data fashion-mnist                           what to train on (see fg_spec.data)
- *   prior learned                                normal | learned (diagonal Gaussian)
+ *   prior learned                                normal | learned (diagonal Gaussian) |
+ *                                                conditional (needs `classes`)
  *   flow                                         the bijector, one layer per line
  *     levels 2                                   a multi-scale level, repeated; a `split`
  *       squeeze                                  inside is left out at the last level
@@ -25,7 +26,14 @@
  * the registry and each constructor is called through libffi, so a plugin's types work in a
  * spec with no glue.  `{i}` in an argument value is replaced by the repeat index (0-based) and
  * `{i%2}` by its parity, for alternating masks.  Errors name file:line:column, what was found
- * and what was expected. */
+ * and what was expected.
+ *
+ * Class-conditional models.  A top-level line `classes N` makes the model conditional on the
+ * data's class labels (0..N-1, one-hot as the flow's context: flows/flow.h): conditional layer
+ * types (cond_affine_coupling, cond_additive_coupling, cond_split: `flowgrad list`) see the
+ * label, and `prior conditional` gives the top latent a learned per-class mean and log-std.
+ * examples/cond-glow-fmnist.flow is a class-conditional Glow.  `levels` leaves out every
+ * factor-out layer (split, cond_split) at its last level. */
 #ifndef FG_SPEC_H
 #define FG_SPEC_H
 
@@ -36,7 +44,8 @@
 typedef struct fg_spec {
   char *path;
   char *data;     /* "fashion-mnist", "mnist:<dir>", "cifar10:<dir>", "npy:<file>", "moons", ... */
-  char *prior;    /* "normal" or "learned" */
+  char *prior;    /* "normal", "learned" or "conditional" */
+  int64_t classes; /* `classes N`: class-conditional on labels 0..N-1; 0: unconditional */
   fg_bijector *flow;
   fg_train_settings train;
 } fg_spec;
@@ -51,5 +60,8 @@ fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg
 /* The text of a spec file (at most 16 MiB, no NUL byte), owned by the caller (free()). */
 fg_status fg_spec_read_file(char **out, const char *path, fg_err *e);
 void fg_spec_free(fg_spec *s);
+/* The flow configuration the spec describes for data of per-sample shape `event`: its prior,
+ * its context (classes), the training seed as initialisation seed, float32. */
+fg_flow_config fg_spec_flow_config(const fg_spec *s, fg_shape event);
 
 #endif

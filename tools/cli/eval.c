@@ -14,7 +14,8 @@ static int run_eval(int argc, char **argv) {
   double mean = 0;
   fg_status st = FG_OK;
   if (code == EXIT_OK) {
-    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
+    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete, m.data.train_labels,
+                         m.data.test_labels};
     const char *v = cli_option(argc, argv, "--threads");
     st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, v ? atoi(v) : 0, &e);
     if (st == FG_OK) st = fg_trainer_load(t, ckpt, &e); /* the EMA weights, as training evaluated */

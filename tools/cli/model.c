@@ -16,10 +16,10 @@ void cli_model_free(cli_model *m) {
 
 static int build_flow(cli_model *m, const char *cmd, fg_shape event) {
   fg_err e;
-  fg_base_kind base = !strcmp(m->spec->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL;
+  fg_flow_config cfg = fg_spec_flow_config(m->spec, event);
   fg_bijector *b = m->spec->flow;
   m->spec->flow = NULL; /* the flow owns it now */
-  fg_status st = fg_flow_new(&m->flow, b, base, event, (uint64_t)m->spec->train.seed, &e);
+  fg_status st = fg_flow_new_config(&m->flow, b, &cfg, &e);
   return st == FG_OK ? EXIT_OK : cli_fail(cmd, st, e.msg);
 }
 

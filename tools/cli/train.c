@@ -204,7 +204,8 @@ static int run_train(int argc, char **argv) {
     if (!o.steps && !o.minutes) o.steps = m.spec->train.steps, o.minutes = m.spec->train.minutes;
     if (!o.steps && !o.minutes) o.steps = 1000;
     if (cli_flag(argc, argv, "--recompute")) m.spec->train.recompute = true;
-    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
+    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete, m.data.train_labels,
+                         m.data.test_labels};
     fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
     if (st != FG_OK) code = cli_fail("train", st, e.msg);
     fg_data_free(&m.data); /* the trainer keeps its own (compact) copy */

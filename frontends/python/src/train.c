@@ -139,7 +139,7 @@ static PyObject *finish(fg_trainer *t, const train_args *a, double loss, const c
 static PyObject *run(const train_args *a, fgpy_view *train, fgpy_view *test) {
   FlowObject *f = a->flow;
   fg_train_settings s = f->train;
-  fg_trainer_data d = {&train->t, test ? &test->t : NULL, a->discrete};
+  fg_trainer_data d = {.train = &train->t, .test = test ? &test->t : NULL, .discrete = a->discrete};
   fg_trainer *t = NULL;
   fg_err e;
   fg_status st;
