@@ -194,3 +194,24 @@ fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *
   if (st != FG_OK) fg_data_free(out);
   return st;
 }
+
+static const char *const fashion_mnist_classes[] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                                    "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                                                    "Ankle boot"};
+static const char *const cifar10_classes[] = {"airplane", "automobile", "bird", "cat", "deer",
+                                              "dog", "frog", "horse", "ship", "truck"};
+static const char *const moons_classes[] = {"upper moon", "lower moon"};
+static const char *const rings_classes[] = {"outer ring", "ring 2", "ring 3", "inner ring"};
+
+const char *fg_data_class_name(const char *source, int64_t k) {
+  static const struct {
+    const char *prefix;
+    const char *const *names;
+    int64_t n;
+  } known[] = {{"fashion-mnist", fashion_mnist_classes, 10}, {"cifar10:", cifar10_classes, 10},
+               {"moons", moons_classes, 2}, {"rings", rings_classes, 4}};
+  for (size_t i = 0; source && i < sizeof known / sizeof *known; i++)
+    if (!strncmp(source, known[i].prefix, strlen(known[i].prefix)))
+      return k >= 0 && k < known[i].n ? known[i].names[k] : NULL;
+  return NULL;
+}

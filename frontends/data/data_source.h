@@ -35,5 +35,9 @@ typedef struct fg_data {
  * tensors (fg_data_free); on failure it holds none. */
 fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e);
 void fg_data_free(fg_data *d);
+/* The name of class k of a source's labels ("Trouser" for fashion-mnist, "cat" for cifar10:,
+ * "upper moon" for moons...), or NULL when the source has no names for them (MNIST's digits,
+ * npy). */
+const char *fg_data_class_name(const char *source, int64_t k);
 
 #endif

@@ -1,17 +1,15 @@
-/* flowgrad sample: draw samples from a checkpoint as a PNG grid (also the samples `train` writes). */
+/* flowgrad sample: draw samples from a checkpoint as a picture (also the samples `train`
+ * writes): a PNG grid of images, or a scatter plot of 2-D points; by class for a conditional
+ * model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/formats/plot.h"
 #include "core/formats/png_grid.h"
 #include "core/runtime/program.h"
 #include "ops/ops.h"
 #include "tools/cli/cli.h"
-
-static int64_t grid_cols(int64_t n) {
-  int64_t c = (int64_t)ceil(sqrt((double)n));
-  return c < 1 ? 1 : c;
-}
 
 /* An under-trained flow's inverse can overflow on some latents (a coupling divides by a scale
  * near 0): such images are drawn mid-grey and counted, so the rest of the grid is still shown. */
@@ -33,10 +31,17 @@ static bool finite_tensor(const fg_tensor *v) {
   return true;
 }
 
+/* What a draw is: how many, their contexts (NULL: unconditional), temperature and seed. */
+typedef struct draw {
+  int64_t n;
+  const fg_tensor *context;
+  double temperature;
+  uint64_t seed;
+} draw;
+
 /* Re-runs the same sampling one top-level layer at a time (fg_flow_sample_steps: the same
  * draws) and names the first layer whose inverse left the float range, into out. */
-static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, uint64_t seed,
-                                   char *out, size_t cap) {
+static void name_overflowing_layer(cli_model *m, const draw *d, char *out, size_t cap) {
   snprintf(out, cap, "no single layer found");
   int need = fg_bijector_num_children(fg_flow_bijector(m->flow)) + 2;
   fg_graph *g = NULL;
@@ -45,9 +50,12 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
   fg_program *p = NULL;
   int n_steps = 0;
   if (steps && names && fg_graph_new(&g, NULL) == FG_OK &&
-      fg_flow_sample_steps(m->flow, g, n, temperature, seed, need, steps, names, &n_steps) == FG_OK &&
+      fg_flow_sample_steps_cond(m->flow, g, d->n, cli_context_input(m, g, d->n), d->temperature,
+                                d->seed, need, steps, names, &n_steps) == FG_OK &&
       fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
-      fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK && fg_program_run(p, NULL) == FG_OK)
+      fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK &&
+      (!d->context || fg_program_bind(p, "context", d->context, NULL) == FG_OK) &&
+      fg_program_run(p, NULL) == FG_OK)
     for (int i = 0; i < n_steps; i++)
       if (!finite_tensor(fg_program_output(p, i))) {
         int len = (int)strlen(names[i]);
@@ -61,26 +69,94 @@ static void name_overflowing_layer(cli_model *m, int64_t n, double temperature, 
   fg_graph_free(g);
 }
 
-fg_status cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed,
-                            const char *path, fg_err *e) {
+/* d->n samples [n, event...] (float32), non-finite ones of an image model greyed out (warned). */
+static fg_status draw_samples(cli_model *m, const draw *d, const char *path, fg_tensor **out, fg_err *e) {
   fg_graph *g;
   fg_status st = fg_graph_new(&g, e);
   if (st != FG_OK) return st;
   fg_node x;
-  fg_tensor *v = NULL;
-  st = fg_flow_sample(m->flow, g, n, temperature > 0 ? temperature : 1e-9, seed, &x);
-  if (st != FG_OK) st = fg_err_set(e, st, "building the sampler: %s", fg_graph_errmsg(g));
-  if (st == FG_OK) st = cli_run_one(m, g, x, NULL, NULL, &v, e);
-  int64_t bad = st == FG_OK ? grey_out_non_finite(v) : 0;
+  if (fg_flow_sample_cond(m->flow, g, d->n, cli_context_input(m, g, d->n), d->temperature, d->seed,
+                          &x) != FG_OK)
+    st = fg_err_set(e, fg_graph_status(g), "building the sampler: %s", fg_graph_errmsg(g));
+  cli_input ctx = {"context", d->context};
+  if (st == FG_OK) st = cli_run(m, g, x, 1, &ctx, out, e);
+  fg_graph_free(g);
+  int64_t bad = st == FG_OK && !cli_is_2d(m) ? grey_out_non_finite(*out) : 0;
   if (bad) {
     char where[256];
-    name_overflowing_layer(m, n, temperature > 0 ? temperature : 1e-9, seed, where, sizeof where);
-    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at temperature %.2f, "
-                    "%s); drawn grey in %s\n", (long long)bad, (long long)n, temperature, where, path);
+    name_overflowing_layer(m, d, where, sizeof where);
+    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at "
+                    "temperature %.2f, %s); drawn grey in %s\n", (long long)bad, (long long)d->n,
+            d->temperature, where, path);
   }
-  if (st == FG_OK) st = fg_png_grid_write(path, v, grid_cols(n), 0, e);
-  fg_tensor_free(v);
-  fg_graph_free(g);
+  return st;
+}
+
+/* The classes of the samples: klass for all n, or n of each class in turn (CLI_ALL_CLASSES); NULL
+ * for an unconditional model. */
+static fg_status sample_labels(const cli_model *m, int64_t klass, int64_t n, fg_tensor **labels,
+                               int64_t *total, fg_err *e) {
+  *labels = NULL, *total = n;
+  int64_t k = cli_classes(m);
+  if (!k) return FG_OK;
+  if (klass == CLI_ALL_CLASSES || klass == CLI_NO_CLASS) *total = n * k;
+  fg_shape s = fg_shape1(*total);
+  fg_status st = fg_tensor_new(labels, FG_F32, &s, e);
+  for (int64_t i = 0; st == FG_OK && i < *total; i++)
+    fg_tensor_set(*labels, i, klass >= 0 ? (double)klass : (double)(i / n));
+  return st;
+}
+
+static fg_status write_image_grid(cli_model *m, const fg_tensor *v, int64_t klass, int64_t n,
+                                  double temperature, const char *path, fg_err *e) {
+  int64_t k = cli_classes(m), rows = k && klass < 0 ? k : 0;
+  char caption[160], name[64], (*names)[64] = rows ? calloc((size_t)rows, sizeof *names) : NULL;
+  const char **labels = rows ? calloc((size_t)rows, sizeof *labels) : NULL;
+  if (rows && (!names || !labels)) {
+    free(names), free(labels);
+    return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  }
+  for (int64_t r = 0; r < rows; r++) labels[r] = cli_class_name(m, r, names[r], sizeof names[r]);
+  if (klass >= 0)
+    snprintf(caption, sizeof caption, "%lld samples of %s, temperature %.2f", (long long)n,
+             cli_class_name(m, klass, name, sizeof name), temperature);
+  else
+    snprintf(caption, sizeof caption, "%lld samples%s, temperature %.2f", (long long)v->shape.d[0],
+             rows ? ", one row per class" : "", temperature);
+  int64_t cols = rows ? n : (int64_t)ceil(sqrt((double)v->shape.d[0]));
+  fg_png_grid_opts o = {.cols = cols, .caption = caption, .row_labels = labels};
+  fg_status st = fg_png_grid_write_opts(path, v, &o, e);
+  free(names), free(labels);
+  return st;
+}
+
+static fg_status write_scatter(cli_model *m, const fg_tensor *v, const fg_tensor *labels, int64_t klass,
+                               double temperature, const char *path, fg_err *e) {
+  char title[160], name[64];
+  if (klass >= 0)
+    snprintf(title, sizeof title, "%lld samples of %s, T = %.2f", (long long)v->shape.d[0],
+             cli_class_name(m, klass, name, sizeof name), temperature);
+  else
+    snprintf(title, sizeof title, "%lld samples%s, T = %.2f", (long long)v->shape.d[0],
+             labels ? " (colour: class)" : "", temperature);
+  fg_plot_opts o = {.title = title, .x_label = "x1", .y_label = "x2"};
+  return fg_plot_scatter(path, v, klass >= 0 ? NULL : labels, &o, e);
+}
+
+fg_status cli_write_samples(cli_model *m, int64_t klass, int64_t n, double temperature, uint64_t seed,
+                            const char *path, fg_err *e) {
+  if (!m->discrete && !cli_is_2d(m))
+    return fg_err_set(e, FG_E_MISUSE, "samples are drawn as images or as 2-D points; this model is "
+                      "neither");
+  fg_tensor *labels = NULL, *context = NULL, *v = NULL;
+  int64_t total;
+  fg_status st = sample_labels(m, klass, n, &labels, &total, e);
+  if (st == FG_OK) st = cli_context(m, labels, &context, e);
+  draw d = {total, context, temperature > 0 ? temperature : 1e-9, seed};
+  if (st == FG_OK) st = draw_samples(m, &d, path, &v, e);
+  if (st == FG_OK && cli_is_2d(m)) st = write_scatter(m, v, labels, klass, temperature, path, e);
+  else if (st == FG_OK) st = write_image_grid(m, v, klass, n, temperature, path, e);
+  fg_tensor_free(labels), fg_tensor_free(context), fg_tensor_free(v);
   return st;
 }
 
@@ -90,24 +166,34 @@ static int run_sample(int argc, char **argv) {
   cli_model m;
   if (code == EXIT_OK) code = cli_model_from_checkpoint(&m, "sample", ckpt, argc, argv, false);
   else return code;
-  const char *v;
-  int64_t n = (v = cli_option(argc, argv, "--n")) ? atoll(v) : 64;
+  const char *v, *klass_text = cli_option(argc, argv, "--class");
+  int64_t klass = CLI_NO_CLASS;
+  if (code == EXIT_OK && klass_text) code = cli_class_arg(&m, "sample", klass_text, &klass);
+  int64_t n = (v = cli_option(argc, argv, "--n")) ? atoll(v)
+              : code == EXIT_OK && cli_is_2d(&m)           ? 2000
+              : code == EXIT_OK && cli_classes(&m) && klass < 0 ? 10
+                                                                : 64;
   double temp = (v = cli_option(argc, argv, "--temperature")) ? atof(v) : m.spec ? m.spec->train.temperature : 0.7;
   uint64_t seed = (v = cli_option(argc, argv, "--seed")) ? strtoull(v, NULL, 10) : 1;
   const char *out = (v = cli_option(argc, argv, "--out")) ? v : "samples.png";
   if (code == EXIT_OK && (n < 1 || temp < 0)) code = cli_fail("sample", FG_E_MISUSE, "--n must be >= 1 and --temperature >= 0");
-  if (code == EXIT_OK && !m.discrete) code = cli_fail("sample", FG_E_MISUSE, "samples are written as images; this model is not an image model");
   fg_err e;
-  fg_status st = code == EXIT_OK ? cli_write_samples(&m, n, temp, seed, out, &e) : FG_OK;
+  fg_status st = code == EXIT_OK ? cli_write_samples(&m, klass, n, temp, seed, out, &e) : FG_OK;
   if (st != FG_OK) code = cli_fail("sample", st, e.msg);
-  if (code == EXIT_OK) printf("%lld samples at temperature %.2f: %s\n", (long long)n, temp, out);
+  if (code == EXIT_OK) printf("samples at temperature %.2f: %s\n", temp, out);
   cli_model_free(&m);
   return code;
 }
 
 const cli_command cli_sample = {
-    "sample", "draw samples from a trained model as a PNG grid",
-    "usage: flowgrad sample CHECKPOINT [--n 64] [--temperature T] [--seed S] [--out samples.png]\n\n"
-    "Rebuilds the model from the spec stored in the checkpoint, loads its (EMA) weights and writes\n"
-    "n samples drawn at temperature T (default: the spec's) as one PNG grid.\n",
+    "sample", "draw samples from a trained model as a PNG (image grid, or 2-D scatter plot)",
+    "usage: flowgrad sample CHECKPOINT [--n N] [--class K|NAME|all] [--temperature T] [--seed S]\n"
+    "                       [--out samples.png]\n\n"
+    "Rebuilds the model from the spec stored in the checkpoint, loads its (EMA) weights and draws\n"
+    "samples at temperature T (default: the spec's): an image model's as one PNG grid, each image\n"
+    "zoomed so a 28x28 one is 84x84 pixels (default --n 64); a 2-D model's as a scatter plot\n"
+    "(default --n 2000).  A class-conditional model (a spec with `classes N`) draws them given a\n"
+    "class: --class K (an index or a class name such as Trouser) draws n of class K; --class all\n"
+    "(the default) n of every class, one row per class (default --n 10), or one colour per class\n"
+    "for 2-D points.\n",
     run_sample};

@@ -1,6 +1,7 @@
 /* flowgrad train: train a flow from a spec, with progress, checkpoints, test evaluation,
  * samples and a graph dump. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/formats/png_grid.h"
 #include "core/runtime/program.h"
 #include "tools/cli/cli.h"
+#include "tools/cli/metrics.h"
 
 static volatile sig_atomic_t interrupted;
 static void on_interrupt(int sig) {
@@ -60,12 +62,27 @@ static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_
   }
 }
 
-static int save(fg_trainer *t, const cli_model *m, const char *out) {
+/* The checkpoint, and with it the run's record (metrics.csv, loss.png). */
+static int save(fg_trainer *t, const cli_model *m, const char *out, const cli_metrics *metrics) {
   char path[4096];
   fg_err e;
   path_in(path, sizeof path, out, "checkpoint.safetensors");
   fg_status st = fg_trainer_save(t, path, m->spec_text, &e);
+  if (st == FG_OK && metrics && cli_metrics_write(metrics, out, fg_trainer_unit(t), &e) != FG_OK)
+    fprintf(stderr, "warning: no training record: %s\n", e.msg);
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
+}
+
+/* A test evaluation during training (every eval_every steps), into the record. */
+static int evaluate_now(fg_trainer *t, cli_metrics *metrics, bool tty) {
+  fg_err e;
+  double test;
+  fg_status st = fg_trainer_evaluate(t, &test, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  fprintf(stderr, "%sstep %lld  test %.4f %s\n", tty ? "\n" : "", (long long)fg_trainer_step_count(t), test,
+          fg_trainer_unit(t));
+  cli_metrics_test(metrics, fg_trainer_step_count(t), test);
+  return EXIT_OK;
 }
 
 static void dump_graph(cli_model *m, const char *out) {
@@ -80,9 +97,9 @@ static void dump_graph(cli_model *m, const char *out) {
   for (int i = 0; i < s.ndim; i++) b.d[i + 1] = s.d[i];
   fg_node x = fg_input(g, "x", FG_F32, b), logp;
   char path[4096];
-  if (fg_flow_log_prob(m->flow, g, x, false, &logp) == FG_OK) {
+  if (fg_flow_log_prob_cond(m->flow, g, x, cli_context_input(m, g, 1), false, &logp, NULL) == FG_OK) {
     path_in(path, sizeof path, out, "graph.dot");
-    fg_dot_opts o = {.title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1};
+    fg_dot_opts o = {.title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1, .layers = true};
     if (fg_dot_write(g, &o, FG_DOT_DOT, path, &e) == FG_OK) printf("graph (%d nodes): %s\n", fg_graph_node_count(g), path);
     if (fg_graph_node_count(g) <= 1500) { /* Graphviz layout grows fast with size */
       path_in(path, sizeof path, out, "graph.svg");
@@ -131,25 +148,31 @@ static void recompute_report(const fg_trainer *t, const fg_train_step_info *info
   recompute_report(t, NULL);
 }
 
-static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
+static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o, cli_metrics *metrics) {
   bool tty = isatty(STDERR_FILENO);
   double t0 = now_s(), last_log = -1e9;
-  int64_t start = fg_trainer_step_count(t);
+  int64_t start = fg_trainer_step_count(t), eval_every = m->spec->train.eval_every;
   fg_err e;
   while (!interrupted) {
     int64_t done = fg_trainer_step_count(t);
     if (o->steps && done >= o->steps) break;
     if (o->minutes && now_s() - t0 >= o->minutes * 60) break;
     fg_train_step_info info;
+    double before = now_s();
     fg_status st = fg_trainer_step(t, &info, &e);
     if (st != FG_OK) {
       if (tty) fputc('\n', stderr);
-      save(t, m, o->out);
+      save(t, m, o->out, metrics);
       return cli_fail("train", st, e.msg);
     }
+    cli_metrics_add(metrics, info.step, info.loss, (double)fg_trainer_batch(t) / fmax(now_s() - before, 1e-9), info.lr);
     recompute_report(t, &info);
     progress(t, &info, start, o, now_s() - t0, &last_log, tty);
-    if (o->checkpoint_every && info.step % o->checkpoint_every == 0 && save(t, m, o->out) != EXIT_OK) return EXIT_IO;
+    if (eval_every && info.step % eval_every == 0 && fg_trainer_data_rows(t, true) > 0 &&
+        evaluate_now(t, metrics, tty) != EXIT_OK)
+      return EXIT_JOB_FAILED;
+    if (o->checkpoint_every && info.step % o->checkpoint_every == 0 && save(t, m, o->out, metrics) != EXIT_OK)
+      return EXIT_IO;
   }
   if (tty) fputc('\n', stderr);
   printf("trained %lld steps in %.1f s%s\n", (long long)(fg_trainer_step_count(t) - start), now_s() - t0,
@@ -157,8 +180,28 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
   return EXIT_OK;
 }
 
-static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
-  int code = save(t, m, o->out);
+/* samples.png (images: a grid, by class for a conditional model; 2-D points: a scatter plot)
+ * and for 2-D data density.png, drawn with the EMA weights. */
+static int pictures(fg_trainer *t, cli_model *m, const run_opts *o) {
+  char path[4096];
+  fg_err e;
+  if (!m->discrete && !cli_is_2d(m)) return EXIT_OK;
+  fg_trainer_use_ema(t);
+  path_in(path, sizeof path, o->out, "samples.png");
+  int64_t n = cli_is_2d(m) ? 2000 : cli_classes(m) ? 10 : 64;
+  double temperature = m->discrete ? m->spec->train.temperature : 1.0;
+  fg_status st = cli_write_samples(m, CLI_ALL_CLASSES, n, temperature, (uint64_t)m->spec->train.seed + 1, path, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  printf("samples (temperature %.2f): %s\n", temperature, path);
+  if (!cli_is_2d(m)) return EXIT_OK;
+  path_in(path, sizeof path, o->out, "density.png");
+  if ((st = cli_write_density(m, CLI_NO_CLASS, 200, path, &e)) != FG_OK) return cli_fail("train", st, e.msg);
+  printf("density: %s\n", path);
+  return EXIT_OK;
+}
+
+static int finish(fg_trainer *t, cli_model *m, const run_opts *o, cli_metrics *metrics) {
+  int code = save(t, m, o->out, metrics);
   char path[4096];
   fg_err e;
   path_in(path, sizeof path, o->out, "checkpoint.safetensors");
@@ -168,14 +211,11 @@ static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
     fg_status st = fg_trainer_evaluate(t, &test, &e);
     if (st != FG_OK) return cli_fail("train", st, e.msg);
     printf("test %s: %.4f\n", fg_trainer_unit(t), test);
+    cli_metrics_test(metrics, fg_trainer_step_count(t), test);
   }
-  if (code == EXIT_OK && m->discrete) {
-    fg_trainer_use_ema(t);
-    path_in(path, sizeof path, o->out, "samples.png");
-    fg_status st = cli_write_samples(m, 64, m->spec->train.temperature, (uint64_t)m->spec->train.seed + 1, path, &e);
-    if (st != FG_OK) return cli_fail("train", st, e.msg);
-    printf("samples (temperature %.2f): %s\n", m->spec->train.temperature, path);
-  }
+  if (code == EXIT_OK && cli_metrics_write(metrics, o->out, fg_trainer_unit(t), &e) == FG_OK)
+    printf("record: %s/metrics.csv, %s/loss.png\n", o->out, o->out);
+  if (code == EXIT_OK) code = pictures(t, m, o);
   if (code == EXIT_OK && o->dump) dump_graph(m, o->out);
   if (getenv("FG_PROFILE")) {
     char table[8192];
@@ -207,13 +247,16 @@ static int run_train(int argc, char **argv) {
     fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete, m.data.train_labels,
                          m.data.test_labels};
     fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
+    if (st == FG_OK) st = cli_model_keep_preview(&m, &e); /* points for the 2-D pictures */
     if (st != FG_OK) code = cli_fail("train", st, e.msg);
     fg_data_free(&m.data); /* the trainer keeps its own (compact) copy */
   }
+  cli_metrics metrics = {0};
   if (code == EXIT_OK && o.resume) {
     fg_status st = fg_trainer_load(t, o.resume, &e);
     if (st != FG_OK) code = cli_fail("train", st, e.msg);
     else printf("resumed from %s at step %lld\n", o.resume, (long long)fg_trainer_step_count(t));
+    if (st == FG_OK) cli_metrics_resume(&metrics, o.out, fg_trainer_step_count(t));
   }
   if (code == EXIT_OK) {
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
@@ -222,9 +265,10 @@ static int run_train(int argc, char **argv) {
     recompute_report(t, NULL);
     signal(SIGINT, on_interrupt);
     signal(SIGTERM, on_interrupt);
-    code = train_loop(t, &m, &o);
+    code = train_loop(t, &m, &o, &metrics);
   }
-  if (code == EXIT_OK) code = finish(t, &m, &o);
+  if (code == EXIT_OK) code = finish(t, &m, &o, &metrics);
+  cli_metrics_free(&metrics);
   fg_trainer_free(t);
   cli_model_free(&m);
   return code;
@@ -237,10 +281,13 @@ const cli_command cli_train = {
     "                      [--recompute]\n\n"
     "Trains the model of SPEC (examples/*.flow) on its data.  Stops after --steps or --minutes\n"
     "(default: the spec's train settings), on Ctrl-C, or after too many non-finite steps in a\n"
-    "row.  Writes DIR/checkpoint.safetensors (also every --checkpoint-every steps, atomically),\n"
-    "then prints the test loss (bits/dim for images, nats for 2-D data), writes DIR/samples.png\n"
-    "(images) and DIR/graph.dot (+ graph.svg) of the log-prob graph.  --resume continues a run\n"
-    "exactly (same batches, noise and updates).  --limit N keeps N training samples.\n"
+    "row.  Writes DIR/checkpoint.safetensors (also every --checkpoint-every steps, atomically)\n"
+    "with DIR/metrics.csv (step, loss, test loss when evaluated, samples/s, lr) and DIR/loss.png,\n"
+    "then prints the test loss (bits/dim for images, nats for 2-D data; also every eval_every\n"
+    "steps of the spec), writes DIR/samples.png (an image grid, one row per class for a\n"
+    "class-conditional model; a scatter plot for 2-D data, and DIR/density.png) and DIR/graph.dot\n"
+    "(+ graph.svg) of the log-prob graph.  --resume continues a run exactly (same batches, noise\n"
+    "and updates) and its record.  --limit N keeps N training samples.\n"
     "--recompute (the spec's `recompute true`) keeps memory flat in depth: the backward pass\n"
     "rebuilds each layer's activations from its output through its inverse.\n",
     run_train};
