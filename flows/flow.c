@@ -307,8 +307,11 @@ fg_status fg_flow_nll_loss_cond(fg_flow *f, fg_graph *g, fg_node x, fg_node cont
                                 fg_node *loss, fg_flow_updates **updates) {
   fg_node logp;
   *loss = FG_POISON;
-  if (fg_flow_log_prob_cond(f, g, x, context, training, &logp, updates) == FG_OK)
+  if (fg_flow_log_prob_cond(f, g, x, context, training, &logp, updates) == FG_OK) {
+    const char *outer = fg_graph_enter_scope(g, "loss");
     *loss = fg_neg(g, fg_mean(g, logp, FG_ALL_AXES, false));
+    fg_graph_leave_scope(g, outer);
+  }
   return fg_graph_status(g);
 }
 

@@ -127,7 +127,7 @@ fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images, cons
   fg_raster *canvas;
   st = fg_raster_new(&canvas, g.width, g.height, (int)g.c, MARGIN_COLOR, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "%s", path);
-  fg_raster_rect(canvas, g.left, g.top, g.width - g.left, g.height - g.top,
+  fg_raster_rect(canvas, g.left, g.top, g.cols * (g.w * g.zoom + 1) + 1, g.height - g.top,
                  GRID_PAD_VALUE * 0x010101u);
   double scale = o->flags & FG_PNG_GRID_RANGE_255 ? 1.0 : 255.0;
   for (int64_t i = 0; i < g.n && st == FG_OK; i++) st = grid_place(path, images, i, scale, &g, canvas, e);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/formats/plot.h"
 #include "core/formats/png_grid.h"
 #include "flows/class_means.h"
 #include "tools/cli/cli.h"
@@ -142,11 +143,24 @@ static fg_status edit_grid(cli_model *m, const edit_opts *o, const fg_class_mean
   return st;
 }
 
+/* 2-D points: every edited point, coloured by its scale (the order of --scales). */
+static fg_status write_points(const edit_opts *o, const fg_tensor *grid, const char *title, fg_err *e) {
+  fg_tensor *scale_of;
+  fg_shape s = fg_shape1(grid->shape.d[0]);
+  fg_status st = fg_tensor_new(&scale_of, FG_F32, &s, e);
+  for (int64_t i = 0; st == FG_OK && i < grid->shape.d[0]; i++) fg_tensor_set(scale_of, i, (double)(i % o->n_scales));
+  fg_plot_opts po = {.title = title, .x_label = "x1 (colour: scale, in --scales order)", .y_label = "x2"};
+  if (st == FG_OK) st = fg_plot_scatter(o->out, grid, scale_of, &po, e);
+  fg_tensor_free(scale_of);
+  return st;
+}
+
 static fg_status write_edit(cli_model *m, const edit_opts *o, const fg_tensor *grid, fg_err *e) {
   char caption[256], a[64], b[64], cols[MAX_SCALES][16];
   const char *labels[MAX_SCALES];
   snprintf(caption, sizeof caption, "%s -> %s: latents + s (mean[%s] - mean[%s])",
            cli_class_name(m, o->from, a, sizeof a), cli_class_name(m, o->to, b, sizeof b), b, a);
+  if (cli_is_2d(m)) return write_points(o, grid, caption, e);
   for (int k = 0; k < o->n_scales; k++) {
     snprintf(cols[k], sizeof cols[k], o->scales[k] == 0 ? "s = 0" : "%+g", o->scales[k]);
     labels[k] = cols[k];
@@ -211,5 +225,5 @@ const cli_command cli_edit = {
     "latents for each scale s and decodes them: one row per image, one column per scale (s = 0\n"
     "is the reconstruction; 1 moves A's mean onto B's; negative scales move away from B).\n"
     "Classes are indices or names (Trouser).  A conditional model encodes and decodes with the\n"
-    "image's own label.\n",
+    "image's own label.  A 2-D model's edits are drawn as points coloured by scale.\n",
     run_edit};

@@ -173,7 +173,10 @@ static int run_sample(int argc, char **argv) {
               : code == EXIT_OK && cli_is_2d(&m)           ? 2000
               : code == EXIT_OK && cli_classes(&m) && klass < 0 ? 10
                                                                 : 64;
-  double temp = (v = cli_option(argc, argv, "--temperature")) ? atof(v) : m.spec ? m.spec->train.temperature : 0.7;
+  double temp = (v = cli_option(argc, argv, "--temperature")) ? atof(v)
+                 : code == EXIT_OK && cli_is_2d(&m)       ? 1.0
+                 : m.spec                                 ? m.spec->train.temperature
+                                                          : 0.7;
   uint64_t seed = (v = cli_option(argc, argv, "--seed")) ? strtoull(v, NULL, 10) : 1;
   const char *out = (v = cli_option(argc, argv, "--out")) ? v : "samples.png";
   if (code == EXIT_OK && (n < 1 || temp < 0)) code = cli_fail("sample", FG_E_MISUSE, "--n must be >= 1 and --temperature >= 0");
@@ -190,10 +193,10 @@ const cli_command cli_sample = {
     "usage: flowgrad sample CHECKPOINT [--n N] [--class K|NAME|all] [--temperature T] [--seed S]\n"
     "                       [--out samples.png]\n\n"
     "Rebuilds the model from the spec stored in the checkpoint, loads its (EMA) weights and draws\n"
-    "samples at temperature T (default: the spec's): an image model's as one PNG grid, each image\n"
-    "zoomed so a 28x28 one is 84x84 pixels (default --n 64); a 2-D model's as a scatter plot\n"
-    "(default --n 2000).  A class-conditional model (a spec with `classes N`) draws them given a\n"
-    "class: --class K (an index or a class name such as Trouser) draws n of class K; --class all\n"
-    "(the default) n of every class, one row per class (default --n 10), or one colour per class\n"
-    "for 2-D points.\n",
+    "samples at temperature T (default: the spec's; 1 for 2-D points): an image model's as one\n"
+    "PNG grid, each image zoomed so a 28x28 one is 84x84 pixels (default --n 64); a 2-D model's\n"
+    "as a scatter plot (default --n 2000).  A class-conditional model (a spec with `classes N`)\n"
+    "draws them given a class: --class K (an index or a class name such as Trouser) draws n of\n"
+    "class K; --class all (the default) n of every class, one row per class (default --n 10), or\n"
+    "one colour per class for 2-D points.\n",
     run_sample};
