@@ -42,6 +42,7 @@ for h in $headers; do
 done
 # private headers (internal to a folder) stay out of the install
 for private in arena.h gzip.h pass_fuse.h pass_memplan.h pass_schedule.h bijector_internal.h \
+               flow_internal.h bitmap_font.h \
                layer_util.h recompute_internal.h train_data.h trainer_internal.h conv_internal.h \
                gemm.h; do
   [ -z "$(find "$root" -name "$private" -print -quit)" ] || install_fail "private header $private is installed"
