@@ -60,13 +60,17 @@ static void draw_ticks(frame *f, bool grid_lines) {
   }
 }
 
+/* Text centred over the plot area, at half size when it would not fit the picture. */
+static void centred_text(frame *f, int64_t y, const char *text) {
+  int scale = fg_raster_text_width(text, TEXT) + 8 <= f->r->width ? TEXT : 1;
+  int64_t x = (f->left + f->right - fg_raster_text_width(text, scale)) / 2;
+  if (x + fg_raster_text_width(text, scale) + 4 > f->r->width) x = f->r->width - 4 - fg_raster_text_width(text, scale);
+  fg_raster_text(f->r, x < 4 ? 4 : x, y, text, scale, INK);
+}
+
 static void draw_labels(frame *f, const fg_plot_opts *o) {
-  if (o->title)
-    fg_raster_text(f->r, (f->left + f->right - fg_raster_text_width(o->title, TEXT)) / 2, 10, o->title,
-                   TEXT, INK);
-  if (o->x_label)
-    fg_raster_text(f->r, (f->left + f->right - fg_raster_text_width(o->x_label, TEXT)) / 2,
-                   f->bottom + 30, o->x_label, TEXT, INK);
+  if (o->title) centred_text(f, 10, o->title);
+  if (o->x_label) centred_text(f, f->bottom + 30, o->x_label);
   if (o->y_label) fg_raster_text(f->r, 8, f->top - fg_raster_text_height(TEXT) - 8, o->y_label, TEXT, INK);
 }
 

@@ -180,8 +180,9 @@ static int parse_opts(cli_model *m, int argc, char **argv, edit_opts *o, char *o
   o->per_class = (v = cli_option(argc, argv, "--per-class")) ? atoll(v) : 1000;
   if (code == EXIT_OK && !parse_scales((v = cli_option(argc, argv, "--scales")) ? v : "-1,-0.5,0,0.5,1,1.5,2", o))
     return cli_fail("edit", FG_E_MISUSE, "--scales takes up to 16 numbers separated by commas");
-  if (code == EXIT_OK && (o->n < 1 || o->n > 64 || o->per_class < 0))
-    return cli_fail("edit", FG_E_MISUSE, "--n must be 1..64 and --per-class >= 0");
+  int64_t most = cli_is_2d(m) ? 10000 : 64; /* rows of a grid, or points of a scatter plot */
+  if (code == EXIT_OK && (o->n < 1 || o->n > most || o->per_class < 0))
+    return cli_fail("edit", FG_E_MISUSE, "--n must be 1..64 (10000 for 2-D points) and --per-class >= 0");
   snprintf(out, cap, "edit-%lld-to-%lld.png", (long long)o->from, (long long)o->to);
   o->out = (v = cli_option(argc, argv, "--out")) ? v : out;
   return code;
