@@ -105,13 +105,20 @@ Test(flow, realnvp_round_trip_on_28x28) {
   fg_flow_free(f);
 }
 
-Test(flow, glow_round_trip_on_28x28) {
+/* The reference Glow with 2 steps of width 8 per level, on 1x28x28. */
+static fg_flow *glow_28x28(void) {
   fg_flow *f;
   fg_err e;
   fg_glow_config cfg = fg_glow_defaults();
   cfg.steps = 2, cfg.hidden = 8;
   fg_model_opts m = {.event = MNIST, .seed = 3};
   cr_assert_eq(fg_glow_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
+  return f;
+}
+
+Test(flow, glow_round_trip_on_28x28) {
+  fg_flow *f = glow_28x28();
+  fg_err e;
   fg_shape z = fg_flow_latent_shape(f);
   cr_assert(z.ndim == 3 && z.d[0] == 8 && z.d[1] == 7 && z.d[2] == 7, "28 -> 14 -> 7 with one split");
   fg_tensor *x = uniform((fg_shape){4, {2, 1, 28, 28}}, FG_F32, 0, 1, 13);
@@ -126,12 +133,7 @@ Test(flow, glow_round_trip_on_28x28) {
 /* Dumps group nodes by layer: every node a Glow's training graph computes (forward and
  * gradient) carries the name of the layer that made it, or "prior". */
 Test(flow, every_node_carries_its_layer_name) {
-  fg_flow *f;
-  fg_err e;
-  fg_glow_config cfg = fg_glow_defaults();
-  cfg.steps = 2, cfg.hidden = 8;
-  fg_model_opts m = {.event = MNIST, .seed = 3};
-  cr_assert_eq(fg_glow_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
+  fg_flow *f = glow_28x28();
   fg_graph *g;
   fg_graph_new(&g, NULL);
   fg_node loss, *grads = malloc(sizeof *grads * (size_t)fg_flow_num_params(f));
