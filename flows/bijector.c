@@ -242,8 +242,9 @@ static fg_status needs_context(const fg_bijector *b, fg_flow_ctx *c) {
   return fg_graph_fail_status(fg_flow_graph(c), FG_E_MISUSE,
                               "%.*s: type '%s' is conditional and takes a context, but none was "
                               "given (a class-conditional flow: `classes N` in a spec, "
-                              "fg_flow_config.context in C)", (int)(n && b->prefix[n - 1] == '.' ? n - 1 : n),
-                              b->prefix, b->type->name);
+                              "fg_flow_config.context in C)",
+                              (int)(n && b->prefix[n - 1] == '.' ? n - 1 : n), b->prefix,
+                              b->type->name);
 }
 
 static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out, fg_node *ld) {

@@ -121,7 +121,7 @@ typedef struct fg_bijector_type {
 enum {
   FG_BIJ_FACTOR_OUT = 1u << 0, /* removes dimensions (split): round trips need the latents */
   FG_BIJ_STOCHASTIC = 1u << 1, /* forward draws noise (dequantisation) */
-  FG_BIJ_CONTEXT = 1u << 2,    /* conditional: reads fg_flow_context (required) in both directions */
+  FG_BIJ_CONTEXT = 1u << 2, /* conditional: reads fg_flow_context (required) in both directions */
 };
 
 /* ---- instances ----

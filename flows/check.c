@@ -245,9 +245,10 @@ static bool grad_check(check_env *env, fg_check_report *r) {
   in[0] = input_values(env, false);
   if (env->context) in[1] = env->context;
   for (int i = 0; i < n; i++) in[first_param + i] = fg_params_tensor(env->ps, i);
-  fg_status st = in[0] ? fg_gradcheck(build_for_gradcheck, env, n + first_param, in, NULL, &r->grad) : FG_E_NOMEM;
-  note(r, "%s gradcheck of y and log-det w.r.t. x, %s%d parameters: %s\n", st == FG_OK ? "ok  " : "FAIL",
-       env->context ? "the context and " : "", n, r->grad.msg);
+  fg_status st = in[0] ? fg_gradcheck(build_for_gradcheck, env, n + first_param, in, NULL, &r->grad)
+                       : FG_E_NOMEM;
+  note(r, "%s gradcheck of y and log-det w.r.t. x, %s%d parameters: %s\n",
+       st == FG_OK ? "ok  " : "FAIL", env->context ? "the context and " : "", n, r->grad.msg);
   fg_tensor_free(in[0]);
   free(in);
   return st == FG_OK;

@@ -57,7 +57,7 @@ static void encoder_free(encoder *en) {
   memset(en, 0, sizeof *en);
 }
 
-/* A program encoding `batch` samples ("x", and "context" for a conditional flow) to every latent. */
+/* A program encoding `batch` samples ("x", "context" for a conditional flow) to every latent. */
 static fg_status encoder_new(encoder *en, fg_flow *f, int64_t batch, fg_err *e) {
   memset(en, 0, sizeof *en);
   en->batch = batch;
@@ -97,7 +97,8 @@ static fg_status encode_rows(encoder *en, fg_flow *f, const fg_tensor *x, const 
     for (int64_t r = 0; r < en->batch; r++) {
       int64_t k = (int64_t)fg_tensor_get(ls, r);
       for (int64_t j = 0; j < per; j++)
-        fg_tensor_set(m->mean[i], k * per + j, fg_tensor_get(m->mean[i], k * per + j) + fg_tensor_get(z, r * per + j));
+        fg_tensor_set(m->mean[i], k * per + j,
+                      fg_tensor_get(m->mean[i], k * per + j) + fg_tensor_get(z, r * per + j));
     }
   }
   for (int64_t r = 0; st == FG_OK && r < en->batch; r++) m->count[(int64_t)fg_tensor_get(ls, r)]++;
@@ -105,9 +106,12 @@ static fg_status encode_rows(encoder *en, fg_flow *f, const fg_tensor *x, const 
   return st;
 }
 
-static fg_status check_labels(const fg_tensor *x, const fg_tensor *labels, int64_t classes, fg_err *e) {
-  if (classes < 1 || labels->shape.ndim != 1 || x->shape.ndim < 1 || labels->shape.d[0] != x->shape.d[0])
-    return fg_err_set(e, FG_E_SHAPE, "class means: need labels [N] for data [N, ...] and classes >= 1");
+static fg_status check_labels(const fg_tensor *x, const fg_tensor *labels, int64_t classes,
+                              fg_err *e) {
+  if (classes < 1 || labels->shape.ndim != 1 || x->shape.ndim < 1 ||
+      labels->shape.d[0] != x->shape.d[0])
+    return fg_err_set(e, FG_E_SHAPE,
+                      "class means: need labels [N] for data [N, ...] and classes >= 1");
   for (int64_t i = 0; i < labels->shape.d[0]; i++) {
     double v = fg_tensor_get(labels, i);
     if (!(v >= 0 && v < (double)classes && (double)(int64_t)v == v))
@@ -118,7 +122,8 @@ static fg_status check_labels(const fg_tensor *x, const fg_tensor *labels, int64
 }
 
 fg_status fg_class_means_compute(fg_class_means **out, fg_flow *f, const fg_tensor *x,
-                                 const fg_tensor *labels, int64_t classes, int64_t batch, fg_err *e) {
+                                 const fg_tensor *labels, int64_t classes, int64_t batch,
+                                 fg_err *e) {
   *out = NULL;
   fg_status st = check_labels(x, labels, classes, e);
   if (st != FG_OK) return st;
@@ -129,7 +134,8 @@ fg_status fg_class_means_compute(fg_class_means **out, fg_flow *f, const fg_tens
   encoder full, rest = {0};
   st = encoder_new(&full, f, batch, e);
   int64_t done = 0;
-  for (; st == FG_OK && done + batch <= n; done += batch) st = encode_rows(&full, f, x, labels, done, m, e);
+  for (; st == FG_OK && done + batch <= n; done += batch)
+    st = encode_rows(&full, f, x, labels, done, m, e);
   if (st == FG_OK && done < n && (st = encoder_new(&rest, f, n - done, e)) == FG_OK)
     st = encode_rows(&rest, f, x, labels, done, m, e);
   encoder_free(&full), encoder_free(&rest);
@@ -137,7 +143,8 @@ fg_status fg_class_means_compute(fg_class_means **out, fg_flow *f, const fg_tens
     int64_t per = fg_tensor_numel(m->mean[i]) / classes;
     for (int64_t k = 0; k < classes; k++)
       for (int64_t j = 0; m->count[k] && j < per; j++)
-        fg_tensor_set(m->mean[i], k * per + j, fg_tensor_get(m->mean[i], k * per + j) / (double)m->count[k]);
+        fg_tensor_set(m->mean[i], k * per + j,
+                      fg_tensor_get(m->mean[i], k * per + j) / (double)m->count[k]);
   }
   if (st != FG_OK) {
     fg_class_means_free(m);
@@ -149,7 +156,8 @@ fg_status fg_class_means_compute(fg_class_means **out, fg_flow *f, const fg_tens
 
 /* ---- the cache file ---- */
 
-fg_status fg_class_means_save(const fg_class_means *m, const char *path, const char *tag, fg_err *e) {
+fg_status fg_class_means_save(const fg_class_means *m, const char *path, const char *tag,
+                              fg_err *e) {
   fg_safetensors_item *items = calloc((size_t)m->n_latents + 1, sizeof *items);
   char (*names)[32] = calloc((size_t)m->n_latents, sizeof *names);
   fg_status st = items && names ? FG_OK : fg_err_set(e, FG_E_NOMEM, "%s: out of memory", path);
@@ -166,7 +174,8 @@ fg_status fg_class_means_save(const fg_class_means *m, const char *path, const c
   return st;
 }
 
-static fg_status load_entries(fg_class_means *m, fg_safetensors *file, const char *path, fg_err *e) {
+static fg_status load_entries(fg_class_means *m, fg_safetensors *file, const char *path,
+                              fg_err *e) {
   fg_status st = FG_OK;
   for (int i = 0; st == FG_OK && i < m->n_latents; i++) {
     char name[32];
@@ -175,19 +184,21 @@ static fg_status load_entries(fg_class_means *m, fg_safetensors *file, const cha
     st = fg_safetensors_get(&v, file, name, e);
     if (st == FG_OK && !fg_shape_equal(&v->shape, &m->mean[i]->shape))
       st = fg_err_set(e, FG_E_FORMAT, "%s: '%s' does not fit this model's latents", path, name);
-    for (int64_t j = 0; st == FG_OK && j < fg_tensor_numel(v); j++) fg_tensor_set(m->mean[i], j, fg_tensor_get(v, j));
+    for (int64_t j = 0; st == FG_OK && j < fg_tensor_numel(v); j++)
+      fg_tensor_set(m->mean[i], j, fg_tensor_get(v, j));
     fg_tensor_free(v);
   }
   const fg_safetensors_info *c = st == FG_OK ? fg_safetensors_find(file, "count") : NULL;
   if (st == FG_OK && (!c || c->ndim != 1 || c->dims[0] != m->classes || strcmp(c->dtype, "I64")))
-    st = fg_err_set(e, FG_E_FORMAT, "%s: 'count' missing or not %lld classes", path, (long long)m->classes);
+    st = fg_err_set(e, FG_E_FORMAT, "%s: 'count' missing or not %lld classes", path,
+                    (long long)m->classes);
   if (st == FG_OK)
     st = fg_safetensors_read_raw(file, "count", m->count, sizeof *m->count * (size_t)m->classes, e);
   return st;
 }
 
-fg_status fg_class_means_load(fg_class_means **out, const fg_flow *f, const char *path, const char *tag,
-                              fg_err *e) {
+fg_status fg_class_means_load(fg_class_means **out, const fg_flow *f, const char *path,
+                              const char *tag, fg_err *e) {
   *out = NULL;
   FILE *probe = fopen(path, "rb");
   if (!probe) return fg_err_set(e, FG_E_NOTFOUND, "%s: no class means", path);
@@ -195,10 +206,12 @@ fg_status fg_class_means_load(fg_class_means **out, const fg_flow *f, const char
   fg_safetensors *file;
   fg_status st = fg_safetensors_open(&file, path, e);
   if (st != FG_OK) return st;
-  const char *format = fg_safetensors_meta(file, "format"), *have = fg_safetensors_meta(file, "tag");
+  const char *format = fg_safetensors_meta(file, "format"),
+             *have = fg_safetensors_meta(file, "tag");
   const fg_safetensors_info *c = fg_safetensors_find(file, "count");
   fg_class_means *m = NULL;
-  if (!format || strcmp(format, FORMAT) || !have || strcmp(have, tag ? tag : "") || !c || c->ndim != 1)
+  if (!format || strcmp(format, FORMAT) || !have || strcmp(have, tag ? tag : "") || !c ||
+      c->ndim != 1)
     st = fg_err_set(e, FG_E_FORMAT, "%s: class means of another model or checkpoint", path);
   if (st == FG_OK) st = means_new(&m, f, c->dims[0], e);
   if (st == FG_OK) st = load_entries(m, file, path, e);
@@ -220,9 +233,12 @@ static fg_node direction(fg_graph *g, const fg_class_means *m, int i, int64_t fr
   s.d[0] = 1;
   int64_t per = fg_shape_count(&s);
   fg_tensor *d;
-  if (fg_tensor_new(&d, t, &s, NULL) != FG_OK) return fg_graph_fail(g, FG_E_NOMEM, "edit: out of memory");
+  if (fg_tensor_new(&d, t, &s, NULL) != FG_OK)
+    return fg_graph_fail(g, FG_E_NOMEM, "edit: out of memory");
   for (int64_t j = 0; j < per; j++)
-    fg_tensor_set(d, j, scale * (fg_tensor_get(m->mean[i], to * per + j) - fg_tensor_get(m->mean[i], from * per + j)));
+    fg_tensor_set(d, j,
+                  scale * (fg_tensor_get(m->mean[i], to * per + j) -
+                           fg_tensor_get(m->mean[i], from * per + j)));
   return fg_constant_take(g, d);
 }
 
@@ -231,16 +247,21 @@ fg_status fg_flow_edit_latents(fg_flow *f, fg_graph *g, fg_node x, fg_node conte
                                const double *scales, fg_node *out) {
   *out = FG_POISON;
   int n = fg_flow_latent_count(f);
-  if (m->n_latents != n || from < 0 || to < 0 || from >= m->classes || to >= m->classes || n_scales < 1)
-    return fg_graph_fail_status(g, FG_E_MISUSE, "edit: classes %lld -> %lld of %lld, %d scales, "
-                                "means of %d latents for a flow of %d", (long long)from, (long long)to,
-                                (long long)m->classes, n_scales, m->n_latents, n);
-  fg_node *lat = calloc((size_t)n * 2 + (size_t)n_scales, sizeof *lat), *moved = lat + n, *parts = moved + n;
+  if (m->n_latents != n || from < 0 || to < 0 || from >= m->classes || to >= m->classes ||
+      n_scales < 1)
+    return fg_graph_fail_status(g, FG_E_MISUSE,
+                                "edit: classes %lld -> %lld of %lld, %d scales, "
+                                "means of %d latents for a flow of %d",
+                                (long long)from, (long long)to, (long long)m->classes, n_scales,
+                                m->n_latents, n);
+  fg_node *lat = calloc((size_t)n * 2 + (size_t)n_scales, sizeof *lat), *moved = lat + n,
+          *parts = moved + n;
   if (!lat) return fg_graph_fail_status(g, FG_E_NOMEM, "edit: out of memory");
   fg_dtype t = fg_flow_get_config(f)->dtype;
   if (fg_flow_encode_latents(f, g, x, context, lat, NULL) == FG_OK) {
     for (int i = 0; i < n; i++) { /* the B images at every scale, scale by scale */
-      for (int k = 0; k < n_scales; k++) parts[k] = fg_add(g, lat[i], direction(g, m, i, from, to, scales[k], t));
+      for (int k = 0; k < n_scales; k++)
+        parts[k] = fg_add(g, lat[i], direction(g, m, i, from, to, scales[k], t));
       moved[i] = fg_concat(g, n_scales, parts, 0);
     }
     for (int k = 0; context != FG_NONE && k < n_scales; k++) parts[k] = context;

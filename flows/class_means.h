@@ -23,16 +23,18 @@ typedef struct fg_class_means {
  * in [0, 1)) with labels [N] in 0..classes-1, encoded `batch` samples at a time.  *out is the
  * caller's (fg_class_means_free); NULL on failure. */
 fg_status fg_class_means_compute(fg_class_means **out, fg_flow *f, const fg_tensor *x,
-                                 const fg_tensor *labels, int64_t classes, int64_t batch, fg_err *e);
+                                 const fg_tensor *labels, int64_t classes, int64_t batch,
+                                 fg_err *e);
 void fg_class_means_free(fg_class_means *m);
 
 /* A safetensors file of the means ("latent<i>", "count") with `tag` (any text saying what they
  * were computed from, such as the checkpoint's step and size) in its metadata. */
-fg_status fg_class_means_save(const fg_class_means *m, const char *path, const char *tag, fg_err *e);
+fg_status fg_class_means_save(const fg_class_means *m, const char *path, const char *tag,
+                              fg_err *e);
 /* Loads what fg_class_means_save wrote for this flow: FG_E_NOTFOUND when there is no file,
  * FG_E_FORMAT when its tag is not `tag` or its shapes are not f's latents'. */
-fg_status fg_class_means_load(fg_class_means **out, const fg_flow *f, const char *path, const char *tag,
-                              fg_err *e);
+fg_status fg_class_means_load(fg_class_means **out, const fg_flow *f, const char *path,
+                              const char *tag, fg_err *e);
 
 /* x [B, event...] moved from class `from` towards class `to`: its latents plus
  * scales[k]·(mean[to] - mean[from]) each, decoded; *out is [n_scales·B, event...] with the B

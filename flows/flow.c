@@ -55,12 +55,15 @@ fg_status fg__flow_check_context(const fg_flow *f, fg_graph *g, fg_node context,
   fg_shape cs = fg_node_shape(g, context), want = fg_shape2(batch, f->cfg.context);
   char a[128], b[128];
   if (!fg_shape_equal(&cs, &want))
-    return fg_graph_fail_status(g, FG_E_SHAPE, "flow: the context has shape %s; %lld samples of "
-                                "this flow need %s", fg_shape_str(&cs, a, sizeof a), (long long)batch,
+    return fg_graph_fail_status(g, FG_E_SHAPE,
+                                "flow: the context has shape %s; %lld samples of "
+                                "this flow need %s",
+                                fg_shape_str(&cs, a, sizeof a), (long long)batch,
                                 fg_shape_str(&want, b, sizeof b));
   if (fg_node_dtype(g, context) != f->cfg.dtype)
-    return fg_graph_fail_status(g, FG_E_DTYPE, "flow: the context is %s; the flow's parameters are %s",
-                                fg_dtype_name(fg_node_dtype(g, context)), fg_dtype_name(f->cfg.dtype));
+    return fg_graph_fail_status(
+        g, FG_E_DTYPE, "flow: the context is %s; the flow's parameters are %s",
+        fg_dtype_name(fg_node_dtype(g, context)), fg_dtype_name(f->cfg.dtype));
   return FG_OK;
 }
 
@@ -119,7 +122,8 @@ fg_node fg__flow_base_sample(const fg_flow *f, fg_flow_ctx *c, int64_t n, double
     fg_node like = fg_fill(g, 0.0, f->cfg.dtype, fg_shape0()); /* the dtype the prior computes in */
     prior_params(f, c, &f->zshape, like, &mean, &logstd);
   }
-  fg_node z = fg_diag_normal_sample(g, mean, logstd, temperature, fg_flow_next_seed(c), f->cfg.dtype, zs);
+  fg_node z =
+      fg_diag_normal_sample(g, mean, logstd, temperature, fg_flow_next_seed(c), f->cfg.dtype, zs);
   fg_graph_leave_scope(g, outer);
   return z;
 }
@@ -147,7 +151,8 @@ static fg_status log_prob_in(fg_flow *f, fg_flow_ctx *c, fg_node x, fg_node *log
 }
 
 fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *z, fg_node *logdet) {
-  fg_flow_ctx *c = fg__flow_ctx(f, g, (fg__flow_mode){.training = training, .seed = f->cfg.seed}, FG_NONE);
+  fg_flow_ctx *c =
+      fg__flow_ctx(f, g, (fg__flow_mode){.training = training, .seed = f->cfg.seed}, FG_NONE);
   if (c) fg__flow_encode_in(f, c, x, z, logdet);
   fg_flow_ctx_free(c);
   return fg_graph_status(g);
@@ -206,7 +211,8 @@ fg_status fg_flow_log_prob_cond(fg_flow *f, fg_graph *g, fg_node x, fg_node cont
                                 fg_node *logp, fg_flow_updates **updates) {
   *logp = FG_POISON;
   if (updates) *updates = NULL;
-  fg_flow_ctx *c = fg__flow_ctx(f, g, (fg__flow_mode){.training = training, .seed = f->cfg.seed}, context);
+  fg_flow_ctx *c =
+      fg__flow_ctx(f, g, (fg__flow_mode){.training = training, .seed = f->cfg.seed}, context);
   if (c && log_prob_in(f, c, x, logp) == FG_OK && updates) {
     bool nomem;
     *updates = fg_flow_updates_from_ctx(c, &nomem);
@@ -298,7 +304,8 @@ fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_aga
   *x_again = FG_POISON;
   fg_flow_ctx *c = fg__flow_ctx(f, g, (fg__flow_mode){.seed = f->cfg.seed}, FG_NONE);
   fg_node z, ld, ld_inv;
-  if (c && fg__flow_encode_in(f, c, x, &z, &ld) == FG_OK) fg_bijector_inverse(f->b, c, z, x_again, &ld_inv);
+  if (c && fg__flow_encode_in(f, c, x, &z, &ld) == FG_OK)
+    fg_bijector_inverse(f->b, c, z, x_again, &ld_inv);
   fg_flow_ctx_free(c);
   return fg_graph_status(g);
 }
@@ -353,7 +360,8 @@ static fg_status record_latents(fg_flow *f, fg_flow_ctx *c, fg_node z, fg_err *e
   if (!f->latent_shapes) return fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
   f->n_latents = n;
   for (int i = n - 1; i >= 0; i--) {
-    fg_shape s = fg_node_shape(g, i == n - 1 ? z : fg_flow_pop_latent(c)), *out = &f->latent_shapes[i];
+    fg_shape s = fg_node_shape(g, i == n - 1 ? z : fg_flow_pop_latent(c)),
+             *out = &f->latent_shapes[i];
     out->ndim = s.ndim - 1;
     for (int k = 1; k < s.ndim; k++) out->d[k - 1] = s.d[k];
   }
@@ -368,7 +376,8 @@ static fg_status materialise(fg_flow *f, fg_err *e) {
   fg_status st = fg_graph_new(&g, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "flow");
   fg_node x = fg_input(g, "x", f->cfg.dtype, fg__with_batch(2, &f->cfg.event)), z, ld, logp;
-  fg_node context = f->cfg.context ? fg_input(g, "context", f->cfg.dtype, fg_shape2(2, f->cfg.context)) : FG_NONE;
+  fg_node context =
+      f->cfg.context ? fg_input(g, "context", f->cfg.dtype, fg_shape2(2, f->cfg.context)) : FG_NONE;
   fg_flow_ctx *c = fg__flow_ctx(f, g, (fg__flow_mode){.seed = f->cfg.seed}, context);
   if (c) fg__flow_encode_in(f, c, x, &z, &ld);
   fg_flow_log_prob_cond(f, g, x, context, false, &logp, NULL);
@@ -385,7 +394,8 @@ static fg_status materialise(fg_flow *f, fg_err *e) {
 }
 
 static fg_status check_config(const fg_flow_config *cfg, fg_err *e) {
-  if (cfg->base != FG_BASE_NORMAL && cfg->base != FG_BASE_LEARNED && cfg->base != FG_BASE_CONDITIONAL)
+  if (cfg->base != FG_BASE_NORMAL && cfg->base != FG_BASE_LEARNED &&
+      cfg->base != FG_BASE_CONDITIONAL)
     return fg_err_set(e, FG_E_MISUSE, "flow: unknown base distribution %d", (int)cfg->base);
   if (cfg->dtype != FG_F32 && cfg->dtype != FG_F64)
     return fg_err_set(e, FG_E_MISUSE, "flow: dtype must be float32 or float64");

@@ -138,7 +138,8 @@ fg_node fg_flow_context_linear(fg_flow_ctx *c, const char *name, fg_shape shape,
   int64_t per_sample = fg_shape_count(&shape);
   out.d[0] = cs.d[0];
   for (int i = 0; i < shape.ndim; i++) out.d[i + 1] = shape.d[i];
-  fg_node w = fg_flow_param(c, name, fg_shape2(cs.d[1], per_sample), (fg_init){FG_INIT_ZEROS, 0, 0});
+  fg_node w =
+      fg_flow_param(c, name, fg_shape2(cs.d[1], per_sample), (fg_init){FG_INIT_ZEROS, 0, 0});
   fg_dtype t = fg_node_dtype(g, like);
   if (fg_graph_status(g) == FG_OK && fg_node_dtype(g, w) != t) w = fg_cast(g, w, t);
   fg_node ctx = c->context;

@@ -21,7 +21,8 @@ typedef struct init_inputs {
 static fg_status run_program(fg_flow *f, fg_graph *g, int n_out, const fg_node *outs,
                              const init_inputs *in, fg_program **p, fg_err *e) {
   *p = NULL;
-  if (fg_graph_status(g) != FG_OK) return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
+  if (fg_graph_status(g) != FG_OK)
+    return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   fg_status st = fg_program_new(p, g, n_out, outs, e);
   if (st == FG_OK) st = fg_params_bind(f->ps, *p, e);
   if (st == FG_OK) st = fg_program_bind(*p, "h", in->h, e);
@@ -57,7 +58,8 @@ static fg_status init_graph(fg_flow *f, const init_inputs *in, fg_graph **g, fg_
   fg_status st = fg_flow_ctx_new_graph(c, g, f->ps, &o, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "data init");
   *h = fg_input(*g, "h", f->cfg.dtype, in->h->shape);
-  if (in->context) fg_flow_ctx_set_context(*c, fg_input(*g, "context", f->cfg.dtype, in->context->shape));
+  if (in->context)
+    fg_flow_ctx_set_context(*c, fg_input(*g, "context", f->cfg.dtype, in->context->shape));
   return FG_OK;
 }
 
@@ -80,9 +82,11 @@ static fg_status init_unit(fg_flow *f, fg_bijector *u, const init_inputs *in, fg
   for (int i = 0; st == FG_OK && i < n; i++) outs[i] = fg_flow_ctx_init_value(c, i);
   fg_program *p = NULL;
   if (st == FG_OK && n > 0) st = run_program(f, g, n, outs, in, &p, e);
-  else if (st == FG_OK && fg_graph_status(g) != FG_OK) st = fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
+  else if (st == FG_OK && fg_graph_status(g) != FG_OK)
+    st = fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   for (int i = 0; st == FG_OK && i < n; i++)
-    st = fg__flow_write_param(f, fg_flow_ctx_init_name(c, i), fg_program_output(p, i), "data init", e);
+    st = fg__flow_write_param(f, fg_flow_ctx_init_name(c, i), fg_program_output(p, i), "data init",
+                              e);
   fg_program_free(p);
   free(outs);
   free_graph(g, c);
@@ -136,10 +140,12 @@ static fg_status check_batch(const fg_flow *f, const fg_tensor *batch, const fg_
   char a[128], b[128];
   if (!fg_shape_equal(&batch->shape, &want))
     return fg_err_set(e, FG_E_SHAPE, "data init: the batch has shape %s; the flow's events are %s",
-                      fg_shape_str(&batch->shape, a, sizeof a), fg_shape_str(&f->cfg.event, b, sizeof b));
+                      fg_shape_str(&batch->shape, a, sizeof a),
+                      fg_shape_str(&f->cfg.event, b, sizeof b));
   if (!context) return FG_OK;
   fg_shape cs = fg_shape2(want.d[0], f->cfg.context);
-  if (f->cfg.context == 0 || !fg_shape_equal(&context->shape, &cs) || context->dtype != f->cfg.dtype)
+  if (f->cfg.context == 0 || !fg_shape_equal(&context->shape, &cs) ||
+      context->dtype != f->cfg.dtype)
     return fg_err_set(e, FG_E_SHAPE, "data init: the context is %s %s; this batch needs %s %s",
                       fg_dtype_name(context->dtype), fg_shape_str(&context->shape, a, sizeof a),
                       fg_dtype_name(f->cfg.dtype), fg_shape_str(&cs, b, sizeof b));

@@ -13,7 +13,8 @@ fg_status fg_flow_encode_latents(fg_flow *f, fg_graph *g, fg_node x, fg_node con
     if (n != f->n_latents)
       fg_graph_fail(g, FG_E_INTERNAL, "flow: %d latents, where the flow was built with %d", n,
                     f->n_latents);
-    for (int i = n - 2; i >= 0 && fg_graph_status(g) == FG_OK; i--) latents[i] = fg_flow_pop_latent(c);
+    for (int i = n - 2; i >= 0 && fg_graph_status(g) == FG_OK; i--)
+      latents[i] = fg_flow_pop_latent(c);
     if (fg_graph_status(g) == FG_OK) latents[n - 1] = z;
   }
   if (logdet) *logdet = ld;
@@ -22,7 +23,8 @@ fg_status fg_flow_encode_latents(fg_flow *f, fg_graph *g, fg_node x, fg_node con
 }
 
 /* latents[i] must be [B, latent i...] in the flow's dtype, one B for all. */
-static fg_status check_latents(const fg_flow *f, fg_graph *g, const fg_node *latents, int64_t *batch) {
+static fg_status check_latents(const fg_flow *f, fg_graph *g, const fg_node *latents,
+                               int64_t *batch) {
   *batch = fg_node_shape(g, latents[f->n_latents - 1]).d[0];
   for (int i = 0; i < f->n_latents && fg_graph_status(g) == FG_OK; i++) {
     fg_shape s = fg_node_shape(g, latents[i]), want = fg__with_batch(*batch, &f->latent_shapes[i]);
@@ -46,7 +48,8 @@ fg_status fg_flow_decode_latents(fg_flow *f, fg_graph *g, const fg_node *latents
   fg_flow_ctx *c = fg__flow_ctx(f, g, (fg__flow_mode){.seed = f->cfg.seed}, context);
   for (int i = 0; c && i < f->n_latents - 1; i++) fg_flow_push_latent(c, latents[i]);
   fg_node ld;
-  if (c && fg_graph_status(g) == FG_OK) fg_bijector_inverse(f->b, c, latents[f->n_latents - 1], x, &ld);
+  if (c && fg_graph_status(g) == FG_OK)
+    fg_bijector_inverse(f->b, c, latents[f->n_latents - 1], x, &ld);
   fg_flow_ctx_free(c);
   return fg_graph_status(g);
 }
@@ -67,6 +70,7 @@ fg_status fg_flow_class_context(fg_tensor **out, const fg_flow *f, const fg_tens
   }
   fg_shape s = fg_shape2(n, k);
   fg_status st = fg_tensor_new(out, f->cfg.dtype, &s, e); /* zeroed */
-  for (int64_t i = 0; st == FG_OK && i < n; i++) fg_tensor_set(*out, i * k + (int64_t)fg_tensor_get(labels, i), 1.0);
+  for (int64_t i = 0; st == FG_OK && i < n; i++)
+    fg_tensor_set(*out, i * k + (int64_t)fg_tensor_get(labels, i), 1.0);
   return st;
 }

@@ -40,12 +40,13 @@ static const char COND_MOONS[] =
     "classes 2\nprior conditional\nflow\n  repeat 6\n"
     "    cond_affine_coupling mask=half, parity={i%2}, net=mlp, hidden=32, blocks=1, embed=4\n"
     "  end\nend\n";
-static const char MOONS[] =
-    "flow\n  repeat 6\n    affine_coupling mask=half, parity={i%2}, net=mlp, hidden=32, blocks=1\n  end\nend\n";
+static const char MOONS[] = "flow\n  repeat 6\n    affine_coupling mask=half, parity={i%2}, "
+                            "net=mlp, hidden=32, blocks=1\n  end\nend\n";
 
 static void moons(int64_t n, uint64_t seed, fg_tensor **x, fg_tensor **labels) {
   fg_err e;
-  cr_assert_eq(fg_toy2d_generate_labeled(x, labels, "moons", n, 0.1, 2.0, seed, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_toy2d_generate_labeled(x, labels, "moons", n, 0.1, 2.0, seed, &e), FG_OK, "%s",
+               e.msg);
 }
 
 static void train(fg_flow *f, const fg_tensor *x, const fg_tensor *labels, int64_t steps) {
@@ -55,7 +56,8 @@ static void train(fg_flow *f, const fg_tensor *x, const fg_tensor *labels, int64
   fg_trainer *t;
   fg_err e;
   cr_assert_eq(fg_trainer_new(&t, f, &s, &d, 1, &e), FG_OK, "%s", e.msg);
-  for (int64_t i = 0; i < steps; i++) cr_assert_eq(fg_trainer_step(t, NULL, &e), FG_OK, "%s", e.msg);
+  for (int64_t i = 0; i < steps; i++)
+    cr_assert_eq(fg_trainer_step(t, NULL, &e), FG_OK, "%s", e.msg);
   fg_trainer_free(t);
 }
 
@@ -74,9 +76,12 @@ static fg_tensor *log_probs(fg_flow *f, const fg_tensor *x, const fg_tensor *lab
   fg_err e;
   cr_assert_eq(fg_graph_new(&g, &e), FG_OK);
   int64_t n = x->shape.d[0];
-  fg_node ctx = labels ? fg_input(g, "context", FG_F32, fg_shape2(n, fg_flow_context_size(f))) : FG_NONE, lp;
-  cr_assert_eq(fg_flow_log_prob_cond(f, g, fg_input(g, "x", FG_F32, x->shape), ctx, false, &lp, NULL), FG_OK,
-               "%s", fg_graph_errmsg(g));
+  fg_node ctx = labels ? fg_input(g, "context", FG_F32, fg_shape2(n, fg_flow_context_size(f)))
+                       : FG_NONE,
+          lp;
+  cr_assert_eq(
+      fg_flow_log_prob_cond(f, g, fg_input(g, "x", FG_F32, x->shape), ctx, false, &lp, NULL), FG_OK,
+      "%s", fg_graph_errmsg(g));
   fg_tensor *c = NULL, *out;
   if (labels) cr_assert_eq(fg_flow_class_context(&c, f, labels, &e), FG_OK, "%s", e.msg);
   fg_program *p;
@@ -100,7 +105,8 @@ Test(conditional, log_p_depends_on_the_label) {
   fg_tensor *zero = labels_of(400, 0), *one = labels_of(400, 1);
   fg_tensor *a = log_probs(f, tx, zero), *b = log_probs(f, tx, one);
   for (int64_t i = 0; i < 400; i++)
-    cr_assert_eq(fg_tensor_get(a, i), fg_tensor_get(b, i), "at initialisation the label changes nothing");
+    cr_assert_eq(fg_tensor_get(a, i), fg_tensor_get(b, i),
+                 "at initialisation the label changes nothing");
   fg_tensor_free(a), fg_tensor_free(b);
   train(f, x, labels, 300);
   a = log_probs(f, tx, zero), b = log_probs(f, tx, one);
@@ -151,10 +157,14 @@ Test(conditional, samples_per_class_differ) {
   moons(4096, 1, &x, &labels);
   train(f, x, labels, 300);
   fg_tensor *upper = samples_of(f, 500, 0), *lower = samples_of(f, 500, 1);
-  /* the upper arc's points average y = 2·(2/π - 0.25) ≈ 0.77, the lower one's 2·(0.5 - 2/π - 0.25) ≈ -0.77 */
-  cr_assert_gt(mean_coord(upper, 1), 0.4, "class 0 samples are on the upper moon: mean y %g", mean_coord(upper, 1));
-  cr_assert_lt(mean_coord(lower, 1), -0.4, "class 1 samples are on the lower moon: mean y %g", mean_coord(lower, 1));
-  cr_assert_lt(mean_coord(upper, 0), mean_coord(lower, 0), "and the upper moon lies left of the lower");
+  /* the upper arc's points average y = 2·(2/π - 0.25) ≈ 0.77,
+   * the lower one's 2·(0.5 - 2/π - 0.25) ≈ -0.77 */
+  cr_assert_gt(mean_coord(upper, 1), 0.4, "class 0 samples are on the upper moon: mean y %g",
+               mean_coord(upper, 1));
+  cr_assert_lt(mean_coord(lower, 1), -0.4, "class 1 samples are on the lower moon: mean y %g",
+               mean_coord(lower, 1));
+  cr_assert_lt(mean_coord(upper, 0), mean_coord(lower, 0),
+               "and the upper moon lies left of the lower");
   fg_tensor_free(upper), fg_tensor_free(lower), fg_tensor_free(x), fg_tensor_free(labels);
   fg_flow_free(f);
 }
@@ -222,7 +232,8 @@ Test(conditional, labels_follow_their_rows_through_shuffles_and_resumes) {
   fg_trainer *u = cond_trainer(&g, x, labels); /* resumed from step 5: step 6 reads the same rows */
   cr_assert_eq(fg_trainer_load(u, path, &e), FG_OK, "%s", e.msg);
   cr_assert_eq(fg_trainer_step(u, NULL, &e), FG_OK, "%s", e.msg);
-  for (int64_t i = 0; i < fg_tensor_numel(batch6); i++) cr_assert_eq(fg_tensor_get(u->x, i), fg_tensor_get(batch6, i));
+  for (int64_t i = 0; i < fg_tensor_numel(batch6); i++)
+    cr_assert_eq(fg_tensor_get(u->x, i), fg_tensor_get(batch6, i));
   for (int64_t i = 0; i < fg_tensor_numel(context6); i++)
     cr_assert_eq(fg_tensor_get(u->context, i), fg_tensor_get(context6, i));
   remove(path);
@@ -245,8 +256,10 @@ Test(conditional, a_conditional_flow_needs_labels_and_a_context) {
   fg_graph *g;
   fg_graph_new(&g, NULL);
   fg_node lp;
-  cr_assert_neq(fg_flow_log_prob(f, g, fg_input(g, "x", FG_F32, fg_shape2(4, 2)), false, &lp), FG_OK);
-  cr_assert(strstr(fg_graph_errmsg(g), "0.cond_affine_coupling: type 'cond_affine_coupling' is conditional"),
+  cr_assert_neq(fg_flow_log_prob(f, g, fg_input(g, "x", FG_F32, fg_shape2(4, 2)), false, &lp),
+                FG_OK);
+  cr_assert(strstr(fg_graph_errmsg(g),
+                   "0.cond_affine_coupling: type 'cond_affine_coupling' is conditional"),
             "%s", fg_graph_errmsg(g));
   fg_graph_free(g);
   fg_tensor_set(labels, 3, 3.0);
@@ -260,7 +273,8 @@ Test(conditional, a_conditional_flow_needs_labels_and_a_context) {
 /* ---- every latent ---- */
 
 static const char SMALL_COND_GLOW[] =
-    "classes 3\nprior conditional\nflow\n  affine shift=-0.5\n  levels 2\n    squeeze\n    actnorm\n"
+    "classes 3\nprior conditional\nflow\n  affine shift=-0.5\n  levels 2\n    squeeze\n    "
+    "actnorm\n"
     "    cond_affine_coupling mask=channel, parity=0, net=glow, hidden=8, scale=sigmoid, embed=2\n"
     "    cond_split\n  end\nend\n";
 
@@ -270,7 +284,8 @@ static void perturb(fg_flow *f) {
   for (int i = 0; i < fg_params_count(ps); i++) {
     fg_tensor *p = fg_params_tensor(ps, i);
     for (int64_t j = 0; j < fg_tensor_numel(p); j++)
-      fg_tensor_set(p, j, fg_tensor_get(p, j) + 0.05 * fg_rng_normal(31 + (uint64_t)i, (uint64_t)j));
+      fg_tensor_set(p, j,
+                    fg_tensor_get(p, j) + 0.05 * fg_rng_normal(31 + (uint64_t)i, (uint64_t)j));
   }
 }
 
@@ -279,32 +294,39 @@ Test(conditional, every_latent_of_a_multiscale_model_round_trips) {
   perturb(f);
   cr_assert_eq(fg_flow_latent_count(f), 2, "the split's part and the top");
   fg_shape l0 = fg_flow_latent_shape_at(f, 0), l1 = fg_flow_latent_shape_at(f, 1);
-  cr_assert(l0.ndim == 3 && l0.d[0] == 2 && l0.d[1] == 4 && l0.d[2] == 4, "factored out: [2, 4, 4]");
+  cr_assert(l0.ndim == 3 && l0.d[0] == 2 && l0.d[1] == 4 && l0.d[2] == 4,
+            "factored out: [2, 4, 4]");
   cr_assert(l1.ndim == 3 && l1.d[0] == 8 && l1.d[1] == 2 && l1.d[2] == 2, "top: [8, 2, 2]");
   fg_graph *g;
   fg_err e;
   fg_graph_new(&g, NULL);
   fg_node top = fg_input(g, "top", FG_F32, fg_shape4(4, 8, 2, 2)), top_lp;
-  cr_assert_eq(fg_flow_base_log_prob(f, g, top, &top_lp), FG_E_MISUSE, "the conditional prior needs a context");
+  cr_assert_eq(fg_flow_base_log_prob(f, g, top, &top_lp), FG_E_MISUSE,
+               "the conditional prior needs a context");
   fg_graph_free(g);
   fg_graph_new(&g, NULL);
-  fg_node x = fg_input(g, "x", FG_F32, fg_shape4(4, 1, 8, 8)), ctx = fg_input(g, "context", FG_F32, fg_shape2(4, 3));
+  fg_node x = fg_input(g, "x", FG_F32, fg_shape4(4, 1, 8, 8)),
+          ctx = fg_input(g, "context", FG_F32, fg_shape2(4, 3));
   fg_node other = fg_input(g, "other", FG_F32, fg_shape2(4, 3)), lat[2], ld, back, moved, lp;
   cr_assert_eq(fg_flow_encode_latents(f, g, x, ctx, lat, &ld), FG_OK, "%s", fg_graph_errmsg(g));
   cr_assert_eq(fg_flow_decode_latents(f, g, lat, ctx, &back), FG_OK, "%s", fg_graph_errmsg(g));
   cr_assert_eq(fg_flow_decode_latents(f, g, lat, other, &moved), FG_OK, "%s", fg_graph_errmsg(g));
-  cr_assert_eq(fg_flow_log_prob_cond(f, g, x, ctx, false, &lp, NULL), FG_OK, "%s", fg_graph_errmsg(g));
+  cr_assert_eq(fg_flow_log_prob_cond(f, g, x, ctx, false, &lp, NULL), FG_OK, "%s",
+               fg_graph_errmsg(g));
   fg_node outs[4] = {fg_sub(g, back, x), fg_sub(g, moved, x), lp, ld};
   cr_assert_eq(fg_graph_status(g), FG_OK, "%s", fg_graph_errmsg(g));
   fg_tensor *xv, *cv, *ov;
   fg_shape xs = fg_shape4(4, 1, 8, 8), cs = fg_shape2(4, 3);
-  fg_tensor_new(&xv, FG_F32, &xs, NULL), fg_tensor_new(&cv, FG_F32, &cs, NULL), fg_tensor_new(&ov, FG_F32, &cs, NULL);
+  fg_tensor_new(&xv, FG_F32, &xs, NULL), fg_tensor_new(&cv, FG_F32, &cs, NULL),
+      fg_tensor_new(&ov, FG_F32, &cs, NULL);
   for (int64_t i = 0; i < 256; i++) fg_tensor_set(xv, i, fg_rng_uniform(3, (uint64_t)i));
-  for (int64_t r = 0; r < 4; r++) fg_tensor_set(cv, 3 * r + r % 3, 1), fg_tensor_set(ov, 3 * r + (r + 1) % 3, 1);
+  for (int64_t r = 0; r < 4; r++)
+    fg_tensor_set(cv, 3 * r + r % 3, 1), fg_tensor_set(ov, 3 * r + (r + 1) % 3, 1);
   fg_program *p;
   cr_assert_eq(fg_program_new(&p, g, 4, outs, &e), FG_OK, "%s", e.msg);
   fg_params_bind(fg_flow_params(f), p, NULL);
-  fg_program_bind(p, "x", xv, NULL), fg_program_bind(p, "context", cv, NULL), fg_program_bind(p, "other", ov, NULL);
+  fg_program_bind(p, "x", xv, NULL), fg_program_bind(p, "context", cv, NULL),
+      fg_program_bind(p, "other", ov, NULL);
   cr_assert_eq(fg_program_run(p, &e), FG_OK, "%s", e.msg);
   double worst = 0, changed = 0;
   for (int64_t i = 0; i < 256; i++) {
@@ -312,7 +334,8 @@ Test(conditional, every_latent_of_a_multiscale_model_round_trips) {
     changed = fmax(changed, fabs(fg_tensor_get(fg_program_output(p, 1), i)));
   }
   cr_assert_lt(worst, 1e-4, "decode(encode(x)) = x: max error %g", worst);
-  cr_assert_gt(changed, 1e-3, "decoding the same latents with another label gives another x (%g)", changed);
+  cr_assert_gt(changed, 1e-3, "decoding the same latents with another label gives another x (%g)",
+               changed);
   for (int64_t r = 0; r < 4; r++) cr_assert(isfinite(fg_tensor_get(fg_program_output(p, 2), r)));
   fg_program_free(p);
   fg_tensor_free(xv), fg_tensor_free(cv), fg_tensor_free(ov);
@@ -333,7 +356,8 @@ Test(conditional, contexts_are_checked) {
   lat[0] = fg_input(g, "z", FG_F32, fg_shape2(4, 2));
   ctx = fg_input(g, "context", FG_F32, fg_shape2(3, 2));
   cr_assert_eq(fg_flow_decode_latents(c, g, lat, ctx, &x), FG_E_SHAPE);
-  cr_assert(strstr(fg_graph_errmsg(g), "4 samples of this flow need [4, 2]"), "%s", fg_graph_errmsg(g));
+  cr_assert(strstr(fg_graph_errmsg(g), "4 samples of this flow need [4, 2]"), "%s",
+            fg_graph_errmsg(g));
   fg_graph_free(g);
   fg_tensor *bad = labels_of(2, 2), *out;
   fg_err e;
@@ -361,13 +385,16 @@ Test(conditional, the_class_direction_moves_points_towards_the_target_class) {
   fg_tensor *src;
   fg_tensor_new(&src, FG_F32, &s, NULL);
   for (int64_t i = 0, k = 0; k < 50; i++)
-    if (fg_tensor_get(tl, i) == 0) fg_tensor_set(src, 2 * k, fg_tensor_get(tx, 2 * i)), fg_tensor_set(src, 2 * k + 1, fg_tensor_get(tx, 2 * i + 1)), k++;
+    if (fg_tensor_get(tl, i) == 0)
+      fg_tensor_set(src, 2 * k, fg_tensor_get(tx, 2 * i)),
+          fg_tensor_set(src, 2 * k + 1, fg_tensor_get(tx, 2 * i + 1)), k++;
   double scales[4] = {0, 0.5, 1, 1.5};
   fg_graph *g;
   fg_graph_new(&g, NULL);
   fg_node out;
-  cr_assert_eq(fg_flow_edit_latents(f, g, fg_input(g, "x", FG_F32, s), FG_NONE, m, 0, 1, 4, scales, &out), FG_OK,
-               "%s", fg_graph_errmsg(g));
+  cr_assert_eq(
+      fg_flow_edit_latents(f, g, fg_input(g, "x", FG_F32, s), FG_NONE, m, 0, 1, 4, scales, &out),
+      FG_OK, "%s", fg_graph_errmsg(g));
   fg_program *p;
   cr_assert_eq(fg_program_new(&p, g, 1, &out, &e), FG_OK, "%s", e.msg);
   fg_params_bind(fg_flow_params(f), p, NULL);
@@ -376,7 +403,8 @@ Test(conditional, the_class_direction_moves_points_towards_the_target_class) {
   const fg_tensor *moved = fg_program_output(p, 0);
   cr_assert_eq(moved->shape.d[0], 200, "4 scales x 50 points");
   for (int64_t i = 0; i < 100; i++)
-    cr_assert_float_eq(fg_tensor_get(moved, i), fg_tensor_get(src, i), 1e-3, "scale 0 reconstructs");
+    cr_assert_float_eq(fg_tensor_get(moved, i), fg_tensor_get(src, i), 1e-3,
+                       "scale 0 reconstructs");
   fg_tensor *lower = labels_of(50, 1), *upper = labels_of(50, 0);
   double prev = -INFINITY;
   for (int k = 0; k < 4; k++) {
@@ -385,9 +413,16 @@ Test(conditional, the_class_direction_moves_points_towards_the_target_class) {
     fg_tensor_copy(&pts, view, FG_F32, NULL);
     to = log_probs(judge, pts, lower), from = log_probs(judge, pts, upper);
     double score = 0, margin = 0;
-    for (int64_t i = 0; i < 50; i++) score += fg_tensor_get(to, i) / 50, margin += (fg_tensor_get(to, i) - fg_tensor_get(from, i)) / 50;
-    if (k < 3) cr_assert_gt(score, prev, "log p(x | lower moon) rises along the path: %g after %g at scale %g", score, prev, scales[k]);
-    if (k == 2) cr_assert_gt(margin, 0, "at scale 1 the points are more likely under the lower moon (%g)", margin);
+    for (int64_t i = 0; i < 50; i++)
+      score += fg_tensor_get(to, i) / 50,
+          margin += (fg_tensor_get(to, i) - fg_tensor_get(from, i)) / 50;
+    if (k < 3)
+      cr_assert_gt(score, prev,
+                   "log p(x | lower moon) rises along the path: %g after %g at scale %g", score,
+                   prev, scales[k]);
+    if (k == 2)
+      cr_assert_gt(margin, 0, "at scale 1 the points are more likely under the lower moon (%g)",
+                   margin);
     prev = score;
     fg_tensor_free(view), fg_tensor_free(pts), fg_tensor_free(to), fg_tensor_free(from);
   }

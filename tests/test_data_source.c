@@ -36,7 +36,8 @@ static void expect_labels(const fg_tensor *labels, int64_t n, int salt) {
   cr_assert_not_null(labels);
   cr_assert(labels->shape.ndim == 1 && labels->shape.d[0] == n, "one label per sample");
   for (int64_t i = 0; i < n; i++)
-    cr_assert_eq(fg_tensor_get(labels, i), (double)label_of((uint32_t)i, salt), "label %lld", (long long)i);
+    cr_assert_eq(fg_tensor_get(labels, i), (double)label_of((uint32_t)i, salt), "label %lld",
+                 (long long)i);
 }
 
 Test(data_source, mnist_labels_round_trip_from_idx_files) {
@@ -149,15 +150,16 @@ Test(data_source, toy_labels_name_the_component) {
     int k = (int)fg_tensor_get(d.train_labels, i);
     y[k] += fg_tensor_get(d.train, 2 * i + 1), count[k]++;
   }
-  cr_assert(count[0] == 1000 && count[1] == 1000, "%lld / %lld", (long long)count[0], (long long)count[1]);
+  cr_assert(count[0] == 1000 && count[1] == 1000, "%lld / %lld", (long long)count[0],
+            (long long)count[1]);
   cr_assert_gt(y[0] / 1000 - y[1] / 1000, 1.0, "the upper moon is label 0");
   cr_assert_str_eq(fg_data_class_name("moons", 1), "lower moon");
   fg_data_free(&d);
   cr_assert_eq(fg_data_open(&d, "rings n=400 noise=0", 0, &e), FG_OK, "%s", e.msg);
   for (int64_t i = 0; i < 400; i++) {
     double r = hypot(fg_tensor_get(d.train, 2 * i), fg_tensor_get(d.train, 2 * i + 1));
-    cr_assert_float_eq(r, 2.0 * (1.0 - 0.25 * fg_tensor_get(d.train_labels, i)), 1e-5, "ring of point %lld",
-                       (long long)i);
+    cr_assert_float_eq(r, 2.0 * (1.0 - 0.25 * fg_tensor_get(d.train_labels, i)), 1e-5,
+                       "ring of point %lld", (long long)i);
   }
   fg_data_free(&d);
 }

@@ -341,8 +341,8 @@ Test(dot, scopes_are_recorded_and_gradients_inherit_them) {
   for (fg_node id = m.loss + 1; id < fg_graph_node_count(m.g); id++) {
     const char *s = fg_node_scope(m.g, id);
     if (fg_graph_node(m.g, id)->op == FG_OP_FILL && !s) continue; /* the seed of d loss / d loss */
-    cr_assert(s && (!strcmp(s, "0.linear") || !strcmp(s, "1.act")), "gradient node %d in scope %s", (int)id,
-              s ? s : "(none)");
+    cr_assert(s && (!strcmp(s, "0.linear") || !strcmp(s, "1.act")), "gradient node %d in scope %s",
+              (int)id, s ? s : "(none)");
     cr_assert(fg_graph_node(m.g, id)->flags & FG_NODE_GRAD);
     grads++;
   }
@@ -357,8 +357,10 @@ Test(dot, layers_become_clusters_and_collapse_to_boxes) {
   char *dot = slurp(in_dir("a.dot"), NULL), line[2048];
   cr_assert(strstr(dot, "subgraph cluster_layer_0 {"), "%s", dot);
   cr_assert(strstr(dot, "<B>0.linear</B>"), "the layer's name labels its cluster");
-  cr_assert(strstr(dot, "<B>1.act (gradient)</B>"), "a layer's gradient nodes get their own cluster");
-  cr_assert(node_line(dot, m.act, line, sizeof line) && strstr(line, "tooltip=<1.act>"), "%s", line);
+  cr_assert(strstr(dot, "<B>1.act (gradient)</B>"),
+            "a layer's gradient nodes get their own cluster");
+  cr_assert(node_line(dot, m.act, line, sizeof line) && strstr(line, "tooltip=<1.act>"), "%s",
+            line);
   free(dot);
   o.collapse = true;
   write_ok(m.g, &o, in_dir("b.dot"));

@@ -146,8 +146,8 @@ Test(flow, every_node_carries_its_layer_name) {
   for (fg_node id = first; id < fg_graph_node_count(g); id++) {
     const char *s = fg_node_scope(g, id);
     if (!s) { /* only the gradient's seed, d loss / d loss = 1, belongs to no layer */
-      cr_assert(id == forward_end && fg_graph_node(g, id)->op == FG_OP_FILL, "node %d (op %d) has no layer",
-                (int)id, fg_graph_node(g, id)->op);
+      cr_assert(id == forward_end && fg_graph_node(g, id)->op == FG_OP_FILL,
+                "node %d (op %d) has no layer", (int)id, fg_graph_node(g, id)->op);
       continue;
     }
     int k = atoi(s);

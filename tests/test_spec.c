@@ -123,7 +123,8 @@ Test(spec, errors_name_file_line_and_column) {
   expect_error("flow\n  count m=3\nend\n", "bad.flow:2:9:", "m");
   expect_error("flow\n  repeat x\n  end\nend\n", "bad.flow:2:10:", "expected an integer");
   expect_error("flow\n  repeat 2\n    ident\n  end\n", "bad.flow:5:1:", "not closed");
-  expect_error("model glow\n", "bad.flow:1:1:", "expected 'data', 'classes', 'prior', 'flow' or 'train'");
+  expect_error("model glow\n",
+               "bad.flow:1:1:", "expected 'data', 'classes', 'prior', 'flow' or 'train'");
   expect_error("flow\n ident\nend\ntrain\n  batchsize 3\nend\n", "bad.flow:5:3:", "unknown training setting 'batchsize'");
   expect_error("flow\n ident\nend\ntrain\n  optimizer adagrad\nend\n", "bad.flow:5:13:", "unknown optimizer");
   expect_error("flow\n ident\nend\ntrain\n  recompute maybe\nend\n", "bad.flow:5:13:", "expected true or false");

@@ -21,11 +21,13 @@ typedef struct frame {
 } frame;
 
 static double to_px(const frame *f, double x) {
-  return (double)f->left + (x - f->box.x0) / (f->box.x1 - f->box.x0) * (double)(f->right - f->left - 1);
+  return (double)f->left +
+         (x - f->box.x0) / (f->box.x1 - f->box.x0) * (double)(f->right - f->left - 1);
 }
 
 static double to_py(const frame *f, double y) {
-  return (double)f->bottom - 1 - (y - f->box.y0) / (f->box.y1 - f->box.y0) * (double)(f->bottom - f->top - 1);
+  return (double)f->bottom - 1 -
+         (y - f->box.y0) / (f->box.y1 - f->box.y0) * (double)(f->bottom - f->top - 1);
 }
 
 /* A round step (1, 2 or 5 times a power of ten) giving about 5 ticks over [lo, hi]. */
@@ -48,7 +50,8 @@ static void draw_ticks(frame *f, bool grid_lines) {
     if (grid_lines) fg_raster_line(f->r, px, (double)f->top, px, (double)f->bottom - 1, 1, GRID);
     fg_raster_line(f->r, px, (double)f->bottom, px, (double)f->bottom + 4, 1, INK);
     tick_text(buf, sizeof buf, v, sx);
-    fg_raster_text(f->r, lround(px) - fg_raster_text_width(buf, TEXT) / 2, f->bottom + 8, buf, TEXT, INK);
+    fg_raster_text(f->r, lround(px) - fg_raster_text_width(buf, TEXT) / 2, f->bottom + 8, buf, TEXT,
+                   INK);
   }
   for (double v = ceil(f->box.y0 / sy) * sy; v <= f->box.y1 + sy * 1e-9; v += sy) {
     double py = to_py(f, v);
@@ -64,26 +67,29 @@ static void draw_ticks(frame *f, bool grid_lines) {
 static void centred_text(frame *f, int64_t y, const char *text) {
   int scale = fg_raster_text_width(text, TEXT) + 8 <= f->r->width ? TEXT : 1;
   int64_t x = (f->left + f->right - fg_raster_text_width(text, scale)) / 2;
-  if (x + fg_raster_text_width(text, scale) + 4 > f->r->width) x = f->r->width - 4 - fg_raster_text_width(text, scale);
+  if (x + fg_raster_text_width(text, scale) + 4 > f->r->width)
+    x = f->r->width - 4 - fg_raster_text_width(text, scale);
   fg_raster_text(f->r, x < 4 ? 4 : x, y, text, scale, INK);
 }
 
 static void draw_labels(frame *f, const fg_plot_opts *o) {
   if (o->title) centred_text(f, 10, o->title);
   if (o->x_label) centred_text(f, f->bottom + 30, o->x_label);
-  if (o->y_label) fg_raster_text(f->r, 8, f->top - fg_raster_text_height(TEXT) - 8, o->y_label, TEXT, INK);
+  if (o->y_label)
+    fg_raster_text(f->r, 8, f->top - fg_raster_text_height(TEXT) - 8, o->y_label, TEXT, INK);
 }
 
 static void draw_border(frame *f) {
-  double l = (double)f->left - 1, t = (double)f->top - 1, r = (double)f->right, b = (double)f->bottom;
+  double l = (double)f->left - 1, t = (double)f->top - 1, r = (double)f->right,
+         b = (double)f->bottom;
   fg_raster_line(f->r, l, t, r, t, 1, INK);
   fg_raster_line(f->r, l, b, r, b, 1, INK);
   fg_raster_line(f->r, l, t, l, b, 1, INK);
   fg_raster_line(f->r, r, t, r, b, 1, INK);
 }
 
-static fg_status frame_new(frame *f, const fg_plot_opts *o, int64_t dw, int64_t dh, const fg_plot_box *box,
-                           const char *path, fg_err *e) {
+static fg_status frame_new(frame *f, const fg_plot_opts *o, int64_t dw, int64_t dh,
+                           const fg_plot_box *box, const char *path, fg_err *e) {
   int64_t w = o->width > 0 ? o->width : dw, h = o->height > 0 ? o->height : dh;
   if (w < 200 || h < 150 || w > 20000 || h > 20000)
     return fg_err_set(e, FG_E_MISUSE, "%s: a plot of %lld x %lld pixels (200 x 150 to 20000 x "
@@ -94,7 +100,8 @@ static fg_status frame_new(frame *f, const fg_plot_opts *o, int64_t dw, int64_t 
                       path, box->x0, box->x1, box->y0, box->y1);
   fg_status st = fg_raster_new(&f->r, w, h, 3, PAPER, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "%s", path);
-  f->left = 90, f->top = o->title || o->y_label ? 50 : 20, f->right = w - 20, f->bottom = h - (o->x_label ? 60 : 40);
+  f->left = 90, f->top = o->title || o->y_label ? 50 : 20, f->right = w - 20,
+  f->bottom = h - (o->x_label ? 60 : 40);
   f->box = *box;
   return FG_OK;
 }
@@ -124,14 +131,16 @@ static fg_status fit_axis(const fg_tensor *p, int k, double *lo, double *hi, fg_
     if (isfinite(a) && isfinite(b)) v[m++] = k ? b : a;
   }
   qsort(v, (size_t)m, sizeof *v, by_value);
-  double a = m ? v[(int64_t)(0.005 * (double)(m - 1))] : -1, b = m ? v[(int64_t)ceil(0.995 * (double)(m - 1))] : 1;
+  double a = m ? v[(int64_t)(0.005 * (double)(m - 1))] : -1,
+         b = m ? v[(int64_t)ceil(0.995 * (double)(m - 1))] : 1;
   free(v);
   double pad = b > a ? 0.1 * (b - a) : 1;
   *lo = a - pad, *hi = b + pad;
   return FG_OK;
 }
 
-static fg_status check_points(const char *path, const fg_tensor *p, const fg_tensor *labels, fg_err *e) {
+static fg_status check_points(const char *path, const fg_tensor *p, const fg_tensor *labels,
+                              fg_err *e) {
   char s[128];
   if (p && (p->shape.ndim != 2 || p->shape.d[1] != 2))
     return fg_err_set(e, FG_E_SHAPE, "%s: points of shape %s; a 2-D plot needs [N, 2]", path,
@@ -146,7 +155,8 @@ static void draw_points(frame *f, const fg_tensor *p, const fg_tensor *labels, d
                         uint32_t color, double alpha) {
   for (int64_t i = 0; i < p->shape.d[0]; i++) {
     double x = fg_tensor_get(p, 2 * i), y = fg_tensor_get(p, 2 * i + 1);
-    if (!isfinite(x) || !isfinite(y) || x < f->box.x0 || x > f->box.x1 || y < f->box.y0 || y > f->box.y1)
+    if (!isfinite(x) || !isfinite(y) || x < f->box.x0 || x > f->box.x1 || y < f->box.y0 ||
+        y > f->box.y1)
       continue;
     uint32_t c = labels ? fg_raster_class_color((int64_t)fg_tensor_get(labels, i)) : color;
     fg_raster_disc(f->r, to_px(f, x), to_py(f, y), radius, c, alpha);
@@ -183,10 +193,12 @@ fg_status fg_plot_density(const char *path, const fg_tensor *values, const fg_te
   int64_t gh = values->shape.d[0], gw = values->shape.d[1];
   double top = 0;
   for (int64_t i = 0; i < gh * gw; i++)
-    if (isfinite(fg_tensor_get(values, i)) && fg_tensor_get(values, i) > top) top = fg_tensor_get(values, i);
+    if (isfinite(fg_tensor_get(values, i)) && fg_tensor_get(values, i) > top)
+      top = fg_tensor_get(values, i);
   for (int64_t py = f.top; py < f.bottom; py++)
     for (int64_t px = f.left; px < f.right; px++) {
-      int64_t j = (px - f.left) * gw / (f.right - f.left), i = (py - f.top) * gh / (f.bottom - f.top);
+      int64_t j = (px - f.left) * gw / (f.right - f.left),
+              i = (py - f.top) * gh / (f.bottom - f.top);
       double v = fg_tensor_get(values, i * gw + j);
       fg_raster_put(f.r, px, py, fg_raster_viridis(top > 0 && isfinite(v) ? v / top : 0), 1.0);
     }
@@ -230,7 +242,8 @@ static void draw_legend(frame *f, const fg_plot_series *s, int n) {
     if (!s[k].name) continue;
     int64_t x = f->right - 12 - fg_raster_text_width(s[k].name, TEXT) - 28;
     if (s[k].dots) fg_raster_disc(f->r, (double)x + 10, (double)y + 7, 3.5, s[k].color, 1.0);
-    else fg_raster_line(f->r, (double)x, (double)y + 7, (double)x + 20, (double)y + 7, 2, s[k].color);
+    else
+      fg_raster_line(f->r, (double)x, (double)y + 7, (double)x + 20, (double)y + 7, 2, s[k].color);
     fg_raster_text(f->r, x + 28, y, s[k].name, TEXT, INK);
     y += 22;
   }

@@ -17,7 +17,7 @@ typedef struct fg_plot_box {
 } fg_plot_box;
 
 typedef struct fg_plot_opts {
-  int64_t width, height;       /* pixels of the whole picture; 0: 640 x 640, or 800 x 480 for lines */
+  int64_t width, height; /* pixels of the whole picture; 0: 640 x 640, or 800 x 480 for lines */
   const char *title;           /* above the plot, or NULL */
   const char *x_label, *y_label; /* axis names, or NULL */
   const fg_plot_box *box;      /* NULL: fitted to the data (a margin added) */

@@ -33,12 +33,15 @@ static fg_status grid_check_shape(const char *path, const fg_tensor *t, const fg
                       fg_shape_str(&t->shape, s, sizeof s));
   if (o->cols < 0) return fg_err_set(e, FG_E_MISUSE, "%s: %lld columns", path, (long long)o->cols);
   if (o->zoom < 0 || o->zoom > 64)
-    return fg_err_set(e, FG_E_MISUSE, "%s: zoom %lld (0 for automatic, or 1..64)", path, (long long)o->zoom);
+    return fg_err_set(e, FG_E_MISUSE, "%s: zoom %lld (0 for automatic, or 1..64)", path,
+                      (long long)o->zoom);
   g->n = t->shape.d[0], g->c = t->shape.d[1], g->h = t->shape.d[2], g->w = t->shape.d[3];
   g->cols = o->cols > 0 ? o->cols : (int64_t)ceil(sqrt((double)g->n));
   if (g->cols > g->n) g->cols = g->n;
   g->rows = (g->n + g->cols - 1) / g->cols;
-  g->zoom = o->zoom ? o->zoom : g->h >= FG_PNG_GRID_MIN_CELL ? 1 : (FG_PNG_GRID_MIN_CELL + g->h - 1) / g->h;
+  g->zoom = o->zoom                        ? o->zoom
+            : g->h >= FG_PNG_GRID_MIN_CELL ? 1
+                                           : (FG_PNG_GRID_MIN_CELL + g->h - 1) / g->h;
   /* 1-pixel lines between and around cells; the side checks also rule out overflow below */
   int64_t side = FG_RASTER_MAX_SIDE / 2;
   if (g->w > side / g->zoom || g->h > side / g->zoom || g->cols > side / (g->w * g->zoom + 1) ||
@@ -114,12 +117,13 @@ static void grid_text(const fg_png_grid_opts *o, const grid_geom *g, fg_raster *
   }
   for (int64_t r = 0; o->row_labels && r < g->rows; r++) {
     int64_t yy = g->top + r * cell_h + (cell_h - fg_raster_text_height(g->text)) / 2;
-    fg_raster_text(canvas, 3 * g->text, yy, o->row_labels[r] ? o->row_labels[r] : "", g->text, TEXT_COLOR);
+    fg_raster_text(canvas, 3 * g->text, yy, o->row_labels[r] ? o->row_labels[r] : "", g->text,
+                   TEXT_COLOR);
   }
 }
 
-fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images, const fg_png_grid_opts *o,
-                                 fg_err *e) {
+fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images,
+                                 const fg_png_grid_opts *o, fg_err *e) {
   grid_geom g = {0};
   fg_status st = grid_check_shape(path, images, o, &g, e);
   if (st != FG_OK) return st;
@@ -130,7 +134,8 @@ fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images, cons
   fg_raster_rect(canvas, g.left, g.top, g.cols * (g.w * g.zoom + 1) + 1, g.height - g.top,
                  GRID_PAD_VALUE * 0x010101u);
   double scale = o->flags & FG_PNG_GRID_RANGE_255 ? 1.0 : 255.0;
-  for (int64_t i = 0; i < g.n && st == FG_OK; i++) st = grid_place(path, images, i, scale, &g, canvas, e);
+  for (int64_t i = 0; i < g.n && st == FG_OK; i++)
+    st = grid_place(path, images, i, scale, &g, canvas, e);
   grid_text(o, &g, canvas);
   if (st == FG_OK) st = fg_raster_write_png(canvas, path, e);
   fg_raster_free(canvas);

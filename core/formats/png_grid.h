@@ -35,7 +35,7 @@ typedef struct fg_png_grid_opts {
 
 /* fg_png_grid_write with a zoom and labels: text (the raster module's bitmap font, dark on a
  * white margin) goes around the grid, which stays as described above. */
-fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images, const fg_png_grid_opts *o,
-                                 fg_err *e);
+fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images,
+                                 const fg_png_grid_opts *o, fg_err *e);
 
 #endif

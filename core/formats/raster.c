@@ -44,7 +44,8 @@ static uint8_t channel(uint32_t rgb, int c) { return (uint8_t)(rgb >> (16 - 8 * 
 
 /* Rec. 601 luma, what a grey canvas stores of a colour. */
 static uint8_t luma(uint32_t rgb) {
-  return (uint8_t)lround(0.299 * channel(rgb, 0) + 0.587 * channel(rgb, 1) + 0.114 * channel(rgb, 2));
+  return (uint8_t)lround(0.299 * channel(rgb, 0) + 0.587 * channel(rgb, 1) +
+                         0.114 * channel(rgb, 2));
 }
 
 void fg_raster_put(fg_raster *r, int64_t x, int64_t y, uint32_t rgb, double alpha) {
@@ -71,7 +72,8 @@ void fg_raster_disc(fg_raster *r, double cx, double cy, double radius, uint32_t 
   for (int64_t y = y0; y <= y1; y++)
     for (int64_t x = x0; x <= x1; x++) {
       double d = hypot((double)x - cx, (double)y - cy);
-      if (d <= radius + 0.5) fg_raster_put(r, x, y, rgb, alpha * (d <= radius - 0.5 ? 1 : radius + 0.5 - d));
+      if (d <= radius + 0.5)
+        fg_raster_put(r, x, y, rgb, alpha * (d <= radius - 0.5 ? 1 : radius + 0.5 - d));
     }
 }
 
@@ -95,7 +97,8 @@ int64_t fg_raster_text_width(const char *text, int scale) {
 
 int64_t fg_raster_text_height(int scale) { return FG_FONT_HEIGHT * scale; }
 
-int64_t fg_raster_text(fg_raster *r, int64_t x, int64_t y, const char *text, int scale, uint32_t rgb) {
+int64_t fg_raster_text(fg_raster *r, int64_t x, int64_t y, const char *text, int scale,
+                       uint32_t rgb) {
   int64_t at = x;
   for (const char *s = text; *s; s++, at += (FG_FONT_WIDTH + 1) * scale) {
     const uint8_t *rows = fg_font_glyph(*s);
@@ -147,7 +150,8 @@ uint32_t fg_raster_viridis(double t) {
   double f = at - k;
   uint32_t out = 0;
   for (int c = 0; c < 3; c++)
-    out = out << 8 | (uint32_t)lround((1 - f) * channel(viridis[k], c) + f * channel(viridis[k + 1], c));
+    out = out << 8 |
+          (uint32_t)lround((1 - f) * channel(viridis[k], c) + f * channel(viridis[k + 1], c));
   return out;
 }
 

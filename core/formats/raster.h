@@ -35,7 +35,8 @@ void fg_raster_line(fg_raster *r, double x0, double y0, double x1, double y1, do
 void fg_raster_disc(fg_raster *r, double cx, double cy, double radius, uint32_t rgb, double alpha);
 
 /* Text with its top-left corner at (x, y), each font pixel `scale` x `scale`; returns its width. */
-int64_t fg_raster_text(fg_raster *r, int64_t x, int64_t y, const char *text, int scale, uint32_t rgb);
+int64_t fg_raster_text(fg_raster *r, int64_t x, int64_t y, const char *text, int scale,
+                       uint32_t rgb);
 int64_t fg_raster_text_width(const char *text, int scale);
 int64_t fg_raster_text_height(int scale);
 

@@ -337,8 +337,9 @@ static int64_t group_layer(const dump *d, int32_t group) {
 }
 
 static void emit_fused(strbuf *b, const dump *d, int32_t group, const char *indent) {
-  sb_printf(b, "%ssubgraph cluster_fused_%d {\n%s\tlabel=\"fused group %d\"; style=\"rounded,dashed\";"
-               " color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR "\";\n%s\t",
+  sb_printf(b,
+            "%ssubgraph cluster_fused_%d {\n%s\tlabel=\"fused group %d\"; style=\"rounded,dashed\";"
+            " color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR "\";\n%s\t",
             indent, (int)group, indent, (int)group, indent);
   for (fg_node id = 0; id < d->n; id++)
     if (drawn(d, id) && d->o->group[id] == group) sb_printf(b, "n%d; ", (int)id);

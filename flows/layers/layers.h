@@ -42,7 +42,7 @@
   /* flows/layers/split.c: factors out the second half of the channels under a learned             \
    * conditional prior; parameters "prior.weight", "prior.bias", "prior.logs" */                   \
   X(split)                                                                                         \
-  /* flows/layers/split.c: split whose prior also depends on the context ("prior.context") */       \
+  /* flows/layers/split.c: split whose prior also depends on the context ("prior.context") */      \
   X(cond_split)                                                                                    \
   /* flows/layers/logit.c: y = logit(alpha + (1 - 2 alpha) x) */                                   \
   X(logit)              /* alpha double = 0.05 */                                                  \

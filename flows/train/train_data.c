@@ -18,7 +18,8 @@ static fg_status keep_labels(fg_train_data *d, const fg_tensor *labels, int64_t 
     return fg_err_set(e, FG_E_MISUSE, "the flow is conditional on %lld classes and the %s data "
                       "has no labels", (long long)classes, what);
   if (labels->shape.ndim != 1 || labels->shape.d[0] != d->n)
-    return fg_err_set(e, FG_E_SHAPE, "%s labels must be [%lld], one per sample", what, (long long)d->n);
+    return fg_err_set(e, FG_E_SHAPE, "%s labels must be [%lld], one per sample", what,
+                      (long long)d->n);
   d->labels = malloc(sizeof *d->labels * (size_t)(d->n > 0 ? d->n : 1));
   if (!d->labels) return fg_err_set(e, FG_E_NOMEM, "out of memory keeping %s labels", what);
   d->classes = classes;
@@ -70,7 +71,9 @@ static void level_row(const uint8_t *src, int64_t n, fg_tensor *dst, int64_t at)
 void fg_train_data_rows(const fg_train_data *d, const int64_t *rows, int64_t first, int64_t n,
                         fg_tensor *dst, fg_tensor *context) {
   size_t es = fg_dtype_size(dst->dtype);
-  if (context) memset(fg_tensor_data(context), 0, (size_t)fg_tensor_numel(context) * fg_dtype_size(context->dtype));
+  if (context)
+    memset(fg_tensor_data(context), 0,
+           (size_t)fg_tensor_numel(context) * fg_dtype_size(context->dtype));
   for (int64_t i = 0; i < n; i++) {
     int64_t r = rows ? rows[i] : first + i;
     if (context && d->labels) fg_tensor_set(context, i * d->classes + d->labels[r], 1.0);

@@ -126,8 +126,8 @@ static fg_status make_optimiser(fg_trainer *t, fg_err *e) {
   return st;
 }
 
-static fg_status check_settings(const fg_flow *f, const fg_train_settings *s, const fg_trainer_data *d,
-                                fg_err *e) {
+static fg_status check_settings(const fg_flow *f, const fg_train_settings *s,
+                                const fg_trainer_data *d, fg_err *e) {
   if (s->batch < 1) return fg_err_set(e, FG_E_MISUSE, "batch must be >= 1");
   if (s->n_bits < 1 || s->n_bits > 8) return fg_err_set(e, FG_E_MISUSE, "n_bits must be 1..8, got %lld", (long long)s->n_bits);
   if (!d || !d->train || d->train->shape.ndim < 1) return fg_err_set(e, FG_E_MISUSE, "no training data");
@@ -137,7 +137,8 @@ static fg_status check_settings(const fg_flow *f, const fg_train_settings *s, co
   if (s->ema < 0 || s->ema >= 1) return fg_err_set(e, FG_E_MISUSE, "ema must be in [0, 1), got %g", s->ema);
   if (isnan(s->recompute_tol)) return fg_err_set(e, FG_E_MISUSE, "recompute_tol must be a number");
   if (s->recompute && fg_flow_context_size(f) > 0)
-    return fg_err_set(e, FG_E_MISUSE, "recompute mode does not take a conditional flow's context yet");
+    return fg_err_set(e, FG_E_MISUSE,
+                      "recompute mode does not take a conditional flow's context yet");
   if (s->recompute_check < 0)
     return fg_err_set(e, FG_E_MISUSE, "recompute_check must be >= 0, got %lld", (long long)s->recompute_check);
   return FG_OK;
@@ -154,7 +155,8 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
   t->n_bins = t->discrete ? (double)(1 << s->n_bits) : 1.0;
   t->classes = fg_flow_context_size(f);
   st = prepare_data(t, data->train, data->train_labels, &t->train, "training", e);
-  if (st == FG_OK && data->test) st = prepare_data(t, data->test, data->test_labels, &t->test, "test", e);
+  if (st == FG_OK && data->test)
+    st = prepare_data(t, data->test, data->test_labels, &t->test, "test", e);
   if (st == FG_OK) {
     t->n_train = t->train.n;
     t->n_test = data->test ? t->test.n : 0;
@@ -165,7 +167,8 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
   fg_shape bs = batch_shape(f, t->batch);
   if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(f)->dtype, &bs, e);
   fg_shape cs = fg_shape2(t->batch, t->classes);
-  if (st == FG_OK && t->classes) st = fg_tensor_new(&t->context, fg_flow_get_config(f)->dtype, &cs, e);
+  if (st == FG_OK && t->classes)
+    st = fg_tensor_new(&t->context, fg_flow_get_config(f)->dtype, &cs, e);
   if (st == FG_OK && s->recompute) st = fg_recompute_new(&t->rc, f, e);
   if (st == FG_OK) st = build_training(t, e);
   if (st == FG_OK) st = make_optimiser(t, e);
@@ -404,7 +407,8 @@ static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum
   if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  st = fg_flow_log_prob_cond(t->f, g, model_input(t, g, x), context_input(t, g, n), false, &logp, NULL);
+  st = fg_flow_log_prob_cond(t->f, g, model_input(t, g, x), context_input(t, g, n), false, &logp,
+                             NULL);
   fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
   fg_program *p = NULL;
   fg_tensor *xv = NULL, *cv = NULL;

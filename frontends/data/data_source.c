@@ -74,7 +74,8 @@ static fg_status open_mnist(const char *dir, fg_data *d, fg_err *e) {
   find_file(dir, "t10k-images-idx3-ubyte", path, sizeof path);
   if (st == FG_OK) st = fg_idx_load(&d->test, path, e);
   if (st == FG_OK) st = optional_labels(dir, "train-labels-idx1-ubyte", &d->train_labels, e);
-  if (st == FG_OK && d->train_labels) st = optional_labels(dir, "t10k-labels-idx1-ubyte", &d->test_labels, e);
+  if (st == FG_OK && d->train_labels)
+    st = optional_labels(dir, "t10k-labels-idx1-ubyte", &d->test_labels, e);
   d->discrete = true;
   return st;
 }
@@ -134,8 +135,8 @@ static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
     *slot = v;
     p += used;
   }
-  fg_status st = fg_toy2d_generate_labeled(&d->train, &d->train_labels, name, (int64_t)n, noise, scale,
-                                           (uint64_t)seed, e);
+  fg_status st = fg_toy2d_generate_labeled(&d->train, &d->train_labels, name, (int64_t)n, noise,
+                                           scale, (uint64_t)seed, e);
   if (st == FG_OK)
     st = fg_toy2d_generate_labeled(&d->test, &d->test_labels, name, (int64_t)test_n, noise, scale,
                                    (uint64_t)seed + 1000003, e);
@@ -163,8 +164,10 @@ static fg_status check_labels(fg_data *d, const char *source, fg_err *e) {
   for (int k = 0; k < 2; k++) {
     if (!labels[k]) continue;
     if (labels[k]->shape.ndim != 1 || !sets[k] || labels[k]->shape.d[0] != sets[k]->shape.d[0])
-      return fg_err_set(e, FG_E_FORMAT, "data '%s': %s labels must be [N], one per sample (%lld "
-                        "samples)", source, names[k], sets[k] ? (long long)sets[k]->shape.d[0] : 0LL);
+      return fg_err_set(e, FG_E_FORMAT,
+                        "data '%s': %s labels must be [N], one per sample (%lld "
+                        "samples)",
+                        source, names[k], sets[k] ? (long long)sets[k]->shape.d[0] : 0LL);
     for (int64_t i = 0; i < labels[k]->shape.d[0]; i++) {
       double v = fg_tensor_get(labels[k], i);
       if (!(v >= 0 && v <= FG_DATA_MAX_CLASSES && v == floor(v)))

@@ -46,7 +46,8 @@ static void toy_shuffle(float *xy, float *label, int64_t n, uint64_t seed) {
   }
 }
 
-static void toy_moons(float *xy, float *label, int64_t n, double noise, double scale, uint64_t seed) {
+static void toy_moons(float *xy, float *label, int64_t n, double noise, double scale,
+                      uint64_t seed) {
   int64_t n_out = n / 2, n_in = n - n_out;
   for (int64_t k = 0; k < n_out; k++) {
     double t = toy_linspace(0, TOY_PI, n_out, true, k);
@@ -100,7 +101,8 @@ static void toy_checkerboard(float *xy, float *label, int64_t n, double noise, d
   for (int64_t i = 0; i < 2 * n; i++) xy[i] = (float)(xy[i] * scale);
 }
 
-static void toy_rings(float *xy, float *label, int64_t n, double noise, double scale, uint64_t seed) {
+static void toy_rings(float *xy, float *label, int64_t n, double noise, double scale,
+                      uint64_t seed) {
   static const double radius[4] = {1.0, 0.75, 0.5, 0.25};
   int64_t quarter = n / 4, at = 0;
   for (int r = 0; r < 4; r++) {
@@ -152,8 +154,9 @@ static fg_status toy_check_args(const char *name, int64_t n, double noise, doubl
   return FG_OK;
 }
 
-fg_status fg_toy2d_generate_labeled(fg_tensor **out, fg_tensor **labels, const char *name, int64_t n,
-                                   double noise, double scale, uint64_t seed, fg_err *e) {
+fg_status fg_toy2d_generate_labeled(fg_tensor **out, fg_tensor **labels, const char *name,
+                                    int64_t n, double noise, double scale, uint64_t seed,
+                                    fg_err *e) {
   *out = NULL;
   if (labels) *labels = NULL;
   if (!name) name = "(null)";
@@ -180,7 +183,7 @@ fg_status fg_toy2d_generate_labeled(fg_tensor **out, fg_tensor **labels, const c
   return FG_OK;
 }
 
-fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise, double scale,
-                            uint64_t seed, fg_err *e) {
+fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise,
+                            double scale, uint64_t seed, fg_err *e) {
   return fg_toy2d_generate_labeled(out, NULL, name, n, noise, scale, seed, e);
 }

@@ -227,7 +227,8 @@ static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
     return st;
   }
   char **slot = !strcmp(word, "data") ? &p->spec->data : !strcmp(word, "prior") ? &p->spec->prior : NULL;
-  if (!slot) return fail(p, col, "expected 'data', 'classes', 'prior', 'flow' or 'train', found '%s'", word);
+  if (!slot)
+    return fail(p, col, "expected 'data', 'classes', 'prior', 'flow' or 'train', found '%s'", word);
   char *value = rest_of_line(v);
   if (!value) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
   if (!*value) {

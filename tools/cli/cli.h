@@ -99,8 +99,8 @@ bool cli_is_2d(const cli_model *m);
 /* n samples at `temperature` as a picture at path: a PNG grid of images, or a scatter plot of
  * 2-D points; of class klass, or n of every class (CLI_ALL_CLASSES, one row per class), for a
  * conditional model (sample.c).  The visual check of a run. */
-fg_status cli_write_samples(cli_model *m, int64_t klass, int64_t n, double temperature, uint64_t seed,
-                            const char *path, fg_err *e);
+fg_status cli_write_samples(cli_model *m, int64_t klass, int64_t n, double temperature,
+                            uint64_t seed, const char *path, fg_err *e);
 /* A 2-D model's density p(x) (p(x | klass) for one class of a conditional model) as a heatmap on
  * a grid x grid lattice over the preview points' box, the points drawn over it (density.c). */
 fg_status cli_write_density(cli_model *m, int64_t klass, int64_t grid, const char *path, fg_err *e);

@@ -23,13 +23,16 @@ static fg_plot_box points_box(const fg_tensor *p) {
 }
 
 /* The lattice's points, row 0 at the top: [grid², 2]. */
-static fg_status lattice(const fg_plot_box *b, int64_t grid, fg_dtype t, fg_tensor **out, fg_err *e) {
+static fg_status lattice(const fg_plot_box *b, int64_t grid, fg_dtype t, fg_tensor **out,
+                         fg_err *e) {
   fg_shape s = fg_shape2(grid * grid, 2);
   fg_status st = fg_tensor_new(out, t, &s, e);
   for (int64_t i = 0; st == FG_OK && i < grid; i++)
     for (int64_t j = 0; j < grid; j++) {
-      fg_tensor_set(*out, 2 * (i * grid + j), b->x0 + ((double)j + 0.5) * (b->x1 - b->x0) / (double)grid);
-      fg_tensor_set(*out, 2 * (i * grid + j) + 1, b->y1 - ((double)i + 0.5) * (b->y1 - b->y0) / (double)grid);
+      fg_tensor_set(*out, 2 * (i * grid + j),
+                    b->x0 + ((double)j + 0.5) * (b->x1 - b->x0) / (double)grid);
+      fg_tensor_set(*out, 2 * (i * grid + j) + 1,
+                    b->y1 - ((double)i + 0.5) * (b->y1 - b->y0) / (double)grid);
     }
   return st;
 }
@@ -39,12 +42,14 @@ static fg_status lattice(const fg_plot_box *b, int64_t grid, fg_dtype t, fg_tens
 static void class_weights(const cli_model *m, int64_t klass, double *w) {
   int64_t k = cli_classes(m), n = m->preview_labels ? m->preview_labels->shape.d[0] : 0;
   for (int64_t c = 0; c < k; c++) w[c] = klass >= 0 ? (c == klass) : n ? 0 : 1.0 / (double)k;
-  for (int64_t i = 0; klass < 0 && i < n; i++) w[(int64_t)fg_tensor_get(m->preview_labels, i)] += 1.0 / (double)n;
+  for (int64_t i = 0; klass < 0 && i < n; i++)
+    w[(int64_t)fg_tensor_get(m->preview_labels, i)] += 1.0 / (double)n;
 }
 
 /* p(x) at the lattice points into density [grid, grid]: one log-prob program, run once per
  * class of a conditional model (its context bound to that class) and mixed. */
-static fg_status evaluate(cli_model *m, int64_t klass, const fg_tensor *pts, fg_tensor *density, fg_err *e) {
+static fg_status evaluate(cli_model *m, int64_t klass, const fg_tensor *pts, fg_tensor *density,
+                          fg_err *e) {
   int64_t n = pts->shape.d[0], k = cli_classes(m);
   double *w = calloc((size_t)(k > 0 ? k : 1), sizeof *w);
   fg_graph *g = NULL;
@@ -77,7 +82,8 @@ static fg_status evaluate(cli_model *m, int64_t klass, const fg_tensor *pts, fg_
 static fg_status points_of(const cli_model *m, int64_t klass, fg_tensor **out, fg_err *e) {
   const fg_tensor *p = m->preview, *l = m->preview_labels;
   int64_t n = 0;
-  for (int64_t i = 0; i < p->shape.d[0]; i++) n += klass < 0 || !l || fg_tensor_get(l, i) == (double)klass;
+  for (int64_t i = 0; i < p->shape.d[0]; i++)
+    n += klass < 0 || !l || fg_tensor_get(l, i) == (double)klass;
   fg_shape s = fg_shape2(n, 2);
   fg_status st = fg_tensor_new(out, FG_F32, &s, e);
   for (int64_t i = 0, at = 0; st == FG_OK && i < p->shape.d[0]; i++) {
@@ -89,8 +95,10 @@ static fg_status points_of(const cli_model *m, int64_t klass, fg_tensor **out, f
   return st;
 }
 
-fg_status cli_write_density(cli_model *m, int64_t klass, int64_t grid, const char *path, fg_err *e) {
-  if (!cli_is_2d(m)) return fg_err_set(e, FG_E_MISUSE, "a density picture needs a model of 2-D points");
+fg_status cli_write_density(cli_model *m, int64_t klass, int64_t grid, const char *path,
+                            fg_err *e) {
+  if (!cli_is_2d(m))
+    return fg_err_set(e, FG_E_MISUSE, "a density picture needs a model of 2-D points");
   if (!m->preview) return fg_err_set(e, FG_E_MISUSE, "a density picture needs the training points");
   if (grid < 8 || grid > 2000) return fg_err_set(e, FG_E_MISUSE, "--grid must be 8..2000");
   fg_plot_box box = points_box(m->preview);
@@ -101,9 +109,13 @@ fg_status cli_write_density(cli_model *m, int64_t klass, int64_t grid, const cha
   if (st == FG_OK) st = evaluate(m, klass, pts, density, e);
   if (st == FG_OK) st = points_of(m, klass, &shown, e);
   char title[160], name[64];
-  if (klass >= 0) snprintf(title, sizeof title, "p(x | %s), %lld training points", cli_class_name(m, klass, name, sizeof name),
-                           (long long)(shown ? shown->shape.d[0] : 0));
-  else snprintf(title, sizeof title, "p(x) and %lld training points", (long long)(shown ? shown->shape.d[0] : 0));
+  if (klass >= 0)
+    snprintf(title, sizeof title, "p(x | %s), %lld training points",
+             cli_class_name(m, klass, name, sizeof name),
+             (long long)(shown ? shown->shape.d[0] : 0));
+  else
+    snprintf(title, sizeof title, "p(x) and %lld training points",
+             (long long)(shown ? shown->shape.d[0] : 0));
   fg_plot_opts o = {.title = title, .x_label = "x1", .y_label = "x2", .box = &box};
   if (st == FG_OK) st = fg_plot_density(path, density, shown, &o, e);
   fg_tensor_free(pts), fg_tensor_free(density), fg_tensor_free(shown);
@@ -124,7 +136,8 @@ static int run_density(int argc, char **argv) {
   fg_status st = code == EXIT_OK ? cli_model_keep_preview(&m, &e) : FG_OK;
   if (code == EXIT_OK && st == FG_OK) st = cli_write_density(&m, klass, grid, out, &e);
   if (code == EXIT_OK && st != FG_OK) code = cli_fail("density", st, e.msg);
-  if (code == EXIT_OK) printf("density on a %lld x %lld grid: %s\n", (long long)grid, (long long)grid, out);
+  if (code == EXIT_OK)
+    printf("density on a %lld x %lld grid: %s\n", (long long)grid, (long long)grid, out);
   cli_model_free(&m);
   return code;
 }

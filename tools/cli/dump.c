@@ -11,7 +11,8 @@
  * FG_NONE. */
 static fg_node context_input(cli_model *m, fg_graph *g, int64_t batch) {
   int64_t k = fg_flow_context_size(m->flow);
-  return k ? fg_input(g, "context", fg_flow_get_config(m->flow)->dtype, fg_shape2(batch, k)) : FG_NONE;
+  return k ? fg_input(g, "context", fg_flow_get_config(m->flow)->dtype, fg_shape2(batch, k))
+           : FG_NONE;
 }
 
 static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *g, fg_node *out, fg_err *e) {
@@ -63,8 +64,10 @@ static fg_status select_layer(const fg_graph *g, const char *sel, uint8_t **skip
   for (fg_node id = 0; id < n; id++) (*skip)[id] = !keep[id];
   free(keep);
   if (found) return FG_OK;
-  return fg_err_set(e, FG_E_NOTFOUND, "--layer %s: no node of this graph is in that layer (layers are "
-                    "named by their index and type, \"3\" or \"3.actnorm\", and \"prior\")", sel);
+  return fg_err_set(e, FG_E_NOTFOUND,
+                    "--layer %s: no node of this graph is in that layer (layers are "
+                    "named by their index and type, \"3\" or \"3.actnorm\", and \"prior\")",
+                    sel);
 }
 
 static int run_dump(int argc, char **argv) {
@@ -98,12 +101,18 @@ static int run_dump(int argc, char **argv) {
   uint8_t *skip = NULL;
   if (code == EXIT_OK && st == FG_OK && layer) st = select_layer(shown, layer, &skip, &e);
   if (code == EXIT_OK && st == FG_OK) {
-    fg_dot_opts o = {.title = what, .group = p ? fg_program_groups(p) : NULL, .skip = skip,
-                     .layers = !cli_flag(argc, argv, "--flat"), .collapse = cli_flag(argc, argv, "--collapse")};
+    fg_dot_opts o = {.title = what,
+                     .group = p ? fg_program_groups(p) : NULL,
+                     .skip = skip,
+                     .layers = !cli_flag(argc, argv, "--flat"),
+                     .collapse = cli_flag(argc, argv, "--collapse")};
     st = fg_dot_write(shown, &o, fmt, out, &e);
     if (st == FG_OK)
       printf("%s graph%s%s, %d nodes: %s\n", what, p ? " (compiled, fused groups as clusters)" : "",
-             o.collapse ? " with layers collapsed" : layer ? ", one layer" : "", fg_graph_node_count(shown), out);
+             o.collapse ? " with layers collapsed"
+             : layer    ? ", one layer"
+                        : "",
+             fg_graph_node_count(shown), out);
   }
   free(skip);
   if (code == EXIT_OK && st != FG_OK) code = cli_fail("dump", st, e.msg);
@@ -116,7 +125,8 @@ static int run_dump(int argc, char **argv) {
 const cli_command cli_dump = {
     "dump", "draw a model's graph as DOT, SVG or PNG (through Graphviz)",
     "usage: flowgrad dump SPEC|CHECKPOINT [--out graph.svg] [--what logprob|train|sample]\n"
-    "                     [--batch N] [--compiled] [--layer L] [--collapse] [--flat] [--plugin lib.so]\n\n"
+    "                     [--batch N] [--compiled] [--layer L] [--collapse] [--flat] [--plugin "
+    "lib.so]\n\n"
     "Builds the log-prob graph (or the training graph with every gradient, or the sampling graph)\n"
     "and writes it; the extension picks the format (.dot/.gv, .svg, .png).  Nodes are grouped in\n"
     "one cluster per bijector layer (\"3.affine_coupling\", and \"prior\"), gradient nodes in\n"

@@ -34,7 +34,8 @@ static bool parse_scales(const char *text, edit_opts *o) {
   return o->n_scales > 0;
 }
 
-/* The cache beside the checkpoint: "run/checkpoint.safetensors" -> "run/checkpoint.class-means.safetensors". */
+/* The cache beside the checkpoint: "run/checkpoint.safetensors" ->
+ * "run/checkpoint.class-means.safetensors". */
 static void cache_path(const char *ckpt, char *buf, size_t cap) {
   size_t n = strlen(ckpt), ext = strlen(".safetensors");
   if (n > ext && !strcmp(ckpt + n - ext, ".safetensors")) n -= ext;
@@ -50,7 +51,8 @@ static void cache_tag(const char *ckpt, int64_t per_class, char *buf, size_t cap
 }
 
 /* The first per_class training samples of every class (all with 0), as the model sees them. */
-static fg_status training_subset(cli_model *m, int64_t per_class, fg_tensor **x, fg_tensor **labels, fg_err *e) {
+static fg_status training_subset(cli_model *m, int64_t per_class, fg_tensor **x, fg_tensor **labels,
+                                 fg_err *e) {
   const fg_tensor *all = m->data.train, *lab = m->data.train_labels;
   int64_t n = all->shape.d[0], k = m->data.classes, keep = 0, row = fg_tensor_numel(all) / n;
   int64_t *taken = calloc((size_t)k, sizeof *taken), *rows = malloc(sizeof *rows * (size_t)n);
@@ -66,7 +68,8 @@ static fg_status training_subset(cli_model *m, int64_t per_class, fg_tensor **x,
   if (st == FG_OK) st = fg_tensor_new(labels, FG_F32, &ls, e);
   for (int64_t i = 0; st == FG_OK && i < keep; i++) {
     fg_tensor_set(*labels, i, fg_tensor_get(lab, rows[i]));
-    for (int64_t j = 0; j < row; j++) fg_tensor_set(raw, i * row + j, fg_tensor_get(all, rows[i] * row + j));
+    for (int64_t j = 0; j < row; j++)
+      fg_tensor_set(raw, i * row + j, fg_tensor_get(all, rows[i] * row + j));
   }
   if (st == FG_OK) st = cli_model_input(m, raw, x, e);
   fg_tensor_free(raw);
@@ -74,7 +77,8 @@ static fg_status training_subset(cli_model *m, int64_t per_class, fg_tensor **x,
   return st;
 }
 
-static fg_status class_means(cli_model *m, const char *ckpt, int64_t per_class, fg_class_means **out, fg_err *e) {
+static fg_status class_means(cli_model *m, const char *ckpt, int64_t per_class,
+                             fg_class_means **out, fg_err *e) {
   char path[4096], tag[256];
   cache_path(ckpt, path, sizeof path);
   cache_tag(ckpt, per_class, tag, sizeof tag);
@@ -89,13 +93,15 @@ static fg_status class_means(cli_model *m, const char *ckpt, int64_t per_class, 
     fflush(stdout);
     st = fg_class_means_compute(out, m->flow, x, labels, m->data.classes, 64, e);
   }
-  if (st == FG_OK && fg_class_means_save(*out, path, tag, e) == FG_OK) printf("class means: %s\n", path);
+  if (st == FG_OK && fg_class_means_save(*out, path, tag, e) == FG_OK)
+    printf("class means: %s\n", path);
   fg_tensor_free(x), fg_tensor_free(labels);
   return st;
 }
 
 /* The first n test images of class `from`, as the model sees them, and their labels. */
-static fg_status sources(cli_model *m, const edit_opts *o, fg_tensor **x, fg_tensor **labels, fg_err *e) {
+static fg_status sources(cli_model *m, const edit_opts *o, fg_tensor **x, fg_tensor **labels,
+                         fg_err *e) {
   const fg_tensor *all = m->data.test, *lab = m->data.test_labels;
   int64_t row = fg_tensor_numel(all) / all->shape.d[0], found = 0;
   fg_shape xs = all->shape, ls = fg_shape1(o->n);
@@ -106,11 +112,13 @@ static fg_status sources(cli_model *m, const edit_opts *o, fg_tensor **x, fg_ten
   for (int64_t i = 0; st == FG_OK && i < all->shape.d[0] && found < o->n; i++) {
     if ((int64_t)fg_tensor_get(lab, i) != o->from) continue;
     fg_tensor_set(*labels, found, (double)o->from);
-    for (int64_t j = 0; j < row; j++) fg_tensor_set(raw, found * row + j, fg_tensor_get(all, i * row + j));
+    for (int64_t j = 0; j < row; j++)
+      fg_tensor_set(raw, found * row + j, fg_tensor_get(all, i * row + j));
     found++;
   }
   if (st == FG_OK && found < o->n)
-    st = fg_err_set(e, FG_E_MISUSE, "the test set has %lld images of class %lld, fewer than --n %lld",
+    st = fg_err_set(e, FG_E_MISUSE,
+                    "the test set has %lld images of class %lld, fewer than --n %lld",
                     (long long)found, (long long)o->from, (long long)o->n);
   if (st == FG_OK) st = cli_model_input(m, raw, x, e);
   fg_tensor_free(raw);
@@ -119,16 +127,17 @@ static fg_status sources(cli_model *m, const edit_opts *o, fg_tensor **x, fg_ten
 
 /* Edited images, scale-major as fg_flow_edit_latents gives them, rearranged one source image per
  * row and one scale per column. */
-static fg_status edit_grid(cli_model *m, const edit_opts *o, const fg_class_means *means, fg_tensor **grid, fg_err *e) {
+static fg_status edit_grid(cli_model *m, const edit_opts *o, const fg_class_means *means,
+                           fg_tensor **grid, fg_err *e) {
   fg_tensor *x = NULL, *labels = NULL, *ctx = NULL, *moved = NULL;
   fg_graph *g = NULL;
   fg_status st = sources(m, o, &x, &labels, e);
   if (st == FG_OK) st = cli_context(m, labels, &ctx, e);
   if (st == FG_OK) st = fg_graph_new(&g, e);
   fg_node out;
-  if (st == FG_OK &&
-      fg_flow_edit_latents(m->flow, g, fg_input(g, "x", x->dtype, x->shape), cli_context_input(m, g, o->n),
-                           means, o->from, o->to, o->n_scales, o->scales, &out) != FG_OK)
+  if (st == FG_OK && fg_flow_edit_latents(m->flow, g, fg_input(g, "x", x->dtype, x->shape),
+                                          cli_context_input(m, g, o->n), means, o->from, o->to,
+                                          o->n_scales, o->scales, &out) != FG_OK)
     st = fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   cli_input in[2] = {{"x", x}, {"context", ctx}};
   if (st == FG_OK) st = cli_run(m, g, out, 2, in, &moved, e);
@@ -137,19 +146,23 @@ static fg_status edit_grid(cli_model *m, const edit_opts *o, const fg_class_mean
   for (int64_t k = 0; st == FG_OK && k < o->n_scales; k++)
     for (int64_t b = 0; b < o->n; b++)
       memcpy((float *)fg_tensor_data(*grid) + (b * o->n_scales + k) * per,
-             (const float *)fg_tensor_data(moved) + (k * o->n + b) * per, sizeof(float) * (size_t)per);
+             (const float *)fg_tensor_data(moved) + (k * o->n + b) * per,
+             sizeof(float) * (size_t)per);
   fg_graph_free(g);
   fg_tensor_free(x), fg_tensor_free(labels), fg_tensor_free(ctx), fg_tensor_free(moved);
   return st;
 }
 
 /* 2-D points: every edited point, coloured by its scale (the order of --scales). */
-static fg_status write_points(const edit_opts *o, const fg_tensor *grid, const char *title, fg_err *e) {
+static fg_status write_points(const edit_opts *o, const fg_tensor *grid, const char *title,
+                              fg_err *e) {
   fg_tensor *scale_of;
   fg_shape s = fg_shape1(grid->shape.d[0]);
   fg_status st = fg_tensor_new(&scale_of, FG_F32, &s, e);
-  for (int64_t i = 0; st == FG_OK && i < grid->shape.d[0]; i++) fg_tensor_set(scale_of, i, (double)(i % o->n_scales));
-  fg_plot_opts po = {.title = title, .x_label = "x1 (colour: scale, in --scales order)", .y_label = "x2"};
+  for (int64_t i = 0; st == FG_OK && i < grid->shape.d[0]; i++)
+    fg_tensor_set(scale_of, i, (double)(i % o->n_scales));
+  fg_plot_opts po = {
+      .title = title, .x_label = "x1 (colour: scale, in --scales order)", .y_label = "x2"};
   if (st == FG_OK) st = fg_plot_scatter(o->out, grid, scale_of, &po, e);
   fg_tensor_free(scale_of);
   return st;
@@ -178,11 +191,13 @@ static int parse_opts(cli_model *m, int argc, char **argv, edit_opts *o, char *o
     return cli_fail("edit", FG_E_MISUSE, "--from and --to must be two different classes");
   o->n = (v = cli_option(argc, argv, "--n")) ? atoll(v) : 6;
   o->per_class = (v = cli_option(argc, argv, "--per-class")) ? atoll(v) : 1000;
-  if (code == EXIT_OK && !parse_scales((v = cli_option(argc, argv, "--scales")) ? v : "-1,-0.5,0,0.5,1,1.5,2", o))
+  if (code == EXIT_OK &&
+      !parse_scales((v = cli_option(argc, argv, "--scales")) ? v : "-1,-0.5,0,0.5,1,1.5,2", o))
     return cli_fail("edit", FG_E_MISUSE, "--scales takes up to 16 numbers separated by commas");
   int64_t most = cli_is_2d(m) ? 10000 : 64; /* rows of a grid, or points of a scatter plot */
   if (code == EXIT_OK && (o->n < 1 || o->n > most || o->per_class < 0))
-    return cli_fail("edit", FG_E_MISUSE, "--n must be 1..64 (10000 for 2-D points) and --per-class >= 0");
+    return cli_fail("edit", FG_E_MISUSE,
+                    "--n must be 1..64 (10000 for 2-D points) and --per-class >= 0");
   snprintf(out, cap, "edit-%lld-to-%lld.png", (long long)o->from, (long long)o->to);
   o->out = (v = cli_option(argc, argv, "--out")) ? v : out;
   return code;
@@ -195,7 +210,8 @@ static int run_edit(int argc, char **argv) {
   cli_model m;
   code = cli_model_from_checkpoint(&m, "edit", ckpt, argc, argv, true);
   if (code == EXIT_OK && (!m.data.train_labels || !m.data.test_labels || !m.data.test))
-    code = cli_fail("edit", FG_E_MISUSE, "edits need labelled training and test data (the spec's data has no labels)");
+    code = cli_fail("edit", FG_E_MISUSE,
+                    "edits need labelled training and test data (the spec's data has no labels)");
   edit_opts o;
   char default_out[64];
   if (code == EXIT_OK) code = parse_opts(&m, argc, argv, &o, default_out, sizeof default_out);
@@ -207,8 +223,8 @@ static int run_edit(int argc, char **argv) {
   if (code == EXIT_OK && st == FG_OK) st = write_edit(&m, &o, grid, &e);
   if (code == EXIT_OK && st != FG_OK) code = cli_fail("edit", st, e.msg);
   if (code == EXIT_OK)
-    printf("%lld test images of class %lld moved towards class %lld at %d scales: %s\n", (long long)o.n,
-           (long long)o.from, (long long)o.to, o.n_scales, o.out);
+    printf("%lld test images of class %lld moved towards class %lld at %d scales: %s\n",
+           (long long)o.n, (long long)o.from, (long long)o.to, o.n_scales, o.out);
   fg_class_means_free(means);
   fg_tensor_free(grid);
   cli_model_free(&m);

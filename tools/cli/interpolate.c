@@ -26,12 +26,14 @@ static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, const fg_
   fg_status st = fg_graph_new(&g, e);
   if (st != FG_OK) return st;
   int n = fg_flow_latent_count(m->flow);
-  fg_node *lat = calloc((size_t)n, sizeof *lat), x = fg_input(g, "x", pair->dtype, pair->shape), back;
+  fg_node *lat = calloc((size_t)n, sizeof *lat), x = fg_input(g, "x", pair->dtype, pair->shape),
+          back;
   fg_node ctx = cli_context_input(m, g, 2);
   if (!lat) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
   if (st == FG_OK && fg_flow_encode_latents(m->flow, g, x, ctx, lat, NULL) == FG_OK) {
     for (int i = 0; i < n; i++) lat[i] = mix_rows(g, lat[i], steps);
-    fg_flow_decode_latents(m->flow, g, lat, ctx == FG_NONE ? FG_NONE : mix_rows(g, ctx, steps), &back);
+    fg_flow_decode_latents(m->flow, g, lat, ctx == FG_NONE ? FG_NONE : mix_rows(g, ctx, steps),
+                           &back);
   }
   fg_tensor *context = NULL;
   if (st == FG_OK) st = cli_context(m, labels, &context, e);
@@ -49,7 +51,8 @@ static fg_status pair_of(cli_model *m, int64_t k, fg_tensor **pair, fg_tensor **
   *pair = *labels = NULL;
   fg_status st = fg_tensor_slice0(&raw, m->data.test, 2 * k, 2 * k + 2, e);
   if (st == FG_OK) st = cli_model_input(m, raw, pair, e);
-  if (st == FG_OK && m->data.test_labels) st = fg_tensor_slice0(labels, m->data.test_labels, 2 * k, 2 * k + 2, e);
+  if (st == FG_OK && m->data.test_labels)
+    st = fg_tensor_slice0(labels, m->data.test_labels, 2 * k, 2 * k + 2, e);
   fg_tensor_free(raw);
   return st;
 }
@@ -66,7 +69,8 @@ static int run_interpolate(int argc, char **argv) {
   if (code == EXIT_OK && (!m.discrete || !m.data.test || m.data.test->shape.d[0] < 2 * pairs || steps < 2 || pairs < 1))
     code = cli_fail("interpolate", FG_E_MISUSE, "needs an image model, --steps >= 2, --pairs >= 1 and 2 test images per pair");
   if (code == EXIT_OK && cli_classes(&m) && !m.data.test_labels)
-    code = cli_fail("interpolate", FG_E_MISUSE, "a conditional model needs the test images' labels");
+    code =
+        cli_fail("interpolate", FG_E_MISUSE, "a conditional model needs the test images' labels");
   fg_tensor *rows = NULL;
   fg_err e;
   for (int64_t k = 0; code == EXIT_OK && k < pairs; k++) {
@@ -86,7 +90,8 @@ static int run_interpolate(int argc, char **argv) {
     if (st != FG_OK) code = cli_fail("interpolate", st, e.msg);
   }
   if (code == EXIT_OK) {
-    fg_png_grid_opts o = {.cols = steps, .caption = "latent interpolation between test images, one pair per row"};
+    fg_png_grid_opts o = {.cols = steps,
+                          .caption = "latent interpolation between test images, one pair per row"};
     fg_status st = fg_png_grid_write_opts(out, rows, &o, &e);
     if (st != FG_OK) code = cli_fail("interpolate", st, e.msg);
     else printf("%lld interpolations of %lld steps between test images: %s\n", (long long)pairs, (long long)steps, out);

@@ -76,7 +76,8 @@ void cli_metrics_resume(cli_metrics *m, const char *dir, int64_t step) {
     if (end == s || *end != ',' || at > step) break;
     s = end + 1;
     cli_metrics_row r = {.step = at};
-    r.loss = read_field(&s), r.test = read_field(&s), r.rate = read_field(&s), r.lr = read_field(&s);
+    r.loss = read_field(&s), r.test = read_field(&s), r.rate = read_field(&s),
+    r.lr = read_field(&s);
     if (push(m, r) != FG_OK) break;
   }
   fclose(f);
@@ -100,7 +101,8 @@ static int by_value(const void *a, const void *b) {
 
 /* The y range: the lowest value, up to the 97th percentile of the losses, so the first steps'
  * large losses do not flatten the rest of the curve (they are drawn clipped at the top). */
-static fg_plot_box curve_box(const cli_metrics *m, const double *loss, const double *test, double *tmp) {
+static fg_plot_box curve_box(const cli_metrics *m, const double *loss, const double *test,
+                             double *tmp) {
   fg_plot_box b = {0, 1, INFINITY, -INFINITY};
   int64_t k = 0;
   for (int64_t i = 0; i < m->n; i++) {

@@ -76,7 +76,8 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
 fg_status cli_run(cli_model *m, fg_graph *g, fg_node out, int n_inputs, const cli_input *inputs,
                   fg_tensor **result, fg_err *e) {
   fg_program *p;
-  if (fg_graph_status(g) != FG_OK) return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
+  if (fg_graph_status(g) != FG_OK)
+    return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   fg_status st = fg_program_new(&p, g, 1, &out, e);
   if (st != FG_OK) return st;
   st = fg_params_bind(fg_flow_params(m->flow), p, e);
@@ -111,7 +112,8 @@ const char *cli_class_name(const cli_model *m, int64_t k, char *buf, size_t cap)
 }
 
 int cli_class_arg(const cli_model *m, const char *cmd, const char *text, int64_t *klass) {
-  int64_t k = cli_classes(m) ? cli_classes(m) : m->data.classes; /* edits work on any labelled data */
+  int64_t k =
+      cli_classes(m) ? cli_classes(m) : m->data.classes; /* edits work on any labelled data */
   if (!strcmp(text, "all")) {
     *klass = CLI_ALL_CLASSES;
     return EXIT_OK;
@@ -166,6 +168,7 @@ fg_status cli_model_keep_preview(cli_model *m, fg_err *e) {
   if (!x) return FG_OK;
   int64_t n = x->shape.d[0] < CLI_PREVIEW ? x->shape.d[0] : CLI_PREVIEW;
   fg_status st = first_rows(x, n, &m->preview, e);
-  if (st == FG_OK && m->data.train_labels) st = first_rows(m->data.train_labels, n, &m->preview_labels, e);
+  if (st == FG_OK && m->data.train_labels)
+    st = first_rows(m->data.train_labels, n, &m->preview_labels, e);
   return st;
 }

@@ -70,7 +70,8 @@ static void name_overflowing_layer(cli_model *m, const draw *d, char *out, size_
 }
 
 /* d->n samples [n, event...] (float32), non-finite ones of an image model greyed out (warned). */
-static fg_status draw_samples(cli_model *m, const draw *d, const char *path, fg_tensor **out, fg_err *e) {
+static fg_status draw_samples(cli_model *m, const draw *d, const char *path, fg_tensor **out,
+                              fg_err *e) {
   fg_graph *g;
   fg_status st = fg_graph_new(&g, e);
   if (st != FG_OK) return st;
@@ -85,9 +86,10 @@ static fg_status draw_samples(cli_model *m, const draw *d, const char *path, fg_
   if (bad) {
     char where[256];
     name_overflowing_layer(m, d, where, sizeof where);
-    fprintf(stderr, "warning: %lld of %lld samples are not finite (the inverse left the float range at "
-                    "temperature %.2f, %s); drawn grey in %s\n", (long long)bad, (long long)d->n,
-            d->temperature, where, path);
+    fprintf(stderr,
+            "warning: %lld of %lld samples are not finite (the inverse left the float range at "
+            "temperature %.2f, %s); drawn grey in %s\n",
+            (long long)bad, (long long)d->n, d->temperature, where, path);
   }
   return st;
 }
@@ -130,8 +132,8 @@ static fg_status write_image_grid(cli_model *m, const fg_tensor *v, int64_t klas
   return st;
 }
 
-static fg_status write_scatter(cli_model *m, const fg_tensor *v, const fg_tensor *labels, int64_t klass,
-                               double temperature, const char *path, fg_err *e) {
+static fg_status write_scatter(cli_model *m, const fg_tensor *v, const fg_tensor *labels,
+                               int64_t klass, double temperature, const char *path, fg_err *e) {
   char title[160], name[64];
   if (klass >= 0)
     snprintf(title, sizeof title, "%lld samples of %s, T = %.2f", (long long)v->shape.d[0],
@@ -143,8 +145,8 @@ static fg_status write_scatter(cli_model *m, const fg_tensor *v, const fg_tensor
   return fg_plot_scatter(path, v, klass >= 0 ? NULL : labels, &o, e);
 }
 
-fg_status cli_write_samples(cli_model *m, int64_t klass, int64_t n, double temperature, uint64_t seed,
-                            const char *path, fg_err *e) {
+fg_status cli_write_samples(cli_model *m, int64_t klass, int64_t n, double temperature,
+                            uint64_t seed, const char *path, fg_err *e) {
   if (!m->discrete && !cli_is_2d(m))
     return fg_err_set(e, FG_E_MISUSE, "samples are drawn as images or as 2-D points; this model is "
                       "neither");

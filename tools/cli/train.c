@@ -79,8 +79,8 @@ static int evaluate_now(fg_trainer *t, cli_metrics *metrics, bool tty) {
   double test;
   fg_status st = fg_trainer_evaluate(t, &test, &e);
   if (st != FG_OK) return cli_fail("train", st, e.msg);
-  fprintf(stderr, "%sstep %lld  test %.4f %s\n", tty ? "\n" : "", (long long)fg_trainer_step_count(t), test,
-          fg_trainer_unit(t));
+  fprintf(stderr, "%sstep %lld  test %.4f %s\n", tty ? "\n" : "",
+          (long long)fg_trainer_step_count(t), test, fg_trainer_unit(t));
   cli_metrics_test(metrics, fg_trainer_step_count(t), test);
   return EXIT_OK;
 }
@@ -97,9 +97,11 @@ static void dump_graph(cli_model *m, const char *out) {
   for (int i = 0; i < s.ndim; i++) b.d[i + 1] = s.d[i];
   fg_node x = fg_input(g, "x", FG_F32, b), logp;
   char path[4096];
-  if (fg_flow_log_prob_cond(m->flow, g, x, cli_context_input(m, g, 1), false, &logp, NULL) == FG_OK) {
+  if (fg_flow_log_prob_cond(m->flow, g, x, cli_context_input(m, g, 1), false, &logp, NULL) ==
+      FG_OK) {
     path_in(path, sizeof path, out, "graph.dot");
-    fg_dot_opts o = {.title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1, .layers = true};
+    fg_dot_opts o = {
+        .title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1, .layers = true};
     if (fg_dot_write(g, &o, FG_DOT_DOT, path, &e) == FG_OK) printf("graph (%d nodes): %s\n", fg_graph_node_count(g), path);
     if (fg_graph_node_count(g) <= 1500) { /* Graphviz layout grows fast with size */
       path_in(path, sizeof path, out, "graph.svg");
@@ -165,13 +167,15 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o, cli_metric
       save(t, m, o->out, metrics);
       return cli_fail("train", st, e.msg);
     }
-    cli_metrics_add(metrics, info.step, info.loss, (double)fg_trainer_batch(t) / fmax(now_s() - before, 1e-9), info.lr);
+    cli_metrics_add(metrics, info.step, info.loss,
+                    (double)fg_trainer_batch(t) / fmax(now_s() - before, 1e-9), info.lr);
     recompute_report(t, &info);
     progress(t, &info, start, o, now_s() - t0, &last_log, tty);
     if (eval_every && info.step % eval_every == 0 && fg_trainer_data_rows(t, true) > 0 &&
         evaluate_now(t, metrics, tty) != EXIT_OK)
       return EXIT_JOB_FAILED;
-    if (o->checkpoint_every && info.step % o->checkpoint_every == 0 && save(t, m, o->out, metrics) != EXIT_OK)
+    if (o->checkpoint_every && info.step % o->checkpoint_every == 0 &&
+        save(t, m, o->out, metrics) != EXIT_OK)
       return EXIT_IO;
   }
   if (tty) fputc('\n', stderr);
@@ -190,12 +194,14 @@ static int pictures(fg_trainer *t, cli_model *m, const run_opts *o) {
   path_in(path, sizeof path, o->out, "samples.png");
   int64_t n = cli_is_2d(m) ? 2000 : cli_classes(m) ? 10 : 64;
   double temperature = m->discrete ? m->spec->train.temperature : 1.0;
-  fg_status st = cli_write_samples(m, CLI_ALL_CLASSES, n, temperature, (uint64_t)m->spec->train.seed + 1, path, &e);
+  fg_status st = cli_write_samples(m, CLI_ALL_CLASSES, n, temperature,
+                                   (uint64_t)m->spec->train.seed + 1, path, &e);
   if (st != FG_OK) return cli_fail("train", st, e.msg);
   printf("samples (temperature %.2f): %s\n", temperature, path);
   if (!cli_is_2d(m)) return EXIT_OK;
   path_in(path, sizeof path, o->out, "density.png");
-  if ((st = cli_write_density(m, CLI_NO_CLASS, 200, path, &e)) != FG_OK) return cli_fail("train", st, e.msg);
+  if ((st = cli_write_density(m, CLI_NO_CLASS, 200, path, &e)) != FG_OK)
+    return cli_fail("train", st, e.msg);
   printf("density: %s\n", path);
   return EXIT_OK;
 }

@@ -70,10 +70,10 @@ fg_registry *cli_registry(int argc, char **argv) {
 
 /* The options that take a value in the commands that read a checkpoint (sample, eval, density,
  * interpolate, edit): their values are not positionals. */
-static const char *const checkpoint_valued[] = {"--n", "--temperature", "--out", "--seed", "--steps",
-                                                "--pairs", "--plugin", "--threads", "--class",
-                                                "--grid", "--from", "--to", "--scales",
-                                                "--per-class", NULL};
+static const char *const checkpoint_valued[] = {
+    "--n",     "--temperature", "--out",     "--seed",      "--steps",
+    "--pairs", "--plugin",      "--threads", "--class",     "--grid",
+    "--from",  "--to",          "--scales",  "--per-class", NULL};
 
 int cli_checkpoint_arg(int argc, char **argv, const char *cmd, const char **ckpt) {
   if (cli_positionals(argc, argv, ckpt, 1, checkpoint_valued) != 1) {
