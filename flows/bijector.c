@@ -194,6 +194,29 @@ static fg_status leaf_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node
 static fg_status with_prefix(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out,
                              fg_node *ld);
 
+/* The nodes a layer builds are scoped by its name ("3.actnorm", the prefix without its dot), so
+ * dumps can group them by layer.  Returns the outer scope, for fg_graph_leave_scope. */
+static const char *enter_layer_scope(const fg_bijector *b, fg_flow_ctx *c) {
+  char name[256];
+  size_t n = strlen(b->prefix);
+  if (n && b->prefix[n - 1] == '.') n--;
+  snprintf(name, sizeof name, "%.*s", (int)n, b->prefix);
+  return fg_graph_enter_scope(fg_flow_graph(c), name);
+}
+
+/* A type that declares FG_BIJ_CONTEXT reads the flow's context: building it without one fails
+ * here, naming the layer, rather than somewhere inside it. */
+static fg_status needs_context(const fg_bijector *b, fg_flow_ctx *c) {
+  if (!(b->type->flags & FG_BIJ_CONTEXT) || fg_flow_context(c) != FG_NONE) return FG_OK;
+  size_t n = strlen(b->prefix);
+  return fg_graph_fail_status(fg_flow_graph(c), FG_E_MISUSE,
+                              "%.*s: type '%s' is conditional and takes a context, but none was "
+                              "given (a class-conditional flow: `classes N` in a spec, "
+                              "fg_flow_config.context in C)",
+                              (int)(n && b->prefix[n - 1] == '.' ? n - 1 : n), b->prefix,
+                              b->type->name);
+}
+
 static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out, fg_node *ld) {
   fg_graph *g = fg_flow_graph(c);
   fg_node cur = in, total = FG_NONE;
@@ -202,7 +225,9 @@ static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node
     fg_node next, part;
     fg_status st = with_prefix(b->children[i], c, inverse, cur, &next, &part);
     if (st != FG_OK) return st;
+    const char *outer = enter_layer_scope(b->children[i], c); /* adding its log-det is its node */
     total = total == FG_NONE ? part : fg_add(g, total, part);
+    fg_graph_leave_scope(g, outer);
     cur = next;
   }
   *out = cur;
@@ -216,9 +241,12 @@ static fg_status with_prefix(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_no
   if (!b->type) return chain_run(b, c, inverse, in, out, ld);
   char *saved = strdup(fg_flow_ctx_prefix(c));
   if (!saved) return fg_graph_fail_status(fg_flow_graph(c), FG_E_NOMEM, "out of memory");
+  const char *outer = enter_layer_scope(b, c);
   fg_status st = fg_flow_ctx_set_prefix(c, b->prefix);
+  if (st == FG_OK) st = needs_context(b, c);
   if (st == FG_OK) st = inverse ? leaf_inverse(b, c, in, out, ld) : leaf_forward(b, c, in, out, ld);
   fg_flow_ctx_set_prefix(c, saved);
+  fg_graph_leave_scope(fg_flow_graph(c), outer);
   free(saved);
   return st;
 }
@@ -247,9 +275,12 @@ fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x) {
   if (!b->type || !b->type->data_init) return fg_graph_status(fg_flow_graph(c));
   char *saved = strdup(fg_flow_ctx_prefix(c));
   if (!saved) return fg_graph_fail_status(fg_flow_graph(c), FG_E_NOMEM, "out of memory");
+  const char *outer = enter_layer_scope(b, c);
   fg_status st = fg_flow_ctx_set_prefix(c, b->prefix);
+  if (st == FG_OK) st = needs_context(b, c);
   if (st == FG_OK) st = b->type->data_init(b->state, c, x);
   fg_flow_ctx_set_prefix(c, saved);
+  fg_graph_leave_scope(fg_flow_graph(c), outer);
   free(saved);
   return fg_graph_status(fg_flow_graph(c)) != FG_OK ? fg_graph_status(fg_flow_graph(c)) : st;
 }

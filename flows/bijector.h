@@ -88,6 +88,19 @@ fg_node fg_flow_pop_latent(fg_flow_ctx *c); /* FG_POISON (graph error set) when 
 int fg_flow_num_latents(const fg_flow_ctx *c);
 bool fg_flow_sampling(const fg_flow_ctx *c);
 double fg_flow_temperature(const fg_flow_ctx *c);
+/* The context of a conditional flow: per-sample features [batch, n] that every layer of the
+ * flow may read (a one-hot class label: flows/flow.h), or FG_NONE for an unconditional one.
+ * Only types flagged FG_BIJ_CONTEXT read it; building one of them with no context fails naming
+ * the layer.  A conditional type reads it in both directions, so its log-det and inverse keep
+ * their form: log|det ∂y/∂x| at fixed context. */
+fg_node fg_flow_context(const fg_flow_ctx *c);
+/* A learned linear map of the context to one value per element of `shape` (the per-sample shape
+ * of what it conditions): context [B, n] @ W [n, prod(shape)], reshaped to [B, shape...], in
+ * the dtype of `like`.  W is the current bijector's parameter `name` [n, prod(shape)], zero at
+ * initialisation (a conditional layer starts as its unconditional self).  With a one-hot class
+ * label as the context, row k of W is class k's learned embedding.  FG_POISON (graph error set)
+ * when there is no context. */
+fg_node fg_flow_context_linear(fg_flow_ctx *c, const char *name, fg_shape shape, fg_node like);
 /* A fresh seed for a random draw in this graph (distinct per call, fixed per graph). */
 uint64_t fg_flow_next_seed(fg_flow_ctx *c);
 /* Data-dependent initialisation: set parameter `name` (local) to the value of `value` (a node
@@ -127,6 +140,7 @@ typedef struct fg_bijector_type {
 enum {
   FG_BIJ_FACTOR_OUT = 1u << 0, /* removes dimensions (split): round trips need the latents */
   FG_BIJ_STOCHASTIC = 1u << 1, /* forward draws noise (dequantisation) */
+  FG_BIJ_CONTEXT = 1u << 2, /* conditional: reads fg_flow_context (required) in both directions */
 };
 
 /* ---- instances ----
@@ -207,6 +221,9 @@ const char *fg_flow_ctx_param_name(const fg_flow_ctx *c, int i);
 /* Makes fg_flow_param return `n` for the parameter with this full name (instead of a graph
  * parameter): how a gradient check feeds parameters as perturbable inputs. */
 fg_status fg_flow_ctx_override_param(fg_flow_ctx *c, const char *full_name, fg_node n);
+/* Sets the context the layers built in c see (FG_NONE, the default, for none): a node of c's
+ * graph of shape [batch, n]. */
+void fg_flow_ctx_set_context(fg_flow_ctx *c, fg_node context);
 /* Sets the prefix that fg_flow_param prepends (bijectors do this for their children). */
 fg_status fg_flow_ctx_set_prefix(fg_flow_ctx *c, const char *prefix);
 const char *fg_flow_ctx_prefix(const fg_flow_ctx *c);

@@ -19,7 +19,11 @@ typedef struct check_env {
   fg_shape xshape;
   bool factor_out;
   fg_params *ps;
+  fg_tensor *context, *other_context; /* conditional types: two random contexts [batch, n] */
 } check_env;
+
+/* Features of the random context a conditional type is checked with. */
+enum { CHECK_CONTEXT = 3 };
 
 static void note(fg_check_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends a line to the report. */
@@ -34,6 +38,15 @@ static void note(fg_check_report *r, const char *fmt, ...) {
 }
 
 static const char *who(const check_env *env) { return env->t ? env->t->name : "bijector"; }
+
+/* A context of N(0, 1) features: the check does not assume one-hot labels. */
+static fg_status random_context(fg_tensor **out, const check_env *env, uint64_t stream) {
+  fg_shape s = fg_shape2(env->o.batch, CHECK_CONTEXT);
+  fg_status st = fg_tensor_new(out, FG_F64, &s, NULL);
+  for (int64_t i = 0; st == FG_OK && i < fg_tensor_numel(*out); i++)
+    fg_tensor_set(*out, i, fg_rng_normal(env->o.seed + stream, (uint64_t)i));
+  return st;
+}
 
 static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type *t, const fg_check_opts *o) {
   memset(env, 0, sizeof *env);
@@ -52,7 +65,18 @@ static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type 
   env->xshape.ndim = env->o.event.ndim + 1;
   env->xshape.d[0] = env->o.batch;
   for (int i = 0; i < env->o.event.ndim; i++) env->xshape.d[i + 1] = env->o.event.d[i];
+  if (t && (t->flags & FG_BIJ_CONTEXT)) {
+    fg_status st = random_context(&env->context, env, 5);
+    if (st == FG_OK) st = random_context(&env->other_context, env, 6);
+    if (st != FG_OK) return st;
+  }
   return fg_params_new(&env->ps, env->o.seed + 17, NULL);
+}
+
+static void env_free(check_env *env) {
+  fg_params_free(env->ps);
+  fg_tensor_free(env->context);
+  fg_tensor_free(env->other_context);
 }
 
 /* x drawn inside the domain, 5 % away from its edges. */
@@ -84,6 +108,8 @@ static fg_status build(check_env *env, built *bt, fg_check_report *r) {
     return st;
   }
   fg_node x = fg_input(bt->g, "x", FG_F64, env->xshape), y, fldj, x2, ildj;
+  if (env->context)
+    fg_flow_ctx_set_context(bt->c, fg_input(bt->g, "context", FG_F64, env->context->shape));
   fg_bijector_forward(env->b, bt->c, x, &y, &fldj);
   r->sources = fg_flow_ctx_logdet_sources(bt->c);
   r->logdet_vs_fd = r->sources.dense > 0;
@@ -127,12 +153,14 @@ static bool all_finite(const fg_tensor *a) {
   return true;
 }
 
-static fg_status run_with(check_env *env, built *bt, const fg_tensor *x, fg_program **out, fg_check_report *r) {
+static fg_status run_with(check_env *env, built *bt, const fg_tensor *x, const fg_tensor *context,
+                          fg_program **out, fg_check_report *r) {
   fg_err e;
   fg_program_opts po = {.n_threads = 1};
   fg_status st = fg_program_new_opts(out, bt->g, bt->n_out, bt->outs, &po, &e);
   if (st == FG_OK) st = fg_params_bind(env->ps, *out, &e);
   if (st == FG_OK) st = fg_program_bind(*out, "x", x, &e);
+  if (st == FG_OK && context) st = fg_program_bind(*out, "context", context, &e);
   if (st == FG_OK) st = fg_program_run(*out, &e);
   if (st != FG_OK) note(r, "running failed: %s\n", e.msg);
   return st;
@@ -224,7 +252,7 @@ static void logdet_line(const check_env *env, fg_check_report *r, bool ok) {
 static bool values_check(check_env *env, built *bt, fg_check_report *r) {
   fg_tensor *x = input_values(env, false);
   fg_program *p = NULL;
-  bool ok = x && run_with(env, bt, x, &p, r) == FG_OK;
+  bool ok = x && run_with(env, bt, x, env->context, &p, r) == FG_OK;
   if (ok) {
     r->roundtrip_err = max_abs_diff(fg_program_output(p, 2), x, 1);
     r->inverse_logdet_err = max_abs_diff(fg_program_output(p, 1), fg_program_output(p, 3), -1);
@@ -250,7 +278,7 @@ static bool values_check(check_env *env, built *bt, fg_check_report *r) {
 static bool edges_check(check_env *env, built *bt, fg_check_report *r) {
   fg_tensor *x = input_values(env, true);
   fg_program *p = NULL;
-  bool ok = x && run_with(env, bt, x, &p, r) == FG_OK;
+  bool ok = x && run_with(env, bt, x, env->context, &p, r) == FG_OK;
   if (ok) ok = all_finite(fg_program_output(p, 0)) && all_finite(fg_program_output(p, 1));
   r->edges_finite = ok;
   note(r, "%s finite output and log-det near the domain edges [%g, %g]\n", ok ? "ok  " : "FAIL", env->o.lo, env->o.hi);
@@ -259,7 +287,28 @@ static bool edges_check(check_env *env, built *bt, fg_check_report *r) {
   return ok;
 }
 
-/* ---- gradcheck of (y, log-det) with respect to x and every parameter ---- */
+/* A conditional type must use its context: y or the log-det changes when the context does. */
+static bool context_check(check_env *env, built *bt, fg_check_report *r) {
+  if (!env->context) return true;
+  fg_tensor *x = input_values(env, false);
+  fg_program *p = NULL, *q = NULL;
+  bool ok = x && run_with(env, bt, x, env->context, &p, r) == FG_OK &&
+            run_with(env, bt, x, env->other_context, &q, r) == FG_OK;
+  double change = 0;
+  for (int i = 0; ok && i < 2; i++) {
+    double d = max_abs_diff(fg_program_output(p, i), fg_program_output(q, i), 1);
+    if (!(d <= change)) change = d;
+  }
+  ok = ok && change > env->o.tol;
+  note(r, "%s output or log-det depends on the context: max change %.3g for another context\n",
+       ok ? "ok  " : "FAIL", change);
+  fg_program_free(p);
+  fg_program_free(q);
+  fg_tensor_free(x);
+  return ok;
+}
+
+/* ---- gradcheck of (y, log-det) with respect to x, the context and every parameter ---- */
 
 static fg_node build_for_gradcheck(fg_graph *g, const fg_node *in, void *ud) {
   check_env *env = ud;
@@ -267,7 +316,10 @@ static fg_node build_for_gradcheck(fg_graph *g, const fg_node *in, void *ud) {
   fg_flow_ctx_opts co = {.dtype = FG_F64, .seed = env->o.seed};
   fg_err e;
   if (fg_flow_ctx_new(&c, g, env->ps, &co, &e) != FG_OK) return fg_graph_fail(g, e.status, "%s", e.msg);
-  for (int i = 0; i < fg_params_count(env->ps); i++) fg_flow_ctx_override_param(c, fg_params_name(env->ps, i), in[1 + i]);
+  int first_param = 1;
+  if (env->context) fg_flow_ctx_set_context(c, in[first_param++]);
+  for (int i = 0; i < fg_params_count(env->ps); i++)
+    fg_flow_ctx_override_param(c, fg_params_name(env->ps, i), in[first_param + i]);
   fg_node y, ld;
   fg_bijector_forward(env->b, c, in[0], &y, &ld);
   fg_flow_ctx_free(c);
@@ -277,13 +329,16 @@ static fg_node build_for_gradcheck(fg_graph *g, const fg_node *in, void *ud) {
 }
 
 static bool grad_check(check_env *env, fg_check_report *r) {
-  int n = fg_params_count(env->ps);
-  fg_tensor **in = calloc((size_t)n + 2, sizeof *in);
+  int n = fg_params_count(env->ps), first_param = env->context ? 2 : 1;
+  fg_tensor **in = calloc((size_t)n + 3, sizeof *in);
   if (!in) return false;
   in[0] = input_values(env, false);
-  for (int i = 0; i < n; i++) in[1 + i] = fg_params_tensor(env->ps, i);
-  fg_status st = in[0] ? fg_gradcheck(build_for_gradcheck, env, n + 1, in, NULL, &r->grad) : FG_E_NOMEM;
-  note(r, "%s gradcheck of y and log-det w.r.t. x and %d parameters: %s\n", st == FG_OK ? "ok  " : "FAIL", n, r->grad.msg);
+  if (env->context) in[1] = env->context;
+  for (int i = 0; i < n; i++) in[first_param + i] = fg_params_tensor(env->ps, i);
+  fg_status st = in[0] ? fg_gradcheck(build_for_gradcheck, env, n + first_param, in, NULL, &r->grad)
+                       : FG_E_NOMEM;
+  note(r, "%s gradcheck of y and log-det w.r.t. x, %s%d parameters: %s\n",
+       st == FG_OK ? "ok  " : "FAIL", env->context ? "the context and " : "", n, r->grad.msg);
   fg_tensor_free(in[0]);
   free(in);
   return st == FG_OK;
@@ -299,7 +354,7 @@ fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_
   if (st != FG_OK) {
     if (st == FG_E_MISUSE) note(r, "%s: no event shape to check at (declare check_event)\n", who(&env));
     else note(r, "%s: out of memory\n", who(&env));
-    fg_params_free(env.ps);
+    env_free(&env);
     return st;
   }
   built bt;
@@ -308,11 +363,12 @@ fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_
   if (ok) {
     perturb(&env);
     bool v = values_check(&env, &bt, r), ed = edges_check(&env, &bt, r);
+    bool cx = context_check(&env, &bt, r);
     bool gr = env.o.skip_gradcheck || grad_check(&env, r);
-    ok = v && ed && gr;
+    ok = v && ed && cx && gr;
   }
   built_free(&bt);
-  fg_params_free(env.ps);
+  env_free(&env);
   r->passed = ok;
   return ok ? FG_OK : (st != FG_OK ? st : FG_E_NUMERIC);
 }

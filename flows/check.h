@@ -8,7 +8,10 @@
  * the forward graph (diagonal or triangular, ops/autodiff/jacobian.h), is compared with
  * slogdet of the dense Jacobian built by autodiff; a log-det the engine derived by that very
  * dense route is compared with slogdet of a central finite-difference Jacobian instead (2·D
- * runs of the forward), so no log-det is ever compared with itself. */
+ * runs of the forward), so no log-det is ever compared with itself. *
+ * A conditional type (FG_BIJ_CONTEXT) is checked with a random context of 3 N(0, 1) features
+ * per sample: every check above at that context (the gradcheck also w.r.t. the context), and
+ * its output or log-det must change when the context does. */
 #ifndef FG_CHECK_H
 #define FG_CHECK_H
 

@@ -17,7 +17,15 @@
  * adds a level ("2.chain.0.actnorm.bias").  The learned base distribution adds "prior.mean" and
  * "prior.logstd", each of the latent's per-sample shape.  Every parameter exists once
  * fg_flow_new returns (it builds the forward graph once to create them), in the order the
- * forward pass meets them: that order is the store's, the optimiser's and fg_flow_param_grads'. */
+ * forward pass meets them: that order is the store's, the optimiser's and fg_flow_param_grads'.
+ *
+ * Conditional flows.  A flow made with config.context = n > 0 models p(x | c) for a context c of
+ * n features per sample: a class label as a one-hot vector (fg_flow_class_context), or any
+ * vector.  The layers whose type is flagged FG_BIJ_CONTEXT (cond_affine_coupling,
+ * cond_additive_coupling, cond_split) and the FG_BASE_CONDITIONAL prior read it; the others
+ * never see it.  Every builder that takes x (or draws samples) has a _cond form taking the
+ * context as a node [B, n] of the flow's dtype; the plain forms pass none, which a conditional
+ * flow refuses naming the first layer that needed it. */
 #ifndef FG_FLOW_H
 #define FG_FLOW_H
 
@@ -32,6 +40,10 @@ typedef enum fg_base_kind {
   FG_BASE_NORMAL,  /* N(0, I) */
   FG_BASE_LEARNED, /* N(prior.mean, exp(prior.logstd)²), diagonal, both zero-initialised
                     * (Glow's learned top prior: a per-position mean and log-scale) */
+  FG_BASE_CONDITIONAL, /* conditional flows: the learned prior plus a learned embedding of the
+                        * context, N(prior.mean + c·prior.context_mean, exp(prior.logstd +
+                        * c·prior.context_logstd)²), the context maps [n, latent numel] zero at
+                        * init (openai/glow's ycond top prior, per position) */
 } fg_base_kind;
 
 /* Limits on sizes that may come from untrusted input (a checkpoint's metadata, a data file),
@@ -39,6 +51,8 @@ typedef enum fg_base_kind {
  * image has 12.6 M), and by default the scalars of all parameters together (1 GiB of float32). */
 #define FG_FLOW_MAX_EVENT (1LL << 24)
 #define FG_FLOW_MAX_PARAMS (1LL << 28)
+/* Upper bound on a context's features (class counts), far above any real one. */
+#define FG_FLOW_MAX_CONTEXT 65536
 
 typedef struct fg_flow_config {
   fg_base_kind base;
@@ -46,9 +60,11 @@ typedef struct fg_flow_config {
   fg_dtype dtype;  /* of the parameters and of every graph's x: FG_F32 (default) or FG_F64 */
   uint64_t seed;   /* parameter initialisation and the noise of stochastic layers */
   int64_t max_params; /* most parameter scalars the layers may create; 0: FG_FLOW_MAX_PARAMS */
+  int64_t context; /* features of the context per sample (classes, for one-hot labels); 0: none */
 } fg_flow_config;
 
 typedef struct fg_flow fg_flow;
+typedef struct fg_flow_updates fg_flow_updates; /* see "State updates" below */
 
 /* A flow over x of per-sample shape `event`, float32.  Takes ownership of b (also on failure).
  * Builds the forward graph once (batch 2) to create every parameter and to learn the latent's
@@ -93,11 +109,46 @@ fg_status fg_flow_sample_steps(fg_flow *f, fg_graph *g, int64_t n, double temper
  * to rounding, which is what the round-trip tests measure. */
 fg_status fg_flow_reconstruct(fg_flow *f, fg_graph *g, fg_node x, fg_node *x_again);
 
+/* ---- conditional forms (see "Conditional flows" above): context [B, n], or FG_NONE ---- */
+fg_status fg_flow_log_prob_cond(fg_flow *f, fg_graph *g, fg_node x, fg_node context, bool training,
+                                fg_node *logp, fg_flow_updates **updates); /* updates may be NULL */
+fg_status fg_flow_nll_loss_cond(fg_flow *f, fg_graph *g, fg_node x, fg_node context, bool training,
+                                fg_node *loss, fg_flow_updates **updates);
+/* n samples of x given their contexts (context [n, features]). */
+fg_status fg_flow_sample_cond(fg_flow *f, fg_graph *g, int64_t n, fg_node context,
+                              double temperature, uint64_t seed, fg_node *x);
+fg_status fg_flow_sample_steps_cond(fg_flow *f, fg_graph *g, int64_t n, fg_node context,
+                                    double temperature, uint64_t seed, int cap, fg_node *steps,
+                                    const char **names, int *n_steps);
+/* Features of the context per sample: config.context (0 for an unconditional flow). */
+int64_t fg_flow_context_size(const fg_flow *f);
+/* Class labels [N] (integers 0..classes-1, any dtype) as contexts: one-hot rows [N, classes]
+ * in the flow's dtype, classes = config.context.  A label outside that range, or not an
+ * integer, is FG_E_FORMAT naming its index.  *out is the caller's; NULL on failure. */
+fg_status fg_flow_class_context(fg_tensor **out, const fg_flow *f, const fg_tensor *labels,
+                                fg_err *e);
+
+/* ---- every latent ----
+ * A multi-scale flow factors parts of x out on the way to its top latent; together they are the
+ * whole latent code of x, and x is a function of them.  Latent i < n-1 is what the i-th
+ * factor-out layer (in forward order) removed; latent n-1 is the top latent z of
+ * fg_flow_encode.  A single-scale flow has one latent, z.  Evaluation mode. */
+int fg_flow_latent_count(const fg_flow *f);
+/* Per-sample shape of latent i (no batch axis); a zero shape for i out of range. */
+fg_shape fg_flow_latent_shape_at(const fg_flow *f, int i);
+/* latents[0 .. fg_flow_latent_count) of x [B, event...] (each [B, latent i...]) and the Σ of
+ * log-dets fg_flow_encode gives (logdet may be NULL).  context: FG_NONE or [B, features]. */
+fg_status fg_flow_encode_latents(fg_flow *f, fg_graph *g, fg_node x, fg_node context,
+                                 fg_node *latents, fg_node *logdet);
+/* x [B, event...] from all its latents (each [B, latent i...], one B): the inverse of
+ * fg_flow_encode_latents, to rounding. */
+fg_status fg_flow_decode_latents(fg_flow *f, fg_graph *g, const fg_node *latents, fg_node context,
+                                 fg_node *x);
+
 /* State updates a training graph carries: values that parameters should take after a step
  * but that no gradient moves (batch-norm's running averages, recorded by the layers through
  * fg_flow_init_param).  Add the nodes to the training program's outputs, run, and hand the
  * outputs to fg_flow_updates_apply. */
-typedef struct fg_flow_updates fg_flow_updates;
 int fg_flow_updates_count(const fg_flow_updates *u); /* 0 for NULL */
 fg_node fg_flow_updates_node(const fg_flow_updates *u, int i);
 const char *fg_flow_updates_name(const fg_flow_updates *u, int i); /* full parameter name */
@@ -131,6 +182,9 @@ fg_status fg_flow_param_grads(fg_flow *f, fg_graph *g, fg_node loss, fg_node *gr
  * bijector is run as a whole and not initialised.  Runs in training mode.  Call once, before
  * training. */
 fg_status fg_flow_data_init(fg_flow *f, const fg_tensor *batch, fg_err *e);
+/* The same for a conditional flow: context [B, features] goes with the batch (NULL: none). */
+fg_status fg_flow_data_init_cond(fg_flow *f, const fg_tensor *batch, const fg_tensor *context,
+                                 fg_err *e);
 
 /* ---- bits per dimension ----
  * For data quantised to n_bins levels and scaled to [0, 1) (y = (x + u) / n_bins), a density

@@ -28,6 +28,7 @@ struct fg_flow_ctx {
   node_list latents, inits, param_nodes, overrides;
   uint64_t seed_counter;
   fg_logdet_sources logdets;
+  fg_node context; /* FG_NONE: unconditional */
 };
 
 static bool list_push(node_list *l, const char *name, fg_node n) {
@@ -52,7 +53,7 @@ fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const f
     free(c);
     return fg_err_set(e, FG_E_NOMEM, "flow context: out of memory");
   }
-  c->g = g, c->ps = ps;
+  c->g = g, c->ps = ps, c->context = FG_NONE;
   if (o) c->o = *o;
   if (c->o.temperature == 0) c->o.temperature = 1.0;
   *out = c;
@@ -91,6 +92,8 @@ bool fg_flow_sampling(const fg_flow_ctx *c) { return c->o.sampling; }
 double fg_flow_temperature(const fg_flow_ctx *c) { return c->o.temperature; }
 uint64_t fg_flow_next_seed(fg_flow_ctx *c) { return fg_rng_bits(c->o.seed, c->seed_counter++); }
 const char *fg_flow_ctx_prefix(const fg_flow_ctx *c) { return c->prefix; }
+fg_node fg_flow_context(const fg_flow_ctx *c) { return c->context; }
+void fg_flow_ctx_set_context(fg_flow_ctx *c, fg_node context) { c->context = context; }
 
 fg_status fg_flow_ctx_set_prefix(fg_flow_ctx *c, const char *prefix) {
   char *copy = strdup(prefix ? prefix : "");
@@ -189,6 +192,25 @@ fg_status fg_flow_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *decls, fg
   for (int i = 0; full && i < n; i++) free(full[i]);
   free(full);
   return fg_graph_status(c->g);
+}
+
+fg_node fg_flow_context_linear(fg_flow_ctx *c, const char *name, fg_shape shape, fg_node like) {
+  fg_graph *g = c->g;
+  if (fg_graph_status(g) != FG_OK) return FG_POISON;
+  if (c->context == FG_NONE)
+    return fg_graph_fail(g, FG_E_MISUSE, "%s%s: a context-dependent parameter, and no context",
+                         c->prefix, name);
+  fg_shape cs = fg_node_shape(g, c->context), out = {.ndim = shape.ndim + 1};
+  int64_t per_sample = fg_shape_count(&shape);
+  out.d[0] = cs.d[0];
+  for (int i = 0; i < shape.ndim; i++) out.d[i + 1] = shape.d[i];
+  fg_node w =
+      fg_flow_param(c, name, fg_shape2(cs.d[1], per_sample), (fg_init){FG_INIT_ZEROS, 0, 0});
+  fg_dtype t = fg_node_dtype(g, like);
+  if (fg_graph_status(g) == FG_OK && fg_node_dtype(g, w) != t) w = fg_cast(g, w, t);
+  fg_node ctx = c->context;
+  if (fg_graph_status(g) == FG_OK && fg_node_dtype(g, ctx) != t) ctx = fg_cast(g, ctx, t);
+  return fg_reshape(g, fg_matmul(g, ctx, w), out);
 }
 
 fg_status fg_flow_push_latent(fg_flow_ctx *c, fg_node z) {

@@ -111,6 +111,12 @@ Test(cli, unknown_and_malformed_options_are_usage_errors_naming_the_option) {
   expect_exit(RUN("dump", spec, "--batch", "two"), 2, "'--batch'");
   expect_exit(RUN("check", "--seed", "-3"), 2, "'--seed'");
   expect_exit(RUN("list", "--verbose"), 2, "unknown option '--verbose'");
+  expect_exit(RUN("density", "x.safetensors", "--grid", "1"), 2, "'--grid'");
+  expect_exit(RUN("edit", "x.safetensors", "--from", "0", "--to", "1", "--n", "-2"), 2, "'--n'");
+  expect_exit(RUN("sample", "x.safetensors", "--class"), 2, "'--class' needs a value");
+  expect_exit(RUN("dump", spec, "--layers", "3"), 2, "unknown option '--layers'");
+  expect_exit(RUN("check", "--perturb", "0"), 2, "'--perturb'");
+  expect_exit(RUN("check", "--seeds", "0"), 2, "'--seeds'");
   cr_expect(access(path_of("run"), F_OK) != 0, "nothing ran");
 }
 

@@ -7,6 +7,7 @@
 #include "ops/autodiff/autodiff.h"
 #include "core/ir/dot.h"
 #include "core/ir/op.h"
+#include "core/runtime/program.h"
 #include "ops/ops.h"
 
 /* ---- fixtures ---- */
@@ -304,5 +305,89 @@ Test(dot, bad_arguments_are_misuse) {
   cr_assert_neq(access(in_dir("c.dot"), F_OK), 0, "nothing written on error");
   cr_assert_eq(fg_dot_write(m.g, NULL, (fg_dot_format)7, in_dir("c.dot"), &e), FG_E_MISUSE);
   cr_assert_eq(fg_dot_write(NULL, NULL, FG_DOT_DOT, in_dir("c.dot"), &e), FG_E_MISUSE);
+  fg_graph_free(m.g);
+}
+
+/* ---- layers: scopes as clusters ---- */
+
+/* The model above built in two scopes: the affine map in "0.linear", the rest in "1.act". */
+static model build_scoped_model(void) {
+  model m = {0};
+  fg_graph_new(&m.g, NULL);
+  fg_graph *g = m.g;
+  m.x = fg_input(g, "x", FG_F32, fg_shape2(64, 2));
+  const char *outer = fg_graph_enter_scope(g, "0.linear");
+  m.w = fg_param(g, "W", FG_F32, fg_shape2(2, 3));
+  m.b = fg_param(g, "b", FG_F32, fg_shape1(3));
+  m.mm = fg_matmul(g, m.x, m.w);
+  m.add = fg_add(g, m.mm, m.b);
+  fg_graph_enter_scope(g, "1.act");
+  m.half = fg_scalar(g, 0.5, FG_F32);
+  m.act = fg_tanh(g, m.add);
+  m.loss = fg_sum(g, fg_mul(g, m.act, m.half), FG_ALL_AXES, false);
+  fg_graph_leave_scope(g, outer);
+  fg_node wrt[2] = {m.w, m.b};
+  cr_assert_eq(fg_grad(g, m.loss, 2, wrt, m.grads), FG_OK, "%s", fg_graph_errmsg(g));
+  return m;
+}
+
+Test(dot, scopes_are_recorded_and_gradients_inherit_them) {
+  model m = build_scoped_model();
+  cr_assert_null(fg_node_scope(m.g, m.x));
+  cr_assert_str_eq(fg_node_scope(m.g, m.mm), "0.linear");
+  cr_assert_str_eq(fg_node_scope(m.g, m.act), "1.act");
+  cr_assert_null(fg_graph_scope(m.g), "left: back to no scope");
+  int grads = 0;
+  for (fg_node id = m.loss + 1; id < fg_graph_node_count(m.g); id++) {
+    const char *s = fg_node_scope(m.g, id);
+    if (fg_graph_node(m.g, id)->op == FG_OP_FILL && !s) continue; /* the seed of d loss / d loss */
+    cr_assert(s && (!strcmp(s, "0.linear") || !strcmp(s, "1.act")), "gradient node %d in scope %s",
+              (int)id, s ? s : "(none)");
+    cr_assert(fg_graph_node(m.g, id)->flags & FG_NODE_GRAD);
+    grads++;
+  }
+  cr_assert_gt(grads, 4);
+  fg_graph_free(m.g);
+}
+
+Test(dot, layers_become_clusters_and_collapse_to_boxes) {
+  model m = build_scoped_model();
+  fg_dot_opts o = {.layers = true, .outputs = &m.loss, .n_outputs = 1};
+  write_ok(m.g, &o, in_dir("a.dot"));
+  char *dot = slurp(in_dir("a.dot"), NULL), line[2048];
+  cr_assert(strstr(dot, "subgraph cluster_layer_0 {"), "%s", dot);
+  cr_assert(strstr(dot, "<B>0.linear</B>"), "the layer's name labels its cluster");
+  cr_assert(strstr(dot, "<B>1.act (gradient)</B>"),
+            "a layer's gradient nodes get their own cluster");
+  cr_assert(node_line(dot, m.act, line, sizeof line) && strstr(line, "tooltip=<1.act>"), "%s",
+            line);
+  free(dot);
+  o.collapse = true;
+  write_ok(m.g, &o, in_dir("b.dot"));
+  dot = slurp(in_dir("b.dot"), NULL);
+  cr_assert_null(strstr(dot, "cluster_layer"), "collapsed: boxes, not clusters");
+  cr_assert_null(strstr(dot, "\tn3 ["), "a layer's nodes are not drawn one by one");
+  cr_assert(strstr(dot, "\tL0 [label=<<B>0.linear</B><BR/><FONT POINT-SIZE=\"9\">"), "%s", dot);
+  cr_assert(strstr(dot, "shape=\"box3d\""));
+  cr_assert(strstr(dot, "\tn0 -> L0;"), "x feeds the first layer, once: %s", dot);
+  cr_assert(strstr(dot, "\tL0 -> L1;"), "edges between layers, deduplicated");
+  free(dot);
+  fg_graph_free(m.g);
+}
+
+Test(dot, compiled_graphs_keep_their_scopes) {
+  model m = build_scoped_model();
+  fg_program *p;
+  fg_node outs[3] = {m.loss, m.grads[0], m.grads[1]};
+  cr_assert_eq(fg_program_new(&p, m.g, 3, outs, NULL), FG_OK);
+  const fg_graph *c = fg_program_graph(p);
+  int scoped = 0, compute = 0;
+  for (fg_node id = 0; id < fg_graph_node_count(c); id++) {
+    const fg_node_rec *r = fg_graph_node(c, id);
+    if (r->n_in == 0) continue;
+    compute++, scoped += r->scope != NULL;
+  }
+  cr_assert_eq(scoped, compute, "every compute node of the compiled graph has its layer");
+  fg_program_free(p);
   fg_graph_free(m.g);
 }

@@ -13,6 +13,7 @@
 #include "flows/flow.h"
 #include "flows/models.h"
 #include "flows/train/optim.h"
+#include "core/ir/op.h"
 #include "ops/ops.h"
 #include "tests/perturb.h"
 
@@ -104,13 +105,20 @@ Test(flow, realnvp_round_trip_on_28x28) {
   fg_flow_free(f);
 }
 
-Test(flow, glow_round_trip_on_28x28) {
+/* The reference Glow with 2 steps of width 8 per level, on 1x28x28. */
+static fg_flow *glow_28x28(void) {
   fg_flow *f;
   fg_err e;
   fg_glow_config cfg = fg_glow_defaults();
   cfg.steps = 2, cfg.hidden = 8;
   fg_model_opts m = {.event = MNIST, .seed = 3};
   cr_assert_eq(fg_glow_new(&f, NULL, &m, &cfg, &e), FG_OK, "%s", e.msg);
+  return f;
+}
+
+Test(flow, glow_round_trip_on_28x28) {
+  fg_flow *f = glow_28x28();
+  fg_err e;
   fg_shape z = fg_flow_latent_shape(f);
   cr_assert(z.ndim == 3 && z.d[0] == 8 && z.d[1] == 7 && z.d[2] == 7, "28 -> 14 -> 7 with one split");
   fg_tensor *x = uniform((fg_shape){4, {2, 1, 28, 28}}, FG_F32, 0, 1, 13);
@@ -119,6 +127,38 @@ Test(flow, glow_round_trip_on_28x28) {
   double err = roundtrip_error(f, x);
   cr_assert(err < 1e-4, "Glow round trip error %g", err);
   fg_tensor_free(x);
+  fg_flow_free(f);
+}
+
+/* Dumps group nodes by layer: every node a Glow's training graph computes (forward and
+ * gradient) carries the name of the layer that made it, or "prior". */
+Test(flow, every_node_carries_its_layer_name) {
+  fg_flow *f = glow_28x28();
+  fg_graph *g;
+  fg_graph_new(&g, NULL);
+  fg_node loss, *grads = malloc(sizeof *grads * (size_t)fg_flow_num_params(f));
+  fg_node x = fg_input(g, "x", FG_F32, (fg_shape){4, {2, 1, 28, 28}});
+  fg_node first = fg_graph_node_count(g);
+  cr_assert_eq(fg_flow_nll_loss(f, g, x, true, &loss, NULL), FG_OK, "%s", fg_graph_errmsg(g));
+  fg_node forward_end = fg_graph_node_count(g);
+  cr_assert_eq(fg_flow_param_grads(f, g, loss, grads), FG_OK, "%s", fg_graph_errmsg(g));
+  int layers_seen[64] = {0};
+  for (fg_node id = first; id < fg_graph_node_count(g); id++) {
+    const char *s = fg_node_scope(g, id);
+    if (!s) { /* only the gradient's seed, d loss / d loss = 1, belongs to no layer */
+      cr_assert(id == forward_end && fg_graph_node(g, id)->op == FG_OP_FILL,
+                "node %d (op %d) has no layer", (int)id, fg_graph_node(g, id)->op);
+      continue;
+    }
+    int k = atoi(s);
+    bool named = !strcmp(s, "prior") || !strcmp(s, "loss");
+    cr_assert(named || (strchr(s, '.') && k >= 0 && k < 64), "scope '%s'", s);
+    if (!named) layers_seen[k]++;
+  }
+  for (int k = 0; k < fg_bijector_num_children(fg_flow_bijector(f)); k++)
+    cr_assert_gt(layers_seen[k], 0, "layer %d's nodes are named after it", k);
+  free(grads);
+  fg_graph_free(g);
   fg_flow_free(f);
 }
 

@@ -308,7 +308,7 @@ static fg_trainer *trainer_for(fg_flow *f, const fg_tensor *data, bool recompute
   s.batch = 4, s.recompute = recompute, s.recompute_tol = tol, s.recompute_check = 2;
   s.lr = 1e-2;
   snprintf(s.optimizer, sizeof s.optimizer, "sgd"); /* Adam would magnify rounding-level gradients */
-  fg_trainer_data d = {data, NULL, true};
+  fg_trainer_data d = {.train = data, .discrete = true};
   fg_trainer *t;
   fg_err e;
   cr_assert_eq(fg_trainer_new(&t, f, &s, &d, 1, &e), FG_OK, "%s", e.msg);

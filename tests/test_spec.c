@@ -35,9 +35,11 @@ static const fg_arg_spec counted_args[] = {{"n", FG_ARG_INT, "0", "a number"}};
 static const fg_bijector_type ident = {.abi_version = FG_BIJECTOR_ABI_VERSION, .name = "ident",
                                        .create = (void (*)(void))make_ident, .forward = ident_fwd,
                                        .inverse = ident_fwd, .check_event = {1, {2}}};
+/* a factor-out type: `levels` leaves it out at the last level */
 static const fg_bijector_type split_like = {.abi_version = FG_BIJECTOR_ABI_VERSION, .name = "split",
                                             .create = (void (*)(void))make_ident, .forward = ident_fwd,
-                                            .inverse = ident_fwd, .check_event = {1, {2}}};
+                                            .inverse = ident_fwd, .check_event = {1, {2}},
+                                            .flags = FG_BIJ_FACTOR_OUT};
 static const fg_bijector_type count = {.abi_version = FG_BIJECTOR_ABI_VERSION, .name = "count", .n_args = 1,
                                        .args = counted_args, .create = (void (*)(void))make_counted,
                                        .destroy = free, .forward = ident_fwd, .inverse = ident_fwd,
@@ -121,7 +123,8 @@ Test(spec, errors_name_file_line_and_column) {
   expect_error("flow\n  count m=3\nend\n", "bad.flow:2:9:", "m");
   expect_error("flow\n  repeat x\n  end\nend\n", "bad.flow:2:10:", "expected an integer");
   expect_error("flow\n  repeat 2\n    ident\n  end\n", "bad.flow:5:1:", "not closed");
-  expect_error("model glow\n", "bad.flow:1:1:", "expected 'data', 'prior', 'flow' or 'train'");
+  expect_error("model glow\n",
+               "bad.flow:1:1:", "expected 'data', 'classes', 'prior', 'flow' or 'train'");
   expect_error("flow\n ident\nend\ntrain\n  batchsize 3\nend\n", "bad.flow:5:3:", "unknown training setting 'batchsize'");
   expect_error("flow\n ident\nend\ntrain\n  optimizer adagrad\nend\n", "bad.flow:5:13:", "unknown optimizer");
   expect_error("flow\n ident\nend\ntrain\n  recompute maybe\nend\n", "bad.flow:5:13:", "expected true or false");
@@ -269,4 +272,27 @@ Test(spec, schedule_settings) {
   cr_expect_str_eq(s->train.schedule, "constant", "the default keeps the rate after warm-up");
   fg_spec_free(s);
   fg_registry_free(r);
+}
+
+/* `classes N` makes the model class-conditional: the flow's context is the one-hot label. */
+Test(spec, classes_and_the_conditional_prior) {
+  fg_registry *r = registry();
+  fg_spec *s;
+  fg_err e;
+  const char *text = "data moons\nclasses 2\nprior conditional\nflow\n  ident\nend\n";
+  cr_assert_eq(fg_spec_parse(&s, text, "c.flow", r, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(s->classes, 2);
+  fg_flow_config cfg = fg_spec_flow_config(s, fg_shape1(2));
+  cr_assert_eq(cfg.base, FG_BASE_CONDITIONAL);
+  cr_assert_eq(cfg.context, 2);
+  cr_assert_eq(cfg.event.d[0], 2);
+  fg_spec_free(s);
+  cr_assert_eq(fg_spec_parse(&s, "flow\n  ident\nend\n", "u.flow", r, &e), FG_OK, "%s", e.msg);
+  cr_assert_eq(fg_spec_flow_config(s, fg_shape1(2)).context, 0, "unconditional by default");
+  fg_spec_free(s);
+  fg_registry_free(r);
+  expect_error("prior conditional\nflow\n  ident\nend\n", "bad.flow:", "needs a 'classes N' line");
+  expect_error("classes 0\nflow\n  ident\nend\n", "bad.flow:1:9:", "expected an integer >= 1");
+  expect_error("classes\nflow\n  ident\nend\n", "bad.flow:1:", "'classes' needs a count");
+  expect_error("prior sometimes\n", "bad.flow:1:", "normal, learned or conditional");
 }

@@ -19,7 +19,12 @@ static fg_status emit_live(fg_pass_ctx *c, fg_graph *dst, const uint8_t *live, f
     fg_node *in = n_in <= SMALL_FAN_IN ? small : malloc(sizeof *in * (size_t)n_in);
     if (!in) return fg_err_set(c->e, FG_E_NOMEM, "rewrite: out of memory");
     for (int k = 0; k < n_in; k++) in[k] = map[fg_node_input(src, n, k)];
+    /* nodes a pass makes in n's place belong to n's layer, and to the gradient if n did */
+    fg_node first_new = fg_graph_node_count(dst);
+    const char *outer = fg_graph_enter_scope(dst, fg_node_scope(src, n));
     map[n] = emit ? emit(c, dst, src, n, in, state) : fg_graph_copy_node(dst, src, n, in);
+    fg_graph_leave_scope(dst, outer);
+    fg_graph_mark(dst, first_new, fg_graph_node(src, n)->flags & FG_NODE_GRAD);
     if (in != small) free(in);
     if (map[n] < 0 || fg_graph_status(dst) != FG_OK)
       return fg_err_set(c->e, fg_graph_status(dst) ? fg_graph_status(dst) : FG_E_INTERNAL,

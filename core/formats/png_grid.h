@@ -1,4 +1,5 @@
-/* Image grids as PNG files (libpng), for samples, reconstructions and interpolations. */
+/* Image grids as PNG files (libpng, through core/formats/raster.h), for samples,
+ * reconstructions, interpolations and edits. */
 #ifndef FG_PNG_GRID_H
 #define FG_PNG_GRID_H
 
@@ -18,5 +19,23 @@
  * The file replaces path atomically: on failure whatever was at path is untouched. */
 fg_status fg_png_grid_write(const char *path, const fg_tensor *images, int64_t cols, unsigned flags,
                             fg_err *e);
+
+/* Zoom 0 picks the smallest whole factor that makes an image at least this many pixels high
+ * (a 28 x 28 image is drawn 84 x 84). */
+#define FG_PNG_GRID_MIN_CELL 64
+
+typedef struct fg_png_grid_opts {
+  int64_t cols;                   /* as above: 0 picks ceil(sqrt(N)) */
+  unsigned flags;                 /* FG_PNG_GRID_* */
+  int64_t zoom;                   /* each pixel drawn zoom x zoom (nearest); 0: automatic */
+  const char *caption;            /* a line of text above the grid, or NULL */
+  const char *const *row_labels;  /* one per row, written left of it, or NULL */
+  const char *const *col_labels;  /* one per column, written above it, or NULL */
+} fg_png_grid_opts;
+
+/* fg_png_grid_write with a zoom and labels: text (the raster module's bitmap font, dark on a
+ * white margin) goes around the grid, which stays as described above. */
+fg_status fg_png_grid_write_opts(const char *path, const fg_tensor *images,
+                                 const fg_png_grid_opts *o, fg_err *e);
 
 #endif

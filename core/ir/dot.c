@@ -190,11 +190,22 @@ static void legend_label(strbuf *b, const char *title, bool has_outputs) {
 
 /* ---- the DOT text ---- */
 
+/* A layer cluster: the drawn nodes of one scope, forward or gradient. */
+typedef struct layer {
+  const char *scope;
+  bool grad;
+  int64_t nodes;
+  bool has_output;
+} layer;
+
 typedef struct dump {
   const fg_graph *g;
   const fg_dot_opts *o;
   int32_t n;
   uint8_t *is_output; /* per node id */
+  int32_t *layer_of;  /* per node id: its layer cluster, or -1 (opts.layers only) */
+  layer *layers;
+  int64_t n_layers, cap_layers;
 } dump;
 
 static bool drawn(const dump *d, fg_node id) {
@@ -220,9 +231,15 @@ static void emit_node(strbuf *b, const dump *d, fg_node id) {
   bool out = d->is_output[id];
   sb_printf(b, "\tn%d [label=<", (int)id);
   node_label(b, d->g, id, r);
-  sb_printf(b, ">, fillcolor=\"%s\", color=\"%s\"%s];\n", role_style[role].fill,
+  sb_printf(b, ">, fillcolor=\"%s\", color=\"%s\"%s", role_style[role].fill,
             out ? FG_DOT_COLOR_OUTPUT : role_style[role].border,
             out ? ", peripheries=\"2\", penwidth=\"2\"" : "");
+  if (r->scope) {
+    sb_printf(b, ", tooltip=<");
+    sb_escaped(b, r->scope, 200);
+    sb_printf(b, ">");
+  }
+  sb_printf(b, "];\n");
 }
 
 typedef struct member {
@@ -274,13 +291,180 @@ static void emit_in_edges(strbuf *b, const dump *d, fg_node id) {
   }
 }
 
+/* ---- clusters by layer ---- */
+
+/* Assigns every drawn, scoped node its layer cluster (in order of first appearance); false when
+ * out of memory. */
+static bool find_layers(dump *d) {
+  d->layer_of = malloc(sizeof *d->layer_of * (size_t)(d->n > 0 ? d->n : 1));
+  if (!d->layer_of) return false;
+  int64_t last = -1;
+  for (fg_node id = 0; id < d->n; id++) {
+    const fg_node_rec *r = fg_graph_node(d->g, id);
+    d->layer_of[id] = -1;
+    if (!drawn(d, id) || !r->scope) continue;
+    bool grad = r->flags & FG_NODE_GRAD;
+    int64_t k = last; /* scopes come in runs: try the last one first */
+    if (k < 0 || d->layers[k].grad != grad || strcmp(d->layers[k].scope, r->scope) != 0)
+      for (k = 0; k < d->n_layers; k++)
+        if (d->layers[k].grad == grad && strcmp(d->layers[k].scope, r->scope) == 0) break;
+    if (k == d->n_layers) {
+      if (!FG_VEC_RESERVE(d->layers, d->cap_layers, d->n_layers + 1)) return false;
+      d->layers[d->n_layers++] = (layer){.scope = r->scope, .grad = grad};
+    }
+    d->layers[k].nodes++;
+    d->layers[k].has_output |= d->is_output[id] != 0;
+    d->layer_of[id] = (int32_t)k, last = k;
+  }
+  return true;
+}
+
+static void layer_title(strbuf *b, const layer *l) {
+  sb_escaped(b, l->scope, 80);
+  if (l->grad) sb_printf(b, " (gradient)");
+}
+
+/* The layer a fused group lies in, or -1 when it spans layers (or none): a cluster can only
+ * nest inside another if all its nodes are in it. */
+static int64_t group_layer(const dump *d, int32_t group) {
+  int64_t k = -2;
+  for (fg_node id = 0; id < d->n; id++) {
+    if (!drawn(d, id) || d->o->group[id] != group) continue;
+    if (k == -2) k = d->layer_of[id];
+    else if (k != d->layer_of[id]) return -1;
+  }
+  return k < 0 ? -1 : k;
+}
+
+static void emit_fused(strbuf *b, const dump *d, int32_t group, const char *indent) {
+  sb_printf(b,
+            "%ssubgraph cluster_fused_%d {\n%s\tlabel=\"fused group %d\"; style=\"rounded,dashed\";"
+            " color=\"" GROUP_COLOR "\"; fontcolor=\"" GROUP_COLOR "\";\n%s\t",
+            indent, (int)group, indent, (int)group, indent);
+  for (fg_node id = 0; id < d->n; id++)
+    if (drawn(d, id) && d->o->group[id] == group) sb_printf(b, "n%d; ", (int)id);
+  sb_printf(b, "\n%s}\n", indent);
+}
+
+/* One cluster per layer, fused groups inside their layer's, then the groups spanning layers. */
+static void emit_layer_clusters(strbuf *b, const dump *d) {
+  int32_t n_groups = 0;
+  for (fg_node id = 0; d->o->group && id < d->n; id++)
+    if (drawn(d, id) && d->o->group[id] >= n_groups) n_groups = d->o->group[id] + 1;
+  int64_t *in_layer = calloc((size_t)n_groups + 1, sizeof *in_layer);
+  if (!in_layer) {
+    b->oom = true;
+    return;
+  }
+  for (int32_t k = 0; k < n_groups; k++) in_layer[k] = group_layer(d, k);
+  for (int64_t k = 0; k < d->n_layers; k++) {
+    sb_printf(b, "\tsubgraph cluster_layer_%lld {\n\t\tlabel=<<B>", (long long)k);
+    layer_title(b, &d->layers[k]);
+    sb_printf(b, "</B>>; style=\"rounded\"; color=\"%s\"; fontname=\"" FONT "\";\n\t\t",
+              d->layers[k].grad ? "#e69138" : "#674ea7");
+    for (fg_node id = 0; id < d->n; id++) {
+      bool fused = d->o->group && d->o->group[id] >= 0; /* then drawn in its group's cluster */
+      if (d->layer_of[id] == k && !fused) sb_printf(b, "n%d; ", (int)id);
+    }
+    sb_printf(b, "\n");
+    for (int32_t gk = 0; gk < n_groups; gk++)
+      if (in_layer[gk] == k) emit_fused(b, d, gk, "\t\t");
+    sb_printf(b, "\t}\n");
+  }
+  for (int32_t gk = 0; gk < n_groups; gk++)
+    if (in_layer[gk] < 0) emit_fused(b, d, gk, "\t");
+  free(in_layer);
+}
+
+/* ---- collapsed layers ---- */
+
+/* "L<k>" for a collapsed layer's box, "n<id>" for a node drawn as itself. */
+static void endpoint(strbuf *b, const dump *d, fg_node id) {
+  if (d->layer_of[id] >= 0) sb_printf(b, "L%d", (int)d->layer_of[id]);
+  else sb_printf(b, "n%d", (int)id);
+}
+
+/* The layer's box: its name, node count and its three commonest ops. */
+static void emit_layer_box(strbuf *b, const dump *d, int64_t k) {
+  int64_t count[FG_OP_COUNT] = {0};
+  for (fg_node id = 0; id < d->n; id++)
+    if (d->layer_of[id] == k) count[fg_node_op(d->g, id)]++;
+  sb_printf(b, "\tL%lld [label=<<B>", (long long)k);
+  layer_title(b, &d->layers[k]);
+  sb_printf(b, "</B><BR/><FONT POINT-SIZE=\"9\">%lld nodes", (long long)d->layers[k].nodes);
+  for (int top = 0; top < 3; top++) {
+    int best = -1;
+    for (int op = 0; op < FG_OP_COUNT; op++)
+      if (count[op] > 0 && (best < 0 || count[op] > count[best])) best = op;
+    if (best < 0) break;
+    sb_printf(b, "%s%lld %s", top ? ", " : ": ", (long long)count[best], fg_op_get(best)->name);
+    count[best] = 0;
+  }
+  sb_printf(b, "</FONT>>, shape=\"box3d\", fillcolor=\"%s\", color=\"%s\"%s];\n",
+            d->layers[k].grad ? FG_DOT_COLOR_GRAD : FG_DOT_COLOR_LAYER,
+            d->layers[k].has_output ? FG_DOT_COLOR_OUTPUT : "#674ea7",
+            d->layers[k].has_output ? ", peripheries=\"2\", penwidth=\"2\"" : "");
+}
+
+typedef struct edge {
+  int64_t from, to; /* a node id, or -(layer + 1) */
+} edge;
+
+static int by_edge(const void *pa, const void *pb) {
+  const edge *a = pa, *b = pb;
+  if (a->to != b->to) return a->to < b->to ? -1 : 1;
+  return (a->from > b->from) - (a->from < b->from);
+}
+
+static int64_t collapsed_id(const dump *d, fg_node id) {
+  return d->layer_of[id] >= 0 ? -(int64_t)d->layer_of[id] - 1 : id;
+}
+
+static void emit_collapsed_edges(strbuf *b, const dump *d) {
+  edge *es = NULL;
+  int64_t n = 0, cap = 0;
+  for (fg_node id = 0; id < d->n; id++) {
+    if (!drawn(d, id)) continue;
+    for (int i = 0; i < fg_node_num_inputs(d->g, id); i++) {
+      fg_node src = fg_node_input(d->g, id, i);
+      edge e = {collapsed_id(d, src), collapsed_id(d, id)};
+      if (!drawn(d, src) || e.from == e.to) continue;
+      if (!FG_VEC_RESERVE(es, cap, n + 1)) {
+        b->oom = true;
+        free(es);
+        return;
+      }
+      es[n++] = e;
+    }
+  }
+  if (n) qsort(es, (size_t)n, sizeof *es, by_edge);
+  for (int64_t i = 0; i < n; i++) {
+    if (i && es[i].from == es[i - 1].from && es[i].to == es[i - 1].to) continue;
+    sb_printf(b, "\t");
+    if (es[i].from < 0) sb_printf(b, "L%lld", (long long)(-es[i].from - 1));
+    else endpoint(b, d, (fg_node)es[i].from);
+    sb_printf(b, " -> ");
+    if (es[i].to < 0) sb_printf(b, "L%lld", (long long)(-es[i].to - 1));
+    else endpoint(b, d, (fg_node)es[i].to);
+    sb_printf(b, ";\n");
+  }
+  free(es);
+}
+
 static void emit_dot(strbuf *b, const dump *d) {
   emit_header(b, d);
+  bool collapse = d->o->layers && d->o->collapse;
   for (fg_node id = 0; id < d->n; id++)
-    if (drawn(d, id)) emit_node(b, d, id);
-  emit_clusters(b, d);
-  for (fg_node id = 0; id < d->n; id++)
-    if (drawn(d, id)) emit_in_edges(b, d, id);
+    if (drawn(d, id) && !(collapse && d->layer_of[id] >= 0)) emit_node(b, d, id);
+  for (int64_t k = 0; collapse && k < d->n_layers; k++) emit_layer_box(b, d, k);
+  if (collapse) {
+    emit_collapsed_edges(b, d);
+  } else {
+    if (d->o->layers) emit_layer_clusters(b, d);
+    else emit_clusters(b, d);
+    for (fg_node id = 0; id < d->n; id++)
+      if (drawn(d, id)) emit_in_edges(b, d, id);
+  }
   sb_printf(b, "}\n");
 }
 
@@ -397,11 +581,13 @@ fg_status fg_dot_write(const fg_graph *g, const fg_dot_opts *opts, fg_dot_format
   dump d = {.g = g, .o = o, .n = fg_graph_node_count(g)};
   d.is_output = calloc(d.n > 0 ? (size_t)d.n : 1, 1);
   strbuf text = {0};
-  if (d.is_output) {
-    for (int i = 0; i < o->n_outputs; i++) d.is_output[o->outputs[i]] = 1;
-    emit_dot(&text, &d);
-  }
-  if (!d.is_output || text.oom)
+  bool ok = d.is_output != NULL;
+  for (int i = 0; ok && i < o->n_outputs; i++) d.is_output[o->outputs[i]] = 1;
+  if (ok && o->layers) ok = find_layers(&d);
+  if (ok) emit_dot(&text, &d);
+  free(d.layer_of);
+  free(d.layers);
+  if (!ok || text.oom)
     s = fg_err_set(e, FG_E_NOMEM, "graph dump %s: out of memory writing the DOT text", path);
   else
     s = fg_atomic_file_write(path, write_dump, &(dump_file){&text, fmt, path}, e);

@@ -17,7 +17,8 @@ struct fg_graph {
   fg_node *edges; /* inputs of all nodes, each node's a contiguous run */
   int64_t n_edges, cap_edges;
   fg_arena arena;
-  fg_err err; /* the first error, sticky */
+  const char *scope; /* current scope (in the arena), NULL for none */
+  fg_err err;        /* the first error, sticky */
 };
 
 fg_status fg_graph_new(fg_graph **out, fg_err *e) {
@@ -102,6 +103,29 @@ fg_node fg_node_set_name(fg_graph *g, fg_node n, const char *name) {
   if (!copy) return fg_graph_fail(g, FG_E_NOMEM, "out of memory naming node %d", n);
   g->nodes[n].name = copy;
   return n;
+}
+
+const char *fg_node_scope(const fg_graph *g, fg_node n) {
+  return fg_node_valid(g, n) ? g->nodes[n].scope : NULL;
+}
+
+const char *fg_graph_scope(const fg_graph *g) { return g ? g->scope : NULL; }
+
+/* Scopes come in long runs (a layer's nodes, a pass copying a layer), so the current string is
+ * reused when it is equal and only a change copies. */
+const char *fg_graph_enter_scope(fg_graph *g, const char *scope) {
+  if (!g) return NULL;
+  const char *outer = g->scope;
+  if (!scope || !scope[0]) g->scope = NULL;
+  else if (!(g->scope && strcmp(g->scope, scope) == 0)) {
+    const char *copy = fg_arena_strdup(&g->arena, scope);
+    if (copy) g->scope = copy;
+  }
+  return outer;
+}
+
+void fg_graph_leave_scope(fg_graph *g, const char *outer) {
+  if (g) g->scope = outer;
 }
 
 fg_node fg_graph_find(const fg_graph *g, const char *name) {
@@ -219,6 +243,7 @@ fg_node fg_graph_add_node(fg_graph *g, int op, int n_in, const fg_node *inputs,
   r->n_in = n_in;
   r->in_off = (int32_t)g->n_edges;
   r->attr = attr_copy;
+  r->scope = g->scope;
   r->shape = a.out_shape;
   if (n_in) memcpy(g->edges + g->n_edges, inputs, sizeof *inputs * (size_t)n_in);
   g->n_edges += n_in;
@@ -338,6 +363,11 @@ fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const 
   } else
     out = fg_graph_add_node(dst, r->op, r->n_in, inputs, r->attr);
   if (out < 0) return out;
+  if (r->scope) {
+    const char *outer = fg_graph_enter_scope(dst, r->scope);
+    dst->nodes[out].scope = dst->scope;
+    fg_graph_leave_scope(dst, outer);
+  }
   if (r->name && !dst->nodes[out].name) fg_node_set_name(dst, out, r->name);
   dst->nodes[out].flags |= r->flags;
   return out;

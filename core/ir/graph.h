@@ -35,6 +35,7 @@ typedef struct fg_node_rec {
   int32_t in_off;    /* first input in the graph's edge array */
   const void *attr;  /* op's typed attributes (attr_size bytes, in the arena) or NULL */
   const char *name;  /* in the arena, or NULL */
+  const char *scope; /* the scope current when the node was added (a layer: "3.actnorm"), or NULL */
   fg_tensor *value;  /* constants only: contiguous data owned by the graph */
   fg_shape shape;
 } fg_node_rec;
@@ -82,6 +83,20 @@ const void *fg_node_attr(const fg_graph *g, fg_node n);
 const char *fg_node_name(const fg_graph *g, fg_node n); /* NULL when unnamed */
 /* Names a node (the name is copied); returns n, or FG_POISON on error. */
 fg_node fg_node_set_name(fg_graph *g, fg_node n, const char *name);
+/* The scope a node was added in (see fg_graph_enter_scope); NULL when none. */
+const char *fg_node_scope(const fg_graph *g, fg_node n);
+
+/* Scopes.  Every node records the graph's current scope when it is added, so a dump can group
+ * nodes by the layer that made them: a bijector's nodes are added in the scope of its name
+ * ("3.affine_coupling"), and autodiff adds a node's gradient nodes in that node's scope.
+ * fg_graph_enter_scope makes `scope` current (copied; NULL or "" for none) and returns the
+ * previous one (owned by the graph), which the caller hands back to fg_graph_leave_scope:
+ *   const char *outer = fg_graph_enter_scope(g, "3.actnorm");  ...  fg_graph_leave_scope(g, outer);
+ * Out of memory copying the name leaves the scope unchanged (nodes stay unscoped). */
+const char *fg_graph_enter_scope(fg_graph *g, const char *scope);
+void fg_graph_leave_scope(fg_graph *g, const char *outer);
+const char *fg_graph_scope(const fg_graph *g);
+
 /* Finds the input or parameter called `name`; FG_NONE when there is none. */
 fg_node fg_graph_find(const fg_graph *g, const char *name);
 bool fg_node_valid(const fg_graph *g, fg_node n);
@@ -97,8 +112,8 @@ fg_node fg_graph_fail(fg_graph *g, fg_status s, const char *fmt, ...)
 /* The same for functions that return a status: records the error (if none yet) and returns s. */
 fg_status fg_graph_fail_status(fg_graph *g, fg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* For rewriting passes: appends to dst a copy of src's node n (op, attributes, name, flags,
- * constant data shared, not copied) with the given inputs (ids in dst), re-running the shape
+/* For rewriting passes: appends to dst a copy of src's node n (op, attributes, name, scope,
+ * flags, constant data shared, not copied) with the given inputs (ids in dst), re-running the shape
  * rule, so a rewrite that breaks shapes is caught where it happens. */
 fg_node fg_graph_copy_node(fg_graph *dst, const fg_graph *src, fg_node n, const fg_node *inputs);
 /* A constant node that takes over one reference to `value` (no copy), also when it fails: the

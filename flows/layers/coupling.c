@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "flows/layers/layer_util.h"
 #include "ops/ops.h"
 
 static const char *const mask_names[] = {"checkerboard", "channel", "half", "alternate"};
@@ -36,7 +37,16 @@ fg_status fg_coupling_spec_parse(fg_coupling_spec *out, const char *mask,
     return fg_err_set(e, FG_E_MISUSE, "argument 'net': conditioner \"%s\" is convolutional and "
                       "mask \"%s\" is for vectors [B, D]; use net=mlp, or mask=checkerboard or "
                       "channel for images", net, mask);
-  *out = (fg_coupling_spec){(fg_mask_kind)k, (int)parity, cond};
+  *out = (fg_coupling_spec){.mask = (fg_mask_kind)k, .parity = (int)parity, .net = cond};
+  return FG_OK;
+}
+
+fg_status fg_coupling_spec_conditional(fg_coupling_spec *s, int64_t embed, fg_err *e) {
+  if (embed < 0 || embed > FG_CONDITIONER_MAX_HIDDEN)
+    return fg_err_set(e, FG_E_MISUSE, "argument 'embed': %lld is not a width in 0..%d (0: the "
+                      "context as given)", (long long)embed, FG_CONDITIONER_MAX_HIDDEN);
+  s->conditional = true;
+  s->embed = embed;
   return FG_OK;
 }
 
@@ -156,6 +166,26 @@ static fg_node event_sum(fg_graph *g, fg_node v) {
   return fg_sum(g, v, axes, false);
 }
 
+/* The conditioner's input with the context appended (conditional types): the context (or its
+ * embedding) [B, E] as E more channels, constant over the pixels of an image. */
+static fg_node with_context(const fg_coupling_spec *s, fg_flow_ctx *c, fg_node cond) {
+  fg_graph *g = fg_flow_graph(c);
+  fg_node ctx = fg__as_dtype(g, fg_flow_context(c), fg_node_dtype(g, cond));
+  fg_shape cs = fg_node_shape(g, cond), xs = fg_node_shape(g, ctx);
+  if (s->embed > 0) {
+    fg_init normal = {FG_INIT_NORMAL, 0, 1};
+    fg_node w = fg__param_like(c, "net.embed.w", fg_shape2(xs.d[1], s->embed), normal, cond);
+    ctx = fg_matmul(g, ctx, w);
+  }
+  if (cs.ndim == 4) {
+    int64_t width = fg_node_shape(g, ctx).d[1];
+    ctx = fg_broadcast_to(g, fg_reshape(g, ctx, fg_shape4(cs.d[0], width, 1, 1)),
+                          fg_shape4(cs.d[0], width, cs.d[2], cs.d[3]));
+  }
+  fg_node both[2] = {cond, ctx};
+  return fg_concat(g, 2, both, 1);
+}
+
 fg_status fg_coupling_run(const fg_coupling_spec *s, const fg_coupling_rule *rule,
                           const void *rule_state, fg_flow_ctx *c, fg_node in, bool inverse,
                           fg_node *out, fg_node *logdet) {
@@ -166,6 +196,7 @@ fg_status fg_coupling_run(const fg_coupling_spec *s, const fg_coupling_rule *rul
   fg_coupling_parts p;
   if (s->mask == FG_MASK_CHECKERBOARD) split_checkerboard(s, g, in, &p);
   else split_partition(s, g, in, &p);
+  if (s->conditional) p.cond = with_context(s, c, p.cond);
   int64_t channels = fg_node_shape(g, p.active).d[1];
   fg_node net_out =
       fg_conditioner_apply(&s->net, c, "net", p.cond, rule->outputs_per_channel * channels);

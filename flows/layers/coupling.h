@@ -33,12 +33,27 @@ typedef enum fg_mask_kind {
   FG_MASK_ALTERNATE,
 } fg_mask_kind;
 
-/* What every coupling type is built from: its mask, which part it transforms, its net. */
+/* What every coupling type is built from: its mask, which part it transforms, its net, and for
+ * the conditional types (cond_*_coupling, flagged FG_BIJ_CONTEXT) how the net sees the flow's
+ * context: the context vector [B, n] as given (embed 0: a one-hot label) or through a learned
+ * linear embedding of width `embed` ("net.embed.w" [n, embed], N(0, 1) at init, as an embedding
+ * table), broadcast over the pixels of an image and concatenated to the net's input as extra
+ * channels (extra features for vectors). */
 typedef struct fg_coupling_spec {
   fg_mask_kind mask;
   int parity;
   fg_conditioner net;
+  bool conditional;
+  int64_t embed;
 } fg_coupling_spec;
+
+/* The conditional types' extra constructor argument, after the shared ones. */
+#define FG_COUPLING_EMBED_ARG                                                                      \
+  {"embed", FG_ARG_INT, "0",                                                                       \
+   "0: the conditioner sees the context as given (a one-hot label); N: a learned N-wide "          \
+   "embedding of it"}
+/* Validates `embed` (0..FG_CONDITIONER_MAX_HIDDEN) and marks s conditional. */
+fg_status fg_coupling_spec_conditional(fg_coupling_spec *s, int64_t embed, fg_err *e);
 
 const char *fg_coupling_mask_name(fg_mask_kind k);
 /* True for the masks of images [B, C, H, W], false for those of vectors [B, D]. */

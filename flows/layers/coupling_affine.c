@@ -23,16 +23,18 @@ typedef struct affine_state {
   scale_kind scale;
 } affine_state;
 
-static const fg_arg_spec affine_args[] = {
-    {"mask", FG_ARG_STRING, "checkerboard",
-     "checkerboard | channel (images), half | alternate (vectors)"},
-    {"parity", FG_ARG_INT, "0", "0 or 1: which part of the mask is transformed"},
-    {"net", FG_ARG_STRING, "resnet", "conditioner: mlp | glow | resnet"},
-    {"hidden", FG_ARG_INT, "64", "width of the conditioner's hidden layers"},
-    {"blocks", FG_ARG_INT, "2", "hidden layers (mlp) or residual blocks (resnet)"},
-    {"scale", FG_ARG_STRING, "exp_tanh",
-     "exp_tanh (RealNVP c*tanh(h) log-scale) | sigmoid (Glow sigmoid(h + 2))"},
-};
+#define AFFINE_ARGS                                                                                \
+  {"mask", FG_ARG_STRING, "checkerboard",                                                          \
+   "checkerboard | channel (images), half | alternate (vectors)"},                                 \
+      {"parity", FG_ARG_INT, "0", "0 or 1: which part of the mask is transformed"},                \
+      {"net", FG_ARG_STRING, "resnet", "conditioner: mlp | glow | resnet"},                        \
+      {"hidden", FG_ARG_INT, "64", "width of the conditioner's hidden layers"},                    \
+      {"blocks", FG_ARG_INT, "2", "hidden layers (mlp) or residual blocks (resnet)"},              \
+      {"scale", FG_ARG_STRING, "exp_tanh",                                                         \
+       "exp_tanh (RealNVP c*tanh(h) log-scale) | sigmoid (Glow sigmoid(h + 2))"}
+
+static const fg_arg_spec affine_args[] = {AFFINE_ARGS};
+static const fg_arg_spec cond_affine_args[] = {AFFINE_ARGS, FG_COUPLING_EMBED_ARG};
 
 static fg_status parse_scale(scale_kind *out, const char *scale, fg_err *e) {
   if (scale && strcmp(scale, "exp_tanh") == 0) *out = SCALE_EXP_TANH;
@@ -44,18 +46,32 @@ static fg_status parse_scale(scale_kind *out, const char *scale, fg_err *e) {
   return FG_OK;
 }
 
+static fg_status affine_state_new(void **state, const affine_state *st, fg_err *e) {
+  affine_state *s = malloc(sizeof *s);
+  if (!s) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory", TYPE_NAME);
+  *s = *st;
+  *state = s;
+  return FG_OK;
+}
+
 static fg_status affine_create(void **state, fg_err *e, const char *mask, int64_t parity,
                                const char *net, int64_t hidden, int64_t blocks, const char *scale) {
   *state = NULL;
   affine_state st;
   fg_status rc = fg_coupling_spec_parse(&st.spec, mask, parity, net, hidden, blocks, e);
   if (rc == FG_OK) rc = parse_scale(&st.scale, scale, e);
-  if (rc != FG_OK) return rc;
-  affine_state *s = malloc(sizeof *s);
-  if (!s) return fg_err_set(e, FG_E_NOMEM, "%s: out of memory", TYPE_NAME);
-  *s = st;
-  *state = s;
-  return FG_OK;
+  return rc == FG_OK ? affine_state_new(state, &st, e) : rc;
+}
+
+static fg_status cond_affine_create(void **state, fg_err *e, const char *mask, int64_t parity,
+                                    const char *net, int64_t hidden, int64_t blocks,
+                                    const char *scale, int64_t embed) {
+  *state = NULL;
+  affine_state st;
+  fg_status rc = fg_coupling_spec_parse(&st.spec, mask, parity, net, hidden, blocks, e);
+  if (rc == FG_OK) rc = parse_scale(&st.scale, scale, e);
+  if (rc == FG_OK) rc = fg_coupling_spec_conditional(&st.spec, embed, e);
+  return rc == FG_OK ? affine_state_new(state, &st, e) : rc;
 }
 
 static void affine_destroy(void *state) { free(state); }
@@ -123,4 +139,22 @@ const fg_bijector_type fg_bijector_affine_coupling = {
     .check_args = "hidden=4, blocks=1",
     .check_lo = -2,
     .check_hi = 2,
+};
+
+/* The same with a conditioner that also sees the flow's context (coupling.h). */
+const fg_bijector_type fg_bijector_cond_affine_coupling = {
+    .abi_version = FG_BIJECTOR_ABI_VERSION,
+    .name = "cond_affine_coupling",
+    .doc = "affine_coupling whose conditioner also sees the context: s(x_a, c), t(x_a, c)",
+    .n_args = (int)(sizeof cond_affine_args / sizeof cond_affine_args[0]),
+    .args = cond_affine_args,
+    .create = (void (*)(void))cond_affine_create,
+    .destroy = affine_destroy,
+    .forward = affine_forward,
+    .inverse = affine_inverse,
+    .check_event = {3, {2, 4, 4}},
+    .check_args = "hidden=4, blocks=1",
+    .check_lo = -2,
+    .check_hi = 2,
+    .flags = FG_BIJ_CONTEXT,
 };

@@ -18,6 +18,9 @@
   /* flows/layers/coupling_additive.c, coupling_affine.c (shared parts: coupling.h) */             \
   X(additive_coupling)  /* NICE: mask, parity, net, hidden, blocks */                              \
   X(affine_coupling)    /* RealNVP, Glow: as additive_coupling, plus scale */                      \
+  /* conditional (FG_BIJ_CONTEXT): the conditioner also sees the flow's context */                 \
+  X(cond_additive_coupling) /* additive_coupling's arguments, plus embed */                        \
+  X(cond_affine_coupling)   /* affine_coupling's arguments, plus embed */                          \
   /* flows/layers/permute.c: fixed permutations of axis 1, log-det 0 */                            \
   X(reverse)                                                                                       \
   X(shuffle)            /* seed int = 0 */                                                         \
@@ -39,6 +42,8 @@
   /* flows/layers/split.c: factors out the second half of the channels under a learned             \
    * conditional prior; parameters "prior.weight", "prior.bias", "prior.logs" */                   \
   X(split)                                                                                         \
+  /* flows/layers/split.c: split whose prior also depends on the context ("prior.context") */      \
+  X(cond_split)                                                                                    \
   /* flows/layers/logit.c: y = logit(alpha + (1 - 2 alpha) x) */                                   \
   X(logit)              /* alpha double = 0.05 */                                                  \
   /* flows/layers/elementwise_bijectors.c */                                                       \

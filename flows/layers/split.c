@@ -10,7 +10,12 @@
  * zero padding) with a bias and Glow's exp(3·logs) output gain, parameters "prior.weight"
  * [C, C/2, 3, 3], "prior.bias" and "prior.logs" [C]; its outputs are interleaved as Glow's
  * (mean = h[:, 0::2], logs = h[:, 1::2]).  So the prior starts as N(0, I).  Vectors [B, D] get
- * the same with a zero-initialised dense layer ("prior.weight" [D, D/2]). */
+ * the same with a zero-initialised dense layer ("prior.weight" [D, D/2]).
+ *
+ * "cond_split" (FG_BIJ_CONTEXT) adds the flow's context to the prior, per level, as
+ * openai/glow's ycond does for its top prior: the prior's pre-activation h gets a learned linear
+ * map of the context, one value per element of h ("prior.context" [n, 2·C/2·H·W], zero at
+ * init), so each class has its own mean and log-scale map for the factored-out half. */
 #include "flows/distribution.h"
 #include "flows/layers/layer_util.h"
 #include "flows/layers/layers.h"
@@ -53,8 +58,9 @@ static fg_node every_other_channel(fg_graph *g, fg_node h, int64_t first) {
   return fg_slice(g, h, start, stop, step);
 }
 
-/* The prior's mean and log-scale for z (same shape as y) given the kept half y. */
-static void prior_of(fg_flow_ctx *c, fg_node y, fg_node *mean, fg_node *logs) {
+/* The prior's mean and log-scale for z (same shape as y) given the kept half y (and the
+ * context, for cond_split). */
+static void prior_of(fg_flow_ctx *c, fg_node y, bool conditional, fg_node *mean, fg_node *logs) {
   fg_graph *g = fg_flow_graph(c);
   fg_shape ys = fg_node_shape(g, y);
   int64_t kept = ys.d[1], out = 2 * kept;
@@ -69,6 +75,11 @@ static void prior_of(fg_flow_ctx *c, fg_node y, fg_node *mean, fg_node *logs) {
     fg_node w = fg__param_like(c, "prior.weight", fg_shape2(out, kept), zeros, y);
     h = fg_matmul_t(g, y, w, false, true);
   }
+  if (conditional) {
+    fg_shape hs = fg_node_shape(g, h), per_sample = {.ndim = hs.ndim - 1};
+    for (int i = 1; i < hs.ndim; i++) per_sample.d[i - 1] = hs.d[i];
+    h = fg_add(g, h, fg_flow_context_linear(c, "prior.context", per_sample, y));
+  }
   fg_node bias = fg__param_like(c, "prior.bias", fg_shape1(out), zeros, y);
   fg_node gain = fg_exp(g, fg_mul_scalar(g, fg__param_like(c, "prior.logs", fg_shape1(out), zeros, y),
                                          LOGSCALE_FACTOR));
@@ -77,15 +88,23 @@ static void prior_of(fg_flow_ctx *c, fg_node y, fg_node *mean, fg_node *logs) {
   *logs = every_other_channel(g, h, 1);
 }
 
+/* split's state is NULL; cond_split's points at this. */
+static const bool CONDITIONAL = true;
+
+static fg_status cond_split_create(void **state, fg_err *e) {
+  (void)e;
+  *state = (void *)&CONDITIONAL;
+  return FG_OK;
+}
+
 static fg_status split_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
-  (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_splittable(c, x, true);
   if (st != FG_OK) return st;
   int64_t ch = fg_node_shape(g, x).d[1];
   *y = fg_slice_axis(g, x, 1, 0, ch / 2);
   fg_node z = fg_slice_axis(g, x, 1, ch / 2, ch), mean, logs;
-  prior_of(c, *y, &mean, &logs);
+  prior_of(c, *y, state != NULL, &mean, &logs);
   *logdet = fg_diag_normal_log_prob(g, z, mean, logs);
   if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
   return fg_flow_push_latent(c, z);
@@ -112,12 +131,11 @@ static fg_node latent_for(fg_flow_ctx *c, fg_node y, fg_node mean, fg_node logs)
 }
 
 static fg_status split_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
-  (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_splittable(c, y, false);
   if (st != FG_OK) return st;
   fg_node mean, logs;
-  prior_of(c, y, &mean, &logs);
+  prior_of(c, y, state != NULL, &mean, &logs);
   fg_node z = latent_for(c, y, mean, logs);
   fg_node parts[2] = {y, z};
   *x = fg_concat(g, 2, parts, 1);
@@ -137,4 +155,18 @@ const fg_bijector_type fg_bijector_split = {
     .check_lo = -2.0,
     .check_hi = 2.0,
     .flags = FG_BIJ_FACTOR_OUT,
+};
+
+const fg_bijector_type fg_bijector_cond_split = {
+    .abi_version = FG_BIJECTOR_ABI_VERSION,
+    .name = "cond_split",
+    .doc = "split whose prior for the factored-out half also depends on the context (per level)",
+    .create = (void (*)(void))cond_split_create,
+    .forward = split_forward,
+    .inverse = split_inverse,
+    .check_event = {3, {4, 2, 2}},
+    .check_args = "",
+    .check_lo = -2.0,
+    .check_hi = 2.0,
+    .flags = FG_BIJ_FACTOR_OUT | FG_BIJ_CONTEXT,
 };

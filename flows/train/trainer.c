@@ -34,8 +34,10 @@ static fg_shape batch_shape(const fg_flow *f, int64_t b) {
   return s;
 }
 
-/* Levels 0..255 reduced to 2^n_bits levels (floor), or the values as they are. */
-static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, fg_train_data *dst, const char *what, fg_err *e) {
+/* Levels 0..255 reduced to 2^n_bits levels (floor), or the values as they are; with their labels
+ * for a conditional flow. */
+static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, const fg_tensor *labels,
+                              fg_train_data *dst, const char *what, fg_err *e) {
   fg_shape ev = fg_flow_get_config(t->f)->event;
   if (src->shape.ndim != ev.ndim + 1) return fg_err_set(e, FG_E_SHAPE, "%s data must be [N, event...]", what);
   for (int i = 0; i < ev.ndim; i++)
@@ -44,7 +46,8 @@ static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, fg_train_data
       return fg_err_set(e, FG_E_SHAPE, "%s data has samples of shape %s but the flow's event is %s", what,
                         fg_shape_str(&src->shape, a, sizeof a), fg_shape_str(&ev, b, sizeof b));
     }
-  return fg_train_data_init(dst, src, t->discrete, t->s.n_bits, fg_flow_get_config(t->f)->dtype, what, e);
+  return fg_train_data_init(dst, src, labels, t->classes, t->discrete, t->s.n_bits,
+                            fg_flow_get_config(t->f)->dtype, what, e);
 }
 
 /* y = (x + u) / bins inside the graph for images; x itself otherwise. */
@@ -54,11 +57,18 @@ static fg_node model_input(const fg_trainer *t, fg_graph *g, fg_node x) {
   return fg_mul_scalar(g, fg_add(g, x, u), 1.0 / t->n_bins);
 }
 
+/* The "context" input of a graph over a batch of n (conditional flows; FG_NONE otherwise). */
+static fg_node context_input(const fg_trainer *t, fg_graph *g, int64_t n) {
+  if (!t->classes) return FG_NONE;
+  return fg_input(g, "context", fg_flow_get_config(t->f)->dtype, fg_shape2(n, t->classes));
+}
+
 /* Loss and parameter gradients (outs[0], outs[1..]): block by block in recompute mode. */
 static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
-  fg_node in = model_input(t, t->g, x);
+  fg_node in = model_input(t, t->g, x), context = context_input(t, t->g, t->batch);
   if (t->rc) return fg_recompute_loss_grads(t->rc, t->g, in, &outs[0], outs + 1, &t->updates);
-  if (fg_flow_nll_loss(t->f, t->g, in, true, &outs[0], &t->updates) != FG_OK) return fg_graph_status(t->g);
+  if (fg_flow_nll_loss_cond(t->f, t->g, in, context, true, &outs[0], &t->updates) != FG_OK)
+    return fg_graph_status(t->g);
   return fg_flow_param_grads(t->f, t->g, outs[0], outs + 1);
 }
 
@@ -86,6 +96,7 @@ static fg_status build_training(fg_trainer *t, fg_err *e) {
   free(outs);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), t->prog, e);
   if (st == FG_OK) st = fg_program_bind(t->prog, "x", t->x, e);
+  if (st == FG_OK && t->context) st = fg_program_bind(t->prog, "context", t->context, e);
   return st;
 }
 
@@ -120,7 +131,8 @@ static fg_status make_optimiser(fg_trainer *t, fg_err *e) {
   return st;
 }
 
-static fg_status check_settings(const fg_train_settings *s, const fg_trainer_data *d, fg_err *e) {
+static fg_status check_settings(const fg_flow *f, const fg_train_settings *s,
+                                const fg_trainer_data *d, fg_err *e) {
   if (s->batch < 1) return fg_err_set(e, FG_E_MISUSE, "batch must be >= 1");
   if (s->n_bits < 1 || s->n_bits > 8) return fg_err_set(e, FG_E_MISUSE, "n_bits must be 1..8, got %lld", (long long)s->n_bits);
   if (!d || !d->train || d->train->shape.ndim < 1) return fg_err_set(e, FG_E_MISUSE, "no training data");
@@ -129,6 +141,9 @@ static fg_status check_settings(const fg_train_settings *s, const fg_trainer_dat
                       (long long)d->train->shape.d[0], (long long)s->batch);
   if (s->ema < 0 || s->ema >= 1) return fg_err_set(e, FG_E_MISUSE, "ema must be in [0, 1), got %g", s->ema);
   if (isnan(s->recompute_tol)) return fg_err_set(e, FG_E_MISUSE, "recompute_tol must be a number");
+  if (s->recompute && fg_flow_context_size(f) > 0)
+    return fg_err_set(e, FG_E_MISUSE,
+                      "recompute mode does not take a conditional flow's context yet");
   if (s->recompute_check < 0)
     return fg_err_set(e, FG_E_MISUSE, "recompute_check must be >= 0, got %lld", (long long)s->recompute_check);
   return FG_OK;
@@ -137,14 +152,16 @@ static fg_status check_settings(const fg_train_settings *s, const fg_trainer_dat
 fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
                          const fg_trainer_data *data, int n_threads, fg_err *e) {
   *out = NULL;
-  fg_status st = check_settings(s, data, e);
+  fg_status st = check_settings(f, s, data, e);
   if (st != FG_OK) return st;
   fg_trainer *t = calloc(1, sizeof *t);
   if (!t) return fg_err_set(e, FG_E_NOMEM, "out of memory");
   t->f = f, t->s = *s, t->discrete = data->discrete, t->batch = s->batch, t->perm_epoch = -1;
   t->n_bins = t->discrete ? (double)(1 << s->n_bits) : 1.0;
-  st = prepare_data(t, data->train, &t->train, "training", e);
-  if (st == FG_OK && data->test) st = prepare_data(t, data->test, &t->test, "test", e);
+  t->classes = fg_flow_context_size(f);
+  st = prepare_data(t, data->train, data->train_labels, &t->train, "training", e);
+  if (st == FG_OK && data->test)
+    st = prepare_data(t, data->test, data->test_labels, &t->test, "test", e);
   if (st == FG_OK) {
     t->n_train = t->train.n;
     t->n_test = data->test ? t->test.n : 0;
@@ -154,6 +171,9 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
   if (st == FG_OK) st = fg_pool_new(&t->pool, n_threads > 0 ? n_threads : (getenv("FG_THREADS") ? atoi(getenv("FG_THREADS")) : 0), e);
   fg_shape bs = batch_shape(f, t->batch);
   if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(f)->dtype, &bs, e);
+  fg_shape cs = fg_shape2(t->batch, t->classes);
+  if (st == FG_OK && t->classes)
+    st = fg_tensor_new(&t->context, fg_flow_get_config(f)->dtype, &cs, e);
   if (st == FG_OK && s->recompute) st = fg_recompute_new(&t->rc, f, e);
   if (st == FG_OK) st = build_training(t, e);
   if (st == FG_OK) st = make_optimiser(t, e);
@@ -175,6 +195,7 @@ void fg_trainer_free(fg_trainer *t) {
   for (int i = 0; t->ema && i < t->n_params; i++) fg_tensor_free(t->ema[i]);
   free(t->ema);
   fg_tensor_free(t->x);
+  fg_tensor_free(t->context);
   fg_train_data_free(&t->train);
   fg_train_data_free(&t->test);
   fg_pool_free(t->pool);
@@ -195,10 +216,17 @@ static void shuffle_epoch(fg_trainer *t, int64_t epoch) {
   t->perm_epoch = epoch;
 }
 
-static void load_batch(fg_trainer *t, int64_t step) {
+/* The training rows of batch `step`: rows [k·B, (k+1)·B) of epoch e's permutation.  This is
+ * the one place that decides which rows a step reads (a sharded trainer takes its part of
+ * them here); the batch's samples and labels are then gathered from the same rows. */
+static const int64_t *batch_rows(fg_trainer *t, int64_t step) {
   int64_t per_epoch = t->n_train / t->batch, epoch = step / per_epoch, k = step % per_epoch;
   if (epoch != t->perm_epoch) shuffle_epoch(t, epoch);
-  fg_train_data_rows(&t->train, t->perm + k * t->batch, 0, t->batch, t->x);
+  return t->perm + k * t->batch;
+}
+
+static void load_batch(fg_trainer *t, int64_t step) {
+  fg_train_data_rows(&t->train, batch_rows(t, step), 0, t->batch, t->x, t->context);
 }
 
 /* ---- the non-finite guard ---- */
@@ -222,6 +250,8 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   if (!outs || n == 0 || fg_flow_ctx_new_graph(&c, &g, fg_flow_params(t->f), &co, NULL) != FG_OK)
     goto done;
   fg_node cur = model_input(t, g, fg_input(g, "x", co.dtype, t->x->shape));
+  fg_node context = context_input(t, g, t->batch);
+  if (context != FG_NONE) fg_flow_ctx_set_context(c, context);
   for (int i = 0; i < n; i++) {
     fg_node ld;
     fg_bijector_forward(fg_bijector_child(chain, i), c, cur, &cur, &ld);
@@ -232,6 +262,7 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK) goto done;
   fg_params_bind(fg_flow_params(t->f), p, NULL);
   fg_program_bind(p, "x", t->x, NULL);
+  if (t->context) fg_program_bind(p, "context", t->context, NULL);
   fg_program_set_rng_offset(p, (uint64_t)t->step + 1);
   if (fg_program_run(p, NULL) == FG_OK)
     for (int i = 0; i < 2 * n; i++)
@@ -261,7 +292,7 @@ static fg_status data_init(fg_trainer *t, fg_err *e) {
   fg_tensor *y;
   fg_status st = model_batch(t, &y, e);
   if (st != FG_OK) return st;
-  st = fg_flow_data_init(t->f, y, e);
+  st = fg_flow_data_init_cond(t->f, y, t->context, e);
   fg_tensor_free(y);
   if (st != FG_OK) return st;
   for (int i = 0; t->ema && i < t->n_params; i++) /* EMA starts at the initialised weights */
@@ -383,12 +414,13 @@ void fg_trainer_use_ema(fg_trainer *t) {
 typedef struct eval_prog {
   fg_graph *g;
   fg_program *p;
-  fg_tensor *x;
+  fg_tensor *x, *context; /* context: one-hot labels of a conditional flow, or NULL */
   int64_t n;
 } eval_prog;
 
 static void eval_prog_free(eval_prog *ep) {
   fg_tensor_free(ep->x);
+  fg_tensor_free(ep->context);
   fg_program_free(ep->p);
   fg_graph_free(ep->g);
   memset(ep, 0, sizeof *ep);
@@ -400,7 +432,8 @@ static fg_status eval_prog_make(fg_trainer *t, int64_t n, eval_prog *ep, fg_err 
   ep->n = n;
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(ep->g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  st = fg_flow_log_prob(t->f, ep->g, model_input(t, ep->g, x), false, &logp);
+  st = fg_flow_log_prob_cond(t->f, ep->g, model_input(t, ep->g, x), context_input(t, ep->g, n),
+                             false, &logp, NULL);
   fg_node total = fg_sum(ep->g, logp, FG_ALL_AXES, false);
   fg_program_opts po = {.pool = t->pool};
   if (st == FG_OK)
@@ -410,12 +443,16 @@ static fg_status eval_prog_make(fg_trainer *t, int64_t n, eval_prog *ep, fg_err 
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), ep->p, e);
   if (st == FG_OK) st = fg_tensor_new(&ep->x, fg_flow_get_config(t->f)->dtype, &bs, e);
   if (st == FG_OK) st = fg_program_bind(ep->p, "x", ep->x, e);
+  fg_shape cs = fg_shape2(n, t->classes);
+  if (st == FG_OK && t->classes)
+    st = fg_tensor_new(&ep->context, fg_flow_get_config(t->f)->dtype, &cs, e);
+  if (st == FG_OK && ep->context) st = fg_program_bind(ep->p, "context", ep->context, e);
   return st;
 }
 
 /* Sum of log p over rows [start, start + ep->n) of the test set. */
 static fg_status eval_rows(fg_trainer *t, eval_prog *ep, int64_t start, double *sum, fg_err *e) {
-  fg_train_data_rows(&t->test, NULL, start, ep->n, ep->x);
+  fg_train_data_rows(&t->test, NULL, start, ep->n, ep->x, ep->context);
   fg_program_set_rng_offset(ep->p, EVAL_RNG_OFFSET + (uint64_t)start);
   fg_status st = fg_program_run(ep->p, e);
   if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");

@@ -14,7 +14,10 @@
  * Order and resume.  Batch k of epoch e is rows perm_e[k·B, (k+1)·B) of a permutation drawn from
  * (seed, e); the step counter alone says where a run is, so a checkpoint holds parameters,
  * optimiser moments, EMA weights and the step, and resuming continues exactly (same batches,
- * same noise, same updates).
+ * same noise, same updates).  A conditional flow's labels are gathered from the same rows.
+ *
+ * Conditional flows.  The training program has a second input, "context" [B, classes]: the
+ * batch's labels one-hot.  Recompute mode does not take a context yet (refused).
  *
  * EMA weights (ema > 0).  An exponential moving average of the weights, for evaluation and
  * sampling; update n uses the decay min(ema, (1 + n) / (10 + n)) (TensorFlow's
@@ -80,6 +83,10 @@ typedef struct fg_trainer_data {
   const fg_tensor *train;  /* [N, event...] */
   const fg_tensor *test;   /* [M, event...], may be NULL */
   bool discrete;           /* integer levels 0..255 (images): dequantise, report bits/dim */
+  /* Class labels [N] and [M] (0..classes-1): required by a conditional flow (config.context =
+   * classes), which sees each sample's label one-hot as its context; ignored otherwise.  They
+   * follow their samples through shuffling, batching and resuming. */
+  const fg_tensor *train_labels, *test_labels;
 } fg_trainer_data;
 
 typedef struct fg_train_step_info {

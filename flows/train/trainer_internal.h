@@ -23,6 +23,8 @@ struct fg_trainer {
   fg_graph *g;              /* training graph */
   fg_program *prog;
   fg_tensor *x;             /* the batch the training program reads */
+  fg_tensor *context;       /* its labels one-hot [B, classes] (conditional flows), or NULL */
+  int64_t classes;          /* the flow's context size: 0 unconditional */
   int n_params;
   fg_flow_updates *updates;
   fg_optim *opt;

@@ -16,6 +16,8 @@
 void fg_data_free(fg_data *d) {
   fg_tensor_free(d->train);
   fg_tensor_free(d->test);
+  fg_tensor_free(d->train_labels);
+  fg_tensor_free(d->test_labels);
   memset(d, 0, sizeof *d);
 }
 
@@ -41,21 +43,29 @@ static fg_status concat_rows(fg_tensor **parts, int n, fg_tensor **out, fg_err *
 }
 
 static fg_status open_cifar(const char *dir, fg_data *d, fg_err *e) {
-  fg_tensor *parts[5] = {0};
+  fg_tensor *parts[5] = {0}, *labels[5] = {0};
   char path[4096];
   fg_status st = FG_OK;
   for (int i = 0; st == FG_OK && i < 5; i++) {
     char name[32];
     snprintf(name, sizeof name, "data_batch_%d.bin", i + 1);
     find_file(dir, name, path, sizeof path);
-    st = fg_cifar_load(&parts[i], NULL, path, e);
+    st = fg_cifar_load(&parts[i], &labels[i], path, e);
   }
   if (st == FG_OK) st = concat_rows(parts, 5, &d->train, e);
-  for (int i = 0; i < 5; i++) fg_tensor_free(parts[i]);
+  if (st == FG_OK) st = concat_rows(labels, 5, &d->train_labels, e);
+  for (int i = 0; i < 5; i++) fg_tensor_free(parts[i]), fg_tensor_free(labels[i]);
   find_file(dir, "test_batch.bin", path, sizeof path);
-  if (st == FG_OK) st = fg_cifar_load(&d->test, NULL, path, e);
+  if (st == FG_OK) st = fg_cifar_load(&d->test, &d->test_labels, path, e);
   d->discrete = true;
   return st;
+}
+
+/* An IDX label file next to the images, when there is one (MNIST copies often lack them). */
+static fg_status optional_labels(const char *dir, const char *name, fg_tensor **out, fg_err *e) {
+  char path[4096];
+  find_file(dir, name, path, sizeof path);
+  return access(path, R_OK) == 0 ? fg_idx_load(out, path, e) : FG_OK;
 }
 
 static fg_status open_mnist(const char *dir, fg_data *d, fg_err *e) {
@@ -64,6 +74,9 @@ static fg_status open_mnist(const char *dir, fg_data *d, fg_err *e) {
   fg_status st = fg_idx_load(&d->train, path, e);
   find_file(dir, "t10k-images-idx3-ubyte", path, sizeof path);
   if (st == FG_OK) st = fg_idx_load(&d->test, path, e);
+  if (st == FG_OK) st = optional_labels(dir, "train-labels-idx1-ubyte", &d->train_labels, e);
+  if (st == FG_OK && d->train_labels)
+    st = optional_labels(dir, "t10k-labels-idx1-ubyte", &d->test_labels, e);
   d->discrete = true;
   return st;
 }
@@ -75,15 +88,27 @@ static bool all_levels(const fg_tensor *t) {
   return true;
 }
 
+/* "<train>[,<test>]": loads one or two .npy files. */
+static fg_status npy_pair(char *files, fg_tensor **train, fg_tensor **test, fg_err *e) {
+  char *comma = strchr(files, ',');
+  if (comma) *comma = '\0';
+  fg_status st = fg_npy_load(train, files, e);
+  if (st == FG_OK && comma) st = fg_npy_load(test, comma + 1, e);
+  return st;
+}
+
 static fg_status open_npy(const char *files, fg_data *d, fg_err *e) {
   char *copy = strdup(files);
   if (!copy) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  char *comma = strchr(copy, ',');
-  if (comma) *comma = '\0';
-  fg_status st = fg_npy_load(&d->train, copy, e);
-  if (st == FG_OK && comma) st = fg_npy_load(&d->test, comma + 1, e);
+  char *labels = strstr(copy, " labels=");
+  if (labels) *labels = '\0', labels += strlen(" labels=");
+  fg_status st = npy_pair(copy, &d->train, &d->test, e);
   if (st == FG_OK && d->train->shape.ndim < 2)
     st = fg_err_set(e, FG_E_SHAPE, "%s: expected an array [N, ...] of samples", copy);
+  if (st == FG_OK && labels) st = npy_pair(labels, &d->train_labels, &d->test_labels, e);
+  if (st == FG_OK && labels && d->test && !d->test_labels)
+    st = fg_err_set(e, FG_E_MISUSE, "npy:%s: labels for the training set only; give the test "
+                    "set's too (labels=<train>,<test>)", files);
   free(copy);
   d->discrete = st == FG_OK && all_levels(d->train) && (!d->test || all_levels(d->test));
   return st;
@@ -157,9 +182,12 @@ static fg_status open_toy(const char *source, fg_data *d, fg_err *e) {
   fg_status st = fg_toy2d_defaults(name, &t.noise, &t.scale, e);
   if (st == FG_OK) st = parse_toy(source, source + len, &t, e);
   if (st == FG_OK) st = toy_counts(source, &t, &n, &test_n, &seed, e);
-  if (st == FG_OK) st = fg_toy2d_generate(&d->train, name, n, t.noise, t.scale, (uint64_t)seed, e);
   if (st == FG_OK)
-    st = fg_toy2d_generate(&d->test, name, test_n, t.noise, t.scale, (uint64_t)seed + 1000003, e);
+    st = fg_toy2d_generate_labeled(&d->train, &d->train_labels, name, n, t.noise, t.scale,
+                                   (uint64_t)seed, e);
+  if (st == FG_OK)
+    st = fg_toy2d_generate_labeled(&d->test, &d->test_labels, name, test_n, t.noise, t.scale,
+                                   (uint64_t)seed + 1000003, e);
   d->discrete = false;
   return st;
 }
@@ -177,13 +205,35 @@ static fg_status keep_first(fg_tensor **t, int64_t limit, fg_err *e) {
   return st;
 }
 
+/* Labels: one per sample, whole numbers >= 0; `classes` is one more than the largest. */
+static fg_status check_labels(fg_data *d, const char *source, fg_err *e) {
+  const fg_tensor *sets[2] = {d->train, d->test}, *labels[2] = {d->train_labels, d->test_labels};
+  const char *names[2] = {"training", "test"};
+  for (int k = 0; k < 2; k++) {
+    if (!labels[k]) continue;
+    if (labels[k]->shape.ndim != 1 || !sets[k] || labels[k]->shape.d[0] != sets[k]->shape.d[0])
+      return fg_err_set(e, FG_E_FORMAT,
+                        "data '%s': %s labels must be [N], one per sample (%lld "
+                        "samples)",
+                        source, names[k], sets[k] ? (long long)sets[k]->shape.d[0] : 0LL);
+    for (int64_t i = 0; i < labels[k]->shape.d[0]; i++) {
+      double v = fg_tensor_get(labels[k], i);
+      if (!(v >= 0 && v <= FG_DATA_MAX_CLASSES && v == floor(v)))
+        return fg_err_set(e, FG_E_FORMAT, "data '%s': %s label %lld is %g, not a class index "
+                          "0..%d", source, names[k], (long long)i, v, FG_DATA_MAX_CLASSES);
+      if (v + 1 > (double)d->classes) d->classes = (int64_t)v + 1;
+    }
+  }
+  return FG_OK;
+}
+
 fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e) {
   memset(out, 0, sizeof *out);
   if (!source || !*source) return fg_err_set(e, FG_E_MISUSE, "no data source (a spec's `data` line)");
   fg_status st;
   if (!strcmp(source, "fashion-mnist")) {
-    st = fg_dataset_fashion_mnist_load(&out->train, NULL, "train", e);
-    if (st == FG_OK) st = fg_dataset_fashion_mnist_load(&out->test, NULL, "test", e);
+    st = fg_dataset_fashion_mnist_load(&out->train, &out->train_labels, "train", e);
+    if (st == FG_OK) st = fg_dataset_fashion_mnist_load(&out->test, &out->test_labels, "test", e);
     out->discrete = true;
   } else if (!strncmp(source, "mnist:", 6)) st = open_mnist(source + 6, out, e);
   else if (!strncmp(source, "cifar10:", 8)) st = open_cifar(source + 8, out, e);
@@ -194,6 +244,29 @@ fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *
   if (st == FG_OK && (out->train->shape.d[0] == 0 || (out->test && out->test->shape.d[0] == 0)))
     st = fg_err_set(e, FG_E_FORMAT, "data '%s': the %s set has no samples", source,
                     out->train->shape.d[0] == 0 ? "training" : "test");
+  if (st == FG_OK) st = keep_first(&out->train_labels, limit, e);
+  if (st == FG_OK) st = check_labels(out, source, e);
   if (st != FG_OK) fg_data_free(out);
   return st;
+}
+
+static const char *const fashion_mnist_classes[] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                                    "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                                                    "Ankle boot"};
+static const char *const cifar10_classes[] = {"airplane", "automobile", "bird", "cat", "deer",
+                                              "dog", "frog", "horse", "ship", "truck"};
+static const char *const moons_classes[] = {"upper moon", "lower moon"};
+static const char *const rings_classes[] = {"outer ring", "ring 2", "ring 3", "inner ring"};
+
+const char *fg_data_class_name(const char *source, int64_t k) {
+  static const struct {
+    const char *prefix;
+    const char *const *names;
+    int64_t n;
+  } known[] = {{"fashion-mnist", fashion_mnist_classes, 10}, {"cifar10:", cifar10_classes, 10},
+               {"moons", moons_classes, 2}, {"rings", rings_classes, 4}};
+  for (size_t i = 0; source && i < sizeof known / sizeof *known; i++)
+    if (!strncmp(source, known[i].prefix, strlen(known[i].prefix)))
+      return k >= 0 && k < known[i].n ? known[i].names[k] : NULL;
+  return NULL;
 }

@@ -31,32 +31,38 @@ static void toy_add_noise(float *xy, int64_t n, double sigma, uint64_t seed) {
     xy[i] = (float)(xy[i] + sigma * fg_rng_normal(s, (uint64_t)i));
 }
 
-/* Fisher-Yates over points, so that ordered constructions come out in random order. */
-static void toy_shuffle(float *xy, int64_t n, uint64_t seed) {
+/* Fisher-Yates over points (and their labels), so that ordered constructions come out in
+ * random order. */
+static void toy_shuffle(float *xy, float *label, int64_t n, uint64_t seed) {
   uint64_t s = toy_stream(seed, TOY_STREAM_SHUFFLE);
   for (int64_t i = n - 1; i > 0; i--) {
     int64_t j = (int64_t)(fg_rng_bits(s, (uint64_t)i) % (uint64_t)(i + 1));
-    float x = xy[2 * i], y = xy[2 * i + 1];
+    float x = xy[2 * i], y = xy[2 * i + 1], l = label[i];
     xy[2 * i] = xy[2 * j];
     xy[2 * i + 1] = xy[2 * j + 1];
+    label[i] = label[j];
     xy[2 * j] = x;
     xy[2 * j + 1] = y;
+    label[j] = l;
   }
 }
 
-static void toy_moons(float *xy, int64_t n, double noise, double scale, uint64_t seed) {
+static void toy_moons(float *xy, float *label, int64_t n, double noise, double scale,
+                      uint64_t seed) {
   int64_t n_out = n / 2, n_in = n - n_out;
   for (int64_t k = 0; k < n_out; k++) {
     double t = toy_linspace(0, TOY_PI, n_out, true, k);
     xy[2 * k] = (float)cos(t);
     xy[2 * k + 1] = (float)sin(t);
+    label[k] = 0;
   }
   for (int64_t k = 0; k < n_in; k++) {
     double t = toy_linspace(0, TOY_PI, n_in, true, k);
     xy[2 * (n_out + k)] = (float)(1 - cos(t));
     xy[2 * (n_out + k) + 1] = (float)(1 - sin(t) - 0.5);
+    label[n_out + k] = 1;
   }
-  toy_shuffle(xy, n, seed);
+  toy_shuffle(xy, label, n, seed);
   toy_add_noise(xy, n, noise, seed);
   for (int64_t i = 0; i < n; i++) {
     xy[2 * i] = (float)((xy[2 * i] - 0.5) * scale);
@@ -64,10 +70,13 @@ static void toy_moons(float *xy, int64_t n, double noise, double scale, uint64_t
   }
 }
 
-static void toy_8gaussians(float *xy, int64_t n, double noise, double scale, uint64_t seed) {
+static void toy_8gaussians(float *xy, float *label, int64_t n, double noise, double scale,
+                           uint64_t seed) {
   uint64_t s = toy_stream(seed, TOY_STREAM_PICK);
   for (int64_t i = 0; i < n; i++) {
-    double angle = (double)(fg_rng_bits(s, (uint64_t)i) % 8) * (TOY_PI / 4);
+    uint64_t k = fg_rng_bits(s, (uint64_t)i) % 8;
+    double angle = (double)k * (TOY_PI / 4);
+    label[i] = (float)k;
     xy[2 * i] = (float)(scale * cos(angle));
     xy[2 * i + 1] = (float)(scale * sin(angle));
   }
@@ -76,7 +85,8 @@ static void toy_8gaussians(float *xy, int64_t n, double noise, double scale, uin
 
 /* FFJORD's construction: x uniform on [-2, 2), y on one of two unit bands picked at random,
  * shifted up by one where floor(x) is odd, so floor(x) + floor(y) is always even. */
-static void toy_checkerboard(float *xy, int64_t n, double noise, double scale, uint64_t seed) {
+static void toy_checkerboard(float *xy, float *label, int64_t n, double noise, double scale,
+                             uint64_t seed) {
   uint64_t s = toy_stream(seed, TOY_STREAM_POS);
   for (int64_t i = 0; i < n; i++) {
     double x = fg_rng_uniform(s, 3 * (uint64_t)i) * 4 - 2;
@@ -84,6 +94,7 @@ static void toy_checkerboard(float *xy, int64_t n, double noise, double scale, u
     double y = fg_rng_uniform(s, 3 * (uint64_t)i + 2) - band;
     int64_t fx = (int64_t)floor(x);
     y += (double)(((fx % 2) + 2) % 2);
+    label[i] = (float)(2 * (fx + 2) + (y >= 0)); /* which dark square: column, then band */
     xy[2 * i] = (float)x;
     xy[2 * i + 1] = (float)y;
   }
@@ -91,7 +102,8 @@ static void toy_checkerboard(float *xy, int64_t n, double noise, double scale, u
   for (int64_t i = 0; i < 2 * n; i++) xy[i] = (float)(xy[i] * scale);
 }
 
-static void toy_rings(float *xy, int64_t n, double noise, double scale, uint64_t seed) {
+static void toy_rings(float *xy, float *label, int64_t n, double noise, double scale,
+                      uint64_t seed) {
   static const double radius[4] = {1.0, 0.75, 0.5, 0.25};
   int64_t quarter = n / 4, at = 0;
   for (int r = 0; r < 4; r++) {
@@ -100,23 +112,32 @@ static void toy_rings(float *xy, int64_t n, double noise, double scale, uint64_t
       double t = toy_linspace(0, 2 * TOY_PI, m, false, k);
       xy[2 * at] = (float)(scale * radius[r] * cos(t));
       xy[2 * at + 1] = (float)(scale * radius[r] * sin(t));
+      label[at] = (float)r;
     }
   }
-  toy_shuffle(xy, n, seed);
+  toy_shuffle(xy, label, n, seed);
   toy_add_noise(xy, n, noise, seed);
 }
 
-typedef void (*toy_fn)(float *xy, int64_t n, double noise, double scale, uint64_t seed);
+typedef void (*toy_fn)(float *xy, float *label, int64_t n, double noise, double scale,
+                       uint64_t seed);
 
 static const struct {
   const char *name;
   toy_fn fn;
+  int classes;
 } toy_table[] = {
-    {"moons", toy_moons},
-    {"8gaussians", toy_8gaussians},
-    {"checkerboard", toy_checkerboard},
-    {"rings", toy_rings},
+    {"moons", toy_moons, 2},
+    {"8gaussians", toy_8gaussians, 8},
+    {"checkerboard", toy_checkerboard, 8},
+    {"rings", toy_rings, 4},
 };
+
+int fg_toy2d_classes(const char *name) {
+  for (size_t i = 0; name && i < sizeof toy_table / sizeof *toy_table; i++)
+    if (strcmp(name, toy_table[i].name) == 0) return toy_table[i].classes;
+  return 0;
+}
 
 const char *fg_toy2d_names(void) { return "moons, 8gaussians, checkerboard, rings"; }
 
@@ -134,8 +155,11 @@ static fg_status toy_check_args(const char *name, int64_t n, double noise, doubl
   return FG_OK;
 }
 
-fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise, double scale, uint64_t seed, fg_err *e) {
+fg_status fg_toy2d_generate_labeled(fg_tensor **out, fg_tensor **labels, const char *name,
+                                    int64_t n, double noise, double scale, uint64_t seed,
+                                    fg_err *e) {
   *out = NULL;
+  if (labels) *labels = NULL;
   if (!name) name = "(null)";
   toy_fn fn = NULL;
   for (size_t i = 0; i < sizeof toy_table / sizeof *toy_table; i++)
@@ -145,10 +169,18 @@ fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double
                       fg_toy2d_names());
   fg_status st = toy_check_args(name, n, noise, scale, e);
   if (st != FG_OK) return st;
-  fg_shape shape = fg_shape2(n, 2);
+  fg_shape shape = fg_shape2(n, 2), lshape = fg_shape1(n);
+  fg_tensor *lab = NULL;
   st = fg_tensor_new(out, FG_F32, &shape, e);
-  if (st != FG_OK) return st;
-  fn(fg_tensor_data(*out), n, noise, scale, seed);
+  if (st == FG_OK) st = fg_tensor_new(&lab, FG_F32, &lshape, e);
+  if (st != FG_OK) {
+    fg_tensor_free(*out);
+    *out = NULL;
+    return st;
+  }
+  fn(fg_tensor_data(*out), fg_tensor_data(lab), n, noise, scale, seed);
+  if (labels) *labels = lab;
+  else fg_tensor_free(lab);
   return FG_OK;
 }
 
@@ -305,4 +337,9 @@ fg_status fg_toy2d_entropy(const char *name, double noise, double scale, int64_t
   free(xy), free(logp);
   fg_tensor_free(t);
   return st;
+}
+
+fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise,
+                            double scale, uint64_t seed, fg_err *e) {
+  return fg_toy2d_generate_labeled(out, NULL, name, n, noise, scale, seed, e);
 }

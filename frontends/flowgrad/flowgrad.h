@@ -28,6 +28,8 @@
 #include "core/formats/idx.h"
 #include "core/formats/cifar.h"
 #include "core/formats/png_grid.h"
+#include "core/formats/raster.h"
+#include "core/formats/plot.h"
 
 /* ops/: op builders, autodiff and gradient checks */
 #include "ops/ops.h"
@@ -42,6 +44,7 @@
 #include "flows/distribution.h"
 #include "flows/check.h"
 #include "flows/flow.h"
+#include "flows/class_means.h"
 #include "flows/models.h"
 #include "flows/layers/layers.h"
 #include "flows/layers/conditioner.h"

@@ -188,7 +188,7 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
   const fg_bijector_type *t;
   fg_err inner;
   if (fg_registry_lookup(&t, p->r, word, &inner) == FG_OK) return FG_OK;
-  static const char *const top_words[] = {"train", "data", "prior", "flow"};
+  static const char *const top_words[] = {"train", "data", "classes", "prior", "flow"};
   for (size_t i = 0; i < sizeof top_words / sizeof *top_words; i++)
     if (!strcmp(word, top_words[i]))
       return fail(p, col,
@@ -309,8 +309,18 @@ static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
     p->where = IN_TRAIN;
     return FG_OK;
   }
+  if (!strcmp(word, "classes")) {
+    char n[64];
+    size_t ncol = v->pos + 2;
+    if (!next_word(v, n, sizeof n)) return fail(p, (int)ncol, "'classes' needs a count");
+    fg_status st = parse_int(p, (int)ncol, n, 1, &p->spec->classes);
+    if (st == FG_OK && p->spec->classes > FG_FLOW_MAX_CONTEXT)
+      return fail(p, (int)ncol, "at most %d classes", FG_FLOW_MAX_CONTEXT);
+    return st;
+  }
   char **slot = !strcmp(word, "data") ? &p->spec->data : !strcmp(word, "prior") ? &p->spec->prior : NULL;
-  if (!slot) return fail(p, col, "expected 'data', 'prior', 'flow' or 'train', found '%s'", word);
+  if (!slot)
+    return fail(p, col, "expected 'data', 'classes', 'prior', 'flow' or 'train', found '%s'", word);
   skip_space(v);
   note_place(p, word, (int)v->pos + 1);
   char *value = rest_of_line(v);
@@ -319,9 +329,10 @@ static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
     free(value);
     return fail(p, col, "'%s' needs a value", word);
   }
-  if (slot == &p->spec->prior && strcmp(value, "normal") && strcmp(value, "learned")) {
+  if (slot == &p->spec->prior && strcmp(value, "normal") && strcmp(value, "learned") &&
+      strcmp(value, "conditional")) {
     free(value);
-    return fail(p, col + 6, "unknown prior (normal or learned)");
+    return fail(p, col + 6, "unknown prior (normal, learned or conditional)");
   }
   free(*slot);
   *slot = value;
@@ -388,12 +399,18 @@ static fg_status add_layer(parser *p, const item *it, int64_t index, layer_list 
   return FG_OK;
 }
 
+/* A factor-out layer (split, cond_split) is left out at the last level of `levels`. */
+static bool factors_out(const parser *p, const item *it) {
+  const fg_bijector_type *t = fg_registry_find(p->r, it->type);
+  return t && (t->flags & FG_BIJ_FACTOR_OUT);
+}
+
 static fg_status expand(parser *p, const item *block, int64_t index, bool last_level, layer_list *out) {
   for (int k = 0; k < block->n_kids; k++) {
     const item *it = &block->kids[k];
     fg_status st = FG_OK;
     if (it->kind == ITEM_LAYER) {
-      if (!(last_level && !strcmp(it->type, "split"))) st = add_layer(p, it, index, out);
+      if (!(last_level && factors_out(p, it))) st = add_layer(p, it, index, out);
     } else {
       for (int64_t r = 0; st == FG_OK && r < it->count; r++)
         st = expand(p, it, r, it->kind == ITEM_LEVELS ? r == it->count - 1 : last_level, out);
@@ -462,6 +479,8 @@ static fg_status finish(parser *p) {
   if (p->where == IN_TRAIN) return fail(p, 1, "the 'train' block is not closed: 'end' missing");
   if (!p->seen_flow) return fail(p, 1, "no layers: a spec needs a 'flow' block");
   if (!p->spec->prior && !(p->spec->prior = strdup("normal"))) return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+  if (!strcmp(p->spec->prior, "conditional") && !p->spec->classes)
+    return fail(p, 1, "'prior conditional' needs a 'classes N' line (what it is conditional on)");
   int64_t count;
   fg_status st = count_layers(p, &p->root, &count);
   layer_list layers = {0};
@@ -549,4 +568,12 @@ fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg
   st = fg_spec_parse(out, text, path, r, e);
   free(text);
   return st;
+}
+
+fg_flow_config fg_spec_flow_config(const fg_spec *s, fg_shape event) {
+  fg_base_kind base = !strcmp(s->prior, "learned")       ? FG_BASE_LEARNED
+                      : !strcmp(s->prior, "conditional") ? FG_BASE_CONDITIONAL
+                                                         : FG_BASE_NORMAL;
+  return (fg_flow_config){.base = base, .event = event, .dtype = FG_F32,
+                          .seed = (uint64_t)s->train.seed, .context = s->classes};
 }

@@ -2,7 +2,8 @@
  *
  *   # Glow on Fashion-MNIST                      comments start with #
  *   data fashion-mnist                           what to train on (see fg_spec.data)
- *   prior learned                                normal | learned (diagonal Gaussian)
+ *   prior learned                                normal | learned (diagonal Gaussian) |
+ *                                                conditional (needs `classes`)
  *   flow                                         the bijector, one layer per line
  *     levels 2                                   a multi-scale level, repeated; a `split`
  *       squeeze                                  inside is left out at the last level
@@ -35,7 +36,14 @@
  * FG_SPEC_MAX_LAYERS layers, counted (repeat counts multiplied, overflow-checked) before any is
  * built (FG_E_LIMIT); a flow of no layers is an error.  Train settings are checked where they
  * are written: integers >= 0 (batch and max_nonfinite >= 1, n_bits 1..8), numbers finite, lr > 0,
- * ema in [0, 1), clip, minutes, temperature and recompute_tol >= 0. */
+ * ema in [0, 1), clip, minutes, temperature and recompute_tol >= 0.
+ *
+ * Class-conditional models.  A top-level line `classes N` makes the model conditional on the
+ * data's class labels (0..N-1, one-hot as the flow's context: flows/flow.h): conditional layer
+ * types (cond_affine_coupling, cond_additive_coupling, cond_split: `flowgrad list`) see the
+ * label, and `prior conditional` gives the top latent a learned per-class mean and log-std.
+ * examples/cond-glow-fmnist.flow is a class-conditional Glow.  `levels` leaves out every
+ * factor-out layer (split, cond_split) at its last level. */
 #ifndef FG_SPEC_H
 #define FG_SPEC_H
 
@@ -54,7 +62,8 @@ typedef struct fg_spec_place {
 typedef struct fg_spec {
   char *path;
   char *data;     /* "fashion-mnist", "mnist:<dir>", "cifar10:<dir>", "npy:<file>", "moons", ... */
-  char *prior;    /* "normal" or "learned" */
+  char *prior;    /* "normal", "learned" or "conditional" */
+  int64_t classes; /* `classes N`: class-conditional on labels 0..N-1; 0: unconditional */
   fg_bijector *flow;
   fg_train_settings train;
   /* The plugins whose types the flow uses, one "<type>=<plugin path>" line each (the path made
@@ -79,5 +88,8 @@ fg_status fg_spec_load(fg_spec **out, const char *path, const fg_registry *r, fg
 /* The text of a spec file (at most 16 MiB, no NUL byte), owned by the caller (free()). */
 fg_status fg_spec_read_file(char **out, const char *path, fg_err *e);
 void fg_spec_free(fg_spec *s);
+/* The flow configuration the spec describes for data of per-sample shape `event`: its prior,
+ * its context (classes), the training seed as initialisation seed, float32. */
+fg_flow_config fg_spec_flow_config(const fg_spec *s, fg_shape event);
 
 #endif

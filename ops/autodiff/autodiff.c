@@ -67,11 +67,14 @@ static fg_status backprop_node(fg_graph *g, tape_marks *m, fg_node node) {
   fg_node small[8], *gin = n_in <= 8 ? small : malloc(sizeof *gin * (size_t)n_in);
   if (!gin) return fg_graph_fail_status(g, FG_E_NOMEM, "out of memory in backward pass");
   for (int k = 0; k < n_in; k++) gin[k] = FG_NONE;
+  /* a node's gradient nodes belong to its layer (dumps group them by scope) */
+  const char *outer = fg_graph_enter_scope(g, fg_node_scope(g, node));
   fg_status st = def->vjp(g, node, m->grad[node], need, gin);
   for (int k = 0; st == FG_OK && k < n_in; k++) {
     fg_node x = fg_node_input(g, node, k);
     if (input_is_diff(def, k) && m->active[x]) accumulate(g, m, x, gin[k]);
   }
+  fg_graph_leave_scope(g, outer);
   if (gin != small) free(gin);
   return st == FG_OK ? fg_graph_status(g) : st;
 }

@@ -160,10 +160,11 @@ static fg_status build_from_spec(bench *b, fg_err *e) {
   if (st == FG_OK) st = fg_registry_add_builtins(r, e);
   if (st == FG_OK) st = fg_spec_load(&spec, b->o.spec, r, e);
   if (st == FG_OK) {
-    fg_base_kind base = !strcmp(spec->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL;
+    fg_flow_config cfg = fg_spec_flow_config(spec, b->event);
+    cfg.seed = b->o.seed;
     fg_bijector *chain = spec->flow;
     spec->flow = NULL; /* the flow owns it now */
-    st = fg_flow_new(&b->flow, chain, base, b->event, b->o.seed, e);
+    st = fg_flow_new_config(&b->flow, chain, &cfg, e);
   }
   fg_spec_free(spec);
   fg_registry_free(r);
@@ -283,7 +284,7 @@ static fg_status phase_train(bench *b, fg_err *e) {
   fg_train_settings s = fg_train_defaults();
   s.batch = b->o.batch, s.lr = b->o.lr, s.seed = (int64_t)b->o.seed, s.clip = 0, s.warmup = 0, s.ema = 0;
   s.recompute = b->o.recompute != 0;
-  fg_trainer_data d = {b->data, NULL, b->images};
+  fg_trainer_data d = {.train = b->data, .discrete = b->images};
   fg_trainer *t;
   double t0 = now_s();
   fg_status st = fg_trainer_new(&t, b->flow, &s, &d, b->o.threads, e);

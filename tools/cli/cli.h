@@ -80,7 +80,11 @@ typedef struct cli_model {
   fg_data data;
   int64_t n_bits;
   bool discrete;
+  /* up to CLI_PREVIEW training samples (and labels) kept for pictures after data is freed */
+  fg_tensor *preview, *preview_labels;
 } cli_model;
+
+enum { CLI_PREVIEW = 2000 };
 
 /* From a spec file: parse it, load its data (limit > 0 keeps that many training samples),
  * build the flow.  Returns an exit code (messages printed). */
@@ -95,10 +99,46 @@ int cli_check_batch(cli_model *m, const char *cmd);
  * *result is a float32 copy of the output, the caller's. */
 fg_status cli_run_one(cli_model *m, fg_graph *g, fg_node out, const char *input, const fg_tensor *x,
                       fg_tensor **result, fg_err *e);
-/* n samples at `temperature` as a PNG grid at path: the visual check of a run (sample.c). */
-fg_status cli_write_samples(cli_model *m, int64_t n, double temperature, uint64_t seed,
-                            const char *path, fg_err *e);
+/* The same with several named inputs (a NULL tensor is skipped). */
+typedef struct cli_input {
+  const char *name;
+  const fg_tensor *value;
+} cli_input;
+fg_status cli_run(cli_model *m, fg_graph *g, fg_node out, int n_inputs, const cli_input *inputs,
+                  fg_tensor **result, fg_err *e);
 
-extern const cli_command cli_check, cli_list, cli_train, cli_eval, cli_sample, cli_interpolate, cli_dump;
+/* ---- conditional models and pictures (model.c) ---- */
+enum { CLI_NO_CLASS = -1, CLI_ALL_CLASSES = -2 };
+/* The model's classes (its context size; 0 for an unconditional model). */
+int64_t cli_classes(const cli_model *m);
+/* --class: a class index, a class name of the model's data ("Trouser", any case) or "all";
+ * prints the error and returns EXIT_USAGE for anything else.  The classes are the model's, or
+ * for an unconditional model those of its loaded data's labels. */
+int cli_class_arg(const cli_model *m, const char *cmd, const char *text, int64_t *klass);
+/* Class k's name ("Trouser"), or "class k" when its data has no names; into buf. */
+const char *cli_class_name(const cli_model *m, int64_t k, char *buf, size_t cap);
+/* Data as the model sees it: images' levels put at the centre of their bin in [0, 1) (as
+ * dequantisation does on average), other data as it is; *y the caller's (flow dtype). */
+fg_status cli_model_input(const cli_model *m, const fg_tensor *x, fg_tensor **y, fg_err *e);
+/* The one-hot contexts of labels [N] for a conditional model; NULL (and FG_OK) otherwise. */
+fg_status cli_context(const cli_model *m, const fg_tensor *labels, fg_tensor **out, fg_err *e);
+/* A "context" input for n samples of a conditional model's graph; FG_NONE otherwise. */
+fg_node cli_context_input(const cli_model *m, fg_graph *g, int64_t n);
+/* Keeps the first CLI_PREVIEW training samples and labels of m->data in m->preview. */
+fg_status cli_model_keep_preview(cli_model *m, fg_err *e);
+/* True for models of 2-D points (scatter and density pictures). */
+bool cli_is_2d(const cli_model *m);
+
+/* n samples at `temperature` as a picture at path: a PNG grid of images, or a scatter plot of
+ * 2-D points; of class klass, or n of every class (CLI_ALL_CLASSES, one row per class), for a
+ * conditional model (sample.c).  The visual check of a run. */
+fg_status cli_write_samples(cli_model *m, int64_t klass, int64_t n, double temperature,
+                            uint64_t seed, const char *path, fg_err *e);
+/* A 2-D model's density p(x) (p(x | klass) for one class of a conditional model) as a heatmap on
+ * a grid x grid lattice over the preview points' box, the points drawn over it (density.c). */
+fg_status cli_write_density(cli_model *m, int64_t klass, int64_t grid, const char *path, fg_err *e);
+
+extern const cli_command cli_check, cli_list, cli_train, cli_eval, cli_sample, cli_interpolate,
+    cli_edit, cli_density, cli_dump;
 
 #endif

@@ -19,7 +19,8 @@ static int run_eval(int argc, char **argv) {
   int64_t rows = 0;
   fg_status st = FG_OK;
   if (code == EXIT_OK) {
-    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
+    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete, m.data.train_labels,
+                         m.data.test_labels};
     fg_eval_opts o = {.max_rows = cli_int(argc, argv, "--eval-limit", 0)};
     st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, (int)cli_int(argc, argv, "--threads", 0),
                         &e);

@@ -4,8 +4,9 @@
 
 #include "tools/cli/cli.h"
 
-static const cli_command *const commands[] = {&cli_train, &cli_eval, &cli_sample, &cli_interpolate,
-                                             &cli_dump, &cli_check, &cli_list};
+static const cli_command *const commands[] = {&cli_train, &cli_eval,   &cli_sample, &cli_density,
+                                             &cli_interpolate, &cli_edit, &cli_dump, &cli_check,
+                                             &cli_list};
 enum { N_COMMANDS = sizeof commands / sizeof *commands };
 
 static void usage(FILE *to) {

@@ -1,4 +1,5 @@
-/* flowgrad interpolate: blend test images in latent space (factored-out latents included). */
+/* flowgrad interpolate: blend test images in latent space (every latent of a multi-scale model,
+ * fg_flow_encode_latents), and for a conditional model their class contexts too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,6 +7,7 @@
 #include "ops/ops.h"
 #include "tools/cli/cli.h"
 
+/* steps rows (1 - a)·v[0] + a·v[1] for a = 0 .. 1. */
 static fg_node mix_rows(fg_graph *g, fg_node v, int64_t steps) {
   fg_shape s = fg_node_shape(g, v), alpha_shape = s;
   alpha_shape.d[0] = steps;
@@ -17,28 +19,28 @@ static fg_node mix_rows(fg_graph *g, fg_node v, int64_t steps) {
   return fg_add(g, fg_mul(g, first, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, v)), alpha)), fg_mul(g, second, alpha));
 }
 
-static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, int64_t steps, fg_tensor **out, fg_err *e) {
+/* The blends of one pair (model space, with its labels for a conditional model). */
+static fg_status interpolate_pair(cli_model *m, const fg_tensor *pair, const fg_tensor *labels,
+                                  int64_t steps, fg_tensor **out, fg_err *e) {
   fg_graph *g;
-  fg_flow_ctx *enc = NULL, *dec = NULL;
-  fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(m->flow)->dtype};
-  fg_status st = fg_flow_ctx_new_graph(&enc, &g, fg_flow_params(m->flow), &co, e);
+  fg_status st = fg_graph_new(&g, e);
   if (st != FG_OK) return st;
-  if (st == FG_OK) st = fg_flow_ctx_new(&dec, g, fg_flow_params(m->flow), &co, e);
-  fg_node x = fg_input(g, "x", co.dtype, pair->shape), z, ld, back;
-  double bins = m->discrete ? (double)(1 << m->n_bits) : 1;
-  fg_node y = m->discrete ? fg_mul_scalar(g, fg_add_scalar(g, fg_mul_scalar(g, x, bins / 256.0), 0.5), 1.0 / bins) : x;
-  if (st == FG_OK) fg_bijector_forward(fg_flow_bijector(m->flow), enc, y, &z, &ld);
-  int n_lat = enc ? fg_flow_num_latents(enc) : 0;
-  fg_node *lat = calloc((size_t)n_lat + 1, sizeof *lat);
-  for (int i = n_lat - 1; lat && i >= 0; i--) lat[i] = fg_flow_pop_latent(enc); /* pushed 0..n-1 */
-  for (int i = 0; lat && i < n_lat; i++) fg_flow_push_latent(dec, mix_rows(g, lat[i], steps));
-  if (st == FG_OK) fg_bijector_inverse(fg_flow_bijector(m->flow), dec, mix_rows(g, z, steps), &back, &ld);
-  if (st == FG_OK && fg_graph_status(g) != FG_OK) st = fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
-  if (st == FG_OK && !lat) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
-  if (st == FG_OK) st = cli_run_one(m, g, back, "x", pair, out, e);
+  int n = fg_flow_latent_count(m->flow);
+  fg_node *lat = calloc((size_t)n, sizeof *lat), x = fg_input(g, "x", pair->dtype, pair->shape),
+          back;
+  fg_node ctx = cli_context_input(m, g, 2);
+  if (!lat) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
+  if (st == FG_OK && fg_flow_encode_latents(m->flow, g, x, ctx, lat, NULL) == FG_OK) {
+    for (int i = 0; i < n; i++) lat[i] = mix_rows(g, lat[i], steps);
+    fg_flow_decode_latents(m->flow, g, lat, ctx == FG_NONE ? FG_NONE : mix_rows(g, ctx, steps),
+                           &back);
+  }
+  fg_tensor *context = NULL;
+  if (st == FG_OK) st = cli_context(m, labels, &context, e);
+  cli_input in[2] = {{"x", pair}, {"context", context}};
+  if (st == FG_OK) st = cli_run(m, g, back, 2, in, out, e);
+  fg_tensor_free(context);
   free(lat);
-  fg_flow_ctx_free(enc);
-  fg_flow_ctx_free(dec);
   fg_graph_free(g);
   return st;
 }
@@ -52,6 +54,18 @@ static const cli_opt options[] = {
     {NULL, CLI_FLAG, 0, 0},
 };
 
+/* Test images 2k and 2k+1 as the model sees them, and their labels (NULL without). */
+static fg_status pair_of(cli_model *m, int64_t k, fg_tensor **pair, fg_tensor **labels, fg_err *e) {
+  fg_tensor *raw = NULL;
+  *pair = *labels = NULL;
+  fg_status st = fg_tensor_slice0(&raw, m->data.test, 2 * k, 2 * k + 2, e);
+  if (st == FG_OK) st = cli_model_input(m, raw, pair, e);
+  if (st == FG_OK && m->data.test_labels)
+    st = fg_tensor_slice0(labels, m->data.test_labels, 2 * k, 2 * k + 2, e);
+  fg_tensor_free(raw);
+  return st;
+}
+
 static int run_interpolate(int argc, char **argv) {
   const char *ckpt;
   int code = cli_checkpoint_arg(argc, argv, "interpolate", options, &ckpt);
@@ -63,27 +77,31 @@ static int run_interpolate(int argc, char **argv) {
       cli_option(argc, argv, "--out") ? cli_option(argc, argv, "--out") : "interpolation.png";
   if (code == EXIT_OK && (!m.discrete || !m.data.test || m.data.test->shape.d[0] < 2 * pairs))
     code = cli_fail("interpolate", FG_E_MISUSE, "needs an image model and 2 test images per pair");
+  if (code == EXIT_OK && cli_classes(&m) && !m.data.test_labels)
+    code =
+        cli_fail("interpolate", FG_E_MISUSE, "a conditional model needs the test images' labels");
   fg_tensor *rows = NULL;
   fg_err e;
   for (int64_t k = 0; code == EXIT_OK && k < pairs; k++) {
-    fg_tensor *pair, *mixed;
-    fg_status st = fg_tensor_slice0(&pair, m.data.test, 2 * k, 2 * k + 2, &e);
-    if (st == FG_OK) st = interpolate_pair(&m, pair, steps, &mixed, &e);
-    fg_tensor_free(pair);
-    if (st != FG_OK) {
-      code = cli_fail("interpolate", st, e.msg);
-      break;
-    }
-    if (!rows) {
+    fg_tensor *pair, *labels, *mixed = NULL;
+    fg_status st = pair_of(&m, k, &pair, &labels, &e);
+    if (st == FG_OK) st = interpolate_pair(&m, pair, labels, steps, &mixed, &e);
+    fg_tensor_free(pair), fg_tensor_free(labels);
+    if (st == FG_OK && !rows) {
       fg_shape s = mixed->shape;
       s.d[0] = steps * pairs;
-      if (fg_tensor_new(&rows, FG_F32, &s, &e) != FG_OK) code = cli_fail("interpolate", FG_E_NOMEM, e.msg);
+      st = fg_tensor_new(&rows, FG_F32, &s, &e);
     }
-    if (rows) memcpy((float *)fg_tensor_data(rows) + k * fg_tensor_numel(mixed), fg_tensor_data(mixed), (size_t)fg_tensor_numel(mixed) * sizeof(float));
+    if (st == FG_OK)
+      memcpy((float *)fg_tensor_data(rows) + k * fg_tensor_numel(mixed), fg_tensor_data(mixed),
+             (size_t)fg_tensor_numel(mixed) * sizeof(float));
     fg_tensor_free(mixed);
+    if (st != FG_OK) code = cli_fail("interpolate", st, e.msg);
   }
   if (code == EXIT_OK) {
-    fg_status st = fg_png_grid_write(out, rows, steps, 0, &e);
+    fg_png_grid_opts o = {.cols = steps,
+                          .caption = "latent interpolation between test images, one pair per row"};
+    fg_status st = fg_png_grid_write_opts(out, rows, &o, &e);
     if (st != FG_OK) code = cli_fail("interpolate", st, e.msg);
     else printf("%lld interpolations of %lld steps between test images: %s\n", (long long)pairs, (long long)steps, out);
   }
@@ -96,7 +114,9 @@ const cli_command cli_interpolate = {
     "interpolate", "interpolate between test images in latent space",
     "usage: flowgrad interpolate CHECKPOINT [--pairs 4] [--steps 8] [--out interpolation.png]\n"
     "                            [--plugin lib.so]...\n\n"
-    "Encodes pairs of test images (every factored-out latent too), blends the latents linearly in\n"
-    "--steps steps (2 to 1024) and decodes each blend; one row of the PNG grid per pair (1 to\n"
-    "1024).  --plugin loads a plugin the checkpoint's spec needs (the error names it).\n",
+    "Encodes pairs of test images to all their latents (every level of a multi-scale model),\n"
+    "blends the latents linearly in --steps steps (2 to 1024) and decodes each blend; one row of\n"
+    "the PNG grid per pair (1 to 1024).  A class-conditional model blends the two images' one-hot\n"
+    "labels the same way.  --plugin loads a plugin the checkpoint's spec needs (the error names\n"
+    "it).\n",
     run_interpolate};

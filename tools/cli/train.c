@@ -1,6 +1,7 @@
 /* flowgrad train: train a flow from a spec, with progress, checkpoints, test evaluation,
  * samples and a graph dump. */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/formats/png_grid.h"
 #include "core/runtime/program.h"
 #include "tools/cli/cli.h"
+#include "tools/cli/metrics.h"
 
 enum { CHECKPOINT_EVERY = 500 }; /* steps between checkpoints, by default */
 
@@ -97,12 +99,27 @@ static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_
   }
 }
 
-static int save(fg_trainer *t, const cli_model *m, const char *out) {
+/* The checkpoint, and with it the run's record (metrics.csv, loss.png). */
+static int save(fg_trainer *t, const cli_model *m, const char *out, const cli_metrics *metrics) {
   char path[4096];
   fg_err e;
   path_in(path, sizeof path, out, "checkpoint.safetensors");
   fg_status st = fg_trainer_save(t, path, m->spec_text, &e);
+  if (st == FG_OK && metrics && cli_metrics_write(metrics, out, fg_trainer_unit(t), &e) != FG_OK)
+    fprintf(stderr, "warning: no training record: %s\n", e.msg);
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
+}
+
+/* A test evaluation during training (every eval_every steps), into the record. */
+static int evaluate_now(fg_trainer *t, cli_metrics *metrics, bool tty) {
+  fg_err e;
+  double test;
+  fg_status st = fg_trainer_evaluate(t, &test, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  fprintf(stderr, "%sstep %lld  test %.4f %s\n", tty ? "\n" : "",
+          (long long)fg_trainer_step_count(t), test, fg_trainer_unit(t));
+  cli_metrics_test(metrics, fg_trainer_step_count(t), test);
+  return EXIT_OK;
 }
 
 static void dump_graph(cli_model *m, const char *out) {
@@ -117,9 +134,11 @@ static void dump_graph(cli_model *m, const char *out) {
   for (int i = 0; i < s.ndim; i++) b.d[i + 1] = s.d[i];
   fg_node x = fg_input(g, "x", FG_F32, b), logp;
   char path[4096];
-  if (fg_flow_log_prob(m->flow, g, x, false, &logp) == FG_OK) {
+  if (fg_flow_log_prob_cond(m->flow, g, x, cli_context_input(m, g, 1), false, &logp, NULL) ==
+      FG_OK) {
     path_in(path, sizeof path, out, "graph.dot");
-    fg_dot_opts o = {.title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1};
+    fg_dot_opts o = {
+        .title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1, .layers = true};
     if (fg_dot_write(g, &o, FG_DOT_DOT, path, &e) == FG_OK) printf("graph (%d nodes): %s\n", fg_graph_node_count(g), path);
     if (fg_graph_node_count(g) <= 1500) { /* Graphviz layout grows fast with size */
       path_in(path, sizeof path, out, "graph.svg");
@@ -182,9 +201,9 @@ static double time_to_finish(const fg_trainer *t, const run_opts *o, int64_t ses
   return est < o->minutes * 30 ? est : o->minutes * 30;
 }
 
-static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
+static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o, cli_metrics *metrics) {
   double t1 = now_s(), last_log = -1e9;
-  int64_t start = fg_trainer_step_count(t);
+  int64_t start = fg_trainer_step_count(t), eval_every = m->spec->train.eval_every;
   fg_err e;
   while (!interrupted) {
     int64_t done = fg_trainer_step_count(t);
@@ -192,15 +211,23 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
     if (o->minutes && now_s() + time_to_finish(t, o, done - start, now_s() - t1) >= deadline(o))
       break;
     fg_train_step_info info;
+    double before = now_s();
     fg_status st = fg_trainer_step(t, &info, &e);
     if (st != FG_OK) {
       if (o->tty) fputc('\n', stderr);
-      save(t, m, o->out);
+      save(t, m, o->out, metrics);
       return cli_fail("train", st, e.msg);
     }
+    cli_metrics_add(metrics, info.step, info.loss,
+                    (double)fg_trainer_batch(t) / fmax(now_s() - before, 1e-9), info.lr);
     recompute_report(t, &info);
     progress(t, &info, start, o, now_s() - t1, &last_log);
-    if (o->checkpoint_every && info.step % o->checkpoint_every == 0 && save(t, m, o->out) != EXIT_OK) return EXIT_IO;
+    if (eval_every && info.step % eval_every == 0 && fg_trainer_data_rows(t, true) > 0 &&
+        evaluate_now(t, metrics, o->tty) != EXIT_OK)
+      return EXIT_JOB_FAILED;
+    if (o->checkpoint_every && info.step % o->checkpoint_every == 0 &&
+        save(t, m, o->out, metrics) != EXIT_OK)
+      return EXIT_IO;
   }
   if (o->tty) fputc('\n', stderr);
   int64_t session = fg_trainer_step_count(t) - start;
@@ -230,7 +257,7 @@ static bool eval_progress(void *ud, int64_t done, int64_t total) {
   return !interrupted && !(w->o->minutes && now >= deadline(w->o));
 }
 
-static int evaluate(fg_trainer *t, const run_opts *o) {
+static int evaluate(fg_trainer *t, const run_opts *o, cli_metrics *metrics) {
   fg_err e;
   eval_watch w = {o, now_s(), now_s(), fg_trainer_unit(t)};
   fg_eval_opts eo = {.max_rows = o->eval_limit, .progress = eval_progress, .ud = &w};
@@ -244,6 +271,7 @@ static int evaluate(fg_trainer *t, const run_opts *o) {
     return EXIT_OK;
   }
   if (st != FG_OK) return cli_fail("train", st, e.msg);
+  cli_metrics_test(metrics, fg_trainer_step_count(t), test);
   if (rows == all)
     printf("test %s: %.4f\n", fg_trainer_unit(t), test);
   else
@@ -255,22 +283,44 @@ static int evaluate(fg_trainer *t, const run_opts *o) {
   return EXIT_OK;
 }
 
-static int finish(fg_trainer *t, cli_model *m, const run_opts *o, int64_t session_steps) {
+/* samples.png (images: a grid, by class for a conditional model; 2-D points: a scatter plot)
+ * and for 2-D data density.png, drawn with the EMA weights. */
+static int pictures(fg_trainer *t, cli_model *m, const run_opts *o) {
+  char path[4096];
+  fg_err e;
+  if (!m->discrete && !cli_is_2d(m)) return EXIT_OK;
+  fg_trainer_use_ema(t);
+  path_in(path, sizeof path, o->out, "samples.png");
+  int64_t n = cli_is_2d(m) ? 2000 : cli_classes(m) ? 10 : 64;
+  double temperature = m->discrete ? m->spec->train.temperature : 1.0;
+  fg_status st = cli_write_samples(m, CLI_ALL_CLASSES, n, temperature,
+                                   (uint64_t)m->spec->train.seed + 1, path, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  printf("samples (temperature %.2f): %s\n", temperature, path);
+  if (!cli_is_2d(m)) return EXIT_OK;
+  path_in(path, sizeof path, o->out, "density.png");
+  if ((st = cli_write_density(m, CLI_NO_CLASS, 200, path, &e)) != FG_OK)
+    return cli_fail("train", st, e.msg);
+  printf("density: %s\n", path);
+  return EXIT_OK;
+}
+
+static int finish(fg_trainer *t, cli_model *m, const run_opts *o, int64_t session_steps,
+                  cli_metrics *metrics) {
   char path[4096];
   path_in(path, sizeof path, o->out, "checkpoint.safetensors");
   /* nothing new to save after an interrupt before the first step: the last checkpoint stays */
-  int code = interrupted && session_steps == 0 ? EXIT_OK : save(t, m, o->out);
-  if (code == EXIT_OK && !(interrupted && session_steps == 0)) printf("checkpoint: %s\n", path);
-  if (code == EXIT_OK && !interrupted && fg_trainer_data_rows(t, true) > 0) code = evaluate(t, o);
-  bool time_left = !o->minutes || now_s() < deadline(o);
+  bool nothing_new = interrupted && session_steps == 0;
+  int code = nothing_new ? EXIT_OK : save(t, m, o->out, metrics);
+  if (code == EXIT_OK && !nothing_new) printf("checkpoint: %s\n", path);
+  if (code == EXIT_OK && !interrupted && fg_trainer_data_rows(t, true) > 0)
+    code = evaluate(t, o, metrics);
   fg_err e;
-  if (code == EXIT_OK && !interrupted && time_left && m->discrete) {
-    fg_trainer_use_ema(t);
-    path_in(path, sizeof path, o->out, "samples.png");
-    fg_status st = cli_write_samples(m, 64, m->spec->train.temperature, (uint64_t)m->spec->train.seed + 1, path, &e);
-    if (st != FG_OK) return cli_fail("train", st, e.msg);
-    printf("samples (temperature %.2f): %s\n", m->spec->train.temperature, path);
-  }
+  if (code == EXIT_OK && !nothing_new &&
+      cli_metrics_write(metrics, o->out, fg_trainer_unit(t), &e) == FG_OK)
+    printf("record: %s/metrics.csv, %s/loss.png\n", o->out, o->out);
+  bool time_left = !o->minutes || now_s() < deadline(o);
+  if (code == EXIT_OK && !interrupted && time_left) code = pictures(t, m, o);
   if (code == EXIT_OK && !interrupted && time_left && o->dump) dump_graph(m, o->out);
   if (getenv("FG_PROFILE")) {
     char table[8192];
@@ -299,8 +349,10 @@ static int record_run(fg_trainer *t, const cli_model *m, const run_opts *o) {
 static int make_trainer(fg_trainer **t, cli_model *m, const run_opts *o, bool recompute) {
   fg_err e;
   if (recompute) m->spec->train.recompute = true;
-  fg_trainer_data d = {m->data.train, m->data.test, m->data.discrete};
+  fg_trainer_data d = {m->data.train, m->data.test, m->data.discrete, m->data.train_labels,
+                       m->data.test_labels};
   fg_status st = fg_trainer_new(t, m->flow, &m->spec->train, &d, o->threads, &e);
+  if (st == FG_OK) st = cli_model_keep_preview(m, &e); /* points for the 2-D pictures */
   fg_data_free(&m->data); /* the trainer keeps its own (compact) copy */
   int code = st == FG_OK ? record_run(*t, m, o) : cli_fail("train", st, e.msg);
   if (code == EXIT_OK && o->resume) {
@@ -343,18 +395,21 @@ static int run_train(int argc, char **argv) {
     m.spec->train.steps = o.steps; /* the run's length: where a cosine schedule ends by default */
     code = make_trainer(&t, &m, &o, cli_flag(argc, argv, "--recompute"));
   }
+  cli_metrics metrics = {0};
+  if (code == EXIT_OK && o.resume) cli_metrics_resume(&metrics, o.out, fg_trainer_step_count(t));
   int64_t start = t ? fg_trainer_step_count(t) : 0;
   if (code == EXIT_OK) {
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
            (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
            (long long)fg_trainer_batch(t));
     recompute_report(t, NULL);
-    code = train_loop(t, &m, &o);
+    code = train_loop(t, &m, &o, &metrics);
   }
   if (code == EXIT_OK)
-    code = finish(t, &m, &o, fg_trainer_step_count(t) - start);
+    code = finish(t, &m, &o, fg_trainer_step_count(t) - start, &metrics);
   else if (interrupted)
     code = EXIT_INTERRUPTED;
+  cli_metrics_free(&metrics);
   fg_trainer_free(t);
   cli_model_free(&m);
   return code;
@@ -368,15 +423,17 @@ const cli_command cli_train = {
     "Trains the model of SPEC (examples/*.flow) on its data.  Stops after --steps or --minutes\n"
     "(default: the spec's train settings), on Ctrl-C, or after too many non-finite steps in a\n"
     "row.  Writes DIR/checkpoint.safetensors every --checkpoint-every steps (default 500; 0: only\n"
-    "at the end) and at the end, atomically; then prints the test loss (bits/dim for images,\n"
-    "nats for 2-D data), writes DIR/samples.png (images) and DIR/graph.dot (+ graph.svg) of the\n"
-    "log-prob graph.\n"
+    "at the end) and at the end, atomically, with DIR/metrics.csv (step, loss, test loss when\n"
+    "evaluated, samples/s, lr) and DIR/loss.png; then prints the test loss (bits/dim for images,\n"
+    "nats for 2-D data; also every eval_every steps of the spec), writes DIR/samples.png (an image\n"
+    "grid, one row per class for a class-conditional model; a scatter plot for 2-D data, and\n"
+    "DIR/density.png) and DIR/graph.dot (+ graph.svg) of the log-prob graph.\n"
     "  --minutes M      bounds the whole command's wall time, test evaluation included: training\n"
     "                   stops early enough to evaluate, and an evaluation still running at the\n"
     "                   limit stops there (the loss is then over the samples done, and says so)\n"
     "  --eval-limit N   evaluate on the first N test samples (default: all)\n"
-    "  --resume CKPT    continue a run exactly (same batches, noise and updates); refused when\n"
-    "                   the data source, --limit, seed, n_bits, lr or batch differ\n"
+    "  --resume CKPT    continue a run exactly (same batches, noise and updates) and its record;\n"
+    "                   refused when the data source, --limit, seed, n_bits, lr or batch differ\n"
     "  --limit N        keep N training samples\n"
     "  --plugin lib.so  load a plugin's bijector types (its path: ./lib.so, not lib.so)\n"
     "  --recompute      (the spec's `recompute true`) keeps memory flat in depth: the backward\n"

@@ -92,10 +92,10 @@ PyObject *fgpy_flow_wrap(fg_flow *fl, const char *spec_text, const char *name,
 /* A flow of spec s (its bijector taken over) for events `event`. */
 static fg_status build_flow(fg_flow **out, fg_spec *s, fg_shape event, fg_dtype t, uint64_t seed,
                             fg_err *e) {
-  fg_flow_config cfg = {.base = !strcmp(s->prior, "learned") ? FG_BASE_LEARNED : FG_BASE_NORMAL,
-                        .event = event,
-                        .dtype = t,
-                        .seed = seed};
+  fg_flow_config cfg = fg_spec_flow_config(s, event); /* a conditional spec gives a flow that
+                                                        * asks for a context it is not given */
+  cfg.dtype = t;
+  cfg.seed = seed;
   fg_bijector *b = s->flow;
   s->flow = NULL;
   return fg_flow_new_config(out, b, &cfg, e);
@@ -311,7 +311,7 @@ static PyObject *flow_save(FlowObject *self, PyObject *args) {
   fg_err e;
   fg_status st = fg_tensor_new(&placeholder, cfg->dtype, &one, &e);
   if (st != FG_OK) return fgpy_raise(st, e.msg);
-  fg_trainer_data d = {placeholder, NULL, self->discrete};
+  fg_trainer_data d = {.train = placeholder, .discrete = self->discrete};
   fgpy_flow_lock(self);
   Py_BEGIN_ALLOW_THREADS
   st = fg_trainer_new(&t, self->flow, &s, &d, 1, &e);
@@ -432,7 +432,10 @@ static PyObject *get_info(FlowObject *self, void *c) {
       "{s:s,s:s,s:s,s:O,s:L,s:K,s:s,s:N}", "dtype", fg_dtype_name(cfg->dtype), "spec",
       self->spec_text, "name", self->name, "discrete", self->discrete ? Py_True : Py_False,
       "num_params", (long long)fg_flow_num_scalars(self->flow), "seed",
-      (unsigned long long)cfg->seed, "prior", cfg->base == FG_BASE_LEARNED ? "learned" : "normal",
+      (unsigned long long)cfg->seed, "prior",
+      cfg->base == FG_BASE_LEARNED         ? "learned"
+      : cfg->base == FG_BASE_CONDITIONAL ? "conditional"
+                                         : "normal",
       "train", fgpy_settings_dict(&self->train));
 }
 

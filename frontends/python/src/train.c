@@ -144,7 +144,7 @@ static PyObject *run(const train_args *a, fgpy_view *train, fgpy_view *test) {
   FlowObject *f = a->flow;
   fg_train_settings s = f->train;
   if (a->steps) s.steps = a->steps; /* the run's length: where a cosine schedule ends by default */
-  fg_trainer_data d = {&train->t, test ? &test->t : NULL, a->discrete};
+  fg_trainer_data d = {.train = &train->t, .test = test ? &test->t : NULL, .discrete = a->discrete};
   fg_trainer *t = NULL;
   fg_err e;
   fg_status st;
