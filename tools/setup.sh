@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(gcc meson ninja-build pkg-config libffi-dev libgraphviz-dev graphviz libxxhash-dev
-          libcriterion-dev libopenblas-dev libpng-dev zlib1g-dev
+          libcriterion-dev libopenblas-dev libdnnl-dev libpng-dev zlib1g-dev
           libcjson-dev dataset-fashion-mnist
           python3-dev python3-numpy python3-pytest)  # the Python binding and its tests
 # The binding's converter tests compare with the PyTorch reference and skip themselves without

@@ -28,8 +28,9 @@
 #include "core/formats/cifar.h"
 #include "core/formats/png_grid.h"
 
-/* ops/: op builders, autodiff and gradient checks */
+/* ops/: op builders, the kernel libraries in use, autodiff and gradient checks */
 #include "ops/ops.h"
+#include "ops/kernel_info.h"
 #include "ops/autodiff/autodiff.h"
 #include "ops/autodiff/gradcheck.h"
 
