@@ -235,6 +235,20 @@ Test(kernels, timed_choices_are_kept_for_the_process) {
   net_free(&n);
 }
 
+Test(kernels, deterministic_programs_time_nothing_and_run_fixed_kernels) {
+  net n = build_net();
+  fg_program *p = compile(&n, &(fg_program_opts){.deterministic = true});
+  cr_expect_str_eq(label_of(p, FG_OP_CONV2D_WEIGHT_GRAD), "native");
+  cr_expect_str_eq(label_of(p, FG_OP_MATMUL), "native");
+  fg_program_free(p);
+  /* a pinned implementation is a fixed choice too: kept */
+  p = compile(&n, &(fg_program_opts){.deterministic = true, .kernels = "matmul=gemm"});
+  cr_expect_str_eq(label_of(p, FG_OP_MATMUL), "gemm");
+  cr_expect_str_eq(label_of(p, FG_OP_CONV2D_WEIGHT_GRAD), "native");
+  fg_program_free(p);
+  net_free(&n);
+}
+
 Test(kernels, float64_nodes_run_native_kernels_where_a_library_has_none) {
   if (!have_onednn()) cr_skip_test("built without oneDNN");
   fg_graph *g;

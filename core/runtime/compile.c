@@ -190,6 +190,8 @@ static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, fg_err 
   const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
   fg_status st = fg__kernel_rules_parse(&rules, text, e);
   if (st != FG_OK) return st;
+  for (int op = 0; o->deterministic && op < FG_OP_COUNT; op++)
+    if (rules.mode[op] == KRULE_AUTO) rules.mode[op] = KRULE_NATIVE;
   double t0 = fg__program_now_ms();
   p->kernels = calloc((size_t)p->n_steps + 1, sizeof *p->kernels);
   p->step_parts = calloc((size_t)p->n_steps + 1, sizeof *p->step_parts);

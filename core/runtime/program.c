@@ -21,6 +21,7 @@ static fg_status resolve_opts(const fg_program_opts *in, fg_program_opts *o, fg_
   o->poison_freed = o->poison_freed || env_flag("FG_POISON_FREED");
   o->profile = o->profile || env_flag("FG_PROFILE");
   o->verify = o->verify || env_flag("FG_VERIFY_PASSES");
+  o->deterministic = o->deterministic || env_flag("FG_DETERMINISTIC");
   if (!o->dump_dir) o->dump_dir = getenv("FG_DUMP_PASSES");
   if (o->n_threads <= 0 && getenv("FG_THREADS")) o->n_threads = atoi(getenv("FG_THREADS"));
   return FG_OK;

@@ -18,7 +18,7 @@ typedef struct fg_program fg_program;
 /* Compile and run options; zero-filled means the defaults.  Each switch also has an
  * environment variable, read when the program is made, so any program can be inspected
  * without recompiling: FG_THREADS=n, FG_DISABLE_PASSES=cse,fuse, FG_POISON_FREED=1,
- * FG_VERIFY_PASSES=1, FG_DUMP_PASSES=dir, FG_KERNELS=rules. */
+ * FG_VERIFY_PASSES=1, FG_DUMP_PASSES=dir, FG_KERNELS=rules, FG_DETERMINISTIC=1. */
 typedef struct fg_program_opts {
   int n_threads;            /* 0: FG_THREADS, else the online cores */
   fg_pool *pool;            /* a pool to share between programs (not owned); overrides n_threads */
@@ -33,6 +33,10 @@ typedef struct fg_program_opts {
    * fastest; "native" uses the built-in kernels with their fixed rules; rules as
    * "conv*=onednn,matmul=gemm" pin some ops (README, "Kernels"). */
   const char *kernels;
+  /* No timed choice: where the rules say "auto", the native kernels run, so results are the
+   * same in every process on every machine (a timed choice may pick another implementation in
+   * another process, whose results differ in the last bits).  Also FG_DETERMINISTIC=1. */
+  bool deterministic;
 } fg_program_opts;
 
 /* What compiling did, for benchmarks, dumps and tests. */
