@@ -190,11 +190,14 @@ static bool prep_valid(const fg_kprep *a) {
 
 /* Prepares impl for the node into c; false when it does not compute it. */
 static bool try_prepare(fg_kernel_choice *c, const fg_kernel_impl *impl, const node_view *v,
-                        int parts) {
+                        int parts, fg_err *why) {
   memset(c, 0, sizeof *c);
   prep_init(&c->prep, v, parts);
-  if (!kernel_for(impl, v->r) ||
-      (impl->prepare && impl->prepare(&c->prep, &c->state, NULL) != FG_OK)) {
+  if (!kernel_for(impl, v->r)) {
+    fg_err_set(why, FG_E_MISUSE, "no kernel for this dtype");
+    return false;
+  }
+  if (impl->prepare && impl->prepare(&c->prep, &c->state, why) != FG_OK) {
     if (impl->release && c->state) impl->release(c->state);
     memset(c, 0, sizeof *c);
     return false;
@@ -285,7 +288,8 @@ static int choose_by_time(fg_kernel_choice *c, const node_view *v, int parts, fg
   fg_kernel_choice *cand = calloc((size_t)d->n_impls, sizeof *cand);
   bench_bufs b = {0};
   int n_ok = 0, chosen = -1;
-  for (int i = 0; cand && i < d->n_impls; i++) n_ok += try_prepare(&cand[i], &d->impls[i], v, parts);
+  for (int i = 0; cand && i < d->n_impls; i++)
+    n_ok += try_prepare(&cand[i], &d->impls[i], v, parts, NULL);
   if (!cand || (n_ok > 1 && !bufs_make(&b, v))) {
     *nomem = true;
   } else {
@@ -322,7 +326,8 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
   int impl = rules->mode[v.r->op] == KRULE_IMPL ? rules->impl[v.r->op]
              : key_len <= KEY_MAX                ? recall(key, key_len)
                                                  : -2;
-  if (impl >= 0 && !try_prepare(c, &d->impls[impl], &v, parts)) impl = -1;
+  fg_err why = {0};
+  if (impl >= 0 && !try_prepare(c, &d->impls[impl], &v, parts, &why)) impl = -1;
   if (impl == -2) {
     bool nomem = false;
     impl = choose_by_time(c, &v, parts, pool, &nomem);
@@ -330,6 +335,8 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
     if (key_len <= KEY_MAX) remember(key, key_len, impl);
   }
   set_label(c);
+  if (why.msg[0]) /* a pinned implementation that does not apply: say why, for benchmarks */
+    snprintf(c->label, sizeof c->label, "native (%s)", why.msg);
   return FG_OK;
 }
 

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "core/runtime/threadpool.h"
+#include "core/vec.h"
 #include "ops/kernels/conv_internal.h"
 
 enum {
@@ -40,7 +41,6 @@ enum {
   JOB_SLOTS = 12,
   JOB_EXECS = 6,
   EXEC_ARGS = 5,
-  MAX_PRIMS = 24,
   ALIGN = 64,
 };
 
@@ -105,8 +105,8 @@ typedef struct state {
   job *jobs, wjobs[2];
   size_t w_elems, partials_off; /* PH_SUM: weight-gradient elements and where partials are */
   int sum_parts;
-  int n_prims;
-  dnnl_primitive_t prims[MAX_PRIMS];
+  int64_t n_prims, cap_prims;
+  dnnl_primitive_t *prims; /* every primitive its jobs run, owned */
 } state;
 
 /* Making a state: the first failure is kept, later calls do nothing. */
@@ -156,8 +156,12 @@ static dnnl_primitive_attr_t user_scratchpad_attr(builder *b) {
 static void exec_add(builder *b, job *j, const_dnnl_primitive_desc_t pd, int n, const int *args,
                      const int *slots) {
   if (b->st != dnnl_success) return;
-  if (j->n_execs == JOB_EXECS || b->s->n_prims == MAX_PRIMS || n + 1 > EXEC_ARGS) {
+  if (j->n_execs == JOB_EXECS || n + 1 > EXEC_ARGS) {
     ok(b, dnnl_runtime_error);
+    return;
+  }
+  if (!FG_VEC_RESERVE(b->s->prims, b->s->cap_prims, b->s->n_prims + 1)) {
+    ok(b, dnnl_out_of_memory);
     return;
   }
   exec *x = &j->execs[j->n_execs];
@@ -227,7 +231,8 @@ void fg_onednn_release(void *p) {
   if (!s) return;
   for (int i = 0; s->jobs && i < s->n_jobs; i++) job_free(&s->jobs[i]);
   for (int i = 0; i < 2; i++) job_free(&s->wjobs[i]);
-  for (int i = 0; i < s->n_prims; i++) dnnl_primitive_destroy(s->prims[i]);
+  for (int64_t i = 0; i < s->n_prims; i++) dnnl_primitive_destroy(s->prims[i]);
+  free(s->prims);
   free(s->jobs);
   free(s);
 }
