@@ -14,13 +14,15 @@
  * identities above close.
  *
  * The kernels are in ops/kernels/conv.c, which chooses per call between im2col + GEMM, direct
- * kernels and shifted GEMMs. */
+ * kernels and shifted GEMMs by fixed rules; each op also lists those paths and oneDNN's
+ * primitives (ops/kernels/onednn.c) as implementations a program picks among by timing them. */
 #include <string.h>
 
 #include "core/ir/op.h"
 #include "ops/infer.h"
 #include "ops/kernels/conv_internal.h"
 #include "ops/kernels/kernels.h"
+#include "ops/kernels/onednn.h"
 #include "ops/ops.h"
 
 #define CONV_OPT_MAX ((int64_t)1 << 31)
@@ -261,6 +263,30 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
   return fg_graph_status(g);
 }
 
+/* ---- the implementations a program chooses among (core/runtime/kernel_choice.h) ---- */
+
+#ifdef FG_HAVE_DNNL
+#define ONEDNN_IMPLS                                                                          \
+  {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_f32, NULL},            \
+      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, fg_onednn_conv_f32, NULL},
+#else
+#define ONEDNN_IMPLS
+#endif
+/* The native paths, each through the op's own kernels (which run the path their state names). */
+#define PATH_IMPL(path, op) {#path, fg_conv_prepare_##path, NULL, FG_KERNELS(op)}
+
+static const fg_kernel_impl conv2d_impls[] = {
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d), PATH_IMPL(shifted, conv2d), PATH_IMPL(gemm, conv2d)};
+static const fg_kernel_impl bias_act_impls[] = {
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d_bias_act), PATH_IMPL(shifted, conv2d_bias_act),
+    PATH_IMPL(gemm, conv2d_bias_act)};
+static const fg_kernel_impl input_grad_impls[] = {
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d_input_grad), PATH_IMPL(gemm, conv2d_input_grad)};
+static const fg_kernel_impl weight_grad_impls[] = {
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),
+    PATH_IMPL(gemm, conv2d_weight_grad)};
+#define IMPLS(list) .impls = list, .n_impls = (int)(sizeof list / sizeof *list)
+
 const fg_op_def fg_opdef_conv2d = {
     .name = "conv2d",
     .n_in = 2,
@@ -268,6 +294,7 @@ const fg_op_def fg_opdef_conv2d = {
     .infer = conv2d_infer,
     FG_KERNELS(conv2d),
     .vjp = conv2d_vjp,
+    IMPLS(conv2d_impls),
 };
 
 const fg_op_def fg_opdef_conv2d_bias_act = {
@@ -277,6 +304,7 @@ const fg_op_def fg_opdef_conv2d_bias_act = {
     .infer = bias_act_infer,
     FG_KERNELS(conv2d_bias_act),
     .vjp = bias_act_vjp,
+    IMPLS(bias_act_impls),
 };
 
 const fg_op_def fg_opdef_conv2d_input_grad = {
@@ -286,6 +314,7 @@ const fg_op_def fg_opdef_conv2d_input_grad = {
     .infer = input_grad_infer,
     FG_KERNELS(conv2d_input_grad),
     .vjp = input_grad_vjp,
+    IMPLS(input_grad_impls),
 };
 
 const fg_op_def fg_opdef_conv2d_weight_grad = {
@@ -295,4 +324,5 @@ const fg_op_def fg_opdef_conv2d_weight_grad = {
     .infer = weight_grad_infer,
     FG_KERNELS(conv2d_weight_grad),
     .vjp = weight_grad_vjp,
+    IMPLS(weight_grad_impls),
 };

@@ -5,6 +5,7 @@
 #include "core/ir/op.h"
 #include "ops/infer.h"
 #include "ops/kernels/kernels.h"
+#include "ops/kernels/onednn.h"
 #include "ops/ops.h"
 
 static fg_status matmul_infer(fg_infer_args *a) {
@@ -68,6 +69,15 @@ fg_node fg_matmul_t(fg_graph *g, fg_node a, fg_node b, bool trans_a, bool trans_
 
 fg_node fg_matmul(fg_graph *g, fg_node a, fg_node b) { return fg_matmul_t(g, a, b, false, false); }
 
+/* The implementations a program chooses among (core/runtime/kernel_choice.h): oneDNN's matmul
+ * primitive, and the op's own kernel over the shared GEMM. */
+static const fg_kernel_impl matmul_impls[] = {
+#ifdef FG_HAVE_DNNL
+    {"onednn", fg_onednn_matmul_prepare, fg_onednn_release, fg_onednn_matmul_f32, NULL},
+#endif
+    {"gemm", NULL, NULL, FG_KERNELS(matmul)},
+};
+
 const fg_op_def fg_opdef_matmul = {
     .name = "matmul",
     .n_in = 2,
@@ -75,4 +85,6 @@ const fg_op_def fg_opdef_matmul = {
     .infer = matmul_infer,
     FG_KERNELS(matmul),
     .vjp = matmul_vjp,
+    .impls = matmul_impls,
+    .n_impls = (int)(sizeof matmul_impls / sizeof *matmul_impls),
 };

@@ -15,11 +15,15 @@ typedef struct arena_state {
   size_t top;
 } arena_state;
 
+static size_t aligned(size_t b) { return (b + ALIGN - 1) / ALIGN * ALIGN; }
+
 static size_t node_bytes(const fg_graph *g, fg_node n) {
   fg_shape s = fg_node_shape(g, n);
-  size_t b = (size_t)fg_shape_count(&s) * fg_dtype_size(fg_node_dtype(g, n));
-  return (b + ALIGN - 1) / ALIGN * ALIGN;
+  return aligned((size_t)fg_shape_count(&s) * fg_dtype_size(fg_node_dtype(g, n)));
 }
+
+/* Scratch ranges are owned by no node: they are named by -2 - step in the live list. */
+static fg_node scratch_owner(int32_t step) { return -2 - step; }
 
 /* First fit: the lowest gap between live blocks that holds `size`. */
 static size_t arena_alloc(arena_state *a, size_t size, fg_node owner) {
@@ -90,14 +94,15 @@ static void place(const fg_graph *g, fg_memplan *m, const uint8_t *planned, bool
 
 fg_status fg_memplan_build(fg_memplan *m, const fg_graph *g, int n_steps,
                            const fg_memplan_step *steps, const uint8_t *planned, bool in_place_ok,
-                           fg_err *e) {
+                           const size_t *scratch, fg_err *e) {
   memset(m, 0, sizeof *m);
   int32_t n = fg_graph_node_count(g);
   m->offset = malloc(sizeof *m->offset * ((size_t)n + 1));
   m->dies_at = malloc(sizeof *m->dies_at * ((size_t)n + 1));
   m->in_place = calloc((size_t)n + 1, 1);
-  arena_state a = {.live = malloc(sizeof(block) * ((size_t)n + 1))};
-  if (!m->offset || !m->dies_at || !m->in_place || !a.live) {
+  m->scratch_offset = malloc(sizeof *m->scratch_offset * ((size_t)n_steps + 1));
+  arena_state a = {.live = malloc(sizeof(block) * ((size_t)n + (size_t)n_steps + 1))};
+  if (!m->offset || !m->dies_at || !m->in_place || !m->scratch_offset || !a.live) {
     free(a.live);
     fg_memplan_free(m);
     return fg_err_set(e, FG_E_NOMEM, "memory plan: out of memory");
@@ -107,6 +112,9 @@ fg_status fg_memplan_build(fg_memplan *m, const fg_graph *g, int n_steps,
   for (int32_t s = 0; s < n_steps; s++) {
     fg_node v = steps[s].node;
     if (planned[v]) place(g, m, planned, in_place_ok, &a, v, s);
+    size_t sb = scratch ? aligned(scratch[s]) : 0;
+    m->scratch_offset[s] = sb ? (int64_t)arena_alloc(&a, sb, scratch_owner(s)) : -1;
+    if (sb && in_place_ok) arena_release(&a, scratch_owner(s));
     /* values whose last reader is this step are free for the next steps, also when the step
      * writes an output (outside the arena: a gradient reading the last of an activation) */
     for (int32_t k = 0; k < steps[s].n_reads; k++) {
@@ -125,5 +133,6 @@ void fg_memplan_free(fg_memplan *m) {
   free(m->offset);
   free(m->dies_at);
   free(m->in_place);
+  free(m->scratch_offset);
   memset(m, 0, sizeof *m);
 }

@@ -45,7 +45,8 @@ typedef struct fg_infer_args {
 /* What a kernel sees: contiguous row-major inputs and output.  A kernel computes its share
  * [ith of nth] of the output (split it by rows, batch or tiles; nth is 1 until the threaded
  * backend runs it) and returns FG_OK, or an error status with a message in `err` (e.g. an
- * exactly singular matrix). */
+ * exactly singular matrix).  An alternative implementation (fg_kernel_impl below) also gets
+ * the state its prepare made, its scratch memory and the phase being run. */
 typedef struct fg_kargs {
   const void *attr;
   int n_in;
@@ -58,9 +59,48 @@ typedef struct fg_kargs {
   uint64_t rng_offset;   /* the program's per-run offset, for random ops */
   const fg_tensor *value; /* constants: the stored data */
   fg_err *err;
+  void *state;   /* fg_kernel_impl: what its prepare made (NULL for the descriptor's kernels) */
+  void *scratch; /* fg_kernel_impl: scratch_bytes for this run, 64-byte aligned, else NULL */
+  int phase;     /* fg_kernel_impl: which of its phases runs (0 for single-phase kernels) */
 } fg_kargs;
 
 typedef fg_status (*fg_kernel_fn)(const fg_kargs *k);
+
+/* Phases a kernel implementation may split a run into (fg_kprep.n_phases). */
+#define FG_KERNEL_MAX_PHASES 3
+
+/* What an implementation's prepare sees of one node, and what it answers.  The inputs come
+ * pre-set; the answers come pre-set to the descriptor kernels' way of running: one phase of
+ * parts[0] parts (the executor's split, which depends only on the shapes) and no scratch. */
+typedef struct fg_kprep {
+  int op; /* enum fg_op_id */
+  const void *attr;
+  int n_in;
+  const fg_shape *in_shape;
+  const fg_dtype *in_dtype;
+  fg_shape out_shape;
+  fg_dtype out_dtype;
+  /* answers */
+  int n_phases;                     /* phases run one after another, each over all its parts */
+  int parts[FG_KERNEL_MAX_PHASES];  /* parts of each phase (1..FG_POOL_MAX_FIXED_PARTS): never
+                                       dependent on the thread count, so results are not */
+  size_t scratch_bytes;             /* memory every run needs (from the program's memory plan) */
+  char info[96];                    /* what runs, for benchmarks ("jit:avx512_core ...") */
+} fg_kprep;
+
+/* An alternative way to compute an op (a kernel library, one of several native algorithms).
+ * When an op lists some, the program picks one per node when it is compiled, by measurement
+ * or as FG_KERNELS says (core/runtime/kernel_choice.c); its state lives as long as the program.
+ * Constant folding and programs told to use "native" kernels run the descriptor's own. */
+typedef struct fg_kernel_impl {
+  const char *name; /* as FG_KERNELS names it: "onednn", "direct", ... */
+  /* Whether it computes this node, and its state (*state may stay NULL).  Any failure means
+   * "not for this node" (with the reason in e): the program then uses another implementation.
+   * NULL: it computes every node of the op, with no state. */
+  fg_status (*prepare)(fg_kprep *a, void **state, fg_err *e);
+  void (*release)(void *state); /* NULL when prepare makes no state */
+  fg_kernel_fn kernel_f32, kernel_f64; /* NULL for a dtype it does not compute */
+} fg_kernel_impl;
 
 /* The share [*begin, *end) of n work items that part ith of nth computes: contiguous, in
  * order, every item exactly once, so results never depend on nth. */
@@ -84,6 +124,9 @@ typedef struct fg_op_def {
    * the output's): autodiff sums it down to input i's shape, so broadcast reduction happens
    * once, centrally, not in every rule.  Returns the graph's status. */
   fg_status (*vjp)(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin);
+  /* Alternative implementations (NULL, 0: the descriptor's kernels only). */
+  const fg_kernel_impl *impls;
+  int n_impls;
 } fg_op_def;
 
 /* The descriptor of op id `op`, or NULL outside 0..FG_OP_COUNT-1. */

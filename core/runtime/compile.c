@@ -1,7 +1,9 @@
 /* Compiling a program: a copy of the needed part of the graph goes through
  *   the graph passes (core/compiler/passes.c) -> fusion groups (core/compiler/pass_fuse.c) ->
- *   steps in id order -> an order that keeps peak live bytes low (core/compiler/pass_schedule.c)
- *   -> the memory plan (core/compiler/pass_memplan.c) -> one arena and every value's tensor,
+ *   steps in id order -> each step's implementation (core/runtime/kernel_choice.c: a kernel
+ *   library's primitives are made here) -> an order that keeps peak live bytes low
+ *   (core/compiler/pass_schedule.c) -> the memory plan (core/compiler/pass_memplan.c, with the
+ *   kernels' scratch) -> one arena and every value's tensor,
  * all allocated here, once, so that running allocates nothing. */
 #include <stdlib.h>
 #include <string.h>
@@ -108,15 +110,40 @@ static fg_status plan_poison(fg_program *p, fg_err *e) {
   return FG_OK;
 }
 
+/* An order of the steps that keeps peak live bytes low. */
+static fg_status schedule(fg_program *p, const fg_program_opts *o, fg_err *e) {
+  if (o->disabled_passes & FG_PASS_BIT(SCHEDULE)) return FG_OK;
+  uint8_t *planned = planned_nodes(p);
+  if (!planned) return fg_err_set(e, FG_E_NOMEM, "program: out of memory");
+  fg_status st = fg_schedule_steps(p->g, p->n_steps, p->steps, planned, e);
+  free(planned);
+  return st;
+}
+
+/* Scratch of its own for each step that needs some (the memory plan gives none unplanned). */
+static fg_status own_scratch(fg_program *p, const size_t *bytes, fg_err *e) {
+  if (!(p->step_scratch = calloc((size_t)p->n_steps + 1, sizeof *p->step_scratch)))
+    return fg_err_set(e, FG_E_NOMEM, "program: out of memory");
+  for (int32_t s = 0; s < p->n_steps; s++)
+    if (bytes[s] && !(p->step_scratch[s] = aligned_alloc(64, (bytes[s] + 63) / 64 * 64)))
+      return fg_err_set(e, FG_E_NOMEM, "program: out of memory for a kernel's scratch");
+  return FG_OK;
+}
+
 static fg_status plan_memory(fg_program *p, const fg_program_opts *o, fg_err *e) {
   bool memplan = !(o->disabled_passes & FG_PASS_BIT(MEMPLAN));
   uint8_t *planned = planned_nodes(p);
-  if (!planned) return fg_err_set(e, FG_E_NOMEM, "program: out of memory");
+  size_t *scratch = malloc(sizeof *scratch * ((size_t)p->n_steps + 1));
   fg_status st = FG_OK;
-  if (!(o->disabled_passes & FG_PASS_BIT(SCHEDULE)))
-    st = fg_schedule_steps(p->g, p->n_steps, p->steps, planned, e);
-  if (!memplan) memset(planned, 0, (size_t)fg_graph_node_count(p->g));
-  if (st == FG_OK) st = fg_memplan_build(&p->plan, p->g, p->n_steps, p->steps, planned, memplan, e);
+  if (!planned || !scratch) st = fg_err_set(e, FG_E_NOMEM, "program: out of memory");
+  if (st == FG_OK && !memplan) memset(planned, 0, (size_t)fg_graph_node_count(p->g));
+  for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++)
+    scratch[s] = p->kernels[s].impl ? p->kernels[s].prep.scratch_bytes : 0;
+  /* unplanned, every value has its buffer: so has every step's scratch */
+  if (st == FG_OK) st = fg_memplan_build(&p->plan, p->g, p->n_steps, p->steps, planned, memplan,
+                                         memplan ? scratch : NULL, e);
+  if (st == FG_OK && !memplan) st = own_scratch(p, scratch, e);
+  free(scratch);
   free(planned);
   if (st != FG_OK) return st;
   st = fg_buffer_new(&p->arena, p->plan.arena_bytes, e);
@@ -157,6 +184,28 @@ static fg_status make_pool(fg_program *p, const fg_program_opts *o, fg_err *e) {
   return fg_pool_new(&p->pool, o->n_threads, e);
 }
 
+/* Each step's implementation, and how the executor would split the descriptor's kernel. */
+static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, fg_err *e) {
+  fg_kernel_rules rules;
+  const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
+  fg_status st = fg__kernel_rules_parse(&rules, text, e);
+  if (st != FG_OK) return st;
+  for (int op = 0; o->deterministic && op < FG_OP_COUNT; op++)
+    if (rules.mode[op] == KRULE_AUTO) rules.mode[op] = KRULE_NATIVE;
+  double t0 = fg__program_now_ms();
+  p->kernels = calloc((size_t)p->n_steps + 1, sizeof *p->kernels);
+  p->step_parts = calloc((size_t)p->n_steps + 1, sizeof *p->step_parts);
+  if (!p->kernels || !p->step_parts) return fg_err_set(e, FG_E_NOMEM, "program: out of memory");
+  for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
+    fg_node n = p->steps[s].node;
+    p->step_parts[s] = fg__program_parts_for(p->g, n);
+    if (p->fusion.group_of[n] < 0)
+      st = fg__kernel_choose(&p->kernels[s], p->g, n, p->step_parts[s], &rules, p->pool, e);
+  }
+  p->stats.choose_ms = fg__program_now_ms() - t0;
+  return st;
+}
+
 static void fill_stats(fg_program *p, double t0) {
   p->stats.nodes_compiled = fg_graph_node_count(p->g);
   p->stats.n_steps = p->n_steps;
@@ -185,8 +234,10 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
   }
   if (st == FG_OK) st = plan_steps(p, e);
   if (st == FG_OK) st = plan_values(p, e);
-  if (st == FG_OK) st = plan_memory(p, o, e);
   if (st == FG_OK) st = make_pool(p, o, e);
+  if (st == FG_OK) st = schedule(p, o, e);
+  if (st == FG_OK) st = choose_kernels(p, o, e);
+  if (st == FG_OK) st = plan_memory(p, o, e);
   if (st == FG_OK) fill_stats(p, t0);
   return st;
 }

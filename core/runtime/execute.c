@@ -25,70 +25,96 @@ static fg_status check_bound(fg_program *p, fg_err *e) {
 
 enum { MAX_STEP_INPUTS = 64, MAX_PARTS = FG_POOL_MAX_FIXED_PARTS };
 
-typedef struct step_job {
-  fg_program *p;
-  fg_node node;
-  const fg_node_rec *r;
+/* One kernel run split into parts: each part gets base's arguments with its own ith, nth,
+ * phase and error. */
+typedef struct part_job {
   fg_kernel_fn kernel;
-  const void *in[MAX_STEP_INPUTS];
-  fg_shape shape[MAX_STEP_INPUTS];
-  fg_dtype dtype[MAX_STEP_INPUTS];
+  const fg_kargs *base;
+  int phase;
   fg_status status[MAX_PARTS];
   fg_err err[MAX_PARTS];
-} step_job;
+} part_job;
 
-static void node_part(void *ctx, int part, int n_parts) {
-  step_job *j = ctx;
-  fg_kargs k = {.attr = j->r->attr, .n_in = j->r->n_in, .in = j->in, .in_shape = j->shape,
-                .in_dtype = j->dtype, .out = fg_tensor_data(j->p->value[j->node]),
-                .out_shape = j->r->shape, .ith = part, .nth = n_parts,
-                .rng_offset = j->p->rng_offset, .value = j->r->value, .err = &j->err[part]};
+static void kernel_part(void *ctx, int part, int n_parts) {
+  part_job *j = ctx;
+  fg_kargs k = *j->base;
+  k.ith = part, k.nth = n_parts, k.phase = j->phase, k.err = &j->err[part];
   j->status[part] = j->kernel(&k);
 }
 
-static fg_kernel_fn kernel_of(const fg_node_rec *r) {
-  const fg_op_def *def = fg_op_get(r->op);
-  return r->dtype == FG_F64 ? def->kernel_f64 : def->kernel_f32;
+fg_status fg__run_kernel(fg_pool *pool, fg_kernel_fn kernel, const fg_kargs *base, int n_phases,
+                         const int *parts, fg_err *e) {
+  part_job *j = malloc(sizeof *j);
+  if (!j) return fg_err_set(e, FG_E_NOMEM, "out of memory");
+  j->kernel = kernel, j->base = base;
+  fg_status st = FG_OK;
+  for (int ph = 0; st == FG_OK && ph < n_phases; ph++) {
+    int n = parts[ph] < 1 ? 1 : parts[ph] > MAX_PARTS ? MAX_PARTS : parts[ph];
+    for (int i = 0; i < n; i++) j->status[i] = FG_OK, j->err[i].msg[0] = '\0';
+    j->phase = ph;
+    fg_pool_run(pool, kernel_part, j, n);
+    for (int i = 0; i < n && st == FG_OK; i++) /* the first failing part, in part order */
+      if ((st = j->status[i]) != FG_OK)
+        fg_err_set(e, st, "%s", j->err[i].msg[0] ? j->err[i].msg : fg_status_str(st));
+  }
+  free(j);
+  return st;
 }
 
-static fg_status step_status(fg_program *p, step_job *j, int n_parts, fg_err *e) {
-  for (int i = 0; i < n_parts; i++) /* the first failing part, in part order */
-    if (j->status[i] != FG_OK) {
-      const fg_node_rec *r = fg_graph_node(p->g, j->node);
-      return fg_err_set(e, j->status[i], "run: node %d (op '%s'%s%s): %s", j->node,
-                          fg_op_get(r->op)->name, r->name ? ", named " : "", r->name ? r->name : "",
-                          j->err[i].msg[0] ? j->err[i].msg : fg_status_str(j->status[i]));
-    }
-  return FG_OK;
+static fg_kernel_fn kernel_of(const fg_node_rec *r, const fg_kernel_choice *c) {
+  if (c->impl) return r->dtype == FG_F64 ? c->impl->kernel_f64 : c->impl->kernel_f32;
+  const fg_op_def *def = fg_op_get(r->op);
+  return r->dtype == FG_F64 ? def->kernel_f64 : def->kernel_f32;
 }
 
 /* Kernels split their output among parts, so there are at most as many parts as outputs; the
  * work of a part is measured in elements touched (its outputs and its share of the inputs),
  * so a reduction to a few outputs of a large input is still split. */
-static int parts_for(const step_job *j) {
-  int64_t outputs = fg_shape_count(&j->r->shape), touched = outputs;
-  for (int k = 0; k < j->r->n_in; k++) touched += fg_shape_count(&j->shape[k]);
-  bool light = fg_op_get(j->r->op)->flags & FG_OPF_ELEMENTWISE;
+int fg__program_parts_for(const fg_graph *g, fg_node n) {
+  fg_shape os = fg_node_shape(g, n);
+  int64_t outputs = fg_shape_count(&os), touched = outputs;
+  for (int k = 0; k < fg_node_num_inputs(g, n); k++) {
+    fg_shape is = fg_node_shape(g, fg_node_input(g, n, k));
+    touched += fg_shape_count(&is);
+  }
+  bool light = fg_op_get(fg_node_op(g, n))->flags & FG_OPF_ELEMENTWISE;
   int parts = fg_pool_parts_fixed(touched, light ? MIN_ELEMENTWISE_PART : MIN_HEAVY_PART);
   return outputs < parts ? (int)(outputs > 0 ? outputs : 1) : parts;
 }
 
-static fg_status run_node(fg_program *p, fg_node n, step_job *j, fg_err *e) {
-  j->r = fg_graph_node(p->g, n);
-  j->node = n;
-  j->kernel = kernel_of(j->r);
-  if (!j->kernel)
-    return fg_err_set(e, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(j->r->op)->name);
-  if (j->r->n_in > MAX_STEP_INPUTS)
+/* Step s's scratch: a range of the arena, or its own buffer when memory is not planned. */
+static void *scratch_of(const fg_program *p, int32_t s) {
+  if (p->plan.scratch_offset[s] >= 0) return (char *)p->arena->data + p->plan.scratch_offset[s];
+  return p->step_scratch ? p->step_scratch[s] : NULL;
+}
+
+static fg_status run_node(fg_program *p, int32_t s, fg_err *e) {
+  fg_node n = p->steps[s].node;
+  const fg_node_rec *r = fg_graph_node(p->g, n);
+  const fg_kernel_choice *c = &p->kernels[s];
+  fg_kernel_fn kernel = kernel_of(r, c);
+  if (!kernel)
+    return fg_err_set(e, FG_E_INTERNAL, "run: op '%s' has no kernel", fg_op_get(r->op)->name);
+  if (r->n_in > MAX_STEP_INPUTS)
     return fg_err_set(e, FG_E_INTERNAL, "run: node %d has more than %d inputs", n, MAX_STEP_INPUTS);
-  for (int k = 0; k < j->r->n_in; k++) {
+  const void *in[MAX_STEP_INPUTS];
+  fg_shape shape[MAX_STEP_INPUTS];
+  fg_dtype dtype[MAX_STEP_INPUTS];
+  for (int k = 0; k < r->n_in; k++) {
     const fg_tensor *v = p->value[fg_node_input(p->g, n, k)];
-    j->in[k] = fg_tensor_data(v), j->shape[k] = v->shape, j->dtype[k] = v->dtype;
+    in[k] = fg_tensor_data(v), shape[k] = v->shape, dtype[k] = v->dtype;
   }
-  int n_parts = parts_for(j);
-  for (int i = 0; i < n_parts; i++) j->status[i] = FG_OK, j->err[i].msg[0] = '\0';
-  fg_pool_run(p->pool, node_part, j, n_parts);
-  return step_status(p, j, n_parts, e);
+  fg_kargs k = {.attr = r->attr, .n_in = r->n_in, .in = in, .in_shape = shape, .in_dtype = dtype,
+                .out = fg_tensor_data(p->value[n]), .out_shape = r->shape,
+                .rng_offset = p->rng_offset, .value = r->value, .state = c->state,
+                .scratch = scratch_of(p, s)};
+  int native_parts = p->step_parts[s];
+  fg_status st = c->impl ? fg__run_kernel(p->pool, kernel, &k, c->prep.n_phases, c->prep.parts, e)
+                         : fg__run_kernel(p->pool, kernel, &k, 1, &native_parts, e);
+  if (st != FG_OK)
+    return fg_err_prefix(e, st, "run: node %d (op '%s'%s%s)", n, fg_op_get(r->op)->name,
+                         r->name ? ", named " : "", r->name ? r->name : "");
+  return FG_OK;
 }
 
 /* ---- fused groups: each part runs the members over its tiles ---- */
@@ -137,7 +163,8 @@ static fg_status run_member(const group_job *j, const fg_node *members, int32_t 
   fg_kargs k = {.attr = r->attr, .n_in = r->n_in, .in = in, .in_shape = shape, .in_dtype = dtype,
                 .out = out, .out_shape = fg_shape1(len), .ith = 0, .nth = 1,
                 .rng_offset = p->rng_offset, .err = err};
-  return kernel_of(r)(&k);
+  const fg_op_def *def = fg_op_get(r->op);
+  return (r->dtype == FG_F64 ? def->kernel_f64 : def->kernel_f32)(&k);
 }
 
 static void group_part(void *ctx, int part, int n_parts) {
@@ -182,23 +209,22 @@ static void poison_dead(fg_program *p, int32_t s) {
     fg_tensor *v = p->value[p->poison_ids[i]];
     memset(fg_tensor_data(v), 0xff, (size_t)fg_tensor_numel(v) * fg_dtype_size(v->dtype));
   }
+  void *scratch = scratch_of(p, s);
+  if (scratch) /* a kernel's scratch lives for its step only */
+    memset(scratch, 0xff, p->kernels[s].prep.scratch_bytes);
 }
 
 fg_status fg_program_run(fg_program *p, fg_err *e) {
   if (!p) return fg_err_set(e, FG_E_MISUSE, "run: no program");
   fg_status st = check_bound(p, e);
-  step_job *job = st == FG_OK ? malloc(sizeof *job) : NULL;
-  if (st == FG_OK && !job) st = fg_err_set(e, FG_E_NOMEM, "run: out of memory");
-  if (job) job->p = p;
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
     fg_node n = p->steps[s].node;
     bool fused = p->fusion.group_of[n] >= 0;
     double t0 = p->profile ? fg__program_now_ms() : 0;
-    st = fused ? run_group(p, n, e) : run_node(p, n, job, e);
+    st = fused ? run_group(p, n, e) : run_node(p, s, e);
     if (p->profile) fg__program_profile_step(p, s, fg__program_now_ms() - t0);
     if (p->poison) poison_dead(p, s);
   }
   p->prof_runs++;
-  free(job);
   return st;
 }

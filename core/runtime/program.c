@@ -21,6 +21,7 @@ static fg_status resolve_opts(const fg_program_opts *in, fg_program_opts *o, fg_
   o->poison_freed = o->poison_freed || env_flag("FG_POISON_FREED");
   o->profile = o->profile || env_flag("FG_PROFILE");
   o->verify = o->verify || env_flag("FG_VERIFY_PASSES");
+  o->deterministic = o->deterministic || env_flag("FG_DETERMINISTIC");
   if (!o->dump_dir) o->dump_dir = getenv("FG_DUMP_PASSES");
   if (o->n_threads <= 0 && getenv("FG_THREADS")) o->n_threads = atoi(getenv("FG_THREADS"));
   return FG_OK;
@@ -72,6 +73,11 @@ void fg_program_free(fg_program *p) {
   for (int32_t i = 0; p->value && p->g && i < fg_graph_node_count(p->g); i++)
     fg_tensor_free(p->value[i]);
   free(p->value);
+  for (int32_t s = 0; p->kernels && s < p->n_steps; s++) fg__kernel_choice_release(&p->kernels[s]);
+  free(p->kernels);
+  free(p->step_parts);
+  for (int32_t s = 0; p->step_scratch && s < p->n_steps; s++) free(p->step_scratch[s]);
+  free(p->step_scratch);
   fg_buffer_release(p->arena);
   fg_memplan_free(&p->plan);
   fg_fusion_free(&p->fusion);
@@ -123,3 +129,10 @@ const fg_program_stats *fg_program_get_stats(const fg_program *p) { return p ? &
 const fg_graph *fg_program_graph(const fg_program *p) { return p ? p->g : NULL; }
 const int32_t *fg_program_groups(const fg_program *p) { return p ? p->fusion.group_of : NULL; }
 
+
+const char *fg_program_node_kernel(const fg_program *p, fg_node n) {
+  for (int32_t s = 0; p && p->kernels && s < p->n_steps; s++)
+    if (p->steps[s].node == n && p->fusion.group_of[n] < 0)
+      return fg_op_get(fg_node_op(p->g, n))->n_impls ? p->kernels[s].label : NULL;
+  return NULL;
+}

@@ -18,7 +18,7 @@ typedef struct fg_program fg_program;
 /* Compile and run options; zero-filled means the defaults.  Each switch also has an
  * environment variable, read when the program is made, so any program can be inspected
  * without recompiling: FG_THREADS=n, FG_DISABLE_PASSES=cse,fuse, FG_POISON_FREED=1,
- * FG_VERIFY_PASSES=1, FG_DUMP_PASSES=dir. */
+ * FG_VERIFY_PASSES=1, FG_DUMP_PASSES=dir, FG_KERNELS=rules, FG_DETERMINISTIC=1. */
 typedef struct fg_program_opts {
   int n_threads;            /* 0: FG_THREADS, else the online cores */
   fg_pool *pool;            /* a pool to share between programs (not owned); overrides n_threads */
@@ -27,6 +27,16 @@ typedef struct fg_program_opts {
   bool verify;              /* check the graph's invariants after every pass */
   const char *dump_dir;     /* write DOT files of the graph before and after every pass */
   bool profile;             /* time every step by op (also FG_PROFILE=1); see fg_program_profile */
+  /* Which implementation computes each op that has several (a kernel library such as oneDNN,
+   * the native direct kernels, im2col + GEMM): NULL takes FG_KERNELS from the environment;
+   * "auto" (the default) times the candidates once per shape for the process and keeps the
+   * fastest; "native" uses the built-in kernels with their fixed rules; rules as
+   * "conv*=onednn,matmul=gemm" pin some ops (README, "Kernels"). */
+  const char *kernels;
+  /* No timed choice: where the rules say "auto", the native kernels run, so results are the
+   * same in every process on every machine (a timed choice may pick another implementation in
+   * another process, whose results differ in the last bits).  Also FG_DETERMINISTIC=1. */
+  bool deterministic;
 } fg_program_opts;
 
 /* What compiling did, for benchmarks, dumps and tests. */
@@ -41,6 +51,7 @@ typedef struct fg_program_stats {
   int32_t n_in_place;                  /* values written over a dying input */
   int n_threads;
   double compile_ms;
+  double choose_ms;                    /* of compile_ms: choosing kernels (timing, libraries) */
 } fg_program_stats;
 
 /* Plans a program computing outs[0..n_out) into *out.  Fails when the graph is in error or an
@@ -55,6 +66,10 @@ const fg_program_stats *fg_program_get_stats(const fg_program *p);
  * dumps; borrowed. */
 const fg_graph *fg_program_graph(const fg_program *p);
 const int32_t *fg_program_groups(const fg_program *p);
+/* The implementation that computes node n of the compiled graph, for benchmarks and dumps:
+ * "onednn: jit:avx512_core ...", "direct", "native" (the built-in kernels' fixed rules); NULL
+ * for a node of an op with no alternatives, or not a step.  Borrowed, lives with p. */
+const char *fg_program_node_kernel(const fg_program *p, fg_node n);
 void fg_program_free(fg_program *p);
 
 /* Binds the input or parameter `name` to t (dtype and shape must match the node's).  The

@@ -8,6 +8,7 @@
 #include "core/compiler/pass_fuse.h"
 #include "core/compiler/pass_memplan.h"
 #include "core/ir/op.h"
+#include "core/runtime/kernel_choice.h"
 #include "core/runtime/program.h"
 
 enum {
@@ -24,6 +25,9 @@ struct fg_program {
   fg_node *outs;        /* in g */
   int32_t n_steps;
   fg_memplan_step *steps;
+  fg_kernel_choice *kernels; /* per step: the implementation it runs (kernel_choice.h) */
+  int *step_parts;           /* per step: how the executor splits the descriptor's kernel */
+  void **step_scratch;       /* per step: its kernel's scratch when memory is not planned */
   fg_node *reads;       /* storage behind steps[].reads */
   int32_t *poison_off;  /* per step s: poison_ids[poison_off[s] .. poison_off[s+1]) */
   fg_node *poison_ids;
@@ -52,6 +56,9 @@ struct fg_program {
  * fg_program_free. */
 fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
                               const fg_program_opts *o, fg_err *e);
+
+/* execute.c: the executor's part count for node n of g (by its shapes alone). */
+int fg__program_parts_for(const fg_graph *g, fg_node n);
 
 /* profile.c */
 /* The monotonic clock in milliseconds. */

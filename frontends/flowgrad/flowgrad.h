@@ -31,8 +31,9 @@
 #include "core/formats/raster.h"
 #include "core/formats/plot.h"
 
-/* ops/: op builders, autodiff and gradient checks */
+/* ops/: op builders, the kernel libraries in use, autodiff and gradient checks */
 #include "ops/ops.h"
+#include "ops/kernel_info.h"
 #include "ops/autodiff/autodiff.h"
 #include "ops/autodiff/gradcheck.h"
 #include "ops/autodiff/jacobian.h"

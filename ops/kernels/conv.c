@@ -84,23 +84,28 @@ static bool shifted_pays(const conv_geom *g) {
   return g->c >= DIRECT_MAX_O && g->o > DIRECT_MAX_O;
 }
 
-/* The path that computes this call.  Direct kernels need stride 1.  Shifted GEMMs need stride
+/* Whether a path computes this call.  Direct kernels need stride 1.  Shifted GEMMs need stride
  * 1 and a kernel wider than 1x1, and serve conv2d and a weight gradient over at least one
  * image, not the input gradient (measured slower there than GEMM + col2im).  im2col + GEMM
- * serves everything else. */
-static conv_path conv_choose_path(const conv_geom *g, conv_kind kind) {
+ * serves everything. */
+static bool path_applies(const conv_geom *g, conv_kind kind, conv_path path) {
   bool unit_stride = g->sh == 1 && g->sw == 1;
-  bool shifted_fits = unit_stride && !is_pointwise(g) &&
-                      (kind == CONV_FORWARD || (kind == CONV_WEIGHT_GRAD && g->n > 0));
-  switch (forced_path()) {
-  case CONV_PATH_GEMM: return CONV_PATH_GEMM;
-  case CONV_PATH_DIRECT: return unit_stride ? CONV_PATH_DIRECT : CONV_PATH_GEMM;
-  case CONV_PATH_SHIFTED: return shifted_fits ? CONV_PATH_SHIFTED : CONV_PATH_GEMM;
-  default:
-    if (unit_stride && direct_pays(g, kind)) return CONV_PATH_DIRECT;
-    if (shifted_fits && shifted_pays(g)) return CONV_PATH_SHIFTED;
-    return CONV_PATH_GEMM;
+  switch (path) {
+  case CONV_PATH_DIRECT: return unit_stride;
+  case CONV_PATH_SHIFTED:
+    return unit_stride && !is_pointwise(g) &&
+           (kind == CONV_FORWARD || (kind == CONV_WEIGHT_GRAD && g->n > 0));
+  default: return true;
   }
+}
+
+/* The path that computes this call by the fixed rules (or as FG_CONV_PATH forces). */
+static conv_path conv_choose_path(const conv_geom *g, conv_kind kind) {
+  int forced = forced_path();
+  if (forced != FORCED_NONE) return path_applies(g, kind, forced) ? forced : CONV_PATH_GEMM;
+  if (path_applies(g, kind, CONV_PATH_DIRECT) && direct_pays(g, kind)) return CONV_PATH_DIRECT;
+  if (path_applies(g, kind, CONV_PATH_SHIFTED) && shifted_pays(g)) return CONV_PATH_SHIFTED;
+  return CONV_PATH_GEMM;
 }
 
 /* What each path runs for each op; NULL where conv_choose_path never sends it. */
@@ -113,16 +118,21 @@ static const conv_driver drivers[CONV_PATH_COUNT][CONV_KIND_COUNT] = {
 
 /* ---- the kernels ---- */
 
-/* The geometry of a call from its inputs' shapes and its attributes (every conv attribute
- * starts with the options). */
-static conv_geom geom_of(const fg_kargs *k, conv_kind kind) {
-  const fg_conv2d_attr *at = k->attr; /* its size: only the transposes have one */
-  const int64_t *a = k->in_shape[0].d, *b = k->in_shape[1].d;
+conv_kind fg_conv_kind_of(int op) {
+  return op == FG_OP_CONV2D_INPUT_GRAD    ? CONV_INPUT_GRAD
+         : op == FG_OP_CONV2D_WEIGHT_GRAD ? CONV_WEIGHT_GRAD
+                                          : CONV_FORWARD;
+}
+
+conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_shape *out_shape,
+                          conv_kind kind) {
+  const fg_conv2d_attr *at = attr; /* its size: only the transposes have one */
+  const int64_t *a = in_shape[0].d, *b = in_shape[1].d;
   conv_geom g;
   switch (kind) {
   case CONV_FORWARD: /* x, w -> y */
     g = (conv_geom){.n = a[0], .c = a[1], .h = a[2], .w = a[3], .o = b[0], .kh = b[2],
-                    .kw = b[3], .ho = k->out_shape.d[2], .wo = k->out_shape.d[3]};
+                    .kw = b[3], .ho = out_shape->d[2], .wo = out_shape->d[3]};
     break;
   case CONV_INPUT_GRAD: /* dy, w -> gx, of the input size in the attribute */
     g = (conv_geom){.n = a[0], .c = b[1], .h = at->size[0], .w = at->size[1], .o = b[0],
@@ -133,16 +143,45 @@ static conv_geom geom_of(const fg_kargs *k, conv_kind kind) {
                     .kw = at->size[1], .ho = b[2], .wo = b[3]};
     break;
   }
-  conv_geom_set_opts(&g, (const fg_conv2d_opts *)k->attr);
+  conv_geom_set_opts(&g, (const fg_conv2d_opts *)attr);
   return g;
 }
+
+/* ---- the paths as implementations a program chooses among (fg_kernel_impl) ----
+ * The state is the path; the kernels are the ops' own, which run the path their state names. */
+static const conv_path path_state[CONV_PATH_COUNT] = {CONV_PATH_GEMM, CONV_PATH_DIRECT,
+                                                      CONV_PATH_SHIFTED};
+static const char *const path_names[CONV_PATH_COUNT] = {"gemm", "direct", "shifted"};
+
+static fg_status prepare_path(fg_kprep *a, void **state, conv_path path, fg_err *e) {
+  conv_kind kind = fg_conv_kind_of(a->op);
+  conv_geom g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, kind);
+  if (!path_applies(&g, kind, path))
+    return fg_err_set(e, FG_E_MISUSE, "the %s path does not compute this convolution",
+                      path_names[path]);
+  *state = (void *)&path_state[path];
+  return FG_OK;
+}
+
+fg_status fg_conv_prepare_gemm(fg_kprep *a, void **state, fg_err *e) {
+  return prepare_path(a, state, CONV_PATH_GEMM, e);
+}
+fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e) {
+  return prepare_path(a, state, CONV_PATH_DIRECT, e);
+}
+fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e) {
+  return prepare_path(a, state, CONV_PATH_SHIFTED, e);
+}
+
+/* ---- the kernels ---- */
 
 static fg_status conv_run(const fg_kargs *k, fg_dtype t, conv_kind kind, const void *bias,
                           bool relu) {
   conv_ctx c = {.t = t, .es = fg_dtype_size(t), .direct = fg_conv_direct_kernels_for(t),
-                .g = geom_of(k, kind), .nth = k->nth, .err = k->err, .bias = bias,
-                .relu = relu};
-  return drivers[conv_choose_path(&c.g, kind)][kind](&c, k);
+                .g = fg_conv_geom_of(k->attr, k->in_shape, &k->out_shape, kind), .nth = k->nth,
+                .err = k->err, .bias = bias, .relu = relu};
+  conv_path path = k->state ? *(const conv_path *)k->state : conv_choose_path(&c.g, kind);
+  return drivers[path][kind](&c, k);
 }
 
 static bool bias_act_relu(const fg_kargs *k) {

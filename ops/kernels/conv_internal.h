@@ -48,6 +48,19 @@ typedef enum conv_path {
   CONV_PATH_COUNT
 } conv_path;
 
+/* Which of the three ops a conv op id computes (conv2d_bias_act is a forward). */
+conv_kind fg_conv_kind_of(int op);
+/* The geometry of a call from its inputs' shapes, its attributes (every conv attribute starts
+ * with the options) and its output's shape. */
+conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_shape *out_shape,
+                          conv_kind kind);
+
+/* The native paths as implementations a program chooses among (fg_kernel_impl.prepare, with
+ * the ops' own kernels): each applies where its path computes the call (ops/kernels/conv.c). */
+fg_status fg_conv_prepare_gemm(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
+
 /* What a path needs about one call. */
 typedef struct conv_ctx {
   fg_dtype t;

@@ -1,18 +1,27 @@
 /* The one GEMM that matmul and conv kernels call (ops/kernels/gemm.h), and the choice behind
  * it.
  *
- * BLAS.  When meson finds OpenBLAS (option `blas`, on by default when present) the GEMM calls
- * cblas_sgemm / cblas_dgemm; otherwise, or when FG_NO_BLAS=1 is in the environment (read once,
- * so tests and benchmarks can compare), it runs the portable cache-blocked kernel below, which
- * is written once and stamped for float and double.
+ * Libraries.  A float32 GEMM goes to oneDNN's sgemm when the library was built with oneDNN
+ * (ops/kernels/onednn.c), which generates its code for the CPU it runs on.  Otherwise, and for
+ * float64, it goes to CBLAS when meson found OpenBLAS (option `blas`, on by default when
+ * present).  Without either, or when FG_NO_BLAS=1 is in the environment (read once, so tests
+ * and benchmarks can compare), it runs the portable cache-blocked kernel below, which is
+ * written once and stamped for float and double.
+ *
+ * OpenBLAS's CPU guess.  Debian's OpenBLAS is built for many CPUs and picks its kernels by CPU
+ * model; on a model it does not know it falls back to its Prescott (SSE3) kernels, several
+ * times slower than the AVX2 or AVX-512 ones the CPU has.  Unless OPENBLAS_CORETYPE names a
+ * core, flowgrad replaces such a fallback, once, before its first BLAS call, with the kernels
+ * the CPU's features call for (correct_openblas_core).
  *
  * Threads.  The engine owns parallelism: a kernel gets (ith, nth) and computes only its share.
  * GEMM-based kernels (ops/kernels/matmul.c, the conv drivers) use only as many of the nth
  * parts as keep each part's GEMM efficient (fg_tile_grid) and pass that effective count here.
- * OpenBLAS keeps its own pool, and letting both pools run would put (engine threads) x (BLAS
- * threads) runnable threads on the cores, which collapses throughput on small or shared
- * machines.  The policy, applied before every BLAS call, on the kernel's *effective* part
- * count (the parts that have work):
+ * oneDNN's sgemm always runs on the calling thread alone (results then never depend on the
+ * thread count).  OpenBLAS keeps its own pool, and letting both pools run would put (engine
+ * threads) x (BLAS threads) runnable threads on the cores, which collapses throughput on small
+ * or shared machines.  The policy, applied before every BLAS call, on the kernel's *effective*
+ * part count (the parts that have work):
  *   - more than one: OpenBLAS runs 1 thread per call, so the engine's threads are the only
  *     ones computing;
  *   - one (a small GEMM, or a single-threaded program): OpenBLAS gets back the thread count it
@@ -28,7 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/kernel_info.h"
 #include "ops/kernels/gemm.h"
+#include "ops/kernels/onednn.h"
 
 #ifdef FG_HAVE_CBLAS
 #include <cblas.h>
@@ -109,19 +120,73 @@ fg_status fg_gemm_plain(fg_dtype t, const fg_gemm_dims *d, const void *a, const 
   return t == FG_F32 ? gemm_plain_f32(d, a, b, c) : gemm_plain_f64(d, a, b, c);
 }
 
-/* ---- CBLAS and its thread policy (see the top of the file) ---- */
+/* FG_NO_BLAS unset (or "0"): the GEMM libraries may be used.  Read once. */
+static bool libraries_enabled(void) {
+  static atomic_int enabled = -1;
+  int on = atomic_load(&enabled);
+  if (on < 0) {
+    const char *s = getenv("FG_NO_BLAS");
+    on = !(s && *s && strcmp(s, "0") != 0);
+    atomic_store(&enabled, on);
+  }
+  return on != 0;
+}
+
+/* ---- CBLAS, its CPU guess and its thread policy (see the top of the file) ---- */
 #ifdef FG_HAVE_CBLAS
-static atomic_int blas_enabled = -1;  /* -1: FG_NO_BLAS not read yet */
 static atomic_int blas_default_threads; /* 0: not recorded yet */
 static atomic_int blas_threads_now;     /* what we last set; 0: untouched (the default) */
 static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static char core_corrected[64];          /* "Prescott -> SkylakeX" once corrected */
+
+/* OpenBLAS's own (exported by its DYNAMIC_ARCH builds; weak: absent elsewhere). */
+extern void gotoblas_dynamic_init(void) __attribute__((weak));
+extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+
+/* The OpenBLAS core for this CPU's vector features, or NULL when none beats a fallback. */
+static const char *core_for_cpu(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return NULL;
+}
+
+/* OpenBLAS's fallbacks: cores older than AVX2 that it picks for a model it does not know. */
+static bool is_fallback_core(const char *core) {
+  static const char *const old_cores[] = {"Prescott", "Core2", "Penryn", "Dunnington",
+                                          "Nehalem", "Sandybridge", "Unknown", "generic"};
+  for (size_t i = 0; core && i < sizeof old_cores / sizeof *old_cores; i++)
+    if (strcmp(core, old_cores[i]) == 0) return true;
+  return false;
+}
+
+/* Replaces a fallback core by the CPU's own (see the top of the file).  OpenBLAS reads
+ * OPENBLAS_CORETYPE only when it picks its core, so it is set for that moment alone. */
+static void correct_openblas_core(void) {
+  const char *now = openblas_get_corename(), *want = core_for_cpu();
+  if (getenv("OPENBLAS_CORETYPE") || !gotoblas_dynamic_init || !gotoblas_dynamic_quit ||
+      !is_fallback_core(now) || !want)
+    return;
+  char was[24];
+  snprintf(was, sizeof was, "%s", now);
+  setenv("OPENBLAS_CORETYPE", want, 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");
+  snprintf(core_corrected, sizeof core_corrected, "%s -> %s", was, openblas_get_corename());
+}
 
 static int blas_default(void) {
   int def = atomic_load(&blas_default_threads);
   if (def > 0) return def;
   pthread_mutex_lock(&blas_threads_lock);
   def = atomic_load(&blas_default_threads);
-  if (def == 0) {
+  if (def == 0) { /* flowgrad's first BLAS call */
+    correct_openblas_core();
     def = openblas_get_num_threads();
     if (def < 1) def = 1;
     atomic_store(&blas_default_threads, def);
@@ -168,13 +233,15 @@ static void gemm_blas(fg_dtype t, const fg_gemm_dims *d, const void *a, const vo
 
 bool fg_gemm_uses_blas(void) {
 #ifdef FG_HAVE_CBLAS
-  int on = atomic_load(&blas_enabled);
-  if (on < 0) {
-    const char *s = getenv("FG_NO_BLAS");
-    on = !(s && *s && strcmp(s, "0") != 0);
-    atomic_store(&blas_enabled, on);
-  }
-  return on != 0;
+  return libraries_enabled();
+#else
+  return false;
+#endif
+}
+
+bool fg_gemm_uses_onednn(void) {
+#ifdef FG_HAVE_DNNL
+  return libraries_enabled();
 #else
   return false;
 #endif
@@ -183,9 +250,13 @@ bool fg_gemm_uses_blas(void) {
 fg_status fg_gemm(fg_dtype t, const fg_gemm_dims *d, const void *a, const void *b, void *c,
                   int nth) {
   if (d->m == 0 || d->n == 0) return FG_OK;
-#ifdef FG_HAVE_CBLAS
   /* k == 0 goes to the portable kernel, which just zero-fills: BLAS argument checks reject
    * the lda = 0 such a call would have. */
+#ifdef FG_HAVE_DNNL
+  if (d->k > 0 && t == FG_F32 && fg_gemm_uses_onednn() && fg_onednn_sgemm(d, a, b, c))
+    return FG_OK;
+#endif
+#ifdef FG_HAVE_CBLAS
   if (d->k > 0 && fg_gemm_uses_blas() && fits_blasint(d)) {
     blas_threads_for(nth);
     gemm_blas(t, d, a, b, c);
@@ -195,4 +266,26 @@ fg_status fg_gemm(fg_dtype t, const fg_gemm_dims *d, const void *a, const void *
   (void)nth;
 #endif
   return fg_gemm_plain(t, d, a, b, c);
+}
+
+const char *fg_kernel_libraries(char *buf, size_t cap) {
+  size_t used = 0;
+  buf[0] = '\0';
+#ifdef FG_HAVE_DNNL
+  char dnnl[96];
+  used += (size_t)snprintf(buf, cap, "%s%s", fg_onednn_describe(dnnl, sizeof dnnl),
+                           libraries_enabled() ? "" : " (off: FG_NO_BLAS)");
+#endif
+#ifdef FG_HAVE_CBLAS
+  if (used < cap) {
+    if (libraries_enabled()) blas_default(); /* makes the core correction, if any, now */
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    used += (size_t)snprintf(buf + used, cap - used, "%sOpenBLAS %s, core %s%s%s%s%s",
+                             used ? "; " : "", openblas_get_config(), openblas_get_corename(),
+                             core_corrected[0] ? " (corrected: " : "", core_corrected,
+                             core_corrected[0] ? ")" : "", env ? " (OPENBLAS_CORETYPE)" : "");
+  }
+#endif
+  if (used == 0) snprintf(buf, cap, "none: the portable GEMM and native kernels");
+  return buf;
 }

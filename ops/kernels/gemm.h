@@ -18,18 +18,20 @@ typedef struct fg_gemm_dims {
   int64_t lda, ldb, ldc;
 } fg_gemm_dims;
 
-/* Uses CBLAS when the library was built with it and FG_NO_BLAS is unset (or "0") in the
- * environment, read once; the portable kernel otherwise.  `nth` is the number of parts of the
- * calling kernel that have work: it sets the BLAS thread policy (ops/kernels/gemm.c).  a, b, c
- * are float or double as t says.  Fails only with FG_E_NOMEM (the portable kernel's packing
- * buffer). */
+/* Uses oneDNN's sgemm (float32) or CBLAS when the library was built with them and FG_NO_BLAS
+ * is unset (or "0") in the environment, read once; the portable kernel otherwise.  `nth` is
+ * the number of parts of the calling kernel that have work: it sets the BLAS thread policy
+ * (ops/kernels/gemm.c).  a, b, c are float or double as t says.  Fails only with FG_E_NOMEM
+ * (the portable kernel's packing buffer). */
 fg_status fg_gemm(fg_dtype t, const fg_gemm_dims *d, const void *a, const void *b, void *c,
                   int nth);
 /* The portable cache-blocked kernel alone (the fallback; exposed so tests compare it). */
 fg_status fg_gemm_plain(fg_dtype t, const fg_gemm_dims *d, const void *a, const void *b,
                         void *c);
-/* True when fg_gemm goes to CBLAS. */
+/* True when fg_gemm goes to CBLAS (for float64, and float32 without oneDNN). */
 bool fg_gemm_uses_blas(void);
+/* True when fg_gemm goes to oneDNN for float32. */
+bool fg_gemm_uses_onednn(void);
 
 /* Kernels get nth parts from the executor (up to 64, fixed by the output size, not by the
  * thread count, so that results never depend on threads).  GEMM-based kernels use only as many

@@ -5,6 +5,11 @@
  * without it, or FG_NO_BLAS=1) the reference is the engine's portable GEMM: one 1024^3 matmul
  * node on one thread.
  *
+ * Programs pick each node's implementation as FG_KERNELS says (by timing them, by default); a
+ * second table gives, per op and direction, the implementation picked (for oneDNN: its own
+ * implementation and ISA, and the activations' layouts in>out) and the rates of the native
+ * kernels alone (FG_KERNELS=native) and of oneDNN alone (=onednn) where the build has it.
+ *
  *   meson compile -C build && ./build/tools/bench_dense [reps [label-substring]]
  *
  * FLOPs count the direct convolution, 2 N O Ho Wo C KH KW per pass; backward is the input and
@@ -24,9 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/ir/op.h"
 #include "core/rng.h"
 #include "core/runtime/program.h"
 #include "ops/autodiff/autodiff.h"
+#include "ops/kernel_info.h"
 #include "ops/ops.h"
 
 #ifdef FG_HAVE_CBLAS
@@ -87,13 +94,29 @@ static void bind_random(fg_program *p, const char *name, fg_shape s, double scal
   fg_tensor_free(t);
 }
 
-/* Builds y = f(a, b) on inputs "a", "b" (and "dy" for the backward graph); returns forward
- * and backward seconds. */
+/* The implementation node-of-interest of p runs: its first node that has several. */
+static void kernel_of(const fg_program *p, char *buf, size_t cap) {
+  const fg_graph *g = fg_program_graph(p);
+  snprintf(buf, cap, "-");
+  for (fg_node n = 0; n < fg_graph_node_count(g); n++)
+    if (fg_program_node_kernel(p, n)) {
+      snprintf(buf, cap, "%s", fg_program_node_kernel(p, n));
+      return;
+    }
+}
+
+/* Seconds of the forward, both gradients, and each gradient alone, and what computed them. */
+typedef struct timing {
+  double fwd, bwd, da, db;
+  char kernel[3][128]; /* forward, dA, dB */
+} timing;
+
+/* Builds y = f(a, b) on inputs "a", "b" (and "dy" for the backward graph) and times its
+ * programs, made with `kernels` (NULL: FG_KERNELS); all: also the backward of both. */
 typedef fg_node (*build2_fn)(fg_graph *g, fg_node a, fg_node b, const void *ctx);
 
 static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape sb,
-                         double b_scale, double *fwd, double *bwd, double *bwd_a,
-                         double *bwd_b) {
+                         double b_scale, const char *kernels, bool all, timing *t) {
   fg_graph *g;
   fg_graph_new(&g, NULL);
   if (!g) die("graph", "out of memory");
@@ -102,23 +125,23 @@ static void time_fwd_bwd(build2_fn build, const void *ctx, fg_shape sa, fg_shape
   fg_node dy = fg_input(g, "dy", FG_F32, fg_node_shape(g, y));
   fg_node wrt[2] = {a, b}, grads[2];
   if (fg_vjp(g, 1, &y, &dy, 2, wrt, grads) != FG_OK) die("vjp", fg_graph_errmsg(g));
-  fg_program *pf, *pb, *pa, *pw;
+  fg_program_opts opts = {.kernels = kernels};
+  fg_program *p[4] = {0};
+  fg_node *outs[4] = {&y, &grads[0], &grads[1], grads};
+  int n_outs[4] = {1, 1, 1, 2};
   fg_err e;
-  if (fg_program_new(&pf, g, 1, &y, &e) != FG_OK) die("forward program", e.msg);
-  if (fg_program_new(&pb, g, 2, grads, &e) != FG_OK) die("backward program", e.msg);
-  if (fg_program_new(&pa, g, 1, &grads[0], &e) != FG_OK) die("gradient program", e.msg);
-  if (fg_program_new(&pw, g, 1, &grads[1], &e) != FG_OK) die("gradient program", e.msg);
-  fg_shape sy = fg_node_shape(g, y);
-  fg_program *all[4] = {pf, pb, pa, pw};
-  for (int i = 0; i < 4; i++) {
-    bind_random(all[i], "a", sa, 1, 1), bind_random(all[i], "b", sb, b_scale, 2);
-    if (i > 0) bind_random(all[i], "dy", sy, 1, 3);
+  for (int i = 0; i < (all ? 4 : 3); i++) {
+    if (fg_program_new_opts(&p[i], g, n_outs[i], outs[i], &opts, &e) != FG_OK)
+      die("program", e.msg);
+    bind_random(p[i], "a", sa, 1, 1), bind_random(p[i], "b", sb, b_scale, 2);
+    if (i > 0) bind_random(p[i], "dy", fg_node_shape(g, y), 1, 3);
+    if (i < 3) kernel_of(p[i], t->kernel[i], sizeof t->kernel[i]);
   }
-  *fwd = time_program(pf, g_reps);
-  *bwd = time_program(pb, g_reps);
-  *bwd_a = time_program(pa, g_reps);
-  *bwd_b = time_program(pw, g_reps);
-  for (int i = 0; i < 4; i++) fg_program_free(all[i]);
+  t->fwd = time_program(p[0], g_reps);
+  t->da = time_program(p[1], g_reps);
+  t->db = time_program(p[2], g_reps);
+  t->bwd = all ? time_program(p[3], g_reps) : t->da + t->db;
+  for (int i = 0; i < 4; i++) fg_program_free(p[i]);
   fg_graph_free(g);
 }
 
@@ -288,13 +311,14 @@ static bool wanted(const char *label) { return !g_only || strstr(label, g_only) 
 typedef struct table_row {
   const char *label;
   double fwd, bwd, fb, da, db; /* GFLOP/s */
+  timing chosen, native, onednn;
+  double flops;
 } table_row;
 
-static table_row make_row(const char *label, double flops, double fwd, double bwd,
-                          double bwd_a, double bwd_b) {
-  return (table_row){label, flops / fwd * 1e-9, 2 * flops / bwd * 1e-9,
-                     3 * flops / (fwd + bwd) * 1e-9, flops / bwd_a * 1e-9,
-                     flops / bwd_b * 1e-9};
+static table_row make_row(const char *label, double flops, const timing *t) {
+  return (table_row){label, flops / t->fwd * 1e-9, 2 * flops / t->bwd * 1e-9,
+                     3 * flops / (t->fwd + t->bwd) * 1e-9, flops / t->da * 1e-9,
+                     flops / t->db * 1e-9, .chosen = *t, .flops = flops};
 }
 
 static void print_row(const table_row *r, double ref) {
@@ -302,12 +326,46 @@ static void print_row(const table_row *r, double ref) {
          100 * r->fwd / ref, r->bwd, 100 * r->bwd / ref, r->fb, 100 * r->fb / ref, r->da, r->db);
 }
 
+/* The second table: per direction, what ran, and the native and oneDNN rates alone. */
+static void print_kernels(const table_row *r, bool onednn) {
+  static const char *const dirs[3] = {"fwd", "dA", "dB"};
+  for (int d = 0; d < 3; d++) {
+    const double s[3][3] = {{r->chosen.fwd, r->chosen.da, r->chosen.db},
+                            {r->native.fwd, r->native.da, r->native.db},
+                            {r->onednn.fwd, r->onednn.da, r->onednn.db}};
+    printf("%-36s %-3s %8.1f %8.1f", d ? "" : r->label, dirs[d], r->flops / s[0][d] * 1e-9,
+           r->flops / s[1][d] * 1e-9);
+    if (onednn) printf(" %8.1f", r->flops / s[2][d] * 1e-9);
+    printf("  %s\n", r->chosen.kernel[d]);
+  }
+}
+
+static bool built_with_onednn(void) {
+  char buf[256];
+  return strncmp(fg_kernel_libraries(buf, sizeof buf), "oneDNN", 6) == 0;
+}
+
+/* Times one shape with the chosen kernels, the native ones and oneDNN's. */
+static table_row measure(const char *label, double flops, build2_fn build, const void *ctx,
+                         fg_shape sa, fg_shape sb, double b_scale, bool onednn) {
+  timing chosen, native, dnnl = {0};
+  time_fwd_bwd(build, ctx, sa, sb, b_scale, NULL, true, &chosen);
+  time_fwd_bwd(build, ctx, sa, sb, b_scale, "native", false, &native);
+  if (onednn) time_fwd_bwd(build, ctx, sa, sb, b_scale, "onednn", false, &dnnl);
+  table_row r = make_row(label, flops, &chosen);
+  r.native = native, r.onednn = dnnl;
+  return r;
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) g_reps = atoi(argv[1]) > 0 ? atoi(argv[1]) : g_reps;
   if (argc > 2) g_only = argv[2];
   const int64_t batch = 64;
   const char *coretype = getenv("OPENBLAS_CORETYPE");
-  bool blas = engine_uses_blas();
+  bool blas = engine_uses_blas(), onednn = built_with_onednn();
+  char libs[512];
+  printf("kernels: %s; FG_KERNELS=%s\n", fg_kernel_libraries(libs, sizeof libs),
+         getenv("FG_KERNELS") ? getenv("FG_KERNELS") : "(unset: timed)");
 #ifdef FG_HAVE_CBLAS
   g_blas_threads = openblas_get_num_threads();
   printf("BLAS: %s (%s), %d threads, OPENBLAS_CORETYPE=%s%s\n", openblas_get_config(),
@@ -349,26 +407,26 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof convs / sizeof *convs; i++) {
     const conv_shape *s = &convs[i];
     if (!wanted(s->label)) continue;
-    double fwd, bwd, bwd_a, bwd_b;
-    time_fwd_bwd(build_conv, s, fg_shape4(batch, s->cin, s->hw, s->hw),
-                 fg_shape4(s->cout, s->cin, s->k, s->k), s->w_scale, &fwd, &bwd, &bwd_a, &bwd_b);
     double flops = 2.0 * (double)(batch * s->cout * s->hw * s->hw * s->cin * s->k * s->k);
-    rows[n_rows++] = make_row(s->label, flops, fwd, bwd, bwd_a, bwd_b);
+    rows[n_rows++] = measure(s->label, flops, build_conv, s, fg_shape4(batch, s->cin, s->hw, s->hw),
+                             fg_shape4(s->cout, s->cin, s->k, s->k), s->w_scale, onednn);
   }
 
   for (size_t i = 0; i < sizeof mms / sizeof *mms; i++) {
     const int64_t *m = mms[i];
     if (!wanted(mm_labels[i])) continue;
     fg_shape sa = m[0] > 1 ? fg_shape3(m[0], m[1], m[2]) : fg_shape2(m[1], m[2]);
-    double fwd, bwd, bwd_a, bwd_b;
-    time_fwd_bwd(build_matmul, NULL, sa, fg_shape2(m[2], m[3]), 1, &fwd, &bwd, &bwd_a, &bwd_b);
-    rows[n_rows++] = make_row(mm_labels[i], 2.0 * (double)(m[0] * m[1] * m[2] * m[3]), fwd, bwd,
-                              bwd_a, bwd_b);
+    rows[n_rows++] = measure(mm_labels[i], 2.0 * (double)(m[0] * m[1] * m[2] * m[3]),
+                             build_matmul, NULL, sa, fg_shape2(m[2], m[3]), 1, onednn);
   }
   double ref_after = reference_gflops(blas);
   for (int i = 0; i < n_rows; i++) print_row(&rows[i], ref > ref_after ? ref : ref_after);
   printf("\nreference: %s at 1024^3: %.1f GFLOP/s before, %.1f after; ratios are against the "
          "higher\n", blas ? "cblas_sgemm" : "portable sgemm", ref, ref_after);
+  printf("\n%-36s %-3s %8s %8s%s  %s\n", "kernels per op (GF/s)", "dir", "chosen", "native",
+         onednn ? "   onednn" : "", "chosen kernel");
+  for (int i = 0; i < n_rows; i++) print_kernels(&rows[i], onednn);
+  printf("\n");
   const char *env_threads = getenv("FG_THREADS"), *isa = NULL;
   int threads = env_threads && atoi(env_threads) > 0 ? atoi(env_threads)
                                                      : (int)sysconf(_SC_NPROCESSORS_ONLN);

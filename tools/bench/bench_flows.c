@@ -46,6 +46,7 @@
 #include "flows/models.h"
 #include "flows/train/trainer.h"
 #include "frontends/spec/spec.h"
+#include "ops/kernel_info.h"
 #include "ops/ops.h"
 
 enum { MAX_REPS = 10000 };
@@ -399,6 +400,9 @@ static void put_result(FILE *f, const bench *b) {
           "\"recompute\": %s, \"rss_after_build_mib\": %.1f", o->batch, o->spec ? "\"" : "", o->spec ? o->spec : "null", o->spec ? "\"" : "",
           o->threads, coretype ? "\"" : "", coretype ? coretype : "null", coretype ? "\"" : "",
           (long long)fg_flow_num_scalars(b->flow), o->recompute ? "true" : "false", b->rss_after_build);
+  char libs[256];
+  fprintf(f, ", \"kernels\": \"%s\", \"fg_kernels\": \"%s\"", fg_kernel_libraries(libs, sizeof libs),
+          getenv("FG_KERNELS") ? getenv("FG_KERNELS") : "auto");
   fprintf(f, ", \"flops\": {\"forward_per_batch\": %.0f, \"forward_per_item\": %.6g, \"train_step_est\": %.0f, "
           "\"sample_per_item\": %.6g, \"counted_forward_per_item\": %.6g, \"counted_sample_per_item\": %.6g, "
           "\"source\": \"%s\", \"note\": \"conv/matmul MACs x2; train = 3 x forward (fwd, dgrad, wgrad)\"}",

@@ -11,6 +11,11 @@ training = 3 x forward).
 
   /usr/bin/python3 tools/bench/bench_vs_torch.py [--setting haswell|native|both] [--rounds 2]
       [--configs glow-K8,glow-K16,realnvp,moons] [--reps-scale 1.0] [--raw results.jsonl]
+      [--baseline OTHER_BUILD]
+
+The header names the CPU, the load average and the OPENBLAS_CORETYPE of the calling
+environment.  --baseline runs a second flowgrad build (e.g. main's, to measure a change) as a
+third side in the same rounds and adds its items/s and the ratio of the two builds.
 
 Settings: haswell = OPENBLAS_CORETYPE=Haswell for both sides; native = unset for both (OpenBLAS
 detects the CPU) with tcmalloc preloaded for the peer, the peer's best setting.
@@ -55,6 +60,27 @@ def run(cmd, env):
     return json.loads(lines[-1])
 
 
+def cpu_model():
+    """'AMD EPYC (family 26 model 2)': /proc/cpuinfo's model name, family and model."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                info.setdefault(k.strip(), v.strip())
+    except OSError:
+        return "unknown CPU"
+    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')})"
+
+
+def header(args):
+    with open("/proc/loadavg") as f:
+        load = f.read().strip()
+    print(f"# CPU: {cpu_model()}, {os.cpu_count()} online; /proc/loadavg at start: {load}; "
+          f"OPENBLAS_CORETYPE in the calling environment: {os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"# flowgrad: {args.build}" + (f"; baseline: {args.baseline}" if args.baseline else ""))
+
+
 def flops_per_item(peer, phase):
     f = peer["flops"]
     return {"train": 3 * f["forward_per_item"], "logprob": f["forward_per_item"],
@@ -69,8 +95,10 @@ def table(setting, results, args):
     print(f"\n## setting {setting}: OPENBLAS_CORETYPE="
           f"{'Haswell (both)' if setting == 'haswell' else 'unset (both), peer with tcmalloc'}; "
           f"{args.threads} threads; {args.rounds} rounds alternating; medians over rounds (best)")
+    base = args.baseline is not None
     hdr = (f"{'config':<9} {'phase':<8} {'flowgrad items/s':>20} {'torch items/s':>20} {'fg/torch':>8} "
-           f"{'RSS fg':>7} {'RSS torch':>9} {'RSS fg/t':>8} {'GF/s fg':>8} {'GF/s torch':>10}")
+           f"{'RSS fg':>7} {'RSS torch':>9} {'RSS fg/t':>8} {'GF/s fg':>8} {'GF/s torch':>10}"
+           + (f" {'baseline items/s':>20} {'fg/base':>7}" if base else ""))
     print(hdr)
     print("-" * len(hdr))
     notes = []
@@ -86,10 +114,16 @@ def table(setting, results, args):
             ma, mb, fpi = statistics.median(a), statistics.median(b), flops_per_item(pt[0], ph)
             print(f"{name:<9} {ph:<8} {fmt_rate(ma) + ' (' + fmt_rate(max(a)) + ')':>20} "
                   f"{fmt_rate(mb) + ' (' + fmt_rate(max(b)) + ')':>20} {ma / mb:>8.2f} {ra:>7.0f} {rb:>9.0f} "
-                  f"{ra / rb:>8.2f} {ma * fpi / 1e9:>8.1f} {mb * fpi / 1e9:>10.1f}")
+                  f"{ra / rb:>8.2f} {ma * fpi / 1e9:>8.1f} {mb * fpi / 1e9:>10.1f}", end="")
+            c = [r[ph]["items_per_s"] for r in runs.get("baseline", []) if ph in r]
+            if base and c:
+                mc = statistics.median(c)
+                print(f" {fmt_rate(mc) + ' (' + fmt_rate(max(c)) + ')':>20} {ma / mc:>7.2f}", end="")
+            print()
         pf, pp = fg[0]["params"], pt[0]["params"]
         cf, cp = fg[0]["flops"]["counted_forward_per_item"], pt[0]["flops"]["forward_per_item"]
         cs, cps = fg[0]["flops"]["counted_sample_per_item"], pt[0]["flops"]["sample_per_item"]
+        notes.append(f"{name}: flowgrad kernels: {fg[0].get('kernels', '?')} (FG_KERNELS={fg[0].get('fg_kernels', '?')})")
         notes.append(f"{name}: params flowgrad {pf:,} torch {pp:,} (diff {pf - pp:+,}); FLOPs/item forward "
                      f"flowgrad {cf / 1e6:,.1f}M torch {cp / 1e6:,.1f}M, sampling flowgrad {cs / 1e6:,.1f}M "
                      f"torch {cps / 1e6:,.1f}M; times (s/rep, medians) train fg "
@@ -111,6 +145,7 @@ def main():
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
     p.add_argument("--peer", default=os.path.join(ROOT, "..", "shared", "peers", "torch_flows.py"))
     p.add_argument("--raw", default=None, help="append every run's JSON line here")
+    p.add_argument("--baseline", default=None, help="another flowgrad build to run as a third side")
     args = p.parse_args()
     fg_exe = os.path.join(args.build, "tools", "bench_flows")
     if not os.access(fg_exe, os.X_OK):
@@ -118,6 +153,9 @@ def main():
     if not os.path.exists(TCMALLOC):
         print(f"warning: {TCMALLOC} missing (apt-get install libtcmalloc-minimal4): native runs the peer "
               "without tcmalloc", file=sys.stderr)
+    if args.baseline and not os.access(os.path.join(args.baseline, "tools", "bench_flows"), os.X_OK):
+        sys.exit(f"{args.baseline}/tools/bench_flows not found")
+    header(args)
     settings = ["haswell", "native"] if args.setting == "both" else [args.setting]
     t0 = time.time()
     for setting in settings:
@@ -127,9 +165,11 @@ def main():
             common = cfg + ["--threads", str(args.threads), "--warmup", str(max(1, round(warmup * args.reps_scale))),
                             "--reps", str(max(1, round(reps * args.reps_scale)))]
             cmds = {"flowgrad": [fg_exe] + common, "torch": ["/usr/bin/python3", args.peer, "bench"] + common}
-            runs = results[name] = {"flowgrad": [], "torch": []}
+            if args.baseline:
+                cmds["baseline"] = [os.path.join(args.baseline, "tools", "bench_flows")] + common
+            runs = results[name] = {side: [] for side in cmds}
             for rnd in range(args.rounds):
-                for side in ("flowgrad", "torch"):
+                for side in cmds:
                     load = os.getloadavg()[0]  # the machine is shared: show how busy it was
                     r = run(cmds[side], env_for(setting, side == "torch"))
                     r.update(side=side, setting=setting, round=rnd, loadavg_1m=load)

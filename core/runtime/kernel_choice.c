@@ -1,0 +1,347 @@
+/* Choosing each step's implementation when a program is compiled (kernel_choice.h): the rules
+ * of FG_KERNELS, the timing of the candidates, and the process-wide memory of what was chosen.
+ *
+ * Timing.  Every implementation that prepares for the node runs it on the program's pool, on
+ * buffers of the node's shapes filled with small values: once to warm up (first touch, JIT
+ * caches), then up to TIME_RUNS times, and the fastest run counts (the best run is the one least
+ * disturbed by other processes on a shared machine).  A candidate whose first timed run is
+ * over SLOWER_CUTOFF times the best so far is dropped after it.  Ties go to the earlier one in
+ * the op's list.
+ *
+ * Memory.  Choices are keyed by op, dtype, attributes, input and output shapes and the
+ * executor's part count, and kept for the life of the process: programs with the same shapes
+ * (training, log-prob and sampling programs of one model) time each shape once and agree.
+ * Results of different implementations differ in the last bits, so two processes may differ
+ * where timing picked differently: FG_KERNELS with no `auto` makes the choice fixed. */
+#include "core/runtime/kernel_choice.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/vec.h"
+
+enum {
+  TIME_RUNS = 3,
+  SLOWER_CUTOFF = 3,
+  MAX_NODE_INPUTS = 16, /* ops with alternatives have a few inputs */
+  KEY_MAX = 1024,
+};
+
+/* ---- FG_KERNELS ---- */
+
+static bool word_is(const char *w, size_t len, const char *name) {
+  return strlen(name) == len && strncmp(w, name, len) == 0;
+}
+
+/* The ops a target names: an op name, a prefix ending in '*', or '*'. */
+static bool target_matches(const char *t, size_t len, const char *op) {
+  if (len > 0 && t[len - 1] == '*') return strncmp(op, t, len - 1) == 0;
+  return word_is(t, len, op);
+}
+
+static int impl_index(const fg_op_def *d, const char *w, size_t len) {
+  for (int i = 0; i < d->n_impls; i++)
+    if (word_is(w, len, d->impls[i].name)) return i;
+  return -1;
+}
+
+/* Applies one rule; returns the number of ops it set. */
+static int apply_rule(fg_kernel_rules *r, const char *t, size_t tlen, const char *c, size_t clen) {
+  int set = 0;
+  for (int op = 0; op < FG_OP_COUNT; op++) {
+    const fg_op_def *d = fg_op_get(op);
+    if (!d->n_impls || !target_matches(t, tlen, d->name)) continue;
+    int impl = impl_index(d, c, clen);
+    bool keyword = word_is(c, clen, "auto") || word_is(c, clen, "native");
+    if (!keyword && impl < 0) continue;
+    r->mode[op] = word_is(c, clen, "auto") ? KRULE_AUTO : keyword ? KRULE_NATIVE : KRULE_IMPL;
+    r->impl[op] = (int8_t)impl;
+    set++;
+  }
+  return set;
+}
+
+/* "conv2d (onednn, direct), matmul (onednn, gemm)": what a rule may name. */
+static void list_impls(char *buf, size_t cap) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int op = 0; op < FG_OP_COUNT && used < cap; op++) {
+    const fg_op_def *d = fg_op_get(op);
+    if (!d->n_impls) continue;
+    used += (size_t)snprintf(buf + used, cap - used, "%s%s (", used ? ", " : "", d->name);
+    for (int i = 0; i < d->n_impls && used < cap; i++)
+      used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", d->impls[i].name);
+    if (used < cap) used += (size_t)snprintf(buf + used, cap - used, ")");
+  }
+}
+
+fg_status fg__kernel_rules_parse(fg_kernel_rules *r, const char *text, fg_err *e) {
+  memset(r, 0, sizeof *r);
+  for (const char *p = text ? text : ""; *p;) {
+    size_t len = strcspn(p, ", ");
+    const char *eq = memchr(p, '=', len);
+    const char *t = eq ? p : "*", *c = eq ? eq + 1 : p;
+    size_t tlen = eq ? (size_t)(eq - p) : 1, clen = eq ? len - tlen - 1 : len;
+    if (len && apply_rule(r, t, tlen, c, clen) == 0) {
+      char known[768];
+      list_impls(known, sizeof known);
+      return fg_err_set(e, FG_E_MISUSE, "FG_KERNELS: '%.*s' names no op with that kernel (auto, "
+                        "native, or one of %s)", (int)len, p, known);
+    }
+    p += len;
+    p += strspn(p, ", ");
+  }
+  return FG_OK;
+}
+
+/* ---- the process's memory of choices ---- */
+
+typedef struct remembered {
+  size_t key_len;
+  unsigned char *key;
+  int impl; /* -1: native */
+} remembered;
+
+static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
+static remembered *memory;
+static int64_t memory_len, memory_cap;
+
+static size_t append(unsigned char *key, size_t at, const void *p, size_t n) {
+  if (at + n <= KEY_MAX) memcpy(key + at, p, n);
+  return at + n;
+}
+
+/* The node's key: op, dtype, attributes, input shapes and dtypes, output shape, parts. */
+static size_t make_key(unsigned char *key, const fg_graph *g, fg_node n, int parts) {
+  const fg_node_rec *r = fg_graph_node(g, n);
+  size_t at = append(key, 0, &r->op, sizeof r->op);
+  at = append(key, at, &r->dtype, sizeof r->dtype);
+  at = append(key, at, r->attr, r->attr ? fg_op_get(r->op)->attr_size : 0);
+  for (int i = 0; i < r->n_in; i++) {
+    fg_node x = fg_node_input(g, n, i);
+    fg_shape s = fg_node_shape(g, x);
+    uint8_t t = (uint8_t)fg_node_dtype(g, x);
+    at = append(key, at, &s, sizeof s);
+    at = append(key, at, &t, 1);
+  }
+  at = append(key, at, &r->shape, sizeof r->shape);
+  return append(key, at, &parts, sizeof parts);
+}
+
+/* The remembered choice for key, or -2. */
+static int recall(const unsigned char *key, size_t len) {
+  int found = -2;
+  pthread_mutex_lock(&memory_lock);
+  for (int64_t i = 0; i < memory_len && found == -2; i++)
+    if (memory[i].key_len == len && memcmp(memory[i].key, key, len) == 0) found = memory[i].impl;
+  pthread_mutex_unlock(&memory_lock);
+  return found;
+}
+
+/* Remembers impl for key; forgetting it when out of memory only costs a later re-timing. */
+static void remember(const unsigned char *key, size_t len, int impl) {
+  unsigned char *copy = malloc(len);
+  if (!copy) return;
+  memcpy(copy, key, len);
+  pthread_mutex_lock(&memory_lock);
+  if (FG_VEC_RESERVE(memory, memory_cap, memory_len + 1)) {
+    memory[memory_len++] = (remembered){len, copy, impl};
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&memory_lock);
+  free(copy);
+}
+
+/* ---- preparing and timing one candidate ---- */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The node's shapes, for prepare and for the timing buffers. */
+typedef struct node_view {
+  const fg_node_rec *r;
+  fg_shape in_shape[MAX_NODE_INPUTS];
+  fg_dtype in_dtype[MAX_NODE_INPUTS];
+} node_view;
+
+static void prep_init(fg_kprep *a, const node_view *v, int parts) {
+  memset(a, 0, sizeof *a);
+  *a = (fg_kprep){.op = v->r->op, .attr = v->r->attr, .n_in = v->r->n_in, .in_shape = v->in_shape,
+                  .in_dtype = v->in_dtype, .out_shape = v->r->shape,
+                  .out_dtype = (fg_dtype)v->r->dtype, .n_phases = 1, .parts = {parts}};
+}
+
+static fg_kernel_fn kernel_for(const fg_kernel_impl *impl, const fg_node_rec *r) {
+  return r->dtype == FG_F64 ? impl->kernel_f64 : impl->kernel_f32;
+}
+
+static bool prep_valid(const fg_kprep *a) {
+  if (a->n_phases < 1 || a->n_phases > FG_KERNEL_MAX_PHASES) return false;
+  for (int ph = 0; ph < a->n_phases; ph++)
+    if (a->parts[ph] < 1 || a->parts[ph] > FG_POOL_MAX_FIXED_PARTS) return false;
+  return true;
+}
+
+/* Prepares impl for the node into c; false when it does not compute it. */
+static bool try_prepare(fg_kernel_choice *c, const fg_kernel_impl *impl, const node_view *v,
+                        int parts, fg_err *why) {
+  memset(c, 0, sizeof *c);
+  prep_init(&c->prep, v, parts);
+  if (!kernel_for(impl, v->r)) {
+    fg_err_set(why, FG_E_MISUSE, "no kernel for this dtype");
+    return false;
+  }
+  if (impl->prepare && impl->prepare(&c->prep, &c->state, why) != FG_OK) {
+    if (impl->release && c->state) impl->release(c->state);
+    memset(c, 0, sizeof *c);
+    return false;
+  }
+  c->impl = impl;
+  if (!prep_valid(&c->prep)) { /* a broken implementation is one that does not apply */
+    fg__kernel_choice_release(c);
+    return false;
+  }
+  return true;
+}
+
+/* Buffers of the node's shapes, for timing. */
+typedef struct bench_bufs {
+  void *in[MAX_NODE_INPUTS];
+  void *out;
+  void *scratch;
+  size_t scratch_bytes;
+} bench_bufs;
+
+static void *filled(const fg_shape *s, fg_dtype t) {
+  size_t n = (size_t)fg_shape_count(s), bytes = (n ? n : 1) * fg_dtype_size(t);
+  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+  for (size_t i = 0; p && i < n; i++) {
+    double v = 0.01 * (double)((int)(i % 13) - 6);
+    if (t == FG_F64) ((double *)p)[i] = v;
+    else ((float *)p)[i] = (float)v;
+  }
+  return p;
+}
+
+static void bufs_free(bench_bufs *b, int n_in) {
+  for (int i = 0; i < n_in; i++) free(b->in[i]);
+  free(b->out);
+  free(b->scratch);
+}
+
+static bool bufs_make(bench_bufs *b, const node_view *v) {
+  memset(b, 0, sizeof *b);
+  bool ok = (b->out = filled(&v->r->shape, (fg_dtype)v->r->dtype)) != NULL;
+  for (int i = 0; ok && i < v->r->n_in; i++)
+    ok = (b->in[i] = filled(&v->in_shape[i], v->in_dtype[i])) != NULL;
+  return ok;
+}
+
+static bool bufs_scratch(bench_bufs *b, size_t bytes) {
+  if (bytes <= b->scratch_bytes) return true;
+  free(b->scratch);
+  b->scratch = aligned_alloc(64, (bytes + 63) / 64 * 64);
+  b->scratch_bytes = b->scratch ? bytes : 0;
+  return b->scratch != NULL;
+}
+
+/* Seconds of c's fastest run (a large value when it fails); `best` is the fastest so far. */
+static double time_choice(const fg_kernel_choice *c, const node_view *v, bench_bufs *b,
+                          fg_pool *pool, double best) {
+  if (!bufs_scratch(b, c->prep.scratch_bytes)) return 1e30;
+  fg_err err;
+  fg_kargs k = {.attr = v->r->attr, .n_in = v->r->n_in, .in = (const void *const *)b->in,
+                .in_shape = v->in_shape, .in_dtype = v->in_dtype, .out = b->out,
+                .out_shape = v->r->shape, .state = c->state,
+                .scratch = c->prep.scratch_bytes ? b->scratch : NULL};
+  fg_kernel_fn fn = kernel_for(c->impl, v->r);
+  double fastest = 1e30;
+  for (int run = 0; run <= TIME_RUNS; run++) {
+    double t0 = now_s();
+    if (fg__run_kernel(pool, fn, &k, c->prep.n_phases, c->prep.parts, &err) != FG_OK) return 1e30;
+    double t = now_s() - t0;
+    if (run > 0 && t < fastest) fastest = t;
+    if (run == 1 && t > SLOWER_CUTOFF * best) break;
+  }
+  return fastest;
+}
+
+/* ---- choosing ---- */
+
+static void set_label(fg_kernel_choice *c) {
+  if (!c->impl) snprintf(c->label, sizeof c->label, "native");
+  else snprintf(c->label, sizeof c->label, "%s%s%s", c->impl->name, c->prep.info[0] ? ": " : "",
+                c->prep.info);
+}
+
+/* The fastest of the op's implementations that compute the node, into c (native when none
+ * does); its index, or -1.  A lone candidate is not timed. */
+static int choose_by_time(fg_kernel_choice *c, const node_view *v, int parts, fg_pool *pool,
+                          bool *nomem) {
+  const fg_op_def *d = fg_op_get(v->r->op);
+  fg_kernel_choice *cand = calloc((size_t)d->n_impls, sizeof *cand);
+  bench_bufs b = {0};
+  int n_ok = 0, chosen = -1;
+  for (int i = 0; cand && i < d->n_impls; i++)
+    n_ok += try_prepare(&cand[i], &d->impls[i], v, parts, NULL);
+  if (!cand || (n_ok > 1 && !bufs_make(&b, v))) {
+    *nomem = true;
+  } else {
+    double best = 1e30;
+    for (int i = 0; i < d->n_impls; i++) {
+      if (!cand[i].impl) continue;
+      double t = n_ok > 1 ? time_choice(&cand[i], v, &b, pool, best) : 0;
+      if (t < best) best = t, chosen = i;
+    }
+  }
+  for (int i = 0; cand && i < d->n_impls; i++)
+    if (i == chosen) *c = cand[i];
+    else fg__kernel_choice_release(&cand[i]);
+  bufs_free(&b, v->r->n_in);
+  free(cand);
+  return chosen;
+}
+
+fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, int parts,
+                            const fg_kernel_rules *rules, fg_pool *pool, fg_err *e) {
+  memset(c, 0, sizeof *c);
+  node_view v = {.r = fg_graph_node(g, n)};
+  const fg_op_def *d = fg_op_get(v.r->op);
+  if (!d->n_impls || v.r->n_in > MAX_NODE_INPUTS || rules->mode[v.r->op] == KRULE_NATIVE) {
+    set_label(c);
+    return FG_OK;
+  }
+  for (int i = 0; i < v.r->n_in; i++) {
+    v.in_shape[i] = fg_node_shape(g, fg_node_input(g, n, i));
+    v.in_dtype[i] = fg_node_dtype(g, fg_node_input(g, n, i));
+  }
+  unsigned char key[KEY_MAX];
+  size_t key_len = make_key(key, g, n, parts);
+  int impl = rules->mode[v.r->op] == KRULE_IMPL ? rules->impl[v.r->op]
+             : key_len <= KEY_MAX                ? recall(key, key_len)
+                                                 : -2;
+  fg_err why = {0};
+  if (impl >= 0 && !try_prepare(c, &d->impls[impl], &v, parts, &why)) impl = -1;
+  if (impl == -2) {
+    bool nomem = false;
+    impl = choose_by_time(c, &v, parts, pool, &nomem);
+    if (nomem) return fg_err_set(e, FG_E_NOMEM, "program: out of memory timing kernels");
+    if (key_len <= KEY_MAX) remember(key, key_len, impl);
+  }
+  set_label(c);
+  if (why.msg[0]) /* a pinned implementation that does not apply: say why, for benchmarks */
+    snprintf(c->label, sizeof c->label, "native (%s)", why.msg);
+  return FG_OK;
+}
+
+void fg__kernel_choice_release(fg_kernel_choice *c) {
+  if (c->impl && c->impl->release && c->state) c->impl->release(c->state);
+  c->state = NULL;
+  c->impl = NULL;
+}

@@ -1,0 +1,294 @@
+/* Choosing kernels (core/runtime/kernel_choice.c) and the implementations chosen among
+ * (ops/kernels/onednn.c, the native conv paths): FG_KERNELS rules and their errors, what each
+ * node runs, and that every implementation keeps the engine's guarantees — results agree with
+ * the native kernels, are bit-identical for any thread count and run to run, and do not depend
+ * on the memory plan (with freed memory and kernel scratch poisoned). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ir/op.h"
+#include "core/rng.h"
+#include "core/runtime/program.h"
+#include "ops/autodiff/autodiff.h"
+#include "ops/kernel_info.h"
+#include "ops/ops.h"
+
+static fg_err terr __attribute__((unused));
+
+static bool have_onednn(void) {
+  char buf[256];
+  return strncmp(fg_kernel_libraries(buf, sizeof buf), "oneDNN", 6) == 0;
+}
+
+/* ---- a small conv net with its gradients ---- */
+
+typedef struct net {
+  fg_graph *g;
+  fg_node outs[6];
+  int n_out;
+  const char *names[4];
+  fg_tensor *values[4];
+  int n_in;
+} net;
+
+static fg_tensor *random_tensor(fg_shape s, uint64_t seed) {
+  fg_tensor *t;
+  cr_assert_eq(fg_tensor_new(&t, FG_F32, &s, NULL), FG_OK);
+  for (int64_t i = 0; i < fg_tensor_numel(t); i++)
+    fg_tensor_set(t, i, 2 * fg_rng_uniform(seed, (uint64_t)i) - 1);
+  return t;
+}
+
+static fg_node leaf(net *n, const char *name, fg_shape s, uint64_t seed) {
+  n->names[n->n_in] = name;
+  n->values[n->n_in++] = random_tensor(s, seed);
+  return fg_input(n->g, name, FG_F32, s);
+}
+
+/* conv 3x3 (bias, relu) -> conv 1x1 (stride 2) -> matmul over channels; a loss and the
+ * gradients of x and all weights: every conv op, both GEMM directions.  Batch 9 does not split
+ * evenly, so parts of two sizes run. */
+static net build_net(void) {
+  net n = {0};
+  cr_assert_eq(fg_graph_new(&n.g, NULL), FG_OK);
+  fg_graph *g = n.g;
+  fg_node x = leaf(&n, "x", fg_shape4(9, 5, 10, 10), 1);
+  fg_node w1 = leaf(&n, "w1", fg_shape4(24, 5, 3, 3), 2), b1 = leaf(&n, "b1", fg_shape1(24), 3);
+  fg_node w2 = leaf(&n, "w2", fg_shape4(20, 24, 1, 1), 4);
+  fg_conv2d_opts o = fg_conv2d_defaults(), s2 = fg_conv2d_defaults();
+  o.padding[0] = o.padding[1] = 1;
+  s2.stride[0] = s2.stride[1] = 2;
+  fg_node h = fg_relu(g, fg_conv2d(g, x, w1, b1, &o));
+  h = fg_conv2d(g, h, w2, FG_NONE, &s2); /* [9, 20, 5, 5] */
+  fg_node flat = fg_reshape(g, h, fg_shape2(9 * 20, 25));
+  fg_node m = fg_matmul_t(g, flat, fg_reshape(g, h, fg_shape2(9 * 20, 25)), true, false);
+  fg_node loss = fg_add(g, fg_sum(g, fg_square(g, h), FG_ALL_AXES, false),
+                        fg_sum(g, m, FG_ALL_AXES, false));
+  fg_node wrt[4] = {x, w1, b1, w2};
+  n.outs[0] = loss;
+  cr_assert_eq(fg_grad(g, loss, 4, wrt, n.outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  n.outs[5] = h;
+  n.n_out = 6;
+  return n;
+}
+
+static void net_free(net *n) {
+  for (int i = 0; i < n->n_in; i++) fg_tensor_free(n->values[i]);
+  fg_graph_free(n->g);
+}
+
+static fg_program *compile(const net *n, const fg_program_opts *o) {
+  fg_program *p;
+  cr_assert_eq(fg_program_new_opts(&p, n->g, n->n_out, n->outs, o, &terr), FG_OK, "%s", terr.msg);
+  for (int i = 0; i < n->n_in; i++)
+    cr_assert_eq(fg_program_bind(p, n->names[i], n->values[i], &terr), FG_OK, "%s", terr.msg);
+  return p;
+}
+
+/* Runs the net under o (twice: a run must not depend on the one before); copies of the outputs. */
+static void run_net(const net *n, const fg_program_opts *o, fg_tensor **out) {
+  fg_program *p = compile(n, o);
+  for (int rep = 0; rep < 2; rep++) cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
+  for (int j = 0; j < n->n_out; j++)
+    cr_assert_eq(fg_tensor_copy(&out[j], fg_program_output(p, j), FG_F32, NULL), FG_OK);
+  fg_program_free(p);
+}
+
+static void free_outs(const net *n, fg_tensor **o) {
+  for (int j = 0; j < n->n_out; j++) fg_tensor_free(o[j]);
+}
+
+static void expect_identical(const net *n, fg_tensor **a, fg_tensor **b, const char *what) {
+  for (int j = 0; j < n->n_out; j++) {
+    int64_t count = fg_tensor_numel(a[j]);
+    cr_assert(memcmp(fg_tensor_data(a[j]), fg_tensor_data(b[j]), (size_t)count * sizeof(float)) == 0,
+              "%s: output %d differs", what, j);
+    for (int64_t i = 0; i < count; i++) cr_assert(!isnan(fg_tensor_get(a[j], i)), "%s: NaN", what);
+  }
+}
+
+static void expect_close(const net *n, fg_tensor **a, fg_tensor **b, const char *what) {
+  for (int j = 0; j < n->n_out; j++) {
+    double scale = 0;
+    for (int64_t i = 0; i < fg_tensor_numel(a[j]); i++) scale = fmax(scale, fabs(fg_tensor_get(b[j], i)));
+    for (int64_t i = 0; i < fg_tensor_numel(a[j]); i++) {
+      double x = fg_tensor_get(a[j], i), y = fg_tensor_get(b[j], i);
+      cr_assert(fabs(x - y) <= 1e-5 * (scale + 1), "%s: output %d element %lld: %.9g vs %.9g",
+                what, j, (long long)i, x, y);
+    }
+  }
+}
+
+/* The implementations a test runs through: everything this build has. */
+static const char *const kernel_sets[] = {"onednn", "onednn_nchw", "conv*=direct",
+                                          "conv*=shifted", "conv*=gemm", "auto"};
+enum { N_SETS = sizeof kernel_sets / sizeof *kernel_sets };
+
+static bool set_available(int i) { return have_onednn() || strncmp(kernel_sets[i], "onednn", 6); }
+
+Test(kernels, every_implementation_agrees_with_the_native_kernels) {
+  net n = build_net();
+  fg_tensor *ref[6], *got[6];
+  run_net(&n, &(fg_program_opts){.n_threads = 1, .kernels = "native"}, ref);
+  for (int i = 0; i < N_SETS; i++) {
+    if (!set_available(i)) continue;
+    run_net(&n, &(fg_program_opts){.n_threads = 2, .kernels = kernel_sets[i]}, got);
+    expect_close(&n, got, ref, kernel_sets[i]);
+    free_outs(&n, got);
+  }
+  free_outs(&n, ref);
+  net_free(&n);
+}
+
+Test(kernels, results_are_bit_identical_for_any_thread_count) {
+  net n = build_net();
+  fg_tensor *one[6], *many[6];
+  for (int i = 0; i < N_SETS; i++) {
+    if (!set_available(i)) continue;
+    run_net(&n, &(fg_program_opts){.n_threads = 1, .kernels = kernel_sets[i]}, one);
+    for (int t = 2; t <= 3; t++) {
+      run_net(&n, &(fg_program_opts){.n_threads = t, .kernels = kernel_sets[i]}, many);
+      expect_identical(&n, one, many, kernel_sets[i]);
+      free_outs(&n, many);
+    }
+    free_outs(&n, one);
+  }
+  net_free(&n);
+}
+
+Test(kernels, planned_memory_with_poison_matches_unplanned) {
+  net n = build_net();
+  fg_tensor *unplanned[6], *planned[6];
+  for (int i = 0; i < N_SETS; i++) {
+    if (!set_available(i)) continue;
+    run_net(&n, &(fg_program_opts){.n_threads = 2, .kernels = kernel_sets[i],
+                                   .disabled_passes = FG_PASS_BIT(MEMPLAN)}, unplanned);
+    run_net(&n, &(fg_program_opts){.n_threads = 2, .kernels = kernel_sets[i],
+                                   .poison_freed = true}, planned);
+    expect_identical(&n, unplanned, planned, kernel_sets[i]);
+    free_outs(&n, unplanned), free_outs(&n, planned);
+  }
+  net_free(&n);
+}
+
+/* ---- what each node runs ---- */
+
+/* The label of the first node of op `op` in p's compiled graph. */
+static const char *label_of(const fg_program *p, int op) {
+  const fg_graph *g = fg_program_graph(p);
+  for (fg_node i = 0; i < fg_graph_node_count(g); i++)
+    if (fg_node_op(g, i) == op) return fg_program_node_kernel(p, i);
+  cr_assert_fail("no %s node", fg_op_get(op)->name);
+  return NULL;
+}
+
+static bool starts(const char *s, const char *prefix) {
+  return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+Test(kernels, rules_pick_implementations_and_fall_back_where_one_does_not_apply) {
+  net n = build_net();
+  fg_program *p = compile(&n, &(fg_program_opts){.kernels = "native"});
+  cr_expect_str_eq(label_of(p, FG_OP_CONV2D_WEIGHT_GRAD), "native");
+  cr_expect_str_eq(label_of(p, FG_OP_MATMUL), "native");
+  const fg_graph *g = fg_program_graph(p);
+  for (fg_node i = 0; i < fg_graph_node_count(g); i++)
+    if (!fg_op_get(fg_node_op(g, i))->n_impls)
+      cr_expect_null(fg_program_node_kernel(p, i), "%s has no alternatives",
+                     fg_op_get(fg_node_op(g, i))->name);
+  fg_program_free(p);
+  /* direct needs stride 1: the strided conv falls back to the native rules; later rules win */
+  p = compile(&n, &(fg_program_opts){.kernels = have_onednn()
+                                                    ? "onednn,conv*=direct,conv2d_input_grad=gemm"
+                                                    : "conv*=direct,conv2d_input_grad=gemm"});
+  cr_expect_str_eq(label_of(p, FG_OP_CONV2D_INPUT_GRAD), "gemm");
+  cr_expect(starts(label_of(p, FG_OP_MATMUL), have_onednn() ? "onednn" : "gemm"));
+  const char *fwd = label_of(p, FG_OP_CONV2D), *bias_act = label_of(p, FG_OP_CONV2D_BIAS_ACT);
+  cr_expect(starts(fwd, "native (") || starts(bias_act, "native ("), "the reason is named");
+  cr_expect(strcmp(fwd, "direct") == 0 || strcmp(bias_act, "direct") == 0);
+  fg_program_free(p);
+  if (have_onednn()) { /* every node of the net is one oneDNN computes, in both layouts */
+    static const int ops[] = {FG_OP_CONV2D, FG_OP_CONV2D_BIAS_ACT, FG_OP_CONV2D_INPUT_GRAD,
+                              FG_OP_CONV2D_WEIGHT_GRAD, FG_OP_MATMUL};
+    static const char *const pins[] = {"onednn", "conv*=onednn_nchw,matmul=onednn"};
+    for (size_t k = 0; k < 2; k++) {
+      p = compile(&n, &(fg_program_opts){.kernels = pins[k]});
+      for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        cr_expect(starts(label_of(p, ops[i]), "onednn"), "%s: %s", fg_op_get(ops[i])->name,
+                  label_of(p, ops[i]));
+      fg_program_free(p);
+    }
+  }
+  net_free(&n);
+}
+
+Test(kernels, timed_choices_are_kept_for_the_process) {
+  net n = build_net();
+  fg_program *a = compile(&n, &(fg_program_opts){.n_threads = 2, .kernels = "auto"});
+  fg_program *b = compile(&n, &(fg_program_opts){.n_threads = 1, .kernels = "auto"});
+  const fg_graph *ga = fg_program_graph(a), *gb = fg_program_graph(b);
+  cr_assert_eq(fg_graph_node_count(ga), fg_graph_node_count(gb));
+  for (fg_node i = 0; i < fg_graph_node_count(ga); i++) {
+    const char *ka = fg_program_node_kernel(a, i), *kb = fg_program_node_kernel(b, i);
+    cr_expect((ka == NULL) == (kb == NULL) && (!ka || strcmp(ka, kb) == 0), "node %d: %s vs %s",
+              i, ka ? ka : "-", kb ? kb : "-");
+  }
+  cr_expect_leq(fg_program_get_stats(b)->choose_ms, fg_program_get_stats(a)->choose_ms + 50);
+  fg_program_free(a);
+  fg_program_free(b);
+  net_free(&n);
+}
+
+Test(kernels, deterministic_programs_time_nothing_and_run_fixed_kernels) {
+  net n = build_net();
+  fg_program *p = compile(&n, &(fg_program_opts){.deterministic = true});
+  cr_expect_str_eq(label_of(p, FG_OP_CONV2D_WEIGHT_GRAD), "native");
+  cr_expect_str_eq(label_of(p, FG_OP_MATMUL), "native");
+  fg_program_free(p);
+  /* a pinned implementation is a fixed choice too: kept */
+  p = compile(&n, &(fg_program_opts){.deterministic = true, .kernels = "matmul=gemm"});
+  cr_expect_str_eq(label_of(p, FG_OP_MATMUL), "gemm");
+  cr_expect_str_eq(label_of(p, FG_OP_CONV2D_WEIGHT_GRAD), "native");
+  fg_program_free(p);
+  net_free(&n);
+}
+
+Test(kernels, float64_nodes_run_native_kernels_where_a_library_has_none) {
+  if (!have_onednn()) cr_skip_test("built without oneDNN");
+  fg_graph *g;
+  cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+  fg_node y = fg_matmul(g, fg_input(g, "a", FG_F64, fg_shape2(4, 3)),
+                        fg_input(g, "b", FG_F64, fg_shape2(3, 2)));
+  fg_program *p;
+  fg_program_opts o = {.kernels = "onednn"};
+  cr_assert_eq(fg_program_new_opts(&p, g, 1, &y, &o, &terr), FG_OK, "%s", terr.msg);
+  cr_expect_str_eq(label_of(p, FG_OP_MATMUL), "native (no kernel for this dtype)");
+  fg_program_free(p);
+  fg_graph_free(g);
+}
+
+Test(kernels, unknown_ops_and_implementations_are_rejected) {
+  net n = build_net();
+  static const char *const bad[] = {"fastest", "conv2d=blas", "nosuchop=native", "conv*=mkl"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    fg_program *p;
+    fg_err e;
+    cr_expect_eq(fg_program_new_opts(&p, n.g, n.n_out, n.outs,
+                                     &(fg_program_opts){.kernels = bad[i]}, &e), FG_E_MISUSE,
+                 "%s accepted", bad[i]);
+    cr_expect(strstr(e.msg, "FG_KERNELS") && strstr(e.msg, "conv2d"), "%s: %s", bad[i], e.msg);
+  }
+  net_free(&n);
+}
+
+Test(kernels, the_kernel_libraries_are_named) {
+  char buf[512];
+  fg_kernel_libraries(buf, sizeof buf);
+#ifdef FG_HAVE_DNNL
+  cr_expect(strstr(buf, "oneDNN 2.") && strstr(buf, "ISA "), "%s", buf);
+#else
+  cr_expect_null(strstr(buf, "oneDNN"), "%s", buf);
+#endif
+}
