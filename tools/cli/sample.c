@@ -53,13 +53,15 @@ static void name_overflowing_layer(cli_model *m, const draw *d, char *out, size_
   const char **names = malloc(sizeof *names * (size_t)need);
   fg_program *p = NULL;
   int n_steps = 0;
-  if (steps && names && fg_graph_new(&g, NULL) == FG_OK &&
+  bool ready =
+      steps && names && fg_graph_new(&g, NULL) == FG_OK &&
       fg_flow_sample_steps_cond(m->flow, g, d->n, cli_context_input(m, g, d->n), d->temperature,
                                 d->seed, need, steps, names, &n_steps) == FG_OK &&
       fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
       fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK &&
-      (!d->context || fg_program_bind(p, "context", d->context, NULL) == FG_OK) &&
-      (fg_program_set_rng_offset(p, d->chunk), fg_program_run(p, NULL)) == FG_OK)
+      (!d->context || fg_program_bind(p, "context", d->context, NULL) == FG_OK);
+  if (ready) fg_program_set_rng_offset(p, d->chunk); /* the draws of the part that overflowed */
+  if (ready && fg_program_run(p, NULL) == FG_OK)
     for (int i = 0; i < n_steps; i++)
       if (!finite_tensor(fg_program_output(p, i))) {
         int len = (int)strlen(names[i]);
@@ -69,7 +71,8 @@ static void name_overflowing_layer(cli_model *m, const draw *d, char *out, size_
         break;
       }
   fg_program_free(p);
-  free(steps), free(names);
+  free(steps);
+  free(names);
   fg_graph_free(g);
 }
 
@@ -118,7 +121,9 @@ static fg_status draw_in_parts(cli_model *m, const draw *d, fg_tensor **all, cha
     if (st == FG_OK && k != built) {
       fg_program_free(p);
       fg_graph_free(g);
-      p = NULL, g = NULL, built = k;
+      p = NULL;
+      g = NULL;
+      built = k;
       st = sampler(m, &part, &g, &p, e);
     } else if (st == FG_OK && ctx) {
       st = fg_program_bind(p, "context", ctx, e);
