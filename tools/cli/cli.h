@@ -141,4 +141,9 @@ fg_status cli_write_density(cli_model *m, int64_t klass, int64_t grid, const cha
 extern const cli_command cli_check, cli_list, cli_train, cli_eval, cli_sample, cli_interpolate,
     cli_edit, cli_density, cli_dump;
 
+/* Images of v [n, ...] with a non-finite value are set mid-grey, and counted: an under-trained
+ * flow's inverse can overflow on some latents (a coupling divides by a scale near 0), and the
+ * rest of a picture is still worth showing (model.c). */
+int64_t cli_grey_out_non_finite(fg_tensor *v);
+
 #endif

@@ -168,12 +168,18 @@ static fg_status write_points(const edit_opts *o, const fg_tensor *grid, const c
   return st;
 }
 
-static fg_status write_edit(cli_model *m, const edit_opts *o, const fg_tensor *grid, fg_err *e) {
+static fg_status write_edit(cli_model *m, const edit_opts *o, fg_tensor *grid, fg_err *e) {
   char caption[256], a[64], b[64], cols[MAX_SCALES][16];
   const char *labels[MAX_SCALES];
   snprintf(caption, sizeof caption, "%s -> %s: latents + s (mean[%s] - mean[%s])",
            cli_class_name(m, o->from, a, sizeof a), cli_class_name(m, o->to, b, sizeof b), b, a);
   if (cli_is_2d(m)) return write_points(o, grid, caption, e);
+  int64_t bad = cli_grey_out_non_finite(grid);
+  if (bad)
+    fprintf(stderr,
+            "warning: %lld of %lld edited images are not finite (the inverse left the float range "
+            "at a large scale); drawn grey in %s\n",
+            (long long)bad, (long long)grid->shape.d[0], o->out);
   for (int k = 0; k < o->n_scales; k++) {
     snprintf(cols[k], sizeof cols[k], o->scales[k] == 0 ? "s = 0" : "%+g", o->scales[k]);
     labels[k] = cols[k];

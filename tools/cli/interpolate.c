@@ -98,6 +98,10 @@ static int run_interpolate(int argc, char **argv) {
     fg_tensor_free(mixed);
     if (st != FG_OK) code = cli_fail("interpolate", st, e.msg);
   }
+  int64_t bad = code == EXIT_OK ? cli_grey_out_non_finite(rows) : 0;
+  if (bad)
+    fprintf(stderr, "warning: %lld of %lld decoded blends are not finite; drawn grey in %s\n",
+            (long long)bad, (long long)rows->shape.d[0], out);
   if (code == EXIT_OK) {
     fg_png_grid_opts o = {.cols = steps,
                           .caption = "latent interpolation between test images, one pair per row"};

@@ -195,3 +195,15 @@ fg_status cli_model_keep_preview(cli_model *m, fg_err *e) {
     st = first_rows(m->data.train_labels, n, &m->preview_labels, e);
   return st;
 }
+
+int64_t cli_grey_out_non_finite(fg_tensor *v) {
+  int64_t n = v->shape.d[0], per = n ? fg_tensor_numel(v) / n : 0, bad = 0;
+  for (int64_t i = 0; i < n; i++) {
+    bool finite = true;
+    for (int64_t j = 0; j < per && finite; j++) finite = isfinite(fg_tensor_get(v, i * per + j));
+    if (finite) continue;
+    bad++;
+    for (int64_t j = 0; j < per; j++) fg_tensor_set(v, i * per + j, 0.5);
+  }
+  return bad;
+}

@@ -14,20 +14,6 @@
 enum { SAMPLE_CHUNK = 256 }; /* samples drawn by one program run: memory stays a chunk's */
 #define FG_SAMPLE_MAX 100000 /* --n: the PNG grid of 100000 28x28 images is 8876 px square */
 
-/* An under-trained flow's inverse can overflow on some latents (a coupling divides by a scale
- * near 0): such images are drawn mid-grey and counted, so the rest of the grid is still shown. */
-static int64_t grey_out_non_finite(fg_tensor *v) {
-  int64_t n = v->shape.d[0], per = n ? fg_tensor_numel(v) / n : 0, bad = 0;
-  for (int64_t i = 0; i < n; i++) {
-    bool finite = true;
-    for (int64_t j = 0; j < per && finite; j++) finite = isfinite(fg_tensor_get(v, i * per + j));
-    if (finite) continue;
-    bad++;
-    for (int64_t j = 0; j < per; j++) fg_tensor_set(v, i * per + j, 0.5);
-  }
-  return bad;
-}
-
 static bool finite_tensor(const fg_tensor *v) {
   for (int64_t i = 0; i < fg_tensor_numel(v); i++)
     if (!isfinite(fg_tensor_get(v, i))) return false;
@@ -153,7 +139,7 @@ static fg_status draw_samples(cli_model *m, const draw *d, const char *path, fg_
                               fg_err *e) {
   char where[256] = "";
   fg_status st = draw_in_parts(m, d, out, where, sizeof where, e);
-  int64_t bad = st == FG_OK && !cli_is_2d(m) ? grey_out_non_finite(*out) : 0;
+  int64_t bad = st == FG_OK && !cli_is_2d(m) ? cli_grey_out_non_finite(*out) : 0;
   if (bad)
     fprintf(stderr,
             "warning: %lld of %lld samples are not finite (the inverse left the float range at "
