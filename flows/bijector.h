@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/ir/graph.h"
+#include "core/ir/op_attrs.h"
 #include "flows/params.h"
 
 #define FG_BIJECTOR_ABI_VERSION 1u
@@ -61,6 +62,10 @@ fg_graph *fg_flow_graph(fg_flow_ctx *c);
 fg_node fg_flow_param(fg_flow_ctx *c, const char *name, fg_shape shape, fg_init init);
 /* True while building a training graph (batch-norm uses batch statistics then). */
 bool fg_flow_training(const fg_flow_ctx *c);
+/* In a training graph of a data-parallel job (flows/train/dist.h), the reducer that sums over
+ * its processes, each holding a part of the global batch: statistics of the batch are over the
+ * global batch when a layer sums its parts with it (fg_allreduce_sum).  NULL otherwise. */
+const fg_reducer *fg_flow_replicas(const fg_flow_ctx *c);
 /* Factor-out layers (split): forward pushes the part it removes, with its log-prob already
  * added to the log-det; an inverse that reconstructs pops it back; an inverse that samples
  * (fg_flow_sampling) draws it instead at temperature fg_flow_temperature. */
@@ -171,6 +176,7 @@ typedef struct fg_flow_ctx_opts {
   double temperature;     /* 0 means 1 */
   uint64_t seed;
   bool params_as_inputs;  /* parameters become graph inputs (for gradchecking w.r.t. them) */
+  const fg_reducer *replicas; /* training across processes: fg_flow_replicas (borrowed) */
 } fg_flow_ctx_opts;
 
 /* A context for building into g (borrowed, as ps is); o may be NULL (defaults). */

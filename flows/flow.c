@@ -17,6 +17,7 @@ struct fg_flow {
   fg_flow_config cfg;
   fg_shape zshape; /* per sample */
   int64_t dims;
+  const fg_reducer *replicas; /* training graphs of a data-parallel job */
 };
 
 /* ---- accessors ---- */
@@ -28,6 +29,8 @@ fg_shape fg_flow_latent_shape(const fg_flow *f) { return f->zshape; }
 int64_t fg_flow_dims(const fg_flow *f) { return f->dims; }
 int fg_flow_num_params(const fg_flow *f) { return fg_params_count(f->ps); }
 int64_t fg_flow_num_scalars(const fg_flow *f) { return fg_params_numel(f->ps); }
+void fg_flow_set_replicas(fg_flow *f, const fg_reducer *r) { f->replicas = r; }
+const fg_reducer *fg_flow_get_replicas(const fg_flow *f) { return f->replicas; }
 
 /* ---- contexts and shapes ---- */
 
@@ -39,7 +42,8 @@ typedef struct ctx_mode {
 
 static fg_flow_ctx *make_ctx(const fg_flow *f, fg_graph *g, ctx_mode m) {
   fg_flow_ctx_opts o = {.dtype = f->cfg.dtype, .training = m.training, .sampling = m.sampling,
-                        .temperature = m.temperature, .seed = m.seed};
+                        .temperature = m.temperature, .seed = m.seed,
+                        .replicas = m.training ? f->replicas : NULL};
   fg_flow_ctx *c = NULL;
   fg_err e;
   if (fg_flow_ctx_new(&c, g, f->ps, &o, &e) != FG_OK) fg_graph_fail(g, e.status, "flow: %s", e.msg);

@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(gcc meson ninja-build pkg-config libffi-dev libgraphviz-dev graphviz libxxhash-dev
           libcriterion-dev libopenblas-dev libpng-dev zlib1g-dev
           libcjson-dev dataset-fashion-mnist
+          openmpi-bin libopenmpi-dev  # data-parallel training under mpirun (optional in meson)
           python3-dev python3-numpy python3-pytest)  # the Python binding and its tests
 # The binding's converter tests compare with the PyTorch reference and skip themselves without
 # torch; FG_TEST_TORCH=1 installs it too (169 packages, about 570 MB on disk).

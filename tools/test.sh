@@ -43,7 +43,7 @@ done
 # private headers (internal to a folder) stay out of the install
 for private in arena.h gzip.h pass_fuse.h pass_memplan.h pass_schedule.h bijector_internal.h \
                layer_util.h recompute_internal.h train_data.h trainer_internal.h conv_internal.h \
-               gemm.h; do
+               gemm.h dist_transport.h; do
   [ -z "$(find "$root" -name "$private" -print -quit)" ] || install_fail "private header $private is installed"
 done
 printf '#include <flowgrad/flowgrad.h>\n' >"$stage/headers.c"

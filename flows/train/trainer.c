@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ir/op.h"
 #include "core/runtime/program.h"
 #include "core/rng.h"
 #include "flows/train/trainer_internal.h"
@@ -46,16 +47,41 @@ static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, fg_train_data
   return fg_train_data_init(dst, src, t->discrete, t->s.n_bits, fg_flow_get_config(t->f)->dtype, what, e);
 }
 
-/* y = (x + u) / bins inside the graph for images; x itself otherwise. */
-static fg_node model_input(const fg_trainer *t, fg_graph *g, fg_node x) {
+/* The seed of the training noise u ~ U[0, 1): element i of step k's global batch draws
+ * fg_rng_uniform(NOISE_SEED, ((k + 1) << 40) + i), as a random_uniform node of the whole batch
+ * would in a program run at rng offset k + 1 (ops/source.c), so each process draws exactly
+ * its shard's share of the one-process noise. */
+static uint64_t noise_seed(const fg_trainer *t) { return (uint64_t)t->s.seed * 7919u + 1; }
+
+/* y = (x + u) / bins inside the graph for images, u an input (the step's noise) or, with
+ * u == FG_NONE, drawn in the graph (evaluation); x itself otherwise. */
+static fg_node model_input(const fg_trainer *t, fg_graph *g, fg_node x, fg_node u) {
   if (!t->discrete) return x;
-  fg_node u = fg_random_uniform(g, (uint64_t)t->s.seed * 7919u + 1, 0.0, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
+  if (u == FG_NONE) u = fg_random_uniform(g, noise_seed(t), 0.0, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
   return fg_mul_scalar(g, fg_add(g, x, u), 1.0 / t->n_bins);
+}
+
+/* The training batch's noise input (images), FG_NONE otherwise. */
+static fg_node noise_input(const fg_trainer *t, fg_graph *g) {
+  return t->u ? fg_input(g, "u", t->u->dtype, t->u->shape) : FG_NONE;
+}
+
+/* Programs' rng offset at the current step: step + 1 for one process; in a job, distinct per
+ * process (for layers that draw noise themselves). */
+static uint64_t rng_offset(const fg_trainer *t) {
+  return (uint64_t)(t->step + 1) * (uint64_t)fg_dist_size(t->dist) + (uint64_t)fg_dist_rank(t->dist);
+}
+
+/* Binds the current batch (and its noise) to p. */
+static fg_status bind_batch(const fg_trainer *t, fg_program *p, fg_err *e) {
+  fg_status st = fg_program_bind(p, "x", t->x, e);
+  if (st == FG_OK && t->u) st = fg_program_bind(p, "u", t->u, e);
+  return st;
 }
 
 /* Loss and parameter gradients (outs[0], outs[1..]): block by block in recompute mode. */
 static fg_status loss_and_grads(fg_trainer *t, fg_node x, fg_node *outs) {
-  fg_node in = model_input(t, t->g, x);
+  fg_node in = model_input(t, t->g, x, noise_input(t, t->g));
   if (t->rc) return fg_recompute_loss_grads(t->rc, t->g, in, &outs[0], outs + 1, &t->updates);
   if (fg_flow_nll_loss(t->f, t->g, in, true, &outs[0], &t->updates) != FG_OK) return fg_graph_status(t->g);
   return fg_flow_param_grads(t->f, t->g, outs[0], outs + 1);
@@ -84,7 +110,9 @@ static fg_status build_training(fg_trainer *t, fg_err *e) {
   st = fg_program_new_opts(&t->prog, t->g, n_out, outs, &po, e);
   free(outs);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(t->f), t->prog, e);
-  if (st == FG_OK) st = fg_program_bind(t->prog, "x", t->x, e);
+  if (st == FG_OK) st = bind_batch(t, t->prog, e);
+  for (fg_node n = 0; n < fg_graph_node_count(t->g); n++)
+    t->graph_collectives = t->graph_collectives || fg_node_op(t->g, n) == FG_OP_ALLREDUCE_SUM;
   return st;
 }
 
@@ -131,6 +159,11 @@ static fg_status check_settings(const fg_train_settings *s, const fg_trainer_dat
 
 fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
                          const fg_trainer_data *data, int n_threads, fg_err *e) {
+  return fg_trainer_new_dist(out, f, s, data, n_threads, NULL, e);
+}
+
+fg_status fg_trainer_new_dist(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
+                              const fg_trainer_data *data, int n_threads, fg_dist *dist, fg_err *e) {
   *out = NULL;
   fg_status st = check_settings(s, data, e);
   if (st != FG_OK) return st;
@@ -138,7 +171,10 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
   if (!t) return fg_err_set(e, FG_E_NOMEM, "out of memory");
   t->f = f, t->s = *s, t->discrete = data->discrete, t->batch = s->batch, t->perm_epoch = -1;
   t->n_bins = t->discrete ? (double)(1 << s->n_bits) : 1.0;
-  st = prepare_data(t, data->train, &t->train, "training", e);
+  t->dist = dist;
+  fg_flow_set_replicas(f, fg_dist_reducer(dist));
+  st = fg__trainer_shard(t, e);
+  if (st == FG_OK) st = prepare_data(t, data->train, &t->train, "training", e);
   if (st == FG_OK && data->test) st = prepare_data(t, data->test, &t->test, "test", e);
   if (st == FG_OK) {
     t->n_train = t->train.n;
@@ -147,8 +183,9 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
     if (!t->perm) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
   }
   if (st == FG_OK) st = fg_pool_new(&t->pool, n_threads > 0 ? n_threads : (getenv("FG_THREADS") ? atoi(getenv("FG_THREADS")) : 0), e);
-  fg_shape bs = batch_shape(f, t->batch);
+  fg_shape bs = batch_shape(f, t->shard);
   if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(f)->dtype, &bs, e);
+  if (st == FG_OK && t->discrete) st = fg_tensor_new(&t->u, fg_flow_get_config(f)->dtype, &bs, e);
   if (st == FG_OK && s->recompute) st = fg_recompute_new(&t->rc, f, e);
   if (st == FG_OK) st = build_training(t, e);
   if (st == FG_OK) st = make_optimiser(t, e);
@@ -162,6 +199,8 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
 
 void fg_trainer_free(fg_trainer *t) {
   if (!t) return;
+  fg_flow_set_replicas(t->f, NULL);
+  fg__trainer_dist_free(t);
   fg_program_free(t->prog);
   fg_graph_free(t->g);
   fg_flow_updates_free(t->updates);
@@ -189,10 +228,26 @@ static void shuffle_epoch(fg_trainer *t, int64_t epoch) {
   t->perm_epoch = epoch;
 }
 
-static void load_batch(fg_trainer *t, int64_t step) {
+/* The rows of global batch `step`: perm_e[k·B, (k+1)·B). */
+static const int64_t *batch_rows(fg_trainer *t, int64_t step) {
   int64_t per_epoch = t->n_train / t->batch, epoch = step / per_epoch, k = step % per_epoch;
   if (epoch != t->perm_epoch) shuffle_epoch(t, epoch);
-  fg_train_data_rows(&t->train, t->perm + k * t->batch, 0, t->batch, t->x);
+  return t->perm + k * t->batch;
+}
+
+/* This process's shard of the step's batch, and its noise (see noise_seed). */
+static void load_batch(fg_trainer *t, int64_t step) {
+  fg_train_data_rows(&t->train, batch_rows(t, step) + t->shard_start, 0, t->shard, t->x);
+  if (!t->u) return;
+  uint64_t at = ((uint64_t)(step + 1) << 40) + (uint64_t)(t->shard_start * t->train.row);
+  int64_t n = fg_tensor_numel(t->u);
+  if (t->u->dtype == FG_F32) {
+    float *u = fg_tensor_data(t->u);
+    for (int64_t i = 0; i < n; i++) u[i] = (float)fg_rng_uniform(noise_seed(t), at + (uint64_t)i);
+  } else {
+    double *u = fg_tensor_data(t->u);
+    for (int64_t i = 0; i < n; i++) u[i] = fg_rng_uniform(noise_seed(t), at + (uint64_t)i);
+  }
 }
 
 /* ---- the non-finite guard ---- */
@@ -203,60 +258,75 @@ static bool tensor_finite(const fg_tensor *v) {
   return true;
 }
 
-/* Runs the top-level layers one by one on the current batch (same noise) and names the first
- * whose output or log-det is not finite. */
-static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
-  snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
+/* Runs the top-level layers one by one on the current batch (same noise) and returns the
+ * index of the first whose output (2i) or log-det (2i + 1) is not finite; 2n when none is, or
+ * when the diagnosis cannot run. */
+static int first_bad_output(fg_trainer *t) {
   fg_bijector *chain = fg_flow_bijector(t->f);
-  int n = fg_bijector_num_children(chain);
+  int n = fg_bijector_num_children(chain), bad = 2 * n;
   fg_graph *g = NULL;
   fg_flow_ctx *c = NULL;
+  fg_program *p = NULL;
   fg_node *outs = malloc(sizeof *outs * (size_t)(2 * n + 2));
-  fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(t->f)->dtype, .training = true};
-  if (!outs || n == 0 || fg_flow_ctx_new_graph(&c, &g, fg_flow_params(t->f), &co, NULL) != FG_OK)
-    goto done;
-  fg_node cur = model_input(t, g, fg_input(g, "x", co.dtype, t->x->shape));
-  for (int i = 0; i < n; i++) {
-    fg_node ld;
-    fg_bijector_forward(fg_bijector_child(chain, i), c, cur, &cur, &ld);
-    outs[2 * i] = cur, outs[2 * i + 1] = ld;
+  fg_flow_ctx_opts co = {.dtype = fg_flow_get_config(t->f)->dtype, .training = true,
+                         .replicas = fg_flow_get_replicas(t->f)};
+  if (outs && n > 0 && fg_flow_ctx_new_graph(&c, &g, fg_flow_params(t->f), &co, NULL) == FG_OK) {
+    fg_node cur = model_input(t, g, fg_input(g, "x", co.dtype, t->x->shape), noise_input(t, g));
+    for (int i = 0; i < n; i++) {
+      fg_node ld;
+      fg_bijector_forward(fg_bijector_child(chain, i), c, cur, &cur, &ld);
+      outs[2 * i] = cur, outs[2 * i + 1] = ld;
+    }
+    fg_program_opts po = {.pool = t->pool};
+    if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK) p = NULL;
   }
-  fg_program *p;
-  fg_program_opts po = {.pool = t->pool};
-  if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK) goto done;
-  fg_params_bind(fg_flow_params(t->f), p, NULL);
-  fg_program_bind(p, "x", t->x, NULL);
-  fg_program_set_rng_offset(p, (uint64_t)t->step + 1);
-  if (fg_program_run(p, NULL) == FG_OK)
-    for (int i = 0; i < 2 * n; i++)
-      if (!tensor_finite(fg_program_output(p, i))) {
-        snprintf(out, cap, "%s (its %s)", fg_bijector_prefix(fg_bijector_child(chain, i / 2)), i % 2 ? "log-det" : "output");
-        break;
-      }
+  /* a program that exchanges batch statistics runs on every process or on none */
+  bool ready = p && fg_params_bind(fg_flow_params(t->f), p, NULL) == FG_OK && bind_batch(t, p, NULL) == FG_OK;
+  if (!t->graph_collectives || fg__trainer_lowest(t, ready) == 1) {
+    fg_program_set_rng_offset(p, rng_offset(t));
+    if (ready && fg_program_run(p, NULL) == FG_OK)
+      for (int i = 0; i < 2 * n && bad == 2 * n; i++)
+        if (!tensor_finite(fg_program_output(p, i))) bad = i;
+  }
   fg_program_free(p);
-done:
   fg_flow_ctx_free(c);
   free(outs);
   fg_graph_free(g);
+  return bad;
+}
+
+/* Names the first layer that produced a non-finite value, over every process's shard. */
+static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
+  fg_bijector *chain = fg_flow_bijector(t->f);
+  int n = fg_bijector_num_children(chain), bad = fg__trainer_lowest(t, first_bad_output(t));
+  if (bad >= 2 * n) snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
+  else snprintf(out, cap, "%s (its %s)", fg_bijector_prefix(fg_bijector_child(chain, bad / 2)), bad % 2 ? "log-det" : "output");
 }
 
 /* ---- a step ---- */
 
-/* The current batch as the model sees it: images dequantised with fixed host-side noise. */
-static fg_status model_batch(const fg_trainer *t, fg_tensor **y, fg_err *e) {
-  fg_status st = fg_tensor_copy(y, t->x, t->x->dtype, e);
+/* The current global batch as the model sees it: images dequantised with fixed host-side
+ * noise.  Every process makes the whole batch (each holds all the data), so what is computed
+ * from it (data-dependent initialisation, the round-trip check) is the same everywhere. */
+static fg_status model_batch(fg_trainer *t, fg_tensor **y, fg_err *e) {
+  fg_shape bs = batch_shape(t->f, t->batch);
+  fg_status st = fg_tensor_new(y, t->x->dtype, &bs, e);
+  if (st == FG_OK) fg_train_data_rows(&t->train, batch_rows(t, t->step), 0, t->batch, *y);
   if (st == FG_OK && t->discrete)
     for (int64_t i = 0; i < fg_tensor_numel(*y); i++)
       fg_tensor_set(*y, i, (fg_tensor_get(*y, i) + fg_rng_uniform((uint64_t)t->s.seed + 99, (uint64_t)i)) / t->n_bins);
   return st;
 }
 
+/* Data-dependent initialisation on the global batch; then rank 0's result is everyone's, so
+ * the replicas start identical whatever CPUs they run on. */
 static fg_status data_init(fg_trainer *t, fg_err *e) {
-  fg_tensor *y;
+  fg_tensor *y = NULL;
   fg_status st = model_batch(t, &y, e);
-  if (st != FG_OK) return st;
-  st = fg_flow_data_init(t->f, y, e);
+  if (st == FG_OK) st = fg_flow_data_init(t->f, y, e);
   fg_tensor_free(y);
+  st = fg_dist_agree(t->dist, st, e);
+  if (st == FG_OK) st = fg__trainer_share_params(t, e);
   if (st != FG_OK) return st;
   for (int i = 0; t->ema && i < t->n_params; i++) /* EMA starts at the initialised weights */
     memcpy(fg_tensor_data(t->ema[i]), fg_tensor_data(fg_params_tensor(fg_flow_params(t->f), i)),
@@ -295,9 +365,11 @@ static double loss_in_unit(const fg_trainer *t, double nll) {
 static fg_status apply_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
   const fg_tensor **grads = malloc(sizeof *grads * ((size_t)t->n_params + 1));
   if (!grads) return fg_err_set(e, FG_E_NOMEM, "out of memory");
-  for (int i = 0; i < t->n_params; i++) grads[i] = fg_program_output(t->prog, 1 + i);
-  fg_optim_step_info oi;
-  fg_status st = fg_optim_step(t->opt, (const fg_tensor *const *)grads, &oi, e);
+  /* every process gets the same gradients, so the global norm, clipping, the update and the
+   * EMA below are the same everywhere and the replicas stay identical */
+  fg_status st = fg__trainer_gradients(t, grads, e);
+  fg_optim_step_info oi = {.grad_norm = NAN};
+  if (st == FG_OK) st = fg_optim_step(t->opt, (const fg_tensor *const *)grads, &oi, e);
   free(grads);
   info->grad_norm = oi.grad_norm, info->lr = oi.lr;
   if (st != FG_OK) return st;
@@ -323,11 +395,16 @@ fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
     if ((st = data_init(t, e)) != FG_OK) return st;
     t->initialised = true;
   }
-  if ((st = check_round_trips(t, info, e)) != FG_OK) return st;
-  fg_program_set_rng_offset(t->prog, (uint64_t)t->step + 1);
-  if ((st = fg_program_run(t->prog, e)) != FG_OK)
-    return fg_err_prefix(e, st, "training step %lld", (long long)t->step);
-  double nll = fg_tensor_get(fg_program_output(t->prog, 0), 0);
+  if ((st = fg_dist_agree(t->dist, check_round_trips(t, info, e), e)) != FG_OK) return st;
+  fg_program_set_rng_offset(t->prog, rng_offset(t));
+  if ((st = fg_program_run(t->prog, e)) != FG_OK) {
+    fg_err_prefix(e, st, "training step %lld", (long long)t->step);
+    /* the other processes wait inside the program for this one's batch statistics */
+    if (t->graph_collectives) fg_dist_mark_broken(t->dist);
+    if (t->graph_collectives || fg_dist_size(t->dist) == 1) return st;
+  }
+  double nll = st == FG_OK ? fg_tensor_get(fg_program_output(t->prog, 0), 0) : NAN;
+  if ((st = fg__trainer_exchange_loss(t, st, &nll, e)) != FG_OK) return st;
   info->loss = loss_in_unit(t, nll);
   st = isfinite(nll) ? apply_step(t, info, e) : FG_E_NUMERIC;
   info->step = ++t->step;
@@ -376,7 +453,7 @@ static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum
   if (st != FG_OK) return fg_err_prefix(e, st, "evaluation");
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  st = fg_flow_log_prob(t->f, g, model_input(t, g, x), false, &logp);
+  st = fg_flow_log_prob(t->f, g, model_input(t, g, x, FG_NONE), false, &logp);
   fg_node total = fg_sum(g, logp, FG_ALL_AXES, false);
   fg_program *p = NULL;
   fg_tensor *xv = NULL;
@@ -396,16 +473,26 @@ static fg_status eval_chunk(fg_trainer *t, int64_t start, int64_t n, double *sum
   return st;
 }
 
+/* The test set in chunks of a batch; in a job, chunk j is evaluated by rank j mod N.  Each
+ * chunk's sum lands in its slot of sums (the others stay 0), the slots are summed over the
+ * processes (adding zeros is exact) and then added in chunk order, so the mean is bit for bit
+ * the one-process mean for any N. */
 fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
   if (!t->n_test) return fg_err_set(e, FG_E_MISUSE, "no test data to evaluate on");
+  int64_t n_chunks = (t->n_test + t->batch - 1) / t->batch;
+  double *sums = calloc((size_t)n_chunks, sizeof *sums);
+  fg_status st = sums ? FG_OK : fg_err_set(e, FG_E_NOMEM, "out of memory");
   swap_ema(t);
+  for (int64_t j = fg_dist_rank(t->dist); st == FG_OK && j < n_chunks; j += fg_dist_size(t->dist)) {
+    int64_t start = j * t->batch, n = t->n_test - start < t->batch ? t->n_test - start : t->batch;
+    st = eval_chunk(t, start, n, &sums[j], e);
+  }
+  swap_ema(t);
+  st = fg_dist_agree(t->dist, st, e);
+  if (st == FG_OK) st = fg_dist_sum(t->dist, sums, n_chunks, FG_F64, e);
   double sum = 0;
-  int64_t full = t->n_test / t->batch * t->batch;
-  fg_status st = FG_OK;
-  /* one program per distinct batch size: the full batches, then the remainder */
-  for (int64_t start = 0; st == FG_OK && start < full; start += t->batch) st = eval_chunk(t, start, t->batch, &sum, e);
-  if (st == FG_OK && full < t->n_test) st = eval_chunk(t, full, t->n_test - full, &sum, e);
-  swap_ema(t);
+  for (int64_t j = 0; st == FG_OK && j < n_chunks; j++) sum += sums[j];
+  free(sums);
   if (st == FG_OK) *mean = loss_in_unit(t, -sum / (double)t->n_test);
   return st;
 }

@@ -31,13 +31,46 @@ typedef struct run_opts {
   const char *out, *resume;
   int threads;
   bool dump;
+  fg_dist *dist; /* the data-parallel job (one process without mpirun); rank 0 reports */
 } run_opts;
+
+/* ---- data-parallel jobs: every rank reaches these points, whatever happened to it ---- */
+
+/* Every rank's exit code so far: the lowest failed rank's, the same on every rank (rank 0 names
+ * it when it did not fail itself; a failed rank has printed why). */
+static int agree(fg_dist *d, int code) {
+  int n = fg_dist_size(d);
+  if (n == 1) return code;
+  int32_t mine = code, *all = malloc(sizeof *all * (size_t)n);
+  if (!all || fg_dist_gather(d, &mine, sizeof mine, all, NULL) != FG_OK) {
+    fg_dist_mark_broken(d);
+    free(all);
+    return code != EXIT_OK ? code : EXIT_JOB_FAILED;
+  }
+  for (int r = 0; r < n; r++)
+    if (all[r] != EXIT_OK) {
+      if (code == EXIT_OK && fg_dist_rank(d) == 0) fprintf(stderr, "flowgrad train: rank %d failed (exit code %d)\n", r, all[r]);
+      code = all[r];
+      break;
+    }
+  free(all);
+  return code;
+}
+
+/* Whether any rank asks to stop (*interrupt: because of a signal); every rank stops together. */
+static fg_status agree_stop(fg_dist *d, bool done, bool *stop, bool *interrupt, fg_err *e) {
+  uint32_t flags;
+  fg_status st = fg_dist_or(d, (done ? 1u : 0u) | (interrupted ? 2u : 0u), &flags, e);
+  *stop = st != FG_OK || flags != 0, *interrupt = flags & 2u;
+  return st;
+}
 
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
 /* Shows the run's global step; rate and ETA come from this session's steps (since `start`). */
 static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start, const run_opts *o,
                      double elapsed, double *last_log, bool tty) {
+  if (fg_dist_rank(o->dist) != 0) return;
   int64_t session = info->step - start;
   double per_s = (double)session * (double)fg_trainer_batch(t) / (elapsed > 0 ? elapsed : 1);
   double left = -1;
@@ -131,20 +164,33 @@ static void recompute_report(const fg_trainer *t, const fg_train_step_info *info
   recompute_report(t, NULL);
 }
 
+/* With several ranks: the share of the step spent summing over them (rank 0's view). */
+static void dist_report(const run_opts *o, const fg_dist_stats *before, int64_t steps, double seconds) {
+  fg_dist_stats now = fg_dist_get_stats(o->dist);
+  double sum_s = now.sum_seconds - before->sum_seconds;
+  if (fg_dist_size(o->dist) == 1 || steps == 0) return;
+  printf("data-parallel: %d ranks; summing over them took %.2f ms per step (%.1f%% of the step), "
+         "%.0f values per step\n", fg_dist_size(o->dist), 1e3 * sum_s / (double)steps,
+         100 * sum_s / seconds, (double)(now.sum_values - before->sum_values) / (double)steps);
+}
+
 static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
-  bool tty = isatty(STDERR_FILENO);
+  bool tty = isatty(STDERR_FILENO) && fg_dist_rank(o->dist) == 0, stop = false, interrupt = false;
   double t0 = now_s(), last_log = -1e9;
   int64_t start = fg_trainer_step_count(t);
+  fg_dist_stats before = fg_dist_get_stats(o->dist);
   fg_err e;
-  while (!interrupted) {
+  for (;;) {
     int64_t done = fg_trainer_step_count(t);
-    if (o->steps && done >= o->steps) break;
-    if (o->minutes && now_s() - t0 >= o->minutes * 60) break;
+    bool finished = (o->steps && done >= o->steps) || (o->minutes && now_s() - t0 >= o->minutes * 60);
+    fg_status st = agree_stop(o->dist, finished, &stop, &interrupt, &e);
+    if (st != FG_OK) return cli_fail("train", st, e.msg);
+    if (stop) break;
     fg_train_step_info info;
-    fg_status st = fg_trainer_step(t, &info, &e);
+    st = fg_trainer_step(t, &info, &e);
     if (st != FG_OK) {
       if (tty) fputc('\n', stderr);
-      save(t, m, o->out);
+      if (!fg_dist_broken(o->dist)) save(t, m, o->out);
       return cli_fail("train", st, e.msg);
     }
     recompute_report(t, &info);
@@ -153,12 +199,15 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
   }
   if (tty) fputc('\n', stderr);
   printf("trained %lld steps in %.1f s%s\n", (long long)(fg_trainer_step_count(t) - start), now_s() - t0,
-         interrupted ? " (interrupted: checkpoint saved, resume with --resume)" : "");
+         interrupt ? " (interrupted: checkpoint saved, resume with --resume)" : "");
+  dist_report(o, &before, fg_trainer_step_count(t) - start, now_s() - t0);
   return EXIT_OK;
 }
 
+/* Saving and evaluating involve every rank; samples and drawings are rank 0's. */
 static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
   int code = save(t, m, o->out);
+  bool report = fg_dist_rank(o->dist) == 0;
   char path[4096];
   fg_err e;
   path_in(path, sizeof path, o->out, "checkpoint.safetensors");
@@ -169,18 +218,73 @@ static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
     if (st != FG_OK) return cli_fail("train", st, e.msg);
     printf("test %s: %.4f\n", fg_trainer_unit(t), test);
   }
-  if (code == EXIT_OK && m->discrete) {
+  if (code == EXIT_OK && m->discrete && report) {
     fg_trainer_use_ema(t);
     path_in(path, sizeof path, o->out, "samples.png");
     fg_status st = cli_write_samples(m, 64, m->spec->train.temperature, (uint64_t)m->spec->train.seed + 1, path, &e);
     if (st != FG_OK) return cli_fail("train", st, e.msg);
     printf("samples (temperature %.2f): %s\n", m->spec->train.temperature, path);
   }
-  if (code == EXIT_OK && o->dump) dump_graph(m, o->out);
-  if (getenv("FG_PROFILE")) {
+  if (code == EXIT_OK && o->dump && report) dump_graph(m, o->out);
+  if (getenv("FG_PROFILE") && report) {
     char table[8192];
     printf("\nper-op profile of the training program:\n%s", fg_trainer_profile(t, table, sizeof table));
   }
+  return code;
+}
+
+/* Resuming: every rank loads the checkpoint; a job of another size than the one that wrote it
+ * goes on with the same batches and noise, but no longer bit for bit. */
+static int resume(fg_trainer *t, const run_opts *o) {
+  fg_err e;
+  fg_checkpoint_meta meta;
+  fg_status st = fg_trainer_load(t, o->resume, &e);
+  if (st == FG_OK) st = fg_checkpoint_read_meta(o->resume, &meta, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  printf("resumed from %s at step %lld\n", o->resume, (long long)fg_trainer_step_count(t));
+  if (meta.ranks != fg_dist_size(o->dist) && fg_dist_rank(o->dist) == 0)
+    fprintf(stderr, "warning: %s was written by a job of %lld process(es), this one has %d: the "
+            "batches and noise are the same, the results equal up to rounding but not bit for bit\n",
+            o->resume, (long long)meta.ranks, fg_dist_size(o->dist));
+  fg_checkpoint_meta_free(&meta);
+  return EXIT_OK;
+}
+
+/* One rank's share of `flowgrad train` (the whole of it for one process). */
+static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) {
+  cli_model m = {0};
+  int code = mkdir(o->out, 0777) != 0 && errno != EEXIST
+                 ? cli_fail("train", FG_E_IO, "cannot create the output directory")
+                 : cli_model_from_spec(&m, "train", spec_path, argc, argv, o->limit);
+  code = agree(o->dist, code);
+  fg_trainer *t = NULL;
+  fg_err e;
+  if (code == EXIT_OK) {
+    if (!o->steps && !o->minutes) o->steps = m.spec->train.steps, o->minutes = m.spec->train.minutes;
+    if (!o->steps && !o->minutes) o->steps = 1000;
+    if (cli_flag(argc, argv, "--recompute")) m.spec->train.recompute = true;
+    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
+    fg_status st = fg_trainer_new_dist(&t, m.flow, &m.spec->train, &d, o->threads, o->dist, &e);
+    code = agree(o->dist, st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg));
+    fg_data_free(&m.data); /* the trainer keeps its own (compact) copy */
+  }
+  if (code == EXIT_OK) code = agree(o->dist, o->resume ? resume(t, o) : EXIT_OK);
+  if (code == EXIT_OK) {
+    printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path,
+           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
+           (long long)fg_trainer_batch(t));
+    if (fg_dist_size(o->dist) > 1)
+      printf("data-parallel: %d ranks of %lld samples each per batch\n", fg_dist_size(o->dist),
+             (long long)(fg_trainer_batch(t) / fg_dist_size(o->dist)));
+    recompute_report(t, NULL);
+    signal(SIGINT, on_interrupt);
+    signal(SIGTERM, on_interrupt);
+    code = train_loop(t, &m, o);
+  }
+  if (code == EXIT_OK) code = finish(t, &m, o);
+  if (!fg_dist_broken(o->dist)) code = agree(o->dist, code);
+  fg_trainer_free(t);
+  cli_model_free(&m);
   return code;
 }
 
@@ -195,37 +299,15 @@ static int run_train(int argc, char **argv) {
   run_opts o;
   int code = parse_opts(argc, argv, &o);
   if (code != EXIT_OK) return code;
-  if (mkdir(o.out, 0777) != 0 && errno != EEXIST) return cli_fail("train", FG_E_IO, "cannot create the output directory");
-  cli_model m;
-  code = cli_model_from_spec(&m, "train", spec_path[0], argc, argv, o.limit);
-  fg_trainer *t = NULL;
   fg_err e;
-  if (code == EXIT_OK) {
-    if (!o.steps && !o.minutes) o.steps = m.spec->train.steps, o.minutes = m.spec->train.minutes;
-    if (!o.steps && !o.minutes) o.steps = 1000;
-    if (cli_flag(argc, argv, "--recompute")) m.spec->train.recompute = true;
-    fg_trainer_data d = {m.data.train, m.data.test, m.data.discrete};
-    fg_status st = fg_trainer_new(&t, m.flow, &m.spec->train, &d, o.threads, &e);
-    if (st != FG_OK) code = cli_fail("train", st, e.msg);
-    fg_data_free(&m.data); /* the trainer keeps its own (compact) copy */
-  }
-  if (code == EXIT_OK && o.resume) {
-    fg_status st = fg_trainer_load(t, o.resume, &e);
-    if (st != FG_OK) code = cli_fail("train", st, e.msg);
-    else printf("resumed from %s at step %lld\n", o.resume, (long long)fg_trainer_step_count(t));
-  }
-  if (code == EXIT_OK) {
-    printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
-           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
-           (long long)fg_trainer_batch(t));
-    recompute_report(t, NULL);
-    signal(SIGINT, on_interrupt);
-    signal(SIGTERM, on_interrupt);
-    code = train_loop(t, &m, &o);
-  }
-  if (code == EXIT_OK) code = finish(t, &m, &o);
-  fg_trainer_free(t);
-  cli_model_free(&m);
+  fg_status st = fg_dist_new(&o.dist, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  /* under mpirun the other ranks work silently: rank 0 speaks for the job */
+  if (fg_dist_rank(o.dist) != 0 && !freopen("/dev/null", "w", stdout)) code = EXIT_IO;
+  code = agree(o.dist, code);
+  if (code == EXIT_OK) code = train_job(argc, argv, spec_path[0], &o);
+  if (fg_dist_broken(o.dist)) fg_dist_abort(o.dist, code); /* a rank is stuck in an exchange */
+  fg_dist_free(o.dist);
   return code;
 }
 
@@ -241,5 +323,7 @@ const cli_command cli_train = {
     "(images) and DIR/graph.dot (+ graph.svg) of the log-prob graph.  --resume continues a run\n"
     "exactly (same batches, noise and updates).  --limit N keeps N training samples.\n"
     "--recompute (the spec's `recompute true`) keeps memory flat in depth: the backward pass\n"
-    "rebuilds each layer's activations from its output through its inverse.\n",
+    "rebuilds each layer's activations from its output through its inverse.\n\n"
+    "Under `mpirun -np N` (a build with MPI) the N processes train one model together, each on\n"
+    "its share of every batch (the batch must be a multiple of N); rank 0 prints and writes.\n",
     run_train};
