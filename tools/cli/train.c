@@ -174,8 +174,8 @@ static void dist_report(const run_opts *o, const fg_dist_stats *before, int64_t 
          100 * sum_s / seconds, (double)(now.sum_values - before->sum_values) / (double)steps);
 }
 
-static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
-  bool tty = isatty(STDERR_FILENO) && fg_dist_rank(o->dist) == 0, stop = false, interrupt = false;
+static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o, bool *interrupt) {
+  bool tty = isatty(STDERR_FILENO) && fg_dist_rank(o->dist) == 0, stop = false;
   double t0 = now_s(), last_log = -1e9;
   int64_t start = fg_trainer_step_count(t);
   fg_dist_stats before = fg_dist_get_stats(o->dist);
@@ -183,7 +183,7 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
   for (;;) {
     int64_t done = fg_trainer_step_count(t);
     bool finished = (o->steps && done >= o->steps) || (o->minutes && now_s() - t0 >= o->minutes * 60);
-    fg_status st = agree_stop(o->dist, finished, &stop, &interrupt, &e);
+    fg_status st = agree_stop(o->dist, finished, &stop, interrupt, &e);
     if (st != FG_OK) return cli_fail("train", st, e.msg);
     if (stop) break;
     fg_train_step_info info;
@@ -199,15 +199,20 @@ static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o) {
   }
   if (tty) fputc('\n', stderr);
   printf("trained %lld steps in %.1f s%s\n", (long long)(fg_trainer_step_count(t) - start), now_s() - t0,
-         interrupt ? " (interrupted: checkpoint saved, resume with --resume)" : "");
+         *interrupt ? " (interrupted: checkpoint saved, resume with --resume)" : "");
   dist_report(o, &before, fg_trainer_step_count(t) - start, now_s() - t0);
   return EXIT_OK;
 }
 
-/* Saving and evaluating involve every rank; samples and drawings are rank 0's. */
-static int finish(fg_trainer *t, cli_model *m, const run_opts *o) {
+/* Saving and evaluating involve every rank; samples and drawings are rank 0's.  A job stopped
+ * by a signal only saves: mpirun kills its ranks a second after passing a signal on. */
+static int finish(fg_trainer *t, cli_model *m, const run_opts *o, bool interrupt) {
   int code = save(t, m, o->out);
   bool report = fg_dist_rank(o->dist) == 0;
+  if (interrupt && fg_dist_size(o->dist) > 1) {
+    if (code == EXIT_OK) printf("checkpoint: %s/checkpoint.safetensors (flowgrad eval gives its test loss)\n", o->out);
+    return code;
+  }
   char path[4096];
   fg_err e;
   path_in(path, sizeof path, o->out, "checkpoint.safetensors");
@@ -259,6 +264,7 @@ static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) 
   code = agree(o->dist, code);
   fg_trainer *t = NULL;
   fg_err e;
+  bool interrupt = false;
   if (code == EXIT_OK) {
     if (!o->steps && !o->minutes) o->steps = m.spec->train.steps, o->minutes = m.spec->train.minutes;
     if (!o->steps && !o->minutes) o->steps = 1000;
@@ -279,9 +285,9 @@ static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) 
     recompute_report(t, NULL);
     signal(SIGINT, on_interrupt);
     signal(SIGTERM, on_interrupt);
-    code = train_loop(t, &m, o);
+    code = train_loop(t, &m, o, &interrupt);
   }
-  if (code == EXIT_OK) code = finish(t, &m, o);
+  if (code == EXIT_OK) code = finish(t, &m, o, interrupt);
   if (!fg_dist_broken(o->dist)) code = agree(o->dist, code);
   fg_trainer_free(t);
   cli_model_free(&m);
