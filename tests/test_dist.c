@@ -2,16 +2,17 @@
  * under mpirun), on one machine: `mpirun --allow-run-as-root --oversubscribe -np N` runs the
  * flowgrad command (FG_CLI) and tests/dist_worker.c (FG_DIST_WORKER), as a user would.
  *   - the reproducible sum: exact, the same on every rank, the same from run to run;
- *   - two ranks against one process, with the same global batch: moons (with clipping and
- *     EMA), a tiny Glow on 8x8 images (actnorm's initialisation, dequantisation noise, learned
- *     prior, warm-up, EMA), a flow with batch-norm (statistics of the global batch; SGD, since
- *     Adam turns the round-off in the zero gradients of a batch-norm's shift and scale into
- *     steps of the learning rate, in one process as in N): the parameters agree within
- *     MATCH_TOL, and two runs of a job are byte-identical;
+ *   - two ranks (and four) against one process, with the same global batch: moons (with
+ *     clipping and EMA), a tiny Glow on 8x8 images (actnorm's initialisation, dequantisation
+ *     noise, learned prior, warm-up, EMA), a flow with batch-norm (statistics of the global
+ *     batch; trained with SGD, since Adam turns the round-off in the exactly-zero gradients of
+ *     a batch-norm's shift and scale into steps of the learning rate, so that any two orders
+ *     of summation differ by that much): the parameters agree within MATCH_TOL, and two runs of
+ *     a job are byte-identical;
  *   - resuming: exact with the same number of ranks, and (with a warning) close with another;
  *   - a non-finite row in one rank's shard: every rank skips the step, as one process does;
- *   - a signal to one rank, a rank that fails to start, a rank killed: every rank stops, no
- *     hang, and the checkpoint is intact.
+ *   - a signal to one rank, a rank that fails to start, a failed save on rank 0, a rank
+ *     killed: every rank stops, no hang, and the checkpoint is intact.
  * FG_THREADS=1 in every rank: two ranks on two cores. */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -448,5 +449,18 @@ Test(dist, a_rank_that_fails_to_start_stops_the_others) {
   cr_assert(code != 0 && code != 124, "the job fails without hanging (exit %d):\n%s", code, text);
   cr_assert(strstr(text, "missing.safetensors"), "rank 1 says why:\n%s", text);
   cr_assert(strstr(text, "rank 1 failed"), "rank 0 names it:\n%s", text);
+  free(text);
+}
+
+Test(dist, a_failed_save_on_rank_0_stops_every_rank) {
+  write_text("moons.flow", MOONS_SPEC);
+  write_text("taken", "a file where the output directory should be\n");
+  /* only rank 0 writes: its first checkpoint fails (taken/ is not a directory) */
+  int code = sh("save.log", "%s %s train moons.flow --steps 100 --checkpoint-every 2 --out taken --no-dump",
+                mpirun(2), cli());
+  char *text = log_text("save.log");
+  cr_assert_eq(code, 4, "an I/O error on every rank, no hang (exit %d):\n%s", code, text);
+  cr_assert(strstr(text, "rank 0 failed"), "rank 1 learns of it:\n%s", text);
+  cr_assert(!strstr(text, "trained 100 steps"), "training stopped at the failed save:\n%s", text);
   free(text);
 }
