@@ -4,7 +4,7 @@
  *   - the reproducible sum: exact, the same on every rank, the same from run to run; the
  *     trainer's sharded test evaluation: bit for bit a single process's;
  *   - two ranks (and four) against one process, with the same global batch: moons (with
- *     clipping and EMA), a tiny Glow on 8x8 images (actnorm's initialisation, dequantisation
+ *     clipping and EMA), class-conditional moons (labels sharded with the rows), a tiny Glow on 8x8 images (actnorm's initialisation, dequantisation
  *     noise, learned prior, warm-up, EMA), a flow with batch-norm (statistics of the global
  *     batch; trained with SGD, since Adam turns the round-off in the exactly-zero gradients of
  *     a batch-norm's shift and scale into steps of the learning rate, so that any two orders
@@ -47,6 +47,18 @@ static const char MOONS_SPEC[] =
     "  end\n"
     "end\n"
     "train\n  batch 64\n  lr 2e-3\n  clip 0.5\n  ema 0.99\n  seed 1\nend\n";
+
+/* labels from the data source: each row's moon one-hot as the context, per shard */
+static const char COND_MOONS_SPEC[] =
+    "data moons n=1024 test_n=200 noise=0.1 scale=2\n"
+    "classes 2\n"
+    "prior conditional\n"
+    "flow\n"
+    "  repeat 2\n"
+    "    cond_affine_coupling mask=half, parity={i%2}, net=mlp, hidden=16, blocks=1\n"
+    "  end\n"
+    "end\n"
+    "train\n  batch 32\n  lr 2e-3\n  ema 0.9\n  seed 6\nend\n";
 
 static const char BATCHNORM_SPEC[] =
     "data moons n=2048 test_n=300 noise=0.1 scale=2\n"
@@ -278,6 +290,16 @@ Test(dist, moons_on_two_and_four_ranks_is_one_process) {
   double d = param_diff(ckpt("one"), ckpt("four"));
   cr_log_info("moons.flow, 30 steps, 1 process vs 4 ranks: largest parameter difference %.3g", d);
   cr_assert(d <= MATCH_TOL, "4 ranks differ from one process by %.3g (> %g)", d, MATCH_TOL);
+}
+
+/* A class-conditional flow: each rank's shard of the batch comes with the shard's labels, in
+ * training and in the sharded evaluation. */
+Test(dist, a_conditional_flow_on_two_ranks_is_one_process) {
+  write_text("cond.flow", COND_MOONS_SPEC);
+  one_vs_job("cond.flow", 2, 20, false);
+  char *one = log_text("one.log"), *job = log_text("job.log");
+  cr_assert(strstr(one, "test nats: ") && strstr(job, "test nats: "), "%s\n%s", one, job);
+  free(one), free(job);
 }
 
 /* ... and resuming: exact with the same number of ranks, and (with a warning) equal up to

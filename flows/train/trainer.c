@@ -61,7 +61,8 @@ static uint64_t noise_seed(const fg_trainer *t) { return (uint64_t)t->s.seed * 7
  * u == FG_NONE, drawn in the graph (evaluation); x itself otherwise. */
 static fg_node model_input(const fg_trainer *t, fg_graph *g, fg_node x, fg_node u) {
   if (!t->discrete) return x;
-  if (u == FG_NONE) u = fg_random_uniform(g, noise_seed(t), 0.0, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
+  if (u == FG_NONE)
+    u = fg_random_uniform(g, noise_seed(t), 0.0, 1.0, fg_node_dtype(g, x), fg_node_shape(g, x));
   return fg_mul_scalar(g, fg_add(g, x, u), 1.0 / t->n_bins);
 }
 
@@ -79,7 +80,8 @@ static fg_node noise_input(const fg_trainer *t, fg_graph *g) {
 /* Programs' rng offset at the current step: step + 1 for one process; in a job, distinct per
  * process (for layers that draw noise themselves). */
 static uint64_t rng_offset(const fg_trainer *t) {
-  return (uint64_t)(t->step + 1) * (uint64_t)fg_dist_size(t->dist) + (uint64_t)fg_dist_rank(t->dist);
+  uint64_t ranks = (uint64_t)fg_dist_size(t->dist), rank = (uint64_t)fg_dist_rank(t->dist);
+  return (uint64_t)(t->step + 1) * ranks + rank;
 }
 
 /* Binds the current batch (its noise and labels too) to p. */
@@ -184,7 +186,8 @@ fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *
 }
 
 fg_status fg_trainer_new_dist(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
-                              const fg_trainer_data *data, int n_threads, fg_dist *dist, fg_err *e) {
+                              const fg_trainer_data *data, int n_threads, fg_dist *dist,
+                              fg_err *e) {
   *out = NULL;
   fg_status st = check_settings(f, s, data, e);
   if (st != FG_OK) return st;
@@ -311,10 +314,12 @@ static int first_bad_output(fg_trainer *t) {
       outs[2 * i] = cur, outs[2 * i + 1] = ld;
     }
     fg_program_opts po = {.pool = t->pool};
-    if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK) p = NULL;
+    if (fg_graph_status(g) != FG_OK || fg_program_new_opts(&p, g, 2 * n, outs, &po, NULL) != FG_OK)
+      p = NULL;
   }
   /* a program that exchanges batch statistics runs on every process or on none */
-  bool ready = p && fg_params_bind(fg_flow_params(t->f), p, NULL) == FG_OK && bind_batch(t, p, NULL) == FG_OK;
+  bool ready = p && fg_params_bind(fg_flow_params(t->f), p, NULL) == FG_OK &&
+               bind_batch(t, p, NULL) == FG_OK;
   if (!t->graph_collectives || fg__trainer_lowest(t, ready) == 1) {
     fg_program_set_rng_offset(p, rng_offset(t));
     if (ready && fg_program_run(p, NULL) == FG_OK)
@@ -333,7 +338,9 @@ static void find_bad_layer(fg_trainer *t, char *out, size_t cap) {
   fg_bijector *chain = fg_flow_bijector(t->f);
   int n = fg_bijector_num_children(chain), bad = fg__trainer_lowest(t, first_bad_output(t));
   if (bad >= 2 * n) snprintf(out, cap, "(no single layer: the loss or a gradient overflowed)");
-  else snprintf(out, cap, "%s (its %s)", fg_bijector_prefix(fg_bijector_child(chain, bad / 2)), bad % 2 ? "log-det" : "output");
+  else
+    snprintf(out, cap, "%s (its %s)", fg_bijector_prefix(fg_bijector_child(chain, bad / 2)),
+             bad % 2 ? "log-det" : "output");
 }
 
 /* ---- a step ---- */
@@ -510,8 +517,8 @@ static fg_status eval_prog_make(fg_trainer *t, int64_t n, eval_prog *ep, fg_err 
   ep->n = n;
   fg_shape bs = batch_shape(t->f, n);
   fg_node x = fg_input(ep->g, "x", fg_flow_get_config(t->f)->dtype, bs), logp;
-  st = fg_flow_log_prob_cond(t->f, ep->g, model_input(t, ep->g, x, FG_NONE), context_input(t, ep->g, n),
-                             false, &logp, NULL);
+  st = fg_flow_log_prob_cond(t->f, ep->g, model_input(t, ep->g, x, FG_NONE),
+                             context_input(t, ep->g, n), false, &logp, NULL);
   fg_node total = fg_sum(ep->g, logp, FG_ALL_AXES, false);
   fg_program_opts po = {.pool = t->pool};
   if (st == FG_OK)
