@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/ir/graph.h"
+#include "core/ir/op_attrs.h"
 #include "flows/params.h"
 #include "ops/autodiff/jacobian.h" /* derived log-dets, FG_DERIVED_LOGDET_MAX_EVENT */
 
@@ -80,6 +81,10 @@ fg_status fg_flow_buffers(fg_flow_ctx *c, int n, const fg_buffer_decl *decls, fg
                           void *ud, const fg_tensor **values);
 /* True while building a training graph (batch-norm uses batch statistics then). */
 bool fg_flow_training(const fg_flow_ctx *c);
+/* In a training graph of a data-parallel job (flows/train/dist.h), the reducer that sums over
+ * its processes, each holding a part of the global batch: statistics of the batch are over the
+ * global batch when a layer sums its parts with it (fg_allreduce_sum).  NULL otherwise. */
+const fg_reducer *fg_flow_replicas(const fg_flow_ctx *c);
 /* Factor-out layers (split): forward pushes the part it removes, with its log-prob already
  * added to the log-det; an inverse that reconstructs pops it back; an inverse that samples
  * (fg_flow_sampling) draws it instead at temperature fg_flow_temperature. */
@@ -200,6 +205,7 @@ typedef struct fg_flow_ctx_opts {
   double temperature;     /* 0 means 1 */
   uint64_t seed;
   bool params_as_inputs;  /* parameters become graph inputs (for gradchecking w.r.t. them) */
+  const fg_reducer *replicas; /* training across processes: fg_flow_replicas (borrowed) */
 } fg_flow_ctx_opts;
 
 /* A context for building into g (borrowed, as ps is); o may be NULL (defaults). */

@@ -26,12 +26,15 @@ int fg_flow_latent_count(const fg_flow *f) { return f->n_latents; }
 fg_shape fg_flow_latent_shape_at(const fg_flow *f, int i) {
   return i >= 0 && i < f->n_latents ? f->latent_shapes[i] : fg_shape0();
 }
+void fg_flow_set_replicas(fg_flow *f, const fg_reducer *r) { f->replicas = r; }
+const fg_reducer *fg_flow_get_replicas(const fg_flow *f) { return f->replicas; }
 
 /* ---- contexts and shapes ---- */
 
 fg_flow_ctx *fg__flow_ctx(const fg_flow *f, fg_graph *g, fg__flow_mode m, fg_node context) {
   fg_flow_ctx_opts o = {.dtype = f->cfg.dtype, .training = m.training, .sampling = m.sampling,
-                        .temperature = m.temperature, .seed = m.seed};
+                        .temperature = m.temperature, .seed = m.seed,
+                        .replicas = m.training ? f->replicas : NULL};
   fg_flow_ctx *c = NULL;
   fg_err e;
   if (fg_flow_ctx_new(&c, g, f->ps, &o, &e) != FG_OK) fg_graph_fail(g, e.status, "flow: %s", e.msg);

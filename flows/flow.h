@@ -83,6 +83,12 @@ fg_shape fg_flow_latent_shape(const fg_flow *f);
 int64_t fg_flow_dims(const fg_flow *f);
 int fg_flow_num_params(const fg_flow *f);
 int64_t fg_flow_num_scalars(const fg_flow *f); /* total parameter count */
+/* Data-parallel training (flows/train/dist.h): training graphs built from now on (log-prob,
+ * loss, recomputation's) compute batch statistics over the processes r sums over
+ * (fg_flow_replicas), each process holding its part of the batch; NULL (the default) for a
+ * single process.  r is borrowed.  Data-dependent initialisation never uses it. */
+void fg_flow_set_replicas(fg_flow *f, const fg_reducer *r);
+const fg_reducer *fg_flow_get_replicas(const fg_flow *f);
 
 /* log p(x) per sample ([B]) for x [B, event...] of the flow's dtype.  training: batch-norm
  * layers use batch statistics.  Errors: the graph's (sticky) status, message on the graph. */

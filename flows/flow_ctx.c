@@ -88,6 +88,7 @@ void fg__flow_ctx_count_logdet(fg_flow_ctx *c, bool declared, fg_jacobian_kind r
   else c->logdets.dense++;
 }
 bool fg_flow_training(const fg_flow_ctx *c) { return c->o.training; }
+const fg_reducer *fg_flow_replicas(const fg_flow_ctx *c) { return c->o.training ? c->o.replicas : NULL; }
 bool fg_flow_sampling(const fg_flow_ctx *c) { return c->o.sampling; }
 double fg_flow_temperature(const fg_flow_ctx *c) { return c->o.temperature; }
 uint64_t fg_flow_next_seed(fg_flow_ctx *c) { return fg_rng_bits(c->o.seed, c->seed_counter++); }

@@ -13,6 +13,7 @@ struct fg_flow {
   int64_t dims;
   int n_latents;         /* factored-out parts + the top latent */
   fg_shape *latent_shapes; /* per sample, in the order fg_flow_encode_latents gives them */
+  const fg_reducer *replicas; /* training graphs of a data-parallel job */
 };
 
 /* How a graph is built: training (batch statistics), sampling (draw factored-out parts). */

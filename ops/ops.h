@@ -170,4 +170,11 @@ fg_node fg_squeeze2d(fg_graph *g, fg_node x);
 /* The inverse: [N, 4C, H, W] -> [N, C, 2H, 2W]. */
 fg_node fg_unsqueeze2d(fg_graph *g, fg_node x);
 
+/* ---- collectives (ops/collective.c) ----
+ * x summed over the processes of a data-parallel job, the same value on each (the identity for
+ * a NULL reducer): batch statistics over a global batch of which each process holds a part.
+ * Every process must build the same graph.  The reducer is borrowed by the graph and by every
+ * program compiled from it. */
+fg_node fg_allreduce_sum(fg_graph *g, fg_node x, const fg_reducer *reducer);
+
 #endif

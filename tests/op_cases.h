@@ -50,6 +50,6 @@ typedef struct op_case_list {
 
 extern const op_case_list op_cases_source, op_cases_elementwise, op_cases_reduce,
     op_cases_shape, op_cases_matmul, op_cases_conv,
-    op_cases_linalg, op_cases_index;
+    op_cases_linalg, op_cases_index, op_cases_collective;
 
 #endif

@@ -22,6 +22,7 @@ static fg_err terr __attribute__((unused));
 static const op_case_list *const lists[] = {
     &op_cases_source, &op_cases_elementwise, &op_cases_reduce, &op_cases_shape,
     &op_cases_matmul, &op_cases_conv, &op_cases_linalg, &op_cases_index,
+    &op_cases_collective,
 };
 enum { N_LISTS = sizeof lists / sizeof *lists };
 
@@ -177,3 +178,4 @@ Test(ops_table, matmul) { run_family(&op_cases_matmul); }
 Test(ops_table, conv) { run_family(&op_cases_conv); }
 Test(ops_table, linalg) { run_family(&op_cases_linalg); }
 Test(ops_table, index) { run_family(&op_cases_index); }
+Test(ops_table, collective) { run_family(&op_cases_collective); }

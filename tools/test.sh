@@ -74,6 +74,9 @@ echo "install check: ok ($(find "$root" -type f | wc -l) files installed and use
 # a sanitizer report, a leak or an allocation past the limits fails its test; the input that
 # did it is written as build-fuzz/tests/fuzz/crash-<target>-*.
 fuzz="$top/build-fuzz"
+# the install check pointed pkg-config at the staged tree: the fuzz build takes the system's
+# packages (MPI's headers are found through pkg-config only)
+unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 CC=clang "$top/tools/setup.sh" "$fuzz" -Dfuzz=true -Dfuzz_seconds="${FG_FUZZ_SECONDS:-20}" \
   -Dtests=false -Dpython_binding=disabled -Dwerror=true -Db_sanitize=address,undefined \
   -Db_lundef=false -Dbuildtype=debugoptimized

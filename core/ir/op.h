@@ -22,7 +22,7 @@ enum {
                                     (after broadcasting): fusable */
   FG_OPF_INPLACE_OK = 1u << 1,  /* the output may overwrite input 0's buffer */
   FG_OPF_COMMUTATIVE = 1u << 2, /* inputs 0 and 1 may be swapped (CSE canonicalises) */
-  FG_OPF_RANDOM = 1u << 3,      /* never merged or folded */
+  FG_OPF_RANDOM = 1u << 3,      /* never merged or folded (random draws, collectives) */
   FG_OPF_NODIFF = 1u << 4,      /* output carries no gradient (comparisons, stop_gradient);
                                     vjp must be NULL */
   FG_OPF_LEAF = 1u << 5,        /* input / param / const: no kernel, value bound or stored */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/shape.h"
+#include "core/status.h"
 
 /* ---- sources (input, param, const, fill, random draws) ---- */
 typedef struct fg_source_attr {
@@ -90,5 +91,18 @@ typedef struct fg_lu_solve_attr { uint32_t transpose; } fg_lu_solve_attr;
 typedef struct fg_triangular_solve_attr {
   uint8_t lower, unit_diagonal, transpose, reserved;
 } fg_triangular_solve_attr;
+
+/* ---- collectives ----
+ * A reducer sums values over the processes of a data-parallel job, in place, the same result
+ * on every process; every process makes the same calls in the same order.  Core only carries
+ * it: flows/train/dist.h makes one (fg_dist_reducer) over MPI. */
+typedef struct fg_reducer {
+  void *ctx;
+  int32_t size; /* processes taking part */
+  int32_t reserved;
+  fg_status (*sum)(void *ctx, void *values, int64_t n, fg_dtype dtype, fg_err *e);
+} fg_reducer;
+/* allreduce_sum: a NULL reducer makes it the identity (a single process). */
+typedef struct fg_allreduce_attr { const fg_reducer *reducer; } fg_allreduce_attr;
 
 #endif

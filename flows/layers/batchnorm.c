@@ -9,7 +9,9 @@
  * (biased) variance, and gradients flow through them, as in PyTorch; any other graph uses the
  * running averages.  The inverse exists only with the running averages, since with batch
  * statistics a sample's output depends on the rest of the batch; building it in a training
- * graph is an error that says so.
+ * graph is an error that says so.  In a data-parallel job (fg_flow_replicas) the batch is the
+ * global one: its statistics are summed over the processes inside the graph, in the forward
+ * pass and, through the sum's VJP, in the backward pass.
  *
  * How the running averages move: graphs cannot write parameters, so a training graph records,
  * through fg_flow_init_param, the updated averages
@@ -66,10 +68,11 @@ static bn_stats batch_stats(fg_graph *g, fg_node x) {
   return b;
 }
 
-/* The variance the running average tracks: unbiased (n/(n-1)), as PyTorch; biased for n = 1. */
-static fg_node unbiased(fg_graph *g, fg_node var, fg_node x) {
+/* The variance the running average tracks: unbiased (n/(n-1)), as PyTorch; biased for n = 1.
+ * n counts the values of every process's part of the batch. */
+static fg_node unbiased(fg_graph *g, fg_node var, fg_node x, int processes) {
   fg_shape xs = fg_node_shape(g, x);
-  double n = (double)xs.d[0] * (double)fg__spatial_size(&xs);
+  double n = (double)xs.d[0] * (double)fg__spatial_size(&xs) * processes;
   return n > 1 ? fg_mul_scalar(g, var, n / (n - 1)) : var;
 }
 
@@ -85,12 +88,16 @@ static fg_status record_update(fg_flow_ctx *c, const char *name, double init, do
   return fg_flow_init_param(c, name, fg__as_dtype(g, next, fg_node_dtype(g, p)));
 }
 
+/* The batch's statistics; in a data-parallel job, over the global batch (sync batch-norm), so
+ * every process normalises as one process would and the running averages stay the same on all. */
 static fg_status training_stats(bn_state *s, fg_flow_ctx *c, fg_node x, bn_stats *out) {
   fg_graph *g = fg_flow_graph(c);
-  *out = batch_stats(g, x);
+  const fg_reducer *r = fg_flow_replicas(c);
+  fg__channel_moments_over(g, x, r, &out->mean, &out->var);
   if (fg__has_init_request(c, "running_mean")) return fg_graph_status(g);
   fg_status st = record_update(c, "running_mean", 0.0, s->momentum, out->mean, x);
-  if (st == FG_OK) st = record_update(c, "running_var", 1.0, s->momentum, unbiased(g, out->var, x), x);
+  if (st == FG_OK)
+    st = record_update(c, "running_var", 1.0, s->momentum, unbiased(g, out->var, x, r ? r->size : 1), x);
   return st;
 }
 
@@ -160,7 +167,7 @@ static fg_status bn_data_init(void *state, fg_flow_ctx *c, fg_node x) {
   fg_flow_param(c, "running_var", fg_shape1(ch), (fg_init){FG_INIT_CONST, 1.0, 0});
   bn_stats b = batch_stats(g, x);
   st = fg_flow_init_param(c, "running_mean", fg__as_dtype(g, b.mean, pt));
-  if (st == FG_OK) st = fg_flow_init_param(c, "running_var", fg__as_dtype(g, unbiased(g, b.var, x), pt));
+  if (st == FG_OK) st = fg_flow_init_param(c, "running_var", fg__as_dtype(g, unbiased(g, b.var, x, 1), pt));
   return st != FG_OK ? st : fg_graph_status(g);
 }
 

@@ -121,6 +121,24 @@ void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var) {
   *var = fg__channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, *mean, x))));
 }
 
+/* The mean over the batch and spatial axes of every process's x. */
+static fg_node global_channel_mean(fg_graph *g, fg_node x, const fg_reducer *r) {
+  fg_shape s = fg_node_shape(g, x);
+  uint32_t axes = FG_AXIS(0);
+  for (int i = 2; i < s.ndim; i++) axes |= FG_AXIS(i);
+  double count = (double)s.d[0] * (double)fg__spatial_size(&s) * (double)r->size;
+  return fg_mul_scalar(g, fg_allreduce_sum(g, fg_sum(g, x, axes, false), r), 1.0 / count);
+}
+
+void fg__channel_moments_over(fg_graph *g, fg_node x, const fg_reducer *r, fg_node *mean, fg_node *var) {
+  if (!r) {
+    fg__channel_moments(g, x, mean, var);
+    return;
+  }
+  *mean = global_channel_mean(g, x, r);
+  *var = global_channel_mean(g, fg_square(g, fg_sub(g, x, fg__per_channel(g, *mean, x))), r);
+}
+
 fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign) {
   fg_shape xs = fg_node_shape(g, x);
   fg_node total = fg_sum(g, v, FG_ALL_AXES, false);

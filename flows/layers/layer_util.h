@@ -50,6 +50,10 @@ fg_node fg__channel_mean(fg_graph *g, fg_node x);
 /* Each channel's mean and biased variance over the batch and spatial axes: [C] each (the
  * statistics actnorm initialises from and batchnorm normalises with). */
 void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var);
+/* The same over the global batch of a data-parallel job whose processes r sums over, each
+ * holding x's batch size of it (NULL r: fg__channel_moments): the sums of x and of the squared
+ * deviations are exchanged, so every process gets the one-process statistics up to rounding. */
+void fg__channel_moments_over(fg_graph *g, fg_node x, const fg_reducer *r, fg_node *mean, fg_node *var);
 /* sign·S·Σ v for [C] values v, repeated for every sample of x: [B].  The log-det of a map that
  * scales channel c by exp(v[c]) at every one of the S pixels. */
 fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign);

@@ -61,7 +61,8 @@ static run_id run_id_of(const fg_trainer *t) {
 
 static const char *const OWN_KEYS[] = {"format", "step",      "optim_step", "skipped_in_a_row",
                                        "seed",   "optimizer", "spec",       "event",
-                                       "n_bits", "discrete",  "lr",         "batch"};
+                                       "n_bits", "discrete",  "lr",         "batch",
+                                       "ranks"};
 enum { N_OWN_KEYS = sizeof OWN_KEYS / sizeof *OWN_KEYS };
 
 void fg__trainer_info_free(fg_trainer *t) {
@@ -126,9 +127,10 @@ static fg_status add_buffers(fg_trainer *t, entries *en, fg_err *e) {
   return st;
 }
 
-enum { N_SAVED_META = 12 };
+enum { N_SAVED_META = 13 };
 
-fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e) {
+static fg_status write_checkpoint(fg_trainer *t, const char *path, const char *spec_text,
+                                  fg_err *e) {
   const fg_params *ps = fg_flow_params(t->f);
   size_t cap = (size_t)t->n_params * (size_t)(2 + fg_optim_num_slots(t->opt)) +
       (size_t)fg_params_num_buffers(ps) + 1;
@@ -142,16 +144,18 @@ fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text
     free(meta);
     return st;
   }
-  char step[32], optim_step[32], skips[32];
+  char step[32], optim_step[32], skips[32], ranks[16];
   run_id id = run_id_of(t);
   snprintf(step, sizeof step, "%lld", (long long)t->step);
   snprintf(optim_step, sizeof optim_step, "%lld", (long long)fg_optim_get_step(t->opt));
   snprintf(skips, sizeof skips, "%lld", (long long)t->bad_in_a_row);
+  snprintf(ranks, sizeof ranks, "%d", fg_dist_size(t->dist));
   const fg_safetensors_kv own[N_SAVED_META] = {
       {"format", FORMAT}, {"step", step}, {"optim_step", optim_step},
       {"skipped_in_a_row", skips}, {"seed", id.seed}, {"optimizer", t->s.optimizer},
       {"spec", spec_text ? spec_text : ""}, {"event", id.event}, {"n_bits", id.bits},
-      {"discrete", t->discrete ? "true" : "false"}, {"lr", id.lr}, {"batch", id.batch}};
+      {"discrete", t->discrete ? "true" : "false"}, {"lr", id.lr}, {"batch", id.batch},
+      {"ranks", ranks}};
   memcpy(meta, own, sizeof own);
   for (int64_t i = 0; i < t->n_info; i++)
     meta[N_SAVED_META + i] = (fg_safetensors_kv){t->info[i].key, t->info[i].value};
@@ -159,6 +163,14 @@ fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text
   free_entries(&en);
   free(meta);
   return st;
+}
+
+/* In a data-parallel job every process calls this; rank 0 writes, once the processes have
+ * checked that they hold the same state, and all of them learn how the write went. */
+fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e) {
+  fg_status st = fg__trainer_check_replicas(t, e);
+  if (st == FG_OK && fg_dist_rank(t->dist) == 0) st = write_checkpoint(t, path, spec_text, e);
+  return fg_dist_agree(t->dist, st, e);
 }
 
 /* ---- loading ---- */
@@ -341,6 +353,8 @@ fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_er
     st = fg_err_set(e, FG_E_FORMAT, "%s: metadata 'event' missing or malformed", path);
   if (st == FG_OK) st = meta_int(f, "n_bits", path, &m->n_bits, e);
   if (st == FG_OK) st = meta_int(f, "step", path, &m->step, e);
+  m->ranks = 1; /* written by one process, or before jobs were recorded */
+  if (st == FG_OK && fg_safetensors_meta(f, "ranks")) st = meta_int(f, "ranks", path, &m->ranks, e);
   if (st == FG_OK && (!spec || !(m->spec = strdup(spec))))
     st = fg_err_set(e, spec ? FG_E_NOMEM : FG_E_FORMAT, "%s: metadata 'spec' missing", path);
   const char *plugins = fg_safetensors_meta(f, "plugins");

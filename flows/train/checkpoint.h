@@ -18,6 +18,7 @@
  *   event               the per-sample shape, "[1, 28, 28]"
  *   discrete            "true" for images (bits/dim), "false" otherwise
  *   spec                the spec text the model was built from
+ *   ranks               processes of the data-parallel job that wrote it (absent: 1)
  *   lr, batch           the run's learning rate and batch (absent in older files)
  *   ...                 what the caller added with fg_trainer_set_info: `flowgrad train`
  *                       records "data" (the data source), "limit" and "plugins" (one
@@ -43,12 +44,17 @@
 #include "flows/train/trainer.h"
 
 /* Saves t's parameters, optimiser moments, EMA weights and step, with spec_text (may be NULL)
- * in the metadata. */
+ * in the metadata.  In a data-parallel job every process calls it: they check that their
+ * copies agree (FG_E_INTERNAL otherwise), rank 0 writes, and every process returns rank 0's
+ * status. */
 fg_status fg_trainer_save(fg_trainer *t, const char *path, const char *spec_text, fg_err *e);
 /* Restores what fg_trainer_save saved, so training continues exactly where it stopped.  The
  * checkpoint must come from the same run: its seed, n_bits, event shape, lr and batch must be t's
  * (lr and batch when the file records them), and so must every fg_trainer_set_info value set
- * with must_match that the file also records; otherwise FG_E_FORMAT naming both values. */
+ * with must_match that the file also records; otherwise FG_E_FORMAT naming both values.
+ * In a data-parallel job every process loads it (no exchange: agree on the status with
+ * fg_dist_agree).  A job of another size continues with the same batches and noise, and
+ * results equal up to rounding (fg_checkpoint_meta's ranks says which size wrote it). */
 fg_status fg_trainer_load(fg_trainer *t, const char *path, fg_err *e);
 /* Metadata saved with every later checkpoint of t, under key (not one of the keys above): the
  * data source, a row limit, the plugins the spec needs.  With must_match, fg_trainer_load refuses
@@ -65,6 +71,7 @@ typedef struct fg_checkpoint_meta {
   int64_t n_bits;
   bool discrete;
   int64_t step;
+  int64_t ranks;     /* processes of the job that wrote it (1 when not recorded) */
 } fg_checkpoint_meta;
 /* Fills *m; on failure *m holds nothing to free. */
 fg_status fg_checkpoint_read_meta(const char *path, fg_checkpoint_meta *m, fg_err *e);

@@ -48,6 +48,7 @@ static fg_flow_ctx_opts ctx_opts(const fg_recompute *r) {
 
 fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g) {
   fg_flow_ctx_opts o = ctx_opts(r);
+  o.replicas = fg_flow_get_replicas(r->f); /* the loss graph runs on this process's part */
   fg_flow_ctx *c = NULL;
   fg_err e;
   if (fg_flow_ctx_new(&c, g, fg_flow_params(r->f), &o, &e) != FG_OK) fg_graph_fail(g, e.status, "recompute: %s", e.msg);

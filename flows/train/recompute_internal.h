@@ -13,9 +13,11 @@ struct fg_recompute {
   double *err;            /* last round-trip error, NaN before a check */
 };
 
-/* A training-mode build context for a graph of r's flow; NULL (graph error set) on failure. */
+/* A training-mode build context for the loss graph of r's flow (with the flow's replicas: it
+ * runs on this process's part of the batch); NULL (graph error set) on failure. */
 fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g);
-/* A new graph with such a context; on failure neither exists and e says why. */
+/* A new graph with a training-mode context without replicas (the round-trip check runs on a
+ * whole batch); on failure neither exists and e says why. */
 fg_status fg__recompute_graph(const fg_recompute *r, fg_graph **g, fg_flow_ctx **c, fg_err *e);
 
 #endif

@@ -2,8 +2,9 @@
  *
  * Data.  Images are integer levels 0..255 ([N, C, H, W] float tensors); with n_bits < 8 they are
  * first reduced to 2^n_bits levels (Glow's n_bits_x).  Each step dequantises its batch inside
- * the graph, y = (x + u) / 2^n_bits with u ~ U[0, 1) drawn from the program's counter-based RNG
- * at offset = step, so the noise is fresh every step and identical when a run is resumed.
+ * the graph, y = (x + u) / 2^n_bits with u ~ U[0, 1) drawn from the counter-based RNG at
+ * (seed, step, element of the batch), so the noise is fresh every step and identical when a
+ * run is resumed.
  * Continuous data (2-D toys, .npy floats) is used as it is.
  *
  * Loss and units.  The loss is the batch mean of -log p(y) in nats; images report bits/dim
@@ -27,6 +28,22 @@
  * last 1 / (1 - ema) steps.  With a schedule that decays to a small rate the last weights are
  * already that average and EMA changes little; 1 / (1 - ema) should stay well below the steps.
  *
+ * Data-parallel training (fg_trainer_new_dist, flows/train/dist.h).  Each of the job's N
+ * processes holds all the data and trains on its shard of every global batch: rows
+ * [r·B/N, (r+1)·B/N) of it for rank r (B must be a multiple of N), with exactly the noise one
+ * process would draw for them.  The loss is the mean of the shards' means and the gradients
+ * their mean, summed in a fixed order (fg_dist_sum), so every process applies the same update
+ * (global-norm clipping, warm-up, EMA included) and the replicas stay identical; a run is
+ * bit-identical from one run to the next for a given N and equal to the one-process run up to
+ * float rounding.  Batch-norm normalises with the global batch's statistics (the flow's
+ * replicas).  Data-dependent initialisation and the round-trip check run on the whole global
+ * batch in every process, and rank 0's initialised weights are broadcast.  The non-finite
+ * guard decides on the global loss and gradient norm, so all processes skip together, and the
+ * layer named is the first over all shards.  Evaluation is split by chunks of the test set
+ * and exact.  A failure inside a step is agreed on: every process returns an error (the
+ * failed one its own); only a failure inside a training program that exchanges batch
+ * statistics cannot be, and marks the job broken (fg_dist_broken).
+ *
  * Non-finite guard.  A step whose loss or gradient norm is not finite is skipped (no update);
  * the first top-level layer whose output or log-det went non-finite is named; after
  * max_nonfinite skipped steps in a row the step returns FG_E_NUMERIC.
@@ -49,6 +66,7 @@
 
 #include "core/runtime/program.h"
 #include "flows/flow.h"
+#include "flows/train/dist.h"
 #include "flows/train/optim.h"
 #include "flows/train/recompute.h"
 
@@ -106,6 +124,12 @@ typedef struct fg_trainer fg_trainer;
  * *out is NULL and f is as it was. */
 fg_status fg_trainer_new(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
                          const fg_trainer_data *data, int n_threads, fg_err *e);
+/* The same for one process of a data-parallel job (dist borrowed, must outlive the trainer;
+ * NULL is fg_trainer_new).  Every process calls it with the same flow, settings and data, and
+ * then every fg_trainer_step, fg_trainer_evaluate, fg_trainer_save and fg_trainer_load in the
+ * same order.  Sets f's replicas (fg_flow_set_replicas) until fg_trainer_free. */
+fg_status fg_trainer_new_dist(fg_trainer **out, fg_flow *f, const fg_train_settings *s,
+                              const fg_trainer_data *data, int n_threads, fg_dist *dist, fg_err *e);
 void fg_trainer_free(fg_trainer *t);
 /* One step (the first one runs the data-dependent initialisation on its batch). */
 fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e);
@@ -121,7 +145,10 @@ typedef struct fg_eval_opts {
   void *ud;
 } fg_eval_opts;
 /* fg_trainer_evaluate over the rows o selects (o may be NULL: all); *rows (may be NULL) gets the
- * rows the mean is over.  FG_E_ABORTED when progress stopped it before the first batch was done. */
+ * rows the mean is over.  FG_E_ABORTED when progress stopped it before the first batch was done.
+ * In a data-parallel job every process calls it with the same max_rows: the processes evaluate
+ * one batch each per round, progress is called after each round on each process, and all of
+ * them stop after the round where any progress returned false. */
 fg_status fg_trainer_evaluate_opts(fg_trainer *t, const fg_eval_opts *o, double *mean,
                                    int64_t *rows, fg_err *e);
 const char *fg_trainer_unit(const fg_trainer *t); /* "bits/dim" or "nats" */

@@ -54,6 +54,7 @@
 #include "flows/train/trainer.h"
 #include "flows/train/checkpoint.h"
 #include "flows/train/recompute.h"
+#include "flows/train/dist.h"
 
 /* frontends/: the flow-spec language and data sources */
 #include "frontends/spec/spec.h"

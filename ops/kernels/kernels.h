@@ -91,6 +91,9 @@ FG_KERNEL_PAIR(det_sign)
 FG_KERNEL_PAIR(lu_solve)
 FG_KERNEL_PAIR(triangular_solve)
 
+/* collectives (ops/kernels/collective.c) */
+FG_KERNEL_PAIR(allreduce_sum)
+
 #undef FG_KERNEL_PAIR
 
 /* ---- shapes that a shape rule and its kernel both read ---- */

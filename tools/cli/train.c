@@ -51,7 +51,8 @@ typedef struct run_opts {
   double minutes, t0; /* t0: when the command started; --minutes counts from there */
   const char *out, *resume;
   int threads;
-  bool dump, tty;
+  bool dump, tty; /* tty: progress redraws its line (rank 0 on a terminal) */
+  fg_dist *dist;  /* the data-parallel job (one process without mpirun); rank 0 reports */
 } run_opts;
 
 static const cli_opt options[] = {
@@ -69,6 +70,42 @@ static const cli_opt options[] = {
     {NULL, CLI_FLAG, 0, 0},
 };
 
+/* ---- data-parallel jobs: every rank reaches these points, whatever happened to it ---- */
+
+static bool reporter(const run_opts *o) { return fg_dist_rank(o->dist) == 0; }
+
+/* Every rank's exit code so far: the lowest failed rank's, the same on every rank (rank 0 names
+ * it when it did not fail itself; a failed rank has printed why). */
+static int agree(fg_dist *d, int code) {
+  int n = fg_dist_size(d);
+  if (n == 1) return code;
+  int32_t mine = code, *all = malloc(sizeof *all * (size_t)n);
+  if (!all || fg_dist_gather(d, &mine, sizeof mine, all, NULL) != FG_OK) {
+    fg_dist_mark_broken(d);
+    free(all);
+    return code != EXIT_OK ? code : EXIT_JOB_FAILED;
+  }
+  for (int r = 0; r < n; r++)
+    if (all[r] != EXIT_OK) {
+      if (code == EXIT_OK && fg_dist_rank(d) == 0)
+        fprintf(stderr, "flowgrad train: rank %d failed (exit code %d)\n", r, all[r]);
+      code = all[r];
+      break;
+    }
+  free(all);
+  return code;
+}
+
+/* Whether any rank asks to stop (`done`, or a signal); every rank stops together, and a signal
+ * one rank got counts as every rank's (`interrupted`). */
+static fg_status agree_stop(fg_dist *d, bool done, bool *stop, fg_err *e) {
+  uint32_t flags;
+  fg_status st = fg_dist_or(d, (done ? 1u : 0u) | (interrupted ? 2u : 0u), &flags, e);
+  *stop = st != FG_OK || flags != 0;
+  if (flags & 2u) interrupted = 1;
+  return st;
+}
+
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
 static double deadline(const run_opts *o) { return o->minutes ? o->t0 + o->minutes * 60 : 0; }
@@ -76,6 +113,7 @@ static double deadline(const run_opts *o) { return o->minutes ? o->t0 + o->minut
 /* Shows the run's global step; rate and ETA come from this session's steps (since `start`). */
 static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_t start,
                      const run_opts *o, double elapsed, double *last_log) {
+  if (!reporter(o)) return;
   int64_t session = info->step - start;
   double per_s = (double)session * (double)fg_trainer_batch(t) / (elapsed > 0 ? elapsed : 1);
   double left = -1;
@@ -99,25 +137,28 @@ static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_
   }
 }
 
-/* The checkpoint, and with it the run's record (metrics.csv, loss.png). */
-static int save(fg_trainer *t, const cli_model *m, const char *out, const cli_metrics *metrics) {
+/* The checkpoint, and with it the run's record (metrics.csv, loss.png).  Every rank of a job
+ * calls it; rank 0 writes both. */
+static int save(fg_trainer *t, const cli_model *m, const run_opts *o, const cli_metrics *metrics) {
   char path[4096];
   fg_err e;
-  path_in(path, sizeof path, out, "checkpoint.safetensors");
+  path_in(path, sizeof path, o->out, "checkpoint.safetensors");
   fg_status st = fg_trainer_save(t, path, m->spec_text, &e);
-  if (st == FG_OK && metrics && cli_metrics_write(metrics, out, fg_trainer_unit(t), &e) != FG_OK)
+  if (st == FG_OK && metrics && reporter(o) &&
+      cli_metrics_write(metrics, o->out, fg_trainer_unit(t), &e) != FG_OK)
     fprintf(stderr, "warning: no training record: %s\n", e.msg);
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
 }
 
 /* A test evaluation during training (every eval_every steps), into the record. */
-static int evaluate_now(fg_trainer *t, cli_metrics *metrics, bool tty) {
+static int evaluate_now(fg_trainer *t, cli_metrics *metrics, const run_opts *o) {
   fg_err e;
   double test;
   fg_status st = fg_trainer_evaluate(t, &test, &e);
   if (st != FG_OK) return cli_fail("train", st, e.msg);
-  fprintf(stderr, "%sstep %lld  test %.4f %s\n", tty ? "\n" : "",
-          (long long)fg_trainer_step_count(t), test, fg_trainer_unit(t));
+  if (reporter(o))
+    fprintf(stderr, "%sstep %lld  test %.4f %s\n", o->tty ? "\n" : "",
+            (long long)fg_trainer_step_count(t), test, fg_trainer_unit(t));
   cli_metrics_test(metrics, fg_trainer_step_count(t), test);
   return EXIT_OK;
 }
@@ -201,38 +242,55 @@ static double time_to_finish(const fg_trainer *t, const run_opts *o, int64_t ses
   return est < o->minutes * 30 ? est : o->minutes * 30;
 }
 
+/* With several ranks: the share of the step spent summing over them (rank 0's view). */
+static void dist_report(const run_opts *o, const fg_dist_stats *before, int64_t steps,
+                        double seconds) {
+  fg_dist_stats now = fg_dist_get_stats(o->dist);
+  double sum_s = now.sum_seconds - before->sum_seconds;
+  if (fg_dist_size(o->dist) == 1 || steps == 0) return;
+  printf("data-parallel: %d ranks; summing over them took %.2f ms per step (%.1f%% of the step), "
+         "%.0f values per step\n", fg_dist_size(o->dist), 1e3 * sum_s / (double)steps,
+         100 * sum_s / seconds, (double)(now.sum_values - before->sum_values) / (double)steps);
+}
+
+/* In a job every rank takes the same steps: they agree before each one whether to stop (the
+ * --steps or --minutes end as any rank sees it, or a signal any rank got). */
 static int train_loop(fg_trainer *t, cli_model *m, const run_opts *o, cli_metrics *metrics) {
   double t1 = now_s(), last_log = -1e9;
   int64_t start = fg_trainer_step_count(t), eval_every = m->spec->train.eval_every;
+  fg_dist_stats dist_before = fg_dist_get_stats(o->dist);
   fg_err e;
-  while (!interrupted) {
+  for (;;) {
     int64_t done = fg_trainer_step_count(t);
-    if (o->steps && done >= o->steps) break;
-    if (o->minutes && now_s() + time_to_finish(t, o, done - start, now_s() - t1) >= deadline(o))
-      break;
+    bool stop, finished = interrupted || (o->steps && done >= o->steps) ||
+        (o->minutes && now_s() + time_to_finish(t, o, done - start, now_s() - t1) >= deadline(o));
+    fg_status st = agree_stop(o->dist, finished, &stop, &e);
+    if (st != FG_OK) return cli_fail("train", st, e.msg);
+    if (stop) break;
     fg_train_step_info info;
     double before = now_s();
-    fg_status st = fg_trainer_step(t, &info, &e);
+    st = fg_trainer_step(t, &info, &e);
     if (st != FG_OK) {
       if (o->tty) fputc('\n', stderr);
-      save(t, m, o->out, metrics);
+      if (!fg_dist_broken(o->dist)) save(t, m, o, metrics);
       return cli_fail("train", st, e.msg);
     }
     cli_metrics_add(metrics, info.step, info.loss,
                     (double)fg_trainer_batch(t) / fmax(now_s() - before, 1e-9), info.lr);
-    recompute_report(t, &info);
+    if (reporter(o)) recompute_report(t, &info);
     progress(t, &info, start, o, now_s() - t1, &last_log);
     if (eval_every && info.step % eval_every == 0 && fg_trainer_data_rows(t, true) > 0 &&
-        evaluate_now(t, metrics, o->tty) != EXIT_OK)
+        evaluate_now(t, metrics, o) != EXIT_OK)
       return EXIT_JOB_FAILED;
     if (o->checkpoint_every && info.step % o->checkpoint_every == 0 &&
-        save(t, m, o->out, metrics) != EXIT_OK)
+        save(t, m, o, metrics) != EXIT_OK)
       return EXIT_IO;
   }
   if (o->tty) fputc('\n', stderr);
   int64_t session = fg_trainer_step_count(t) - start;
   printf("trained %lld steps in %.1f s%s\n", (long long)session, now_s() - t1,
          interrupted ? " (interrupted)" : "");
+  dist_report(o, &dist_before, session, now_s() - t1);
   return EXIT_OK;
 }
 
@@ -246,7 +304,9 @@ typedef struct eval_watch {
 static bool eval_progress(void *ud, int64_t done, int64_t total) {
   eval_watch *w = ud;
   double now = now_s(), rate = (double)done / (now - w->t0 > 0 ? now - w->t0 : 1);
-  if (w->o->tty)
+  if (!reporter(w->o))
+    ; /* rank 0 shows the job's progress */
+  else if (w->o->tty)
     fprintf(stderr, "\r  evaluating %lld/%lld test samples  %7.1f samples/s ", (long long)done,
             (long long)total, rate);
   else if (now - w->last_log >= 10 || done == total) {
@@ -263,6 +323,7 @@ static int evaluate(fg_trainer *t, const run_opts *o, cli_metrics *metrics) {
   fg_eval_opts eo = {.max_rows = o->eval_limit, .progress = eval_progress, .ud = &w};
   double test;
   int64_t rows, all = fg_trainer_data_rows(t, true);
+  /* in a job the ranks evaluate their parts and stop together when any of them says stop */
   fg_status st = fg_trainer_evaluate_opts(t, &eo, &test, &rows, &e);
   if (o->tty) fputc('\n', stderr);
   if (st == FG_E_ABORTED) {
@@ -305,24 +366,32 @@ static int pictures(fg_trainer *t, cli_model *m, const run_opts *o) {
   return EXIT_OK;
 }
 
+/* Saving and evaluating involve every rank; the record, samples and drawings are rank 0's.  A
+ * run stopped by a signal only saves (mpirun kills a job's ranks a second after passing a
+ * signal on). */
 static int finish(fg_trainer *t, cli_model *m, const run_opts *o, int64_t session_steps,
                   cli_metrics *metrics) {
   char path[4096];
   path_in(path, sizeof path, o->out, "checkpoint.safetensors");
-  /* nothing new to save after an interrupt before the first step: the last checkpoint stays */
-  bool nothing_new = interrupted && session_steps == 0;
-  int code = nothing_new ? EXIT_OK : save(t, m, o->out, metrics);
-  if (code == EXIT_OK && !nothing_new) printf("checkpoint: %s\n", path);
-  if (code == EXIT_OK && !interrupted && fg_trainer_data_rows(t, true) > 0)
-    code = evaluate(t, o, metrics);
+  /* what every rank does next depends on whether any rank was interrupted, as of now */
   fg_err e;
-  if (code == EXIT_OK && !nothing_new &&
+  bool stop;
+  fg_status st = agree_stop(o->dist, false, &stop, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  bool stopped = interrupted;
+  /* nothing new to save after an interrupt before the first step: the last checkpoint stays */
+  bool nothing_new = stopped && session_steps == 0, report = reporter(o);
+  int code = nothing_new ? EXIT_OK : save(t, m, o, metrics);
+  if (code == EXIT_OK && !nothing_new) printf("checkpoint: %s\n", path);
+  if (code == EXIT_OK && !stopped && fg_trainer_data_rows(t, true) > 0)
+    code = evaluate(t, o, metrics);
+  if (code == EXIT_OK && !nothing_new && report &&
       cli_metrics_write(metrics, o->out, fg_trainer_unit(t), &e) == FG_OK)
     printf("record: %s/metrics.csv, %s/loss.png\n", o->out, o->out);
   bool time_left = !o->minutes || now_s() < deadline(o);
-  if (code == EXIT_OK && !interrupted && time_left) code = pictures(t, m, o);
-  if (code == EXIT_OK && !interrupted && time_left && o->dump) dump_graph(m, o->out);
-  if (getenv("FG_PROFILE")) {
+  if (code == EXIT_OK && !interrupted && time_left && report) code = pictures(t, m, o);
+  if (code == EXIT_OK && !interrupted && time_left && o->dump && report) dump_graph(m, o->out);
+  if (getenv("FG_PROFILE") && report) {
     char table[8192];
     printf("\nper-op profile of the training program:\n%s", fg_trainer_profile(t, table, sizeof table));
   }
@@ -346,22 +415,83 @@ static int record_run(fg_trainer *t, const cli_model *m, const run_opts *o) {
   return st == FG_OK ? EXIT_OK : cli_fail("train", st, e.msg);
 }
 
+/* Resuming: every rank loads the checkpoint; a job of another size than the one that wrote it
+ * goes on with the same batches and noise, but no longer bit for bit. */
+static int resume(fg_trainer *t, const run_opts *o) {
+  fg_err e;
+  fg_checkpoint_meta meta;
+  fg_status st = fg_trainer_load(t, o->resume, &e);
+  if (st == FG_OK) st = fg_checkpoint_read_meta(o->resume, &meta, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  printf("resumed from %s at step %lld\n", o->resume, (long long)fg_trainer_step_count(t));
+  if (meta.ranks != fg_dist_size(o->dist) && reporter(o))
+    fprintf(stderr, "warning: %s was written by a job of %lld process(es), this one has %d: the "
+            "batches and noise are the same, the results equal up to rounding but not bit for "
+            "bit\n", o->resume, (long long)meta.ranks, fg_dist_size(o->dist));
+  fg_checkpoint_meta_free(&meta);
+  return EXIT_OK;
+}
+
+/* Every rank makes its trainer (the same, over its shard of each batch); they agree on the
+ * outcome of each part. */
 static int make_trainer(fg_trainer **t, cli_model *m, const run_opts *o, bool recompute) {
   fg_err e;
   if (recompute) m->spec->train.recompute = true;
   fg_trainer_data d = {m->data.train, m->data.test, m->data.discrete, m->data.train_labels,
                        m->data.test_labels};
-  fg_status st = fg_trainer_new(t, m->flow, &m->spec->train, &d, o->threads, &e);
+  fg_status st = fg_trainer_new_dist(t, m->flow, &m->spec->train, &d, o->threads, o->dist, &e);
   if (st == FG_OK) st = cli_model_keep_preview(m, &e); /* points for the 2-D pictures */
   fg_data_free(&m->data); /* the trainer keeps its own (compact) copy */
   int code = st == FG_OK ? record_run(*t, m, o) : cli_fail("train", st, e.msg);
-  if (code == EXIT_OK && o->resume) {
-    st = fg_trainer_load(*t, o->resume, &e);
-    if (st != FG_OK)
-      code = cli_fail("train", st, e.msg);
-    else
-      printf("resumed from %s at step %lld\n", o->resume, (long long)fg_trainer_step_count(*t));
+  code = agree(o->dist, code);
+  /* every rank agrees here, with --resume or not (an MPMD job may give it to some ranks) */
+  if (code == EXIT_OK) code = agree(o->dist, o->resume ? resume(*t, o) : EXIT_OK);
+  return code;
+}
+
+/* One rank's share of `flowgrad train` (the whole of it for one process). */
+static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) {
+  cli_model m = {0};
+  int code = EXIT_OK;
+  if (mkdir(o->out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "flowgrad train: cannot create the output directory %s: %s\n", o->out,
+            strerror(errno));
+    code = EXIT_IO;
   }
+  if (code == EXIT_OK) code = cli_model_from_spec(&m, "train", spec_path, argc, argv, o->limit);
+  if (code == EXIT_OK) code = cli_check_batch(&m, "train");
+  code = agree(o->dist, code);
+  fg_trainer *t = NULL;
+  if (code == EXIT_OK) {
+    if (!o->steps && !o->minutes) {
+      o->steps = m.spec->train.steps;
+      o->minutes = m.spec->train.minutes;
+    }
+    if (!o->steps && !o->minutes) o->steps = 1000;
+    m.spec->train.steps = o->steps; /* the run's length: where a cosine schedule ends by default */
+    code = make_trainer(&t, &m, o, cli_flag(argc, argv, "--recompute"));
+  }
+  cli_metrics metrics = {0};
+  if (code == EXIT_OK && o->resume) cli_metrics_resume(&metrics, o->out, fg_trainer_step_count(t));
+  int64_t start = t ? fg_trainer_step_count(t) : 0;
+  if (code == EXIT_OK) {
+    printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path,
+           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
+           (long long)fg_trainer_batch(t));
+    if (fg_dist_size(o->dist) > 1)
+      printf("data-parallel: %d ranks of %lld samples each per batch\n", fg_dist_size(o->dist),
+             (long long)(fg_trainer_batch(t) / fg_dist_size(o->dist)));
+    recompute_report(t, NULL);
+    code = train_loop(t, &m, o, &metrics);
+  }
+  if (code == EXIT_OK)
+    code = finish(t, &m, o, fg_trainer_step_count(t) - start, &metrics);
+  else if (interrupted)
+    code = EXIT_INTERRUPTED;
+  if (!fg_dist_broken(o->dist)) code = agree(o->dist, code);
+  cli_metrics_free(&metrics);
+  fg_trainer_free(t);
+  cli_model_free(&m);
   return code;
 }
 
@@ -377,41 +507,16 @@ static int run_train(int argc, char **argv) {
   catch_interrupts();
   run_opts o;
   parse_opts(argc, argv, &o);
-  if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "flowgrad train: cannot create the output directory %s: %s\n", o.out,
-            strerror(errno));
-    return EXIT_IO;
-  }
-  cli_model m;
-  code = cli_model_from_spec(&m, "train", spec_path[0], argc, argv, o.limit);
-  if (code == EXIT_OK) code = cli_check_batch(&m, "train");
-  fg_trainer *t = NULL;
-  if (code == EXIT_OK) {
-    if (!o.steps && !o.minutes) {
-      o.steps = m.spec->train.steps;
-      o.minutes = m.spec->train.minutes;
-    }
-    if (!o.steps && !o.minutes) o.steps = 1000;
-    m.spec->train.steps = o.steps; /* the run's length: where a cosine schedule ends by default */
-    code = make_trainer(&t, &m, &o, cli_flag(argc, argv, "--recompute"));
-  }
-  cli_metrics metrics = {0};
-  if (code == EXIT_OK && o.resume) cli_metrics_resume(&metrics, o.out, fg_trainer_step_count(t));
-  int64_t start = t ? fg_trainer_step_count(t) : 0;
-  if (code == EXIT_OK) {
-    printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path[0],
-           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
-           (long long)fg_trainer_batch(t));
-    recompute_report(t, NULL);
-    code = train_loop(t, &m, &o, &metrics);
-  }
-  if (code == EXIT_OK)
-    code = finish(t, &m, &o, fg_trainer_step_count(t) - start, &metrics);
-  else if (interrupted)
-    code = EXIT_INTERRUPTED;
-  cli_metrics_free(&metrics);
-  fg_trainer_free(t);
-  cli_model_free(&m);
+  fg_err e;
+  fg_status st = fg_dist_new(&o.dist, &e);
+  if (st != FG_OK) return cli_fail("train", st, e.msg);
+  /* under mpirun the other ranks work silently: rank 0 speaks for the job */
+  o.tty = o.tty && reporter(&o);
+  if (!reporter(&o) && !freopen("/dev/null", "w", stdout)) code = EXIT_IO;
+  code = agree(o.dist, code);
+  if (code == EXIT_OK) code = train_job(argc, argv, spec_path[0], &o);
+  if (fg_dist_broken(o.dist)) fg_dist_abort(o.dist, code); /* a rank is stuck in an exchange */
+  fg_dist_free(o.dist);
   return code;
 }
 
@@ -439,5 +544,7 @@ const cli_command cli_train = {
     "  --recompute      (the spec's `recompute true`) keeps memory flat in depth: the backward\n"
     "                   pass rebuilds each layer's activations from its output via its inverse\n"
     "Ctrl-C stops after the current step and saves the checkpoint (exit 130); a second Ctrl-C\n"
-    "stops at once, the last checkpoint intact.\n",
+    "stops at once, the last checkpoint intact.\n\n"
+    "Under `mpirun -np N` (a build with MPI) the N processes train one model together, each on\n"
+    "its share of every batch (the batch must be a multiple of N); rank 0 prints and writes.\n",
     run_train};
