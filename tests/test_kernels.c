@@ -4,9 +4,13 @@
  * the native kernels, are bit-identical for any thread count and run to run, and do not depend
  * on the memory plan (with freed memory and kernel scratch poisoned). */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/ir/op.h"
 #include "core/rng.h"
@@ -238,6 +242,66 @@ Test(kernels, timed_choices_are_kept_for_the_process) {
   cr_expect_leq(fg_program_get_stats(b)->choose_ms, fg_program_get_stats(a)->choose_ms + 50);
   fg_program_free(a);
   fg_program_free(b);
+  net_free(&n);
+}
+
+/* The file of choices (core/runtime/kernel_cache.h) in dir, read whole into buf. */
+static void read_cache(const char *dir, char *path, size_t cap, char *buf, size_t buf_cap) {
+  DIR *d = opendir(dir);
+  cr_assert_not_null(d);
+  path[0] = '\0';
+  for (struct dirent *ent; (ent = readdir(d));)
+    if (!strncmp(ent->d_name, "kernels-", 8)) snprintf(path, cap, "%s/%s", dir, ent->d_name);
+  closedir(d);
+  cr_assert(path[0], "a timed choice wrote the cache file in %s", dir);
+  FILE *f = fopen(path, "r");
+  size_t n = fread(buf, 1, buf_cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+}
+
+/* A later process takes the choices of the file, not new timings: edited to say native for every
+ * node, the file makes a new process run the native kernels everywhere. */
+Test(kernels, timed_choices_are_kept_in_a_file_for_later_processes) {
+  char dir[] = "/tmp/fg-kernel-cache-XXXXXX", path[4096];
+  static char text[1 << 16];
+  cr_assert_not_null(mkdtemp(dir));
+  setenv("FG_KERNEL_CACHE", dir, 1);
+  net n = build_net();
+  pid_t first = fork(); /* this process must not hold choices in memory: children compile */
+  if (first == 0) {
+    fg_program *p;
+    _exit(fg_program_new_opts(&p, n.g, n.n_out, n.outs,
+                              &(fg_program_opts){.n_threads = 2, .kernels = "auto"},
+                              NULL) == FG_OK ? 0 : 1);
+  }
+  int status = 0;
+  cr_assert_eq(waitpid(first, &status, 0), first);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the first process compiled");
+  read_cache(dir, path, sizeof path, text, sizeof text);
+  int lines = 0;
+  FILE *f = fopen(path, "w");
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), lines++)
+    fprintf(f, "%.*s -1\n", (int)strcspn(line, " "), line); /* every choice: native */
+  fclose(f);
+  cr_assert_gt(lines, 0);
+  pid_t child = fork();
+  if (child == 0) { /* a new process: its memory of choices starts from the file */
+    fg_program *p;
+    bool all_native = fg_program_new_opts(&p, n.g, n.n_out, n.outs,
+                                          &(fg_program_opts){.n_threads = 2, .kernels = "auto"},
+                                          NULL) == FG_OK;
+    const fg_graph *g = all_native ? fg_program_graph(p) : NULL;
+    for (fg_node i = 0; g && i < fg_graph_node_count(g); i++) {
+      const char *k = fg_program_node_kernel(p, i);
+      all_native = all_native && (!k || !strcmp(k, "native"));
+    }
+    _exit(all_native ? 0 : 1);
+  }
+  cr_assert_eq(waitpid(child, &status, 0), child);
+  cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the new process ran what the file said");
+  unlink(path);
+  rmdir(dir);
   net_free(&n);
 }
 

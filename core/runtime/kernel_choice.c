@@ -11,8 +11,10 @@
  * Memory.  Choices are keyed by op, dtype, attributes, input and output shapes and the
  * executor's part count, and kept for the life of the process: programs with the same shapes
  * (training, log-prob and sampling programs of one model) time each shape once and agree.
- * Results of different implementations differ in the last bits, so two processes may differ
- * where timing picked differently: FG_KERNELS with no `auto` makes the choice fixed. */
+ * Results of different implementations differ in the last bits, so the choices also go to a
+ * file (kernel_cache.h) that later processes on the machine read first: a second run, or a
+ * resume in a new process, computes with the same kernels.  FG_KERNELS with no `auto`, or
+ * FG_DETERMINISTIC, makes the choice fixed without any file. */
 #include "core/runtime/kernel_choice.h"
 
 #include <pthread.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/runtime/kernel_cache.h"
 #include "core/vec.h"
 
 enum {
@@ -131,8 +134,30 @@ static size_t make_key(unsigned char *key, const fg_graph *g, fg_node n, int par
   return append(key, at, &parts, sizeof parts);
 }
 
-/* The remembered choice for key, or -2. */
+/* Adds key -> impl to the memory unless the key is there (the first choice stays); forgetting
+ * it when out of memory only costs a later re-timing. */
+static void memory_add(const unsigned char *key, size_t len, int impl) {
+  unsigned char *copy = malloc(len);
+  if (!copy) return;
+  memcpy(copy, key, len);
+  pthread_mutex_lock(&memory_lock);
+  bool known = false;
+  for (int64_t i = 0; i < memory_len && !known; i++)
+    known = memory[i].key_len == len && memcmp(memory[i].key, key, len) == 0;
+  if (!known && FG_VEC_RESERVE(memory, memory_cap, memory_len + 1)) {
+    memory[memory_len++] = (remembered){len, copy, impl};
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&memory_lock);
+  free(copy);
+}
+
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static void load_cache(void) { fg__kernel_cache_load(memory_add); }
+
+/* The remembered choice for key (this process's, or one the cache file kept), or -2. */
 static int recall(const unsigned char *key, size_t len) {
+  pthread_once(&cache_once, load_cache);
   int found = -2;
   pthread_mutex_lock(&memory_lock);
   for (int64_t i = 0; i < memory_len && found == -2; i++)
@@ -141,18 +166,10 @@ static int recall(const unsigned char *key, size_t len) {
   return found;
 }
 
-/* Remembers impl for key; forgetting it when out of memory only costs a later re-timing. */
+/* Remembers a timed choice, here and in the cache file for later processes. */
 static void remember(const unsigned char *key, size_t len, int impl) {
-  unsigned char *copy = malloc(len);
-  if (!copy) return;
-  memcpy(copy, key, len);
-  pthread_mutex_lock(&memory_lock);
-  if (FG_VEC_RESERVE(memory, memory_cap, memory_len + 1)) {
-    memory[memory_len++] = (remembered){len, copy, impl};
-    copy = NULL;
-  }
-  pthread_mutex_unlock(&memory_lock);
-  free(copy);
+  memory_add(key, len, impl);
+  fg__kernel_cache_store(key, len, impl);
 }
 
 /* ---- preparing and timing one candidate ---- */
@@ -326,6 +343,7 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
   int impl = rules->mode[v.r->op] == KRULE_IMPL ? rules->impl[v.r->op]
              : key_len <= KEY_MAX                ? recall(key, key_len)
                                                  : -2;
+  if (impl >= d->n_impls) impl = -2; /* a cache line no build of this fingerprint wrote */
   fg_err why = {0};
   if (impl >= 0 && !try_prepare(c, &d->impls[impl], &v, parts, &why)) impl = -1;
   if (impl == -2) {
