@@ -69,13 +69,20 @@ fg_node fg_matmul_t(fg_graph *g, fg_node a, fg_node b, bool trans_a, bool trans_
 
 fg_node fg_matmul(fg_graph *g, fg_node a, fg_node b) { return fg_matmul_t(g, a, b, false, false); }
 
+/* "gemm" is the op's own kernel: timing need not tell it from the native kernels. */
+static fg_status gemm_prepare(fg_kprep *a, void **state, fg_err *e) {
+  (void)state, (void)e;
+  a->as_native = true;
+  return FG_OK;
+}
+
 /* The implementations a program chooses among (core/runtime/kernel_choice.h): oneDNN's matmul
  * primitive, and the op's own kernel over the shared GEMM. */
 static const fg_kernel_impl matmul_impls[] = {
 #ifdef FG_HAVE_DNNL
     {"onednn", fg_onednn_matmul_prepare, fg_onednn_release, fg_onednn_matmul_f32, NULL},
 #endif
-    {"gemm", NULL, NULL, FG_KERNELS(matmul)},
+    {"gemm", gemm_prepare, NULL, FG_KERNELS(matmul)},
 };
 
 const fg_op_def fg_opdef_matmul = {

@@ -86,6 +86,9 @@ typedef struct fg_kprep {
                                        dependent on the thread count, so results are not */
   size_t scratch_bytes;             /* memory every run needs (from the program's memory plan) */
   char info[96];                    /* what runs, for benchmarks ("jit:avx512_core ...") */
+  bool as_native;                   /* it computes the node exactly as the descriptor's kernels
+                                       would (same algorithm, same parts): timing need not
+                                       tell them apart */
 } fg_kprep;
 
 /* An alternative way to compute an op (a kernel library, one of several native algorithms).

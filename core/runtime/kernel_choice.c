@@ -2,11 +2,20 @@
  * of FG_KERNELS, the timing of the candidates, and the process-wide memory of what was chosen.
  *
  * Timing.  Every implementation that prepares for the node runs it on the program's pool, on
- * buffers of the node's shapes filled with small values: once to warm up (first touch, JIT
- * caches), then up to TIME_RUNS times, and the fastest run counts (the best run is the one least
- * disturbed by other processes on a shared machine).  A candidate whose first timed run is
- * over SLOWER_CUTOFF times the best so far is dropped after it.  Ties go to the earlier one in
- * the op's list.
+ * buffers of the node's shapes filled with small values: once each to warm up (first touch, JIT
+ * caches), then TIME_RUNS rounds in which every candidate runs once, in turn, and each one's
+ * median run counts.  Like with like: on a shared machine the load changes from one millisecond
+ * to the next, so candidates timed one after another (all of A's runs, then all of B's) see
+ * different machines, and the fastest run of each measures it undisturbed, while the program
+ * will run under the same load as the rest of the process.  Rounds put every candidate under the
+ * same conditions, and the median prefers the implementation that stays fast when a thread loses
+ * its core (fewer, longer parts wait longer for a straggler).  A candidate over SLOWER_CUTOFF
+ * times the best in the first round is dropped after it.  Ties go to the earlier one in the
+ * op's list.  The native kernels (the descriptor's, by their fixed rules) run in the rounds too,
+ * as the baseline: another implementation replaces them only when its median is under
+ * (100 - CLEAR_WIN_PCT) % of theirs; one that computes exactly as they do (fg_kprep.as_native,
+ * e.g. the conv path the fixed rules pick) is not timed apart from them.  A near tie gains nothing, and on a busy machine a choice
+ * between near ties is the noise's; the fixed rules also pick the same in every process.
  *
  * Memory.  Choices are keyed by op, dtype, attributes, input and output shapes and the
  * executor's part count, and kept for the life of the process: programs with the same shapes
@@ -27,8 +36,9 @@
 #include "core/vec.h"
 
 enum {
-  TIME_RUNS = 3,
+  TIME_RUNS = 5, /* odd: the median is one run */
   SLOWER_CUTOFF = 3,
+  CLEAR_WIN_PCT = 10, /* how much faster than the native kernels another must be */
   MAX_NODE_INPUTS = 16, /* ops with alternatives have a few inputs */
   KEY_MAX = 1024,
 };
@@ -198,6 +208,12 @@ static fg_kernel_fn kernel_for(const fg_kernel_impl *impl, const fg_node_rec *r)
   return r->dtype == FG_F64 ? impl->kernel_f64 : impl->kernel_f32;
 }
 
+/* The kernel candidate c runs: its implementation's, or the descriptor's (native). */
+static fg_kernel_fn kernel_of(const fg_kernel_choice *c, const fg_node_rec *r) {
+  const fg_op_def *d = fg_op_get(r->op);
+  return c->impl ? kernel_for(c->impl, r) : r->dtype == FG_F64 ? d->kernel_f64 : d->kernel_f32;
+}
+
 static bool prep_valid(const fg_kprep *a) {
   if (a->n_phases < 1 || a->n_phases > FG_KERNEL_MAX_PHASES) return false;
   for (int ph = 0; ph < a->n_phases; ph++)
@@ -268,25 +284,64 @@ static bool bufs_scratch(bench_bufs *b, size_t bytes) {
   return b->scratch != NULL;
 }
 
-/* Seconds of c's fastest run (a large value when it fails); `best` is the fastest so far. */
-static double time_choice(const fg_kernel_choice *c, const node_view *v, bench_bufs *b,
-                          fg_pool *pool, double best) {
-  if (!bufs_scratch(b, c->prep.scratch_bytes)) return 1e30;
+/* The timing arguments of candidate c on b's buffers. */
+static fg_kargs timing_args(const fg_kernel_choice *c, const node_view *v, bench_bufs *b) {
+  return (fg_kargs){.attr = v->r->attr, .n_in = v->r->n_in, .in = (const void *const *)b->in,
+                    .in_shape = v->in_shape, .in_dtype = v->in_dtype, .out = b->out,
+                    .out_shape = v->r->shape, .state = c->state,
+                    .scratch = c->prep.scratch_bytes ? b->scratch : NULL};
+}
+
+/* Seconds of one run of c (a large value when it fails). */
+static double time_once(const fg_kernel_choice *c, const node_view *v, bench_bufs *b,
+                        fg_pool *pool) {
   fg_err err;
-  fg_kargs k = {.attr = v->r->attr, .n_in = v->r->n_in, .in = (const void *const *)b->in,
-                .in_shape = v->in_shape, .in_dtype = v->in_dtype, .out = b->out,
-                .out_shape = v->r->shape, .state = c->state,
-                .scratch = c->prep.scratch_bytes ? b->scratch : NULL};
-  fg_kernel_fn fn = kernel_for(c->impl, v->r);
-  double fastest = 1e30;
-  for (int run = 0; run <= TIME_RUNS; run++) {
-    double t0 = now_s();
-    if (fg__run_kernel(pool, fn, &k, c->prep.n_phases, c->prep.parts, &err) != FG_OK) return 1e30;
-    double t = now_s() - t0;
-    if (run > 0 && t < fastest) fastest = t;
-    if (run == 1 && t > SLOWER_CUTOFF * best) break;
+  fg_kargs k = timing_args(c, v, b);
+  double t0 = now_s();
+  if (fg__run_kernel(pool, kernel_of(c, v->r), &k, c->prep.n_phases, c->prep.parts,
+                     &err) != FG_OK)
+    return 1e30;
+  return now_s() - t0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Fills score[i] with candidate i's median run in seconds (1e30: not a candidate (!live[i]),
+ * failed or dropped), timing all of them in rounds (see the top of the file); false when out of
+ * memory. */
+static bool time_rounds(const fg_kernel_choice *cand, const bool *live, int n,
+                        const node_view *v, bench_bufs *b, fg_pool *pool, double *score) {
+  double *runs = calloc((size_t)n * TIME_RUNS, sizeof *runs);
+  size_t scratch = 0;
+  for (int i = 0; i < n; i++)
+    if (live[i] && cand[i].prep.scratch_bytes > scratch) scratch = cand[i].prep.scratch_bytes;
+  if (!runs || !bufs_scratch(b, scratch)) {
+    free(runs);
+    return false;
   }
-  return fastest;
+  for (int i = 0; i < n; i++) /* warm-up; a failing candidate is out */
+    score[i] = live[i] && time_once(&cand[i], v, b, pool) < 1e30 ? 0 : 1e30;
+  for (int round = 0; round < TIME_RUNS; round++) {
+    double best = 1e30;
+    for (int i = 0; i < n; i++) {
+      if (score[i] >= 1e30) continue;
+      runs[i * TIME_RUNS + round] = time_once(&cand[i], v, b, pool);
+      if (runs[i * TIME_RUNS + round] >= 1e30) score[i] = 1e30;
+      else if (runs[i * TIME_RUNS + round] < best) best = runs[i * TIME_RUNS + round];
+    }
+    for (int i = 0; round == 0 && i < n; i++)
+      if (runs[i * TIME_RUNS] > SLOWER_CUTOFF * best) score[i] = 1e30;
+  }
+  for (int i = 0; i < n; i++) {
+    if (score[i] >= 1e30) continue;
+    qsort(runs + i * TIME_RUNS, TIME_RUNS, sizeof *runs, cmp_double);
+    score[i] = runs[i * TIME_RUNS + TIME_RUNS / 2];
+  }
+  free(runs);
+  return true;
 }
 
 /* ---- choosing ---- */
@@ -297,30 +352,47 @@ static void set_label(fg_kernel_choice *c) {
                 c->prep.info);
 }
 
-/* The fastest of the op's implementations that compute the node, into c (native when none
- * does); its index, or -1.  A lone candidate is not timed. */
+/* The index of the implementation to run, by the scores of cand[0..n) and of the native
+ * kernels, `native`: the fastest, if it clearly beats them (see the top of the file); -1 for
+ * native. */
+static int pick(const fg_kernel_choice *cand, const double *score, int n, double native) {
+  int best = -1;
+  for (int i = 0; i < n; i++)
+    if (cand[i].impl && score[i] < 1e30 && (best < 0 || score[i] < score[best])) best = i;
+  if (best >= 0 && native < 1e30 && score[best] * 100 > native * (100 - CLEAR_WIN_PCT))
+    return -1;
+  return best;
+}
+
+/* The implementation to run for the node, into c (native when none computes it or none is
+ * clearly faster than native); its index, or -1.  A lone candidate is not timed. */
 static int choose_by_time(fg_kernel_choice *c, const node_view *v, int parts, fg_pool *pool,
                           bool *nomem) {
   const fg_op_def *d = fg_op_get(v->r->op);
-  fg_kernel_choice *cand = calloc((size_t)d->n_impls, sizeof *cand);
+  int n = d->n_impls; /* cand[n]: the native kernels, the baseline */
+  fg_kernel_choice *cand = calloc((size_t)n + 1, sizeof *cand);
+  double *score = calloc((size_t)n + 1, sizeof *score);
+  bool *live = calloc((size_t)n + 1, sizeof *live);
   bench_bufs b = {0};
   int n_ok = 0, chosen = -1;
-  for (int i = 0; cand && i < d->n_impls; i++)
-    n_ok += try_prepare(&cand[i], &d->impls[i], v, parts, NULL);
-  if (!cand || (n_ok > 1 && !bufs_make(&b, v))) {
-    *nomem = true;
-  } else {
-    double best = 1e30;
-    for (int i = 0; i < d->n_impls; i++) {
-      if (!cand[i].impl) continue;
-      double t = n_ok > 1 ? time_choice(&cand[i], v, &b, pool, best) : 0;
-      if (t < best) best = t, chosen = i;
-    }
+  bool ok = cand && score && live;
+  for (int i = 0; ok && i < n; i++)
+    n_ok += live[i] = try_prepare(&cand[i], &d->impls[i], v, parts, NULL);
+  if (ok && n_ok > 1) {
+    prep_init(&cand[n].prep, v, parts);
+    live[n] = true;
+    for (int i = 0; i < n; i++) /* the native kernels' twin is timed as them */
+      if (live[i] && cand[i].prep.as_native) live[i] = false, score[i] = 1e30;
+    ok = bufs_make(&b, v) && time_rounds(cand, live, n + 1, v, &b, pool, score);
   }
-  for (int i = 0; cand && i < d->n_impls; i++)
+  if (!ok) *nomem = true;
+  else chosen = pick(cand, score, n, n_ok > 1 ? score[n] : 1e30);
+  for (int i = 0; cand && i < n; i++)
     if (i == chosen) *c = cand[i];
     else fg__kernel_choice_release(&cand[i]);
   bufs_free(&b, v->r->n_in);
+  free(live);
+  free(score);
   free(cand);
   return chosen;
 }

@@ -27,13 +27,16 @@ void fg__program_profile_step(fg_program *p, int32_t s, double ms) {
   p->prof_calls[slot]++;
 }
 
-/* "op [in shapes] -> [out shape]" of step s (fused groups by their last node). */
+/* "op[/implementation] [in shapes] -> [out shape]" of step s (fused groups by their last node). */
 static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
   fg_node n = p->steps[s].node;
   bool fused = p->fusion.group_of[n] >= 0;
   char sh[96];
   const char *op = fused ? "fused" : fg_op_get(fg_node_op(p->g, n))->name;
   size_t used = (size_t)snprintf(buf, cap, "%s", op);
+  if (!fused && p->kernels && fg_op_get(fg_node_op(p->g, n))->n_impls) /* "conv2d/onednn" */
+    used += (size_t)snprintf(buf + used, cap - used, "/%s",
+                             p->kernels[s].impl ? p->kernels[s].impl->name : "native");
   for (int i = 0; !fused && i < fg_node_num_inputs(p->g, n) && used < cap; i++) {
     fg_shape is = fg_node_shape(p->g, fg_node_input(p->g, n, i));
     used += (size_t)snprintf(buf + used, cap - used, " %s", fg_shape_str(&is, sh, sizeof sh));
@@ -57,7 +60,7 @@ static size_t profile_by_shape(const fg_program *p, double total, char *buf, siz
     rows[r].ms += p->prof_step_ms[s], rows[r].count++;
   }
   double runs = p->prof_runs ? (double)p->prof_runs : 1;
-  size_t used = (size_t)snprintf(buf, cap, "\n%-84s %9s %6s %7s\n", "costliest op and shapes",
+  size_t used = (size_t)snprintf(buf, cap, "\n%-100s %9s %6s %7s\n", "costliest op and shapes",
                                  "ms/run", "count", "share");
   for (int k = 0; k < p->prof_rows && k < n_rows && used < cap; k++) {
     int best = k;
@@ -65,7 +68,7 @@ static size_t profile_by_shape(const fg_program *p, double total, char *buf, siz
       if (rows[r].ms > rows[best].ms) best = r;
     row t = rows[k];
     rows[k] = rows[best], rows[best] = t;
-    used += (size_t)snprintf(buf + used, cap - used, "%-84.84s %9.3f %6d %6.1f%%\n", rows[k].label,
+    used += (size_t)snprintf(buf + used, cap - used, "%-100.100s %9.3f %6d %6.1f%%\n", rows[k].label,
                              rows[k].ms / runs, rows[k].count,
                              total > 0 ? 100 * rows[k].ms / total : 0);
   }

@@ -160,6 +160,7 @@ static fg_status prepare_path(fg_kprep *a, void **state, conv_path path, fg_err 
     return fg_err_set(e, FG_E_MISUSE, "the %s path does not compute this convolution",
                       path_names[path]);
   *state = (void *)&path_state[path];
+  a->as_native = path == conv_choose_path(&g, kind);
   return FG_OK;
 }
 
