@@ -14,8 +14,9 @@
  * op's list.  The native kernels (the descriptor's, by their fixed rules) run in the rounds too,
  * as the baseline: another implementation replaces them only when its median is under
  * (100 - CLEAR_WIN_PCT) % of theirs; one that computes exactly as they do (fg_kprep.as_native,
- * e.g. the conv path the fixed rules pick) is not timed apart from them.  A near tie gains nothing, and on a busy machine a choice
- * between near ties is the noise's; the fixed rules also pick the same in every process.
+ * e.g. the conv path the fixed rules pick) is not timed apart from them.  A near tie gains
+ * nothing, and on a busy machine a choice between near ties is the noise's; the fixed rules
+ * also pick the same in every process.
  *
  * Memory.  Choices are keyed by op, dtype, attributes, input and output shapes and the
  * executor's part count, and kept for the life of the process: programs with the same shapes
