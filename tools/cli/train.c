@@ -12,6 +12,7 @@
 #include "core/ir/dot.h"
 #include "core/formats/png_grid.h"
 #include "core/runtime/program.h"
+#include "ops/kernel_info.h"
 #include "tools/cli/cli.h"
 #include "tools/cli/metrics.h"
 
@@ -478,6 +479,8 @@ static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) 
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path,
            (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
            (long long)fg_trainer_batch(t));
+    char libs[256];
+    printf("kernels: %s\n", fg_kernel_libraries(libs, sizeof libs));
     if (fg_dist_size(o->dist) > 1)
       printf("data-parallel: %d ranks of %lld samples each per batch\n", fg_dist_size(o->dist),
              (long long)(fg_trainer_batch(t) / fg_dist_size(o->dist)));
