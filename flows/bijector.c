@@ -180,7 +180,8 @@ static fg_status leaf_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node
 static fg_status leaf_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *ld) {
   fg_graph *g = fg_flow_graph(c);
   if (!b->type->inverse)
-    return fg_graph_fail_status(g, FG_E_MISUSE, "%s: type '%s' has no inverse", b->prefix, b->type->name);
+    return fg_graph_fail_status(g, FG_E_MISUSE, "%s: type '%s' has no inverse", b->prefix,
+                                b->type->name);
   *ld = FG_NONE;
   fg_status st = b->type->inverse(b->state, c, y, x, ld);
   if (st == FG_OK && fg_graph_status(g) == FG_OK && *ld == FG_NONE) {
@@ -217,7 +218,8 @@ static fg_status needs_context(const fg_bijector *b, fg_flow_ctx *c) {
                               b->type->name);
 }
 
-static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out, fg_node *ld) {
+static fg_status chain_run(fg_bijector *b, fg_flow_ctx *c, bool inverse, fg_node in, fg_node *out,
+                           fg_node *ld) {
   fg_graph *g = fg_flow_graph(c);
   fg_node cur = in, total = FG_NONE;
   for (int k = 0; k < b->n_children; k++) {
@@ -255,18 +257,21 @@ static fg_status check_input(fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *ld)
   *y = *ld = FG_POISON;
   fg_graph *g = fg_flow_graph(c);
   if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
-  if (!fg_node_valid(g, x)) return fg_graph_fail_status(g, FG_E_MISUSE, "bijector input is not a node");
+  if (!fg_node_valid(g, x))
+    return fg_graph_fail_status(g, FG_E_MISUSE, "bijector input is not a node");
   if (fg_node_shape(g, x).ndim < 1)
     return fg_graph_fail_status(g, FG_E_SHAPE, "bijector input must have a batch axis");
   return FG_OK;
 }
 
-fg_status fg_bijector_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+fg_status fg_bijector_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y,
+                              fg_node *logdet) {
   fg_status st = check_input(c, x, y, logdet);
   return st != FG_OK ? st : with_prefix(b, c, false, x, y, logdet);
 }
 
-fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x,
+                              fg_node *logdet) {
   fg_status st = check_input(c, y, x, logdet);
   return st != FG_OK ? st : with_prefix(b, c, true, y, x, logdet);
 }

@@ -193,9 +193,10 @@ fg_status fg_bijector_leaves(fg_bijector ***out, int *n, fg_bijector *b, fg_err 
 fg_status fg_bijector_data_init(fg_bijector *b, fg_flow_ctx *c, fg_node x);
 
 /* Builds y = f(x) and log|det| ([batch], FG_NONE never: derived when the type gives none). */
-fg_status fg_bijector_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet);
-fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet);
-
+fg_status fg_bijector_forward(fg_bijector *b, fg_flow_ctx *c, fg_node x, fg_node *y,
+                              fg_node *logdet);
+fg_status fg_bijector_inverse(fg_bijector *b, fg_flow_ctx *c, fg_node y, fg_node *x,
+                              fg_node *logdet);
 
 /* ---- contexts ---- */
 typedef struct fg_flow_ctx_opts {

@@ -51,20 +51,23 @@ static void skip_ws(cursor *c) {
 }
 
 /* "<type>: <what> (at offset N)". */
-static fg_status fail_at(const cursor *c, size_t at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static fg_status fail_at(const cursor *c, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static fg_status fail_at(const cursor *c, size_t at, const char *fmt, ...) {
   fg_err what;
   va_list ap;
   va_start(ap, fmt);
   fg_err_vset(&what, FG_E_FORMAT, fmt, ap);
   va_end(ap);
-  return fg_err_set(c->e, FG_E_FORMAT, "%s: %s (at offset %zu%s)", c->t->name, what.msg, at, c->where);
+  return fg_err_set(c->e, FG_E_FORMAT, "%s: %s (at offset %zu%s)", c->t->name, what.msg, at,
+                    c->where);
 }
 
 /* "<type>: hidden=eight: expected an integer (at offset 7)": the value as written, cut short. */
 static fg_status bad_value(const cursor *c, const fg_arg_spec *a, span v, const char *why) {
   int shown = v.len > 60 ? 60 : (int)v.len;
-  return fail_at(c, v.start, "%s=%.*s%s: %s", a->name, shown, c->s + v.start, v.len > 60 ? "..." : "", why);
+  return fail_at(c, v.start, "%s=%.*s%s: %s", a->name, shown, c->s + v.start,
+                 v.len > 60 ? "..." : "", why);
 }
 
 /* A bare value runs to the next comma (or the end), without trailing spaces. */
@@ -80,7 +83,8 @@ static span bare_span(cursor *c) {
  * which *closed tells), to quote it in a message or to decode it. */
 static span delimited_span(const cursor *c, char close, bool *closed) {
   size_t end = c->pos + 1;
-  while (c->s[end] && c->s[end] != close) end += c->s[end] == '\\' && close == '"' && c->s[end + 1] ? 2 : 1;
+  while (c->s[end] && c->s[end] != close)
+    end += c->s[end] == '\\' && close == '"' && c->s[end + 1] ? 2 : 1;
   if (closed) *closed = c->s[end] != '\0';
   return (span){c->pos, end - c->pos + (c->s[end] != '\0')};
 }
@@ -115,7 +119,8 @@ static fg_status bare_int(const cursor *c, const fg_arg_spec *a, span v, parsed_
 /* strtod needs a terminated string; a copy keeps the text's length unbounded. */
 static fg_status bare_double(const cursor *c, const fg_arg_spec *a, span v, parsed_arg *out) {
   char *copy = strndup(c->s + v.start, v.len);
-  if (!copy) return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory parsing '%s'", c->t->name, a->name);
+  if (!copy)
+    return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory parsing '%s'", c->t->name, a->name);
   char *end;
   errno = 0;
   out->v.d = strtod(copy, &end);
@@ -139,7 +144,8 @@ static fg_status bare_bool(const cursor *c, const fg_arg_spec *a, span v, parsed
 
 static fg_status bare_string(const cursor *c, const fg_arg_spec *a, span v, parsed_arg *out) {
   out->str = strndup(c->s + v.start, v.len);
-  if (!out->str) return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory parsing '%s'", c->t->name, a->name);
+  if (!out->str)
+    return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory parsing '%s'", c->t->name, a->name);
   out->v.s = out->str;
   return FG_OK;
 }
@@ -152,12 +158,15 @@ static fg_status quoted_string(cursor *c, const fg_arg_spec *a, parsed_arg *out)
   if (!closed)
     return fail_at(c, whole.start, "the quoted value of '%s' has no closing quote", a->name);
   char *dst = out->str = malloc(whole.len);
-  if (!dst) return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory parsing '%s'", c->t->name, a->name);
+  if (!dst)
+    return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory parsing '%s'", c->t->name, a->name);
   for (size_t i = whole.start + 1; i < whole.start + whole.len - 1; i++) {
     char ch = c->s[i];
     if (ch == '\\' && c->s[i + 1] != '"' && c->s[i + 1] != '\\')
-      return fail_at(c, i, "the quoted value of '%s' has an unknown escape \\%c (only \\\" and \\\\ are "
-                     "escapes)", a->name, c->s[i + 1]);
+      return fail_at(c, i,
+                     "the quoted value of '%s' has an unknown escape \\%c (only \\\" and \\\\ are "
+                     "escapes)",
+                     a->name, c->s[i + 1]);
     *dst++ = ch == '\\' ? c->s[++i] : ch;
   }
   *dst = '\0';
@@ -166,7 +175,8 @@ static fg_status quoted_string(cursor *c, const fg_arg_spec *a, parsed_arg *out)
   return FG_OK;
 }
 
-static fg_status push_int(const cursor *c, const fg_arg_spec *a, parsed_arg *out, int64_t *cap, int64_t x) {
+static fg_status push_int(const cursor *c, const fg_arg_spec *a, parsed_arg *out, int64_t *cap,
+                          int64_t x) {
   if (!FG_VEC_RESERVE(out->ints, *cap, out->v.ints.n + 1))
     return fg_err_set(c->e, FG_E_NOMEM, "%s: out of memory for the list '%s'", c->t->name, a->name);
   out->ints[out->v.ints.n++] = x;
@@ -193,16 +203,20 @@ static fg_status int_list(cursor *c, const fg_arg_spec *a, parsed_arg *out) {
     span v = element_span(c);
     int64_t x = 0;
     int_parse r = parse_int64(c->s + v.start, v.len, &x);
-    if (v.len == 0) return fail_at(c, v.start, "%s=[...]: element %lld is empty", a->name, (long long)out->v.ints.n);
+    if (v.len == 0)
+      return fail_at(c, v.start, "%s=[...]: element %lld is empty", a->name,
+                     (long long)out->v.ints.n);
     if (r != INT_OK) {
       int shown = v.len > 40 ? 40 : (int)v.len;
-      return fail_at(c, v.start, "%s=[...]: element %lld '%.*s' is %s", a->name, (long long)out->v.ints.n, shown,
-                     c->s + v.start, r == INT_RANGE ? "out of the range of a 64-bit integer" : "not an integer");
+      return fail_at(c, v.start, "%s=[...]: element %lld '%.*s' is %s", a->name,
+                     (long long)out->v.ints.n, shown, c->s + v.start,
+                     r == INT_RANGE ? "out of the range of a 64-bit integer" : "not an integer");
     }
     fg_status st = push_int(c, a, out, &cap, x);
     if (st != FG_OK) return st;
     if (peek(c) == ',') c->pos++;
-    else if (peek(c) != ']') return fail_at(c, open, "the list of '%s' has no closing ']'", a->name);
+    else if (peek(c) != ']')
+      return fail_at(c, open, "the list of '%s' has no closing ']'", a->name);
   }
   c->pos++;
   return FG_OK;
@@ -214,18 +228,25 @@ static fg_status parse_value(cursor *c, const fg_arg_spec *a, parsed_arg *out) {
   char first = peek(c);
   if (a->kind == FG_ARG_INTS) {
     if (first == '[') return int_list(c, a, out);
-    return bad_value(c, a, first == '"' ? delimited_span(c, '"', NULL) : bare_span(c), "expected a list of integers like [0, 1]");
+    return bad_value(c, a, first == '"' ? delimited_span(c, '"', NULL) : bare_span(c),
+                     "expected a list of integers like [0, 1]");
   }
-  if (first == '[') return bad_value(c, a, delimited_span(c, ']', NULL), a->kind == FG_ARG_STRING ?
-                                     "expected a string, not a list (quote it)" : "expected a single value, not a list");
+  if (first == '[')
+    return bad_value(c, a, delimited_span(c, ']', NULL),
+                     a->kind == FG_ARG_STRING ? "expected a string, not a list (quote it)"
+                                              : "expected a single value, not a list");
   if (first == '"') {
     if (a->kind == FG_ARG_STRING) return quoted_string(c, a, out);
-    return bad_value(c, a, delimited_span(c, '"', NULL), a->kind == FG_ARG_INT ? "expected an integer, not a quoted string"
-                     : a->kind == FG_ARG_DOUBLE ? "expected a number, not a quoted string"
-                                                : "expected true, false, 1 or 0, not a quoted string");
+    return bad_value(c, a, delimited_span(c, '"', NULL),
+                     a->kind == FG_ARG_INT ? "expected an integer, not a quoted string"
+                     : a->kind == FG_ARG_DOUBLE
+                         ? "expected a number, not a quoted string"
+                         : "expected true, false, 1 or 0, not a quoted string");
   }
   span v = bare_span(c);
-  if (v.len == 0) return fail_at(c, v.start, "'%s' has no value (expected %s)", a->name, fg__arg_kind_name(a->kind));
+  if (v.len == 0)
+    return fail_at(c, v.start, "'%s' has no value (expected %s)", a->name,
+                   fg__arg_kind_name(a->kind));
   switch (a->kind) {
   case FG_ARG_INT: return bare_int(c, a, v, out);
   case FG_ARG_DOUBLE: return bare_double(c, a, v, out);
@@ -252,9 +273,11 @@ static fg_status unknown_arg(const cursor *c, span name) {
     strcat(list, c->t->args[i].name);
   }
   int shown = name.len > 60 ? 60 : (int)name.len;
-  fg_status st = c->t->n_args ? fail_at(c, name.start, "unknown argument '%.*s' (accepted: %s)", shown, c->s + name.start, list)
-                              : fail_at(c, name.start, "unknown argument '%.*s' (this type takes no arguments)", shown,
-                                        c->s + name.start);
+  fg_status st = c->t->n_args ? fail_at(c, name.start, "unknown argument '%.*s' (accepted: %s)",
+                                        shown, c->s + name.start, list)
+                              : fail_at(c, name.start,
+                                        "unknown argument '%.*s' (this type takes no arguments)",
+                                        shown, c->s + name.start);
   free(list);
   return st;
 }
@@ -270,11 +293,14 @@ static span name_span(cursor *c) {
 /* name = value: which argument it is, then its value. */
 static fg_status parse_pair(cursor *c, parsed_arg *args) {
   span name = name_span(c);
-  if (name.len == 0) return fail_at(c, name.start, "expected an argument name, found '%c'", peek(c));
+  if (name.len == 0)
+    return fail_at(c, name.start, "expected an argument name, found '%c'", peek(c));
   int i = find_arg(c->t, c->s + name.start, name.len);
   if (i < 0) return unknown_arg(c, name);
   const fg_arg_spec *a = &c->t->args[i];
-  if (args[i].given) return fail_at(c, name.start, "argument '%s' is given twice (first at offset %zu)", a->name, args[i].at);
+  if (args[i].given)
+    return fail_at(c, name.start, "argument '%s' is given twice (first at offset %zu)", a->name,
+                   args[i].at);
   skip_ws(c);
   if (peek(c) != '=') return fail_at(c, c->pos, "expected '=' after '%s'", a->name);
   c->pos++;
@@ -284,7 +310,8 @@ static fg_status parse_pair(cursor *c, parsed_arg *args) {
   fg_status st = parse_value(c, a, &args[i]);
   if (st != FG_OK) return st;
   skip_ws(c);
-  if (peek(c) && peek(c) != ',') return fail_at(c, c->pos, "expected ',' or the end after the value of '%s'", a->name);
+  if (peek(c) && peek(c) != ',')
+    return fail_at(c, c->pos, "expected ',' or the end after the value of '%s'", a->name);
   return FG_OK;
 }
 
@@ -304,8 +331,9 @@ static fg_status parse_pairs(cursor *c, parsed_arg *args) {
 static fg_status fill_default(const fg_bijector_type *t, int i, parsed_arg *out, fg_err *e) {
   const fg_arg_spec *a = &t->args[i];
   if (!a->default_text)
-    return fg_err_set(e, FG_E_FORMAT, "%s: missing required argument '%s' (%s%s%s)", t->name, a->name,
-                      fg__arg_kind_name(a->kind), a->doc ? ": " : "", a->doc ? a->doc : "");
+    return fg_err_set(e, FG_E_FORMAT, "%s: missing required argument '%s' (%s%s%s)", t->name,
+                      a->name, fg__arg_kind_name(a->kind), a->doc ? ": " : "",
+                      a->doc ? a->doc : "");
   cursor c = {a->default_text, 0, t, " of the type's default text", e};
   skip_ws(&c);
   fg_status st = parse_value(&c, a, out);
@@ -324,11 +352,14 @@ fg_status fg_bijector_new_from_text(fg_bijector **out, const fg_bijector_type *t
                                     fg_err *e) {
   *out = NULL;
   if (!t || t->n_args < 0 || (t->n_args > 0 && !t->args))
-    return fg_err_set(e, FG_E_MISUSE, "bijector_new_from_text: no type or a malformed argument list");
+    return fg_err_set(e, FG_E_MISUSE,
+                      "bijector_new_from_text: no type or a malformed argument list");
   size_t n = (size_t)t->n_args;
   parsed_arg *args = calloc(n + 1, sizeof *args);
   fg_arg_value *values = calloc(n + 1, sizeof *values);
-  fg_status st = args && values ? FG_OK : fg_err_set(e, FG_E_NOMEM, "%s: out of memory parsing arguments", t->name);
+  fg_status st = args && values
+                     ? FG_OK
+                     : fg_err_set(e, FG_E_NOMEM, "%s: out of memory parsing arguments", t->name);
   cursor c = {text ? text : "", 0, t, "", e};
   if (st == FG_OK) st = parse_pairs(&c, args);
   for (size_t i = 0; st == FG_OK && i < n; i++)

@@ -34,15 +34,16 @@ typedef union ffi_slot {
 static fg_status check_value(const fg_bijector_type *t, int i, const fg_arg_value *v, fg_err *e) {
   const fg_arg_spec *a = &t->args[i];
   if ((unsigned)a->kind > FG_ARG_INTS)
-    return fg_err_set(e, FG_E_PLUGIN, "%s: argument %d declares an unknown kind %d", t->name, i, (int)a->kind);
+    return fg_err_set(e, FG_E_PLUGIN, "%s: argument %d declares an unknown kind %d", t->name, i,
+                      (int)a->kind);
   if (v->kind != a->kind)
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument '%s' must be %s (value %d has another kind)", t->name,
-                      a->name, fg__arg_kind_name(a->kind), i);
+    return fg_err_set(e, FG_E_MISUSE, "%s: argument '%s' must be %s (value %d has another kind)",
+                      t->name, a->name, fg__arg_kind_name(a->kind), i);
   if (a->kind == FG_ARG_STRING && !v->s)
     return fg_err_set(e, FG_E_MISUSE, "%s: argument '%s': the string is NULL", t->name, a->name);
   if (a->kind == FG_ARG_INTS && (v->ints.n < 0 || (v->ints.n > 0 && !v->ints.v)))
-    return fg_err_set(e, FG_E_MISUSE, "%s: argument '%s': a list of %lld integers with no data", t->name,
-                      a->name, (long long)v->ints.n);
+    return fg_err_set(e, FG_E_MISUSE, "%s: argument '%s': a list of %lld integers with no data",
+                      t->name, a->name, (long long)v->ints.n);
   return FG_OK;
 }
 
@@ -75,9 +76,11 @@ static fg_status ffi_create(const fg_bijector_type *t, const fg_arg_value *value
   } else {
     types[0] = types[1] = &ffi_type_pointer;
     ptrs[0] = &state_arg, ptrs[1] = &err_arg;
-    for (size_t i = 2; i < n; i++) types[i] = slot_of(&values[i - 2], &slots[i]), ptrs[i] = &slots[i];
+    for (size_t i = 2; i < n; i++)
+      types[i] = slot_of(&values[i - 2], &slots[i]), ptrs[i] = &slots[i];
     if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)n, &ffi_type_sint, types) != FFI_OK)
-      st = fg_err_set(e, FG_E_INTERNAL, "%s: libffi cannot describe a call with %d arguments", t->name, t->n_args);
+      st = fg_err_set(e, FG_E_INTERNAL, "%s: libffi cannot describe a call with %d arguments",
+                      t->name, t->n_args);
   }
   if (st == FG_OK) {
     ffi_sarg rc = 0; /* an int return is widened to ffi_sarg: narrower storage would overflow */
@@ -91,9 +94,11 @@ static fg_status ffi_create(const fg_bijector_type *t, const fg_arg_value *value
 fg_status fg_bijector_new(fg_bijector **out, const fg_bijector_type *t, const fg_arg_value *values,
                           fg_err *e) {
   *out = NULL;
-  if (!t || !t->create) return fg_err_set(e, FG_E_MISUSE, "bijector_new: no type or no constructor");
+  if (!t || !t->create)
+    return fg_err_set(e, FG_E_MISUSE, "bijector_new: no type or no constructor");
   if (t->n_args < 0 || (t->n_args > 0 && (!t->args || !values)))
-    return fg_err_set(e, FG_E_MISUSE, "%s: %d arguments declared but no list or no values", t->name, t->n_args);
+    return fg_err_set(e, FG_E_MISUSE, "%s: %d arguments declared but no list or no values", t->name,
+                      t->n_args);
   for (int i = 0; i < t->n_args; i++) {
     fg_status st = check_value(t, i, &values[i], e);
     if (st != FG_OK) return st;
@@ -109,7 +114,9 @@ fg_status fg_bijector_new(fg_bijector **out, const fg_bijector_type *t, const fg
     bool known = created > 0 && created < FG_STATUS_COUNT;
     fg_status why = known ? (fg_status)created : FG_E_PLUGIN;
     return fg_err_set(e, why, "%s: the constructor failed: %s", t->name,
-                      inner.msg[0] ? inner.msg : known ? fg_status_str(why) : "it returned an unknown status");
+                      inner.msg[0] ? inner.msg
+                      : known      ? fg_status_str(why)
+                                   : "it returned an unknown status");
   }
   *out = fg__bijector_wrap(t, state);
   return *out ? FG_OK : fg_err_set(e, FG_E_NOMEM, "%s: out of memory for an instance", t->name);

@@ -48,7 +48,8 @@ static fg_status random_context(fg_tensor **out, const check_env *env, uint64_t 
   return st;
 }
 
-static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type *t, const fg_check_opts *o) {
+static fg_status resolve(check_env *env, fg_bijector *b, const fg_bijector_type *t,
+                         const fg_check_opts *o) {
   memset(env, 0, sizeof *env);
   env->b = b, env->t = t;
   if (o) env->o = *o;
@@ -134,7 +135,10 @@ static void perturb(check_env *env) {
   for (int i = 0; i < fg_params_count(env->ps); i++) {
     fg_tensor *p = fg_params_tensor(env->ps, i);
     for (int64_t j = 0; j < fg_tensor_numel(p); j++)
-      fg_tensor_set(p, j, fg_tensor_get(p, j) + env->o.perturb * fg_rng_normal(env->o.seed + 101 + (uint64_t)i, (uint64_t)j));
+      fg_tensor_set(
+          p, j,
+          fg_tensor_get(p, j) +
+              env->o.perturb * fg_rng_normal(env->o.seed + 101 + (uint64_t)i, (uint64_t)j));
   }
 }
 
@@ -267,7 +271,8 @@ static bool values_check(check_env *env, built *bt, fg_check_report *r) {
     bool ld = env->factor_out || r->logdet_err <= ld_tol;
     note(r, "%s round trip: max |x - f^-1(f(x))| = %.3g\n", rt ? "ok  " : "FAIL", r->roundtrip_err);
     logdet_line(env, r, ld);
-    note(r, "%s forward log-det = -inverse log-det at f(x): max diff %.3g\n", inv ? "ok  " : "FAIL", r->inverse_logdet_err);
+    note(r, "%s forward log-det = -inverse log-det at f(x): max diff %.3g\n", inv ? "ok  " : "FAIL",
+         r->inverse_logdet_err);
     ok = rt && inv && ld;
   }
   fg_program_free(p);
@@ -281,7 +286,8 @@ static bool edges_check(check_env *env, built *bt, fg_check_report *r) {
   bool ok = x && run_with(env, bt, x, env->context, &p, r) == FG_OK;
   if (ok) ok = all_finite(fg_program_output(p, 0)) && all_finite(fg_program_output(p, 1));
   r->edges_finite = ok;
-  note(r, "%s finite output and log-det near the domain edges [%g, %g]\n", ok ? "ok  " : "FAIL", env->o.lo, env->o.hi);
+  note(r, "%s finite output and log-det near the domain edges [%g, %g]\n", ok ? "ok  " : "FAIL",
+       env->o.lo, env->o.hi);
   fg_program_free(p);
   fg_tensor_free(x);
   return ok;
@@ -315,7 +321,8 @@ static fg_node build_for_gradcheck(fg_graph *g, const fg_node *in, void *ud) {
   fg_flow_ctx *c;
   fg_flow_ctx_opts co = {.dtype = FG_F64, .seed = env->o.seed};
   fg_err e;
-  if (fg_flow_ctx_new(&c, g, env->ps, &co, &e) != FG_OK) return fg_graph_fail(g, e.status, "%s", e.msg);
+  if (fg_flow_ctx_new(&c, g, env->ps, &co, &e) != FG_OK)
+    return fg_graph_fail(g, e.status, "%s", e.msg);
   int first_param = 1;
   if (env->context) fg_flow_ctx_set_context(c, in[first_param++]);
   for (int i = 0; i < fg_params_count(env->ps); i++)
@@ -352,7 +359,8 @@ fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_
   check_env env;
   fg_status st = resolve(&env, b, t, o);
   if (st != FG_OK) {
-    if (st == FG_E_MISUSE) note(r, "%s: no event shape to check at (declare check_event)\n", who(&env));
+    if (st == FG_E_MISUSE)
+      note(r, "%s: no event shape to check at (declare check_event)\n", who(&env));
     else note(r, "%s: out of memory\n", who(&env));
     env_free(&env);
     return st;
@@ -373,7 +381,8 @@ fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_
   return ok ? FG_OK : (st != FG_OK ? st : FG_E_NUMERIC);
 }
 
-fg_status fg_bijector_check_type(const fg_bijector_type *t, const fg_check_opts *o, fg_check_report *r) {
+fg_status fg_bijector_check_type(const fg_bijector_type *t, const fg_check_opts *o,
+                                 fg_check_report *r) {
   fg_check_report local;
   if (!r) r = &local;
   memset(r, 0, sizeof *r);

@@ -46,6 +46,7 @@ typedef struct fg_check_report {
 fg_status fg_bijector_check(fg_bijector *b, const fg_bijector_type *t, const fg_check_opts *o,
                             fg_check_report *r);
 /* Constructs type t from o->args (default t->check_args) and checks it. */
-fg_status fg_bijector_check_type(const fg_bijector_type *t, const fg_check_opts *o, fg_check_report *r);
+fg_status fg_bijector_check_type(const fg_bijector_type *t, const fg_check_opts *o,
+                                 fg_check_report *r);
 
 #endif

@@ -153,7 +153,8 @@ static fg_status log_prob_in(fg_flow *f, fg_flow_ctx *c, fg_node x, fg_node *log
   return fg_graph_status(g);
 }
 
-fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *z, fg_node *logdet) {
+fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *z,
+                         fg_node *logdet) {
   fg_flow_ctx *c =
       fg__flow_ctx(f, g, (fg__flow_mode){.training = training, .seed = f->cfg.seed}, FG_NONE);
   if (c) fg__flow_encode_in(f, c, x, z, logdet);
@@ -178,15 +179,20 @@ void fg_flow_updates_free(fg_flow_updates *u) {
 }
 
 int fg_flow_updates_count(const fg_flow_updates *u) { return u ? u->n : 0; }
-fg_node fg_flow_updates_node(const fg_flow_updates *u, int i) { return u && i >= 0 && i < u->n ? u->nodes[i] : FG_NONE; }
-const char *fg_flow_updates_name(const fg_flow_updates *u, int i) { return u && i >= 0 && i < u->n ? u->names[i] : NULL; }
+fg_node fg_flow_updates_node(const fg_flow_updates *u, int i) {
+  return u && i >= 0 && i < u->n ? u->nodes[i] : FG_NONE;
+}
+const char *fg_flow_updates_name(const fg_flow_updates *u, int i) {
+  return u && i >= 0 && i < u->n ? u->names[i] : NULL;
+}
 
 fg_flow_updates *fg_flow_updates_from_ctx(fg_flow_ctx *c, bool *nomem) {
   int n = fg_flow_ctx_num_inits(c);
   *nomem = false;
   if (n == 0) return NULL;
   fg_flow_updates *u = calloc(1, sizeof *u);
-  if (u) u->names = calloc((size_t)n, sizeof *u->names), u->nodes = calloc((size_t)n, sizeof *u->nodes);
+  if (u)
+    u->names = calloc((size_t)n, sizeof *u->names), u->nodes = calloc((size_t)n, sizeof *u->nodes);
   bool ok = u && u->names && u->nodes;
   for (int i = 0; ok && i < n; i++) {
     u->nodes[i] = fg_flow_ctx_init_value(c, i);
@@ -201,8 +207,8 @@ fg_flow_updates *fg_flow_updates_from_ctx(fg_flow_ctx *c, bool *nomem) {
   return u;
 }
 
-fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u, const fg_tensor *const *values,
-                                fg_err *e) {
+fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u,
+                                const fg_tensor *const *values, fg_err *e) {
   for (int i = 0; i < fg_flow_updates_count(u); i++) {
     fg_status st = fg__flow_write_param(f, u->names[i], values[i], "state update", e);
     if (st != FG_OK) return st;
@@ -403,8 +409,8 @@ static fg_status check_config(const fg_flow_config *cfg, fg_err *e) {
   if (cfg->dtype != FG_F32 && cfg->dtype != FG_F64)
     return fg_err_set(e, FG_E_MISUSE, "flow: dtype must be float32 or float64");
   if (cfg->event.ndim < 1 || cfg->event.ndim >= FG_MAX_DIMS)
-    return fg_err_set(e, FG_E_SHAPE, "flow: the event needs 1 to %d axes (got %lld)", FG_MAX_DIMS - 1,
-                      (long long)cfg->event.ndim);
+    return fg_err_set(e, FG_E_SHAPE, "flow: the event needs 1 to %d axes (got %lld)",
+                      FG_MAX_DIMS - 1, (long long)cfg->event.ndim);
   int64_t n = 0;
   char ev[160];
   fg_shape_str(&cfg->event, ev, sizeof ev);
@@ -429,7 +435,9 @@ static fg_status check_config(const fg_flow_config *cfg, fg_err *e) {
 
 fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config *cfg, fg_err *e) {
   *out = NULL;
-  fg_status st = b && cfg ? check_config(cfg, e) : fg_err_set(e, FG_E_MISUSE, "flow: needs a bijector and a configuration");
+  fg_status st = b && cfg
+                     ? check_config(cfg, e)
+                     : fg_err_set(e, FG_E_MISUSE, "flow: needs a bijector and a configuration");
   fg_flow *f = st == FG_OK ? calloc(1, sizeof *f) : NULL;
   if (st == FG_OK && !f) st = fg_err_set(e, FG_E_NOMEM, "flow: out of memory");
   if (st == FG_OK) st = fg_params_new(&f->ps, cfg->seed, e);
@@ -451,8 +459,8 @@ fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config
   return FG_OK;
 }
 
-fg_status fg_flow_new(fg_flow **out, fg_bijector *b, fg_base_kind base, fg_shape event, uint64_t seed,
-                      fg_err *e) {
+fg_status fg_flow_new(fg_flow **out, fg_bijector *b, fg_base_kind base, fg_shape event,
+                      uint64_t seed, fg_err *e) {
   fg_flow_config cfg = {.base = base, .event = event, .dtype = FG_F32, .seed = seed};
   return fg_flow_new_config(out, b, &cfg, e);
 }

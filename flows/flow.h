@@ -69,8 +69,8 @@ typedef struct fg_flow_updates fg_flow_updates; /* see "State updates" below */
 /* A flow over x of per-sample shape `event`, float32.  Takes ownership of b (also on failure).
  * Builds the forward graph once (batch 2) to create every parameter and to learn the latent's
  * shape; a layer that does not fit the event fails here with the layer's message. */
-fg_status fg_flow_new(fg_flow **out, fg_bijector *b, fg_base_kind base, fg_shape event, uint64_t seed,
-                      fg_err *e);
+fg_status fg_flow_new(fg_flow **out, fg_bijector *b, fg_base_kind base, fg_shape event,
+                      uint64_t seed, fg_err *e);
 fg_status fg_flow_new_config(fg_flow **out, fg_bijector *b, const fg_flow_config *cfg, fg_err *e);
 void fg_flow_free(fg_flow *f);
 
@@ -94,7 +94,8 @@ const fg_reducer *fg_flow_get_replicas(const fg_flow *f);
  * layers use batch statistics.  Errors: the graph's (sticky) status, message on the graph. */
 fg_status fg_flow_log_prob(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *logp);
 /* The pieces of log p(x): z = f(x) (top latent) and Σ log-dets ([B]). */
-fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *z, fg_node *logdet);
+fg_status fg_flow_encode(fg_flow *f, fg_graph *g, fg_node x, bool training, fg_node *z,
+                         fg_node *logdet);
 /* log p_base(z) per sample for z [B, latent...]. */
 fg_status fg_flow_base_log_prob(fg_flow *f, fg_graph *g, fg_node z, fg_node *logp);
 /* n samples x = f⁻¹(z): z drawn from the base at `temperature` (its std multiplied by it;
@@ -159,8 +160,8 @@ int fg_flow_updates_count(const fg_flow_updates *u); /* 0 for NULL */
 fg_node fg_flow_updates_node(const fg_flow_updates *u, int i);
 const char *fg_flow_updates_name(const fg_flow_updates *u, int i); /* full parameter name */
 /* Copies values[i] (the run's output for node i) into the store. */
-fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u, const fg_tensor *const *values,
-                                fg_err *e);
+fg_status fg_flow_updates_apply(fg_flow *f, const fg_flow_updates *u,
+                                const fg_tensor *const *values, fg_err *e);
 void fg_flow_updates_free(fg_flow_updates *u);
 /* The requests a context has recorded so far, copied (NULL when there are none, and when
  * memory ran out, which sets *nomem): for builders that run the layers themselves

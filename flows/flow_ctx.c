@@ -47,7 +47,8 @@ static void list_free(node_list *l) {
 fg_status fg_flow_ctx_new(fg_flow_ctx **out, fg_graph *g, fg_params *ps, const fg_flow_ctx_opts *o,
                           fg_err *e) {
   *out = NULL;
-  if (!g || !ps) return fg_err_set(e, FG_E_MISUSE, "flow context: needs a graph and a parameter store");
+  if (!g || !ps)
+    return fg_err_set(e, FG_E_MISUSE, "flow context: needs a graph and a parameter store");
   fg_flow_ctx *c = calloc(1, sizeof *c);
   if (!c || !(c->prefix = strdup(""))) {
     free(c);
@@ -74,7 +75,8 @@ fg_status fg_flow_ctx_new_graph(fg_flow_ctx **out, fg_graph **g, fg_params *ps,
 void fg_flow_ctx_free(fg_flow_ctx *c) {
   if (!c) return;
   free(c->prefix);
-  list_free(&c->latents), list_free(&c->inits), list_free(&c->param_nodes), list_free(&c->overrides);
+  list_free(&c->latents), list_free(&c->inits), list_free(&c->param_nodes),
+      list_free(&c->overrides);
   free(c);
 }
 
@@ -88,7 +90,9 @@ void fg__flow_ctx_count_logdet(fg_flow_ctx *c, bool declared, fg_jacobian_kind r
   else c->logdets.dense++;
 }
 bool fg_flow_training(const fg_flow_ctx *c) { return c->o.training; }
-const fg_reducer *fg_flow_replicas(const fg_flow_ctx *c) { return c->o.training ? c->o.replicas : NULL; }
+const fg_reducer *fg_flow_replicas(const fg_flow_ctx *c) {
+  return c->o.training ? c->o.replicas : NULL;
+}
 bool fg_flow_sampling(const fg_flow_ctx *c) { return c->o.sampling; }
 double fg_flow_temperature(const fg_flow_ctx *c) { return c->o.temperature; }
 uint64_t fg_flow_next_seed(fg_flow_ctx *c) { return fg_rng_bits(c->o.seed, c->seed_counter++); }
@@ -222,9 +226,12 @@ fg_status fg_flow_push_latent(fg_flow_ctx *c, fg_node z) {
 
 fg_node fg_flow_pop_latent(fg_flow_ctx *c) {
   if (c->latents.n == 0)
-    return fg_graph_fail(c->g, FG_E_MISUSE, "%s: inverse of a factor-out layer needs the latent its "
-                         "forward factored out, and there is none (reconstruct after a forward pass, "
-                         "or build the inverse in sampling mode)", c->prefix);
+    return fg_graph_fail(
+        c->g, FG_E_MISUSE,
+        "%s: inverse of a factor-out layer needs the latent its "
+        "forward factored out, and there is none (reconstruct after a forward pass, "
+        "or build the inverse in sampling mode)",
+        c->prefix);
   return c->latents.items[--c->latents.n].node;
 }
 
@@ -232,7 +239,8 @@ fg_status fg_flow_init_param(fg_flow_ctx *c, const char *name, fg_node value) {
   char *full = full_name(c, name);
   bool ok = full && list_push(&c->inits, full, value);
   free(full);
-  if (!ok) return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory recording an initialisation");
+  if (!ok)
+    return fg_graph_fail_status(c->g, FG_E_NOMEM, "out of memory recording an initialisation");
   return fg_graph_status(c->g);
 }
 
@@ -241,7 +249,9 @@ const char *fg_flow_ctx_init_name(const fg_flow_ctx *c, int i) { return c->inits
 fg_node fg_flow_ctx_init_value(const fg_flow_ctx *c, int i) { return c->inits.items[i].node; }
 int fg_flow_ctx_num_param_nodes(const fg_flow_ctx *c) { return c->param_nodes.n; }
 fg_node fg_flow_ctx_param_node(const fg_flow_ctx *c, int i) { return c->param_nodes.items[i].node; }
-const char *fg_flow_ctx_param_name(const fg_flow_ctx *c, int i) { return c->param_nodes.items[i].name; }
+const char *fg_flow_ctx_param_name(const fg_flow_ctx *c, int i) {
+  return c->param_nodes.items[i].name;
+}
 
 fg_status fg_flow_ctx_override_param(fg_flow_ctx *c, const char *full_name, fg_node n) {
   if (!list_push(&c->overrides, full_name, n))

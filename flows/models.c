@@ -102,15 +102,17 @@ static fg_status need_image(const char *model, fg_shape event, int64_t halvings,
   return FG_OK;
 }
 
-static fg_status check_mlp_config(const char *model, fg_shape event, const fg_mlp_flow_config *c, fg_err *e) {
+static fg_status check_mlp_config(const char *model, fg_shape event, const fg_mlp_flow_config *c,
+                                  fg_err *e) {
   fg_status st = need_positive(model, "couplings", c->couplings, e);
   if (st == FG_OK) st = need_positive(model, "hidden", c->hidden, e);
   if (st == FG_OK && c->blocks < 0)
-    st = fg_err_set(e, FG_E_MISUSE, "%s: blocks must be >= 0 (got %lld)", model, (long long)c->blocks);
+    st = fg_err_set(e, FG_E_MISUSE, "%s: blocks must be >= 0 (got %lld)", model,
+                    (long long)c->blocks);
   if (st == FG_OK && event.ndim != 1 && event.ndim != 3) {
     char buf[128];
-    st = fg_err_set(e, FG_E_SHAPE, "%s: needs vectors [D] or images [C, H, W], got events %s", model,
-                    fg_shape_str(&event, buf, sizeof buf));
+    st = fg_err_set(e, FG_E_SHAPE, "%s: needs vectors [D] or images [C, H, W], got events %s",
+                    model, fg_shape_str(&event, buf, sizeof buf));
   }
   return st;
 }
@@ -136,9 +138,9 @@ fg_glow_config fg_glow_defaults(void) {
 
 /* ---- NICE and RealNVP for vectors ---- */
 
-static fg_status mlp_stack(fg_bijector **out, const char *model, const char *coupling, const fg_registry *r,
-                           fg_shape event, const fg_mlp_flow_config *cfg, const char *mask, bool scale,
-                           fg_err *e) {
+static fg_status mlp_stack(fg_bijector **out, const char *model, const char *coupling,
+                           const fg_registry *r, fg_shape event, const fg_mlp_flow_config *cfg,
+                           const char *mask, bool scale, fg_err *e) {
   *out = NULL;
   fg_status st = check_mlp_config(model, event, cfg, e);
   if (st != FG_OK) return st;
@@ -181,7 +183,8 @@ fg_status fg_realnvp_bijector(fg_bijector **out, const fg_registry *r, fg_shape 
   if (st == FG_OK) st = need_positive(model, "hidden", cfg->hidden, e);
   if (st == FG_OK) st = need_image(model, event, cfg->scales - 1, e);
   if (st == FG_OK && cfg->blocks < 0)
-    st = fg_err_set(e, FG_E_MISUSE, "%s: blocks must be >= 0 (got %lld)", model, (long long)cfg->blocks);
+    st = fg_err_set(e, FG_E_MISUSE, "%s: blocks must be >= 0 (got %lld)", model,
+                    (long long)cfg->blocks);
   if (st != FG_OK) return st;
   layers l;
   layers_init(&l, model, r, e);

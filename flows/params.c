@@ -88,13 +88,16 @@ static fg_status draw(fg_tensor *t, fg_init init, uint64_t seed, fg_err *e) {
   case FG_INIT_ZEROS: fg_tensor_fill(t, 0.0); return FG_OK;
   case FG_INIT_CONST: fg_tensor_fill(t, init.a); return FG_OK;
   case FG_INIT_NORMAL:
-    for (int64_t i = 0; i < n; i++) fg_tensor_set(t, i, init.a + init.b * fg_rng_normal(seed, (uint64_t)i));
+    for (int64_t i = 0; i < n; i++)
+      fg_tensor_set(t, i, init.a + init.b * fg_rng_normal(seed, (uint64_t)i));
     return FG_OK;
   case FG_INIT_UNIFORM:
-    for (int64_t i = 0; i < n; i++) fg_tensor_set(t, i, init.a + (init.b - init.a) * fg_rng_uniform(seed, (uint64_t)i));
+    for (int64_t i = 0; i < n; i++)
+      fg_tensor_set(t, i, init.a + (init.b - init.a) * fg_rng_uniform(seed, (uint64_t)i));
     return FG_OK;
   case FG_INIT_IDENTITY:
-    for (int64_t i = 0; i < n; i++) fg_tensor_set(t, i, (i % (rows * cols)) / cols == i % cols ? 1.0 : 0.0);
+    for (int64_t i = 0; i < n; i++)
+      fg_tensor_set(t, i, (i % (rows * cols)) / cols == i % cols ? 1.0 : 0.0);
     return FG_OK;
   case FG_INIT_ORTHOGONAL: {
     if (s->ndim != 2 || rows != cols)
@@ -141,8 +144,8 @@ fg_status fg_params_get_or_create(fg_tensor **out, fg_params *ps, const char *na
     if (v->dtype != t || !fg_shape_equal(&v->shape, &shape)) {
       char a[128], b[128];
       return fg_err_set(e, FG_E_SHAPE, "parameter '%s' exists as %s %s; asked for %s %s", name,
-                        fg_dtype_name(v->dtype), fg_shape_str(&v->shape, a, sizeof a), fg_dtype_name(t),
-                        fg_shape_str(&shape, b, sizeof b));
+                        fg_dtype_name(v->dtype), fg_shape_str(&v->shape, a, sizeof a),
+                        fg_dtype_name(t), fg_shape_str(&shape, b, sizeof b));
     }
     *out = v;
     return FG_OK;

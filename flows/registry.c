@@ -55,7 +55,8 @@ static fg_status check_type(const fg_bijector_type *t, const char *origin, fg_er
     return fg_err_set(e, FG_E_PLUGIN, "%s: type '%s' lacks a %s function", from, t->name,
                       t->create ? "forward" : "create");
   if (t->n_args < 0 || (t->n_args > 0 && !t->args))
-    return fg_err_set(e, FG_E_PLUGIN, "%s: type '%s' declares %d arguments but no list", from, t->name, t->n_args);
+    return fg_err_set(e, FG_E_PLUGIN, "%s: type '%s' declares %d arguments but no list", from,
+                      t->name, t->n_args);
   for (int i = 0; i < t->n_args; i++)
     if (!t->args[i].name || (unsigned)t->args[i].kind > FG_ARG_INTS)
       return fg_err_set(e, FG_E_PLUGIN, "%s: type '%s' argument %d is malformed", from, t->name, i);
@@ -84,7 +85,8 @@ fg_status fg_registry_add_builtins(fg_registry *r, fg_err *e) {
   return FG_OK;
 }
 
-static fg_status remember_plugin(fg_registry *r, const char *path, void *handle, plugin **out, fg_err *e) {
+static fg_status remember_plugin(fg_registry *r, const char *path, void *handle, plugin **out,
+                                 fg_err *e) {
   if (!FG_VEC_RESERVE(r->plugins, r->cap_plugins, r->n_plugins + 1))
     return fg_err_set(e, FG_E_NOMEM, "out of memory loading %s", path);
   char *copy = strdup(path);
@@ -107,8 +109,10 @@ fg_status fg_registry_load_plugin(fg_registry *r, const char *path, fg_err *e) {
   void *sym = dlsym(handle, FG_PLUGIN_INIT_SYMBOL);
   if (!sym) {
     dlclose(handle);
-    return fg_err_set(e, FG_E_PLUGIN, "plugin %s does not export %s (a plugin defines "
-                      "fg_status fg_plugin_init(fg_registry *, fg_err *))", path, FG_PLUGIN_INIT_SYMBOL);
+    return fg_err_set(e, FG_E_PLUGIN,
+                      "plugin %s does not export %s (a plugin defines "
+                      "fg_status fg_plugin_init(fg_registry *, fg_err *))",
+                      path, FG_PLUGIN_INIT_SYMBOL);
   }
   plugin *pl = NULL;
   fg_status st = remember_plugin(r, path, handle, &pl, e);
@@ -129,7 +133,8 @@ fg_status fg_registry_load_plugin(fg_registry *r, const char *path, fg_err *e) {
   r->n_plugins--;
   free(pl->path);
   dlclose(handle);
-  return fg_err_set(e, st == FG_E_EXISTS ? FG_E_EXISTS : FG_E_PLUGIN, "plugin %s failed to initialise: %s", path,
+  return fg_err_set(e, st == FG_E_EXISTS ? FG_E_EXISTS : FG_E_PLUGIN,
+                    "plugin %s failed to initialise: %s", path,
                     inner.msg[0] ? inner.msg : fg_status_str(st));
 }
 
@@ -165,7 +170,9 @@ fg_status fg_registry_lookup(const fg_bijector_type **out, const fg_registry *r,
     int d = distance(name ? name : "", r->items[i].type->name);
     if (d < best_d) best_d = d, best = r->items[i].type->name;
   }
-  if (best) return fg_err_set(e, FG_E_NOTFOUND, "unknown bijector type '%s' (did you mean '%s'?)", name, best);
+  if (best)
+    return fg_err_set(e, FG_E_NOTFOUND, "unknown bijector type '%s' (did you mean '%s'?)", name,
+                      best);
   return fg_err_set(e, FG_E_NOTFOUND, "unknown bijector type '%s' (%d types are registered)",
                     name ? name : "(null)", r ? r->n : 0);
 }

@@ -68,8 +68,8 @@ static size_t profile_by_shape(const fg_program *p, double total, char *buf, siz
       if (rows[r].ms > rows[best].ms) best = r;
     row t = rows[k];
     rows[k] = rows[best], rows[best] = t;
-    used += (size_t)snprintf(buf + used, cap - used, "%-100.100s %9.3f %6d %6.1f%%\n", rows[k].label,
-                             rows[k].ms / runs, rows[k].count,
+    used += (size_t)snprintf(buf + used, cap - used, "%-100.100s %9.3f %6d %6.1f%%\n",
+                             rows[k].label, rows[k].ms / runs, rows[k].count,
                              total > 0 ? 100 * rows[k].ms / total : 0);
   }
   free(rows);

@@ -46,12 +46,14 @@ static fg_status actnorm_run(fg_flow_ctx *c, fg_node in, bool inverse, fg_node *
   return fg_graph_status(g);
 }
 
-static fg_status actnorm_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status actnorm_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                                 fg_node *logdet) {
   (void)state;
   return actnorm_run(c, x, false, y, logdet);
 }
 
-static fg_status actnorm_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status actnorm_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                                 fg_node *logdet) {
   (void)state;
   return actnorm_run(c, y, true, x, logdet);
 }
@@ -81,7 +83,8 @@ static fg_status actnorm_data_init(void *state, fg_flow_ctx *c, fg_node x) {
 const fg_bijector_type fg_bijector_actnorm = {
     .abi_version = FG_BIJECTOR_ABI_VERSION,
     .name = "actnorm",
-    .doc = "per-channel scale and bias, y = (x + bias) exp(logs), with data-dependent initialisation",
+    .doc =
+        "per-channel scale and bias, y = (x + bias) exp(logs), with data-dependent initialisation",
     .create = (void (*)(void))actnorm_create,
     .forward = actnorm_forward,
     .inverse = actnorm_inverse,

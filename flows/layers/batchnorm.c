@@ -36,9 +36,11 @@ typedef struct bn_state {
 
 static fg_status bn_create(void **state, fg_err *e, double momentum, double eps) {
   if (!(momentum >= 0.0 && momentum <= 1.0))
-    return fg_err_set(e, FG_E_MISUSE, "batchnorm: argument 'momentum' must be in [0, 1], got %g", momentum);
+    return fg_err_set(e, FG_E_MISUSE, "batchnorm: argument 'momentum' must be in [0, 1], got %g",
+                      momentum);
   if (!(eps > 0.0 && isfinite(eps)))
-    return fg_err_set(e, FG_E_MISUSE, "batchnorm: argument 'eps' must be positive and finite, got %g", eps);
+    return fg_err_set(e, FG_E_MISUSE,
+                      "batchnorm: argument 'eps' must be positive and finite, got %g", eps);
   bn_state *s = malloc(sizeof *s);
   if (!s) return fg_err_set(e, FG_E_NOMEM, "batchnorm: out of memory");
   s->momentum = momentum, s->eps = eps;
@@ -84,7 +86,8 @@ static fg_status record_update(fg_flow_ctx *c, const char *name, double init, do
   fg_node p = fg_flow_param(c, name, fg_shape1(ch), (fg_init){FG_INIT_CONST, init, 0});
   fg_node old = fg__as_dtype(g, p, fg_node_dtype(g, x));
   fg_node fresh = fg_stop_gradient(g, batch_value);
-  fg_node next = fg_add(g, fg_mul_scalar(g, old, 1.0 - momentum), fg_mul_scalar(g, fresh, momentum));
+  fg_node next =
+      fg_add(g, fg_mul_scalar(g, old, 1.0 - momentum), fg_mul_scalar(g, fresh, momentum));
   return fg_flow_init_param(c, name, fg__as_dtype(g, next, fg_node_dtype(g, p)));
 }
 
@@ -97,7 +100,8 @@ static fg_status training_stats(bn_state *s, fg_flow_ctx *c, fg_node x, bn_stats
   if (fg__has_init_request(c, "running_mean")) return fg_graph_status(g);
   fg_status st = record_update(c, "running_mean", 0.0, s->momentum, out->mean, x);
   if (st == FG_OK)
-    st = record_update(c, "running_var", 1.0, s->momentum, unbiased(g, out->var, x, r ? r->size : 1), x);
+    st = record_update(c, "running_var", 1.0, s->momentum,
+                       unbiased(g, out->var, x, r ? r->size : 1), x);
   return st;
 }
 
@@ -163,11 +167,13 @@ static fg_status bn_data_init(void *state, fg_flow_ctx *c, fg_node x) {
   fg_status st = expect_channels(c, x);
   if (st != FG_OK) return st;
   int64_t ch = fg_node_shape(g, x).d[1];
-  fg_dtype pt = fg_node_dtype(g, fg_flow_param(c, "running_mean", fg_shape1(ch), (fg_init){FG_INIT_ZEROS, 0, 0}));
+  fg_dtype pt = fg_node_dtype(
+      g, fg_flow_param(c, "running_mean", fg_shape1(ch), (fg_init){FG_INIT_ZEROS, 0, 0}));
   fg_flow_param(c, "running_var", fg_shape1(ch), (fg_init){FG_INIT_CONST, 1.0, 0});
   bn_stats b = batch_stats(g, x);
   st = fg_flow_init_param(c, "running_mean", fg__as_dtype(g, b.mean, pt));
-  if (st == FG_OK) st = fg_flow_init_param(c, "running_var", fg__as_dtype(g, unbiased(g, b.var, x, 1), pt));
+  if (st == FG_OK)
+    st = fg_flow_init_param(c, "running_var", fg__as_dtype(g, unbiased(g, b.var, x, 1), pt));
   return st != FG_OK ? st : fg_graph_status(g);
 }
 
@@ -179,7 +185,8 @@ static const fg_arg_spec bn_args[] = {
 const fg_bijector_type fg_bijector_batchnorm = {
     .abi_version = FG_BIJECTOR_ABI_VERSION,
     .name = "batchnorm",
-    .doc = "batch-norm bijector (RealNVP): batch statistics in training, running averages otherwise",
+    .doc =
+        "batch-norm bijector (RealNVP): batch statistics in training, running averages otherwise",
     .n_args = 2,
     .args = bn_args,
     .create = (void (*)(void))bn_create,

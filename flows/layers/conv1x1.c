@@ -30,7 +30,8 @@ static fg_node logdet_of(fg_graph *g, fg_node w64, fg_node x, double sign) {
   return fg__per_sample(g, fg__as_dtype(g, ld, fg_node_dtype(g, x)), x);
 }
 
-static fg_status conv1x1_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status conv1x1_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                                 fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   int64_t channels;
@@ -42,7 +43,8 @@ static fg_status conv1x1_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node
   return fg_graph_status(g);
 }
 
-static fg_status conv1x1_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status conv1x1_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                                 fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   int64_t channels;

@@ -205,13 +205,15 @@ static fg_status lu_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, 
 }
 
 static const fg_arg_spec lu_args[] = {
-    {"seed", FG_ARG_INT, "0", "the initial rotation (and so P) is drawn from this seed and the layer's name"},
+    {"seed", FG_ARG_INT, "0",
+     "the initial rotation (and so P) is drawn from this seed and the layer's name"},
 };
 
 const fg_bijector_type fg_bijector_conv1x1_lu = {
     .abi_version = FG_BIJECTOR_ABI_VERSION,
     .name = "conv1x1_lu",
-    .doc = "Glow's LU-parameterised invertible 1x1 convolution: W = P L (U + diag(sign exp(log|s|)))",
+    .doc =
+        "Glow's LU-parameterised invertible 1x1 convolution: W = P L (U + diag(sign exp(log|s|)))",
     .n_args = 1,
     .args = lu_args,
     .create = (void (*)(void))lu_create,

@@ -72,7 +72,8 @@ const fg_bijector_type fg_bijector_exp = {
 
 /* ---- sigmoid ---- */
 
-static fg_status sigmoid_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status sigmoid_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                                 fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_batch(c, x);
@@ -83,7 +84,8 @@ static fg_status sigmoid_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node
   return fg_graph_status(g);
 }
 
-static fg_status sigmoid_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status sigmoid_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                                 fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_batch(c, y);
@@ -126,7 +128,8 @@ static fg_status affine_create(void **state, fg_err *e, double scale, double shi
   return FG_OK;
 }
 
-static fg_status affine_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status affine_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                                fg_node *logdet) {
   affine_state *s = state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_batch(c, x);
@@ -136,7 +139,8 @@ static fg_status affine_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node 
   return fg_graph_status(g);
 }
 
-static fg_status affine_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status affine_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                                fg_node *logdet) {
   affine_state *s = state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_batch(c, y);
@@ -184,7 +188,8 @@ static fg_node scale_logdet(fg_graph *g, fg_node s, fg_node x, double sign) {
   return fg__per_sample(g, sign > 0 ? total : fg_neg(g, total), x);
 }
 
-static fg_status scale_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status scale_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                               fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_batch(c, x);
@@ -195,7 +200,8 @@ static fg_status scale_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *
   return fg_graph_status(g);
 }
 
-static fg_status scale_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status scale_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                               fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_batch(c, y);

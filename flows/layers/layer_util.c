@@ -130,7 +130,8 @@ static fg_node global_channel_mean(fg_graph *g, fg_node x, const fg_reducer *r) 
   return fg_mul_scalar(g, fg_allreduce_sum(g, fg_sum(g, x, axes, false), r), 1.0 / count);
 }
 
-void fg__channel_moments_over(fg_graph *g, fg_node x, const fg_reducer *r, fg_node *mean, fg_node *var) {
+void fg__channel_moments_over(fg_graph *g, fg_node x, const fg_reducer *r, fg_node *mean,
+                              fg_node *var) {
   if (!r) {
     fg__channel_moments(g, x, mean, var);
     return;

@@ -53,7 +53,8 @@ void fg__channel_moments(fg_graph *g, fg_node x, fg_node *mean, fg_node *var);
 /* The same over the global batch of a data-parallel job whose processes r sums over, each
  * holding x's batch size of it (NULL r: fg__channel_moments): the sums of x and of the squared
  * deviations are exchanged, so every process gets the one-process statistics up to rounding. */
-void fg__channel_moments_over(fg_graph *g, fg_node x, const fg_reducer *r, fg_node *mean, fg_node *var);
+void fg__channel_moments_over(fg_graph *g, fg_node x, const fg_reducer *r, fg_node *mean,
+                              fg_node *var);
 /* sign·S·Σ v for [C] values v, repeated for every sample of x: [B].  The log-det of a map that
  * scales channel c by exp(v[c]) at every one of the S pixels. */
 fg_node fg__channel_logdet(fg_graph *g, fg_node v, fg_node x, double sign);
@@ -69,7 +70,8 @@ typedef struct fg__channel_affine {
 fg_node fg__channel_affine_apply(fg_graph *g, const fg__channel_affine *a, fg_node x, bool inverse,
                                  fg_node *logdet);
 /* The [n, n] permutation matrix of idx (n indices, as doubles): M[i][idx[i]] = 1, or with
- * by_column M[idx[i]][i] = 1 (its transpose).  idx must be a permutation (fg__check_permutation). */
+ * by_column M[idx[i]][i] = 1 (its transpose).  idx must be a permutation (fg__check_permutation).
+ */
 fg_node fg__permutation_matrix(fg_graph *g, const double *idx, int64_t n, bool by_column,
                                fg_dtype t);
 /* Buffer checks (fg_buffer_check): a vector holding a permutation of 0..n-1; values 1 or -1. */

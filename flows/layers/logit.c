@@ -41,7 +41,8 @@ static double event_size(fg_graph *g, fg_node x) {
   return (double)(fg_shape_count(&s) / (s.d[0] ? s.d[0] : 1));
 }
 
-static fg_status logit_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status logit_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                               fg_node *logdet) {
   logit_state *s = state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, x, 1, FG_MAX_DIMS, "[B, ...]");
@@ -53,12 +54,14 @@ static fg_status logit_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *
   return fg_graph_status(g);
 }
 
-static fg_status logit_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status logit_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                               fg_node *logdet) {
   logit_state *s = state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, y, 1, FG_MAX_DIMS, "[B, ...]");
   if (st != FG_OK) return st;
-  *x = fg_mul_scalar(g, fg_add_scalar(g, fg_sigmoid(g, y), -s->alpha), 1.0 / (1.0 - 2.0 * s->alpha));
+  *x =
+      fg_mul_scalar(g, fg_add_scalar(g, fg_sigmoid(g, y), -s->alpha), 1.0 / (1.0 - 2.0 * s->alpha));
   /* log u + log(1 - u) = logsigmoid(y) + logsigmoid(-y), stable for large |y| */
   fg_node both = fg_add(g, fg_logsigmoid(g, y), fg_logsigmoid(g, fg_neg(g, y)));
   double constant = -event_size(g, y) * log1p(-2.0 * s->alpha);
@@ -67,7 +70,8 @@ static fg_status logit_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *
 }
 
 static const fg_arg_spec logit_args[] = {
-    {"alpha", FG_ARG_DOUBLE, "0.05", "x in [0, 1] is mapped into [alpha, 1 - alpha] before the logit"},
+    {"alpha", FG_ARG_DOUBLE, "0.05",
+     "x in [0, 1] is mapped into [alpha, 1 - alpha] before the logit"},
 };
 
 const fg_bijector_type fg_bijector_logit = {

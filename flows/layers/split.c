@@ -43,7 +43,8 @@ static fg_status expect_splittable(fg_flow_ctx *c, fg_node x, bool full) {
   }
   if (full && (s.d[1] < 2 || s.d[1] % 2)) {
     char buf[128];
-    return fg__layer_fail(c, FG_E_SHAPE, "split needs an even channel count (it keeps half), got %s",
+    return fg__layer_fail(c, FG_E_SHAPE,
+                          "split needs an even channel count (it keeps half), got %s",
                           fg__batch_shape_str(&s, buf, sizeof buf));
   }
   return FG_OK;
@@ -81,8 +82,9 @@ static void prior_of(fg_flow_ctx *c, fg_node y, bool conditional, fg_node *mean,
     h = fg_add(g, h, fg_flow_context_linear(c, "prior.context", per_sample, y));
   }
   fg_node bias = fg__param_like(c, "prior.bias", fg_shape1(out), zeros, y);
-  fg_node gain = fg_exp(g, fg_mul_scalar(g, fg__param_like(c, "prior.logs", fg_shape1(out), zeros, y),
-                                         LOGSCALE_FACTOR));
+  fg_node gain = fg_exp(
+      g,
+      fg_mul_scalar(g, fg__param_like(c, "prior.logs", fg_shape1(out), zeros, y), LOGSCALE_FACTOR));
   h = fg_mul(g, fg_add(g, h, fg__per_channel(g, bias, h)), fg__per_channel(g, gain, h));
   *mean = every_other_channel(g, h, 0);
   *logs = every_other_channel(g, h, 1);
@@ -97,7 +99,8 @@ static fg_status cond_split_create(void **state, fg_err *e) {
   return FG_OK;
 }
 
-static fg_status split_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status split_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                               fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_splittable(c, x, true);
   if (st != FG_OK) return st;
@@ -130,7 +133,8 @@ static fg_node latent_for(fg_flow_ctx *c, fg_node y, fg_node mean, fg_node logs)
   return z;
 }
 
-static fg_status split_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status split_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                               fg_node *logdet) {
   fg_graph *g = fg_flow_graph(c);
   fg_status st = expect_splittable(c, y, false);
   if (st != FG_OK) return st;

@@ -11,7 +11,8 @@ static fg_status squeeze_create(void **state, fg_err *e) {
   return FG_OK;
 }
 
-static fg_status squeeze_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y, fg_node *logdet) {
+static fg_status squeeze_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node *y,
+                                 fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, x, 4, 4, "an image [B, C, H, W]");
@@ -27,7 +28,8 @@ static fg_status squeeze_forward(void *state, fg_flow_ctx *c, fg_node x, fg_node
   return fg_graph_status(g);
 }
 
-static fg_status squeeze_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x, fg_node *logdet) {
+static fg_status squeeze_inverse(void *state, fg_flow_ctx *c, fg_node y, fg_node *x,
+                                 fg_node *logdet) {
   (void)state;
   fg_graph *g = fg_flow_graph(c);
   fg_status st = fg__layer_expect_rank(c, y, 4, 4, "an image [B, C, H, W]");

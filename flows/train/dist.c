@@ -90,7 +90,8 @@ static fg_status sum_gathered(fg_dist *d, void *values, int64_t n, fg_dtype dtyp
   if (st == FG_OK) st = fg__dist_allgather(d->comm, values, bytes, d->scratch, e);
   if (st != FG_OK) return st;
   memcpy(values, d->scratch, bytes);
-  for (int r = 1; r < d->size; r++) add_into(values, (char *)d->scratch + bytes * (size_t)r, n, dtype);
+  for (int r = 1; r < d->size; r++)
+    add_into(values, (char *)d->scratch + bytes * (size_t)r, n, dtype);
   return FG_OK;
 }
 
@@ -131,9 +132,11 @@ static double now_s(void) {
 
 fg_status fg_dist_sum(fg_dist *d, void *values, int64_t n, fg_dtype dtype, fg_err *e) {
   if (!job(d) || n <= 0) return FG_OK;
-  if (dtype != FG_F32 && dtype != FG_F64) return fg_err_set(e, FG_E_DTYPE, "dist: sums float32 or float64");
+  if (dtype != FG_F32 && dtype != FG_F64)
+    return fg_err_set(e, FG_E_DTYPE, "dist: sums float32 or float64");
   double t0 = now_s();
-  fg_status st = n < FG_DIST_RING_MIN ? sum_gathered(d, values, n, dtype, e) : sum_ring(d, values, n, dtype, e);
+  fg_status st = n < FG_DIST_RING_MIN ? sum_gathered(d, values, n, dtype, e)
+                                      : sum_ring(d, values, n, dtype, e);
   d->stats.sum_seconds += now_s() - t0;
   d->stats.sum_calls++;
   d->stats.sum_values += n;
@@ -177,7 +180,8 @@ fg_status fg_dist_agree(fg_dist *d, fg_status mine, fg_err *e) {
   for (int r = 0; r < d->size; r++) {
     fg_status theirs = (fg_status)((int32_t *)d->scratch)[r];
     if (theirs != FG_OK)
-      return fg_err_set(e, theirs, "rank %d failed: %s; its own message says why", r, fg_status_str(theirs));
+      return fg_err_set(e, theirs, "rank %d failed: %s; its own message says why", r,
+                        fg_status_str(theirs));
   }
   return FG_OK;
 }

@@ -84,7 +84,8 @@ fg_status fg__dist_sendrecv(fg__dist_comm *comm, int to, const void *send, size_
     MPI_Request req[2];
     int k = 0, rc = MPI_SUCCESS;
     if (at < recv_bytes)
-      rc = MPI_Irecv((char *)recv + at, piece(recv_bytes, at), MPI_BYTE, from, 0, comm->comm, &req[k++]);
+      rc = MPI_Irecv((char *)recv + at, piece(recv_bytes, at), MPI_BYTE, from, 0, comm->comm,
+                     &req[k++]);
     if (rc == MPI_SUCCESS && at < send_bytes)
       rc = MPI_Isend((const char *)send + at, piece(send_bytes, at), MPI_BYTE, to, 0, comm->comm,
                      &req[k++]);
@@ -96,7 +97,8 @@ fg_status fg__dist_sendrecv(fg__dist_comm *comm, int to, const void *send, size_
 
 fg_status fg__dist_allgather(fg__dist_comm *comm, const void *mine, size_t bytes, void *all,
                              fg_err *e) {
-  if (bytes > INT_MAX) return fg_err_set(e, FG_E_OVERFLOW, "MPI: gather of %zu bytes per rank", bytes);
+  if (bytes > INT_MAX)
+    return fg_err_set(e, FG_E_OVERFLOW, "MPI: gather of %zu bytes per rank", bytes);
   int rc = MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, comm->comm);
   return rc == MPI_SUCCESS ? FG_OK : mpi_fail(rc, "MPI_Allgather", e);
 }

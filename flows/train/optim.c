@@ -85,7 +85,8 @@ static fg_status check_config(const fg_optim_config *c, fg_err *e) {
   if (!(c->lr >= 0) || !isfinite(c->lr))
     return fg_err_set(e, FG_E_MISUSE, "optimiser: lr must be finite and >= 0 (got %g)", c->lr);
   if (!(c->momentum >= 0 && c->momentum < 1))
-    return fg_err_set(e, FG_E_MISUSE, "optimiser: momentum must be in [0, 1) (got %g)", c->momentum);
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: momentum must be in [0, 1) (got %g)",
+                      c->momentum);
   if (c->kind != FG_OPTIM_SGD) {
     if (!(c->beta1 >= 0 && c->beta1 < 1))
       return fg_err_set(e, FG_E_MISUSE, "optimiser: beta1 must be in [0, 1) (got %g)", c->beta1);
@@ -95,7 +96,8 @@ static fg_status check_config(const fg_optim_config *c, fg_err *e) {
       return fg_err_set(e, FG_E_MISUSE, "optimiser: eps must be > 0 (got %g)", c->eps);
   }
   if (!(c->weight_decay >= 0))
-    return fg_err_set(e, FG_E_MISUSE, "optimiser: weight_decay must be >= 0 (got %g)", c->weight_decay);
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: weight_decay must be >= 0 (got %g)",
+                      c->weight_decay);
   if (!(c->clip_norm >= 0))
     return fg_err_set(e, FG_E_MISUSE, "optimiser: clip_norm must be >= 0 (got %g)", c->clip_norm);
   if (c->warmup_steps < 0)
@@ -107,7 +109,8 @@ static fg_status check_config(const fg_optim_config *c, fg_err *e) {
 static fg_status check_param(int i, const fg_tensor *p, fg_err *e) {
   if (!p) return fg_err_set(e, FG_E_MISUSE, "optimiser: parameter %d is NULL", i);
   if (!fg_tensor_is_contiguous(p))
-    return fg_err_set(e, FG_E_MISUSE, "optimiser: parameter %d is not contiguous (updates are in place)", i);
+    return fg_err_set(e, FG_E_MISUSE,
+                      "optimiser: parameter %d is not contiguous (updates are in place)", i);
   return FG_OK;
 }
 
@@ -122,7 +125,8 @@ void fg_optim_free(fg_optim *o) {
 fg_status fg_optim_new(fg_optim **out, const fg_optim_config *cfg, int n, fg_tensor *const *params,
                        fg_err *e) {
   *out = NULL;
-  fg_status st = cfg ? check_config(cfg, e) : fg_err_set(e, FG_E_MISUSE, "optimiser: no configuration");
+  fg_status st =
+      cfg ? check_config(cfg, e) : fg_err_set(e, FG_E_MISUSE, "optimiser: no configuration");
   if (st != FG_OK) return st;
   if (n < 0) return fg_err_set(e, FG_E_MISUSE, "optimiser: negative parameter count %d", n);
   fg_optim *o = calloc(1, sizeof *o);
@@ -174,7 +178,8 @@ double fg_grad_global_norm(int n, const fg_tensor *const *grads) {
   for (int i = 0; i < n; i++) {
     const fg_tensor *g = grads[i];
     for (int64_t j = 0; j < fg_tensor_numel(g); j++) {
-      double v = fg_tensor_is_contiguous(g) ? load(fg_tensor_data(g), g->dtype, j) : fg_tensor_get(g, j);
+      double v =
+          fg_tensor_is_contiguous(g) ? load(fg_tensor_data(g), g->dtype, j) : fg_tensor_get(g, j);
       sum += v * v;
     }
   }
@@ -237,15 +242,16 @@ static void update_param(const fg_optim_config *c, param_state *s, const fg_tens
 }
 
 /* Gradients that are not contiguous are copied once, so the update loop reads flat arrays. */
-static fg_status contiguous_grads(const fg_optim *o, const fg_tensor *const *grads, const fg_tensor **flat,
-                                  fg_tensor **owned, fg_err *e) {
+static fg_status contiguous_grads(const fg_optim *o, const fg_tensor *const *grads,
+                                  const fg_tensor **flat, fg_tensor **owned, fg_err *e) {
   for (int i = 0; i < o->n; i++) {
     const fg_tensor *g = grads[i];
     if (!g) return fg_err_set(e, FG_E_MISUSE, "optimiser: gradient %d is NULL", i);
     if (!fg_shape_equal(&g->shape, &o->ps[i].p->shape)) {
       char a[96], b[96];
       return fg_err_set(e, FG_E_SHAPE, "optimiser: gradient %d has shape %s, its parameter %s", i,
-                        fg_shape_str(&g->shape, a, sizeof a), fg_shape_str(&o->ps[i].p->shape, b, sizeof b));
+                        fg_shape_str(&g->shape, a, sizeof a),
+                        fg_shape_str(&o->ps[i].p->shape, b, sizeof b));
     }
     flat[i] = g;
     if (!fg_tensor_is_contiguous(g)) {
@@ -257,7 +263,8 @@ static fg_status contiguous_grads(const fg_optim *o, const fg_tensor *const *gra
   return FG_OK;
 }
 
-static fg_status apply(fg_optim *o, const fg_tensor *const *grads, fg_optim_step_info *info, fg_err *e) {
+static fg_status apply(fg_optim *o, const fg_tensor *const *grads, fg_optim_step_info *info,
+                       fg_err *e) {
   double norm = fg_grad_global_norm(o->n, grads);
   info->grad_norm = norm;
   info->step = o->step;
@@ -296,9 +303,11 @@ const fg_optim_config *fg_optim_get_config(const fg_optim *o) { return &o->cfg; 
 void fg_optim_set_lr(fg_optim *o, double lr) { o->cfg.lr = lr; }
 
 fg_status fg_optim_set_weight_decay(fg_optim *o, int i, double weight_decay, fg_err *e) {
-  if (i < 0 || i >= o->n) return fg_err_set(e, FG_E_MISUSE, "optimiser: no parameter %d (has %d)", i, o->n);
+  if (i < 0 || i >= o->n)
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: no parameter %d (has %d)", i, o->n);
   if (!(weight_decay >= 0))
-    return fg_err_set(e, FG_E_MISUSE, "optimiser: weight_decay must be >= 0 (got %g)", weight_decay);
+    return fg_err_set(e, FG_E_MISUSE, "optimiser: weight_decay must be >= 0 (got %g)",
+                      weight_decay);
   o->ps[i].weight_decay = weight_decay;
   return FG_OK;
 }

@@ -25,7 +25,9 @@ const char *fg_recompute_block_name(const fg_recompute *r, int i) {
 fg_block_mode fg_recompute_block_mode(const fg_recompute *r, int i) {
   return valid(r, i) ? r->mode[i] : FG_BLOCK_STORED_NO_INVERSE;
 }
-double fg_recompute_block_error(const fg_recompute *r, int i) { return valid(r, i) ? r->err[i] : NAN; }
+double fg_recompute_block_error(const fg_recompute *r, int i) {
+  return valid(r, i) ? r->err[i] : NAN;
+}
 
 int fg_recompute_num_recomputed(const fg_recompute *r) {
   int n = 0;
@@ -51,7 +53,8 @@ fg_flow_ctx *fg__recompute_ctx(const fg_recompute *r, fg_graph *g) {
   o.replicas = fg_flow_get_replicas(r->f); /* the loss graph runs on this process's part */
   fg_flow_ctx *c = NULL;
   fg_err e;
-  if (fg_flow_ctx_new(&c, g, fg_flow_params(r->f), &o, &e) != FG_OK) fg_graph_fail(g, e.status, "recompute: %s", e.msg);
+  if (fg_flow_ctx_new(&c, g, fg_flow_params(r->f), &o, &e) != FG_OK)
+    fg_graph_fail(g, e.status, "recompute: %s", e.msg);
   return c;
 }
 
@@ -113,7 +116,9 @@ static fg_status assign_modes(fg_recompute *r, fg_err *e) {
   for (int i = 0; st == FG_OK && i < r->n; i++) {
     r->err[i] = NAN;
     if (i == 0) r->mode[i] = FG_BLOCK_STORED_FIRST;
-    else r->mode[i] = invertible_in_training(r, r->blocks[i], in[i]) ? FG_BLOCK_RECOMPUTED : FG_BLOCK_STORED_NO_INVERSE;
+    else
+      r->mode[i] = invertible_in_training(r, r->blocks[i], in[i]) ? FG_BLOCK_RECOMPUTED
+                                                                  : FG_BLOCK_STORED_NO_INVERSE;
   }
   free(in);
   return st;

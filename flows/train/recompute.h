@@ -80,12 +80,12 @@ const char *fg_block_mode_str(fg_block_mode m);
 /* The training loss (mean -log p(x) over the batch, as fg_flow_nll_loss in training mode) and
  * the gradient of every parameter, in store order (grads has fg_flow_num_params entries, as
  * fg_flow_param_grads), built block by block as above.  updates as fg_flow_nll_loss's. */
-fg_status fg_recompute_loss_grads(fg_recompute *r, fg_graph *g, fg_node x, fg_node *loss, fg_node *grads,
-                                  fg_flow_updates **updates);
+fg_status fg_recompute_loss_grads(fg_recompute *r, fg_graph *g, fg_node x, fg_node *loss,
+                                  fg_node *grads, fg_flow_updates **updates);
 
 /* The round-trip check on the batch x ([B, event...], the model's input: dequantised data),
  * programs sharing `pool` (NULL: each its own).  *n_fell: blocks that fell back now. */
-fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg_pool *pool, int *n_fell,
-                             fg_err *e);
+fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg_pool *pool,
+                             int *n_fell, fg_err *e);
 
 #endif

@@ -10,7 +10,8 @@
 
 /* The check's outputs for block i: y = forward(h), and for a recomputed block max|inverse(y) - h|
  * and max|h| (outs[1], outs[2]).  Returns how many outputs there are (0 on a graph error). */
-static int build_block(const fg_recompute *r, int i, fg_graph *g, fg_flow_ctx *c, fg_shape hs, fg_node *outs) {
+static int build_block(const fg_recompute *r, int i, fg_graph *g, fg_flow_ctx *c, fg_shape hs,
+                       fg_node *outs) {
   fg_node h = fg_input(g, "h", fg_flow_get_config(r->f)->dtype, hs), ld, back, ld_back;
   fg_bijector_forward(r->blocks[i], c, h, &outs[0], &ld);
   if (r->mode[i] != FG_BLOCK_RECOMPUTED) return fg_graph_status(g) == FG_OK ? 1 : 0;
@@ -22,8 +23,8 @@ static int build_block(const fg_recompute *r, int i, fg_graph *g, fg_flow_ctx *c
 
 /* Runs block i on h: *y its output (a new tensor), *err the relative round-trip error (NaN for
  * a stored block). */
-static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_pool *pool, fg_tensor **y,
-                           double *err, fg_err *e) {
+static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_pool *pool,
+                           fg_tensor **y, double *err, fg_err *e) {
   *y = NULL, *err = NAN;
   fg_graph *g;
   fg_flow_ctx *c;
@@ -38,19 +39,21 @@ static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_
               : fg_program_new_opts(&p, g, n, outs, &po, e);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(r->f), p, e);
   if (st == FG_OK && (fg_program_bind(p, "h", h, e) != FG_OK || fg_program_run(p, e) != FG_OK)) {
-    st = fg_err_prefix(e, FG_E_NUMERIC, "round-trip check of block %s", fg_recompute_block_name(r, i));
+    st = fg_err_prefix(e, FG_E_NUMERIC, "round-trip check of block %s",
+                       fg_recompute_block_name(r, i));
   }
   if (st == FG_OK) st = fg_tensor_copy(y, fg_program_output(p, 0), h->dtype, e);
   if (st == FG_OK && n == 3)
-    *err = fg_tensor_get(fg_program_output(p, 1), 0) / (fg_tensor_get(fg_program_output(p, 2), 0) + 1e-12);
+    *err = fg_tensor_get(fg_program_output(p, 1), 0) /
+           (fg_tensor_get(fg_program_output(p, 2), 0) + 1e-12);
   fg_program_free(p);
   fg_flow_ctx_free(c);
   fg_graph_free(g);
   return st;
 }
 
-fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg_pool *pool, int *n_fell,
-                             fg_err *e) {
+fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg_pool *pool,
+                             int *n_fell, fg_err *e) {
   *n_fell = 0;
   if (fg_recompute_num_recomputed(r) == 0) return FG_OK;
   fg_tensor *h = NULL;

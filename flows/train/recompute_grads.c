@@ -43,9 +43,10 @@ static fg_status check_x(builder *bd, fg_node x) {
   for (int i = 0; ok && i < cfg->event.ndim; i++) ok = xs.d[i + 1] == cfg->event.d[i];
   if (fg_graph_status(bd->g) != FG_OK || ok) return fg_graph_status(bd->g);
   char a[128], b[128];
-  fg_graph_fail(bd->g, FG_E_SHAPE, "recompute: x is %s %s; the flow's events are %s %s (batch axis first)",
-                fg_dtype_name(fg_node_dtype(bd->g, x)), fg_shape_str(&xs, a, sizeof a), fg_dtype_name(cfg->dtype),
-                fg_shape_str(&cfg->event, b, sizeof b));
+  fg_graph_fail(bd->g, FG_E_SHAPE,
+                "recompute: x is %s %s; the flow's events are %s %s (batch axis first)",
+                fg_dtype_name(fg_node_dtype(bd->g, x)), fg_shape_str(&xs, a, sizeof a),
+                fg_dtype_name(cfg->dtype), fg_shape_str(&cfg->event, b, sizeof b));
   return FG_E_SHAPE;
 }
 
@@ -116,8 +117,8 @@ static fg_node seed_like(fg_graph *g, fg_node grad, fg_node like) {
 
 /* Seeds (y, ld) with (gy, gld) and adds the gradients of the parameters nodes [first, end)
  * read; *g_in is the gradient at `in` (skipped when in is FG_NONE). */
-static fg_status block_vjp(builder *bd, fg_node y, fg_node ld, fg_node first, fg_node end, fg_node in, fg_node gy,
-                           fg_node gld, fg_node *g_in) {
+static fg_status block_vjp(builder *bd, fg_node y, fg_node ld, fg_node first, fg_node end,
+                           fg_node in, fg_node gy, fg_node gld, fg_node *g_in) {
   int cap = bd->n_params + 1, *idx = malloc(sizeof *idx * (size_t)cap);
   fg_node *wrt = malloc(sizeof *wrt * (size_t)cap), *res = malloc(sizeof *res * (size_t)cap);
   fg_status st = idx && wrt && res ? FG_OK : fail(bd, FG_E_NOMEM, "out of memory");
@@ -139,7 +140,8 @@ static fg_status block_vjp(builder *bd, fg_node y, fg_node ld, fg_node first, fg
 static fg_status drop_latents(builder *bd, int keep, int block) {
   if (fg_flow_num_latents(bd->c) < keep) {
     char what[300];
-    snprintf(what, sizeof what, "block %s: its inverse took more factored-out parts than its forward pushed",
+    snprintf(what, sizeof what,
+             "block %s: its inverse took more factored-out parts than its forward pushed",
              fg_recompute_block_name(bd->r, block));
     return fail(bd, FG_E_MISUSE, what);
   }
@@ -149,8 +151,8 @@ static fg_status drop_latents(builder *bd, int keep, int block) {
 
 /* Block i from its output: x' = stop_gradient(inverse(after(rec, gy))), forward again on x',
  * VJP there.  *rec_in is x'. */
-static fg_status backward_recomputed(builder *bd, int i, fg_node rec, fg_node gy, fg_node gld, fg_node *rec_in,
-                                     fg_node *g_in) {
+static fg_status backward_recomputed(builder *bd, int i, fg_node rec, fg_node gy, fg_node gld,
+                                     fg_node *rec_in, fg_node *g_in) {
   fg_bijector *blk = bd->r->blocks[i];
   fg_node back, ld_back, y, ld;
   /* the reconstruction waits for gy: one block's recomputation live at a time (recompute.h) */
@@ -165,7 +167,8 @@ static fg_status backward_recomputed(builder *bd, int i, fg_node rec, fg_node gy
 }
 
 /* Block i through the nodes its forward pass kept. */
-static fg_status backward_stored(builder *bd, int i, fg_node gy, fg_node gld, fg_node *rec_in, fg_node *g_in) {
+static fg_status backward_stored(builder *bd, int i, fg_node gy, fg_node gld, fg_node *rec_in,
+                                 fg_node *g_in) {
   const block_fwd *b = &bd->b[i];
   if (drop_latents(bd, b->latents, i) != FG_OK) return fg_graph_status(bd->g);
   *rec_in = b->in;
@@ -176,8 +179,9 @@ static fg_status backward_blocks(builder *bd, fg_node top, fg_node g_top, fg_nod
   fg_node rec = top, gy = g_top;
   for (int i = bd->r->n - 1; i >= 0 && fg_graph_status(bd->g) == FG_OK; i--) {
     fg_node rec_in = FG_POISON, g_in = FG_POISON;
-    fg_status st = bd->r->mode[i] == FG_BLOCK_RECOMPUTED ? backward_recomputed(bd, i, rec, gy, g_total, &rec_in, &g_in)
-                                                          : backward_stored(bd, i, gy, g_total, &rec_in, &g_in);
+    fg_status st = bd->r->mode[i] == FG_BLOCK_RECOMPUTED
+                       ? backward_recomputed(bd, i, rec, gy, g_total, &rec_in, &g_in)
+                       : backward_stored(bd, i, gy, g_total, &rec_in, &g_in);
     if (st != FG_OK) return st;
     rec = rec_in, gy = g_in;
   }
@@ -188,7 +192,8 @@ static fg_status backward_blocks(builder *bd, fg_node top, fg_node g_top, fg_nod
 
 /* loss = -mean(log p_base(top) + total), on stop_gradient copies of top and total so that their
  * gradients (*g_top, *g_total) are the loss's alone; the prior's parameters get theirs here. */
-static fg_status head(builder *bd, fg_node top, fg_node total, fg_node *loss, fg_node *g_top, fg_node *g_total) {
+static fg_status head(builder *bd, fg_node top, fg_node total, fg_node *loss, fg_node *g_top,
+                      fg_node *g_total) {
   fg_node ts = fg_stop_gradient(bd->g, top), ls = fg_stop_gradient(bd->g, total), base;
   fg_node first = fg_graph_node_count(bd->g);
   if (fg_flow_base_log_prob(bd->r->f, bd->g, ts, &base) != FG_OK) return fg_graph_status(bd->g);
@@ -196,7 +201,8 @@ static fg_status head(builder *bd, fg_node top, fg_node total, fg_node *loss, fg
   fg_node end = fg_graph_node_count(bd->g);
   fg_status st = map_params(bd);
   int *idx = malloc(sizeof *idx * (size_t)(bd->n_params + 1));
-  fg_node *wrt = malloc(sizeof *wrt * (size_t)(bd->n_params + 2)), *res = malloc(sizeof *res * (size_t)(bd->n_params + 2));
+  fg_node *wrt = malloc(sizeof *wrt * (size_t)(bd->n_params + 2)),
+          *res = malloc(sizeof *res * (size_t)(bd->n_params + 2));
   if (st == FG_OK && (!idx || !wrt || !res)) st = fail(bd, FG_E_NOMEM, "out of memory");
   if (st == FG_OK) {
     wrt[0] = ts, wrt[1] = ls;
@@ -219,9 +225,11 @@ static fg_status finish_grads(builder *bd, fg_node *out) {
   return fg_graph_status(bd->g);
 }
 
-static fg_status build(builder *bd, fg_node x, fg_node *loss, fg_node *grads, fg_flow_updates **updates) {
+static fg_status build(builder *bd, fg_node x, fg_node *loss, fg_node *grads,
+                       fg_flow_updates **updates) {
   fg_node top = FG_POISON, total = FG_POISON, g_top = FG_POISON, g_total = FG_POISON;
-  if (check_x(bd, x) != FG_OK || forward_blocks(bd, x, &top, &total) != FG_OK) return fg_graph_status(bd->g);
+  if (check_x(bd, x) != FG_OK || forward_blocks(bd, x, &top, &total) != FG_OK)
+    return fg_graph_status(bd->g);
   if (updates) {
     bool nomem;
     *updates = fg_flow_updates_from_ctx(bd->c, &nomem);
@@ -233,8 +241,8 @@ static fg_status build(builder *bd, fg_node x, fg_node *loss, fg_node *grads, fg
   return st;
 }
 
-fg_status fg_recompute_loss_grads(fg_recompute *r, fg_graph *g, fg_node x, fg_node *loss, fg_node *grads,
-                                  fg_flow_updates **updates) {
+fg_status fg_recompute_loss_grads(fg_recompute *r, fg_graph *g, fg_node x, fg_node *loss,
+                                  fg_node *grads, fg_flow_updates **updates) {
   *loss = FG_POISON;
   if (updates) *updates = NULL;
   if (fg_graph_status(g) != FG_OK) return fg_graph_status(g);
@@ -243,7 +251,8 @@ fg_status fg_recompute_loss_grads(fg_recompute *r, fg_graph *g, fg_node x, fg_no
   bd.grads = malloc(sizeof *bd.grads * ((size_t)bd.n_params + 1));
   bd.seen = calloc((size_t)bd.n_params + 1, sizeof *bd.seen);
   bd.c = fg__recompute_ctx(r, g);
-  fg_status st = bd.b && bd.grads && bd.seen && bd.c ? FG_OK : fail(&bd, FG_E_NOMEM, "out of memory");
+  fg_status st =
+      bd.b && bd.grads && bd.seen && bd.c ? FG_OK : fail(&bd, FG_E_NOMEM, "out of memory");
   for (int k = 0; st == FG_OK && k < bd.n_params; k++) bd.grads[k] = FG_NONE;
   if (st == FG_OK) st = build(&bd, x, loss, grads, updates);
   if (st != FG_OK) {

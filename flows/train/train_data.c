@@ -6,9 +6,11 @@
 #include <string.h>
 
 static fg_status check_value(double v, bool discrete, const char *what, int64_t i, fg_err *e) {
-  if (!isfinite(v)) return fg_err_set(e, FG_E_FORMAT, "%s data element %lld is not finite", what, (long long)i);
+  if (!isfinite(v))
+    return fg_err_set(e, FG_E_FORMAT, "%s data element %lld is not finite", what, (long long)i);
   if (discrete && (v < 0 || v > 255))
-    return fg_err_set(e, FG_E_FORMAT, "%s image data element %lld is %g, outside 0..255", what, (long long)i, v);
+    return fg_err_set(e, FG_E_FORMAT, "%s image data element %lld is %g, outside 0..255", what,
+                      (long long)i, v);
   return FG_OK;
 }
 
@@ -41,7 +43,8 @@ fg_status fg_train_data_init(fg_train_data *d, const fg_tensor *src, const fg_te
   d->n = src->shape.d[0];
   d->row = d->n ? total / d->n : 0;
   fg_status st = classes > 0 ? keep_labels(d, labels, classes, what, e) : FG_OK;
-  for (int64_t i = 0; st == FG_OK && i < total; i++) st = check_value(fg_tensor_get(src, i), discrete, what, i, e);
+  for (int64_t i = 0; st == FG_OK && i < total; i++)
+    st = check_value(fg_tensor_get(src, i), discrete, what, i, e);
   if (st != FG_OK) return st;
   if (!discrete) return fg_tensor_copy(&d->values, src, dtype, e);
   d->levels = malloc(total > 0 ? (size_t)total : 1);
@@ -80,6 +83,7 @@ void fg_train_data_rows(const fg_train_data *d, const int64_t *rows, int64_t fir
     if (d->levels) level_row(d->levels + r * d->row, d->row, dst, i * d->row);
     else
       memcpy((char *)fg_tensor_data(dst) + (size_t)(i * d->row) * es,
-             (const char *)fg_tensor_data(d->values) + (size_t)(r * d->row) * es, (size_t)d->row * es);
+             (const char *)fg_tensor_data(d->values) + (size_t)(r * d->row) * es,
+             (size_t)d->row * es);
   }
 }

@@ -15,8 +15,13 @@
 enum { EVAL_RNG_OFFSET = 1u << 30 }; /* evaluation noise: far from any training step's */
 
 fg_train_settings fg_train_defaults(void) {
-  fg_train_settings t = {.batch = 64, .lr = 1e-3, .n_bits = 8, .max_nonfinite = 10, .temperature = 0.7,
-                         .recompute_tol = 1e-4, .gamma = 0.1};
+  fg_train_settings t = {.batch = 64,
+                         .lr = 1e-3,
+                         .n_bits = 8,
+                         .max_nonfinite = 10,
+                         .temperature = 0.7,
+                         .recompute_tol = 1e-4,
+                         .gamma = 0.1};
   snprintf(t.optimizer, sizeof t.optimizer, "adam");
   snprintf(t.schedule, sizeof t.schedule, "constant");
   return t;
@@ -24,7 +29,9 @@ fg_train_settings fg_train_defaults(void) {
 
 const char *fg_trainer_unit(const fg_trainer *t) { return t->discrete ? "bits/dim" : "nats"; }
 int64_t fg_trainer_step_count(const fg_trainer *t) { return t->step; }
-int64_t fg_trainer_data_rows(const fg_trainer *t, bool test) { return test ? t->n_test : t->n_train; }
+int64_t fg_trainer_data_rows(const fg_trainer *t, bool test) {
+  return test ? t->n_test : t->n_train;
+}
 int64_t fg_trainer_batch(const fg_trainer *t) { return t->batch; }
 
 static fg_shape batch_shape(const fg_flow *f, int64_t b) {
@@ -40,12 +47,14 @@ static fg_shape batch_shape(const fg_flow *f, int64_t b) {
 static fg_status prepare_data(fg_trainer *t, const fg_tensor *src, const fg_tensor *labels,
                               fg_train_data *dst, const char *what, fg_err *e) {
   fg_shape ev = fg_flow_get_config(t->f)->event;
-  if (src->shape.ndim != ev.ndim + 1) return fg_err_set(e, FG_E_SHAPE, "%s data must be [N, event...]", what);
+  if (src->shape.ndim != ev.ndim + 1)
+    return fg_err_set(e, FG_E_SHAPE, "%s data must be [N, event...]", what);
   for (int i = 0; i < ev.ndim; i++)
     if (src->shape.d[i + 1] != ev.d[i]) {
       char a[128], b[128];
-      return fg_err_set(e, FG_E_SHAPE, "%s data has samples of shape %s but the flow's event is %s", what,
-                        fg_shape_str(&src->shape, a, sizeof a), fg_shape_str(&ev, b, sizeof b));
+      return fg_err_set(e, FG_E_SHAPE, "%s data has samples of shape %s but the flow's event is %s",
+                        what, fg_shape_str(&src->shape, a, sizeof a),
+                        fg_shape_str(&ev, b, sizeof b));
     }
   return fg_train_data_init(dst, src, labels, t->classes, t->discrete, t->s.n_bits,
                             fg_flow_get_config(t->f)->dtype, what, e);
@@ -122,7 +131,8 @@ static fg_status build_training(fg_trainer *t, fg_err *e) {
   fg_node *all = st == FG_OK ? realloc(outs, sizeof *outs * (size_t)n_out) : outs;
   if (all) outs = all;
   else st = FG_E_NOMEM;
-  for (int i = 0; st == FG_OK && i < n_up; i++) outs[1 + t->n_params + i] = fg_flow_updates_node(t->updates, i);
+  for (int i = 0; st == FG_OK && i < n_up; i++)
+    outs[1 + t->n_params + i] = fg_flow_updates_node(t->updates, i);
   if (st != FG_OK) {
     free(outs);
     return fg_err_set(e, st, "building the training graph: %s",
@@ -172,18 +182,23 @@ static fg_status make_optimiser(fg_trainer *t, fg_err *e) {
 static fg_status check_settings(const fg_flow *f, const fg_train_settings *s,
                                 const fg_trainer_data *d, fg_err *e) {
   if (s->batch < 1) return fg_err_set(e, FG_E_MISUSE, "batch must be >= 1");
-  if (s->n_bits < 1 || s->n_bits > 8) return fg_err_set(e, FG_E_MISUSE, "n_bits must be 1..8, got %lld", (long long)s->n_bits);
-  if (!d || !d->train || d->train->shape.ndim < 1) return fg_err_set(e, FG_E_MISUSE, "no training data");
+  if (s->n_bits < 1 || s->n_bits > 8)
+    return fg_err_set(e, FG_E_MISUSE, "n_bits must be 1..8, got %lld", (long long)s->n_bits);
+  if (!d || !d->train || d->train->shape.ndim < 1)
+    return fg_err_set(e, FG_E_MISUSE, "no training data");
   if (d->train->shape.d[0] < s->batch)
-    return fg_err_set(e, FG_E_MISUSE, "the training set has %lld samples, fewer than one batch of %lld",
+    return fg_err_set(e, FG_E_MISUSE,
+                      "the training set has %lld samples, fewer than one batch of %lld",
                       (long long)d->train->shape.d[0], (long long)s->batch);
-  if (s->ema < 0 || s->ema >= 1) return fg_err_set(e, FG_E_MISUSE, "ema must be in [0, 1), got %g", s->ema);
+  if (s->ema < 0 || s->ema >= 1)
+    return fg_err_set(e, FG_E_MISUSE, "ema must be in [0, 1), got %g", s->ema);
   if (isnan(s->recompute_tol)) return fg_err_set(e, FG_E_MISUSE, "recompute_tol must be a number");
   if (s->recompute && fg_flow_context_size(f) > 0)
     return fg_err_set(e, FG_E_MISUSE,
                       "recompute mode does not take a conditional flow's context yet");
   if (s->recompute_check < 0)
-    return fg_err_set(e, FG_E_MISUSE, "recompute_check must be >= 0, got %lld", (long long)s->recompute_check);
+    return fg_err_set(e, FG_E_MISUSE, "recompute_check must be >= 0, got %lld",
+                      (long long)s->recompute_check);
   return FG_OK;
 }
 
@@ -215,7 +230,10 @@ fg_status fg_trainer_new_dist(fg_trainer **out, fg_flow *f, const fg_train_setti
     t->perm = malloc(sizeof *t->perm * (size_t)t->n_train);
     if (!t->perm) st = fg_err_set(e, FG_E_NOMEM, "out of memory");
   }
-  if (st == FG_OK) st = fg_pool_new(&t->pool, n_threads > 0 ? n_threads : (getenv("FG_THREADS") ? atoi(getenv("FG_THREADS")) : 0), e);
+  if (st == FG_OK)
+    st = fg_pool_new(
+        &t->pool,
+        n_threads > 0 ? n_threads : (getenv("FG_THREADS") ? atoi(getenv("FG_THREADS")) : 0), e);
   fg_shape bs = batch_shape(f, t->shard);
   if (st == FG_OK) st = fg_tensor_new(&t->x, fg_flow_get_config(f)->dtype, &bs, e);
   if (st == FG_OK && t->discrete) st = fg_tensor_new(&t->u, fg_flow_get_config(f)->dtype, &bs, e);
@@ -259,7 +277,9 @@ void fg_trainer_free(fg_trainer *t) {
 static void shuffle_epoch(fg_trainer *t, int64_t epoch) {
   for (int64_t i = 0; i < t->n_train; i++) t->perm[i] = i;
   for (int64_t i = t->n_train - 1; i > 0; i--) { /* Fisher-Yates from (seed, epoch) */
-    int64_t j = (int64_t)(fg_rng_bits((uint64_t)t->s.seed ^ 0x5eedull, (uint64_t)epoch * 0x100000000ull + (uint64_t)i) % (uint64_t)(i + 1));
+    int64_t j = (int64_t)(fg_rng_bits((uint64_t)t->s.seed ^ 0x5eedull,
+                                      (uint64_t)epoch * 0x100000000ull + (uint64_t)i) %
+                          (uint64_t)(i + 1));
     int64_t tmp = t->perm[i];
     t->perm[i] = t->perm[j], t->perm[j] = tmp;
   }
@@ -365,7 +385,9 @@ static fg_status model_batch(fg_trainer *t, fg_tensor **y, fg_tensor **context, 
                        context ? *context : NULL);
   if (st == FG_OK && t->discrete)
     for (int64_t i = 0; i < fg_tensor_numel(*y); i++)
-      fg_tensor_set(*y, i, (fg_tensor_get(*y, i) + fg_rng_uniform((uint64_t)t->s.seed + 99, (uint64_t)i)) / t->n_bins);
+      fg_tensor_set(*y, i,
+                    (fg_tensor_get(*y, i) + fg_rng_uniform((uint64_t)t->s.seed + 99, (uint64_t)i)) /
+                        t->n_bins);
   return st;
 }
 
@@ -394,7 +416,8 @@ static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_e
   if (!t->rc || !due) return FG_OK;
   fg_tensor *y = NULL;
   fg_status st = model_batch(t, &y, NULL, e);
-  if (st == FG_OK) st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
+  if (st == FG_OK)
+    st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
   fg_tensor_free(y);
   t->rc_checked = true;
   if (st == FG_OK && info->recompute_fallbacks > 0) st = fg__trainer_rebuild(t, e);
@@ -474,9 +497,11 @@ fg_status fg_trainer_step(fg_trainer *t, fg_train_step_info *info, fg_err *e) {
   find_bad_layer(t, info->bad_layer, sizeof info->bad_layer);
   t->step++;
   if (++t->bad_in_a_row >= t->s.max_nonfinite)
-    return fg_err_set(e, FG_E_NUMERIC, "%lld steps in a row had a non-finite loss or gradient "
-                      "(the last at step %lld, first bad layer %s); lower the learning rate or add clipping",
-                      (long long)t->bad_in_a_row, (long long)t->step, info->bad_layer);
+    return fg_err_set(
+        e, FG_E_NUMERIC,
+        "%lld steps in a row had a non-finite loss or gradient "
+        "(the last at step %lld, first bad layer %s); lower the learning rate or add clipping",
+        (long long)t->bad_in_a_row, (long long)t->step, info->bad_layer);
   return FG_OK;
 }
 
@@ -498,11 +523,13 @@ static void swap_ema(fg_trainer *t) {
 void fg_trainer_use_ema(fg_trainer *t) {
   for (int i = 0; t->ema && i < t->n_params; i++) {
     fg_tensor *p = fg_params_tensor(fg_flow_params(t->f), i);
-    memcpy(fg_tensor_data(p), fg_tensor_data(t->ema[i]), (size_t)fg_tensor_numel(p) * fg_dtype_size(p->dtype));
+    memcpy(fg_tensor_data(p), fg_tensor_data(t->ema[i]),
+           (size_t)fg_tensor_numel(p) * fg_dtype_size(p->dtype));
   }
 }
 
-/* A log-prob program for batches of n test rows: compiled once, run for every batch of that size. */
+/* A log-prob program for batches of n test rows: compiled once, run for every batch of that size.
+ */
 typedef struct eval_prog {
   fg_graph *g;
   fg_program *p;
@@ -610,7 +637,9 @@ fg_status fg_trainer_evaluate(fg_trainer *t, double *mean, fg_err *e) {
 }
 
 const fg_recompute *fg_trainer_recompute(const fg_trainer *t) { return t->rc; }
-const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t) { return fg_program_get_stats(t->prog); }
+const fg_program_stats *fg_trainer_program_stats(const fg_trainer *t) {
+  return fg_program_get_stats(t->prog);
+}
 
 const char *fg_trainer_profile(const fg_trainer *t, char *buf, size_t cap) {
   return fg_program_profile(t->prog, buf, cap);

@@ -50,10 +50,10 @@
  *
  * Memory flat in depth (recompute = true).  The training program keeps no layer's activations
  * from the forward to the backward pass: each layer rebuilds its input from its output through
- * its inverse when the backward pass reaches it (flows/train/recompute.h), so peak memory stays about
- * one layer's whatever the depth, for roughly one more forward pass of compute.  The gradients
- * are the stored mode's up to rounding.  Layers that cannot be inverted from their output in
- * training mode keep their activations.  On the first step of a session (after data-dependent
+ * its inverse when the backward pass reaches it (flows/train/recompute.h), so peak memory stays
+ * about one layer's whatever the depth, for roughly one more forward pass of compute.  The
+ * gradients are the stored mode's up to rounding.  Layers that cannot be inverted from their output
+ * in training mode keep their activations.  On the first step of a session (after data-dependent
  * initialisation) and every recompute_check steps, each recomputed layer's round trip is
  * checked on the current batch; a layer whose relative error exceeds recompute_tol keeps its
  * activations from then on (the program is rebuilt), reported in the step's
@@ -114,7 +114,8 @@ typedef struct fg_train_step_info {
   double lr;
   bool skipped;          /* non-finite: no update was made */
   char bad_layer[160];   /* for a skipped step: the first layer that produced a non-finite value */
-  int recompute_fallbacks; /* layers that this step's round-trip check made keep their activations */
+  int recompute_fallbacks; /* layers that this step's round-trip check made keep their activations
+                            */
 } fg_train_step_info;
 
 typedef struct fg_trainer fg_trainer;

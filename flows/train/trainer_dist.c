@@ -27,7 +27,8 @@ typedef struct step_report {
 fg_status fg__trainer_exchange_loss(fg_trainer *t, fg_status run, double *nll, fg_err *e) {
   if (one_process(t)) return run;
   int n = fg_dist_size(t->dist);
-  step_report mine = {.nll = run == FG_OK ? *nll : 0, .status = run}, *all = malloc(sizeof *all * (size_t)n);
+  step_report mine = {.nll = run == FG_OK ? *nll : 0, .status = run},
+              *all = malloc(sizeof *all * (size_t)n);
   fg_err local;
   fg_status st = all ? fg_dist_gather(t->dist, &mine, sizeof mine, all, &local)
                      : fg_err_set(&local, FG_E_NOMEM, "out of memory");
@@ -39,8 +40,10 @@ fg_status fg__trainer_exchange_loss(fg_trainer *t, fg_status run, double *nll, f
   double sum = 0; /* in rank order: the same on every process */
   for (int r = 0; r < n && st == FG_OK; r++) {
     if (all[r].status != FG_OK)
-      st = fg_err_set(e, (fg_status)all[r].status, "rank %d failed in training step %lld: %s; its "
-                      "own message says why", r, (long long)t->step, fg_status_str((fg_status)all[r].status));
+      st = fg_err_set(e, (fg_status)all[r].status,
+                      "rank %d failed in training step %lld: %s; its "
+                      "own message says why",
+                      r, (long long)t->step, fg_status_str((fg_status)all[r].status));
     sum += all[r].nll;
   }
   free(all);
@@ -103,7 +106,8 @@ fg_status fg__trainer_share_params(fg_trainer *t, fg_err *e) {
   fg_status st = FG_OK;
   for (int i = 0; st == FG_OK && !one_process(t) && i < t->n_params; i++) {
     fg_tensor *p = fg_params_tensor(ps, i);
-    st = fg_dist_broadcast(t->dist, fg_tensor_data(p), (size_t)fg_tensor_numel(p) * fg_dtype_size(p->dtype), 0, e);
+    st = fg_dist_broadcast(t->dist, fg_tensor_data(p),
+                           (size_t)fg_tensor_numel(p) * fg_dtype_size(p->dtype), 0, e);
   }
   if (st != FG_OK) fg_dist_mark_broken(t->dist);
   return st;
@@ -121,7 +125,8 @@ static uint64_t state_hash(const fg_trainer *t) {
   fg_params *ps = fg_flow_params(t->f);
   for (int i = 0; i < t->n_params; i++) {
     hash_tensor(h, fg_params_tensor(ps, i));
-    for (int s = 0; s < fg_optim_num_slots(t->opt); s++) hash_tensor(h, fg_optim_slot(t->opt, i, s));
+    for (int s = 0; s < fg_optim_num_slots(t->opt); s++)
+      hash_tensor(h, fg_optim_slot(t->opt, i, s));
     if (t->ema) hash_tensor(h, t->ema[i]);
   }
   int64_t counters[3] = {t->step, fg_optim_get_step(t->opt), t->bad_in_a_row};

@@ -39,7 +39,8 @@ struct fg_trainer {
   int64_t n_info, cap_info;
   /* data-parallel training (trainer_dist.c); for one process: NULL, 0 and the whole batch */
   fg_dist *dist;            /* borrowed */
-  int64_t shard, shard_start; /* this process's rows of every global batch: [start, start + shard) */
+  int64_t shard,
+      shard_start;          /* this process's rows of every global batch: [start, start + shard) */
   fg_tensor *u;             /* images: the shard's dequantisation noise, bound as "u" */
   bool graph_collectives;   /* the training program exchanges values itself (sync batch-norm) */
   fg_tensor *summed;        /* the gradients summed over the processes, packed */

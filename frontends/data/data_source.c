@@ -140,7 +140,10 @@ static fg_status parse_toy(const char *source, const char *p, toy_settings *t, f
           e, FG_E_FORMAT,
           "data '%s': expected key=value at '%s' (keys n, test_n, noise, scale, seed)", source, p);
     double *slot = toy_slot(t, key);
-    if (!slot) return fg_err_set(e, FG_E_FORMAT, "data '%s': unknown setting '%s' (n, test_n, noise, scale, seed)", source, key);
+    if (!slot)
+      return fg_err_set(e, FG_E_FORMAT,
+                        "data '%s': unknown setting '%s' (n, test_n, noise, scale, seed)", source,
+                        key);
     unsigned bit = 1u << (slot - &t->n);
     if (seen & bit) return fg_err_set(e, FG_E_FORMAT, "data '%s': '%s' given twice", source, key);
     seen |= bit;
@@ -229,7 +232,8 @@ static fg_status check_labels(fg_data *d, const char *source, fg_err *e) {
 
 fg_status fg_data_open(fg_data *out, const char *source, int64_t limit, fg_err *e) {
   memset(out, 0, sizeof *out);
-  if (!source || !*source) return fg_err_set(e, FG_E_MISUSE, "no data source (a spec's `data` line)");
+  if (!source || !*source)
+    return fg_err_set(e, FG_E_MISUSE, "no data source (a spec's `data` line)");
   fg_status st;
   if (!strcmp(source, "fashion-mnist")) {
     st = fg_dataset_fashion_mnist_load(&out->train, &out->train_labels, "train", e);

@@ -58,7 +58,8 @@ static fg_status fmnist_check(const fg_tensor *images, const fg_tensor *labels, 
   return FG_OK;
 }
 
-fg_status fg_dataset_fashion_mnist_load(fg_tensor **images, fg_tensor **labels, const char *split, fg_err *e) {
+fg_status fg_dataset_fashion_mnist_load(fg_tensor **images, fg_tensor **labels, const char *split,
+                                        fg_err *e) {
   if (images) *images = NULL;
   if (labels) *labels = NULL;
   const char *prefix = !split                        ? NULL

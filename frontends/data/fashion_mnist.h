@@ -16,6 +16,7 @@ const char *fg_dataset_fashion_mnist_dir(void);
 /* split "train" (60000 images) or "test" (10000): images [N, 1, 28, 28] and labels [N], checked
  * to agree in N; either output may be NULL when not wanted.  The caller owns what it gets; on
  * failure both are NULL. */
-fg_status fg_dataset_fashion_mnist_load(fg_tensor **images, fg_tensor **labels, const char *split, fg_err *e);
+fg_status fg_dataset_fashion_mnist_load(fg_tensor **images, fg_tensor **labels, const char *split,
+                                        fg_err *e);
 
 #endif

@@ -25,7 +25,8 @@
  *                  Gaussian noise of std `noise` added; shuffled.  (FFJORD: scale 3, noise 0.08.)
  * n >= 1, noise >= 0 and scale > 0 (both finite); an unknown name's error lists the names.
  * The caller owns *out; on failure it is NULL. */
-fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise, double scale, uint64_t seed, fg_err *e);
+fg_status fg_toy2d_generate(fg_tensor **out, const char *name, int64_t n, double noise,
+                            double scale, uint64_t seed, fg_err *e);
 /* The same points with their class labels [n] (float32): the component each point was drawn
  * from — moons 0 (upper) / 1 (lower), 8gaussians 0..7 (by angle), checkerboard 0..7 (the dark
  * square: 2 x column + upper band), rings 0..3 (outer to inner).  labels may be NULL. */

@@ -44,7 +44,8 @@ typedef struct parser {
 } parser;
 
 /* "<file>:<line>:<column>: <what>", the form of every message about the text. */
-static fg_status fail(parser *p, int col, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static fg_status fail(parser *p, int col, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static fg_status fail(parser *p, int col, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -184,7 +185,8 @@ static fg_status flow_line(parser *p, line_view *v, const char *word, int col) {
   it->args_col = (int)v->pos + 1;
   it->type = strdup(word);
   it->args = rest_of_line(v);
-  if (!it->type || !it->args) return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
+  if (!it->type || !it->args)
+    return fg_err_set(p->e, FG_E_NOMEM, "out of memory parsing %s", p->path);
   const fg_bijector_type *t;
   fg_err inner;
   if (fg_registry_lookup(&t, p->r, word, &inner) == FG_OK) return FG_OK;
@@ -284,7 +286,8 @@ static fg_status train_line(parser *p, line_view *v, const char *word, int col) 
   size_t vcol = v->pos + 2;
   for (size_t i = 0; i < sizeof settings / sizeof *settings; i++) {
     if (strcmp(word, settings[i].key)) continue;
-    if (!next_word(v, val, sizeof val)) return fail(p, (int)vcol, "setting '%s' needs a value", word);
+    if (!next_word(v, val, sizeof val))
+      return fail(p, (int)vcol, "setting '%s' needs a value", word);
     note_place(p, word, (int)vcol);
     return parse_setting(p, (int)vcol, &settings[i], val,
                          (char *)&p->spec->train + settings[i].offset);
@@ -318,7 +321,9 @@ static fg_status top_line(parser *p, line_view *v, const char *word, int col) {
       return fail(p, (int)ncol, "at most %d classes", FG_FLOW_MAX_CONTEXT);
     return st;
   }
-  char **slot = !strcmp(word, "data") ? &p->spec->data : !strcmp(word, "prior") ? &p->spec->prior : NULL;
+  char **slot = !strcmp(word, "data")    ? &p->spec->data
+                : !strcmp(word, "prior") ? &p->spec->prior
+                                         : NULL;
   if (!slot)
     return fail(p, col, "expected 'data', 'classes', 'prior', 'flow' or 'train', found '%s'", word);
   skip_space(v);
@@ -371,8 +376,10 @@ static char *substitute(const char *args, int64_t index) {
   if (!out) return NULL;
   size_t n = 0;
   for (const char *s = args; *s && n + 24 < cap;) {
-    if (!strncmp(s, "{i%2}", 5)) n += (size_t)snprintf(out + n, cap - n, "%lld", (long long)(index % 2)), s += 5;
-    else if (!strncmp(s, "{i}", 3)) n += (size_t)snprintf(out + n, cap - n, "%lld", (long long)index), s += 3;
+    if (!strncmp(s, "{i%2}", 5))
+      n += (size_t)snprintf(out + n, cap - n, "%lld", (long long)(index % 2)), s += 5;
+    else if (!strncmp(s, "{i}", 3))
+      n += (size_t)snprintf(out + n, cap - n, "%lld", (long long)index), s += 3;
     else out[n++] = *s++;
   }
   out[n] = '\0';
@@ -405,7 +412,8 @@ static bool factors_out(const parser *p, const item *it) {
   return t && (t->flags & FG_BIJ_FACTOR_OUT);
 }
 
-static fg_status expand(parser *p, const item *block, int64_t index, bool last_level, layer_list *out) {
+static fg_status expand(parser *p, const item *block, int64_t index, bool last_level,
+                        layer_list *out) {
   for (int k = 0; k < block->n_kids; k++) {
     const item *it = &block->kids[k];
     fg_status st = FG_OK;
@@ -475,10 +483,12 @@ static fg_status note_plugins(parser *p, const layer_list *layers) {
 }
 
 static fg_status finish(parser *p) {
-  if (p->where == IN_FLOW) return fail(p, 1, "the 'flow' block is not closed: %d 'end' missing", p->depth);
+  if (p->where == IN_FLOW)
+    return fail(p, 1, "the 'flow' block is not closed: %d 'end' missing", p->depth);
   if (p->where == IN_TRAIN) return fail(p, 1, "the 'train' block is not closed: 'end' missing");
   if (!p->seen_flow) return fail(p, 1, "no layers: a spec needs a 'flow' block");
-  if (!p->spec->prior && !(p->spec->prior = strdup("normal"))) return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
+  if (!p->spec->prior && !(p->spec->prior = strdup("normal")))
+    return fg_err_set(p->e, FG_E_NOMEM, "out of memory");
   if (!strcmp(p->spec->prior, "conditional") && !p->spec->classes)
     return fail(p, 1, "'prior conditional' needs a 'classes N' line (what it is conditional on)");
   int64_t count;
@@ -497,7 +507,8 @@ static fg_status finish(parser *p) {
   return st;
 }
 
-fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r, fg_err *e) {
+fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r,
+                        fg_err *e) {
   *out = NULL;
   fg_spec *s = calloc(1, sizeof *s);
   if (!s || !(s->path = strdup(path ? path : "<spec>"))) {

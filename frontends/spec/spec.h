@@ -78,7 +78,8 @@ typedef struct fg_spec {
  * plugin's types must stay loaded while the flow lives).  On failure *out is NULL and nothing
  * is left to free.  The spec owns its flow: to keep the bijector after fg_spec_free, take it
  * (b = s->flow; s->flow = NULL), as a caller handing it to fg_flow_new does. */
-fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r, fg_err *e);
+fg_status fg_spec_parse(fg_spec **out, const char *text, const char *path, const fg_registry *r,
+                        fg_err *e);
 /* "<file>:<line>:<column>" of the value of `key` (a train setting such as "batch", or "data",
  * "prior") in buf, for errors found after parsing (a batch larger than the data set); "<file>"
  * when the spec leaves key at its default.  Returns buf. */

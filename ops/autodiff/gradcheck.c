@@ -63,20 +63,24 @@ static fg_status setup(check_setup *s, fg_build_fn build, void *ud, int n_in,
   s->n_in = n_in;
   fg_graph_new(&s->g, NULL);
   s->x = calloc((size_t)n_in + 1, sizeof *s->x);
-  fg_node *in = calloc((size_t)n_in + 1, sizeof *in), *grads = calloc((size_t)n_in + 1, sizeof *grads);
+  fg_node *in = calloc((size_t)n_in + 1, sizeof *in),
+          *grads = calloc((size_t)n_in + 1, sizeof *grads);
   fg_err e;
-  fg_status st = (!s->g || !s->x || !in || !grads) ? fail(rep, FG_E_NOMEM, "setup", "out of memory") : FG_OK;
+  fg_status st =
+      (!s->g || !s->x || !in || !grads) ? fail(rep, FG_E_NOMEM, "setup", "out of memory") : FG_OK;
   char name[32];
   for (int i = 0; st == FG_OK && i < n_in; i++) {
     snprintf(name, sizeof name, "x%d", i);
     in[i] = fg_input(s->g, name, FG_F64, inputs[i]->shape);
-    if ((st = fg_tensor_copy(&s->x[i], inputs[i], FG_F64, &e)) != FG_OK) fail(rep, st, "copying inputs", e.msg);
+    if ((st = fg_tensor_copy(&s->x[i], inputs[i], FG_F64, &e)) != FG_OK)
+      fail(rep, st, "copying inputs", e.msg);
   }
   fg_node y = st == FG_OK ? build(s->g, in, ud) : FG_POISON;
   if (st == FG_OK && fg_graph_status(s->g) != FG_OK)
     st = fail(rep, fg_graph_status(s->g), "building the function", fg_graph_errmsg(s->g));
   else if (st == FG_OK && (!fg_node_valid(s->g, y) || fg_node_dtype(s->g, y) != FG_F64))
-    st = fail(rep, FG_E_MISUSE, "building the function", "it must return a float64 node of the graph");
+    st = fail(rep, FG_E_MISUSE, "building the function",
+              "it must return a float64 node of the graph");
   if (st == FG_OK) {
     fg_shape ys = fg_node_shape(s->g, y);
     s->n_out = fg_shape_count(&ys);
@@ -85,8 +89,10 @@ static fg_status setup(check_setup *s, fg_build_fn build, void *ud, int n_in,
       st = fail(rep, fg_graph_status(s->g), "differentiating", fg_graph_errmsg(s->g));
     else if ((st = fg_tensor_new(&s->seed, FG_F64, &ys, &e)) != FG_OK) fail(rep, st, "seed", e.msg);
   }
-  if (st == FG_OK && (st = fg_program_new(&s->fwd, s->g, 1, &y, &e)) != FG_OK) fail(rep, st, "planning", e.msg);
-  if (st == FG_OK && (st = fg_program_new(&s->bwd, s->g, n_in, grads, &e)) != FG_OK) fail(rep, st, "planning", e.msg);
+  if (st == FG_OK && (st = fg_program_new(&s->fwd, s->g, 1, &y, &e)) != FG_OK)
+    fail(rep, st, "planning", e.msg);
+  if (st == FG_OK && (st = fg_program_new(&s->bwd, s->g, n_in, grads, &e)) != FG_OK)
+    fail(rep, st, "planning", e.msg);
   if (st == FG_OK) st = bind_all(s, s->fwd, rep);
   if (st == FG_OK) st = bind_all(s, s->bwd, rep);
   free(in);
@@ -140,7 +146,8 @@ static fg_status compare_numeric(check_setup *s, double **J, const fg_gradcheck_
       double x0 = fg_tensor_get(s->x[i], j);
       fg_tensor_set(s->x[i], j, x0 + o->eps);
       if ((st = run(s->fwd, rep)) != FG_OK) break;
-      for (int64_t k = 0; k < s->n_out; k++) plus[k] = fg_tensor_get(fg_program_output(s->fwd, 0), k);
+      for (int64_t k = 0; k < s->n_out; k++)
+        plus[k] = fg_tensor_get(fg_program_output(s->fwd, 0), k);
       fg_tensor_set(s->x[i], j, x0 - o->eps);
       st = run(s->fwd, rep);
       /* read before restoring x: an output may be the input itself (its buffer, borrowed) */
@@ -160,7 +167,8 @@ static fg_status check(check_setup *s, const fg_gradcheck_opts *o, fg_gradcheck_
   fg_status st = J ? FG_OK : fail(rep, FG_E_NOMEM, "Jacobian", "out of memory");
   for (int i = 0; st == FG_OK && i < s->n_in; i++) {
     size_t n = (size_t)fg_tensor_numel(s->x[i]) * (size_t)s->n_out;
-    if (!(J[i] = malloc(sizeof **J * (n + 1)))) st = fail(rep, FG_E_NOMEM, "Jacobian", "out of memory");
+    if (!(J[i] = malloc(sizeof **J * (n + 1))))
+      st = fail(rep, FG_E_NOMEM, "Jacobian", "out of memory");
   }
   double worst = 0;
   if (st == FG_OK) st = analytic_jacobian(s, J, rep);

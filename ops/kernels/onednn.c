@@ -279,7 +279,8 @@ static fg_status job_run(job *j, const fg_kargs *k) {
   for (int x = 0; st == dnnl_success && x < j->n_execs; x++) {
     const exec *e = &j->execs[x];
     dnnl_exec_arg_t args[EXEC_ARGS];
-    for (int i = 0; i < e->n_args; i++) args[i] = (dnnl_exec_arg_t){e->arg[i], j->slots[e->slot[i]].mem};
+    for (int i = 0; i < e->n_args; i++)
+      args[i] = (dnnl_exec_arg_t){e->arg[i], j->slots[e->slot[i]].mem};
     st = dnnl_primitive_execute(e->prim, j->stream, e->n_args, args);
   }
   if (st == dnnl_success && j->n_execs) st = dnnl_stream_wait(j->stream);
@@ -417,7 +418,8 @@ static dnnl_primitive_desc_t conv_pd(builder *b, const conv_geom *g, conv_kind k
                                                    NULL, &m.y, strides, dil, pl, pr));
   if (kind == CONV_FORWARD && bias) epilogue_attr(b, attr, &m, relu);
   if (kind == CONV_FORWARD) {
-    if (b->st == dnnl_success) ok(b, dnnl_primitive_desc_create(&pd, &fwd, attr, the_engine(), NULL));
+    if (b->st == dnnl_success)
+      ok(b, dnnl_primitive_desc_create(&pd, &fwd, attr, the_engine(), NULL));
   } else if (b->st == dnnl_success &&
              ok(b, dnnl_primitive_desc_create(&hint, &fwd, NULL, the_engine(), NULL))) {
     if (kind == CONV_INPUT_GRAD)
@@ -426,7 +428,8 @@ static dnnl_primitive_desc_t conv_pd(builder *b, const conv_geom *g, conv_kind k
     else
       ok(b, dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &m.x, &m.w, NULL, &m.y,
                                                                 strides, dil, pl, pr));
-    if (b->st == dnnl_success) ok(b, dnnl_primitive_desc_create(&pd, &cd, attr, the_engine(), hint));
+    if (b->st == dnnl_success)
+      ok(b, dnnl_primitive_desc_create(&pd, &cd, attr, the_engine(), hint));
   }
   dnnl_primitive_desc_destroy(hint);
   dnnl_primitive_attr_destroy(attr);
@@ -553,7 +556,8 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
     if (reorder_w) st->phase_of[st->n_phases] = PH_WEIGHTS, a->parts[st->n_phases++] = st->n_wjobs;
     st->phase_of[st->n_phases] = PH_MAIN, a->parts[st->n_phases++] = parts;
     st->sum_parts = parts_for(given, (int64_t)st->w_elems / SUM_MIN_ELEMS, CONV_MAX_PARTS);
-    if (wgrad && parts > 1) st->phase_of[st->n_phases] = PH_SUM, a->parts[st->n_phases++] = st->sum_parts;
+    if (wgrad && parts > 1)
+      st->phase_of[st->n_phases] = PH_SUM, a->parts[st->n_phases++] = st->sum_parts;
     conv_chosen ch = chosen_of(c.pd[0], c.kind);
     describe_pd(c.pd[0], ch.in, ch.out, a);
   }

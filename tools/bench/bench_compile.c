@@ -52,8 +52,10 @@ static fg_node add_logdet(model *m, fg_node ld) {
 static fg_node actnorm(model *m, fg_node x, int i) {
   fg_graph *g = m->g;
   fg_shape s = fg_node_shape(g, x);
-  fg_node logs = param(m, "actnorm.logs", i, fg_shape1(s.d[1])), bias = param(m, "actnorm.bias", i, fg_shape1(s.d[1]));
-  fg_node y = fg_mul(g, fg_add(g, x, per_channel(g, bias, s.d[1])), per_channel(g, fg_exp(g, logs), s.d[1]));
+  fg_node logs = param(m, "actnorm.logs", i, fg_shape1(s.d[1])),
+          bias = param(m, "actnorm.bias", i, fg_shape1(s.d[1]));
+  fg_node y = fg_mul(g, fg_add(g, x, per_channel(g, bias, s.d[1])),
+                     per_channel(g, fg_exp(g, logs), s.d[1]));
   add_logdet(m, fg_mul_scalar(g, fg_sum(g, logs, FG_ALL_AXES, false), (double)(s.d[2] * s.d[3])));
   return y;
 }
@@ -74,16 +76,22 @@ static fg_node coupling(model *m, fg_node x, int i) {
   fg_conv2d_opts same = fg_conv2d_defaults();
   same.padding[0] = same.padding[1] = 1;
   fg_node xa = fg_slice_axis(g, x, 1, 0, half), xb = fg_slice_axis(g, x, 1, half, c);
-  fg_node w1 = param(m, "coupling.w1", i, fg_shape4(m->hidden, half, 3, 3)), b1 = param(m, "coupling.b1", i, fg_shape1(m->hidden));
-  fg_node w2 = param(m, "coupling.w2", i, fg_shape4(m->hidden, m->hidden, 1, 1)), b2 = param(m, "coupling.b2", i, fg_shape1(m->hidden));
+  fg_node w1 = param(m, "coupling.w1", i, fg_shape4(m->hidden, half, 3, 3)),
+          b1 = param(m, "coupling.b1", i, fg_shape1(m->hidden));
+  fg_node w2 = param(m, "coupling.w2", i, fg_shape4(m->hidden, m->hidden, 1, 1)),
+          b2 = param(m, "coupling.b2", i, fg_shape1(m->hidden));
   fg_node w3 = param(m, "coupling.w3", i, fg_shape4(2 * (c - half), m->hidden, 3, 3));
   fg_node b3 = param(m, "coupling.b3", i, fg_shape1(2 * (c - half)));
   fg_node h = fg_relu(g, fg_conv2d(g, xa, w1, b1, &same));
   h = fg_relu(g, fg_conv2d(g, h, w2, b2, NULL));
   h = fg_conv2d(g, h, w3, b3, &same);
   /* shift and scale from interleaved channels of h (Glow's "cross" split) */
-  fg_node shift = fg_slice(g, h, (int64_t[]){0, 0, 0, 0}, (int64_t[]){s.d[0], 2 * (c - half), s.d[2], s.d[3]}, (int64_t[]){1, 2, 1, 1});
-  fg_node raw = fg_slice(g, h, (int64_t[]){0, 1, 0, 0}, (int64_t[]){s.d[0], 2 * (c - half), s.d[2], s.d[3]}, (int64_t[]){1, 2, 1, 1});
+  fg_node shift =
+      fg_slice(g, h, (int64_t[]){0, 0, 0, 0}, (int64_t[]){s.d[0], 2 * (c - half), s.d[2], s.d[3]},
+               (int64_t[]){1, 2, 1, 1});
+  fg_node raw =
+      fg_slice(g, h, (int64_t[]){0, 1, 0, 0}, (int64_t[]){s.d[0], 2 * (c - half), s.d[2], s.d[3]},
+               (int64_t[]){1, 2, 1, 1});
   fg_node logscale = fg_logsigmoid(g, fg_add_scalar(g, raw, 2.0));
   fg_node yb = fg_mul(g, fg_add(g, xb, shift), fg_exp(g, logscale));
   add_logdet(m, fg_sum(g, logscale, FG_AXIS(1) | FG_AXIS(2) | FG_AXIS(3), false));
@@ -106,7 +114,8 @@ static fg_node build_glow(model *m, int K, int L, int batch) {
   int step = 0;
   for (int l = 0; l < L; l++) {
     x = fg_squeeze2d(g, x);
-    for (int k = 0; k < K; k++, step++) x = coupling(m, invconv(m, actnorm(m, x, step), step), step);
+    for (int k = 0; k < K; k++, step++)
+      x = coupling(m, invconv(m, actnorm(m, x, step), step), step);
     if (l < L - 1) {
       fg_shape s = fg_node_shape(g, x);
       fg_node z = fg_slice_axis(g, x, 1, s.d[1] / 2, s.d[1]);
@@ -125,8 +134,9 @@ static void fill_params(const model *m, fg_program *p, fg_tensor **store) {
     const char *name = fg_node_name(m->g, m->params[i]);
     bool square = strstr(name, "invconv") != NULL;
     for (int64_t j = 0; j < fg_tensor_numel(store[i]); j++)
-      fg_tensor_set(store[i], j, square ? (j % (s.d[0] + 1) == 0 ? 1.0 : 0.01 * fg_rng_normal(i, (uint64_t)j))
-                                        : 0.05 * fg_rng_normal(i, (uint64_t)j));
+      fg_tensor_set(store[i], j,
+                    square ? (j % (s.d[0] + 1) == 0 ? 1.0 : 0.01 * fg_rng_normal(i, (uint64_t)j))
+                           : 0.05 * fg_rng_normal(i, (uint64_t)j));
     fg_program_bind(p, name, store[i], NULL);
   }
 }
@@ -194,12 +204,14 @@ int main(int argc, char **argv) {
   fg_tensor *x;
   fg_shape xs = fg_shape4(batch, 1, 28, 28);
   fg_tensor_new(&x, FG_F32, &xs, NULL);
-  for (int64_t j = 0; j < fg_tensor_numel(x); j++) fg_tensor_set(x, j, fg_rng_uniform(99, (uint64_t)j) - 0.5);
+  for (int64_t j = 0; j < fg_tensor_numel(x); j++)
+    fg_tensor_set(x, j, fg_rng_uniform(99, (uint64_t)j) - 0.5);
 
   const char *coretype = getenv("OPENBLAS_CORETYPE");
-  printf("Glow-like training graph: K=%d L=%d hidden=%d batch=%d, 1x28x28; OPENBLAS_CORETYPE=%s\n", K, L,
-         hidden, batch, coretype ? coretype : "(unset)");
-  printf("graph as built: %d nodes (forward + backward), %d parameters\n\n", fg_graph_node_count(m.g), m.n_params);
+  printf("Glow-like training graph: K=%d L=%d hidden=%d batch=%d, 1x28x28; OPENBLAS_CORETYPE=%s\n",
+         K, L, hidden, batch, coretype ? coretype : "(unset)");
+  printf("graph as built: %d nodes (forward + backward), %d parameters\n\n",
+         fg_graph_node_count(m.g), m.n_params);
 
   struct { const char *label; fg_program_opts o; } cfg[] = {
       {"no passes, 1 thread", {.n_threads = 1, .disabled_passes = 0xffffffffu}},
@@ -207,19 +219,23 @@ int main(int argc, char **argv) {
       {"all passes, 2 threads", {.n_threads = 2}},
       {"all but memplan, 2 thr.", {.n_threads = 2, .disabled_passes = FG_PASS_BIT(MEMPLAN)}},
   };
-  printf("%-24s %7s %7s %7s %6s %12s %12s %10s %10s\n", "configuration", "needed", "after", "launch",
-         "fused", "peak act.", "one-each", "compile", "run");
+  printf("%-24s %7s %7s %7s %6s %12s %12s %10s %10s\n", "configuration", "needed", "after",
+         "launch", "fused", "peak act.", "one-each", "compile", "run");
   for (size_t i = 0; i < sizeof cfg / sizeof *cfg; i++) {
     result r;
     if (measure(&m, m.n_params + 1, outs, &cfg[i].o, runs, x, &r)) return 1;
     const fg_program_stats *s = &r.stats;
-    printf("%-24s %7d %7d %7d %6d %9.1f MiB %9.1f MiB %7.1f ms %7.1f ms\n", cfg[i].label, s->nodes_in,
-           s->nodes_compiled, s->n_steps, s->n_fused, (double)(s->arena_bytes ? s->arena_bytes : s->naive_bytes) / 1048576.0,
+    printf("%-24s %7d %7d %7d %6d %9.1f MiB %9.1f MiB %7.1f ms %7.1f ms\n", cfg[i].label,
+           s->nodes_in, s->nodes_compiled, s->n_steps, s->n_fused,
+           (double)(s->arena_bytes ? s->arena_bytes : s->naive_bytes) / 1048576.0,
            (double)s->naive_bytes / 1048576.0, s->compile_ms, r.run_ms);
   }
-  printf("\nneeded: nodes the outputs need; after: after the graph passes; launch: kernel launches per\n"
-         "run; peak act.: planned arena of intermediate values (one-each: a buffer per value);\n"
-         "run: best of %d runs of forward + backward.\n", runs);
+  printf(
+      "\nneeded: nodes the outputs need; after: after the graph passes; launch: kernel launches "
+      "per\n"
+      "run; peak act.: planned arena of intermediate values (one-each: a buffer per value);\n"
+      "run: best of %d runs of forward + backward.\n",
+      runs);
   fg_tensor_free(x);
   free(outs);
   fg_graph_free(m.g);

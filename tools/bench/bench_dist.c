@@ -67,15 +67,16 @@ static void machine(char *load, size_t load_cap, char *cpu, size_t cpu_cap) {
 static int parse_opts(int argc, char **argv, opts *o) {
   *o = (opts){.K = 8, .L = 2, .hidden = 128, .batch = 64, .warmup = 3, .reps = 20};
   for (int i = 1; i + 1 < argc; i += 2) {
-    struct { const char *name; int *dst; } ints[] = {{"--K", &o->K}, {"--L", &o->L},
-        {"--hidden", &o->hidden}, {"--batch", &o->batch}, {"--warmup", &o->warmup}, {"--reps", &o->reps}};
+    struct { const char *name; int *dst;
+    } ints[] = {{"--K", &o->K},         {"--L", &o->L},           {"--hidden", &o->hidden},
+                {"--batch", &o->batch}, {"--warmup", &o->warmup}, {"--reps", &o->reps}};
     bool known = false;
     for (size_t j = 0; j < sizeof ints / sizeof *ints && !known; j++)
       if (!strcmp(argv[i], ints[j].name)) *ints[j].dst = atoi(argv[i + 1]), known = true;
     if (!known) return 2;
   }
-  bool ok = argc % 2 == 1 && o->K > 0 && o->L > 0 && o->hidden > 0 && o->batch > 0 && o->warmup >= 0 &&
-            o->reps > 0 && o->reps <= MAX_REPS;
+  bool ok = argc % 2 == 1 && o->K > 0 && o->L > 0 && o->hidden > 0 && o->batch > 0 &&
+            o->warmup >= 0 && o->reps > 0 && o->reps <= MAX_REPS;
   return ok ? 0 : 2;
 }
 
@@ -84,9 +85,11 @@ typedef struct run {
 } run;
 
 /* warmup + reps training steps, then reps sums of the gradient's size on their own. */
-static fg_status measure(fg_trainer *t, fg_dist *d, const opts *o, int64_t n_params, run *r, fg_err *e) {
+static fg_status measure(fg_trainer *t, fg_dist *d, const opts *o, int64_t n_params, run *r,
+                         fg_err *e) {
   fg_status st = FG_OK;
-  for (int i = 0; st == FG_OK && i < o->warmup + 1; i++) st = fg_trainer_step(t, NULL, e); /* + data init */
+  for (int i = 0; st == FG_OK && i < o->warmup + 1; i++)
+    st = fg_trainer_step(t, NULL, e); /* + data init */
   for (int i = 0; st == FG_OK && i < o->reps; i++) {
     double s0 = fg_dist_get_stats(d).sum_seconds, t0 = now_s();
     st = fg_trainer_step(t, NULL, e);
@@ -103,22 +106,26 @@ static fg_status measure(fg_trainer *t, fg_dist *d, const opts *o, int64_t n_par
   return st;
 }
 
-static void report(const opts *o, fg_dist *d, int64_t n_params, run *r, const char *load, const char *cpu) {
-  double step = median(r->step, o->reps), sum = median(r->sum, o->reps), alone = median(r->alone, o->reps);
+static void report(const opts *o, fg_dist *d, int64_t n_params, run *r, const char *load,
+                   const char *cpu) {
+  double step = median(r->step, o->reps), sum = median(r->sum, o->reps),
+         alone = median(r->alone, o->reps);
   const char *threads = getenv("FG_THREADS");
-  printf("{\"model\": \"glow\", \"K\": %d, \"L\": %d, \"hidden\": %d, \"batch\": %d, \"ranks\": %d, "
-         "\"threads_per_rank\": %s, \"params\": %lld, \"sum_bytes\": %lld, \"step_ms\": %.2f, "
-         "\"img_per_s\": %.1f, \"sum_ms\": %.3f, \"sum_share\": %.4f, \"sum_alone_ms\": %.3f, "
-         "\"reps\": %d, \"loadavg_at_start\": \"%s\", \"cpu\": \"%s\"}\n",
-         o->K, o->L, o->hidden, o->batch, fg_dist_size(d), threads ? threads : "\"cores\"",
-         (long long)n_params, (long long)n_params * 4, 1e3 * step, o->batch / step, 1e3 * sum,
-         sum / step, 1e3 * alone, o->reps, load, cpu);
+  printf(
+      "{\"model\": \"glow\", \"K\": %d, \"L\": %d, \"hidden\": %d, \"batch\": %d, \"ranks\": %d, "
+      "\"threads_per_rank\": %s, \"params\": %lld, \"sum_bytes\": %lld, \"step_ms\": %.2f, "
+      "\"img_per_s\": %.1f, \"sum_ms\": %.3f, \"sum_share\": %.4f, \"sum_alone_ms\": %.3f, "
+      "\"reps\": %d, \"loadavg_at_start\": \"%s\", \"cpu\": \"%s\"}\n",
+      o->K, o->L, o->hidden, o->batch, fg_dist_size(d), threads ? threads : "\"cores\"",
+      (long long)n_params, (long long)n_params * 4, 1e3 * step, o->batch / step, 1e3 * sum,
+      sum / step, 1e3 * alone, o->reps, load, cpu);
 }
 
 int main(int argc, char **argv) {
   opts o;
   if (parse_opts(argc, argv, &o)) {
-    fprintf(stderr, "usage: bench_dist [--K n] [--L n] [--hidden n] [--batch n] [--warmup n] [--reps n]\n");
+    fprintf(stderr,
+            "usage: bench_dist [--K n] [--L n] [--hidden n] [--batch n] [--warmup n] [--reps n]\n");
     return 2;
   }
   char load[128], cpu[128];

@@ -106,10 +106,12 @@ static bool has_phase(const opts *o, const char *name) {
 /* ---- options ---- */
 
 static int usage(void) {
-  fprintf(stderr, "usage: bench_flows [--model glow|realnvp|moons] [--K n] [--L n] [--hidden n] [--blocks n]\n"
-                  "  [--layers n] [--batch n] [--eval-batch n] [--sample-batch n] [--threads n] [--warmup n]\n"
-                  "  [--reps n] [--phases train,logprob,sample] [--seed n] [--lr x] [--temp x]\n"
-                  "  [--flops FWD[,SAMPLE]] [--spec FILE] [--json FILE] [--recompute 0|1]\n");
+  fprintf(
+      stderr,
+      "usage: bench_flows [--model glow|realnvp|moons] [--K n] [--L n] [--hidden n] [--blocks n]\n"
+      "  [--layers n] [--batch n] [--eval-batch n] [--sample-batch n] [--threads n] [--warmup n]\n"
+      "  [--reps n] [--phases train,logprob,sample] [--seed n] [--lr x] [--temp x]\n"
+      "  [--flops FWD[,SAMPLE]] [--spec FILE] [--json FILE] [--recompute 0|1]\n");
   return 2;
 }
 
@@ -148,7 +150,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
   if (o->batch < 0) o->batch = moons ? 512 : 64;
   if (o->eval_batch <= 0) o->eval_batch = o->batch;
   if (o->sample_batch <= 0) o->sample_batch = o->batch;
-  if (o->batch < 1 || o->threads < 1 || o->warmup < 0 || o->reps < 1 || o->reps > MAX_REPS) return usage();
+  if (o->batch < 1 || o->threads < 1 || o->warmup < 0 || o->reps < 1 || o->reps > MAX_REPS)
+    return usage();
   return 0;
 }
 
@@ -265,7 +268,8 @@ static fg_status train_call(void *ctx, int call, phase *ph, fg_err *e) {
   (void)call;
   fg_train_step_info info;
   fg_status st = fg_trainer_step(ctx, &info, e);
-  if (st == FG_OK && info.skipped) st = fg_err_set(e, FG_E_NUMERIC, "non-finite step (%s)", info.bad_layer);
+  if (st == FG_OK && info.skipped)
+    st = fg_err_set(e, FG_E_NUMERIC, "non-finite step (%s)", info.bad_layer);
   ph->last_loss = info.loss;
   return st;
 }
@@ -283,7 +287,8 @@ static void print_profile(const char *what, const char *table) {
 
 static fg_status phase_train(bench *b, fg_err *e) {
   fg_train_settings s = fg_train_defaults();
-  s.batch = b->o.batch, s.lr = b->o.lr, s.seed = (int64_t)b->o.seed, s.clip = 0, s.warmup = 0, s.ema = 0;
+  s.batch = b->o.batch, s.lr = b->o.lr, s.seed = (int64_t)b->o.seed, s.clip = 0, s.warmup = 0,
+  s.ema = 0;
   s.recompute = b->o.recompute != 0;
   fg_trainer_data d = {.train = b->data, .discrete = b->images};
   fg_trainer *t;
@@ -305,7 +310,8 @@ static fg_status phase_train(bench *b, fg_err *e) {
 /* Compiles g's output on the bench's pool and binds the parameters (and x if given). */
 static fg_status compile(bench *b, fg_graph *g, fg_node out, const fg_tensor *x, fg_program **p,
                          double *ms, fg_err *e) {
-  if (fg_graph_status(g) != FG_OK) return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
+  if (fg_graph_status(g) != FG_OK)
+    return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   fg_program_opts po = {.pool = b->pool};
   double t0 = now_s();
   fg_status st = fg_program_new_opts(p, g, 1, &out, &po, e);
@@ -324,7 +330,8 @@ static fg_status phase_logprob(bench *b, bool run, fg_err *e) {
   fg_program *p = NULL;
   fg_flow_log_prob(b->flow, g, fg_input(g, "x", FG_F32, b->xs->shape), false, &logp);
   st = compile(b, g, logp, b->xs, &p, &b->logprob.compile_ms, e);
-  if (st == FG_OK) b->fwd_flops = graph_flops(fg_program_graph(p)) * (double)b->o.batch / (double)b->o.eval_batch;
+  if (st == FG_OK)
+    b->fwd_flops = graph_flops(fg_program_graph(p)) * (double)b->o.batch / (double)b->o.eval_batch;
   if (st == FG_OK && run) st = timed(program_call, p, b->o.warmup, b->o.reps, &b->logprob, e);
   b->logprob.items = (double)b->o.eval_batch;
   if (st == FG_OK && run && getenv("FG_PROFILE")) {
@@ -344,8 +351,10 @@ static fg_status phase_sample(bench *b, bool run, fg_err *e) {
   fg_program *p = NULL;
   fg_flow_sample(b->flow, g, b->o.sample_batch, b->o.temp, b->o.seed + 1, &x);
   st = compile(b, g, x, NULL, &p, &b->sample.compile_ms, e);
-  if (st == FG_OK) b->sample_flops_item = graph_flops(fg_program_graph(p)) / (double)b->o.sample_batch;
-  int warmup = b->o.warmup / 2 > 1 ? b->o.warmup / 2 : 1, reps = b->o.reps / 2 > 5 ? b->o.reps / 2 : 5;
+  if (st == FG_OK)
+    b->sample_flops_item = graph_flops(fg_program_graph(p)) / (double)b->o.sample_batch;
+  int warmup = b->o.warmup / 2 > 1 ? b->o.warmup / 2 : 1,
+      reps = b->o.reps / 2 > 5 ? b->o.reps / 2 : 5;
   if (st == FG_OK && run) st = timed(program_call, p, warmup, reps, &b->sample, e);
   b->sample.items = (double)b->o.sample_batch;
   if (st == FG_OK && run && getenv("FG_PROFILE")) {
@@ -377,11 +386,13 @@ static void put_phase(FILE *f, const char *name, const phase *ph, double flops_p
   if (!ph->done) return;
   double med = median(ph->times, ph->reps), lo = ph->times[0], hi = ph->times[0];
   for (int i = 1; i < ph->reps; i++) lo = fmin(lo, ph->times[i]), hi = fmax(hi, ph->times[i]);
-  fprintf(f, ", \"%s\": {\"median_s\": %.6g, \"min_s\": %.6g, \"max_s\": %.6g, \"reps\": %d, \"times_ms\": [", name,
-          med, lo, hi, ph->reps);
+  fprintf(f,
+          ", \"%s\": {\"median_s\": %.6g, \"min_s\": %.6g, \"max_s\": %.6g, \"reps\": %d, "
+          "\"times_ms\": [",
+          name, med, lo, hi, ph->reps);
   for (int i = 0; i < ph->reps; i++) fprintf(f, "%s%.2f", i ? ", " : "", ph->times[i] * 1e3);
-  fprintf(f, "], \"steps_per_s\": %.6g, \"items_per_s\": %.6g, \"gflops_per_s\": %.6g", 1.0 / med, ph->items / med,
-          flops_per_run / med / 1e9);
+  fprintf(f, "], \"steps_per_s\": %.6g, \"items_per_s\": %.6g, \"gflops_per_s\": %.6g", 1.0 / med,
+          ph->items / med, flops_per_run / med / 1e9);
   if (loss) fprintf(f, ", \"last_loss\": %.6g", ph->last_loss);
   fprintf(f, ", \"peak_rss_mib\": %.1f, \"compile_ms\": %.1f}", ph->rss_mib, ph->compile_ms);
 }
@@ -393,27 +404,41 @@ static void put_result(FILE *f, const bench *b) {
   double smp = peer && o->peer_sample_flops > 0 ? o->peer_sample_flops : b->sample_flops_item;
   const char *coretype = getenv("OPENBLAS_CORETYPE");
   fprintf(f, "{\"impl\": \"flowgrad\", \"model\": \"%s\", \"config\": {", o->model);
-  if (!strcmp(o->model, "glow")) fprintf(f, "\"K\": %d, \"L\": %d, \"hidden\": %d", o->K, o->L, o->hidden);
-  else if (!strcmp(o->model, "realnvp")) fprintf(f, "\"L\": %d, \"hidden\": %d, \"blocks\": %d", o->L, o->hidden, o->blocks);
+  if (!strcmp(o->model, "glow"))
+    fprintf(f, "\"K\": %d, \"L\": %d, \"hidden\": %d", o->K, o->L, o->hidden);
+  else if (!strcmp(o->model, "realnvp"))
+    fprintf(f, "\"L\": %d, \"hidden\": %d, \"blocks\": %d", o->L, o->hidden, o->blocks);
   else fprintf(f, "\"layers\": %d, \"hidden\": %d, \"additive\": false", o->layers, o->hidden);
-  fprintf(f, ", \"batch\": %d}, \"spec\": %s%s%s, \"threads\": %d, \"openblas_coretype\": %s%s%s, \"params\": %lld, "
-          "\"recompute\": %s, \"rss_after_build_mib\": %.1f", o->batch, o->spec ? "\"" : "", o->spec ? o->spec : "null", o->spec ? "\"" : "",
+  fprintf(f,
+          ", \"batch\": %d}, \"spec\": %s%s%s, \"threads\": %d, \"openblas_coretype\": %s%s%s, "
+          "\"params\": %lld, "
+          "\"recompute\": %s, \"rss_after_build_mib\": %.1f",
+          o->batch, o->spec ? "\"" : "", o->spec ? o->spec : "null", o->spec ? "\"" : "",
           o->threads, coretype ? "\"" : "", coretype ? coretype : "null", coretype ? "\"" : "",
-          (long long)fg_flow_num_scalars(b->flow), o->recompute ? "true" : "false", b->rss_after_build);
+          (long long)fg_flow_num_scalars(b->flow), o->recompute ? "true" : "false",
+          b->rss_after_build);
   char libs[256];
-  fprintf(f, ", \"kernels\": \"%s\", \"fg_kernels\": \"%s\"", fg_kernel_libraries(libs, sizeof libs),
+  fprintf(f, ", \"kernels\": \"%s\", \"fg_kernels\": \"%s\"",
+          fg_kernel_libraries(libs, sizeof libs),
           getenv("FG_KERNELS") ? getenv("FG_KERNELS") : "auto");
-  fprintf(f, ", \"flops\": {\"forward_per_batch\": %.0f, \"forward_per_item\": %.6g, \"train_step_est\": %.0f, "
-          "\"sample_per_item\": %.6g, \"counted_forward_per_item\": %.6g, \"counted_sample_per_item\": %.6g, "
-          "\"source\": \"%s\", \"note\": \"conv/matmul MACs x2; train = 3 x forward (fwd, dgrad, wgrad)\"}",
-          fwd, fwd / o->batch, 3 * fwd, smp, b->fwd_flops / o->batch, b->sample_flops_item, peer ? "peer" : "counted");
+  fprintf(f,
+          ", \"flops\": {\"forward_per_batch\": %.0f, \"forward_per_item\": %.6g, "
+          "\"train_step_est\": %.0f, "
+          "\"sample_per_item\": %.6g, \"counted_forward_per_item\": %.6g, "
+          "\"counted_sample_per_item\": %.6g, "
+          "\"source\": \"%s\", \"note\": \"conv/matmul MACs x2; train = 3 x forward (fwd, dgrad, "
+          "wgrad)\"}",
+          fwd, fwd / o->batch, 3 * fwd, smp, b->fwd_flops / o->batch, b->sample_flops_item,
+          peer ? "peer" : "counted");
   put_phase(f, "train", &b->train, 3 * fwd, true);
   put_phase(f, "logprob", &b->logprob, fwd / o->batch * o->eval_batch, false);
   put_phase(f, "sample", &b->sample, smp * o->sample_batch, false);
   fprintf(f, ", \"peak_rss_mib\": %.1f}\n", peak_rss_mib());
 }
 
-static double items_per_s(const phase *ph) { return ph->done ? ph->items / median(ph->times, ph->reps) : 0; }
+static double items_per_s(const phase *ph) {
+  return ph->done ? ph->items / median(ph->times, ph->reps) : 0;
+}
 
 int main(int argc, char **argv) {
   bench b = {0};
@@ -425,13 +450,15 @@ int main(int argc, char **argv) {
   if (st != FG_OK) return fail("data", e.msg);
   if ((st = build_model(&b, &e)) != FG_OK) return fail("model", e.msg);
   b.rss_after_build = peak_rss_mib();
-  if ((st = make_batch(&b, b.o.eval_batch, b.o.seed + 17, &b.xs, &e)) != FG_OK) return fail("data", e.msg);
+  if ((st = make_batch(&b, b.o.eval_batch, b.o.seed + 17, &b.xs, &e)) != FG_OK)
+    return fail("data", e.msg);
   if ((st = fg_pool_new(&b.pool, b.o.threads, &e)) != FG_OK) return fail("threads", e.msg);
 
   if (has_phase(&b.o, "train")) st = phase_train(&b, &e);
   else st = fg_flow_data_init(b.flow, b.xs, &e); /* actnorm's init, as the peer's first forward */
   if (st != FG_OK) return fail("train", e.msg);
-  if ((st = phase_logprob(&b, has_phase(&b.o, "logprob"), &e)) != FG_OK) return fail("logprob", e.msg);
+  if ((st = phase_logprob(&b, has_phase(&b.o, "logprob"), &e)) != FG_OK)
+    return fail("logprob", e.msg);
   if ((st = phase_sample(&b, has_phase(&b.o, "sample"), &e)) != FG_OK) return fail("sample", e.msg);
 
   put_result(stdout, &b);
@@ -441,9 +468,11 @@ int main(int argc, char **argv) {
     put_result(f, &b);
     fclose(f);
   }
-  fprintf(stderr, "# flowgrad %s params=%lld train %.1f item/s | logprob %.1f item/s | sample %.1f item/s | peak RSS %.0f MiB\n",
-          b.o.model, (long long)fg_flow_num_scalars(b.flow), items_per_s(&b.train), items_per_s(&b.logprob),
-          items_per_s(&b.sample), peak_rss_mib());
+  fprintf(stderr,
+          "# flowgrad %s params=%lld train %.1f item/s | logprob %.1f item/s | sample %.1f item/s "
+          "| peak RSS %.0f MiB\n",
+          b.o.model, (long long)fg_flow_num_scalars(b.flow), items_per_s(&b.train),
+          items_per_s(&b.logprob), items_per_s(&b.sample), peak_rss_mib());
   fg_tensor_free(b.xs);
   fg_tensor_free(b.data);
   fg_pool_free(b.pool);

@@ -38,7 +38,8 @@ static int check_one(const fg_bijector_type *t, const char *origin, const fg_che
     }
     if (failed_seeds == 0) rep = one;
   }
-  printf("%-20s %s%s%s\n", t->name, st == FG_OK ? "ok" : "FAILED", origin ? "  from " : "", origin ? origin : "");
+  printf("%-20s %s%s%s\n", t->name, st == FG_OK ? "ok" : "FAILED", origin ? "  from " : "",
+         origin ? origin : "");
   if (failed_seeds && seeds > 1)
     printf("failed for %d of %d seeds; the first, seed %llu:\n", failed_seeds, seeds,
            (unsigned long long)first_bad);
@@ -88,7 +89,8 @@ static int run_check(int argc, char **argv) {
   if (!read_options(argc, argv, &o, &seeds)) return EXIT_USAGE;
   fg_registry *r = cli_registry(argc, argv);
   if (!r) return EXIT_BAD_INPUT;
-  bool plugins_only = cli_flag(argc, argv, "--plugins-only"), quiet = !cli_flag(argc, argv, "--verbose");
+  bool plugins_only = cli_flag(argc, argv, "--plugins-only"),
+       quiet = !cli_flag(argc, argv, "--verbose");
   int failed = 0, checked = 0, code = EXIT_OK;
   for (int k = 0; k < n && k < 64; k++) {
     const fg_bijector_type *t;

@@ -88,10 +88,12 @@ enum { CLI_PREVIEW = 2000 };
 
 /* From a spec file: parse it, load its data (limit > 0 keeps that many training samples),
  * build the flow.  Returns an exit code (messages printed). */
-int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv, int64_t limit);
+int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv,
+                        int64_t limit);
 /* From a checkpoint: the spec in its metadata, its weights (EMA ones when present); data only
  * when load_data. */
-int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, int argc, char **argv, bool load_data);
+int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, int argc,
+                              char **argv, bool load_data);
 void cli_model_free(cli_model *m);
 /* EXIT_OK when the spec's batch fits the training data; else bad input at the batch line. */
 int cli_check_batch(cli_model *m, const char *cmd);

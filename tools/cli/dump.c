@@ -15,7 +15,8 @@ static fg_node context_input(cli_model *m, fg_graph *g, int64_t batch) {
            : FG_NONE;
 }
 
-static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *g, fg_node *out, fg_err *e) {
+static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *g, fg_node *out,
+                       fg_err *e) {
   fg_shape s = fg_flow_get_config(m->flow)->event, b = s;
   b.ndim = s.ndim + 1, b.d[0] = batch;
   for (int i = 0; i < s.ndim; i++) b.d[i + 1] = s.d[i];
@@ -23,7 +24,8 @@ static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *
   if (!strcmp(what, "sample")) return fg_flow_sample_cond(m->flow, g, batch, ctx, 1.0, 1, out);
   fg_node x = fg_input(g, "x", fg_flow_get_config(m->flow)->dtype, b);
   if (!strcmp(what, "logprob")) return fg_flow_log_prob_cond(m->flow, g, x, ctx, false, out, NULL);
-  if (strcmp(what, "train")) return fg_err_set(e, FG_E_MISUSE, "--what must be logprob, train or sample");
+  if (strcmp(what, "train"))
+    return fg_err_set(e, FG_E_MISUSE, "--what must be logprob, train or sample");
   const char *outer = fg_graph_enter_scope(g, "loss"); /* what no layer makes: the loss, the sums */
   fg_node loss;
   fg_status st = fg_flow_nll_loss_cond(m->flow, g, x, ctx, true, &loss, NULL);
@@ -32,7 +34,8 @@ static fg_status build(cli_model *m, const char *what, int64_t batch, fg_graph *
   if (st == FG_OK && grads) st = fg_flow_param_grads(m->flow, g, loss, grads);
   /* one output standing for all: the sum of every gradient's sum keeps them all alive */
   fg_node all = loss;
-  for (int i = 0; st == FG_OK && grads && i < n; i++) all = fg_add(g, all, fg_sum(g, grads[i], FG_ALL_AXES, false));
+  for (int i = 0; st == FG_OK && grads && i < n; i++)
+    all = fg_add(g, all, fg_sum(g, grads[i], FG_ALL_AXES, false));
   free(grads);
   fg_graph_leave_scope(g, outer);
   *out = all;
@@ -107,7 +110,8 @@ static int run_dump(int argc, char **argv) {
   if (code == EXIT_OK && st == FG_OK) st = fg_graph_new(&g, &e);
   fg_node root = FG_NONE;
   if (code == EXIT_OK && st == FG_OK) st = build(&m, what, batch, g, &root, &e);
-  if (code == EXIT_OK && st == FG_OK && fg_graph_status(g) != FG_OK) st = fg_err_set(&e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
+  if (code == EXIT_OK && st == FG_OK && fg_graph_status(g) != FG_OK)
+    st = fg_err_set(&e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
   fg_program *p = NULL;
   if (code == EXIT_OK && st == FG_OK && compiled) st = fg_program_new(&p, g, 1, &root, &e);
   const fg_graph *shown = p ? fg_program_graph(p) : g;

@@ -10,8 +10,11 @@ static const cli_command *const commands[] = {&cli_train, &cli_eval,   &cli_samp
 enum { N_COMMANDS = sizeof commands / sizeof *commands };
 
 static void usage(FILE *to) {
-  fprintf(to, "usage: flowgrad <command> [options]   (flowgrad <command> --help for details)\n\ncommands:\n");
-  for (int i = 0; i < N_COMMANDS; i++) fprintf(to, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+  fprintf(to,
+          "usage: flowgrad <command> [options]   (flowgrad <command> --help for "
+          "details)\n\ncommands:\n");
+  for (int i = 0; i < N_COMMANDS; i++)
+    fprintf(to, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
   fprintf(to,
           "\nexit codes: 0 success, 1 the job failed, 2 usage error (unknown option, bad value),\n"
           "3 bad input (spec, data, checkpoint, plugin), 4 I/O error, 130 interrupted (Ctrl-C).\n"

@@ -14,9 +14,12 @@ static fg_node mix_rows(fg_graph *g, fg_node v, int64_t steps) {
   for (int i = 1; i < s.ndim; i++) alpha_shape.d[i] = 1;
   fg_tensor *a;
   if (fg_tensor_new(&a, fg_node_dtype(g, v), &alpha_shape, NULL) != FG_OK) return FG_POISON;
-  for (int64_t j = 0; j < steps; j++) fg_tensor_set(a, j, steps > 1 ? (double)j / (double)(steps - 1) : 0);
-  fg_node alpha = fg_constant_take(g, a), first = fg_slice_axis(g, v, 0, 0, 1), second = fg_slice_axis(g, v, 0, 1, 2);
-  return fg_add(g, fg_mul(g, first, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, v)), alpha)), fg_mul(g, second, alpha));
+  for (int64_t j = 0; j < steps; j++)
+    fg_tensor_set(a, j, steps > 1 ? (double)j / (double)(steps - 1) : 0);
+  fg_node alpha = fg_constant_take(g, a), first = fg_slice_axis(g, v, 0, 0, 1),
+          second = fg_slice_axis(g, v, 0, 1, 2);
+  return fg_add(g, fg_mul(g, first, fg_sub(g, fg_scalar(g, 1.0, fg_node_dtype(g, v)), alpha)),
+                fg_mul(g, second, alpha));
 }
 
 /* The blends of one pair (model space, with its labels for a conditional model). */
@@ -107,7 +110,9 @@ static int run_interpolate(int argc, char **argv) {
                           .caption = "latent interpolation between test images, one pair per row"};
     fg_status st = fg_png_grid_write_opts(out, rows, &o, &e);
     if (st != FG_OK) code = cli_fail("interpolate", st, e.msg);
-    else printf("%lld interpolations of %lld steps between test images: %s\n", (long long)pairs, (long long)steps, out);
+    else
+      printf("%lld interpolations of %lld steps between test images: %s\n", (long long)pairs,
+             (long long)steps, out);
   }
   fg_tensor_free(rows);
   cli_model_free(&m);

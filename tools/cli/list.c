@@ -12,21 +12,22 @@ static int run_list(int argc, char **argv) {
   if (!r) return EXIT_BAD_INPUT;
   for (int i = 0; i < fg_registry_count(r); i++) {
     const fg_bijector_type *t = fg_registry_type(r, i);
-    printf("%-20s %s%s%s\n", t->name, t->doc ? t->doc : "", fg_registry_origin(r, i) ? "  [plugin " : "",
+    printf("%-20s %s%s%s\n", t->name, t->doc ? t->doc : "",
+           fg_registry_origin(r, i) ? "  [plugin " : "",
            fg_registry_origin(r, i) ? fg_registry_origin(r, i) : "");
     for (int a = 0; a < t->n_args; a++) {
       static const char *const kinds[] = {"int", "double", "bool", "string", "ints"};
       printf("    %-14s %-7s %s%s%s\n", t->args[a].name, kinds[t->args[a].kind],
-             t->args[a].default_text ? "default " : "required", t->args[a].default_text ? t->args[a].default_text : "",
-             "");
+             t->args[a].default_text ? "default " : "required",
+             t->args[a].default_text ? t->args[a].default_text : "", "");
     }
   }
   fg_registry_free(r);
   return EXIT_OK;
 }
 
-const cli_command cli_list = {
-    "list", "list registered bijector types and their arguments",
-    "usage: flowgrad list [--plugin lib.so]...\n\nPrints every registered type with its constructor arguments "
-    "(kind, default).\n",
-    run_list};
+const cli_command cli_list = {"list", "list registered bijector types and their arguments",
+                              "usage: flowgrad list [--plugin lib.so]...\n\nPrints every "
+                              "registered type with its constructor arguments "
+                              "(kind, default).\n",
+                              run_list};

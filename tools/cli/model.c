@@ -55,7 +55,8 @@ int cli_check_batch(cli_model *m, const char *cmd) {
   return EXIT_BAD_INPUT;
 }
 
-int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv, int64_t limit) {
+int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int argc, char **argv,
+                        int64_t limit) {
   memset(m, 0, sizeof *m);
   fg_err e;
   fg_status st = fg_spec_read_file(&m->spec_text, path, &e);
@@ -73,7 +74,8 @@ int cli_model_from_spec(cli_model *m, const char *cmd, const char *path, int arg
   return build_flow(m, cmd, event);
 }
 
-int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, int argc, char **argv, bool load_data) {
+int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, int argc,
+                              char **argv, bool load_data) {
   memset(m, 0, sizeof *m);
   fg_err e;
   fg_checkpoint_meta meta;
@@ -90,7 +92,8 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   if (code == EXIT_OK) code = parse_spec(m, cmd, ckpt);
   if (code == EXIT_OK && load_data) code = open_data(m, cmd, 0);
   if (code == EXIT_OK) code = build_flow(m, cmd, meta.event);
-  if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK) code = cli_fail(cmd, st, e.msg);
+  if (code == EXIT_OK && (st = fg_checkpoint_load_params(m->flow, ckpt, true, &e)) != FG_OK)
+    code = cli_fail(cmd, st, e.msg);
   fg_checkpoint_meta_free(&meta);
   return code;
 }

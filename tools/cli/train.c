@@ -107,7 +107,9 @@ static fg_status agree_stop(fg_dist *d, bool done, bool *stop, fg_err *e) {
   return st;
 }
 
-static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+static void path_in(char *buf, size_t cap, const char *dir, const char *name) {
+  snprintf(buf, cap, "%s/%s", dir, name);
+}
 
 static double deadline(const run_opts *o) { return o->minutes ? o->t0 + o->minutes * 60 : 0; }
 
@@ -127,13 +129,14 @@ static void progress(const fg_trainer *t, const fg_train_step_info *info, int64_
     fprintf(stderr, "%sstep %lld skipped: non-finite loss or gradient, first at %s\n",
             o->tty ? "\n" : "", (long long)info->step, info->bad_layer);
   if (o->tty) {
-    fprintf(stderr, "\r  step %6lld  loss %8.4f %s  %7.1f samples/s  ETA %3d:%02d ", (long long)info->step, info->loss,
-            fg_trainer_unit(t), per_s, left > 0 ? (int)left / 60 : 0, left > 0 ? (int)left % 60 : 0);
+    fprintf(stderr, "\r  step %6lld  loss %8.4f %s  %7.1f samples/s  ETA %3d:%02d ",
+            (long long)info->step, info->loss, fg_trainer_unit(t), per_s,
+            left > 0 ? (int)left / 60 : 0, left > 0 ? (int)left % 60 : 0);
     return;
   }
   if (elapsed - *last_log >= 10 || session == 1) {
-    fprintf(stderr, "step %lld  loss %.4f %s  %.1f samples/s  elapsed %.0fs\n", (long long)info->step, info->loss,
-            fg_trainer_unit(t), per_s, elapsed);
+    fprintf(stderr, "step %lld  loss %.4f %s  %.1f samples/s  elapsed %.0fs\n",
+            (long long)info->step, info->loss, fg_trainer_unit(t), per_s, elapsed);
     *last_log = elapsed;
   }
 }
@@ -181,7 +184,8 @@ static void dump_graph(cli_model *m, const char *out) {
     path_in(path, sizeof path, out, "graph.dot");
     fg_dot_opts o = {
         .title = "log p(x), one sample", .outputs = &logp, .n_outputs = 1, .layers = true};
-    if (fg_dot_write(g, &o, FG_DOT_DOT, path, &e) == FG_OK) printf("graph (%d nodes): %s\n", fg_graph_node_count(g), path);
+    if (fg_dot_write(g, &o, FG_DOT_DOT, path, &e) == FG_OK)
+      printf("graph (%d nodes): %s\n", fg_graph_node_count(g), path);
     if (fg_graph_node_count(g) <= 1500) { /* Graphviz layout grows fast with size */
       path_in(path, sizeof path, out, "graph.svg");
       if (fg_dot_write(g, &o, FG_DOT_SVG, path, &e) == FG_OK) printf("graph drawing: %s\n", path);
@@ -211,17 +215,22 @@ static void recompute_report(const fg_trainer *t, const fg_train_step_info *info
   const fg_recompute *rc = fg_trainer_recompute(t);
   if (!rc) return;
   if (!info) {
-    printf("recompute: %d of %d layers rebuild their activations in the backward pass; planned peak %.1f MiB\n",
-           fg_recompute_num_recomputed(rc), fg_recompute_num_blocks(rc),
-           (double)fg_trainer_program_stats(t)->arena_bytes / (1 << 20));
+    printf(
+        "recompute: %d of %d layers rebuild their activations in the backward pass; planned peak "
+        "%.1f MiB\n",
+        fg_recompute_num_recomputed(rc), fg_recompute_num_blocks(rc),
+        (double)fg_trainer_program_stats(t)->arena_bytes / (1 << 20));
     return;
   }
   if (info->recompute_fallbacks == 0) return;
-  fprintf(stderr, "\nstep %lld: %d layer(s) keep their activations from now on (round trip over recompute_tol):",
+  fprintf(stderr,
+          "\nstep %lld: %d layer(s) keep their activations from now on (round trip over "
+          "recompute_tol):",
           (long long)info->step, info->recompute_fallbacks);
   for (int i = 0; i < fg_recompute_num_blocks(rc); i++)
     if (fg_recompute_block_mode(rc, i) == FG_BLOCK_STORED_ROUND_TRIP)
-      fprintf(stderr, " %s (%.2g)", fg_recompute_block_name(rc, i), fg_recompute_block_error(rc, i));
+      fprintf(stderr, " %s (%.2g)", fg_recompute_block_name(rc, i),
+              fg_recompute_block_error(rc, i));
   fprintf(stderr, "\n");
   recompute_report(t, NULL);
 }
@@ -394,7 +403,8 @@ static int finish(fg_trainer *t, cli_model *m, const run_opts *o, int64_t sessio
   if (code == EXIT_OK && !interrupted && time_left && o->dump && report) dump_graph(m, o->out);
   if (getenv("FG_PROFILE") && report) {
     char table[8192];
-    printf("\nper-op profile of the training program:\n%s", fg_trainer_profile(t, table, sizeof table));
+    printf("\nper-op profile of the training program:\n%s",
+           fg_trainer_profile(t, table, sizeof table));
   }
   if (code == EXIT_OK && interrupted) {
     printf("interrupted: %s; continue with --resume %s\n",
@@ -477,8 +487,8 @@ static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) 
   int64_t start = t ? fg_trainer_step_count(t) : 0;
   if (code == EXIT_OK) {
     printf("%s: %lld parameters, %lld training samples of %lld dims, batch %lld\n", spec_path,
-           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false), (long long)fg_flow_dims(m.flow),
-           (long long)fg_trainer_batch(t));
+           (long long)fg_flow_num_scalars(m.flow), (long long)fg_trainer_data_rows(t, false),
+           (long long)fg_flow_dims(m.flow), (long long)fg_trainer_batch(t));
     char libs[256];
     printf("kernels: %s\n", fg_kernel_libraries(libs, sizeof libs));
     if (fg_dist_size(o->dist) > 1)
@@ -533,7 +543,8 @@ const cli_command cli_train = {
     "row.  Writes DIR/checkpoint.safetensors every --checkpoint-every steps (default 500; 0: only\n"
     "at the end) and at the end, atomically, with DIR/metrics.csv (step, loss, test loss when\n"
     "evaluated, samples/s, lr) and DIR/loss.png; then prints the test loss (bits/dim for images,\n"
-    "nats for 2-D data; also every eval_every steps of the spec), writes DIR/samples.png (an image\n"
+    "nats for 2-D data; also every eval_every steps of the spec), writes DIR/samples.png (an "
+    "image\n"
     "grid, one row per class for a class-conditional model; a scatter plot for 2-D data, and\n"
     "DIR/density.png) and DIR/graph.dot (+ graph.svg) of the log-prob graph.\n"
     "  --minutes M      bounds the whole command's wall time, test evaluation included: training\n"
