@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +137,12 @@ static int64_t element_offset(const fg_tensor *t, int64_t flat) {
     flat /= d;
   }
   return off;
+}
+
+bool fg_tensor_all_finite(const fg_tensor *t) {
+  for (int64_t i = 0; i < fg_tensor_numel(t); i++)
+    if (!isfinite(fg_tensor_get(t, i))) return false;
+  return true;
 }
 
 double fg_tensor_get(const fg_tensor *t, int64_t flat_index) {

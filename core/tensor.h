@@ -49,6 +49,8 @@ void *fg_tensor_data(const fg_tensor *t);
 /* Element at a flat row-major index of the logical shape (follows strides), as double. */
 double fg_tensor_get(const fg_tensor *t, int64_t flat_index);
 void fg_tensor_set(fg_tensor *t, int64_t flat_index, double v);
+/* Whether every element is finite (no NaN, no infinity). */
+bool fg_tensor_all_finite(const fg_tensor *t);
 /* Fills every element with v. */
 void fg_tensor_fill(fg_tensor *t, double v);
 

@@ -151,12 +151,6 @@ static double max_abs_diff(const fg_tensor *a, const fg_tensor *b, double sign) 
   return worst;
 }
 
-static bool all_finite(const fg_tensor *a) {
-  for (int64_t i = 0; i < fg_tensor_numel(a); i++)
-    if (!isfinite(fg_tensor_get(a, i))) return false;
-  return true;
-}
-
 static fg_status run_with(check_env *env, built *bt, const fg_tensor *x, const fg_tensor *context,
                           fg_program **out, fg_check_report *r) {
   fg_err e;
@@ -284,7 +278,9 @@ static bool edges_check(check_env *env, built *bt, fg_check_report *r) {
   fg_tensor *x = input_values(env, true);
   fg_program *p = NULL;
   bool ok = x && run_with(env, bt, x, env->context, &p, r) == FG_OK;
-  if (ok) ok = all_finite(fg_program_output(p, 0)) && all_finite(fg_program_output(p, 1));
+  if (ok)
+    ok = fg_tensor_all_finite(fg_program_output(p, 0)) &&
+         fg_tensor_all_finite(fg_program_output(p, 1));
   r->edges_finite = ok;
   note(r, "%s finite output and log-det near the domain edges [%g, %g]\n", ok ? "ok  " : "FAIL",
        env->o.lo, env->o.hi);

@@ -313,12 +313,6 @@ static void load_batch(fg_trainer *t, int64_t step) {
 
 /* ---- the non-finite guard ---- */
 
-static bool tensor_finite(const fg_tensor *v) {
-  for (int64_t i = 0; i < fg_tensor_numel(v); i++)
-    if (!isfinite(fg_tensor_get(v, i))) return false;
-  return true;
-}
-
 /* Runs the top-level layers one by one on the current batch (same noise) and returns the
  * index of the first whose output (2i) or log-det (2i + 1) is not finite; 2n when none is, or
  * when the diagnosis cannot run. */
@@ -351,7 +345,7 @@ static int first_bad_output(fg_trainer *t) {
     fg_program_set_rng_offset(p, rng_offset(t));
     if (ready && fg_program_run(p, NULL) == FG_OK)
       for (int i = 0; i < 2 * n && bad == 2 * n; i++)
-        if (!tensor_finite(fg_program_output(p, i))) bad = i;
+        if (!fg_tensor_all_finite(fg_program_output(p, i))) bad = i;
   }
   fg_program_free(p);
   fg_flow_ctx_free(c);

@@ -14,12 +14,6 @@
 enum { SAMPLE_CHUNK = 256 }; /* samples drawn by one program run: memory stays a chunk's */
 #define FG_SAMPLE_MAX 100000 /* --n: the PNG grid of 100000 28x28 images is 8876 px square */
 
-static bool finite_tensor(const fg_tensor *v) {
-  for (int64_t i = 0; i < fg_tensor_numel(v); i++)
-    if (!isfinite(fg_tensor_get(v, i))) return false;
-  return true;
-}
-
 /* What a draw is: how many, their contexts (NULL: unconditional), temperature and seed; `chunk`
  * is the rng offset of a part drawn by one program run. */
 typedef struct draw {
@@ -49,7 +43,7 @@ static void name_overflowing_layer(cli_model *m, const draw *d, char *out, size_
   if (ready) fg_program_set_rng_offset(p, d->chunk); /* the draws of the part that overflowed */
   if (ready && fg_program_run(p, NULL) == FG_OK)
     for (int i = 0; i < n_steps; i++)
-      if (!finite_tensor(fg_program_output(p, i))) {
+      if (!fg_tensor_all_finite(fg_program_output(p, i))) {
         int len = (int)strlen(names[i]);
         while (len > 0 && names[i][len - 1] == '.') len--; /* prefixes end in a dot */
         snprintf(out, cap, "first at layer %.*s, step %d of %d from the latent", len, names[i], i,
@@ -125,7 +119,7 @@ static fg_status draw_in_parts(cli_model *m, const draw *d, fg_tensor **all, cha
     int64_t per = out ? fg_tensor_numel(out) / k : 0;
     for (int64_t i = 0; st == FG_OK && i < k * per; i++)
       fg_tensor_set(*all, start * per + i, fg_tensor_get(out, i));
-    if (st == FG_OK && !where[0] && !finite_tensor(out))
+    if (st == FG_OK && !where[0] && !fg_tensor_all_finite(out))
       name_overflowing_layer(m, &part, where, cap);
     fg_tensor_free(ctx); /* a view: the program keeps nothing of it past the run */
   }
