@@ -23,7 +23,8 @@
   X(EPILOGUE, epilogue, "conv2d + bias add (+ relu) into one op")            \
   X(FUSE, fuse, "fusion of elementwise chains into one tiled loop")           \
   X(MEMPLAN, memplan, "memory planning: liveness, buffer reuse, in place")    \
-  X(SCHEDULE, schedule, "an order that keeps peak live bytes low")
+  X(SCHEDULE, schedule, "an order that keeps peak live bytes low")            \
+  X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,

@@ -42,6 +42,15 @@ typedef struct fg_infer_args {
   char why[256];
 } fg_infer_args;
 
+/* Layouts.  A value is stored row-major, or, when the program's layout plan
+ * (core/runtime/layout_plan.c) keeps it in oneDNN's blocked layout between kernels that take
+ * it so, as nChw16c: a float32 [N, C, H, W] with C a multiple of 16 stored as
+ * [N, C/16, H, W, 16], the same bytes in another order.  Bit k of `blocked` says input k is
+ * given so, FG_BLOCKED_OUT that the output is to be written so; only kernels that declared
+ * they take that operand blocked (fg_kprep.blocked_ok), and elementwise kernels whose
+ * operands all share one shape (where the order does not matter), ever see one. */
+#define FG_BLOCKED_OUT (1u << 31)
+
 /* What a kernel sees: contiguous row-major inputs and output.  A kernel computes its share
  * [ith of nth] of the output (split it by rows, batch or tiles; nth is 1 until the threaded
  * backend runs it) and returns FG_OK, or an error status with a message in `err` (e.g. an
@@ -62,6 +71,7 @@ typedef struct fg_kargs {
   void *state;   /* fg_kernel_impl: what its prepare made (NULL for the descriptor's kernels) */
   void *scratch; /* fg_kernel_impl: scratch_bytes for this run, 64-byte aligned, else NULL */
   int phase;     /* fg_kernel_impl: which of its phases runs (0 for single-phase kernels) */
+  uint32_t blocked; /* operands in the blocked layout (see Layouts above); 0 nearly always */
 } fg_kargs;
 
 typedef fg_status (*fg_kernel_fn)(const fg_kargs *k);
@@ -80,6 +90,7 @@ typedef struct fg_kprep {
   const fg_dtype *in_dtype;
   fg_shape out_shape;
   fg_dtype out_dtype;
+  uint32_t blocked;                 /* operands given / wanted in the blocked layout */
   /* answers */
   int n_phases;                     /* phases run one after another, each over all its parts */
   int parts[FG_KERNEL_MAX_PHASES];  /* parts of each phase (1..FG_POOL_MAX_FIXED_PARTS): never
@@ -89,6 +100,8 @@ typedef struct fg_kprep {
   bool as_native;                   /* it computes the node exactly as the descriptor's kernels
                                        would (same algorithm, same parts): timing need not
                                        tell them apart */
+  uint32_t blocked_ok;              /* operands it takes or gives in the blocked layout with no
+                                       reorder (bits as `blocked`): the layout plan's offer */
 } fg_kprep;
 
 /* An alternative way to compute an op (a kernel library, one of several native algorithms).

@@ -1,7 +1,8 @@
 /* Compiling a program: a copy of the needed part of the graph goes through
  *   the graph passes (core/compiler/passes.c) -> fusion groups (core/compiler/pass_fuse.c) ->
  *   steps in id order -> each step's implementation (core/runtime/kernel_choice.c: a kernel
- *   library's primitives are made here) -> an order that keeps peak live bytes low
+ *   library's primitives are made here) -> the values kept in a blocked layout between them
+ *   (core/runtime/layout_plan.c) -> an order that keeps peak live bytes low
  *   (core/compiler/pass_schedule.c) -> the memory plan (core/compiler/pass_memplan.c, with the
  *   kernels' scratch) -> one arena and every value's tensor,
  * all allocated here, once, so that running allocates nothing. */
@@ -237,6 +238,8 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
   if (st == FG_OK) st = make_pool(p, o, e);
   if (st == FG_OK) st = schedule(p, o, e);
   if (st == FG_OK) st = choose_kernels(p, o, e);
+  if (st == FG_OK)
+    st = fg__program_plan_layouts(p, !(o->disabled_passes & FG_PASS_BIT(LAYOUT)), e);
   if (st == FG_OK) st = plan_memory(p, o, e);
   if (st == FG_OK) fill_stats(p, t0);
   return st;

@@ -107,7 +107,7 @@ static fg_status run_node(fg_program *p, int32_t s, fg_err *e) {
   fg_kargs k = {.attr = r->attr, .n_in = r->n_in, .in = in, .in_shape = shape, .in_dtype = dtype,
                 .out = fg_tensor_data(p->value[n]), .out_shape = r->shape,
                 .rng_offset = p->rng_offset, .value = r->value, .state = c->state,
-                .scratch = scratch_of(p, s)};
+                .scratch = scratch_of(p, s), .blocked = p->step_blocked[s]};
   int native_parts = p->step_parts[s];
   fg_status st = c->impl ? fg__run_kernel(p->pool, kernel, &k, c->prep.n_phases, c->prep.parts, e)
                          : fg__run_kernel(p->pool, kernel, &k, 1, &native_parts, e);

@@ -224,9 +224,10 @@ static bool prep_valid(const fg_kprep *a) {
 
 /* Prepares impl for the node into c; false when it does not compute it. */
 static bool try_prepare(fg_kernel_choice *c, const fg_kernel_impl *impl, const node_view *v,
-                        int parts, fg_err *why) {
+                        int parts, uint32_t blocked, fg_err *why) {
   memset(c, 0, sizeof *c);
   prep_init(&c->prep, v, parts);
+  c->prep.blocked = blocked;
   if (!kernel_for(impl, v->r)) {
     fg_err_set(why, FG_E_MISUSE, "no kernel for this dtype");
     return false;
@@ -378,7 +379,7 @@ static int choose_by_time(fg_kernel_choice *c, const node_view *v, int parts, fg
   int n_ok = 0, chosen = -1;
   bool ok = cand && score && live;
   for (int i = 0; ok && i < n; i++)
-    n_ok += live[i] = try_prepare(&cand[i], &d->impls[i], v, parts, NULL);
+    n_ok += live[i] = try_prepare(&cand[i], &d->impls[i], v, parts, 0, NULL);
   if (ok && n_ok > 1) {
     prep_init(&cand[n].prep, v, parts);
     live[n] = true;
@@ -398,6 +399,13 @@ static int choose_by_time(fg_kernel_choice *c, const node_view *v, int parts, fg
   return chosen;
 }
 
+static void view_inputs(node_view *v, const fg_graph *g, fg_node n) {
+  for (int i = 0; i < v->r->n_in && i < MAX_NODE_INPUTS; i++) {
+    v->in_shape[i] = fg_node_shape(g, fg_node_input(g, n, i));
+    v->in_dtype[i] = fg_node_dtype(g, fg_node_input(g, n, i));
+  }
+}
+
 fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, int parts,
                             const fg_kernel_rules *rules, fg_pool *pool, fg_err *e) {
   memset(c, 0, sizeof *c);
@@ -407,10 +415,7 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
     set_label(c);
     return FG_OK;
   }
-  for (int i = 0; i < v.r->n_in; i++) {
-    v.in_shape[i] = fg_node_shape(g, fg_node_input(g, n, i));
-    v.in_dtype[i] = fg_node_dtype(g, fg_node_input(g, n, i));
-  }
+  view_inputs(&v, g, n);
   unsigned char key[KEY_MAX];
   size_t key_len = make_key(key, g, n, parts);
   int impl = rules->mode[v.r->op] == KRULE_IMPL ? rules->impl[v.r->op]
@@ -418,7 +423,7 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
                                                  : -2;
   if (impl >= d->n_impls) impl = -2; /* a cache line no build of this fingerprint wrote */
   fg_err why = {0};
-  if (impl >= 0 && !try_prepare(c, &d->impls[impl], &v, parts, &why)) impl = -1;
+  if (impl >= 0 && !try_prepare(c, &d->impls[impl], &v, parts, 0, &why)) impl = -1;
   if (impl == -2) {
     bool nomem = false;
     impl = choose_by_time(c, &v, parts, pool, &nomem);
@@ -429,6 +434,17 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
   if (why.msg[0]) /* a pinned implementation that does not apply: say why, for benchmarks */
     snprintf(c->label, sizeof c->label, "native (%s)", why.msg);
   return FG_OK;
+}
+
+bool fg__kernel_reprepare(fg_kernel_choice *out, const fg_kernel_choice *c, const fg_graph *g,
+                          fg_node n, int parts, uint32_t blocked) {
+  node_view v = {.r = fg_graph_node(g, n)};
+  memset(out, 0, sizeof *out);
+  if (!c->impl || v.r->n_in > MAX_NODE_INPUTS) return false;
+  view_inputs(&v, g, n);
+  if (!try_prepare(out, c->impl, &v, parts, blocked, NULL)) return false;
+  set_label(out);
+  return true;
 }
 
 void fg__kernel_choice_release(fg_kernel_choice *c) {

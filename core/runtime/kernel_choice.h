@@ -43,6 +43,12 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
                             const fg_kernel_rules *rules, fg_pool *pool, fg_err *e);
 void fg__kernel_choice_release(fg_kernel_choice *c);
 
+/* Prepares c's implementation for node n again into *out, with the operands in `blocked`
+ * (fg_kprep.blocked) in the blocked layout; false when it does not compute that (*out is then
+ * empty).  c stays as it was. */
+bool fg__kernel_reprepare(fg_kernel_choice *out, const fg_kernel_choice *c, const fg_graph *g,
+                          fg_node n, int parts, uint32_t blocked);
+
 /* Runs kernel with base's arguments (ith, nth, phase and err set per part) over n_phases
  * phases of parts[phase] parts on pool, one phase after another; returns the first failing
  * part's status with its message in e.  Defined in execute.c, shared with the timing here. */

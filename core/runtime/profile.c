@@ -101,6 +101,9 @@ const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
                              1e3 * p->prof_ms[best] / (double)p->prof_calls[best],
                              total > 0 ? 100 * p->prof_ms[best] / total : 0);
   }
-  if (used < cap && p->prof_runs > 0) profile_by_shape(p, total, buf + used, cap - used);
+  if (used < cap && p->prof_runs > 0) used += profile_by_shape(p, total, buf + used, cap - used);
+  if (used < cap)
+    snprintf(buf + used, cap - used, "\nvalues kept in oneDNN's blocked layout between kernels: %d\n",
+             (int)p->stats.n_blocked);
   return buf;
 }

@@ -76,6 +76,7 @@ void fg_program_free(fg_program *p) {
   for (int32_t s = 0; p->kernels && s < p->n_steps; s++) fg__kernel_choice_release(&p->kernels[s]);
   free(p->kernels);
   free(p->step_parts);
+  free(p->step_blocked);
   for (int32_t s = 0; p->step_scratch && s < p->n_steps; s++) free(p->step_scratch[s]);
   free(p->step_scratch);
   fg_buffer_release(p->arena);

@@ -27,6 +27,7 @@ struct fg_program {
   fg_memplan_step *steps;
   fg_kernel_choice *kernels; /* per step: the implementation it runs (kernel_choice.h) */
   int *step_parts;           /* per step: how the executor splits the descriptor's kernel */
+  uint32_t *step_blocked;    /* per step: its operands in the blocked layout (layout_plan.c) */
   void **step_scratch;       /* per step: its kernel's scratch when memory is not planned */
   fg_node *reads;       /* storage behind steps[].reads */
   int32_t *poison_off;  /* per step s: poison_ids[poison_off[s] .. poison_off[s+1]) */
@@ -56,6 +57,11 @@ struct fg_program {
  * fg_program_free. */
 fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
                               const fg_program_opts *o, fg_err *e);
+
+/* layout_plan.c: which values stay in the blocked layout (all row-major unless enabled), into
+ * p->step_blocked and p->stats.n_blocked, after the kernels are chosen and before the memory
+ * plan; fails only when out of memory. */
+fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e);
 
 /* execute.c: the executor's part count for node n of g (by its shapes alone). */
 int fg__program_parts_for(const fg_graph *g, fg_node n);

@@ -375,18 +375,22 @@ static void dims4(dnnl_dims_t d, int64_t a, int64_t b, int64_t c, int64_t e) {
 }
 
 /* Memory descriptors of a conv with batch nb: x, w, y in NCHW / OIHW or any; the bias as
- * [1, O, 1, 1] (added by a post-op). */
+ * [1, O, 1, 1] (added by a post-op).  x or y may be in the blocked layout nChw16c instead of
+ * NCHW (xb, yb: the program keeps that value blocked, fg_kargs.blocked). */
 typedef struct conv_mds {
   dnnl_memory_desc_t x, w, b, y;
 } conv_mds;
 
-static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t nb, bool any) {
+static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t nb, bool any,
+                          bool xb, bool yb) {
   dnnl_dims_t x, w, y, bias = {1, g->o, 1, 1};
   dims4(x, nb, g->c, g->h, g->w), dims4(w, g->o, g->c, g->kh, g->kw);
   dims4(y, nb, g->o, g->ho, g->wo);
-  ok(b, dnnl_memory_desc_init_by_tag(&m->x, 4, x, dnnl_f32, any ? dnnl_format_tag_any : dnnl_nchw));
+  dnnl_format_tag_t xt = any ? dnnl_format_tag_any : xb ? dnnl_aBcd16b : dnnl_nchw;
+  dnnl_format_tag_t yt = any ? dnnl_format_tag_any : yb ? dnnl_aBcd16b : dnnl_nchw;
+  ok(b, dnnl_memory_desc_init_by_tag(&m->x, 4, x, dnnl_f32, xt));
   ok(b, dnnl_memory_desc_init_by_tag(&m->w, 4, w, dnnl_f32, any ? dnnl_format_tag_any : dnnl_oihw));
-  ok(b, dnnl_memory_desc_init_by_tag(&m->y, 4, y, dnnl_f32, any ? dnnl_format_tag_any : dnnl_nchw));
+  ok(b, dnnl_memory_desc_init_by_tag(&m->y, 4, y, dnnl_f32, yt));
   ok(b, dnnl_memory_desc_init_by_tag(&m->b, 4, bias, dnnl_f32, dnnl_nchw));
 }
 
@@ -406,7 +410,7 @@ static void epilogue_attr(builder *b, dnnl_primitive_attr_t attr, const conv_mds
 static dnnl_primitive_desc_t conv_pd(builder *b, const conv_geom *g, conv_kind kind, int64_t nb,
                                      bool any, bool bias, bool relu) {
   conv_mds m;
-  conv_mds_init(b, &m, g, nb, any);
+  conv_mds_init(b, &m, g, nb, any, false, false);
   dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1}, pl = {g->ph, g->pw};
   dnnl_dims_t pr = {(g->ho - 1) * g->sh + (g->kh - 1) * g->dh + 1 - g->h - g->ph,
                     (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1 - g->w - g->pw};
@@ -520,6 +524,29 @@ static void conv_part(builder *b, conv_build *c, job *j, int p, int64_t n0, int 
   job_finish(b, j);
 }
 
+/* The activations a program may hand this conv in the blocked layout nChw16c, or have it
+ * write so (fg_kprep.blocked_ok): those with channels a multiple of 16, when the primitive
+ * chooses its layouts.  Where it chose nChw16c too, no reorder runs; where it chose another
+ * (plain NCHW for 2 or 4 input channels, 8-channel blocks for some weight gradients), it
+ * reorders from or to nChw16c instead of NCHW, at the same cost. */
+static uint32_t blocked_ok_of(const conv_geom *g, conv_kind kind) {
+  bool x = g->c % 16 == 0, y = g->o % 16 == 0;
+  switch (kind) {
+  case CONV_FORWARD: return (x ? 1u : 0) | (y ? FG_BLOCKED_OUT : 0);      /* x -> y */
+  case CONV_INPUT_GRAD: return (y ? 1u : 0) | (x ? FG_BLOCKED_OUT : 0);   /* dy -> dx */
+  default: return (x ? 1u : 0) | (y ? 2u : 0);                            /* x, dy -> dw */
+  }
+}
+
+/* Which of x and y the program gives or wants blocked (fg_kprep.blocked, by operand). */
+static void blocked_xy(uint32_t blocked, conv_kind kind, bool *xb, bool *yb) {
+  switch (kind) {
+  case CONV_FORWARD: *xb = blocked & 1u, *yb = blocked & FG_BLOCKED_OUT; break;
+  case CONV_INPUT_GRAD: *yb = blocked & 1u, *xb = blocked & FG_BLOCKED_OUT; break;
+  default: *xb = blocked & 1u, *yb = blocked & 2u; break;
+  }
+}
+
 static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
   conv_build c = {.kind = fg_conv_kind_of(a->op)};
   c.g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, c.kind);
@@ -533,10 +560,13 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
   int parts = parts_for(given, g->n, wgrad ? WGRAD_MAX_PARTS : CONV_MAX_PARTS);
   builder b = {.s = state_new(parts)};
   int saved = threads_one();
+  bool xb, yb;
+  blocked_xy(any ? a->blocked : 0, c.kind, &xb, &yb);
   if (!b.s) ok(&b, dnnl_out_of_memory);
+  a->blocked_ok = any ? blocked_ok_of(g, c.kind) : 0;
   for (int s = 0; s < (g->n % parts ? 2 : 1) && b.st == dnnl_success; s++) {
     int64_t nb = g->n / parts + (g->n % parts && s == 0 ? 1 : 0);
-    conv_mds_init(&b, &c.user[s], g, nb, false);
+    conv_mds_init(&b, &c.user[s], g, nb, false, xb, yb);
     c.pd[s] = conv_pd(&b, g, c.kind, nb, any, c.bias, c.relu);
   }
   if (b.st == dnnl_success) {

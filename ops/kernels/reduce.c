@@ -158,9 +158,9 @@ DEFINE_REDUCE_ROWS(sum, double, f64, SUM_INIT, SUM_COMBINE)
 DEFINE_REDUCE_ROWS(max, float, f32, MAX_INIT, MAX_COMBINE)
 DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
 
-/* One body for every (op, type) pair: stamps out op##_##sfx. */
-#define DEFINE_REDUCE_KERNEL(op, T, sfx, INIT, COMBINE)                                 \
-  FG_SIMD_CLONES fg_status fg_kernel_##op##_##sfx(const fg_kargs *k) {                    \
+/* One body for every (op, type) pair: stamps out fn. */
+#define DEFINE_REDUCE_KERNEL(fn, op, T, sfx, INIT, COMBINE)                             \
+  FG_SIMD_CLONES fg_status fn(const fg_kargs *k) {                                       \
     reduce_plan p;                                                                       \
     int64_t b, e;                                                                        \
     reduce_prepare(k, &p, &b, &e);                                                       \
@@ -196,10 +196,48 @@ DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
     return FG_OK;                                                                        \
   }
 
-DEFINE_REDUCE_KERNEL(sum, float, f32, SUM_INIT, SUM_COMBINE)
-DEFINE_REDUCE_KERNEL(sum, double, f64, SUM_INIT, SUM_COMBINE)
-DEFINE_REDUCE_KERNEL(max, float, f32, MAX_INIT, MAX_COMBINE)
-DEFINE_REDUCE_KERNEL(max, double, f64, MAX_INIT, MAX_COMBINE)
+/* The per-channel sum of a [N, C, H, W] float32 input in the blocked layout [N, C/16, H, W, 16]
+ * (a bias gradient the layout plan kept blocked, core/ir/op.h).  The 16 channels of a block are
+ * contiguous lanes; a part owns whole blocks (splitting a block would read it once per part),
+ * and each channel adds its elements in double in a fixed order (image by image, positions
+ * dealt round-robin to BLOCK_SUM_SETS accumulators for instruction-level parallelism, combined
+ * in order), so results do not depend on the split. */
+#define BLOCK_SUM_SETS 4
+FG_SIMD_CLONES static fg_status channel_sum_blocked_f32(const fg_kargs *k) {
+  const fg_shape *s = &k->in_shape[0];
+  int64_t n = s->d[0], blocks = s->d[1] / 16, hw = s->d[2] * s->d[3], b, e;
+  const float *in = k->in[0];
+  float *out = k->out;
+  fg_split_range(blocks, k->ith, k->nth, &b, &e);
+  for (int64_t cb = b; cb < e; cb++) {
+    double acc[BLOCK_SUM_SETS][16] = {{0}};
+    for (int64_t i = 0; i < n; i++) {
+      const float *v = in + (i * blocks + cb) * hw * 16;
+      int64_t t = 0;
+      for (; t + BLOCK_SUM_SETS <= hw; t += BLOCK_SUM_SETS)
+        for (int a = 0; a < BLOCK_SUM_SETS; a++)
+          for (int j = 0; j < 16; j++) acc[a][j] += (double)v[(t + a) * 16 + j];
+      for (; t < hw; t++)
+        for (int j = 0; j < 16; j++) acc[t % BLOCK_SUM_SETS][j] += (double)v[t * 16 + j];
+    }
+    for (int j = 0; j < 16; j++) {
+      double sum = acc[0][j];
+      for (int a = 1; a < BLOCK_SUM_SETS; a++) sum += acc[a][j];
+      out[cb * 16 + j] = (float)sum;
+    }
+  }
+  return FG_OK;
+}
+
+/* The float32 sum: over a blocked input only per channel (the one reduction the layout plan
+ * gives a blocked input), else by the plan above. */
+static DEFINE_REDUCE_KERNEL(sum_rowmajor_f32, sum, float, f32, SUM_INIT, SUM_COMBINE)
+fg_status fg_kernel_sum_f32(const fg_kargs *k) {
+  return k->blocked & 1u ? channel_sum_blocked_f32(k) : sum_rowmajor_f32(k);
+}
+DEFINE_REDUCE_KERNEL(fg_kernel_sum_f64, sum, double, f64, SUM_INIT, SUM_COMBINE)
+DEFINE_REDUCE_KERNEL(fg_kernel_max_f32, max, float, f32, MAX_INIT, MAX_COMBINE)
+DEFINE_REDUCE_KERNEL(fg_kernel_max_f64, max, double, f64, MAX_INIT, MAX_COMBINE)
 
 
 /* cumsum: each part owns whole columns (every position but the axis), scanned in order and
