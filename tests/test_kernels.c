@@ -375,6 +375,28 @@ Test(kernels, timed_choices_are_kept_in_a_file_for_later_processes) {
   net_free(&n);
 }
 
+/* FG_KERNEL_CACHE=0 means no file, as "off" does, not a directory named "0". */
+Test(kernels, a_kernel_cache_of_0_keeps_no_file) {
+  char dir[] = "/tmp/fg-kernel-cwd-XXXXXX", zero[4096];
+  cr_assert_not_null(mkdtemp(dir));
+  net n = build_net();
+  pid_t child = fork(); /* compiles in its own memory of choices, in dir */
+  if (child == 0) {
+    fg_program *p;
+    setenv("FG_KERNEL_CACHE", "0", 1);
+    _exit(chdir(dir) == 0 && fg_program_new_opts(&p, n.g, n.n_out, n.outs,
+                                                 &(fg_program_opts){.n_threads = 2, .kernels = "auto"},
+                                                 NULL) == FG_OK ? 0 : 1);
+  }
+  int status = 0;
+  cr_assert_eq(waitpid(child, &status, 0), child);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the process compiled");
+  snprintf(zero, sizeof zero, "%s/0", dir);
+  cr_expect_neq(access(zero, F_OK), 0, "no directory named 0 was made");
+  rmdir(dir);
+  net_free(&n);
+}
+
 Test(kernels, deterministic_programs_time_nothing_and_run_fixed_kernels) {
   net n = build_net();
   fg_program *p = compile(&n, &(fg_program_opts){.deterministic = true});

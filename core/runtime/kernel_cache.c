@@ -59,7 +59,7 @@ static bool cache_path(char *buf, size_t cap) {
   const char *env = getenv("FG_KERNEL_CACHE"), *base = getenv("XDG_CACHE_HOME");
   char dir[PATH_CAP];
   if (env) {
-    if (!env[0] || !strcmp(env, "off")) return false;
+    if (!env[0] || !strcmp(env, "off") || !strcmp(env, "0")) return false; /* not a dir "0" */
     snprintf(dir, sizeof dir, "%s", env);
   } else if (base && base[0]) {
     snprintf(dir, sizeof dir, "%s/flowgrad", base);
