@@ -65,6 +65,8 @@ typedef struct phase {
   double times[MAX_REPS];
   int reps;
   double items, flops_per_run, rss_mib, compile_ms, last_loss;
+  double arena_mib; /* the program's planned intermediate values (train: the step's) */
+  int blocked;      /* values it keeps in oneDNN's blocked layout */
 } phase;
 
 typedef struct bench {
@@ -296,6 +298,8 @@ static fg_status phase_train(bench *b, fg_err *e) {
   fg_status st = fg_trainer_new(&t, b->flow, &s, &d, b->o.threads, e);
   if (st != FG_OK) return st;
   b->train.compile_ms = (now_s() - t0) * 1e3;
+  const fg_program_stats *ps = fg_trainer_program_stats(t);
+  b->train.arena_mib = (double)ps->arena_bytes / (1 << 20), b->train.blocked = ps->n_blocked;
   if (b->o.warmup == 0) st = train_call(t, 0, &b->train, e); /* the data-dependent init step */
   if (st == FG_OK) st = timed(train_call, t, b->o.warmup, b->o.reps, &b->train, e);
   b->train.items = (double)b->o.batch;
@@ -394,7 +398,10 @@ static void put_phase(FILE *f, const char *name, const phase *ph, double flops_p
   fprintf(f, "], \"steps_per_s\": %.6g, \"items_per_s\": %.6g, \"gflops_per_s\": %.6g", 1.0 / med,
           ph->items / med, flops_per_run / med / 1e9);
   if (loss) fprintf(f, ", \"last_loss\": %.6g", ph->last_loss);
-  fprintf(f, ", \"peak_rss_mib\": %.1f, \"compile_ms\": %.1f}", ph->rss_mib, ph->compile_ms);
+  fprintf(f, ", \"peak_rss_mib\": %.1f, \"compile_ms\": %.1f", ph->rss_mib, ph->compile_ms);
+  if (ph->arena_mib > 0)
+    fprintf(f, ", \"arena_mib\": %.1f, \"blocked_values\": %d", ph->arena_mib, ph->blocked);
+  fprintf(f, "}");
 }
 
 static void put_result(FILE *f, const bench *b) {
