@@ -103,7 +103,8 @@ const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
   }
   if (used < cap && p->prof_runs > 0) used += profile_by_shape(p, total, buf + used, cap - used);
   if (used < cap)
-    snprintf(buf + used, cap - used, "\nvalues kept in oneDNN's blocked layout between kernels: %d\n",
+    snprintf(buf + used, cap - used,
+             "\nvalues kept in oneDNN's blocked layout between kernels: %d\n",
              (int)p->stats.n_blocked);
   return buf;
 }
