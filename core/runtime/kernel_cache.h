@@ -3,13 +3,13 @@
  * different implementations differ in the last bits, so without it two runs of one training (or
  * a run and its resume in a new process) could compute with different kernels.
  *
- * The file is <dir>/kernels-<fingerprint>.txt, dir from FG_KERNEL_CACHE (a directory; empty,
- * "off" or "0": no file), else $XDG_CACHE_HOME/flowgrad, else $HOME/.cache/flowgrad.  The
- * fingerprint hashes the CPU model and the build's instruction set with each op's
- * implementations, so a file made by another build or CPU is never read.  A line is "<key in hex> <implementation
- * index>" (-1: native); lines are appended with one write each, so processes choosing at the
- * same time only ever add whole lines, and a key's first line wins.  A file that cannot be read
- * or written only costs timing again: nothing here fails. */
+ * The file is <dir>/kernels-<fingerprint>.txt, dir from FG_KERNEL_CACHE (a directory; empty, "off"
+ * or "0": no file), else $XDG_CACHE_HOME/flowgrad, else $HOME/.cache/flowgrad. The fingerprint
+ * hashes the CPU model and the build's instruction set with each op's implementations, so a file
+ * made by another build or CPU is never read. A line is "<key in hex> <implementation index>" (-1:
+ * native); lines are appended with one write each, so processes choosing at the same time only
+ * ever add whole lines, and a key's first line wins. A file that cannot be read or written only
+ * costs timing again: nothing here fails. */
 #ifndef FG_KERNEL_CACHE_H
 #define FG_KERNEL_CACHE_H
 
