@@ -49,10 +49,11 @@ typedef struct fg_program_stats {
   size_t arena_bytes;                  /* planned bytes of intermediate values */
   size_t naive_bytes;                  /* the same values with one buffer each */
   int32_t n_in_place;                  /* values written over a dying input */
-  int32_t n_blocked;                   /* values kept in oneDNN's blocked layout between kernels */
   int n_threads;
   double compile_ms;
   double choose_ms;                    /* of compile_ms: choosing kernels (timing, libraries) */
+  int32_t n_blocked;                   /* values kept in oneDNN's blocked layout between kernels
+                                          (last: the fields before keep their offsets) */
 } fg_program_stats;
 
 /* Plans a program computing outs[0..n_out) into *out.  Fails when the graph is in error or an
