@@ -30,6 +30,8 @@ typedef struct layout_ctx {
   fg_program *p;
   uint8_t *blocked;  /* per node: still in the set */
   uint8_t *agnostic; /* per step: elementwise over operands of one shape */
+  int32_t *reader_off, *readers; /* node v is read by steps readers[reader_off[v] ..
+                                    reader_off[v + 1]) (once per read) */
 } layout_ctx;
 
 static bool is_candidate(const fg_program *p, fg_node v) {
@@ -100,6 +102,23 @@ static bool makes(const layout_ctx *c, int32_t s) {
   return k->impl && (k->prep.blocked_ok & FG_BLOCKED_OUT);
 }
 
+/* The steps reading each node (counting sort of every step's reads by node). */
+static bool index_readers(layout_ctx *c, int32_t n) {
+  const fg_program *p = c->p;
+  int32_t total = 0;
+  c->reader_off = calloc((size_t)n + 2, sizeof *c->reader_off);
+  for (int32_t s = 0; s < p->n_steps; s++) total += p->steps[s].n_reads;
+  c->readers = malloc(sizeof *c->readers * ((size_t)total + 1));
+  if (!c->reader_off || !c->readers) return false;
+  for (int32_t s = 0; s < p->n_steps; s++)
+    for (int32_t r = 0; r < p->steps[s].n_reads; r++) c->reader_off[p->steps[s].reads[r] + 2]++;
+  for (int32_t v = 0; v < n; v++) c->reader_off[v + 2] += c->reader_off[v + 1];
+  for (int32_t s = 0; s < p->n_steps; s++) /* reader_off[v + 1] runs from v's start to its end */
+    for (int32_t r = 0; r < p->steps[s].n_reads; r++)
+      c->readers[c->reader_off[p->steps[s].reads[r] + 1]++] = s;
+  return true;
+}
+
 /* Drops values that break a rule until none does. */
 static void settle(layout_ctx *c) {
   const fg_program *p = c->p;
@@ -109,9 +128,8 @@ static void settle(layout_ctx *c) {
       fg_node v = p->steps[s].node;
       if (!c->blocked[v]) continue;
       bool ok = makes(c, s);
-      for (int32_t t = 0; ok && t < p->n_steps; t++)
-        for (int32_t r = 0; ok && r < p->steps[t].n_reads; r++)
-          if (p->steps[t].reads[r] == v) ok = takes(c, t, v);
+      for (int32_t i = c->reader_off[v]; ok && i < c->reader_off[v + 1]; i++)
+        ok = takes(c, c->readers[i], v);
       if (!ok) c->blocked[v] = 0, changed = true;
     }
   }
@@ -154,7 +172,7 @@ fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e) {
   layout_ctx c = {.p = p, .blocked = calloc((size_t)n + 1, 1),
                   .agnostic = calloc((size_t)p->n_steps + 1, 1)};
   fg_status st = FG_OK;
-  if (!p->step_blocked || !c.blocked || !c.agnostic)
+  if (!p->step_blocked || !c.blocked || !c.agnostic || (enabled && !index_readers(&c, n)))
     st = fg_err_set(e, FG_E_NOMEM, "program: out of memory planning layouts");
   for (int32_t s = 0; st == FG_OK && enabled && s < p->n_steps; s++) {
     fg_node v = p->steps[s].node;
@@ -174,6 +192,6 @@ fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e) {
     count = 0;
   }
   p->stats.n_blocked = count;
-  free(c.blocked), free(c.agnostic);
+  free(c.blocked), free(c.agnostic), free(c.reader_off), free(c.readers);
   return st;
 }
