@@ -1,6 +1,6 @@
 /* Internal to ops/: oneDNN (Debian's libdnnl, the 2.x C API) as implementations of conv2d, its
  * transposes and matmul (fg_kernel_impl), and as the float32 GEMM.  Every oneDNN call of the
- * library is in ops/kernels/onednn.c, so a move to another oneDNN API stays there.  Built only
+ * library is in ops/kernels/onednn*.c, so a move to another oneDNN API stays there.  Built only
  * when meson finds the library (FG_HAVE_DNNL). */
 #ifndef FG_OPS_ONEDNN_H
 #define FG_OPS_ONEDNN_H

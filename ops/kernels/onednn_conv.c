@@ -1,0 +1,255 @@
+/* oneDNN's convolution primitives behind conv2d, conv2d_bias_act and their input and weight
+ * gradients (ops/kernels/onednn.h), as jobs of the shared runner (onednn_internal.h): forward
+ * and input gradient split by batch parts, weight gradient as per-part partial gradients summed
+ * in part order; activations in the layout the primitive chose, reordered from and to NCHW or
+ * the blocked layout the program keeps (fg_kprep.blocked), weights reordered once per run. */
+#include "ops/kernels/onednn.h"
+
+#include <math.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/kernels/conv_internal.h"
+#include "ops/kernels/onednn_internal.h"
+
+enum {
+  CONV_MAX_PARTS = 16, /* forward and input gradient: parts of the batch */
+  WGRAD_MAX_PARTS = 4, /* weight gradient: each part adds a partial gradient to sum */
+  SUM_MIN_ELEMS = 16384, /* per part of the weight gradient's sum */
+};
+
+static void dims4(dnnl_dims_t d, int64_t a, int64_t b, int64_t c, int64_t e) {
+  d[0] = a, d[1] = b, d[2] = c, d[3] = e;
+}
+
+/* Memory descriptors of a conv with batch nb: x, w, y in NCHW / OIHW or any; the bias as
+ * [1, O, 1, 1] (added by a post-op).  x or y may be in the blocked layout nChw16c instead of
+ * NCHW (xb, yb: the program keeps that value blocked, fg_kargs.blocked). */
+typedef struct conv_mds {
+  dnnl_memory_desc_t x, w, b, y;
+} conv_mds;
+
+static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t nb, bool any,
+                          bool xb, bool yb) {
+  dnnl_dims_t x, w, y, bias = {1, g->o, 1, 1};
+  dims4(x, nb, g->c, g->h, g->w), dims4(w, g->o, g->c, g->kh, g->kw);
+  dims4(y, nb, g->o, g->ho, g->wo);
+  dnnl_format_tag_t xt = any ? dnnl_format_tag_any : xb ? dnnl_aBcd16b : dnnl_nchw;
+  dnnl_format_tag_t yt = any ? dnnl_format_tag_any : yb ? dnnl_aBcd16b : dnnl_nchw;
+  fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->x, 4, x, dnnl_f32, xt));
+  fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->w, 4, w, dnnl_f32,
+                                            any ? dnnl_format_tag_any : dnnl_oihw));
+  fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->y, 4, y, dnnl_f32, yt));
+  fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->b, 4, bias, dnnl_f32, dnnl_nchw));
+}
+
+/* conv2d_bias_act's epilogue as post-ops after the accumulation: + bias, then max(x, 0) as a
+ * clip to [0, inf], which rounds and treats -0 and NaN as the separate add and relu kernels do
+ * (bit-identical, so the epilogue pass stays exact). */
+static void epilogue_attr(builder *b, dnnl_primitive_attr_t attr, const conv_mds *m, bool relu) {
+  dnnl_post_ops_t po = NULL;
+  if (fg_dnn_ok(b, dnnl_post_ops_create(&po)) &&
+      fg_dnn_ok(b, dnnl_post_ops_append_binary(po, dnnl_binary_add, &m->b)) &&
+      (!relu ||
+       fg_dnn_ok(b, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, INFINITY))))
+    fg_dnn_ok(b, dnnl_primitive_attr_set_post_ops(attr, po));
+  dnnl_post_ops_destroy(po);
+}
+
+/* The primitive descriptor of one conv op at batch nb (NULL after a failure). */
+static dnnl_primitive_desc_t conv_pd(builder *b, const conv_geom *g, conv_kind kind, int64_t nb,
+                                     bool any, bool bias, bool relu) {
+  conv_mds m;
+  conv_mds_init(b, &m, g, nb, any, false, false);
+  dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1}, pl = {g->ph, g->pw};
+  dnnl_dims_t pr = {(g->ho - 1) * g->sh + (g->kh - 1) * g->dh + 1 - g->h - g->ph,
+                    (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1 - g->w - g->pw};
+  dnnl_convolution_desc_t fwd, cd;
+  dnnl_primitive_attr_t attr = fg_dnn_scratchpad_attr(b);
+  dnnl_primitive_desc_t hint = NULL, pd = NULL;
+  dnnl_alg_kind_t alg = dnnl_convolution_direct;
+  fg_dnn_ok(b, dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg, &m.x,
+                                                          &m.w, NULL, &m.y, strides, dil, pl, pr));
+  if (kind == CONV_FORWARD && bias) epilogue_attr(b, attr, &m, relu);
+  if (kind == CONV_FORWARD) {
+    if (b->st == dnnl_success)
+      fg_dnn_ok(b, dnnl_primitive_desc_create(&pd, &fwd, attr, fg_dnn_engine(), NULL));
+  } else if (b->st == dnnl_success &&
+             fg_dnn_ok(b, dnnl_primitive_desc_create(&hint, &fwd, NULL, fg_dnn_engine(), NULL))) {
+    if (kind == CONV_INPUT_GRAD)
+      fg_dnn_ok(b, dnnl_dilated_convolution_backward_data_desc_init(&cd, alg, &m.x, &m.w, &m.y,
+                                                                    strides, dil, pl, pr));
+    else
+      fg_dnn_ok(b, dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &m.x, &m.w, NULL,
+                                                                       &m.y, strides, dil, pl, pr));
+    if (b->st == dnnl_success)
+      fg_dnn_ok(b, dnnl_primitive_desc_create(&pd, &cd, attr, fg_dnn_engine(), hint));
+  }
+  dnnl_primitive_desc_destroy(hint);
+  dnnl_primitive_attr_destroy(attr);
+  return b->st == dnnl_success ? pd : NULL;
+}
+
+/* The mds a conv's primitive chose: its activation input (x or dy), weights, and output. */
+typedef struct conv_chosen {
+  const dnnl_memory_desc_t *in, *w, *in2, *out;
+} conv_chosen;
+
+static conv_chosen chosen_of(const_dnnl_primitive_desc_t pd, conv_kind kind) {
+  conv_chosen c = {0};
+  switch (kind) {
+  case CONV_FORWARD:
+    c.in = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    c.w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    c.out = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    break;
+  case CONV_INPUT_GRAD:
+    c.in = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
+    c.w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    c.out = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0);
+    break;
+  default:
+    c.in = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    c.in2 = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
+    c.out = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+    break;
+  }
+  return c;
+}
+
+/* What a conv prepare knows while it builds. */
+typedef struct conv_build {
+  conv_geom g;
+  conv_kind kind;
+  bool bias, relu;
+  dnnl_primitive_desc_t pd[2]; /* per batch size */
+  conv_mds user[2];            /* NCHW / OIHW per batch size */
+  size_t wbuf[2];              /* scratch offset of the weights in the layout of set s */
+  bool wreorder[2];
+} conv_build;
+
+/* Set s's weights job: user weights reordered into the layout its primitive chose. */
+static void weights_job(builder *b, conv_build *c, int s) {
+  job *j = &b->s->wjobs[s];
+  conv_chosen ch = chosen_of(c->pd[s], c->kind);
+  c->wreorder[s] = !dnnl_memory_desc_equal(&c->user[s].w, ch.w);
+  if (c->wreorder[s]) {
+    c->wbuf[s] = fg_dnn_scratch_take(b, dnnl_memory_desc_get_size(ch.w));
+    int from = fg_dnn_slot_new(b, j, &c->user[s].w, FROM_IN1, 0);
+    fg_dnn_reorder_add(b, j, from, fg_dnn_slot_new(b, j, ch.w, FROM_SCRATCH, c->wbuf[s]));
+  }
+  fg_dnn_job_finish(b, j);
+}
+
+/* Part p's job: batch n0 .. n0 + nb of its set s. */
+static void conv_part(builder *b, conv_build *c, job *j, int p, int64_t n0, int s) {
+  const conv_geom *g = &c->g;
+  conv_chosen ch = chosen_of(c->pd[s], c->kind);
+  const conv_mds *u = &c->user[s];
+  size_t xo = (size_t)(n0 * g->c * g->h * g->w) * 4, yo = (size_t)(n0 * g->o * g->ho * g->wo) * 4;
+  int out_user, out, args[4], slots[4], n = 0;
+  if (c->kind == CONV_WEIGHT_GRAD) {
+    slots[n] = fg_dnn_input(b, j, &u->x, ch.in, FROM_IN0, xo), args[n++] = DNNL_ARG_SRC;
+    slots[n] = fg_dnn_input(b, j, &u->y, ch.in2, FROM_IN1, yo), args[n++] = DNNL_ARG_DIFF_DST;
+    size_t at = p == 0 ? 0 : b->s->partials_off + (size_t)(p - 1) * b->s->w_elems * 4;
+    out = fg_dnn_operand(b, j, &u->w, ch.out, p == 0 ? FROM_OUT : FROM_SCRATCH, at, &out_user);
+    args[n] = DNNL_ARG_DIFF_WEIGHTS;
+  } else {
+    bool fwd = c->kind == CONV_FORWARD;
+    slots[n] = fg_dnn_input(b, j, fwd ? &u->x : &u->y, ch.in, FROM_IN0, fwd ? xo : yo);
+    args[n++] = fwd ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST;
+    slots[n] = c->wreorder[s] ? fg_dnn_slot_new(b, j, ch.w, FROM_SCRATCH, c->wbuf[s])
+                              : fg_dnn_slot_new(b, j, &u->w, FROM_IN1, 0);
+    args[n++] = DNNL_ARG_WEIGHTS;
+    if (c->bias) {
+      slots[n] = fg_dnn_slot_new(b, j, &u->b, FROM_IN2, 0);
+      args[n++] = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
+    }
+    out = fg_dnn_operand(b, j, fwd ? &u->y : &u->x, ch.out, FROM_OUT, fwd ? yo : xo, &out_user);
+    args[n] = fwd ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC;
+  }
+  slots[n++] = out;
+  fg_dnn_exec_add(b, j, c->pd[s], n, args, slots);
+  if (out_user >= 0) fg_dnn_reorder_add(b, j, out, out_user);
+  fg_dnn_job_finish(b, j);
+}
+
+/* The activations a program may hand this conv in the blocked layout nChw16c, or have it
+ * write so (fg_kprep.blocked_ok): those with channels a multiple of 16, when the primitive
+ * chooses its layouts.  Where it chose nChw16c too, no reorder runs; where it chose another
+ * (plain NCHW for 2 or 4 input channels, 8-channel blocks for some weight gradients), it
+ * reorders from or to nChw16c instead of NCHW, at the same cost. */
+static uint32_t blocked_ok_of(const conv_geom *g, conv_kind kind) {
+  bool x = g->c % 16 == 0, y = g->o % 16 == 0;
+  switch (kind) {
+  case CONV_FORWARD: return (x ? 1u : 0) | (y ? FG_BLOCKED_OUT : 0);      /* x -> y */
+  case CONV_INPUT_GRAD: return (y ? 1u : 0) | (x ? FG_BLOCKED_OUT : 0);   /* dy -> dx */
+  default: return (x ? 1u : 0) | (y ? 2u : 0);                            /* x, dy -> dw */
+  }
+}
+
+/* Which of x and y the program gives or wants blocked (fg_kprep.blocked, by operand). */
+static void blocked_xy(uint32_t blocked, conv_kind kind, bool *xb, bool *yb) {
+  switch (kind) {
+  case CONV_FORWARD: *xb = blocked & 1u, *yb = blocked & FG_BLOCKED_OUT; break;
+  case CONV_INPUT_GRAD: *yb = blocked & 1u, *xb = blocked & FG_BLOCKED_OUT; break;
+  default: *xb = blocked & 1u, *yb = blocked & 2u; break;
+  }
+}
+
+static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
+  conv_build c = {.kind = fg_conv_kind_of(a->op)};
+  c.g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, c.kind);
+  c.bias = a->op == FG_OP_CONV2D_BIAS_ACT;
+  c.relu = c.bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu;
+  const conv_geom *g = &c.g;
+  if (a->out_dtype != FG_F32 || !fg_dnn_engine() || g->n * g->c * g->o * g->ho * g->wo == 0)
+    return fg_err_set(e, FG_E_MISUSE, "oneDNN computes non-empty float32 convolutions only");
+  bool wgrad = c.kind == CONV_WEIGHT_GRAD;
+  int given = a->parts[0];
+  int parts = fg_dnn_parts_for(given, g->n, wgrad ? WGRAD_MAX_PARTS : CONV_MAX_PARTS);
+  builder b = {.s = fg_dnn_state_new(parts)};
+  int saved = fg_dnn_threads_one();
+  bool xb, yb;
+  blocked_xy(any ? a->blocked : 0, c.kind, &xb, &yb);
+  if (!b.s) fg_dnn_ok(&b, dnnl_out_of_memory);
+  a->blocked_ok = any ? blocked_ok_of(g, c.kind) : 0;
+  for (int s = 0; s < (g->n % parts ? 2 : 1) && b.st == dnnl_success; s++) {
+    int64_t nb = g->n / parts + (g->n % parts && s == 0 ? 1 : 0);
+    conv_mds_init(&b, &c.user[s], g, nb, false, xb, yb);
+    c.pd[s] = conv_pd(&b, g, c.kind, nb, any, c.bias, c.relu);
+  }
+  if (b.st == dnnl_success) {
+    state *st = b.s;
+    st->w_elems = (size_t)(g->o * g->c * g->kh * g->kw);
+    if (wgrad) st->partials_off = fg_dnn_scratch_take(&b, (size_t)(parts - 1) * st->w_elems * 4);
+    st->n_wjobs = wgrad ? 0 : g->n % parts ? 2 : 1;
+    for (int s = 0; s < st->n_wjobs; s++) weights_job(&b, &c, s);
+    for (int p = 0; p < parts; p++) {
+      int64_t n0, nb;
+      int s;
+      fg_dnn_part_range(g->n, parts, p, &n0, &nb, &s);
+      conv_part(&b, &c, &st->jobs[p], p, n0, s);
+    }
+    bool reorder_w = st->n_wjobs && (c.wreorder[0] || c.wreorder[1]);
+    st->n_phases = 0;
+    if (reorder_w) st->phase_of[st->n_phases] = PH_WEIGHTS, a->parts[st->n_phases++] = st->n_wjobs;
+    st->phase_of[st->n_phases] = PH_MAIN, a->parts[st->n_phases++] = parts;
+    st->sum_parts = fg_dnn_parts_for(given, (int64_t)st->w_elems / SUM_MIN_ELEMS, CONV_MAX_PARTS);
+    if (wgrad && parts > 1)
+      st->phase_of[st->n_phases] = PH_SUM, a->parts[st->n_phases++] = st->sum_parts;
+    conv_chosen ch = chosen_of(c.pd[0], c.kind);
+    fg_dnn_describe_pd(c.pd[0], ch.in, ch.out, a);
+  }
+  for (int s = 0; s < 2; s++) dnnl_primitive_desc_destroy(c.pd[s]);
+  return fg_dnn_prepare_end(&b, a, out, saved, "convolution", e);
+}
+
+fg_status fg_onednn_conv_prepare(fg_kprep *a, void **state, fg_err *e) {
+  return conv_prepare(a, state, true, e);
+}
+fg_status fg_onednn_conv_prepare_nchw(fg_kprep *a, void **state, fg_err *e) {
+  return conv_prepare(a, state, false, e);
+}
+
