@@ -325,6 +325,18 @@ Test(conv, direct_blocks_and_remainders_match_naive_loops) {
   check_conv_geometry(&g);
 }
 
+/* Rows wider than one 512-bit vector on both sides of the direct kernels' copies (21 columns
+ * padded to 25, 23 outputs per row), and padding the input gradient crops (a 3x1 kernel
+ * padded by 1 column: its correlation starts one column inside dy). */
+Test(conv, direct_wide_and_cropped_rows_match_naive_loops) {
+  geom wide = {.n = 2, .c = 3, .h = 5, .w = 21, .o = 6, .kh = 3, .kw = 3,
+               .opts = {{1, 1}, {1, 2}, {1, 1}}};
+  check_conv_geometry(&wide);
+  geom cropped = {.n = 2, .c = 4, .h = 6, .w = 19, .o = 5, .kh = 3, .kw = 1,
+                  .opts = {{1, 1}, {2, 1}, {1, 1}}};
+  check_conv_geometry(&cropped);
+}
+
 /* 70 output channels: the direct weight gradient splits over output channels too (under
  * FG_CONV_PATH=direct; by default this shape runs im2col + GEMM), with 2 and 1 channel
  * remainders in the 4-row blocks of the forward and input-gradient kernels. */
