@@ -375,6 +375,79 @@ Test(kernels, timed_choices_are_kept_in_a_file_for_later_processes) {
   net_free(&n);
 }
 
+/* Compiles n in auto mode in a child process (its own memory of choices, from the file in
+ * FG_KERNEL_CACHE): 0 when it compiled, and, with want_blocked 1 (or 0), when some convolution
+ * runs oneDNN with values kept blocked (or every node runs the native kernels). */
+static int compile_in_child(const net *n, int want_blocked) {
+  pid_t child = fork();
+  if (child == 0) {
+    fg_program *p;
+    bool ok = fg_program_new_opts(&p, n->g, n->n_out, n->outs,
+                                  &(fg_program_opts){.n_threads = 2, .kernels = "auto"},
+                                  NULL) == FG_OK;
+    const fg_graph *g = ok ? fg_program_graph(p) : NULL;
+    bool onednn = false, native = true;
+    for (fg_node i = 0; g && i < fg_graph_node_count(g); i++) {
+      const char *k = fg_program_node_kernel(p, i);
+      onednn = onednn || starts(k, "onednn"), native = native && (!k || !strcmp(k, "native"));
+    }
+    if (ok && want_blocked == 1) ok = onednn && fg_program_get_stats(p)->n_blocked > 0;
+    if (ok && want_blocked == 0) ok = native && fg_program_get_stats(p)->n_blocked == 0;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+/* Rewrites the cache file at path: every line whose key starts with `prefix` (every line: "")
+ * says `value`; the number of lines so rewritten. */
+static int rewrite_cache(const char *path, const char *prefix, int value) {
+  static char text[1 << 16];
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f);
+  text[fread(text, 1, sizeof text - 1, f)] = '\0';
+  fclose(f);
+  f = fopen(path, "w");
+  int changed = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    int key_len = (int)strcspn(line, " ");
+    bool match = strncmp(line, prefix, strlen(prefix)) == 0;
+    if (match) fprintf(f, "%.*s %d\n", key_len, line, value), changed++;
+    else fprintf(f, "%s\n", line);
+  }
+  fclose(f);
+  return changed;
+}
+
+/* The choice between the kernels timed node by node and those that keep activations blocked
+ * (core/runtime/layout_choice.c) is kept in the file with the node choices, and later processes
+ * follow it.  With every node choice edited to native, the chain's 32-channel convolutions have
+ * oneDNN as their alternative, so a process decides and writes the decision (a bit per
+ * alternative); edited to keep all of them, a new process runs oneDNN with blocked values,
+ * edited to keep none, the native kernels everywhere. */
+Test(kernels, the_choice_of_kernels_for_layouts_is_kept_in_the_file_and_followed) {
+  if (!have_onednn()) cr_skip_test("this build has no oneDNN");
+  static const char tag_hex[] = "6c61796f757420706c616e207631"; /* "layout plan v1" */
+  char dir[] = "/tmp/fg-layout-choice-XXXXXX", path[4096], text[1 << 12];
+  cr_assert_not_null(mkdtemp(dir));
+  setenv("FG_KERNEL_CACHE", dir, 1);
+  net n = build_chain();
+  cr_assert_eq(compile_in_child(&n, -1), 0, "the first process compiled");
+  read_cache(dir, path, sizeof path, text, sizeof text);
+  cr_assert_gt(rewrite_cache(path, "", -1), 0);
+  cr_assert_eq(compile_in_child(&n, -1), 0, "the process with native node choices compiled");
+  for (int take = 1; take >= 0; take--) { /* a bit per alternative: all of them, or none */
+    cr_assert_gt(rewrite_cache(path, tag_hex, take ? (1 << 30) - 1 : 0), 0,
+                 "the decision was written to the file");
+    cr_expect_eq(compile_in_child(&n, take), 0, "a new process followed the decision %d", take);
+  }
+  unlink(path);
+  rmdir(dir);
+  unsetenv("FG_KERNEL_CACHE");
+  net_free(&n);
+}
+
 /* FG_KERNEL_CACHE=0 means no file, as "off" does, not a directory named "0". */
 Test(kernels, a_kernel_cache_of_0_keeps_no_file) {
   char dir[] = "/tmp/fg-kernel-cwd-XXXXXX", zero[4096];

@@ -186,7 +186,8 @@ static fg_status make_pool(fg_program *p, const fg_program_opts *o, fg_err *e) {
 }
 
 /* Each step's implementation, and how the executor would split the descriptor's kernel. */
-static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, fg_err *e) {
+static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool layouts,
+                                fg_err *e) {
   fg_kernel_rules rules;
   const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
   fg_status st = fg__kernel_rules_parse(&rules, text, e);
@@ -203,6 +204,7 @@ static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, fg_err 
     if (p->fusion.group_of[n] < 0)
       st = fg__kernel_choose(&p->kernels[s], p->g, n, p->step_parts[s], &rules, p->pool, e);
   }
+  if (st == FG_OK && layouts) st = fg__program_choose_for_layouts(p, &rules, e);
   p->stats.choose_ms = fg__program_now_ms() - t0;
   return st;
 }
@@ -237,9 +239,9 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
   if (st == FG_OK) st = plan_values(p, e);
   if (st == FG_OK) st = make_pool(p, o, e);
   if (st == FG_OK) st = schedule(p, o, e);
-  if (st == FG_OK) st = choose_kernels(p, o, e);
-  if (st == FG_OK)
-    st = fg__program_plan_layouts(p, !(o->disabled_passes & FG_PASS_BIT(LAYOUT)), e);
+  bool layouts = !(o->disabled_passes & FG_PASS_BIT(LAYOUT));
+  if (st == FG_OK) st = choose_kernels(p, o, layouts, e);
+  if (st == FG_OK) st = fg__program_plan_layouts(p, layouts, e);
   if (st == FG_OK) st = plan_memory(p, o, e);
   if (st == FG_OK) fill_stats(p, t0);
   return st;

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "core/runtime/kernel_cache.h"
 #include "core/vec.h"
@@ -312,10 +313,11 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Fills score[i] with candidate i's median run in seconds (1e30: not a candidate (!live[i]),
- * failed or dropped), timing all of them in rounds (see the top of the file); false when out of
- * memory. */
+ * failed, or with `cutoff` dropped), timing all of them in rounds (see the top of the file);
+ * false when out of memory. */
 static bool time_rounds(const fg_kernel_choice *cand, const bool *live, int n,
-                        const node_view *v, bench_bufs *b, fg_pool *pool, double *score) {
+                        const node_view *v, bench_bufs *b, fg_pool *pool, bool cutoff,
+                        double *score) {
   double *runs = calloc((size_t)n * TIME_RUNS, sizeof *runs);
   size_t scratch = 0;
   for (int i = 0; i < n; i++)
@@ -334,7 +336,7 @@ static bool time_rounds(const fg_kernel_choice *cand, const bool *live, int n,
       if (runs[i * TIME_RUNS + round] >= 1e30) score[i] = 1e30;
       else if (runs[i * TIME_RUNS + round] < best) best = runs[i * TIME_RUNS + round];
     }
-    for (int i = 0; round == 0 && i < n; i++)
+    for (int i = 0; cutoff && round == 0 && i < n; i++)
       if (runs[i * TIME_RUNS] > SLOWER_CUTOFF * best) score[i] = 1e30;
   }
   for (int i = 0; i < n; i++) {
@@ -385,7 +387,7 @@ static int choose_by_time(fg_kernel_choice *c, const node_view *v, int parts, fg
     live[n] = true;
     for (int i = 0; i < n; i++) /* the native kernels' twin is timed as them */
       if (live[i] && cand[i].prep.as_native) live[i] = false, score[i] = 1e30;
-    ok = bufs_make(&b, v) && time_rounds(cand, live, n + 1, v, &b, pool, score);
+    ok = bufs_make(&b, v) && time_rounds(cand, live, n + 1, v, &b, pool, true, score);
   }
   if (!ok) *nomem = true;
   else chosen = pick(cand, score, n, n_ok > 1 ? score[n] : 1e30);
@@ -434,6 +436,59 @@ fg_status fg__kernel_choose(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
   if (why.msg[0]) /* a pinned implementation that does not apply: say why, for benchmarks */
     snprintf(c->label, sizeof c->label, "native (%s)", why.msg);
   return FG_OK;
+}
+
+/* ---- what the layout plan's choice of kernels needs (layout_choice.c) ---- */
+
+bool fg__kernel_alternative(fg_kernel_choice *c, const fg_graph *g, fg_node n, int parts,
+                            uint32_t blockable, const fg_kernel_impl *current) {
+  node_view v = {.r = fg_graph_node(g, n)};
+  const fg_op_def *d = fg_op_get(v.r->op);
+  memset(c, 0, sizeof *c);
+  if (!blockable || v.r->n_in > MAX_NODE_INPUTS) return false;
+  view_inputs(&v, g, n);
+  for (int i = 0; i < d->n_impls; i++) {
+    if (&d->impls[i] == current || !try_prepare(c, &d->impls[i], &v, parts, 0, NULL)) continue;
+    if (c->prep.blocked_ok & blockable) {
+      set_label(c);
+      return true;
+    }
+    fg__kernel_choice_release(c);
+  }
+  memset(c, 0, sizeof *c);
+  return false;
+}
+
+fg_status fg__kernel_time(const fg_kernel_choice *const *cand, const uint32_t *blocked, int n,
+                          const fg_graph *g, fg_node node, int parts, fg_pool *pool,
+                          double *secs, fg_err *e) {
+  node_view v = {.r = fg_graph_node(g, node)};
+  if (n > 8 || v.r->n_in > MAX_NODE_INPUTS)
+    return fg_err_set(e, FG_E_INTERNAL, "program: too many kernels to time at once");
+  view_inputs(&v, g, node);
+  fg_kernel_choice run[8];
+  bool live[8];
+  bench_bufs b = {0};
+  for (int i = 0; i < n; i++) { /* each as it would run: prepared for its operands' layouts */
+    memset(&run[i], 0, sizeof run[i]);
+    live[i] = cand[i]->impl ? try_prepare(&run[i], cand[i]->impl, &v, parts, blocked[i], NULL)
+                            : (prep_init(&run[i].prep, &v, parts), true);
+  }
+  bool ok = bufs_make(&b, &v) && time_rounds(run, live, n, &v, &b, pool, false, secs);
+  for (int i = 0; i < n; i++) fg__kernel_choice_release(&run[i]);
+  bufs_free(&b, v.r->n_in);
+  return ok ? FG_OK : fg_err_set(e, FG_E_NOMEM, "program: out of memory timing kernels");
+}
+
+uint64_t fg__kernel_node_hash(const fg_graph *g, fg_node n, int parts) {
+  unsigned char key[KEY_MAX];
+  size_t len = make_key(key, g, n, parts);
+  return XXH3_64bits(key, len < KEY_MAX ? len : KEY_MAX);
+}
+
+int fg__kernel_recall(const unsigned char *key, size_t len) { return recall(key, len); }
+void fg__kernel_remember(const unsigned char *key, size_t len, int value) {
+  remember(key, len, value);
 }
 
 bool fg__kernel_reprepare(fg_kernel_choice *out, const fg_kernel_choice *c, const fg_graph *g,

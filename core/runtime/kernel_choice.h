@@ -49,6 +49,24 @@ void fg__kernel_choice_release(fg_kernel_choice *c);
 bool fg__kernel_reprepare(fg_kernel_choice *out, const fg_kernel_choice *c, const fg_graph *g,
                           fg_node n, int parts, uint32_t blocked);
 
+/* What the layout plan's choice of kernels (layout_choice.c) needs:
+ * - an alternative to `current` for node n: the first other implementation that takes some of
+ *   the operands in `blockable` blocked (prepared for row-major operands; false: none);
+ * - the median seconds of n choices for a node, each prepared for its operands in blocked[i]
+ *   (the native kernels for a choice without an implementation), timed in rounds as choices
+ *   are, slow ones to the end (1e30: failed); fails only when out of memory;
+ * - a hash of the node's key as choices are remembered by (op, attributes, shapes, parts);
+ * - the process's and the cache file's memory (kernel_cache.h) for other keys: recall gives
+ *   the value remembered, or -2. */
+bool fg__kernel_alternative(fg_kernel_choice *c, const fg_graph *g, fg_node n, int parts,
+                            uint32_t blockable, const fg_kernel_impl *current);
+fg_status fg__kernel_time(const fg_kernel_choice *const *cand, const uint32_t *blocked, int n,
+                          const fg_graph *g, fg_node node, int parts, fg_pool *pool,
+                          double *secs, fg_err *e);
+uint64_t fg__kernel_node_hash(const fg_graph *g, fg_node n, int parts);
+int fg__kernel_recall(const unsigned char *key, size_t len);
+void fg__kernel_remember(const unsigned char *key, size_t len, int value);
+
 /* Runs kernel with base's arguments (ith, nth, phase and err set per part) over n_phases
  * phases of parts[phase] parts on pool, one phase after another; returns the first failing
  * part's status with its message in e.  Defined in execute.c, shared with the timing here. */

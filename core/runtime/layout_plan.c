@@ -1,5 +1,6 @@
 /* The layout plan (core/ir/op.h, "Layouts"): which values a program keeps in oneDNN's blocked
- * layout nChw16c, decided once each step's implementation is chosen.
+ * layout nChw16c, decided once each step's implementation is chosen (node by node, then for the
+ * plan as a whole: layout_choice.c, which asks here what the plan would be for other kernels).
  *
  * A oneDNN convolution computes on nChw16c; handed NCHW it reorders its activations in and its
  * result out on every run, which costs it 10-45 % on Glow's and RealNVP's shapes.  Between two
@@ -28,6 +29,7 @@
 
 typedef struct layout_ctx {
   fg_program *p;
+  const fg_kernel_choice *kernels; /* per step: the implementations the plan is made for */
   uint8_t *blocked;  /* per node: still in the set */
   uint8_t *agnostic; /* per step: elementwise over operands of one shape */
   int32_t *reader_off, *readers; /* node v is read by steps readers[reader_off[v] ..
@@ -40,6 +42,25 @@ static bool is_candidate(const fg_program *p, fg_node v) {
     if (p->outs[j] == v) return false;
   return fg_node_dtype(p->g, v) == FG_F32 && s.ndim == 4 && s.d[1] % 16 == 0 &&
          fg_shape_count(&s) > 0;
+}
+
+uint32_t *fg__layout_blockable(const fg_program *p) {
+  int32_t n = fg_graph_node_count(p->g);
+  uint32_t *mask = calloc((size_t)p->n_steps + 1, sizeof *mask);
+  uint8_t *computed = calloc((size_t)n + 1, 1); /* values a step writes */
+  for (int32_t s = 0; mask && computed && s < p->n_steps; s++) computed[p->steps[s].node] = 1;
+  for (int32_t s = 0; mask && computed && s < p->n_steps; s++) {
+    fg_node v = p->steps[s].node;
+    if (p->fusion.group_of[v] >= 0) continue;
+    mask[s] = is_candidate(p, v) ? FG_BLOCKED_OUT : 0;
+    for (int i = 0; i < fg_node_num_inputs(p->g, v) && i < 31; i++) {
+      fg_node in = fg_node_input(p->g, v, i);
+      if (computed[in] && is_candidate(p, in)) mask[s] |= 1u << i;
+    }
+  }
+  if (!computed) free(mask), mask = NULL;
+  free(computed);
+  return mask;
 }
 
 static bool same_shape(fg_shape a, fg_shape b) {
@@ -80,7 +101,7 @@ static bool takes(const layout_ctx *c, int32_t t, fg_node v) {
   fg_node n = p->steps[t].node;
   if (c->agnostic[t]) return c->blocked[n];
   if (is_channel_sum(p, t)) return true;
-  const fg_kernel_choice *k = &p->kernels[t];
+  const fg_kernel_choice *k = &c->kernels[t];
   if (!k->impl || p->fusion.group_of[n] >= 0) return false;
   for (int i = 0; i < fg_node_num_inputs(p->g, n); i++)
     if (fg_node_input(p->g, n, i) == v && !(k->prep.blocked_ok & (1u << i))) return false;
@@ -98,7 +119,7 @@ static bool makes(const layout_ctx *c, int32_t s) {
     }
     return true;
   }
-  const fg_kernel_choice *k = &p->kernels[s];
+  const fg_kernel_choice *k = &c->kernels[s];
   return k->impl && (k->prep.blocked_ok & FG_BLOCKED_OUT);
 }
 
@@ -166,20 +187,42 @@ static fg_status reprepare(const layout_ctx *c, bool *applied, fg_err *e) {
   return FG_OK;
 }
 
-fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e) {
+static void ctx_free(layout_ctx *c) {
+  free(c->blocked), free(c->agnostic), free(c->reader_off), free(c->readers);
+}
+
+/* The largest closed set for the implementations in kernels, into c (whose arrays it makes). */
+static fg_status plan_set(layout_ctx *c, fg_err *e) {
+  fg_program *p = c->p;
   int32_t n = fg_graph_node_count(p->g);
-  p->step_blocked = calloc((size_t)p->n_steps + 1, sizeof *p->step_blocked);
-  layout_ctx c = {.p = p, .blocked = calloc((size_t)n + 1, 1),
-                  .agnostic = calloc((size_t)p->n_steps + 1, 1)};
-  fg_status st = FG_OK;
-  if (!p->step_blocked || !c.blocked || !c.agnostic || (enabled && !index_readers(&c, n)))
-    st = fg_err_set(e, FG_E_NOMEM, "program: out of memory planning layouts");
-  for (int32_t s = 0; st == FG_OK && enabled && s < p->n_steps; s++) {
+  c->blocked = calloc((size_t)n + 1, 1);
+  c->agnostic = calloc((size_t)p->n_steps + 1, 1);
+  if (!c->blocked || !c->agnostic || !index_readers(c, n))
+    return fg_err_set(e, FG_E_NOMEM, "program: out of memory planning layouts");
+  for (int32_t s = 0; s < p->n_steps; s++) {
     fg_node v = p->steps[s].node;
-    c.agnostic[s] = is_agnostic(p, s);
-    c.blocked[v] = is_candidate(p, v);
+    c->agnostic[s] = is_agnostic(p, s);
+    c->blocked[v] = is_candidate(p, v);
   }
-  if (st == FG_OK && enabled) settle(&c);
+  settle(c);
+  return FG_OK;
+}
+
+fg_status fg__layout_masks(fg_program *p, const fg_kernel_choice *kernels, uint32_t *masks,
+                           fg_err *e) {
+  layout_ctx c = {.p = p, .kernels = kernels};
+  fg_status st = plan_set(&c, e);
+  for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) masks[s] = step_mask(&c, s);
+  ctx_free(&c);
+  return st;
+}
+
+fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e) {
+  p->step_blocked = calloc((size_t)p->n_steps + 1, sizeof *p->step_blocked);
+  layout_ctx c = {.p = p, .kernels = p->kernels};
+  fg_status st = p->step_blocked ? FG_OK : fg_err_set(e, FG_E_NOMEM, "program: out of memory");
+  if (st != FG_OK || !enabled) return st;
+  st = plan_set(&c, e);
   int32_t count = 0;
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
     p->step_blocked[s] = step_mask(&c, s);
@@ -192,6 +235,6 @@ fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e) {
     count = 0;
   }
   p->stats.n_blocked = count;
-  free(c.blocked), free(c.agnostic), free(c.reader_off), free(c.readers);
+  ctx_free(&c);
   return st;
 }

@@ -62,6 +62,14 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
  * p->step_blocked and p->stats.n_blocked, after the kernels are chosen and before the memory
  * plan; fails only when out of memory. */
 fg_status fg__program_plan_layouts(fg_program *p, bool enabled, fg_err *e);
+/* layout_plan.c: per step, the operands (bits as fg_kargs.blocked) the plan could keep blocked
+ * by their shapes and origin; NULL when out of memory.  And the plan's operand masks per step
+ * if the steps ran `kernels` (p->kernels untouched); fails only when out of memory. */
+uint32_t *fg__layout_blockable(const fg_program *p);
+fg_status fg__layout_masks(fg_program *p, const fg_kernel_choice *kernels, uint32_t *masks,
+                           fg_err *e);
+/* layout_choice.c: the kernels the plan is made for (see there); `rules` as FG_KERNELS says. */
+fg_status fg__program_choose_for_layouts(fg_program *p, const fg_kernel_rules *rules, fg_err *e);
 
 /* execute.c: the executor's part count for node n of g (by its shapes alone). */
 int fg__program_parts_for(const fg_graph *g, fg_node n);
