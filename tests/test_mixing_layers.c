@@ -123,19 +123,25 @@ static double image_logdet(fg_bijector *b, fg_params *ps, int c, int h, int w, f
   return v;
 }
 
+/* max |W W^T - I| of an n x n row-major W: 0 for a rotation. */
+static double gram_error(const double *w, int n) {
+  double err = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      double dot = 0;
+      for (int k = 0; k < n; k++) dot += w[i * n + k] * w[j * n + k];
+      err = fmax(err, fabs(dot - (i == j)));
+    }
+  return err;
+}
+
 Test(layers, conv1x1_logdet_is_hw_log_abs_det_w_in_both_precisions) {
   fg_bijector *b = make("conv1x1", "");
   fg_params *ps;
   fg_params_new(&ps, 21, NULL);
   double w[16], w_copy[16];
   weight_of(b, ps, 4, w);
-  double gram_err = 0; /* W starts as a rotation: W W^T = I */
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++) {
-      double dot = 0;
-      for (int k = 0; k < 4; k++) dot += w[i * 4 + k] * w[j * 4 + k];
-      gram_err = fmax(gram_err, fabs(dot - (i == j)));
-    }
+  double gram_err = gram_error(w, 4); /* W starts as a rotation: W W^T = I */
   cr_expect(gram_err < 1e-12, "W W^T - I = %g at init", gram_err);
   perturb(ps, 0.3, 5); /* away from |det| = 1, so the log-det is not trivially 0 */
   weight_of(b, ps, 4, w);
@@ -155,13 +161,7 @@ Test(layers, conv1x1_lu_reconstructs_a_rotation_and_its_logdet_is_slogdet) {
   fg_params_new(&ps, 8, NULL);
   double w[25], w_copy[25];
   weight_of(b, ps, 5, w);
-  double gram_err = 0;
-  for (int i = 0; i < 5; i++)
-    for (int j = 0; j < 5; j++) {
-      double dot = 0;
-      for (int k = 0; k < 5; k++) dot += w[i * 5 + k] * w[j * 5 + k];
-      gram_err = fmax(gram_err, fabs(dot - (i == j)));
-    }
+  double gram_err = gram_error(w, 5);
   cr_expect(gram_err < 1e-12, "P L U of the initial factors is a rotation: W W^T - I = %g", gram_err);
   cr_expect_eq(fg_params_count(ps), 3, "lower_offset, upper_offset, log_s_offset");
   cr_expect_not_null(fg_params_find(ps, "conv1x1_lu.log_s_offset"));
