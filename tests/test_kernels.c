@@ -382,9 +382,9 @@ static int compile_in_child(const net *n, int want_blocked) {
   pid_t child = fork();
   if (child == 0) {
     fg_program *p;
-    bool ok = fg_program_new_opts(&p, n->g, n->n_out, n->outs,
-                                  &(fg_program_opts){.n_threads = 2, .kernels = "auto"},
-                                  NULL) == FG_OK;
+    bool ok =
+        fg_program_new_opts(&p, n->g, n->n_out, n->outs,
+                            &(fg_program_opts){.n_threads = 2, .kernels = "auto"}, NULL) == FG_OK;
     const fg_graph *g = ok ? fg_program_graph(p) : NULL;
     bool onednn = false, native = true;
     for (fg_node i = 0; g && i < fg_graph_node_count(g); i++) {
@@ -413,8 +413,10 @@ static int rewrite_cache(const char *path, const char *prefix, int value) {
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
     int key_len = (int)strcspn(line, " ");
     bool match = strncmp(line, prefix, strlen(prefix)) == 0;
-    if (match) fprintf(f, "%.*s %d\n", key_len, line, value), changed++;
-    else fprintf(f, "%s\n", line);
+    if (match)
+      fprintf(f, "%.*s %d\n", key_len, line, value), changed++;
+    else
+      fprintf(f, "%s\n", line);
   }
   fclose(f);
   return changed;

@@ -186,8 +186,7 @@ static fg_status make_pool(fg_program *p, const fg_program_opts *o, fg_err *e) {
 }
 
 /* Each step's implementation, and how the executor would split the descriptor's kernel. */
-static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool layouts,
-                                fg_err *e) {
+static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool layouts, fg_err *e) {
   fg_kernel_rules rules;
   const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
   fg_status st = fg__kernel_rules_parse(&rules, text, e);

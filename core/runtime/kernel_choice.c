@@ -315,9 +315,8 @@ static int cmp_double(const void *a, const void *b) {
 /* Fills score[i] with candidate i's median run in seconds (1e30: not a candidate (!live[i]),
  * failed, or with `cutoff` dropped), timing all of them in rounds (see the top of the file);
  * false when out of memory. */
-static bool time_rounds(const fg_kernel_choice *cand, const bool *live, int n,
-                        const node_view *v, bench_bufs *b, fg_pool *pool, bool cutoff,
-                        double *score) {
+static bool time_rounds(const fg_kernel_choice *cand, const bool *live, int n, const node_view *v,
+                        bench_bufs *b, fg_pool *pool, bool cutoff, double *score) {
   double *runs = calloc((size_t)n * TIME_RUNS, sizeof *runs);
   size_t scratch = 0;
   for (int i = 0; i < n; i++)
@@ -460,8 +459,8 @@ bool fg__kernel_alternative(fg_kernel_choice *c, const fg_graph *g, fg_node n, i
 }
 
 fg_status fg__kernel_time(const fg_kernel_choice *const *cand, const uint32_t *blocked, int n,
-                          const fg_graph *g, fg_node node, int parts, fg_pool *pool,
-                          double *secs, fg_err *e) {
+                          const fg_graph *g, fg_node node, int parts, fg_pool *pool, double *secs,
+                          fg_err *e) {
   node_view v = {.r = fg_graph_node(g, node)};
   if (n > 8 || v.r->n_in > MAX_NODE_INPUTS)
     return fg_err_set(e, FG_E_INTERNAL, "program: too many kernels to time at once");

@@ -61,8 +61,8 @@ bool fg__kernel_reprepare(fg_kernel_choice *out, const fg_kernel_choice *c, cons
 bool fg__kernel_alternative(fg_kernel_choice *c, const fg_graph *g, fg_node n, int parts,
                             uint32_t blockable, const fg_kernel_impl *current);
 fg_status fg__kernel_time(const fg_kernel_choice *const *cand, const uint32_t *blocked, int n,
-                          const fg_graph *g, fg_node node, int parts, fg_pool *pool,
-                          double *secs, fg_err *e);
+                          const fg_graph *g, fg_node node, int parts, fg_pool *pool, double *secs,
+                          fg_err *e);
 uint64_t fg__kernel_node_hash(const fg_graph *g, fg_node n, int parts);
 int fg__kernel_recall(const unsigned char *key, size_t len);
 void fg__kernel_remember(const unsigned char *key, size_t len, int value);

@@ -30,7 +30,7 @@
 #include "core/vec.h"
 
 enum {
-  PLAN_WIN_PCT = 3, /* totals over many nodes timed in rounds: steadier than one node's time */
+  PLAN_WIN_PCT = 3,   /* totals over many nodes timed in rounds: steadier than one node's time */
   BITS_PER_LINE = 30, /* alternatives' outcomes per remembered value (a non-negative int) */
 };
 
@@ -78,8 +78,8 @@ static fg_status time_sides(plan_choice *pc, int32_t s, const fg_kernel_choice *
       at[n] = i, todo[n] = k[i], todo_mask[n++] = m[i];
   }
   double measured[2];
-  fg_status st = n ? fg__kernel_time(todo, todo_mask, n, p->g, p->steps[s].node,
-                                     p->step_parts[s], p->pool, measured, e)
+  fg_status st = n ? fg__kernel_time(todo, todo_mask, n, p->g, p->steps[s].node, p->step_parts[s],
+                                     p->pool, measured, e)
                    : FG_OK;
   for (int j = 0; st == FG_OK && j < n; j++) {
     if (!FG_VEC_RESERVE(pc->times, pc->cap_times, pc->n_times + 1))
@@ -95,8 +95,8 @@ static fg_status time_sides(plan_choice *pc, int32_t s, const fg_kernel_choice *
  * instead of `before` and every other step as pc->cur; ma and mb: the plan's masks before and
  * after. */
 static fg_status difference(plan_choice *pc, int32_t s, const fg_kernel_choice *before,
-                            const fg_kernel_choice *after, const uint32_t *ma,
-                            const uint32_t *mb, double *delta, fg_err *e) {
+                            const fg_kernel_choice *after, const uint32_t *ma, const uint32_t *mb,
+                            double *delta, fg_err *e) {
   *delta = 0;
   fg_status st = FG_OK;
   for (int32_t t = 0; st == FG_OK && t < pc->p->n_steps; t++) {
