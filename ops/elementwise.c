@@ -207,24 +207,24 @@ BINARY_DEF(not_equal, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
 BINARY_DEF(logical_and, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
 BINARY_DEF(logical_or, FG_OPF_NODIFF | FG_OPF_COMMUTATIVE, NULL);
 UNARY_DEF(neg, 0, vjp_neg);
-UNARY_DEF(exp, 0, vjp_exp);
-UNARY_DEF(log, 0, vjp_log);
-UNARY_DEF(log1p, 0, vjp_log1p);
-UNARY_DEF(expm1, 0, vjp_expm1);
+UNARY_DEF(exp, FG_OPF_COSTLY, vjp_exp);
+UNARY_DEF(log, FG_OPF_COSTLY, vjp_log);
+UNARY_DEF(log1p, FG_OPF_COSTLY, vjp_log1p);
+UNARY_DEF(expm1, FG_OPF_COSTLY, vjp_expm1);
 UNARY_DEF(sqrt, 0, vjp_sqrt);
 UNARY_DEF(square, 0, vjp_square);
 UNARY_DEF(abs, 0, vjp_abs);
-UNARY_DEF(tanh, 0, vjp_tanh);
-UNARY_DEF(sigmoid, 0, vjp_sigmoid);
-UNARY_DEF(logsigmoid, 0, vjp_logsigmoid);
-UNARY_DEF(softplus, 0, vjp_softplus);
+UNARY_DEF(tanh, FG_OPF_COSTLY, vjp_tanh);
+UNARY_DEF(sigmoid, FG_OPF_COSTLY, vjp_sigmoid);
+UNARY_DEF(logsigmoid, FG_OPF_COSTLY, vjp_logsigmoid);
+UNARY_DEF(softplus, FG_OPF_COSTLY, vjp_softplus);
 UNARY_DEF(relu, 0, vjp_relu);
-UNARY_DEF(sin, 0, vjp_sin);
-UNARY_DEF(cos, 0, vjp_cos);
+UNARY_DEF(sin, FG_OPF_COSTLY, vjp_sin);
+UNARY_DEF(cos, FG_OPF_COSTLY, vjp_cos);
 UNARY_DEF(sign, FG_OPF_NODIFF, NULL);
 
 const fg_op_def fg_opdef_pow = {
-    .name = "pow", .n_in = 1, .flags = EW, .attr_size = sizeof(fg_pow_attr),
+    .name = "pow", .n_in = 1, .flags = EW | FG_OPF_COSTLY, .attr_size = sizeof(fg_pow_attr),
     .infer = infer_pow, FG_KERNELS(pow), .vjp = vjp_pow};
 
 const fg_op_def fg_opdef_clamp = {

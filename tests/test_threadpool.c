@@ -5,7 +5,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/runtime/program_internal.h"
 #include "core/runtime/threadpool.h"
+#include "ops/ops.h"
 
 /* ---- helpers ---- */
 
@@ -239,6 +241,25 @@ Test(threadpool, results_independent_of_thread_count) {
     }
     fg_pool_free(p);
   }
+}
+
+/* How the executor splits a step (fg__program_parts_for): a cheap elementwise op of 25,088
+ * elements (Glow's [64, 2, 14, 14]) stays one part, the same size of an op that calls libm per
+ * element (exp, log-sigmoid, tanh) is split, and the split is the same in any process: it
+ * depends on the shapes alone. */
+Test(threadpool, elementwise_ops_calling_libm_split_at_fewer_elements) {
+  fg_graph *g;
+  cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+  fg_node x = fg_input(g, "x", FG_F32, fg_shape4(64, 2, 14, 14));
+  fg_node cheap[] = {fg_relu(g, x), fg_square(g, x), fg_neg(g, x)};
+  fg_node costly[] = {fg_exp(g, x), fg_logsigmoid(g, x), fg_tanh(g, x), fg_sigmoid(g, x)};
+  for (size_t i = 0; i < sizeof cheap / sizeof *cheap; i++)
+    cr_expect_eq(fg__program_parts_for(g, cheap[i]), 1, "%s",
+                 fg_op_get(fg_node_op(g, cheap[i]))->name);
+  for (size_t i = 0; i < sizeof costly / sizeof *costly; i++)
+    cr_expect_geq(fg__program_parts_for(g, costly[i]), 4, "%s",
+                  fg_op_get(fg_node_op(g, costly[i]))->name);
+  fg_graph_free(g);
 }
 
 /* ---- idle workers sleep ---- */

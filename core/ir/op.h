@@ -27,6 +27,8 @@ enum {
                                     vjp must be NULL */
   FG_OPF_LEAF = 1u << 5,        /* input / param / const: no kernel, value bound or stored */
   FG_OPF_VARIADIC = 1u << 6,    /* n_in is a minimum; any count >= it is accepted (concat) */
+  FG_OPF_COSTLY = 1u << 7,      /* elementwise with a libm call per element (exp, log, tanh):
+                                    tens of ns each, so split over threads at fewer elements */
 };
 
 /* What a shape rule sees.  out_shape / out_dtype come pre-set to input 0's (or a 0-d F32 when

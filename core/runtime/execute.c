@@ -9,6 +9,8 @@
 
 enum {
   MIN_ELEMENTWISE_PART = 32768, /* elements touched: below this a part costs more than it saves */
+  MIN_COSTLY_PART = 4096,       /* elements of an op (or a fused group with one) that calls libm
+                                 * per element: 25,088 logsigmoids ran on one thread in 0.27 ms */
   MIN_HEAVY_PART = 8192,        /* matmul, conv, reductions: more work per element touched */
 };
 
@@ -77,8 +79,11 @@ int fg__program_parts_for(const fg_graph *g, fg_node n) {
     fg_shape is = fg_node_shape(g, fg_node_input(g, n, k));
     touched += fg_shape_count(&is);
   }
-  bool light = fg_op_get(fg_node_op(g, n))->flags & FG_OPF_ELEMENTWISE;
-  int parts = fg_pool_parts_fixed(touched, light ? MIN_ELEMENTWISE_PART : MIN_HEAVY_PART);
+  uint32_t flags = fg_op_get(fg_node_op(g, n))->flags;
+  int64_t min_part = !(flags & FG_OPF_ELEMENTWISE) ? MIN_HEAVY_PART
+                     : flags & FG_OPF_COSTLY       ? MIN_COSTLY_PART
+                                                   : MIN_ELEMENTWISE_PART;
+  int parts = fg_pool_parts_fixed(touched, min_part);
   return outputs < parts ? (int)(outputs > 0 ? outputs : 1) : parts;
 }
 
@@ -188,7 +193,11 @@ static fg_status run_group(fg_program *p, fg_node root, fg_err *e) {
   fg_shape s = fg_node_shape(p->g, root);
   j.count = fg_shape_count(&s);
   int64_t n_tiles = (j.count + FUSE_TILE - 1) / FUSE_TILE;
-  int parts = fg_pool_parts_fixed(j.count, MIN_ELEMENTWISE_PART);
+  const fg_node *members = p->fusion.members + (size_t)j.group * FG_FUSE_MAX_MEMBERS;
+  bool costly = false;
+  for (int32_t m = 0; m < p->fusion.n_members[j.group]; m++)
+    costly = costly || (fg_op_get(fg_node_op(p->g, members[m]))->flags & FG_OPF_COSTLY);
+  int parts = fg_pool_parts_fixed(j.count, costly ? MIN_COSTLY_PART : MIN_ELEMENTWISE_PART);
   if (parts > FUSE_MAX_PARTS) parts = FUSE_MAX_PARTS;
   if (parts > n_tiles) parts = (int)n_tiles;
   if (parts < 1) parts = 1;
