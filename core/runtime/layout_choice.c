@@ -44,6 +44,7 @@ typedef struct plan_choice {
   fg_program *p;
   fg_kernel_choice *alt; /* per step: the alternative (impl NULL: none) */
   fg_kernel_choice *cur; /* per step: the kernels being weighed (shallow copies) */
+  fg_kernel_choice *trial; /* cur with one step changed (shallow copies) */
   uint32_t *mask[3];     /* per step: the plan's masks for the timed kernels, cur, a trial */
   side_time *times;
   int64_t n_times, cap_times;
@@ -91,57 +92,49 @@ static fg_status time_sides(plan_choice *pc, int32_t s, const fg_kernel_choice *
   return st;
 }
 
-/* The change in time (after - before), over the nodes it changes, when step s runs `after`
- * instead of `before` and every other step as pc->cur; ma and mb: the plan's masks before and
- * after. */
-static fg_status difference(plan_choice *pc, int32_t s, const fg_kernel_choice *before,
-                            const fg_kernel_choice *after, const uint32_t *ma, const uint32_t *mb,
-                            double *delta, fg_err *e) {
-  *delta = 0;
+/* Each side's total time over the nodes where kernels a with masks ma and kernels b with mb
+ * differ (in kernel or in the layouts of its operands). */
+static fg_status compare(plan_choice *pc, const fg_kernel_choice *a, const uint32_t *ma,
+                         const fg_kernel_choice *b, const uint32_t *mb, double total[2],
+                         fg_err *e) {
+  total[0] = total[1] = 0;
   fg_status st = FG_OK;
-  for (int32_t t = 0; st == FG_OK && t < pc->p->n_steps; t++) {
-    const fg_kernel_choice *k[2] = {t == s ? before : &pc->cur[t], t == s ? after : &pc->cur[t]};
-    if (k[0]->impl == k[1]->impl && ma[t] == mb[t]) continue;
-    uint32_t m[2] = {ma[t], mb[t]};
+  for (int32_t s = 0; st == FG_OK && s < pc->p->n_steps; s++) {
+    if (a[s].impl == b[s].impl && ma[s] == mb[s]) continue;
+    const fg_kernel_choice *k[2] = {&a[s], &b[s]};
+    uint32_t m[2] = {ma[s], mb[s]};
     double secs[2];
-    st = time_sides(pc, t, k, m, secs, e);
-    *delta += secs[1] - secs[0];
+    st = time_sides(pc, s, k, m, secs, e);
+    total[0] += secs[0], total[1] += secs[1];
   }
   return st;
 }
 
-/* Steps 2 and 3 of the top of the file: into keep[s], for each step with an alternative. */
+/* Steps 2 and 3 of the top of the file: into keep[s], for each step with an alternative.
+ * pc->cur starts as the alternative; pc->trial is pc->cur with one step sent back. */
 static fg_status weigh(plan_choice *pc, bool *keep, fg_err *e) {
   fg_program *p = pc->p;
-  double a_total = 0, gain = 0;
+  double timed[2], trial[2];
   fg_status st = fg__layout_masks(p, p->kernels, pc->mask[0], e);
   if (st == FG_OK) st = fg__layout_masks(p, pc->cur, pc->mask[1], e);
-  for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) { /* the timed kernels' total */
-    if (p->kernels[s].impl == pc->cur[s].impl && pc->mask[0][s] == pc->mask[1][s]) continue;
-    const fg_kernel_choice *k[2] = {&p->kernels[s], &pc->cur[s]};
-    uint32_t m[2] = {pc->mask[0][s], pc->mask[1][s]};
-    double secs[2];
-    st = time_sides(pc, s, k, m, secs, e);
-    a_total += secs[0], gain += secs[0] - secs[1];
-  }
+  if (st == FG_OK) st = compare(pc, p->kernels, pc->mask[0], pc->cur, pc->mask[1], timed, e);
+  double gain = timed[0] - timed[1];
+  memcpy(pc->trial, pc->cur, sizeof *pc->trial * (size_t)p->n_steps);
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) { /* back one at a time */
-    keep[s] = pc->alt[s].impl != NULL;
-    if (!keep[s]) continue;
-    pc->cur[s] = p->kernels[s];
-    double delta;
-    st = fg__layout_masks(p, pc->cur, pc->mask[2], e);
-    if (st == FG_OK)
-      st = difference(pc, s, &pc->alt[s], &p->kernels[s], pc->mask[1], pc->mask[2], &delta, e);
-    if (st == FG_OK && delta < 0) { /* faster back: the trial's masks are the current ones */
-      keep[s] = false, gain -= delta;
+    if (!pc->alt[s].impl) continue;
+    pc->trial[s] = p->kernels[s];
+    st = fg__layout_masks(p, pc->trial, pc->mask[2], e);
+    if (st == FG_OK) st = compare(pc, pc->cur, pc->mask[1], pc->trial, pc->mask[2], trial, e);
+    if (st == FG_OK && trial[1] < trial[0]) { /* faster back: the trial is the current plan */
+      gain += trial[0] - trial[1], pc->cur[s] = pc->trial[s];
       uint32_t *t = pc->mask[1];
       pc->mask[1] = pc->mask[2], pc->mask[2] = t;
-      continue;
     }
-    pc->cur[s] = pc->alt[s];
+    pc->trial[s] = pc->cur[s];
   }
-  bool wins = st == FG_OK && gain * 100 > a_total * PLAN_WIN_PCT;
-  for (int32_t s = 0; st == FG_OK && !wins && s < p->n_steps; s++) keep[s] = false;
+  bool wins = st == FG_OK && gain * 100 > timed[0] * PLAN_WIN_PCT;
+  for (int32_t s = 0; s < p->n_steps; s++)
+    keep[s] = wins && pc->alt[s].impl && pc->cur[s].impl == pc->alt[s].impl;
   return st;
 }
 
@@ -216,18 +209,20 @@ static bool find_alternatives(plan_choice *pc, const fg_kernel_rules *rules,
 
 static void plan_choice_free(plan_choice *pc) {
   for (int32_t s = 0; pc->alt && s < pc->p->n_steps; s++) fg__kernel_choice_release(&pc->alt[s]);
-  free(pc->alt), free(pc->cur), free(pc->times);
+  free(pc->alt), free(pc->cur), free(pc->trial), free(pc->times);
   for (int i = 0; i < 3; i++) free(pc->mask[i]);
 }
 
 fg_status fg__program_choose_for_layouts(fg_program *p, const fg_kernel_rules *rules, fg_err *e) {
   size_t n = (size_t)p->n_steps + 1;
-  plan_choice pc = {.p = p, .alt = calloc(n, sizeof *pc.alt), .cur = calloc(n, sizeof *pc.cur)};
+  plan_choice pc = {.p = p, .alt = calloc(n, sizeof *pc.alt), .cur = calloc(n, sizeof *pc.cur),
+                    .trial = calloc(n, sizeof *pc.trial)};
   for (int i = 0; i < 3; i++) pc.mask[i] = calloc(n, sizeof *pc.mask[i]);
   uint32_t *blockable = fg__layout_blockable(p);
   bool *keep = calloc(n, sizeof *keep);
   fg_status st = FG_OK;
-  if (!pc.alt || !pc.cur || !pc.mask[0] || !pc.mask[1] || !pc.mask[2] || !blockable || !keep)
+  if (!pc.alt || !pc.cur || !pc.trial || !pc.mask[0] || !pc.mask[1] || !pc.mask[2] ||
+      !blockable || !keep)
     st = fg_err_set(e, FG_E_NOMEM, "program: out of memory choosing kernels for layouts");
   if (st == FG_OK && find_alternatives(&pc, rules, blockable)) {
     for (int32_t s = 0; s < p->n_steps; s++) /* shallow: the states stay the sides' own */
