@@ -63,13 +63,6 @@ uint32_t *fg__layout_blockable(const fg_program *p) {
   return mask;
 }
 
-static bool same_shape(fg_shape a, fg_shape b) {
-  if (a.ndim != b.ndim) return false;
-  for (int i = 0; i < a.ndim; i++)
-    if (a.d[i] != b.d[i]) return false;
-  return true;
-}
-
 /* Step s is elementwise over operands of one shape (fused groups always are elementwise). */
 static bool is_agnostic(const fg_program *p, int32_t s) {
   fg_node n = p->steps[s].node;
@@ -79,7 +72,7 @@ static bool is_agnostic(const fg_program *p, int32_t s) {
   fg_shape out = fg_node_shape(p->g, n);
   for (int32_t r = 0; r < p->steps[s].n_reads; r++) {
     fg_shape in = fg_node_shape(p->g, p->steps[s].reads[r]);
-    if (fg_shape_count(&in) != 1 && !same_shape(in, out)) return false;
+    if (fg_shape_count(&in) != 1 && !fg_shape_equal(&in, &out)) return false;
   }
   return true;
 }
