@@ -14,6 +14,7 @@
 
 #include "core/ir/op.h"
 #include "core/rng.h"
+#include "core/runtime/kernel_choice.h"
 #include "core/runtime/program.h"
 #include "ops/autodiff/autodiff.h"
 #include "ops/kernel_info.h"
@@ -313,6 +314,25 @@ Test(kernels, timed_choices_are_kept_for_the_process) {
   fg_program_free(a);
   fg_program_free(b);
   net_free(&n);
+}
+
+/* A node's key (what its timings and choices are remembered under) holds its op, attributes
+ * and shapes, for ops without attributes too (which the layout choice keys: an elementwise op
+ * between convolutions times differently with blocked operands). */
+static uint64_t key_of(fg_shape s, bool exp_of_sum) {
+  fg_graph *g;
+  cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+  fg_node x = fg_input(g, "x", FG_F32, s), y = fg_add(g, x, x);
+  uint64_t key = fg__kernel_node_hash(g, exp_of_sum ? fg_exp(g, y) : y, 2);
+  fg_graph_free(g);
+  return key;
+}
+
+Test(kernels, nodes_without_attributes_have_keys_of_their_op_and_shapes) {
+  fg_shape s = fg_shape4(4, 8, 5, 5), t = fg_shape4(4, 8, 5, 6);
+  cr_expect_eq(key_of(s, false), key_of(s, false));
+  cr_expect_neq(key_of(s, false), key_of(t, false));
+  cr_expect_neq(key_of(s, false), key_of(s, true));
 }
 
 /* The file of choices (core/runtime/kernel_cache.h) in dir, read whole into buf. */

@@ -125,7 +125,7 @@ static remembered *memory;
 static int64_t memory_len, memory_cap;
 
 static size_t append(unsigned char *key, size_t at, const void *p, size_t n) {
-  if (at + n <= KEY_MAX) memcpy(key + at, p, n);
+  if (n && at + n <= KEY_MAX) memcpy(key + at, p, n); /* p is NULL for an op without attributes */
   return at + n;
 }
 

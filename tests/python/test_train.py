@@ -72,8 +72,16 @@ def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
         if step.step == 4:
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        flowgrad.train(SMALL_MOONS, steps=1000, out=tmp_path / "run.safetensors", callback=callback)
+    # Python keeps SIGINT ignored when it started ignored (a job started with `&` by a script);
+    # an interactive user's Ctrl-C raises KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            flowgrad.train(
+                SMALL_MOONS, steps=1000, out=tmp_path / "run.safetensors", callback=callback
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     r = flowgrad.train(SMALL_MOONS, steps=6, resume=tmp_path / "run.safetensors")
     assert r.step == 6 and r.steps == 2  # went on from step 4
 
