@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops/autodiff/autodiff.h"
+#include "core/compiler/pass_schedule.h"
 #include "core/ir/op.h"
 #include "core/runtime/program.h"
 #include "core/rng.h"
@@ -413,4 +414,105 @@ Test(passes, epilogue_fuses_conv_bias_relu_bit_identically) {
     free_outs(&b, ref);
     free_built(&b);
   }
+}
+
+/* Five blocks of a coupling-like net on [8, 2, 16, 16]: a 3x3 conv of 2 channels to 64 (bias,
+ * relu), a 1x1 conv 64 -> 64 (relu), a 3x3 conv back to 2 channels added to the block's input.
+ * The first conv's output is 16x its input and costs 18 multiply-adds per element: the remat
+ * pass computes it again for the backward pass instead of keeping it; the others stay. */
+static void build_couplings(built *b) {
+  fg_graph_new(&b->g, NULL);
+  fg_graph *g = b->g;
+  fg_node x = leaf(b, false, "x", fg_shape4(8, 2, 16, 16), 1);
+  fg_node w1 = leaf(b, true, "w1", fg_shape4(64, 2, 3, 3), 2),
+          b1 = leaf(b, true, "b1", fg_shape1(64), 3);
+  fg_node w2 = leaf(b, true, "w2", fg_shape4(64, 64, 1, 1), 4);
+  fg_node w3 = leaf(b, true, "w3", fg_shape4(2, 64, 3, 3), 5);
+  fg_conv2d_opts pad = fg_conv2d_defaults();
+  pad.padding[0] = pad.padding[1] = 1;
+  fg_node h = x;
+  for (int block = 0; block < 5; block++) {
+    fg_node a = fg_relu(g, fg_conv2d(g, h, w1, b1, &pad));
+    fg_node c = fg_relu(g, fg_conv2d(g, a, w2, FG_NONE, NULL));
+    h = fg_add(g, h, fg_mul_scalar(g, fg_conv2d(g, c, w3, FG_NONE, &pad), 0.1));
+  }
+  fg_node loss = fg_sum(g, fg_square(g, h), FG_ALL_AXES, false);
+  fg_node wrt[5] = {x, w1, b1, w2, w3};
+  cr_assert_eq(fg_grad(g, loss, 5, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  b->outs[0] = loss;
+  b->n_out = 6;
+}
+
+static int count_remat(const fg_program_opts *o, const built *b, size_t *arena) {
+  fg_program *p;
+  cr_assert_eq(fg_program_new_opts(&p, b->g, b->n_out, b->outs, o, NULL), FG_OK);
+  const fg_graph *g = fg_program_graph(p);
+  int k = 0;
+  for (fg_node n = 0; n < fg_graph_node_count(g); n++) {
+    bool remat = fg_graph_node(g, n)->flags & FG_NODE_REMAT;
+    cr_expect(!remat || fg_node_op(g, n) == FG_OP_CONV2D_BIAS_ACT, "only the first convs");
+    k += remat;
+  }
+  *arena = fg_program_get_stats(p)->arena_bytes;
+  fg_program_free(p);
+  return k;
+}
+
+Test(passes, remat_computes_cheap_large_values_again_for_the_backward_pass) {
+  built b = {0};
+  build_couplings(&b);
+  fg_program_opts on = {.n_threads = 2, .verify = true, .poison_freed = true};
+  fg_program_opts off = on;
+  off.disabled_passes = FG_PASS_BIT(REMAT);
+  size_t arena_on, arena_off;
+
+  cr_expect_eq(count_remat(&on, &b, &arena_on), 5, "one copy per block");
+  cr_expect_eq(count_remat(&off, &b, &arena_off), 0);
+  /* the copies run when the backward pass needs them: of the first convs' 512 KiB values, at
+   * most two are alive at once instead of five */
+  cr_expect_leq(arena_on + 3 * (512 << 10), arena_off, "arena %zu with remat, %zu without",
+                arena_on, arena_off);
+  fg_tensor *ref[16], *with[16], *without[16];
+  run(&b, &reference_opts, ref, NULL);
+  run(&b, &on, with, NULL);
+  run(&b, &off, without, NULL);
+  expect_identical(&b, ref, with, "remat");
+  expect_identical(&b, ref, without, "passes without remat");
+  free_outs(&b, ref), free_outs(&b, with), free_outs(&b, without);
+  free_built(&b);
+}
+
+/* The scheduler runs a remat step when a reader waits for it alone, not when its inputs are
+ * ready: here the copy r (half the size of the chain's values, so the cheapest step to start
+ * with) would otherwise be alive through the chain's peak. */
+Test(passes, remat_steps_run_when_their_reader_needs_them) {
+  fg_graph *g;
+  cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+  fg_node x = fg_input(g, "x", FG_F32, fg_shape1(4096));
+  fg_node xh = fg_input(g, "xh", FG_F32, fg_shape1(2048));
+  fg_node y1 = fg_exp(g, x), y2 = fg_exp(g, y1), y3 = fg_add(g, y1, y2);
+  fg_node s = fg_sum(g, y3, FG_ALL_AXES, false);
+  fg_node r = fg_relu(g, xh);
+  fg_graph_mark(g, r, FG_NODE_REMAT); /* r is the last node */
+  fg_node t = fg_add(g, r, s);
+  fg_node nodes[] = {y1, y2, y3, s, r, t};
+  enum { N = sizeof nodes / sizeof *nodes };
+  fg_memplan_step steps[N];
+  fg_node reads[N][2];
+  uint8_t *planned = calloc((size_t)fg_graph_node_count(g) + 1, 1);
+  for (int i = 0; i < N; i++) {
+    steps[i] = (fg_memplan_step){
+        .node = nodes[i], .n_reads = fg_node_num_inputs(g, nodes[i]), .reads = reads[i]};
+    for (int k = 0; k < steps[i].n_reads; k++) reads[i][k] = fg_node_input(g, nodes[i], k);
+    planned[nodes[i]] = nodes[i] != t;
+  }
+  cr_assert_eq(fg_schedule_steps(g, N, steps, planned, &terr), FG_OK, "%s", terr.msg);
+  int at_r = -1, at_s = -1;
+  for (int i = 0; i < N; i++) {
+    if (steps[i].node == r) at_r = i;
+    if (steps[i].node == s) at_s = i;
+  }
+  cr_expect_eq(at_r, at_s + 1, "r at step %d, the chain's sum at %d", at_r, at_s);
+  free(planned);
+  fg_graph_free(g);
 }

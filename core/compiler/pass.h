@@ -15,16 +15,17 @@
 
 /* One bit per pass, for switching passes off (fg_program_opts.disabled_passes, or the
  * environment variable FG_DISABLE_PASSES="cse,fuse"). */
-#define FG_PASS_MAP(X)                                                        \
-  X(DCE, dce, "dead-node removal")                                            \
-  X(SIMPLIFY, simplify, "algebraic simplification to a fixed point")         \
-  X(CSE, cse, "common-subexpression merging (XXH3 keys, full compare)")       \
-  X(FOLD, fold, "constant folding with the runtime kernels")                  \
-  X(EPILOGUE, epilogue, "conv2d + bias add (+ relu) into one op")            \
-  X(FUSE, fuse, "fusion of elementwise chains into one tiled loop")           \
-  X(MEMPLAN, memplan, "memory planning: liveness, buffer reuse, in place")    \
-  X(SCHEDULE, schedule, "an order that keeps peak live bytes low")            \
-  X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")
+#define FG_PASS_MAP(X)                                                     \
+  X(DCE, dce, "dead-node removal")                                         \
+  X(SIMPLIFY, simplify, "algebraic simplification to a fixed point")       \
+  X(CSE, cse, "common-subexpression merging (XXH3 keys, full compare)")    \
+  X(FOLD, fold, "constant folding with the runtime kernels")               \
+  X(EPILOGUE, epilogue, "conv2d + bias add (+ relu) into one op")          \
+  X(FUSE, fuse, "fusion of elementwise chains into one tiled loop")        \
+  X(MEMPLAN, memplan, "memory planning: liveness, buffer reuse, in place") \
+  X(SCHEDULE, schedule, "an order that keeps peak live bytes low")         \
+  X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")         \
+  X(REMAT, remat, "cheap large forward values computed again in the backward")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,
@@ -71,12 +72,13 @@ fg_status fg_pass_simplify(fg_pass_ctx *c);
 fg_status fg_pass_cse(fg_pass_ctx *c);
 fg_status fg_pass_fold(fg_pass_ctx *c);
 fg_status fg_pass_epilogue(fg_pass_ctx *c);
+fg_status fg_pass_remat(fg_pass_ctx *c);
 
-/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue), skipping the
- * disabled ones, verifying the graph after each when `verify` is set, and recording the node
- * count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).  dump_dir,
- * if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass.  On failure
- * c->g is the graph the last pass left (owned by c unless still borrowed), to free. */
+/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue, remat),
+ * skipping the disabled ones, verifying the graph after each when `verify` is set, and recording
+ * the node count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).
+ * dump_dir, if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass.
+ * On failure c->g is the graph the last pass left (owned by c unless still borrowed), to free. */
 fg_status fg_passes_run(fg_pass_ctx *c, uint32_t disabled, bool verify, const char *dump_dir,
                         int32_t *counts);
 

@@ -29,8 +29,10 @@ fg_status fg_pass_parse_list(const char *list, uint32_t *bits, fg_err *e) {
       for (int i = 0; i < FG_PASS_COUNT; i++)
         if (strlen(pass_names[i]) == len && strncmp(p, pass_names[i], len) == 0) found = i;
       if (found < 0)
-        return fg_err_set(e, FG_E_MISUSE, "unknown pass '%.*s' (passes: dce, simplify, cse, fold, "
-                          "epilogue, fuse, memplan, schedule)", (int)len, p);
+        return fg_err_set(e, FG_E_MISUSE,
+                          "unknown pass '%.*s' (passes: dce, simplify, cse, fold, "
+                          "epilogue, fuse, memplan, schedule, layout, remat)",
+                          (int)len, p);
       *bits |= 1u << found;
     }
     p += len;
@@ -47,10 +49,10 @@ typedef struct pipeline_step {
 } pipeline_step;
 
 static const pipeline_step pipeline[] = {
-    {FG_PASS_DCE, fg_pass_dce},     {FG_PASS_SIMPLIFY, fg_pass_simplify},
-    {FG_PASS_CSE, fg_pass_cse},     {FG_PASS_FOLD, fg_pass_fold},
+    {FG_PASS_DCE, fg_pass_dce},           {FG_PASS_SIMPLIFY, fg_pass_simplify},
+    {FG_PASS_CSE, fg_pass_cse},           {FG_PASS_FOLD, fg_pass_fold},
     {FG_PASS_SIMPLIFY, fg_pass_simplify}, {FG_PASS_CSE, fg_pass_cse},
-    {FG_PASS_EPILOGUE, fg_pass_epilogue},
+    {FG_PASS_EPILOGUE, fg_pass_epilogue}, {FG_PASS_REMAT, fg_pass_remat},
 };
 
 /* <dir>/NN-<label>.dot: the graph at one point of the pipeline. */

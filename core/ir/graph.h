@@ -23,7 +23,10 @@ typedef struct fg_graph fg_graph;
 
 /* Node flags (bitwise).  The role of a node is its op (input, param, const, compute); these
  * flags only record where it came from, for dumps and passes. */
-enum { FG_NODE_GRAD = 1u << 0 /* appended by autodiff */ };
+enum {
+  FG_NODE_GRAD = 1u << 0, /* appended by autodiff */
+  FG_NODE_REMAT = 1u << 1 /* a forward value computed again for the backward pass (pass_remat.c) */
+};
 
 /* One node.  Exposed so that passes, the executor and dumps can read it; builders are the only
  * writers. */
