@@ -107,6 +107,10 @@ fg_status fg_pass_remat(fg_pass_ctx *c) {
   for (fg_node i = 0; i < n; i++) found += r.candidate[i] = worth_recomputing(g, i, r.read_by_grad);
   c->changes = 0;
   if (found) st = fg_pass_rewrite(c, remat_emit, &r);
+  int64_t copied = c->changes;
+  /* a value that only the backward pass read is unread now: its copy stands for it */
+  if (st == FG_OK && copied > 0 && !c->keep_dead) st = fg_pass_dce(c);
+  c->changes = copied;
 out:
   free(r.read_by_grad), free(r.candidate), free(r.copy);
   return st;

@@ -140,6 +140,24 @@ WDOTS_DEFINE(float, f32_avx2, __attribute__((target("avx2"))))
 WDOTS_DEFINE(double, f64_avx2, __attribute__((target("avx2"))))
 #endif
 
+/* The crop of wide rows, with the epilogue (fg_conv_direct_kernels.crop): loops the compiler
+ * vectorises, one per case so that no case pays for another's test. */
+#define CROP_DEFINE(T, SUF)                                                                   \
+  static void crop_##SUF(const void *inv, int64_t wd, int64_t rows, int64_t wo,               \
+                         const void *bias, bool relu, void *outv) {                           \
+    const T *in = inv;                                                                        \
+    T *out = outv, b = bias ? *(const T *)bias : 0;                                           \
+    for (int64_t i = 0; i < rows; i++, in += wd, out += wo)                                   \
+      if (!bias)                                                                              \
+        for (int64_t j = 0; j < wo; j++) out[j] = in[j];                                      \
+      else if (relu)                                                                          \
+        for (int64_t j = 0; j < wo; j++) out[j] = in[j] + b > 0 ? in[j] + b : 0;              \
+      else                                                                                    \
+        for (int64_t j = 0; j < wo; j++) out[j] = in[j] + b;                                  \
+  }
+CROP_DEFINE(float, f32)
+CROP_DEFINE(double, f64)
+
 /* ---- 512-bit kernels (AVX-512F + FMA), stamped for float and double ----
  * A block is a fixed (rows x vectors) or (taps x rows) shape with its sums in registers: the
  * block functions are always inlined with constant shapes, so the loops over them unroll and
@@ -252,10 +270,34 @@ WDOTS_DEFINE(double, f64_avx2, __attribute__((target("avx2"))))
       zdots_taps_##SUF(src, src_step, off + t, b, b_step, ldb, n_img, nvec, nb, acc + t * nb, 1); \
   }
 
+/* The crop with masked loads and stores: a row of Glow's 14 or 7 columns is one vector, where
+ * the loops above take a scalar tail (and the separate copy and epilogue cost as much as the
+ * 2->128 conv's arithmetic).  max(x, 0) returns 0 for NaN and for -0, as the C epilogue. */
+#define ZCROP_DEFINE(T, SUF, VEC, MASK, MASKZ_LOADU, MASK_STOREU, SET1, ADD, MAX, ZERO)         \
+  Z_ATTR static void zcrop_##SUF(const void *inv, int64_t wd, int64_t rows, int64_t wo,         \
+                                 const void *bias, bool relu, void *outv) {                     \
+    const T *in = inv;                                                                          \
+    T *out = outv;                                                                              \
+    VEC b = bias ? SET1(*(const T *)bias) : ZERO(), zero = ZERO();                              \
+    for (int64_t i = 0; i < rows; i++, in += wd, out += wo)                                     \
+      for (int64_t j = 0; j < wo; j += ZVL_##SUF) {                                             \
+        int64_t n = wo - j < ZVL_##SUF ? wo - j : ZVL_##SUF;                                    \
+        MASK m = (MASK)((1u << n) - 1);                                                         \
+        VEC x = MASKZ_LOADU(m, in + j);                                                         \
+        if (bias) x = ADD(x, b);                                                                \
+        if (bias && relu) x = MAX(x, zero);                                                     \
+        MASK_STOREU(out + j, m, x);                                                             \
+      }                                                                                         \
+  }
+
 Z_DEFINE(float, f32, __m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
          _mm512_setzero_ps, _mm512_reduce_add_ps)
 Z_DEFINE(double, f64, __m512d, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd,
          _mm512_fmadd_pd, _mm512_setzero_pd, _mm512_reduce_add_pd)
+ZCROP_DEFINE(float, f32, __m512, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
+             _mm512_set1_ps, _mm512_add_ps, _mm512_max_ps, _mm512_setzero_ps)
+ZCROP_DEFINE(double, f64, __m512d, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
+             _mm512_set1_pd, _mm512_add_pd, _mm512_max_pd, _mm512_setzero_pd)
 #endif
 
 /* ---- choice ---- */
@@ -282,14 +324,14 @@ fg_conv_direct_kernels fg_conv_direct_kernels_for(fg_dtype t) {
   if (i < 0) __atomic_store_n(&isa, i = pick_isa(), __ATOMIC_RELAXED);
   bool f32 = t == FG_F32;
   fg_conv_direct_kernels k = {f32 ? direct_rows_f32 : direct_rows_f64,
-                              f32 ? wdots_f32 : wdots_f64, "generic"};
+                              f32 ? wdots_f32 : wdots_f64, f32 ? crop_f32 : crop_f64, "generic"};
 #ifdef FG_DIRECT_X86
   if (i == ISA_AVX2)
     k = (fg_conv_direct_kernels){f32 ? direct_rows_f32_avx2 : direct_rows_f64_avx2,
-                                 f32 ? wdots_f32_avx2 : wdots_f64_avx2, "avx2"};
+                                 f32 ? wdots_f32_avx2 : wdots_f64_avx2, k.crop, "avx2"};
   if (i == ISA_AVX512)
     k = (fg_conv_direct_kernels){f32 ? zrows_f32 : zrows_f64, f32 ? zwdots_f32 : zwdots_f64,
-                                 "avx512"};
+                                 f32 ? zcrop_f32 : zcrop_f64, "avx512"};
 #endif
   return k;
 }

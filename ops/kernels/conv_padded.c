@@ -118,6 +118,12 @@ static int direct_parts(const conv_ctx *c, const direct_spec *d, int64_t n_img, 
                       nth);
 }
 
+/* Output plane o from its wide rows: the columns kept, with conv2d_bias_act's epilogue. */
+static void crop_plane(const conv_ctx *c, const direct_spec *d, const void *wide, int64_t o,
+                       void *plane) {
+  c->direct.crop(wide, d->wd, d->ho, d->wo, c->bias ? at_c(c, c->bias, o) : NULL, c->relu, plane);
+}
+
 static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const void *src,
                                   void *out, int64_t n_img, int ith, int nth, const char *op) {
   int64_t nob = (d->out_ch + 3) / 4, i0, i1;
@@ -137,11 +143,9 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
                  d->top, d->left, d->hd, d->wd, pad);
     last = n;
     c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
-    for (int64_t o = 0; o < cnt; o++) {
-      void *plane = at_m(c, out, (n * d->out_ch + o0 + o) * oplane);
-      copy_strided(c->es, at_c(c, wide, o * len), d->ho, d->wo, d->wd, 1, plane, d->wo, 1);
-      epilogue(c, plane, o0 + o, oplane);
-    }
+    for (int64_t o = 0; o < cnt; o++)
+      crop_plane(c, d, at_c(c, wide, o * len), o0 + o,
+                 at_m(c, out, (n * d->out_ch + o0 + o) * oplane));
   }
   free(pad), free(wide);
   return FG_OK;
@@ -179,11 +183,8 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
       st = gemm(c, gd, at_c(c, sp->wmat, t * d->out_ch * d->in_ch), at_c(c, pad, d->off[t]), wide,
                 op);
     }
-    for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++) {
-      void *dst = at_m(c, out, (n * d->out_ch + o) * oplane);
-      copy_strided(c->es, at_c(c, wide, o * len), d->ho, d->wo, d->wd, 1, dst, d->wo, 1);
-      epilogue(c, dst, o, oplane);
-    }
+    for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++)
+      crop_plane(c, d, at_c(c, wide, o * len), o, at_m(c, out, (n * d->out_ch + o) * oplane));
   }
   free(pad), free(wide);
   return st;
