@@ -1,5 +1,8 @@
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/tensor.h"
 
@@ -111,4 +114,32 @@ Test(status, names_and_messages_come_from_one_list) {
   cr_assert_str_eq(fg_status_str(FG_OK), "ok");
   cr_assert_str_eq(fg_status_name((fg_status)999), "FG_UNKNOWN");
   for (int s = 0; s < FG_STATUS_COUNT; s++) cr_assert(fg_status_str((fg_status)s)[0] != '\0');
+}
+
+/* A large tensor (a program's arena, a data set) is zero, and once released its pages go back
+ * to the system (core/buffer.c): from glibc's malloc a freed block of up to 32 MiB can stay in
+ * the heap, mapped and resident, as when a flow's initialisation programs are freed before
+ * training.  mincore() fails with ENOMEM on a range no longer mapped.  Under AddressSanitizer
+ * every buffer comes from its allocator (whose red zones guard it): only the zeros are checked
+ * there. */
+Test(tensor, large_buffers_are_zero_and_given_back_when_released) {
+  enum { N = 4 << 20 }; /* 16 MiB of float32 */
+  void *volatile big = malloc(30 << 20); /* freed, it makes glibc take blocks of up to 30 MiB */
+  free(big);                             /* from its heap */
+  fg_tensor *t;
+  cr_assert_eq(fg_tensor_new(&t, FG_F32, &(fg_shape){.ndim = 1, .d = {N}}, NULL), FG_OK);
+  float *x = fg_tensor_data(t);
+  for (int64_t i = 0; i < N; i += 1024) {
+    cr_assert_eq(x[i], 0.0f);
+    x[i] = 1.0f;
+  }
+  fg_tensor_free(t);
+#if !defined(__SANITIZE_ADDRESS__)
+  unsigned char resident[4];
+  long page = sysconf(_SC_PAGESIZE);
+  void *first_page = (void *)((uintptr_t)x / (uintptr_t)page * (uintptr_t)page);
+  errno = 0;
+  cr_expect_eq(mincore(first_page, 4 * (size_t)page, resident), -1, "still mapped");
+  cr_expect_eq(errno, ENOMEM);
+#endif
 }

@@ -7,10 +7,12 @@
  * For such a value this pass gives its backward readers a copy of the node, marked
  * FG_NODE_REMAT: the forward value then dies at its last forward reader, and the copy is
  * computed when the backward pass gets to it (the scheduler runs a remat step only once one of
- * its readers waits for nothing else, core/compiler/pass_schedule.c).  The copy runs the same
- * kernel on the same inputs, so every result is bit-identical to keeping the value. */
+ * its readers waits for nothing else, core/compiler/pass_schedule.c).  The copy is the same op
+ * on the same inputs, and the kernel choice, keyed by op and shapes, gives it the same kernel:
+ * results are bit for bit those of keeping the value (tests/test_passes.c checks it with the
+ * native kernels; a oneDNN copy that the layout plan gives another layout than the original may
+ * round differently, as any change of kernel does). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/compiler/pass.h"
 #include "core/ir/op.h"
