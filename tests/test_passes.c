@@ -350,6 +350,9 @@ Test(passes, profile_tables_name_ops_and_shapes) {
   cr_assert(strstr(buf, "] [32, 16] -> [64, 16]"), "op and shapes row: %s", buf);
   cr_assert(strstr(buf, "matmul/"), "an op with implementations names the one chosen: %s", buf);
   cr_assert(strstr(buf, "sum [64, 16] -> []"), "op and shapes row: %s", buf);
+  /* the memory at the peak: the matmul's [64, 16] is the one planned value, alive at step 1 */
+  cr_assert(strstr(buf, "memory: 0.0 MiB of values alive at step 1 of 2"), "peak: %s", buf);
+  cr_assert(strstr(buf, "\nmatmul [64, 16]   "), "values at the peak by op and shape: %s", buf);
   char small[40];
   fg_program_profile(p, small, sizeof small); /* truncated, still a string */
   cr_assert_lt(strlen(small), sizeof small);

@@ -7,7 +7,10 @@
 
 enum { ALIGN = 64 };
 
-typedef struct block { size_t off, size; fg_node owner; } block;
+typedef struct block {
+  size_t off, size;
+  fg_node owner;
+} block;
 
 typedef struct arena_state {
   block *live; /* sorted by offset */
@@ -18,8 +21,7 @@ typedef struct arena_state {
 static size_t aligned(size_t b) { return (b + ALIGN - 1) / ALIGN * ALIGN; }
 
 static size_t node_bytes(const fg_graph *g, fg_node n) {
-  fg_shape s = fg_node_shape(g, n);
-  return aligned((size_t)fg_shape_count(&s) * fg_dtype_size(fg_node_dtype(g, n)));
+  return aligned((size_t)fg_node_bytes(g, n));
 }
 
 /* Scratch ranges are owned by no node: they are named by -2 - step in the live list. */

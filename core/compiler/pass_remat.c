@@ -29,11 +29,6 @@ typedef struct remat_state {
   fg_node *copy;         /* per source node: the copy in the new graph, FG_NONE until made */
 } remat_state;
 
-static int64_t bytes_of(const fg_graph *g, fg_node n) {
-  fg_shape s = fg_node_shape(g, n);
-  return fg_shape_count(&s) * (int64_t)fg_dtype_size(fg_node_dtype(g, n));
-}
-
 /* Keeping n's inputs alive for a second computation costs little: each is a leaf, a value the
  * backward pass reads anyway (the convolution's input, for its weight gradient), or small
  * beside n (a bias reshaped for broadcasting). */
@@ -41,7 +36,7 @@ static bool inputs_kept(const fg_graph *g, fg_node n, const uint8_t *read_by_gra
   for (int k = 0; k < fg_node_num_inputs(g, n); k++) {
     fg_node in = fg_node_input(g, n, k);
     if (!(fg_op_get(fg_node_op(g, in))->flags & FG_OPF_LEAF) && !read_by_grad[in] &&
-        bytes_of(g, in) * REMAT_MIN_GROWTH * REMAT_MIN_GROWTH > bytes_of(g, n))
+        fg_node_bytes(g, in) * REMAT_MIN_GROWTH * REMAT_MIN_GROWTH > fg_node_bytes(g, n))
       return false;
   }
   return true;
@@ -55,9 +50,9 @@ static bool worth_recomputing(const fg_graph *g, fg_node n, const uint8_t *read_
       (fg_graph_node(g, n)->flags & (FG_NODE_GRAD | FG_NODE_REMAT)))
     return false;
   fg_shape w = fg_node_shape(g, fg_node_input(g, n, 1));
-  int64_t bytes = bytes_of(g, n);
+  int64_t bytes = fg_node_bytes(g, n);
   return w.d[1] * w.d[2] * w.d[3] <= REMAT_MAX_MACS && bytes >= REMAT_MIN_BYTES &&
-         bytes >= REMAT_MIN_GROWTH * bytes_of(g, fg_node_input(g, n, 0)) &&
+         bytes >= REMAT_MIN_GROWTH * fg_node_bytes(g, fg_node_input(g, n, 0)) &&
          inputs_kept(g, n, read_by_grad);
 }
 

@@ -49,22 +49,17 @@ static bool index_remat_readers(const fg_graph *g, const fg_memplan_step *steps,
   return true;
 }
 
-static int64_t value_bytes(const fg_graph *g, fg_node n) {
-  fg_shape s = fg_node_shape(g, n);
-  return fg_shape_count(&s) * (int64_t)fg_dtype_size(fg_node_dtype(g, n));
-}
-
 /* Live bytes a step adds: its output, minus the values it reads for the last time. */
 static int64_t growth(const fg_graph *g, const fg_memplan_step *s, const sched_state *st,
                       const uint8_t *planned) {
-  int64_t grow = planned[s->node] ? value_bytes(g, s->node) : 0;
+  int64_t grow = planned[s->node] ? fg_node_bytes(g, s->node) : 0;
   for (int32_t k = 0; k < s->n_reads; k++) {
     fg_node r = s->reads[k];
     int32_t here = 0;
     for (int32_t j = 0; j < s->n_reads; j++) here += s->reads[j] == r;
     bool first_mention = true;
     for (int32_t j = 0; j < k; j++) first_mention &= s->reads[j] != r;
-    if (planned[r] && first_mention && st->readers[r] == here) grow -= value_bytes(g, r);
+    if (planned[r] && first_mention && st->readers[r] == here) grow -= fg_node_bytes(g, r);
   }
   return grow;
 }

@@ -77,6 +77,11 @@ fg_dtype fg_node_dtype(const fg_graph *g, fg_node n) {
   return fg_node_valid(g, n) ? (fg_dtype)g->nodes[n].dtype : FG_F32;
 }
 
+int64_t fg_node_bytes(const fg_graph *g, fg_node n) {
+  fg_shape s = fg_node_shape(g, n);
+  return fg_shape_count(&s) * (int64_t)fg_dtype_size(fg_node_dtype(g, n));
+}
+
 int fg_node_op(const fg_graph *g, fg_node n) { return fg_node_valid(g, n) ? g->nodes[n].op : 0; }
 
 int fg_node_num_inputs(const fg_graph *g, fg_node n) {

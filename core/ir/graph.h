@@ -79,6 +79,8 @@ fg_node fg_random_normal(fg_graph *g, uint64_t seed, double mean, double std, fg
 const fg_node_rec *fg_graph_node(const fg_graph *g, fg_node n); /* NULL for an invalid id */
 fg_shape fg_node_shape(const fg_graph *g, fg_node n);
 fg_dtype fg_node_dtype(const fg_graph *g, fg_node n);
+/* The bytes of n's value: its element count times its dtype's size. */
+int64_t fg_node_bytes(const fg_graph *g, fg_node n);
 int fg_node_op(const fg_graph *g, fg_node n);
 int fg_node_num_inputs(const fg_graph *g, fg_node n);
 fg_node fg_node_input(const fg_graph *g, fg_node n, int i);

@@ -47,7 +47,11 @@ static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
 
 /* The second table: steps grouped by op and shapes, the p->prof_rows costliest. */
 static size_t profile_by_shape(const fg_program *p, double total, char *buf, size_t cap) {
-  typedef struct { char label[240]; double ms; int count; } row;
+  typedef struct {
+    char label[240];
+    double ms;
+    int count;
+  } row;
   row *rows = calloc((size_t)p->n_steps + 1, sizeof *rows);
   if (!rows) return 0;
   int n_rows = 0;
@@ -73,6 +77,78 @@ static size_t profile_by_shape(const fg_program *p, double total, char *buf, siz
                              total > 0 ? 100 * rows[k].ms / total : 0);
   }
   free(rows);
+  return used;
+}
+
+/* The step with the most planned bytes alive, or -1; its bytes in *peak.  A value is alive from
+ * the step that makes it to the one after which it is free (one that reuses its input's range
+ * in place is not counted again). */
+static int32_t peak_step(const fg_program *p, const int32_t *born, int64_t *peak) {
+  int32_t n = fg_graph_node_count(p->g), best = -1;
+  int64_t *delta = calloc((size_t)p->n_steps + 2, sizeof *delta);
+  if (!delta) return -1;
+  for (fg_node v = 0; v < n; v++)
+    if (p->plan.offset[v] >= 0 && born[v] >= 0 && !p->plan.in_place[v]) {
+      int32_t end = p->plan.dies_at[v] < 0 ? p->n_steps : p->plan.dies_at[v] + 1;
+      delta[born[v]] += fg_node_bytes(p->g, v), delta[end] -= fg_node_bytes(p->g, v);
+    }
+  int64_t live = 0;
+  *peak = 0;
+  for (int32_t s = 0; s < p->n_steps; s++)
+    if ((live += delta[s]) > *peak) *peak = live, best = s;
+  free(delta);
+  return best;
+}
+
+/* The third table: the values alive at the peak, by op, shape and whether they were computed
+ * for the gradient, largest total first. */
+static size_t memory_at_peak(const fg_program *p, char *buf, size_t cap) {
+  typedef struct {
+    char label[200];
+    int64_t bytes;
+    int count;
+  } row;
+  int32_t n = fg_graph_node_count(p->g), n_rows = 0;
+  int32_t *born = malloc(sizeof *born * ((size_t)n + 1));
+  row *rows = calloc((size_t)n + 1, sizeof *rows);
+  int64_t peak = 0;
+  int32_t at = -1;
+  if (born && rows) {
+    for (fg_node v = 0; v < n; v++) born[v] = -1;
+    for (int32_t s = 0; s < p->n_steps; s++) born[p->steps[s].node] = s;
+    at = peak_step(p, born, &peak);
+  }
+  size_t used = 0;
+  for (fg_node v = 0; at >= 0 && v < n; v++) {
+    if (p->plan.offset[v] < 0 || born[v] < 0 || p->plan.in_place[v] || born[v] > at ||
+        (p->plan.dies_at[v] >= 0 && p->plan.dies_at[v] < at))
+      continue;
+    char label[200], sh[96];
+    fg_shape vs = fg_node_shape(p->g, v);
+    snprintf(label, sizeof label, "%s %s%s", fg_op_get(fg_node_op(p->g, v))->name,
+             fg_shape_str(&vs, sh, sizeof sh),
+             fg_graph_node(p->g, v)->flags & FG_NODE_GRAD ? " (gradient)" : "");
+    int32_t r = 0;
+    while (r < n_rows && strcmp(rows[r].label, label) != 0) r++;
+    if (r == n_rows) memcpy(rows[n_rows++].label, label, sizeof label);
+    rows[r].bytes += fg_node_bytes(p->g, v), rows[r].count++;
+  }
+  if (at >= 0)
+    used = (size_t)snprintf(buf, cap,
+                            "\nmemory: %.1f MiB of values alive at step %d of %d (arena "
+                            "%.1f MiB); the largest there\n%-80s %6s %9s\n",
+                            (double)peak / 1048576, at + 1, p->n_steps,
+                            (double)p->plan.arena_bytes / 1048576, "op and shape", "count", "MiB");
+  for (int k = 0; k < p->prof_rows && k < n_rows && used < cap; k++) {
+    int best = k;
+    for (int r = k + 1; r < n_rows; r++)
+      if (rows[r].bytes > rows[best].bytes) best = r;
+    row t = rows[k];
+    rows[k] = rows[best], rows[best] = t;
+    used += (size_t)snprintf(buf + used, cap - used, "%-80.80s %6d %9.1f\n", rows[k].label,
+                             rows[k].count, (double)rows[k].bytes / 1048576);
+  }
+  free(born), free(rows);
   return used;
 }
 
@@ -102,6 +178,7 @@ const char *fg_program_profile(const fg_program *p, char *buf, size_t cap) {
                              total > 0 ? 100 * p->prof_ms[best] / total : 0);
   }
   if (used < cap && p->prof_runs > 0) used += profile_by_shape(p, total, buf + used, cap - used);
+  if (used < cap && p->plan.offset) used += memory_at_peak(p, buf + used, cap - used);
   if (used < cap)
     snprintf(buf + used, cap - used,
              "\nvalues kept in oneDNN's blocked layout between kernels: %d\n",
