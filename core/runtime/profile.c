@@ -45,36 +45,50 @@ static void step_label(const fg_program *p, int32_t s, char *buf, size_t cap) {
   if (used < cap) snprintf(buf + used, cap - used, " -> %s", fg_shape_str(&os, sh, sizeof sh));
 }
 
+/* A table's rows: an amount (ms, bytes) and a count per label. */
+typedef struct tally_row {
+  char label[240];
+  double amount;
+  int count;
+} tally_row;
+
+/* Adds amount to label's row of rows[0 .. *n), making it if new (rows has room for one more). */
+static void tally_add(tally_row *rows, int *n, const char *label, double amount) {
+  int r = 0;
+  while (r < *n && strcmp(rows[r].label, label) != 0) r++;
+  if (r == *n) snprintf(rows[(*n)++].label, sizeof rows->label, "%s", label);
+  rows[r].amount += amount;
+  rows[r].count++;
+}
+
+/* Moves the largest of rows[k .. n) to k: the tables print their largest rows in order. */
+static const tally_row *tally_next(tally_row *rows, int n, int k) {
+  int best = k;
+  for (int r = k + 1; r < n; r++)
+    if (rows[r].amount > rows[best].amount) best = r;
+  tally_row t = rows[k];
+  rows[k] = rows[best];
+  rows[best] = t;
+  return &rows[k];
+}
+
 /* The second table: steps grouped by op and shapes, the p->prof_rows costliest. */
 static size_t profile_by_shape(const fg_program *p, double total, char *buf, size_t cap) {
-  typedef struct {
-    char label[240];
-    double ms;
-    int count;
-  } row;
-  row *rows = calloc((size_t)p->n_steps + 1, sizeof *rows);
+  tally_row *rows = calloc((size_t)p->n_steps + 1, sizeof *rows);
   if (!rows) return 0;
   int n_rows = 0;
   for (int32_t s = 0; s < p->n_steps; s++) {
     char label[240];
     step_label(p, s, label, sizeof label);
-    int r = 0;
-    while (r < n_rows && strcmp(rows[r].label, label) != 0) r++;
-    if (r == n_rows) memcpy(rows[n_rows++].label, label, sizeof label);
-    rows[r].ms += p->prof_step_ms[s], rows[r].count++;
+    tally_add(rows, &n_rows, label, p->prof_step_ms[s]);
   }
   double runs = p->prof_runs ? (double)p->prof_runs : 1;
   size_t used = (size_t)snprintf(buf, cap, "\n%-100s %9s %6s %7s\n", "costliest op and shapes",
                                  "ms/run", "count", "share");
   for (int k = 0; k < p->prof_rows && k < n_rows && used < cap; k++) {
-    int best = k;
-    for (int r = k + 1; r < n_rows; r++)
-      if (rows[r].ms > rows[best].ms) best = r;
-    row t = rows[k];
-    rows[k] = rows[best], rows[best] = t;
-    used += (size_t)snprintf(buf + used, cap - used, "%-100.100s %9.3f %6d %6.1f%%\n",
-                             rows[k].label, rows[k].ms / runs, rows[k].count,
-                             total > 0 ? 100 * rows[k].ms / total : 0);
+    const tally_row *r = tally_next(rows, n_rows, k);
+    used += (size_t)snprintf(buf + used, cap - used, "%-100.100s %9.3f %6d %6.1f%%\n", r->label,
+                             r->amount / runs, r->count, total > 0 ? 100 * r->amount / total : 0);
   }
   free(rows);
   return used;
@@ -103,22 +117,16 @@ static int32_t peak_step(const fg_program *p, const int32_t *born, int64_t *peak
 /* The third table: the values alive at the peak, by op, shape and whether they were computed
  * for the gradient, largest total first. */
 static size_t memory_at_peak(const fg_program *p, char *buf, size_t cap) {
-  typedef struct {
-    char label[200];
-    int64_t bytes;
-    int count;
-  } row;
-  int32_t n = fg_graph_node_count(p->g), n_rows = 0;
+  int32_t n = fg_graph_node_count(p->g), at = -1;
+  int n_rows = 0;
   int32_t *born = malloc(sizeof *born * ((size_t)n + 1));
-  row *rows = calloc((size_t)n + 1, sizeof *rows);
+  tally_row *rows = calloc((size_t)n + 1, sizeof *rows);
   int64_t peak = 0;
-  int32_t at = -1;
   if (born && rows) {
     for (fg_node v = 0; v < n; v++) born[v] = -1;
     for (int32_t s = 0; s < p->n_steps; s++) born[p->steps[s].node] = s;
     at = peak_step(p, born, &peak);
   }
-  size_t used = 0;
   for (fg_node v = 0; at >= 0 && v < n; v++) {
     if (p->plan.offset[v] < 0 || born[v] < 0 || p->plan.in_place[v] || born[v] > at ||
         (p->plan.dies_at[v] >= 0 && p->plan.dies_at[v] < at))
@@ -128,11 +136,9 @@ static size_t memory_at_peak(const fg_program *p, char *buf, size_t cap) {
     snprintf(label, sizeof label, "%s %s%s", fg_op_get(fg_node_op(p->g, v))->name,
              fg_shape_str(&vs, sh, sizeof sh),
              fg_graph_node(p->g, v)->flags & FG_NODE_GRAD ? " (gradient)" : "");
-    int32_t r = 0;
-    while (r < n_rows && strcmp(rows[r].label, label) != 0) r++;
-    if (r == n_rows) memcpy(rows[n_rows++].label, label, sizeof label);
-    rows[r].bytes += fg_node_bytes(p->g, v), rows[r].count++;
+    tally_add(rows, &n_rows, label, (double)fg_node_bytes(p->g, v));
   }
+  size_t used = 0;
   if (at >= 0)
     used = (size_t)snprintf(buf, cap,
                             "\nmemory: %.1f MiB of values alive at step %d of %d (arena "
@@ -140,13 +146,9 @@ static size_t memory_at_peak(const fg_program *p, char *buf, size_t cap) {
                             (double)peak / 1048576, at + 1, p->n_steps,
                             (double)p->plan.arena_bytes / 1048576, "op and shape", "count", "MiB");
   for (int k = 0; k < p->prof_rows && k < n_rows && used < cap; k++) {
-    int best = k;
-    for (int r = k + 1; r < n_rows; r++)
-      if (rows[r].bytes > rows[best].bytes) best = r;
-    row t = rows[k];
-    rows[k] = rows[best], rows[best] = t;
-    used += (size_t)snprintf(buf + used, cap - used, "%-80.80s %6d %9.1f\n", rows[k].label,
-                             rows[k].count, (double)rows[k].bytes / 1048576);
+    const tally_row *r = tally_next(rows, n_rows, k);
+    used += (size_t)snprintf(buf + used, cap - used, "%-80.80s %6d %9.1f\n", r->label, r->count,
+                             r->amount / 1048576);
   }
   free(born), free(rows);
   return used;
