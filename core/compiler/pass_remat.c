@@ -101,7 +101,10 @@ fg_status fg_pass_remat(fg_pass_ctx *c) {
     if (fg_graph_node(g, i)->flags & FG_NODE_GRAD)
       for (int k = 0; k < fg_node_num_inputs(g, i); k++) r.read_by_grad[fg_node_input(g, i, k)] = 1;
   }
-  for (fg_node i = 0; i < n; i++) found += r.candidate[i] = worth_recomputing(g, i, r.read_by_grad);
+  for (fg_node i = 0; i < n; i++) {
+    r.candidate[i] = worth_recomputing(g, i, r.read_by_grad);
+    found += r.candidate[i];
+  }
   c->changes = 0;
   if (found) st = fg_pass_rewrite(c, remat_emit, &r);
   int64_t copied = c->changes;
