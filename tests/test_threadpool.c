@@ -262,6 +262,28 @@ Test(threadpool, elementwise_ops_calling_libm_split_at_fewer_elements) {
   fg_graph_free(g);
 }
 
+/* The same for a fused group, decided when the program is compiled: a group with a member that
+ * calls libm splits at fewer elements than one of cheap members. */
+static int group_parts(bool costly) {
+  fg_graph *g;
+  cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+  fg_node x = fg_input(g, "x", FG_F32, fg_shape4(64, 2, 14, 14));
+  fg_node y = fg_neg(g, costly ? fg_exp(g, x) : fg_relu(g, x));
+  fg_program *p;
+  cr_assert_eq(fg_program_new(&p, g, 1, &y, NULL), FG_OK);
+  int parts = -1;
+  for (int32_t s = 0; s < p->n_steps; s++)
+    if (p->fusion.group_of[p->steps[s].node] >= 0) parts = p->step_parts[s];
+  fg_program_free(p);
+  fg_graph_free(g);
+  return parts;
+}
+
+Test(threadpool, fused_groups_calling_libm_split_at_fewer_elements) {
+  cr_expect_eq(group_parts(false), 1, "relu, neg");
+  cr_expect_geq(group_parts(true), 4, "exp, neg");
+}
+
 /* ---- idle workers sleep ---- */
 
 static void empty_task(void *ctx, int part, int n_parts) {

@@ -199,8 +199,10 @@ static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool la
   if (!p->kernels || !p->step_parts) return fg_err_set(e, FG_E_NOMEM, "program: out of memory");
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
     fg_node n = p->steps[s].node;
-    p->step_parts[s] = fg__program_parts_for(p->g, n);
-    if (p->fusion.group_of[n] < 0)
+    int32_t group = p->fusion.group_of[n];
+    p->step_parts[s] = group >= 0 ? fg__program_group_parts(p, group)
+                                  : fg__program_parts_for(p->g, n);
+    if (group < 0)
       st = fg__kernel_choose(&p->kernels[s], p->g, n, p->step_parts[s], &rules, p->pool, e);
   }
   if (st == FG_OK && layouts) st = fg__program_choose_for_layouts(p, &rules, e);

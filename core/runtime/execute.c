@@ -188,20 +188,26 @@ static void group_part(void *ctx, int part, int n_parts) {
   }
 }
 
-static fg_status run_group(fg_program *p, fg_node root, fg_err *e) {
+int fg__program_group_parts(const fg_program *p, int32_t group) {
+  const fg_node *members = p->fusion.members + (size_t)group * FG_FUSE_MAX_MEMBERS;
+  int32_t nm = p->fusion.n_members[group];
+  fg_shape s = fg_node_shape(p->g, members[nm - 1]);
+  int64_t count = fg_shape_count(&s), n_tiles = (count + FUSE_TILE - 1) / FUSE_TILE;
+  bool costly = false;
+  for (int32_t m = 0; m < nm; m++)
+    costly = costly || (fg_op_get(fg_node_op(p->g, members[m]))->flags & FG_OPF_COSTLY);
+  int parts = fg_pool_parts_fixed(count, costly ? MIN_COSTLY_PART : MIN_ELEMENTWISE_PART);
+  if (parts > FUSE_MAX_PARTS) parts = FUSE_MAX_PARTS;
+  if (parts > n_tiles) parts = (int)n_tiles;
+  return parts < 1 ? 1 : parts;
+}
+
+static fg_status run_group(fg_program *p, int32_t step, fg_err *e) {
+  fg_node root = p->steps[step].node;
   group_job j = {.p = p, .group = p->fusion.group_of[root]};
   fg_shape s = fg_node_shape(p->g, root);
   j.count = fg_shape_count(&s);
-  int64_t n_tiles = (j.count + FUSE_TILE - 1) / FUSE_TILE;
-  const fg_node *members = p->fusion.members + (size_t)j.group * FG_FUSE_MAX_MEMBERS;
-  bool costly = false;
-  for (int32_t m = 0; m < p->fusion.n_members[j.group]; m++)
-    costly = costly || (fg_op_get(fg_node_op(p->g, members[m]))->flags & FG_OPF_COSTLY);
-  int parts = fg_pool_parts_fixed(j.count, costly ? MIN_COSTLY_PART : MIN_ELEMENTWISE_PART);
-  if (parts > FUSE_MAX_PARTS) parts = FUSE_MAX_PARTS;
-  if (parts > n_tiles) parts = (int)n_tiles;
-  if (parts < 1) parts = 1;
-  j.n_parts = parts;
+  int parts = j.n_parts = p->step_parts[step]; /* fg__program_group_parts, when compiled */
   for (int i = 0; i < parts; i++) j.err[i].msg[0] = '\0';
   fg_pool_run(p->pool, group_part, &j, parts);
   for (int i = 0; i < parts; i++)
@@ -230,7 +236,7 @@ fg_status fg_program_run(fg_program *p, fg_err *e) {
     fg_node n = p->steps[s].node;
     bool fused = p->fusion.group_of[n] >= 0;
     double t0 = p->profile ? fg__program_now_ms() : 0;
-    st = fused ? run_group(p, n, e) : run_node(p, s, e);
+    st = fused ? run_group(p, s, e) : run_node(p, s, e);
     if (p->profile) fg__program_profile_step(p, s, fg__program_now_ms() - t0);
     if (p->poison) poison_dead(p, s);
   }

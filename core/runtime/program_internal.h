@@ -26,7 +26,7 @@ struct fg_program {
   int32_t n_steps;
   fg_memplan_step *steps;
   fg_kernel_choice *kernels; /* per step: the implementation it runs (kernel_choice.h) */
-  int *step_parts;           /* per step: how the executor splits the descriptor's kernel */
+  int *step_parts;           /* per step: how many parts the executor splits it into */
   uint32_t *step_blocked;    /* per step: its operands in the blocked layout (layout_plan.c) */
   void **step_scratch;       /* per step: its kernel's scratch when memory is not planned */
   fg_node *reads;       /* storage behind steps[].reads */
@@ -71,8 +71,10 @@ fg_status fg__layout_masks(fg_program *p, const fg_kernel_choice *kernels, uint3
 /* layout_choice.c: the kernels the plan is made for (see there); `rules` as FG_KERNELS says. */
 fg_status fg__program_choose_for_layouts(fg_program *p, const fg_kernel_rules *rules, fg_err *e);
 
-/* execute.c: the executor's part count for node n of g (by its shapes alone). */
+/* execute.c: the executor's part count for node n of g (by its shapes alone), and for a fused
+ * group (by its shape, and fewer elements per part when a member calls libm per element). */
 int fg__program_parts_for(const fg_graph *g, fg_node n);
+int fg__program_group_parts(const fg_program *p, int32_t group);
 
 /* profile.c */
 /* The monotonic clock in milliseconds. */
