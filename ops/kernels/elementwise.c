@@ -7,6 +7,7 @@
 
 #include "ops/kernels/kernels.h"
 #include "ops/kernels/simd.h"
+#include "ops/kernels/vmath.h"
 
 /* Walks output elements [begin, end) in runs along the innermost dimension, keeping the matching
  * offsets of up to three broadcast inputs, so a kernel's share can start anywhere.  Adjacent
@@ -148,18 +149,22 @@ static bool same_as_output(const fg_kargs *k, int j) {
 #define SIGMOID(x) ((x) >= 0 ? 1 / (1 + exp(-(x))) : exp(x) / (1 + exp(x)))
 #define SOFTPLUS(x) ((x) > 0 ? (x) + log1p(exp(-(x))) : log1p(exp(x)))
 
+/* float64 only: the float32 kernel is below (libm's function a vector at a time). */
+#define UNARY_KERNEL_F64(name, EXPR)                                                  \
+  FG_SIMD_CLONES fg_status fg_kernel_##name##_f64(const fg_kargs *k) { UNARY_BODY(double, EXPR) }
+
 UNARY_KERNELS(neg, -x)
-UNARY_KERNELS(exp, exp(x))
-UNARY_KERNELS(log, log(x))
-UNARY_KERNELS(log1p, log1p(x))
-UNARY_KERNELS(expm1, expm1(x))
+UNARY_KERNEL_F64(exp, exp(x))
+UNARY_KERNEL_F64(log, log(x))
+UNARY_KERNEL_F64(log1p, log1p(x))
+UNARY_KERNEL_F64(expm1, expm1(x))
 UNARY_KERNELS(sqrt, sqrt(x))
 UNARY_KERNELS(square, x * x)
 UNARY_KERNELS(abs, fabs(x))
-UNARY_KERNELS(tanh, tanh(x))
-UNARY_KERNELS(sigmoid, SIGMOID(x))
-UNARY_KERNELS(logsigmoid, -SOFTPLUS(-x))
-UNARY_KERNELS(softplus, SOFTPLUS(x))
+UNARY_KERNEL_F64(tanh, tanh(x))
+UNARY_KERNEL_F64(sigmoid, SIGMOID(x))
+UNARY_KERNEL_F64(logsigmoid, -SOFTPLUS(-x))
+UNARY_KERNEL_F64(softplus, SOFTPLUS(x))
 UNARY_KERNELS(relu, x > 0 ? x : 0)
 UNARY_KERNELS(sign, (x > 0) - (x < 0))
 UNARY_KERNELS(sin, sin(x))
@@ -168,6 +173,80 @@ UNARY_KERNELS(stop_gradient, x)
 #define p (((const fg_pow_attr *)k->attr)->p)
 UNARY_KERNELS(pow, pow(x, p))
 #undef p
+/* ---- float32 kernels over libm's functions, a vector at a time (ops/kernels/vmath.h) ----
+ * The composite ones (sigmoid, softplus, logsigmoid) take the same stable forms as SIGMOID and
+ * SOFTPLUS above, written without a branch around the call: t = exp(-|x|) is what either
+ * branch computes, then a select.  They work through a chunk on the stack at a time. */
+enum { VMATH_CHUNK = 256 };
+
+static void f32_share(const fg_kargs *k, const float **in, float **out, int64_t *n) {
+  int64_t begin, end;
+  fg_split_range(fg_shape_count(&k->out_shape), k->ith, k->nth, &begin, &end);
+  *in = (const float *)k->in[0] + begin, *out = (float *)k->out + begin, *n = end - begin;
+}
+
+#define VMATH_KERNEL_F32(name, FN)                                                    \
+  fg_status fg_kernel_##name##_f32(const fg_kargs *k) {                               \
+    const float *in;                                                                  \
+    float *out;                                                                       \
+    int64_t n;                                                                        \
+    f32_share(k, &in, &out, &n);                                                      \
+    fg_vmath_f32(FN, in, out, n);                                                     \
+    return FG_OK;                                                                     \
+  }
+VMATH_KERNEL_F32(exp, FG_VMATH_EXP)
+VMATH_KERNEL_F32(log, FG_VMATH_LOG)
+VMATH_KERNEL_F32(log1p, FG_VMATH_LOG1P)
+VMATH_KERNEL_F32(expm1, FG_VMATH_EXPM1)
+VMATH_KERNEL_F32(tanh, FG_VMATH_TANH)
+
+/* t[j] = exp(-|x[j]|) for j < n. */
+static void exp_neg_abs(const float *x, float *t, int64_t n) {
+  for (int64_t j = 0; j < n; j++) t[j] = -fabsf(x[j]);
+  fg_vmath_f32(FG_VMATH_EXP, t, t, n);
+}
+
+/* out = x >= 0 ? 1 / (1 + t) : t / (1 + t) with t = exp(-|x|): SIGMOID. */
+FG_SIMD_CLONES fg_status fg_kernel_sigmoid_f32(const fg_kargs *k) {
+  const float *in;
+  float *out, t[VMATH_CHUNK];
+  int64_t n;
+  f32_share(k, &in, &out, &n);
+  for (int64_t i = 0; i < n; i += VMATH_CHUNK) {
+    int64_t m = n - i < VMATH_CHUNK ? n - i : VMATH_CHUNK;
+    exp_neg_abs(in + i, t, m);
+    for (int64_t j = 0; j < m; j++) out[i + j] = (in[i + j] >= 0 ? 1 : t[j]) / (1 + t[j]);
+  }
+  return FG_OK;
+}
+
+/* sign * (max(sign x, 0) + log1p(exp(-|x|))): SOFTPLUS(x) for sign 1, -SOFTPLUS(-x) (logsigmoid)
+ * for sign -1.  A NaN x gives NaN through t. */
+FG_SIMD_CLONES static void softplus_signed(const fg_kargs *k, float sign) {
+  const float *in;
+  float *out, t[VMATH_CHUNK];
+  int64_t n;
+  f32_share(k, &in, &out, &n);
+  for (int64_t i = 0; i < n; i += VMATH_CHUNK) {
+    int64_t m = n - i < VMATH_CHUNK ? n - i : VMATH_CHUNK;
+    exp_neg_abs(in + i, t, m);
+    fg_vmath_f32(FG_VMATH_LOG1P, t, t, m);
+    for (int64_t j = 0; j < m; j++) {
+      float sx = sign * in[i + j];
+      out[i + j] = sign * ((sx > 0 ? sx : 0) + t[j]);
+    }
+  }
+}
+
+fg_status fg_kernel_softplus_f32(const fg_kargs *k) {
+  softplus_signed(k, 1);
+  return FG_OK;
+}
+fg_status fg_kernel_logsigmoid_f32(const fg_kargs *k) {
+  softplus_signed(k, -1);
+  return FG_OK;
+}
+
 #define lo (((const fg_clamp_attr *)k->attr)->lo)
 #define hi (((const fg_clamp_attr *)k->attr)->hi)
 UNARY_KERNELS(clamp, x < lo ? lo : (x > hi ? hi : x)) /* NaN stays NaN */
