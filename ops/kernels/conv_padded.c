@@ -33,21 +33,22 @@ enum {
  * cache line 512 bytes from the last, and perf showed that transpose as a large share of the
  * direct forward pass until it was tiled. */
 enum { COPY_TILE = 16 };
-/* A unit-stride row in 32-byte vectors, the last one overlapping the one before instead of a
- * scalar tail (rows of 14 are one vector and a half): no read past the row, and plain loads,
- * which on a source just evicted from cache measured faster than masked ones (AMD EPYC). */
-typedef float copy_vf32 __attribute__((vector_size(32)));
-typedef double copy_vf64 __attribute__((vector_size(32)));
+/* A unit-stride row in 16-byte vectors (the baseline's), the last one overlapping the one
+ * before instead of a scalar tail (a row of 14 floats is 3 vectors and an overlapping fourth):
+ * no read past the row, and plain loads, which on a source just evicted from cache measured
+ * faster than masked ones (AMD EPYC).  The vector types may alias and be unaligned. */
+typedef float copy_vf32 __attribute__((vector_size(16), aligned(4), may_alias));
+typedef double copy_vf64 __attribute__((vector_size(16), aligned(8), may_alias));
 #define COPY_STRIDED_DEFINE(T, SUF)                                                           \
   static inline void copy_row_##SUF(const T *s, T *d, int64_t n) {                            \
     enum { VL = sizeof(copy_v##SUF) / sizeof(T) };                                            \
-    copy_v##SUF v;                                                                            \
     if (n < VL) {                                                                             \
       for (int64_t j = 0; j < n; j++) d[j] = s[j];                                            \
       return;                                                                                 \
     }                                                                                         \
-    for (int64_t j = 0; j + VL <= n; j += VL) memcpy(&v, s + j, sizeof v), memcpy(d + j, &v, sizeof v); \
-    if (n % VL) memcpy(&v, s + n - VL, sizeof v), memcpy(d + n - VL, &v, sizeof v);           \
+    for (int64_t j = 0; j + VL <= n; j += VL)                                                 \
+      *(copy_v##SUF *)(d + j) = *(const copy_v##SUF *)(s + j);                                \
+    if (n % VL) *(copy_v##SUF *)(d + n - VL) = *(const copy_v##SUF *)(s + n - VL);            \
   }                                                                                           \
   static void copy_strided_##SUF(const T *s, int64_t rows, int64_t cols, int64_t src_row,     \
                                  int64_t src_col, T *d, int64_t dst_row, int64_t dst_col) {    \
