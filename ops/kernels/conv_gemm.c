@@ -157,7 +157,7 @@ fg_status fg_conv_gemm_forward(const conv_ctx *ctx, const fg_kargs *k) {
     st = fwd_segment(&c, k->in[0], k->in[1], k->out, n, s0, s1, buf, chunk);
     it += s1 - s0;
   }
-  free(buf);
+  scratch_free(buf);
   return st;
 }
 
@@ -205,7 +205,7 @@ fg_status fg_conv_gemm_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
     st = igrad_segment(&c, k->in[0], k->in[1], k->out, n, c0, c1, buf, chunk);
     it += c1 - c0;
   }
-  free(buf);
+  scratch_free(buf);
   return st;
 }
 
@@ -242,7 +242,7 @@ static fg_status wgrad_tile_inplace(const conv_ctx *c, const void *x, const void
                 "conv2d_weight_grad");
     }
   }
-  free(buf);
+  scratch_free(buf);
   return st;
 }
 
@@ -275,8 +275,8 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
                       .ldb = ld, .ldc = R};
     st = gemm(c, d, dyc, col, at_m(c, gw, o0 * R + r0), "conv2d_weight_grad");
   }
-  free(dyc);
-  free(col);
+  scratch_free(dyc);
+  scratch_free(col);
   return st;
 }
 

@@ -14,6 +14,7 @@
 #include "core/ir/op_attrs.h"
 #include "ops/kernels/conv_direct.h"
 #include "ops/kernels/gemm.h"
+#include "ops/kernels/work.h"
 
 /* One convolution: sizes, output extent, stride, padding, dilation. */
 typedef struct conv_geom {
@@ -84,9 +85,11 @@ static inline void *at_m(const conv_ctx *c, void *p, int64_t elems) {
   return (char *)p + c->es * (size_t)elems;
 }
 
+/* A work buffer of elems elements (ops/kernels/work.h), given back with scratch_free. */
 static inline void *scratch(const conv_ctx *c, int64_t elems) {
-  return malloc(c->es * (size_t)max64(elems, 1));
+  return fg_work_alloc(c->es * (size_t)max64(elems, 1));
 }
+static inline void scratch_free(void *p) { fg_work_free(p); }
 
 static inline fg_status nomem(const conv_ctx *c, const char *op) {
   return fg_err_set(c->err, FG_E_NOMEM, "%s: no memory for the im2col buffer", op);

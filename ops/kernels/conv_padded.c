@@ -112,7 +112,7 @@ static void *direct_scratch(const conv_ctx *c, int64_t elems) {
 
 static void direct_spec_free(direct_spec *d) {
   free(d->off);
-  free(d->wt);
+  scratch_free(d->wt);
 }
 
 static fg_status direct_spec_alloc(const conv_ctx *c, direct_spec *d, const char *op) {
@@ -164,7 +164,7 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c)), oplane = d->ho * d->wo;
   void *pad = direct_scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
   if (!pad || !wide) {
-    free(pad), free(wide);
+    scratch_free(pad), scratch_free(wide);
     return nomem(c, op);
   }
   for (int64_t it = i0, last = -1; it < i1; it++) {
@@ -178,7 +178,7 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
       crop_plane(c, d, at_c(c, wide, o * len), o0 + o,
                  at_m(c, out, (n * d->out_ch + o0 + o) * oplane));
   }
-  free(pad), free(wide);
+  scratch_free(pad), scratch_free(wide);
   return FG_OK;
 }
 
@@ -217,7 +217,7 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
     for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++)
       crop_plane(c, d, at_c(c, wide, o * len), o, at_m(c, out, (n * d->out_ch + o) * oplane));
   }
-  free(pad), free(wide);
+  scratch_free(pad), scratch_free(wide);
   return st;
 }
 
@@ -226,11 +226,11 @@ static fg_status shifted_spec_alloc(const conv_ctx *c, shifted_spec *sp, const c
   sp->wmat = scratch(c, sp->kk * sp->d.out_ch * sp->d.in_ch);
   sp->d.wt = NULL;
   if (sp->d.off && sp->wmat) return FG_OK;
-  free(sp->d.off), free(sp->wmat);
+  free(sp->d.off), scratch_free(sp->wmat);
   return nomem(c, op);
 }
 
-static void shifted_spec_free(shifted_spec *sp) { free(sp->d.off), free(sp->wmat); }
+static void shifted_spec_free(shifted_spec *sp) { free(sp->d.off), scratch_free(sp->wmat); }
 
 /* conv2d: offset (p, q) of the input padded by (ph, pw) with W[:, :, p, q]. */
 fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k) {
@@ -286,7 +286,7 @@ static fg_status shifted_weight_grad_channels(const conv_ctx *c, const fg_kargs 
   for (int64_t t = 0; st == FG_OK && t < KK; t++) /* gw[o][c0 + i][t] = acc[t][o][i] */
     copy_strided(c->es, at_c(c, acc, t * g->o * cn), g->o, cn, cn, 1,
                  at_m(c, k->out, c0 * KK + t), g->c * KK, KK);
-  free(pad), free(dyw), free(acc), free(off);
+  scratch_free(pad), scratch_free(dyw), scratch_free(acc), free(off);
   return st;
 }
 
@@ -380,7 +380,7 @@ static fg_status direct_weight_grad_tile(const conv_ctx *c, const fg_kargs *k, i
   }
   if (st == FG_OK) /* gw[o0 + j][r0 + i] = acc[i][j] */
     copy_strided(c->es, acc, r1 - r0, ob, ob, 1, at_m(c, k->out, o0 * R + r0), 1, R);
-  free(xp), free(dyw), free(acc), free(off);
+  scratch_free(xp), scratch_free(dyw), scratch_free(acc), free(off);
   return st;
 }
 
