@@ -16,11 +16,16 @@ static const char *const fn_names[] = {"exp", "log", "log1p", "expm1", "tanh"};
 
 static double ref(fg_vmath_fn f, double x) {
   switch (f) {
-  case FG_VMATH_EXP: return exp(x);
-  case FG_VMATH_LOG: return log(x);
-  case FG_VMATH_LOG1P: return log1p(x);
-  case FG_VMATH_EXPM1: return expm1(x);
-  default: return tanh(x);
+    case FG_VMATH_EXP:
+      return exp(x);
+    case FG_VMATH_LOG:
+      return log(x);
+    case FG_VMATH_LOG1P:
+      return log1p(x);
+    case FG_VMATH_EXPM1:
+      return expm1(x);
+    default:
+      return tanh(x);
   }
 }
 
@@ -71,8 +76,11 @@ Test(vmath, special_values_come_out_as_libm_gives_them) {
       fg_vmath_f32_isa(isas[s], (fg_vmath_fn)f, in, out, 6);
       for (int i = 0; i < 6; i++) {
         float r = (float)ref((fg_vmath_fn)f, in[i]);
-        if (isnan(r)) cr_assert(isnan(out[i]), "%s %s(%g) = %g", isa_names[s], fn_names[f], in[i], out[i]);
-        else if (isinf(r) || r == 0) cr_assert_eq(out[i], r, "%s %s(%g) = %g, libm %g", isa_names[s], fn_names[f], in[i], out[i], r);
+        if (isnan(r))
+          cr_assert(isnan(out[i]), "%s %s(%g) = %g", isa_names[s], fn_names[f], in[i], out[i]);
+        else if (isinf(r) || r == 0)
+          cr_assert_eq(out[i], r, "%s %s(%g) = %g, libm %g", isa_names[s], fn_names[f], in[i],
+                       out[i], r);
       }
     }
 }
@@ -117,8 +125,14 @@ static void run_f32(int op, const float *in, float *out, int n, int ith, int nth
   const void *ins[1] = {in};
   fg_shape shape = fg_shape1(n);
   fg_dtype dt = FG_F32;
-  fg_kargs k = {.n_in = 1, .in = ins, .in_shape = &shape, .in_dtype = &dt, .out = out,
-                .out_shape = shape, .ith = ith, .nth = nth};
+  fg_kargs k = {.n_in = 1,
+                .in = ins,
+                .in_shape = &shape,
+                .in_dtype = &dt,
+                .out = out,
+                .out_shape = shape,
+                .ith = ith,
+                .nth = nth};
   cr_assert_eq(fg_op_get(op)->kernel_f32(&k), FG_OK);
 }
 
@@ -137,15 +151,19 @@ Test(vmath, sigmoid_softplus_and_logsigmoid_kernels_match_double_and_keep_specia
     int op;
     double (*ref)(double);
     const char *name;
-  } ks[] = {{FG_OP_SIGMOID, sigmoid_ref, "sigmoid"}, {FG_OP_SOFTPLUS, softplus_ref, "softplus"},
+  } ks[] = {{FG_OP_SIGMOID, sigmoid_ref, "sigmoid"},
+            {FG_OP_SOFTPLUS, softplus_ref, "softplus"},
             {FG_OP_LOGSIGMOID, logsigmoid_ref, "logsigmoid"}};
   for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
     run_f32(ks[c].op, x, y, N + 8, 0, 1);
     for (int i = 0; i < N + 8; i++) {
       float r = (float)ks[c].ref(x[i]);
-      if (isnan(r)) cr_assert(isnan(y[i]), "%s(%g) = %g", ks[c].name, x[i], y[i]);
-      else if (isinf(r) || r == 0) cr_assert_eq(y[i], r, "%s(%g) = %g, want %g", ks[c].name, x[i], y[i], r);
-      else cr_assert_leq(ulps(y[i], r), 8, "%s(%.9g) = %.9g, want %.9g", ks[c].name, x[i], y[i], r);
+      if (isnan(r))
+        cr_assert(isnan(y[i]), "%s(%g) = %g", ks[c].name, x[i], y[i]);
+      else if (isinf(r) || r == 0)
+        cr_assert_eq(y[i], r, "%s(%g) = %g, want %g", ks[c].name, x[i], y[i], r);
+      else
+        cr_assert_leq(ulps(y[i], r), 8, "%s(%.9g) = %.9g, want %.9g", ks[c].name, x[i], y[i], r);
     }
   }
 }
@@ -154,8 +172,8 @@ Test(vmath, float32_kernels_give_the_same_bits_for_any_split) {
   enum { N = 777 };
   static float x[N], one[N], split[N];
   spread(x, N);
-  const int ops[] = {FG_OP_EXP, FG_OP_EXPM1, FG_OP_TANH, FG_OP_SIGMOID, FG_OP_SOFTPLUS,
-                     FG_OP_LOGSIGMOID};
+  const int ops[] = {FG_OP_EXP,     FG_OP_EXPM1,    FG_OP_TANH,
+                     FG_OP_SIGMOID, FG_OP_SOFTPLUS, FG_OP_LOGSIGMOID};
   for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
     run_f32(ops[o], x, one, N, 0, 1);
     for (int nth = 2; nth <= 9; nth++) {

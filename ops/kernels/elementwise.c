@@ -200,36 +200,28 @@ VMATH_KERNEL_F32(log1p, FG_VMATH_LOG1P)
 VMATH_KERNEL_F32(expm1, FG_VMATH_EXPM1)
 VMATH_KERNEL_F32(tanh, FG_VMATH_TANH)
 
-/* t[j] = exp(-|x[j]|) for j < n. */
-static void exp_neg_abs(const float *x, float *t, int64_t n) {
-  for (int64_t j = 0; j < n; j++) t[j] = -fabsf(x[j]);
-  fg_vmath_f32(FG_VMATH_EXP, t, t, n);
-}
+/* The functions of t = exp(-|x|), what either branch of SIGMOID and SOFTPLUS computes. */
+typedef enum { OF_T_SIGMOID, OF_T_SOFTPLUS, OF_T_LOGSIGMOID } of_t_form;
 
-/* out = x >= 0 ? 1 / (1 + t) : t / (1 + t) with t = exp(-|x|): SIGMOID. */
-FG_SIMD_CLONES fg_status fg_kernel_sigmoid_f32(const fg_kargs *k) {
+/* A chunk at a time: t = exp(-|x|), then
+ *   sigmoid     x >= 0 ? 1 / (1 + t) : t / (1 + t)
+ *   softplus    max(x, 0) + log1p(t)
+ *   logsigmoid  -(max(-x, 0) + log1p(t))      (-softplus(-x))
+ * A NaN x gives NaN through t. */
+FG_SIMD_CLONES static void of_t(const fg_kargs *k, of_t_form form) {
   const float *in;
   float *out, t[VMATH_CHUNK];
   int64_t n;
   f32_share(k, &in, &out, &n);
+  float sign = form == OF_T_LOGSIGMOID ? -1 : 1;
   for (int64_t i = 0; i < n; i += VMATH_CHUNK) {
     int64_t m = n - i < VMATH_CHUNK ? n - i : VMATH_CHUNK;
-    exp_neg_abs(in + i, t, m);
-    for (int64_t j = 0; j < m; j++) out[i + j] = (in[i + j] >= 0 ? 1 : t[j]) / (1 + t[j]);
-  }
-  return FG_OK;
-}
-
-/* sign * (max(sign x, 0) + log1p(exp(-|x|))): SOFTPLUS(x) for sign 1, -SOFTPLUS(-x) (logsigmoid)
- * for sign -1.  A NaN x gives NaN through t. */
-FG_SIMD_CLONES static void softplus_signed(const fg_kargs *k, float sign) {
-  const float *in;
-  float *out, t[VMATH_CHUNK];
-  int64_t n;
-  f32_share(k, &in, &out, &n);
-  for (int64_t i = 0; i < n; i += VMATH_CHUNK) {
-    int64_t m = n - i < VMATH_CHUNK ? n - i : VMATH_CHUNK;
-    exp_neg_abs(in + i, t, m);
+    for (int64_t j = 0; j < m; j++) t[j] = -fabsf(in[i + j]);
+    fg_vmath_f32(FG_VMATH_EXP, t, t, m);
+    if (form == OF_T_SIGMOID) {
+      for (int64_t j = 0; j < m; j++) out[i + j] = (in[i + j] >= 0 ? 1 : t[j]) / (1 + t[j]);
+      continue;
+    }
     fg_vmath_f32(FG_VMATH_LOG1P, t, t, m);
     for (int64_t j = 0; j < m; j++) {
       float sx = sign * in[i + j];
@@ -238,12 +230,16 @@ FG_SIMD_CLONES static void softplus_signed(const fg_kargs *k, float sign) {
   }
 }
 
+fg_status fg_kernel_sigmoid_f32(const fg_kargs *k) {
+  of_t(k, OF_T_SIGMOID);
+  return FG_OK;
+}
 fg_status fg_kernel_softplus_f32(const fg_kargs *k) {
-  softplus_signed(k, 1);
+  of_t(k, OF_T_SOFTPLUS);
   return FG_OK;
 }
 fg_status fg_kernel_logsigmoid_f32(const fg_kargs *k) {
-  softplus_signed(k, -1);
+  of_t(k, OF_T_LOGSIGMOID);
   return FG_OK;
 }
 

@@ -33,7 +33,7 @@ enum {
   WORK_ALIGN = 64,
   WORK_SLOTS = 8,
 };
-#define WORK_BYTES ((size_t)8 << 20)   /* cached per thread, at most */
+#define WORK_BYTES ((size_t)8 << 20)      /* cached per thread, at most */
 #define WORK_MAX_CACHED ((size_t)2 << 20) /* larger buffers (im2col chunks) go back at once */
 
 /* A buffer: its capacity in the 64 bytes before the address handed out. */
