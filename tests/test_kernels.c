@@ -14,6 +14,7 @@
 
 #include "core/ir/op.h"
 #include "core/rng.h"
+#include "core/runtime/kernel_cache.h"
 #include "core/runtime/kernel_choice.h"
 #include "core/runtime/program.h"
 #include "ops/autodiff/autodiff.h"
@@ -490,6 +491,24 @@ Test(kernels, a_kernel_cache_of_0_keeps_no_file) {
   cr_expect_neq(access(zero, F_OK), 0, "no directory named 0 was made");
   rmdir(dir);
   net_free(&n);
+}
+
+/* A choice timed under one setting of the native kernels' code paths is not read under
+ * another: the file's name changes with them (and with the kernel libraries' own code paths,
+ * such as OpenBLAS's core under OPENBLAS_CORETYPE, which a process cannot change for itself). */
+Test(kernels, another_setting_of_the_kernels_code_paths_keeps_another_file) {
+  char plain[4096], capped[4096], again[4096];
+  setenv("FG_KERNEL_CACHE", "/tmp/fg-kernel-settings", 1);
+  unsetenv("FG_MATH_ISA");
+  cr_assert(fg__kernel_cache_path(plain, sizeof plain));
+  setenv("FG_MATH_ISA", "scalar", 1);
+  cr_assert(fg__kernel_cache_path(capped, sizeof capped));
+  unsetenv("FG_MATH_ISA");
+  cr_assert(fg__kernel_cache_path(again, sizeof again));
+  unsetenv("FG_KERNEL_CACHE");
+  rmdir("/tmp/fg-kernel-settings");
+  cr_expect_str_neq(plain, capped);
+  cr_expect_str_eq(plain, again);
 }
 
 Test(kernels, deterministic_programs_time_nothing_and_run_fixed_kernels) {

@@ -128,6 +128,12 @@ static inline void fg_split_range(int64_t n, int ith, int nth, int64_t *begin, i
   *end = *begin + per + (ith < extra ? 1 : 0);
 }
 
+/* The kernel libraries this build calls and the code paths they chose on this CPU ("oneDNN
+ * 2.6.3, ISA ...; OpenBLAS ..., core Haswell"), into buf.  Defined with the kernels
+ * (ops/kernels/gemm.c; users find it in ops/kernel_info.h); declared here too because the kernel
+ * cache (core/runtime/kernel_cache.c) keys its file by it: timed choices depend on it. */
+const char *fg_kernel_libraries(char *buf, size_t cap);
+
 typedef struct fg_op_def {
   const char *name;
   int n_in;                 /* exact arity, or minimum with FG_OPF_VARIADIC */

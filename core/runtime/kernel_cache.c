@@ -27,12 +27,27 @@ static void cpu_model(char *buf, size_t cap) {
   if (f) fclose(f);
 }
 
-/* What a choice depends on besides its key: the CPU, and the ops and their implementations in
- * this build's order (a key holds op ids, a line an implementation's index). */
+/* The settings that cap or force the native kernels' code paths (README's table). */
+static const char *const path_settings[] = {"FG_CONV_ISA", "FG_CONV_PATH", "FG_MATH_ISA",
+                                            "FG_NO_BLAS"};
+
+/* What a choice depends on besides its key: the CPU; the kernel libraries and the code paths
+ * they took on it (oneDNN's ISA, OpenBLAS's core: OPENBLAS_CORETYPE=Haswell makes its GEMMs
+ * slower than its own pick here, and choices timed under it, oneDNN and blocked layouts where
+ * the native kernels win without it, cost Glow K=8's log-prob 30 % when a process without it
+ * read them); the settings that steer the native kernels; and the ops and their
+ * implementations in this build's order (a key holds op ids, a line an implementation's
+ * index). */
 static uint64_t fingerprint(void) {
-  char model[256];
+  char model[256], libs[512];
   cpu_model(model, sizeof model);
   uint64_t h = XXH3_64bits_withSeed(model, strlen(model), 0x6b65726eull);
+  fg_kernel_libraries(libs, sizeof libs);
+  h = XXH3_64bits_withSeed(libs, strlen(libs), h);
+  for (size_t i = 0; i < sizeof path_settings / sizeof *path_settings; i++) {
+    const char *v = getenv(path_settings[i]);
+    h = XXH3_64bits_withSeed(v ? v : "(unset)", strlen(v ? v : "(unset)"), h);
+  }
   for (int op = 0; op < FG_OP_COUNT; op++) {
     const fg_op_def *d = fg_op_get(op);
     h = XXH3_64bits_withSeed(d->name, strlen(d->name), h);
@@ -54,8 +69,7 @@ static bool make_dirs(const char *dir) {
   return mkdir(p, 0777) == 0 || errno == EEXIST;
 }
 
-/* The file's path, or false when there is to be none. */
-static bool cache_path(char *buf, size_t cap) {
+bool fg__kernel_cache_path(char *buf, size_t cap) {
   const char *env = getenv("FG_KERNEL_CACHE"), *base = getenv("XDG_CACHE_HOME");
   char dir[PATH_CAP];
   if (env) {
@@ -78,7 +92,7 @@ static int hex_digit(char c) {
 
 void fg__kernel_cache_load(void (*add)(const unsigned char *key, size_t len, int impl)) {
   char path[PATH_CAP];
-  FILE *f = cache_path(path, sizeof path) ? fopen(path, "r") : NULL;
+  FILE *f = fg__kernel_cache_path(path, sizeof path) ? fopen(path, "r") : NULL;
   char line[2 * LINE_MAX_KEY + 32];
   unsigned char key[LINE_MAX_KEY];
   while (f && fgets(line, sizeof line, f)) {
@@ -96,7 +110,7 @@ void fg__kernel_cache_load(void (*add)(const unsigned char *key, size_t len, int
 
 void fg__kernel_cache_store(const unsigned char *key, size_t len, int impl) {
   char path[PATH_CAP], line[2 * LINE_MAX_KEY + 32];
-  if (len > LINE_MAX_KEY || !cache_path(path, sizeof path)) return;
+  if (len > LINE_MAX_KEY || !fg__kernel_cache_path(path, sizeof path)) return;
   size_t at = 0;
   for (size_t i = 0; i < len; i++) at += (size_t)snprintf(line + at, 3, "%02x", key[i]);
   at += (size_t)snprintf(line + at, sizeof line - at, " %d\n", impl);

@@ -26,11 +26,13 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "core/runtime/cpu_load.h"
 #include "core/runtime/program_internal.h"
 #include "core/vec.h"
 
 enum {
   PLAN_WIN_PCT = 3,   /* totals over many nodes timed in rounds: steadier than one node's time */
+  CONTENDED_PCT = 15, /* other work's share of the CPU time while timing: too much to trust it */
   BITS_PER_LINE = 30, /* alternatives' outcomes per remembered value (a non-negative int) */
 };
 
@@ -138,6 +140,26 @@ static fg_status weigh(plan_choice *pc, bool *keep, fg_err *e) {
   return st;
 }
 
+/* weigh, refusing every alternative when other work took more than CONTENDED_PCT % of the
+ * machine's CPU time while the sides were timed (cpu_load.h).  The outcome is remembered in the
+ * kernel cache and binds every later process, so one decided under load stays the load's: a
+ * decision kept in the file once cost a quiet machine's Glow K=8 log-prob 30 % (that one was
+ * timed under another OpenBLAS core, which kernel_cache.c now keys the file by), and last
+ * session a training program timed while a CI run shared the cores kept blocked layouts that
+ * were 12 % slower on the quiet machine.  With two processes spinning on the two cores, Glow
+ * K=8's layout timings saw 36-53 % of the machine's time go to them; on the quiet machine 0 %.
+ * The timed kernels are the safe side: a refusal costs at most the gain the alternative would
+ * have given. */
+static fg_status weigh_quietly(plan_choice *pc, bool *keep, fg_err *e) {
+  fg_cpu_sample before, after;
+  fg__cpu_sample(&before);
+  fg_status st = weigh(pc, keep, e);
+  fg__cpu_sample(&after);
+  if (fg__cpu_others_share(&before, &after) * 100 > CONTENDED_PCT)
+    for (int32_t s = 0; s < pc->p->n_steps; s++) keep[s] = false;
+  return st;
+}
+
 /* The key of the outcome's line `line`: a tag, a hash of every step with an alternative (its
  * node key and the alternative's name), the line's number.  The timed kernels are not in it:
  * they are remembered under these node keys already, so the same nodes decide the same. */
@@ -227,7 +249,7 @@ fg_status fg__program_choose_for_layouts(fg_program *p, const fg_kernel_rules *r
   if (st == FG_OK && find_alternatives(&pc, rules, blockable)) {
     for (int32_t s = 0; s < p->n_steps; s++) /* shallow: the states stay the sides' own */
       pc.cur[s] = pc.alt[s].impl ? pc.alt[s] : p->kernels[s];
-    if (!recall_outcome(&pc, keep) && (st = weigh(&pc, keep, e)) == FG_OK)
+    if (!recall_outcome(&pc, keep) && (st = weigh_quietly(&pc, keep, e)) == FG_OK)
       remember_outcome(&pc, keep);
     for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++)
       if (keep[s]) { /* the alternative replaces the timed kernel */
