@@ -142,14 +142,13 @@ static fg_status weigh(plan_choice *pc, bool *keep, fg_err *e) {
 
 /* weigh, refusing every alternative when other work took more than CONTENDED_PCT % of the
  * machine's CPU time while the sides were timed (cpu_load.h).  The outcome is remembered in the
- * kernel cache and binds every later process, so one decided under load stays the load's: a
- * decision kept in the file once cost a quiet machine's Glow K=8 log-prob 30 % (that one was
- * timed under another OpenBLAS core, which kernel_cache.c now keys the file by), and last
- * session a training program timed while a CI run shared the cores kept blocked layouts that
- * were 12 % slower on the quiet machine.  With two processes spinning on the two cores, Glow
- * K=8's layout timings saw 36-53 % of the machine's time go to them; on the quiet machine 0 %.
- * The timed kernels are the safe side: a refusal costs at most the gain the alternative would
- * have given. */
+ * kernel cache and binds every later process, so one decided under load would stay the
+ * load's.  (The stale decisions seen so far, blocked layouts that cost Glow K=8 12-30 % on the
+ * quiet machine, came from files a CI job wrote while it shared the machine; at least the
+ * latest was timed under another OpenBLAS core, which kernel_cache.c now keys the file by.)
+ * With two processes spinning on the two cores, Glow K=8's layout timings saw 36-53 % of the
+ * machine's time go to them; on the quiet machine 0 %.  The timed kernels are the safe side: a
+ * refusal costs at most the gain the alternative would have given. */
 static fg_status weigh_quietly(plan_choice *pc, bool *keep, fg_err *e) {
   fg_cpu_sample before, after;
   fg__cpu_sample(&before);
