@@ -177,11 +177,13 @@ double fg_grad_global_norm(int n, const fg_tensor *const *grads) {
   double sum = 0;
   for (int i = 0; i < n; i++) {
     const fg_tensor *g = grads[i];
-    for (int64_t j = 0; j < fg_tensor_numel(g); j++) {
-      double v =
-          fg_tensor_is_contiguous(g) ? load(fg_tensor_data(g), g->dtype, j) : fg_tensor_get(g, j);
-      sum += v * v;
+    int64_t count = fg_tensor_numel(g);
+    if (!fg_tensor_is_contiguous(g)) { /* asked once per tensor, not per element */
+      for (int64_t j = 0; j < count; j++) sum += fg_tensor_get(g, j) * fg_tensor_get(g, j);
+      continue;
     }
+    const void *data = fg_tensor_data(g);
+    for (int64_t j = 0; j < count; j++) sum += load(data, g->dtype, j) * load(data, g->dtype, j);
   }
   return sqrt(sum);
 }
