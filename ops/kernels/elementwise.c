@@ -93,9 +93,13 @@ static bool same_as_output(const fg_kargs *k, int j) {
   }                                                                                   \
   return FG_OK;
 
+/* float64 alone where the float32 kernel is written apart (libm's functions a vector at a
+ * time, below); both otherwise. */
+#define UNARY_KERNEL_F64(name, EXPR)                                                  \
+  FG_SIMD_CLONES fg_status fg_kernel_##name##_f64(const fg_kargs *k) { UNARY_BODY(double, EXPR) }
 #define UNARY_KERNELS(name, EXPR)                                                     \
   FG_SIMD_CLONES fg_status fg_kernel_##name##_f32(const fg_kargs *k) { UNARY_BODY(float, EXPR) } \
-  FG_SIMD_CLONES fg_status fg_kernel_##name##_f64(const fg_kargs *k) { UNARY_BODY(double, EXPR) }
+  UNARY_KERNEL_F64(name, EXPR)
 
 /* EXPR is a function of x and y (inputs 0 and 1, of type T). */
 #define BINARY_BODY(T, EXPR)                                                          \
@@ -149,10 +153,6 @@ static bool same_as_output(const fg_kargs *k, int j) {
 #define SIGMOID(x) ((x) >= 0 ? 1 / (1 + exp(-(x))) : exp(x) / (1 + exp(x)))
 #define SOFTPLUS(x) ((x) > 0 ? (x) + log1p(exp(-(x))) : log1p(exp(x)))
 
-/* float64 only: the float32 kernel is below (libm's function a vector at a time). */
-#define UNARY_KERNEL_F64(name, EXPR)                                                  \
-  FG_SIMD_CLONES fg_status fg_kernel_##name##_f64(const fg_kargs *k) { UNARY_BODY(double, EXPR) }
-
 UNARY_KERNELS(neg, -x)
 UNARY_KERNEL_F64(exp, exp(x))
 UNARY_KERNEL_F64(log, log(x))
@@ -173,6 +173,7 @@ UNARY_KERNELS(stop_gradient, x)
 #define p (((const fg_pow_attr *)k->attr)->p)
 UNARY_KERNELS(pow, pow(x, p))
 #undef p
+
 /* ---- float32 kernels over libm's functions, a vector at a time (ops/kernels/vmath.h) ----
  * The composite ones (sigmoid, softplus, logsigmoid) take the same stable forms as SIGMOID and
  * SOFTPLUS above, written without a branch around the call: t = exp(-|x|) is what either
