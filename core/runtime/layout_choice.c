@@ -146,8 +146,8 @@ static fg_status weigh(plan_choice *pc, bool *keep, fg_err *e) {
  * load's.  (The stale decisions seen so far, blocked layouts that cost Glow K=8 12-30 % on the
  * quiet machine, came from files a CI job wrote while it shared the machine; at least the
  * latest was timed under another OpenBLAS core, which kernel_cache.c now keys the file by.)
- * With two processes spinning on the two cores, Glow K=8's layout timings saw 36-53 % of the
- * machine's time go to them; on the quiet machine 0 %.  The timed kernels are the safe side: a
+ * On "AMD EPYC" (2 cores) with two processes spinning on the two cores, Glow K=8's layout
+ * timings saw 36-53 % of the machine's time go to them; on the quiet machine 0 %.  The timed kernels are the safe side: a
  * refusal costs at most the gain the alternative would have given. */
 static fg_status weigh_quietly(plan_choice *pc, bool *keep, fg_err *e) {
   fg_cpu_sample before, after;

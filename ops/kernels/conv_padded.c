@@ -126,7 +126,7 @@ static fg_status direct_spec_alloc(const conv_ctx *c, direct_spec *d, const char
 /* off[t - t0] = ((ch - ch0) hd + p dh) wd + q dw for taps t = (ch KH + p) KW + q in [t0, t1): where
  * tap t's stream starts in padded planes of hd x wd from channel ch0 on.  Counters, not a
  * division per tap: every part of a call computes these, and with 1,152 taps (128->4 3x3) the
- * divisions cost 5 % of the conv. */
+ * divisions took 3.4 % of Glow K=8's log-prob program (perf record, AMD EPYC, 2 cores). */
 static void tap_offsets(const conv_geom *g, int64_t t0, int64_t t1, int64_t ch0, int64_t hd,
                         int64_t wd, int64_t *off) {
   int64_t KK = g->kh * g->kw, ch = t0 / KK, p = t0 % KK / g->kw, q = t0 % g->kw;

@@ -124,7 +124,8 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
  * with 8 lanes one output at a time, 0.13-0.2 ms now (AMD EPYC).  A run's tail (4 of 196
  * elements, 17 of 49) goes through the lanes as a whole vector padded with INIT, which leaves a
  * lane as it was (a sum's lanes start at +0 and never become -0), so the results are the same
- * bits as one element at a time; Glow K=8's 7x7 bias-gradient sums 2.9 -> 2.2-2.3 ms a step. */
+ * bits as one element at a time; Glow K=8's 7x7 bias-gradient sums 2.9 -> 2.2-2.3 ms a step
+ * (FG_PROFILE, AMD EPYC, builds alternating). */
 #define ROW_LANES 32
 #define ROW_CHUNK 64
 #define DEFINE_REDUCE_ROWS(op, T, sfx, INIT, COMBINE)                                    \

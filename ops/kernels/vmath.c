@@ -4,7 +4,8 @@
  * (a sigmoid scale and its log) then spent more time in a [64, 2, 14, 14] elementwise group than
  * in convolutions ten times its size.  glibc's libmvec has the same functions over a 16-lane
  * (AVX-512) or 8-lane (AVX2) vector, each lane independent, within a few ulp of libm's (its
- * documented error bounds), and 6x (exp) to 20x (log1p) faster here.  The compiler only calls
+ * documented error bounds), and 6x (exp) to 20x (log1p) faster (25,088 floats, one thread,
+ * AMD EPYC).  The compiler only calls
  * them under -ffast-math, which would also drop NaN and infinity handling from every kernel, so
  * they are called by name, with the vector function ABI's names (_ZGV<isa>N<lanes>v_<name>).
  *
