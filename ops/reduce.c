@@ -75,6 +75,7 @@ static fg_status max_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
 const fg_op_def fg_opdef_sum = {
     .name = "sum",
     .n_in = 1,
+    .flags = FG_OPF_SPLIT_FREE,
     .attr_size = sizeof(fg_reduce_attr),
     .infer = reduce_infer,
     FG_KERNELS(sum),
@@ -84,6 +85,7 @@ const fg_op_def fg_opdef_sum = {
 const fg_op_def fg_opdef_max = {
     .name = "max",
     .n_in = 1,
+    .flags = FG_OPF_SPLIT_FREE,
     .attr_size = sizeof(fg_reduce_attr),
     .infer = reduce_infer,
     FG_KERNELS(max),

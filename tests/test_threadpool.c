@@ -254,10 +254,10 @@ Test(threadpool, elementwise_ops_calling_libm_split_at_fewer_elements) {
   fg_node cheap[] = {fg_relu(g, x), fg_square(g, x), fg_neg(g, x)};
   fg_node costly[] = {fg_exp(g, x), fg_logsigmoid(g, x), fg_tanh(g, x), fg_sigmoid(g, x)};
   for (size_t i = 0; i < sizeof cheap / sizeof *cheap; i++)
-    cr_expect_eq(fg__program_parts_for(g, cheap[i]), 1, "%s",
+    cr_expect_eq(fg__program_parts_for(g, cheap[i], 8), 1, "%s",
                  fg_op_get(fg_node_op(g, cheap[i]))->name);
   for (size_t i = 0; i < sizeof costly / sizeof *costly; i++)
-    cr_expect_geq(fg__program_parts_for(g, costly[i]), 4, "%s",
+    cr_expect_geq(fg__program_parts_for(g, costly[i], 8), 4, "%s",
                   fg_op_get(fg_node_op(g, costly[i]))->name);
   fg_graph_free(g);
 }
@@ -282,6 +282,60 @@ static int group_parts(bool costly) {
 Test(threadpool, fused_groups_calling_libm_split_at_fewer_elements) {
   cr_expect_eq(group_parts(false), 1, "relu, neg");
   cr_expect_geq(group_parts(true), 4, "exp, neg");
+}
+
+/* A sum or max over outer axes (a bias gradient) is split among no more parts than threads:
+ * more, smaller parts read small blocks far apart (execute.c).  Its outputs do not depend on
+ * the split, so programs with 1 to 4 threads give the same bits, over row runs (axes 0, 2, 3)
+ * and over a strided axis (axis 0 of [N, C]) alike. */
+Test(threadpool, reductions_split_by_threads_give_the_same_bits) {
+  fg_graph *g;
+  cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+  fg_node x = fg_input(g, "x", FG_F32, fg_shape4(16, 40, 14, 14));
+  fg_node m = fg_input(g, "m", FG_F32, fg_shape2(3000, 24));
+  fg_node outs[] = {fg_sum(g, x, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
+                    fg_max(g, x, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
+                    fg_sum(g, m, FG_AXIS(0), false)};
+  enum { N_OUTS = sizeof outs / sizeof *outs };
+  cr_expect_leq(fg__program_parts_for(g, outs[0], 2), 2);
+  cr_expect_leq(fg__program_parts_for(g, outs[2], 3), 3);
+  cr_expect_eq(fg__program_parts_for(g, outs[0], 1), 1);
+  cr_expect_geq(fg__program_parts_for(g, outs[0], 8), 2, "still split on more threads");
+  fg_tensor *ref[N_OUTS] = {NULL};
+  for (int threads = 1; threads <= 4; threads++) {
+    fg_program *p;
+    cr_assert_eq(fg_program_new_opts(&p, g, N_OUTS, outs, &(fg_program_opts){.n_threads = threads},
+                                     NULL),
+                 FG_OK);
+    const char *names[] = {"x", "m"};
+    for (int i = 0; i < 2; i++) {
+      fg_shape sh = fg_node_shape(g, i == 0 ? x : m);
+      fg_tensor *t;
+      cr_assert_eq(fg_tensor_new(&t, FG_F32, &sh, NULL), FG_OK);
+      float *d = fg_tensor_data(t);
+      uint32_t state = 777u + (uint32_t)i;
+      for (int64_t k = 0; k < fg_tensor_numel(t); k++) {
+        state = state * 1664525u + 1013904223u;
+        d[k] = (float)(state >> 8) / (float)(1 << 20) - 8.0f;
+      }
+      cr_assert_eq(fg_program_bind(p, names[i], t, NULL), FG_OK);
+      fg_tensor_free(t);
+    }
+    cr_assert_eq(fg_program_run(p, NULL), FG_OK);
+    for (int o = 0; o < N_OUTS; o++) {
+      const fg_tensor *got = fg_program_output(p, o);
+      if (!ref[o]) {
+        cr_assert_eq(fg_tensor_copy(&ref[o], got, FG_F32, NULL), FG_OK);
+        continue;
+      }
+      cr_expect(memcmp(fg_tensor_data(got), fg_tensor_data(ref[o]),
+                       sizeof(float) * (size_t)fg_tensor_numel(got)) == 0,
+                "output %d with %d threads differs from 1 thread's", o, threads);
+    }
+    fg_program_free(p);
+  }
+  for (int o = 0; o < N_OUTS; o++) fg_tensor_free(ref[o]);
+  fg_graph_free(g);
 }
 
 /* ---- idle workers sleep ---- */

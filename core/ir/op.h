@@ -29,6 +29,10 @@ enum {
   FG_OPF_VARIADIC = 1u << 6,    /* n_in is a minimum; any count >= it is accepted (concat) */
   FG_OPF_COSTLY = 1u << 7,      /* elementwise with a libm call per element (exp, log, tanh):
                                     tens of ns each, so split over threads at fewer elements */
+  FG_OPF_SPLIT_FREE = 1u << 8,  /* each output element is computed the same way whatever the
+                                    split, and a part reads its outputs' inputs in blocks strided
+                                    by the other parts' (a reduction over outer axes): split
+                                    among as many parts as threads, not more */
 };
 
 /* What a shape rule sees.  out_shape / out_dtype come pre-set to input 0's (or a 0-d F32 when

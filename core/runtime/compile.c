@@ -201,7 +201,7 @@ static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool la
     fg_node n = p->steps[s].node;
     int32_t group = p->fusion.group_of[n];
     p->step_parts[s] = group >= 0 ? fg__program_group_parts(p, group)
-                                  : fg__program_parts_for(p->g, n);
+                                  : fg__program_parts_for(p->g, n, fg_pool_size(p->pool));
     if (group < 0)
       st = fg__kernel_choose(&p->kernels[s], p->g, n, p->step_parts[s], &rules, p->pool, e);
   }

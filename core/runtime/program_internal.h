@@ -71,9 +71,10 @@ fg_status fg__layout_masks(fg_program *p, const fg_kernel_choice *kernels, uint3
 /* layout_choice.c: the kernels the plan is made for (see there); `rules` as FG_KERNELS says. */
 fg_status fg__program_choose_for_layouts(fg_program *p, const fg_kernel_rules *rules, fg_err *e);
 
-/* execute.c: the executor's part count for node n of g (by its shapes alone), and for a fused
- * group (by its shape, and fewer elements per part when a member calls libm per element). */
-int fg__program_parts_for(const fg_graph *g, fg_node n);
+/* execute.c: the executor's part count for node n of g (by its shapes alone, and for a
+ * split-free op at most n_threads), and for a fused group (by its shape, and fewer elements
+ * per part when a member calls libm per element). */
+int fg__program_parts_for(const fg_graph *g, fg_node n, int n_threads);
 int fg__program_group_parts(const fg_program *p, int32_t group);
 
 /* profile.c */
