@@ -329,7 +329,8 @@ Test(passes, in_place_never_overwrites_a_broadcast_input) {
 }
 
 /* FG_PROFILE's table (fg_program_opts.profile): per op family, then the costliest steps by op
- * (with the implementation chosen) and shapes; a program without profiling says so. */
+ * (with the implementation chosen) and shapes, over the runs after the first (which pays
+ * one-time costs) once there are two; a program without profiling says so. */
 Test(passes, profile_tables_name_ops_and_shapes) {
   fg_graph *g;
   fg_graph_new(&g, NULL);
@@ -346,6 +347,7 @@ Test(passes, profile_tables_name_ops_and_shapes) {
   }
   char buf[4096];
   fg_program_profile(p, buf, sizeof buf);
+  cr_assert(strstr(buf, "over 2 runs after the first\n"), "the first run dropped: %s", buf);
   cr_assert(strstr(buf, "matmul ") && strstr(buf, "sum "), "per-family rows: %s", buf);
   cr_assert(strstr(buf, "] [32, 16] -> [64, 16]"), "op and shapes row: %s", buf);
   cr_assert(strstr(buf, "matmul/"), "an op with implementations names the one chosen: %s", buf);
@@ -358,6 +360,13 @@ Test(passes, profile_tables_name_ops_and_shapes) {
   cr_assert_lt(strlen(small), sizeof small);
   fg_program_profile(quiet, buf, sizeof buf);
   cr_assert(strstr(buf, "profiling is off"), "%s", buf);
+  fg_program *once;
+  cr_assert_eq(fg_program_new_opts(&once, g, 1, &y, &(fg_program_opts){.profile = true}, NULL), FG_OK);
+  fg_program_bind(once, "x", xv, &terr), fg_program_bind(once, "w", wv, &terr);
+  cr_assert_eq(fg_program_run(once, &terr), FG_OK);
+  fg_program_profile(once, buf, sizeof buf);
+  cr_assert(strstr(buf, "over 1 run\n") && strstr(buf, "matmul/"), "a single run is kept: %s", buf);
+  fg_program_free(once);
   fg_tensor_free(xv), fg_tensor_free(wv);
   fg_program_free(p), fg_program_free(quiet);
   fg_graph_free(g);

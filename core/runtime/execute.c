@@ -240,6 +240,7 @@ static void poison_dead(fg_program *p, int32_t s) {
 fg_status fg_program_run(fg_program *p, fg_err *e) {
   if (!p) return fg_err_set(e, FG_E_MISUSE, "run: no program");
   fg_status st = check_bound(p, e);
+  if (p->profile) fg__program_profile_run_start(p);
   for (int32_t s = 0; st == FG_OK && s < p->n_steps; s++) {
     fg_node n = p->steps[s].node;
     bool fused = p->fusion.group_of[n] >= 0;

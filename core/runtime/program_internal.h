@@ -46,7 +46,8 @@ struct fg_program {
   bool profile;
   double prof_ms[FG_OP_COUNT + 1]; /* per op id; the last slot is fused groups */
   int64_t prof_calls[FG_OP_COUNT + 1];
-  int64_t prof_runs;
+  int64_t prof_runs;      /* runs in the tables */
+  bool prof_first_dropped; /* the first run is not among them (profile.c) */
   double *prof_step_ms; /* per step, for the breakdown by op and shapes */
   int prof_rows;        /* rows of that breakdown */
   fg_program_stats stats;
@@ -84,5 +85,7 @@ double fg__program_now_ms(void);
 int fg__program_profile_rows(void);
 /* Adds ms to step s's time, and to its op's (fused groups count as one slot). */
 void fg__program_profile_step(fg_program *p, int32_t s, double ms);
+/* Called as a run starts: the second run forgets the first one's times (see profile.c). */
+void fg__program_profile_run_start(fg_program *p);
 
 #endif
