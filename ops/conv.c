@@ -1,5 +1,6 @@
 /* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP,
- * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass).
+ * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass)
+ * and conv2d_pair (two of those image by image, made by the compiler's pair pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
@@ -35,14 +36,6 @@ fg_conv2d_opts fg_conv2d_defaults(void) {
   return o;
 }
 
-/* Output extent along one axis; -1 when the dilated kernel does not fit the padded input. */
-static int64_t out_extent(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  int64_t span, padded;
-  if (__builtin_mul_overflow(d, k - 1, &span) || __builtin_add_overflow(span, 1, &span) ||
-      __builtin_add_overflow(in, 2 * p, &padded) || padded < span)
-    return -1;
-  return (padded - span) / s + 1;
-}
 
 static fg_status check_opts(fg_infer_args *a, const fg_conv2d_opts *o) {
   for (int i = 0; i < 2; i++) {
@@ -68,8 +61,8 @@ static fg_status geom_finish(fg_infer_args *a, conv_geom *g, const fg_conv2d_opt
   if (g->kh < 1 || g->kw < 1)
     return fg_infer_fail(a, FG_E_SHAPE, "a kernel of at least 1x1, got %lldx%lld",
                          (long long)g->kh, (long long)g->kw);
-  g->ho = out_extent(g->h, g->kh, g->sh, g->ph, g->dh);
-  g->wo = out_extent(g->w, g->kw, g->sw, g->pw, g->dw);
+  g->ho = conv_out_extent(g->h, g->kh, g->sh, g->ph, g->dh);
+  g->wo = conv_out_extent(g->w, g->kw, g->sw, g->pw, g->dw);
   if (g->ho < 0 || g->wo < 0)
     return fg_infer_fail(a, FG_E_SHAPE, "a kernel %lldx%lld (dilation %lldx%lld) that fits the "
                          "input %lldx%lld padded by (%lld, %lld) on each side",
@@ -124,6 +117,24 @@ static fg_status bias_act_infer(fg_infer_args *a) {
     return fg_infer_fail(a, FG_E_SHAPE, "a bias of %lld elements (one per output channel), got "
                          "%s", (long long)a->out_shape.d[1],
                          fg_shape_str(&a->in_shape[2], s0, sizeof s0));
+  return FG_OK;
+}
+
+/* Each of the two convs as conv2d_bias_act's rule; the second's input is the first's output. */
+static fg_status pair_infer(fg_infer_args *a) {
+  const fg_conv2d_pair_attr *at = a->attr;
+  fg_infer_args first = {.n_in = 3, .in_shape = a->in_shape, .in_dtype = a->in_dtype,
+                         .attr = &at->first, .out_shape = a->in_shape[0],
+                         .out_dtype = a->in_dtype[0]};
+  fg_status st = bias_act_infer(&first);
+  if (st != FG_OK) return fg_infer_fail(a, st, "the first conv: %s", first.why);
+  fg_shape in2[3] = {first.out_shape, a->in_shape[3], a->in_shape[4]};
+  fg_dtype dt2[3] = {first.out_dtype, a->in_dtype[3], a->in_dtype[4]};
+  fg_infer_args second = {.n_in = 3, .in_shape = in2, .in_dtype = dt2, .attr = &at->second,
+                          .out_shape = in2[0], .out_dtype = dt2[0]};
+  st = bias_act_infer(&second);
+  if (st != FG_OK) return fg_infer_fail(a, st, "the second conv: %s", second.why);
+  a->out_shape = second.out_shape, a->out_dtype = second.out_dtype;
   return FG_OK;
 }
 
@@ -203,6 +214,15 @@ fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
   return fg_graph_add_node(g, FG_OP_CONV2D_BIAS_ACT, 3, in, &attr);
 }
 
+fg_node fg_conv2d_pair(fg_graph *g, fg_node x, fg_node w1, fg_node b1, const fg_conv2d_opts *o1,
+                       bool relu1, fg_node w2, fg_node b2, const fg_conv2d_opts *o2, bool relu2) {
+  fg_conv2d_pair_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.first.geom = o1 ? *o1 : fg_conv2d_defaults(), attr.first.relu = relu1;
+  attr.second.geom = o2 ? *o2 : fg_conv2d_defaults(), attr.second.relu = relu2;
+  return fg_graph_add_node(g, FG_OP_CONV2D_PAIR, 5, (const fg_node[]){x, w1, b1, w2, b2}, &attr);
+}
+
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
                              const fg_conv2d_opts *opts) {
   return add_conv_node(g, FG_OP_CONV2D_INPUT_GRAD, dy, w, opts, h, w_size);
@@ -241,6 +261,26 @@ static fg_status bias_act_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t 
     gin[2] = fg_reshape(g, fg_sum(g, gout, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
                         fg_node_shape(g, b));
   return fg_graph_status(g);
+}
+
+/* Through the second conv (its relu from the pair's output), then as conv2d_bias_act through
+ * the first, whose output is computed again. */
+static fg_status pair_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
+  const fg_conv2d_pair_attr *at = fg_node_attr(g, node);
+  fg_node in[5];
+  for (int k = 0; k < 5; k++) in[k] = fg_node_input(g, node, k);
+  if (at->second.relu)
+    gout = fg_mul(g, gout, fg_greater(g, node, fg_scalar(g, 0.0, fg_node_dtype(g, node))));
+  fg_node mid = fg_conv2d_bias_act(g, in[0], in[1], in[2], &at->first.geom, at->first.relu);
+  fg_shape ms = fg_node_shape(g, mid), w2s = fg_node_shape(g, in[3]);
+  if (need & 8u)
+    gin[3] = fg_conv2d_weight_grad(g, mid, gout, w2s.d[2], w2s.d[3], &at->second.geom);
+  if (need & 16u)
+    gin[4] = fg_reshape(g, fg_sum(g, gout, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
+                        fg_node_shape(g, in[4]));
+  if (!(need & 7u)) return fg_graph_status(g);
+  fg_node gmid = fg_conv2d_input_grad(g, gout, in[3], ms.d[2], ms.d[3], &at->second.geom);
+  return bias_act_vjp(g, mid, gmid, need & 7u, gin);
 }
 
 static fg_status input_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
@@ -305,6 +345,18 @@ const fg_op_def fg_opdef_conv2d_bias_act = {
     FG_KERNELS(conv2d_bias_act),
     .vjp = bias_act_vjp,
     IMPLS(bias_act_impls),
+};
+
+/* Native kernels only: each image's two convs run the paths conv2d_bias_act's own kernels
+ * choose (ops/kernels/conv.c), so the pair pass only makes it where those are the ones a
+ * program would pick. */
+const fg_op_def fg_opdef_conv2d_pair = {
+    .name = "conv2d_pair",
+    .n_in = 5,
+    .attr_size = sizeof(fg_conv2d_pair_attr),
+    .infer = pair_infer,
+    FG_KERNELS(conv2d_pair),
+    .vjp = pair_vjp,
 };
 
 const fg_op_def fg_opdef_conv2d_input_grad = {

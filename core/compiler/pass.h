@@ -25,7 +25,8 @@
   X(MEMPLAN, memplan, "memory planning: liveness, buffer reuse, in place") \
   X(SCHEDULE, schedule, "an order that keeps peak live bytes low")         \
   X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")         \
-  X(REMAT, remat, "cheap large forward values computed again in the backward")
+  X(REMAT, remat, "cheap large forward values computed again in the backward") \
+  X(PAIR, pair, "a few-channel conv and the 1x1 conv reading it, image by image")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,
@@ -73,6 +74,7 @@ fg_status fg_pass_cse(fg_pass_ctx *c);
 fg_status fg_pass_fold(fg_pass_ctx *c);
 fg_status fg_pass_epilogue(fg_pass_ctx *c);
 fg_status fg_pass_remat(fg_pass_ctx *c);
+fg_status fg_pass_pair(fg_pass_ctx *c);
 
 /* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue, remat),
  * skipping the disabled ones, verifying the graph after each when `verify` is set, and recording

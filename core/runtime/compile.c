@@ -12,6 +12,18 @@
 #include "core/compiler/pass_schedule.h"
 #include "core/runtime/program_internal.h"
 
+/* The passes switched off: the options', and the pair pass where FG_KERNELS pins
+ * conv2d_bias_act to one implementation (conv2d_pair has the native kernels alone, so the
+ * convs stay apart to run the one asked for).  A malformed rule is reported when the kernels
+ * are chosen. */
+static uint32_t passes_off(const fg_program_opts *o) {
+  fg_kernel_rules rules;
+  const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
+  bool pinned = fg__kernel_rules_parse(&rules, text, NULL) == FG_OK &&
+                rules.mode[FG_OP_CONV2D_BIAS_ACT] == KRULE_IMPL;
+  return o->disabled_passes | (pinned ? FG_PASS_BIT(PAIR) : 0);
+}
+
 static fg_status copy_needed(fg_program *p, fg_graph *src, int n_out, const fg_node *outs,
                              const fg_program_opts *o, fg_err *e) {
   /* the first rewrite copies the needed nodes out of the user's graph, which stays as it is */
@@ -21,7 +33,7 @@ static fg_status copy_needed(fg_program *p, fg_graph *src, int n_out, const fg_n
   fg_status st = fg_pass_rewrite(&c, NULL, NULL);
   if (st != FG_OK) return st;
   p->stats.nodes_in = fg_graph_node_count(c.g);
-  st = fg_passes_run(&c, o->disabled_passes, o->verify, o->dump_dir, p->stats.nodes_after);
+  st = fg_passes_run(&c, passes_off(o), o->verify, o->dump_dir, p->stats.nodes_after);
   p->g = c.g;
   return st;
 }

@@ -31,6 +31,15 @@ static inline void conv_geom_set_opts(conv_geom *g, const fg_conv2d_opts *o) {
   g->dh = o->dilation[0], g->dw = o->dilation[1];
 }
 
+/* Output extent along one axis; -1 when the dilated kernel does not fit the padded input. */
+static inline int64_t conv_out_extent(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  int64_t span, padded;
+  if (__builtin_mul_overflow(d, k - 1, &span) || __builtin_add_overflow(span, 1, &span) ||
+      __builtin_add_overflow(in, 2 * p, &padded) || padded < span)
+    return -1;
+  return (padded - span) / s + 1;
+}
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -69,6 +78,7 @@ typedef struct conv_ctx {
   fg_conv_direct_kernels direct;
   conv_geom g;
   int nth;
+  int outer_parts; /* fg_kargs.outer_parts: parts of an enclosing kernel running at once */
   fg_err *err;
   const void *bias; /* conv2d_bias_act: O values added to each output channel, else NULL */
   bool relu;        /* conv2d_bias_act: then max(0, .) */
@@ -97,7 +107,7 @@ static inline fg_status nomem(const conv_ctx *c, const char *op) {
 
 static inline fg_status gemm(const conv_ctx *c, fg_gemm_dims d, const void *a, const void *b,
                              void *out, const char *op) {
-  fg_status st = fg_gemm(c->t, &d, a, b, out, c->nth);
+  fg_status st = fg_gemm(c->t, &d, a, b, out, c->nth > c->outer_parts ? c->nth : c->outer_parts);
   return st == FG_OK ? st : nomem(c, op);
 }
 

@@ -30,8 +30,8 @@
  *     the cores.  (OpenBLAS itself stays single-threaded below its size threshold.)
  * openblas_set_num_threads is process-wide, so the current setting is tracked in an atomic and
  * changed only on a transition, under a mutex so that the recorded and the real setting never
- * disagree.  An executor that ran several single-part GEMM kernels at once would oversubscribe;
- * if one ever does, it should tell kernels (a field in fg_kargs) and this policy should read it. */
+ * disagree.  A kernel that runs others on its share (conv2d_pair, image by image) tells them
+ * how many of its parts run at once (fg_kargs.outer_parts), and they pass the larger count. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
