@@ -1,6 +1,6 @@
 /* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP,
  * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass)
- * and conv2d_pair (two of those image by image, made by the compiler's pair pass).
+ * and conv2d_chain (two or three of those image by image, made by the compiler's chain pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
@@ -120,21 +120,25 @@ static fg_status bias_act_infer(fg_infer_args *a) {
   return FG_OK;
 }
 
-/* Each of the two convs as conv2d_bias_act's rule; the second's input is the first's output. */
-static fg_status pair_infer(fg_infer_args *a) {
-  const fg_conv2d_pair_attr *at = a->attr;
-  fg_infer_args first = {.n_in = 3, .in_shape = a->in_shape, .in_dtype = a->in_dtype,
-                         .attr = &at->first, .out_shape = a->in_shape[0],
-                         .out_dtype = a->in_dtype[0]};
-  fg_status st = bias_act_infer(&first);
-  if (st != FG_OK) return fg_infer_fail(a, st, "the first conv: %s", first.why);
-  fg_shape in2[3] = {first.out_shape, a->in_shape[3], a->in_shape[4]};
-  fg_dtype dt2[3] = {first.out_dtype, a->in_dtype[3], a->in_dtype[4]};
-  fg_infer_args second = {.n_in = 3, .in_shape = in2, .in_dtype = dt2, .attr = &at->second,
-                          .out_shape = in2[0], .out_dtype = dt2[0]};
-  st = bias_act_infer(&second);
-  if (st != FG_OK) return fg_infer_fail(a, st, "the second conv: %s", second.why);
-  a->out_shape = second.out_shape, a->out_dtype = second.out_dtype;
+/* Each conv as conv2d_bias_act's rule, each reading the one before's output. */
+static fg_status chain_infer(fg_infer_args *a) {
+  const fg_conv2d_chain_attr *at = a->attr;
+  if (at->n_convs < 2 || at->n_convs > FG_CONV2D_CHAIN_MAX || a->n_in != 1 + 2 * at->n_convs)
+    return fg_infer_fail(a, FG_E_SHAPE, "2 to %d convs, each a weight and a bias after x, got "
+                         "%lld convs and %d inputs", FG_CONV2D_CHAIN_MAX,
+                         (long long)at->n_convs, a->n_in);
+  fg_shape x = a->in_shape[0];
+  fg_dtype t = a->in_dtype[0];
+  for (int i = 0; i < at->n_convs; i++) {
+    fg_shape in[3] = {x, a->in_shape[1 + 2 * i], a->in_shape[2 + 2 * i]};
+    fg_dtype dt[3] = {t, a->in_dtype[1 + 2 * i], a->in_dtype[2 + 2 * i]};
+    fg_infer_args one = {.n_in = 3, .in_shape = in, .in_dtype = dt, .attr = &at->conv[i],
+                         .out_shape = x, .out_dtype = t};
+    fg_status st = bias_act_infer(&one);
+    if (st != FG_OK) return fg_infer_fail(a, st, "conv %d: %s", i + 1, one.why);
+    x = one.out_shape, t = one.out_dtype;
+  }
+  a->out_shape = x, a->out_dtype = t;
   return FG_OK;
 }
 
@@ -214,13 +218,20 @@ fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
   return fg_graph_add_node(g, FG_OP_CONV2D_BIAS_ACT, 3, in, &attr);
 }
 
-fg_node fg_conv2d_pair(fg_graph *g, fg_node x, fg_node w1, fg_node b1, const fg_conv2d_opts *o1,
-                       bool relu1, fg_node w2, fg_node b2, const fg_conv2d_opts *o2, bool relu2) {
-  fg_conv2d_pair_attr attr;
+fg_node fg_conv2d_chain(fg_graph *g, fg_node x, int n_convs, const fg_node *w, const fg_node *b,
+                        const fg_conv2d_opts *opts, const bool *relu) {
+  if (n_convs < 2 || n_convs > FG_CONV2D_CHAIN_MAX)
+    return fg_graph_fail(g, FG_E_MISUSE, "conv2d_chain: 2 to %d convs, got %d",
+                         FG_CONV2D_CHAIN_MAX, n_convs);
+  fg_conv2d_chain_attr attr;
   memset(&attr, 0, sizeof attr);
-  attr.first.geom = o1 ? *o1 : fg_conv2d_defaults(), attr.first.relu = relu1;
-  attr.second.geom = o2 ? *o2 : fg_conv2d_defaults(), attr.second.relu = relu2;
-  return fg_graph_add_node(g, FG_OP_CONV2D_PAIR, 5, (const fg_node[]){x, w1, b1, w2, b2}, &attr);
+  attr.n_convs = n_convs;
+  fg_node in[1 + 2 * FG_CONV2D_CHAIN_MAX] = {x};
+  for (int i = 0; i < n_convs; i++) {
+    attr.conv[i].geom = opts ? opts[i] : fg_conv2d_defaults(), attr.conv[i].relu = relu[i];
+    in[1 + 2 * i] = w[i], in[2 + 2 * i] = b[i];
+  }
+  return fg_graph_add_node(g, FG_OP_CONV2D_CHAIN, 1 + 2 * n_convs, in, &attr);
 }
 
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
@@ -263,24 +274,42 @@ static fg_status bias_act_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t 
   return fg_graph_status(g);
 }
 
-/* Through the second conv (its relu from the pair's output), then as conv2d_bias_act through
- * the first, whose output is computed again. */
-static fg_status pair_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
-  const fg_conv2d_pair_attr *at = fg_node_attr(g, node);
-  fg_node in[5];
-  for (int k = 0; k < 5; k++) in[k] = fg_node_input(g, node, k);
-  if (at->second.relu)
+/* Through the last conv (its relu from the chain's output), then as conv2d_bias_act back
+ * through the others, whose outputs are computed again. */
+static fg_status chain_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need, fg_node *gin) {
+  const fg_conv2d_chain_attr *at = fg_node_attr(g, node);
+  int n = (int)at->n_convs, last = n - 1;
+  if (n < 2 || n > FG_CONV2D_CHAIN_MAX) /* the shape rule let no other count through */
+    return fg_graph_fail(g, FG_E_INTERNAL, "conv2d_chain of %d convs", n);
+  fg_node in[1 + 2 * FG_CONV2D_CHAIN_MAX] = {FG_NONE}, mid[FG_CONV2D_CHAIN_MAX];
+  for (int k = 0; k < 1 + 2 * n; k++) in[k] = fg_node_input(g, node, k);
+  mid[0] = in[0]; /* mid[i]: conv i's input */
+  for (int i = 1; i < n; i++)
+    mid[i] = fg_conv2d_bias_act(g, mid[i - 1], in[2 * i - 1], in[2 * i], &at->conv[i - 1].geom,
+                                at->conv[i - 1].relu);
+  if (at->conv[last].relu)
     gout = fg_mul(g, gout, fg_greater(g, node, fg_scalar(g, 0.0, fg_node_dtype(g, node))));
-  fg_node mid = fg_conv2d_bias_act(g, in[0], in[1], in[2], &at->first.geom, at->first.relu);
-  fg_shape ms = fg_node_shape(g, mid), w2s = fg_node_shape(g, in[3]);
-  if (need & 8u)
-    gin[3] = fg_conv2d_weight_grad(g, mid, gout, w2s.d[2], w2s.d[3], &at->second.geom);
-  if (need & 16u)
-    gin[4] = fg_reshape(g, fg_sum(g, gout, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
-                        fg_node_shape(g, in[4]));
-  if (!(need & 7u)) return fg_graph_status(g);
-  fg_node gmid = fg_conv2d_input_grad(g, gout, in[3], ms.d[2], ms.d[3], &at->second.geom);
-  return bias_act_vjp(g, mid, gmid, need & 7u, gin);
+  fg_node w = in[1 + 2 * last];
+  fg_shape ms = fg_node_shape(g, mid[last]), ws = fg_node_shape(g, w);
+  const fg_conv2d_opts *geom = &at->conv[last].geom;
+  if (need & (1u << (1 + 2 * last)))
+    gin[1 + 2 * last] = fg_conv2d_weight_grad(g, mid[last], gout, ws.d[2], ws.d[3], geom);
+  if (need & (1u << (2 + 2 * last)))
+    gin[2 + 2 * last] = fg_reshape(g, fg_sum(g, gout, FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3), false),
+                                   fg_node_shape(g, in[2 + 2 * last]));
+  if (!(need & ((1u << (1 + 2 * last)) - 1))) return fg_graph_status(g); /* nothing before */
+  gout = fg_conv2d_input_grad(g, gout, w, ms.d[2], ms.d[3], geom); /* of the last conv's input */
+  for (int i = last - 1; i >= 0; i--) { /* gout: the gradient of conv i's output, mid[i + 1] */
+    if (!(need & ((1u << (1 + 2 * (i + 1))) - 1))) break; /* nothing wanted up to conv i */
+    fg_node g3[3] = {FG_NONE, FG_NONE, FG_NONE};
+    uint32_t need3 = (i > 0 || (need & 1u) ? 1u : 0) | (need >> (2 * i) & 6u); /* x, w_i, b_i */
+    fg_status st = bias_act_vjp(g, mid[i + 1], gout, need3, g3);
+    if (st != FG_OK) return st;
+    gin[1 + 2 * i] = g3[1], gin[2 + 2 * i] = g3[2];
+    if (i == 0) gin[0] = g3[0];
+    gout = g3[0];
+  }
+  return fg_graph_status(g);
 }
 
 static fg_status input_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
@@ -347,16 +376,17 @@ const fg_op_def fg_opdef_conv2d_bias_act = {
     IMPLS(bias_act_impls),
 };
 
-/* Native kernels only: each image's two convs run the paths conv2d_bias_act's own kernels
- * choose (ops/kernels/conv.c), so the pair pass only makes it where those are the ones a
- * program would pick. */
-const fg_op_def fg_opdef_conv2d_pair = {
-    .name = "conv2d_pair",
+/* Native kernels only: each image's convs run the paths conv2d_bias_act's own kernels choose
+ * (ops/kernels/conv.c), so the chain pass only makes it where those are the ones a program
+ * would pick. */
+const fg_op_def fg_opdef_conv2d_chain = {
+    .name = "conv2d_chain",
     .n_in = 5,
-    .attr_size = sizeof(fg_conv2d_pair_attr),
-    .infer = pair_infer,
-    FG_KERNELS(conv2d_pair),
-    .vjp = pair_vjp,
+    .flags = FG_OPF_VARIADIC,
+    .attr_size = sizeof(fg_conv2d_chain_attr),
+    .infer = chain_infer,
+    FG_KERNELS(conv2d_chain),
+    .vjp = chain_vjp,
 };
 
 const fg_op_def fg_opdef_conv2d_input_grad = {

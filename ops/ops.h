@@ -131,13 +131,14 @@ fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv
  * written once instead of three times. */
 fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
                            const fg_conv2d_opts *opts, bool relu);
-/* Two conv2d_bias_act in one op, image by image: conv2d_bias_act(conv2d_bias_act(x, w1, b1,
- * o1, relu1), w2, b2, o2, relu2), the first's output kept per image in a buffer that stays in
- * cache for the second instead of written out for the whole batch and read back.  The
- * compiler's pair pass (core/compiler/pass_pair.c) makes it of a conv with few input channels
- * whose output only a 1x1 conv reads (a coupling network's first two layers). */
-fg_node fg_conv2d_pair(fg_graph *g, fg_node x, fg_node w1, fg_node b1, const fg_conv2d_opts *o1,
-                       bool relu1, fg_node w2, fg_node b2, const fg_conv2d_opts *o2, bool relu2);
+/* 2 to FG_CONV2D_CHAIN_MAX conv2d_bias_act in one op, image by image: conv i (weights w[i],
+ * bias b[i], options opts[i] (NULL: defaults), relu[i]) reads conv i - 1's output, which is
+ * kept per image in a buffer that stays in cache instead of written out for the whole batch
+ * and read back.  The compiler's chain pass (core/compiler/pass_chain.c) makes it of a conv
+ * with few input channels, the 1x1 conv that alone reads its output and, in a graph with no
+ * backward pass, the few-output conv after that (a coupling network's layers). */
+fg_node fg_conv2d_chain(fg_graph *g, fg_node x, int n_convs, const fg_node *w, const fg_node *b,
+                        const fg_conv2d_opts *opts, const bool *relu);
 /* The transposed convolution (conv2d's gradient with respect to x): dy [N, O, Ho, Wo] and
  * w [O, C, KH, KW] give [N, C, h, w], where (h, w) is the input size of the conv it inverts. */
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,

@@ -10,7 +10,7 @@
 #include "core/tensor.h"
 #include "ops/ops.h"
 
-#define OP_CASE_MAX_IN 5
+#define OP_CASE_MAX_IN 7
 
 typedef struct op_case {
   const char *op;    /* descriptor name this case covers ("add") */

@@ -1,4 +1,4 @@
-/* Cases for conv2d, its two transposes, conv2d_bias_act and conv2d_pair (ops/conv.c), against direct seven-deep loops written
+/* Cases for conv2d, its two transposes, conv2d_bias_act and conv2d_chain (ops/conv.c), against direct seven-deep loops written
  * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
  * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
  * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
@@ -24,15 +24,19 @@ static fg_node build_bias_act(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
   return fg_conv2d_bias_act(g, in[0], in[1], in[2], &c->o, c->relu);
 }
-/* conv2d_pair: the case is the first conv's; the second is pair_second's (a 1x1, as the
- * compiler pairs them, or a 3x3). */
-typedef struct pair_case {
-  conv_case first, second;
-} pair_case;
-static fg_node build_pair(fg_graph *g, const fg_node *in, const void *ctx) {
-  const pair_case *c = ctx;
-  return fg_conv2d_pair(g, in[0], in[1], in[2], &c->first.o, c->first.relu, in[3], in[4],
-                        &c->second.o, c->second.relu);
+/* conv2d_chain: the convs' cases, in order */
+typedef struct chain_case {
+  int n;
+  conv_case conv[FG_CONV2D_CHAIN_MAX];
+} chain_case;
+static fg_node build_chain(fg_graph *g, const fg_node *in, const void *ctx) {
+  const chain_case *c = ctx;
+  fg_node w[FG_CONV2D_CHAIN_MAX], b[FG_CONV2D_CHAIN_MAX];
+  fg_conv2d_opts o[FG_CONV2D_CHAIN_MAX];
+  bool relu[FG_CONV2D_CHAIN_MAX];
+  for (int i = 0; i < c->n; i++)
+    w[i] = in[1 + 2 * i], b[i] = in[2 + 2 * i], o[i] = c->conv[i].o, relu[i] = c->conv[i].relu;
+  return fg_conv2d_chain(g, in[0], c->n, w, b, o, relu);
 }
 static fg_node build_igrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
@@ -109,21 +113,25 @@ static void ref_bias_act(const fg_tensor *const *in, fg_tensor *out, const void 
   for (int64_t i = 0; c->relu && i < fg_tensor_numel(out); i++) y[i] = y[i] > 0 ? y[i] : 0;
 }
 
-/* in = {x, w1, b1, w2, b2}: the two conv2d_bias_act references, one after the other */
-static void ref_pair(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
-  const pair_case *c = ctx;
-  const fg_shape *xs = &in[0]->shape, *w1 = &in[1]->shape;
-  int64_t ho = (xs->d[2] + 2 * c->first.o.padding[0] - c->first.o.dilation[0] * (w1->d[2] - 1) - 1) /
-                   c->first.o.stride[0] + 1;
-  int64_t wo = (xs->d[3] + 2 * c->first.o.padding[1] - c->first.o.dilation[1] * (w1->d[3] - 1) - 1) /
-                   c->first.o.stride[1] + 1;
-  fg_shape ms = fg_shape4(xs->d[0], w1->d[0], ho, wo);
-  fg_tensor *mid;
-  if (fg_tensor_new(&mid, FG_F64, &ms, NULL) != FG_OK) return;
-  const fg_tensor *first[3] = {in[0], in[1], in[2]}, *second[3] = {mid, in[3], in[4]};
-  ref_bias_act(first, mid, &c->first);
-  ref_bias_act(second, out, &c->second);
-  fg_tensor_free(mid);
+/* in = {x, w1, b1, w2, b2, ...}: the conv2d_bias_act references, one after the other */
+static void ref_chain(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const chain_case *c = ctx;
+  const fg_tensor *x = in[0];
+  fg_tensor *mid[FG_CONV2D_CHAIN_MAX] = {NULL};
+  for (int i = 0; i < c->n; i++) {
+    const fg_shape *xs = &x->shape, *ws = &in[1 + 2 * i]->shape;
+    const fg_conv2d_opts *o = &c->conv[i].o;
+    int64_t ho = (xs->d[2] + 2 * o->padding[0] - o->dilation[0] * (ws->d[2] - 1) - 1) / o->stride[0] + 1;
+    int64_t wo = (xs->d[3] + 2 * o->padding[1] - o->dilation[1] * (ws->d[3] - 1) - 1) / o->stride[1] + 1;
+    fg_shape ys = fg_shape4(xs->d[0], ws->d[0], ho, wo);
+    fg_tensor *y = out;
+    if (i < c->n - 1 && fg_tensor_new(&mid[i], FG_F64, &ys, NULL) != FG_OK) break;
+    if (i < c->n - 1) y = mid[i];
+    const fg_tensor *args[3] = {x, in[1 + 2 * i], in[2 + 2 * i]};
+    ref_bias_act(args, y, &c->conv[i]);
+    x = y;
+  }
+  for (int i = 0; i < FG_CONV2D_CHAIN_MAX; i++) fg_tensor_free(mid[i]);
 }
 
 static void ref_igrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
@@ -156,12 +164,15 @@ static const conv_case c_bias_one = {OPTS(2, 2, 1, 0, 1, 2), true, false, {0, 0}
 static const conv_case ba_relu = {OPTS(1, 1, 1, 1, 1, 1), true, true, {0, 0}};
 static const conv_case ba_plain = {OPTS(2, 1, 0, 1, 1, 1), true, false, {0, 0}};
 static const conv_case ba_relu_1x1 = {OPTS(1, 1, 0, 0, 1, 1), true, true, {0, 0}};
-/* conv2d_pair: a 3x3 of 2 channels, then a 1x1 (as the pair pass makes them), or then a
- * strided 3x3 without relu */
-static const pair_case pr_1x1 = {{OPTS(1, 1, 1, 1, 1, 1), true, true, {0, 0}},
-                                 {OPTS(1, 1, 0, 0, 1, 1), true, true, {0, 0}}};
-static const pair_case pr_strided = {{OPTS(1, 1, 0, 1, 1, 1), true, true, {0, 0}},
-                                     {OPTS(2, 1, 1, 0, 1, 1), true, false, {0, 0}}};
+/* conv2d_chain: a 3x3 of 2 channels, then a 1x1, then a 3x3 to 2 channels without relu (as
+ * the chain pass makes them), or a 3x3 then a strided 3x3 */
+static const chain_case ch_three = {3,
+                                    {{OPTS(1, 1, 1, 1, 1, 1), true, true, {0, 0}},
+                                     {OPTS(1, 1, 0, 0, 1, 1), true, true, {0, 0}},
+                                     {OPTS(1, 1, 1, 1, 1, 1), true, false, {0, 0}}}};
+static const chain_case ch_strided = {2,
+                                      {{OPTS(1, 1, 0, 1, 1, 1), true, true, {0, 0}},
+                                       {OPTS(2, 1, 1, 0, 1, 1), true, false, {0, 0}}}};
 /* conv2d_input_grad: size = the input (H, W) */
 static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {5, 4}};
 static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
@@ -184,9 +195,9 @@ static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}}
 #define BIAS_ACT(label_, x_, w_, b_, ctx_)                                                     \
   {.op = "conv2d_bias_act", .label = label_, .n_in = 3, .in = {x_, w_, b_}, .lo = -1, .hi = 1, \
    .build = build_bias_act, .ctx = ctx_, .reference = ref_bias_act}
-#define PAIR(label_, x_, w1_, b1_, w2_, b2_, ctx_)                                             \
-  {.op = "conv2d_pair", .label = label_, .n_in = 5, .in = {x_, w1_, b1_, w2_, b2_}, .lo = -1,  \
-   .hi = 1, .build = build_pair, .ctx = ctx_, .reference = ref_pair}
+#define CHAIN(label_, ctx_, ...)                                                              \
+  {.op = "conv2d_chain", .label = label_, .n_in = 1 + 2 * (ctx_)->n, .in = {__VA_ARGS__},      \
+   .lo = -1, .hi = 1, .build = build_chain, .ctx = ctx_, .reference = ref_chain}
 #define IGRAD(label_, dy_, w_, ctx_, gg_)                                                      \
   {.op = "conv2d_input_grad", .label = label_, .n_in = 2, .in = {dy_, w_}, .lo = -1, .hi = 1, \
    .build = build_igrad, .ctx = ctx_, .reference = ref_igrad, .gradgrad = gg_}
@@ -216,10 +227,10 @@ static const op_case cases[] = {
     BIAS_ACT("no activation, stride (2,1), bias [1,3,1,1]", S4(2, 2, 5, 4), S4(3, 2, 2, 2),
              S4(1, 3, 1, 1), &ba_plain),
     BIAS_ACT("relu, 1x1 kernel (no im2col)", S4(2, 3, 4, 5), S4(4, 3, 1, 1), S1(4), &ba_relu_1x1),
-    PAIR("3x3 of 2 channels, then 1x1, both relu", S4(2, 2, 5, 4), S4(3, 2, 3, 3), S1(3),
-         S4(4, 3, 1, 1), S1(4), &pr_1x1),
-    PAIR("then a 3x3 of stride (2,1) without relu", S4(3, 2, 5, 4), S4(3, 2, 3, 2), S1(3),
-         S4(2, 3, 3, 3), S4(1, 2, 1, 1), &pr_strided),
+    CHAIN("3x3 of 2 channels, 1x1 (both relu), 3x3 to 2 channels", &ch_three, S4(2, 2, 5, 4),
+          S4(3, 2, 3, 3), S1(3), S4(4, 3, 1, 1), S1(4), S4(2, 4, 3, 3), S1(2)),
+    CHAIN("3x3, then a 3x3 of stride (2,1) without relu", &ch_strided, S4(3, 2, 5, 4),
+          S4(3, 2, 3, 2), S1(3), S4(2, 3, 3, 3), S4(1, 2, 1, 1)),
     IGRAD("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3), &ig_pad1, true),
     IGRAD("stride 2 into 6x5 (5x5 gives the same dy)", S4(1, 2, 2, 2), S4(2, 3, 3, 3),
           &ig_stride2, false),
@@ -291,19 +302,19 @@ static void bad_bias_act_dtype(fg_graph *g) {
   fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3));
   fg_conv2d_bias_act(g, x, w, fg_input(g, "b", FG_F32, fg_shape1(3)), NULL, false);
 }
-static void bad_pair_channels(fg_graph *g) {
+/* x [1, 2, 5, 5] through a 3x3 to 3 channels (bias b1), then a 1x1 with weights w2 */
+static void chain_of(fg_graph *g, fg_shape b1, fg_shape w2) {
   fg_node x = fg_input(g, "x", FG_F64, fg_shape4(1, 2, 5, 5));
-  fg_node w1 = fg_input(g, "w1", FG_F64, fg_shape4(3, 2, 3, 3));
-  fg_node w2 = fg_input(g, "w2", FG_F64, fg_shape4(4, 5, 1, 1)); /* the first makes 3 */
-  fg_conv2d_pair(g, x, w1, fg_input(g, "b1", FG_F64, fg_shape1(3)), NULL, true, w2,
-                 fg_input(g, "b2", FG_F64, fg_shape1(4)), NULL, true);
+  fg_node w[2] = {fg_input(g, "w1", FG_F64, fg_shape4(3, 2, 3, 3)), fg_input(g, "w2", FG_F64, w2)};
+  fg_node b[2] = {fg_input(g, "b1", FG_F64, b1), fg_input(g, "b2", FG_F64, fg_shape1(w2.d[0]))};
+  fg_conv2d_chain(g, x, 2, w, b, NULL, (const bool[]){true, true});
 }
-static void bad_pair_bias(fg_graph *g) {
+static void bad_chain_channels(fg_graph *g) { chain_of(g, fg_shape1(3), fg_shape4(4, 5, 1, 1)); }
+static void bad_chain_bias(fg_graph *g) { chain_of(g, fg_shape1(2), fg_shape4(4, 3, 1, 1)); }
+static void bad_chain_length(fg_graph *g) {
   fg_node x = fg_input(g, "x", FG_F64, fg_shape4(1, 2, 5, 5));
-  fg_node w1 = fg_input(g, "w1", FG_F64, fg_shape4(3, 2, 3, 3));
-  fg_node w2 = fg_input(g, "w2", FG_F64, fg_shape4(4, 3, 1, 1));
-  fg_conv2d_pair(g, x, w1, fg_input(g, "b1", FG_F64, fg_shape1(2)), NULL, true, w2,
-                 fg_input(g, "b2", FG_F64, fg_shape1(4)), NULL, true);
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3)), b = fg_input(g, "b", FG_F64, fg_shape1(3));
+  fg_conv2d_chain(g, x, 1, &w, &b, NULL, (const bool[]){true});
 }
 static void bad_igrad_size(fg_graph *g) {
   fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(1, 1, 3, 3));
@@ -332,10 +343,11 @@ static const op_reject_case rejects[] = {
      "one per output channel"},
     {"conv2d_bias_act", "float32 bias, float64 x", bad_bias_act_dtype, FG_E_DTYPE,
      "bias of the input's dtype"},
-    {"conv2d_pair", "second conv for 5 channels after a first of 3", bad_pair_channels,
-     FG_E_SHAPE, "the second conv: "},
-    {"conv2d_pair", "first bias of 2 for 3 channels", bad_pair_bias, FG_E_SHAPE,
-     "the first conv: a bias"},
+    {"conv2d_chain", "second conv for 5 channels after a first of 3", bad_chain_channels,
+     FG_E_SHAPE, "conv 2: "},
+    {"conv2d_chain", "first bias of 2 for 3 channels", bad_chain_bias, FG_E_SHAPE,
+     "conv 1: a bias"},
+    {"conv2d_chain", "a chain of one conv", bad_chain_length, FG_E_MISUSE, "2 to 3 convs"},
     {"conv2d_input_grad", "dy 3x3 cannot come from a 4x4 input", bad_igrad_size, FG_E_SHAPE,
      "dy's height"},
     {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},

@@ -495,10 +495,11 @@ Test(passes, remat_computes_cheap_large_values_again_for_the_backward_pass) {
 }
 
 /* Three blocks of a Glow-like coupling net on [8, 2, 14, 14]: a 3x3 conv of 2 channels to 48
- * (bias, relu), a 1x1 conv 48 -> 48 (bias, relu), a 3x3 conv back to 2 channels.  The pair
- * pass makes each block's first two convs one conv2d_pair, in the forward graph alone and in
- * the training graph (where remat gives the backward pass its own copy of the first conv). */
-static void build_pairs(built *b, bool train) {
+ * (bias, relu), a 1x1 conv 48 -> 48 (bias, relu), a 3x3 conv back to 2 channels (bias).  The
+ * chain pass makes each block's convs one conv2d_chain: of all three in the forward graph
+ * alone, of the first two in the training graph (where the 1x1 conv's output is also read by
+ * the backward pass, and remat gives that its own copy of the first conv's). */
+static void build_chains(built *b, bool train) {
   fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
   fg_node x = leaf(b, false, "x", fg_shape4(8, 2, 14, 14), 1);
@@ -506,45 +507,56 @@ static void build_pairs(built *b, bool train) {
           b1 = leaf(b, true, "b1", fg_shape1(48), 3);
   fg_node w2 = leaf(b, true, "w2", fg_shape4(48, 48, 1, 1), 4),
           b2 = leaf(b, true, "b2", fg_shape1(48), 5);
-  fg_node w3 = leaf(b, true, "w3", fg_shape4(2, 48, 3, 3), 6);
+  fg_node w3 = leaf(b, true, "w3", fg_shape4(2, 48, 3, 3), 6),
+          b3 = leaf(b, true, "b3", fg_shape1(2), 7);
   fg_conv2d_opts pad = fg_conv2d_defaults();
   pad.padding[0] = pad.padding[1] = 1;
   fg_node h = x;
   for (int block = 0; block < 3; block++) {
     fg_node a = fg_relu(g, fg_conv2d(g, h, w1, b1, &pad));
     fg_node c = fg_relu(g, fg_conv2d(g, a, w2, b2, NULL));
-    h = fg_add(g, h, fg_mul_scalar(g, fg_conv2d(g, c, w3, FG_NONE, &pad), 0.1));
+    h = fg_add(g, h, fg_mul_scalar(g, fg_conv2d(g, c, w3, b3, &pad), 0.1));
   }
   fg_node loss = fg_sum(g, fg_square(g, h), FG_ALL_AXES, false);
   b->outs[0] = loss, b->n_out = 1;
   if (!train) return;
-  fg_node wrt[6] = {x, w1, b1, w2, b2, w3};
-  cr_assert_eq(fg_grad(g, loss, 6, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
-  b->n_out = 7;
+  fg_node wrt[7] = {x, w1, b1, w2, b2, w3, b3};
+  cr_assert_eq(fg_grad(g, loss, 7, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  b->n_out = 8;
 }
 
-static int count_pairs(const built *b, const fg_program_opts *o) {
+/* The chains a program made, and the convs in each (all the same here, else -1). */
+static int count_chains(const built *b, const fg_program_opts *o, int *convs) {
   fg_program *p;
   cr_assert_eq(fg_program_new_opts(&p, b->g, b->n_out, b->outs, o, NULL), FG_OK);
-  int k = count_op(fg_program_graph(p), FG_OP_CONV2D_PAIR);
+  const fg_graph *g = fg_program_graph(p);
+  int k = 0;
+  *convs = 0;
+  for (fg_node n = 0; n < fg_graph_node_count(g); n++) {
+    if (fg_node_op(g, n) != FG_OP_CONV2D_CHAIN) continue;
+    int c = (int)((const fg_conv2d_chain_attr *)fg_node_attr(g, n))->n_convs;
+    *convs = k++ == 0 || *convs == c ? c : -1;
+  }
   fg_program_free(p);
   return k;
 }
 
-Test(passes, pair_runs_a_few_channel_conv_and_the_1x1_after_it_image_by_image) {
+Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
   for (int train = 0; train < 2; train++) {
     built b = {0};
-    build_pairs(&b, train);
+    build_chains(&b, train);
     fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
                           .poison_freed = true};
     fg_program_opts off = on, direct = on;
-    off.disabled_passes = FG_PASS_BIT(PAIR);
+    off.disabled_passes = FG_PASS_BIT(CHAIN);
     direct.kernels = "conv2d_bias_act=direct"; /* pinned: the convs stay apart to run it */
-    cr_expect_eq(count_pairs(&b, &on), 3, "one pair per block");
-    cr_expect_eq(count_pairs(&b, &off), 0);
-    cr_expect_eq(count_pairs(&b, &direct), 0);
-    /* each image's convs run the native paths the two ops' kernels run: the same bits, and
-     * images are split among parts whole, so for any number of threads */
+    int convs;
+    cr_expect_eq(count_chains(&b, &on, &convs), 3, "one chain per block");
+    cr_expect_eq(convs, train ? 2 : 3, "convs per chain");
+    cr_expect_eq(count_chains(&b, &off, &convs), 0);
+    cr_expect_eq(count_chains(&b, &direct, &convs), 0);
+    /* each image's convs run the native paths the separate ops' kernels run: the same bits,
+     * and images are split among parts whole, so for any number of threads */
     fg_tensor *ref[16], *with[16], *without[16], *one[16];
     fg_program_opts ref_opts = reference_opts;
     ref_opts.kernels = "native";
@@ -553,9 +565,9 @@ Test(passes, pair_runs_a_few_channel_conv_and_the_1x1_after_it_image_by_image) {
     run(&b, &off, without, NULL);
     on.n_threads = 1;
     run(&b, &on, one, NULL);
-    expect_identical(&b, ref, with, "pair");
-    expect_identical(&b, ref, without, "passes without pair");
-    expect_identical(&b, ref, one, "pair, one thread");
+    expect_identical(&b, ref, with, "chain");
+    expect_identical(&b, ref, without, "passes without chain");
+    expect_identical(&b, ref, one, "chain, one thread");
     free_outs(&b, ref), free_outs(&b, with), free_outs(&b, without), free_outs(&b, one);
     free_built(&b);
   }

@@ -26,7 +26,7 @@
   X(SCHEDULE, schedule, "an order that keeps peak live bytes low")         \
   X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")         \
   X(REMAT, remat, "cheap large forward values computed again in the backward") \
-  X(PAIR, pair, "a few-channel conv and the 1x1 conv reading it, image by image")
+  X(CHAIN, chain, "a few-channel conv and the 1x1 conv (and a few-output conv) after it, image by image")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,
@@ -74,7 +74,7 @@ fg_status fg_pass_cse(fg_pass_ctx *c);
 fg_status fg_pass_fold(fg_pass_ctx *c);
 fg_status fg_pass_epilogue(fg_pass_ctx *c);
 fg_status fg_pass_remat(fg_pass_ctx *c);
-fg_status fg_pass_pair(fg_pass_ctx *c);
+fg_status fg_pass_chain(fg_pass_ctx *c);
 
 /* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue, remat),
  * skipping the disabled ones, verifying the graph after each when `verify` is set, and recording

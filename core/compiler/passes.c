@@ -31,7 +31,7 @@ fg_status fg_pass_parse_list(const char *list, uint32_t *bits, fg_err *e) {
       if (found < 0)
         return fg_err_set(e, FG_E_MISUSE,
                           "unknown pass '%.*s' (passes: dce, simplify, cse, fold, "
-                          "epilogue, fuse, memplan, schedule, layout, remat, pair)",
+                          "epilogue, fuse, memplan, schedule, layout, remat, chain)",
                           (int)len, p);
       *bits |= 1u << found;
     }
@@ -53,7 +53,7 @@ static const pipeline_step pipeline[] = {
     {FG_PASS_CSE, fg_pass_cse},           {FG_PASS_FOLD, fg_pass_fold},
     {FG_PASS_SIMPLIFY, fg_pass_simplify}, {FG_PASS_CSE, fg_pass_cse},
     {FG_PASS_EPILOGUE, fg_pass_epilogue}, {FG_PASS_REMAT, fg_pass_remat},
-    {FG_PASS_PAIR, fg_pass_pair},
+    {FG_PASS_CHAIN, fg_pass_chain},
 };
 
 /* <dir>/NN-<label>.dot: the graph at one point of the pipeline. */

@@ -85,10 +85,13 @@ typedef struct fg_conv2d_bias_act_attr {
   fg_conv2d_opts geom; /* first, as in fg_conv2d_attr: the conv kernels read it from either */
   int64_t relu;
 } fg_conv2d_bias_act_attr;
-/* conv2d_pair: conv2d_bias_act(conv2d_bias_act(x, w1, b1; first), w2, b2; second). */
-typedef struct fg_conv2d_pair_attr {
-  fg_conv2d_bias_act_attr first, second;
-} fg_conv2d_pair_attr;
+/* conv2d_chain: conv2d_bias_act of conv2d_bias_act (of conv2d_bias_act) of x, n_convs of
+ * them, conv i with weight input 1 + 2 i and bias 2 + 2 i. */
+#define FG_CONV2D_CHAIN_MAX 3
+typedef struct fg_conv2d_chain_attr {
+  int64_t n_convs;
+  fg_conv2d_bias_act_attr conv[FG_CONV2D_CHAIN_MAX];
+} fg_conv2d_chain_attr;
 
 /* ---- linear algebra ---- */
 typedef struct fg_lu_solve_attr { uint32_t transpose; } fg_lu_solve_attr;

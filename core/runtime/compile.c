@@ -12,8 +12,8 @@
 #include "core/compiler/pass_schedule.h"
 #include "core/runtime/program_internal.h"
 
-/* The passes switched off: the options', and the pair pass where FG_KERNELS pins
- * conv2d_bias_act to one implementation (conv2d_pair has the native kernels alone, so the
+/* The passes switched off: the options', and the chain pass where FG_KERNELS pins
+ * conv2d_bias_act to one implementation (conv2d_chain has the native kernels alone, so the
  * convs stay apart to run the one asked for).  A malformed rule is reported when the kernels
  * are chosen. */
 static uint32_t passes_off(const fg_program_opts *o) {
@@ -21,7 +21,7 @@ static uint32_t passes_off(const fg_program_opts *o) {
   const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
   bool pinned = fg__kernel_rules_parse(&rules, text, NULL) == FG_OK &&
                 rules.mode[FG_OP_CONV2D_BIAS_ACT] == KRULE_IMPL;
-  return o->disabled_passes | (pinned ? FG_PASS_BIT(PAIR) : 0);
+  return o->disabled_passes | (pinned ? FG_PASS_BIT(CHAIN) : 0);
 }
 
 static fg_status copy_needed(fg_program *p, fg_graph *src, int n_out, const fg_node *outs,

@@ -214,57 +214,67 @@ fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
   return conv_run(k, FG_F64, CONV_WEIGHT_GRAD, NULL, false);
 }
 
-/* ---- conv2d_pair: image by image ----
- * A part takes whole images; for each it runs the first conv into a work buffer and the
- * second from it, each as conv2d_bias_act's kernel on a batch of one (the same paths, so each
- * value is computed as it would be by the two ops).  The buffer, one image of the first's
- * output, stays in cache for the second conv: Glow's 2->128 3x3 and the 128->128 1x1 after it
- * at 14x14, batch 64, 2 threads, 1.54-1.74 ms against 1.96-3.09 as two convs (medians of 200,
- * a stand-alone prototype over these kernels, AMD EPYC). */
+/* ---- conv2d_chain: image by image ----
+ * A part takes whole images; for each it runs the convs one after the other, each as
+ * conv2d_bias_act's kernel on a batch of one (the same paths, so each value is computed as
+ * it would be by the separate ops), the outputs before the last in two work buffers that stay
+ * in cache for the next conv.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
+ * after that at 14x14, batch 64, 2 threads: 1.54-1.74 ms for the first two against 1.96-3.09
+ * as two ops, and 2.44-2.54 for all three against 2.89-3.03 with the third apart (medians of
+ * 200, a stand-alone prototype over these kernels, AMD EPYC). */
 static fg_shape batch_of_one(fg_shape s) {
   s.d[0] = 1;
   return s;
 }
 
-static fg_status pair_run(const fg_kargs *k, fg_kernel_fn bias_act) {
-  const fg_conv2d_pair_attr *at = k->attr;
-  const fg_shape *xs = &k->in_shape[0];
-  fg_shape w1s = k->in_shape[1], ys = k->out_shape;
-  conv_geom g1 = {.n = 1, .c = xs->d[1], .h = xs->d[2], .w = xs->d[3], .o = w1s.d[0],
-                  .kh = w1s.d[2], .kw = w1s.d[3]};
-  conv_geom_set_opts(&g1, &at->first.geom);
-  fg_shape ms = fg_shape4(1, g1.o, conv_out_extent(g1.h, g1.kh, g1.sh, g1.ph, g1.dh),
-                          conv_out_extent(g1.w, g1.kw, g1.sw, g1.pw, g1.dw));
-  size_t es = fg_dtype_size(k->in_dtype[0]);
-  int64_t x_img = xs->d[1] * xs->d[2] * xs->d[3], y_img = ys.d[1] * ys.d[2] * ys.d[3], n0, n1;
-  fg_split_range(xs->d[0], k->ith, k->nth, &n0, &n1);
-  if (n0 == n1) return FG_OK;
-  void *mid = fg_work_alloc(es * (size_t)fg_shape_count(&ms));
-  if (!mid) return fg_err_set(k->err, FG_E_NOMEM, "conv2d_pair: out of memory");
-  fg_shape s1[3] = {batch_of_one(*xs), w1s, k->in_shape[2]};
-  fg_shape s2[3] = {ms, k->in_shape[3], k->in_shape[4]};
-  const void *in1[3] = {NULL, k->in[1], k->in[2]}, *in2[3] = {mid, k->in[3], k->in[4]};
-  fg_dtype dt2[3] = {k->in_dtype[0], k->in_dtype[3], k->in_dtype[4]};
-  fg_kargs first = {.attr = &at->first, .n_in = 3, .in = in1, .in_shape = s1,
-                    .in_dtype = k->in_dtype, .out = mid, .out_shape = ms, .nth = 1, .err = k->err,
-                    .outer_parts = k->nth};
-  fg_kargs second = {.attr = &at->second, .n_in = 3, .in = in2, .in_shape = s2,
-                     .in_dtype = dt2, .out_shape = batch_of_one(ys), .nth = 1,
-                     .err = k->err, .outer_parts = k->nth};
-  fg_status st = FG_OK;
-  for (int64_t n = n0; st == FG_OK && n < n1; n++) {
-    in1[0] = (const char *)k->in[0] + es * (size_t)(n * x_img);
-    second.out = (char *)k->out + es * (size_t)(n * y_img);
-    st = bias_act(&first);
-    if (st == FG_OK) st = bias_act(&second);
+/* Conv i's output shape for one image, given its input's. */
+static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape in, fg_shape w) {
+  conv_geom g = {.n = 1, .c = in.d[1], .h = in.d[2], .w = in.d[3], .o = w.d[0], .kh = w.d[2],
+                 .kw = w.d[3]};
+  conv_geom_set_opts(&g, &at->conv[i].geom);
+  return fg_shape4(1, g.o, conv_out_extent(g.h, g.kh, g.sh, g.ph, g.dh),
+                   conv_out_extent(g.w, g.kw, g.sw, g.pw, g.dw));
+}
+
+static fg_status chain_run(const fg_kargs *k, fg_kernel_fn bias_act) {
+  const fg_conv2d_chain_attr *at = k->attr;
+  int n = (int)at->n_convs;
+  fg_shape shape[FG_CONV2D_CHAIN_MAX + 1] = {batch_of_one(k->in_shape[0])}; /* conv i's input */
+  int64_t mid_elems = 0;
+  for (int i = 0; i < n; i++) {
+    shape[i + 1] = chain_out_shape(at, i, shape[i], k->in_shape[1 + 2 * i]);
+    if (i < n - 1 && fg_shape_count(&shape[i + 1]) > mid_elems)
+      mid_elems = fg_shape_count(&shape[i + 1]);
   }
-  fg_work_free(mid);
+  size_t es = fg_dtype_size(k->in_dtype[0]);
+  int64_t x_img = fg_shape_count(&shape[0]), y_img = fg_shape_count(&shape[n]), n0, n1;
+  fg_split_range(k->in_shape[0].d[0], k->ith, k->nth, &n0, &n1);
+  if (n0 == n1) return FG_OK;
+  size_t mid_bytes = es * (size_t)(mid_elems > 0 ? mid_elems : 1);
+  void *buf[2] = {fg_work_alloc(mid_bytes), n > 2 ? fg_work_alloc(mid_bytes) : NULL};
+  fg_status st = buf[0] && (n <= 2 || buf[1]) ? FG_OK
+                 : fg_err_set(k->err, FG_E_NOMEM, "conv2d_chain: out of memory");
+  for (int64_t img = n0; st == FG_OK && img < n1; img++) {
+    const void *src = (const char *)k->in[0] + es * (size_t)(img * x_img);
+    for (int i = 0; st == FG_OK && i < n; i++) {
+      void *dst = i == n - 1 ? (char *)k->out + es * (size_t)(img * y_img) : buf[i % 2];
+      fg_shape s[3] = {shape[i], k->in_shape[1 + 2 * i], k->in_shape[2 + 2 * i]};
+      const void *in[3] = {src, k->in[1 + 2 * i], k->in[2 + 2 * i]};
+      fg_dtype dt[3] = {k->in_dtype[0], k->in_dtype[1 + 2 * i], k->in_dtype[2 + 2 * i]};
+      fg_kargs one = {.attr = &at->conv[i], .n_in = 3, .in = in, .in_shape = s, .in_dtype = dt,
+                      .out = dst, .out_shape = shape[i + 1], .nth = 1, .err = k->err,
+                      .outer_parts = k->nth};
+      st = bias_act(&one);
+      src = dst;
+    }
+  }
+  fg_work_free(buf[0]), fg_work_free(buf[1]);
   return st;
 }
 
-fg_status fg_kernel_conv2d_pair_f32(const fg_kargs *k) {
-  return pair_run(k, fg_kernel_conv2d_bias_act_f32);
+fg_status fg_kernel_conv2d_chain_f32(const fg_kargs *k) {
+  return chain_run(k, fg_kernel_conv2d_bias_act_f32);
 }
-fg_status fg_kernel_conv2d_pair_f64(const fg_kargs *k) {
-  return pair_run(k, fg_kernel_conv2d_bias_act_f64);
+fg_status fg_kernel_conv2d_chain_f64(const fg_kargs *k) {
+  return chain_run(k, fg_kernel_conv2d_bias_act_f64);
 }
