@@ -429,10 +429,12 @@ Test(passes, epilogue_fuses_conv_bias_relu_bit_identically) {
 }
 
 /* Five blocks of a coupling-like net on [8, 2, 16, 16]: a 3x3 conv of 2 channels to 64 (bias,
- * relu), a 1x1 conv 64 -> 64 (relu), a 3x3 conv back to 2 channels added to the block's input.
- * The first conv's output is 16x its input and costs 18 multiply-adds per element: the remat
- * pass computes it again for the backward pass instead of keeping it; the others stay. */
-static void build_couplings(built *b) {
+ * relu), a 1x1 conv 64 -> 64 (relu), a 3x3 conv back to 2 channels added to the block's input;
+ * with `biases` the last two have biases too (as Glow's), and with `train` the graph has the
+ * gradients of the loss.  The first conv's output is 16x its input and costs 18 multiply-adds
+ * per element: the remat pass computes it again for the backward pass instead of keeping it;
+ * the others stay. */
+static void build_couplings(built *b, bool biases, bool train) {
   fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
   fg_node x = leaf(b, false, "x", fg_shape4(8, 2, 16, 16), 1);
@@ -440,19 +442,23 @@ static void build_couplings(built *b) {
           b1 = leaf(b, true, "b1", fg_shape1(64), 3);
   fg_node w2 = leaf(b, true, "w2", fg_shape4(64, 64, 1, 1), 4);
   fg_node w3 = leaf(b, true, "w3", fg_shape4(2, 64, 3, 3), 5);
+  fg_node b2 = biases ? leaf(b, true, "b2", fg_shape1(64), 6) : FG_NONE;
+  fg_node b3 = biases ? leaf(b, true, "b3", fg_shape1(2), 7) : FG_NONE;
   fg_conv2d_opts pad = fg_conv2d_defaults();
   pad.padding[0] = pad.padding[1] = 1;
   fg_node h = x;
   for (int block = 0; block < 5; block++) {
     fg_node a = fg_relu(g, fg_conv2d(g, h, w1, b1, &pad));
-    fg_node c = fg_relu(g, fg_conv2d(g, a, w2, FG_NONE, NULL));
-    h = fg_add(g, h, fg_mul_scalar(g, fg_conv2d(g, c, w3, FG_NONE, &pad), 0.1));
+    fg_node c = fg_relu(g, fg_conv2d(g, a, w2, b2, NULL));
+    h = fg_add(g, h, fg_mul_scalar(g, fg_conv2d(g, c, w3, b3, &pad), 0.1));
   }
   fg_node loss = fg_sum(g, fg_square(g, h), FG_ALL_AXES, false);
-  fg_node wrt[5] = {x, w1, b1, w2, w3};
-  cr_assert_eq(fg_grad(g, loss, 5, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
-  b->outs[0] = loss;
-  b->n_out = 6;
+  b->outs[0] = loss, b->n_out = 1;
+  if (!train) return;
+  fg_node wrt[7] = {x, w1, b1, w2, w3, b2, b3};
+  int n_wrt = biases ? 7 : 5;
+  cr_assert_eq(fg_grad(g, loss, n_wrt, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  b->n_out = 1 + n_wrt;
 }
 
 static int count_remat(const fg_program_opts *o, const built *b, size_t *arena) {
@@ -472,7 +478,7 @@ static int count_remat(const fg_program_opts *o, const built *b, size_t *arena) 
 
 Test(passes, remat_computes_cheap_large_values_again_for_the_backward_pass) {
   built b = {0};
-  build_couplings(&b);
+  build_couplings(&b, false, true);
   fg_program_opts on = {.n_threads = 2, .verify = true, .poison_freed = true};
   fg_program_opts off = on;
   off.disabled_passes = FG_PASS_BIT(REMAT);
@@ -494,37 +500,6 @@ Test(passes, remat_computes_cheap_large_values_again_for_the_backward_pass) {
   free_built(&b);
 }
 
-/* Three blocks of a Glow-like coupling net on [8, 2, 14, 14]: a 3x3 conv of 2 channels to 48
- * (bias, relu), a 1x1 conv 48 -> 48 (bias, relu), a 3x3 conv back to 2 channels (bias).  The
- * chain pass makes each block's convs one conv2d_chain: of all three in the forward graph
- * alone, of the first two in the training graph (where the 1x1 conv's output is also read by
- * the backward pass, and remat gives that its own copy of the first conv's). */
-static void build_chains(built *b, bool train) {
-  fg_graph_new(&b->g, NULL);
-  fg_graph *g = b->g;
-  fg_node x = leaf(b, false, "x", fg_shape4(8, 2, 14, 14), 1);
-  fg_node w1 = leaf(b, true, "w1", fg_shape4(48, 2, 3, 3), 2),
-          b1 = leaf(b, true, "b1", fg_shape1(48), 3);
-  fg_node w2 = leaf(b, true, "w2", fg_shape4(48, 48, 1, 1), 4),
-          b2 = leaf(b, true, "b2", fg_shape1(48), 5);
-  fg_node w3 = leaf(b, true, "w3", fg_shape4(2, 48, 3, 3), 6),
-          b3 = leaf(b, true, "b3", fg_shape1(2), 7);
-  fg_conv2d_opts pad = fg_conv2d_defaults();
-  pad.padding[0] = pad.padding[1] = 1;
-  fg_node h = x;
-  for (int block = 0; block < 3; block++) {
-    fg_node a = fg_relu(g, fg_conv2d(g, h, w1, b1, &pad));
-    fg_node c = fg_relu(g, fg_conv2d(g, a, w2, b2, NULL));
-    h = fg_add(g, h, fg_mul_scalar(g, fg_conv2d(g, c, w3, b3, &pad), 0.1));
-  }
-  fg_node loss = fg_sum(g, fg_square(g, h), FG_ALL_AXES, false);
-  b->outs[0] = loss, b->n_out = 1;
-  if (!train) return;
-  fg_node wrt[7] = {x, w1, b1, w2, b2, w3, b3};
-  cr_assert_eq(fg_grad(g, loss, 7, wrt, b->outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
-  b->n_out = 8;
-}
-
 /* The chains a program made, and the convs in each (all the same here, else -1). */
 static int count_chains(const built *b, const fg_program_opts *o, int *convs) {
   fg_program *p;
@@ -541,17 +516,21 @@ static int count_chains(const built *b, const fg_program_opts *o, int *convs) {
   return k;
 }
 
+/* The chain pass makes each block's convs (with biases, as Glow's) one conv2d_chain: of all
+ * three in the forward graph alone, of the first two in the training graph (where the 1x1
+ * conv's output is also read by the backward pass, and remat gives that its own copy of the
+ * first conv's). */
 Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
   for (int train = 0; train < 2; train++) {
     built b = {0};
-    build_chains(&b, train);
+    build_couplings(&b, true, train);
     fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
                           .poison_freed = true};
     fg_program_opts off = on, direct = on;
     off.disabled_passes = FG_PASS_BIT(CHAIN);
     direct.kernels = "conv2d_bias_act=direct"; /* pinned: the convs stay apart to run it */
     int convs;
-    cr_expect_eq(count_chains(&b, &on, &convs), 3, "one chain per block");
+    cr_expect_eq(count_chains(&b, &on, &convs), 5, "one chain per block");
     cr_expect_eq(convs, train ? 2 : 3, "convs per chain");
     cr_expect_eq(count_chains(&b, &off, &convs), 0);
     cr_expect_eq(count_chains(&b, &direct, &convs), 0);

@@ -67,6 +67,10 @@ fg_status fg_pass_live_nodes(uint8_t **live, const fg_pass_ctx *c);
  * (for the passes that fuse a node into its only reader).  On failure *uses is NULL. */
 fg_status fg_pass_reader_counts(int32_t **uses, const fg_graph *g, int n_out, const fg_node *outs,
                                 fg_err *e);
+/* A rewrite for a pass that merges nodes into their only reader: emit gets the reader counts
+ * of c->g as its state and counts each merge in c->changes; the merged nodes, unread then, are
+ * removed (unless c->keep_dead). */
+fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit);
 
 fg_status fg_pass_dce(fg_pass_ctx *c);
 fg_status fg_pass_simplify(fg_pass_ctx *c);

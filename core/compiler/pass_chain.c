@@ -13,7 +13,6 @@
  * It runs after remat, so that in a training graph the backward pass reads a recomputed copy
  * of the first conv's output and the forward one has the 1x1 conv as its only reader.  Each
  * value is computed as the separate ops' kernels compute it (per image, on the same paths). */
-#include <stdlib.h>
 
 #include "core/compiler/pass.h"
 #include "core/ir/op.h"
@@ -92,15 +91,4 @@ static fg_node chain_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg
   return extend(dst, in[0], src, n, in);
 }
 
-fg_status fg_pass_chain(fg_pass_ctx *c) {
-  int32_t *uses;
-  fg_status st = fg_pass_reader_counts(&uses, c->g, c->n_out, c->outs, c->e);
-  if (st != FG_OK) return st;
-  st = fg_pass_rewrite(c, chain_emit, uses);
-  free(uses);
-  int64_t chained = c->changes;
-  /* the convs that joined a chain are unread now */
-  if (st == FG_OK && chained > 0 && !c->keep_dead) st = fg_pass_dce(c);
-  c->changes = chained;
-  return st;
-}
+fg_status fg_pass_chain(fg_pass_ctx *c) { return fg_pass_rewrite_merging(c, chain_emit); }

@@ -5,7 +5,6 @@
  * another node reads must still exist.  Results are bit-identical (the same float additions
  * and comparisons).  relu's gradient is taken from its output, so a training graph's backward
  * does not keep the pre-activation alive and the pattern stays single-use there too. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/ir/op.h"
@@ -58,15 +57,4 @@ static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
   return fg_graph_copy_node(dst, src, n, in);
 }
 
-fg_status fg_pass_epilogue(fg_pass_ctx *c) {
-  int32_t *uses;
-  fg_status st = fg_pass_reader_counts(&uses, c->g, c->n_out, c->outs, c->e);
-  if (st != FG_OK) return st;
-  st = fg_pass_rewrite(c, epilogue_emit, uses);
-  free(uses);
-  int64_t fused = c->changes;
-  /* the conv2d and add nodes that were fused are unread now */
-  if (st == FG_OK && fused > 0 && !c->keep_dead) st = fg_pass_dce(c);
-  c->changes = fused;
-  return st;
-}
+fg_status fg_pass_epilogue(fg_pass_ctx *c) { return fg_pass_rewrite_merging(c, epilogue_emit); }

@@ -55,6 +55,18 @@ fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   return st;
 }
 
+fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit) {
+  int32_t *uses;
+  fg_status st = fg_pass_reader_counts(&uses, c->g, c->n_out, c->outs, c->e);
+  if (st != FG_OK) return st;
+  st = fg_pass_rewrite(c, emit, uses);
+  free(uses);
+  int64_t merged = c->changes;
+  if (st == FG_OK && merged > 0 && !c->keep_dead) st = fg_pass_dce(c);
+  c->changes = merged;
+  return st;
+}
+
 fg_status fg_pass_reader_counts(int32_t **out, const fg_graph *g, int n_out, const fg_node *outs,
                                 fg_err *e) {
   int32_t n = fg_graph_node_count(g);
