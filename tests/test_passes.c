@@ -534,8 +534,9 @@ Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
     cr_expect_eq(convs, train ? 2 : 3, "convs per chain");
     cr_expect_eq(count_chains(&b, &off, &convs), 0);
     cr_expect_eq(count_chains(&b, &direct, &convs), 0);
-    /* each image's convs run the native paths the separate ops' kernels run: the same bits,
-     * and images are split among parts whole, so for any number of threads */
+    /* each image's convs run the native paths the separate ops' kernels run, which take whole
+     * images at 16x16 (256 pixels): the same bits; images are split among parts whole, so
+     * for any number of threads */
     fg_tensor *ref[16], *with[16], *without[16], *one[16];
     fg_program_opts ref_opts = reference_opts;
     ref_opts.kernels = "native";

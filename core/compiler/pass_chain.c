@@ -12,7 +12,8 @@
  * channels (where the native direct kernels win) and a 1x1 conv (a GEMM per image) between.
  * It runs after remat, so that in a training graph the backward pass reads a recomputed copy
  * of the first conv's output and the forward one has the 1x1 conv as its only reader.  Each
- * value is computed as the separate ops' kernels compute it (per image, on the same paths). */
+ * image's convs run the paths the separate ops' kernels take, so the values are theirs to the
+ * last bit where those take whole images (see ops/kernels/conv.c for where they do not). */
 
 #include "core/compiler/pass.h"
 #include "core/ir/op.h"

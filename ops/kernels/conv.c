@@ -216,9 +216,12 @@ fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
 
 /* ---- conv2d_chain: image by image ----
  * A part takes whole images; for each it runs the convs one after the other, each as
- * conv2d_bias_act's kernel on a batch of one (the same paths, so each value is computed as
- * it would be by the separate ops), the outputs before the last in two work buffers that stay
- * in cache for the next conv.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
+ * conv2d_bias_act's kernel on a batch of one (the paths the separate ops take), the outputs
+ * before the last in two work buffers that stay in cache for the next conv.  The values are
+ * the separate ops' where those take whole images too; where their GEMM path splits an image
+ * between parts (images of under 128 pixels, Glow's 7x7 level) the GEMMs' columns differ and
+ * so may the last bits.  Images are split among parts whole, so the results do not depend on
+ * the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
  * after that at 14x14, batch 64, 2 threads: 1.54-1.74 ms for the first two against 1.96-3.09
  * as two ops, and 2.44-2.54 for all three against 2.89-3.03 with the third apart (medians of
  * 200, a stand-alone prototype over these kernels, AMD EPYC). */
