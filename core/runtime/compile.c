@@ -12,20 +12,27 @@
 #include "core/compiler/pass_schedule.h"
 #include "core/runtime/program_internal.h"
 
-/* The passes switched off: the options', and the chain pass where FG_KERNELS pins
- * conv2d_bias_act to one implementation (conv2d_chain has the native kernels alone, so the
- * convs stay apart to run the one asked for).  A malformed rule is reported when the kernels
- * are chosen. */
-static uint32_t passes_off(const fg_program_opts *o) {
-  fg_kernel_rules rules;
+/* The kernel rules: FG_KERNELS (or the options'), every auto rule native in deterministic
+ * mode.  Read once, before the passes, which they also steer. */
+static fg_status kernel_rules(fg_kernel_rules *rules, const fg_program_opts *o, fg_err *e) {
   const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
-  bool pinned = fg__kernel_rules_parse(&rules, text, NULL) == FG_OK &&
-                rules.mode[FG_OP_CONV2D_BIAS_ACT] == KRULE_IMPL;
+  fg_status st = fg__kernel_rules_parse(rules, text, e);
+  for (int op = 0; st == FG_OK && o->deterministic && op < FG_OP_COUNT; op++)
+    if (rules->mode[op] == KRULE_AUTO) rules->mode[op] = KRULE_NATIVE;
+  return st;
+}
+
+/* The passes switched off: the options', and the chain pass where the rules pin
+ * conv2d_bias_act to one implementation (conv2d_chain has the native kernels alone, so the
+ * convs stay apart to run the one asked for). */
+static uint32_t passes_off(const fg_program_opts *o, const fg_kernel_rules *rules) {
+  bool pinned = rules->mode[FG_OP_CONV2D_BIAS_ACT] == KRULE_IMPL;
   return o->disabled_passes | (pinned ? FG_PASS_BIT(CHAIN) : 0);
 }
 
 static fg_status copy_needed(fg_program *p, fg_graph *src, int n_out, const fg_node *outs,
-                             const fg_program_opts *o, fg_err *e) {
+                             const fg_program_opts *o, const fg_kernel_rules *rules,
+                             fg_err *e) {
   /* the first rewrite copies the needed nodes out of the user's graph, which stays as it is */
   fg_pass_ctx c = {.g = src, .borrowed = true, .n_out = n_out, .outs = p->outs, .e = e,
                    .keep_dead = o->disabled_passes & FG_PASS_BIT(DCE)};
@@ -33,7 +40,7 @@ static fg_status copy_needed(fg_program *p, fg_graph *src, int n_out, const fg_n
   fg_status st = fg_pass_rewrite(&c, NULL, NULL);
   if (st != FG_OK) return st;
   p->stats.nodes_in = fg_graph_node_count(c.g);
-  st = fg_passes_run(&c, passes_off(o), o->verify, o->dump_dir, p->stats.nodes_after);
+  st = fg_passes_run(&c, passes_off(o, rules), o->verify, o->dump_dir, p->stats.nodes_after);
   p->g = c.g;
   return st;
 }
@@ -198,13 +205,9 @@ static fg_status make_pool(fg_program *p, const fg_program_opts *o, fg_err *e) {
 }
 
 /* Each step's implementation, and how the executor would split the descriptor's kernel. */
-static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool layouts, fg_err *e) {
-  fg_kernel_rules rules;
-  const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
-  fg_status st = fg__kernel_rules_parse(&rules, text, e);
-  if (st != FG_OK) return st;
-  for (int op = 0; o->deterministic && op < FG_OP_COUNT; op++)
-    if (rules.mode[op] == KRULE_AUTO) rules.mode[op] = KRULE_NATIVE;
+static fg_status choose_kernels(fg_program *p, const fg_kernel_rules *rules, bool layouts,
+                               fg_err *e) {
+  fg_status st = FG_OK;
   double t0 = fg__program_now_ms();
   p->kernels = calloc((size_t)p->n_steps + 1, sizeof *p->kernels);
   p->step_parts = calloc((size_t)p->n_steps + 1, sizeof *p->step_parts);
@@ -215,9 +218,9 @@ static fg_status choose_kernels(fg_program *p, const fg_program_opts *o, bool la
     p->step_parts[s] = group >= 0 ? fg__program_group_parts(p, group)
                                   : fg__program_parts_for(p->g, n, fg_pool_size(p->pool));
     if (group < 0)
-      st = fg__kernel_choose(&p->kernels[s], p->g, n, p->step_parts[s], &rules, p->pool, e);
+      st = fg__kernel_choose(&p->kernels[s], p->g, n, p->step_parts[s], rules, p->pool, e);
   }
-  if (st == FG_OK && layouts) st = fg__program_choose_for_layouts(p, &rules, e);
+  if (st == FG_OK && layouts) st = fg__program_choose_for_layouts(p, rules, e);
   p->stats.choose_ms = fg__program_now_ms() - t0;
   return st;
 }
@@ -237,7 +240,9 @@ static void fill_stats(fg_program *p, double t0) {
 fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
                               const fg_program_opts *o, fg_err *e) {
   double t0 = fg__program_now_ms();
-  fg_status st = copy_needed(p, g, p->n_out, outs, o, e);
+  fg_kernel_rules rules;
+  fg_status st = kernel_rules(&rules, o, e);
+  if (st == FG_OK) st = copy_needed(p, g, p->n_out, outs, o, &rules, e);
   if (st == FG_OK) {
     if (o->disabled_passes & FG_PASS_BIT(FUSE)) {
       st = fg_fusion_plan(&p->fusion, p->g, 0, NULL, e); /* empty plan with arrays */
@@ -253,7 +258,7 @@ fg_status fg__program_compile(fg_program *p, fg_graph *g, const fg_node *outs,
   if (st == FG_OK) st = make_pool(p, o, e);
   if (st == FG_OK) st = schedule(p, o, e);
   bool layouts = !(o->disabled_passes & FG_PASS_BIT(LAYOUT));
-  if (st == FG_OK) st = choose_kernels(p, o, layouts, e);
+  if (st == FG_OK) st = choose_kernels(p, &rules, layouts, e);
   if (st == FG_OK) st = fg__program_plan_layouts(p, layouts, e);
   if (st == FG_OK) st = plan_memory(p, o, e);
   if (st == FG_OK) fill_stats(p, t0);

@@ -224,7 +224,8 @@ fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
  * the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
  * after that at 14x14, batch 64, 2 threads: 1.54-1.74 ms for the first two against 1.96-3.09
  * as two ops, and 2.44-2.54 for all three against 2.89-3.03 with the third apart (medians of
- * 200, a stand-alone prototype over these kernels, AMD EPYC). */
+ * 200, a stand-alone prototype over these kernels, the two ways in alternating processes, AMD
+ * EPYC, 2 cores). */
 static fg_shape batch_of_one(fg_shape s) {
   s.d[0] = 1;
   return s;
