@@ -222,7 +222,28 @@ static fg_status make_batch(const bench *b, int64_t n, uint64_t seed, fg_tensor 
   return FG_OK;
 }
 
-/* ---- FLOPs: 2 x multiply-adds of conv2d (and its transposes) and matmul nodes ---- */
+/* ---- FLOPs: 2 x multiply-adds of conv2d (and its transposes, and chains) and matmul nodes ---- */
+
+static int64_t conv_extent(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+/* A conv2d_chain (the compiler's chain pass) holds its convs' weights as inputs 1, 3, 5: each
+ * conv's output extent follows from its input's and its geometry. */
+static double chain_flops(const fg_graph *g, fg_node n) {
+  const fg_conv2d_chain_attr *at = fg_node_attr(g, n);
+  fg_shape x = fg_node_shape(g, fg_node_input(g, n, 0)); /* [N, C, H, W] */
+  int64_t h = x.d[2], w = x.d[3];
+  double total = 0;
+  for (int64_t i = 0; i < at->n_convs; i++) {
+    fg_shape k = fg_node_shape(g, fg_node_input(g, n, (int)(1 + 2 * i))); /* [O, C, KH, KW] */
+    const fg_conv2d_opts *o = &at->conv[i].geom;
+    h = conv_extent(h, k.d[2], o->stride[0], o->padding[0], o->dilation[0]);
+    w = conv_extent(w, k.d[3], o->stride[1], o->padding[1], o->dilation[1]);
+    total += 2.0 * (double)(x.d[0] * k.d[0] * h * w) * (double)(k.d[1] * k.d[2] * k.d[3]);
+  }
+  return total;
+}
 
 static double graph_flops(const fg_graph *g) {
   double total = 0;
@@ -230,7 +251,9 @@ static double graph_flops(const fg_graph *g) {
     int op = fg_node_op(g, n);
     fg_shape out = fg_node_shape(g, n);
     bool fwd = op == FG_OP_CONV2D || op == FG_OP_CONV2D_BIAS_ACT;
-    if (fwd || op == FG_OP_CONV2D_INPUT_GRAD) {
+    if (op == FG_OP_CONV2D_CHAIN) {
+      total += chain_flops(g, n);
+    } else if (fwd || op == FG_OP_CONV2D_INPUT_GRAD) {
       fg_shape w = fg_node_shape(g, fg_node_input(g, n, 1)); /* [O, C, KH, KW] */
       fg_shape y = fwd ? out : fg_node_shape(g, fg_node_input(g, n, 0));
       total += 2.0 * (double)fg_shape_count(&y) * (double)(w.d[1] * w.d[2] * w.d[3]);
