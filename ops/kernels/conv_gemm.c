@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "ops/kernels/conv_internal.h"
+#include "ops/kernels/simd.h"
 
 enum {
   SCRATCH_ELEMS = 1 << 20, /* per part, for im2col and friends */
@@ -112,6 +113,33 @@ static void col2im(const conv_ctx *c, const void *src, int64_t r0, int64_t r1, v
 
 /* ---- conv2d: y[n][:, s0:s1] = W . col[n][:, s0:s1] over (image, output pixel) items ---- */
 
+/* conv2d_bias_act's epilogue over rows of output channels o0.. (len values each, ld apart):
+ * y = act(y + bias[o]), while the rows are still in cache.  The same additions as a separate
+ * broadcast add, so bit-identical (relu: y + b > 0 ? y + b : 0, so NaN gives 0, as relu does).
+ * Compiled for AVX-512 and AVX2 as well (FG_SIMD_CLONES): at the baseline's 4 floats a vector
+ * it was 9.5 % of Glow K=8's log-prob program (perf record, Intel Xeon, 2 cores). */
+#define CONV_EPILOGUE_DEFINE(T, SUF)                                                          \
+  FG_SIMD_CLONES static void epilogue_##SUF(T *y, int64_t rows, int64_t len, int64_t ld,      \
+                                            const T *bias, bool relu) {                       \
+    for (int64_t r = 0; r < rows; r++, y += ld) {                                             \
+      T b = bias[r];                                                                          \
+      if (relu)                                                                               \
+        for (int64_t i = 0; i < len; i++) y[i] = y[i] + b > 0 ? y[i] + b : 0;                 \
+      else                                                                                    \
+        for (int64_t i = 0; i < len; i++) y[i] = y[i] + b;                                    \
+    }                                                                                         \
+  }
+CONV_EPILOGUE_DEFINE(float, f32)
+CONV_EPILOGUE_DEFINE(double, f64)
+#undef CONV_EPILOGUE_DEFINE
+
+/* The epilogue over all output channels of y[n][:, a:a + len] (row stride S). */
+static void epilogue(const conv_ctx *c, void *y, int64_t len, int64_t S) {
+  if (!c->bias) return;
+  if (c->t == FG_F32) epilogue_f32(y, c->g.o, len, S, c->bias, c->relu);
+  else epilogue_f64(y, c->g.o, len, S, c->bias, c->relu);
+}
+
 static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, void *y,
                              int64_t n, int64_t s0, int64_t s1, void *buf, int64_t chunk) {
   const conv_geom *g = &c->g;
@@ -128,8 +156,7 @@ static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, vo
     }
     fg_status st = gemm(c, d, w, col, at_m(c, y, n * g->o * S + a), "conv2d");
     if (st != FG_OK) return st;
-    for (int64_t o = 0; c->bias && o < g->o; o++)
-      epilogue(c, at_m(c, y, (n * g->o + o) * S + a), o, b - a);
+    epilogue(c, at_m(c, y, n * g->o * S + a), b - a, S);
   }
   return FG_OK;
 }

@@ -117,26 +117,6 @@ static inline void zero_tile(const conv_ctx *c, void *gw, int64_t o0, int64_t o1
   for (int64_t o = o0; o < o1; o++) memset(at_m(c, gw, o * ld + r0), 0, c->es * (size_t)(r1 - r0));
 }
 
-/* conv2d_bias_act's epilogue over a run of output channel o: y = act(y + bias[o]), while the
- * run is still in cache.  The same additions as a separate broadcast add, so bit-identical;
- * nothing without a bias. */
-#define CONV_EPILOGUE_DEFINE(T, SUF)                                                          \
-  static inline void epilogue_##SUF(T *y, int64_t len, T b, bool relu) {                      \
-    if (relu)                                                                                 \
-      for (int64_t i = 0; i < len; i++) y[i] = y[i] + b > 0 ? y[i] + b : 0;                   \
-    else                                                                                      \
-      for (int64_t i = 0; i < len; i++) y[i] = y[i] + b;                                      \
-  }
-CONV_EPILOGUE_DEFINE(float, f32)
-CONV_EPILOGUE_DEFINE(double, f64)
-#undef CONV_EPILOGUE_DEFINE
-
-static inline void epilogue(const conv_ctx *c, void *y, int64_t o, int64_t len) {
-  if (!c->bias) return;
-  if (c->t == FG_F32) epilogue_f32(y, len, ((const float *)c->bias)[o], c->relu);
-  else epilogue_f64(y, len, ((const double *)c->bias)[o], c->relu);
-}
-
 /* The paths, each computing the share of part k->ith of k->nth (and choosing how many of the
  * parts get work).  conv2d_bias_act runs as conv2d with c->bias set. */
 typedef fg_status (*conv_driver)(const conv_ctx *c, const fg_kargs *k);
