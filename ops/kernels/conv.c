@@ -214,20 +214,20 @@ fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
   return conv_run(k, FG_F64, CONV_WEIGHT_GRAD, NULL, false);
 }
 
-/* ---- conv2d_chain: image by image ----
- * A part takes whole images; for each it runs the convs one after the other, each as
- * conv2d_bias_act's kernel on a batch of one (the paths the separate ops take), the outputs
- * before the last in two work buffers that stay in cache for the next conv.  The values are
- * the separate ops' where those take whole images too; where their GEMM path splits an image
- * between parts (images of under 128 pixels, Glow's 7x7 level) the GEMMs' columns differ and
- * so may the last bits.  Images are split among parts whole, so the results do not depend on
- * the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
+/* ---- conv2d_chain: a few images at a time ----
+ * A part takes whole groups of images (chain_group); for each group it runs the convs one
+ * after the other, each as conv2d_bias_act's kernel on a batch of the group (the paths the
+ * separate ops take), the outputs before the last in two work buffers that stay in cache for
+ * the next conv.  The values are the separate ops' where those take whole images too; where
+ * their GEMM path splits an image between parts (images of under 128 pixels, Glow's 7x7 level)
+ * the GEMMs' columns differ and so may the last bits.  Groups are split among parts whole, so
+ * the results do not depend on the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
  * after that at 14x14, batch 64, 2 threads: 1.54-1.74 ms for the first two against 1.96-3.09
  * as two ops, and 2.44-2.54 for all three against 2.89-3.03 with the third apart (medians of
  * 200, a stand-alone prototype over these kernels, the two ways in alternating processes, AMD
  * EPYC, 2 cores). */
-static fg_shape batch_of_one(fg_shape s) {
-  s.d[0] = 1;
+static fg_shape batch_of(fg_shape s, int64_t n) {
+  s.d[0] = n;
   return s;
 }
 
@@ -240,34 +240,51 @@ static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape 
                    conv_out_extent(g.w, g.kw, g.sw, g.pw, g.dw));
 }
 
+/* Images a chain step takes at once: enough for CHAIN_GROUP_PIXELS output pixels of the first
+ * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap
+ * offsets, the GEMM's packing) is paid for at least that many pixels; the outputs inside the
+ * chain (128 channels x 256 pixels x 4 bytes = 128 KiB each for Glow) still stay in L2.  Glow
+ * K=8's log-prob program, 1 image against 256 pixels (2 images at 14x14, 6 at 7x7): about +5 %
+ * items/s (4 alternating runs each, Intel Xeon, 2 cores); 1024 pixels and more were slower.
+ * Fixed by the geometry, never by the thread count, so the groups are the same for any. */
+#define CHAIN_GROUP_PIXELS 256
+
+static int64_t chain_group(const fg_shape *first_out, int64_t batch) {
+  int64_t hw = first_out->d[2] * first_out->d[3] > 0 ? first_out->d[2] * first_out->d[3] : 1;
+  int64_t g = (CHAIN_GROUP_PIXELS + hw - 1) / hw;
+  return g < batch ? g : batch > 0 ? batch : 1;
+}
+
 static fg_status chain_run(const fg_kargs *k, fg_kernel_fn bias_act) {
   const fg_conv2d_chain_attr *at = k->attr;
   int n = (int)at->n_convs;
-  fg_shape shape[FG_CONV2D_CHAIN_MAX + 1] = {batch_of_one(k->in_shape[0])}; /* conv i's input */
+  fg_shape shape[FG_CONV2D_CHAIN_MAX + 1] = {batch_of(k->in_shape[0], 1)}; /* conv i's input */
   int64_t mid_elems = 0;
   for (int i = 0; i < n; i++) {
     shape[i + 1] = chain_out_shape(at, i, shape[i], k->in_shape[1 + 2 * i]);
     if (i < n - 1 && fg_shape_count(&shape[i + 1]) > mid_elems)
       mid_elems = fg_shape_count(&shape[i + 1]);
   }
+  int64_t batch = k->in_shape[0].d[0], group = chain_group(&shape[1], batch);
   size_t es = fg_dtype_size(k->in_dtype[0]);
-  int64_t x_img = fg_shape_count(&shape[0]), y_img = fg_shape_count(&shape[n]), n0, n1;
-  fg_split_range(k->in_shape[0].d[0], k->ith, k->nth, &n0, &n1);
-  if (n0 == n1) return FG_OK;
-  size_t mid_bytes = es * (size_t)(mid_elems > 0 ? mid_elems : 1);
+  int64_t x_img = fg_shape_count(&shape[0]), y_img = fg_shape_count(&shape[n]), g0, g1;
+  fg_split_range((batch + group - 1) / group, k->ith, k->nth, &g0, &g1);
+  if (g0 == g1) return FG_OK;
+  size_t mid_bytes = es * (size_t)(mid_elems > 0 ? mid_elems * group : 1);
   void *buf[2] = {fg_work_alloc(mid_bytes), n > 2 ? fg_work_alloc(mid_bytes) : NULL};
   fg_status st = buf[0] && (n <= 2 || buf[1]) ? FG_OK
                  : fg_err_set(k->err, FG_E_NOMEM, "conv2d_chain: out of memory");
-  for (int64_t img = n0; st == FG_OK && img < n1; img++) {
+  for (int64_t gi = g0; st == FG_OK && gi < g1; gi++) {
+    int64_t img = gi * group, cnt = batch - img < group ? batch - img : group;
     const void *src = (const char *)k->in[0] + es * (size_t)(img * x_img);
     for (int i = 0; st == FG_OK && i < n; i++) {
       void *dst = i == n - 1 ? (char *)k->out + es * (size_t)(img * y_img) : buf[i % 2];
-      fg_shape s[3] = {shape[i], k->in_shape[1 + 2 * i], k->in_shape[2 + 2 * i]};
+      fg_shape s[3] = {batch_of(shape[i], cnt), k->in_shape[1 + 2 * i], k->in_shape[2 + 2 * i]};
       const void *in[3] = {src, k->in[1 + 2 * i], k->in[2 + 2 * i]};
       fg_dtype dt[3] = {k->in_dtype[0], k->in_dtype[1 + 2 * i], k->in_dtype[2 + 2 * i]};
       fg_kargs one = {.attr = &at->conv[i], .n_in = 3, .in = in, .in_shape = s, .in_dtype = dt,
-                      .out = dst, .out_shape = shape[i + 1], .nth = 1, .err = k->err,
-                      .outer_parts = k->nth};
+                      .out = dst, .out_shape = batch_of(shape[i + 1], cnt), .nth = 1,
+                      .err = k->err, .outer_parts = k->nth};
       st = bias_act(&one);
       src = dst;
     }
