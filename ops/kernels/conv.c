@@ -242,17 +242,22 @@ static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape 
 
 /* Images a chain step takes at once: enough for CHAIN_GROUP_PIXELS output pixels of the first
  * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap
- * offsets, the GEMM's packing) is paid for at least that many pixels; the outputs inside the
- * chain (128 channels x 256 pixels x 4 bytes = 128 KiB each for Glow) still stay in L2.  Glow
- * K=8's log-prob program, 1 image against 256 pixels (2 images at 14x14, 6 at 7x7): about +5 %
- * items/s (4 alternating runs each, Intel Xeon, 2 cores); 1024 pixels and more were slower.
- * Fixed by the geometry, never by the thread count, so the groups are the same for any. */
-#define CHAIN_GROUP_PIXELS 256
+ * offsets, the GEMM's packing) is paid for at least that many pixels, but no more than keep
+ * the two work buffers within CHAIN_GROUP_BYTES, so that they stay in a 1 MiB L2 beside the
+ * weights (Glow K=8: 2 images at 14x14, 6 at 7x7; K=16's 256 channels: 1 and 5).  Glow K=8's
+ * log-prob program, 1 image against 256 pixels: about +5 % items/s (4 alternating runs each,
+ * Intel Xeon, 2 cores); 1024 pixels and more were slower; K=16, 1 image against 2: no
+ * difference there (3 alternating runs).  Fixed by the geometry, never by the thread count,
+ * so the groups are the same for any. */
+enum { CHAIN_GROUP_PIXELS = 256, CHAIN_GROUP_BYTES = 512 << 10 };
 
-static int64_t chain_group(const fg_shape *first_out, int64_t batch) {
+static int64_t chain_group(const fg_shape *first_out, size_t mid_bytes, int64_t batch) {
   int64_t hw = first_out->d[2] * first_out->d[3] > 0 ? first_out->d[2] * first_out->d[3] : 1;
   int64_t g = (CHAIN_GROUP_PIXELS + hw - 1) / hw;
-  return g < batch ? g : batch > 0 ? batch : 1;
+  int64_t fit = (int64_t)(CHAIN_GROUP_BYTES / (2 * (mid_bytes > 0 ? mid_bytes : 1)));
+  g = g < fit ? g : fit;
+  g = g < batch ? g : batch;
+  return g > 1 ? g : 1;
 }
 
 static fg_status chain_run(const fg_kargs *k, fg_kernel_fn bias_act) {
@@ -265,8 +270,9 @@ static fg_status chain_run(const fg_kargs *k, fg_kernel_fn bias_act) {
     if (i < n - 1 && fg_shape_count(&shape[i + 1]) > mid_elems)
       mid_elems = fg_shape_count(&shape[i + 1]);
   }
-  int64_t batch = k->in_shape[0].d[0], group = chain_group(&shape[1], batch);
   size_t es = fg_dtype_size(k->in_dtype[0]);
+  int64_t batch = k->in_shape[0].d[0];
+  int64_t group = chain_group(&shape[1], es * (size_t)mid_elems, batch);
   int64_t x_img = fg_shape_count(&shape[0]), y_img = fg_shape_count(&shape[n]), g0, g1;
   fg_split_range((batch + group - 1) / group, k->ith, k->nth, &g0, &g1);
   if (g0 == g1) return FG_OK;
