@@ -221,11 +221,11 @@ fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
  * the next conv.  The values are the separate ops' where those take whole images too; where
  * their GEMM path splits an image between parts (images of under 128 pixels, Glow's 7x7 level)
  * the GEMMs' columns differ and so may the last bits.  Groups are split among parts whole, so
- * the results do not depend on the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
- * after that at 14x14, batch 64, 2 threads: 1.54-1.74 ms for the first two against 1.96-3.09
- * as two ops, and 2.44-2.54 for all three against 2.89-3.03 with the third apart (medians of
- * 200, a stand-alone prototype over these kernels, the two ways in alternating processes, AMD
- * EPYC, 2 cores). */
+ * the results do not depend on the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after
+ * it and the 128->4 3x3 after that at 14x14, batch 64, 2 threads, an image at a time:
+ * 1.54-1.74 ms for the first two against 1.96-3.09 as two ops, and 2.44-2.54 for all three
+ * against 2.89-3.03 with the third apart (medians of 200, a stand-alone prototype over these
+ * kernels, the two ways in alternating processes, AMD EPYC, 2 cores). */
 static fg_shape batch_of(fg_shape s, int64_t n) {
   s.d[0] = n;
   return s;

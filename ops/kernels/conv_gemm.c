@@ -113,11 +113,12 @@ static void col2im(const conv_ctx *c, const void *src, int64_t r0, int64_t r1, v
 
 /* ---- conv2d: y[n][:, s0:s1] = W . col[n][:, s0:s1] over (image, output pixel) items ---- */
 
-/* conv2d_bias_act's epilogue over rows of output channels o0.. (len values each, ld apart):
- * y = act(y + bias[o]), while the rows are still in cache.  The same additions as a separate
- * broadcast add, so bit-identical (relu: y + b > 0 ? y + b : 0, so NaN gives 0, as relu does).
- * Compiled for AVX-512 and AVX2 as well (FG_SIMD_CLONES): at the baseline's 4 floats a vector
- * it was 9.5 % of Glow K=8's log-prob program (perf record, Intel Xeon, 2 cores). */
+/* conv2d_bias_act's epilogue over the rows r of the output channels (len values each, ld
+ * apart): y = act(y + bias[r]), while the rows are still in cache.  The same additions as a
+ * separate broadcast add, so bit-identical (relu: y + b > 0 ? y + b : 0, so NaN gives 0, as
+ * relu does).  Compiled for AVX-512 and AVX2 as well (FG_SIMD_CLONES): at the baseline's 4
+ * floats a vector it was 9.5 % of Glow K=8's log-prob program (perf record, Intel Xeon, 2
+ * cores). */
 #define CONV_EPILOGUE_DEFINE(T, SUF)                                                          \
   FG_SIMD_CLONES static void epilogue_##SUF(T *y, int64_t rows, int64_t len, int64_t ld,      \
                                             const T *bias, bool relu) {                       \
