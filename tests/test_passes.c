@@ -104,6 +104,19 @@ static void expect_identical(const built *b, fg_tensor **a, fg_tensor **c, const
   }
 }
 
+/* Every element within rel of the other's magnitude (and 1e-6 absolute). */
+static void expect_close(const built *b, fg_tensor **a, fg_tensor **c, double rel, const char *what) {
+  for (int j = 0; j < b->n_out; j++) {
+    int64_t n = fg_tensor_numel(a[j]);
+    cr_assert_eq(fg_tensor_numel(c[j]), n);
+    for (int64_t i = 0; i < n; i++) {
+      double x = ((float *)fg_tensor_data(a[j]))[i], y = ((float *)fg_tensor_data(c[j]))[i];
+      cr_assert(fabs(x - y) <= rel * fmax(fabs(x), fabs(y)) + 1e-6, "%s: output %d element %lld: %.9g vs %.9g",
+                what, j, (long long)i, x, y);
+    }
+  }
+}
+
 static void free_outs(const built *b, fg_tensor **o) {
   for (int j = 0; j < b->n_out; j++) fg_tensor_free(o[j]);
 }
@@ -434,10 +447,10 @@ Test(passes, epilogue_fuses_conv_bias_relu_bit_identically) {
  * gradients of the loss.  The first conv's output is 16x its input and costs 18 multiply-adds
  * per element: the remat pass computes it again for the backward pass instead of keeping it;
  * the others stay. */
-static void build_couplings(built *b, bool biases, bool train) {
+static void build_couplings(built *b, bool biases, bool train, int64_t batch, int64_t hw) {
   fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
-  fg_node x = leaf(b, false, "x", fg_shape4(8, 2, 16, 16), 1);
+  fg_node x = leaf(b, false, "x", fg_shape4(batch, 2, hw, hw), 1);
   fg_node w1 = leaf(b, true, "w1", fg_shape4(64, 2, 3, 3), 2),
           b1 = leaf(b, true, "b1", fg_shape1(64), 3);
   fg_node w2 = leaf(b, true, "w2", fg_shape4(64, 64, 1, 1), 4);
@@ -478,7 +491,7 @@ static int count_remat(const fg_program_opts *o, const built *b, size_t *arena) 
 
 Test(passes, remat_computes_cheap_large_values_again_for_the_backward_pass) {
   built b = {0};
-  build_couplings(&b, false, true);
+  build_couplings(&b, false, true, 8, 16);
   fg_program_opts on = {.n_threads = 2, .verify = true, .poison_freed = true};
   fg_program_opts off = on;
   off.disabled_passes = FG_PASS_BIT(REMAT);
@@ -523,7 +536,7 @@ static int count_chains(const built *b, const fg_program_opts *o, int *convs) {
 Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
   for (int train = 0; train < 2; train++) {
     built b = {0};
-    build_couplings(&b, true, train);
+    build_couplings(&b, true, train, 8, 16);
     fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
                           .poison_freed = true};
     fg_program_opts off = on, direct = on;
@@ -549,6 +562,36 @@ Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
     expect_identical(&b, ref, without, "passes without chain");
     expect_identical(&b, ref, one, "chain, one thread");
     free_outs(&b, ref), free_outs(&b, with), free_outs(&b, without), free_outs(&b, one);
+    free_built(&b);
+  }
+}
+
+/* At 8x8 the chain takes its 16 images in groups of 4 (256 pixels), the values inside a group
+ * channel-major, so that the 1x1 conv is one GEMM over the group: the same values as the
+ * separate ops up to rounding, and the same bits for any number of threads (groups are fixed
+ * by the shapes). */
+Test(passes, chain_groups_images_with_the_same_bits_for_any_thread_count) {
+  for (int train = 0; train < 2; train++) {
+    built b = {0};
+    build_couplings(&b, true, train, 16, 8);
+    fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
+                          .poison_freed = true};
+    fg_program_opts off = on;
+    off.disabled_passes = FG_PASS_BIT(CHAIN);
+    int convs;
+    cr_expect_eq(count_chains(&b, &on, &convs), 5, "one chain per block");
+    cr_expect_eq(convs, train ? 2 : 3, "convs per chain");
+    fg_tensor *with[16], *without[16], *one[16], *three[16];
+    run(&b, &on, with, NULL);
+    run(&b, &off, without, NULL);
+    on.n_threads = 1;
+    run(&b, &on, one, NULL);
+    on.n_threads = 3;
+    run(&b, &on, three, NULL);
+    expect_close(&b, without, with, 1e-5, "chain against the separate ops");
+    expect_identical(&b, with, one, "chain, one thread");
+    expect_identical(&b, with, three, "chain, three threads");
+    free_outs(&b, with), free_outs(&b, without), free_outs(&b, one), free_outs(&b, three);
     free_built(&b);
   }
 }

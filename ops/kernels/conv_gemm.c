@@ -46,15 +46,15 @@ static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *
 }
 
 #define CONV_LEAVES_DEFINE(T, SUF)                                                            \
-  static void im2col_##SUF(const conv_geom *g, const void *xv, int64_t r0, int64_t r1,        \
-                           int64_t s0, int64_t s1, void *dstv, int64_t ld) {                  \
+  static void im2col_##SUF(const conv_geom *g, const void *xv, int64_t ch_stride, int64_t r0, \
+                           int64_t r1, int64_t s0, int64_t s1, void *dstv, int64_t ld) {      \
     const T *x = xv;                                                                          \
     T *dst = dstv;                                                                            \
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
       int64_t off = q * g->dw - g->pw, lo, hi;                                                \
       valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
-      const T *plane = x + c * g->h * g->w;                                                   \
+      const T *plane = x + c * ch_stride;                                                     \
       T *row = dst + (r - r0) * ld;                                                           \
       for (int64_t s = s0; s < s1;) { /* one output row i at a time: [j0, j1) of it */        \
         int64_t i = s / g->wo, j0 = s % g->wo, j1 = min64(g->wo, j0 + (s1 - s));              \
@@ -100,10 +100,11 @@ static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *
 CONV_LEAVES_DEFINE(float, f32)
 CONV_LEAVES_DEFINE(double, f64)
 
-static void im2col(const conv_ctx *c, const void *x, int64_t r0, int64_t r1, int64_t s0,
-                   int64_t s1, void *dst, int64_t ld) {
-  if (c->t == FG_F32) im2col_f32(&c->g, x, r0, r1, s0, s1, dst, ld);
-  else im2col_f64(&c->g, x, r0, r1, s0, s1, dst, ld);
+/* x: one image, its channel planes ch_stride elements apart */
+static void im2col(const conv_ctx *c, const void *x, int64_t ch_stride, int64_t r0, int64_t r1,
+                   int64_t s0, int64_t s1, void *dst, int64_t ld) {
+  if (c->t == FG_F32) im2col_f32(&c->g, x, ch_stride, r0, r1, s0, s1, dst, ld);
+  else im2col_f64(&c->g, x, ch_stride, r0, r1, s0, s1, dst, ld);
 }
 
 static void col2im(const conv_ctx *c, const void *src, int64_t r0, int64_t r1, void *gx) {
@@ -144,26 +145,41 @@ static void epilogue(const conv_ctx *c, void *y, int64_t len, int64_t S) {
 static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, void *y,
                              int64_t n, int64_t s0, int64_t s1, void *buf, int64_t chunk) {
   const conv_geom *g = &c->g;
-  int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw;
-  const void *img = at_c(c, x, n * g->c * g->h * g->w);
+  int64_t R = g->c * g->kh * g->kw;
+  conv_layout xl = conv_x_layout(c), yl = conv_y_layout(c);
+  const void *img = at_c(c, x, n * xl.img);
+  void *out = at_m(c, y, n * yl.img);
   for (int64_t a = s0; a < s1; a += chunk) {
     int64_t b = min64(s1, a + chunk);
-    fg_gemm_dims d = {.m = g->o, .n = b - a, .k = R, .lda = R, .ldc = S};
-    const void *col = at_c(c, img, a); /* 1x1: col[n] is the image, ldb = H W = S */
-    d.ldb = S;
+    fg_gemm_dims d = {.m = g->o, .n = b - a, .k = R, .lda = R, .ldc = yl.ch};
+    const void *col = at_c(c, img, a); /* 1x1: the image's planes are the rows */
+    d.ldb = xl.ch;
     if (!is_pointwise(g)) {
-      im2col(c, img, 0, R, a, b, buf, b - a);
+      im2col(c, img, xl.ch, 0, R, a, b, buf, b - a);
       col = buf, d.ldb = b - a;
     }
-    fg_status st = gemm(c, d, w, col, at_m(c, y, n * g->o * S + a), "conv2d");
+    fg_status st = gemm(c, d, w, col, at_m(c, out, a), "conv2d");
     if (st != FG_OK) return st;
-    epilogue(c, at_m(c, y, n * g->o * S + a), b - a, S);
+    epilogue(c, at_m(c, out, a), b - a, yl.ch);
   }
   return FG_OK;
 }
 
+/* A 1x1 call whose input and output are both channel-major over all its images ([C][N][H W],
+ * conv2d_chain's groups) is one image of N H W pixels: one GEMM. */
+static void view_channel_major_as_one_image(conv_ctx *c) {
+  conv_geom *g = &c->g;
+  int64_t S = g->ho * g->wo;
+  if (!is_pointwise(g) || g->n < 2 || c->x.img != S || c->y.img != S || c->x.ch != g->n * S ||
+      c->y.ch != g->n * S)
+    return;
+  g->w = g->wo = g->n * S, g->h = g->ho = 1, g->n = 1;
+  c->x = c->y = (conv_layout){0, 0};
+}
+
 fg_status fg_conv_gemm_forward(const conv_ctx *ctx, const fg_kargs *k) {
   conv_ctx c = *ctx;
+  view_channel_major_as_one_image(&c);
   const conv_geom g = c.g;
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
   /* Parts take whole images when an image has MIN_PART_PIXELS / 2 pixels or more: a part
@@ -261,7 +277,7 @@ static fg_status wgrad_tile_inplace(const conv_ctx *c, const void *x, const void
     for (int64_t n = 0; n < g->n && st == FG_OK; n++) {
       const void *col = at_c(c, x, n * CHW + a * S); /* 1x1: the rows are x[n]'s planes */
       if (buf) {
-        im2col(c, at_c(c, x, n * CHW), a, b, 0, S, buf, S);
+        im2col(c, at_c(c, x, n * CHW), g->h * g->w, a, b, 0, S, buf, S);
         col = buf;
       }
       fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = o1 - o0, .n = b - a, .k = S,
@@ -294,7 +310,7 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
       for (int64_t o = o0; o < o1; o++)
         memcpy(at_m(c, dyc, (o - o0) * ld + at), at_c(c, dy, (n * g->o + o) * S),
                c->es * (size_t)S);
-      if (!is_pointwise(g)) im2col(c, img, r0, r1, 0, S, at_m(c, col, at), ld);
+      if (!is_pointwise(g)) im2col(c, img, g->h * g->w, r0, r1, 0, S, at_m(c, col, at), ld);
       else /* 1x1: the column rows are x[n]'s channel planes */
         for (int64_t r = r0; r < r1; r++)
           memcpy(at_m(c, col, (r - r0) * ld + at), at_c(c, img, r * S), c->es * (size_t)S);

@@ -71,6 +71,14 @@ fg_status fg_conv_prepare_gemm(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
 
+/* Where a forward call's images and channel planes start, in elements from the value's
+ * first: {0, 0} is NCHW, every value's layout between ops.  Inside a group, conv2d_chain keeps
+ * its values channel-major ([C][images][H W], ops/kernels/conv.c), so that a 1x1 conv over the
+ * group is one GEMM instead of one per image. */
+typedef struct conv_layout {
+  int64_t img, ch;
+} conv_layout;
+
 /* What a path needs about one call. */
 typedef struct conv_ctx {
   fg_dtype t;
@@ -82,7 +90,16 @@ typedef struct conv_ctx {
   fg_err *err;
   const void *bias; /* conv2d_bias_act: O values added to each output channel, else NULL */
   bool relu;        /* conv2d_bias_act: then max(0, .) */
+  conv_layout x, y; /* forward: the input's and the output's ({0, 0}: NCHW) */
 } conv_ctx;
+
+/* The input's and the output's layout of a forward call, NCHW unless it says otherwise. */
+static inline conv_layout conv_x_layout(const conv_ctx *c) {
+  return c->x.ch ? c->x : (conv_layout){c->g.c * c->g.h * c->g.w, c->g.h * c->g.w};
+}
+static inline conv_layout conv_y_layout(const conv_ctx *c) {
+  return c->y.ch ? c->y : (conv_layout){c->g.o * c->g.ho * c->g.wo, c->g.ho * c->g.wo};
+}
 
 static inline bool is_pointwise(const conv_geom *g) {
   return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;

@@ -76,15 +76,15 @@ static void copy_strided(size_t es, const void *src, int64_t rows, int64_t cols,
 }
 
 /* dst[ch][a][b] = src[ch][a - top][b - left], zero where that falls outside src: nch planes of
- * hs x ws into hd x wd (a negative top or left crops). */
-static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int64_t ws,
-                       int64_t top, int64_t left, int64_t hd, int64_t wd, void *dst) {
+ * hs x ws, src_ch elements apart, into hd x wd (a negative top or left crops). */
+static void pad_planes(size_t es, const void *src, int64_t nch, int64_t src_ch, int64_t hs,
+                       int64_t ws, int64_t top, int64_t left, int64_t hd, int64_t wd, void *dst) {
   memset(dst, 0, es * (size_t)(nch * hd * wd));
   int64_t a0 = max64(0, top), a1 = min64(hd, hs + top);
   int64_t b0 = max64(0, left), b1 = min64(wd, ws + left);
   if (b1 <= b0 || a1 <= a0) return;
   for (int64_t ch = 0; ch < nch; ch++)
-    copy_strided(es, (const char *)src + es * (size_t)((ch * hs + a0 - top) * ws + b0 - left),
+    copy_strided(es, (const char *)src + es * (size_t)(ch * src_ch + (a0 - top) * ws + b0 - left),
                  a1 - a0, b1 - b0, ws, 1, (char *)dst + es * (size_t)((ch * hd + a0) * wd + b0), wd,
                  1);
 }
@@ -95,9 +95,17 @@ static void pad_planes(size_t es, const void *src, int64_t nch, int64_t hs, int6
 typedef struct direct_spec {
   int64_t in_ch, hs, ws, top, left, hd, wd;
   int64_t out_ch, ho, wo, taps;
+  conv_layout src_l, out_l; /* where images and planes of src and out start ({0, 0}: NCHW) */
   int64_t *off;
   void *wt;
 } direct_spec;
+
+static conv_layout src_layout(const direct_spec *d) {
+  return d->src_l.ch ? d->src_l : (conv_layout){d->in_ch * d->hs * d->ws, d->hs * d->ws};
+}
+static conv_layout out_layout(const direct_spec *d) {
+  return d->out_l.ch ? d->out_l : (conv_layout){d->out_ch * d->ho * d->wo, d->ho * d->wo};
+}
 
 /* The direct kernels work in blocks of FG_DIRECT_BLOCK_BYTES (one 512-bit vector or two 256-bit
  * ones): lengths round up to this, and buffers they read carry this many zeros of slack. */
@@ -161,22 +169,22 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   fg_split_range(n_img * nob, ith, nth, &i0, &i1);
   if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
   /* wide rows: outputs at s = i wd + j, rounded up to whole blocks */
-  int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c)), oplane = d->ho * d->wo;
+  int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c));
   void *pad = direct_scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
   if (!pad || !wide) {
     scratch_free(pad), scratch_free(wide);
     return nomem(c, op);
   }
+  conv_layout sl = src_layout(d), ol = out_layout(d);
   for (int64_t it = i0, last = -1; it < i1; it++) {
     int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
     if (n != last)
-      pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws,
-                 d->top, d->left, d->hd, d->wd, pad);
+      pad_planes(c->es, at_c(c, src, n * sl.img), d->in_ch, sl.ch, d->hs, d->ws, d->top,
+                 d->left, d->hd, d->wd, pad);
     last = n;
     c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
     for (int64_t o = 0; o < cnt; o++)
-      crop_plane(c, d, at_c(c, wide, o * len), o0 + o,
-                 at_m(c, out, (n * d->out_ch + o0 + o) * oplane));
+      crop_plane(c, d, at_c(c, wide, o * len), o0 + o, at_m(c, out, n * ol.img + (o0 + o) * ol.ch));
   }
   scratch_free(pad), scratch_free(wide);
   return FG_OK;
@@ -202,12 +210,13 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
   int64_t i0, i1;
   fg_split_range(n_img, ith, parts, &i0, &i1);
   if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
-  int64_t len = (d->ho - 1) * d->wd + d->wo, plane = d->hd * d->wd, oplane = d->ho * d->wo;
+  int64_t len = (d->ho - 1) * d->wd + d->wo, plane = d->hd * d->wd;
   void *pad = scratch(c, d->in_ch * plane), *wide = scratch(c, d->out_ch * len);
   fg_status st = pad && wide ? FG_OK : nomem(c, op);
+  conv_layout sl = src_layout(d), ol = out_layout(d);
   for (int64_t n = i0; st == FG_OK && n < i1; n++) {
-    pad_planes(c->es, at_c(c, src, n * d->in_ch * d->hs * d->ws), d->in_ch, d->hs, d->ws, d->top,
-               d->left, d->hd, d->wd, pad);
+    pad_planes(c->es, at_c(c, src, n * sl.img), d->in_ch, sl.ch, d->hs, d->ws, d->top, d->left,
+               d->hd, d->wd, pad);
     for (int64_t t = 0; st == FG_OK && t < sp->kk; t++) {
       fg_gemm_dims gd = {.accumulate = t > 0, .m = d->out_ch, .n = len, .k = d->in_ch,
                          .lda = d->in_ch, .ldb = plane, .ldc = len};
@@ -215,7 +224,7 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
                 op);
     }
     for (int64_t o = 0; st == FG_OK && o < d->out_ch; o++)
-      crop_plane(c, d, at_c(c, wide, o * len), o, at_m(c, out, (n * d->out_ch + o) * oplane));
+      crop_plane(c, d, at_c(c, wide, o * len), o, at_m(c, out, n * ol.img + o * ol.ch));
   }
   scratch_free(pad), scratch_free(wide);
   return st;
@@ -238,7 +247,7 @@ fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k) {
   int64_t KK = g->kh * g->kw;
   shifted_spec sp = {.d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
                            .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o,
-                           .ho = g->ho, .wo = g->wo, .taps = KK},
+                           .ho = g->ho, .wo = g->wo, .taps = KK, .src_l = c->x, .out_l = c->y},
                      .kk = KK};
   int parts = fg_parts_for(g->n, MIN_PART_SHIFTED_IMAGES, k->nth);
   if (k->ith >= parts) return FG_OK;
@@ -271,8 +280,8 @@ static fg_status shifted_weight_grad_channels(const conv_ctx *c, const fg_kargs 
     off[t] = t / g->kw * g->dh * wd + t % g->kw * g->dw;
   if (st == FG_OK) memset(dyw, 0, c->es * (size_t)(g->o * len));
   for (int64_t n = 0; st == FG_OK && n < g->n; n++) {
-    pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), cn, g->h, g->w, g->ph,
-               g->pw, hd, wd, pad);
+    pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), cn, g->h * g->w, g->h,
+               g->w, g->ph, g->pw, hd, wd, pad);
     for (int64_t o = 0; o < g->o; o++) /* rows of wo at stride wd; the gaps stay zero */
       copy_strided(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->ho, g->wo, g->wo,
                    1, at_m(c, dyw, o * len), wd, 1);
@@ -307,7 +316,7 @@ fg_status fg_conv_direct_forward(const conv_ctx *c, const fg_kargs *k) {
   int64_t KK = g->kh * g->kw, R = g->c * KK;
   direct_spec d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
                    .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o, .ho = g->ho,
-                   .wo = g->wo, .taps = R};
+                   .wo = g->wo, .taps = R, .src_l = c->x, .out_l = c->y};
   int parts = direct_parts(c, &d, g->n, k->nth);
   if (k->ith >= parts) return FG_OK;
   fg_status st = direct_spec_alloc(c, &d, "conv2d");
@@ -370,8 +379,8 @@ static fg_status direct_weight_grad_tile(const conv_ctx *c, const fg_kargs *k, i
   for (int64_t n0 = 0; st == FG_OK && n0 < g->n; n0 += group) {
     int64_t n1 = min64(g->n, n0 + group);
     for (int64_t n = n0; n < n1; n++) {
-      pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h, g->w,
-                 g->ph, g->pw, hd, wd, at_m(c, xp, (n - n0) * x_step));
+      pad_planes(c->es, at_c(c, k->in[0], (n * g->c + c0) * g->h * g->w), c1 - c0, g->h * g->w,
+                 g->h, g->w, g->ph, g->pw, hd, wd, at_m(c, xp, (n - n0) * x_step));
       for (int64_t o = o0; o < o1; o++) /* rows of wo at stride wd; the gaps stay zero */
         copy_strided(c->es, at_c(c, k->in[1], (n * g->o + o) * g->ho * g->wo), g->ho, g->wo,
                      g->wo, 1, at_m(c, dyw, (n - n0) * dy_step + (o - o0) * ld), wd, 1);
