@@ -1,6 +1,7 @@
 /* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP,
  * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass)
- * and conv2d_chain (two or three of those image by image, made by the compiler's chain pass).
+ * and conv2d_chain (two or three of those a few images at a time, made by the compiler's chain
+ * pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,

@@ -131,12 +131,12 @@ fg_node fg_conv2d(fg_graph *g, fg_node x, fg_node w, fg_node bias, const fg_conv
  * written once instead of three times. */
 fg_node fg_conv2d_bias_act(fg_graph *g, fg_node x, fg_node w, fg_node b,
                            const fg_conv2d_opts *opts, bool relu);
-/* 2 to FG_CONV2D_CHAIN_MAX conv2d_bias_act in one op, image by image: conv i (weights w[i],
- * bias b[i], options opts[i] (NULL: defaults), relu[i]) reads conv i - 1's output, which is
- * kept per image in a buffer that stays in cache instead of written out for the whole batch
- * and read back.  The compiler's chain pass (core/compiler/pass_chain.c) makes it of a conv
- * with few input channels, the 1x1 conv that alone reads its output and, in a graph with no
- * backward pass, the few-output conv after that (a coupling network's layers). */
+/* 2 to FG_CONV2D_CHAIN_MAX conv2d_bias_act in one op, a few images at a time: conv i (weights
+ * w[i], bias b[i], options opts[i] (NULL: defaults), relu[i]) reads conv i - 1's output, which
+ * is kept per group of images in a buffer that stays in cache instead of written out for the
+ * whole batch and read back.  The compiler's chain pass (core/compiler/pass_chain.c) makes it
+ * of a conv with few input channels, the 1x1 conv that alone reads its output and, in a graph
+ * with no backward pass, the few-output conv after that (a coupling network's layers). */
 fg_node fg_conv2d_chain(fg_graph *g, fg_node x, int n_convs, const fg_node *w, const fg_node *b,
                         const fg_conv2d_opts *opts, const bool *relu);
 /* The transposed convolution (conv2d's gradient with respect to x): dy [N, O, Ho, Wo] and

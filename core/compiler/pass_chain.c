@@ -1,7 +1,7 @@
 /* Conv chains: a conv2d_bias_act with few input channels whose output only a 1x1
- * conv2d_bias_act reads becomes one conv2d_chain (ops/conv.c), which runs them image by
- * image: the first's output, written for the whole batch and read back by the second (6.4 MB
- * for Glow's 2->128 3x3 at 14x14, batch 64), stays one image at a time in cache instead.
+ * conv2d_bias_act reads becomes one conv2d_chain (ops/conv.c), which runs them a few images
+ * at a time: the first's output, written for the whole batch and read back by the second
+ * (6.4 MB for Glow's 2->128 3x3 at 14x14, batch 64), stays in cache a group at a time instead.
  * When the 1x1 conv's output in turn has one reader, a conv2d_bias_act with few output
  * channels, that joins the chain too (in a graph with a backward pass the 1x1 conv's output
  * has other readers, and the chain stops at two).  That is a coupling network's layers: with
@@ -12,8 +12,8 @@
  * channels (where the native direct kernels win) and a 1x1 conv (a GEMM per image) between.
  * It runs after remat, so that in a training graph the backward pass reads a recomputed copy
  * of the first conv's output and the forward one has the 1x1 conv as its only reader.  Each
- * image's convs run the paths the separate ops' kernels take, so the values are theirs to the
- * last bit where those take whole images (see ops/kernels/conv.c for where they do not). */
+ * group of images' convs run the paths the separate ops' kernels take, so the values are
+ * theirs up to the last bits (ops/kernels/conv.c says where they may differ). */
 
 #include "core/compiler/pass.h"
 #include "core/ir/op.h"
