@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ops/kernels/conv_internal.h"
 #include "ops/kernels/kernels.h"
@@ -252,19 +253,29 @@ static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape 
 
 /* Images a chain step takes at once: enough for CHAIN_GROUP_PIXELS output pixels of the first
  * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap
- * offsets, the GEMM's packing) is paid for at least that many pixels, but no more than keep
- * the two work buffers within CHAIN_GROUP_BYTES, so that they stay in a 1 MiB L2 beside the
- * weights (Glow K=8: 2 images at 14x14, 6 at 7x7; K=16's 256 channels: 1 and 5).  Glow K=8's
- * log-prob program, 1 image against 256 pixels: about +5 % items/s (4 alternating runs each,
- * Intel Xeon, 2 cores); 1024 pixels and more were slower; K=16, 1 image against 2: no
- * difference there (3 alternating runs).  Fixed by the geometry, never by the thread count,
- * so the groups are the same for any. */
-enum { CHAIN_GROUP_PIXELS = 256, CHAIN_GROUP_BYTES = 512 << 10 };
+ * offsets, the GEMM's packing) is paid for at least that many pixels and the 1x1 conv's GEMM
+ * has that many columns, but no more than keep the two work buffers within half a core's L2
+ * (chain_buffer_bytes), beside the weights and the group's input.  Glow K=8's log-prob
+ * program, 1 image against 256 pixels: about +5 % items/s (4 alternating runs each, Intel
+ * Xeon, 2 cores); 1024 pixels and more were slower.  Glow K=16's 256 channels at 14x14 need
+ * 800 KiB for 2 images: 2 (a 2 MiB L2) against 1 measured +4-6 % log-prob and sampling there
+ * (3 alternating runs).  Fixed by the shapes and the machine, never by the thread count, so
+ * the groups are the same for any. */
+enum { CHAIN_GROUP_PIXELS = 256 };
+
+/* Half of one core's L2 (sysconf), within [256 KiB, 2 MiB]; 512 KiB where it says nothing. */
+static size_t chain_buffer_bytes(void) {
+  static atomic_long l2 = -2; /* not read yet */
+  long v = atomic_load(&l2);
+  if (v == -2) atomic_store(&l2, v = sysconf(_SC_LEVEL2_CACHE_SIZE));
+  size_t half = v > 0 ? (size_t)v / 2 : (size_t)512 << 10, lo = 256 << 10, hi = 2 << 20;
+  return half < lo ? lo : half > hi ? hi : half;
+}
 
 static int64_t chain_group(const fg_shape *first_out, size_t mid_bytes, int64_t batch) {
   int64_t hw = first_out->d[2] * first_out->d[3] > 0 ? first_out->d[2] * first_out->d[3] : 1;
   int64_t g = (CHAIN_GROUP_PIXELS + hw - 1) / hw;
-  int64_t fit = (int64_t)(CHAIN_GROUP_BYTES / (2 * (mid_bytes > 0 ? mid_bytes : 1)));
+  int64_t fit = (int64_t)(chain_buffer_bytes() / (2 * (mid_bytes > 0 ? mid_bytes : 1)));
   g = g < fit ? g : fit;
   g = g < batch ? g : batch;
   return g > 1 ? g : 1;
