@@ -37,7 +37,6 @@ fg_conv2d_opts fg_conv2d_defaults(void) {
   return o;
 }
 
-
 static fg_status check_opts(fg_infer_args *a, const fg_conv2d_opts *o) {
   for (int i = 0; i < 2; i++) {
     const char *bad = NULL;
@@ -377,9 +376,9 @@ const fg_op_def fg_opdef_conv2d_bias_act = {
     IMPLS(bias_act_impls),
 };
 
-/* Native kernels only: each image's convs run the paths conv2d_bias_act's own kernels choose
- * (ops/kernels/conv.c), so the chain pass only makes it where those are the ones a program
- * would pick. */
+/* Native kernels only: each group of images' convs run the paths conv2d_bias_act's own kernels
+ * choose (ops/kernels/conv.c), so the chain pass only makes it where those are the ones a
+ * program would pick. */
 const fg_op_def fg_opdef_conv2d_chain = {
     .name = "conv2d_chain",
     .n_in = 5,

@@ -26,7 +26,7 @@
   X(SCHEDULE, schedule, "an order that keeps peak live bytes low")         \
   X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")         \
   X(REMAT, remat, "cheap large forward values computed again in the backward") \
-  X(CHAIN, chain, "a few-channel conv and the 1x1 conv (and a few-output conv) after it, image by image")
+  X(CHAIN, chain, "a few-channel conv, the 1x1 conv (and a few-output conv) after it, as one")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,

@@ -78,7 +78,7 @@ typedef struct fg_kargs {
   void *scratch; /* fg_kernel_impl: scratch_bytes for this run, 64-byte aligned, else NULL */
   int phase;     /* fg_kernel_impl: which of its phases runs (0 for single-phase kernels) */
   uint32_t blocked; /* operands in the blocked layout (see Layouts above); 0 nearly always */
-  int outer_parts;  /* a kernel run by another on its share (conv2d_chain's convs of one image):
+  int outer_parts;  /* a kernel run by another on its share (conv2d_chain's convs of a group):
                        how many of the outer kernel's parts run at once, so that a BLAS under
                        it does not start threads of its own (ops/kernels/gemm.c); 0: none */
 } fg_kargs;

@@ -77,8 +77,8 @@ static fg_kernel_fn kernel_of(const fg_node_rec *r, const fg_kernel_choice *c) {
  * contiguous block of its channels, and 64 parts of 2 channels each read 1.5 KB blocks 50 KB
  * apart, which the hardware prefetchers do not follow.  [64, 128, 14, 14] -> [128] on data not
  * in cache, 2 threads: 0.49 ms in 64 parts, 0.31 in 16, 0.21 in 2 (AMD EPYC, eight such sums
- * in one program, best of 50 runs, one process per part count, one after the other).  Its outputs do not depend on the split, so results stay
- * the same for any number of threads. */
+ * in one program, best of 50 runs, one process per part count, one after the other).  Its
+ * outputs do not depend on the split, so results stay the same for any number of threads. */
 int fg__program_parts_for(const fg_graph *g, fg_node n, int n_threads) {
   fg_shape os = fg_node_shape(g, n);
   int64_t outputs = fg_shape_count(&os), touched = outputs;

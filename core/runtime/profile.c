@@ -31,8 +31,8 @@ void fg__program_profile_step(fg_program *p, int32_t s, double ms) {
  * and kernels are JIT-compiled.  Spread over the runs, that shows as a slower op: a one-conv
  * program's 256->256 1x1 conv at 14x14 averaged 5.9 ms over 41 runs against a median of 4.2,
  * and in Glow K=16's training (5 warm-up and 4 timed steps) the profile read 6.2 ms a call for
- * those convs with the first run, 4.8 without (AMD EPYC, 2 cores).  So once a second run starts the
- * tables drop the first (a program run once keeps it). */
+ * those convs with the first run, 4.8 without (AMD EPYC, 2 cores).  So once a second run
+ * starts the tables drop the first (a program run once keeps it). */
 void fg__program_profile_run_start(fg_program *p) {
   if (p->prof_runs != 1 || p->prof_first_dropped) return;
   memset(p->prof_ms, 0, sizeof p->prof_ms);

@@ -223,20 +223,20 @@ fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
 }
 
 /* ---- conv2d_chain: a few images at a time ----
- * A part takes whole groups of images (chain_group); for each group it runs the convs one
- * after the other, each as conv2d_bias_act's kernel on a batch of the group (the paths the
- * separate ops take), the outputs before the last in two work buffers that stay in cache for
- * the next conv.  Those buffers are channel-major over the group ([C][images][H W]), so that a
- * 1x1 conv between two of them is one GEMM over the group's pixels instead of one per image
- * (Glow K=8's log-prob program: +4-5 % from that alone, 4 alternating runs, Intel Xeon).  Its
- * sums are the same products in a GEMM of other columns, so the last bits may differ from the
- * separate ops' (as where their GEMM path splits an image between parts, images of under 128
- * pixels).  Groups are split among parts whole and are fixed by the shapes, so the results do
- * not depend on the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after
- * it and the 128->4 3x3 after that at 14x14, batch 64, 2 threads, an image at a time:
- * 1.54-1.74 ms for the first two against 1.96-3.09 as two ops, and 2.44-2.54 for all three
- * against 2.89-3.03 with the third apart (medians of 200, a stand-alone prototype over these
- * kernels, the two ways in alternating processes, AMD EPYC, 2 cores). */
+ * A part takes whole groups of images (chain_group); for each group it runs the convs one after
+ * the other, each as conv2d_bias_act's kernel on a batch of the group (the paths the separate ops
+ * take), the outputs before the last in two work buffers that stay in cache for the next conv.
+ * Those buffers are channel-major over the group ([C][images][H W]), so that a 1x1 conv between
+ * two of them is one GEMM over the group's pixels instead of one per image (Glow K=8's log-prob
+ * program +4.5 %: 6 pairs of the two builds' runs, alternating, on "Intel(R) Xeon(R) Processor", 2
+ * cores).  Its sums are the same products in a GEMM of other columns, so the last bits may differ
+ * from the separate ops' (as where their GEMM path splits an image between parts, images of under
+ * 128 pixels).  Groups are split among parts whole and are fixed by the shapes, so the results do
+ * not depend on the thread count.  Glow's 2->128 3x3, the 128->128 1x1 after it and the 128->4 3x3
+ * after that at 14x14, batch 64, 2 threads, an image at a time: 1.54-1.74 ms for the first two
+ * against 1.96-3.09 as two ops, and 2.44-2.54 for all three against 2.89-3.03 with the third apart
+ * (medians of 200, a stand-alone prototype over these kernels, the two ways in alternating
+ * processes, AMD EPYC, 2 cores). */
 static fg_shape batch_of(fg_shape s, int64_t n) {
   s.d[0] = n;
   return s;
@@ -252,15 +252,15 @@ static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape 
 }
 
 /* Images a chain step takes at once: enough for CHAIN_GROUP_PIXELS output pixels of the first
- * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap
- * offsets, the GEMM's packing) is paid for at least that many pixels and the 1x1 conv's GEMM
- * has that many columns, but no more than keep the two work buffers within half a core's L2
- * (chain_buffer_bytes), beside the weights and the group's input.  Glow K=8's log-prob
- * program, 1 image against 256 pixels: about +5 % items/s (4 alternating runs each, Intel
- * Xeon, 2 cores); 1024 pixels and more were slower.  Glow K=16's 256 channels at 14x14 need
- * 800 KiB for 2 images: 2 (a 2 MiB L2) against 1 measured +4-6 % log-prob and sampling there
- * (3 alternating runs).  Fixed by the shapes and the machine, never by the thread count, so
- * the groups are the same for any. */
+ * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap offsets,
+ * the GEMM's packing) is paid for at least that many pixels and the 1x1 conv's GEMM has that many
+ * columns, but no more than keep the two work buffers within half a core's L2
+ * (chain_buffer_bytes), beside the weights and the group's input.  Glow K=8's log-prob program, 1
+ * image against 256 pixels: about +5 % items/s (4 alternating runs each, "Intel(R) Xeon(R)
+ * Processor", 2 cores); 512 and 1024 pixels were slower.  Glow K=16's 256 channels at 14x14 need
+ * 800 KiB for 2 images: 2 (a 2 MiB L2) against 1 measured +4-6 % log-prob and sampling there (3
+ * alternating runs).  Fixed by the shapes and the machine, never by the thread count, so the
+ * groups are the same for any. */
 enum { CHAIN_GROUP_PIXELS = 256 };
 
 /* Half of one core's L2 (sysconf), within [256 KiB, 2 MiB]; 512 KiB where it says nothing. */

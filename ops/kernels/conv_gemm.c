@@ -118,8 +118,8 @@ static void col2im(const conv_ctx *c, const void *src, int64_t r0, int64_t r1, v
  * apart): y = act(y + bias[r]), while the rows are still in cache.  The same additions as a
  * separate broadcast add, so bit-identical (relu: y + b > 0 ? y + b : 0, so NaN gives 0, as
  * relu does).  Compiled for AVX-512 and AVX2 as well (FG_SIMD_CLONES): at the baseline's 4
- * floats a vector it was 9.5 % of Glow K=8's log-prob program (perf record, Intel Xeon, 2
- * cores). */
+ * floats a vector it was 9.5 % of Glow K=8's log-prob program (perf record, "Intel(R)
+ * Xeon(R) Processor", 2 cores). */
 #define CONV_EPILOGUE_DEFINE(T, SUF)                                                          \
   FG_SIMD_CLONES static void epilogue_##SUF(T *y, int64_t rows, int64_t len, int64_t ld,      \
                                             const T *bias, bool relu) {                       \
@@ -135,11 +135,11 @@ CONV_EPILOGUE_DEFINE(float, f32)
 CONV_EPILOGUE_DEFINE(double, f64)
 #undef CONV_EPILOGUE_DEFINE
 
-/* The epilogue over all output channels of y[n][:, a:a + len] (row stride S). */
-static void epilogue(const conv_ctx *c, void *y, int64_t len, int64_t S) {
+/* The epilogue over len values of every output channel from y on, the channels ld apart. */
+static void epilogue(const conv_ctx *c, void *y, int64_t len, int64_t ld) {
   if (!c->bias) return;
-  if (c->t == FG_F32) epilogue_f32(y, c->g.o, len, S, c->bias, c->relu);
-  else epilogue_f64(y, c->g.o, len, S, c->bias, c->relu);
+  if (c->t == FG_F32) epilogue_f32(y, c->g.o, len, ld, c->bias, c->relu);
+  else epilogue_f64(y, c->g.o, len, ld, c->bias, c->relu);
 }
 
 static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, void *y,

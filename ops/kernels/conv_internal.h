@@ -93,12 +93,16 @@ typedef struct conv_ctx {
   conv_layout x, y; /* forward: the input's and the output's ({0, 0}: NCHW) */
 } conv_ctx;
 
+/* NCHW images of ch planes of h x w. */
+static inline conv_layout conv_nchw(int64_t ch, int64_t h, int64_t w) {
+  return (conv_layout){ch * h * w, h * w};
+}
 /* The input's and the output's layout of a forward call, NCHW unless it says otherwise. */
 static inline conv_layout conv_x_layout(const conv_ctx *c) {
-  return c->x.ch ? c->x : (conv_layout){c->g.c * c->g.h * c->g.w, c->g.h * c->g.w};
+  return c->x.ch ? c->x : conv_nchw(c->g.c, c->g.h, c->g.w);
 }
 static inline conv_layout conv_y_layout(const conv_ctx *c) {
-  return c->y.ch ? c->y : (conv_layout){c->g.o * c->g.ho * c->g.wo, c->g.ho * c->g.wo};
+  return c->y.ch ? c->y : conv_nchw(c->g.o, c->g.ho, c->g.wo);
 }
 
 static inline bool is_pointwise(const conv_geom *g) {

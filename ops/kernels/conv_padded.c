@@ -95,17 +95,10 @@ static void pad_planes(size_t es, const void *src, int64_t nch, int64_t src_ch, 
 typedef struct direct_spec {
   int64_t in_ch, hs, ws, top, left, hd, wd;
   int64_t out_ch, ho, wo, taps;
-  conv_layout src_l, out_l; /* where images and planes of src and out start ({0, 0}: NCHW) */
+  conv_layout src_l, out_l; /* where the images and planes of src and of out start */
   int64_t *off;
   void *wt;
 } direct_spec;
-
-static conv_layout src_layout(const direct_spec *d) {
-  return d->src_l.ch ? d->src_l : (conv_layout){d->in_ch * d->hs * d->ws, d->hs * d->ws};
-}
-static conv_layout out_layout(const direct_spec *d) {
-  return d->out_l.ch ? d->out_l : (conv_layout){d->out_ch * d->ho * d->wo, d->ho * d->wo};
-}
 
 /* The direct kernels work in blocks of FG_DIRECT_BLOCK_BYTES (one 512-bit vector or two 256-bit
  * ones): lengths round up to this, and buffers they read carry this many zeros of slack. */
@@ -175,7 +168,7 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
     scratch_free(pad), scratch_free(wide);
     return nomem(c, op);
   }
-  conv_layout sl = src_layout(d), ol = out_layout(d);
+  const conv_layout sl = d->src_l, ol = d->out_l;
   for (int64_t it = i0, last = -1; it < i1; it++) {
     int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
     if (n != last)
@@ -213,7 +206,7 @@ static fg_status shifted_correlate(const conv_ctx *c, const shifted_spec *sp, co
   int64_t len = (d->ho - 1) * d->wd + d->wo, plane = d->hd * d->wd;
   void *pad = scratch(c, d->in_ch * plane), *wide = scratch(c, d->out_ch * len);
   fg_status st = pad && wide ? FG_OK : nomem(c, op);
-  conv_layout sl = src_layout(d), ol = out_layout(d);
+  const conv_layout sl = d->src_l, ol = d->out_l;
   for (int64_t n = i0; st == FG_OK && n < i1; n++) {
     pad_planes(c->es, at_c(c, src, n * sl.img), d->in_ch, sl.ch, d->hs, d->ws, d->top, d->left,
                d->hd, d->wd, pad);
@@ -247,7 +240,8 @@ fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k) {
   int64_t KK = g->kh * g->kw;
   shifted_spec sp = {.d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
                            .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o,
-                           .ho = g->ho, .wo = g->wo, .taps = KK, .src_l = c->x, .out_l = c->y},
+                           .ho = g->ho, .wo = g->wo, .taps = KK, .src_l = conv_x_layout(c),
+                           .out_l = conv_y_layout(c)},
                      .kk = KK};
   int parts = fg_parts_for(g->n, MIN_PART_SHIFTED_IMAGES, k->nth);
   if (k->ith >= parts) return FG_OK;
@@ -316,7 +310,7 @@ fg_status fg_conv_direct_forward(const conv_ctx *c, const fg_kargs *k) {
   int64_t KK = g->kh * g->kw, R = g->c * KK;
   direct_spec d = {.in_ch = g->c, .hs = g->h, .ws = g->w, .top = g->ph, .left = g->pw,
                    .hd = g->h + 2 * g->ph, .wd = g->w + 2 * g->pw, .out_ch = g->o, .ho = g->ho,
-                   .wo = g->wo, .taps = R, .src_l = c->x, .out_l = c->y};
+                   .wo = g->wo, .taps = R, .src_l = conv_x_layout(c), .out_l = conv_y_layout(c)};
   int parts = direct_parts(c, &d, g->n, k->nth);
   if (k->ith >= parts) return FG_OK;
   fg_status st = direct_spec_alloc(c, &d, "conv2d");
@@ -336,7 +330,8 @@ fg_status fg_conv_direct_input_grad(const conv_ctx *c, const fg_kargs *k) {
   int64_t KK = g->kh * g->kw, eh = g->dh * (g->kh - 1), ew = g->dw * (g->kw - 1);
   direct_spec d = {.in_ch = g->o, .hs = g->ho, .ws = g->wo, .top = eh - g->ph,
                    .left = ew - g->pw, .hd = g->h + eh, .wd = g->w + ew, .out_ch = g->c,
-                   .ho = g->h, .wo = g->w, .taps = g->o * KK};
+                   .ho = g->h, .wo = g->w, .taps = g->o * KK,
+                   .src_l = conv_nchw(g->o, g->ho, g->wo), .out_l = conv_nchw(g->c, g->h, g->w)};
   int parts = direct_parts(c, &d, g->n, k->nth);
   if (k->ith >= parts) return FG_OK;
   fg_status st = direct_spec_alloc(c, &d, "conv2d_input_grad");

@@ -30,7 +30,7 @@
  *     the cores.  (OpenBLAS itself stays single-threaded below its size threshold.)
  * openblas_set_num_threads is process-wide, so the current setting is tracked in an atomic and
  * changed only on a transition, under a mutex so that the recorded and the real setting never
- * disagree.  A kernel that runs others on its share (conv2d_chain, image by image) tells them
+ * disagree.  A kernel that runs others on its share (conv2d_chain, by groups of images) tells them
  * how many of its parts run at once (fg_kargs.outer_parts), and they pass the larger count. */
 #include <pthread.h>
 #include <stdatomic.h>
