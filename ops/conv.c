@@ -354,6 +354,8 @@ static const fg_kernel_impl input_grad_impls[] = {
 static const fg_kernel_impl weight_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),
     PATH_IMPL(gemm, conv2d_weight_grad)};
+static const fg_kernel_impl chain_impls[] = {
+    {"direct", fg_conv_chain_prepare_direct, NULL, FG_KERNELS(conv2d_chain)}};
 #define IMPLS(list) .impls = list, .n_impls = (int)(sizeof list / sizeof *list)
 
 const fg_op_def fg_opdef_conv2d = {
@@ -378,7 +380,7 @@ const fg_op_def fg_opdef_conv2d_bias_act = {
 
 /* Native kernels only: each group of images' convs run the paths conv2d_bias_act's own kernels
  * choose (ops/kernels/conv.c), so the chain pass only makes it where those are the ones a
- * program would pick. */
+ * program would pick; the one alternative runs the first conv on the direct path. */
 const fg_op_def fg_opdef_conv2d_chain = {
     .name = "conv2d_chain",
     .n_in = 5,
@@ -387,6 +389,7 @@ const fg_op_def fg_opdef_conv2d_chain = {
     .infer = chain_infer,
     FG_KERNELS(conv2d_chain),
     .vjp = chain_vjp,
+    IMPLS(chain_impls),
 };
 
 const fg_op_def fg_opdef_conv2d_input_grad = {

@@ -232,6 +232,10 @@ static const op_case cases[] = {
     CHAIN("as above, batch 29: the kernel's groups of 13, 13 and 3 images (256 pixels)",
           &ch_three, S4(29, 2, 5, 4), S4(3, 2, 3, 3), S1(3), S4(4, 3, 1, 1), S1(4),
           S4(2, 4, 3, 3), S1(2)),
+    CHAIN("a first conv of 40 outputs (im2col + GEMM by the fixed rules, direct in the "
+          "chain's alternative), 1x1, 3x3 to 2 channels (read padded in place)",
+          &ch_three, S4(3, 2, 5, 4), S4(40, 2, 3, 3), S1(40), S4(40, 40, 1, 1), S1(40),
+          S4(2, 40, 3, 3), S1(2)),
     CHAIN("3x3, then a 3x3 of stride (2,1) without relu", &ch_strided, S4(3, 2, 5, 4),
           S4(3, 2, 3, 2), S1(3), S4(2, 3, 3, 3), S4(1, 2, 1, 1)),
     IGRAD("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3), &ig_pad1, true),

@@ -190,7 +190,7 @@ static fg_status conv_run_laid(const fg_kargs *k, fg_dtype t, conv_kind kind, co
 
 static fg_status conv_run(const fg_kargs *k, fg_dtype t, conv_kind kind, const void *bias,
                           bool relu) {
-  return conv_run_laid(k, t, kind, bias, relu, (conv_layout){0, 0}, (conv_layout){0, 0});
+  return conv_run_laid(k, t, kind, bias, relu, (conv_layout){0, 0, false}, (conv_layout){0, 0, false});
 }
 
 static bool bias_act_relu(const fg_kargs *k) {
@@ -242,13 +242,20 @@ static fg_shape batch_of(fg_shape s, int64_t n) {
   return s;
 }
 
-/* Conv i's output shape for one image, given its input's. */
-static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape in, fg_shape w) {
+/* Conv i's geometry for one image of its input shape in, with weights of shape w. */
+static conv_geom chain_geom(const fg_conv2d_chain_attr *at, int i, fg_shape in, fg_shape w) {
   conv_geom g = {.n = 1, .c = in.d[1], .h = in.d[2], .w = in.d[3], .o = w.d[0], .kh = w.d[2],
                  .kw = w.d[3]};
   conv_geom_set_opts(&g, &at->conv[i].geom);
-  return fg_shape4(1, g.o, conv_out_extent(g.h, g.kh, g.sh, g.ph, g.dh),
-                   conv_out_extent(g.w, g.kw, g.sw, g.pw, g.dw));
+  g.ho = conv_out_extent(g.h, g.kh, g.sh, g.ph, g.dh);
+  g.wo = conv_out_extent(g.w, g.kw, g.sw, g.pw, g.dw);
+  return g;
+}
+
+/* Conv i's output shape for one image, given its input's. */
+static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape in, fg_shape w) {
+  conv_geom g = chain_geom(at, i, in, w);
+  return fg_shape4(1, g.o, g.ho, g.wo);
 }
 
 /* Images a chain step takes at once: enough for CHAIN_GROUP_PIXELS output pixels of the first
@@ -283,7 +290,49 @@ static int64_t chain_group(const fg_shape *first_out, size_t mid_bytes, int64_t 
 
 /* Channel-major over a group of cnt images of shape s's planes. */
 static conv_layout channel_major(fg_shape s, int64_t cnt) {
-  return (conv_layout){s.d[2] * s.d[3], cnt * s.d[2] * s.d[3]};
+  return (conv_layout){s.d[2] * s.d[3], cnt * s.d[2] * s.d[3], false};
+}
+
+/* ---- a direct conv's input padded on the way ----
+ * Where a conv of the chain after the first runs the direct path, the conv before it writes no
+ * epilogue, and one pass applies it while spreading the planes into the zero-bordered images
+ * the direct path reads in place: the epilogue's pass over the output and the direct path's
+ * padding copy (and the zeroing of its buffer, image by image) become one.  The copies and the
+ * zeroing were 8 % of the samples of Glow K=8's log-prob program (perf; its 128->4 and 128->8
+ * 3x3 pad the 1x1 conv's 128 channels for each image); the program +3.7 %, sampling +5.1 % (4
+ * alternating pairs of the two builds, "Intel(R) Xeon(R) Processor", 2 cores).  The border
+ * zeros are written once a call: the images keep their places in the buffer whatever a group's
+ * count, and only their insides are written. */
+typedef struct chain_pad {
+  int at;                   /* the conv that reads padded input, or -1 */
+  int64_t ch, top, left, h, w, hd, wd; /* its input channels, padding, planes and padded planes */
+} chain_pad;
+
+/* The first conv after the first that runs the direct path (conv_choose_path, as conv_run_laid
+ * chooses); one at most, so that its buffer's zero borders are written once. */
+static chain_pad chain_pad_of(const fg_kargs *k, const fg_shape *shape, int n) {
+  const fg_conv2d_chain_attr *at = k->attr;
+  for (int i = 1; i < n; i++) {
+    conv_geom g = chain_geom(at, i, shape[i], k->in_shape[1 + 2 * i]);
+    if (conv_choose_path(&g, CONV_FORWARD) == CONV_PATH_DIRECT)
+      return (chain_pad){i, g.c, g.ph, g.pw, g.h, g.w, g.h + 2 * g.ph, g.w + 2 * g.pw};
+  }
+  return (chain_pad){.at = -1};
+}
+
+/* The padded images of cnt images in p's buffer: conv p->at - 1's epilogue (bias, relu) on the
+ * way from its channel-major output. */
+static void chain_fill_padded(const chain_pad *p, const fg_conv_direct_kernels *kern, size_t es,
+                              const void *src, int64_t cnt, const void *bias, bool relu,
+                              void *dst) {
+  int64_t plane = p->h * p->w, pplane = p->hd * p->wd;
+  for (int64_t img = 0; img < cnt; img++)
+    for (int64_t ch = 0; ch < p->ch; ch++)
+      kern->crop((const char *)src + es * (size_t)((ch * cnt + img) * plane), p->w, p->h, p->w,
+                 (const char *)bias + es * (size_t)ch, relu,
+                 (char *)dst + es * (size_t)((img * p->ch + ch) * pplane + p->top * p->wd +
+                                             p->left),
+                 p->wd);
 }
 
 static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
@@ -303,9 +352,15 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
   fg_split_range((batch + group - 1) / group, k->ith, k->nth, &g0, &g1);
   if (g0 == g1) return FG_OK;
   size_t mid_bytes = es * (size_t)(mid_elems > 0 ? mid_elems * group : 1);
+  chain_pad pad = chain_pad_of(k, shape, n);
+  size_t pad_bytes = pad.at < 0 ? 0
+                     : es * (size_t)(group * pad.ch * pad.hd * pad.wd) + FG_DIRECT_BLOCK_BYTES;
   void *buf[2] = {fg_work_alloc(mid_bytes), n > 2 ? fg_work_alloc(mid_bytes) : NULL};
-  fg_status st = buf[0] && (n <= 2 || buf[1]) ? FG_OK
+  void *padded = pad_bytes ? fg_work_alloc(pad_bytes) : NULL;
+  fg_status st = buf[0] && (n <= 2 || buf[1]) && (padded || !pad_bytes) ? FG_OK
                  : fg_err_set(k->err, FG_E_NOMEM, "conv2d_chain: out of memory");
+  if (padded) memset(padded, 0, pad_bytes); /* the borders: chain_fill_padded writes inside */
+  fg_conv_direct_kernels kern = fg_conv_direct_kernels_for(t);
   for (int64_t gi = g0; st == FG_OK && gi < g1; gi++) {
     int64_t img = gi * group, cnt = batch - img < group ? batch - img : group;
     const void *src = (const char *)k->in[0] + es * (size_t)(img * x_img);
@@ -316,15 +371,41 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
       fg_dtype dt[3] = {k->in_dtype[0], k->in_dtype[1 + 2 * i], k->in_dtype[2 + 2 * i]};
       fg_kargs one = {.attr = &at->conv[i], .n_in = 3, .in = in, .in_shape = s, .in_dtype = dt,
                       .out = dst, .out_shape = batch_of(shape[i + 1], cnt), .nth = 1,
-                      .err = k->err, .outer_parts = k->nth};
-      conv_layout xl = i == 0 ? (conv_layout){0, 0} : channel_major(shape[i], cnt);
-      conv_layout yl = i == n - 1 ? (conv_layout){0, 0} : channel_major(shape[i + 1], cnt);
-      st = conv_run_laid(&one, t, CONV_FORWARD, in[2], at->conv[i].relu != 0, xl, yl);
+                      .err = k->err, .state = i == 0 ? k->state : NULL,
+                      .outer_parts = k->nth};
+      conv_layout xl = i == 0 ? (conv_layout){0, 0, false} : channel_major(shape[i], cnt);
+      conv_layout yl = i == n - 1 ? (conv_layout){0, 0, false} : channel_major(shape[i + 1], cnt);
+      if (i == pad.at) {
+        in[0] = padded;
+        xl = (conv_layout){pad.ch * pad.hd * pad.wd, pad.hd * pad.wd, true};
+      }
+      bool epilogue_here = i + 1 != pad.at, relu = at->conv[i].relu != 0;
+      st = conv_run_laid(&one, t, CONV_FORWARD, epilogue_here ? in[2] : NULL,
+                         epilogue_here && relu, xl, yl);
+      if (st == FG_OK && !epilogue_here)
+        chain_fill_padded(&pad, &kern, es, dst, cnt, in[2], relu, padded);
       src = dst;
     }
   }
-  fg_work_free(buf[0]), fg_work_free(buf[1]);
+  fg_work_free(buf[0]), fg_work_free(buf[1]), fg_work_free(padded);
   return st;
+}
+
+/* conv2d_chain's alternative implementation (ops/conv.c): the first conv on the direct path
+ * where the fixed rules give it im2col + GEMM.  With few input channels the GEMM's depth is the
+ * few taps (18 for Glow's 2->128 3x3), and which wins depends on the output channels and the
+ * machine: Glow K=8's log-prob program +3-4 % with its 2->128 and 4->128 direct, K=16's -8 % with
+ * 2->256 and 4->256 (4 and 3 alternating pairs, "Intel(R) Xeon(R) Processor", 2 cores), so the
+ * program times both.  The state is the first conv's path (chain_run). */
+fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e) {
+  const fg_conv2d_chain_attr *at = a->attr;
+  conv_geom g = chain_geom(at, 0, batch_of(a->in_shape[0], 1), a->in_shape[1]);
+  if (!path_applies(&g, CONV_FORWARD, CONV_PATH_DIRECT) ||
+      conv_choose_path(&g, CONV_FORWARD) == CONV_PATH_DIRECT)
+    return fg_err_set(e, FG_E_MISUSE, "conv2d_chain: the direct path does not compute the "
+                      "first conv, or computes it already");
+  *state = (void *)&path_state[CONV_PATH_DIRECT];
+  return FG_OK;
 }
 
 fg_status fg_kernel_conv2d_chain_f32(const fg_kargs *k) { return chain_run(k, FG_F32); }

@@ -144,10 +144,10 @@ WDOTS_DEFINE(double, f64_avx2, __attribute__((target("avx2"))))
  * vectorises, one per case so that no case pays for another's test. */
 #define CROP_DEFINE(T, SUF)                                                                   \
   static void crop_##SUF(const void *inv, int64_t wd, int64_t rows, int64_t wo,               \
-                         const void *bias, bool relu, void *outv) {                           \
+                         const void *bias, bool relu, void *outv, int64_t ldo) {              \
     const T *in = inv;                                                                        \
     T *out = outv, b = bias ? *(const T *)bias : 0;                                           \
-    for (int64_t i = 0; i < rows; i++, in += wd, out += wo)                                   \
+    for (int64_t i = 0; i < rows; i++, in += wd, out += ldo)                                  \
       if (!bias)                                                                              \
         for (int64_t j = 0; j < wo; j++) out[j] = in[j];                                      \
       else if (relu)                                                                          \
@@ -275,11 +275,11 @@ CROP_DEFINE(double, f64)
  * 2->128 conv's arithmetic).  max(x, 0) returns 0 for NaN and for -0, as the C epilogue. */
 #define ZCROP_DEFINE(T, SUF, VEC, MASK, MASKZ_LOADU, MASK_STOREU, SET1, ADD, MAX, ZERO)         \
   Z_ATTR static void zcrop_##SUF(const void *inv, int64_t wd, int64_t rows, int64_t wo,         \
-                                 const void *bias, bool relu, void *outv) {                     \
+                                 const void *bias, bool relu, void *outv, int64_t ldo) {        \
     const T *in = inv;                                                                          \
     T *out = outv;                                                                              \
     VEC b = bias ? SET1(*(const T *)bias) : ZERO(), zero = ZERO();                              \
-    for (int64_t i = 0; i < rows; i++, in += wd, out += wo)                                     \
+    for (int64_t i = 0; i < rows; i++, in += wd, out += ldo)                                    \
       for (int64_t j = 0; j < wo; j += ZVL_##SUF) {                                             \
         int64_t n = wo - j < ZVL_##SUF ? wo - j : ZVL_##SUF;                                    \
         MASK m = (MASK)((1u << n) - 1);                                                         \

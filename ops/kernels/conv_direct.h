@@ -23,11 +23,12 @@ typedef struct fg_conv_direct_kernels {
   void (*wdots)(const void *src, int64_t src_step, const int64_t *off, int64_t taps,
                 const void *b, int64_t b_step, int64_t ldb, int64_t nb, int64_t n_img,
                 int64_t len, void *acc);
-  /* out[i wo + j] = act(in[i wd + j] + *bias) for i < rows, j < wo: the columns kept of wide
-   * rows, with conv2d_bias_act's epilogue on the way (bias NULL: copied as they are; relu:
-   * x + b > 0 ? x + b : 0, so NaN gives 0, as the separate ops and epilogue do). */
+  /* out[i ldo + j] = act(in[i wd + j] + *bias) for i < rows, j < wo: the columns kept of wide
+   * rows (ldo = wo), or rows spread into zero-padded planes (wd = wo), with conv2d_bias_act's
+   * epilogue on the way (bias NULL: copied as they are; relu: x + b > 0 ? x + b : 0, so NaN
+   * gives 0, as the separate ops and epilogue do). */
   void (*crop)(const void *in, int64_t wd, int64_t rows, int64_t wo, const void *bias, bool relu,
-               void *out);
+               void *out, int64_t ldo);
   const char *isa; /* "avx512", "avx2" or "generic": which instantiation was chosen */
 } fg_conv_direct_kernels;
 

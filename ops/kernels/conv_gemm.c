@@ -174,7 +174,7 @@ static void view_channel_major_as_one_image(conv_ctx *c) {
       c->y.ch != g->n * S)
     return;
   g->w = g->wo = g->n * S, g->h = g->ho = 1, g->n = 1;
-  c->x = c->y = (conv_layout){0, 0};
+  c->x = c->y = (conv_layout){0, 0, false};
 }
 
 fg_status fg_conv_gemm_forward(const conv_ctx *ctx, const fg_kargs *k) {

@@ -70,6 +70,8 @@ conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_s
 fg_status fg_conv_prepare_gemm(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
+/* conv2d_chain with its first conv on the direct path, where the fixed rules choose another. */
+fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 
 /* Where a forward call's images and channel planes start, in elements from the value's
  * first: {0, 0} is NCHW, every value's layout between ops.  Inside a group, conv2d_chain keeps
@@ -77,6 +79,10 @@ fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
  * group is one GEMM instead of one per image. */
 typedef struct conv_layout {
   int64_t img, ch;
+  /* The planes are already zero-padded as the direct path pads them (hd x wd, ch = hd wd),
+   * followed by its kernels' zero slack (FG_DIRECT_BLOCK_BYTES): a direct forward call's
+   * input in conv2d_chain, which the direct path then reads in place. */
+  bool padded;
 } conv_layout;
 
 /* What a path needs about one call. */
@@ -95,7 +101,7 @@ typedef struct conv_ctx {
 
 /* NCHW images of ch planes of h x w. */
 static inline conv_layout conv_nchw(int64_t ch, int64_t h, int64_t w) {
-  return (conv_layout){ch * h * w, h * w};
+  return (conv_layout){ch * h * w, h * w, false};
 }
 /* The input's and the output's layout of a forward call, NCHW unless it says otherwise. */
 static inline conv_layout conv_x_layout(const conv_ctx *c) {

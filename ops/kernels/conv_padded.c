@@ -153,7 +153,8 @@ static int direct_parts(const conv_ctx *c, const direct_spec *d, int64_t n_img, 
 /* Output plane o from its wide rows: the columns kept, with conv2d_bias_act's epilogue. */
 static void crop_plane(const conv_ctx *c, const direct_spec *d, const void *wide, int64_t o,
                        void *plane) {
-  c->direct.crop(wide, d->wd, d->ho, d->wo, c->bias ? at_c(c, c->bias, o) : NULL, c->relu, plane);
+  c->direct.crop(wide, d->wd, d->ho, d->wo, c->bias ? at_c(c, c->bias, o) : NULL, c->relu, plane,
+                 d->wo);
 }
 
 static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const void *src,
@@ -163,19 +164,23 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   if (i0 == i1 || d->ho == 0 || d->wo == 0) return FG_OK;
   /* wide rows: outputs at s = i wd + j, rounded up to whole blocks */
   int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c));
-  void *pad = direct_scratch(c, d->in_ch * d->hd * d->wd), *wide = scratch(c, 4 * len);
-  if (!pad || !wide) {
+  const conv_layout sl = d->src_l, ol = d->out_l;
+  void *pad = sl.padded ? NULL : direct_scratch(c, d->in_ch * d->hd * d->wd);
+  void *wide = scratch(c, 4 * len);
+  if ((!pad && !sl.padded) || !wide) {
     scratch_free(pad), scratch_free(wide);
     return nomem(c, op);
   }
-  const conv_layout sl = d->src_l, ol = d->out_l;
+  const void *img = pad;
   for (int64_t it = i0, last = -1; it < i1; it++) {
     int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
-    if (n != last)
+    if (n != last && sl.padded) /* padded as this conv pads, with the slack: read in place */
+      img = at_c(c, src, n * sl.img);
+    else if (n != last)
       pad_planes(c->es, at_c(c, src, n * sl.img), d->in_ch, sl.ch, d->hs, d->ws, d->top,
                  d->left, d->hd, d->wd, pad);
     last = n;
-    c->direct.rows(pad, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
+    c->direct.rows(img, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
     for (int64_t o = 0; o < cnt; o++)
       crop_plane(c, d, at_c(c, wide, o * len), o0 + o, at_m(c, out, n * ol.img + (o0 + o) * ol.ch));
   }
