@@ -166,11 +166,17 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c));
   const conv_layout sl = d->src_l, ol = d->out_l;
   void *pad = sl.padded ? NULL : direct_scratch(c, d->in_ch * d->hd * d->wd);
-  void *wide = scratch(c, 4 * len);
-  if ((!pad && !sl.padded) || !wide) {
-    scratch_free(pad), scratch_free(wide);
+  /* rows_crop needs no wide rows, but where each vector's lanes go */
+  bool to_planes = c->direct.rows_crop != NULL;
+  int64_t nvec = len / direct_jb(c);
+  void *wide = to_planes ? NULL : scratch(c, 4 * len);
+  uint32_t *keep = to_planes ? malloc(sizeof *keep * (size_t)nvec) : NULL;
+  int64_t *first = to_planes ? malloc(sizeof *first * (size_t)nvec) : NULL;
+  if ((!pad && !sl.padded) || (to_planes ? !keep || !first : !wide)) {
+    scratch_free(pad), scratch_free(wide), free(keep), free(first);
     return nomem(c, op);
   }
+  if (to_planes) fg_conv_crop_lanes(len, direct_jb(c), d->wd, d->ho, d->wo, keep, first);
   const void *img = pad;
   for (int64_t it = i0, last = -1; it < i1; it++) {
     int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
@@ -180,11 +186,17 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
       pad_planes(c->es, at_c(c, src, n * sl.img), d->in_ch, sl.ch, d->hs, d->ws, d->top,
                  d->left, d->hd, d->wd, pad);
     last = n;
+    void *planes = at_m(c, out, n * ol.img + o0 * ol.ch);
+    if (to_planes) {
+      c->direct.rows_crop(img, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, keep,
+                          first, c->bias ? at_c(c, c->bias, o0) : NULL, c->relu, planes, ol.ch);
+      continue;
+    }
     c->direct.rows(img, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
     for (int64_t o = 0; o < cnt; o++)
-      crop_plane(c, d, at_c(c, wide, o * len), o0 + o, at_m(c, out, n * ol.img + (o0 + o) * ol.ch));
+      crop_plane(c, d, at_c(c, wide, o * len), o0 + o, at_m(c, planes, o * ol.ch));
   }
-  scratch_free(pad), scratch_free(wide);
+  scratch_free(pad), scratch_free(wide), free(keep), free(first);
   return FG_OK;
 }
 
