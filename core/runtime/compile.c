@@ -23,8 +23,9 @@ static fg_status kernel_rules(fg_kernel_rules *rules, const fg_program_opts *o, 
 }
 
 /* The passes switched off: the options', and the chain pass where the rules pin
- * conv2d_bias_act to one implementation (conv2d_chain has the native kernels alone, so the
- * convs stay apart to run the one asked for). */
+ * conv2d_bias_act to one implementation (conv2d_chain runs the native paths, its one
+ * alternative only putting its first conv on the direct one, so the convs stay apart to run
+ * the implementation asked for). */
 static uint32_t passes_off(const fg_program_opts *o, const fg_kernel_rules *rules) {
   bool pinned = rules->mode[FG_OP_CONV2D_BIAS_ACT] == KRULE_IMPL;
   return o->disabled_passes | (pinned ? FG_PASS_BIT(CHAIN) : 0);

@@ -190,7 +190,8 @@ static fg_status conv_run_laid(const fg_kargs *k, fg_dtype t, conv_kind kind, co
 
 static fg_status conv_run(const fg_kargs *k, fg_dtype t, conv_kind kind, const void *bias,
                           bool relu) {
-  return conv_run_laid(k, t, kind, bias, relu, (conv_layout){0, 0, false}, (conv_layout){0, 0, false});
+  return conv_run_laid(k, t, kind, bias, relu, (conv_layout){0, 0, false},
+                       (conv_layout){0, 0, false});
 }
 
 static bool bias_act_relu(const fg_kargs *k) {
@@ -394,9 +395,12 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
 /* conv2d_chain's alternative implementation (ops/conv.c): the first conv on the direct path
  * where the fixed rules give it im2col + GEMM.  With few input channels the GEMM's depth is the
  * few taps (18 for Glow's 2->128 3x3), and which wins depends on the output channels and the
- * machine: Glow K=8's log-prob program +3-4 % with its 2->128 and 4->128 direct, K=16's -8 % with
- * 2->256 and 4->256 (4 and 3 alternating pairs, "Intel(R) Xeon(R) Processor", 2 cores), so the
- * program times both.  The state is the first conv's path (chain_run). */
+ * machine: with every such first conv forced direct, Glow K=8's log-prob program (2->128 and
+ * 4->128) measured +3-4 % and K=16's (2->256, 4->256) -8 % (4 and 3 alternating pairs, "Intel(R)
+ * Xeon(R) Processor", 2 cores), so the program times both.  Timed alone the chain node takes
+ * the alternative in both models there; in the programs, against FG_KERNELS=
+ * conv2d_chain=native, K=8 +2.8 % (7 of 8 pairs) and K=16 -1.7 % (0 of 4): the node timed
+ * alone is not the node inside its program.  The state is the first conv's path (chain_run). */
 fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e) {
   const fg_conv2d_chain_attr *at = a->attr;
   conv_geom g = chain_geom(at, 0, batch_of(a->in_shape[0], 1), a->in_shape[1]);

@@ -183,7 +183,8 @@ CROP_DEFINE(double, f64)
                                                                                                 \
   /* Sums of OB rows, vectors v0.. into d's planes: the lanes kept are consecutive outputs, so  \
    * they go compressed into one masked store (a wide row of 16 for 14 columns: the first 14    \
-   * lanes, no compress). */                                                                    \
+   * lanes, no compress).  Compressed in a register: the compress to memory is microcoded and   \
+   * slow on some CPUs (AMD's Zen 4). */                                                        \
   Z_BLOCK void zstore_crop_##SUF(const zdst_##SUF *d, int64_t v0, const VEC *acc, const int OB, \
                                  const int NV) {                                                \
     _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) {                                      \
@@ -232,7 +233,8 @@ CROP_DEFINE(double, f64)
                                 const int OB) {                                                 \
     int64_t nvec = len / ZVL_##SUF, v = 0;                                                      \
     for (; v + 6 <= nvec; v += 6)                                                               \
-      zrows_blk_##SUF(src + v * ZVL_##SUF, off, taps, wt, ldw, len, out, dst, v * ZVL_##SUF, OB, 6); \
+      zrows_blk_##SUF(src + v * ZVL_##SUF, off, taps, wt, ldw, len, out, dst, v * ZVL_##SUF,     \
+                      OB, 6);                                                                   \
     const T *s = src + v * ZVL_##SUF;                                                           \
     int64_t s0 = v * ZVL_##SUF;                                                                 \
     switch (nvec - v) {                                                                         \
