@@ -157,6 +157,49 @@ static void crop_plane(const conv_ctx *c, const direct_spec *d, const void *wide
                  d->wo);
 }
 
+/* Where the kernels put a block's sums: straight into the planes (rows_crop, with each
+ * vector's output lanes), or wide rows that crop_plane crops. */
+typedef struct direct_out {
+  void *wide;
+  uint32_t *keep;
+  int64_t *first;
+} direct_out;
+
+static void direct_out_free(direct_out *w) {
+  scratch_free(w->wide), free(w->keep), free(w->first);
+}
+
+/* For wide rows of len (a whole number of blocks). */
+static bool direct_out_alloc(const conv_ctx *c, const direct_spec *d, int64_t len,
+                             direct_out *w) {
+  *w = (direct_out){NULL, NULL, NULL};
+  int64_t nvec = len / direct_jb(c);
+  if (!c->direct.rows_crop) return (w->wide = scratch(c, 4 * len)) != NULL;
+  w->keep = malloc(sizeof *w->keep * (size_t)nvec);
+  w->first = malloc(sizeof *w->first * (size_t)nvec);
+  if (w->keep && w->first) {
+    fg_conv_crop_lanes(len, direct_jb(c), d->wd, d->ho, d->wo, w->keep, w->first);
+    return true;
+  }
+  direct_out_free(w);
+  return false;
+}
+
+/* Output planes o0 .. o0 + cnt of one image (planes: the first, ol.ch apart) from its padded
+ * planes img. */
+static void direct_block(const conv_ctx *c, const direct_spec *d, const direct_out *w,
+                         const void *img, int64_t o0, int64_t cnt, int64_t len, void *planes) {
+  const void *wt = at_c(c, d->wt, o0);
+  if (c->direct.rows_crop) {
+    c->direct.rows_crop(img, d->off, d->taps, wt, d->out_ch, cnt, len, w->keep, w->first,
+                        c->bias ? at_c(c, c->bias, o0) : NULL, c->relu, planes, d->out_l.ch);
+    return;
+  }
+  c->direct.rows(img, d->off, d->taps, wt, d->out_ch, cnt, len, w->wide);
+  for (int64_t o = 0; o < cnt; o++)
+    crop_plane(c, d, at_c(c, w->wide, o * len), o0 + o, at_m(c, planes, o * d->out_l.ch));
+}
+
 static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const void *src,
                                   void *out, int64_t n_img, int ith, int nth, const char *op) {
   int64_t nob = (d->out_ch + 3) / 4, i0, i1;
@@ -166,37 +209,24 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
   int64_t len = round_up((d->ho - 1) * d->wd + d->wo, direct_jb(c));
   const conv_layout sl = d->src_l, ol = d->out_l;
   void *pad = sl.padded ? NULL : direct_scratch(c, d->in_ch * d->hd * d->wd);
-  /* rows_crop needs no wide rows, but where each vector's lanes go */
-  bool to_planes = c->direct.rows_crop != NULL;
-  int64_t nvec = len / direct_jb(c);
-  void *wide = to_planes ? NULL : scratch(c, 4 * len);
-  uint32_t *keep = to_planes ? malloc(sizeof *keep * (size_t)nvec) : NULL;
-  int64_t *first = to_planes ? malloc(sizeof *first * (size_t)nvec) : NULL;
-  if ((!pad && !sl.padded) || (to_planes ? !keep || !first : !wide)) {
-    scratch_free(pad), scratch_free(wide), free(keep), free(first);
+  direct_out w;
+  if ((!pad && !sl.padded) || !direct_out_alloc(c, d, len, &w)) {
+    scratch_free(pad);
     return nomem(c, op);
   }
-  if (to_planes) fg_conv_crop_lanes(len, direct_jb(c), d->wd, d->ho, d->wo, keep, first);
   const void *img = pad;
   for (int64_t it = i0, last = -1; it < i1; it++) {
-    int64_t n = it / nob, o0 = it % nob * 4, cnt = min64(4, d->out_ch - o0);
+    int64_t n = it / nob, o0 = it % nob * 4;
     if (n != last && sl.padded) /* padded as this conv pads, with the slack: read in place */
       img = at_c(c, src, n * sl.img);
     else if (n != last)
       pad_planes(c->es, at_c(c, src, n * sl.img), d->in_ch, sl.ch, d->hs, d->ws, d->top,
                  d->left, d->hd, d->wd, pad);
     last = n;
-    void *planes = at_m(c, out, n * ol.img + o0 * ol.ch);
-    if (to_planes) {
-      c->direct.rows_crop(img, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, keep,
-                          first, c->bias ? at_c(c, c->bias, o0) : NULL, c->relu, planes, ol.ch);
-      continue;
-    }
-    c->direct.rows(img, d->off, d->taps, at_c(c, d->wt, o0), d->out_ch, cnt, len, wide);
-    for (int64_t o = 0; o < cnt; o++)
-      crop_plane(c, d, at_c(c, wide, o * len), o0 + o, at_m(c, planes, o * ol.ch));
+    direct_block(c, d, &w, img, o0, min64(4, d->out_ch - o0), len,
+                 at_m(c, out, n * ol.img + o0 * ol.ch));
   }
-  scratch_free(pad), scratch_free(wide), free(keep), free(first);
+  scratch_free(pad), direct_out_free(&w);
   return FG_OK;
 }
 
