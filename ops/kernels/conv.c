@@ -400,7 +400,8 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
  * Xeon(R) Processor", 2 cores), so the program times both.  Timed alone the chain node takes
  * the alternative in both models there; in the programs, against FG_KERNELS=
  * conv2d_chain=native, K=8's log-prob +2.8 % (7 of 8 pairs), K=16's -1.7 % (0 of 4) but its
- * training step +3.6 % (2 of 3): the node timed alone is not quite the node in its program.  The state is the first conv's path (chain_run). */
+ * training step +3.6 % (2 of 3): the node timed alone is not quite the node in its program.
+ * The state is the first conv's path (chain_run). */
 fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e) {
   const fg_conv2d_chain_attr *at = a->attr;
   conv_geom g = chain_geom(at, 0, batch_of(a->in_shape[0], 1), a->in_shape[1]);
