@@ -166,8 +166,8 @@ CROP_DEFINE(double, f64)
 #define Z_ATTR __attribute__((target("avx512f,fma")))
 #define Z_BLOCK static inline __attribute__((always_inline, target("avx512f,fma")))
 
-#define Z_DEFINE(T, SUF, VEC, LOADU, STOREU, SET1, FMADD, ZERO, REDUCE, MASK, COMPRESS,       \
-                 MASK_STOREU, ADD, MAX)                                                        \
+#define Z_DEFINE(T, SUF, VEC, LOADU, SET1, FMADD, ZERO, REDUCE, MASK, COMPRESS, MASK_STOREU,   \
+                 ADD, MAX)                                                                     \
   enum { ZVL_##SUF = 64 / sizeof(T) };                                                          \
                                                                                                 \
   /* Where zrows_crop stores (fg_conv_direct_kernels.rows_crop): planes ldo apart, vector v of  \
@@ -201,11 +201,11 @@ CROP_DEFINE(double, f64)
     }                                                                                           \
   }                                                                                             \
                                                                                                 \
-  /* Rows o < OB, vectors v < NV from wide index s0 (src already offset by s0): to out[o len +  \
-   * v VL ..] as they are, or into dst's planes (not NULL). */                                  \
+  /* Rows o < OB, vectors v < NV from wide index s0 (src already offset by s0) into dst's      \
+   * planes. */                                                                                 \
   Z_BLOCK void zrows_blk_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,    \
-                               int64_t ldw, int64_t len, T *out, const zdst_##SUF *dst,        \
-                               int64_t s0, const int OB, const int NV) {                       \
+                               int64_t ldw, const zdst_##SUF *dst, int64_t s0, const int OB,    \
+                               const int NV) {                                                  \
     VEC acc[4][6];                                                                              \
     _Pragma("GCC unroll 4") for (int o = 0; o < OB; o++)                                        \
       _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[o][v] = ZERO();                  \
@@ -218,67 +218,41 @@ CROP_DEFINE(double, f64)
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[o][v] = FMADD(wv, x[v], acc[o][v]); \
       }                                                                                         \
     }                                                                                           \
-    if (dst) {                                                                                  \
-      zstore_crop_##SUF(dst, s0 / ZVL_##SUF, &acc[0][0], OB, NV);                               \
-      return;                                                                                   \
-    }                                                                                           \
-    _Pragma("GCC unroll 4") for (int o = 0; o < OB; o++)                                        \
-      _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                                      \
-        STOREU(out + o * len + s0 + v * ZVL_##SUF, acc[o][v]);                                  \
+    zstore_crop_##SUF(dst, s0 / ZVL_##SUF, &acc[0][0], OB, NV);                                 \
   }                                                                                             \
                                                                                                 \
   /* All of len for OB rows: blocks of 6 vectors, then the remainder in one block. */           \
   Z_BLOCK void zrows_span_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,   \
-                                int64_t ldw, int64_t len, T *out, const zdst_##SUF *dst,       \
-                                const int OB) {                                                 \
+                                int64_t ldw, int64_t len, const zdst_##SUF *dst, const int OB) { \
     int64_t nvec = len / ZVL_##SUF, v = 0;                                                      \
     for (; v + 6 <= nvec; v += 6)                                                               \
-      zrows_blk_##SUF(src + v * ZVL_##SUF, off, taps, wt, ldw, len, out, dst, v * ZVL_##SUF,     \
-                      OB, 6);                                                                   \
+      zrows_blk_##SUF(src + v * ZVL_##SUF, off, taps, wt, ldw, dst, v * ZVL_##SUF, OB, 6);      \
     const T *s = src + v * ZVL_##SUF;                                                           \
     int64_t s0 = v * ZVL_##SUF;                                                                 \
     switch (nvec - v) {                                                                         \
-    case 5: zrows_blk_##SUF(s, off, taps, wt, ldw, len, out, dst, s0, OB, 5); break;            \
-    case 4: zrows_blk_##SUF(s, off, taps, wt, ldw, len, out, dst, s0, OB, 4); break;            \
-    case 3: zrows_blk_##SUF(s, off, taps, wt, ldw, len, out, dst, s0, OB, 3); break;            \
-    case 2: zrows_blk_##SUF(s, off, taps, wt, ldw, len, out, dst, s0, OB, 2); break;            \
-    case 1: zrows_blk_##SUF(s, off, taps, wt, ldw, len, out, dst, s0, OB, 1); break;            \
+    case 5: zrows_blk_##SUF(s, off, taps, wt, ldw, dst, s0, OB, 5); break;                      \
+    case 4: zrows_blk_##SUF(s, off, taps, wt, ldw, dst, s0, OB, 4); break;                      \
+    case 3: zrows_blk_##SUF(s, off, taps, wt, ldw, dst, s0, OB, 3); break;                      \
+    case 2: zrows_blk_##SUF(s, off, taps, wt, ldw, dst, s0, OB, 2); break;                      \
+    case 1: zrows_blk_##SUF(s, off, taps, wt, ldw, dst, s0, OB, 1); break;                      \
     default: break;                                                                             \
     }                                                                                           \
-  }                                                                                             \
-                                                                                                \
-  /* Blocks of 4 rows, then the rest; each block's rows from o: out + o len, or dst's planes    \
-   * from o on. */                                                                              \
-  Z_BLOCK void zrows_all_##SUF(const T *src, const int64_t *off, int64_t taps, const T *wt,    \
-                               int64_t ldw, int64_t ob, int64_t len, T *out,                   \
-                               const zdst_##SUF *dst) {                                         \
-    int64_t o = 0;                                                                              \
-    zdst_##SUF at;                                                                              \
-    for (; o < ob; o += 4) {                                                                    \
-      if (dst) at = *dst, at.out += o * dst->ldo, at.bias = dst->bias ? dst->bias + o : NULL;   \
-      const zdst_##SUF *d = dst ? &at : NULL;                                                   \
-      T *ro = out ? out + o * len : NULL;                                                       \
-      switch (ob - o < 4 ? ob - o : 4) {                                                        \
-      case 4: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, ro, d, 4); break;              \
-      case 3: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, ro, d, 3); break;              \
-      case 2: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, ro, d, 2); break;              \
-      default: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, ro, d, 1); break;             \
-      }                                                                                         \
-    }                                                                                           \
-  }                                                                                             \
-                                                                                                \
-  Z_ATTR static void zrows_##SUF(const void *srcv, const int64_t *off, int64_t taps,            \
-                                 const void *wtv, int64_t ldw, int64_t ob, int64_t len,         \
-                                 void *outv) {                                                  \
-    zrows_all_##SUF(srcv, off, taps, wtv, ldw, ob, len, outv, NULL);                            \
   }                                                                                             \
                                                                                                 \
   Z_ATTR static void zrows_crop_##SUF(const void *srcv, const int64_t *off, int64_t taps,       \
                                       const void *wtv, int64_t ldw, int64_t ob, int64_t len,    \
                                       const uint32_t *keep, const int64_t *first,               \
-                                      const void *bias, bool relu, void *outv, int64_t ldo) {   \
-    zdst_##SUF d = {keep, first, ldo, bias, relu, outv};                                        \
-    zrows_all_##SUF(srcv, off, taps, wtv, ldw, ob, len, NULL, &d);                              \
+                                      const void *biasv, bool relu, void *outv, int64_t ldo) {  \
+    const T *src = srcv, *wt = wtv, *bias = biasv;                                              \
+    for (int64_t o = 0; o < ob; o += 4) { /* blocks of 4 rows, then the rest */                 \
+      zdst_##SUF d = {keep, first, ldo, bias ? bias + o : NULL, relu, (T *)outv + o * ldo};     \
+      switch (ob - o < 4 ? ob - o : 4) {                                                        \
+      case 4: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, &d, 4); break;                 \
+      case 3: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, &d, 3); break;                 \
+      case 2: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, &d, 2); break;                 \
+      default: zrows_span_##SUF(src, off, taps, wt + o, ldw, len, &d, 1); break;                \
+      }                                                                                         \
+    }                                                                                           \
   }                                                                                             \
                                                                                                 \
   /* acc[t nb + o] += dots of src + off[t] with b + o ldb for t < TB, o < OB, over nvec   \
@@ -349,10 +323,10 @@ CROP_DEFINE(double, f64)
       }                                                                                         \
   }
 
-Z_DEFINE(float, f32, __m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+Z_DEFINE(float, f32, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
          _mm512_setzero_ps, _mm512_reduce_add_ps, __mmask16, _mm512_maskz_compress_ps,
          _mm512_mask_storeu_ps, _mm512_add_ps, _mm512_max_ps)
-Z_DEFINE(double, f64, __m512d, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd,
+Z_DEFINE(double, f64, __m512d, _mm512_loadu_pd, _mm512_set1_pd,
          _mm512_fmadd_pd, _mm512_setzero_pd, _mm512_reduce_add_pd, __mmask8,
          _mm512_maskz_compress_pd, _mm512_mask_storeu_pd, _mm512_add_pd, _mm512_max_pd)
 ZCROP_DEFINE(float, f32, __m512, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
@@ -405,7 +379,7 @@ fg_conv_direct_kernels fg_conv_direct_kernels_for(fg_dtype t) {
     k = (fg_conv_direct_kernels){f32 ? direct_rows_f32_avx2 : direct_rows_f64_avx2, NULL,
                                  f32 ? wdots_f32_avx2 : wdots_f64_avx2, k.crop, "avx2"};
   if (i == ISA_AVX512)
-    k = (fg_conv_direct_kernels){f32 ? zrows_f32 : zrows_f64, f32 ? zrows_crop_f32 : zrows_crop_f64,
+    k = (fg_conv_direct_kernels){NULL, f32 ? zrows_crop_f32 : zrows_crop_f64,
                                  f32 ? zwdots_f32 : zwdots_f64, f32 ? zcrop_f32 : zcrop_f64,
                                  "avx512"};
 #endif

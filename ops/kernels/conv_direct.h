@@ -14,7 +14,8 @@
 enum { FG_DIRECT_BLOCK_BYTES = 64 };
 
 typedef struct fg_conv_direct_kernels {
-  /* out[o len + s] = sum_{t < taps} wt[t ldw + o] src[off[t] + s]  for o < ob, s < len. */
+  /* out[o len + s] = sum_{t < taps} wt[t ldw + o] src[off[t] + s]  for o < ob, s < len; NULL
+   * in the family with rows_crop (below), which its callers use instead. */
   void (*rows)(const void *src, const int64_t *off, int64_t taps, const void *wt, int64_t ldw,
                int64_t ob, int64_t len, void *out);
   /* rows, with the crop (below) on the way, stored from registers without the wide rows: of
