@@ -337,7 +337,8 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
 #ifdef FG_HAVE_DNNL
 #define ONEDNN_IMPLS                                                                          \
   {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_f32, NULL},            \
-      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, fg_onednn_conv_f32, NULL},
+      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, fg_onednn_conv_f32, NULL}, \
+      {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release, fg_onednn_conv_f32, NULL},
 #else
 #define ONEDNN_IMPLS
 #endif

@@ -175,6 +175,7 @@ static const chain_case ch_strided = {2,
                                        {OPTS(2, 1, 1, 0, 1, 1), true, false, {0, 0}}}};
 /* conv2d_input_grad: size = the input (H, W) */
 static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {5, 4}};
+static const conv_case ig_pad1_6x5 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {6, 5}};
 static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
 static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
 static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, false, {3, 4}};
@@ -219,6 +220,8 @@ static const op_case cases[] = {
     CONV("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 5, 6), S4(2, 2, 2, 3), &c_mixed,
          false),
     CONV("kernel as large as the image", S4(2, 2, 3, 4), S4(2, 2, 3, 4), &c_plain, false),
+    CONV("3x3 of 16 channels to 16, padding 1 (sums of 144 products; oneDNN's Winograd tiles)",
+         S4(2, 16, 6, 5), S4(16, 16, 3, 3), &c_pad1, false),
     CONV("zero-sized batch", S4(0, 2, 4, 4), S4(3, 2, 3, 3), &c_pad1, false),
     CONV_BIAS("with bias", S4(2, 2, 5, 4), S4(3, 2, 3, 3), S1(3), &c_bias),
     CONV_BIAS("with bias, batch of one, stride 2, dilation (1,2)", S4(1, 2, 5, 7), S4(3, 2, 2, 2),
@@ -226,6 +229,8 @@ static const op_case cases[] = {
     BIAS_ACT("relu, 3x3, padding 1, bias [3]", S4(2, 2, 5, 4), S4(3, 2, 3, 3), S1(3), &ba_relu),
     BIAS_ACT("no activation, stride (2,1), bias [1,3,1,1]", S4(2, 2, 5, 4), S4(3, 2, 2, 2),
              S4(1, 3, 1, 1), &ba_plain),
+    BIAS_ACT("relu, 3x3 of 16 channels to 16, bias [16]", S4(2, 16, 6, 5), S4(16, 16, 3, 3),
+             S1(16), &ba_relu),
     BIAS_ACT("relu, 1x1 kernel (no im2col)", S4(2, 3, 4, 5), S4(4, 3, 1, 1), S1(4), &ba_relu_1x1),
     CHAIN("3x3 of 2 channels, 1x1 (both relu), 3x3 to 2 channels", &ch_three, S4(2, 2, 5, 4),
           S4(3, 2, 3, 3), S1(3), S4(4, 3, 1, 1), S1(4), S4(2, 4, 3, 3), S1(2)),
@@ -241,12 +246,16 @@ static const op_case cases[] = {
     IGRAD("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3), &ig_pad1, true),
     IGRAD("stride 2 into 6x5 (5x5 gives the same dy)", S4(1, 2, 2, 2), S4(2, 3, 3, 3),
           &ig_stride2, false),
+    IGRAD("3x3 of 16 channels to 16, padding 1, into 6x5", S4(2, 16, 6, 5), S4(16, 16, 3, 3),
+          &ig_pad1_6x5, false),
     IGRAD("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), &ig_1x1, false),
     IGRAD("dilation 2, padding 3 > kernel", S4(1, 2, 7, 8), S4(2, 1, 2, 2), &ig_dil_bigpad, true),
     IGRAD("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 3, 6), S4(2, 2, 2, 3),
           &ig_mixed, false),
     WGRAD("3x3, padding 1", S4(2, 2, 5, 4), S4(2, 3, 5, 4), &wg_pad1, true),
     WGRAD("stride 2, dilation 2, batch of one", S4(1, 2, 7, 6), S4(1, 2, 2, 1), &wg_stride_dil,
+          false),
+    WGRAD("3x3 of 16 channels to 16, padding 1", S4(2, 16, 6, 5), S4(2, 16, 6, 5), &wg_pad1,
           false),
     WGRAD("1x1 kernel", S4(2, 3, 4, 5), S4(2, 4, 4, 5), &wg_1x1, true),
     WGRAD("2x3 kernel, stride (1,2), padding (0,1)", S4(2, 1, 4, 7), S4(2, 2, 3, 4), &wg_nonsq,

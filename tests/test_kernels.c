@@ -158,7 +158,7 @@ static void expect_close(const net *n, fg_tensor **a, fg_tensor **b, const char 
 }
 
 /* The implementations a test runs through: everything this build has. */
-static const char *const kernel_sets[] = {"onednn", "onednn_nchw", "conv*=direct",
+static const char *const kernel_sets[] = {"onednn", "onednn_nchw", "onednn_wino", "conv*=direct",
                                           "conv*=shifted", "conv*=gemm", "auto"};
 enum { N_SETS = sizeof kernel_sets / sizeof *kernel_sets };
 
@@ -264,6 +264,15 @@ static bool starts(const char *s, const char *prefix) {
   return s && strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* How many nodes of p's compiled graph run an implementation whose label starts with prefix. */
+static int count_labels(const fg_program *p, const char *prefix) {
+  const fg_graph *g = fg_program_graph(p);
+  int count = 0;
+  for (fg_node i = 0; i < fg_graph_node_count(g); i++)
+    count += starts(fg_program_node_kernel(p, i), prefix);
+  return count;
+}
+
 Test(kernels, rules_pick_implementations_and_fall_back_where_one_does_not_apply) {
   net n = build_net();
   fg_program *p = compile(&n, &(fg_program_opts){.kernels = "native"});
@@ -298,6 +307,18 @@ Test(kernels, rules_pick_implementations_and_fall_back_where_one_does_not_apply)
     }
   }
   net_free(&n);
+  char libs[256];
+  if (strstr(fg_kernel_libraries(libs, sizeof libs), "avx512_core")) {
+    /* oneDNN has Winograd's convolution for AVX-512: the 3x3 convs at stride 1 and their
+     * gradients take it (8->32 and 32->32: forward, input and weight gradients), the 1x1 falls
+     * back */
+    n = build_chain();
+    p = compile(&n, &(fg_program_opts){.kernels = "onednn_wino"});
+    cr_expect_geq(count_labels(p, "onednn_wino"), 5, "%d", count_labels(p, "onednn_wino"));
+    cr_expect_geq(count_labels(p, "native ("), 1);
+    fg_program_free(p);
+    net_free(&n);
+  }
 }
 
 Test(kernels, timed_choices_are_kept_for_the_process) {

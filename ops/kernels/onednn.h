@@ -14,9 +14,11 @@
 #ifdef FG_HAVE_DNNL
 /* conv2d, conv2d_bias_act, conv2d_input_grad, conv2d_weight_grad in float32: primitives in the
  * layouts oneDNN chooses (blocked), with reorders from and to NCHW inside; or on NCHW memory
- * as it is (_nchw). */
+ * as it is (_nchw); or by Winograd's algorithm (F(4x4, 3x3): 3x3 kernels at stride 1, 4x
+ * fewer multiplications, in the layouts it chooses), where oneDNN has it for the CPU (_wino). */
 fg_status fg_onednn_conv_prepare(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_onednn_conv_prepare_nchw(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_onednn_conv_prepare_wino(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_onednn_conv_f32(const fg_kargs *k);
 /* matmul in float32 on row-major memory as it is (transposes as strided views). */
 fg_status fg_onednn_matmul_prepare(fg_kprep *a, void **state, fg_err *e);

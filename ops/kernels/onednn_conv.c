@@ -24,15 +24,16 @@ static void dims4(dnnl_dims_t d, int64_t a, int64_t b, int64_t c, int64_t e) {
 }
 
 /* Memory descriptors of a conv with batch nb: x, w, y in NCHW / OIHW or any; the bias as
- * [1, O, 1, 1] (added by a post-op).  x or y may be in the blocked layout nChw16c instead of
+ * [1, O, 1, 1] (added by a post-op), or as [O] where the primitive adds it itself (Winograd's,
+ * which takes no binary post-op).  x or y may be in the blocked layout nChw16c instead of
  * NCHW (xb, yb: the program keeps that value blocked, fg_kargs.blocked). */
 typedef struct conv_mds {
   dnnl_memory_desc_t x, w, b, y;
 } conv_mds;
 
 static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t nb, bool any,
-                          bool xb, bool yb) {
-  dnnl_dims_t x, w, y, bias = {1, g->o, 1, 1};
+                          bool xb, bool yb, bool wino) {
+  dnnl_dims_t x, w, y, bias = {1, g->o, 1, 1}, bias1 = {g->o};
   dims4(x, nb, g->c, g->h, g->w), dims4(w, g->o, g->c, g->kh, g->kw);
   dims4(y, nb, g->o, g->ho, g->wo);
   dnnl_format_tag_t xt = any ? dnnl_format_tag_any : xb ? dnnl_aBcd16b : dnnl_nchw;
@@ -41,37 +42,60 @@ static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t n
   fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->w, 4, w, dnnl_f32,
                                             any ? dnnl_format_tag_any : dnnl_oihw));
   fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->y, 4, y, dnnl_f32, yt));
-  fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->b, 4, bias, dnnl_f32, dnnl_nchw));
+  fg_dnn_ok(b, wino ? dnnl_memory_desc_init_by_tag(&m->b, 1, bias1, dnnl_f32, dnnl_x)
+                    : dnnl_memory_desc_init_by_tag(&m->b, 4, bias, dnnl_f32, dnnl_nchw));
 }
 
 /* conv2d_bias_act's epilogue as post-ops after the accumulation: + bias, then max(x, 0) as a
  * clip to [0, inf], which rounds and treats -0 and NaN as the separate add and relu kernels do
- * (bit-identical, so the epilogue pass stays exact). */
-static void epilogue_attr(builder *b, dnnl_primitive_attr_t attr, const conv_mds *m, bool relu) {
+ * (bit-identical, so the epilogue pass stays exact).  Winograd's primitive takes neither a
+ * binary post-op nor the clip: it adds the bias itself (conv_pd) and takes relu, whose
+ * negative results are -0 where the relu kernel's are +0 (equal as numbers). */
+static void epilogue_attr(builder *b, dnnl_primitive_attr_t attr, const conv_mds *m, bool relu,
+                          bool wino) {
   dnnl_post_ops_t po = NULL;
-  if (fg_dnn_ok(b, dnnl_post_ops_create(&po)) &&
-      fg_dnn_ok(b, dnnl_post_ops_append_binary(po, dnnl_binary_add, &m->b)) &&
-      (!relu ||
-       fg_dnn_ok(b, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, INFINITY))))
+  if (!fg_dnn_ok(b, dnnl_post_ops_create(&po))) return;
+  if (wino ? !relu || fg_dnn_ok(b, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu,
+                                                                0.0f, 0.0f))
+           : fg_dnn_ok(b, dnnl_post_ops_append_binary(po, dnnl_binary_add, &m->b)) &&
+                 (!relu || fg_dnn_ok(b, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip,
+                                                                     0.0f, INFINITY))))
     fg_dnn_ok(b, dnnl_primitive_attr_set_post_ops(attr, po));
   dnnl_post_ops_destroy(po);
 }
 
-/* The primitive descriptor of one conv op at batch nb (NULL after a failure). */
-static dnnl_primitive_desc_t conv_pd(builder *b, const conv_geom *g, conv_kind kind, int64_t nb,
-                                     bool any, bool bias, bool relu) {
+/* What a conv prepare knows while it builds. */
+typedef struct conv_build {
+  conv_geom g;
+  conv_kind kind;
+  bool bias, relu;
+  bool wino;                   /* Winograd's algorithm, not the direct one */
+  dnnl_primitive_desc_t pd[2]; /* per batch size */
+  conv_mds user[2];            /* NCHW / OIHW per batch size */
+  size_t wbuf[2];              /* scratch offset of the weights in the layout of set s */
+  bool wreorder[2];
+} conv_build;
+
+/* The primitive descriptor of c's conv at batch nb (NULL after a failure, or where the
+ * algorithm does not serve the shape: Winograd's only 3x3 kernels at stride 1 on the ISAs
+ * oneDNN has it for). */
+static dnnl_primitive_desc_t conv_pd(builder *b, const conv_build *c, int64_t nb, bool any) {
+  const conv_geom *g = &c->g;
+  conv_kind kind = c->kind;
   conv_mds m;
-  conv_mds_init(b, &m, g, nb, any, false, false);
+  conv_mds_init(b, &m, g, nb, any, false, false, c->wino);
   dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1}, pl = {g->ph, g->pw};
   dnnl_dims_t pr = {(g->ho - 1) * g->sh + (g->kh - 1) * g->dh + 1 - g->h - g->ph,
                     (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1 - g->w - g->pw};
   dnnl_convolution_desc_t fwd, cd;
   dnnl_primitive_attr_t attr = fg_dnn_scratchpad_attr(b);
   dnnl_primitive_desc_t hint = NULL, pd = NULL;
-  dnnl_alg_kind_t alg = dnnl_convolution_direct;
+  dnnl_alg_kind_t alg = c->wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
+  const dnnl_memory_desc_t *own_bias = c->wino && c->bias && kind == CONV_FORWARD ? &m.b : NULL;
   fg_dnn_ok(b, dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg, &m.x,
-                                                          &m.w, NULL, &m.y, strides, dil, pl, pr));
-  if (kind == CONV_FORWARD && bias) epilogue_attr(b, attr, &m, relu);
+                                                          &m.w, own_bias, &m.y, strides, dil, pl,
+                                                          pr));
+  if (kind == CONV_FORWARD && c->bias) epilogue_attr(b, attr, &m, c->relu, c->wino);
   if (kind == CONV_FORWARD) {
     if (b->st == dnnl_success)
       fg_dnn_ok(b, dnnl_primitive_desc_create(&pd, &fwd, attr, fg_dnn_engine(), NULL));
@@ -118,17 +142,6 @@ static conv_chosen chosen_of(const_dnnl_primitive_desc_t pd, conv_kind kind) {
   return c;
 }
 
-/* What a conv prepare knows while it builds. */
-typedef struct conv_build {
-  conv_geom g;
-  conv_kind kind;
-  bool bias, relu;
-  dnnl_primitive_desc_t pd[2]; /* per batch size */
-  conv_mds user[2];            /* NCHW / OIHW per batch size */
-  size_t wbuf[2];              /* scratch offset of the weights in the layout of set s */
-  bool wreorder[2];
-} conv_build;
-
 /* Set s's weights job: user weights reordered into the layout its primitive chose. */
 static void weights_job(builder *b, conv_build *c, int s) {
   job *j = &b->s->wjobs[s];
@@ -164,7 +177,7 @@ static void conv_part(builder *b, conv_build *c, job *j, int p, int64_t n0, int 
     args[n++] = DNNL_ARG_WEIGHTS;
     if (c->bias) {
       slots[n] = fg_dnn_slot_new(b, j, &u->b, FROM_IN2, 0);
-      args[n++] = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
+      args[n++] = c->wino ? DNNL_ARG_BIAS : DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
     }
     out = fg_dnn_operand(b, j, fwd ? &u->y : &u->x, ch.out, FROM_OUT, fwd ? yo : xo, &out_user);
     args[n] = fwd ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC;
@@ -198,8 +211,8 @@ static void blocked_xy(uint32_t blocked, conv_kind kind, bool *xb, bool *yb) {
   }
 }
 
-static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
-  conv_build c = {.kind = fg_conv_kind_of(a->op)};
+static fg_status conv_prepare(fg_kprep *a, void **out, bool any, bool wino, fg_err *e) {
+  conv_build c = {.kind = fg_conv_kind_of(a->op), .wino = wino};
   c.g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, c.kind);
   c.bias = a->op == FG_OP_CONV2D_BIAS_ACT;
   c.relu = c.bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu;
@@ -217,8 +230,8 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
   a->blocked_ok = any ? blocked_ok_of(g, c.kind) : 0;
   for (int s = 0; s < (g->n % parts ? 2 : 1) && b.st == dnnl_success; s++) {
     int64_t nb = g->n / parts + (g->n % parts && s == 0 ? 1 : 0);
-    conv_mds_init(&b, &c.user[s], g, nb, false, xb, yb);
-    c.pd[s] = conv_pd(&b, g, c.kind, nb, any, c.bias, c.relu);
+    conv_mds_init(&b, &c.user[s], g, nb, false, xb, yb, wino);
+    c.pd[s] = conv_pd(&b, &c, nb, any);
   }
   if (b.st == dnnl_success) {
     state *st = b.s;
@@ -247,9 +260,12 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, fg_err *e) {
 }
 
 fg_status fg_onednn_conv_prepare(fg_kprep *a, void **state, fg_err *e) {
-  return conv_prepare(a, state, true, e);
+  return conv_prepare(a, state, true, false, e);
 }
 fg_status fg_onednn_conv_prepare_nchw(fg_kprep *a, void **state, fg_err *e) {
-  return conv_prepare(a, state, false, e);
+  return conv_prepare(a, state, false, false, e);
+}
+fg_status fg_onednn_conv_prepare_wino(fg_kprep *a, void **state, fg_err *e) {
+  return conv_prepare(a, state, true, true, e);
 }
 
