@@ -16,6 +16,9 @@
 enum {
   CONV_MAX_PARTS = 16, /* forward and input gradient: parts of the batch */
   WGRAD_MAX_PARTS = 4, /* weight gradient: each part adds a partial gradient to sum */
+  WINO_MAX_PARTS = 4,  /* Winograd's: 16 images a part at batch 64 (at 4 a part, as direct
+                          convs take, its tile transforms cost more than they save: RealNVP's
+                          64- and 128-channel convs at 14x14 then timed slower than direct) */
   SUM_MIN_ELEMS = 16384, /* per part of the weight gradient's sum */
 };
 
@@ -221,7 +224,8 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, bool wino, fg_e
     return fg_err_set(e, FG_E_MISUSE, "oneDNN computes non-empty float32 convolutions only");
   bool wgrad = c.kind == CONV_WEIGHT_GRAD;
   int given = a->parts[0];
-  int parts = fg_dnn_parts_for(given, g->n, wgrad ? WGRAD_MAX_PARTS : CONV_MAX_PARTS);
+  int cap = wgrad ? WGRAD_MAX_PARTS : wino ? WINO_MAX_PARTS : CONV_MAX_PARTS;
+  int parts = fg_dnn_parts_for(given, g->n, cap);
   builder b = {.s = fg_dnn_state_new(parts)};
   int saved = fg_dnn_threads_one();
   bool xb, yb;
