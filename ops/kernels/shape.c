@@ -90,7 +90,10 @@ static void gather_cursor_skip(gather_cursor *c, const gather_plan *p, int64_t r
     for (int64_t o = b; o < e;) {                                                          \
       int64_t run = gather_cursor_run(&c, p, e - o), s = p->stride[p->ndim - 1];           \
       const T *src = in + c.off;                                                           \
-      for (int64_t j = 0; j < run; j++) out[o + j] = src[j * s];                           \
+      if (s == 1) /* a contiguous run (reshape, a slice's rows): the library's copy */     \
+        memcpy(out + o, src, sizeof(T) * (size_t)run);                                     \
+      else                                                                                 \
+        for (int64_t j = 0; j < run; j++) out[o + j] = src[j * s];                         \
       o += run;                                                                            \
       gather_cursor_skip(&c, p, run);                                                      \
     }                                                                                      \
