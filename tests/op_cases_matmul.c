@@ -84,6 +84,11 @@ static const op_case cases[] = {
     MM("k = 1: outer product [3,1] @ [1,4]", S2(3, 1), S2(1, 4), &NN, false),
     MM("k = 0: zeros [2,0] @ [0,3]", S2(2, 0), S2(0, 3), &NN, false),
     MM("rows of several batches [2,3,5,6] @ [6,7]", S4(2, 3, 5, 6), S2(6, 7), &NN, false),
+    /* inner dimensions up to 16 without trans_b take a row loop, longer ones the GEMM */
+    MM("a 1x1 conv's matrix over a batch [4,4] @ [3,4,40]", S2(4, 4), S3(3, 4, 40), &NN, false),
+    MM("k = 20 (the GEMM) [3,20] @ [20,5]", S2(3, 20), S2(20, 5), &NN, true),
+    MM("k = 20, trans_a, broadcast batch [2,1,20,3]^T @ [3,20,2]", S4(2, 1, 20, 3),
+       S3(3, 20, 2), &TN, false),
     {.op = "matmul", .label = "fg_matmul builder [2,3] @ [3,2]", .n_in = 2,
      .in = {S2(2, 3), S2(3, 2)}, .lo = -1, .hi = 1, .build = build_mm_plain,
      .reference = ref_mm},

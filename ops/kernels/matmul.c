@@ -9,6 +9,7 @@
  * touches.  The conv drivers partition their own way, by the same rule. */
 #include "ops/kernels/gemm.h"
 #include "ops/kernels/kernels.h"
+#include "ops/kernels/simd.h"
 
 /* Offset, in matrices, of output batch item `bi` inside an operand read with broadcast
  * strides `str` (in matrices) over the output batch shape `ob`. */
@@ -23,7 +24,50 @@ static int64_t batch_offset(int64_t bi, const fg_shape *ob, const int64_t *str) 
 
 /* Output tiles of at least MATMUL_MIN_TILE x MATMUL_MIN_TILE: every tile's GEMM packs its
  * slices of op(A) and op(B), and this keeps that copying under 1/64 of the arithmetic. */
-enum { MATMUL_MIN_TILE = 64 };
+enum {
+  MATMUL_MIN_TILE = 64,
+  SHORT_K = 16,                /* inner dimensions this short skip the GEMM (matmul_short_k) */
+  SHORT_K_MIN_PART = 1 << 14,  /* output elements of a part there */
+};
+
+/* ---- a short inner dimension ----
+ * Glow's invertible 1x1 convs are [4, 4] @ [64, 4, 196]: a GEMM per batch matrix packs both
+ * operands for 4 multiply-adds per output element, 32 us a call in the log-prob program where
+ * the whole product is 0.4 MFLOP.  Each output row is instead sum_p a[i][p] b[p][:], its terms in
+ * p order, vectorised along the row (any split of the rows gives the same bits). */
+#define DEFINE_ROW_SHORT_K(T, SUF)                                                            \
+  FG_SIMD_CLONES static void row_short_k_##SUF(const T *a, int64_t a_step, const T *b,         \
+                                               int64_t ldb, int64_t kk, int64_t n, T *o) {     \
+    for (int64_t j = 0; j < n; j++) o[j] = a[0] * b[j];                                       \
+    for (int64_t p = 1; p < kk; p++) {                                                        \
+      T ap = a[p * a_step];                                                                   \
+      const T *restrict bp = b + p * ldb;                                                     \
+      for (int64_t j = 0; j < n; j++) o[j] += ap * bp[j];                                     \
+    }                                                                                         \
+  }
+DEFINE_ROW_SHORT_K(float, f32)
+DEFINE_ROW_SHORT_K(double, f64)
+
+/* Rows of all batches flattened, split into parts of at least SHORT_K_MIN_PART outputs. */
+static void matmul_short_k(const fg_kargs *k, fg_dtype t, const fg_shape *ob, const int64_t *astr,
+                           const int64_t *bstr, int64_t m, int64_t n, int64_t kk) {
+  const fg_matmul_attr *at = k->attr;
+  int64_t rows_all = fg_shape_count(ob) * m, r0, r1;
+  int parts = fg_parts_for(rows_all, (SHORT_K_MIN_PART + n - 1) / n, k->nth);
+  if (k->ith >= parts) return;
+  fg_split_range(rows_all, k->ith, parts, &r0, &r1);
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t bi = r / m, i = r % m;
+    int64_t aoff = batch_offset(bi, ob, astr) * m * kk + (at->trans_a ? i : i * kk);
+    int64_t boff = batch_offset(bi, ob, bstr) * kk * n, step = at->trans_a ? m : 1;
+    if (t == FG_F32)
+      row_short_k_f32((const float *)k->in[0] + aoff, step, (const float *)k->in[1] + boff, n,
+                      kk, n, (float *)k->out + r * n);
+    else
+      row_short_k_f64((const double *)k->in[0] + aoff, step, (const double *)k->in[1] + boff,
+                      n, kk, n, (double *)k->out + r * n);
+  }
+}
 
 static fg_status matmul_run(const fg_kargs *k, fg_dtype t) {
   const fg_matmul_attr *at = k->attr;
@@ -36,6 +80,10 @@ static fg_status matmul_run(const fg_kargs *k, fg_dtype t) {
   int64_t m = k->out_shape.d[k->out_shape.ndim - 2], n = k->out_shape.d[k->out_shape.ndim - 1];
   int64_t kk = sa->d[sa->ndim - (at->trans_a ? 2 : 1)], rows_all = fg_shape_count(&ob) * m;
   size_t es = fg_dtype_size(t);
+  if (kk >= 1 && kk <= SHORT_K && !at->trans_b) {
+    matmul_short_k(k, t, &ob, astr, bstr, m, n, kk);
+    return FG_OK;
+  }
   int pr, pc;
   fg_tile_grid(rows_all, n, MATMUL_MIN_TILE, MATMUL_MIN_TILE, k->nth, &pr, &pc);
   if (k->ith >= pr * pc) return FG_OK;
