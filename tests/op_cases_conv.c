@@ -234,7 +234,7 @@ static const op_case cases[] = {
     BIAS_ACT("relu, 1x1 kernel (no im2col)", S4(2, 3, 4, 5), S4(4, 3, 1, 1), S1(4), &ba_relu_1x1),
     CHAIN("3x3 of 2 channels, 1x1 (both relu), 3x3 to 2 channels", &ch_three, S4(2, 2, 5, 4),
           S4(3, 2, 3, 3), S1(3), S4(4, 3, 1, 1), S1(4), S4(2, 4, 3, 3), S1(2)),
-    CHAIN("as above, batch 29: the kernel's groups of 13, 13 and 3 images (256 pixels)",
+    CHAIN("as above, batch 29: the kernel's groups of 20 and 9 images (384 pixels)",
           &ch_three, S4(29, 2, 5, 4), S4(3, 2, 3, 3), S1(3), S4(4, 3, 1, 1), S1(4),
           S4(2, 4, 3, 3), S1(2)),
     CHAIN("a first conv of 40 outputs (im2col + GEMM by the fixed rules, direct in the "

@@ -536,7 +536,7 @@ static int count_chains(const built *b, const fg_program_opts *o, int *convs) {
 Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
   for (int train = 0; train < 2; train++) {
     built b = {0};
-    build_couplings(&b, true, train, 8, 16);
+    build_couplings(&b, true, train, 8, 20);
     fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
                           .poison_freed = true};
     fg_program_opts off = on, direct = on;
@@ -548,8 +548,8 @@ Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
     cr_expect_eq(count_chains(&b, &off, &convs), 0);
     cr_expect_eq(count_chains(&b, &direct, &convs), 0);
     /* each image's convs run the native paths the separate ops' kernels run, which take whole
-     * images at 16x16 (256 pixels): the same bits; images are split among parts whole, so
-     * for any number of threads */
+     * images at 20x20 (400 pixels, one a group): the same bits; images are split among parts
+     * whole, so for any number of threads */
     fg_tensor *ref[16], *with[16], *without[16], *one[16];
     fg_program_opts ref_opts = reference_opts;
     ref_opts.kernels = "native";
@@ -566,10 +566,10 @@ Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
   }
 }
 
-/* At 8x8 the chain takes its 16 images in groups of 4 (256 pixels), the values inside a group
- * channel-major, so that the 1x1 conv is one GEMM over the group: the same values as the
- * separate ops up to rounding, and the same bits for any number of threads (groups are fixed
- * by the shapes). */
+/* At 8x8 the chain takes its 16 images in groups of 6, 6 and 4 (384 pixels), the values
+ * inside a group channel-major, so that the 1x1 conv is one GEMM over the group: the same
+ * values as the separate ops up to rounding, and the same bits for any number of threads
+ * (groups are fixed by the shapes). */
 Test(passes, chain_groups_images_with_the_same_bits_for_any_thread_count) {
   for (int train = 0; train < 2; train++) {
     built b = {0};

@@ -260,16 +260,19 @@ static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape 
 }
 
 /* Images a chain step takes at once: enough for CHAIN_GROUP_PIXELS output pixels of the first
- * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap offsets,
- * the GEMM's packing) is paid for at least that many pixels and the 1x1 conv's GEMM has that many
- * columns, but no more than keep the two work buffers within half a core's L2
- * (chain_buffer_bytes), beside the weights and the group's input.  Glow K=8's log-prob program, 1
- * image against 256 pixels: about +5 % items/s (4 alternating runs each, "Intel(R) Xeon(R)
- * Processor", 2 cores); 512 and 1024 pixels were slower.  Glow K=16's 256 channels at 14x14 need
- * 800 KiB for 2 images: 2 (a 2 MiB L2) against 1 measured +4-6 % log-prob and sampling there (3
- * alternating runs).  Fixed by the shapes and the machine, never by the thread count, so the
- * groups are the same for any. */
-enum { CHAIN_GROUP_PIXELS = 256 };
+ * conv, so that each conv's per-call set-up (the direct path's transposed weights and tap
+ * offsets, the GEMM's packing) is paid for at least that many pixels and the 1x1 conv's GEMM
+ * has that many columns, but no more than keep the two work buffers within half a core's L2
+ * (chain_buffer_bytes), beside the weights and the group's input.  Glow K=8's log-prob program,
+ * 1 image against 256 pixels: about +5 % items/s (4 alternating runs each, "Intel(R) Xeon(R)
+ * Processor", 2 cores); 512 and 1024 pixels were slower.  384 against 256 takes 8 images at 7x7
+ * instead of 6 and still 2 at 14x14: 392 columns for the GEMM at both (dnnl_sgemm, M = K = 128,
+ * one core: 179 GFLOP/s at 392 columns, 166 at 294); the 7x7 chains -10 %, log-prob +2-5 %,
+ * sampling +5 % (two runs of 5 alternating pairs), K=16's log-prob and sampling +3 % (3
+ * pairs).  Glow K=16's 256 channels at 14x14 need 800 KiB for 2 images: 2 (a 2 MiB L2) against
+ * 1 measured +4-6 % log-prob and sampling there (3 alternating runs).  Fixed by the shapes and
+ * the machine, never by the thread count, so the groups are the same for any. */
+enum { CHAIN_GROUP_PIXELS = 384 };
 
 /* Half of one core's L2 (sysconf), within [256 KiB, 2 MiB]; 512 KiB where it says nothing. */
 static size_t chain_buffer_bytes(void) {
