@@ -52,8 +52,8 @@ static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t n
 /* conv2d_bias_act's epilogue as post-ops after the accumulation: + bias, then max(x, 0) as a
  * clip to [0, inf], which rounds and treats -0 and NaN as the separate add and relu kernels do
  * (bit-identical, so the epilogue pass stays exact).  Winograd's primitive takes neither a
- * binary post-op nor the clip: it adds the bias itself (conv_pd) and takes relu, whose
- * negative results are -0 where the relu kernel's are +0 (equal as numbers). */
+ * binary post-op nor the clip: it adds the bias itself (conv_pd) and takes relu with alpha 0
+ * (a negative sum gives +0 with it too: checked on the primitive itself). */
 static void epilogue_attr(builder *b, dnnl_primitive_attr_t attr, const conv_mds *m, bool relu,
                           bool wino) {
   dnnl_post_ops_t po = NULL;
