@@ -83,6 +83,7 @@ static const op_case cases[] = {
     MM("zero-sized batch [0,3,4] @ [4,2]", S3(0, 3, 4), S2(4, 2), &NN, false),
     MM("k = 1: outer product [3,1] @ [1,4]", S2(3, 1), S2(1, 4), &NN, false),
     MM("k = 0: zeros [2,0] @ [0,3]", S2(2, 0), S2(0, 3), &NN, false),
+    MM("n = 0: an empty product [3,4] @ [4,0]", S2(3, 4), S2(4, 0), &NN, false),
     MM("rows of several batches [2,3,5,6] @ [6,7]", S4(2, 3, 5, 6), S2(6, 7), &NN, false),
     /* inner dimensions up to 16 without trans_b take a row loop, longer ones the GEMM */
     MM("a 1x1 conv's matrix over a batch [4,4] @ [3,4,40]", S2(4, 4), S3(3, 4, 40), &NN, false),

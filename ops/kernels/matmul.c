@@ -1,5 +1,6 @@
 /* The matmul kernel (ops/matmul.c defines the op): batched, with NumPy-broadcast batch dims and
- * either operand read transposed, over the shared GEMM (ops/kernels/gemm.c).
+ * either operand read transposed, over the shared GEMM (ops/kernels/gemm.c), or a row loop
+ * where the inner dimension is at most SHORT_K (matmul_short_k).
  *
  * The executor fixes nth from the output size alone (up to 64 parts, whatever the thread
  * count, so results are bit-identical for any number of threads), which is finer than a GEMM
@@ -32,9 +33,9 @@ enum {
 
 /* ---- a short inner dimension ----
  * Glow's invertible 1x1 convs are [4, 4] @ [64, 4, 196]: a GEMM per batch matrix packs both
- * operands for 4 multiply-adds per output element, 32 us a call in the log-prob program where
- * the whole product is 0.4 MFLOP.  Each output row is instead sum_p a[i][p] b[p][:], its terms in
- * p order, vectorised along the row (any split of the rows gives the same bits). */
+ * operands for 4 multiply-adds per output element, 32-38 us a call in the log-prob program
+ * where the whole product is 0.4 MFLOP.  Each output row is instead sum_p a[i][p] b[p][:], its
+ * terms in p order, vectorised along the row (any split of the rows gives the same bits). */
 #define DEFINE_ROW_SHORT_K(T, SUF)                                                            \
   FG_SIMD_CLONES static void row_short_k_##SUF(const T *a, int64_t a_step, const T *b,         \
                                                int64_t ldb, int64_t kk, int64_t n, T *o) {     \
@@ -49,8 +50,9 @@ DEFINE_ROW_SHORT_K(float, f32)
 DEFINE_ROW_SHORT_K(double, f64)
 
 /* Rows of all batches flattened, split into parts of at least SHORT_K_MIN_PART outputs. */
-static void matmul_short_k(const fg_kargs *k, fg_dtype t, const fg_shape *ob, const int64_t *astr,
-                           const int64_t *bstr, int64_t m, int64_t n, int64_t kk) {
+static void matmul_short_k(const fg_kargs *k, fg_dtype t, const fg_shape *ob,
+                           const int64_t *astr, const int64_t *bstr, int64_t m, int64_t n,
+                           int64_t kk) {
   const fg_matmul_attr *at = k->attr;
   int64_t rows_all = fg_shape_count(ob) * m, r0, r1;
   int parts = fg_parts_for(rows_all, (SHORT_K_MIN_PART + n - 1) / n, k->nth);
@@ -80,7 +82,7 @@ static fg_status matmul_run(const fg_kargs *k, fg_dtype t) {
   int64_t m = k->out_shape.d[k->out_shape.ndim - 2], n = k->out_shape.d[k->out_shape.ndim - 1];
   int64_t kk = sa->d[sa->ndim - (at->trans_a ? 2 : 1)], rows_all = fg_shape_count(&ob) * m;
   size_t es = fg_dtype_size(t);
-  if (kk >= 1 && kk <= SHORT_K && !at->trans_b) {
+  if (kk >= 1 && kk <= SHORT_K && !at->trans_b && n > 0) {
     matmul_short_k(k, t, &ob, astr, bstr, m, n, kk);
     return FG_OK;
   }
