@@ -269,9 +269,10 @@ static fg_shape chain_out_shape(const fg_conv2d_chain_attr *at, int i, fg_shape 
  * instead of 6 and still 2 at 14x14: 392 columns for the GEMM at both (dnnl_sgemm, M = K = 128,
  * one core: 179 GFLOP/s at 392 columns, 166 at 294); the 7x7 chains -10 %, log-prob +2-5 %,
  * sampling +5 % (two runs of 5 alternating pairs), K=16's log-prob and sampling +3 % (3
- * pairs).  Glow K=16's 256 channels at 14x14 need 800 KiB for 2 images: 2 (a 2 MiB L2) against
- * 1 measured +4-6 % log-prob and sampling there (3 alternating runs).  Fixed by the shapes and
- * the machine, never by the thread count, so the groups are the same for any. */
+ * pairs; all on that Xeon).  Glow K=16's 256 channels at 14x14 need 800 KiB for 2 images: 2
+ * (a 2 MiB L2) against 1 measured +4-6 % log-prob and sampling there (3 alternating runs).
+ * Fixed by the shapes and the machine, never by the thread count, so the groups are the same
+ * for any. */
 enum { CHAIN_GROUP_PIXELS = 384 };
 
 /* Half of one core's L2 (sysconf), within [256 KiB, 2 MiB]; 512 KiB where it says nothing. */
