@@ -513,6 +513,48 @@ Test(passes, remat_computes_cheap_large_values_again_for_the_backward_pass) {
   free_built(&b);
 }
 
+/* RealNVP's residual net keeps relu(h) of its first conv's output h, which also feeds the
+ * residual sum (so the relu is no epilogue of the conv): remat computes the conv and the relu
+ * again for the backward pass, each once, and the results keep their bits. */
+Test(passes, remat_computes_a_relu_of_a_cheap_conv_again_with_the_conv) {
+  built b = {0};
+  fg_graph_new(&b.g, NULL);
+  fg_graph *g = b.g;
+  fg_node x = leaf(&b, false, "x", fg_shape4(8, 2, 16, 16), 1);
+  fg_node w1 = leaf(&b, true, "w1", fg_shape4(32, 2, 3, 3), 2),
+          b1 = leaf(&b, true, "b1", fg_shape1(32), 3);
+  fg_node w2 = leaf(&b, true, "w2", fg_shape4(32, 32, 3, 3), 4);
+  fg_conv2d_opts pad = fg_conv2d_defaults();
+  pad.padding[0] = pad.padding[1] = 1;
+  fg_node h = fg_conv2d(g, x, w1, b1, &pad);
+  h = fg_add(g, h, fg_conv2d(g, fg_relu(g, h), w2, FG_NONE, &pad));
+  b.outs[0] = fg_sum(g, fg_square(g, h), FG_ALL_AXES, false);
+  fg_node wrt[4] = {x, w1, b1, w2};
+  cr_assert_eq(fg_grad(g, b.outs[0], 4, wrt, b.outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  b.n_out = 5;
+  fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
+                        .poison_freed = true};
+  fg_program *p;
+  cr_assert_eq(fg_program_new_opts(&p, b.g, b.n_out, b.outs, &on, NULL), FG_OK);
+  const fg_graph *pg = fg_program_graph(p);
+  int relus = 0, convs = 0;
+  for (fg_node n = 0; n < fg_graph_node_count(pg); n++) {
+    if (!(fg_graph_node(pg, n)->flags & FG_NODE_REMAT)) continue;
+    relus += fg_node_op(pg, n) == FG_OP_RELU;
+    convs += fg_node_op(pg, n) == FG_OP_CONV2D_BIAS_ACT;
+  }
+  fg_program_free(p);
+  cr_expect(relus == 1 && convs == 1, "copies: %d relu, %d conv", relus, convs);
+  fg_tensor *ref[8], *with[8];
+  fg_program_opts ref_opts = reference_opts;
+  ref_opts.kernels = "native";
+  run(&b, &ref_opts, ref, NULL);
+  run(&b, &on, with, NULL);
+  expect_identical(&b, ref, with, "remat of the relu and its conv");
+  free_outs(&b, ref), free_outs(&b, with);
+  free_built(&b);
+}
+
 /* The chains a program made, and the convs in each (all the same here, else -1). */
 static int count_chains(const built *b, const fg_program_opts *o, int *convs) {
   fg_program *p;

@@ -19,10 +19,16 @@ static bool is_remat(const fg_graph *g, const fg_memplan_step *s) {
 
 /* A value computed again for the backward pass (core/compiler/pass_remat.c) is worth it only if
  * it is made when needed: remat step t runs once a step reading it waits for nothing else (or
- * for other remat steps alone), never as soon as its inputs are ready in the forward pass. */
-static bool needed_now(const sched_state *st, int32_t t) {
-  for (int32_t i = st->remat_off[t]; i < st->remat_off[t + 1]; i++)
-    if (st->waiting_plain[st->remat_readers[i]] == 0) return true;
+ * for other remat steps alone), never as soon as its inputs are ready in the forward pass.  A
+ * reader that is itself a remat step (a copy of a conv read by the copy of its relu) must be
+ * needed too, else the pair would start in the forward pass. */
+static bool needed_now(const fg_graph *g, const fg_memplan_step *steps, const sched_state *st,
+                       int32_t t) {
+  for (int32_t i = st->remat_off[t]; i < st->remat_off[t + 1]; i++) {
+    int32_t r = st->remat_readers[i];
+    if (st->waiting_plain[r] == 0 && (!is_remat(g, &steps[r]) || needed_now(g, steps, st, r)))
+      return true;
+  }
   return false;
 }
 
@@ -82,7 +88,7 @@ static int32_t pick(const fg_graph *g, const fg_memplan_step *steps, int32_t n_s
   int64_t best_growth = 0;
   for (int32_t t = 0; t < n_steps; t++) {
     if (st->done[t] || st->waiting[t] > 0) continue;
-    if (!any && is_remat(g, &steps[t]) && !needed_now(st, t)) continue;
+    if (!any && is_remat(g, &steps[t]) && !needed_now(g, steps, st, t)) continue;
     int64_t gr = growth(g, &steps[t], st, planned);
     if (best < 0 || gr < best_growth) best = t, best_growth = gr;
   }
