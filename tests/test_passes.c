@@ -640,8 +640,9 @@ Test(passes, chain_groups_images_with_the_same_bits_for_any_thread_count) {
 
 /* The scheduler runs a remat step when a reader waits for it alone, not when its inputs are
  * ready: here the copy r (half the size of the chain's values, so the cheapest step to start
- * with) would otherwise be alive through the chain's peak. */
-Test(passes, remat_steps_run_when_their_reader_needs_them) {
+ * with) would otherwise be alive through the chain's peak.  With `pair`, r is read by a second
+ * copy (a relu of a copied conv): r waits for that copy's reader too. */
+static void schedule_remat(bool pair) {
   fg_graph *g;
   cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
   fg_node x = fg_input(g, "x", FG_F32, fg_shape1(4096));
@@ -650,25 +651,35 @@ Test(passes, remat_steps_run_when_their_reader_needs_them) {
   fg_node s = fg_sum(g, y3, FG_ALL_AXES, false);
   fg_node r = fg_relu(g, xh);
   fg_graph_mark(g, r, FG_NODE_REMAT); /* r is the last node */
-  fg_node t = fg_add(g, r, s);
-  fg_node nodes[] = {y1, y2, y3, s, r, t};
-  enum { N = sizeof nodes / sizeof *nodes };
-  fg_memplan_step steps[N];
-  fg_node reads[N][2];
+  fg_node r2 = r;
+  if (pair) {
+    r2 = fg_exp(g, r);
+    fg_graph_mark(g, r2, FG_NODE_REMAT);
+  }
+  fg_node t = fg_add(g, r2, s);
+  fg_node nodes[] = {y1, y2, y3, s, r, t, r2};
+  int n_nodes = pair ? 7 : 6;
+  fg_memplan_step steps[7];
+  fg_node reads[7][2];
   uint8_t *planned = calloc((size_t)fg_graph_node_count(g) + 1, 1);
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < n_nodes; i++) {
     steps[i] = (fg_memplan_step){
         .node = nodes[i], .n_reads = fg_node_num_inputs(g, nodes[i]), .reads = reads[i]};
     for (int k = 0; k < steps[i].n_reads; k++) reads[i][k] = fg_node_input(g, nodes[i], k);
     planned[nodes[i]] = nodes[i] != t;
   }
-  cr_assert_eq(fg_schedule_steps(g, N, steps, planned, &terr), FG_OK, "%s", terr.msg);
+  cr_assert_eq(fg_schedule_steps(g, n_nodes, steps, planned, &terr), FG_OK, "%s", terr.msg);
   int at_r = -1, at_s = -1;
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < n_nodes; i++) {
     if (steps[i].node == r) at_r = i;
     if (steps[i].node == s) at_s = i;
   }
-  cr_expect_eq(at_r, at_s + 1, "r at step %d, the chain's sum at %d", at_r, at_s);
+  cr_expect_eq(at_r, at_s + 1, "r at step %d, the chain's sum at %d (pair %d)", at_r, at_s, pair);
   free(planned);
   fg_graph_free(g);
+}
+
+Test(passes, remat_steps_run_when_their_reader_needs_them) {
+  schedule_remat(false);
+  schedule_remat(true);
 }
