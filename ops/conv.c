@@ -345,16 +345,21 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
 /* The native paths, each through the op's own kernels (which run the path their state names). */
 #define PATH_IMPL(path, op) {#path, fg_conv_prepare_##path, NULL, FG_KERNELS(op)}
 
+/* One GEMM over the taps (ops/kernels/conv_taps.c), with kernels of its own. */
+#define TAPS_IMPL {"taps", fg_conv_prepare_taps, fg_conv_taps_release, fg_conv_taps_f32, fg_conv_taps_f64}
+
 static const fg_kernel_impl conv2d_impls[] = {
-    ONEDNN_IMPLS PATH_IMPL(direct, conv2d), PATH_IMPL(shifted, conv2d), PATH_IMPL(gemm, conv2d)};
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d), PATH_IMPL(shifted, conv2d), PATH_IMPL(gemm, conv2d),
+    TAPS_IMPL};
 static const fg_kernel_impl bias_act_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_bias_act), PATH_IMPL(shifted, conv2d_bias_act),
-    PATH_IMPL(gemm, conv2d_bias_act)};
+    PATH_IMPL(gemm, conv2d_bias_act), TAPS_IMPL};
 static const fg_kernel_impl input_grad_impls[] = {
-    ONEDNN_IMPLS PATH_IMPL(direct, conv2d_input_grad), PATH_IMPL(gemm, conv2d_input_grad)};
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d_input_grad), PATH_IMPL(gemm, conv2d_input_grad),
+    TAPS_IMPL};
 static const fg_kernel_impl weight_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),
-    PATH_IMPL(gemm, conv2d_weight_grad)};
+    PATH_IMPL(gemm, conv2d_weight_grad), TAPS_IMPL};
 static const fg_kernel_impl chain_impls[] = {
     {"direct", fg_conv_chain_prepare_direct, NULL, FG_KERNELS(conv2d_chain)}};
 #define IMPLS(list) .impls = list, .n_impls = (int)(sizeof list / sizeof *list)

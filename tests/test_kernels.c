@@ -159,7 +159,7 @@ static void expect_close(const net *n, fg_tensor **a, fg_tensor **b, const char 
 
 /* The implementations a test runs through: everything this build has. */
 static const char *const kernel_sets[] = {"onednn", "onednn_nchw", "onednn_wino", "conv*=direct",
-                                          "conv*=shifted", "conv*=gemm", "auto"};
+                                          "conv*=shifted", "conv*=gemm", "conv*=taps", "auto"};
 enum { N_SETS = sizeof kernel_sets / sizeof *kernel_sets };
 
 static bool set_available(int i) { return have_onednn() || strncmp(kernel_sets[i], "onednn", 6); }

@@ -70,6 +70,14 @@ conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_s
 fg_status fg_conv_prepare_gemm(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
+/* Stride-1 convs with few output channels x taps as one GEMM over the taps
+ * (ops/kernels/conv_taps.c): an implementation with its own kernels, which the fixed rules
+ * never choose; only timing does, or FG_KERNELS. */
+bool fg_conv_taps_applies(const conv_geom *g, conv_kind kind);
+fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_conv_taps_f32(const fg_kargs *k);
+fg_status fg_conv_taps_f64(const fg_kargs *k);
+void fg_conv_taps_release(void *state);
 /* conv2d_chain with its first conv on the direct path, where the fixed rules choose another. */
 fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 

@@ -1,0 +1,313 @@
+/* Convolutions with few channels on one side as GEMMs over the taps (the implementation
+ * "taps"), at stride 1.
+ *
+ * Glow's output convs (256 -> 4 and 256 -> 8, 3x3) have O KH KW = 36 or 72 "tap planes":
+ * y[o] = sum over taps (p, q) of T[o, p, q] shifted by the tap's offset, where T[o, p, q] =
+ * sum_c w[o, c, p, q] x[c].  So the forward is one GEMM [O KK, C] x [C, H W] per image that
+ * reads the image as it lies (no padded copy: the direct path's copy of a 256-channel image is
+ * a third of its time, bound by reading the image from memory), then a shifted sum of the small
+ * tap planes into the output.  The gradients take the same GEMMs, with one side small:
+ *  - few output channels (O KK rows): S[o, p, q] = dy shifted by each tap (a gather of dy into
+ *    O KK planes of the input's size); dx = [C, O KK] x S, dw[o, c, p, q] = sum S[o, p, q] x[c];
+ *  - few input channels (C KK rows, Glow's first conv, 2 or 4 -> 256): dx[c] = the shifted sum
+ *    of T'[c, p, q] = sum_o w[o, c, p, q] dy[o]; dw[o, c, p, q] = sum dy[o] X[c, p, q], X the C
+ *    KK planes of x shifted by each tap (im2col, small with few channels).
+ * dnnl_sgemm runs such shapes at 134-162 GFLOP/s a core ("Intel(R) Xeon(R) Processor", one
+ * thread, 32 images of 14x14: [36, 256] x [256, 196] 145 GFLOP/s, [256, 36] x [36, 196] 157,
+ * [36, 196] x [196, 256] 134) where the direct kernels reach 60-90 in the program.
+ *
+ * Phases: the weights rearranged once per run (forward, input gradient), then images in parts;
+ * the weight gradient sums each part's images into its own partial, then the partials in part
+ * order.  Parts depend only on the shapes, so results are the same bits for any thread count.
+ * Outputs add their taps in a fixed order, not the direct path's: results agree with the other
+ * implementations to rounding, as any two do.  The fixed rules never choose it; the timed
+ * choice (or FG_KERNELS) does. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/kernels/conv_internal.h"
+#include "ops/kernels/kernels.h"
+
+enum {
+  TAPS_MAX_ROWS = 128, /* planes of the small side x taps: beyond, they outgrow the image */
+  TAPS_MAX_PARTS = 16,
+  TAPS_MIN_PART_IMAGES = 2,
+  TAPS_SUM_MIN_ELEMS = 4096, /* weight-gradient elements a part of the partials' sum */
+};
+
+enum { PH_PREPARE, PH_IMAGES, PH_SUM };
+
+typedef struct taps_state {
+  conv_kind kind;
+  bool few_in;     /* the small side is the input's channels (else the output's) */
+  bool bias, relu; /* conv2d_bias_act's epilogue */
+  conv_geom g;
+  int64_t rows;    /* the small side's channels x taps: the tap planes */
+  int parts;       /* of the images */
+  int phase_of[FG_KERNEL_MAX_PHASES];
+  size_t part_off, part_bytes; /* in scratch: the rearranged weights at 0, then each part's */
+} taps_state;
+
+/* The tap planes of each side: O KK (few output channels), C KK (few input channels). */
+static int64_t rows_out(const conv_geom *g) { return g->o * g->kh * g->kw; }
+static int64_t rows_in(const conv_geom *g) { return g->c * g->kh * g->kw; }
+
+/* Whether the small side is the input's: the forward only takes few output channels (with few
+ * input channels im2col + GEMM is this already). */
+static bool few_in(const conv_geom *g, conv_kind kind) {
+  return kind != CONV_FORWARD && rows_in(g) <= TAPS_MAX_ROWS &&
+         (rows_out(g) > TAPS_MAX_ROWS || g->c < g->o);
+}
+
+bool fg_conv_taps_applies(const conv_geom *g, conv_kind kind) {
+  return g->sh == 1 && g->sw == 1 && !is_pointwise(g) && g->n > 0 && g->c > 0 && g->o > 0 &&
+         (rows_out(g) <= TAPS_MAX_ROWS || few_in(g, kind));
+}
+
+/* ---- shifted planes, for float and double ----
+ * A plane pair: src planes of sh x sw, dst planes of dh x dw; tap (p, q) relates dst (i, j) to
+ * src (i + sign (p dil_h - ph), j + sign (q dil_w - pw)), where that lies inside src. */
+typedef struct shift {
+  int64_t planes, kh, kw, sh, sw, dh, dw;
+  int64_t oh, ow, ph, pw; /* tap offsets: p oh - ph, q ow - pw (dilation and padding) */
+  int sign;
+} shift;
+
+/* The dst range [*a, *b) whose src index i + off lies in [0, n). */
+static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
+  *a = max64(0, -off);
+  *b = min64(dst, n - off);
+  if (*b < *a) *b = *a;
+}
+
+#define TAPS_DEFINE(T, SUF)                                                                   \
+  /* dst[k][i][j] = sum over taps t of src[(k KK + t)] at the tap's offset, taps in order;    \
+   * then act(. + bias[k]) when bias. */                                                      \
+  static void shift_sum_##SUF(const shift *s, const T *src, const T *bias, bool relu,        \
+                              T *dst) {                                                       \
+    int64_t kk = s->kh * s->kw, splane = s->sh * s->sw, dplane = s->dh * s->dw;               \
+    for (int64_t k = 0; k < s->planes; k++) {                                                 \
+      T *d = dst + k * dplane;                                                                \
+      memset(d, 0, sizeof(T) * (size_t)dplane);                                               \
+      for (int64_t p = 0; p < s->kh; p++)                                                     \
+        for (int64_t q = 0; q < s->kw; q++) {                                                 \
+          int64_t di = s->sign * (p * s->oh - s->ph), dj = s->sign * (q * s->ow - s->pw);     \
+          int64_t i0, i1, j0, j1;                                                             \
+          valid(di, s->sh, s->dh, &i0, &i1);                                                  \
+          valid(dj, s->sw, s->dw, &j0, &j1);                                                  \
+          const T *sp = src + (k * kk + p * s->kw + q) * splane + di * s->sw + dj;            \
+          for (int64_t i = i0; i < i1; i++)                                                   \
+            for (int64_t j = j0; j < j1; j++) d[i * s->dw + j] += sp[i * s->sw + j];          \
+        }                                                                                     \
+      T b = bias ? bias[k] : 0;                                                               \
+      for (int64_t i = 0; bias && i < dplane; i++) {                                          \
+        T v = d[i] + b;                                                                       \
+        d[i] = !relu || v > 0 ? v : 0;                                                        \
+      }                                                                                       \
+    }                                                                                         \
+  }                                                                                           \
+                                                                                              \
+  /* dst[(k KK + t)] = src[k] at tap t's offset, 0 outside src. */                            \
+  static void gather_##SUF(const shift *s, const T *src, T *dst) {                            \
+    int64_t kk = s->kh * s->kw, splane = s->sh * s->sw, dplane = s->dh * s->dw;               \
+    for (int64_t k = 0; k < s->planes; k++)                                                   \
+      for (int64_t p = 0; p < s->kh; p++)                                                     \
+        for (int64_t q = 0; q < s->kw; q++) {                                                 \
+          int64_t di = s->sign * (p * s->oh - s->ph), dj = s->sign * (q * s->ow - s->pw);     \
+          int64_t i0, i1, j0, j1;                                                             \
+          valid(di, s->sh, s->dh, &i0, &i1);                                                  \
+          valid(dj, s->sw, s->dw, &j0, &j1);                                                  \
+          T *d = dst + (k * kk + p * s->kw + q) * dplane;                                     \
+          memset(d, 0, sizeof(T) * (size_t)dplane);                                           \
+          const T *sp = src + k * splane + di * s->sw + dj;                                   \
+          for (int64_t i = i0; i < i1; i++)                                                   \
+            memcpy(d + i * s->dw + j0, sp + i * s->sw + j0, sizeof(T) * (size_t)(j1 - j0));   \
+        }                                                                                     \
+  }
+TAPS_DEFINE(float, f32)
+TAPS_DEFINE(double, f64)
+
+/* From planes of the input's size to the output's (sign +1) or back (-1). */
+static shift shift_of(const conv_geom *g, int64_t planes, bool to_output) {
+  shift s = {.planes = planes, .kh = g->kh, .kw = g->kw, .oh = g->dh, .ow = g->dw, .ph = g->ph,
+             .pw = g->pw, .sign = to_output ? 1 : -1};
+  s.sh = to_output ? g->h : g->ho, s.sw = to_output ? g->w : g->wo;
+  s.dh = to_output ? g->ho : g->h, s.dw = to_output ? g->wo : g->w;
+  return s;
+}
+
+static void shift_sum(const conv_ctx *c, const shift *s, const void *src, const void *bias,
+                      bool relu, void *dst) {
+  if (c->t == FG_F32) shift_sum_f32(s, src, bias, relu, dst);
+  else shift_sum_f64(s, src, bias, relu, dst);
+}
+
+static void gather(const conv_ctx *c, const shift *s, const void *src, void *dst) {
+  if (c->t == FG_F32) gather_f32(s, src, dst);
+  else gather_f64(s, src, dst);
+}
+
+/* ---- the weights for the GEMMs: forward wt[(o, t)][c], input gradient with few output
+ * channels wt[c][(o, t)], with few input channels wt[(c, t)][o]; all w[o][c][t] ---- */
+#define REARRANGE_DEFINE(T, SUF)                                                              \
+  static void rearrange_##SUF(const taps_state *s, const T *w, T *wt) {                       \
+    const conv_geom *g = &s->g;                                                               \
+    int64_t kk = g->kh * g->kw;                                                               \
+    for (int64_t o = 0; o < g->o; o++)                                                        \
+      for (int64_t ch = 0; ch < g->c; ch++)                                                   \
+        for (int64_t t = 0; t < kk; t++) {                                                    \
+          T v = w[(o * g->c + ch) * kk + t];                                                  \
+          if (s->kind == CONV_FORWARD) wt[(o * kk + t) * g->c + ch] = v;                      \
+          else if (s->few_in) wt[(ch * kk + t) * g->o + o] = v;                               \
+          else wt[ch * s->rows + o * kk + t] = v;                                             \
+        }                                                                                     \
+  }
+REARRANGE_DEFINE(float, f32)
+REARRANGE_DEFINE(double, f64)
+
+static void rearrange_weights(const conv_ctx *c, const taps_state *s, const void *w, void *wt) {
+  if (c->t == FG_F32) rearrange_f32(s, w, wt);
+  else rearrange_f64(s, w, wt);
+}
+
+/* ---- the phases ---- */
+
+/* Forward or input gradient of images [n0, n1), with buf for the tap planes. */
+static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
+                        const void *wt, void *buf, int64_t n0, int64_t n1) {
+  const conv_geom *g = &s->g;
+  int64_t hw = g->h * g->w, ohw = g->ho * g->wo;
+  shift sh = shift_of(g, s->few_in ? g->c : g->o, s->kind == CONV_FORWARD);
+  fg_status st = FG_OK;
+  for (int64_t n = n0; st == FG_OK && n < n1; n++) {
+    if (s->kind == CONV_FORWARD) { /* T = wt x, then y the shifted sum of T */
+      fg_gemm_dims d = {.m = s->rows, .n = hw, .k = g->c, .lda = g->c, .ldb = hw, .ldc = hw};
+      st = gemm(c, d, wt, at_c(c, k->in[0], n * g->c * hw), buf, "conv2d");
+      if (st == FG_OK) shift_sum(c, &sh, buf, c->bias, c->relu, at_m(c, k->out, n * g->o * ohw));
+    } else if (s->few_in) { /* T' = wt dy, then dx the shifted sum of T' */
+      fg_gemm_dims d = {.m = s->rows, .n = ohw, .k = g->o, .lda = g->o, .ldb = ohw, .ldc = ohw};
+      st = gemm(c, d, wt, at_c(c, k->in[0], n * g->o * ohw), buf, "conv2d_input_grad");
+      if (st == FG_OK) shift_sum(c, &sh, buf, NULL, false, at_m(c, k->out, n * g->c * hw));
+    } else { /* S = dy at each tap, then dx = wt S */
+      gather(c, &sh, at_c(c, k->in[0], n * g->o * ohw), buf);
+      fg_gemm_dims d = {.m = g->c, .n = hw, .k = s->rows, .lda = s->rows, .ldb = hw, .ldc = hw};
+      st = gemm(c, d, wt, buf, at_m(c, k->out, n * g->c * hw), "conv2d_input_grad");
+    }
+  }
+  return st;
+}
+
+/* The weight gradient of images [n0, n1) into partial, with buf for the tap planes: few output
+ * channels, partial[(o, t)][c] = sum S x^T; few input channels, partial[o][(c, t)] = sum dy
+ * X^T, already dw's order. */
+static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
+                              void *partial, void *buf, int64_t n0, int64_t n1) {
+  const conv_geom *g = &s->g;
+  int64_t hw = g->h * g->w, ohw = g->ho * g->wo;
+  shift sh = shift_of(g, s->few_in ? g->c : g->o, s->few_in);
+  fg_status st = FG_OK;
+  if (n0 == n1) memset(partial, 0, c->es * (size_t)(s->rows * (s->few_in ? g->o : g->c)));
+  for (int64_t n = n0; st == FG_OK && n < n1; n++) {
+    const void *x = at_c(c, k->in[0], n * g->c * hw), *dy = at_c(c, k->in[1], n * g->o * ohw);
+    gather(c, &sh, s->few_in ? x : dy, buf);
+    fg_gemm_dims d = {.tb = true, .accumulate = n > n0, .m = s->few_in ? g->o : s->rows,
+                      .n = s->few_in ? s->rows : g->c, .k = s->few_in ? ohw : hw};
+    d.lda = d.ldb = d.k, d.ldc = d.n;
+    st = gemm(c, d, s->few_in ? dy : buf, s->few_in ? buf : x, partial, "conv2d_weight_grad");
+  }
+  return st;
+}
+
+/* dw[i] = sum over parts, in order, of each part's partial at i's place, for this part's
+ * share of dw (i = (o C + c) KK + t). */
+#define SUM_DEFINE(T, SUF)                                                                    \
+  static void sum_partials_##SUF(const taps_state *s, const char *partials, T *dw, int ith,   \
+                                 int nth) {                                                   \
+    const conv_geom *g = &s->g;                                                               \
+    int64_t kk = g->kh * g->kw, b, e;                                                         \
+    fg_split_range(g->o * g->c * kk, ith, nth, &b, &e);                                       \
+    for (int64_t i = b; i < e; i++) {                                                         \
+      int64_t oc = i / kk, at = s->few_in ? i : (oc / g->c * kk + i % kk) * g->c + oc % g->c; \
+      T sum = 0;                                                                              \
+      for (int p = 0; p < s->parts; p++)                                                      \
+        sum += ((const T *)(partials + (size_t)p * s->part_bytes))[at];                       \
+      dw[i] = sum;                                                                            \
+    }                                                                                         \
+  }
+SUM_DEFINE(float, f32)
+SUM_DEFINE(double, f64)
+
+static void sum_partials(const conv_ctx *c, const taps_state *s, const fg_kargs *k) {
+  const char *partials = (const char *)k->scratch + s->part_off;
+  if (c->t == FG_F32) sum_partials_f32(s, partials, k->out, k->ith, k->nth);
+  else sum_partials_f64(s, partials, k->out, k->ith, k->nth);
+}
+
+static fg_status run(const fg_kargs *k, fg_dtype t) {
+  const taps_state *s = k->state;
+  conv_ctx c = {.t = t, .es = fg_dtype_size(t), .g = s->g, .nth = k->nth,
+                .outer_parts = k->outer_parts, .err = k->err, .bias = s->bias ? k->in[2] : NULL,
+                .relu = s->relu};
+  void *wt = k->scratch, *mine = (char *)k->scratch + s->part_off + (size_t)k->ith * s->part_bytes;
+  int64_t n0, n1, partial = s->rows * (s->few_in ? s->g.o : s->g.c);
+  switch (s->phase_of[k->phase]) {
+  case PH_PREPARE:
+    rearrange_weights(&c, s, k->in[1], wt);
+    return FG_OK;
+  case PH_IMAGES:
+    fg_split_range(s->g.n, k->ith, k->nth, &n0, &n1);
+    if (s->kind != CONV_WEIGHT_GRAD) return images(&c, s, k, wt, mine, n0, n1);
+    return wgrad_images(&c, s, k, mine, at_m(&c, mine, partial), n0, n1);
+  default:
+    sum_partials(&c, s, k);
+    return FG_OK;
+  }
+}
+
+fg_status fg_conv_taps_f32(const fg_kargs *k) { return run(k, FG_F32); }
+fg_status fg_conv_taps_f64(const fg_kargs *k) { return run(k, FG_F64); }
+
+static size_t aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Phases and scratch: [rearranged weights] [part 0] [part 1] ..., a part's buffer its tap
+ * planes (and for the weight gradient its partial first). */
+static void plan(taps_state *s, fg_kprep *a) {
+  const conv_geom *g = &s->g;
+  size_t es = fg_dtype_size(a->out_dtype), rows = (size_t)s->rows;
+  bool wgrad = s->kind == CONV_WEIGHT_GRAD;
+  /* tap planes of the input's size, or with few input channels of the output's */
+  size_t planes = rows * (size_t)(s->few_in ? g->ho * g->wo : g->h * g->w) * es;
+  size_t partial = wgrad ? rows * (size_t)(s->few_in ? g->o : g->c) * es : 0;
+  s->part_off = wgrad ? 0 : aligned((size_t)(g->o * g->c * g->kh * g->kw) * es);
+  s->part_bytes = aligned(partial + planes);
+  a->scratch_bytes = s->part_off + (size_t)s->parts * s->part_bytes;
+  a->n_phases = 0;
+  if (!wgrad) s->phase_of[a->n_phases] = PH_PREPARE, a->parts[a->n_phases++] = 1;
+  int given = a->parts[0];
+  s->phase_of[a->n_phases] = PH_IMAGES, a->parts[a->n_phases++] = s->parts;
+  if (wgrad) {
+    int64_t sp = min64(min64(TAPS_MAX_PARTS, g->o * g->c * g->kh * g->kw / TAPS_SUM_MIN_ELEMS),
+                       given);
+    s->phase_of[a->n_phases] = PH_SUM, a->parts[a->n_phases++] = sp < 1 ? 1 : (int)sp;
+  }
+}
+
+fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
+  conv_kind kind = fg_conv_kind_of(a->op);
+  conv_geom g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, kind);
+  if (!fg_conv_taps_applies(&g, kind))
+    return fg_err_set(e, FG_E_MISUSE, "the taps path computes stride-1 convolutions with at most "
+                      "%d channels x kernel taps on one side", TAPS_MAX_ROWS);
+  taps_state *s = malloc(sizeof *s);
+  if (!s) return fg_err_set(e, FG_E_NOMEM, "taps: out of memory");
+  bool bias = a->op == FG_OP_CONV2D_BIAS_ACT, in = few_in(&g, kind);
+  int parts = (int)min64(min64(a->parts[0], g.n / TAPS_MIN_PART_IMAGES), TAPS_MAX_PARTS);
+  *s = (taps_state){.kind = kind, .few_in = in, .bias = bias,
+                    .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu, .g = g,
+                    .rows = in ? rows_in(&g) : rows_out(&g), .parts = parts < 1 ? 1 : parts};
+  plan(s, a);
+  *state = s;
+  return FG_OK;
+}
+
+void fg_conv_taps_release(void *state) { free(state); }
