@@ -340,6 +340,26 @@ static void chain_fill_padded(const chain_pad *p, const fg_conv_direct_kernels *
                  p->wd);
 }
 
+/* The last conv by the GEMM over its taps (ops/kernels/conv_taps.c) where the rules would
+ * run it direct on the padded planes (a few output channels: Glow's 128->4, 256->8): the
+ * group's planes are read as they lie, one GEMM for the group.  Glow's log-prob and sampling
+ * programs, the chains' alternatives pinned (FG_KERNELS=conv2d_chain=...) with the last conv
+ * each way: K=16 +6-8 %, K=8 log-prob +3.7 % ("Intel(R) Xeon(R) Processor", 2 cores, runs one
+ * after the other).  Not with FG_CONV_PATH set, so that the tests' forced paths keep the
+ * padded direct path covered. */
+static bool chain_taps_last(const conv_geom *last) {
+  return forced_path() == FORCED_NONE && fg_conv_taps_applies(last, CONV_FORWARD) &&
+         conv_choose_path(last, CONV_FORWARD) == CONV_PATH_DIRECT;
+}
+
+/* The last conv of a group by the taps' GEMM: one's input is the group channel-major. */
+static fg_status chain_run_taps(const fg_kargs *one, fg_dtype t, conv_geom g, int64_t cnt,
+                                bool relu) {
+  conv_ctx c = {.t = t, .es = fg_dtype_size(t), .g = g, .nth = 1, .outer_parts = one->outer_parts,
+                .err = one->err, .bias = one->in[2], .relu = relu};
+  return fg_conv_taps_group(&c, one->in[0], cnt, one->in[1], one->out);
+}
+
 static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
   const fg_conv2d_chain_attr *at = k->attr;
   int n = (int)at->n_convs;
@@ -357,7 +377,10 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
   fg_split_range((batch + group - 1) / group, k->ith, k->nth, &g0, &g1);
   if (g0 == g1) return FG_OK;
   size_t mid_bytes = es * (size_t)(mid_elems > 0 ? mid_elems * group : 1);
+  conv_geom last = chain_geom(at, n - 1, shape[n - 1], k->in_shape[2 * n - 1]);
+  bool taps_last = chain_taps_last(&last);
   chain_pad pad = chain_pad_of(k, shape, n);
+  if (taps_last && pad.at == n - 1) pad.at = -1; /* the taps read the planes as they are */
   size_t pad_bytes = pad.at < 0 ? 0
                      : es * (size_t)(group * pad.ch * pad.hd * pad.wd) + FG_DIRECT_BLOCK_BYTES;
   void *buf[2] = {fg_work_alloc(mid_bytes), n > 2 ? fg_work_alloc(mid_bytes) : NULL};
@@ -385,8 +408,11 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
         xl = (conv_layout){pad.ch * pad.hd * pad.wd, pad.hd * pad.wd, true};
       }
       bool epilogue_here = i + 1 != pad.at, relu = at->conv[i].relu != 0;
-      st = conv_run_laid(&one, t, CONV_FORWARD, epilogue_here ? in[2] : NULL,
-                         epilogue_here && relu, xl, yl);
+      if (i == n - 1 && taps_last)
+        st = chain_run_taps(&one, t, last, cnt, relu);
+      else
+        st = conv_run_laid(&one, t, CONV_FORWARD, epilogue_here ? in[2] : NULL,
+                           epilogue_here && relu, xl, yl);
       if (st == FG_OK && !epilogue_here)
         chain_fill_padded(&pad, &kern, es, dst, cnt, in[2], relu, padded);
       src = dst;

@@ -166,5 +166,9 @@ fg_status fg_conv_direct_weight_grad(const conv_ctx *c, const fg_kargs *k);
 /* Shifted GEMMs (ops/kernels/conv_padded.c): conv2d and its weight gradient. */
 fg_status fg_conv_shifted_forward(const conv_ctx *c, const fg_kargs *k);
 fg_status fg_conv_shifted_weight_grad(const conv_ctx *c, const fg_kargs *k);
+/* conv2d_chain's last conv by the taps' GEMM, over a group of cnt images channel-major in x
+ * ([C][cnt][H W]), into NCHW out; c's geometry is one image's, its bias and relu the epilogue. */
+fg_status fg_conv_taps_group(const conv_ctx *c, const void *x, int64_t cnt, const void *w,
+                             void *out);
 
 #endif

@@ -71,6 +71,7 @@ typedef struct shift {
   int64_t planes, kh, kw, sh, sw, dh, dw;
   int64_t oh, ow, ph, pw; /* tap offsets: p oh - ph, q ow - pw (dilation and padding) */
   int sign;
+  int64_t src_stride; /* between src planes: sh sw, or more in a group's channel-major planes */
 } shift;
 
 /* The dst range [*a, *b) whose src index i + off lies in [0, n). */
@@ -85,7 +86,7 @@ static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
    * then act(. + bias[k]) when bias. */                                                      \
   static void shift_sum_##SUF(const shift *s, const T *src, const T *bias, bool relu,        \
                               T *dst) {                                                       \
-    int64_t kk = s->kh * s->kw, splane = s->sh * s->sw, dplane = s->dh * s->dw;               \
+    int64_t kk = s->kh * s->kw, splane = s->src_stride, dplane = s->dh * s->dw;               \
     for (int64_t k = 0; k < s->planes; k++) {                                                 \
       T *d = dst + k * dplane;                                                                \
       memset(d, 0, sizeof(T) * (size_t)dplane);                                               \
@@ -109,7 +110,7 @@ static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
                                                                                               \
   /* dst[(k KK + t)] = src[k] at tap t's offset, 0 outside src. */                            \
   static void gather_##SUF(const shift *s, const T *src, T *dst) {                            \
-    int64_t kk = s->kh * s->kw, splane = s->sh * s->sw, dplane = s->dh * s->dw;               \
+    int64_t kk = s->kh * s->kw, splane = s->src_stride, dplane = s->dh * s->dw;               \
     for (int64_t k = 0; k < s->planes; k++)                                                   \
       for (int64_t p = 0; p < s->kh; p++)                                                     \
         for (int64_t q = 0; q < s->kw; q++) {                                                 \
@@ -133,6 +134,7 @@ static shift shift_of(const conv_geom *g, int64_t planes, bool to_output) {
              .pw = g->pw, .sign = to_output ? 1 : -1};
   s.sh = to_output ? g->h : g->ho, s.sw = to_output ? g->w : g->wo;
   s.dh = to_output ? g->ho : g->h, s.dw = to_output ? g->wo : g->w;
+  s.src_stride = s.sh * s.sw;
   return s;
 }
 
@@ -266,6 +268,31 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
 
 fg_status fg_conv_taps_f32(const fg_kargs *k) { return run(k, FG_F32); }
 fg_status fg_conv_taps_f64(const fg_kargs *k) { return run(k, FG_F64); }
+
+/* conv2d_chain's last conv over a group of cnt images (ops/kernels/conv.c): x channel-major
+ * [C][cnt][H W] (the chain's layout inside a group), w as the op has it, out NCHW; c's
+ * geometry is one image's, its bias and relu the epilogue.  One GEMM for the group: cnt H W
+ * columns. */
+fg_status fg_conv_taps_group(const conv_ctx *c, const void *x, int64_t cnt, const void *w,
+                             void *out) {
+  const conv_geom *g = &c->g;
+  taps_state s = {.kind = CONV_FORWARD, .g = *g, .rows = rows_out(g)};
+  int64_t cols = cnt * g->h * g->w;
+  void *wt = scratch(c, s.rows * g->c), *t = scratch(c, s.rows * cols);
+  fg_status st = wt && t ? FG_OK : nomem(c, "conv2d_chain");
+  if (st == FG_OK) {
+    rearrange_weights(c, &s, w, wt);
+    fg_gemm_dims d = {.m = s.rows, .n = cols, .k = g->c, .lda = g->c, .ldb = cols, .ldc = cols};
+    st = gemm(c, d, wt, x, t, "conv2d_chain");
+  }
+  shift sh = shift_of(g, g->o, true);
+  sh.src_stride = cols;
+  for (int64_t img = 0; st == FG_OK && img < cnt; img++)
+    shift_sum(c, &sh, at_c(c, t, img * g->h * g->w), c->bias, c->relu,
+              at_m(c, out, img * g->o * g->ho * g->wo));
+  scratch_free(wt), scratch_free(t);
+  return st;
+}
 
 static size_t aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
