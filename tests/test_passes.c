@@ -590,8 +590,10 @@ Test(passes, chain_runs_a_coupling_nets_convs_image_by_image) {
     cr_expect_eq(count_chains(&b, &off, &convs), 0);
     cr_expect_eq(count_chains(&b, &direct, &convs), 0);
     /* each image's convs run the native paths the separate ops' kernels run, which take whole
-     * images at 20x20 (400 pixels, one a group): the same bits; images are split among parts
-     * whole, so for any number of threads */
+     * images at 20x20 (400 pixels, one a group): the same bits, but for the forward chain's
+     * last conv, the GEMM over its taps (ops/kernels/conv_taps.c) where the separate op runs
+     * direct, whose sums the loss (5.5e11) does not tell apart; images are split among parts
+     * whole, so the same bits for any number of threads */
     fg_tensor *ref[16], *with[16], *without[16], *one[16];
     fg_program_opts ref_opts = reference_opts;
     ref_opts.kernels = "native";
