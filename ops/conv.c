@@ -346,7 +346,8 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
 #define PATH_IMPL(path, op) {#path, fg_conv_prepare_##path, NULL, FG_KERNELS(op)}
 
 /* One GEMM over the taps (ops/kernels/conv_taps.c), with kernels of its own. */
-#define TAPS_IMPL {"taps", fg_conv_prepare_taps, fg_conv_taps_release, fg_conv_taps_f32, fg_conv_taps_f64}
+#define TAPS_IMPL                                                                             \
+  {"taps", fg_conv_prepare_taps, fg_conv_taps_release, fg_conv_taps_f32, fg_conv_taps_f64}
 
 static const fg_kernel_impl conv2d_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d), PATH_IMPL(shifted, conv2d), PATH_IMPL(gemm, conv2d),

@@ -81,6 +81,18 @@ static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
   if (*b < *a) *b = *a;
 }
 
+/* Tap (p, q): src (i + di, j + dj) for dst (i, j) in rows [i0, i1) x columns [j0, j1). */
+typedef struct tap_window {
+  int64_t di, dj, i0, i1, j0, j1;
+} tap_window;
+
+static tap_window tap_window_of(const shift *s, int64_t p, int64_t q) {
+  tap_window w = {.di = s->sign * (p * s->oh - s->ph), .dj = s->sign * (q * s->ow - s->pw)};
+  valid(w.di, s->sh, s->dh, &w.i0, &w.i1);
+  valid(w.dj, s->sw, s->dw, &w.j0, &w.j1);
+  return w;
+}
+
 #define TAPS_DEFINE(T, SUF)                                                                   \
   /* dst[k][i][j] = sum over taps t of src[(k KK + t)] at the tap's offset, taps in order;    \
    * then act(. + bias[k]) when bias. */                                                      \
@@ -92,13 +104,10 @@ static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
       memset(d, 0, sizeof(T) * (size_t)dplane);                                               \
       for (int64_t p = 0; p < s->kh; p++)                                                     \
         for (int64_t q = 0; q < s->kw; q++) {                                                 \
-          int64_t di = s->sign * (p * s->oh - s->ph), dj = s->sign * (q * s->ow - s->pw);     \
-          int64_t i0, i1, j0, j1;                                                             \
-          valid(di, s->sh, s->dh, &i0, &i1);                                                  \
-          valid(dj, s->sw, s->dw, &j0, &j1);                                                  \
-          const T *sp = src + (k * kk + p * s->kw + q) * splane + di * s->sw + dj;            \
-          for (int64_t i = i0; i < i1; i++)                                                   \
-            for (int64_t j = j0; j < j1; j++) d[i * s->dw + j] += sp[i * s->sw + j];          \
+          tap_window w = tap_window_of(s, p, q);                                              \
+          const T *sp = src + (k * kk + p * s->kw + q) * splane + w.di * s->sw + w.dj;        \
+          for (int64_t i = w.i0; i < w.i1; i++)                                               \
+            for (int64_t j = w.j0; j < w.j1; j++) d[i * s->dw + j] += sp[i * s->sw + j];      \
         }                                                                                     \
       T b = bias ? bias[k] : 0;                                                               \
       for (int64_t i = 0; bias && i < dplane; i++) {                                          \
@@ -114,15 +123,13 @@ static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
     for (int64_t k = 0; k < s->planes; k++)                                                   \
       for (int64_t p = 0; p < s->kh; p++)                                                     \
         for (int64_t q = 0; q < s->kw; q++) {                                                 \
-          int64_t di = s->sign * (p * s->oh - s->ph), dj = s->sign * (q * s->ow - s->pw);     \
-          int64_t i0, i1, j0, j1;                                                             \
-          valid(di, s->sh, s->dh, &i0, &i1);                                                  \
-          valid(dj, s->sw, s->dw, &j0, &j1);                                                  \
+          tap_window w = tap_window_of(s, p, q);                                              \
           T *d = dst + (k * kk + p * s->kw + q) * dplane;                                     \
           memset(d, 0, sizeof(T) * (size_t)dplane);                                           \
-          const T *sp = src + k * splane + di * s->sw + dj;                                   \
-          for (int64_t i = i0; i < i1; i++)                                                   \
-            memcpy(d + i * s->dw + j0, sp + i * s->sw + j0, sizeof(T) * (size_t)(j1 - j0));   \
+          const T *sp = src + k * splane + w.di * s->sw + w.dj;                               \
+          for (int64_t i = w.i0; i < w.i1; i++)                                               \
+            memcpy(d + i * s->dw + w.j0, sp + i * s->sw + w.j0,                               \
+                   sizeof(T) * (size_t)(w.j1 - w.j0));                                        \
         }                                                                                     \
   }
 TAPS_DEFINE(float, f32)
