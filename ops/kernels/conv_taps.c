@@ -309,6 +309,7 @@ static void plan(taps_state *s, fg_kprep *a) {
   const conv_geom *g = &s->g;
   size_t es = fg_dtype_size(a->out_dtype), rows = (size_t)s->rows;
   bool wgrad = s->kind == CONV_WEIGHT_GRAD;
+  int given = a->parts[0]; /* the executor's parts, before the phases' take its place */
   /* tap planes of the input's size, or with few input channels of the output's */
   size_t planes = rows * (size_t)(s->few_in ? g->ho * g->wo : g->h * g->w) * es;
   size_t partial = wgrad ? rows * (size_t)(s->few_in ? g->o : g->c) * es : 0;
@@ -317,7 +318,6 @@ static void plan(taps_state *s, fg_kprep *a) {
   a->scratch_bytes = s->part_off + (size_t)s->parts * s->part_bytes;
   a->n_phases = 0;
   if (!wgrad) s->phase_of[a->n_phases] = PH_PREPARE, a->parts[a->n_phases++] = 1;
-  int given = a->parts[0];
   s->phase_of[a->n_phases] = PH_IMAGES, a->parts[a->n_phases++] = s->parts;
   if (wgrad) {
     int64_t sp = min64(min64(TAPS_MAX_PARTS, g->o * g->c * g->kh * g->kw / TAPS_SUM_MIN_ELEMS),
