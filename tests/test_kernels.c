@@ -321,6 +321,32 @@ Test(kernels, rules_pick_implementations_and_fall_back_where_one_does_not_apply)
   }
 }
 
+/* The taps take stride-1 convs with few channels on one side, and refuse an image whose tap
+ * planes would take over 8 MiB (36 planes of 256x256 floats: 9 MiB): those fall back. */
+Test(kernels, the_taps_refuse_strides_and_large_tap_planes) {
+  net n = build_net(); /* 5->24 3x3 (216 and 45 tap planes: gradients by the 45), 1x1 stride 2 */
+  fg_program *p = compile(&n, &(fg_program_opts){.kernels = "conv*=taps"});
+  cr_expect_geq(count_labels(p, "taps"), 2, "%d", count_labels(p, "taps"));
+  cr_expect(starts(label_of(p, FG_OP_CONV2D), "native ("), "%s", label_of(p, FG_OP_CONV2D));
+  fg_program_free(p);
+  net_free(&n);
+  for (int64_t side = 128; side <= 256; side *= 2) {
+    fg_graph *g;
+    cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+    fg_conv2d_opts o = fg_conv2d_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    fg_node x = fg_input(g, "x", FG_F32, fg_shape4(1, 4, side, side));
+    fg_node y = fg_conv2d(g, x, fg_input(g, "w", FG_F32, fg_shape4(4, 4, 3, 3)), FG_NONE, &o);
+    fg_program *q;
+    cr_assert_eq(fg_program_new_opts(&q, g, 1, &y, &(fg_program_opts){.kernels = "taps"}, NULL),
+                 FG_OK);
+    cr_expect(starts(label_of(q, FG_OP_CONV2D), side == 128 ? "taps" : "native ("), "%lld: %s",
+              (long long)side, label_of(q, FG_OP_CONV2D));
+    fg_program_free(q);
+    fg_graph_free(g);
+  }
+}
+
 Test(kernels, timed_choices_are_kept_for_the_process) {
   net n = build_net();
   fg_program *a = compile(&n, &(fg_program_opts){.n_threads = 2, .kernels = "auto"});

@@ -347,8 +347,8 @@ static void chain_fill_padded(const chain_pad *p, const fg_conv_direct_kernels *
  * each way: K=16 +6-8 %, K=8 log-prob +3.7 % ("Intel(R) Xeon(R) Processor", 2 cores, runs one
  * after the other).  Not with FG_CONV_PATH set, so that the tests' forced paths keep the
  * padded direct path covered. */
-static bool chain_taps_last(const conv_geom *last) {
-  return forced_path() == FORCED_NONE && fg_conv_taps_applies(last, CONV_FORWARD) &&
+static bool chain_taps_last(const conv_geom *last, size_t es) {
+  return forced_path() == FORCED_NONE && fg_conv_taps_applies(last, CONV_FORWARD, es) &&
          conv_choose_path(last, CONV_FORWARD) == CONV_PATH_DIRECT;
 }
 
@@ -378,7 +378,7 @@ static fg_status chain_run(const fg_kargs *k, fg_dtype t) {
   if (g0 == g1) return FG_OK;
   size_t mid_bytes = es * (size_t)(mid_elems > 0 ? mid_elems * group : 1);
   conv_geom last = chain_geom(at, n - 1, shape[n - 1], k->in_shape[2 * n - 1]);
-  bool taps_last = chain_taps_last(&last);
+  bool taps_last = chain_taps_last(&last, es);
   chain_pad pad = chain_pad_of(k, shape, n);
   if (taps_last && pad.at == n - 1) pad.at = -1; /* the taps read the planes as they are */
   size_t pad_bytes = pad.at < 0 ? 0

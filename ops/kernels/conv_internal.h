@@ -73,7 +73,7 @@ fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
 /* Stride-1 convs with few output channels x taps as one GEMM over the taps
  * (ops/kernels/conv_taps.c): an implementation with its own kernels, which the fixed rules
  * never choose; only timing does, or FG_KERNELS. */
-bool fg_conv_taps_applies(const conv_geom *g, conv_kind kind);
+bool fg_conv_taps_applies(const conv_geom *g, conv_kind kind, size_t es);
 fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_taps_f32(const fg_kargs *k);
 fg_status fg_conv_taps_f64(const fg_kargs *k);

@@ -30,6 +30,8 @@
 
 enum {
   TAPS_MAX_ROWS = 128, /* planes of the small side x taps: beyond, they outgrow the image */
+  TAPS_MAX_PLANE_BYTES = 8 << 20, /* one image's tap planes (a part's scratch): large images
+                                     (512x512 x 36 planes: 36 MiB) are left to the others */
   TAPS_MAX_PARTS = 16,
   TAPS_MIN_PART_IMAGES = 2,
   TAPS_SUM_MIN_ELEMS = 4096, /* weight-gradient elements a part of the partials' sum */
@@ -59,9 +61,16 @@ static bool few_in(const conv_geom *g, conv_kind kind) {
          (rows_out(g) > TAPS_MAX_ROWS || g->c < g->o);
 }
 
-bool fg_conv_taps_applies(const conv_geom *g, conv_kind kind) {
+/* Bytes of one image's tap planes (a part's scratch). */
+static int64_t plane_bytes(const conv_geom *g, conv_kind kind, size_t es) {
+  return (few_in(g, kind) ? rows_in(g) * g->ho * g->wo : rows_out(g) * g->h * g->w) *
+         (int64_t)es;
+}
+
+bool fg_conv_taps_applies(const conv_geom *g, conv_kind kind, size_t es) {
   return g->sh == 1 && g->sw == 1 && !is_pointwise(g) && g->n > 0 && g->c > 0 && g->o > 0 &&
-         (rows_out(g) <= TAPS_MAX_ROWS || few_in(g, kind));
+         (rows_out(g) <= TAPS_MAX_ROWS || few_in(g, kind)) &&
+         plane_bytes(g, kind, es) <= TAPS_MAX_PLANE_BYTES;
 }
 
 /* ---- shifted planes, for float and double ----
@@ -329,12 +338,14 @@ static void plan(taps_state *s, fg_kprep *a) {
 fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
   conv_kind kind = fg_conv_kind_of(a->op);
   conv_geom g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, kind);
-  if (!fg_conv_taps_applies(&g, kind))
+  if (!fg_conv_taps_applies(&g, kind, fg_dtype_size(a->out_dtype)))
     return fg_err_set(e, FG_E_MISUSE, "the taps path computes stride-1 convolutions with at most "
-                      "%d channels x kernel taps on one side", TAPS_MAX_ROWS);
+                      "%d channels x kernel taps on one side, and at most %d MiB of tap planes "
+                      "an image", TAPS_MAX_ROWS, TAPS_MAX_PLANE_BYTES >> 20);
+  bool in = few_in(&g, kind);
   taps_state *s = malloc(sizeof *s);
   if (!s) return fg_err_set(e, FG_E_NOMEM, "taps: out of memory");
-  bool bias = a->op == FG_OP_CONV2D_BIAS_ACT, in = few_in(&g, kind);
+  bool bias = a->op == FG_OP_CONV2D_BIAS_ACT;
   int parts = (int)min64(min64(a->parts[0], g.n / TAPS_MIN_PART_IMAGES), TAPS_MAX_PARTS);
   *s = (taps_state){.kind = kind, .few_in = in, .bias = bias,
                     .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu, .g = g,
