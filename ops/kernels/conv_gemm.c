@@ -36,15 +36,6 @@ enum {
  * im2col writes rows [r0, r1) of one image's column matrix, columns [s0, s1) (a run of output
  * pixels that may span several output rows i), at row stride ld; col2im adds whole rows back. */
 
-/* Output columns j whose input column j sw + off falls inside [0, w): [*lo, *hi). */
-static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *lo,
-                       int64_t *hi) {
-  *lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-  *hi = w - 1 - off < 0 ? 0 : (w - 1 - off) / sw + 1;
-  *lo = min64(*lo, wo);
-  *hi = max64(min64(*hi, wo), *lo);
-}
-
 #define CONV_LEAVES_DEFINE(T, SUF)                                                            \
   static void im2col_##SUF(const conv_geom *g, const void *xv, int64_t ch_stride, int64_t r0, \
                            int64_t r1, int64_t s0, int64_t s1, void *dstv, int64_t ld) {      \
@@ -53,7 +44,7 @@ static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
       int64_t off = q * g->dw - g->pw, lo, hi;                                                \
-      valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
+      conv_valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
       const T *plane = x + c * ch_stride;                                                     \
       T *row = dst + (r - r0) * ld;                                                           \
       for (int64_t s = s0; s < s1;) { /* one output row i at a time: [j0, j1) of it */        \
@@ -84,7 +75,7 @@ static void valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
       int64_t off = q * g->dw - g->pw, lo, hi;                                                \
-      valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
+      conv_valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
       T *plane = gx + c * g->h * g->w;                                                        \
       const T *row = src + (r - r0) * g->ho * g->wo;                                          \
       for (int64_t i = 0; i < g->ho; i++) {                                                   \

@@ -119,6 +119,16 @@ static inline conv_layout conv_y_layout(const conv_ctx *c) {
   return c->y.ch ? c->y : conv_nchw(c->g.o, c->g.ho, c->g.wo);
 }
 
+/* Output columns j < wo whose input column j sw + off falls inside [0, w): [*lo, *hi)
+ * (im2col's columns, the taps' shifted planes). */
+static inline void conv_valid_cols(int64_t wo, int64_t w, int64_t sw, int64_t off, int64_t *lo,
+                                   int64_t *hi) {
+  *lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  *hi = w - 1 - off < 0 ? 0 : (w - 1 - off) / sw + 1;
+  *lo = min64(*lo, wo);
+  *hi = max64(min64(*hi, wo), *lo);
+}
+
 static inline bool is_pointwise(const conv_geom *g) {
   return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }

@@ -61,6 +61,11 @@ static bool few_in(const conv_geom *g, conv_kind kind) {
          (rows_out(g) > TAPS_MAX_ROWS || g->c < g->o);
 }
 
+/* Elements of a weight-gradient part's partial: [O KK][C] or [O][C KK]. */
+static int64_t partial_elems(const conv_geom *g, int64_t rows, bool in) {
+  return rows * (in ? g->o : g->c);
+}
+
 /* Bytes of one image's tap planes (a part's scratch). */
 static int64_t plane_bytes(const conv_geom *g, conv_kind kind, size_t es) {
   return (few_in(g, kind) ? rows_in(g) * g->ho * g->wo : rows_out(g) * g->h * g->w) *
@@ -83,13 +88,6 @@ typedef struct shift {
   int64_t src_stride; /* between src planes: sh sw, or more in a group's channel-major planes */
 } shift;
 
-/* The dst range [*a, *b) whose src index i + off lies in [0, n). */
-static void valid(int64_t off, int64_t n, int64_t dst, int64_t *a, int64_t *b) {
-  *a = max64(0, -off);
-  *b = min64(dst, n - off);
-  if (*b < *a) *b = *a;
-}
-
 /* Tap (p, q): src (i + di, j + dj) for dst (i, j) in rows [i0, i1) x columns [j0, j1). */
 typedef struct tap_window {
   int64_t di, dj, i0, i1, j0, j1;
@@ -97,8 +95,8 @@ typedef struct tap_window {
 
 static tap_window tap_window_of(const shift *s, int64_t p, int64_t q) {
   tap_window w = {.di = s->sign * (p * s->oh - s->ph), .dj = s->sign * (q * s->ow - s->pw)};
-  valid(w.di, s->sh, s->dh, &w.i0, &w.i1);
-  valid(w.dj, s->sw, s->dw, &w.j0, &w.j1);
+  conv_valid_cols(s->dh, s->sh, 1, w.di, &w.i0, &w.i1); /* rows and columns alike */
+  conv_valid_cols(s->dw, s->sw, 1, w.dj, &w.j0, &w.j1);
   return w;
 }
 
@@ -224,7 +222,7 @@ static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_k
   int64_t hw = g->h * g->w, ohw = g->ho * g->wo;
   shift sh = shift_of(g, s->few_in ? g->c : g->o, s->few_in);
   fg_status st = FG_OK;
-  if (n0 == n1) memset(partial, 0, c->es * (size_t)(s->rows * (s->few_in ? g->o : g->c)));
+  if (n0 == n1) memset(partial, 0, c->es * (size_t)partial_elems(g, s->rows, s->few_in));
   for (int64_t n = n0; st == FG_OK && n < n1; n++) {
     const void *x = at_c(c, k->in[0], n * g->c * hw), *dy = at_c(c, k->in[1], n * g->o * ohw);
     gather(c, &sh, s->few_in ? x : dy, buf);
@@ -267,7 +265,7 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
                 .outer_parts = k->outer_parts, .err = k->err, .bias = s->bias ? k->in[2] : NULL,
                 .relu = s->relu};
   void *wt = k->scratch, *mine = (char *)k->scratch + s->part_off + (size_t)k->ith * s->part_bytes;
-  int64_t n0, n1, partial = s->rows * (s->few_in ? s->g.o : s->g.c);
+  int64_t n0, n1, partial = partial_elems(&s->g, s->rows, s->few_in);
   switch (s->phase_of[k->phase]) {
   case PH_PREPARE:
     rearrange_weights(&c, s, k->in[1], wt);
@@ -316,12 +314,11 @@ static size_t aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
  * planes (and for the weight gradient its partial first). */
 static void plan(taps_state *s, fg_kprep *a) {
   const conv_geom *g = &s->g;
-  size_t es = fg_dtype_size(a->out_dtype), rows = (size_t)s->rows;
+  size_t es = fg_dtype_size(a->out_dtype);
   bool wgrad = s->kind == CONV_WEIGHT_GRAD;
   int given = a->parts[0]; /* the executor's parts, before the phases' take its place */
-  /* tap planes of the input's size, or with few input channels of the output's */
-  size_t planes = rows * (size_t)(s->few_in ? g->ho * g->wo : g->h * g->w) * es;
-  size_t partial = wgrad ? rows * (size_t)(s->few_in ? g->o : g->c) * es : 0;
+  size_t planes = (size_t)plane_bytes(g, s->kind, es);
+  size_t partial = wgrad ? (size_t)partial_elems(g, s->rows, s->few_in) * es : 0;
   s->part_off = wgrad ? 0 : aligned((size_t)(g->o * g->c * g->kh * g->kw) * es);
   s->part_bytes = aligned(partial + planes);
   a->scratch_bytes = s->part_off + (size_t)s->parts * s->part_bytes;
