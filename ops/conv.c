@@ -351,13 +351,13 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
 
 static const fg_kernel_impl conv2d_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d), PATH_IMPL(shifted, conv2d), PATH_IMPL(gemm, conv2d),
-    TAPS_IMPL};
+    PATH_IMPL(pointwise, conv2d), TAPS_IMPL};
 static const fg_kernel_impl bias_act_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_bias_act), PATH_IMPL(shifted, conv2d_bias_act),
-    PATH_IMPL(gemm, conv2d_bias_act), TAPS_IMPL};
+    PATH_IMPL(gemm, conv2d_bias_act), PATH_IMPL(pointwise, conv2d_bias_act), TAPS_IMPL};
 static const fg_kernel_impl input_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_input_grad), PATH_IMPL(gemm, conv2d_input_grad),
-    TAPS_IMPL};
+    PATH_IMPL(pointwise, conv2d_input_grad), TAPS_IMPL};
 static const fg_kernel_impl weight_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),
     PATH_IMPL(gemm, conv2d_weight_grad), TAPS_IMPL};

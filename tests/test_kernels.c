@@ -159,7 +159,8 @@ static void expect_close(const net *n, fg_tensor **a, fg_tensor **b, const char 
 
 /* The implementations a test runs through: everything this build has. */
 static const char *const kernel_sets[] = {"onednn", "onednn_nchw", "onednn_wino", "conv*=direct",
-                                          "conv*=shifted", "conv*=gemm", "conv*=taps", "auto"};
+                                          "conv*=shifted", "conv*=gemm", "conv*=taps",
+                                          "conv*=pointwise", "auto"};
 enum { N_SETS = sizeof kernel_sets / sizeof *kernel_sets };
 
 static bool set_available(int i) { return have_onednn() || strncmp(kernel_sets[i], "onednn", 6); }
@@ -345,6 +346,32 @@ Test(kernels, the_taps_refuse_strides_and_large_tap_planes) {
     fg_program_free(q);
     fg_graph_free(g);
   }
+}
+
+/* The pointwise kernel takes 1x1 convs at stride 1 without padding, in float32 on CPUs with
+ * AVX-512 (ops/kernels/conv_pointwise.c); a strided 1x1 conv, float64 and other CPUs fall back. */
+Test(kernels, the_pointwise_kernel_takes_unstrided_1x1_float32_convs_only) {
+  __builtin_cpu_init();
+  bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  for (int stride = 1; stride <= 2; stride++)
+    for (int f64 = 0; f64 <= 1; f64++) {
+      fg_graph *g;
+      cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
+      fg_conv2d_opts o = fg_conv2d_defaults();
+      o.stride[0] = o.stride[1] = stride;
+      fg_dtype t = f64 ? FG_F64 : FG_F32;
+      fg_node x = fg_input(g, "x", t, fg_shape4(2, 8, 5, 5));
+      fg_node y = fg_conv2d(g, x, fg_input(g, "w", t, fg_shape4(16, 8, 1, 1)), FG_NONE, &o);
+      fg_program *q;
+      cr_assert_eq(fg_program_new_opts(&q, g, 1, &y, &(fg_program_opts){.kernels = "pointwise"},
+                                       NULL), FG_OK);
+      bool want = avx512 && stride == 1 && !f64;
+      const char *label = label_of(q, FG_OP_CONV2D);
+      cr_expect(starts(label, want ? "pointwise" : "native ("), "stride %d, %s: %s", stride,
+                f64 ? "float64" : "float32", label);
+      fg_program_free(q);
+      fg_graph_free(g);
+    }
 }
 
 Test(kernels, timed_choices_are_kept_for_the_process) {

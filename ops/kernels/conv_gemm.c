@@ -30,6 +30,7 @@ enum {
   MIN_INPLACE_WGRAD_PIXELS = 128, /* weight_grad: per-image GEMMs from this k on */
   MIN_PART_INPLACE_TAPS = 128,    /* weight_grad, per-image GEMMs: taps (GEMM columns) */
   MIN_PART_POINTWISE_ROWS = 128,  /* weight_grad, 1x1: output channels (GEMM rows) per tile */
+  MIN_PART_POINTWISE_IMAGES = 16, /* input_grad by the pointwise kernel: each part packs W^T */
 };
 
 /* ---- im2col / col2im, stamped for float and double ----
@@ -133,6 +134,18 @@ static void epilogue(const conv_ctx *c, void *y, int64_t len, int64_t ld) {
   else epilogue_f64(y, c->g.o, len, ld, c->bias, c->relu);
 }
 
+/* A 1x1 call's GEMM for pixels [s0, s1) of image n by the pointwise kernel, with the
+ * epilogue; next the next segment's first image, or -1. */
+static void fwd_pointwise(const conv_ctx *c, const void *x, const void *w, void *y, int64_t n,
+                          int64_t s0, int64_t s1, int64_t next) {
+  conv_layout xl = conv_x_layout(c), yl = conv_y_layout(c);
+  fg_pointwise_gemm p = {.m = c->g.o, .n = s1 - s0, .k = c->g.c, .a = w, .a_row = c->g.c,
+                         .a_depth = 1, .b = at_c(c, x, n * xl.img + s0), .ldb = xl.ch,
+                         .c = at_m(c, y, n * yl.img + s0), .ldc = yl.ch, .bias = c->bias,
+                         .relu = c->relu, .next = next >= 0 ? at_c(c, x, next * xl.img) : NULL};
+  fg_conv_pointwise_gemm(&p);
+}
+
 static fg_status fwd_segment(const conv_ctx *c, const void *x, const void *w, void *y,
                              int64_t n, int64_t s0, int64_t s1, void *buf, int64_t chunk) {
   const conv_geom *g = &c->g;
@@ -189,7 +202,11 @@ fg_status fg_conv_gemm_forward(const conv_ctx *ctx, const fg_kargs *k) {
   fg_status st = FG_OK;
   for (int64_t it = i0; it < i1 && st == FG_OK;) {
     int64_t n = it / S, s0 = it % S, s1 = min64(S, s0 + (i1 - it));
-    st = fwd_segment(&c, k->in[0], k->in[1], k->out, n, s0, s1, buf, chunk);
+    if (c.pointwise) /* the next segment's image prefetched */
+      fwd_pointwise(&c, k->in[0], k->in[1], k->out, n, s0, s1,
+                    it + (s1 - s0) < i1 ? (it + (s1 - s0)) / S : -1);
+    else
+      st = fwd_segment(&c, k->in[0], k->in[1], k->out, n, s0, s1, buf, chunk);
     it += s1 - s0;
   }
   scratch_free(buf);
@@ -344,4 +361,46 @@ fg_status fg_conv_gemm_weight_grad(const conv_ctx *ctx, const fg_kargs *k) {
   if (o0 == o1 || r0 == r1) return FG_OK;
   return inplace ? wgrad_tile_inplace(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1)
                  : wgrad_tile(&c, k->in[0], k->in[1], k->out, o0, o1, r0, r1);
+}
+
+/* ---- 1x1 convs by their own kernel (ops/kernels/conv_pointwise.c) ----
+ * The GEMM path's drivers and partition, each GEMM by fg_conv_pointwise_gemm where this CPU
+ * runs it for the call's dtype; fg_gemm elsewhere (float64, CPUs without AVX-512). */
+static conv_ctx with_pointwise(const conv_ctx *ctx) {
+  conv_ctx c = *ctx;
+  c.pointwise = is_pointwise(&c.g) && c.g.c > 0 && !c.x.padded &&
+                fg_conv_pointwise_available(c.t);
+  return c;
+}
+
+fg_status fg_conv_pointwise_forward(const conv_ctx *ctx, const fg_kargs *k) {
+  conv_ctx c = with_pointwise(ctx);
+  return fg_conv_gemm_forward(&c, k);
+}
+
+/* gx[n] = W^T dy[n], images split among the parts; W^T packed once a part (read in place
+ * its 8 rows are 8 adjacent columns of W, a cache line a step, 1 KiB apart at 256 channels). */
+fg_status fg_conv_pointwise_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
+  conv_ctx c = with_pointwise(ctx);
+  const conv_geom *g = &c.g;
+  if (!c.pointwise || g->o == 0) return fg_conv_gemm_input_grad(&c, k);
+  int64_t S = g->h * g->w, n0, n1;
+  int parts = fg_parts_for(g->n, MIN_PART_POINTWISE_IMAGES, k->nth);
+  if (k->ith >= parts) return FG_OK;
+  fg_split_range(g->n, k->ith, parts, &n0, &n1);
+  if (n0 == n1) return FG_OK;
+  float *wt = scratch(&c, round_up(g->c, 8) * g->o);
+  if (!wt) return nomem(&c, "conv2d_input_grad");
+  fg_conv_pointwise_pack_rows(k->in[1], g->c, g->o, 1, g->c, wt);
+  const float *dy = k->in[0];
+  float *gx = k->out;
+  for (int64_t n = n0; n < n1; n++) {
+    fg_pointwise_gemm p = {.m = g->c, .n = S, .k = g->o, .a = wt, .a_row = 1, .a_depth = 8,
+                           .a_block = 8 * g->o, .b = dy + n * g->o * S, .ldb = S,
+                           .c = gx + n * g->c * S, .ldc = S,
+                           .next = n + 1 < n1 ? dy + (n + 1) * g->o * S : NULL};
+    fg_conv_pointwise_gemm(&p);
+  }
+  scratch_free(wt);
+  return FG_OK;
 }

@@ -55,6 +55,7 @@ typedef enum conv_path {
   CONV_PATH_GEMM,    /* im2col + GEMM: any geometry */
   CONV_PATH_DIRECT,  /* direct kernels: stride 1 */
   CONV_PATH_SHIFTED, /* shifted GEMMs: stride 1, a kernel wider than 1x1; no input gradient */
+  CONV_PATH_POINTWISE, /* 1x1 by their own kernel (conv_pointwise.c); no weight gradient */
   CONV_PATH_COUNT
 } conv_path;
 
@@ -70,6 +71,7 @@ conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_s
 fg_status fg_conv_prepare_gemm(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_conv_prepare_pointwise(fg_kprep *a, void **state, fg_err *e);
 /* Stride-1 convs with few output channels x taps as one GEMM over the taps
  * (ops/kernels/conv_taps.c): an implementation with its own kernels, which the fixed rules
  * never choose; only timing does, or FG_KERNELS. */
@@ -78,6 +80,33 @@ fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_conv_taps_f32(const fg_kargs *k);
 fg_status fg_conv_taps_f64(const fg_kargs *k);
 void fg_conv_taps_release(void *state);
+/* The 1x1 convs' own float32 kernel (ops/kernels/conv_pointwise.c), for the forward and the
+ * input gradient: c[i][j] = act(bias[i] + sum_p a(i, p) b[p ldb + j]) for i < m, j < n,
+ * p < k (k > 0), act relu or none; bias NULL adds nothing (and applies no act).  a(i, p) =
+ * a[(i / 8) a_block + (i % 8) a_row + p a_depth]: a_block 8 a_row reads a matrix in place
+ * (a_block 0 says the same), fg_conv_pointwise_pack_rows's layout has a_row 1, a_depth 8,
+ * a_block 8 k.  next, when not NULL, is the next call's b (k rows at ldb), prefetched into L2
+ * on the way. */
+typedef struct fg_pointwise_gemm {
+  int64_t m, n, k;
+  const float *a;
+  int64_t a_row, a_depth, a_block;
+  const float *b;
+  int64_t ldb;
+  float *c;
+  int64_t ldc;
+  const float *bias;
+  bool relu;
+  const float *next;
+} fg_pointwise_gemm;
+/* Whether this CPU runs it for dtype t (float32 with AVX-512). */
+bool fg_conv_pointwise_available(fg_dtype t);
+void fg_conv_pointwise_gemm(const fg_pointwise_gemm *g);
+/* ap[(i / 8) 8 k + p 8 + i % 8] = a[i a_row + p a_depth], zeros past row m: the rows of a in
+ * blocks of 8 the kernel reads 32 contiguous bytes at a time (8 round_up(m, 8) k floats). */
+void fg_conv_pointwise_pack_rows(const float *a, int64_t m, int64_t k, int64_t a_row,
+                                 int64_t a_depth, float *ap);
+
 /* conv2d_chain with its first conv on the direct path, where the fixed rules choose another. */
 fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 
@@ -105,6 +134,7 @@ typedef struct conv_ctx {
   const void *bias; /* conv2d_bias_act: O values added to each output channel, else NULL */
   bool relu;        /* conv2d_bias_act: then max(0, .) */
   conv_layout x, y; /* forward: the input's and the output's ({0, 0}: NCHW) */
+  bool pointwise;   /* 1x1 float32 GEMMs by fg_conv_pointwise_gemm, not fg_gemm */
 } conv_ctx;
 
 /* NCHW images of ch planes of h x w. */
@@ -169,6 +199,10 @@ typedef fg_status (*conv_driver)(const conv_ctx *c, const fg_kargs *k);
 fg_status fg_conv_gemm_forward(const conv_ctx *c, const fg_kargs *k);
 fg_status fg_conv_gemm_input_grad(const conv_ctx *c, const fg_kargs *k);
 fg_status fg_conv_gemm_weight_grad(const conv_ctx *c, const fg_kargs *k);
+/* The same for 1x1 convs, their GEMMs by fg_conv_pointwise_gemm where it runs (forward and
+ * input gradient; ops/kernels/conv_gemm.c). */
+fg_status fg_conv_pointwise_forward(const conv_ctx *c, const fg_kargs *k);
+fg_status fg_conv_pointwise_input_grad(const conv_ctx *c, const fg_kargs *k);
 /* Direct kernels (ops/kernels/conv_padded.c): conv2d and, at stride 1, both gradients. */
 fg_status fg_conv_direct_forward(const conv_ctx *c, const fg_kargs *k);
 fg_status fg_conv_direct_input_grad(const conv_ctx *c, const fg_kargs *k);
