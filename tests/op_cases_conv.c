@@ -178,7 +178,7 @@ static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {5, 4}};
 static const conv_case ig_pad1_6x5 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {6, 5}};
 static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
 static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
-static const conv_case ig_1x1_6x9 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {6, 9}};
+static const conv_case ig_1x1_11x12 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {11, 12}};
 static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, false, {3, 4}};
 static const conv_case ig_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, false, {5, 6}};
 /* conv2d_weight_grad: size = the kernel (KH, KW) */
@@ -233,15 +233,16 @@ static const op_case cases[] = {
     BIAS_ACT("relu, 3x3 of 16 channels to 16, bias [16]", S4(2, 16, 6, 5), S4(16, 16, 3, 3),
              S1(16), &ba_relu),
     BIAS_ACT("relu, 1x1 kernel (no im2col)", S4(2, 3, 4, 5), S4(4, 3, 1, 1), S1(4), &ba_relu_1x1),
-    /* 1x1 shapes for the pointwise kernel's float32 blocking (ops/kernels/conv_pointwise.c):
-     * depth past one 128 slice, rows in blocks of 8, 4 and 1, columns in panels of 3, 2 + 2 and
-     * 1 vectors of 16 with a masked tail; the values only (gradients: the small cases above) */
-    {.op = "conv2d_bias_act", .label = "relu, 1x1 of 136 channels to 21 at 7x7, batch 3 (the "
-     "pointwise kernel's blocks)", .n_in = 3, .in = {S4(3, 136, 7, 7), S4(21, 136, 1, 1), S1(21)},
+    /* 1x1 shapes for the pointwise kernel's float32 blocking (ops/kernels/conv_pointwise.c;
+     * images of 128 pixels or more): depth past one 128 slice, rows in blocks of 8, 4 and 1,
+     * columns in panels of 3 and 2 + 2 vectors of 16 with a masked tail; the values only
+     * (gradients: the small cases above) */
+    {.op = "conv2d_bias_act", .label = "relu, 1x1 of 136 channels to 21 at 12x13, batch 3 (the "
+     "pointwise kernel's blocks)", .n_in = 3, .in = {S4(3, 136, 12, 13), S4(21, 136, 1, 1), S1(21)},
      .lo = -1, .hi = 1, .build = build_bias_act, .ctx = &ba_relu_1x1,
      .reference = ref_bias_act, .no_grad = true},
-    {.op = "conv2d", .label = "1x1 of 20 channels to 9 at 10x11 (7 vectors: panels 3, 3, 1)",
-     .n_in = 2, .in = {S4(2, 20, 10, 11), S4(9, 20, 1, 1)}, .lo = -1, .hi = 1,
+    {.op = "conv2d", .label = "1x1 of 20 channels to 9 at 10x13 (9 vectors, 2 lanes in the last)",
+     .n_in = 2, .in = {S4(2, 20, 10, 13), S4(9, 20, 1, 1)}, .lo = -1, .hi = 1,
      .build = build_conv, .ctx = &c_plain, .reference = ref_conv, .no_grad = true},
     CHAIN("3x3 of 2 channels, 1x1 (both relu), 3x3 to 2 channels", &ch_three, S4(2, 2, 5, 4),
           S4(3, 2, 3, 3), S1(3), S4(4, 3, 1, 1), S1(4), S4(2, 4, 3, 3), S1(2)),
@@ -260,9 +261,9 @@ static const op_case cases[] = {
     IGRAD("3x3 of 16 channels to 16, padding 1, into 6x5", S4(2, 16, 6, 5), S4(16, 16, 3, 3),
           &ig_pad1_6x5, false),
     IGRAD("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), &ig_1x1, false),
-    {.op = "conv2d_input_grad", .label = "1x1 of 13 channels from 140 at 6x9, batch 3 (the "
-     "pointwise kernel's blocks, W^T packed)", .n_in = 2, .in = {S4(3, 140, 6, 9),
-     S4(140, 13, 1, 1)}, .lo = -1, .hi = 1, .build = build_igrad, .ctx = &ig_1x1_6x9,
+    {.op = "conv2d_input_grad", .label = "1x1 of 13 channels from 140 at 11x12, batch 3 (the "
+     "pointwise kernel's blocks, W^T packed)", .n_in = 2, .in = {S4(3, 140, 11, 12),
+     S4(140, 13, 1, 1)}, .lo = -1, .hi = 1, .build = build_igrad, .ctx = &ig_1x1_11x12,
      .reference = ref_igrad, .no_grad = true},
     IGRAD("dilation 2, padding 3 > kernel", S4(1, 2, 7, 8), S4(2, 1, 2, 2), &ig_dil_bigpad, true),
     IGRAD("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 3, 6), S4(2, 2, 2, 3),

@@ -348,27 +348,30 @@ Test(kernels, the_taps_refuse_strides_and_large_tap_planes) {
   }
 }
 
-/* The pointwise kernel takes 1x1 convs at stride 1 without padding, in float32 on CPUs with
- * AVX-512 (ops/kernels/conv_pointwise.c); a strided 1x1 conv, float64 and other CPUs fall back. */
+/* The pointwise kernel takes 1x1 convs at stride 1 without padding on images of 128 pixels or
+ * more, in float32 on CPUs with AVX-512 (ops/kernels/conv_pointwise.c); a strided 1x1 conv, a
+ * 7x7 image, float64 and other CPUs fall back. */
 Test(kernels, the_pointwise_kernel_takes_unstrided_1x1_float32_convs_only) {
   __builtin_cpu_init();
   bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-  for (int stride = 1; stride <= 2; stride++)
+  const struct { int stride, side; } convs[] = {{1, 12}, {2, 12}, {1, 7}};
+  for (size_t i = 0; i < sizeof convs / sizeof *convs; i++)
     for (int f64 = 0; f64 <= 1; f64++) {
       fg_graph *g;
       cr_assert_eq(fg_graph_new(&g, NULL), FG_OK);
       fg_conv2d_opts o = fg_conv2d_defaults();
-      o.stride[0] = o.stride[1] = stride;
+      o.stride[0] = o.stride[1] = convs[i].stride;
       fg_dtype t = f64 ? FG_F64 : FG_F32;
-      fg_node x = fg_input(g, "x", t, fg_shape4(2, 8, 5, 5));
+      fg_node x = fg_input(g, "x", t, fg_shape4(2, 8, convs[i].side, convs[i].side));
       fg_node y = fg_conv2d(g, x, fg_input(g, "w", t, fg_shape4(16, 8, 1, 1)), FG_NONE, &o);
       fg_program *q;
       cr_assert_eq(fg_program_new_opts(&q, g, 1, &y, &(fg_program_opts){.kernels = "pointwise"},
                                        NULL), FG_OK);
-      bool want = avx512 && stride == 1 && !f64;
+      bool want = avx512 && convs[i].stride == 1 && convs[i].side == 12 && !f64;
       const char *label = label_of(q, FG_OP_CONV2D);
-      cr_expect(starts(label, want ? "pointwise" : "native ("), "stride %d, %s: %s", stride,
-                f64 ? "float64" : "float32", label);
+      cr_expect(starts(label, want ? "pointwise" : "native ("), "stride %d, %dx%d, %s: %s",
+                convs[i].stride, convs[i].side, convs[i].side, f64 ? "float64" : "float32",
+                label);
       fg_program_free(q);
       fg_graph_free(g);
     }

@@ -191,6 +191,10 @@ fg_status fg_conv_prepare_pointwise(fg_kprep *a, void **state, fg_err *e) {
   if (!fg_conv_pointwise_available(a->out_dtype))
     return fg_err_set(e, FG_E_MISUSE, "the pointwise path computes float32 on CPUs with "
                       "AVX-512 only");
+  if (fg_shape_count(&a->out_shape) > 0 &&
+      a->out_shape.d[2] * a->out_shape.d[3] < FG_POINTWISE_MIN_COLUMNS)
+    return fg_err_set(e, FG_E_MISUSE, "the pointwise path computes images of at least %d "
+                      "pixels", FG_POINTWISE_MIN_COLUMNS);
   return prepare_path(a, state, CONV_PATH_POINTWISE, e);
 }
 

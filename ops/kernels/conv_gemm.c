@@ -186,6 +186,7 @@ fg_status fg_conv_gemm_forward(const conv_ctx *ctx, const fg_kargs *k) {
   view_channel_major_as_one_image(&c);
   const conv_geom g = c.g;
   int64_t S = g.ho * g.wo, R = g.c * g.kh * g.kw, i0, i1;
+  if (S < FG_POINTWISE_MIN_COLUMNS) c.pointwise = false;
   /* Parts take whole images when an image has MIN_PART_PIXELS / 2 pixels or more: a part
    * that ends inside an image leaves two short GEMMs. */
   int64_t unit = S >= MIN_PART_PIXELS / 2 ? max64(S, 1) : 1;
@@ -383,8 +384,9 @@ fg_status fg_conv_pointwise_forward(const conv_ctx *ctx, const fg_kargs *k) {
 fg_status fg_conv_pointwise_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
   conv_ctx c = with_pointwise(ctx);
   const conv_geom *g = &c.g;
-  if (!c.pointwise || g->o == 0) return fg_conv_gemm_input_grad(&c, k);
   int64_t S = g->h * g->w, n0, n1;
+  if (!c.pointwise || g->o == 0 || S < FG_POINTWISE_MIN_COLUMNS)
+    return fg_conv_gemm_input_grad(&c, k);
   int parts = fg_parts_for(g->n, MIN_PART_POINTWISE_IMAGES, k->nth);
   if (k->ith >= parts) return FG_OK;
   fg_split_range(g->n, k->ith, parts, &n0, &n1);
