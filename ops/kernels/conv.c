@@ -26,10 +26,11 @@
  *
  * Pointwise (ops/kernels/conv_pointwise.c), for 1x1 convs at stride 1 without padding, forward
  * and input gradient: the GEMM path's work split, each GEMM by a float32 AVX-512 kernel of its
- * own (fg_gemm where that does not run: float64, other CPUs).  Inside conv2d_chain, where the
- * fixed rules choose every path, Glow K=16's training step +1.3 % (5 of 5 alternating pairs
- * against the GEMM path), K=8's +2.3 %, log-prob +2.1 % (4 pairs; "Intel(R) Xeon(R)
- * Processor", 2 cores).
+ * own (fg_gemm where that does not run: float64, other CPUs), on images of at least
+ * FG_POINTWISE_MIN_COLUMNS pixels.  Glow's training step against the GEMM path (its chains' 1x1
+ * convs by the fixed rule, its input gradients by timing): K=16 +0.7 to +1.5 % in three runs of
+ * 5 alternating pairs, K=8 +2.2 to +2.3 % ("Intel(R) Xeon(R) Processor", 2 cores; README,
+ * Kernels).
  *
  * FG_CONV_PATH=gemm, =direct, =shifted or =pointwise in the environment (read once) forces one
  * path wherever it applies, so tests run every case through each. */

@@ -392,7 +392,8 @@ fg_status fg_conv_pointwise_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
   fg_split_range(g->n, k->ith, parts, &n0, &n1);
   if (n0 == n1) return FG_OK;
   float *wt = scratch(&c, round_up(g->c, 8) * g->o);
-  if (!wt) return nomem(&c, "conv2d_input_grad");
+  if (!wt)
+    return fg_err_set(c.err, FG_E_NOMEM, "conv2d_input_grad: no memory for the packed weights");
   fg_conv_pointwise_pack_rows(k->in[1], g->c, g->o, 1, g->c, wt);
   const float *dy = k->in[0];
   float *gx = k->out;
