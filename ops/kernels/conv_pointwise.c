@@ -20,8 +20,9 @@
  * image in L2, as sgemm does, where a loop of FMAs alone reaches 240.
  * Sums run in a fixed order for every shape, so results never depend on the thread count; they
  * differ from sgemm's in the last bits, as any two implementations do.
- * AVX-512 only (checked at run time, compiled with target attributes): elsewhere, or for
- * float64, the implementation declines and the others compute. */
+ * AVX-512 only (checked at run time, compiled with target attributes): elsewhere, under
+ * FG_CONV_ISA=avx2 or =generic, or for float64, the implementation declines and the others
+ * compute. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -39,10 +40,11 @@ enum {
   PW_MR = 8,   /* rows of a block */
 };
 
+/* The direct kernels' choice of instruction set (AVX-512F and FMA), so that FG_CONV_ISA=avx2
+ * or =generic caps this kernel too, and tests see what a CPU without AVX-512 runs. */
 bool fg_conv_pointwise_available(fg_dtype t) {
 #ifdef PW_X86
-  __builtin_cpu_init();
-  return t == FG_F32 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  return t == FG_F32 && strcmp(fg_conv_direct_kernels_for(FG_F32).isa, "avx512") == 0;
 #else
   (void)t;
   return false;
