@@ -1,6 +1,6 @@
 /* The 1x1 convs' own float32 kernel (the implementation "pointwise"): y = act(bias + A x) for
  * one image's planes x [K][N] (N contiguous, as NCHW and conv2d_chain's channel-major groups
- * lie), A the weights read in place: W [O][C] for the forward, W^T for the input gradient.
+ * lie), A the weights: W [O][C] for the forward, W^T for the input gradient.
  *
  * Why a kernel of its own beside oneDNN's sgemm, which the GEMM path calls: in the programs the
  * 1x1 convs' images come from memory (written long before), and sgemm packs every image's
