@@ -8,8 +8,8 @@
  *   OPS     an op name (conv2d_weight_grad), a prefix ending in '*' (conv*), or * (the default)
  *   CHOICE  auto (time the candidates; the default), native (the descriptor's own kernels, chosen
  *           by fixed rules), or an implementation's name (onednn, onednn_nchw, onednn_wino,
- *           direct, shifted, gemm, taps): used wherever it computes the node, the native
- *           kernels elsewhere
+ *           direct, shifted, gemm, taps, pointwise): used wherever it computes the node, the
+ *           native kernels elsewhere
  *
  * e.g. FG_KERNELS=native (no kernel library, no timing), FG_KERNELS=conv*=onednn,matmul=gemm. */
 #ifndef FG_KERNEL_CHOICE_H
