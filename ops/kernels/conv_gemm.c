@@ -45,7 +45,7 @@ enum {
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
       int64_t off = q * g->dw - g->pw, lo, hi;                                                \
-      conv_valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
+      conv_valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                     \
       const T *plane = x + c * ch_stride;                                                     \
       T *row = dst + (r - r0) * ld;                                                           \
       for (int64_t s = s0; s < s1;) { /* one output row i at a time: [j0, j1) of it */        \
@@ -76,7 +76,7 @@ enum {
     for (int64_t r = r0; r < r1; r++) {                                                       \
       int64_t c = r / (g->kh * g->kw), p = r / g->kw % g->kh, q = r % g->kw;                  \
       int64_t off = q * g->dw - g->pw, lo, hi;                                                \
-      conv_valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                          \
+      conv_valid_cols(g->wo, g->w, g->sw, off, &lo, &hi);                                     \
       T *plane = gx + c * g->h * g->w;                                                        \
       const T *row = src + (r - r0) * g->ho * g->wo;                                          \
       for (int64_t i = 0; i < g->ho; i++) {                                                   \
