@@ -192,6 +192,11 @@ fg_status fg_flow_data_init(fg_flow *f, const fg_tensor *batch, fg_err *e);
 /* The same for a conditional flow: context [B, features] goes with the batch (NULL: none). */
 fg_status fg_flow_data_init_cond(fg_flow *f, const fg_tensor *batch, const fg_tensor *context,
                                  fg_err *e);
+/* The same, its programs compiled with opts (NULL: the defaults): a trainer's pool, say, and
+ * `deterministic` where two processes must start from the same bits (the timed kernel choice
+ * may pick other kernels in another process, whose results differ in the last bits). */
+fg_status fg_flow_data_init_opts(fg_flow *f, const fg_tensor *batch, const fg_tensor *context,
+                                 const fg_program_opts *opts, fg_err *e);
 
 /* ---- bits per dimension ----
  * For data quantised to n_bins levels and scaled to [0, 1) (y = (x + u) / n_bins), a density

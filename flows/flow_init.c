@@ -12,9 +12,11 @@ static bool wants_init(const fg_bijector *u) {
 }
 
 /* What every step of the initialisation runs on: the batch at the current layer's input and
- * the batch's context (NULL for an unconditional flow). */
+ * the batch's context (NULL for an unconditional flow); how its programs are compiled (NULL:
+ * the defaults). */
 typedef struct init_inputs {
   const fg_tensor *h, *context;
+  const fg_program_opts *opts;
 } init_inputs;
 
 /* Compiles outs of g, binds "h", "context" and the parameters, runs. */
@@ -23,7 +25,7 @@ static fg_status run_program(fg_flow *f, fg_graph *g, int n_out, const fg_node *
   *p = NULL;
   if (fg_graph_status(g) != FG_OK)
     return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
-  fg_status st = fg_program_new(p, g, n_out, outs, e);
+  fg_status st = fg_program_new_opts(p, g, n_out, outs, in->opts, e);
   if (st == FG_OK) st = fg_params_bind(f->ps, *p, e);
   if (st == FG_OK) st = fg_program_bind(*p, "h", in->h, e);
   if (st == FG_OK && in->context) st = fg_program_bind(*p, "context", in->context, e);
@@ -113,13 +115,13 @@ static fg_status advance_unit(fg_flow *f, fg_bijector *u, const init_inputs *in,
 
 /* Initialises the layers units[0..n) (fg_bijector_leaves) in turn, each at its input; takes h. */
 static fg_status init_units(fg_flow *f, fg_bijector **units, int n, fg_tensor *h,
-                            const fg_tensor *context, fg_err *e) {
+                            const fg_tensor *context, const fg_program_opts *opts, fg_err *e) {
   int last = -1;
   for (int i = 0; i < n; i++)
     if (wants_init(units[i])) last = i;
   fg_status st = FG_OK;
   for (int i = 0; i <= last && st == FG_OK; i++) {
-    init_inputs in = {h, context};
+    init_inputs in = {h, context, opts};
     if (wants_init(units[i]) && (st = init_unit(f, units[i], &in, e)) != FG_OK) {
       fg_err_prefix(e, st, "data init of layer '%s'", fg_bijector_prefix(units[i]));
       break;
@@ -152,8 +154,8 @@ static fg_status check_batch(const fg_flow *f, const fg_tensor *batch, const fg_
   return FG_OK;
 }
 
-fg_status fg_flow_data_init_cond(fg_flow *f, const fg_tensor *batch, const fg_tensor *context,
-                                 fg_err *e) {
+fg_status fg_flow_data_init_opts(fg_flow *f, const fg_tensor *batch, const fg_tensor *context,
+                                 const fg_program_opts *opts, fg_err *e) {
   fg_status st = check_batch(f, batch, context, e);
   if (st != FG_OK) return st;
   fg_bijector **units;
@@ -162,9 +164,14 @@ fg_status fg_flow_data_init_cond(fg_flow *f, const fg_tensor *batch, const fg_te
   if (st != FG_OK) return fg_err_prefix(e, st, "data init");
   fg_tensor *h;
   st = fg_tensor_copy(&h, batch, f->cfg.dtype, e);
-  if (st == FG_OK) st = init_units(f, units, n, h, context, e);
+  if (st == FG_OK) st = init_units(f, units, n, h, context, opts, e);
   free(units);
   return st;
+}
+
+fg_status fg_flow_data_init_cond(fg_flow *f, const fg_tensor *batch, const fg_tensor *context,
+                                 fg_err *e) {
+  return fg_flow_data_init_opts(f, batch, context, NULL, e);
 }
 
 fg_status fg_flow_data_init(fg_flow *f, const fg_tensor *batch, fg_err *e) {

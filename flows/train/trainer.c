@@ -386,11 +386,13 @@ static fg_status model_batch(fg_trainer *t, fg_tensor **y, fg_tensor **context, 
 }
 
 /* Data-dependent initialisation on the global batch; then rank 0's result is everyone's, so
- * the replicas start identical whatever CPUs they run on. */
+ * the replicas start identical whatever CPUs they run on.  Its programs are the trainer's
+ * (deterministic in a job), so two runs of a job start from the same bits. */
 static fg_status data_init(fg_trainer *t, fg_err *e) {
   fg_tensor *y = NULL, *context = NULL;
   fg_status st = model_batch(t, &y, &context, e);
-  if (st == FG_OK) st = fg_flow_data_init_cond(t->f, y, context, e);
+  fg_program_opts po = program_opts(t);
+  if (st == FG_OK) st = fg_flow_data_init_opts(t->f, y, context, &po, e);
   fg_tensor_free(context);
   fg_tensor_free(y);
   st = fg_dist_agree(t->dist, st, e);

@@ -82,6 +82,8 @@ typedef struct cli_model {
   bool discrete;
   /* up to CLI_PREVIEW training samples (and labels) kept for pictures after data is freed */
   fg_tensor *preview, *preview_labels;
+  /* its programs time no kernels (a data-parallel job's: two runs of it give the same files) */
+  bool deterministic;
 } cli_model;
 
 enum { CLI_PREVIEW = 2000 };
@@ -108,6 +110,9 @@ typedef struct cli_input {
 } cli_input;
 fg_status cli_run(cli_model *m, fg_graph *g, fg_node out, int n_inputs, const cli_input *inputs,
                   fg_tensor **result, fg_err *e);
+/* Compiles outs over m's parameters (bound) as m's programs are compiled (`deterministic`). */
+fg_status cli_program(const cli_model *m, fg_graph *g, int n_out, const fg_node *outs,
+                      fg_program **p, fg_err *e);
 
 /* ---- conditional models and pictures (model.c) ---- */
 enum { CLI_NO_CLASS = -1, CLI_ALL_CLASSES = -2 };

@@ -98,15 +98,21 @@ int cli_model_from_checkpoint(cli_model *m, const char *cmd, const char *ckpt, i
   return code;
 }
 
+fg_status cli_program(const cli_model *m, fg_graph *g, int n_out, const fg_node *outs,
+                      fg_program **p, fg_err *e) {
+  fg_program_opts po = {.deterministic = m->deterministic};
+  fg_status st = fg_program_new_opts(p, g, n_out, outs, &po, e);
+  if (st == FG_OK) st = fg_params_bind(fg_flow_params(m->flow), *p, e);
+  return st;
+}
+
 /* Runs a one-output program over the flow's parameters; returns the output (a new tensor). */
 fg_status cli_run(cli_model *m, fg_graph *g, fg_node out, int n_inputs, const cli_input *inputs,
                   fg_tensor **result, fg_err *e) {
   fg_program *p;
   if (fg_graph_status(g) != FG_OK)
     return fg_err_set(e, fg_graph_status(g), "%s", fg_graph_errmsg(g));
-  fg_status st = fg_program_new(&p, g, 1, &out, e);
-  if (st != FG_OK) return st;
-  st = fg_params_bind(fg_flow_params(m->flow), p, e);
+  fg_status st = cli_program(m, g, 1, &out, &p, e);
   for (int i = 0; st == FG_OK && i < n_inputs; i++)
     if (inputs[i].value) st = fg_program_bind(p, inputs[i].name, inputs[i].value, e);
   if (st == FG_OK) st = fg_program_run(p, e);

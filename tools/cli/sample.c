@@ -37,8 +37,7 @@ static void name_overflowing_layer(cli_model *m, const draw *d, char *out, size_
       steps && names && fg_graph_new(&g, NULL) == FG_OK &&
       fg_flow_sample_steps_cond(m->flow, g, d->n, cli_context_input(m, g, d->n), d->temperature,
                                 d->seed, need, steps, names, &n_steps) == FG_OK &&
-      fg_program_new(&p, g, n_steps, steps, NULL) == FG_OK &&
-      fg_params_bind(fg_flow_params(m->flow), p, NULL) == FG_OK &&
+      cli_program(m, g, n_steps, steps, &p, NULL) == FG_OK &&
       (!d->context || fg_program_bind(p, "context", d->context, NULL) == FG_OK);
   if (ready) fg_program_set_rng_offset(p, d->chunk); /* the draws of the part that overflowed */
   if (ready && fg_program_run(p, NULL) == FG_OK)
@@ -65,8 +64,7 @@ static fg_status sampler(cli_model *m, const draw *d, fg_graph **g, fg_program *
   if (fg_flow_sample_cond(m->flow, *g, d->n, cli_context_input(m, *g, d->n), d->temperature,
                           d->seed, &x) != FG_OK)
     return fg_err_set(e, fg_graph_status(*g), "building the sampler: %s", fg_graph_errmsg(*g));
-  st = fg_program_new(p, *g, 1, &x, e);
-  if (st == FG_OK) st = fg_params_bind(fg_flow_params(m->flow), *p, e);
+  st = cli_program(m, *g, 1, &x, p, e);
   if (st == FG_OK && d->context) st = fg_program_bind(*p, "context", d->context, e);
   return st;
 }

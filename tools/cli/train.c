@@ -470,6 +470,7 @@ static int train_job(int argc, char **argv, const char *spec_path, run_opts *o) 
     code = EXIT_IO;
   }
   if (code == EXIT_OK) code = cli_model_from_spec(&m, "train", spec_path, argc, argv, o->limit);
+  m.deterministic = fg_dist_size(o->dist) > 1; /* as the trainer's programs are in a job */
   if (code == EXIT_OK) code = cli_check_batch(&m, "train");
   code = agree(o->dist, code);
   fg_trainer *t = NULL;
