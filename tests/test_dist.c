@@ -342,6 +342,14 @@ Test(dist, tiny_glow_on_two_ranks_is_one_process_and_resumes_exactly) {
   free(text);
   double d = param_diff(ckpt("job"), ckpt("single"));
   cr_assert(d <= MATCH_TOL, "one process resuming a 2-rank checkpoint: %.3g", d);
+  /* in recompute mode too, the round-trip check's programs included */
+  char env[160];
+  snprintf(env, sizeof env, "FG_KERNEL_CACHE=%s", io_path("kernel-cache-rc"));
+  train_env(env, "glow.flow", 2, 2, "recomputed", "--recompute");
+  text = log_text("recomputed.log");
+  cr_assert(strstr(text, "recompute:"), "the job recomputes:\n%s", text);
+  free(text);
+  cr_assert(!has_files(io_path("kernel-cache-rc")), "the 2-rank job in recompute mode timed no kernel");
 }
 
 Test(dist, batchnorm_uses_the_global_batch) {

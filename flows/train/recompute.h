@@ -84,8 +84,10 @@ fg_status fg_recompute_loss_grads(fg_recompute *r, fg_graph *g, fg_node x, fg_no
                                   fg_node *grads, fg_flow_updates **updates);
 
 /* The round-trip check on the batch x ([B, event...], the model's input: dequantised data),
- * programs sharing `pool` (NULL: each its own).  *n_fell: blocks that fell back now. */
-fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg_pool *pool,
-                             int *n_fell, fg_err *e);
+ * its programs compiled with opts (NULL: the defaults; a trainer's: its pool, and deterministic
+ * in a data-parallel job, so every run of the job falls back the same way).  *n_fell: blocks
+ * that fell back now. */
+fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol,
+                             const fg_program_opts *opts, int *n_fell, fg_err *e);
 
 #endif

@@ -23,8 +23,8 @@ static int build_block(const fg_recompute *r, int i, fg_graph *g, fg_flow_ctx *c
 
 /* Runs block i on h: *y its output (a new tensor), *err the relative round-trip error (NaN for
  * a stored block). */
-static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_pool *pool,
-                           fg_tensor **y, double *err, fg_err *e) {
+static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h,
+                           const fg_program_opts *opts, fg_tensor **y, double *err, fg_err *e) {
   *y = NULL, *err = NAN;
   fg_graph *g;
   fg_flow_ctx *c;
@@ -33,10 +33,9 @@ static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_
   fg_node outs[3];
   int n = build_block(r, i, g, c, h->shape, outs);
   fg_program *p = NULL;
-  fg_program_opts po = {.pool = pool};
   st = n == 0 ? fg_err_set(e, fg_graph_status(g), "round-trip check of block %s: %s",
                            fg_recompute_block_name(r, i), fg_graph_errmsg(g))
-              : fg_program_new_opts(&p, g, n, outs, &po, e);
+              : fg_program_new_opts(&p, g, n, outs, opts, e);
   if (st == FG_OK) st = fg_params_bind(fg_flow_params(r->f), p, e);
   if (st == FG_OK && (fg_program_bind(p, "h", h, e) != FG_OK || fg_program_run(p, e) != FG_OK)) {
     st = fg_err_prefix(e, FG_E_NUMERIC, "round-trip check of block %s",
@@ -52,8 +51,8 @@ static fg_status run_block(const fg_recompute *r, int i, const fg_tensor *h, fg_
   return st;
 }
 
-fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg_pool *pool,
-                             int *n_fell, fg_err *e) {
+fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol,
+                             const fg_program_opts *opts, int *n_fell, fg_err *e) {
   *n_fell = 0;
   if (fg_recompute_num_recomputed(r) == 0) return FG_OK;
   fg_tensor *h = NULL;
@@ -61,7 +60,7 @@ fg_status fg_recompute_check(fg_recompute *r, const fg_tensor *x, double tol, fg
   for (int i = 0; st == FG_OK && i < r->n; i++) {
     fg_tensor *y;
     double err;
-    st = run_block(r, i, h, pool, &y, &err, e);
+    st = run_block(r, i, h, opts, &y, &err, e);
     if (st != FG_OK) break;
     fg_tensor_free(h);
     h = y;

@@ -412,8 +412,9 @@ static fg_status check_round_trips(fg_trainer *t, fg_train_step_info *info, fg_e
   if (!t->rc || !due) return FG_OK;
   fg_tensor *y = NULL;
   fg_status st = model_batch(t, &y, NULL, e);
+  fg_program_opts po = program_opts(t);
   if (st == FG_OK)
-    st = fg_recompute_check(t->rc, y, t->s.recompute_tol, t->pool, &info->recompute_fallbacks, e);
+    st = fg_recompute_check(t->rc, y, t->s.recompute_tol, &po, &info->recompute_fallbacks, e);
   fg_tensor_free(y);
   t->rc_checked = true;
   if (st == FG_OK && info->recompute_fallbacks > 0) st = fg__trainer_rebuild(t, e);
