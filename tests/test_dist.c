@@ -349,7 +349,8 @@ Test(dist, tiny_glow_on_two_ranks_is_one_process_and_resumes_exactly) {
   text = log_text("recomputed.log");
   cr_assert(strstr(text, "recompute:"), "the job recomputes:\n%s", text);
   free(text);
-  cr_assert(!has_files(io_path("kernel-cache-rc")), "the 2-rank job in recompute mode timed no kernel");
+  cr_assert(!has_files(io_path("kernel-cache-rc")),
+            "the 2-rank job in recompute mode timed no kernel");
 }
 
 Test(dist, batchnorm_uses_the_global_batch) {
