@@ -9,7 +9,7 @@
  *     batch; trained with SGD, since Adam turns the round-off in the exactly-zero gradients of
  *     a batch-norm's shift and scale into steps of the learning rate, so that any two orders
  *     of summation differ by that much): the parameters agree within MATCH_TOL, and two runs of
- *     a job are byte-identical;
+ *     a job are byte-identical and time no kernel (recompute mode too);
  *   - resuming: exact with the same number of ranks, and (with a warning) close with another;
  *   - a non-finite row in one rank's shard: every rank skips the step, as one process does;
  *   - a signal to one rank, a rank that fails to start, a failed save on rank 0, a rank
