@@ -29,8 +29,8 @@
  * own (fg_gemm where that does not run: float64, other CPUs), on images of at least
  * FG_POINTWISE_MIN_COLUMNS pixels.  Glow's training step against the GEMM path (its chains' 1x1
  * convs by the fixed rule, its input gradients by timing): K=16 +0.7 to +1.5 % in three runs of
- * 5 alternating pairs, K=8 +2.2 to +2.3 % ("Intel(R) Xeon(R) Processor", 2 cores; README,
- * Kernels).
+ * 5 alternating pairs (one run of 3 pairs read -2.9 %), K=8 +2.2 to +2.3 % ("Intel(R) Xeon(R)
+ * Processor", 2 cores; README, Kernels).
  *
  * FG_CONV_PATH=gemm, =direct, =shifted or =pointwise in the environment (read once) forces one
  * path wherever it applies, so tests run every case through each. */
