@@ -1,7 +1,8 @@
 /* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP,
  * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass)
  * and conv2d_chain (two or three of those a few images at a time, made by the compiler's chain
- * pass).
+ * pass), and conv2d_input_grad_relu (the input gradient masked by a relu's output, made by the
+ * epilogue pass in a training graph's backward pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
@@ -161,6 +162,21 @@ static fg_status input_grad_infer(fg_infer_args *a) {
   return FG_OK;
 }
 
+/* conv2d_input_grad's rule for dy and w; y, the relu's output, of the result's shape and dtype. */
+static fg_status input_grad_relu_infer(fg_infer_args *a) {
+  fg_status st = input_grad_infer(a);
+  if (st != FG_OK) return st;
+  char s0[96], s1[96];
+  if (a->in_dtype[2] != a->in_dtype[0])
+    return fg_infer_fail(a, FG_E_DTYPE, "a relu output y of dy's dtype %s, got %s",
+                         fg_dtype_name(a->in_dtype[0]), fg_dtype_name(a->in_dtype[2]));
+  if (!fg_shape_equal(&a->in_shape[2], &a->out_shape))
+    return fg_infer_fail(a, FG_E_SHAPE, "a relu output y of the input gradient's shape %s, got %s",
+                         fg_shape_str(&a->out_shape, s0, sizeof s0),
+                         fg_shape_str(&a->in_shape[2], s1, sizeof s1));
+  return FG_OK;
+}
+
 static fg_status weight_grad_infer(fg_infer_args *a) {
   const fg_conv2d_attr *at = a->attr;
   fg_status st = check_pair(a, "input x [N, C, H, W]", "dy [N, O, Ho, Wo]");
@@ -237,6 +253,20 @@ fg_node fg_conv2d_chain(fg_graph *g, fg_node x, int n_convs, const fg_node *w, c
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
                              const fg_conv2d_opts *opts) {
   return add_conv_node(g, FG_OP_CONV2D_INPUT_GRAD, dy, w, opts, h, w_size);
+}
+
+/* The input size is y's (the shape rule checks y against the result). */
+fg_node fg_conv2d_input_grad_relu(fg_graph *g, fg_node dy, fg_node w, fg_node y,
+                                  const fg_conv2d_opts *opts) {
+  if (!fg_node_valid(g, y))
+    return fg_graph_fail(g, FG_E_MISUSE, "conv2d_input_grad_relu: invalid relu output node");
+  fg_shape ys = fg_node_shape(g, y);
+  fg_conv2d_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.geom = opts ? *opts : fg_conv2d_defaults();
+  attr.size[0] = ys.ndim == 4 ? ys.d[2] : 0, attr.size[1] = ys.ndim == 4 ? ys.d[3] : 0;
+  return fg_graph_add_node(g, FG_OP_CONV2D_INPUT_GRAD_RELU, 3, (const fg_node[]){dy, w, y},
+                           &attr);
 }
 
 fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
@@ -322,6 +352,15 @@ static fg_status input_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_
   return fg_graph_status(g);
 }
 
+/* Through the mask (the product's VJP), then as conv2d_input_grad; y gets none: the mask is
+ * piecewise constant in it, as greater's. */
+static fg_status input_grad_relu_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                                     fg_node *gin) {
+  fg_node y = fg_node_input(g, node, 2);
+  gout = fg_mul(g, gout, fg_greater(g, y, fg_scalar(g, 0.0, fg_node_dtype(g, y))));
+  return input_grad_vjp(g, node, gout, need & 3u, gin);
+}
+
 static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
                                  fg_node *gin) {
   const fg_conv2d_attr *at = fg_node_attr(g, node);
@@ -339,8 +378,16 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
   {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_f32, NULL},            \
       {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, fg_onednn_conv_f32, NULL}, \
       {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release, fg_onednn_conv_f32, NULL},
+/* conv2d_input_grad_relu's: the primitives, then the mask on each part's images. */
+#define ONEDNN_MASKED_IMPLS                                                                   \
+  {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_masked_f32, NULL},     \
+      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release,                         \
+       fg_onednn_conv_masked_f32, NULL},                                                      \
+      {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release,                         \
+       fg_onednn_conv_masked_f32, NULL},
 #else
 #define ONEDNN_IMPLS
+#define ONEDNN_MASKED_IMPLS
 #endif
 /* The native paths, each through the op's own kernels (which run the path their state names). */
 #define PATH_IMPL(path, op) {#path, fg_conv_prepare_##path, NULL, FG_KERNELS(op)}
@@ -358,6 +405,10 @@ static const fg_kernel_impl bias_act_impls[] = {
 static const fg_kernel_impl input_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_input_grad), PATH_IMPL(gemm, conv2d_input_grad),
     PATH_IMPL(pointwise, conv2d_input_grad), TAPS_IMPL};
+/* The native paths and the taps apply the mask as they write, oneDNN's after each part. */
+static const fg_kernel_impl input_grad_relu_impls[] = {
+    ONEDNN_MASKED_IMPLS PATH_IMPL(direct, conv2d_input_grad_relu), PATH_IMPL(gemm, conv2d_input_grad_relu),
+    PATH_IMPL(pointwise, conv2d_input_grad_relu), TAPS_IMPL};
 static const fg_kernel_impl weight_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),
     PATH_IMPL(gemm, conv2d_weight_grad), TAPS_IMPL};
@@ -407,6 +458,16 @@ const fg_op_def fg_opdef_conv2d_input_grad = {
     FG_KERNELS(conv2d_input_grad),
     .vjp = input_grad_vjp,
     IMPLS(input_grad_impls),
+};
+
+const fg_op_def fg_opdef_conv2d_input_grad_relu = {
+    .name = "conv2d_input_grad_relu",
+    .n_in = 3,
+    .attr_size = sizeof(fg_conv2d_attr),
+    .infer = input_grad_relu_infer,
+    FG_KERNELS(conv2d_input_grad_relu),
+    .vjp = input_grad_relu_vjp,
+    IMPLS(input_grad_relu_impls),
 };
 
 const fg_op_def fg_opdef_conv2d_weight_grad = {

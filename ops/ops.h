@@ -143,6 +143,12 @@ fg_node fg_conv2d_chain(fg_graph *g, fg_node x, int n_convs, const fg_node *w, c
  * w [O, C, KH, KW] give [N, C, h, w], where (h, w) is the input size of the conv it inverts. */
 fg_node fg_conv2d_input_grad(fg_graph *g, fg_node dy, fg_node w, int64_t h, int64_t w_size,
                              const fg_conv2d_opts *opts);
+/* The input gradient through a relu before the conv: conv2d_input_grad(dy, w) * (y > 0), where
+ * y [N, C, h, w] is the relu's output (the conv's input), bit-identical to the separate ops.
+ * The compiler's epilogue pass makes it of that product in a training graph's backward pass,
+ * so the gradient is masked while it is still in cache instead of in a pass of its own. */
+fg_node fg_conv2d_input_grad_relu(fg_graph *g, fg_node dy, fg_node w, fg_node y,
+                                  const fg_conv2d_opts *opts);
 /* conv2d's gradient with respect to w: x [N, C, H, W] and dy [N, O, Ho, Wo] give
  * [O, C, kh, kw]. */
 fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,

@@ -1,4 +1,4 @@
-/* Cases for conv2d, its two transposes, conv2d_bias_act and conv2d_chain (ops/conv.c), against direct seven-deep loops written
+/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain and conv2d_input_grad_relu (ops/conv.c), against direct seven-deep loops written
  * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
  * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
  * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
@@ -41,6 +41,10 @@ static fg_node build_chain(fg_graph *g, const fg_node *in, const void *ctx) {
 static fg_node build_igrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
   return fg_conv2d_input_grad(g, in[0], in[1], c->size[0], c->size[1], &c->o);
+}
+static fg_node build_igrad_relu(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d_input_grad_relu(g, in[0], in[1], in[2], &c->o);
 }
 static fg_node build_wgrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
@@ -140,6 +144,14 @@ static void ref_igrad(const fg_tensor *const *in, fg_tensor *out, const void *ct
   each_tap(ctx, &out->shape, &in[1]->shape, &in[0]->shape, visit_igrad, v, fg_tensor_data(out));
 }
 
+/* in = {dy, w, y}: the input gradient where y > 0, 0 elsewhere */
+static void ref_igrad_relu(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  ref_igrad(in, out, ctx);
+  const double *y = fg_tensor_data(in[2]);
+  double *gx = fg_tensor_data(out);
+  for (int64_t i = 0; i < fg_tensor_numel(out); i++) gx[i] = y[i] > 0 ? gx[i] : 0;
+}
+
 static void ref_wgrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
   const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
   zero(out);
@@ -177,6 +189,7 @@ static const chain_case ch_strided = {2,
 static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {5, 4}};
 static const conv_case ig_pad1_6x5 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {6, 5}};
 static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
+static const conv_case ig_pad1_20x20 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {20, 20}};
 static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
 static const conv_case ig_1x1_11x12 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {11, 12}};
 static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, false, {3, 4}};
@@ -203,6 +216,9 @@ static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}}
 #define IGRAD(label_, dy_, w_, ctx_, gg_)                                                      \
   {.op = "conv2d_input_grad", .label = label_, .n_in = 2, .in = {dy_, w_}, .lo = -1, .hi = 1, \
    .build = build_igrad, .ctx = ctx_, .reference = ref_igrad, .gradgrad = gg_}
+#define IGRAD_RELU(label_, dy_, w_, y_, ctx_)                                                  \
+  {.op = "conv2d_input_grad_relu", .label = label_, .n_in = 3, .in = {dy_, w_, y_}, .lo = -1,  \
+   .hi = 1, .build = build_igrad_relu, .ctx = ctx_, .reference = ref_igrad_relu}
 #define WGRAD(label_, x_, dy_, ctx_, gg_)                                                      \
   {.op = "conv2d_weight_grad", .label = label_, .n_in = 2, .in = {x_, dy_}, .lo = -1,         \
    .hi = 1, .build = build_wgrad, .ctx = ctx_, .reference = ref_wgrad, .gradgrad = gg_}
@@ -268,6 +284,23 @@ static const op_case cases[] = {
     IGRAD("dilation 2, padding 3 > kernel", S4(1, 2, 7, 8), S4(2, 1, 2, 2), &ig_dil_bigpad, true),
     IGRAD("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 3, 6), S4(2, 2, 2, 3),
           &ig_mixed, false),
+    /* the input gradient through a relu: every path masks what it writes (direct: blocks of
+     * 4 channels; GEMM: rows of channels; taps: images; pointwise: as the sums leave) */
+    IGRAD_RELU("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3),
+               S4(2, 2, 5, 4), &ig_pad1),
+    IGRAD_RELU("3x3 of 16 channels to 6, padding 1, into 6x5", S4(2, 16, 6, 5),
+               S4(16, 6, 3, 3), S4(2, 6, 6, 5), &ig_pad1_6x5),
+    {.op = "conv2d_input_grad_relu", .label = "3x3 of 16 channels to 12 into 20x20, batch 2 (the "
+     "GEMM path's parts start inside an image)", .n_in = 3, .in = {S4(2, 16, 20, 20),
+     S4(16, 12, 3, 3), S4(2, 12, 20, 20)}, .lo = -1, .hi = 1, .build = build_igrad_relu,
+     .ctx = &ig_pad1_20x20, .reference = ref_igrad_relu, .no_grad = true},
+    IGRAD_RELU("stride 2 into 6x5", S4(1, 2, 2, 2), S4(2, 3, 3, 3), S4(1, 3, 6, 5), &ig_stride2),
+    IGRAD_RELU("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), S4(2, 3, 4, 5), &ig_1x1),
+    {.op = "conv2d_input_grad_relu", .label = "1x1 of 13 channels from 140 at 11x12, batch 3 "
+     "(the pointwise kernel's blocks of 8, 4 and 1 rows, masked as they are stored)", .n_in = 3,
+     .in = {S4(3, 140, 11, 12), S4(140, 13, 1, 1), S4(3, 13, 11, 12)}, .lo = -1, .hi = 1,
+     .build = build_igrad_relu, .ctx = &ig_1x1_11x12, .reference = ref_igrad_relu,
+     .no_grad = true},
     WGRAD("3x3, padding 1", S4(2, 2, 5, 4), S4(2, 3, 5, 4), &wg_pad1, true),
     WGRAD("stride 2, dilation 2, batch of one", S4(1, 2, 7, 6), S4(1, 2, 2, 1), &wg_stride_dil,
           false),
@@ -353,6 +386,18 @@ static void bad_igrad_size(fg_graph *g) {
   fg_node w = fg_input(g, "w", FG_F64, fg_shape4(1, 1, 3, 3));
   fg_conv2d_input_grad(g, dy, w, 4, 4, NULL); /* a 4x4 input gives a 2x2 dy */
 }
+/* dy [1, 1, 3, 3] through a 3x3 kernel into a 5x5 input, masked by y */
+static void igrad_relu_of(fg_graph *g, fg_shape y, fg_dtype ty) {
+  fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(1, 1, 3, 3));
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(1, 2, 3, 3));
+  fg_conv2d_input_grad_relu(g, dy, w, fg_input(g, "y", ty, y), NULL);
+}
+static void bad_igrad_relu_shape(fg_graph *g) {
+  igrad_relu_of(g, fg_shape4(1, 3, 5, 5), FG_F64);
+}
+static void bad_igrad_relu_dtype(fg_graph *g) {
+  igrad_relu_of(g, fg_shape4(1, 2, 5, 5), FG_F32);
+}
 static void bad_wgrad_batch(fg_graph *g) {
   fg_node x = fg_input(g, "x", FG_F64, fg_shape4(2, 1, 5, 5));
   fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(3, 1, 3, 3));
@@ -382,6 +427,10 @@ static const op_reject_case rejects[] = {
     {"conv2d_chain", "a chain of one conv", bad_chain_length, FG_E_MISUSE, "2 to 3 convs"},
     {"conv2d_input_grad", "dy 3x3 cannot come from a 4x4 input", bad_igrad_size, FG_E_SHAPE,
      "dy's height"},
+    {"conv2d_input_grad_relu", "y of 3 channels for an input of 2", bad_igrad_relu_shape,
+     FG_E_SHAPE, "relu output y of the input gradient's shape"},
+    {"conv2d_input_grad_relu", "float32 y, float64 dy", bad_igrad_relu_dtype, FG_E_DTYPE,
+     "relu output y of dy's dtype"},
     {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},
 };
 

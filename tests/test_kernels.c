@@ -274,6 +274,50 @@ static int count_labels(const fg_program *p, const char *prefix) {
   return count;
 }
 
+/* conv 3x3 16->16 (relu) -> conv 3x3 16->16, with the relu's output h an output of the program
+ * too (so it stays NCHW): the second conv's input gradient masked by h (conv2d_input_grad_relu)
+ * could write its output blocked for the first conv's gradients, but the mask must be in the
+ * output's layout, so the plan keeps both NCHW (fg_kprep.blocked_tied). */
+static net build_masked(void) {
+  net n = {0};
+  cr_assert_eq(fg_graph_new(&n.g, NULL), FG_OK);
+  fg_graph *g = n.g;
+  fg_node x = leaf(&n, "x", fg_shape4(4, 16, 8, 8), 21);
+  fg_node w1 = leaf(&n, "w1", fg_shape4(16, 16, 3, 3), 22);
+  fg_node w2 = leaf(&n, "w2", fg_shape4(16, 16, 3, 3), 23);
+  fg_conv2d_opts o = fg_conv2d_defaults();
+  o.padding[0] = o.padding[1] = 1;
+  fg_node h = fg_relu(g, fg_conv2d(g, x, w1, FG_NONE, &o));
+  fg_node loss = fg_sum(g, fg_square(g, fg_conv2d(g, h, w2, FG_NONE, &o)), FG_ALL_AXES, false);
+  fg_node wrt[3] = {x, w1, w2};
+  n.outs[0] = loss;
+  cr_assert_eq(fg_grad(g, loss, 3, wrt, n.outs + 1), FG_OK, "%s", fg_graph_errmsg(g));
+  n.outs[4] = h;
+  n.n_out = 5;
+  return n;
+}
+
+Test(kernels, a_masked_input_gradient_keeps_its_output_and_mask_in_one_layout) {
+  if (!have_onednn()) cr_skip_test("this build has no oneDNN");
+  net n = build_masked();
+  fg_program_opts onednn = {.n_threads = 2, .kernels = "onednn"};
+  fg_program *p = compile(&n, &onednn);
+  const fg_graph *g = fg_program_graph(p);
+  int masked = 0;
+  for (fg_node i = 0; i < fg_graph_node_count(g); i++)
+    masked += fg_node_op(g, i) == FG_OP_CONV2D_INPUT_GRAD_RELU &&
+              starts(fg_program_node_kernel(p, i), "onednn");
+  cr_expect_eq(masked, 1, "the second conv's input gradient, masked, on oneDNN");
+  cr_expect_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
+  fg_program_free(p);
+  fg_tensor *a[8], *b[8];
+  run_net(&n, &onednn, a);
+  run_net(&n, &(fg_program_opts){.n_threads = 2, .kernels = "native"}, b);
+  expect_close(&n, a, b, "oneDNN vs native");
+  free_outs(&n, a), free_outs(&n, b);
+  net_free(&n);
+}
+
 Test(kernels, rules_pick_implementations_and_fall_back_where_one_does_not_apply) {
   net n = build_net();
   fg_program *p = compile(&n, &(fg_program_opts){.kernels = "native"});

@@ -4,7 +4,18 @@
  * Only when the conv2d (and the add, for the relu) feeds nothing else: an intermediate that
  * another node reads must still exist.  Results are bit-identical (the same float additions
  * and comparisons).  relu's gradient is taken from its output, so a training graph's backward
- * does not keep the pre-activation alive and the pattern stays single-use there too. */
+ * does not keep the pre-activation alive and the pattern stays single-use there too.
+ *
+ * In the backward pass, relu's gradient is the product of the gradient of its output, often a
+ * conv2d_input_grad that nothing else reads, with (y > 0) for relu's output y: that becomes one
+ * conv2d_input_grad_relu, which masks each part of its output as it writes it instead of a
+ * pass that reads the whole gradient and y and writes it again (bit-identical too).  Only where
+ * no elementwise op reads the product: one that does (RealNVP's residual sum of gradients) makes
+ * that pass anyway, with the product fused into it, and the mask in the conv would be work on
+ * top (RealNVP's training step -6 % with it, all its convs on oneDNN's Winograd primitives;
+ * Glow's, whose products feed convs and bias sums only, K=8 +5.9 %, K=16 +2.0 %: alternating
+ * pairs, "Intel(R) Xeon(R) Processor", 2 cores). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/ir/op.h"
@@ -29,10 +40,66 @@ static fg_node bias_act(fg_graph *dst, fg_node x, fg_node w, fg_node b, const fg
   return fg_graph_add_node(dst, FG_OP_CONV2D_BIAS_ACT, 3, (const fg_node[]){x, w, b}, &attr);
 }
 
+/* n is zero everywhere: a fill of 0. */
+static bool zero_fill(const fg_graph *g, fg_node n) {
+  const fg_node_rec *r = fg_graph_node(g, n);
+  return r->op == FG_OP_FILL && ((const fg_source_attr *)r->attr)->a == 0;
+}
+
+/* mask is greater(y, 0) with y of ig's shape and dtype (so the product has them too). */
+static bool relu_mask_of(const fg_graph *g, fg_node ig, fg_node mask) {
+  if (fg_node_op(g, mask) != FG_OP_GREATER || !zero_fill(g, fg_node_input(g, mask, 1)))
+    return false;
+  fg_node y = fg_node_input(g, mask, 0);
+  fg_shape is = fg_node_shape(g, ig), ys = fg_node_shape(g, y), ms = fg_node_shape(g, mask);
+  return fg_shape_equal(&is, &ys) && fg_shape_equal(&ys, &ms) &&
+         fg_node_dtype(g, y) == fg_node_dtype(g, ig);
+}
+
+typedef struct epilogue_state {
+  int32_t *uses;    /* readers of each node of the source graph (fg_pass_reader_counts) */
+  uint8_t *ew_read; /* per node of the source graph: an elementwise op reads it */
+} epilogue_state;
+
+static fg_status elementwise_readers(uint8_t **out, const fg_graph *g, fg_err *e) {
+  int32_t n = fg_graph_node_count(g);
+  uint8_t *r = *out = calloc((size_t)n + 1, 1);
+  if (!r) return fg_err_set(e, FG_E_NOMEM, "epilogue: out of memory");
+  for (fg_node i = 0; i < n; i++)
+    if (fg_op_get(fg_node_op(g, i))->flags & FG_OPF_ELEMENTWISE)
+      for (int k = 0; k < fg_node_num_inputs(g, i); k++) r[fg_node_input(g, i, k)] = 1;
+  return FG_OK;
+}
+
+/* The product n of an input gradient read by n alone and a relu's mask, read by no elementwise
+ * op, as one conv2d_input_grad_relu in dst; FG_NONE when n is no such product. */
+static fg_node masked_input_grad(fg_graph *dst, const fg_graph *src, fg_node n, const fg_node *in,
+                                 const epilogue_state *s) {
+  const int32_t *uses = s->uses;
+  if (s->ew_read[n]) return FG_NONE;
+  for (int k = 0; k < 2; k++) {
+    fg_node ig = fg_node_input(src, n, k);
+    if (fg_node_op(src, ig) != FG_OP_CONV2D_INPUT_GRAD || uses[ig] != 1 ||
+        !relu_mask_of(src, ig, fg_node_input(src, n, 1 - k)))
+      continue;
+    const fg_node args[3] = {fg_node_input(dst, in[k], 0), fg_node_input(dst, in[k], 1),
+                             fg_node_input(dst, in[1 - k], 0)};
+    return fg_graph_add_node(dst, FG_OP_CONV2D_INPUT_GRAD_RELU, 3, args, fg_node_attr(src, ig));
+  }
+  return FG_NONE;
+}
+
 static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
                              const fg_node *in, void *state) {
-  const int32_t *uses = state; /* readers of each node of the source graph */
+  const int32_t *uses = ((const epilogue_state *)state)->uses;
   int op = fg_node_op(src, n);
+  if (op == FG_OP_MUL) {
+    fg_node masked = masked_input_grad(dst, src, n, in, state);
+    if (masked != FG_NONE) {
+      c->changes++;
+      return masked;
+    }
+  }
   if (op == FG_OP_ADD) { /* conv2d + bias, either order, the conv read by this add alone */
     for (int k = 0; k < 2; k++) {
       fg_node conv = fg_node_input(src, n, k), b = fg_node_input(src, n, 1 - k);
@@ -57,4 +124,15 @@ static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
   return fg_graph_copy_node(dst, src, n, in);
 }
 
-fg_status fg_pass_epilogue(fg_pass_ctx *c) { return fg_pass_rewrite_merging(c, epilogue_emit); }
+/* fg_pass_rewrite_merging's rewrite, with the elementwise readers too. */
+fg_status fg_pass_epilogue(fg_pass_ctx *c) {
+  epilogue_state s = {NULL, NULL};
+  fg_status st = fg_pass_reader_counts(&s.uses, c->g, c->n_out, c->outs, c->e);
+  if (st == FG_OK) st = elementwise_readers(&s.ew_read, c->g, c->e);
+  if (st == FG_OK) st = fg_pass_rewrite(c, epilogue_emit, &s);
+  free(s.uses), free(s.ew_read);
+  int64_t merged = c->changes;
+  if (st == FG_OK && merged > 0 && !c->keep_dead) st = fg_pass_dce(c);
+  c->changes = merged;
+  return st;
+}

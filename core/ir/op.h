@@ -111,6 +111,8 @@ typedef struct fg_kprep {
                                        tell them apart */
   uint32_t blocked_ok;              /* operands it takes or gives in the blocked layout with no
                                        reorder (bits as `blocked`): the layout plan's offer */
+  uint32_t blocked_tied;            /* inputs among those it takes blocked exactly when its
+                                       output is written so (read elementwise with it) */
 } fg_kprep;
 
 /* An alternative way to compute an op (a kernel library, one of several native algorithms).

@@ -7,13 +7,15 @@
  * such convolutions the reorder out and the reorder in cancel, so the value may as well stay
  * blocked, provided every step that reads it takes it blocked.  Who takes a blocked value:
  *   - an implementation that says so for that operand (fg_kprep.blocked_ok: oneDNN's
- *     convolutions, for the activations their primitive chose blocked);
+ *     convolutions, for the activations their primitive chose blocked), for some operands
+ *     only with its output blocked too (fg_kprep.blocked_tied: conv2d_input_grad_relu's y,
+ *     which it reads elementwise with the output);
  *   - an elementwise step (a fused group or one elementwise op) whose full-size operands and
  *     output all have one shape, provided its output is blocked too: element i is then the same
  *     element of each, whatever the order;
  *   - a per-channel sum over (N, H, W), a bias gradient (reduce.c has the blocked loop).
- * Who can make one: an implementation that says so for its output, or such an elementwise step
- * whose full-size inputs are all blocked.
+ * Who can make one: an implementation that says so for its output (and has its tied inputs
+ * blocked), or such an elementwise step whose full-size inputs are all blocked.
  *
  * The plan is the largest set of values closed under these rules: it starts from every
  * candidate (float32, 4-D, channels a multiple of 16, so there is no padding and the memory
@@ -96,8 +98,11 @@ static bool takes(const layout_ctx *c, int32_t t, fg_node v) {
   if (is_channel_sum(p, t)) return true;
   const fg_kernel_choice *k = &c->kernels[t];
   if (!k->impl || p->fusion.group_of[n] >= 0) return false;
-  for (int i = 0; i < fg_node_num_inputs(p->g, n); i++)
-    if (fg_node_input(p->g, n, i) == v && !(k->prep.blocked_ok & (1u << i))) return false;
+  for (int i = 0; i < fg_node_num_inputs(p->g, n); i++) {
+    if (fg_node_input(p->g, n, i) != v) continue;
+    if (!(k->prep.blocked_ok & (1u << i))) return false;
+    if ((k->prep.blocked_tied & (1u << i)) && !c->blocked[n]) return false;
+  }
   return true;
 }
 
@@ -113,7 +118,12 @@ static bool makes(const layout_ctx *c, int32_t s) {
     return true;
   }
   const fg_kernel_choice *k = &c->kernels[s];
-  return k->impl && (k->prep.blocked_ok & FG_BLOCKED_OUT);
+  if (!k->impl || !(k->prep.blocked_ok & FG_BLOCKED_OUT)) return false;
+  fg_node n = p->steps[s].node;
+  for (int i = 0; i < fg_node_num_inputs(p->g, n) && i < 31; i++)
+    if ((k->prep.blocked_tied & (1u << i)) && !c->blocked[fg_node_input(p->g, n, i)])
+      return false;
+  return true;
 }
 
 /* The steps reading each node (counting sort of every step's reads by node). */

@@ -242,7 +242,7 @@ static fg_status igrad_segment(const conv_ctx *c, const void *dy, const void *w,
 fg_status fg_conv_gemm_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
   conv_ctx c = *ctx;
   const conv_geom g = c.g;
-  int64_t S = g.ho * g.wo, KK = g.kh * g.kw, i0, i1;
+  int64_t S = g.ho * g.wo, KK = g.kh * g.kw, HW = g.h * g.w, i0, i1;
   /* at least MIN_PART_TAPS rows of W^T per GEMM: each packs all of dy[n] */
   c.nth = fg_parts_for(g.n * g.c, (MIN_PART_TAPS + KK - 1) / KK, k->nth);
   if (k->ith >= c.nth) return FG_OK;
@@ -256,6 +256,7 @@ fg_status fg_conv_gemm_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
   for (int64_t it = i0; it < i1 && st == FG_OK;) {
     int64_t n = it / g.c, c0 = it % g.c, c1 = min64(g.c, c0 + (i1 - it));
     st = igrad_segment(&c, k->in[0], k->in[1], k->out, n, c0, c1, buf, chunk);
+    if (st == FG_OK) fg_conv_relu_mask(&c, k->out, (n * g.c + c0) * HW, (c1 - c0) * HW);
     it += c1 - c0;
   }
   scratch_free(buf);
@@ -401,6 +402,7 @@ fg_status fg_conv_pointwise_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
     fg_pointwise_gemm p = {.m = g->c, .n = S, .k = g->o, .a = wt, .a_row = 1, .a_depth = 8,
                            .a_block = 8 * g->o, .b = dy + n * g->o * S, .ldb = S,
                            .c = gx + n * g->c * S, .ldc = S,
+                           .mask = c.mask ? (const float *)c.mask + n * g->c * S : NULL,
                            .next = n + 1 < n1 ? dy + (n + 1) * g->o * S : NULL};
     fg_conv_pointwise_gemm(&p);
   }

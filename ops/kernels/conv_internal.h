@@ -97,6 +97,7 @@ typedef struct fg_pointwise_gemm {
   int64_t ldc;
   const float *bias;
   bool relu;
+  const float *mask; /* c[i][j] *= (mask[i ldc + j] > 0) last (conv2d_input_grad_relu), or NULL */
   const float *next;
 } fg_pointwise_gemm;
 /* Whether this CPU runs it for dtype t (float32 with AVX-512). */
@@ -141,7 +142,13 @@ typedef struct conv_ctx {
   bool relu;        /* conv2d_bias_act: then max(0, .) */
   conv_layout x, y; /* forward: the input's and the output's ({0, 0}: NCHW) */
   bool pointwise;   /* 1x1 float32 GEMMs by fg_conv_pointwise_gemm, not fg_gemm */
+  const void *mask; /* conv2d_input_grad_relu: y, of the output's shape, else NULL */
 } conv_ctx;
+
+/* conv2d_input_grad_relu's mask on len elements of an NCHW output from element off (y's
+ * same elements): each path applies it to what it has just written, still in cache.  Nothing
+ * without a mask. */
+void fg_conv_relu_mask(const conv_ctx *c, void *out, int64_t off, int64_t len);
 
 /* NCHW images of ch planes of h x w. */
 static inline conv_layout conv_nchw(int64_t ch, int64_t h, int64_t w) {

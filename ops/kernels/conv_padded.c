@@ -225,6 +225,7 @@ static fg_status direct_correlate(const conv_ctx *c, const direct_spec *d, const
     last = n;
     direct_block(c, d, &w, img, o0, min64(4, d->out_ch - o0), len,
                  at_m(c, out, n * ol.img + o0 * ol.ch));
+    fg_conv_relu_mask(c, out, n * ol.img + o0 * ol.ch, min64(4, d->out_ch - o0) * ol.ch);
   }
   scratch_free(pad), direct_out_free(&w);
   return FG_OK;

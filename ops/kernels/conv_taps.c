@@ -43,6 +43,7 @@ typedef struct taps_state {
   conv_kind kind;
   bool few_in;     /* the small side is the input's channels (else the output's) */
   bool bias, relu; /* conv2d_bias_act's epilogue */
+  bool mask;       /* conv2d_input_grad_relu's */
   conv_geom g;
   int64_t rows;    /* the small side's channels x taps: the tap planes */
   int parts;       /* of the images */
@@ -209,6 +210,7 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
       fg_gemm_dims d = {.m = g->c, .n = hw, .k = s->rows, .lda = s->rows, .ldb = hw, .ldc = hw};
       st = gemm(c, d, wt, buf, at_m(c, k->out, n * g->c * hw), "conv2d_input_grad");
     }
+    if (st == FG_OK) fg_conv_relu_mask(c, k->out, n * g->c * hw, g->c * hw); /* none forward */
   }
   return st;
 }
@@ -263,7 +265,7 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
   const taps_state *s = k->state;
   conv_ctx c = {.t = t, .es = fg_dtype_size(t), .g = s->g, .nth = k->nth,
                 .outer_parts = k->outer_parts, .err = k->err, .bias = s->bias ? k->in[2] : NULL,
-                .relu = s->relu};
+                .relu = s->relu, .mask = s->mask ? k->in[2] : NULL};
   void *wt = k->scratch, *mine = (char *)k->scratch + s->part_off + (size_t)k->ith * s->part_bytes;
   int64_t n0, n1, partial = partial_elems(&s->g, s->rows, s->few_in);
   switch (s->phase_of[k->phase]) {
@@ -345,7 +347,8 @@ fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
   bool bias = a->op == FG_OP_CONV2D_BIAS_ACT;
   int parts = (int)min64(min64(a->parts[0], g.n / TAPS_MIN_PART_IMAGES), TAPS_MAX_PARTS);
   *s = (taps_state){.kind = kind, .few_in = in, .bias = bias,
-                    .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu, .g = g,
+                    .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu,
+                    .mask = a->op == FG_OP_CONV2D_INPUT_GRAD_RELU, .g = g,
                     .rows = in ? rows_in(&g) : rows_out(&g), .parts = parts < 1 ? 1 : parts};
   plan(s, a);
   *state = s;

@@ -82,6 +82,7 @@ FG_KERNEL_PAIR(matmul)
 FG_KERNEL_PAIR(conv2d)
 FG_KERNEL_PAIR(conv2d_bias_act)
 FG_KERNEL_PAIR(conv2d_input_grad)
+FG_KERNEL_PAIR(conv2d_input_grad_relu)
 FG_KERNEL_PAIR(conv2d_chain)
 FG_KERNEL_PAIR(conv2d_weight_grad)
 

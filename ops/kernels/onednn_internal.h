@@ -49,7 +49,7 @@ typedef struct job {
 } job;
 
 /* What each phase of a run does. */
-enum { PH_WEIGHTS, PH_MAIN, PH_SUM };
+enum { PH_WEIGHTS, PH_MAIN, PH_SUM, PH_MASK };
 
 typedef struct state {
   int n_phases, phase_of[FG_KERNEL_MAX_PHASES];

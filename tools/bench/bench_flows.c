@@ -253,7 +253,7 @@ static double graph_flops(const fg_graph *g) {
     bool fwd = op == FG_OP_CONV2D || op == FG_OP_CONV2D_BIAS_ACT;
     if (op == FG_OP_CONV2D_CHAIN) {
       total += chain_flops(g, n);
-    } else if (fwd || op == FG_OP_CONV2D_INPUT_GRAD) {
+    } else if (fwd || op == FG_OP_CONV2D_INPUT_GRAD || op == FG_OP_CONV2D_INPUT_GRAD_RELU) {
       fg_shape w = fg_node_shape(g, fg_node_input(g, n, 1)); /* [O, C, KH, KW] */
       fg_shape y = fwd ? out : fg_node_shape(g, fg_node_input(g, n, 0));
       total += 2.0 * (double)fg_shape_count(&y) * (double)(w.d[1] * w.d[2] * w.d[3]);
