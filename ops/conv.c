@@ -405,9 +405,10 @@ static const fg_kernel_impl bias_act_impls[] = {
 static const fg_kernel_impl input_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_input_grad), PATH_IMPL(gemm, conv2d_input_grad),
     PATH_IMPL(pointwise, conv2d_input_grad), TAPS_IMPL};
-/* The native paths and the taps apply the mask as they write, oneDNN's after each part. */
+/* The native paths and the taps apply the mask as they write, oneDNN's in a phase after. */
 static const fg_kernel_impl input_grad_relu_impls[] = {
-    ONEDNN_MASKED_IMPLS PATH_IMPL(direct, conv2d_input_grad_relu), PATH_IMPL(gemm, conv2d_input_grad_relu),
+    ONEDNN_MASKED_IMPLS PATH_IMPL(direct, conv2d_input_grad_relu),
+    PATH_IMPL(gemm, conv2d_input_grad_relu),
     PATH_IMPL(pointwise, conv2d_input_grad_relu), TAPS_IMPL};
 static const fg_kernel_impl weight_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),

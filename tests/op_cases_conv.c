@@ -1,4 +1,5 @@
-/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain and conv2d_input_grad_relu (ops/conv.c), against direct seven-deep loops written
+/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain and
+ * conv2d_input_grad_relu (ops/conv.c), against direct seven-deep loops written
  * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
  * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
  * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
