@@ -378,7 +378,7 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
   {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_f32, NULL},            \
       {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, fg_onednn_conv_f32, NULL}, \
       {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release, fg_onednn_conv_f32, NULL},
-/* conv2d_input_grad_relu's: the primitives, then the mask on each part's images. */
+/* conv2d_input_grad_relu's: the primitives, then the mask in a phase of its own. */
 #define ONEDNN_MASKED_IMPLS                                                                   \
   {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_masked_f32, NULL},     \
       {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release,                         \

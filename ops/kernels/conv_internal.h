@@ -145,9 +145,9 @@ typedef struct conv_ctx {
   const void *mask; /* conv2d_input_grad_relu: y, of the output's shape, else NULL */
 } conv_ctx;
 
-/* conv2d_input_grad_relu's mask on len elements of an NCHW output from element off (y's
- * same elements): each path applies it to what it has just written, still in cache.  Nothing
- * without a mask. */
+/* conv2d_input_grad_relu's mask on len elements of the output from element off (y's same
+ * elements; the two in one layout): each native path applies it to what it has just written,
+ * still in cache.  Nothing without a mask. */
 void fg_conv_relu_mask(const conv_ctx *c, void *out, int64_t off, int64_t len);
 
 /* NCHW images of ch planes of h x w. */

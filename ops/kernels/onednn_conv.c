@@ -283,8 +283,8 @@ fg_status fg_onednn_conv_prepare_wino(fg_kprep *a, void **state, fg_err *e) {
 /* conv2d_input_grad_relu: the input gradient's primitive, then the mask in a phase of its own,
  * split as the separate elementwise product would be.  Masking each part's images right after
  * its primitive, in the primitive's few parts, made RealNVP's training step -2.8 % (its 3x3
- * convs on Winograd's primitives; 5 alternating pairs), the phase +3.9 % (5 of 5; "Intel(R)
- * Xeon(R) Processor", 2 cores).  The output and y are in one layout, NCHW or nChw16c, so
+ * convs on Winograd's primitives; 5 alternating pairs), the phase +3.9 % and +1.5 % (5 of 5,
+ * 3 of 4; "Intel(R) Xeon(R) Processor", 2 cores).  The output and y are in one layout, NCHW or nChw16c, so
  * element i of one is element i of the other. */
 fg_status fg_onednn_conv_masked_f32(const fg_kargs *k) {
   const state *s = k->state;
