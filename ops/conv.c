@@ -164,9 +164,12 @@ static fg_status input_grad_infer(fg_infer_args *a) {
 
 /* conv2d_input_grad's rule for dy and w; y, the relu's output, of the result's shape and dtype. */
 static fg_status input_grad_relu_infer(fg_infer_args *a) {
+  char s0[96], s1[96];
+  if (a->in_shape[2].ndim != 4) /* the input size comes from y's: name y, not the size */
+    return fg_infer_fail(a, FG_E_SHAPE, "a 4-D relu output y [N, C, H, W], got %s",
+                         fg_shape_str(&a->in_shape[2], s0, sizeof s0));
   fg_status st = input_grad_infer(a);
   if (st != FG_OK) return st;
-  char s0[96], s1[96];
   if (a->in_dtype[2] != a->in_dtype[0])
     return fg_infer_fail(a, FG_E_DTYPE, "a relu output y of dy's dtype %s, got %s",
                          fg_dtype_name(a->in_dtype[0]), fg_dtype_name(a->in_dtype[2]));

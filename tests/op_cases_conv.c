@@ -399,6 +399,9 @@ static void bad_igrad_relu_shape(fg_graph *g) {
 static void bad_igrad_relu_dtype(fg_graph *g) {
   igrad_relu_of(g, fg_shape4(1, 2, 5, 5), FG_F32);
 }
+static void bad_igrad_relu_rank(fg_graph *g) {
+  igrad_relu_of(g, fg_shape3(2, 5, 5), FG_F64);
+}
 static void bad_wgrad_batch(fg_graph *g) {
   fg_node x = fg_input(g, "x", FG_F64, fg_shape4(2, 1, 5, 5));
   fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(3, 1, 3, 3));
@@ -432,6 +435,7 @@ static const op_reject_case rejects[] = {
      FG_E_SHAPE, "relu output y of the input gradient's shape"},
     {"conv2d_input_grad_relu", "float32 y, float64 dy", bad_igrad_relu_dtype, FG_E_DTYPE,
      "relu output y of dy's dtype"},
+    {"conv2d_input_grad_relu", "3-D y", bad_igrad_relu_rank, FG_E_SHAPE, "4-D relu output y"},
     {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},
 };
 
