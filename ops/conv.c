@@ -377,17 +377,14 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
 /* ---- the implementations a program chooses among (core/runtime/kernel_choice.h) ---- */
 
 #ifdef FG_HAVE_DNNL
-#define ONEDNN_IMPLS                                                                          \
-  {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_f32, NULL},            \
-      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, fg_onednn_conv_f32, NULL}, \
-      {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release, fg_onednn_conv_f32, NULL},
+/* The three ways oneDNN runs a conv, each through `kernel`. */
+#define ONEDNN_IMPLS_WITH(kernel)                                                             \
+  {"onednn", fg_onednn_conv_prepare, fg_onednn_release, kernel, NULL},                        \
+      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release, kernel, NULL},          \
+      {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release, kernel, NULL},
+#define ONEDNN_IMPLS ONEDNN_IMPLS_WITH(fg_onednn_conv_f32)
 /* conv2d_input_grad_relu's: the primitives, then the mask in a phase of its own. */
-#define ONEDNN_MASKED_IMPLS                                                                   \
-  {"onednn", fg_onednn_conv_prepare, fg_onednn_release, fg_onednn_conv_masked_f32, NULL},     \
-      {"onednn_nchw", fg_onednn_conv_prepare_nchw, fg_onednn_release,                         \
-       fg_onednn_conv_masked_f32, NULL},                                                      \
-      {"onednn_wino", fg_onednn_conv_prepare_wino, fg_onednn_release,                         \
-       fg_onednn_conv_masked_f32, NULL},
+#define ONEDNN_MASKED_IMPLS ONEDNN_IMPLS_WITH(fg_onednn_conv_masked_f32)
 #else
 #define ONEDNN_IMPLS
 #define ONEDNN_MASKED_IMPLS

@@ -67,10 +67,16 @@ fg_status fg_pass_live_nodes(uint8_t **live, const fg_pass_ctx *c);
  * (for the passes that fuse a node into its only reader).  On failure *uses is NULL. */
 fg_status fg_pass_reader_counts(int32_t **uses, const fg_graph *g, int n_out, const fg_node *outs,
                                 fg_err *e);
-/* A rewrite for a pass that merges nodes into their only reader: emit gets the reader counts
- * of c->g as its state and counts each merge in c->changes; the merged nodes, unread then, are
- * removed (unless c->keep_dead). */
-fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit);
+/* A rewrite for a pass that merges nodes into their only reader: emit gets a fg_merge_state
+ * (the reader counts of c->g and the pass's own `extra`) and counts each merge in c->changes;
+ * the merged nodes, unread then, are removed (unless c->keep_dead). */
+typedef struct fg_merge_state {
+  const int32_t *uses;
+  const void *extra;
+} fg_merge_state;
+fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit, const void *extra);
+/* Every element of g's node n is exactly v (a fill, or a constant of at most 4096 elements). */
+bool fg_pass_all_equal(const fg_graph *g, fg_node n, double v);
 
 fg_status fg_pass_dce(fg_pass_ctx *c);
 fg_status fg_pass_simplify(fg_pass_ctx *c);

@@ -84,7 +84,7 @@ static fg_node extend(fg_graph *dst, fg_node prev, const fg_graph *src, fg_node 
 
 static fg_node chain_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
                           const fg_node *in, void *state) {
-  const int32_t *uses = state; /* readers of each node of the source graph */
+  const int32_t *uses = ((const fg_merge_state *)state)->uses; /* readers in the source */
   /* in[0] is, in dst, the conv before n, or the chain made of it and the one before */
   if (!second_of_chain(src, n, uses) && !third_of_chain(src, n, uses))
     return fg_graph_copy_node(dst, src, n, in);
@@ -92,4 +92,4 @@ static fg_node chain_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg
   return extend(dst, in[0], src, n, in);
 }
 
-fg_status fg_pass_chain(fg_pass_ctx *c) { return fg_pass_rewrite_merging(c, chain_emit); }
+fg_status fg_pass_chain(fg_pass_ctx *c) { return fg_pass_rewrite_merging(c, chain_emit, NULL); }

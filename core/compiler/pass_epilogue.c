@@ -41,26 +41,16 @@ static fg_node bias_act(fg_graph *dst, fg_node x, fg_node w, fg_node b, const fg
   return fg_graph_add_node(dst, FG_OP_CONV2D_BIAS_ACT, 3, (const fg_node[]){x, w, b}, &attr);
 }
 
-/* n is zero everywhere: a fill of 0. */
-static bool zero_fill(const fg_graph *g, fg_node n) {
-  const fg_node_rec *r = fg_graph_node(g, n);
-  return r->op == FG_OP_FILL && ((const fg_source_attr *)r->attr)->a == 0;
-}
-
 /* mask is greater(y, 0) with y of ig's shape and dtype (so the product has them too). */
 static bool relu_mask_of(const fg_graph *g, fg_node ig, fg_node mask) {
-  if (fg_node_op(g, mask) != FG_OP_GREATER || !zero_fill(g, fg_node_input(g, mask, 1)))
+  if (fg_node_op(g, mask) != FG_OP_GREATER ||
+      !fg_pass_all_equal(g, fg_node_input(g, mask, 1), 0.0))
     return false;
   fg_node y = fg_node_input(g, mask, 0);
   fg_shape is = fg_node_shape(g, ig), ys = fg_node_shape(g, y), ms = fg_node_shape(g, mask);
   return fg_shape_equal(&is, &ys) && fg_shape_equal(&ys, &ms) &&
          fg_node_dtype(g, y) == fg_node_dtype(g, ig);
 }
-
-typedef struct epilogue_state {
-  int32_t *uses;    /* readers of each node of the source graph (fg_pass_reader_counts) */
-  uint8_t *ew_read; /* per node of the source graph: an elementwise op reads it */
-} epilogue_state;
 
 static fg_status elementwise_readers(uint8_t **out, const fg_graph *g, fg_err *e) {
   int32_t n = fg_graph_node_count(g);
@@ -75,9 +65,8 @@ static fg_status elementwise_readers(uint8_t **out, const fg_graph *g, fg_err *e
 /* The product n of an input gradient read by n alone and a relu's mask, read by no elementwise
  * op, as one conv2d_input_grad_relu in dst; FG_NONE when n is no such product. */
 static fg_node masked_input_grad(fg_graph *dst, const fg_graph *src, fg_node n, const fg_node *in,
-                                 const epilogue_state *s) {
-  const int32_t *uses = s->uses;
-  if (s->ew_read[n]) return FG_NONE;
+                                 const int32_t *uses, const uint8_t *ew_read) {
+  if (ew_read[n]) return FG_NONE;
   for (int k = 0; k < 2; k++) {
     fg_node ig = fg_node_input(src, n, k);
     if (fg_node_op(src, ig) != FG_OP_CONV2D_INPUT_GRAD || uses[ig] != 1 ||
@@ -92,10 +81,11 @@ static fg_node masked_input_grad(fg_graph *dst, const fg_graph *src, fg_node n, 
 
 static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
                              const fg_node *in, void *state) {
-  const int32_t *uses = ((const epilogue_state *)state)->uses;
+  const fg_merge_state *s = state;
+  const int32_t *uses = s->uses; /* readers of each node of the source graph */
   int op = fg_node_op(src, n);
   if (op == FG_OP_MUL) {
-    fg_node masked = masked_input_grad(dst, src, n, in, state);
+    fg_node masked = masked_input_grad(dst, src, n, in, uses, s->extra);
     if (masked != FG_NONE) {
       c->changes++;
       return masked;
@@ -125,15 +115,11 @@ static fg_node epilogue_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src,
   return fg_graph_copy_node(dst, src, n, in);
 }
 
-/* fg_pass_rewrite_merging's rewrite, with the elementwise readers too. */
+/* The merging rewrite, with which nodes an elementwise op reads as the pass's own state. */
 fg_status fg_pass_epilogue(fg_pass_ctx *c) {
-  epilogue_state s = {NULL, NULL};
-  fg_status st = fg_pass_reader_counts(&s.uses, c->g, c->n_out, c->outs, c->e);
-  if (st == FG_OK) st = elementwise_readers(&s.ew_read, c->g, c->e);
-  if (st == FG_OK) st = fg_pass_rewrite(c, epilogue_emit, &s);
-  free(s.uses), free(s.ew_read);
-  int64_t merged = c->changes;
-  if (st == FG_OK && merged > 0 && !c->keep_dead) st = fg_pass_dce(c);
-  c->changes = merged;
+  uint8_t *ew_read;
+  fg_status st = elementwise_readers(&ew_read, c->g, c->e);
+  if (st == FG_OK) st = fg_pass_rewrite_merging(c, epilogue_emit, ew_read);
+  free(ew_read);
   return st;
 }

@@ -9,17 +9,7 @@
 #include "core/compiler/pass.h"
 #include "core/ir/op_attrs.h"
 
-enum { SIMPLIFY_MAX_SWEEPS = 8, SMALL_CONST = 4096 };
-
-/* Every element of n is exactly v (a fill, or a small constant). */
-static bool all_equal(const fg_graph *g, fg_node n, double v) {
-  const fg_node_rec *r = fg_graph_node(g, n);
-  if (r->op == FG_OP_FILL) return ((const fg_source_attr *)r->attr)->a == v;
-  if (r->op != FG_OP_CONST || fg_tensor_numel(r->value) > SMALL_CONST) return false;
-  for (int64_t i = 0; i < fg_tensor_numel(r->value); i++)
-    if (fg_tensor_get(r->value, i) != v) return false;
-  return true;
-}
+enum { SIMPLIFY_MAX_SWEEPS = 8 };
 
 /* x can stand for src's node n: same shape and dtype. */
 static bool fits(const fg_graph *dst, fg_node x, const fg_node_rec *r) {
@@ -52,13 +42,13 @@ static fg_node simplified(fg_graph *dst, const fg_node_rec *r, const fg_node *in
   case FG_OP_PAD: return zero_pad(r->attr, r->shape.ndim) ? x : FG_NONE;
   case FG_OP_SUM: return fits(dst, x, r) ? x : FG_NONE; /* no axis reduced */
   case FG_OP_ADD:
-    if (all_equal(dst, y, 0.0) && fits(dst, x, r)) return x;
-    return all_equal(dst, x, 0.0) && fits(dst, y, r) ? y : FG_NONE;
-  case FG_OP_SUB: return all_equal(dst, y, 0.0) && fits(dst, x, r) ? x : FG_NONE;
+    if (fg_pass_all_equal(dst, y, 0.0) && fits(dst, x, r)) return x;
+    return fg_pass_all_equal(dst, x, 0.0) && fits(dst, y, r) ? y : FG_NONE;
+  case FG_OP_SUB: return fg_pass_all_equal(dst, y, 0.0) && fits(dst, x, r) ? x : FG_NONE;
   case FG_OP_MUL:
-    if (all_equal(dst, y, 1.0) && fits(dst, x, r)) return x;
-    return all_equal(dst, x, 1.0) && fits(dst, y, r) ? y : FG_NONE;
-  case FG_OP_DIV: return all_equal(dst, y, 1.0) && fits(dst, x, r) ? x : FG_NONE;
+    if (fg_pass_all_equal(dst, y, 1.0) && fits(dst, x, r)) return x;
+    return fg_pass_all_equal(dst, x, 1.0) && fits(dst, y, r) ? y : FG_NONE;
+  case FG_OP_DIV: return fg_pass_all_equal(dst, y, 1.0) && fits(dst, x, r) ? x : FG_NONE;
   case FG_OP_NEG: return fg_node_op(dst, x) == FG_OP_NEG ? fg_node_input(dst, x, 0) : FG_NONE;
   case FG_OP_POW: {
     double p = ((const fg_pow_attr *)r->attr)->p;

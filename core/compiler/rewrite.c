@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "core/compiler/pass.h"
+#include "core/ir/op.h"
+#include "core/ir/op_attrs.h"
 
 enum { SMALL_FAN_IN = 16 };
 
@@ -55,11 +57,12 @@ fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   return st;
 }
 
-fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit) {
+fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit, const void *extra) {
   int32_t *uses;
   fg_status st = fg_pass_reader_counts(&uses, c->g, c->n_out, c->outs, c->e);
   if (st != FG_OK) return st;
-  st = fg_pass_rewrite(c, emit, uses);
+  fg_merge_state state = {uses, extra};
+  st = fg_pass_rewrite(c, emit, &state);
   free(uses);
   int64_t merged = c->changes;
   if (st == FG_OK && merged > 0 && !c->keep_dead) st = fg_pass_dce(c);
@@ -76,4 +79,13 @@ fg_status fg_pass_reader_counts(int32_t **out, const fg_graph *g, int n_out, con
     for (int k = 0; k < fg_node_num_inputs(g, i); k++) uses[fg_node_input(g, i, k)]++;
   for (int j = 0; j < n_out; j++) uses[outs[j]] += 1 << 20; /* an output is never internal */
   return FG_OK;
+}
+
+bool fg_pass_all_equal(const fg_graph *g, fg_node n, double v) {
+  const fg_node_rec *r = fg_graph_node(g, n);
+  if (r->op == FG_OP_FILL) return ((const fg_source_attr *)r->attr)->a == v;
+  if (r->op != FG_OP_CONST || fg_tensor_numel(r->value) > 4096) return false;
+  for (int64_t i = 0; i < fg_tensor_numel(r->value); i++)
+    if (fg_tensor_get(r->value, i) != v) return false;
+  return true;
 }

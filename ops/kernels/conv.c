@@ -139,8 +139,10 @@ conv_kind fg_conv_kind_of(int op) {
 }
 
 /* out[i] *= (y[i] > 0), as the separate ops compute it (greater's 1 or 0, then the product: NaN
- * and the sign of zero come out alike).  Vectorised (FG_SIMD_CLONES): a branch per element
- * mispredicts on half of them and doubled the input gradient's time. */
+ * and the sign of zero come out alike).  Vectorised (FG_SIMD_CLONES): without, GCC made the
+ * loop a branch per element (skipping the product by 1), mispredicted on half of them (256 ->
+ * 256 1x1 input gradient and mask at 14x14, batch 64, 30 runs: 12.7-13.2 ms against 6.3 as two
+ * ops; vectorised 5.4-5.5; runs one after the other, "Intel(R) Xeon(R) Processor", 2 cores). */
 #define RELU_MASK_DEFINE(T, SUF)                                                             \
   FG_SIMD_CLONES static void relu_mask_##SUF(T *restrict out, const T *restrict y,           \
                                              int64_t len) {                                  \

@@ -22,6 +22,8 @@ enum {
                           "Intel(R) Xeon(R) Processor", 2 cores) */
   SUM_MIN_ELEMS = 16384, /* per part of the weight gradient's sum */
 };
+/* conv2d_input_grad_relu's y, input 2, as a bit of fg_kprep.blocked and blocked_ok */
+#define MASKED_Y (1u << 2)
 
 static void dims4(dnnl_dims_t d, int64_t a, int64_t b, int64_t c, int64_t e) {
   d[0] = a, d[1] = b, d[2] = c, d[3] = e;
@@ -235,7 +237,7 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, bool wino, fg_e
   a->blocked_ok = any ? blocked_ok_of(g, c.kind) : 0;
   /* conv2d_input_grad_relu masks its output by y element by element: y in the output's layout */
   if (a->op == FG_OP_CONV2D_INPUT_GRAD_RELU && (a->blocked_ok & FG_BLOCKED_OUT))
-    a->blocked_ok |= 4u, a->blocked_tied = 4u;
+    a->blocked_ok |= MASKED_Y, a->blocked_tied = MASKED_Y;
   for (int s = 0; s < (g->n % parts ? 2 : 1) && b.st == dnnl_success; s++) {
     int64_t nb = g->n / parts + (g->n % parts && s == 0 ? 1 : 0);
     conv_mds_init(&b, &c.user[s], g, nb, false, xb, yb, wino);
@@ -288,7 +290,7 @@ fg_status fg_onednn_conv_prepare_wino(fg_kprep *a, void **state, fg_err *e) {
  * element i of one is element i of the other. */
 fg_status fg_onednn_conv_masked_f32(const fg_kargs *k) {
   const state *s = k->state;
-  if (!(k->blocked & FG_BLOCKED_OUT) != !(k->blocked & 4u))
+  if (!(k->blocked & FG_BLOCKED_OUT) != !(k->blocked & MASKED_Y))
     return fg_err_set(k->err, FG_E_INTERNAL, "conv2d_input_grad_relu: the output and y in "
                       "different layouts");
   if (s->phase_of[k->phase] != PH_MASK) return fg_onednn_conv_f32(k);
