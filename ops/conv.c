@@ -1,8 +1,9 @@
 /* conv2d (NCHW; stride, padding, dilation) and its two transposes, each an op with its own VJP,
  * and conv2d_bias_act (conv2d + bias (+ relu) in one op, made by the compiler's epilogue pass)
  * and conv2d_chain (two or three of those a few images at a time, made by the compiler's chain
- * pass), and conv2d_input_grad_relu (the input gradient masked by a relu's output, made by the
- * epilogue pass in a training graph's backward pass).
+ * pass), conv2d_input_grad_relu (the input gradient masked by a relu's output, made by the
+ * epilogue pass in a training graph's backward pass) and conv2d_weight_bias_grad (the weight
+ * gradient and a bias's, dy's channel sums, made by the bias_grad pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
@@ -196,6 +197,14 @@ static fg_status weight_grad_infer(fg_infer_args *a) {
   return FG_OK;
 }
 
+/* conv2d_weight_grad's rule, the result flat with the bias gradient's O elements after. */
+static fg_status weight_bias_grad_infer(fg_infer_args *a) {
+  fg_status st = weight_grad_infer(a);
+  if (st != FG_OK) return st;
+  a->out_shape = fg_shape1(fg_shape_count(&a->out_shape) + a->out_shape.d[0]);
+  return FG_OK;
+}
+
 /* ---- builders ---- */
 
 static fg_node add_conv_node(fg_graph *g, int op, fg_node a, fg_node b,
@@ -275,6 +284,11 @@ fg_node fg_conv2d_input_grad_relu(fg_graph *g, fg_node dy, fg_node w, fg_node y,
 fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
                               const fg_conv2d_opts *opts) {
   return add_conv_node(g, FG_OP_CONV2D_WEIGHT_GRAD, x, dy, opts, kh, kw);
+}
+
+fg_node fg_conv2d_weight_bias_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
+                                   const fg_conv2d_opts *opts) {
+  return add_conv_node(g, FG_OP_CONV2D_WEIGHT_BIAS_GRAD, x, dy, opts, kh, kw);
 }
 
 /* ---- VJPs: the identities at the top of the file ---- */
@@ -374,6 +388,22 @@ static fg_status weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32
   return fg_graph_status(g);
 }
 
+/* The weight gradient's part as weight_grad's VJP; the bias gradient's (a sum over N, Ho, Wo)
+ * broadcast back and added to ddy, as conv2d's bias. */
+static fg_status weight_bias_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                                      fg_node *gin) {
+  const fg_conv2d_attr *at = fg_node_attr(g, node);
+  fg_node x = fg_node_input(g, node, 0), dy = fg_node_input(g, node, 1);
+  fg_shape xs = fg_node_shape(g, x), ds = fg_node_shape(g, dy);
+  fg_shape ws = fg_shape4(ds.d[1], xs.d[1], at->size[0], at->size[1]);
+  int64_t nw = fg_shape_count(&ws);
+  fg_node gw = fg_reshape(g, fg_slice_axis(g, gout, 0, 0, nw), ws);
+  if (need & 1u) gin[0] = fg_conv2d_input_grad(g, dy, gw, xs.d[2], xs.d[3], &at->geom);
+  if (need & 2u)
+    gin[1] = fg_conv2d(g, x, gw, fg_slice_axis(g, gout, 0, nw, nw + ws.d[0]), &at->geom);
+  return fg_graph_status(g);
+}
+
 /* ---- the implementations a program chooses among (core/runtime/kernel_choice.h) ---- */
 
 #ifdef FG_HAVE_DNNL
@@ -413,6 +443,11 @@ static const fg_kernel_impl input_grad_relu_impls[] = {
 static const fg_kernel_impl weight_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_grad), PATH_IMPL(shifted, conv2d_weight_grad),
     PATH_IMPL(gemm, conv2d_weight_grad), TAPS_IMPL};
+/* Every implementation of the weight gradient takes the bias's sums too (see each). */
+static const fg_kernel_impl weight_bias_grad_impls[] = {
+    ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_bias_grad),
+    PATH_IMPL(shifted, conv2d_weight_bias_grad), PATH_IMPL(gemm, conv2d_weight_bias_grad),
+    TAPS_IMPL};
 static const fg_kernel_impl chain_impls[] = {
     {"direct", fg_conv_chain_prepare_direct, NULL, FG_KERNELS(conv2d_chain)}};
 #define IMPLS(list) .impls = list, .n_impls = (int)(sizeof list / sizeof *list)
@@ -479,4 +514,14 @@ const fg_op_def fg_opdef_conv2d_weight_grad = {
     FG_KERNELS(conv2d_weight_grad),
     .vjp = weight_grad_vjp,
     IMPLS(weight_grad_impls),
+};
+
+const fg_op_def fg_opdef_conv2d_weight_bias_grad = {
+    .name = "conv2d_weight_bias_grad",
+    .n_in = 2,
+    .attr_size = sizeof(fg_conv2d_attr),
+    .infer = weight_bias_grad_infer,
+    FG_KERNELS(conv2d_weight_bias_grad),
+    .vjp = weight_bias_grad_vjp,
+    IMPLS(weight_bias_grad_impls),
 };

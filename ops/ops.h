@@ -153,6 +153,13 @@ fg_node fg_conv2d_input_grad_relu(fg_graph *g, fg_node dy, fg_node w, fg_node y,
  * [O, C, kh, kw]. */
 fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
                               const fg_conv2d_opts *opts);
+/* The weight gradient and the gradient of a per-channel bias added to the conv's output (dy's
+ * sums over N, Ho, Wo) as one op: [O C kh kw + O], the weight gradient's elements (in
+ * conv2d_weight_grad's order), then the bias gradient's.  The compiler's bias_grad pass makes
+ * it of the two where both read one dy, so dy's channel sums are taken while the weight gradient
+ * has dy in cache instead of in a pass of their own. */
+fg_node fg_conv2d_weight_bias_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
+                                   const fg_conv2d_opts *opts);
 
 /* ---- linear algebra (ops/linalg.c) ----
  * Matrices are the last two axes; leading axes are a batch (broadcast between a matrix and a

@@ -1,5 +1,5 @@
-/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain and
- * conv2d_input_grad_relu (ops/conv.c), against direct seven-deep loops written
+/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain, conv2d_input_grad_relu
+ * and conv2d_weight_bias_grad (ops/conv.c), against direct seven-deep loops written
  * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
  * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
  * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
@@ -50,6 +50,10 @@ static fg_node build_igrad_relu(fg_graph *g, const fg_node *in, const void *ctx)
 static fg_node build_wgrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
   return fg_conv2d_weight_grad(g, in[0], in[1], c->size[0], c->size[1], &c->o);
+}
+static fg_node build_wbgrad(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d_weight_bias_grad(g, in[0], in[1], c->size[0], c->size[1], &c->o);
 }
 
 /* Flat index of [a, b, c, d] in a contiguous 4-D shape. */
@@ -159,6 +163,22 @@ static void ref_wgrad(const fg_tensor *const *in, fg_tensor *out, const void *ct
   each_tap(ctx, &in[0]->shape, &out->shape, &in[1]->shape, visit_wgrad, v, fg_tensor_data(out));
 }
 
+/* in = {x, dy}: the weight gradient's O C KH KW elements, then dy's sum over N, Ho, Wo per
+ * channel */
+static void ref_wbgrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const conv_case *c = ctx;
+  const fg_shape *xs = &in[0]->shape, *ds = &in[1]->shape;
+  int64_t nw = ds->d[1] * xs->d[1] * c->size[0] * c->size[1], plane = ds->d[2] * ds->d[3];
+  fg_shape ws = {4, {ds->d[1], xs->d[1], c->size[0], c->size[1]}};
+  const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
+  double *o = fg_tensor_data(out);
+  zero(out);
+  each_tap(ctx, xs, &ws, ds, visit_wgrad, v, o);
+  for (int64_t n = 0; n < ds->d[0]; n++)
+    for (int64_t ch = 0; ch < ds->d[1]; ch++)
+      for (int64_t i = 0; i < plane; i++) o[nw + ch] += v[1][(n * ds->d[1] + ch) * plane + i];
+}
+
 #define S1(a) {1, {a}}
 #define S4(a, b, c, d) {4, {a, b, c, d}}
 
@@ -201,6 +221,7 @@ static const conv_case wg_stride_dil = {OPTS(2, 2, 0, 0, 2, 2), false, false, {3
 static const conv_case wg_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {1, 1}};
 static const conv_case wg_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, false, {2, 3}};
 static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}};
+static const conv_case wg_3x3 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {3, 3}};
 
 #define CONV(label_, x_, w_, ctx_, gg_)                                                        \
   {.op = "conv2d", .label = label_, .n_in = 2, .in = {x_, w_}, .lo = -1, .hi = 1,             \
@@ -223,6 +244,12 @@ static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}}
 #define WGRAD(label_, x_, dy_, ctx_, gg_)                                                      \
   {.op = "conv2d_weight_grad", .label = label_, .n_in = 2, .in = {x_, dy_}, .lo = -1,         \
    .hi = 1, .build = build_wgrad, .ctx = ctx_, .reference = ref_wgrad, .gradgrad = gg_}
+#define WBGRAD(label_, x_, dy_, ctx_, gg_)                                                     \
+  {.op = "conv2d_weight_bias_grad", .label = label_, .n_in = 2, .in = {x_, dy_}, .lo = -1,    \
+   .hi = 1, .build = build_wbgrad, .ctx = ctx_, .reference = ref_wbgrad, .gradgrad = gg_}
+#define WBGRAD_NOGRAD(label_, x_, dy_, ctx_)                                                  \
+  {.op = "conv2d_weight_bias_grad", .label = label_, .n_in = 2, .in = {x_, dy_}, .lo = -1,    \
+   .hi = 1, .build = build_wbgrad, .ctx = ctx_, .reference = ref_wbgrad, .no_grad = true}
 
 static const op_case cases[] = {
     CONV("3x3, padding 1, x [2,2,5,4]", S4(2, 2, 5, 4), S4(3, 2, 3, 3), &c_pad1, true),
@@ -311,6 +338,22 @@ static const op_case cases[] = {
     WGRAD("2x3 kernel, stride (1,2), padding (0,1)", S4(2, 1, 4, 7), S4(2, 2, 3, 4), &wg_nonsq,
           false),
     WGRAD("zero-sized batch: zeros", S4(0, 2, 4, 4), S4(0, 3, 4, 4), &wg_empty, false),
+    /* the weight and bias gradients as one: every path sums the bias (GEMM: the tiles holding
+     * the last columns, as dy passes; taps: each part's images; the others after) */
+    WBGRAD("3x3, padding 1", S4(2, 2, 5, 4), S4(2, 3, 5, 4), &wg_pad1, true),
+    WBGRAD("stride 2, dilation 2, batch of one", S4(1, 2, 7, 6), S4(1, 2, 2, 1), &wg_stride_dil,
+           false),
+    WBGRAD("1x1 kernel at 4x5 (images side by side)", S4(2, 3, 4, 5), S4(2, 4, 4, 5), &wg_1x1,
+           true),
+    WBGRAD("3x3 of 12 channels to 2 (few outputs)", S4(2, 12, 6, 5), S4(2, 2, 6, 5), &wg_pad1,
+           false),
+    WBGRAD_NOGRAD("1x1 of 140 channels to 20 at 12x12 (per-image GEMMs, tiles of columns)",
+                  S4(2, 140, 12, 12), S4(2, 20, 12, 12), &wg_1x1),
+    WBGRAD_NOGRAD("3x3 of 32 channels to 8 at 14x14 (per-image GEMMs over 288 taps)",
+                  S4(2, 32, 14, 14), S4(2, 8, 12, 12), &wg_3x3),
+    WBGRAD_NOGRAD("3x3 of 2 channels to 24 at 9x9, batch 5 (few inputs)", S4(5, 2, 9, 9),
+                  S4(5, 24, 9, 9), &wg_pad1),
+    WBGRAD("zero-sized batch: zeros", S4(0, 2, 4, 4), S4(0, 3, 4, 4), &wg_empty, false),
 };
 
 /* ---- rejects ---- */
@@ -407,6 +450,11 @@ static void bad_wgrad_batch(fg_graph *g) {
   fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(3, 1, 3, 3));
   fg_conv2d_weight_grad(g, x, dy, 3, 3, NULL);
 }
+static void bad_wbgrad_width(fg_graph *g) {
+  fg_node x = fg_input(g, "x", FG_F64, fg_shape4(2, 1, 5, 5));
+  fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(2, 1, 3, 4));
+  fg_conv2d_weight_bias_grad(g, x, dy, 3, 3, NULL);
+}
 
 static const op_reject_case rejects[] = {
     {"conv2d", "x has 2 channels, w expects 3", bad_channels, FG_E_SHAPE, "input channels"},
@@ -437,6 +485,8 @@ static const op_reject_case rejects[] = {
      "relu output y of dy's dtype"},
     {"conv2d_input_grad_relu", "3-D y", bad_igrad_relu_rank, FG_E_SHAPE, "4-D relu output y"},
     {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},
+    {"conv2d_weight_bias_grad", "dy 3x4 from a 5x5 input and a 3x3 kernel", bad_wbgrad_width,
+     FG_E_SHAPE, "dy's width"},
 };
 
 const op_case_list op_cases_conv = {

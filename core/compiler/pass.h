@@ -26,7 +26,8 @@
   X(SCHEDULE, schedule, "an order that keeps peak live bytes low")         \
   X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")         \
   X(REMAT, remat, "cheap large forward values computed again in the backward") \
-  X(CHAIN, chain, "a few-channel conv, the 1x1 conv (and a few-output conv) after it, as one")
+  X(CHAIN, chain, "a few-channel conv, the 1x1 conv (and a few-output conv) after it, as one") \
+  X(BIAS_GRAD, bias_grad, "a conv's weight gradient and its bias's (dy's channel sums) as one op")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,
@@ -47,6 +48,8 @@ typedef struct fg_pass_ctx {
   bool keep_dead;   /* DCE off: rewrites copy unneeded nodes too */
   bool borrowed;    /* g belongs to the caller: the first rewrite copies it, never frees it */
   int64_t changes;  /* what the last pass changed (merged, folded, simplified nodes) */
+  const fg_node *map; /* during a rewrite: what each node of c->g became in the new graph,
+                         FG_NONE for those not emitted yet (NULL between rewrites) */
   fg_err *e;
 } fg_pass_ctx;
 
@@ -85,8 +88,10 @@ fg_status fg_pass_fold(fg_pass_ctx *c);
 fg_status fg_pass_epilogue(fg_pass_ctx *c);
 fg_status fg_pass_remat(fg_pass_ctx *c);
 fg_status fg_pass_chain(fg_pass_ctx *c);
+fg_status fg_pass_bias_grad(fg_pass_ctx *c);
 
-/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue, remat),
+/* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue, bias_grad,
+ * remat, chain),
  * skipping the disabled ones, verifying the graph after each when `verify` is set, and recording
  * the node count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).
  * dump_dir, if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass.

@@ -14,8 +14,8 @@ static fg_status emit_live(fg_pass_ctx *c, fg_graph *dst, const uint8_t *live, f
                            fg_emit_fn emit, void *state) {
   const fg_graph *src = c->g;
   fg_node small[SMALL_FAN_IN];
+  for (fg_node n = 0; n < fg_graph_node_count(src); n++) map[n] = FG_NONE; /* c->map's promise */
   for (fg_node n = 0; n < fg_graph_node_count(src); n++) {
-    map[n] = FG_NONE;
     if (!live[n]) continue;
     int n_in = fg_node_num_inputs(src, n);
     fg_node *in = n_in <= SMALL_FAN_IN ? small : malloc(sizeof *in * (size_t)n_in);
@@ -43,7 +43,9 @@ fg_status fg_pass_rewrite(fg_pass_ctx *c, fg_emit_fn emit, void *state) {
   fg_status st = map ? fg_graph_new(&dst, c->e)
                      : fg_err_set(c->e, FG_E_NOMEM, "rewrite: out of memory");
   if (st == FG_OK) st = fg_pass_live_nodes(&live, c);
+  c->map = map;
   if (st == FG_OK) st = emit_live(c, dst, live, map, emit, state);
+  c->map = NULL;
   if (st == FG_OK) {
     for (int j = 0; j < c->n_out; j++) c->outs[j] = map[c->outs[j]];
     if (!c->borrowed) fg_graph_free(c->g);

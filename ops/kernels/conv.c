@@ -134,8 +134,8 @@ static const conv_driver drivers[CONV_PATH_COUNT][CONV_KIND_COUNT] = {
 
 conv_kind fg_conv_kind_of(int op) {
   return op == FG_OP_CONV2D_INPUT_GRAD || op == FG_OP_CONV2D_INPUT_GRAD_RELU ? CONV_INPUT_GRAD
-         : op == FG_OP_CONV2D_WEIGHT_GRAD                                   ? CONV_WEIGHT_GRAD
-                                                                            : CONV_FORWARD;
+         : op == FG_OP_CONV2D_WEIGHT_GRAD || op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD ? CONV_WEIGHT_GRAD
+                                                                                : CONV_FORWARD;
 }
 
 /* out[i] *= (y[i] > 0), as the separate ops compute it (greater's 1 or 0, then the product: NaN
@@ -221,16 +221,48 @@ fg_status fg_conv_prepare_pointwise(fg_kprep *a, void **state, fg_err *e) {
 
 /* ---- the kernels ---- */
 
+/* conv2d_weight_bias_grad's bias where the path leaves it (direct, shifted): this part's share
+ * of the channels, each summed over the images in order, as the sum op adds them. */
+enum { BIAS_GRAD_MIN_PART_CHANNELS = 16 };
+static fg_status bias_grad_share(const conv_ctx *c, const fg_kargs *k) {
+  const conv_geom *g = &c->g;
+  int64_t S = g->ho * g->wo, o0, o1;
+  int parts = fg_parts_for(g->o, BIAS_GRAD_MIN_PART_CHANNELS, k->nth);
+  if (k->ith >= parts) return FG_OK;
+  fg_split_range(g->o, k->ith, parts, &o0, &o1);
+  double *lanes = conv_bias_lanes(o1 - o0);
+  if (!lanes) return fg_err_set(c->err, FG_E_NOMEM, "conv2d_weight_bias_grad: out of memory");
+  for (int64_t n = 0; n < g->n; n++)
+    conv_bias_lanes_add(c, lanes, at_c(c, k->in[1], (n * g->o + o0) * S), o1 - o0, S);
+  conv_bias_store(c, lanes, o0, o1);
+  fg_work_free(lanes);
+  return FG_OK;
+}
+
+/* Runs the path chosen for c (k's state, or the fixed rules).  The GEMM path sums a bias
+ * gradient as it reads dy (unless there are no weights, no tiles); the others leave it to
+ * bias_grad_share. */
+static fg_status conv_drive(const conv_ctx *c, const fg_kargs *k, conv_kind kind) {
+  conv_path path = k->state ? *(const conv_path *)k->state : conv_choose_path(&c->g, kind);
+  fg_status st = drivers[path][kind](c, k);
+  bool summed = path == CONV_PATH_GEMM && c->g.c * c->g.kh * c->g.kw > 0;
+  if (st == FG_OK && c->bias_grad && !summed) st = bias_grad_share(c, k);
+  return st;
+}
+
+static conv_ctx conv_ctx_of(const fg_kargs *k, fg_dtype t, conv_kind kind) {
+  return (conv_ctx){.t = t, .es = fg_dtype_size(t), .direct = fg_conv_direct_kernels_for(t),
+                    .g = fg_conv_geom_of(k->attr, k->in_shape, &k->out_shape, kind),
+                    .nth = k->nth, .outer_parts = k->outer_parts, .err = k->err};
+}
+
 /* A call with its input and output laid out as x and y say (a forward call; {0, 0}: NCHW);
  * mask: conv2d_input_grad_relu's y, else NULL. */
 static fg_status conv_run_laid(const fg_kargs *k, fg_dtype t, conv_kind kind, const void *bias,
                                bool relu, const void *mask, conv_layout x, conv_layout y) {
-  conv_ctx c = {.t = t, .es = fg_dtype_size(t), .direct = fg_conv_direct_kernels_for(t),
-                .g = fg_conv_geom_of(k->attr, k->in_shape, &k->out_shape, kind), .nth = k->nth,
-                .outer_parts = k->outer_parts, .err = k->err, .bias = bias, .relu = relu,
-                .x = x, .y = y, .mask = mask};
-  conv_path path = k->state ? *(const conv_path *)k->state : conv_choose_path(&c.g, kind);
-  return drivers[path][kind](&c, k);
+  conv_ctx c = conv_ctx_of(k, t, kind);
+  c.bias = bias, c.relu = relu, c.x = x, c.y = y, c.mask = mask;
+  return conv_drive(&c, k, kind);
 }
 
 static fg_status conv_run(const fg_kargs *k, fg_dtype t, conv_kind kind, const void *bias,
@@ -277,6 +309,19 @@ fg_status fg_kernel_conv2d_weight_grad_f32(const fg_kargs *k) {
 }
 fg_status fg_kernel_conv2d_weight_grad_f64(const fg_kargs *k) {
   return conv_run(k, FG_F64, CONV_WEIGHT_GRAD, NULL, false);
+}
+
+/* The weight gradient, its bias's sums after it in the output. */
+static fg_status conv_run_weight_bias(const fg_kargs *k, fg_dtype t) {
+  conv_ctx c = conv_ctx_of(k, t, CONV_WEIGHT_GRAD);
+  c.bias_grad = at_m(&c, k->out, c.g.o * c.g.c * c.g.kh * c.g.kw);
+  return conv_drive(&c, k, CONV_WEIGHT_GRAD);
+}
+fg_status fg_kernel_conv2d_weight_bias_grad_f32(const fg_kargs *k) {
+  return conv_run_weight_bias(k, FG_F32);
+}
+fg_status fg_kernel_conv2d_weight_bias_grad_f64(const fg_kargs *k) {
+  return conv_run_weight_bias(k, FG_F64);
 }
 
 /* ---- conv2d_chain: a few images at a time ----

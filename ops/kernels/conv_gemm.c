@@ -8,7 +8,9 @@
  *   input_grad   gx[n][c0:c1]    = col2im(W^T[rows of c0:c1] . dy[n])   over (image, channel);
  *   weight_grad  gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T
  *                over (output channel, tap) tiles: one GEMM per image with dy read in place
- *                on large enough images, else images side by side so that k = nb Ho Wo.
+ *                on large enough images, else images side by side so that k = nb Ho Wo;
+ *                conv2d_weight_bias_grad's bias: the part with a row tile's last columns
+ *                adds its dy rows' sums image by image, while the GEMM has them in cache.
  * A 1x1 kernel with stride 1 and no padding needs no im2col: col[n] is x[n] itself.  Scratch
  * is bounded (SCRATCH_ELEMS per part) by processing columns, channels or images in chunks.
  * The executor hands out up to 64 parts whatever the thread count; each driver keeps every
@@ -274,14 +276,22 @@ fg_status fg_conv_gemm_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
  * as much as the arithmetic on 14x14 images and copies dy once per tile; but at 7x7 k = 49 is
  * too short a GEMM, so only images of at least MIN_INPLACE_WGRAD_PIXELS pixels go this way.
  * Column rows go in chunks of at most SCRATCH_ELEMS. */
+/* The bias lanes of a tile's channels [o0, o1) when it holds the last columns (r1: its end) of
+ * conv2d_weight_bias_grad's weight gradient, else NULL. */
+static double *bias_lanes_of(const conv_ctx *c, int64_t o0, int64_t o1, int64_t r1) {
+  const conv_geom *g = &c->g;
+  return c->bias_grad && r1 == g->c * g->kh * g->kw ? conv_bias_lanes(o1 - o0) : NULL;
+}
+
 static fg_status wgrad_tile_inplace(const conv_ctx *c, const void *x, const void *dy, void *gw,
                                     int64_t o0, int64_t o1, int64_t r0, int64_t r1) {
   const conv_geom *g = &c->g;
   int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw, CHW = g->c * g->h * g->w;
   int64_t chunk = min64(max64(SCRATCH_ELEMS / S, 1), r1 - r0);
-  void *buf = NULL;
-  if (!is_pointwise(g) && !(buf = scratch(c, chunk * S))) return nomem(c, "conv2d_weight_grad");
-  fg_status st = FG_OK;
+  void *buf = is_pointwise(g) ? NULL : scratch(c, chunk * S);
+  double *lanes = bias_lanes_of(c, o0, o1, r1);
+  fg_status st = (buf || is_pointwise(g)) && (lanes || !c->bias_grad || r1 != R)
+                 ? FG_OK : nomem(c, "conv2d_weight_grad");
   for (int64_t a = r0; a < r1 && st == FG_OK; a += chunk) {
     int64_t b = min64(r1, a + chunk);
     for (int64_t n = 0; n < g->n && st == FG_OK; n++) {
@@ -292,11 +302,14 @@ static fg_status wgrad_tile_inplace(const conv_ctx *c, const void *x, const void
       }
       fg_gemm_dims d = {.tb = true, .accumulate = n > 0, .m = o1 - o0, .n = b - a, .k = S,
                         .lda = S, .ldb = S, .ldc = R};
-      st = gemm(c, d, at_c(c, dy, (n * g->o + o0) * S), col, at_m(c, gw, o0 * R + a),
-                "conv2d_weight_grad");
+      const void *dyn = at_c(c, dy, (n * g->o + o0) * S);
+      st = gemm(c, d, dyn, col, at_m(c, gw, o0 * R + a), "conv2d_weight_grad");
+      if (lanes && a == r0) conv_bias_lanes_add(c, lanes, dyn, o1 - o0, S);
     }
   }
+  if (st == FG_OK && lanes) conv_bias_store(c, lanes, o0, o1);
   scratch_free(buf);
+  fg_work_free(lanes);
   return st;
 }
 
@@ -305,8 +318,12 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
   const conv_geom *g = &c->g;
   int64_t S = g->ho * g->wo, R = g->c * g->kh * g->kw, CHW = g->c * g->h * g->w;
   int64_t ot = o1 - o0, rt = r1 - r0;
+  double *lanes = bias_lanes_of(c, o0, o1, r1);
+  if (c->bias_grad && r1 == R && !lanes) return nomem(c, "conv2d_weight_grad");
   if (g->n == 0 || S == 0) { /* an empty sum */
     zero_tile(c, gw, o0, o1, r0, r1, R);
+    if (lanes) conv_bias_store(c, lanes, o0, o1);
+    fg_work_free(lanes);
     return FG_OK;
   }
   int64_t nb = min64(max64(SCRATCH_ELEMS / ((ot + rt) * S), 1), g->n);
@@ -320,6 +337,7 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
       for (int64_t o = o0; o < o1; o++)
         memcpy(at_m(c, dyc, (o - o0) * ld + at), at_c(c, dy, (n * g->o + o) * S),
                c->es * (size_t)S);
+      if (lanes) conv_bias_lanes_add(c, lanes, at_c(c, dy, (n * g->o + o0) * S), ot, S);
       if (!is_pointwise(g)) im2col(c, img, g->h * g->w, r0, r1, 0, S, at_m(c, col, at), ld);
       else /* 1x1: the column rows are x[n]'s channel planes */
         for (int64_t r = r0; r < r1; r++)
@@ -329,8 +347,10 @@ static fg_status wgrad_tile(const conv_ctx *c, const void *x, const void *dy, vo
                       .ldb = ld, .ldc = R};
     st = gemm(c, d, dyc, col, at_m(c, gw, o0 * R + r0), "conv2d_weight_grad");
   }
+  if (st == FG_OK && lanes) conv_bias_store(c, lanes, o0, o1);
   scratch_free(dyc);
   scratch_free(col);
+  fg_work_free(lanes);
   return st;
 }
 

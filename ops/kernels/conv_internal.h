@@ -14,6 +14,7 @@
 #include "core/ir/op_attrs.h"
 #include "ops/kernels/conv_direct.h"
 #include "ops/kernels/gemm.h"
+#include "ops/kernels/kernels.h"
 #include "ops/kernels/work.h"
 
 /* One convolution: sizes, output extent, stride, padding, dilation. */
@@ -48,7 +49,7 @@ static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * 
 typedef enum conv_kind {
   CONV_FORWARD,     /* conv2d and conv2d_bias_act */
   CONV_INPUT_GRAD,  /* conv2d_input_grad */
-  CONV_WEIGHT_GRAD, /* conv2d_weight_grad */
+  CONV_WEIGHT_GRAD, /* conv2d_weight_grad and conv2d_weight_bias_grad */
   CONV_KIND_COUNT
 } conv_kind;
 typedef enum conv_path {
@@ -143,7 +144,32 @@ typedef struct conv_ctx {
   conv_layout x, y; /* forward: the input's and the output's ({0, 0}: NCHW) */
   bool pointwise;   /* 1x1 float32 GEMMs by fg_conv_pointwise_gemm, not fg_gemm */
   const void *mask; /* conv2d_input_grad_relu: y, of the output's shape, else NULL */
+  void *bias_grad;  /* conv2d_weight_bias_grad: the O bias sums (after the weights), else NULL */
 } conv_ctx;
+
+/* conv2d_weight_bias_grad's bias sums, for the paths that take them while they read dy: rows
+ * of dy added to their lanes (FG_ROW_LANES doubles per channel, zeroed first; the sum op's
+ * order, ops/kernels/kernels.h), then channels [o0, o1) stored from their lanes. */
+static inline void conv_bias_lanes_add(const conv_ctx *c, double *lanes, const void *dy,
+                                       int64_t rows, int64_t len) {
+  if (c->t == FG_F32) fg_row_lanes_add_f32(lanes, dy, rows, len, len);
+  else fg_row_lanes_add_f64(lanes, dy, rows, len, len);
+}
+static inline void conv_bias_store(const conv_ctx *c, const double *lanes, int64_t o0,
+                                   int64_t o1) {
+  for (int64_t o = o0; o < o1; o++) {
+    double v = fg_row_lanes_total(lanes + (o - o0) * FG_ROW_LANES);
+    if (c->t == FG_F32) ((float *)c->bias_grad)[o] = (float)v;
+    else ((double *)c->bias_grad)[o] = v;
+  }
+}
+/* Zeroed lanes for channels rows (fg_work_alloc; NULL when out of memory). */
+static inline double *conv_bias_lanes(int64_t rows) {
+  size_t bytes = sizeof(double) * FG_ROW_LANES * (size_t)(rows > 0 ? rows : 1);
+  double *l = fg_work_alloc(bytes);
+  if (l) memset(l, 0, bytes);
+  return l;
+}
 
 /* conv2d_input_grad_relu's mask on len elements of the output from element off (y's same
  * elements; the two in one layout): each native path applies it to what it has just written,

@@ -18,7 +18,8 @@
  *
  * Phases: the weights rearranged once per run (forward, input gradient), then images in parts;
  * the weight gradient sums each part's images into its own partial, then the partials in part
- * order.  Parts depend only on the shapes, so results are the same bits for any thread count.
+ * order (conv2d_weight_bias_grad's bias likewise: each part's dy rows summed image by image
+ * after its GEMM has read them, fg_row_lanes, then the parts' sums in order).  Parts depend only on the shapes, so results are the same bits for any thread count.
  * Outputs add their taps in a fixed order, not the direct path's: results agree with the other
  * implementations to rounding, as any two do.  The fixed rules never choose it; the timed
  * choice (or FG_KERNELS) does. */
@@ -44,11 +45,13 @@ typedef struct taps_state {
   bool few_in;     /* the small side is the input's channels (else the output's) */
   bool bias, relu; /* conv2d_bias_act's epilogue */
   bool mask;       /* conv2d_input_grad_relu's */
+  bool bias_grad;  /* conv2d_weight_bias_grad's */
   conv_geom g;
   int64_t rows;    /* the small side's channels x taps: the tap planes */
   int parts;       /* of the images */
   int phase_of[FG_KERNEL_MAX_PHASES];
   size_t part_off, part_bytes; /* in scratch: the rearranged weights at 0, then each part's */
+  size_t lanes_off;            /* in a part's buffer: the bias lanes (FG_ROW_LANES a channel) */
 } taps_state;
 
 /* The tap planes of each side: O KK (few output channels), C KK (few input channels). */
@@ -219,12 +222,13 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
  * channels, partial[(o, t)][c] = sum S x^T; few input channels, partial[o][(c, t)] = sum dy
  * X^T, already dw's order. */
 static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
-                              void *partial, void *buf, int64_t n0, int64_t n1) {
+                              void *partial, void *buf, double *lanes, int64_t n0, int64_t n1) {
   const conv_geom *g = &s->g;
   int64_t hw = g->h * g->w, ohw = g->ho * g->wo;
   shift sh = shift_of(g, s->few_in ? g->c : g->o, s->few_in);
   fg_status st = FG_OK;
   if (n0 == n1) memset(partial, 0, c->es * (size_t)partial_elems(g, s->rows, s->few_in));
+  if (s->bias_grad) memset(lanes, 0, sizeof(double) * FG_ROW_LANES * (size_t)g->o);
   for (int64_t n = n0; st == FG_OK && n < n1; n++) {
     const void *x = at_c(c, k->in[0], n * g->c * hw), *dy = at_c(c, k->in[1], n * g->o * ohw);
     gather(c, &sh, s->few_in ? x : dy, buf);
@@ -232,24 +236,36 @@ static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_k
                       .n = s->few_in ? s->rows : g->c, .k = s->few_in ? ohw : hw};
     d.lda = d.ldb = d.k, d.ldc = d.n;
     st = gemm(c, d, s->few_in ? dy : buf, s->few_in ? buf : x, partial, "conv2d_weight_grad");
+    if (s->bias_grad) conv_bias_lanes_add(c, lanes, dy, g->o, ohw);
   }
+  /* each channel's total where its lanes start, for sum_partials */
+  for (int64_t o = 0; s->bias_grad && o < g->o; o++)
+    lanes[o * FG_ROW_LANES] = fg_row_lanes_total(lanes + o * FG_ROW_LANES);
   return st;
 }
 
 /* dw[i] = sum over parts, in order, of each part's partial at i's place, for this part's
- * share of dw (i = (o C + c) KK + t). */
+ * share of dw (i = (o C + c) KK + t); and of the bias (i = O C KK + o) from the parts' totals,
+ * in double. */
 #define SUM_DEFINE(T, SUF)                                                                    \
   static void sum_partials_##SUF(const taps_state *s, const char *partials, T *dw, int ith,   \
                                  int nth) {                                                   \
     const conv_geom *g = &s->g;                                                               \
-    int64_t kk = g->kh * g->kw, b, e;                                                         \
-    fg_split_range(g->o * g->c * kk, ith, nth, &b, &e);                                       \
-    for (int64_t i = b; i < e; i++) {                                                         \
+    int64_t kk = g->kh * g->kw, nw = g->o * g->c * kk, b, e;                                  \
+    fg_split_range(nw + (s->bias_grad ? g->o : 0), ith, nth, &b, &e);                         \
+    for (int64_t i = b; i < e && i < nw; i++) {                                               \
       int64_t oc = i / kk, at = s->few_in ? i : (oc / g->c * kk + i % kk) * g->c + oc % g->c; \
       T sum = 0;                                                                              \
       for (int p = 0; p < s->parts; p++)                                                      \
         sum += ((const T *)(partials + (size_t)p * s->part_bytes))[at];                       \
       dw[i] = sum;                                                                            \
+    }                                                                                         \
+    for (int64_t i = b > nw ? b : nw; i < e; i++) {                                           \
+      double sum = 0;                                                                         \
+      for (int p = 0; p < s->parts; p++)                                                      \
+        sum += ((const double *)(partials + (size_t)p * s->part_bytes + s->lanes_off))        \
+            [(i - nw) * FG_ROW_LANES];                                                        \
+      dw[i] = (T)sum;                                                                         \
     }                                                                                         \
   }
 SUM_DEFINE(float, f32)
@@ -275,7 +291,8 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
   case PH_IMAGES:
     fg_split_range(s->g.n, k->ith, k->nth, &n0, &n1);
     if (s->kind != CONV_WEIGHT_GRAD) return images(&c, s, k, wt, mine, n0, n1);
-    return wgrad_images(&c, s, k, mine, at_m(&c, mine, partial), n0, n1);
+    return wgrad_images(&c, s, k, mine, at_m(&c, mine, partial),
+                        (double *)((char *)mine + s->lanes_off), n0, n1);
   default:
     sum_partials(&c, s, k);
     return FG_OK;
@@ -322,7 +339,8 @@ static void plan(taps_state *s, fg_kprep *a) {
   size_t planes = (size_t)plane_bytes(g, s->kind, es);
   size_t partial = wgrad ? (size_t)partial_elems(g, s->rows, s->few_in) * es : 0;
   s->part_off = wgrad ? 0 : aligned((size_t)(g->o * g->c * g->kh * g->kw) * es);
-  s->part_bytes = aligned(partial + planes);
+  s->lanes_off = aligned(partial + planes);
+  s->part_bytes = s->lanes_off + (s->bias_grad ? sizeof(double) * FG_ROW_LANES * (size_t)g->o : 0);
   a->scratch_bytes = s->part_off + (size_t)s->parts * s->part_bytes;
   a->n_phases = 0;
   if (!wgrad) s->phase_of[a->n_phases] = PH_PREPARE, a->parts[a->n_phases++] = 1;
@@ -348,7 +366,8 @@ fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
   int parts = (int)min64(min64(a->parts[0], g.n / TAPS_MIN_PART_IMAGES), TAPS_MAX_PARTS);
   *s = (taps_state){.kind = kind, .few_in = in, .bias = bias,
                     .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu,
-                    .mask = a->op == FG_OP_CONV2D_INPUT_GRAD_RELU, .g = g,
+                    .mask = a->op == FG_OP_CONV2D_INPUT_GRAD_RELU,
+                    .bias_grad = a->op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD, .g = g,
                     .rows = in ? rows_in(&g) : rows_out(&g), .parts = parts < 1 ? 1 : parts};
   plan(s, a);
   *state = s;

@@ -85,6 +85,7 @@ FG_KERNEL_PAIR(conv2d_input_grad)
 FG_KERNEL_PAIR(conv2d_input_grad_relu)
 FG_KERNEL_PAIR(conv2d_chain)
 FG_KERNEL_PAIR(conv2d_weight_grad)
+FG_KERNEL_PAIR(conv2d_weight_bias_grad)
 
 /* linear algebra (ops/kernels/linalg.c) */
 FG_KERNEL_PAIR(lu)
@@ -103,6 +104,16 @@ FG_KERNEL_PAIR(allreduce_sum)
 /* reduce: FG_ALL_AXES resolved against the input's rank; other masks pass through unchanged
  * (the shape rule rejects bits beyond the rank). */
 static inline uint32_t fg_reduce_all_axes(int ndim) { return (1u << ndim) - 1u; }
+/* Row sums as the sum kernel adds them (ops/kernels/reduce.c), for a kernel that meets the
+ * rows of a [.., rows, len] reduction a block at a time (conv2d_weight_bias_grad's bias, image
+ * by image): each row keeps FG_ROW_LANES double lanes (zeroed by the caller), a run adds its
+ * elements to them in the sum kernel's order, and fg_row_lanes_total combines one row's lanes
+ * in order.  Runs added in the sum's order give its bits. */
+enum { FG_ROW_LANES = 32 };
+void fg_row_lanes_add_f32(double *lanes, const float *x, int64_t rows, int64_t len, int64_t ld);
+void fg_row_lanes_add_f64(double *lanes, const double *x, int64_t rows, int64_t len, int64_t ld);
+double fg_row_lanes_total(const double *lanes);
+
 static inline uint32_t fg_reduce_axes(uint32_t axes, int ndim) {
   return axes == FG_ALL_AXES ? fg_reduce_all_axes(ndim) : axes;
 }

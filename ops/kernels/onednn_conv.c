@@ -1,6 +1,7 @@
 /* oneDNN's convolution primitives behind conv2d, conv2d_bias_act and their input and weight
  * gradients (ops/kernels/onednn.h), as jobs of the shared runner (onednn_internal.h): forward
- * and input gradient split by batch parts, weight gradient as per-part partial gradients summed
+ * and input gradient split by batch parts, weight gradient (and conv2d_weight_bias_grad's bias,
+ * the primitive's diff_bias, placed after the weights) as per-part partial gradients summed
  * in part order; activations in the layout the primitive chose, reordered from and to NCHW or
  * the blocked layout the program keeps (fg_kprep.blocked), weights reordered once per run. */
 #include "ops/kernels/onednn.h"
@@ -35,11 +36,13 @@ static void dims4(dnnl_dims_t d, int64_t a, int64_t b, int64_t c, int64_t e) {
  * NCHW (xb, yb: the program keeps that value blocked, fg_kargs.blocked). */
 typedef struct conv_mds {
   dnnl_memory_desc_t x, w, b, y;
+  dnnl_memory_desc_t db; /* a bias gradient: [O] */
 } conv_mds;
 
 static void conv_mds_init(builder *b, conv_mds *m, const conv_geom *g, int64_t nb, bool any,
                           bool xb, bool yb, bool wino) {
   dnnl_dims_t x, w, y, bias = {1, g->o, 1, 1}, bias1 = {g->o};
+  fg_dnn_ok(b, dnnl_memory_desc_init_by_tag(&m->db, 1, bias1, dnnl_f32, dnnl_x));
   dims4(x, nb, g->c, g->h, g->w), dims4(w, g->o, g->c, g->kh, g->kw);
   dims4(y, nb, g->o, g->ho, g->wo);
   dnnl_format_tag_t xt = any ? dnnl_format_tag_any : xb ? dnnl_aBcd16b : dnnl_nchw;
@@ -75,6 +78,7 @@ typedef struct conv_build {
   conv_geom g;
   conv_kind kind;
   bool bias, relu;
+  bool bias_grad;              /* conv2d_weight_bias_grad: diff_bias too */
   bool wino;                   /* Winograd's algorithm, not the direct one */
   dnnl_primitive_desc_t pd[2]; /* per batch size */
   conv_mds user[2];            /* NCHW / OIHW per batch size */
@@ -97,7 +101,9 @@ static dnnl_primitive_desc_t conv_pd(builder *b, const conv_build *c, int64_t nb
   dnnl_primitive_attr_t attr = fg_dnn_scratchpad_attr(b);
   dnnl_primitive_desc_t hint = NULL, pd = NULL;
   dnnl_alg_kind_t alg = c->wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
-  const dnnl_memory_desc_t *own_bias = c->wino && c->bias && kind == CONV_FORWARD ? &m.b : NULL;
+  const dnnl_memory_desc_t *own_bias = c->wino && c->bias && kind == CONV_FORWARD ? &m.b
+                                       : c->bias_grad                           ? &m.db
+                                                                                : NULL;
   fg_dnn_ok(b, dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg, &m.x,
                                                           &m.w, own_bias, &m.y, strides, dil, pl,
                                                           pr));
@@ -111,8 +117,9 @@ static dnnl_primitive_desc_t conv_pd(builder *b, const conv_build *c, int64_t nb
       fg_dnn_ok(b, dnnl_dilated_convolution_backward_data_desc_init(&cd, alg, &m.x, &m.w, &m.y,
                                                                     strides, dil, pl, pr));
     else
-      fg_dnn_ok(b, dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &m.x, &m.w, NULL,
-                                                                       &m.y, strides, dil, pl, pr));
+      fg_dnn_ok(b, dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &m.x, &m.w,
+                                                                       own_bias, &m.y, strides,
+                                                                       dil, pl, pr));
     if (b->st == dnnl_success)
       fg_dnn_ok(b, dnnl_primitive_desc_create(&pd, &cd, attr, fg_dnn_engine(), hint));
   }
@@ -124,6 +131,7 @@ static dnnl_primitive_desc_t conv_pd(builder *b, const conv_build *c, int64_t nb
 /* The mds a conv's primitive chose: its activation input (x or dy), weights, and output. */
 typedef struct conv_chosen {
   const dnnl_memory_desc_t *in, *w, *in2, *out;
+  const dnnl_memory_desc_t *db; /* a weight gradient's diff_bias */
 } conv_chosen;
 
 static conv_chosen chosen_of(const_dnnl_primitive_desc_t pd, conv_kind kind) {
@@ -143,6 +151,7 @@ static conv_chosen chosen_of(const_dnnl_primitive_desc_t pd, conv_kind kind) {
     c.in = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     c.in2 = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
     c.out = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+    c.db = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 1);
     break;
   }
   return c;
@@ -167,12 +176,18 @@ static void conv_part(builder *b, conv_build *c, job *j, int p, int64_t n0, int 
   conv_chosen ch = chosen_of(c->pd[s], c->kind);
   const conv_mds *u = &c->user[s];
   size_t xo = (size_t)(n0 * g->c * g->h * g->w) * 4, yo = (size_t)(n0 * g->o * g->ho * g->wo) * 4;
-  int out_user, out, args[4], slots[4], n = 0;
+  int out_user, out, db_user = -1, db = -1, args[5], slots[5], n = 0;
   if (c->kind == CONV_WEIGHT_GRAD) {
     slots[n] = fg_dnn_input(b, j, &u->x, ch.in, FROM_IN0, xo), args[n++] = DNNL_ARG_SRC;
     slots[n] = fg_dnn_input(b, j, &u->y, ch.in2, FROM_IN1, yo), args[n++] = DNNL_ARG_DIFF_DST;
     size_t at = p == 0 ? 0 : b->s->partials_off + (size_t)(p - 1) * b->s->w_elems * 4;
-    out = fg_dnn_operand(b, j, &u->w, ch.out, p == 0 ? FROM_OUT : FROM_SCRATCH, at, &out_user);
+    int where = p == 0 ? FROM_OUT : FROM_SCRATCH;
+    if (c->bias_grad) { /* after the weights, in the output or in the part's partial */
+      size_t nw = (size_t)(g->o * g->c * g->kh * g->kw);
+      db = fg_dnn_operand(b, j, &u->db, ch.db, where, at + nw * 4, &db_user);
+      slots[n] = db, args[n++] = DNNL_ARG_DIFF_BIAS;
+    }
+    out = fg_dnn_operand(b, j, &u->w, ch.out, where, at, &out_user);
     args[n] = DNNL_ARG_DIFF_WEIGHTS;
   } else {
     bool fwd = c->kind == CONV_FORWARD;
@@ -191,6 +206,7 @@ static void conv_part(builder *b, conv_build *c, job *j, int p, int64_t n0, int 
   slots[n++] = out;
   fg_dnn_exec_add(b, j, c->pd[s], n, args, slots);
   if (out_user >= 0) fg_dnn_reorder_add(b, j, out, out_user);
+  if (db_user >= 0) fg_dnn_reorder_add(b, j, db, db_user);
   fg_dnn_job_finish(b, j);
 }
 
@@ -222,6 +238,7 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, bool wino, fg_e
   c.g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, c.kind);
   c.bias = a->op == FG_OP_CONV2D_BIAS_ACT;
   c.relu = c.bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu;
+  c.bias_grad = a->op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD;
   const conv_geom *g = &c.g;
   if (a->out_dtype != FG_F32 || !fg_dnn_engine() || g->n * g->c * g->o * g->ho * g->wo == 0)
     return fg_err_set(e, FG_E_MISUSE, "oneDNN computes non-empty float32 convolutions only");
@@ -245,7 +262,7 @@ static fg_status conv_prepare(fg_kprep *a, void **out, bool any, bool wino, fg_e
   }
   if (b.st == dnnl_success) {
     state *st = b.s;
-    st->w_elems = (size_t)(g->o * g->c * g->kh * g->kw);
+    st->w_elems = (size_t)(g->o * g->c * g->kh * g->kw + (c.bias_grad ? g->o : 0));
     if (wgrad) st->partials_off = fg_dnn_scratch_take(&b, (size_t)(parts - 1) * st->w_elems * 4);
     st->n_wjobs = wgrad ? 0 : g->n % parts ? 2 : 1;
     for (int s = 0; s < st->n_wjobs; s++) weights_job(&b, &c, s);

@@ -126,8 +126,21 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
  * lane as it was (a sum's lanes start at +0 and never become -0), so the results are the same
  * bits as one element at a time; Glow K=8's 7x7 bias-gradient sums 2.9 -> 2.2-2.3 ms a step
  * (FG_PROFILE, AMD EPYC, builds alternating). */
-#define ROW_LANES 32
+#define ROW_LANES FG_ROW_LANES
 #define ROW_CHUNK 64
+/* One run of len elements at v into the lanes l (a local array, so that they stay in
+ * registers): whole vectors of ROW_LANES, then the tail padded with INIT. */
+#define LANES_ADD_RUN(T, l, v, len, INIT, COMBINE)                                          \
+  do {                                                                                    \
+    int64_t t = 0;                                                                        \
+    for (; t + ROW_LANES <= (len); t += ROW_LANES)                                        \
+      for (int j = 0; j < ROW_LANES; j++) COMBINE(l[j], (double)(v)[t + j]);              \
+    if (t < (len)) { /* the tail as a whole vector, the rest of it INIT */                 \
+      T tail[ROW_LANES];                                                                  \
+      for (int j = 0; j < ROW_LANES; j++) tail[j] = t + j < (len) ? (v)[t + j] : (T)(INIT); \
+      for (int j = 0; j < ROW_LANES; j++) COMBINE(l[j], (double)tail[j]);                 \
+    }                                                                                     \
+  } while (0)
 #define DEFINE_REDUCE_ROWS(op, T, sfx, INIT, COMBINE)                                    \
   FG_SIMD_CLONES static void op##_rows_##sfx(const T *in, const reduce_plan *p, int64_t o0, \
                                              int64_t n, T *out) {                          \
@@ -144,14 +157,7 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
         const T *v = in + base[i] + c.off;                                                \
         double l[ROW_LANES]; /* in registers while the run is read */                     \
         memcpy(l, lane[i], sizeof l);                                                     \
-        int64_t t = 0;                                                                    \
-        for (; t + ROW_LANES <= p->last_d; t += ROW_LANES)                                \
-          for (int j = 0; j < ROW_LANES; j++) COMBINE(l[j], (double)v[t + j]);            \
-        if (t < p->last_d) { /* the tail as a whole vector, the rest of it INIT */         \
-          T tail[ROW_LANES];                                                              \
-          for (int j = 0; j < ROW_LANES; j++) tail[j] = t + j < p->last_d ? v[t + j] : (T)(INIT); \
-          for (int j = 0; j < ROW_LANES; j++) COMBINE(l[j], (double)tail[j]);             \
-        }                                                                                 \
+        LANES_ADD_RUN(T, l, v, p->last_d, INIT, COMBINE);                                 \
         memcpy(lane[i], l, sizeof l);                                                     \
       }                                                                                   \
     } while (red_cursor_next(&c, p));                                                     \
@@ -166,6 +172,26 @@ DEFINE_REDUCE_ROWS(sum, float, f32, SUM_INIT, SUM_COMBINE)
 DEFINE_REDUCE_ROWS(sum, double, f64, SUM_INIT, SUM_COMBINE)
 DEFINE_REDUCE_ROWS(max, float, f32, MAX_INIT, MAX_COMBINE)
 DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
+
+/* The sum rows' lanes for kernels that meet the rows a block at a time (kernels.h). */
+#define DEFINE_ROW_LANES_ADD(T, sfx)                                                          \
+  FG_SIMD_CLONES void fg_row_lanes_add_##sfx(double *lanes, const T *x, int64_t rows,        \
+                                             int64_t len, int64_t ld) {                      \
+    for (int64_t r = 0; r < rows; r++) {                                                     \
+      double l[ROW_LANES];                                                                   \
+      memcpy(l, lanes + r * ROW_LANES, sizeof l);                                            \
+      LANES_ADD_RUN(T, l, x + r * ld, len, SUM_INIT, SUM_COMBINE);                           \
+      memcpy(lanes + r * ROW_LANES, l, sizeof l);                                            \
+    }                                                                                        \
+  }
+DEFINE_ROW_LANES_ADD(float, f32)
+DEFINE_ROW_LANES_ADD(double, f64)
+
+double fg_row_lanes_total(const double *lanes) {
+  double acc = lanes[0];
+  for (int j = 1; j < ROW_LANES; j++) SUM_COMBINE(acc, lanes[j]);
+  return acc;
+}
 
 /* One body for every (op, type) pair: stamps out fn. */
 #define DEFINE_REDUCE_KERNEL(fn, op, T, sfx, INIT, COMBINE)                             \
