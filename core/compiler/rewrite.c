@@ -3,6 +3,7 @@
  * (fg_pass_live_nodes, core/compiler/pass_dce.c) and asking the pass what stands for each live
  * node in the new graph. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/compiler/pass.h"
 #include "core/ir/op.h"
@@ -90,4 +91,48 @@ bool fg_pass_all_equal(const fg_graph *g, fg_node n, double v) {
   for (int64_t i = 0; i < fg_tensor_numel(r->value); i++)
     if (fg_tensor_get(r->value, i) != v) return false;
   return true;
+}
+
+/* ---- pair fusion (fg_pass_rewrite_pairs) ---- */
+
+typedef struct pair_state {
+  fg_pair_fusion *p;
+  fg_node *fused; /* per source node: its pair's fused node in the new graph, once made */
+} pair_state;
+
+/* n's part of the fused node f: the slice [from, to) of its flat output, in n's shape. */
+static fg_node pair_part(const pair_state *s, fg_graph *dst, fg_node f, const fg_graph *src,
+                         fg_node n) {
+  fg_slice_attr sl;
+  memset(&sl, 0, sizeof sl);
+  s->p->range(dst, f, src, n, &sl.start[0], &sl.stop[0]);
+  sl.step[0] = 1;
+  fg_node part = fg_graph_add_node(dst, FG_OP_SLICE, 1, &f, &sl);
+  fg_reshape_attr rs = {fg_node_shape(src, n)};
+  return fg_graph_add_node(dst, FG_OP_RESHAPE, 1, &part, &rs);
+}
+
+static fg_node pair_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node n,
+                         const fg_node *in, void *state) {
+  pair_state *s = state;
+  if (s->fused[n] != FG_NONE) return pair_part(s, dst, s->fused[n], src, n); /* the second */
+  fg_node other = s->p->partner[n];
+  fg_node f = other == FG_NONE ? FG_NONE : s->p->make(c, dst, src, n, other);
+  if (f == FG_NONE) {
+    if (other != FG_NONE) s->p->partner[other] = FG_NONE; /* the two stay apart */
+    return fg_graph_copy_node(dst, src, n, in);
+  }
+  s->fused[other] = f;
+  c->changes++;
+  return pair_part(s, dst, f, src, n);
+}
+
+fg_status fg_pass_rewrite_pairs(fg_pass_ctx *c, fg_pair_fusion *p) {
+  int32_t count = fg_graph_node_count(c->g);
+  pair_state s = {p, malloc(sizeof *s.fused * ((size_t)count + 1))};
+  if (!s.fused) return fg_err_set(c->e, FG_E_NOMEM, "pair fusion: out of memory");
+  for (fg_node n = 0; n < count; n++) s.fused[n] = FG_NONE;
+  fg_status st = fg_pass_rewrite(c, pair_emit, &s);
+  free(s.fused);
+  return st;
 }
