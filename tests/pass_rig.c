@@ -15,7 +15,8 @@ static fg_err terr;
 fg_tensor *random_tensor(fg_shape s, uint64_t seed, double lo, double hi) {
   fg_tensor *t;
   cr_assert_eq(fg_tensor_new(&t, FG_F32, &s, NULL), FG_OK);
-  for (int64_t i = 0; i < fg_tensor_numel(t); i++) fg_tensor_set(t, i, lo + (hi - lo) * fg_rng_uniform(seed, (uint64_t)i));
+  for (int64_t i = 0; i < fg_tensor_numel(t); i++)
+    fg_tensor_set(t, i, lo + (hi - lo) * fg_rng_uniform(seed, (uint64_t)i));
   return t;
 }
 
@@ -36,10 +37,12 @@ void run(const built *b, const fg_program_opts *o, fg_tensor **out, fg_program_s
   fg_program *p;
   fg_err e;
   cr_assert_eq(fg_program_new_opts(&p, b->g, b->n_out, b->outs, o, &e), FG_OK, "%s", e.msg);
-  for (int i = 0; i < b->n_in; i++) cr_assert_eq(fg_program_bind(p, b->names[i], b->values[i], &terr), FG_OK, "%s", terr.msg);
+  for (int i = 0; i < b->n_in; i++)
+    cr_assert_eq(fg_program_bind(p, b->names[i], b->values[i], &terr), FG_OK, "%s", terr.msg);
   for (int rep = 0; rep < 2; rep++) /* twice: a second run must not depend on leftovers */
     cr_assert_eq(fg_program_run(p, &terr), FG_OK, "%s", terr.msg);
-  for (int j = 0; j < b->n_out; j++) cr_assert_eq(fg_tensor_copy(&out[j], fg_program_output(p, j), FG_F32, NULL), FG_OK);
+  for (int j = 0; j < b->n_out; j++)
+    cr_assert_eq(fg_tensor_copy(&out[j], fg_program_output(p, j), FG_F32, NULL), FG_OK);
   if (stats) *stats = *fg_program_get_stats(p);
   fg_program_free(p);
 }
@@ -50,8 +53,8 @@ void expect_identical(const built *b, fg_tensor **a, fg_tensor **c, const char *
     cr_assert_eq(fg_tensor_numel(c[j]), n);
     for (int64_t i = 0; i < n; i++) {
       float x = ((float *)fg_tensor_data(a[j]))[i], y = ((float *)fg_tensor_data(c[j]))[i];
-      cr_assert(memcmp(&x, &y, sizeof x) == 0 && !isnan(x), "%s: output %d element %lld: %.9g vs %.9g", what, j,
-                (long long)i, x, y);
+      cr_assert(memcmp(&x, &y, sizeof x) == 0 && !isnan(x),
+                "%s: output %d element %lld: %.9g vs %.9g", what, j, (long long)i, x, y);
     }
   }
 }
@@ -63,8 +66,8 @@ void expect_close(const built *b, fg_tensor **a, fg_tensor **c, double rel, cons
     cr_assert_eq(fg_tensor_numel(c[j]), n);
     for (int64_t i = 0; i < n; i++) {
       double x = ((float *)fg_tensor_data(a[j]))[i], y = ((float *)fg_tensor_data(c[j]))[i];
-      cr_assert(fabs(x - y) <= rel * fmax(fabs(x), fabs(y)) + 1e-6, "%s: output %d element %lld: %.9g vs %.9g",
-                what, j, (long long)i, x, y);
+      cr_assert(fabs(x - y) <= rel * fmax(fabs(x), fabs(y)) + 1e-6,
+                "%s: output %d element %lld: %.9g vs %.9g", what, j, (long long)i, x, y);
     }
   }
 }
@@ -79,4 +82,5 @@ int count_op(const fg_graph *g, int op) {
   return k;
 }
 
-const fg_program_opts reference_opts = {.n_threads = 1, .disabled_passes = 0xffffffffu, .verify = true};
+const fg_program_opts reference_opts = {.n_threads = 1, .disabled_passes = 0xffffffffu,
+                                        .verify = true};

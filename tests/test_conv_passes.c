@@ -35,8 +35,10 @@ static void build_convnet(built *b, bool side_reader) {
   fg_graph_new(&b->g, NULL);
   fg_graph *g = b->g;
   fg_node x = leaf(b, false, "x", fg_shape4(2, 3, 6, 5), 1);
-  fg_node w1 = leaf(b, true, "w1", fg_shape4(8, 3, 3, 3), 2), b1 = leaf(b, true, "b1", fg_shape1(8), 3);
-  fg_node w2 = leaf(b, true, "w2", fg_shape4(4, 8, 1, 1), 4), b2 = leaf(b, true, "b2", fg_shape1(4), 5);
+  fg_node w1 = leaf(b, true, "w1", fg_shape4(8, 3, 3, 3), 2);
+  fg_node b1 = leaf(b, true, "b1", fg_shape1(8), 3);
+  fg_node w2 = leaf(b, true, "w2", fg_shape4(4, 8, 1, 1), 4);
+  fg_node b2 = leaf(b, true, "b2", fg_shape1(4), 5);
   fg_conv2d_opts pad = fg_conv2d_defaults();
   pad.padding[0] = pad.padding[1] = 1;
   fg_node h = fg_relu(g, fg_conv2d(g, x, w1, b1, &pad));

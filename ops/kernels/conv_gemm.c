@@ -270,12 +270,6 @@ fg_status fg_conv_gemm_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
  * each part lays a chunk of nb images side by side, dy rows and column-matrix rows alike, and
  * makes one GEMM with k = nb Ho Wo per chunk, accumulating chunks in image order. */
 
-/* gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T with one GEMM per image, dy[n] read in
- * place and the column rows built per image (a 1x1 kernel reads x[n]'s planes in place too).
- * Copying dy and the column rows of many images side by side first (wgrad_tile below) costs
- * as much as the arithmetic on 14x14 images and copies dy once per tile; but at 7x7 k = 49 is
- * too short a GEMM, so only images of at least MIN_INPLACE_WGRAD_PIXELS pixels go this way.
- * Column rows go in chunks of at most SCRATCH_ELEMS. */
 /* The bias lanes of a tile's channels [o0, o1) when it holds the last columns (r1: its end) of
  * conv2d_weight_bias_grad's weight gradient, else NULL. */
 static double *bias_lanes_of(const conv_ctx *c, int64_t o0, int64_t o1, int64_t r1) {
@@ -283,6 +277,12 @@ static double *bias_lanes_of(const conv_ctx *c, int64_t o0, int64_t o1, int64_t 
   return c->bias_grad && r1 == g->c * g->kh * g->kw ? conv_bias_lanes(o1 - o0) : NULL;
 }
 
+/* gw[o0:o1, r0:r1] = sum_n dy[n][o0:o1] . col[n][r0:r1]^T with one GEMM per image, dy[n] read in
+ * place and the column rows built per image (a 1x1 kernel reads x[n]'s planes in place too).
+ * Copying dy and the column rows of many images side by side first (wgrad_tile below) costs
+ * as much as the arithmetic on 14x14 images and copies dy once per tile; but at 7x7 k = 49 is
+ * too short a GEMM, so only images of at least MIN_INPLACE_WGRAD_PIXELS pixels go this way.
+ * Column rows go in chunks of at most SCRATCH_ELEMS. */
 static fg_status wgrad_tile_inplace(const conv_ctx *c, const void *x, const void *dy, void *gw,
                                     int64_t o0, int64_t o1, int64_t r0, int64_t r1) {
   const conv_geom *g = &c->g;

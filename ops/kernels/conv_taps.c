@@ -19,8 +19,8 @@
  * Phases: the weights rearranged once per run (forward, input gradient), then images in parts;
  * the weight gradient sums each part's images into its own partial, then the partials in part
  * order (conv2d_weight_bias_grad's bias likewise: each part's dy rows summed image by image
- * after its GEMM has read them, fg_row_lanes, then the parts' sums in order).  Parts depend only on the shapes, so results are the same bits for any thread count.
- * Outputs add their taps in a fixed order, not the direct path's: results agree with the other
+ * after its GEMM has read them, fg_row_lanes, then the parts' sums in order).  Parts depend
+ * only on the shapes, so results are the same bits for any thread count.  Outputs add their taps in a fixed order, not the direct path's: results agree with the other
  * implementations to rounding, as any two do.  The fixed rules never choose it; the timed
  * choice (or FG_KERNELS) does. */
 #include <stdlib.h>

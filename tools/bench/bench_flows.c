@@ -258,7 +258,8 @@ static double graph_flops(const fg_graph *g) {
       fg_shape y = fwd ? out : fg_node_shape(g, fg_node_input(g, n, 0));
       total += 2.0 * (double)fg_shape_count(&y) * (double)(w.d[1] * w.d[2] * w.d[3]);
     } else if (op == FG_OP_CONV2D_WEIGHT_GRAD || op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD) {
-      fg_shape x = fg_node_shape(g, fg_node_input(g, n, 0)), dy = fg_node_shape(g, fg_node_input(g, n, 1));
+      fg_shape x = fg_node_shape(g, fg_node_input(g, n, 0));
+      fg_shape dy = fg_node_shape(g, fg_node_input(g, n, 1));
       const fg_conv2d_attr *at = fg_node_attr(g, n); /* the kernel's size */
       total += 2.0 * (double)fg_shape_count(&dy) * (double)(x.d[1] * at->size[0] * at->size[1]);
     } else if (op == FG_OP_MATMUL) {
