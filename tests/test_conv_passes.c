@@ -386,3 +386,24 @@ Test(conv_passes, bias_grad_pairs_every_bias_of_a_training_graph) {
   free_outs(&b, ref), free_outs(&b, got);
   free_built(&b);
 }
+
+/* A rule for conv2d_weight_grad holds for the conv2d_weight_bias_grad the pass makes of it (its
+ * own rule auto): pinned to the GEMM path, every weight gradient of a training graph runs it. */
+Test(conv_passes, a_rule_for_weight_gradients_holds_for_their_fused_bias_gradients) {
+  built b = {0};
+  build_couplings(&b, true, true, 4, 8);
+  fg_program *p;
+  fg_program_opts o = {.n_threads = 2, .kernels = "conv2d_weight_grad=gemm"};
+  cr_assert_eq(fg_program_new_opts(&p, b.g, b.n_out, b.outs, &o, NULL), FG_OK);
+  const fg_graph *cg = fg_program_graph(p);
+  int fused = 0;
+  for (fg_node n = 0; n < fg_graph_node_count(cg); n++) {
+    if (fg_node_op(cg, n) != FG_OP_CONV2D_WEIGHT_BIAS_GRAD) continue;
+    fused++;
+    const char *k = fg_program_node_kernel(p, n);
+    cr_expect(k && strncmp(k, "gemm", 4) == 0, "node %d runs %s", n, k ? k : "(none)");
+  }
+  cr_expect_eq(fused, 15);
+  fg_program_free(p);
+  free_built(&b);
+}

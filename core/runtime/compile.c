@@ -12,11 +12,25 @@
 #include "core/compiler/pass_schedule.h"
 #include "core/runtime/program_internal.h"
 
+/* An op a pass makes in another's place follows the rule given for that one, where its own is
+ * auto: conv2d_weight_bias_grad computes a conv2d_weight_grad, so FG_KERNELS=
+ * conv2d_weight_grad=gemm runs the weight gradients on the GEMM path after the bias_grad pass
+ * too (an implementation of the same name; the two ops list the same ones). */
+static void follow_rule(fg_kernel_rules *r, int made, int from) {
+  if (r->mode[made] != KRULE_AUTO || r->mode[from] == KRULE_AUTO) return;
+  const fg_op_def *d = fg_op_get(made), *f = fg_op_get(from);
+  if (r->mode[from] == KRULE_NATIVE) r->mode[made] = KRULE_NATIVE;
+  for (int i = 0; r->mode[from] == KRULE_IMPL && i < d->n_impls; i++)
+    if (strcmp(d->impls[i].name, f->impls[r->impl[from]].name) == 0)
+      r->mode[made] = KRULE_IMPL, r->impl[made] = (int8_t)i;
+}
+
 /* The kernel rules: FG_KERNELS (or the options'), every auto rule native in deterministic
  * mode.  Read once, before the passes, which they also steer. */
 static fg_status kernel_rules(fg_kernel_rules *rules, const fg_program_opts *o, fg_err *e) {
   const char *text = o->kernels ? o->kernels : getenv("FG_KERNELS");
   fg_status st = fg__kernel_rules_parse(rules, text, e);
+  if (st == FG_OK) follow_rule(rules, FG_OP_CONV2D_WEIGHT_BIAS_GRAD, FG_OP_CONV2D_WEIGHT_GRAD);
   for (int op = 0; st == FG_OK && o->deterministic && op < FG_OP_COUNT; op++)
     if (rules->mode[op] == KRULE_AUTO) rules->mode[op] = KRULE_NATIVE;
   return st;
