@@ -3,7 +3,9 @@
  * and conv2d_chain (two or three of those a few images at a time, made by the compiler's chain
  * pass), conv2d_input_grad_relu (the input gradient masked by a relu's output, made by the
  * epilogue pass in a training graph's backward pass) and conv2d_weight_bias_grad (the weight
- * gradient and a bias's, dy's channel sums, made by the bias_grad pass).
+ * gradient and a bias's, dy's channel sums, made by the bias_grad pass) and
+ * conv2d_input_weight_grad (both gradients, and the bias's, from one read of dy, made by the
+ * conv_grads pass).
  *
  * The three ops are the partial derivatives of one trilinear form,
  *   T(x, w, dy) = <conv2d(x, w), dy> = <x, input_grad(dy, w)> = <w, weight_grad(x, dy)>,
@@ -197,6 +199,25 @@ static fg_status weight_grad_infer(fg_infer_args *a) {
   return FG_OK;
 }
 
+/* x, w as conv2d's, dy of conv2d(x, w)'s shape and dtype; the result flat: dx, dw (, db). */
+static fg_status input_weight_grad_infer(fg_infer_args *a) {
+  const fg_conv2d_grads_attr *at = a->attr;
+  fg_status st = conv2d_infer(a); /* x and w; reads the geometry, the attr's first member */
+  if (st != FG_OK) return st;
+  char s0[96], s1[96];
+  if (a->in_dtype[2] != a->in_dtype[0])
+    return fg_infer_fail(a, FG_E_DTYPE, "dy of the input's dtype %s, got %s",
+                         fg_dtype_name(a->in_dtype[0]), fg_dtype_name(a->in_dtype[2]));
+  if (!fg_shape_equal(&a->in_shape[2], &a->out_shape))
+    return fg_infer_fail(a, FG_E_SHAPE, "dy of the conv's output shape %s, got %s",
+                         fg_shape_str(&a->out_shape, s0, sizeof s0),
+                         fg_shape_str(&a->in_shape[2], s1, sizeof s1));
+  int64_t o = a->in_shape[1].d[0];
+  a->out_shape = fg_shape1(fg_shape_count(&a->in_shape[0]) + fg_shape_count(&a->in_shape[1]) +
+                           (at->bias ? o : 0));
+  return FG_OK;
+}
+
 /* conv2d_weight_grad's rule, the result flat with the bias gradient's O elements after. */
 static fg_status weight_bias_grad_infer(fg_infer_args *a) {
   fg_status st = weight_grad_infer(a);
@@ -289,6 +310,16 @@ fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, in
 fg_node fg_conv2d_weight_bias_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
                                    const fg_conv2d_opts *opts) {
   return add_conv_node(g, FG_OP_CONV2D_WEIGHT_BIAS_GRAD, x, dy, opts, kh, kw);
+}
+
+fg_node fg_conv2d_input_weight_grad(fg_graph *g, fg_node x, fg_node w, fg_node dy, bool bias,
+                                    const fg_conv2d_opts *opts) {
+  fg_conv2d_grads_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.geom = opts ? *opts : fg_conv2d_defaults();
+  attr.bias = bias;
+  return fg_graph_add_node(g, FG_OP_CONV2D_INPUT_WEIGHT_GRAD, 3, (const fg_node[]){x, w, dy},
+                           &attr);
 }
 
 /* ---- VJPs: the identities at the top of the file ---- */
@@ -404,6 +435,26 @@ static fg_status weight_bias_grad_vjp(fg_graph *g, fg_node node, fg_node gout, u
   return fg_graph_status(g);
 }
 
+/* The three parts' VJPs: dx = input_grad(dy, w) is linear in w and dy, dw = weight_grad(x, dy)
+ * in x and dy, db = dy's sums in dy. */
+static fg_status input_weight_grad_vjp(fg_graph *g, fg_node node, fg_node gout, uint32_t need,
+                                       fg_node *gin) {
+  const fg_conv2d_grads_attr *at = fg_node_attr(g, node);
+  fg_node x = fg_node_input(g, node, 0), w = fg_node_input(g, node, 1);
+  fg_node dy = fg_node_input(g, node, 2);
+  fg_shape xs = fg_node_shape(g, x), ws = fg_node_shape(g, w);
+  int64_t nx = fg_shape_count(&xs), nw = fg_shape_count(&ws);
+  fg_node gx = fg_reshape(g, fg_slice_axis(g, gout, 0, 0, nx), xs);
+  fg_node gw = fg_reshape(g, fg_slice_axis(g, gout, 0, nx, nx + nw), ws);
+  fg_node gb = at->bias ? fg_slice_axis(g, gout, 0, nx + nw, nx + nw + ws.d[0]) : FG_NONE;
+  if (need & 1u) gin[0] = fg_conv2d_input_grad(g, dy, gw, xs.d[2], xs.d[3], &at->geom);
+  if (need & 2u) gin[1] = fg_conv2d_weight_grad(g, gx, dy, ws.d[2], ws.d[3], &at->geom);
+  if (need & 4u)
+    gin[2] = fg_add(g, fg_conv2d(g, gx, w, FG_NONE, &at->geom),
+                    fg_conv2d(g, x, gw, gb, &at->geom));
+  return fg_graph_status(g);
+}
+
 /* ---- the implementations a program chooses among (core/runtime/kernel_choice.h) ---- */
 
 #ifdef FG_HAVE_DNNL
@@ -415,9 +466,17 @@ static fg_status weight_bias_grad_vjp(fg_graph *g, fg_node node, fg_node gout, u
 #define ONEDNN_IMPLS ONEDNN_IMPLS_WITH(fg_onednn_conv_f32)
 /* conv2d_input_grad_relu's: the primitives, then the mask in a phase of its own. */
 #define ONEDNN_MASKED_IMPLS ONEDNN_IMPLS_WITH(fg_onednn_conv_masked_f32)
+/* conv2d_input_weight_grad's: the two gradients' primitives one after the other. */
+#define ONEDNN_GRADS_IMPLS                                                                    \
+  {"onednn", fg_onednn_grads_prepare, fg_onednn_grads_release, fg_onednn_grads_f32, NULL},    \
+      {"onednn_nchw", fg_onednn_grads_prepare_nchw, fg_onednn_grads_release,                  \
+       fg_onednn_grads_f32, NULL},                                                            \
+      {"onednn_wino", fg_onednn_grads_prepare_wino, fg_onednn_grads_release,                  \
+       fg_onednn_grads_f32, NULL},
 #else
 #define ONEDNN_IMPLS
 #define ONEDNN_MASKED_IMPLS
+#define ONEDNN_GRADS_IMPLS
 #endif
 /* The native paths, each through the op's own kernels (which run the path their state names). */
 #define PATH_IMPL(path, op) {#path, fg_conv_prepare_##path, NULL, FG_KERNELS(op)}
@@ -448,6 +507,9 @@ static const fg_kernel_impl weight_bias_grad_impls[] = {
     ONEDNN_IMPLS PATH_IMPL(direct, conv2d_weight_bias_grad),
     PATH_IMPL(shifted, conv2d_weight_bias_grad), PATH_IMPL(gemm, conv2d_weight_bias_grad),
     TAPS_IMPL};
+/* The native kernels run the two gradients' paths one after the other, as oneDNN's its two
+ * primitives; the taps read dy once. */
+static const fg_kernel_impl input_weight_grad_impls[] = {ONEDNN_GRADS_IMPLS TAPS_IMPL};
 static const fg_kernel_impl chain_impls[] = {
     {"direct", fg_conv_chain_prepare_direct, NULL, FG_KERNELS(conv2d_chain)}};
 #define IMPLS(list) .impls = list, .n_impls = (int)(sizeof list / sizeof *list)
@@ -524,4 +586,14 @@ const fg_op_def fg_opdef_conv2d_weight_bias_grad = {
     FG_KERNELS(conv2d_weight_bias_grad),
     .vjp = weight_bias_grad_vjp,
     IMPLS(weight_bias_grad_impls),
+};
+
+const fg_op_def fg_opdef_conv2d_input_weight_grad = {
+    .name = "conv2d_input_weight_grad",
+    .n_in = 3,
+    .attr_size = sizeof(fg_conv2d_grads_attr),
+    .infer = input_weight_grad_infer,
+    FG_KERNELS(conv2d_input_weight_grad),
+    .vjp = input_weight_grad_vjp,
+    IMPLS(input_weight_grad_impls),
 };

@@ -160,6 +160,13 @@ fg_node fg_conv2d_weight_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, in
  * has dy in cache instead of in a pass of their own. */
 fg_node fg_conv2d_weight_bias_grad(fg_graph *g, fg_node x, fg_node dy, int64_t kh, int64_t kw,
                                    const fg_conv2d_opts *opts);
+/* A conv's input and weight gradients (and with `bias` its bias's) from one read of dy: x
+ * [N, C, H, W], w [O, C, KH, KW] and dy [N, O, Ho, Wo] (conv2d(x, w)'s shape) give [N C H W +
+ * O C KH KW (+ O)]: conv2d_input_grad(dy, w)'s elements, then conv2d_weight_grad(x, dy)'s (then
+ * dy's channel sums).  The compiler's conv_grads pass makes it of the two where the input has
+ * few channels (a coupling net's first conv), so that dy, the large side, is read once. */
+fg_node fg_conv2d_input_weight_grad(fg_graph *g, fg_node x, fg_node w, fg_node dy, bool bias,
+                                    const fg_conv2d_opts *opts);
 
 /* ---- linear algebra (ops/linalg.c) ----
  * Matrices are the last two axes; leading axes are a batch (broadcast between a matrix and a

@@ -1,5 +1,5 @@
-/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain, conv2d_input_grad_relu
- * and conv2d_weight_bias_grad (ops/conv.c), against direct seven-deep loops written
+/* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain, conv2d_input_grad_relu,
+ * conv2d_weight_bias_grad and conv2d_input_weight_grad (ops/conv.c), against direct seven-deep loops written
  * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
  * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
  * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
@@ -50,6 +50,10 @@ static fg_node build_igrad_relu(fg_graph *g, const fg_node *in, const void *ctx)
 static fg_node build_wgrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
   return fg_conv2d_weight_grad(g, in[0], in[1], c->size[0], c->size[1], &c->o);
+}
+static fg_node build_iwgrad(fg_graph *g, const fg_node *in, const void *ctx) {
+  const conv_case *c = ctx;
+  return fg_conv2d_input_weight_grad(g, in[0], in[1], in[2], c->bias, &c->o);
 }
 static fg_node build_wbgrad(fg_graph *g, const fg_node *in, const void *ctx) {
   const conv_case *c = ctx;
@@ -179,6 +183,23 @@ static void ref_wbgrad(const fg_tensor *const *in, fg_tensor *out, const void *c
       for (int64_t i = 0; i < plane; i++) o[nw + ch] += v[1][(n * ds->d[1] + ch) * plane + i];
 }
 
+/* in = {x, w, dy}: the input gradient's N C H W elements, the weight gradient's O C KH KW, then
+ * (with bias) dy's channel sums */
+static void ref_iwgrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
+  const conv_case *c = ctx;
+  const fg_shape *xs = &in[0]->shape, *ws = &in[1]->shape, *ds = &in[2]->shape;
+  int64_t nx = fg_shape_count(xs), nw = fg_shape_count(ws), plane = ds->d[2] * ds->d[3];
+  const double *x = fg_tensor_data(in[0]), *w = fg_tensor_data(in[1]), *dy = fg_tensor_data(in[2]);
+  const double *ig[2] = {dy, w}, *wg[2] = {x, dy};
+  double *o = fg_tensor_data(out);
+  zero(out);
+  each_tap(c, xs, ws, ds, visit_igrad, ig, o);
+  each_tap(c, xs, ws, ds, visit_wgrad, wg, o + nx);
+  for (int64_t n = 0; c->bias && n < ds->d[0]; n++)
+    for (int64_t ch = 0; ch < ds->d[1]; ch++)
+      for (int64_t i = 0; i < plane; i++) o[nx + nw + ch] += dy[(n * ds->d[1] + ch) * plane + i];
+}
+
 #define S1(a) {1, {a}}
 #define S4(a, b, c, d) {4, {a, b, c, d}}
 
@@ -222,6 +243,10 @@ static const conv_case wg_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {1, 1}};
 static const conv_case wg_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, false, {2, 3}};
 static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}};
 static const conv_case wg_3x3 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {3, 3}};
+/* conv2d_input_weight_grad: bias = the bias gradient too */
+static const conv_case iw_pad1_bias = {OPTS(1, 1, 1, 1, 1, 1), true, false, {0, 0}};
+static const conv_case iw_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {0, 0}};
+static const conv_case iw_stride2 = {OPTS(2, 2, 1, 1, 1, 1), true, false, {0, 0}};
 
 #define CONV(label_, x_, w_, ctx_, gg_)                                                        \
   {.op = "conv2d", .label = label_, .n_in = 2, .in = {x_, w_}, .lo = -1, .hi = 1,             \
@@ -250,6 +275,10 @@ static const conv_case wg_3x3 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {3, 3}};
 #define WBGRAD_NOGRAD(label_, x_, dy_, ctx_)                                                  \
   {.op = "conv2d_weight_bias_grad", .label = label_, .n_in = 2, .in = {x_, dy_}, .lo = -1,    \
    .hi = 1, .build = build_wbgrad, .ctx = ctx_, .reference = ref_wbgrad, .no_grad = true}
+#define IWGRAD(label_, x_, w_, dy_, ctx_, gg_)                                                 \
+  {.op = "conv2d_input_weight_grad", .label = label_, .n_in = 3, .in = {x_, w_, dy_},         \
+   .lo = -1, .hi = 1, .build = build_iwgrad, .ctx = ctx_, .reference = ref_iwgrad,            \
+   .gradgrad = gg_}
 
 static const op_case cases[] = {
     CONV("3x3, padding 1, x [2,2,5,4]", S4(2, 2, 5, 4), S4(3, 2, 3, 3), &c_pad1, true),
@@ -354,6 +383,17 @@ static const op_case cases[] = {
     WBGRAD_NOGRAD("3x3 of 2 channels to 24 at 9x9, batch 5 (few inputs)", S4(5, 2, 9, 9),
                   S4(5, 24, 9, 9), &wg_pad1),
     WBGRAD("zero-sized batch: zeros", S4(0, 2, 4, 4), S4(0, 3, 4, 4), &wg_empty, false),
+    /* both gradients (and the bias's) from one read of dy: the taps' GEMMs on each image, or
+     * the two paths one after the other */
+    IWGRAD("2 channels to 5, 3x3, padding 1, with the bias", S4(2, 2, 5, 4), S4(5, 2, 3, 3),
+           S4(2, 5, 5, 4), &iw_pad1_bias, true),
+    IWGRAD("3 channels to 4, 3x3, padding 1", S4(3, 3, 6, 5), S4(4, 3, 3, 3), S4(3, 4, 6, 5),
+           &iw_pad1, false),
+    IWGRAD("stride 2, with the bias (no taps)", S4(2, 2, 6, 5), S4(3, 2, 3, 3), S4(2, 3, 3, 3),
+           &iw_stride2, false),
+    {.op = "conv2d_input_weight_grad", .label = "4 channels to 24 at 9x9, batch 5, with the bias",
+     .n_in = 3, .in = {S4(5, 4, 9, 9), S4(24, 4, 3, 3), S4(5, 24, 9, 9)}, .lo = -1, .hi = 1,
+     .build = build_iwgrad, .ctx = &iw_pad1_bias, .reference = ref_iwgrad, .no_grad = true},
 };
 
 /* ---- rejects ---- */
@@ -455,6 +495,12 @@ static void bad_wbgrad_width(fg_graph *g) {
   fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(2, 1, 3, 4));
   fg_conv2d_weight_bias_grad(g, x, dy, 3, 3, NULL);
 }
+static void bad_iwgrad_dy(fg_graph *g) {
+  fg_node x = fg_input(g, "x", FG_F64, fg_shape4(2, 2, 5, 5));
+  fg_node w = fg_input(g, "w", FG_F64, fg_shape4(3, 2, 3, 3));
+  fg_node dy = fg_input(g, "dy", FG_F64, fg_shape4(2, 3, 5, 5)); /* no padding: 3x3 */
+  fg_conv2d_input_weight_grad(g, x, w, dy, true, NULL);
+}
 
 static const op_reject_case rejects[] = {
     {"conv2d", "x has 2 channels, w expects 3", bad_channels, FG_E_SHAPE, "input channels"},
@@ -487,6 +533,8 @@ static const op_reject_case rejects[] = {
     {"conv2d_weight_grad", "batch 2 vs 3", bad_wgrad_batch, FG_E_SHAPE, "batch"},
     {"conv2d_weight_bias_grad", "dy 3x4 from a 5x5 input and a 3x3 kernel", bad_wbgrad_width,
      FG_E_SHAPE, "dy's width"},
+    {"conv2d_input_weight_grad", "dy 5x5 for a conv whose output is 3x3", bad_iwgrad_dy,
+     FG_E_SHAPE, "dy of the conv's output shape"},
 };
 
 const op_case_list op_cases_conv = {

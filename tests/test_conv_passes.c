@@ -21,7 +21,8 @@ TestSuite(conv_passes, .init = pin_kernels);
 /* The passes whose results may differ in the last bits under the kernels the suite runs with:
  * bias_grad under oneDNN's (its conv2d_weight_bias_grad takes the primitive's own bias sums,
  * diff_bias, where the separate sum runs the native reduction); none under the native kernels,
- * whose bias sums add as the sum kernel does. */
+ * whose bias sums add as the sum kernel does.  (conv_grads is off where FG_KERNELS pins the
+ * gradients, and its op runs the separate ops' paths or primitives.) */
 static uint32_t inexact_passes(void) {
   const char *k = getenv("FG_KERNELS");
   return k && strncmp(k, "onednn", 6) == 0 ? FG_PASS_BIT(BIAS_GRAD) : 0;
@@ -365,8 +366,10 @@ Test(conv_passes, bias_grad_takes_a_bias_gradient_with_its_weight_gradient) {
 }
 
 /* In a training graph every conv's bias gradient goes with its weight gradient (5 blocks of
- * three convs with biases: 15), and the gradients keep their bits with the native kernels. */
-Test(conv_passes, bias_grad_pairs_every_bias_of_a_training_graph) {
+ * three convs with biases: 15), and each block's first conv (2 channels to 64, 3x3) takes its
+ * input gradient with them (conv_grads; not the 1x1 conv of 64 channels, nor the last conv of
+ * 64 to 2); the gradients keep their bits with the native kernels. */
+Test(conv_passes, bias_grad_and_conv_grads_pair_a_training_graphs_gradients) {
   built b = {0};
   build_couplings(&b, true, true, 4, 8);
   fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
@@ -374,7 +377,8 @@ Test(conv_passes, bias_grad_pairs_every_bias_of_a_training_graph) {
   fg_program *p;
   cr_assert_eq(fg_program_new_opts(&p, b.g, b.n_out, b.outs, &on, NULL), FG_OK);
   const fg_graph *cg = fg_program_graph(p);
-  cr_expect_eq(count_op(cg, FG_OP_CONV2D_WEIGHT_BIAS_GRAD), 15);
+  cr_expect_eq(count_op(cg, FG_OP_CONV2D_WEIGHT_BIAS_GRAD), 10);
+  cr_expect_eq(count_op(cg, FG_OP_CONV2D_INPUT_WEIGHT_GRAD), 5);
   cr_expect_eq(count_op(cg, FG_OP_CONV2D_WEIGHT_GRAD), 0);
   fg_program_free(p);
   fg_tensor *ref[16], *got[16];
@@ -406,4 +410,64 @@ Test(conv_passes, a_rule_for_weight_gradients_holds_for_their_fused_bias_gradien
   cr_expect_eq(fused, 15);
   fg_program_free(p);
   free_built(&b);
+}
+
+static bool have_onednn(void) {
+  char buf[256];
+  return strncmp(fg_kernel_libraries(buf, sizeof buf), "oneDNN", 6) == 0;
+}
+
+/* conv_grads on one conv's two gradients: a 3x3 conv of 2 channels to 6 takes both from one
+ * op (with or without the bias's sums), bit-identical with the native kernels, and with
+ * oneDNN's primitives to the separate ops on them, and close to the reference with the taps;
+ * a 1x1 conv of 2 channels and one of 6 channels to 2 keep theirs apart. */
+Test(conv_passes, conv_grads_takes_a_few_input_convs_gradients_together) {
+  const struct {
+    int64_t c, o, k;
+    bool bias;
+    int fused;
+  } v[] = {{2, 6, 3, true, 1}, {2, 6, 3, false, 1}, {2, 6, 1, true, 0}, {6, 2, 3, true, 0}};
+  for (int i = 0; i < (int)(sizeof v / sizeof *v); i++) {
+    built b = {0};
+    fg_graph_new(&b.g, NULL);
+    fg_graph *g = b.g;
+    fg_node x = leaf(&b, false, "x", fg_shape4(3, v[i].c, 7, 6), 1);
+    fg_node w = leaf(&b, false, "w", fg_shape4(v[i].o, v[i].c, v[i].k, v[i].k), 2);
+    fg_node dy = leaf(&b, false, "dy", fg_shape4(3, v[i].o, 7, 6), 3);
+    fg_conv2d_opts pad = fg_conv2d_defaults();
+    pad.padding[0] = pad.padding[1] = v[i].k / 2;
+    b.outs[0] = fg_conv2d_input_grad(g, dy, w, 7, 6, &pad);
+    b.outs[1] = fg_conv2d_weight_grad(g, x, dy, v[i].k, v[i].k, &pad);
+    b.outs[2] = fg_sum(g, dy, v[i].bias ? FG_AXIS(0) | FG_AXIS(2) | FG_AXIS(3) : FG_AXIS(1), false);
+    b.n_out = 3;
+    fg_tensor *ref[16], *got[16], *taps[16];
+    fg_program_opts reference_native = reference_opts;
+    reference_native.kernels = "native";
+    run(&b, &reference_native, ref, NULL);
+    fg_program_opts on = {.n_threads = 2, .kernels = "native", .verify = true,
+                          .poison_freed = true};
+    run(&b, &on, got, NULL);
+    expect_identical(&b, ref, got, "both gradients, native kernels");
+    fg_program_opts on_taps = on;
+    on_taps.kernels = "conv2d_input_weight_grad=taps";
+    run(&b, &on_taps, taps, NULL);
+    expect_close(&b, ref, taps, 1e-5, "both gradients by the taps");
+    if (have_onednn() && v[i].fused) { /* the pass off, each op on oneDNN; then the fused op */
+      fg_tensor *apart[16], *fused[16];
+      fg_program_opts dnn = on, dnn_fused = on;
+      dnn.kernels = "onednn", dnn.disabled_passes = FG_PASS_BIT(CONV_GRADS);
+      dnn_fused.kernels = "conv2d_input_weight_grad=onednn,conv2d_weight_bias_grad=onednn";
+      run(&b, &dnn, apart, NULL);
+      run(&b, &dnn_fused, fused, NULL);
+      expect_identical(&b, apart, fused, "both gradients by oneDNN's primitives");
+      free_outs(&b, apart), free_outs(&b, fused);
+    }
+    fg_program *p;
+    cr_assert_eq(fg_program_new_opts(&p, g, b.n_out, b.outs, &on, NULL), FG_OK);
+    int fused = count_op(fg_program_graph(p), FG_OP_CONV2D_INPUT_WEIGHT_GRAD);
+    cr_expect_eq(fused, v[i].fused, "variant %d: %d conv2d_input_weight_grad", i, fused);
+    fg_program_free(p);
+    free_outs(&b, ref), free_outs(&b, got), free_outs(&b, taps);
+    free_built(&b);
+  }
 }

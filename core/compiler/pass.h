@@ -27,7 +27,8 @@
   X(LAYOUT, layout, "blocked layouts kept between oneDNN kernels")         \
   X(REMAT, remat, "cheap large forward values computed again in the backward") \
   X(CHAIN, chain, "a few-channel conv, the 1x1 conv (and a few-output conv) after it, as one") \
-  X(BIAS_GRAD, bias_grad, "a conv's weight gradient and its bias's (dy's channel sums) as one op")
+  X(BIAS_GRAD, bias_grad, "a conv's weight gradient and its bias's (dy's channel sums) as one op") \
+  X(CONV_GRADS, conv_grads, "a few-input conv's input and weight gradients from one read of dy")
 
 enum fg_pass_id {
 #define FG_PASS_ENUM_(ID, name, what) FG_PASS_##ID,
@@ -78,11 +79,11 @@ typedef struct fg_merge_state {
   const void *extra;
 } fg_merge_state;
 fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit, const void *extra);
-/* A rewrite for a pass that fuses pairs of nodes (bias_grad): the pass pairs nodes
- * (partner[a] = b, partner[b] = a; FG_NONE elsewhere); at the first of a pair in id order,
- * make() builds the fused node from the pair's inputs in dst (c->map), or returns FG_NONE while
- * one is not there yet (the two then stay apart); each of the two becomes the slice [from, to)
- * of the fused node's flat output that range() gives, reshaped to its own shape. */
+/* A rewrite for a pass that fuses pairs of nodes (bias_grad, conv_grads): the pass pairs
+ * nodes (partner[a] = b, partner[b] = a; FG_NONE elsewhere); at the first of a pair in id
+ * order, make() builds the fused node from the pair's inputs in dst (c->map), or returns FG_NONE
+ * while one is not there yet (the two then stay apart); each of the two becomes the slice
+ * [from, to) of the fused node's flat output that range() gives, reshaped to its own shape. */
 typedef struct fg_pair_fusion {
   fg_node *partner; /* per node of c->g, filled by the pass (node count + 1 entries) */
   fg_node (*make)(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node a, fg_node b);
@@ -101,9 +102,10 @@ fg_status fg_pass_epilogue(fg_pass_ctx *c);
 fg_status fg_pass_remat(fg_pass_ctx *c);
 fg_status fg_pass_chain(fg_pass_ctx *c);
 fg_status fg_pass_bias_grad(fg_pass_ctx *c);
+fg_status fg_pass_conv_grads(fg_pass_ctx *c);
 
 /* Runs the graph passes in order (dce, simplify, cse, fold, simplify, cse, epilogue, bias_grad,
- * remat, chain),
+ * conv_grads, remat, chain),
  * skipping the disabled ones, verifying the graph after each when `verify` is set, and recording
  * the node count after each pass in counts[] (FG_PASS_COUNT entries, -1 for a pass not run).
  * dump_dir, if not NULL, receives <dir>/NN-<pass>.dot before the first and after every pass.

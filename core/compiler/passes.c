@@ -32,7 +32,7 @@ fg_status fg_pass_parse_list(const char *list, uint32_t *bits, fg_err *e) {
         return fg_err_set(e, FG_E_MISUSE,
                           "unknown pass '%.*s' (passes: dce, simplify, cse, fold, "
                           "epilogue, fuse, memplan, schedule, layout, remat, chain, "
-                          "bias_grad)",
+                          "bias_grad, conv_grads)",
                           (int)len, p);
       *bits |= 1u << found;
     }
@@ -54,7 +54,7 @@ static const pipeline_step pipeline[] = {
     {FG_PASS_CSE, fg_pass_cse},           {FG_PASS_FOLD, fg_pass_fold},
     {FG_PASS_SIMPLIFY, fg_pass_simplify}, {FG_PASS_CSE, fg_pass_cse},
     {FG_PASS_EPILOGUE, fg_pass_epilogue}, {FG_PASS_BIAS_GRAD, fg_pass_bias_grad},
-    {FG_PASS_REMAT, fg_pass_remat},
+    {FG_PASS_CONV_GRADS, fg_pass_conv_grads}, {FG_PASS_REMAT, fg_pass_remat},
     {FG_PASS_CHAIN, fg_pass_chain},
 };
 

@@ -86,7 +86,7 @@ typedef struct fg_kargs {
 typedef fg_status (*fg_kernel_fn)(const fg_kargs *k);
 
 /* Phases a kernel implementation may split a run into (fg_kprep.n_phases). */
-#define FG_KERNEL_MAX_PHASES 3
+#define FG_KERNEL_MAX_PHASES 4
 
 /* What an implementation's prepare sees of one node, and what it answers.  The inputs come
  * pre-set; the answers come pre-set to the descriptor kernels' way of running: one phase of

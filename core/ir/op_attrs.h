@@ -85,6 +85,11 @@ typedef struct fg_conv2d_bias_act_attr {
   fg_conv2d_opts geom; /* first, as in fg_conv2d_attr: the conv kernels read it from either */
   int64_t relu;
 } fg_conv2d_bias_act_attr;
+/* conv2d_input_weight_grad: the conv's options; bias: the bias gradient (dy's channel sums) too */
+typedef struct fg_conv2d_grads_attr {
+  fg_conv2d_opts geom; /* first, as in fg_conv2d_attr */
+  int64_t bias;
+} fg_conv2d_grads_attr;
 /* conv2d_chain: conv2d_bias_act of conv2d_bias_act (of conv2d_bias_act) of x, n_convs of
  * them, conv i with weight input 1 + 2 i and bias 2 + 2 i. */
 #define FG_CONV2D_CHAIN_MAX 3

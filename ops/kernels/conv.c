@@ -134,8 +134,10 @@ static const conv_driver drivers[CONV_PATH_COUNT][CONV_KIND_COUNT] = {
 
 conv_kind fg_conv_kind_of(int op) {
   return op == FG_OP_CONV2D_INPUT_GRAD || op == FG_OP_CONV2D_INPUT_GRAD_RELU ? CONV_INPUT_GRAD
-         : op == FG_OP_CONV2D_WEIGHT_GRAD || op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD ? CONV_WEIGHT_GRAD
-                                                                                : CONV_FORWARD;
+         : op == FG_OP_CONV2D_WEIGHT_GRAD || op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD ||
+                   op == FG_OP_CONV2D_INPUT_WEIGHT_GRAD
+             ? CONV_WEIGHT_GRAD
+             : CONV_FORWARD;
 }
 
 /* out[i] *= (y[i] > 0), as the separate ops compute it (greater's 1 or 0, then the product: NaN
@@ -176,6 +178,14 @@ conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_s
                     .kw = at->size[1], .ho = b[2], .wo = b[3]};
     break;
   }
+  conv_geom_set_opts(&g, (const fg_conv2d_opts *)attr);
+  return g;
+}
+
+conv_geom fg_conv_grads_geom(const void *attr, const fg_shape *in_shape) {
+  const int64_t *x = in_shape[0].d, *w = in_shape[1].d, *dy = in_shape[2].d;
+  conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = w[0], .kh = w[2], .kw = w[3],
+                 .ho = dy[2], .wo = dy[3]};
   conv_geom_set_opts(&g, (const fg_conv2d_opts *)attr);
   return g;
 }
@@ -322,6 +332,34 @@ fg_status fg_kernel_conv2d_weight_bias_grad_f32(const fg_kargs *k) {
 }
 fg_status fg_kernel_conv2d_weight_bias_grad_f64(const fg_kargs *k) {
   return conv_run_weight_bias(k, FG_F64);
+}
+
+/* conv2d_input_weight_grad by the native kernels: the input gradient's path, then the weight
+ * gradient's (and its bias's), each as its own op's kernel would run it on the same part (the
+ * taps, ops/kernels/conv_taps.c, read dy once for both). */
+static fg_status conv_run_input_weight(const fg_kargs *k, fg_dtype t) {
+  const fg_conv2d_grads_attr *at = k->attr;
+  const fg_shape *xs = &k->in_shape[0], *ws = &k->in_shape[1], *ds = &k->in_shape[2];
+  fg_conv2d_attr ia = {at->geom, {xs->d[2], xs->d[3]}}, wa = {at->geom, {ws->d[2], ws->d[3]}};
+  const void *iin[2] = {k->in[2], k->in[1]}, *win[2] = {k->in[0], k->in[2]};
+  fg_shape ish[2] = {*ds, *ws}, wsh[2] = {*xs, *ds};
+  fg_dtype dt[2] = {t, t};
+  fg_kargs ik = *k, wk = *k;
+  ik.attr = &ia, ik.n_in = 2, ik.in = iin, ik.in_shape = ish, ik.in_dtype = dt;
+  ik.out_shape = *xs, ik.state = NULL;
+  wk.attr = &wa, wk.n_in = 2, wk.in = win, wk.in_shape = wsh, wk.in_dtype = dt;
+  wk.out = (char *)k->out + fg_dtype_size(t) * (size_t)fg_shape_count(xs);
+  wk.out_shape = *ws, wk.state = NULL;
+  conv_ctx ic = conv_ctx_of(&ik, t, CONV_INPUT_GRAD), wc = conv_ctx_of(&wk, t, CONV_WEIGHT_GRAD);
+  if (at->bias) wc.bias_grad = at_m(&wc, wk.out, fg_shape_count(ws));
+  fg_status st = conv_drive(&ic, &ik, CONV_INPUT_GRAD);
+  return st == FG_OK ? conv_drive(&wc, &wk, CONV_WEIGHT_GRAD) : st;
+}
+fg_status fg_kernel_conv2d_input_weight_grad_f32(const fg_kargs *k) {
+  return conv_run_input_weight(k, FG_F32);
+}
+fg_status fg_kernel_conv2d_input_weight_grad_f64(const fg_kargs *k) {
+  return conv_run_input_weight(k, FG_F64);
 }
 
 /* ---- conv2d_chain: a few images at a time ----

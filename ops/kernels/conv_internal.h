@@ -60,12 +60,16 @@ typedef enum conv_path {
   CONV_PATH_COUNT
 } conv_path;
 
-/* Which of the three ops a conv op id computes (conv2d_bias_act is a forward). */
+/* Which of the three ops a conv op id computes (conv2d_bias_act is a forward;
+ * conv2d_input_weight_grad counts as a weight gradient, whose geometry fg_conv_grads_geom
+ * reads). */
 conv_kind fg_conv_kind_of(int op);
 /* The geometry of a call from its inputs' shapes, its attributes (every conv attribute starts
  * with the options) and its output's shape. */
 conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_shape *out_shape,
                           conv_kind kind);
+/* conv2d_input_weight_grad's geometry from its inputs x, w, dy. */
+conv_geom fg_conv_grads_geom(const void *attr, const fg_shape *in_shape);
 
 /* The native paths as implementations a program chooses among (fg_kernel_impl.prepare, with
  * the ops' own kernels): each applies where its path computes the call (ops/kernels/conv.c). */

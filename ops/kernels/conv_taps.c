@@ -45,7 +45,8 @@ typedef struct taps_state {
   bool few_in;     /* the small side is the input's channels (else the output's) */
   bool bias, relu; /* conv2d_bias_act's epilogue */
   bool mask;       /* conv2d_input_grad_relu's */
-  bool bias_grad;  /* conv2d_weight_bias_grad's */
+  bool bias_grad;  /* conv2d_weight_bias_grad's, or conv2d_input_weight_grad's with a bias */
+  bool both;       /* conv2d_input_weight_grad: the input gradient too (few input channels) */
   conv_geom g;
   int64_t rows;    /* the small side's channels x taps: the tap planes */
   int parts;       /* of the images */
@@ -192,6 +193,18 @@ static void rearrange_weights(const conv_ctx *c, const taps_state *s, const void
 
 /* ---- the phases ---- */
 
+/* One image's input gradient with few input channels: T' = wt dy, then dx the shifted sum of
+ * T' (sh: back to the input's planes). */
+static fg_status igrad_few_in(const conv_ctx *c, const taps_state *s, const shift *sh,
+                              const void *wt, const void *dy, void *buf, void *dx) {
+  const conv_geom *g = &s->g;
+  int64_t ohw = g->ho * g->wo;
+  fg_gemm_dims d = {.m = s->rows, .n = ohw, .k = g->o, .lda = g->o, .ldb = ohw, .ldc = ohw};
+  fg_status st = gemm(c, d, wt, dy, buf, "conv2d_input_grad");
+  if (st == FG_OK) shift_sum(c, sh, buf, NULL, false, dx);
+  return st;
+}
+
 /* Forward or input gradient of images [n0, n1), with buf for the tap planes. */
 static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
                         const void *wt, void *buf, int64_t n0, int64_t n1) {
@@ -204,10 +217,9 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
       fg_gemm_dims d = {.m = s->rows, .n = hw, .k = g->c, .lda = g->c, .ldb = hw, .ldc = hw};
       st = gemm(c, d, wt, at_c(c, k->in[0], n * g->c * hw), buf, "conv2d");
       if (st == FG_OK) shift_sum(c, &sh, buf, c->bias, c->relu, at_m(c, k->out, n * g->o * ohw));
-    } else if (s->few_in) { /* T' = wt dy, then dx the shifted sum of T' */
-      fg_gemm_dims d = {.m = s->rows, .n = ohw, .k = g->o, .lda = g->o, .ldb = ohw, .ldc = ohw};
-      st = gemm(c, d, wt, at_c(c, k->in[0], n * g->o * ohw), buf, "conv2d_input_grad");
-      if (st == FG_OK) shift_sum(c, &sh, buf, NULL, false, at_m(c, k->out, n * g->c * hw));
+    } else if (s->few_in) {
+      st = igrad_few_in(c, s, &sh, wt, at_c(c, k->in[0], n * g->o * ohw), buf,
+                        at_m(c, k->out, n * g->c * hw));
     } else { /* S = dy at each tap, then dx = wt S */
       gather(c, &sh, at_c(c, k->in[0], n * g->o * ohw), buf);
       fg_gemm_dims d = {.m = g->c, .n = hw, .k = s->rows, .lda = s->rows, .ldb = hw, .ldc = hw};
@@ -220,23 +232,28 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
 
 /* The weight gradient of images [n0, n1) into partial, with buf for the tap planes: few output
  * channels, partial[(o, t)][c] = sum S x^T; few input channels, partial[o][(c, t)] = sum dy
- * X^T, already dw's order. */
+ * X^T, already dw's order.  conv2d_input_weight_grad (dy its input 2) also takes each image's
+ * input gradient from the same dy while it is in cache (wt: the rearranged weights). */
 static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
-                              void *partial, void *buf, double *lanes, int64_t n0, int64_t n1) {
+                              const void *wt, void *partial, void *buf, double *lanes, int64_t n0,
+                              int64_t n1) {
   const conv_geom *g = &s->g;
   int64_t hw = g->h * g->w, ohw = g->ho * g->wo;
-  shift sh = shift_of(g, s->few_in ? g->c : g->o, s->few_in);
+  shift sh = shift_of(g, s->few_in ? g->c : g->o, s->few_in), back = shift_of(g, g->c, false);
+  const void *dy_all = k->in[s->both ? 2 : 1];
   fg_status st = FG_OK;
   if (n0 == n1) memset(partial, 0, c->es * (size_t)partial_elems(g, s->rows, s->few_in));
   if (s->bias_grad) memset(lanes, 0, sizeof(double) * FG_ROW_LANES * (size_t)g->o);
   for (int64_t n = n0; st == FG_OK && n < n1; n++) {
-    const void *x = at_c(c, k->in[0], n * g->c * hw), *dy = at_c(c, k->in[1], n * g->o * ohw);
+    const void *x = at_c(c, k->in[0], n * g->c * hw), *dy = at_c(c, dy_all, n * g->o * ohw);
     gather(c, &sh, s->few_in ? x : dy, buf);
     fg_gemm_dims d = {.tb = true, .accumulate = n > n0, .m = s->few_in ? g->o : s->rows,
                       .n = s->few_in ? s->rows : g->c, .k = s->few_in ? ohw : hw};
     d.lda = d.ldb = d.k, d.ldc = d.n;
     st = gemm(c, d, s->few_in ? dy : buf, s->few_in ? buf : x, partial, "conv2d_weight_grad");
     if (s->bias_grad) conv_bias_lanes_add(c, lanes, dy, g->o, ohw);
+    if (st == FG_OK && s->both)
+      st = igrad_few_in(c, s, &back, wt, dy, buf, at_m(c, k->out, n * g->c * hw));
   }
   /* each channel's total where its lanes start, for sum_partials */
   for (int64_t o = 0; s->bias_grad && o < g->o; o++)
@@ -271,10 +288,13 @@ static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_k
 SUM_DEFINE(float, f32)
 SUM_DEFINE(double, f64)
 
+/* Into the output, after the input gradient's N C H W elements for conv2d_input_weight_grad. */
 static void sum_partials(const conv_ctx *c, const taps_state *s, const fg_kargs *k) {
   const char *partials = (const char *)k->scratch + s->part_off;
-  if (c->t == FG_F32) sum_partials_f32(s, partials, k->out, k->ith, k->nth);
-  else sum_partials_f64(s, partials, k->out, k->ith, k->nth);
+  const conv_geom *g = &s->g;
+  void *dw = at_m(c, k->out, s->both ? g->n * g->c * g->h * g->w : 0);
+  if (c->t == FG_F32) sum_partials_f32(s, partials, dw, k->ith, k->nth);
+  else sum_partials_f64(s, partials, dw, k->ith, k->nth);
 }
 
 static fg_status run(const fg_kargs *k, fg_dtype t) {
@@ -291,7 +311,7 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
   case PH_IMAGES:
     fg_split_range(s->g.n, k->ith, k->nth, &n0, &n1);
     if (s->kind != CONV_WEIGHT_GRAD) return images(&c, s, k, wt, mine, n0, n1);
-    return wgrad_images(&c, s, k, mine, at_m(&c, mine, partial),
+    return wgrad_images(&c, s, k, wt, mine, at_m(&c, mine, partial),
                         (double *)((char *)mine + s->lanes_off), n0, n1);
   default:
     sum_partials(&c, s, k);
@@ -334,16 +354,16 @@ static size_t aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 static void plan(taps_state *s, fg_kprep *a) {
   const conv_geom *g = &s->g;
   size_t es = fg_dtype_size(a->out_dtype);
-  bool wgrad = s->kind == CONV_WEIGHT_GRAD;
+  bool wgrad = s->kind == CONV_WEIGHT_GRAD, weights = !wgrad || s->both; /* rearranged */
   int given = a->parts[0]; /* the executor's parts, before the phases' take its place */
   size_t planes = (size_t)plane_bytes(g, s->kind, es);
   size_t partial = wgrad ? (size_t)partial_elems(g, s->rows, s->few_in) * es : 0;
-  s->part_off = wgrad ? 0 : aligned((size_t)(g->o * g->c * g->kh * g->kw) * es);
+  s->part_off = weights ? aligned((size_t)(g->o * g->c * g->kh * g->kw) * es) : 0;
   s->lanes_off = aligned(partial + planes);
   s->part_bytes = s->lanes_off + (s->bias_grad ? sizeof(double) * FG_ROW_LANES * (size_t)g->o : 0);
   a->scratch_bytes = s->part_off + (size_t)s->parts * s->part_bytes;
   a->n_phases = 0;
-  if (!wgrad) s->phase_of[a->n_phases] = PH_PREPARE, a->parts[a->n_phases++] = 1;
+  if (weights) s->phase_of[a->n_phases] = PH_PREPARE, a->parts[a->n_phases++] = 1;
   s->phase_of[a->n_phases] = PH_IMAGES, a->parts[a->n_phases++] = s->parts;
   if (wgrad) {
     int64_t sp = min64(min64(TAPS_MAX_PARTS, g->o * g->c * g->kh * g->kw / TAPS_SUM_MIN_ELEMS),
@@ -353,13 +373,18 @@ static void plan(taps_state *s, fg_kprep *a) {
 }
 
 fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
+  bool both = a->op == FG_OP_CONV2D_INPUT_WEIGHT_GRAD;
   conv_kind kind = fg_conv_kind_of(a->op);
-  conv_geom g = fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, kind);
+  conv_geom g = both ? fg_conv_grads_geom(a->attr, a->in_shape)
+                     : fg_conv_geom_of(a->attr, a->in_shape, &a->out_shape, kind);
   if (!fg_conv_taps_applies(&g, kind, fg_dtype_size(a->out_dtype)))
     return fg_err_set(e, FG_E_MISUSE, "the taps path computes stride-1 convolutions with at most "
                       "%d channels x kernel taps on one side, and at most %d MiB of tap planes "
                       "an image", TAPS_MAX_ROWS, TAPS_MAX_PLANE_BYTES >> 20);
   bool in = few_in(&g, kind);
+  if (both && !in)
+    return fg_err_set(e, FG_E_MISUSE, "the taps path computes both gradients of a conv with few "
+                      "input channels x taps only");
   taps_state *s = malloc(sizeof *s);
   if (!s) return fg_err_set(e, FG_E_NOMEM, "taps: out of memory");
   bool bias = a->op == FG_OP_CONV2D_BIAS_ACT;
@@ -367,7 +392,9 @@ fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
   *s = (taps_state){.kind = kind, .few_in = in, .bias = bias,
                     .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu,
                     .mask = a->op == FG_OP_CONV2D_INPUT_GRAD_RELU,
-                    .bias_grad = a->op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD, .g = g,
+                    .bias_grad = a->op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD ||
+                                 (both && ((const fg_conv2d_grads_attr *)a->attr)->bias),
+                    .both = both, .g = g,
                     .rows = in ? rows_in(&g) : rows_out(&g), .parts = parts < 1 ? 1 : parts};
   plan(s, a);
   *state = s;

@@ -86,6 +86,7 @@ FG_KERNEL_PAIR(conv2d_input_grad_relu)
 FG_KERNEL_PAIR(conv2d_chain)
 FG_KERNEL_PAIR(conv2d_weight_grad)
 FG_KERNEL_PAIR(conv2d_weight_bias_grad)
+FG_KERNEL_PAIR(conv2d_input_weight_grad)
 
 /* linear algebra (ops/kernels/linalg.c) */
 FG_KERNEL_PAIR(lu)

@@ -23,6 +23,13 @@ fg_status fg_onednn_conv_f32(const fg_kargs *k);
 /* conv2d_input_grad_relu: conv2d_input_grad's primitive, then the mask in a phase of its own
  * (the output and y in one layout). */
 fg_status fg_onednn_conv_masked_f32(const fg_kargs *k);
+/* conv2d_input_weight_grad: the input gradient's primitives, then the weight gradient's, as
+ * the two separate nodes would run them (each of the three ways). */
+fg_status fg_onednn_grads_prepare(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_onednn_grads_prepare_nchw(fg_kprep *a, void **state, fg_err *e);
+fg_status fg_onednn_grads_prepare_wino(fg_kprep *a, void **state, fg_err *e);
+void fg_onednn_grads_release(void *state);
+fg_status fg_onednn_grads_f32(const fg_kargs *k);
 /* matmul in float32 on row-major memory as it is (transposes as strided views). */
 fg_status fg_onednn_matmul_prepare(fg_kprep *a, void **state, fg_err *e);
 fg_status fg_onednn_matmul_f32(const fg_kargs *k);
