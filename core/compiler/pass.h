@@ -79,18 +79,19 @@ typedef struct fg_merge_state {
   const void *extra;
 } fg_merge_state;
 fg_status fg_pass_rewrite_merging(fg_pass_ctx *c, fg_emit_fn emit, const void *extra);
-/* A rewrite for a pass that fuses pairs of nodes (bias_grad, conv_grads): the pass pairs
- * nodes (partner[a] = b, partner[b] = a; FG_NONE elsewhere); at the first of a pair in id
- * order, make() builds the fused node from the pair's inputs in dst (c->map), or returns FG_NONE
- * while one is not there yet (the two then stay apart); each of the two becomes the slice
- * [from, to) of the fused node's flat output that range() gives, reshaped to its own shape. */
+/* A rewrite for a pass that fuses pairs of nodes (bias_grad, conv_grads): find() pairs the
+ * nodes of g (partner[a] = b, partner[b] = a; FG_NONE elsewhere: node count + 1 entries); at
+ * the first of a pair in id order, make() builds the fused node from the pair's inputs in dst
+ * (c->map), or returns FG_NONE while one is not there yet (the two then stay apart); each of
+ * the two becomes the slice [from, to) of the fused node's flat output that range() gives,
+ * reshaped to its own shape. */
 typedef struct fg_pair_fusion {
-  fg_node *partner; /* per node of c->g, filled by the pass (node count + 1 entries) */
+  fg_status (*find)(fg_node *partner, const fg_graph *g, fg_err *e);
   fg_node (*make)(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_node a, fg_node b);
   void (*range)(const fg_graph *dst, fg_node fused, const fg_graph *src, fg_node n,
                 int64_t *from, int64_t *to);
 } fg_pair_fusion;
-fg_status fg_pass_rewrite_pairs(fg_pass_ctx *c, fg_pair_fusion *p);
+fg_status fg_pass_rewrite_pairs(fg_pass_ctx *c, const fg_pair_fusion *p);
 /* Every element of g's node n is exactly v (a fill, or a constant of at most 4096 elements). */
 bool fg_pass_all_equal(const fg_graph *g, fg_node n, double v);
 

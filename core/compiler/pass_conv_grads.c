@@ -86,11 +86,6 @@ static void range(const fg_graph *dst, fg_node f, const fg_graph *src, fg_node n
 }
 
 fg_status fg_pass_conv_grads(fg_pass_ctx *c) {
-  fg_pair_fusion p = {malloc(sizeof(fg_node) * ((size_t)fg_graph_node_count(c->g) + 1)), make,
-                      range};
-  fg_status st = p.partner ? find_pairs(p.partner, c->g, c->e)
-                           : fg_err_set(c->e, FG_E_NOMEM, "conv_grads: out of memory");
-  if (st == FG_OK) st = fg_pass_rewrite_pairs(c, &p);
-  free(p.partner);
-  return st;
+  static const fg_pair_fusion pairs = {find_pairs, make, range};
+  return fg_pass_rewrite_pairs(c, &pairs);
 }

@@ -96,8 +96,9 @@ bool fg_pass_all_equal(const fg_graph *g, fg_node n, double v) {
 /* ---- pair fusion (fg_pass_rewrite_pairs) ---- */
 
 typedef struct pair_state {
-  fg_pair_fusion *p;
-  fg_node *fused; /* per source node: its pair's fused node in the new graph, once made */
+  const fg_pair_fusion *p;
+  fg_node *partner; /* per source node: the other of its pair, else FG_NONE */
+  fg_node *fused;   /* per source node: its pair's fused node in the new graph, once made */
 } pair_state;
 
 /* n's part of the fused node f: the slice [from, to) of its flat output, in n's shape. */
@@ -116,10 +117,10 @@ static fg_node pair_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_
                          const fg_node *in, void *state) {
   pair_state *s = state;
   if (s->fused[n] != FG_NONE) return pair_part(s, dst, s->fused[n], src, n); /* the second */
-  fg_node other = s->p->partner[n];
+  fg_node other = s->partner[n];
   fg_node f = other == FG_NONE ? FG_NONE : s->p->make(c, dst, src, n, other);
   if (f == FG_NONE) {
-    if (other != FG_NONE) s->p->partner[other] = FG_NONE; /* the two stay apart */
+    if (other != FG_NONE) s->partner[other] = FG_NONE; /* the two stay apart */
     return fg_graph_copy_node(dst, src, n, in);
   }
   s->fused[other] = f;
@@ -127,12 +128,14 @@ static fg_node pair_emit(fg_pass_ctx *c, fg_graph *dst, const fg_graph *src, fg_
   return pair_part(s, dst, f, src, n);
 }
 
-fg_status fg_pass_rewrite_pairs(fg_pass_ctx *c, fg_pair_fusion *p) {
+fg_status fg_pass_rewrite_pairs(fg_pass_ctx *c, const fg_pair_fusion *p) {
   int32_t count = fg_graph_node_count(c->g);
-  pair_state s = {p, malloc(sizeof *s.fused * ((size_t)count + 1))};
-  if (!s.fused) return fg_err_set(c->e, FG_E_NOMEM, "pair fusion: out of memory");
-  for (fg_node n = 0; n < count; n++) s.fused[n] = FG_NONE;
-  fg_status st = fg_pass_rewrite(c, pair_emit, &s);
-  free(s.fused);
+  pair_state s = {p, malloc(sizeof *s.partner * ((size_t)count + 1)),
+                  malloc(sizeof *s.fused * ((size_t)count + 1))};
+  fg_status st = s.partner && s.fused ? p->find(s.partner, c->g, c->e)
+                                      : fg_err_set(c->e, FG_E_NOMEM, "pair fusion: out of memory");
+  for (fg_node n = 0; st == FG_OK && n < count; n++) s.fused[n] = FG_NONE;
+  if (st == FG_OK) st = fg_pass_rewrite(c, pair_emit, &s);
+  free(s.partner), free(s.fused);
   return st;
 }
