@@ -4,7 +4,7 @@
  * implementations take dy's channel sums while they have dy in cache for the weight gradient
  * instead of in a pass of their own over dy; the two parts are sliced out of its output after.
  * Glow K=16's training step read each 12.8 MB gradient at 14x14 once more for those sums, 26 ms a
- * step (FG_PROFILE, README).
+ * step (FG_PROFILE on "Intel(R) Xeon(R) Processor", 2 cores; README).
  *
  * Either node may come first in id order (conv2d_bias_act's VJP makes the weight gradient first,
  * autodiff of a separate bias add the sum): the pair rewrite (rewrite.c) makes the fused op at

@@ -5,7 +5,8 @@
  * net's first conv of 2-4 channels to 256), which the taps implementation computes as two GEMMs
  * over the taps on each image of dy while it is in cache (ops/kernels/conv_taps.c); dy, 64 x
  * 256 x 14 x 14 floats in Glow K=16, is the large side, which each of the two read.  Glow K=16's
- * first convs' gradients 57 ms a training step against 65, the step +2.4 % (README).  oneDNN's
+ * first convs' gradients 57 ms a training step against 65 (FG_PROFILE), the step +2.4 % (4
+ * alternating pairs; "Intel(R) Xeon(R) Processor", 2 cores; README).  oneDNN's
  * implementations run the separate nodes' two primitives, so programs that ran those keep them
  * and their blocked layouts (RealNVP's first convs); the pass is off where FG_KERNELS pins
  * either gradient (core/runtime/compile.c). */

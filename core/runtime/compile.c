@@ -39,8 +39,8 @@ static fg_status kernel_rules(fg_kernel_rules *rules, const fg_program_opts *o, 
 /* The passes switched off: the options', the chain pass where the rules pin conv2d_bias_act
  * to one implementation (conv2d_chain runs the native paths, its one alternative only putting
  * its first conv on the direct one, so the convs stay apart to run the implementation asked
- * for), and the conv_grads pass where they pin a conv's input or weight gradient (its
- * conv2d_input_weight_grad has the native kernels and the taps only). */
+ * for), and the conv_grads pass where they pin a conv's input or weight gradient (one
+ * conv2d_input_weight_grad node would run both, under its own rule). */
 static uint32_t passes_off(const fg_program_opts *o, const fg_kernel_rules *rules) {
   bool pinned = rules->mode[FG_OP_CONV2D_BIAS_ACT] == KRULE_IMPL;
   bool grads_pinned = rules->mode[FG_OP_CONV2D_INPUT_GRAD] == KRULE_IMPL ||

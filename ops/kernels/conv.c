@@ -182,6 +182,30 @@ conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_s
   return g;
 }
 
+void fg_conv_grads_split(conv_grads_split *s, const void *attr, const fg_shape *in_shape) {
+  const fg_conv2d_grads_attr *at = attr;
+  const fg_shape *xs = &in_shape[0], *ws = &in_shape[1], *ds = &in_shape[2];
+  *s = (conv_grads_split){.ia = {at->geom, {xs->d[2], xs->d[3]}},
+                          .wa = {at->geom, {ws->d[2], ws->d[3]}},
+                          .ish = {*ds, *ws}, .wsh = {*xs, *ds}, .x_shape = *xs,
+                          .wg_shape = at->bias ? fg_shape1(fg_shape_count(ws) + ws->d[0]) : *ws,
+                          .wg_op = at->bias ? FG_OP_CONV2D_WEIGHT_BIAS_GRAD
+                                            : FG_OP_CONV2D_WEIGHT_GRAD,
+                          .dw_at = fg_shape_count(xs)};
+}
+
+fg_kargs fg_conv_grads_part(const conv_grads_split *s, const fg_kargs *k, bool ig,
+                            const void **in) {
+  fg_kargs sub = *k;
+  in[0] = ig ? k->in[2] : k->in[0], in[1] = ig ? k->in[1] : k->in[2];
+  sub.n_in = 2, sub.in = in;
+  sub.attr = ig ? &s->ia : &s->wa;
+  sub.in_shape = ig ? s->ish : s->wsh;
+  sub.out = ig ? k->out : (char *)k->out + fg_dtype_size(k->in_dtype[0]) * (size_t)s->dw_at;
+  sub.out_shape = ig ? s->x_shape : s->wg_shape;
+  return sub;
+}
+
 conv_geom fg_conv_grads_geom(const void *attr, const fg_shape *in_shape) {
   const int64_t *x = in_shape[0].d, *w = in_shape[1].d, *dy = in_shape[2].d;
   conv_geom g = {.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = w[0], .kh = w[2], .kw = w[3],
@@ -338,20 +362,13 @@ fg_status fg_kernel_conv2d_weight_bias_grad_f64(const fg_kargs *k) {
  * gradient's (and its bias's), each as its own op's kernel would run it on the same part (the
  * taps, ops/kernels/conv_taps.c, read dy once for both). */
 static fg_status conv_run_input_weight(const fg_kargs *k, fg_dtype t) {
-  const fg_conv2d_grads_attr *at = k->attr;
-  const fg_shape *xs = &k->in_shape[0], *ws = &k->in_shape[1], *ds = &k->in_shape[2];
-  fg_conv2d_attr ia = {at->geom, {xs->d[2], xs->d[3]}}, wa = {at->geom, {ws->d[2], ws->d[3]}};
-  const void *iin[2] = {k->in[2], k->in[1]}, *win[2] = {k->in[0], k->in[2]};
-  fg_shape ish[2] = {*ds, *ws}, wsh[2] = {*xs, *ds};
-  fg_dtype dt[2] = {t, t};
-  fg_kargs ik = *k, wk = *k;
-  ik.attr = &ia, ik.n_in = 2, ik.in = iin, ik.in_shape = ish, ik.in_dtype = dt;
-  ik.out_shape = *xs, ik.state = NULL;
-  wk.attr = &wa, wk.n_in = 2, wk.in = win, wk.in_shape = wsh, wk.in_dtype = dt;
-  wk.out = (char *)k->out + fg_dtype_size(t) * (size_t)fg_shape_count(xs);
-  wk.out_shape = *ws, wk.state = NULL;
+  conv_grads_split s;
+  fg_conv_grads_split(&s, k->attr, k->in_shape);
+  const void *iin[2], *win[2];
+  fg_kargs ik = fg_conv_grads_part(&s, k, true, iin), wk = fg_conv_grads_part(&s, k, false, win);
   conv_ctx ic = conv_ctx_of(&ik, t, CONV_INPUT_GRAD), wc = conv_ctx_of(&wk, t, CONV_WEIGHT_GRAD);
-  if (at->bias) wc.bias_grad = at_m(&wc, wk.out, fg_shape_count(ws));
+  if (s.wg_op == FG_OP_CONV2D_WEIGHT_BIAS_GRAD)
+    wc.bias_grad = at_m(&wc, wk.out, fg_shape_count(&k->in_shape[1]));
   fg_status st = conv_drive(&ic, &ik, CONV_INPUT_GRAD);
   return st == FG_OK ? conv_drive(&wc, &wk, CONV_WEIGHT_GRAD) : st;
 }

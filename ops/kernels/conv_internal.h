@@ -70,6 +70,21 @@ conv_geom fg_conv_geom_of(const void *attr, const fg_shape *in_shape, const fg_s
                           conv_kind kind);
 /* conv2d_input_weight_grad's geometry from its inputs x, w, dy. */
 conv_geom fg_conv_grads_geom(const void *attr, const fg_shape *in_shape);
+/* conv2d_input_weight_grad as its two ops, for the implementations that run them one after the
+ * other (the native kernels, oneDNN's primitives): conv2d_input_grad(dy, w) into the output's
+ * first N C H W elements, then conv2d_weight_grad(x, dy) (conv2d_weight_bias_grad with a
+ * bias) after them. */
+typedef struct conv_grads_split {
+  fg_conv2d_attr ia, wa;                 /* the two ops' attributes */
+  fg_shape ish[2], wsh[2];               /* their inputs' shapes: {dy, w}, {x, dy} */
+  fg_shape x_shape, wg_shape;            /* their outputs' */
+  int wg_op;                             /* the weight gradient's op */
+  int64_t dw_at;                         /* elements: where the weight gradient starts */
+} conv_grads_split;
+void fg_conv_grads_split(conv_grads_split *s, const void *attr, const fg_shape *in_shape);
+/* k's arguments for one of the two (ig: the input gradient), its inputs in in[2]. */
+fg_kargs fg_conv_grads_part(const conv_grads_split *s, const fg_kargs *k, bool ig,
+                            const void **in);
 
 /* The native paths as implementations a program chooses among (fg_kernel_impl.prepare, with
  * the ops' own kernels): each applies where its path computes the call (ops/kernels/conv.c). */

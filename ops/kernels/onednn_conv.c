@@ -325,15 +325,13 @@ fg_status fg_onednn_conv_masked_f32(const fg_kargs *k) {
  * in NCHW, inside the flat output. ---- */
 
 typedef struct grads_state {
-  void *ig, *wg;         /* the two conv states */
-  int ig_phases;         /* the input gradient's phases, run first */
-  size_t wg_scratch;     /* where the weight gradient's scratch starts */
-  size_t dw_at;          /* bytes: where dw starts in the output */
-  fg_conv2d_attr ia, wa; /* the two ops' attributes */
-  fg_shape ish[2], wsh[2], x_shape, wg_shape;
+  conv_grads_split split; /* the two ops */
+  void *ig, *wg;          /* their conv states */
+  int ig_phases;          /* the input gradient's phases, run first */
+  size_t wg_scratch;      /* where the weight gradient's scratch starts */
 } grads_state;
 
-static void grads_release(void *p) {
+void fg_onednn_grads_release(void *p) {
   grads_state *s = p;
   if (!s) return;
   fg_onednn_release(s->ig), fg_onednn_release(s->wg);
@@ -347,28 +345,22 @@ static uint32_t wg_blocked(uint32_t b) { return (b & 1u) | (b & 4u ? 2u : 0); }
 
 static fg_status grads_prepare(fg_kprep *a, void **out, fg_status (*prep)(fg_kprep *, void **,
                                                                           fg_err *), fg_err *e) {
-  const fg_conv2d_grads_attr *at = a->attr;
-  const fg_shape *xs = &a->in_shape[0], *ws = &a->in_shape[1], *ds = &a->in_shape[2];
   grads_state *s = calloc(1, sizeof *s);
   if (!s) return fg_err_set(e, FG_E_NOMEM, "oneDNN: out of memory");
-  s->ia = (fg_conv2d_attr){at->geom, {xs->d[2], xs->d[3]}};
-  s->wa = (fg_conv2d_attr){at->geom, {ws->d[2], ws->d[3]}};
-  s->ish[0] = *ds, s->ish[1] = *ws, s->wsh[0] = *xs, s->wsh[1] = *ds, s->x_shape = *xs;
-  s->wg_shape = at->bias ? fg_shape1(fg_shape_count(ws) + ws->d[0]) : *ws;
-  s->dw_at = sizeof(float) * (size_t)fg_shape_count(xs);
+  const conv_grads_split *sp = &s->split;
+  fg_conv_grads_split(&s->split, a->attr, a->in_shape);
   fg_kprep ip = *a, wp = *a;
-  ip.op = FG_OP_CONV2D_INPUT_GRAD, ip.attr = &s->ia, ip.n_in = 2, ip.in_shape = s->ish;
-  ip.out_shape = *xs, ip.blocked = ig_blocked(a->blocked);
-  wp.op = at->bias ? FG_OP_CONV2D_WEIGHT_BIAS_GRAD : FG_OP_CONV2D_WEIGHT_GRAD;
-  wp.attr = &s->wa, wp.n_in = 2, wp.in_shape = s->wsh, wp.out_shape = s->wg_shape;
-  wp.blocked = wg_blocked(a->blocked);
+  ip.op = FG_OP_CONV2D_INPUT_GRAD, ip.attr = &sp->ia, ip.n_in = 2, ip.in_shape = sp->ish;
+  ip.out_shape = sp->x_shape, ip.blocked = ig_blocked(a->blocked);
+  wp.op = sp->wg_op, wp.attr = &sp->wa, wp.n_in = 2, wp.in_shape = sp->wsh;
+  wp.out_shape = sp->wg_shape, wp.blocked = wg_blocked(a->blocked);
   fg_status st = prep(&ip, &s->ig, e);
   if (st == FG_OK) st = prep(&wp, &s->wg, e);
   if (st == FG_OK && ip.n_phases + wp.n_phases > FG_KERNEL_MAX_PHASES)
     st = fg_err_set(e, FG_E_MISUSE, "oneDNN: %d + %d phases for both gradients", ip.n_phases,
                     wp.n_phases);
   if (st != FG_OK) {
-    grads_release(s);
+    fg_onednn_grads_release(s);
     return st;
   }
   s->ig_phases = ip.n_phases;
@@ -393,18 +385,12 @@ fg_status fg_onednn_grads_prepare_nchw(fg_kprep *a, void **state, fg_err *e) {
 fg_status fg_onednn_grads_prepare_wino(fg_kprep *a, void **state, fg_err *e) {
   return grads_prepare(a, state, fg_onednn_conv_prepare_wino, e);
 }
-void fg_onednn_grads_release(void *state) { grads_release(state); }
 
 fg_status fg_onednn_grads_f32(const fg_kargs *k) {
   const grads_state *s = k->state;
   bool ig = k->phase < s->ig_phases;
-  const void *in[2] = {ig ? k->in[2] : k->in[0], ig ? k->in[1] : k->in[2]};
-  fg_kargs sub = *k;
-  sub.n_in = 2, sub.in = in;
-  sub.attr = ig ? (const void *)&s->ia : (const void *)&s->wa;
-  sub.in_shape = ig ? s->ish : s->wsh;
-  sub.out = ig ? k->out : (char *)k->out + s->dw_at;
-  sub.out_shape = ig ? s->x_shape : s->wg_shape;
+  const void *in[2];
+  fg_kargs sub = fg_conv_grads_part(&s->split, k, ig, in);
   sub.state = ig ? s->ig : s->wg;
   sub.scratch = ig || !k->scratch ? k->scratch : (char *)k->scratch + s->wg_scratch;
   sub.phase = ig ? k->phase : k->phase - s->ig_phases;

@@ -141,6 +141,12 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
       for (int j = 0; j < ROW_LANES; j++) COMBINE(l[j], (double)tail[j]);                 \
     }                                                                                     \
   } while (0)
+/* A row's lanes l combined in order into acc. */
+#define LANES_TOTAL(acc, l, COMBINE)                                                       \
+  do {                                                                                    \
+    acc = (l)[0];                                                                         \
+    for (int j = 1; j < ROW_LANES; j++) COMBINE(acc, (l)[j]);                             \
+  } while (0)
 #define DEFINE_REDUCE_ROWS(op, T, sfx, INIT, COMBINE)                                    \
   FG_SIMD_CLONES static void op##_rows_##sfx(const T *in, const reduce_plan *p, int64_t o0, \
                                              int64_t n, T *out) {                          \
@@ -162,8 +168,8 @@ static void reduce_prepare(const fg_kargs *k, reduce_plan *p, int64_t *b, int64_
       }                                                                                   \
     } while (red_cursor_next(&c, p));                                                     \
     for (int64_t i = 0; i < n; i++) {                                                     \
-      double acc = lane[i][0];                                                            \
-      for (int j = 1; j < ROW_LANES; j++) COMBINE(acc, lane[i][j]);                       \
+      double acc;                                                                         \
+      LANES_TOTAL(acc, lane[i], COMBINE);                                                 \
       out[o0 + i] = (T)acc;                                                               \
     }                                                                                     \
   }
@@ -188,8 +194,8 @@ DEFINE_ROW_LANES_ADD(float, f32)
 DEFINE_ROW_LANES_ADD(double, f64)
 
 double fg_row_lanes_total(const double *lanes) {
-  double acc = lanes[0];
-  for (int j = 1; j < ROW_LANES; j++) SUM_COMBINE(acc, lanes[j]);
+  double acc;
+  LANES_TOTAL(acc, lanes, SUM_COMBINE);
   return acc;
 }
 
