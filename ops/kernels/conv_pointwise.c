@@ -69,6 +69,8 @@ typedef struct pw_block {
   const float *bias; /* bias(m), or NULL */
   bool relu;
   const float *mask; /* mask(m, the panel's first column), at ldc too, or NULL */
+  const float *pf;   /* the next image's lines this block prefetches into L2 (pf_lines) */
+  int64_t pf_lines;
 } pw_block;
 
 PW_BLOCK void pw_store(const pw_block *b, const __m512 *acc, const int MR, const int NV) {
@@ -97,7 +99,10 @@ PW_BLOCK void pw_rows(const pw_block *b, const int MR, const int NV) {
   _Pragma("GCC unroll 24") for (int i = 0; i < MR * NV; i++) acc[i] = _mm512_setzero_ps();
   const float *rows[PW_MR];
   _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) rows[i] = b->a + i * b->a_row;
+  int64_t pf_step = (b->pf_lines + b->kc - 1) / b->kc; /* lines a depth step */
   for (int64_t p = 0; p < b->kc; p++) {
+    for (int64_t q = p * pf_step; q < (p + 1) * pf_step && q < b->pf_lines; q++)
+      _mm_prefetch((const char *)(b->pf + q * 16), _MM_HINT_T1);
     __m512 x[PW_NV];
     _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)
       x[v] = _mm512_load_ps(b->bp + (p * NV + v) * 16);
@@ -111,15 +116,18 @@ PW_BLOCK void pw_rows(const pw_block *b, const int MR, const int NV) {
   pw_store(b, acc, MR, NV);
 }
 
-/* Lines of the next image to prefetch into L2, a few before each block of rows. */
+/* Lines of the next image to prefetch into L2, a share to each block of rows, which issues
+ * them one a depth step: in bursts (a block's share at once) they outran the core's misses in
+ * flight where the blocks are few (36 rows: 62 lines a block), and helped nothing. */
 typedef struct pw_prefetch {
   const float *next;
   int64_t lines, per, line;
 } pw_prefetch;
 
-PW_BLOCK void pw_prefetch_some(pw_prefetch *pf) {
-  for (int64_t q = 0; q < pf->per && pf->line < pf->lines; q++, pf->line++)
-    _mm_prefetch((const char *)(pf->next + pf->line * 16), _MM_HINT_T1);
+PW_BLOCK void pw_prefetch_share(pw_prefetch *pf, pw_block *b) {
+  b->pf = pf->next + pf->line * 16;
+  b->pf_lines = min64(pf->per, pf->lines - pf->line);
+  pf->line += b->pf_lines;
 }
 
 /* A panel of NV vectors, all its row blocks. */
@@ -127,7 +135,7 @@ PW_BLOCK void pw_panel(pw_block b, int64_t m, pw_prefetch *pf, const int NV) {
   int64_t i = 0;
   const float *bias = b.bias;
   for (; i + 8 <= m; i += 8) {
-    pw_prefetch_some(pf);
+    pw_prefetch_share(pf, &b);
     if (b.first) /* the next block's sums' lines, which this slice writes first */
       for (int64_t r = 8; r < 16 && i + r < m; r++)
         for (int v = 0; v < NV; v++)
@@ -141,11 +149,13 @@ PW_BLOCK void pw_panel(pw_block b, int64_t m, pw_prefetch *pf, const int NV) {
     b.a += b.a_block, b.c += 8 * b.ldc, b.mask = b.mask ? b.mask + 8 * b.ldc : NULL;
   }
   for (; i + 4 <= m; i += 4) {
+    pw_prefetch_share(pf, &b);
     b.bias = bias ? bias + i : NULL;
     pw_rows(&b, 4, NV);
     b.a += 4 * b.a_row, b.c += 4 * b.ldc, b.mask = b.mask ? b.mask + 4 * b.ldc : NULL;
   }
   for (; i < m; i++) {
+    pw_prefetch_share(pf, &b);
     b.bias = bias ? bias + i : NULL;
     pw_rows(&b, 1, NV);
     b.a += b.a_row, b.c += b.ldc, b.mask = b.mask ? b.mask + b.ldc : NULL;
@@ -162,18 +172,28 @@ PW_BLOCK void pw_pack(const float *x, int64_t ldx, int64_t kc, int64_t n, int nv
     }
 }
 
+/* Vectors of a panel starting with `left` vectors to go. */
+static int panel_vectors(int64_t left) {
+  return left == 4 ? 2 : left >= PW_NV ? PW_NV : (int)left; /* 4 vectors: 2 + 2 */
+}
+
+/* The blocks pw_gemm runs (depth slices x panels x row blocks of 8, 4 and 1). */
+static int64_t blocks_of(const fg_pointwise_gemm *g, int64_t nvec) {
+  int64_t panels = 0;
+  for (int64_t v0 = 0; v0 < nvec; v0 += panel_vectors(nvec - v0)) panels++;
+  return (g->k + PW_KC - 1) / PW_KC * panels * (g->m / 8 + g->m % 8 / 4 + g->m % 4);
+}
+
 PW_ATTR static void pw_gemm(const fg_pointwise_gemm *g) {
   float bp[PW_KC * PW_NV * 16] __attribute__((aligned(64)));
-  int64_t nvec = (g->n + 15) / 16;
-  int64_t blocks = ((g->k + PW_KC - 1) / PW_KC) * ((nvec + PW_NV - 1) / PW_NV) *
-                   ((g->m + PW_MR - 1) / PW_MR);
+  int64_t nvec = (g->n + 15) / 16, blocks = blocks_of(g, nvec);
   pw_prefetch pf = {.next = g->next, .lines = g->next ? g->k * g->ldb / 16 : 0};
-  pf.per = pf.lines / (blocks + 1) + 1;
+  pf.per = (pf.lines + blocks - 1) / blocks;
   for (int64_t k0 = 0; k0 < g->k; k0 += PW_KC) {
     int64_t kc = min64(PW_KC, g->k - k0);
     for (int64_t v0 = 0; v0 < nvec;) {
       int64_t left = nvec - v0;
-      int nv = left == 4 ? 2 : left >= PW_NV ? PW_NV : (int)left; /* 4 vectors: 2 + 2 */
+      int nv = panel_vectors(left);
       int64_t cols = min64(16 * nv, g->n - 16 * v0), tail = cols - 16 * (nv - 1);
       pw_pack(g->b + k0 * g->ldb + 16 * v0, g->ldb, kc, cols, nv, bp);
       pw_block b = {.a = g->a + k0 * g->a_depth, .a_row = g->a_row, .a_depth = g->a_depth,
