@@ -334,6 +334,8 @@ static const op_case cases[] = {
     IGRAD("3x3 of 16 channels to 16, padding 1, into 6x5", S4(2, 16, 6, 5), S4(16, 16, 3, 3),
           &ig_pad1_6x5, false),
     IGRAD("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), &ig_1x1, false),
+    IGRAD("3x3 of 2 channels into 12, padding 1, into 6x5 (few outputs: the taps' GEMM over the "
+          "tap planes)", S4(2, 2, 6, 5), S4(2, 12, 3, 3), &ig_pad1_6x5, false),
     {.op = "conv2d_input_grad", .label = "1x1 of 13 channels from 140 at 11x12, batch 3 (the "
      "pointwise kernel's blocks, W^T packed)", .n_in = 2, .in = {S4(3, 140, 11, 12),
      S4(140, 13, 1, 1)}, .lo = -1, .hi = 1, .build = build_igrad, .ctx = &ig_1x1_11x12,
@@ -352,6 +354,9 @@ static const op_case cases[] = {
      S4(16, 12, 3, 3), S4(2, 12, 20, 20)}, .lo = -1, .hi = 1, .build = build_igrad_relu,
      .ctx = &ig_pad1_20x20, .reference = ref_igrad_relu, .no_grad = true},
     IGRAD_RELU("stride 2 into 6x5", S4(1, 2, 2, 2), S4(2, 3, 3, 3), S4(1, 3, 6, 5), &ig_stride2),
+    IGRAD_RELU("3x3 of 2 channels into 12, padding 1, into 6x5 (few outputs: the taps mask as "
+               "their GEMM stores)", S4(2, 2, 6, 5), S4(2, 12, 3, 3), S4(2, 12, 6, 5),
+               &ig_pad1_6x5),
     IGRAD_RELU("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), S4(2, 3, 4, 5), &ig_1x1),
     {.op = "conv2d_input_grad_relu", .label = "1x1 of 13 channels from 140 at 11x12, batch 3 "
      "(the pointwise kernel's blocks of 8, 4 and 1 rows, masked as they are stored)", .n_in = 3,
