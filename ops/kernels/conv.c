@@ -69,23 +69,27 @@ static int forced_path(void) {
   return p;
 }
 
-/* Whether the direct kernel beats im2col + GEMM (stride 1 given): with few output channels,
- * and for the weight gradient also with few taps (C KH KW <= DIRECT_MAX_FEW_TAPS), where the
- * GEMM's n is that small and packing all of dy costs more than the arithmetic (Glow's 2->128
- * 3x3 in the training step), and on large images (DIRECT_MIN_WGRAD_PIXELS), where its dot
+/* Whether the direct kernel beats im2col + GEMM (stride 1 given): with few output channels;
+ * with few taps (C KH KW <= DIRECT_MAX_FEW_TAPS) for the weight gradient, where the GEMM's n is
+ * that small and packing all of dy costs more than the arithmetic (Glow's 2->128 3x3 in the
+ * training step), and for the forward, where im2col + GEMM writes its many output channels
+ * after the GEMM (on the AMD EPYC it measured no faster direct; on "Intel(R) Xeon(R)
+ * Processor", 2 cores, Glow K=16's 2->256 3x3 at 14x14 took 15.7-18.4 ms a training step
+ * against 22-23, FG_PROFILE; one conv, caches flushed, 1.08-1.28 ms against 1.28-1.47, means);
+ * for the weight gradient also on large images (DIRECT_MIN_WGRAD_PIXELS), where its dot
  * products are long (RealNVP's 64->64 3x3 at 28x28 beats shifted GEMMs; at 14x14 the shifted
- * GEMMs win).  The forward of few-tap shapes measured no faster direct.  With many input
- * channels and at most DIRECT_MAX_WEIGHT_ELEMS weights (256 KiB in float32), all three ops run
- * direct: the kernel sweeps all weights for every block of outputs, and these stay in L2 with
- * the padded image (RealNVP's 64->64 3x3 at 28x28 and 14x14: faster than shifted GEMMs
- * forward and than GEMM + col2im for the input gradient).  128->128 3x3 (590 KiB of weights)
- * measured no faster direct. */
+ * GEMMs win).  With many input channels and at most DIRECT_MAX_WEIGHT_ELEMS weights (256 KiB
+ * in float32), all three ops run direct: the kernel sweeps all weights for every block of
+ * outputs, and these stay in L2 with the padded image (RealNVP's 64->64 3x3 at 28x28 and
+ * 14x14: faster than shifted GEMMs forward and than GEMM + col2im for the input gradient).
+ * 128->128 3x3 (590 KiB of weights) measured no faster direct. */
 static bool direct_pays(const conv_geom *g, conv_kind kind) {
+  bool few_taps = g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS;
   return !is_pointwise(g) &&
          (g->o <= DIRECT_MAX_O ||
           (g->c >= DIRECT_MAX_O && g->c * g->kh * g->kw * g->o <= DIRECT_MAX_WEIGHT_ELEMS) ||
-          (kind == CONV_WEIGHT_GRAD && (g->c * g->kh * g->kw <= DIRECT_MAX_FEW_TAPS ||
-                                        g->ho * g->wo >= DIRECT_MIN_WGRAD_PIXELS)));
+          (kind == CONV_FORWARD && few_taps) ||
+          (kind == CONV_WEIGHT_GRAD && (few_taps || g->ho * g->wo >= DIRECT_MIN_WGRAD_PIXELS)));
 }
 
 /* Whether shifted GEMMs beat im2col + GEMM (where they apply): at least DIRECT_MAX_O channels
