@@ -232,6 +232,7 @@ static const conv_case ig_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {5, 4}};
 static const conv_case ig_pad1_6x5 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {6, 5}};
 static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
 static const conv_case ig_pad1_20x20 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {20, 20}};
+static const conv_case ig_pad1_12x12 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {12, 12}};
 static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
 static const conv_case ig_1x1_11x12 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {11, 12}};
 static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, false, {3, 4}};
@@ -294,6 +295,10 @@ static const op_case cases[] = {
     CONV("stride (2,1), padding (1,2), dilation (1,2)", S4(2, 2, 5, 6), S4(2, 2, 2, 3), &c_mixed,
          false),
     CONV("kernel as large as the image", S4(2, 2, 3, 4), S4(2, 2, 3, 4), &c_plain, false),
+    {.op = "conv2d", .label = "3x3 of 8 channels to 4 at 12x12, padding 1 (the taps' GEMM [36, "
+     "8] x [8, 144] by the pointwise kernel)", .n_in = 2, .in = {S4(2, 8, 12, 12),
+     S4(4, 8, 3, 3)}, .lo = -1, .hi = 1, .build = build_conv, .ctx = &c_pad1,
+     .reference = ref_conv, .no_grad = true},
     CONV("3x3 of 16 channels to 16, padding 1 (sums of 144 products; oneDNN's Winograd tiles)",
          S4(2, 16, 6, 5), S4(16, 16, 3, 3), &c_pad1, false),
     CONV("zero-sized batch", S4(0, 2, 4, 4), S4(3, 2, 3, 3), &c_pad1, false),
@@ -354,9 +359,19 @@ static const op_case cases[] = {
      S4(16, 12, 3, 3), S4(2, 12, 20, 20)}, .lo = -1, .hi = 1, .build = build_igrad_relu,
      .ctx = &ig_pad1_20x20, .reference = ref_igrad_relu, .no_grad = true},
     IGRAD_RELU("stride 2 into 6x5", S4(1, 2, 2, 2), S4(2, 3, 3, 3), S4(1, 3, 6, 5), &ig_stride2),
-    IGRAD_RELU("3x3 of 2 channels into 12, padding 1, into 6x5 (few outputs: the taps mask as "
-               "their GEMM stores)", S4(2, 2, 6, 5), S4(2, 12, 3, 3), S4(2, 12, 6, 5),
+    IGRAD_RELU("3x3 of 2 channels into 12, padding 1, into 6x5 (few outputs: the taps' GEMM, "
+               "then the mask)", S4(2, 2, 6, 5), S4(2, 12, 3, 3), S4(2, 12, 6, 5),
                &ig_pad1_6x5),
+    {.op = "conv2d_input_grad_relu", .label = "3x3 of 2 channels into 40 at 12x12 (few outputs: "
+     "the taps' GEMM [40, 18] x [18, 144] by the pointwise kernel, masked as it stores)",
+     .n_in = 3, .in = {S4(2, 2, 12, 12), S4(2, 40, 3, 3), S4(2, 40, 12, 12)}, .lo = -1,
+     .hi = 1, .build = build_igrad_relu, .ctx = &ig_pad1_12x12, .reference = ref_igrad_relu,
+     .no_grad = true},
+    {.op = "conv2d_input_grad_relu", .label = "3x3 of 24 channels into 4 at 12x12 (few inputs: "
+     "the taps' GEMM [36, 24] x [24, 144] by the pointwise kernel, then the shifted sum and the "
+     "mask)", .n_in = 3, .in = {S4(2, 24, 12, 12), S4(24, 4, 3, 3), S4(2, 4, 12, 12)},
+     .lo = -1, .hi = 1, .build = build_igrad_relu, .ctx = &ig_pad1_12x12,
+     .reference = ref_igrad_relu, .no_grad = true},
     IGRAD_RELU("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), S4(2, 3, 4, 5), &ig_1x1),
     {.op = "conv2d_input_grad_relu", .label = "1x1 of 13 channels from 140 at 11x12, batch 3 "
      "(the pointwise kernel's blocks of 8, 4 and 1 rows, masked as they are stored)", .n_in = 3,
