@@ -1,9 +1,9 @@
 /* Cases for conv2d, its two transposes, conv2d_bias_act, conv2d_chain, conv2d_input_grad_relu,
- * conv2d_weight_bias_grad and conv2d_input_weight_grad (ops/conv.c), against direct seven-deep loops written
- * from the definition y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw]
- * w[o,c,p,q] (out-of-range x reads as zero): stride, dilation, padding larger than the kernel,
- * non-square images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an
- * empty batch. */
+ * conv2d_weight_bias_grad and conv2d_input_weight_grad (ops/conv.c), against direct seven-deep
+ * loops written from the definition
+ *   y[n,o,i,j] = sum_{c,p,q} x[n, c, i sh - ph + p dh, j sw - pw + q dw] w[o,c,p,q]
+ * (out-of-range x reads as zero): stride, dilation, padding larger than the kernel, non-square
+ * images and kernels, 1x1 kernels (the no-im2col path), bias, batch of one, an empty batch. */
 #include <string.h>
 
 #include "tests/op_cases.h"
@@ -167,20 +167,26 @@ static void ref_wgrad(const fg_tensor *const *in, fg_tensor *out, const void *ct
   each_tap(ctx, &in[0]->shape, &out->shape, &in[1]->shape, visit_wgrad, v, fg_tensor_data(out));
 }
 
+/* out[ch] += dy's sum over N, Ho, Wo of channel ch (a bias's gradient). */
+static void add_channel_sums(const fg_shape *ds, const double *dy, double *out) {
+  int64_t plane = ds->d[2] * ds->d[3];
+  for (int64_t n = 0; n < ds->d[0]; n++)
+    for (int64_t ch = 0; ch < ds->d[1]; ch++)
+      for (int64_t i = 0; i < plane; i++) out[ch] += dy[(n * ds->d[1] + ch) * plane + i];
+}
+
 /* in = {x, dy}: the weight gradient's O C KH KW elements, then dy's sum over N, Ho, Wo per
  * channel */
 static void ref_wbgrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
   const conv_case *c = ctx;
   const fg_shape *xs = &in[0]->shape, *ds = &in[1]->shape;
-  int64_t nw = ds->d[1] * xs->d[1] * c->size[0] * c->size[1], plane = ds->d[2] * ds->d[3];
+  int64_t nw = ds->d[1] * xs->d[1] * c->size[0] * c->size[1];
   fg_shape ws = {4, {ds->d[1], xs->d[1], c->size[0], c->size[1]}};
   const double *v[2] = {fg_tensor_data(in[0]), fg_tensor_data(in[1])};
   double *o = fg_tensor_data(out);
   zero(out);
   each_tap(ctx, xs, &ws, ds, visit_wgrad, v, o);
-  for (int64_t n = 0; n < ds->d[0]; n++)
-    for (int64_t ch = 0; ch < ds->d[1]; ch++)
-      for (int64_t i = 0; i < plane; i++) o[nw + ch] += v[1][(n * ds->d[1] + ch) * plane + i];
+  add_channel_sums(ds, v[1], o + nw);
 }
 
 /* in = {x, w, dy}: the input gradient's N C H W elements, the weight gradient's O C KH KW, then
@@ -188,16 +194,14 @@ static void ref_wbgrad(const fg_tensor *const *in, fg_tensor *out, const void *c
 static void ref_iwgrad(const fg_tensor *const *in, fg_tensor *out, const void *ctx) {
   const conv_case *c = ctx;
   const fg_shape *xs = &in[0]->shape, *ws = &in[1]->shape, *ds = &in[2]->shape;
-  int64_t nx = fg_shape_count(xs), nw = fg_shape_count(ws), plane = ds->d[2] * ds->d[3];
+  int64_t nx = fg_shape_count(xs), nw = fg_shape_count(ws);
   const double *x = fg_tensor_data(in[0]), *w = fg_tensor_data(in[1]), *dy = fg_tensor_data(in[2]);
   const double *ig[2] = {dy, w}, *wg[2] = {x, dy};
   double *o = fg_tensor_data(out);
   zero(out);
   each_tap(c, xs, ws, ds, visit_igrad, ig, o);
   each_tap(c, xs, ws, ds, visit_wgrad, wg, o + nx);
-  for (int64_t n = 0; c->bias && n < ds->d[0]; n++)
-    for (int64_t ch = 0; ch < ds->d[1]; ch++)
-      for (int64_t i = 0; i < plane; i++) o[nx + nw + ch] += dy[(n * ds->d[1] + ch) * plane + i];
+  if (c->bias) add_channel_sums(ds, dy, o + nx + nw);
 }
 
 #define S1(a) {1, {a}}

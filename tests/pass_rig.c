@@ -21,6 +21,7 @@ fg_tensor *random_tensor(fg_shape s, uint64_t seed, double lo, double hi) {
 }
 
 fg_node leaf(built *b, bool param, const char *name, fg_shape s, uint64_t seed) {
+  cr_assert(b->n_in < (int)(sizeof b->names / sizeof *b->names), "more leaves than the rig holds");
   fg_node n = param ? fg_param(b->g, name, FG_F32, s) : fg_input(b->g, name, FG_F32, s);
   b->names[b->n_in] = name;
   b->values[b->n_in++] = random_tensor(s, seed, -1, 1);
@@ -74,6 +75,15 @@ void expect_close(const built *b, fg_tensor **a, fg_tensor **c, double rel, cons
 
 void free_outs(const built *b, fg_tensor **o) {
   for (int j = 0; j < b->n_out; j++) fg_tensor_free(o[j]);
+}
+
+void expect_runs_identical(const built *b, const fg_program_opts *a, const fg_program_opts *c,
+                           const char *what) {
+  fg_tensor *x[16], *y[16];
+  run(b, a, x, NULL);
+  run(b, c, y, NULL);
+  expect_identical(b, x, y, what);
+  free_outs(b, x), free_outs(b, y);
 }
 
 int count_op(const fg_graph *g, int op) {

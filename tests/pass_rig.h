@@ -29,6 +29,9 @@ void expect_identical(const built *b, fg_tensor **a, fg_tensor **c, const char *
 /* Every element within rel of the other's magnitude (and 1e-6 absolute). */
 void expect_close(const built *b, fg_tensor **a, fg_tensor **c, double rel, const char *what);
 void free_outs(const built *b, fg_tensor **o);
+/* Runs b under a and under c; every output the same bits in both. */
+void expect_runs_identical(const built *b, const fg_program_opts *a, const fg_program_opts *c,
+                           const char *what);
 int count_op(const fg_graph *g, int op);
 /* One thread, every pass off. */
 extern const fg_program_opts reference_opts;

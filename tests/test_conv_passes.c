@@ -1,7 +1,6 @@
-/* The conv passes (epilogue, remat, chain, bias_grad) on small conv nets: each makes what it
- * exists for, and the results keep their bits. */
+/* The conv passes (epilogue, remat, chain, bias_grad, conv_grads) on small conv nets: each
+ * makes what it exists for, and the results keep their bits. */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +9,6 @@
 #include "ops/autodiff/autodiff.h"
 #include "ops/ops.h"
 #include "tests/pass_rig.h"
-
-/* Error detail of the last failing library call, for assertion messages. */
-static fg_err terr __attribute__((unused));
 
 /* The native kernels unless FG_KERNELS pins others, as in tests/test_passes.c. */
 static void pin_kernels(void) { setenv("FG_KERNELS", "native", 0); }
@@ -225,13 +221,9 @@ Test(conv_passes, remat_computes_a_relu_of_a_cheap_conv_again_with_the_conv) {
   }
   fg_program_free(p);
   cr_expect(relus == 1 && convs == 1, "copies: %d relu, %d conv", relus, convs);
-  fg_tensor *ref[8], *with[8];
   fg_program_opts ref_opts = reference_opts;
   ref_opts.kernels = "native";
-  run(&b, &ref_opts, ref, NULL);
-  run(&b, &on, with, NULL);
-  expect_identical(&b, ref, with, "remat of the relu and its conv");
-  free_outs(&b, ref), free_outs(&b, with);
+  expect_runs_identical(&b, &ref_opts, &on, "remat of the relu and its conv");
   free_built(&b);
 }
 
@@ -381,13 +373,9 @@ Test(conv_passes, bias_grad_and_conv_grads_pair_a_training_graphs_gradients) {
   cr_expect_eq(count_op(cg, FG_OP_CONV2D_INPUT_WEIGHT_GRAD), 5);
   cr_expect_eq(count_op(cg, FG_OP_CONV2D_WEIGHT_GRAD), 0);
   fg_program_free(p);
-  fg_tensor *ref[16], *got[16];
   fg_program_opts reference_native = reference_opts;
   reference_native.kernels = "native";
-  run(&b, &reference_native, ref, NULL);
-  run(&b, &on, got, NULL);
-  expect_identical(&b, ref, got, "training gradients");
-  free_outs(&b, ref), free_outs(&b, got);
+  expect_runs_identical(&b, &reference_native, &on, "training gradients");
   free_built(&b);
 }
 

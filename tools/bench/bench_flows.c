@@ -263,7 +263,8 @@ static double graph_flops(const fg_graph *g) {
       const fg_conv2d_attr *at = fg_node_attr(g, n); /* the kernel's size */
       total += 2.0 * (double)fg_shape_count(&dy) * (double)(x.d[1] * at->size[0] * at->size[1]);
     } else if (op == FG_OP_CONV2D_INPUT_WEIGHT_GRAD) { /* both gradients */
-      fg_shape w = fg_node_shape(g, fg_node_input(g, n, 1)), dy = fg_node_shape(g, fg_node_input(g, n, 2));
+      fg_shape w = fg_node_shape(g, fg_node_input(g, n, 1));
+      fg_shape dy = fg_node_shape(g, fg_node_input(g, n, 2));
       total += 4.0 * (double)fg_shape_count(&dy) * (double)(w.d[1] * w.d[2] * w.d[3]);
     } else if (op == FG_OP_MATMUL) {
       fg_shape a = fg_node_shape(g, fg_node_input(g, n, 0));
