@@ -228,6 +228,10 @@ static const chain_case ch_three = {3,
                                     {{OPTS(1, 1, 1, 1, 1, 1), true, true, {0, 0}},
                                      {OPTS(1, 1, 0, 0, 1, 1), true, true, {0, 0}},
                                      {OPTS(1, 1, 1, 1, 1, 1), true, false, {0, 0}}}};
+/* Glow's coupling nets: a 3x3, then a 1x1 (both relu) */
+static const chain_case ch_glow = {2,
+                                   {{OPTS(1, 1, 1, 1, 1, 1), true, true, {0, 0}},
+                                    {OPTS(1, 1, 0, 0, 1, 1), true, true, {0, 0}}}};
 static const chain_case ch_strided = {2,
                                       {{OPTS(1, 1, 0, 1, 1, 1), true, true, {0, 0}},
                                        {OPTS(2, 1, 1, 0, 1, 1), true, false, {0, 0}}}};
@@ -239,6 +243,8 @@ static const conv_case ig_pad1_20x20 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {2
 static const conv_case ig_pad1_12x12 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {12, 12}};
 static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
 static const conv_case ig_1x1_11x12 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {11, 12}};
+static const conv_case ig_1x1_7x7 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {7, 7}};
+static const conv_case ig_1x1_3x3 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {3, 3}};
 static const conv_case ig_dil_bigpad = {OPTS(1, 1, 3, 3, 2, 2), false, false, {3, 4}};
 static const conv_case ig_mixed = {OPTS(2, 1, 1, 2, 1, 2), false, false, {5, 6}};
 /* conv2d_weight_grad: size = the kernel (KH, KW) */
@@ -323,6 +329,10 @@ static const op_case cases[] = {
      "pointwise kernel's blocks)", .n_in = 3, .in = {S4(3, 136, 12, 13), S4(21, 136, 1, 1), S1(21)},
      .lo = -1, .hi = 1, .build = build_bias_act, .ctx = &ba_relu_1x1,
      .reference = ref_bias_act, .no_grad = true},
+    {.op = "conv2d_bias_act", .label = "relu, 1x1 of 36 channels to 21 at 7x7, batch 5 (the "
+     "pointwise kernel, the images' columns as one)", .n_in = 3, .in = {S4(5, 36, 7, 7),
+     S4(21, 36, 1, 1), S1(21)}, .lo = -1, .hi = 1, .build = build_bias_act, .ctx = &ba_relu_1x1,
+     .reference = ref_bias_act, .no_grad = true},
     {.op = "conv2d", .label = "1x1 of 20 channels to 9 at 10x13 (9 vectors, 2 lanes in the last)",
      .n_in = 2, .in = {S4(2, 20, 10, 13), S4(9, 20, 1, 1)}, .lo = -1, .hi = 1,
      .build = build_conv, .ctx = &c_plain, .reference = ref_conv, .no_grad = true},
@@ -335,6 +345,11 @@ static const op_case cases[] = {
           "chain's alternative), 1x1, 3x3 to 2 channels (read padded in place)",
           &ch_three, S4(3, 2, 5, 4), S4(40, 2, 3, 3), S1(40), S4(40, 40, 1, 1), S1(40),
           S4(2, 40, 3, 3), S1(2)),
+    {.op = "conv2d_chain", .label = "3x3 of 2 channels to 20, 1x1 to 20 at 7x7, batch 9 (groups "
+     "of 8 and 1 images: the 1x1 by the pointwise kernel over a group's images, read "
+     "channel-major, written NCHW)", .n_in = 5, .in = {S4(9, 2, 7, 7), S4(20, 2, 3, 3), S1(20),
+     S4(20, 20, 1, 1), S1(20)}, .lo = -1, .hi = 1, .build = build_chain, .ctx = &ch_glow,
+     .reference = ref_chain, .no_grad = true},
     CHAIN("3x3, then a 3x3 of stride (2,1) without relu", &ch_strided, S4(3, 2, 5, 4),
           S4(3, 2, 3, 2), S1(3), S4(2, 3, 3, 3), S4(1, 2, 1, 1)),
     IGRAD("3x3, padding 1, into a 5x4 input", S4(2, 3, 5, 4), S4(3, 2, 3, 3), &ig_pad1, true),
@@ -382,6 +397,17 @@ static const op_case cases[] = {
      .in = {S4(3, 140, 11, 12), S4(140, 13, 1, 1), S4(3, 13, 11, 12)}, .lo = -1, .hi = 1,
      .build = build_igrad_relu, .ctx = &ig_1x1_11x12, .reference = ref_igrad_relu,
      .no_grad = true},
+    /* the pointwise kernel takes the images' columns as one: vectors cross from one 7x7 image
+     * into the next, 245 columns in chunks of 192 and 53 (2 + 2 vectors); images of 9 pixels,
+     * under a vector, one by one */
+    {.op = "conv2d_input_grad_relu", .label = "1x1 of 20 channels from 36 at 7x7, batch 5 (the "
+     "pointwise kernel's vectors across images)", .n_in = 3, .in = {S4(5, 36, 7, 7),
+     S4(36, 20, 1, 1), S4(5, 20, 7, 7)}, .lo = -1, .hi = 1, .build = build_igrad_relu,
+     .ctx = &ig_1x1_7x7, .reference = ref_igrad_relu, .no_grad = true},
+    {.op = "conv2d_input_grad_relu", .label = "1x1 of 13 channels from 140 at 3x3, batch 3 "
+     "(the pointwise kernel, images narrower than a vector)", .n_in = 3, .in = {S4(3, 140, 3, 3),
+     S4(140, 13, 1, 1), S4(3, 13, 3, 3)}, .lo = -1, .hi = 1, .build = build_igrad_relu,
+     .ctx = &ig_1x1_3x3, .reference = ref_igrad_relu, .no_grad = true},
     WGRAD("3x3, padding 1", S4(2, 2, 5, 4), S4(2, 3, 5, 4), &wg_pad1, true),
     WGRAD("stride 2, dilation 2, batch of one", S4(1, 2, 7, 6), S4(1, 2, 2, 1), &wg_stride_dil,
           false),

@@ -26,8 +26,8 @@
  *
  * Pointwise (ops/kernels/conv_pointwise.c), for 1x1 convs at stride 1 without padding, forward
  * and input gradient: the GEMM path's work split, each GEMM by a float32 AVX-512 kernel of its
- * own (fg_gemm where that does not run: float64, other CPUs), on images of at least
- * FG_POINTWISE_MIN_COLUMNS pixels.  Glow's training step against the GEMM path (its chains' 1x1
+ * own (fg_gemm where that does not run: float64, other CPUs); the forward on images of at least
+ * FG_POINTWISE_MIN_COLUMNS pixels, the input gradient a part's images in one GEMM.  Glow's training step against the GEMM path (its chains' 1x1
  * convs by the fixed rule, its input gradients by timing): K=16 +0.7 to +1.5 % in three runs of
  * 5 alternating pairs (one run of 3 pairs read -2.9 %), K=8 +2.2 to +2.3 % ("Intel(R) Xeon(R)
  * Processor", 2 cores; README, Kernels).
@@ -245,15 +245,16 @@ fg_status fg_conv_prepare_direct(fg_kprep *a, void **state, fg_err *e) {
 fg_status fg_conv_prepare_shifted(fg_kprep *a, void **state, fg_err *e) {
   return prepare_path(a, state, CONV_PATH_SHIFTED, e);
 }
-/* Only where its kernel runs: elsewhere it would be the GEMM path under another name. */
+/* Only where its kernel runs: elsewhere it would be the GEMM path under another name (the
+ * forward of small images: the input gradient takes its images' columns together). */
 fg_status fg_conv_prepare_pointwise(fg_kprep *a, void **state, fg_err *e) {
   if (!fg_conv_pointwise_available(a->out_dtype))
     return fg_err_set(e, FG_E_MISUSE, "the pointwise path computes float32 on CPUs with "
                       "AVX-512 only");
-  if (fg_shape_count(&a->out_shape) > 0 &&
+  if (fg_conv_kind_of(a->op) == CONV_FORWARD && fg_shape_count(&a->out_shape) > 0 &&
       a->out_shape.d[2] * a->out_shape.d[3] < FG_POINTWISE_MIN_COLUMNS)
-    return fg_err_set(e, FG_E_MISUSE, "the pointwise path computes images of at least %d "
-                      "pixels", FG_POINTWISE_MIN_COLUMNS);
+    return fg_err_set(e, FG_E_MISUSE, "the pointwise path computes forwards of images of at "
+                      "least %d pixels", FG_POINTWISE_MIN_COLUMNS);
   return prepare_path(a, state, CONV_PATH_POINTWISE, e);
 }
 

@@ -32,7 +32,8 @@ enum {
   MIN_INPLACE_WGRAD_PIXELS = 128, /* weight_grad: per-image GEMMs from this k on */
   MIN_PART_INPLACE_TAPS = 128,    /* weight_grad, per-image GEMMs: taps (GEMM columns) */
   MIN_PART_POINTWISE_ROWS = 128,  /* weight_grad, 1x1: output channels (GEMM rows) per tile */
-  MIN_PART_POINTWISE_IMAGES = 16, /* input_grad by the pointwise kernel: each part packs W^T */
+  MIN_PART_POINTWISE_IMAGES = 16, /* images together by the pointwise kernel (input_grad: each
+                                     part packs W^T) */
 };
 
 /* ---- im2col / col2im, stamped for float and double ----
@@ -395,9 +396,29 @@ static conv_ctx with_pointwise(const conv_ctx *ctx) {
   return c;
 }
 
+/* The forward: a part's images in one GEMM of the pointwise kernel (their columns as one) where
+ * an image alone is short (under FG_POINTWISE_MIN_COLUMNS pixels) or the call has one part
+ * (conv2d_chain's groups: its last 1x1 reads the group channel-major and writes NCHW; Glow's
+ * 7x7 chains took 49-column sgemm calls, an image each); elsewhere the GEMM path's split over
+ * (image, pixel) items, a GEMM an image. */
 fg_status fg_conv_pointwise_forward(const conv_ctx *ctx, const fg_kargs *k) {
-  conv_ctx c = with_pointwise(ctx);
-  return fg_conv_gemm_forward(&c, k);
+  conv_ctx c = with_pointwise(ctx), one = c;
+  view_channel_major_as_one_image(&one);
+  const conv_geom *g = &c.g;
+  int64_t S = g->h * g->w, n0, n1;
+  if (!c.pointwise || one.g.n < 2 || (S >= FG_POINTWISE_MIN_COLUMNS && k->nth > 1))
+    return fg_conv_gemm_forward(&c, k);
+  int parts = fg_parts_for(g->n, MIN_PART_POINTWISE_IMAGES, k->nth);
+  if (k->ith >= parts) return FG_OK;
+  fg_split_range(g->n, k->ith, parts, &n0, &n1);
+  if (n0 == n1) return FG_OK;
+  conv_layout xl = conv_x_layout(&c), yl = conv_y_layout(&c);
+  fg_conv_pointwise_gemm(&(fg_pointwise_gemm){
+      .m = g->o, .n = S, .k = g->c, .a = k->in[1], .a_row = g->c, .a_depth = 1,
+      .b = at_c(&c, k->in[0], n0 * xl.img), .ldb = xl.ch, .c = at_m(&c, k->out, n0 * yl.img),
+      .ldc = yl.ch, .bias = c.bias, .relu = c.relu, .images = n1 - n0, .b_image = xl.img,
+      .c_image = yl.img});
+  return FG_OK;
 }
 
 /* gx[n] = W^T dy[n], images split among the parts; W^T packed once a part (read in place
@@ -406,8 +427,7 @@ fg_status fg_conv_pointwise_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
   conv_ctx c = with_pointwise(ctx);
   const conv_geom *g = &c.g;
   int64_t S = g->h * g->w, n0, n1;
-  if (!c.pointwise || g->o == 0 || S < FG_POINTWISE_MIN_COLUMNS)
-    return fg_conv_gemm_input_grad(&c, k);
+  if (!c.pointwise || g->o == 0) return fg_conv_gemm_input_grad(&c, k);
   int parts = fg_parts_for(g->n, MIN_PART_POINTWISE_IMAGES, k->nth);
   if (k->ith >= parts) return FG_OK;
   fg_split_range(g->n, k->ith, parts, &n0, &n1);
@@ -418,14 +438,11 @@ fg_status fg_conv_pointwise_input_grad(const conv_ctx *ctx, const fg_kargs *k) {
   fg_conv_pointwise_pack_rows(k->in[1], g->c, g->o, 1, g->c, wt);
   const float *dy = k->in[0];
   float *gx = k->out;
-  for (int64_t n = n0; n < n1; n++) {
-    fg_pointwise_gemm p = {.m = g->c, .n = S, .k = g->o, .a = wt, .a_row = 1, .a_depth = 8,
-                           .a_block = 8 * g->o, .b = dy + n * g->o * S, .ldb = S,
-                           .c = gx + n * g->c * S, .ldc = S,
-                           .mask = c.mask ? (const float *)c.mask + n * g->c * S : NULL,
-                           .next = n + 1 < n1 ? dy + (n + 1) * g->o * S : NULL};
-    fg_conv_pointwise_gemm(&p);
-  }
+  fg_conv_pointwise_gemm(&(fg_pointwise_gemm){
+      .m = g->c, .n = S, .k = g->o, .a = wt, .a_row = 1, .a_depth = 8, .a_block = 8 * g->o,
+      .b = dy + n0 * g->o * S, .ldb = S, .c = gx + n0 * g->c * S, .ldc = S,
+      .mask = c.mask ? (const float *)c.mask + n0 * g->c * S : NULL,
+      .images = n1 - n0, .b_image = g->o * S, .c_image = g->c * S});
   scratch_free(wt);
   return FG_OK;
 }

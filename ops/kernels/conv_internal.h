@@ -119,14 +119,21 @@ typedef struct fg_pointwise_gemm {
   bool relu;
   const float *mask; /* c[i][j] *= (mask[i ldc + j] > 0) last (conv2d_input_grad_relu), or NULL */
   const float *next;
+  /* images > 1: as many GEMMs of the same a, the t-th's b, c and mask b_image, c_image floats
+   * on (c_image for the mask too), their columns run through as one: a panel's vectors cross
+   * from one image into the next, so no image ends in a vector of a few live lanes (196
+   * columns: 12 vectors and 4 lanes) and the weights are streamed once for every 192 columns,
+   * not once an image.  0 or 1: one GEMM. */
+  int64_t images, b_image, c_image;
 } fg_pointwise_gemm;
 /* Whether this CPU runs it for dtype t (float32 with AVX-512). */
 bool fg_conv_pointwise_available(fg_dtype t);
-/* Columns (pixels) a GEMM needs for the kernel to pay: each image's GEMM streams all of the
- * weights from L2, and with few columns that costs more than the sums.  Glow K=16's 256 -> 256
- * input gradient at 7x7 (49 columns) took 27-28 ms a training step by it against 23.6-24.4 by
- * oneDNN's primitive (FG_PROFILE of the step, runs one after the other, "Intel(R) Xeon(R)
- * Processor", 2 cores); at 14x14 (196) it is the faster. */
+/* Columns (pixels) an image's GEMM needs for the kernel to pay: each streams all of the weights
+ * from L2, and with few columns that costs more than the sums.  Glow K=16's 256 -> 256 input
+ * gradient at 7x7 (49 columns) took 27-28 ms a training step by a GEMM an image against
+ * 23.6-24.4 by oneDNN's primitive (FG_PROFILE of the step, runs one after the other, "Intel(R)
+ * Xeon(R) Processor", 2 cores); at 14x14 (196) it is the faster.  The input gradient has no
+ * such bound: its images go in one GEMM (images above). */
 enum { FG_POINTWISE_MIN_COLUMNS = 128 };
 void fg_conv_pointwise_gemm(const fg_pointwise_gemm *g);
 /* ap[(i / 8) 8 k + p 8 + i % 8] = a[i a_row + p a_depth], zeros past row m: the rows of a in

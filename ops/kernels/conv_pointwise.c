@@ -39,6 +39,7 @@ enum {
   PW_KC = 128, /* depth slice: a packed panel of 128 x 48 floats (24 KiB) stays in L1 */
   PW_NV = 3,   /* vectors of 16 in a panel: 8 x 3 sums in registers */
   PW_MR = 8,   /* rows of a block */
+  PW_CHUNK = 12, /* vectors of columns a chunk of several images' takes through all the depth */
 };
 
 /* The direct kernels' choice of instruction set (AVX-512F and FMA), so that FG_CONV_ISA=avx2
@@ -56,40 +57,66 @@ bool fg_conv_pointwise_available(fg_dtype t) {
 #define PW_BLOCK static inline __attribute__((always_inline, target("avx512f,fma")))
 #define PW_ATTR __attribute__((target("avx512f,fma")))
 
+/* Where a vector of 16 columns lies in b, c or the mask, at their row 0: lanes m[0] at
+ * off[0] + lane, and lanes m[1] (past an image's last column, in the next image) at off[1] +
+ * lane, m[1] 0 where the vector stays in one image. */
+typedef struct pw_vec {
+  int64_t off[2];
+  __mmask16 m[2];
+} pw_vec;
+
+static __mmask16 pw_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* The vector of columns col.. (of cols in all, n an image, images image_stride apart). */
+static pw_vec pw_locate(int64_t col, int64_t cols, int64_t n, int64_t image_stride) {
+  int64_t image = col / n, at = col % n, live = min64(16, cols - col);
+  int64_t here = min64(live, n - at);
+  pw_vec v = {.off = {image * image_stride + at, (image + 1) * image_stride - here},
+              .m = {pw_lanes(here), (__mmask16)(pw_lanes(live) & ~pw_lanes(here))}};
+  return v;
+}
+
 /* One block's task: rows [m, m + MR) of a panel of nv vectors, over one depth slice. */
 typedef struct pw_block {
   const float *a;   /* a(m, k0) */
   int64_t a_row, a_depth, a_block;
   const float *bp;  /* the packed panel: kc rows of nv 16 floats */
   int64_t kc;
-  float *c;         /* c(m, panel's first column) */
+  float *c;         /* c's row m (its columns where cv says) */
   int64_t ldc;
-  __mmask16 last;   /* the panel's last vector's lanes */
+  const pw_vec *cv; /* the panel's vectors in c and the mask */
   bool first, final; /* the first slice stores, later ones add; the final one applies act */
   const float *bias; /* bias(m), or NULL */
   bool relu;
-  const float *mask; /* mask(m, the panel's first column), at ldc too, or NULL */
-  const float *pf;   /* the next image's lines this block prefetches into L2 (pf_lines) */
+  const float *mask; /* the mask's row m, at ldc too, or NULL */
+  const float *pf;   /* the next images' lines this block prefetches into L2 (pf_lines) */
   int64_t pf_lines;
 } pw_block;
+
+/* v's lanes of row r at base (c's or the mask's), zeros elsewhere. */
+PW_BLOCK __m512 pw_load(const float *base, const pw_vec *v) {
+  __m512 y = _mm512_maskz_loadu_ps(v->m[0], base + v->off[0]);
+  return v->m[1] ? _mm512_mask_loadu_ps(y, v->m[1], base + v->off[1]) : y;
+}
 
 PW_BLOCK void pw_store(const pw_block *b, const __m512 *acc, const int MR, const int NV) {
   _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {
     __m512 bias = b->final && b->bias ? _mm512_set1_ps(b->bias[i]) : _mm512_setzero_ps();
     _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) {
-      __mmask16 m = v == NV - 1 ? b->last : (__mmask16)0xffff;
-      float *at = b->c + i * b->ldc + 16 * v;
+      const pw_vec *cv = &b->cv[v];
+      float *row = b->c + i * b->ldc;
       __m512 y = acc[i * NV + v];
-      if (!b->first) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, at));
+      if (!b->first) y = _mm512_add_ps(y, pw_load(row, cv));
       if (b->final && b->bias) y = _mm512_add_ps(y, bias);
       /* max(y, 0) gives 0 for NaN, as the epilogue's y > 0 ? y : 0 does */
       if (b->final && b->relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
       if (b->final && b->mask) { /* y * (mask > 0): times 1 or 0, as the separate ops */
-        __m512 mv = _mm512_maskz_loadu_ps(m, b->mask + i * b->ldc + 16 * v);
+        __m512 mv = pw_load(b->mask + i * b->ldc, cv);
         __mmask16 pos = _mm512_cmp_ps_mask(mv, _mm512_setzero_ps(), _CMP_GT_OQ);
         y = _mm512_mul_ps(y, _mm512_maskz_mov_ps(pos, _mm512_set1_ps(1.0f)));
       }
-      _mm512_mask_storeu_ps(at, m, y);
+      _mm512_mask_storeu_ps(row + cv->off[0], cv->m[0], y);
+      if (cv->m[1]) _mm512_mask_storeu_ps(row + cv->off[1], cv->m[1], y);
     }
   }
 }
@@ -124,20 +151,40 @@ PW_BLOCK void pw_rows(const pw_block *b, const int MR, const int NV) {
   else pw_rows_pf(b, MR, NV, false);
 }
 
-/* Lines of the next image to prefetch into L2, a share to each block of rows, which issues
- * them one a depth step: in bursts (a block's share at once) they outran the core's misses in
+/* The images to come, prefetched into L2 a share to each block of rows, which issues its
+ * lines one a depth step: in bursts (a block's share at once) they outran the core's misses in
  * flight where the blocks are few (36 rows: 62 lines a block), and helped nothing ([36, 256] x
  * [256, 196] over 64 images from memory, one core of "Intel(R) Xeon(R) Processor": 2.47-2.66
- * ms spread against 3.09-3.30 in bursts, 3.02-3.33 without prefetching; runs alternating). */
+ * ms spread against 3.09-3.30 in bursts, 3.02-3.33 without prefetching; runs alternating).
+ * Image `images` is the next call's b (g->next), if any. */
 typedef struct pw_prefetch {
-  const float *next;
-  int64_t lines, per, line;
+  const fg_pointwise_gemm *g;
+  int64_t images;      /* g's, at least 1 */
+  int64_t image, line; /* the next line to issue */
+  int64_t lines;       /* an image's: k rows at ldb */
+  int64_t until;       /* the images before it are to be issued */
+  int64_t per;         /* lines a block */
 } pw_prefetch;
 
+static const float *pw_image_b(const pw_prefetch *pf, int64_t image) {
+  return image < pf->images ? pf->g->b + image * pf->g->b_image : pf->g->next;
+}
+
 PW_BLOCK void pw_prefetch_share(pw_prefetch *pf, pw_block *b) {
-  b->pf = pf->next + pf->line * 16;
+  b->pf_lines = 0;
+  if (pf->image >= pf->until) return;
+  b->pf = pw_image_b(pf, pf->image) + pf->line * 16;
   b->pf_lines = min64(pf->per, pf->lines - pf->line);
   pf->line += b->pf_lines;
+  if (pf->line == pf->lines) pf->image++, pf->line = 0;
+}
+
+/* Lines a block for a chunk of `blocks` blocks: the images the next chunk reads (its last
+ * column's and those before it) by the time it starts, or the next call's first. */
+static void pw_prefetch_plan(pw_prefetch *pf, int64_t next_end, int64_t n, int64_t blocks) {
+  pf->until = next_end > 0 ? (next_end - 1) / n + 1 : pf->images + (pf->g->next ? 1 : 0);
+  int64_t left = (pf->until - pf->image) * pf->lines - pf->line;
+  pf->per = left > 0 ? (left + blocks - 1) / blocks : 0;
 }
 
 /* A panel of NV vectors, all its row blocks. */
@@ -146,14 +193,15 @@ PW_BLOCK void pw_panel(pw_block b, int64_t m, pw_prefetch *pf, const int NV) {
   const float *bias = b.bias;
   for (; i + 8 <= m; i += 8) {
     pw_prefetch_share(pf, &b);
-    if (b.first) /* the next block's sums' lines, which this slice writes first */
-      for (int64_t r = 8; r < 16 && i + r < m; r++)
-        for (int v = 0; v < NV; v++)
-          _mm_prefetch((const char *)(b.c + r * b.ldc + 16 * v), _MM_HINT_ET0);
-    if (b.final && b.mask) /* and its mask's, which this slice reads */
-      for (int64_t r = 8; r < 16 && i + r < m; r++)
-        for (int v = 0; v < NV; v++)
-          _mm_prefetch((const char *)(b.mask + r * b.ldc + 16 * v), _MM_HINT_T0);
+    for (int64_t r = 8; (b.first || (b.final && b.mask)) && r < 16 && i + r < m; r++)
+      for (int v = 0; v < NV; v++)
+        for (int h = 0; h < 2 && b.cv[v].m[h]; h++) {
+          int64_t at = r * b.ldc + b.cv[v].off[h];
+          if (b.first) /* the next block's sums' lines, which this slice writes first */
+            _mm_prefetch((const char *)(b.c + at), _MM_HINT_ET0);
+          if (b.final && b.mask) /* and its mask's, which this slice reads */
+            _mm_prefetch((const char *)(b.mask + at), _MM_HINT_T0);
+        }
     b.bias = bias ? bias + i : NULL;
     pw_rows(&b, 8, NV);
     b.a += b.a_block, b.c += 8 * b.ldc, b.mask = b.mask ? b.mask + 8 * b.ldc : NULL;
@@ -172,14 +220,12 @@ PW_BLOCK void pw_panel(pw_block b, int64_t m, pw_prefetch *pf, const int NV) {
   }
 }
 
-/* bp[p][16 v + l] = x(k0 + p, j0 + 16 v + l), zeros past the panel's n columns. */
-PW_BLOCK void pw_pack(const float *x, int64_t ldx, int64_t kc, int64_t n, int nv, float *bp) {
+/* bp[p][16 v + l] = x(p, the column of v's lane l), zeros where v has no lane l. */
+PW_BLOCK void pw_pack(const float *x, int64_t ldx, int64_t kc, const pw_vec *bv, int nv,
+                      float *bp) {
   for (int64_t p = 0; p < kc; p++)
-    for (int v = 0; v < nv; v++) {
-      int64_t left = n - 16 * v;
-      __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-      _mm512_store_ps(bp + (p * nv + v) * 16, _mm512_maskz_loadu_ps(m, x + p * ldx + 16 * v));
-    }
+    for (int v = 0; v < nv; v++)
+      _mm512_store_ps(bp + (p * nv + v) * 16, pw_load(x + p * ldx, &bv[v]));
 }
 
 /* Vectors of a panel starting with `left` vectors to go. */
@@ -187,36 +233,51 @@ static int panel_vectors(int64_t left) {
   return left == 4 ? 2 : left >= PW_NV ? PW_NV : (int)left; /* 4 vectors: 2 + 2 */
 }
 
-/* The blocks pw_gemm runs (depth slices x panels x row blocks of 8, 4 and 1). */
+/* The blocks a chunk of nvec vectors runs (depth slices x panels x row blocks of 8, 4, 1). */
 static int64_t blocks_of(const fg_pointwise_gemm *g, int64_t nvec) {
   int64_t panels = 0;
   for (int64_t v0 = 0; v0 < nvec; v0 += panel_vectors(nvec - v0)) panels++;
   return (g->k + PW_KC - 1) / PW_KC * panels * (g->m / 8 + g->m % 8 / 4 + g->m % 4);
 }
 
-PW_ATTR static void pw_gemm(const fg_pointwise_gemm *g) {
+/* The columns [16 v0, 16 (v0 + nvec)) of all images (cols in all) through all the depth. */
+PW_ATTR static void pw_chunk(const fg_pointwise_gemm *g, int64_t v0, int64_t nvec,
+                             int64_t cols, pw_prefetch *pf) {
   float bp[PW_KC * PW_NV * 16] __attribute__((aligned(64)));
-  int64_t nvec = (g->n + 15) / 16, blocks = blocks_of(g, nvec);
-  pw_prefetch pf = {.next = g->next, .lines = g->next ? g->k * g->ldb / 16 : 0};
-  pf.per = (pf.lines + blocks - 1) / blocks;
   for (int64_t k0 = 0; k0 < g->k; k0 += PW_KC) {
     int64_t kc = min64(PW_KC, g->k - k0);
-    for (int64_t v0 = 0; v0 < nvec;) {
-      int64_t left = nvec - v0;
-      int nv = panel_vectors(left);
-      int64_t cols = min64(16 * nv, g->n - 16 * v0), tail = cols - 16 * (nv - 1);
-      pw_pack(g->b + k0 * g->ldb + 16 * v0, g->ldb, kc, cols, nv, bp);
+    for (int64_t v = v0; v < v0 + nvec;) {
+      int nv = panel_vectors(v0 + nvec - v);
+      pw_vec bv[PW_NV], cv[PW_NV];
+      for (int u = 0; u < nv; u++) {
+        bv[u] = pw_locate(16 * (v + u), cols, g->n, g->b_image);
+        cv[u] = pw_locate(16 * (v + u), cols, g->n, g->c_image);
+      }
+      pw_pack(g->b + k0 * g->ldb, g->ldb, kc, bv, nv, bp);
       pw_block b = {.a = g->a + k0 * g->a_depth, .a_row = g->a_row, .a_depth = g->a_depth,
                     .a_block = g->a_block ? g->a_block : 8 * g->a_row,
-                    .bp = bp, .kc = kc, .c = g->c + 16 * v0, .ldc = g->ldc,
-                    .last = tail >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << tail) - 1),
+                    .bp = bp, .kc = kc, .c = g->c, .ldc = g->ldc, .cv = cv,
                     .first = k0 == 0, .final = k0 + kc == g->k, .bias = g->bias,
-                    .relu = g->relu, .mask = g->mask ? g->mask + 16 * v0 : NULL};
-      if (nv == 3) pw_panel(b, g->m, &pf, 3);
-      else if (nv == 2) pw_panel(b, g->m, &pf, 2);
-      else pw_panel(b, g->m, &pf, 1);
-      v0 += nv;
+                    .relu = g->relu, .mask = g->mask};
+      if (nv == 3) pw_panel(b, g->m, pf, 3);
+      else if (nv == 2) pw_panel(b, g->m, pf, 2);
+      else pw_panel(b, g->m, pf, 1);
+      v += nv;
     }
+  }
+}
+
+/* One image: its columns in one chunk.  Several: chunks of PW_CHUNK vectors, whose sums (m x
+ * 192 floats) stay in L2 from one depth slice to the next. */
+PW_ATTR static void pw_gemm(const fg_pointwise_gemm *g) {
+  int64_t images = g->images > 1 ? g->images : 1, cols = images * g->n;
+  int64_t nvec = (cols + 15) / 16, chunk = images > 1 ? PW_CHUNK : nvec;
+  pw_prefetch pf = {.g = g, .images = images, .lines = g->k * g->ldb / 16};
+  pf.image = min64(16 * min64(chunk, nvec), cols) / g->n;
+  for (int64_t v0 = 0; v0 < nvec; v0 += chunk) {
+    int64_t here = min64(chunk, nvec - v0), next_end = min64(16 * (v0 + here + chunk), cols);
+    pw_prefetch_plan(&pf, v0 + here < nvec ? next_end : 0, g->n, blocks_of(g, here));
+    pw_chunk(g, v0, here, cols, &pf);
   }
 }
 #endif
@@ -232,7 +293,20 @@ void fg_conv_pointwise_pack_rows(const float *a, int64_t m, int64_t k, int64_t a
 
 void fg_conv_pointwise_gemm(const fg_pointwise_gemm *g) {
 #ifdef PW_X86
-  if (g->m > 0 && g->n > 0) pw_gemm(g);
+  if (g->m <= 0 || g->n <= 0) return;
+  if (g->images <= 1 || g->n >= 16) {
+    pw_gemm(g);
+    return;
+  }
+  /* images narrower than a vector, whose vectors would cross more than one image: one by one */
+  for (int64_t t = 0; t < g->images; t++) {
+    fg_pointwise_gemm one = *g;
+    one.images = 1;
+    one.b = g->b + t * g->b_image, one.c = g->c + t * g->c_image;
+    one.mask = g->mask ? g->mask + t * g->c_image : NULL;
+    one.next = t + 1 < g->images ? g->b + (t + 1) * g->b_image : g->next;
+    pw_gemm(&one);
+  }
 #else
   (void)g;
 #endif
