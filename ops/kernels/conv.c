@@ -26,11 +26,12 @@
  *
  * Pointwise (ops/kernels/conv_pointwise.c), for 1x1 convs at stride 1 without padding, forward
  * and input gradient: the GEMM path's work split, each GEMM by a float32 AVX-512 kernel of its
- * own (fg_gemm where that does not run: float64, other CPUs); the forward on images of at least
- * FG_POINTWISE_MIN_COLUMNS pixels, the input gradient a part's images in one GEMM.  Glow's training step against the GEMM path (its chains' 1x1
- * convs by the fixed rule, its input gradients by timing): K=16 +0.7 to +1.5 % in three runs of
- * 5 alternating pairs (one run of 3 pairs read -2.9 %), K=8 +2.2 to +2.3 % ("Intel(R) Xeon(R)
- * Processor", 2 cores; README, Kernels).
+ * own (fg_gemm where that does not run: float64, other CPUs), several images' columns a GEMM
+ * where an image alone is short.  Glow's training step against the GEMM path (its chains' 1x1
+ * convs by the fixed rule, its input gradients by timing), an image a GEMM: K=16 +0.7 to +1.5 %
+ * in three runs of 5 alternating pairs (one run of 3 pairs read -2.9 %), K=8 +2.2 to +2.3 %;
+ * several images a GEMM against that, K=16 +2.6 and +3.1 % ("Intel(R) Xeon(R) Processor", 2
+ * cores; README, Kernels).
  *
  * FG_CONV_PATH=gemm, =direct, =shifted or =pointwise in the environment (read once) forces one
  * path wherever it applies, so tests run every case through each. */

@@ -1,6 +1,7 @@
 /* The 1x1 convs' own float32 kernel (the implementation "pointwise"): y = act(bias + A x) for
  * one image's planes x [K][N] (N contiguous, as NCHW and conv2d_chain's channel-major groups
- * lie), A the weights: W [O][C] for the forward, W^T for the input gradient.
+ * lie), or for several images with their columns run through as one, A the weights: W [O][C]
+ * for the forward, W^T for the input gradient.
  *
  * Why a kernel of its own beside oneDNN's sgemm, which the GEMM path calls: in the programs the
  * 1x1 convs' images come from memory (written long before), and sgemm packs every image's
@@ -15,8 +16,10 @@
  * against 6.13-6.15 (3 pairs; "Intel(R) Xeon(R) Processor", 2 cores).
  *
  * Blocking: depth slices of PW_KC; across N, panels of up to PW_NV vectors of 16, the panel's
- * slice packed contiguous (the image's rows start anywhere; the packed rows are aligned);
- * down M, blocks of 8 rows (then 4, 1) whose 8 x 3 sums stay in 24 registers over the slice.
+ * slice packed contiguous (the image's rows start anywhere; the packed rows are aligned; a
+ * vector may take its last lanes from the next image's rows); down M, blocks of 8 rows (then
+ * 4, 1) whose 8 x 3 sums stay in 24 registers over the slice.  Several images go in chunks of
+ * PW_CHUNK vectors through all the depth.
  * A stand-alone prototype of these blocks ran 175-190 GFLOP/s on one core of that Xeon on an
  * image in L2, as sgemm does, where a loop of FMAs alone reaches 240.
  * Sums run in a fixed order for every shape, so results never depend on the thread count; they
@@ -65,7 +68,10 @@ typedef struct pw_vec {
   __mmask16 m[2];
 } pw_vec;
 
-static __mmask16 pw_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+/* The first n lanes (all from 16 on). */
+static __mmask16 pw_lanes(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+}
 
 /* The vector of columns col.. (of cols in all, n an image, images image_stride apart). */
 static pw_vec pw_locate(int64_t col, int64_t cols, int64_t n, int64_t image_stride) {
@@ -93,7 +99,7 @@ typedef struct pw_block {
   int64_t pf_lines;
 } pw_block;
 
-/* v's lanes of row r at base (c's or the mask's), zeros elsewhere. */
+/* v's lanes of the row at base (of b, c or the mask), zeros in the others. */
 PW_BLOCK __m512 pw_load(const float *base, const pw_vec *v) {
   __m512 y = _mm512_maskz_loadu_ps(v->m[0], base + v->off[0]);
   return v->m[1] ? _mm512_mask_loadu_ps(y, v->m[1], base + v->off[1]) : y;
