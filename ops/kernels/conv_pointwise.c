@@ -187,8 +187,8 @@ PW_BLOCK void pw_prefetch_share(pw_prefetch *pf, pw_block *b) {
 
 /* Lines a block for a chunk of `blocks` blocks: the images the next chunk reads (its last
  * column's and those before it) by the time it starts, or the next call's first. */
-static void pw_prefetch_plan(pw_prefetch *pf, int64_t next_end, int64_t n, int64_t blocks) {
-  pf->until = next_end > 0 ? (next_end - 1) / n + 1 : pf->images + (pf->g->next ? 1 : 0);
+static void pw_prefetch_plan(pw_prefetch *pf, int64_t next_end, int64_t blocks) {
+  pf->until = next_end > 0 ? (next_end - 1) / pf->g->n + 1 : pf->images + (pf->g->next ? 1 : 0);
   int64_t left = (pf->until - pf->image) * pf->lines - pf->line;
   pf->per = left > 0 ? (left + blocks - 1) / blocks : 0;
 }
@@ -282,7 +282,7 @@ PW_ATTR static void pw_gemm(const fg_pointwise_gemm *g) {
   pf.image = min64(16 * min64(chunk, nvec), cols) / g->n;
   for (int64_t v0 = 0; v0 < nvec; v0 += chunk) {
     int64_t here = min64(chunk, nvec - v0), next_end = min64(16 * (v0 + here + chunk), cols);
-    pw_prefetch_plan(&pf, v0 + here < nvec ? next_end : 0, g->n, blocks_of(g, here));
+    pw_prefetch_plan(&pf, v0 + here < nvec ? next_end : 0, blocks_of(g, here));
     pw_chunk(g, v0, here, cols, &pf);
   }
 }

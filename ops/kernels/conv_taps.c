@@ -208,10 +208,10 @@ static void rearrange_weights(const conv_ctx *c, const taps_state *s, const void
  * Xeon(R) Processor"): [256, 36] x [36, 196] 2.32-2.39 ms against sgemm's 2.97 (mask apart),
  * [36, 256] x [256, 196] 2.57-2.66 against 2.6-3.0, [18, 256] x [256, 196] 1.41 against 1.17
  * (in cache).  Glow K=16's training step (FG_PROFILE, the same Xeon, 2 cores, runs
- * alternating with the build before): the 4 -> 256 masked input
- * gradient at 14x14 28-30 ms against 33-39, the 256 -> 8 forward at 7x7 ([72, 256] x [256, 49])
- * 11.8 against 12.7-13.7, the 4 -> 256 gradients at 7x7 ([36, 256] x [256, 49]) 15.2-16.0
- * against 14.0-14.6.  Elsewhere fg_gemm. */
+ * alternating with the build before): the 4 -> 256 masked input gradient at 14x14 28-30 ms
+ * against 33-39, the 256 -> 8 forward at 7x7 ([72, 256] x [256, 49]) 11.8 against 12.7-13.7,
+ * the 4 -> 256 gradients at 7x7 ([36, 256] x [256, 49]) 15.2-16.0 against 14.0-14.6.
+ * Elsewhere fg_gemm. */
 static fg_status taps_gemm(const conv_ctx *c, const taps_state *s, fg_gemm_dims d,
                            const void *wt, const void *b, const void *next, const void *mask,
                            void *out, const char *op) {
