@@ -241,6 +241,7 @@ static const conv_case ig_pad1_6x5 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {6, 
 static const conv_case ig_stride2 = {OPTS(2, 2, 0, 0, 1, 1), false, false, {6, 5}};
 static const conv_case ig_pad1_20x20 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {20, 20}};
 static const conv_case ig_pad1_12x12 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {12, 12}};
+static const conv_case ig_pad1_11x13 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {11, 13}};
 static const conv_case ig_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {4, 5}};
 static const conv_case ig_1x1_11x12 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {11, 12}};
 static const conv_case ig_1x1_7x7 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {7, 7}};
@@ -254,6 +255,7 @@ static const conv_case wg_1x1 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {1, 1}};
 static const conv_case wg_nonsq = {OPTS(1, 2, 0, 1, 1, 1), false, false, {2, 3}};
 static const conv_case wg_empty = {OPTS(1, 1, 1, 1, 1, 1), false, false, {3, 3}};
 static const conv_case wg_3x3 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {3, 3}};
+static const conv_case wg_2x2 = {OPTS(1, 1, 0, 0, 1, 1), false, false, {2, 2}};
 /* conv2d_input_weight_grad: bias = the bias gradient too */
 static const conv_case iw_pad1_bias = {OPTS(1, 1, 1, 1, 1, 1), true, false, {0, 0}};
 static const conv_case iw_pad1 = {OPTS(1, 1, 1, 1, 1, 1), false, false, {0, 0}};
@@ -391,6 +393,11 @@ static const op_case cases[] = {
      "mask)", .n_in = 3, .in = {S4(2, 24, 12, 12), S4(24, 4, 3, 3), S4(2, 4, 12, 12)},
      .lo = -1, .hi = 1, .build = build_igrad_relu, .ctx = &ig_pad1_12x12,
      .reference = ref_igrad_relu, .no_grad = true},
+    {.op = "conv2d_input_grad_relu", .label = "3x3 of 24 channels into 3 at 11x13, batch 3 (few "
+     "inputs by their kernel: 27 tap planes in blocks of 6 and 3, vectors of 4, 3, 2 and a "
+     "last of 15 lanes, the next image fetched)", .n_in = 3, .in = {S4(3, 24, 11, 13),
+     S4(24, 3, 3, 3), S4(3, 3, 11, 13)}, .lo = -1, .hi = 1, .build = build_igrad_relu,
+     .ctx = &ig_pad1_11x13, .reference = ref_igrad_relu, .no_grad = true},
     IGRAD_RELU("1x1 kernel", S4(2, 4, 4, 5), S4(4, 3, 1, 1), S4(2, 3, 4, 5), &ig_1x1),
     {.op = "conv2d_input_grad_relu", .label = "1x1 of 13 channels from 140 at 11x12, batch 3 "
      "(the pointwise kernel's blocks of 8, 4 and 1 rows, masked as they are stored)", .n_in = 3,
@@ -432,6 +439,13 @@ static const op_case cases[] = {
                   S4(2, 32, 14, 14), S4(2, 8, 12, 12), &wg_3x3),
     WBGRAD_NOGRAD("3x3 of 2 channels to 24 at 9x9, batch 5 (few inputs)", S4(5, 2, 9, 9),
                   S4(5, 24, 9, 9), &wg_pad1),
+    WBGRAD_NOGRAD("3x3 of 2 channels to 10 at 11x12, batch 7 (few inputs by their kernels: "
+                  "parts of 3 and 2 images, each a group)", S4(7, 2, 11, 12),
+                  S4(7, 10, 11, 12), &wg_pad1),
+    {.op = "conv2d_weight_grad", .label = "2x2 of 1 channel to 6 at 13x14, batch 5 (few inputs "
+     "by their kernels: 4 tap planes in blocks of 3 and 1, 6 rows of dy in blocks of 4 and 1, "
+     "an image a group)", .n_in = 2, .in = {S4(5, 1, 13, 14), S4(5, 6, 12, 13)}, .lo = -1,
+     .hi = 1, .build = build_wgrad, .ctx = &wg_2x2, .reference = ref_wgrad, .no_grad = true},
     WBGRAD("zero-sized batch: zeros", S4(0, 2, 4, 4), S4(0, 3, 4, 4), &wg_empty, false),
     /* both gradients (and the bias's) from one read of dy: the taps' GEMMs on each image, or
      * the two paths one after the other */
@@ -444,6 +458,15 @@ static const op_case cases[] = {
     {.op = "conv2d_input_weight_grad", .label = "4 channels to 24 at 9x9, batch 5, with the bias",
      .n_in = 3, .in = {S4(5, 4, 9, 9), S4(24, 4, 3, 3), S4(5, 24, 9, 9)}, .lo = -1, .hi = 1,
      .build = build_iwgrad, .ctx = &iw_pad1_bias, .reference = ref_iwgrad, .no_grad = true},
+    {.op = "conv2d_input_weight_grad", .label = "3 channels to 10 at 11x12, batch 7, with the "
+     "bias (few inputs by their kernels: groups of 3 and 2 images, 27 tap planes, rows of dy in "
+     "blocks of 4 and 1, 4 lanes in a plane's last vector)", .n_in = 3,
+     .in = {S4(7, 3, 11, 12), S4(10, 3, 3, 3), S4(7, 10, 11, 12)}, .lo = -1, .hi = 1,
+     .build = build_iwgrad, .ctx = &iw_pad1_bias, .reference = ref_iwgrad, .no_grad = true},
+    {.op = "conv2d_input_weight_grad", .label = "2 channels to 9 at 16x17, batch 5 (an image a "
+     "group, the next one fetched while one is multiplied)", .n_in = 3,
+     .in = {S4(5, 2, 16, 17), S4(9, 2, 3, 3), S4(5, 9, 16, 17)}, .lo = -1, .hi = 1,
+     .build = build_iwgrad, .ctx = &iw_pad1, .reference = ref_iwgrad, .no_grad = true},
 };
 
 /* ---- rejects ---- */

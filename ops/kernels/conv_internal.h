@@ -141,6 +141,28 @@ void fg_conv_pointwise_gemm(const fg_pointwise_gemm *g);
 void fg_conv_pointwise_pack_rows(const float *a, int64_t m, int64_t k, int64_t a_row,
                                  int64_t a_depth, float *ap);
 
+/* The taps path's float32 kernels for few input channels (ops/kernels/conv_taps_few_in.c):
+ * dy [images][o][s], x its images' tap planes [images][rows] (x shifted by each tap), wt
+ * [rows][o]. */
+typedef struct fg_taps_few_in {
+  int64_t images, o, rows, s;
+  const float *dy, *x, *wt;
+  int64_t x_stride;  /* between x's planes: s or more (aligned planes load faster) */
+  const float *next; /* next_images images' dy, prefetched into L2 on the way, or NULL */
+  int64_t next_images;
+  float *lanes;      /* [o][rows][16]: the weight gradient's lanes, stored when first, else added */
+  bool first;
+  float *t;          /* [rows][s]: the input gradient's tap planes (one image) */
+} fg_taps_few_in;
+/* lanes[o][r][l] (+)= sum over the images and pixels p = 16 v + l of dy[o][p] x[r][p].  Where
+ * fg_conv_pointwise_available says so only. */
+void fg_conv_taps_few_in_wgrad(const fg_taps_few_in *f);
+/* t[r][p] = sum_o wt[r][o] dy[o][p], of one image (images 1).  Where
+ * fg_conv_pointwise_available says so only. */
+void fg_conv_taps_few_in_igrad(const fg_taps_few_in *f);
+/* out[i] = the sum of lanes[16 i .. 16 i + 16) in order, i < n. */
+void fg_conv_taps_lanes_total(const float *lanes, int64_t n, float *out);
+
 /* conv2d_chain with its first conv on the direct path, where the fixed rules choose another. */
 fg_status fg_conv_chain_prepare_direct(fg_kprep *a, void **state, fg_err *e);
 

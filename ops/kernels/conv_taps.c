@@ -41,6 +41,11 @@ enum {
   TAPS_SUM_MIN_ELEMS = 4096, /* weight-gradient elements a part of the partials' sum */
   TAPS_PW_MIN_ROWS = 32, /* a GEMM's rows for the pointwise kernel (taps_gemm), twice as many
                             for images under FG_POINTWISE_MIN_COLUMNS pixels */
+  TAPS_LANES_MAX_PARTS = 8, /* few input channels by their kernels: a part's weight-gradient
+                               lanes are 16 times its partial (590 KiB at 256 x 36) */
+  TAPS_GROUP_PIXELS = 512,  /* and images in groups of at least this many pixels */
+  TAPS_FEW_IN_MIN_PIXELS = 128, /* an image's pixels for those kernels: at 7x7 a plane's 49
+                                   pixels take 4 vectors, one of them a lane (below) */
 };
 
 enum { PH_PREPARE, PH_IMAGES, PH_SUM };
@@ -53,12 +58,15 @@ typedef struct taps_state {
   bool bias_grad;  /* conv2d_weight_bias_grad's, or conv2d_input_weight_grad's with a bias */
   bool both;       /* conv2d_input_weight_grad: the input gradient too (few input channels) */
   bool pointwise_gemm; /* GEMMs without transposes by the 1x1 convs' kernel (taps_gemm) */
+  bool few_in_kernels; /* few input channels by conv_taps_few_in.c's kernels, not GEMMs */
   conv_geom g;
   int64_t rows;    /* the small side's channels x taps: the tap planes */
   int parts;       /* of the images */
   int phase_of[FG_KERNEL_MAX_PHASES];
   size_t part_off, part_bytes; /* in scratch: the rearranged weights at 0, then each part's */
-  size_t lanes_off;            /* in a part's buffer: the bias lanes (FG_ROW_LANES a channel) */
+  size_t planes_off;           /* in a part's buffer, after its partial: the tap planes */
+  size_t lanes_off;            /* then the bias lanes (FG_ROW_LANES a channel) */
+  size_t wlanes_off;           /* then the weight gradient's lanes (few_in_kernels) */
 } taps_state;
 
 /* The tap planes of each side: O KK (few output channels), C KK (few input channels). */
@@ -97,6 +105,7 @@ typedef struct shift {
   int64_t oh, ow, ph, pw; /* tap offsets: p oh - ph, q ow - pw (dilation and padding) */
   int sign;
   int64_t src_stride; /* between src planes: sh sw, or more in a group's channel-major planes */
+  int64_t dst_stride; /* between gather's dst planes: dh dw, or more (zeros past dh dw) */
 } shift;
 
 /* Tap (p, q): src (i + di, j + dj) for dst (i, j) in rows [i0, i1) x columns [j0, j1). */
@@ -137,7 +146,7 @@ static tap_window tap_window_of(const shift *s, int64_t p, int64_t q) {
                                                                                               \
   /* dst[(k KK + t)] = src[k] at tap t's offset, 0 outside src. */                            \
   static void gather_##SUF(const shift *s, const T *src, T *dst) {                            \
-    int64_t kk = s->kh * s->kw, splane = s->src_stride, dplane = s->dh * s->dw;               \
+    int64_t kk = s->kh * s->kw, splane = s->src_stride, dplane = s->dst_stride;               \
     for (int64_t k = 0; k < s->planes; k++)                                                   \
       for (int64_t p = 0; p < s->kh; p++)                                                     \
         for (int64_t q = 0; q < s->kw; q++) {                                                 \
@@ -159,7 +168,7 @@ static shift shift_of(const conv_geom *g, int64_t planes, bool to_output) {
              .pw = g->pw, .sign = to_output ? 1 : -1};
   s.sh = to_output ? g->h : g->ho, s.sw = to_output ? g->w : g->wo;
   s.dh = to_output ? g->ho : g->h, s.dw = to_output ? g->wo : g->w;
-  s.src_stride = s.sh * s.sw;
+  s.src_stride = s.sh * s.sw, s.dst_stride = s.dh * s.dw;
   return s;
 }
 
@@ -236,8 +245,15 @@ static fg_status igrad_few_in(const conv_ctx *c, const taps_state *s, const shif
                               void *dx) {
   const conv_geom *g = &s->g;
   int64_t ohw = g->ho * g->wo;
-  fg_gemm_dims d = {.m = s->rows, .n = ohw, .k = g->o, .lda = g->o, .ldb = ohw, .ldc = ohw};
-  fg_status st = taps_gemm(c, s, d, wt, dy, next, NULL, buf, "conv2d_input_grad");
+  fg_status st = FG_OK;
+  if (s->few_in_kernels) {
+    fg_conv_taps_few_in_igrad(&(fg_taps_few_in){.o = g->o, .rows = s->rows, .s = ohw, .dy = dy,
+                                                .wt = wt, .next = next,
+                                                .next_images = next ? 1 : 0, .t = buf});
+  } else {
+    fg_gemm_dims d = {.m = s->rows, .n = ohw, .k = g->o, .lda = g->o, .ldb = ohw, .ldc = ohw};
+    st = taps_gemm(c, s, d, wt, dy, next, NULL, buf, "conv2d_input_grad");
+  }
   if (st == FG_OK) shift_sum(c, sh, buf, NULL, false, dx);
   return st;
 }
@@ -270,35 +286,95 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
   return st;
 }
 
-/* The weight gradient of images [n0, n1) into partial, with buf for the tap planes: few output
- * channels, partial[(o, t)][c] = sum S x^T; few input channels, partial[o][(c, t)] = sum dy
- * X^T, already dw's order.  conv2d_input_weight_grad (dy its input 2) also takes each image's
- * input gradient from the same dy while it is in cache (wt: the rearranged weights). */
+/* A part's buffers in scratch: the weight gradient's partial, one image's tap planes, the
+ * bias lanes (conv2d_weight_bias_grad, or conv2d_input_weight_grad's with a bias) and the
+ * weight gradient's lanes (few_in_kernels). */
+typedef struct part_bufs {
+  void *partial, *planes;
+  double *bias_lanes;
+  float *wlanes;
+} part_bufs;
+
+/* The weight gradient of images [n0, n1) into the part's partial: few output channels,
+ * partial[(o, t)][c] = sum S x^T; few input channels, partial[o][(c, t)] = sum dy X^T, already
+ * dw's order.  conv2d_input_weight_grad (dy its input 2) also takes each image's input gradient
+ * from the same dy while it is in cache (wt: the rearranged weights). */
 static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
-                              const void *wt, void *partial, void *buf, double *lanes, int64_t n0,
-                              int64_t n1) {
+                              const void *wt, const part_bufs *b, int64_t n0, int64_t n1) {
   const conv_geom *g = &s->g;
   int64_t hw = g->h * g->w, ohw = g->ho * g->wo;
   shift sh = shift_of(g, s->few_in ? g->c : g->o, s->few_in), back = shift_of(g, g->c, false);
   const void *dy_all = k->in[s->both ? 2 : 1];
   fg_status st = FG_OK;
-  if (n0 == n1) memset(partial, 0, c->es * (size_t)partial_elems(g, s->rows, s->few_in));
-  if (s->bias_grad) memset(lanes, 0, sizeof(double) * FG_ROW_LANES * (size_t)g->o);
   for (int64_t n = n0; st == FG_OK && n < n1; n++) {
     const void *x = at_c(c, k->in[0], n * g->c * hw), *dy = at_c(c, dy_all, n * g->o * ohw);
-    gather(c, &sh, s->few_in ? x : dy, buf);
+    gather(c, &sh, s->few_in ? x : dy, b->planes);
     fg_gemm_dims d = {.tb = true, .accumulate = n > n0, .m = s->few_in ? g->o : s->rows,
                       .n = s->few_in ? s->rows : g->c, .k = s->few_in ? ohw : hw};
     d.lda = d.ldb = d.k, d.ldc = d.n;
-    st = gemm(c, d, s->few_in ? dy : buf, s->few_in ? buf : x, partial, "conv2d_weight_grad");
-    if (s->bias_grad) conv_bias_lanes_add(c, lanes, dy, g->o, ohw);
+    st = gemm(c, d, s->few_in ? dy : b->planes, s->few_in ? b->planes : x, b->partial,
+              "conv2d_weight_grad");
+    if (s->bias_grad) conv_bias_lanes_add(c, b->bias_lanes, dy, g->o, ohw);
     if (st == FG_OK && s->both)
-      st = igrad_few_in(c, s, &back, wt, dy, n + 1 < n1 ? at_c(c, dy, g->o * ohw) : NULL, buf,
-                        at_m(c, k->out, n * g->c * hw));
+      st = igrad_few_in(c, s, &back, wt, dy, n + 1 < n1 ? at_c(c, dy, g->o * ohw) : NULL,
+                        b->planes, at_m(c, k->out, n * g->c * hw));
   }
+  return st;
+}
+
+/* The images of a group of few_in_kernels' weight gradient (wgrad_images_few_in). */
+static int64_t group_images(const conv_geom *g) {
+  return max64(1, TAPS_GROUP_PIXELS / max64(1, g->ho * g->wo));
+}
+
+/* A gathered plane's floats there: whole vectors, so that every plane starts aligned. */
+static int64_t aligned_plane(int64_t pixels) { return (pixels + 15) / 16 * 16; }
+
+/* The same by conv_taps_few_in.c's kernels (few_in_kernels), images in groups of at least
+ * TAPS_GROUP_PIXELS pixels whose tap planes X are gathered first: the weight gradient's sums
+ * stay in registers across a group's images and go to their lanes once a group; the part's
+ * last group totals the lanes into its partial. */
+static fg_status wgrad_images_few_in(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
+                                     const void *wt, const part_bufs *b, int64_t n0,
+                                     int64_t n1) {
+  const conv_geom *g = &s->g;
+  int64_t hw = g->h * g->w, ohw = g->ho * g->wo, group = group_images(g);
+  shift sh = shift_of(g, g->c, true), back = shift_of(g, g->c, false);
+  sh.dst_stride = aligned_plane(ohw);
+  const float *x = k->in[0], *dy = k->in[s->both ? 2 : 1];
+  float *planes = b->planes;
+  for (int64_t n = n0; n < n1; n += group) {
+    int64_t cnt = min64(group, n1 - n), next = min64(group, n1 - n - cnt);
+    for (int64_t i = 0; i < cnt; i++)
+      gather_f32(&sh, x + (n + i) * g->c * hw, planes + i * s->rows * sh.dst_stride);
+    fg_conv_taps_few_in_wgrad(&(fg_taps_few_in){
+        .images = cnt, .o = g->o, .rows = s->rows, .s = ohw, .dy = dy + n * g->o * ohw,
+        .x = planes, .x_stride = sh.dst_stride,
+        .next = next > 0 ? dy + (n + cnt) * g->o * ohw : NULL, .next_images = next,
+        .lanes = b->wlanes, .first = n == n0});
+    for (int64_t i = 0; i < cnt; i++) { /* dy in L2: the weight gradient just read it */
+      const float *dyi = dy + (n + i) * g->o * ohw;
+      if (s->bias_grad) conv_bias_lanes_add(c, b->bias_lanes, dyi, g->o, ohw);
+      if (s->both)
+        igrad_few_in(c, s, &back, wt, dyi, NULL, planes, at_m(c, k->out, (n + i) * g->c * hw));
+    }
+  }
+  if (n1 > n0) fg_conv_taps_lanes_total(b->wlanes, g->o * s->rows, b->partial);
+  return FG_OK;
+}
+
+/* A part's weight gradient (and conv2d_input_weight_grad's input gradient) of images [n0, n1),
+ * then its bias lanes' totals. */
+static fg_status wgrad_part(const conv_ctx *c, const taps_state *s, const fg_kargs *k,
+                            const void *wt, const part_bufs *b, int64_t n0, int64_t n1) {
+  const conv_geom *g = &s->g;
+  if (n0 == n1) memset(b->partial, 0, c->es * (size_t)partial_elems(g, s->rows, s->few_in));
+  if (s->bias_grad) memset(b->bias_lanes, 0, sizeof(double) * FG_ROW_LANES * (size_t)g->o);
+  fg_status st = s->few_in_kernels ? wgrad_images_few_in(c, s, k, wt, b, n0, n1)
+                                   : wgrad_images(c, s, k, wt, b, n0, n1);
   /* each channel's total where its lanes start, for sum_partials */
   for (int64_t o = 0; s->bias_grad && o < g->o; o++)
-    lanes[o * FG_ROW_LANES] = fg_row_lanes_total(lanes + o * FG_ROW_LANES);
+    b->bias_lanes[o * FG_ROW_LANES] = fg_row_lanes_total(b->bias_lanes + o * FG_ROW_LANES);
   return st;
 }
 
@@ -344,7 +420,7 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
                 .outer_parts = k->outer_parts, .err = k->err, .bias = s->bias ? k->in[2] : NULL,
                 .relu = s->relu, .mask = s->mask ? k->in[2] : NULL};
   void *wt = k->scratch, *mine = (char *)k->scratch + s->part_off + (size_t)k->ith * s->part_bytes;
-  int64_t n0, n1, partial = partial_elems(&s->g, s->rows, s->few_in);
+  int64_t n0, n1;
   switch (s->phase_of[k->phase]) {
   case PH_PREPARE:
     rearrange_weights(&c, s, k->in[1], wt);
@@ -352,8 +428,11 @@ static fg_status run(const fg_kargs *k, fg_dtype t) {
   case PH_IMAGES:
     fg_split_range(s->g.n, k->ith, k->nth, &n0, &n1);
     if (s->kind != CONV_WEIGHT_GRAD) return images(&c, s, k, wt, mine, n0, n1);
-    return wgrad_images(&c, s, k, wt, mine, at_m(&c, mine, partial),
-                        (double *)((char *)mine + s->lanes_off), n0, n1);
+    return wgrad_part(&c, s, k, wt,
+                      &(part_bufs){.partial = mine, .planes = (char *)mine + s->planes_off,
+                                   .bias_lanes = (double *)((char *)mine + s->lanes_off),
+                                   .wlanes = (float *)((char *)mine + s->wlanes_off)},
+                      n0, n1);
   default:
     sum_partials(&c, s, k);
     return FG_OK;
@@ -398,10 +477,15 @@ static void plan(taps_state *s, fg_kprep *a) {
   bool wgrad = s->kind == CONV_WEIGHT_GRAD, weights = !wgrad || s->both; /* rearranged */
   int given = a->parts[0]; /* the executor's parts, before the phases' take its place */
   size_t planes = (size_t)plane_bytes(g, s->kind, es);
+  if (wgrad && s->few_in_kernels) /* a group's padded planes */
+    planes = (size_t)(group_images(g) * s->rows * aligned_plane(g->ho * g->wo)) * es;
   size_t partial = wgrad ? (size_t)partial_elems(g, s->rows, s->few_in) * es : 0;
   s->part_off = weights ? aligned((size_t)(g->o * g->c * g->kh * g->kw) * es) : 0;
-  s->lanes_off = aligned(partial + planes);
-  s->part_bytes = s->lanes_off + (s->bias_grad ? sizeof(double) * FG_ROW_LANES * (size_t)g->o : 0);
+  s->planes_off = aligned(partial);
+  s->lanes_off = aligned(s->planes_off + planes);
+  s->wlanes_off = aligned(s->lanes_off +
+                          (s->bias_grad ? sizeof(double) * FG_ROW_LANES * (size_t)g->o : 0));
+  s->part_bytes = s->wlanes_off + (wgrad && s->few_in_kernels ? 16 * partial : 0);
   a->scratch_bytes = s->part_off + (size_t)s->parts * s->part_bytes;
   a->n_phases = 0;
   if (weights) s->phase_of[a->n_phases] = PH_PREPARE, a->parts[a->n_phases++] = 1;
@@ -429,7 +513,11 @@ fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
   taps_state *s = malloc(sizeof *s);
   if (!s) return fg_err_set(e, FG_E_NOMEM, "taps: out of memory");
   bool bias = a->op == FG_OP_CONV2D_BIAS_ACT;
-  int parts = (int)min64(min64(a->parts[0], g.n / TAPS_MIN_PART_IMAGES), TAPS_MAX_PARTS);
+  bool few_in_kernels = in && fg_conv_pointwise_available(a->out_dtype) &&
+                        g.ho * g.wo >= TAPS_FEW_IN_MIN_PIXELS;
+  int parts = (int)min64(min64(a->parts[0], g.n / TAPS_MIN_PART_IMAGES),
+                         few_in_kernels && kind == CONV_WEIGHT_GRAD ? TAPS_LANES_MAX_PARTS
+                                                                    : TAPS_MAX_PARTS);
   *s = (taps_state){.kind = kind, .few_in = in, .bias = bias,
                     .relu = bias && ((const fg_conv2d_bias_act_attr *)a->attr)->relu,
                     .mask = a->op == FG_OP_CONV2D_INPUT_GRAD_RELU,
@@ -437,6 +525,7 @@ fg_status fg_conv_prepare_taps(fg_kprep *a, void **state, fg_err *e) {
                                  (both && ((const fg_conv2d_grads_attr *)a->attr)->bias),
                     .both = both, .g = g,
                     .pointwise_gemm = fg_conv_pointwise_available(a->out_dtype),
+                    .few_in_kernels = few_in_kernels,
                     .rows = in ? rows_in(&g) : rows_out(&g), .parts = parts < 1 ? 1 : parts};
   plan(s, a);
   *state = s;
