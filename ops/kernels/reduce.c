@@ -181,8 +181,8 @@ DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
 
 /* The sum rows' lanes for kernels that meet the rows a block at a time (kernels.h). */
 #define DEFINE_ROW_LANES_ADD(T, sfx)                                                          \
-  FG_SIMD_CLONES void fg_row_lanes_add_##sfx(double *lanes, const T *x, int64_t rows,        \
-                                             int64_t len, int64_t ld) {                      \
+  FG_SIMD_CLONES static void row_lanes_add_##sfx(double *lanes, const T *x, int64_t rows,    \
+                                                 int64_t len, int64_t ld) {                  \
     for (int64_t r = 0; r < rows; r++) {                                                     \
       double l[ROW_LANES];                                                                   \
       memcpy(l, lanes + r * ROW_LANES, sizeof l);                                            \
@@ -192,6 +192,55 @@ DEFINE_REDUCE_ROWS(max, double, f64, MAX_INIT, MAX_COMBINE)
   }
 DEFINE_ROW_LANES_ADD(float, f32)
 DEFINE_ROW_LANES_ADD(double, f64)
+
+void fg_row_lanes_add_f64(double *lanes, const double *x, int64_t rows, int64_t len,
+                          int64_t ld) {
+  row_lanes_add_f64(lanes, x, rows, len, ld);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+_Static_assert(ROW_LANES == 32, "row_lanes_add_f32_avx512 keeps a row's lanes in 4 x 8 doubles");
+/* The same in AVX-512 by hand: a row's 32 lanes in four registers, the tail by masked loads
+ * (zeros: +0, as the padded tail adds), so the same bits.  The compiled loop kept the lanes on
+ * the stack around the tail: 1.7 % of Glow K=16's training step, where the conv weight
+ * gradients sum each image's dy rows ("Intel(R) Xeon(R) Processor", perf). */
+__attribute__((target("avx512f"))) static void row_lanes_add_f32_avx512(
+    double *lanes, const float *x, int64_t rows, int64_t len, int64_t ld) {
+  for (int64_t r = 0; r < rows; r++, lanes += ROW_LANES, x += ld) {
+    __m512d l[4];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) l[j] = _mm512_loadu_pd(lanes + 8 * j);
+    int64_t t = 0;
+    for (; t + ROW_LANES <= len; t += ROW_LANES)
+      _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
+        l[j] = _mm512_add_pd(l[j], _mm512_cvtps_pd(_mm256_loadu_ps(x + t + 8 * j)));
+    if (t < len) {
+      int64_t left = len - t;
+      for (int h = 0; h < 2; h++) {
+        int64_t n = left - 16 * h;
+        __mmask16 m = n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
+        __m512 v = _mm512_maskz_loadu_ps(m, x + t + 16 * h);
+        __m256 lo = _mm512_castps512_ps256(v);
+        __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+        l[2 * h] = _mm512_add_pd(l[2 * h], _mm512_cvtps_pd(lo));
+        l[2 * h + 1] = _mm512_add_pd(l[2 * h + 1], _mm512_cvtps_pd(hi));
+      }
+    }
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) _mm512_storeu_pd(lanes + 8 * j, l[j]);
+  }
+}
+#endif
+
+void fg_row_lanes_add_f32(double *lanes, const float *x, int64_t rows, int64_t len,
+                          int64_t ld) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f")) {
+    row_lanes_add_f32_avx512(lanes, x, rows, len, ld);
+    return;
+  }
+#endif
+  row_lanes_add_f32(lanes, x, rows, len, ld);
+}
 
 double fg_row_lanes_total(const double *lanes) {
   double acc;
