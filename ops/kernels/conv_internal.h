@@ -148,8 +148,8 @@ typedef struct fg_taps_few_in {
   int64_t images, o, rows, s;
   const float *dy, *x, *wt;
   int64_t x_stride;  /* between x's planes: s or more (aligned planes load faster) */
-  const float *next; /* next_images images' dy, prefetched into L2 on the way, or NULL */
-  int64_t next_images;
+  const float *next; /* next_floats floats of dy to come, prefetched into L2 on the way, or NULL */
+  int64_t next_floats;
   float *lanes;      /* [o][rows][16]: the weight gradient's lanes, stored when first, else added */
   bool first;
   float *t;          /* [rows][s]: the input gradient's tap planes (one image) */

@@ -241,15 +241,15 @@ static fg_status taps_gemm(const conv_ctx *c, const taps_state *s, fg_gemm_dims 
 /* One image's input gradient with few input channels: T' = wt dy, then dx the shifted sum of
  * T' (sh: back to the input's planes). */
 static fg_status igrad_few_in(const conv_ctx *c, const taps_state *s, const shift *sh,
-                              const void *wt, const void *dy, const void *next, void *buf,
-                              void *dx) {
+                              const void *wt, const void *dy, const void *next,
+                              int64_t next_floats, void *buf, void *dx) {
   const conv_geom *g = &s->g;
   int64_t ohw = g->ho * g->wo;
   fg_status st = FG_OK;
   if (s->few_in_kernels) {
     fg_conv_taps_few_in_igrad(&(fg_taps_few_in){.o = g->o, .rows = s->rows, .s = ohw, .dy = dy,
                                                 .wt = wt, .next = next,
-                                                .next_images = next ? 1 : 0, .t = buf});
+                                                .next_floats = next_floats, .t = buf});
   } else {
     fg_gemm_dims d = {.m = s->rows, .n = ohw, .k = g->o, .lda = g->o, .ldb = ohw, .ldc = ohw};
     st = taps_gemm(c, s, d, wt, dy, next, NULL, buf, "conv2d_input_grad");
@@ -274,7 +274,7 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
       st = taps_gemm(c, s, d, wt, in, next, NULL, buf, "conv2d");
       if (st == FG_OK) shift_sum(c, &sh, buf, c->bias, c->relu, at_m(c, k->out, n * g->o * ohw));
     } else if (s->few_in) {
-      st = igrad_few_in(c, s, &sh, wt, in, next, buf, at_m(c, k->out, n * g->c * hw));
+      st = igrad_few_in(c, s, &sh, wt, in, next, in_elems, buf, at_m(c, k->out, n * g->c * hw));
       if (st == FG_OK) fg_conv_relu_mask(c, k->out, n * g->c * hw, g->c * hw);
     } else { /* S = dy at each tap, then dx = wt S, masked as it is stored */
       gather(c, &sh, in, buf);
@@ -317,7 +317,7 @@ static fg_status wgrad_images(const conv_ctx *c, const taps_state *s, const fg_k
     if (s->bias_grad) conv_bias_lanes_add(c, b->bias_lanes, dy, g->o, ohw);
     if (st == FG_OK && s->both)
       st = igrad_few_in(c, s, &back, wt, dy, n + 1 < n1 ? at_c(c, dy, g->o * ohw) : NULL,
-                        b->planes, at_m(c, k->out, n * g->c * hw));
+                        g->o * ohw, b->planes, at_m(c, k->out, n * g->c * hw));
   }
   return st;
 }
@@ -345,18 +345,25 @@ static fg_status wgrad_images_few_in(const conv_ctx *c, const taps_state *s, con
   float *planes = b->planes;
   for (int64_t n = n0; n < n1; n += group) {
     int64_t cnt = min64(group, n1 - n), next = min64(group, n1 - n - cnt);
+    /* the next group's dy into L2, its first half during the weight gradient, the rest during
+     * the input gradients: in the weight gradient alone its lines came faster than one core
+     * reads memory */
+    const float *next_dy = next > 0 ? dy + (n + cnt) * g->o * ohw : NULL;
+    int64_t total = next * g->o * ohw, half = total / 2, rest = total - half;
     for (int64_t i = 0; i < cnt; i++)
       gather_f32(&sh, x + (n + i) * g->c * hw, planes + i * s->rows * sh.dst_stride);
     fg_conv_taps_few_in_wgrad(&(fg_taps_few_in){
         .images = cnt, .o = g->o, .rows = s->rows, .s = ohw, .dy = dy + n * g->o * ohw,
         .x = planes, .x_stride = sh.dst_stride,
-        .next = next > 0 ? dy + (n + cnt) * g->o * ohw : NULL, .next_images = next,
-        .lanes = b->wlanes, .first = n == n0});
+        .next = next_dy, .next_floats = s->both ? half : total, .lanes = b->wlanes,
+        .first = n == n0});
     for (int64_t i = 0; i < cnt; i++) { /* dy in L2: the weight gradient just read it */
       const float *dyi = dy + (n + i) * g->o * ohw;
       if (s->bias_grad) conv_bias_lanes_add(c, b->bias_lanes, dyi, g->o, ohw);
+      int64_t share = (rest + cnt - 1) / cnt, from = min64(rest, i * share); /* the rest */
       if (s->both)
-        igrad_few_in(c, s, &back, wt, dyi, NULL, planes, at_m(c, k->out, (n + i) * g->c * hw));
+        igrad_few_in(c, s, &back, wt, dyi, next_dy ? next_dy + half + from : NULL,
+                     min64(share, rest - from), planes, at_m(c, k->out, (n + i) * g->c * hw));
     }
   }
   if (n1 > n0) fg_conv_taps_lanes_total(b->wlanes, g->o * s->rows, b->partial);

@@ -120,10 +120,9 @@ static fi_prefetch fi_share(const float *next, int64_t n, int64_t block, int64_t
 
 FI_ATTR static void fi_wgrad(const fg_taps_few_in *f) {
   int64_t nvec = (f->s + 15) / 16, o = 0, blocks = f->o / FI_OB + f->o % FI_OB;
-  int64_t next = f->next_images * f->o * f->s;
   __mmask16 tail = fi_lanes(f->s - 16 * (nvec - 1));
   for (int64_t b = 0; o < f->o; b++) {
-    fi_prefetch pf = fi_share(f->next, next, b, blocks);
+    fi_prefetch pf = fi_share(f->next, f->next_floats, b, blocks);
     if (o + FI_OB <= f->o) fi_wgrad_rows(f, o, tail, &pf, FI_OB), o += FI_OB;
     else fi_wgrad_rows(f, o, tail, &pf, 1), o++;
   }
@@ -181,7 +180,7 @@ static int fi_block_vectors(int64_t left) {
 FI_ATTR static void fi_igrad(const fg_taps_few_in *f) {
   int64_t nvec = (f->s + 15) / 16;
   __mmask16 tail = fi_lanes(f->s - 16 * (nvec - 1));
-  fi_prefetch pf = fi_share(f->next, f->next_images * f->o * f->s, 0, 1); /* a line an o step */
+  fi_prefetch pf = fi_share(f->next, f->next_floats, 0, 1); /* a line an o step */
   for (int64_t v = 0; v < nvec;) {
     int pv = fi_block_vectors(nvec - v);
     if (pv == 4) fi_igrad_vectors(f, v, nvec, tail, &pf, 4);
