@@ -16,7 +16,9 @@
  * thread, 32 images of 14x14: [36, 256] x [256, 196] 145 GFLOP/s, [256, 36] x [36, 196] 157,
  * [36, 196] x [196, 256] 134) where the direct kernels reach 60-90 in the program.  The GEMMs
  * without transposes (forward, input gradients) go, in float32 on AVX-512, to the 1x1 convs'
- * kernel, which prefetches the next image while it multiplies (taps_gemm).
+ * kernel, which prefetches the next image while it multiplies (taps_gemm).  With few input
+ * channels both gradients go there to kernels of their own (conv_taps_few_in.c), which read dy
+ * in place: sgemm packs all of dy for 18 or 36 rows or columns.
  *
  * Phases: the weights rearranged once per run (forward, input gradient), then images in parts;
  * the weight gradient sums each part's images into its own partial, then the partials in part
@@ -45,7 +47,9 @@ enum {
                                lanes are 16 times its partial (590 KiB at 256 x 36) */
   TAPS_GROUP_PIXELS = 512,  /* and images in groups of at least this many pixels */
   TAPS_FEW_IN_MIN_PIXELS = 128, /* an image's pixels for those kernels: at 7x7 a plane's 49
-                                   pixels take 4 vectors, one of them a lane (below) */
+                                   pixels take 4 vectors, one of them a single lane, and Glow
+                                   K=16's 4 -> 256 gradients measured no faster than sgemm's
+                                   (one-op programs, 2 threads; README) */
 };
 
 enum { PH_PREPARE, PH_IMAGES, PH_SUM };
