@@ -444,7 +444,7 @@ static const op_case cases[] = {
                   S4(7, 10, 11, 12), &wg_pad1),
     {.op = "conv2d_weight_grad", .label = "2x2 of 1 channel to 6 at 13x14, batch 5 (few inputs "
      "by their kernels: 4 tap planes in blocks of 3 and 1, 6 rows of dy in blocks of 4 and 1, "
-     "an image a group)", .n_in = 2, .in = {S4(5, 1, 13, 14), S4(5, 6, 12, 13)}, .lo = -1,
+     "groups of 3 and 2 images)", .n_in = 2, .in = {S4(5, 1, 13, 14), S4(5, 6, 12, 13)}, .lo = -1,
      .hi = 1, .build = build_wgrad, .ctx = &wg_2x2, .reference = ref_wgrad, .no_grad = true},
     WBGRAD("zero-sized batch: zeros", S4(0, 2, 4, 4), S4(0, 3, 4, 4), &wg_empty, false),
     /* both gradients (and the bias's) from one read of dy: the taps' GEMMs on each image, or

@@ -160,7 +160,7 @@ void fg_conv_taps_few_in_wgrad(const fg_taps_few_in *f);
 /* t[r][p] = sum_o wt[r][o] dy[o][p], of one image (images 1).  Where
  * fg_conv_pointwise_available says so only. */
 void fg_conv_taps_few_in_igrad(const fg_taps_few_in *f);
-/* out[i] = the sum of lanes[16 i .. 16 i + 16) in order, i < n. */
+/* out[i] = the sum of lanes[16 i .. 16 i + 16), in a fixed order (a tree of adds), i < n. */
 void fg_conv_taps_lanes_total(const float *lanes, int64_t n, float *out);
 
 /* conv2d_chain with its first conv on the direct path, where the fixed rules choose another. */

@@ -290,9 +290,9 @@ static fg_status images(const conv_ctx *c, const taps_state *s, const fg_kargs *
   return st;
 }
 
-/* A part's buffers in scratch: the weight gradient's partial, one image's tap planes, the
- * bias lanes (conv2d_weight_bias_grad, or conv2d_input_weight_grad's with a bias) and the
- * weight gradient's lanes (few_in_kernels). */
+/* A part's buffers in scratch: the weight gradient's partial, one image's tap planes (a
+ * group's with few_in_kernels), the bias lanes (conv2d_weight_bias_grad, or
+ * conv2d_input_weight_grad's with a bias) and the weight gradient's lanes (few_in_kernels). */
 typedef struct part_bufs {
   void *partial, *planes;
   double *bias_lanes;
