@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "ops/kernels/conv_internal.h"
+#include "ops/kernels/simd.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -68,17 +69,12 @@ typedef struct pw_vec {
   __mmask16 m[2];
 } pw_vec;
 
-/* The first n lanes (all from 16 on). */
-static __mmask16 pw_lanes(int64_t n) {
-  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-}
-
 /* The vector of columns col.. (of cols in all, n an image, images image_stride apart). */
 static pw_vec pw_locate(int64_t col, int64_t cols, int64_t n, int64_t image_stride) {
   int64_t image = col / n, at = col % n, live = min64(16, cols - col);
   int64_t here = min64(live, n - at);
   pw_vec v = {.off = {image * image_stride + at, (image + 1) * image_stride - here},
-              .m = {pw_lanes(here), (__mmask16)(pw_lanes(live) & ~pw_lanes(here))}};
+              .m = {fg_lanes16(here), (__mmask16)(fg_lanes16(live) & ~fg_lanes16(here))}};
   return v;
 }
 

@@ -49,7 +49,8 @@ enum {
   TAPS_FEW_IN_MIN_PIXELS = 128, /* an image's pixels for those kernels: at 7x7 a plane's 49
                                    pixels take 4 vectors, one of them a single lane, and Glow
                                    K=16's 4 -> 256 gradients measured no faster than sgemm's
-                                   (one-op programs, 2 threads; README) */
+                                   (one-op programs, 2 threads, "Intel(R)
+                                   Xeon(R) Processor"; README) */
 };
 
 enum { PH_PREPARE, PH_IMAGES, PH_SUM };

@@ -199,7 +199,6 @@ void fg_row_lanes_add_f64(double *lanes, const double *x, int64_t rows, int64_t 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 _Static_assert(ROW_LANES == 32, "row_lanes_add_f32_avx512 keeps a row's lanes in 4 x 8 doubles");
 /* The same in AVX-512 by hand: a row's 32 lanes in four registers, the tail by masked loads
  * (zeros: +0, as the padded tail adds), so the same bits.  The compiled loop kept the lanes on
@@ -218,8 +217,7 @@ __attribute__((target("avx512f"))) static void row_lanes_add_f32_avx512(
       int64_t left = len - t;
       for (int h = 0; h < 2; h++) {
         int64_t n = left - 16 * h;
-        __mmask16 m = n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
-        __m512 v = _mm512_maskz_loadu_ps(m, x + t + 16 * h);
+        __m512 v = _mm512_maskz_loadu_ps(fg_lanes16(n), x + t + 16 * h);
         __m256 lo = _mm512_castps512_ps256(v);
         __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
         l[2 * h] = _mm512_add_pd(l[2 * h], _mm512_cvtps_pd(lo));

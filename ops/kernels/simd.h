@@ -10,4 +10,14 @@
 #define FG_SIMD_CLONES
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <stdint.h>
+/* The first n of a vector's 16 lanes (none from n <= 0, all from 16 on): a row's tail in the
+ * AVX-512 kernels' masked loads and stores. */
+static inline __mmask16 fg_lanes16(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
+}
+#endif
+
 #endif
